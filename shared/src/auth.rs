@@ -1,0 +1,240 @@
+//! Authentication: HS256 JWTs for users, and the shared secret services use
+//! to call each other's `/internal/` routes.
+//!
+//! Only HS256 is accepted, `exp` and `sub` are required, and the signature is
+//! always checked; what a verified user may do is decided by the services.
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{Role, UserInfo, UserRef};
+
+/// The claims of a Telepath token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// Username.
+    pub name: String,
+    /// `user` or `admin`.
+    #[serde(default)]
+    pub role: Role,
+    /// Expiry, seconds since the Unix epoch (required).
+    pub exp: i64,
+}
+
+impl Claims {
+    /// The user these claims name.
+    pub fn user(&self) -> UserInfo {
+        UserInfo {
+            id: self.sub.clone(),
+            name: self.name.clone(),
+            role: self.role,
+        }
+    }
+
+    /// The user without the role, as events show it.
+    pub fn user_ref(&self) -> UserRef {
+        UserRef {
+            id: self.sub.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Whether these claims carry the admin role.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// Why a token was refused. Clients only ever see "unauthorized".
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token")]
+    Missing,
+    #[error("invalid token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+/// Keys and validation rules for one deployment's tokens.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtKeys(..)")
+    }
+}
+
+impl JwtKeys {
+    /// Keys for the HS256 secret `secret`.
+    pub fn new(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_exp = true;
+        // A few seconds of clock skew between services, not the default minute.
+        validation.leeway = 5;
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// Signs a token for `user` valid for `ttl_secs` seconds.
+    pub fn mint(&self, user: &UserInfo, ttl_secs: i64) -> String {
+        let claims = Claims {
+            sub: user.id.clone(),
+            name: user.name.clone(),
+            role: user.role,
+            exp: Utc::now().timestamp() + ttl_secs,
+        };
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims (tests use it for expired tokens).
+    pub fn sign(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    /// Verifies a token: HS256 signature, `exp` in the future, `sub` present.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
+        Ok(data.claims)
+    }
+}
+
+/// The token from an `Authorization: Bearer <token>` header value.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The service-to-service token derived from the JWT secret, used when
+/// `TELEPATH_INTERNAL_TOKEN` is unset, so every service of one deployment agrees.
+pub fn derive_internal_token(jwt_secret: &str) -> String {
+    let digest = Sha256::digest(format!("telepath-internal:{jwt_secret}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The header carrying the internal token.
+pub const INTERNAL_HEADER: &str = "x-telepath-internal";
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ada() -> UserInfo {
+        UserInfo {
+            id: "u-1".into(),
+            name: "ada".into(),
+            role: Role::User,
+        }
+    }
+
+    #[test]
+    fn a_minted_token_verifies_with_its_claims() {
+        let keys = JwtKeys::new("s3cret");
+        let claims = keys.verify(&keys.mint(&ada(), 60)).unwrap();
+        assert_eq!(claims.sub, "u-1");
+        assert_eq!(claims.name, "ada");
+        assert_eq!(claims.role, Role::User);
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_is_refused() {
+        let token = JwtKeys::new("other").mint(&ada(), 60);
+        assert!(JwtKeys::new("s3cret").verify(&token).is_err());
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let keys = JwtKeys::new("s3cret");
+        assert!(keys.verify(&keys.mint(&ada(), -60)).is_err());
+    }
+
+    fn b64(s: &str) -> String {
+        use std::fmt::Write;
+        // Minimal base64url without padding, enough for hand-made test tokens.
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = (chunk[0] as u32) << 16
+                | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+                | *chunk.get(2).unwrap_or(&0) as u32;
+            for i in 0..=chunk.len() {
+                out.write_char(T[(n >> (18 - 6 * i) & 63) as usize] as char)
+                    .unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn alg_none_and_missing_or_mistyped_exp_are_refused() {
+        let keys = JwtKeys::new("s3cret");
+        let far = Utc::now().timestamp() + 3600;
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&format!(
+                r#"{{"sub":"u","name":"a","role":"admin","exp":{far}}}"#
+            ))
+        );
+        assert!(keys.verify(&none).is_err());
+        // Hand-sign claims without exp / with a string exp using the real key.
+        for payload in [
+            r#"{"sub":"u","name":"a"}"#.to_string(),
+            r#"{"sub":"u","name":"a","exp":"never"}"#.to_string(),
+            format!(r#"{{"name":"a","exp":{far}}}"#),
+        ] {
+            let header = b64(r#"{"alg":"HS256","typ":"JWT"}"#);
+            let body = b64(&payload);
+            let signing_input = format!("{header}.{body}");
+            let sig = jsonwebtoken::crypto::sign(
+                signing_input.as_bytes(),
+                &EncodingKey::from_secret(b"s3cret"),
+                Algorithm::HS256,
+            )
+            .unwrap();
+            assert!(
+                keys.verify(&format!("{signing_input}.{sig}")).is_err(),
+                "{payload}"
+            );
+        }
+        assert!(keys.verify("not.a.token").is_err());
+        assert!(keys.verify("").is_err());
+    }
+
+    #[test]
+    fn bearer_headers_parse() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+
+    #[test]
+    fn the_internal_token_is_stable_and_secret_dependent() {
+        assert_eq!(derive_internal_token("a"), derive_internal_token("a"));
+        assert_ne!(derive_internal_token("a"), derive_internal_token("b"));
+        assert_eq!(derive_internal_token("a").len(), 64);
+    }
+}

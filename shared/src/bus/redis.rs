@@ -1,0 +1,257 @@
+//! Redis bus: PUBLISH/SUBSCRIBE through a real redis-server.
+//!
+//! Subscriptions live on one RESP3 [`ConnectionManager`] per node with
+//! automatic resubscription: when Redis restarts, the manager reconnects with
+//! backoff and re-issues every SUBSCRIBE by itself. A health task PINGs that
+//! connection every second; it drives reconnection while Redis is away and
+//! feeds [`Bus::is_healthy`] (and so `/readyz`). Commands (PUBLISH) go through
+//! a deadpool-redis pool.
+//!
+//! Raw client input never becomes a channel name here: callers pass channel
+//! names built from validated ids (see `protocol::room_channel`), and this
+//! module never PSUBSCRIBEs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_redis::redis::{
+    self, AsyncCommands, PushInfo, PushKind, Value, aio::ConnectionManager,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Bus, BusError, BusMessage, Inbound};
+
+/// How often the subscription connection is probed.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A node's connection to Redis pub/sub.
+pub struct RedisBus {
+    subscriber: ConnectionManager,
+    pool: deadpool_redis::Pool,
+    healthy: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+    health_task: JoinHandle<()>,
+}
+
+/// A deadpool-redis pool for `url`, with bounded size and timeouts.
+pub fn pool(url: &str) -> Result<deadpool_redis::Pool, BusError> {
+    let mut cfg = deadpool_redis::Config::from_url(url);
+    let mut pool_cfg = deadpool_redis::PoolConfig::new(32);
+    pool_cfg.timeouts.wait = Some(Duration::from_secs(2));
+    pool_cfg.timeouts.create = Some(Duration::from_secs(2));
+    pool_cfg.timeouts.recycle = Some(Duration::from_secs(2));
+    cfg.pool = Some(pool_cfg);
+    cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .map_err(|e| {
+            BusError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "pool",
+                e.to_string(),
+            )))
+        })
+}
+
+/// `url` with `protocol=resp3`, which push-based subscriptions need.
+fn resp3_url(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+impl RedisBus {
+    /// Connects to Redis at `url`; received messages queue up to `capacity`.
+    pub async fn connect(url: &str, capacity: usize) -> Result<(Self, Inbound), BusError> {
+        let (tx, rx) = mpsc::channel(capacity);
+        let healthy = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let push = push_sender(tx, healthy.clone(), dropped.clone());
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_push_sender(push)
+            .set_automatic_resubscription()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(3);
+        let client = redis::Client::open(resp3_url(url))?;
+        let subscriber = ConnectionManager::new_with_config(client, config).await?;
+        healthy.store(true, Ordering::Relaxed);
+        let pool = pool(url)?;
+        let health_task = tokio::spawn(probe(subscriber.clone(), healthy.clone()));
+        Ok((
+            RedisBus {
+                subscriber,
+                pool,
+                healthy,
+                dropped,
+                health_task,
+            },
+            rx,
+        ))
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        self.health_task.abort();
+    }
+}
+
+/// Turns pushes from Redis into [`BusMessage`]s on the bounded inbound queue.
+/// It runs on the connection's read path, so it never blocks: a full queue
+/// drops the message and counts it.
+fn push_sender(
+    tx: mpsc::Sender<BusMessage>,
+    healthy: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
+    move |info: PushInfo| {
+        match info.kind {
+            PushKind::Disconnection => healthy.store(false, Ordering::Relaxed),
+            PushKind::Message => {
+                let mut data = info.data.into_iter();
+                let (Some(channel), Some(payload)) = (data.next(), data.next()) else {
+                    return Ok(());
+                };
+                let Some(channel) = value_string(channel) else {
+                    return Ok(());
+                };
+                let payload = match payload {
+                    Value::BulkString(b) => Bytes::from(b),
+                    Value::SimpleString(s) => Bytes::from(s),
+                    _ => return Ok(()),
+                };
+                if tx.try_send(BusMessage { channel, payload }).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn value_string(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// PINGs the subscription connection forever; a failure marks the bus
+/// unhealthy and the next PING makes the manager reconnect (and resubscribe).
+async fn probe(mut conn: ConnectionManager, healthy: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let ok = tokio::time::timeout(
+            HEALTH_INTERVAL * 2,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        let was = healthy.swap(ok, Ordering::Relaxed);
+        if was != ok {
+            if ok {
+                tracing::info!("redis bus connection is back");
+            } else {
+                tracing::warn!("redis bus connection lost");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
+        let mut conn = self.pool.get().await?;
+        let _: i64 = conn.publish(channel, &payload[..]).await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<(), BusError> {
+        self.subscriber.clone().subscribe(channel).await?;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BusError> {
+        self.subscriber.clone().unsubscribe(channel).await?;
+        Ok(())
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::RedisServer;
+
+    async fn recv(rx: &mut Inbound) -> BusMessage {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("message in time")
+            .expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_message_crosses_two_nodes_through_redis() {
+        let redis = RedisServer::start();
+        let (a, _a_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
+        let (b, mut b_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
+        b.subscribe("room:r1").await.unwrap();
+        a.publish("room:r1", Bytes::from_static(b"{\"x\":1}"))
+            .await
+            .unwrap();
+        let got = recv(&mut b_rx).await;
+        assert_eq!(got.channel, "room:r1");
+        assert_eq!(&got.payload[..], b"{\"x\":1}");
+    }
+
+    #[tokio::test]
+    async fn subscriptions_come_back_after_redis_restarts() {
+        let mut redis = RedisServer::start();
+        let (a, _a_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
+        let (b, mut b_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
+        b.subscribe("room:r2").await.unwrap();
+        redis.restart();
+        // Wait until b is subscribed again, then a publish must arrive.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "never resubscribed");
+            if b.is_healthy() && redis.numsub("room:r2") == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!b_rx.is_closed());
+        let mut sent = false;
+        for _ in 0..50 {
+            if a.publish("room:r2", Bytes::from_static(b"after"))
+                .await
+                .is_ok()
+            {
+                sent = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(sent, "publish never succeeded after restart");
+        assert_eq!(&recv(&mut b_rx).await.payload[..], b"after");
+    }
+}

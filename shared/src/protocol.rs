@@ -1,0 +1,809 @@
+//! The Telepath wire contract, v1: every WebSocket frame, REST body, error code
+//! and close code named in PROTOCOL.md, as serde types.
+//!
+//! This module is the one source of truth for wire-visible names. It does no
+//! I/O and holds no policy beyond validation helpers for identifiers that end
+//! up in bus channel names.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A user as every frame and REST body shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRef {
+    /// User id (a UUID string).
+    pub id: String,
+    /// Username.
+    pub name: String,
+}
+
+/// A user with a role, as `welcome` and `POST /auth/login` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// What a user may do: admins reach the admin routes and frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    #[default]
+    User,
+    Admin,
+}
+
+/// Presence status a user can choose (plus `offline`, which only the server sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Online,
+    Away,
+    Busy,
+    Meditating,
+    Offline,
+}
+
+// ---------------------------------------------------------------------------
+// Client -> server
+// ---------------------------------------------------------------------------
+
+/// One client frame: an optional `ref` plus the operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Correlation id chosen by the client; a frame with one gets exactly one reply.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(flatten)]
+    pub op: ClientOp,
+}
+
+/// The operations a client may request, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientOp {
+    Join {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<i64>,
+    },
+    Leave {
+        room: String,
+    },
+    Send {
+        room: String,
+        body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+    },
+    Dm {
+        to: String,
+        body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    Broadcast {
+        body: String,
+    },
+    Typing {
+        room: String,
+        active: bool,
+    },
+    Status {
+        status: Status,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    Ack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dm: Option<String>,
+    },
+    Refresh {
+        token: String,
+    },
+    Ping,
+}
+
+impl ClientOp {
+    /// The frame's `type` name, for metrics labels and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientOp::Join { .. } => "join",
+            ClientOp::Leave { .. } => "leave",
+            ClientOp::Send { .. } => "send",
+            ClientOp::Dm { .. } => "dm",
+            ClientOp::Broadcast { .. } => "broadcast",
+            ClientOp::Typing { .. } => "typing",
+            ClientOp::Status { .. } => "status",
+            ClientOp::Ack { .. } => "ack",
+            ClientOp::Refresh { .. } => "refresh",
+            ClientOp::Ping => "ping",
+        }
+    }
+}
+
+/// Just the `ref` of a frame, read when the frame as a whole does not decode,
+/// so the error can still be delivered as a reply.
+#[derive(Debug, Deserialize)]
+pub struct RefOnly {
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Server -> client
+// ---------------------------------------------------------------------------
+
+/// Every frame the server sends, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Welcome(Welcome),
+    Reply(Reply),
+    Message(Message),
+    Dm(DirectMessage),
+    Broadcast(BroadcastEvent),
+    Presence(PresenceEvent),
+    Typing(TypingEvent),
+    Member(MemberEvent),
+    Error(ErrorBody),
+    Bye(Bye),
+}
+
+impl ServerFrame {
+    /// Serialises the frame; serialising these types cannot fail (no maps with
+    /// non-string keys, no foreign `Serialize` impls).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server frames always serialise")
+    }
+}
+
+/// Always the first frame on a connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub conn_id: String,
+    pub user: UserInfo,
+    pub node: String,
+    pub heartbeat_ms: u64,
+    pub limits: Limits,
+}
+
+/// The bounds a client must respect, announced in `welcome`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest accepted frame (whole message), in bytes.
+    pub max_frame_bytes: usize,
+    /// Frames per second a connection may send before `rate_limited`.
+    pub max_rate_per_s: u32,
+    /// Largest message body, in bytes.
+    pub max_body_bytes: usize,
+    /// Rooms one connection may be joined to at once.
+    pub max_rooms_per_conn: usize,
+}
+
+/// The answer to a request that carried a `ref`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Reply {
+    /// A successful reply carrying `data`.
+    pub fn ok(reference: String, data: Value) -> Self {
+        Reply {
+            reference,
+            ok: true,
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    /// A failed reply.
+    pub fn err(reference: String, error: ErrorBody) -> Self {
+        Reply {
+            reference,
+            ok: false,
+            data: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// A room message: the `message` event, and (without `type`) the REST form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub room: String,
+    pub id: String,
+    /// Position in the room, assigned at commit: 1, 2, 3... without holes.
+    pub seq: i64,
+    pub from: UserRef,
+    pub body: String,
+    pub kind: String,
+    pub ts: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+/// A direct message between two users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectMessage {
+    pub id: String,
+    pub from: UserRef,
+    pub to: String,
+    pub body: String,
+    pub ts: DateTime<Utc>,
+}
+
+/// An admin broadcast to everyone connected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BroadcastEvent {
+    pub id: String,
+    pub from: UserRef,
+    pub body: String,
+    pub ts: DateTime<Utc>,
+}
+
+/// A user's presence changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceEvent {
+    pub user: UserRef,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Someone started or stopped typing in a room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypingEvent {
+    pub room: String,
+    pub user: UserRef,
+    pub active: bool,
+}
+
+/// Someone joined or left a room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberEvent {
+    pub room: String,
+    pub user: UserRef,
+    pub action: MemberAction,
+}
+
+/// What a `member` event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberAction {
+    Joined,
+    Left,
+}
+
+/// Sent just before the server closes a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bye {
+    pub reason: ByeReason,
+}
+
+/// Why the server is closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ByeReason {
+    Admin,
+    Restart,
+    TokenExpired,
+    SlowConsumer,
+    Replaced,
+}
+
+// ---------------------------------------------------------------------------
+// Errors and close codes
+// ---------------------------------------------------------------------------
+
+/// `{"code","message"}`: in replies, `error` frames and REST error bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The REST error envelope: `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// Every error code of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    RoomFull,
+    RateLimited,
+    TooLarge,
+    Conflict,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status REST uses for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::RoomFull | ErrorCode::Conflict => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The code for an HTTP status, for clients of REST (the gateway calling the api).
+    pub fn from_http_status(status: u16) -> Self {
+        match status {
+            400 | 422 => ErrorCode::BadRequest,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            409 => ErrorCode::Conflict,
+            413 => ErrorCode::TooLarge,
+            429 => ErrorCode::RateLimited,
+            503 => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+/// WebSocket close codes and what a client should do after each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum CloseCode {
+    /// Normal closure.
+    Normal = 1000,
+    /// RFC 6455 protocol error (bad framing, unmasked client frame).
+    ProtocolError = 1002,
+    /// A binary frame on the JSON text protocol.
+    UnsupportedData = 1003,
+    /// A text frame that is not valid UTF-8.
+    InvalidPayload = 1007,
+    /// Policy violation; do not retry unchanged.
+    Policy = 1008,
+    /// Frame (message) larger than `limits.max_frame_bytes`.
+    TooBig = 1009,
+    /// Server error; reconnect with backoff.
+    Internal = 1011,
+    /// Service restart: reconnect (to another node) and resume with `since`.
+    Restart = 1012,
+    /// Try again later: overloaded or slow consumer; reconnect with backoff and resume.
+    TryAgainLater = 1013,
+    /// Token expired: get a fresh token, then reconnect.
+    TokenExpired = 4001,
+    /// Disconnected by an admin: do not reconnect automatically.
+    Admin = 4003,
+    /// Rate-limit abuse.
+    RateLimit = 4008,
+    /// Too many connections for this user.
+    TooManyConnections = 4009,
+}
+
+impl CloseCode {
+    /// The numeric code on the wire.
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// Whether a client should reconnect by itself after this close.
+    pub fn should_reconnect(self) -> bool {
+        !matches!(
+            self,
+            CloseCode::Policy
+                | CloseCode::Admin
+                | CloseCode::TokenExpired
+                | CloseCode::TooManyConnections
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// REST bodies
+// ---------------------------------------------------------------------------
+
+/// `POST /auth/login`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// `POST /auth/login` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub user: UserInfo,
+}
+
+/// `POST /rooms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateRoom {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub max_participants: Option<i64>,
+    #[serde(default)]
+    pub private: Option<bool>,
+}
+
+/// A room as REST shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Room {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub max_participants: i64,
+    pub private: bool,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub is_active: bool,
+}
+
+/// `GET /rooms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoomList {
+    pub rooms: Vec<Room>,
+}
+
+/// `GET /rooms/{id}/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// `POST /rooms/{id}/join` response: the caller as a participant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Participant {
+    pub user: UserRef,
+    pub role: String,
+    pub joined_at: DateTime<Utc>,
+    #[serde(default)]
+    pub online: bool,
+}
+
+/// One entry of `GET /presence/online`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineUser {
+    pub id: String,
+    pub name: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub last_seen: DateTime<Utc>,
+    pub connections: u64,
+}
+
+/// `GET /presence/online`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OnlineUsers {
+    pub users: Vec<OnlineUser>,
+}
+
+// ---------------------------------------------------------------------------
+// Internal (service-to-service) bodies, under /internal/
+// ---------------------------------------------------------------------------
+
+/// Gateway -> api: join `room` on behalf of `user`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InternalJoin {
+    pub user: UserRef,
+}
+
+/// Api -> gateway: the join succeeded; `seq` is the room's latest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResult {
+    pub room: String,
+    pub seq: i64,
+}
+
+/// Gateway -> api: persist a room message from `from`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InternalSend {
+    pub from: UserRef,
+    pub body: String,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// One live connection, as gateways report it to presence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnReport {
+    pub conn_id: String,
+    pub user: UserRef,
+    pub node: String,
+}
+
+/// Gateway -> presence: the connections of `node` that are still alive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReport {
+    pub node: String,
+    pub conns: Vec<ConnReport>,
+}
+
+/// Gateway -> presence: a connection ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DisconnectReport {
+    pub conn_id: String,
+    pub user_id: String,
+}
+
+// ---------------------------------------------------------------------------
+// Identifiers
+// ---------------------------------------------------------------------------
+
+/// Whether `id` is a canonical lowercase hyphenated UUID. Room and user ids
+/// must be, because they become bus channel names (`room:{id}`): nothing a
+/// client types is ever used as a channel name or pattern unchecked.
+pub fn is_canonical_id(id: &str) -> bool {
+    id.len() == 36 && uuid::Uuid::try_parse(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
+/// Bus channel carrying a room's events.
+pub fn room_channel(room_id: &str) -> String {
+    format!("room:{room_id}")
+}
+
+/// Bus channel carrying one user's events on every node.
+pub fn user_channel(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// Bus channel every node subscribes to for admin broadcasts.
+pub const BROADCAST_CHANNEL: &str = "broadcast";
+
+/// Bus channel of one node, for control messages.
+pub fn node_channel(node_id: &str) -> String {
+    format!("node:{node_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip_client(v: Value) {
+        let frame: ClientFrame = serde_json::from_value(v.clone()).expect("decodes");
+        let back = serde_json::to_value(&frame).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn every_client_frame_round_trips() {
+        let room = "0190f5a4-7c1e-7c3a-9d2e-1a2b3c4d5e6f";
+        round_trip_client(json!({"type":"join","ref":"1","room":room,"since":41}));
+        round_trip_client(json!({"type":"join","room":room}));
+        round_trip_client(json!({"type":"leave","ref":"2","room":room}));
+        round_trip_client(
+            json!({"type":"send","ref":"3","room":room,"body":"hi","kind":"text","client_id":"c1","reply_to":"m1"}),
+        );
+        round_trip_client(json!({"type":"send","room":room,"body":"hi"}));
+        round_trip_client(json!({"type":"dm","ref":"4","to":"ada","body":"psst","client_id":"c2"}));
+        round_trip_client(json!({"type":"broadcast","body":"all hands"}));
+        round_trip_client(json!({"type":"typing","room":room,"active":true}));
+        round_trip_client(json!({"type":"status","status":"meditating","text":"om"}));
+        round_trip_client(json!({"type":"ack","room":room,"seq":7}));
+        round_trip_client(json!({"type":"ack","dm":"m9"}));
+        round_trip_client(json!({"type":"refresh","token":"t"}));
+        round_trip_client(json!({"type":"ping","ref":"9"}));
+    }
+
+    #[test]
+    fn every_server_frame_round_trips() {
+        let ts: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
+        let user = UserRef {
+            id: "u1".into(),
+            name: "ada".into(),
+        };
+        let frames = vec![
+            ServerFrame::Welcome(Welcome {
+                conn_id: "c".into(),
+                user: UserInfo {
+                    id: "u1".into(),
+                    name: "ada".into(),
+                    role: Role::Admin,
+                },
+                node: "n1".into(),
+                heartbeat_ms: 15000,
+                limits: Limits {
+                    max_frame_bytes: 65536,
+                    max_rate_per_s: 50,
+                    max_body_bytes: 4096,
+                    max_rooms_per_conn: 100,
+                },
+            }),
+            ServerFrame::Reply(Reply::ok("1".into(), json!({"pong": 5}))),
+            ServerFrame::Reply(Reply::err(
+                "2".into(),
+                ErrorBody::new(ErrorCode::RoomFull, "full"),
+            )),
+            ServerFrame::Message(Message {
+                room: "r".into(),
+                id: "m".into(),
+                seq: 3,
+                from: user.clone(),
+                body: "b".into(),
+                kind: "text".into(),
+                ts,
+                reply_to: Some("m0".into()),
+            }),
+            ServerFrame::Dm(DirectMessage {
+                id: "d".into(),
+                from: user.clone(),
+                to: "u2".into(),
+                body: "x".into(),
+                ts,
+            }),
+            ServerFrame::Broadcast(BroadcastEvent {
+                id: "b".into(),
+                from: user.clone(),
+                body: "y".into(),
+                ts,
+            }),
+            ServerFrame::Presence(PresenceEvent {
+                user: user.clone(),
+                status: Status::Meditating,
+                text: Some("om".into()),
+                last_seen: ts,
+            }),
+            ServerFrame::Typing(TypingEvent {
+                room: "r".into(),
+                user: user.clone(),
+                active: false,
+            }),
+            ServerFrame::Member(MemberEvent {
+                room: "r".into(),
+                user,
+                action: MemberAction::Left,
+            }),
+            ServerFrame::Error(ErrorBody::new(ErrorCode::BadRequest, "bad")),
+            ServerFrame::Bye(Bye {
+                reason: ByeReason::TokenExpired,
+            }),
+        ];
+        for frame in frames {
+            let text = frame.to_json();
+            let back: ServerFrame = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, frame, "{text}");
+        }
+    }
+
+    #[test]
+    fn server_frames_use_the_wire_names() {
+        let v: Value = serde_json::from_str(
+            &ServerFrame::Bye(Bye {
+                reason: ByeReason::SlowConsumer,
+            })
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(v, json!({"type":"bye","reason":"slow_consumer"}));
+        let v: Value = serde_json::from_str(
+            &ServerFrame::Reply(Reply::err(
+                "7".into(),
+                ErrorBody::new(ErrorCode::RoomFull, "m"),
+            ))
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"reply","ref":"7","ok":false,"error":{"code":"room_full","message":"m"}})
+        );
+    }
+
+    #[test]
+    fn every_error_code_has_its_wire_name_and_status() {
+        let table = [
+            (ErrorCode::BadRequest, "bad_request", 400),
+            (ErrorCode::Unauthorized, "unauthorized", 401),
+            (ErrorCode::Forbidden, "forbidden", 403),
+            (ErrorCode::NotFound, "not_found", 404),
+            (ErrorCode::RoomFull, "room_full", 409),
+            (ErrorCode::RateLimited, "rate_limited", 429),
+            (ErrorCode::TooLarge, "too_large", 413),
+            (ErrorCode::Conflict, "conflict", 409),
+            (ErrorCode::Unavailable, "unavailable", 503),
+            (ErrorCode::Internal, "internal", 500),
+        ];
+        for (code, name, status) in table {
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(name));
+            assert_eq!(
+                serde_json::from_value::<ErrorCode>(json!(name)).unwrap(),
+                code
+            );
+            assert_eq!(code.http_status(), status);
+        }
+    }
+
+    #[test]
+    fn close_codes_match_the_contract() {
+        let table = [
+            (CloseCode::Normal, 1000),
+            (CloseCode::Policy, 1008),
+            (CloseCode::TooBig, 1009),
+            (CloseCode::Internal, 1011),
+            (CloseCode::Restart, 1012),
+            (CloseCode::TryAgainLater, 1013),
+            (CloseCode::TokenExpired, 4001),
+            (CloseCode::Admin, 4003),
+            (CloseCode::RateLimit, 4008),
+            (CloseCode::TooManyConnections, 4009),
+        ];
+        for (code, n) in table {
+            assert_eq!(code.code(), n);
+        }
+        assert!(CloseCode::Restart.should_reconnect());
+        assert!(!CloseCode::Admin.should_reconnect());
+    }
+
+    #[test]
+    fn unknown_types_and_missing_fields_are_rejected() {
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"join"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"[1,2]"#).is_err());
+        assert!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"status","status":"asleep"}"#).is_err()
+        );
+        let r: RefOnly = serde_json::from_str(r#"{"type":"join","ref":"5"}"#).unwrap();
+        assert_eq!(r.reference.as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn only_canonical_uuids_are_ids() {
+        assert!(is_canonical_id("0190f5a4-7c1e-7c3a-9d2e-1a2b3c4d5e6f"));
+        for bad in [
+            "room:*",
+            "0190F5A4-7C1E-7C3A-9D2E-1A2B3C4D5E6F",
+            "user:42",
+            "",
+            "0190f5a47c1e7c3a9d2e1a2b3c4d5e6f",
+            "0190f5a4-7c1e-7c3a-9d2e-1a2b3c4d5e6*",
+        ] {
+            assert!(!is_canonical_id(bad), "{bad}");
+        }
+    }
+}

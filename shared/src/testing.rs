@@ -1,0 +1,136 @@
+//! Test helpers shared by every crate's tests (feature `testing`): a
+//! throwaway `redis-server` on a free loopback port that tests can stop and
+//! restart.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` child process owned by a test; killed on drop.
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisServer {
+    /// Starts redis-server on a free port and waits until it answers PING.
+    pub fn start() -> Self {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn spawn(&mut self) {
+        let bin =
+            std::env::var("TELEPATH_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let log: PathBuf = self.dir.path().join("redis.log");
+        let child = Command::new(bin)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.ping() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL, no save).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills and starts it again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Runs one command with redis-cli-free raw RESP and returns the reply line(s).
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{}\r\n", a.len(), a));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut buf = vec![0u8; 65536];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    fn ping(&self) -> bool {
+        self.command(&["PING"])
+            .is_some_and(|r| r.starts_with("+PONG"))
+    }
+
+    /// Number of subscribers of `channel` (PUBSUB NUMSUB).
+    pub fn numsub(&self, channel: &str) -> i64 {
+        let reply = self
+            .command(&["PUBSUB", "NUMSUB", channel])
+            .unwrap_or_default();
+        // *2\r\n$len\r\nchannel\r\n:N\r\n
+        reply
+            .lines()
+            .find_map(|l| l.strip_prefix(':'))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(-1)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
