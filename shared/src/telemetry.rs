@@ -63,6 +63,24 @@ pub fn register<M: prometheus::core::Collector + Clone + 'static>(
     metric
 }
 
+/// Cancels `token` on SIGINT or SIGTERM: the start of every service's graceful shutdown.
+pub async fn shutdown_on_signal(token: tokio_util::sync::CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+    token.cancel();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

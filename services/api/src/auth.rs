@@ -1,0 +1,50 @@
+//! Request authentication for the api: user tokens on public routes, the
+//! internal token on `/internal/` routes.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use telepath_shared::auth::{Claims, bearer};
+use telepath_shared::http::{ApiError, check_internal};
+
+use crate::ApiState;
+
+/// The verified claims of the caller (`Authorization: Bearer <jwt>`).
+pub(crate) struct AuthUser(pub(crate) Claims);
+
+impl FromRequestParts<ApiState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthorized)?;
+        let token = bearer(header).ok_or_else(ApiError::unauthorized)?;
+        let claims = state
+            .inner
+            .keys
+            .verify(token)
+            .map_err(|_| ApiError::unauthorized())?;
+        Ok(AuthUser(claims))
+    }
+}
+
+/// Proof that the caller is another Telepath service.
+pub(crate) struct Internal;
+
+impl FromRequestParts<ApiState> for Internal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        check_internal(&parts.headers, &state.inner.config.common.internal_token)?;
+        Ok(Internal)
+    }
+}

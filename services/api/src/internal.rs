@@ -1,0 +1,113 @@
+//! Service-to-service routes the gateway calls on behalf of its users.
+//! Each needs the `X-Telepath-Internal` header; none is routed by the load balancer.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use telepath_shared::http::{ApiError, JsonBody};
+use telepath_shared::protocol::{
+    InternalJoin, InternalSend, JoinResult, Message, MessagePage, Role,
+};
+
+use crate::ApiState;
+use crate::auth::Internal;
+use crate::rooms::{HistoryQuery, room_id};
+use crate::store::{self, db_err};
+
+/// Validates a user named by a gateway (it came from a verified token, but bound it anyway).
+fn check_user(user: &telepath_shared::protocol::UserRef) -> Result<(), ApiError> {
+    if user.id.is_empty() || user.id.len() > 64 || user.name.is_empty() || user.name.len() > 64 {
+        return Err(ApiError::bad_request("bad user"));
+    }
+    Ok(())
+}
+
+pub(crate) async fn join(
+    State(state): State<ApiState>,
+    _: Internal,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<InternalJoin>,
+) -> Result<Json<JoinResult>, ApiError> {
+    let id = room_id(&id)?;
+    check_user(&req.user)?;
+    let mut tx = state
+        .inner
+        .write
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db_err)?;
+    store::ensure_user(&mut tx, &req.user, Role::User).await?;
+    let (_, seq) = store::join(&mut tx, id, &req.user, "member").await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(Json(JoinResult {
+        room: id.to_owned(),
+        seq,
+    }))
+}
+
+pub(crate) async fn leave(
+    State(state): State<ApiState>,
+    _: Internal,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<InternalJoin>,
+) -> Result<StatusCode, ApiError> {
+    let id = room_id(&id)?;
+    let mut tx = state
+        .inner
+        .write
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db_err)?;
+    store::leave(&mut tx, id, &req.user.id).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn send(
+    State(state): State<ApiState>,
+    _: Internal,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<InternalSend>,
+) -> Result<Json<Message>, ApiError> {
+    let id = room_id(&id)?;
+    check_user(&req.from)?;
+    let max = state.inner.config.max_body_bytes;
+    if req.body.is_empty() {
+        return Err(ApiError::bad_request("body must not be empty"));
+    }
+    if req.body.len() > max {
+        return Err(ApiError::new(
+            telepath_shared::protocol::ErrorCode::TooLarge,
+            format!("body is over {max} bytes"),
+        ));
+    }
+    if req
+        .kind
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 32)
+        || req
+            .client_id
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c.len() > 128)
+        || req.reply_to.as_ref().is_some_and(|r| r.len() > 64)
+    {
+        return Err(ApiError::bad_request(
+            "kind (1-32), client_id (1-128) or reply_to (≤64) out of bounds",
+        ));
+    }
+    Ok(Json(state.inner.writer.send(id.to_owned(), req).await?))
+}
+
+/// History for the gateway (resume, gap repair): no membership check.
+pub(crate) async fn messages(
+    State(state): State<ApiState>,
+    _: Internal,
+    Path(id): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let id = room_id(&id)?;
+    let (anchor, limit) = HistoryQuery::parse(query)?;
+    let (messages, has_more) = store::page(&state.inner.read, id, anchor, limit).await?;
+    Ok(Json(MessagePage { messages, has_more }))
+}

@@ -1,0 +1,58 @@
+//! Dev login: `POST /auth/login` creates the user if new and returns a token.
+//! Only mounted behaviour when `TELEPATH_DEV_LOGIN=1`; otherwise 404.
+
+use axum::Json;
+use axum::extract::State;
+use telepath_shared::http::{ApiError, JsonBody};
+use telepath_shared::protocol::{LoginRequest, LoginResponse, Role, UserInfo};
+
+use crate::ApiState;
+use crate::store::{db_err, now};
+
+/// Usernames: 1-32 of `[A-Za-z0-9_.-]`.
+pub(crate) fn valid_username(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+pub(crate) async fn login(
+    State(state): State<ApiState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    if !state.inner.config.dev_login {
+        return Err(ApiError::not_found("dev login is off"));
+    }
+    if !valid_username(&req.username) {
+        return Err(ApiError::bad_request(
+            "username: 1-32 characters of A-Z a-z 0-9 _ . -",
+        ));
+    }
+    let role = req.role.unwrap_or(Role::User);
+    let role_name = if role == Role::Admin { "admin" } else { "user" };
+    let fresh_id = uuid::Uuid::now_v7().hyphenated().to_string();
+    // One statement: create the user or update its role, and read its id.
+    let (id,): (String,) = sqlx::query_as(
+        "INSERT INTO users (id, username, role, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (username) DO UPDATE SET role = excluded.role
+         RETURNING id",
+    )
+    .bind(&fresh_id)
+    .bind(&req.username)
+    .bind(role_name)
+    .bind(now())
+    .fetch_one(&state.inner.write)
+    .await
+    .map_err(db_err)?;
+    let user = UserInfo {
+        id,
+        name: req.username,
+        role,
+    };
+    let token = state
+        .inner
+        .keys
+        .mint(&user, state.inner.config.token_ttl_secs);
+    Ok(Json(LoginResponse { token, user }))
+}

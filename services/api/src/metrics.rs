@@ -1,0 +1,63 @@
+//! The api's Prometheus metrics.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
+use telepath_shared::telemetry::register;
+
+/// Counters and histograms of the api.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    /// Room messages committed.
+    pub messages_persisted: IntCounter,
+    /// Messages per group-commit transaction.
+    pub batch_size: Histogram,
+    /// Time from BEGIN to COMMIT of one group commit.
+    pub commit_seconds: Histogram,
+    /// Publishes to the bus that failed after commit (repaired by gap repair).
+    pub publish_failures: IntCounter,
+}
+
+impl ApiMetrics {
+    /// Registers the api's metrics in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        ApiMetrics {
+            messages_persisted: register(
+                registry,
+                IntCounter::new(
+                    "telepath_api_messages_persisted_total",
+                    "Room messages committed",
+                )
+                .unwrap(),
+            ),
+            batch_size: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "telepath_api_commit_batch_size",
+                        "Messages per group-commit transaction",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+                )
+                .unwrap(),
+            ),
+            commit_seconds: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "telepath_api_commit_duration_seconds",
+                        "Duration of one group commit",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
+                )
+                .unwrap(),
+            ),
+            publish_failures: register(
+                registry,
+                IntCounter::new(
+                    "telepath_api_publish_failures_total",
+                    "Bus publishes that failed after commit",
+                )
+                .unwrap(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Public room routes: create, list, join, leave, history.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use telepath_shared::http::{ApiError, JsonBody};
+use telepath_shared::protocol::{
+    CreateRoom, MessagePage, Participant, Room, RoomList, is_canonical_id,
+};
+
+use crate::ApiState;
+use crate::auth::AuthUser;
+use crate::store::{self, PageAnchor, db_err, now};
+
+/// Largest `max_participants` a room may ask for.
+const MAX_PARTICIPANTS: i64 = 100_000;
+/// Participants when the creator does not say.
+const DEFAULT_PARTICIPANTS: i64 = 100;
+
+/// A room id from the path: canonical UUIDs only (400 otherwise).
+pub(crate) fn room_id(id: &str) -> Result<&str, ApiError> {
+    if is_canonical_id(id) {
+        Ok(id)
+    } else {
+        Err(ApiError::bad_request("room ids are lowercase UUIDs"))
+    }
+}
+
+fn valid_room_name(name: &str) -> bool {
+    let len = name.chars().count();
+    (1..=64).contains(&len) && !name.chars().any(char::is_control) && name.trim() == name
+}
+
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    JsonBody(req): JsonBody<CreateRoom>,
+) -> Result<(StatusCode, Json<Room>), ApiError> {
+    if !valid_room_name(&req.name) {
+        return Err(ApiError::bad_request(
+            "name: 1-64 characters, no control characters or outer spaces",
+        ));
+    }
+    if req
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 1024)
+    {
+        return Err(ApiError::bad_request(
+            "description: at most 1024 characters",
+        ));
+    }
+    let max = req.max_participants.unwrap_or(DEFAULT_PARTICIPANTS);
+    if !(1..=MAX_PARTICIPANTS).contains(&max) {
+        return Err(ApiError::bad_request(format!(
+            "max_participants: 1-{MAX_PARTICIPANTS}"
+        )));
+    }
+    let user = claims.user_ref();
+    let room = Room {
+        id: uuid::Uuid::now_v7().hyphenated().to_string(),
+        name: req.name,
+        description: req.description,
+        max_participants: max,
+        private: req.private.unwrap_or(false),
+        created_by: user.id.clone(),
+        created_at: now(),
+        is_active: true,
+    };
+    let mut tx = state
+        .inner
+        .write
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db_err)?;
+    store::ensure_user(&mut tx, &user, claims.role).await?;
+    sqlx::query(
+        "INSERT INTO rooms (id, name, description, max_participants, is_private, created_by, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&room.id)
+    .bind(&room.name)
+    .bind(&room.description)
+    .bind(room.max_participants)
+    .bind(room.private)
+    .bind(&room.created_by)
+    .bind(room.created_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    store::join(&mut tx, &room.id, &user, "owner").await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok((StatusCode::CREATED, Json(room)))
+}
+
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+) -> Result<Json<RoomList>, ApiError> {
+    Ok(Json(RoomList {
+        rooms: store::visible_rooms(&state.inner.read, &claims.sub).await?,
+    }))
+}
+
+pub(crate) async fn join(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Participant>, ApiError> {
+    let id = room_id(&id)?;
+    let mut tx = state
+        .inner
+        .write
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db_err)?;
+    store::ensure_user(&mut tx, &claims.user_ref(), claims.role).await?;
+    let (participant, _) = store::join(&mut tx, id, &claims.user_ref(), "member").await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(Json(participant))
+}
+
+pub(crate) async fn leave(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = room_id(&id)?;
+    let mut tx = state
+        .inner
+        .write
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db_err)?;
+    store::leave(&mut tx, id, &claims.sub).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?before=&after=&limit=` of a history page.
+#[derive(Debug, Deserialize)]
+pub(crate) struct HistoryQuery {
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Default and largest page sizes.
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+impl HistoryQuery {
+    /// Validates the query: one anchor at most, seqs ≥ 0, limit 1..=500 (larger is clamped).
+    pub(crate) fn parse(
+        q: Result<Query<HistoryQuery>, QueryRejection>,
+    ) -> Result<(PageAnchor, i64), ApiError> {
+        let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let limit = match q.limit {
+            None => DEFAULT_LIMIT,
+            Some(l) if l < 1 => return Err(ApiError::bad_request("limit must be at least 1")),
+            Some(l) => l.min(MAX_LIMIT),
+        };
+        let anchor = match (q.before, q.after) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("give before or after, not both"));
+            }
+            (Some(b), None) if b >= 0 => PageAnchor::Before(b),
+            (None, Some(a)) if a >= 0 => PageAnchor::After(a),
+            (None, None) => PageAnchor::Latest,
+            _ => return Err(ApiError::bad_request("seq values are non-negative")),
+        };
+        Ok((anchor, limit))
+    }
+}
+
+pub(crate) async fn messages(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<MessagePage>, ApiError> {
+    let id = room_id(&id)?;
+    let (anchor, limit) = HistoryQuery::parse(query)?;
+    let mut conn = state.inner.read.acquire().await.map_err(db_err)?;
+    let room = store::room(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such room"))?;
+    // Private rooms are readable by their members only, and invisible to others.
+    let private = room.into_room().private;
+    if private && !store::is_member(&mut conn, id, &claims.sub).await? {
+        return Err(ApiError::not_found("no such room"));
+    }
+    drop(conn);
+    let (messages, has_more) = store::page(&state.inner.read, id, anchor, limit).await?;
+    Ok(Json(MessagePage { messages, has_more }))
+}

@@ -1,0 +1,330 @@
+//! SQL for rooms, participants and message history. Every function takes a
+//! pool or connection; writes are called inside a write transaction by the
+//! caller. Rows map to protocol types here and nowhere else.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::{FromRow, SqliteConnection, SqlitePool};
+use telepath_shared::http::ApiError;
+use telepath_shared::protocol::{ErrorCode, Message, Participant, Role, Room, UserRef};
+
+/// Now, truncated to milliseconds so stored and returned times agree.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// Maps a database error to a logged internal error.
+pub(crate) fn db_err(e: sqlx::Error) -> ApiError {
+    ApiError::internal(e)
+}
+
+#[derive(FromRow)]
+pub(crate) struct RoomRow {
+    id: String,
+    name: String,
+    description: Option<String>,
+    max_participants: i64,
+    is_private: bool,
+    is_active: bool,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    pub(crate) last_seq: i64,
+    pub(crate) participant_count: i64,
+}
+
+impl RoomRow {
+    pub(crate) fn into_room(self) -> Room {
+        Room {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            max_participants: self.max_participants,
+            private: self.is_private,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            is_active: self.is_active,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct MessageRow {
+    id: String,
+    room_id: String,
+    seq: i64,
+    sender_id: String,
+    sender_name: String,
+    content: String,
+    kind: String,
+    created_at: DateTime<Utc>,
+    reply_to: Option<String>,
+}
+
+impl MessageRow {
+    pub(crate) fn into_message(self) -> Message {
+        Message {
+            room: self.room_id,
+            id: self.id,
+            seq: self.seq,
+            from: UserRef {
+                id: self.sender_id,
+                name: self.sender_name,
+            },
+            body: self.content,
+            kind: self.kind,
+            ts: self.created_at,
+            reply_to: self.reply_to,
+        }
+    }
+}
+
+/// Makes sure `user` has a row (tokens minted outside dev login name users
+/// the database has not seen yet). A username taken by another id is a conflict.
+pub(crate) async fn ensure_user(
+    conn: &mut SqliteConnection,
+    user: &UserRef,
+    role: Role,
+) -> Result<(), ApiError> {
+    let role = if role == Role::Admin { "admin" } else { "user" };
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, username, role, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&user.id)
+    .bind(&user.name)
+    .bind(role)
+    .bind(now())
+    .execute(&mut *conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ApiError::new(
+            ErrorCode::Conflict,
+            "username belongs to another user",
+        )),
+        Err(e) => Err(db_err(e)),
+    }
+}
+
+/// The room with `id`, active or not.
+pub(crate) async fn room(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> Result<Option<RoomRow>, ApiError> {
+    sqlx::query_as::<_, RoomRow>(
+        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count
+         FROM rooms WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)
+}
+
+/// Whether `user_id` is an active participant of `room_id`.
+pub(crate) async fn is_member(
+    conn: &mut SqliteConnection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<bool, ApiError> {
+    let row: Option<(bool,)> =
+        sqlx::query_as("SELECT is_active FROM room_participants WHERE room_id = ? AND user_id = ?")
+            .bind(room_id)
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    Ok(row.is_some_and(|(active,)| active))
+}
+
+/// Rooms `user_id` may see: active public rooms and every active room they belong to.
+pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Vec<Room>, ApiError> {
+    let rows = sqlx::query_as::<_, RoomRow>(
+        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count
+         FROM rooms r
+         WHERE r.is_active = 1
+           AND (r.is_private = 0 OR EXISTS (
+                SELECT 1 FROM room_participants p
+                WHERE p.room_id = r.id AND p.user_id = ? AND p.is_active = 1))
+         ORDER BY r.created_at, r.id
+         LIMIT 1000",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(RoomRow::into_room).collect())
+}
+
+/// Makes `user` an active participant of `room_id` with `role`, enforcing
+/// `max_participants` and private-room membership. Runs inside the caller's
+/// write transaction, so the count check and the insert are atomic.
+/// Returns the participant and the room's latest seq.
+pub(crate) async fn join(
+    conn: &mut SqliteConnection,
+    room_id: &str,
+    user: &UserRef,
+    role: &str,
+) -> Result<(Participant, i64), ApiError> {
+    let room = room(conn, room_id)
+        .await?
+        .filter(|r| r.is_active)
+        .ok_or_else(|| ApiError::not_found("no such room"))?;
+    let existing: Option<(bool, DateTime<Utc>, String)> =
+        sqlx::query_as("SELECT is_active, joined_at, role FROM room_participants WHERE room_id = ? AND user_id = ?")
+            .bind(room_id)
+            .bind(&user.id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    if let Some((true, joined_at, role)) = &existing {
+        let p = Participant {
+            user: user.clone(),
+            role: role.clone(),
+            joined_at: *joined_at,
+            online: false,
+        };
+        return Ok((p, room.last_seq));
+    }
+    // Private rooms do not admit anyone by themselves and do not reveal that they exist.
+    if room.is_private && role != "owner" {
+        return Err(ApiError::not_found("no such room"));
+    }
+    if room.participant_count >= room.max_participants {
+        return Err(ApiError::new(ErrorCode::RoomFull, "the room is full"));
+    }
+    let joined_at = now();
+    sqlx::query(
+        "INSERT INTO room_participants (room_id, user_id, role, joined_at, is_active)
+         VALUES (?, ?, ?, ?, 1)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET is_active = 1, joined_at = excluded.joined_at",
+    )
+    .bind(room_id)
+    .bind(&user.id)
+    .bind(role)
+    .bind(joined_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    sqlx::query("UPDATE rooms SET participant_count = participant_count + 1 WHERE id = ?")
+        .bind(room_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let role = existing
+        .map(|(_, _, r)| r)
+        .unwrap_or_else(|| role.to_owned());
+    Ok((
+        Participant {
+            user: user.clone(),
+            role,
+            joined_at,
+            online: false,
+        },
+        room.last_seq,
+    ))
+}
+
+/// Ends `user_id`'s participation in `room_id`; not a member is `not_found`.
+pub(crate) async fn leave(
+    conn: &mut SqliteConnection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<(), ApiError> {
+    let done = sqlx::query("UPDATE room_participants SET is_active = 0 WHERE room_id = ? AND user_id = ? AND is_active = 1")
+        .bind(room_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found("not a member of this room"));
+    }
+    sqlx::query("UPDATE rooms SET participant_count = participant_count - 1 WHERE id = ?")
+        .bind(room_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Which slice of history a page reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PageAnchor {
+    /// The newest messages.
+    Latest,
+    /// Messages with seq < this.
+    Before(i64),
+    /// Messages with seq > this.
+    After(i64),
+}
+
+/// One page of `room_id`'s messages, in seq order, and whether more exist in
+/// the direction of paging. Reads `limit + 1` rows to know.
+pub(crate) async fn page(
+    pool: &SqlitePool,
+    room_id: &str,
+    anchor: PageAnchor,
+    limit: i64,
+) -> Result<(Vec<Message>, bool), ApiError> {
+    // Three fixed statements: sqlx takes only static SQL, and each one walks
+    // the (room_id, seq) index in the direction it needs.
+    let mut rows: Vec<MessageRow> = match anchor {
+        PageAnchor::After(after) => sqlx::query_as(
+            "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
+             FROM messages m JOIN users u ON u.id = m.sender_id
+             WHERE m.room_id = ? AND m.seq > ? ORDER BY m.seq ASC LIMIT ?",
+        )
+        .bind(room_id)
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await,
+        PageAnchor::Before(before) => sqlx::query_as(
+            "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
+             FROM messages m JOIN users u ON u.id = m.sender_id
+             WHERE m.room_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?",
+        )
+        .bind(room_id)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await,
+        PageAnchor::Latest => sqlx::query_as(
+            "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
+             FROM messages m JOIN users u ON u.id = m.sender_id
+             WHERE m.room_id = ? ORDER BY m.seq DESC LIMIT ?",
+        )
+        .bind(room_id)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await,
+    }
+    .map_err(db_err)?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    if !matches!(anchor, PageAnchor::After(_)) {
+        rows.reverse();
+    }
+    Ok((
+        rows.into_iter().map(MessageRow::into_message).collect(),
+        has_more,
+    ))
+}
+
+/// The message `sender_id` sent earlier with `client_id`, if any.
+pub(crate) async fn by_client_id(
+    conn: &mut SqliteConnection,
+    sender_id: &str,
+    client_id: &str,
+) -> Result<Option<Message>, ApiError> {
+    let row: Option<MessageRow> = sqlx::query_as(
+        "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
+         FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.sender_id = ? AND m.client_id = ? AND m.room_id IS NOT NULL",
+    )
+    .bind(sender_id)
+    .bind(client_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(row.map(MessageRow::into_message))
+}

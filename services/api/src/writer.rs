@@ -1,0 +1,216 @@
+//! The single writer: group commit of room messages.
+//!
+//! Handlers queue [`SendJob`]s; one task takes as many as are waiting (up to
+//! [`MAX_BATCH`]), persists them in one `BEGIN IMMEDIATE` transaction (each
+//! under its own savepoint, so one bad job does not sink the batch), commits,
+//! and only then publishes each new message to `room:{id}` in seq order and
+//! answers its caller. One task means commits and publishes happen in one
+//! order, so every subscriber sees a room's messages in seq order.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sqlx::{SqliteConnection, SqlitePool};
+use telepath_shared::bus::Bus;
+use telepath_shared::http::ApiError;
+use telepath_shared::protocol::{
+    ErrorCode, InternalSend, Message, Role, ServerFrame, room_channel,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::ApiMetrics;
+use crate::store::{self, db_err, now};
+
+/// Most messages committed in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Jobs that may wait for the writer before callers get `unavailable`.
+const QUEUE: usize = 8192;
+/// How long a caller waits for a place in the queue.
+const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One room message to persist.
+pub(crate) struct SendJob {
+    room: String,
+    send: InternalSend,
+    reply: oneshot::Sender<Result<Message, ApiError>>,
+}
+
+/// Handle to queue work for the writer task.
+#[derive(Clone)]
+pub(crate) struct WriterHandle {
+    tx: mpsc::Sender<SendJob>,
+}
+
+impl WriterHandle {
+    /// Persists a room message; returns it with its seq once committed (and
+    /// published). A repeated `client_id` returns the first message.
+    pub(crate) async fn send(&self, room: String, send: InternalSend) -> Result<Message, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send_timeout(SendJob { room, send, reply }, ENQUEUE_TIMEOUT)
+            .await
+            .map_err(|_| ApiError::unavailable("the message writer is overloaded"))?;
+        rx.await
+            .map_err(|_| ApiError::unavailable("the message writer stopped"))?
+    }
+}
+
+/// Starts the writer task on `pool` (the single-connection write pool).
+pub(crate) fn spawn(pool: SqlitePool, bus: Arc<dyn Bus>, metrics: ApiMetrics) -> WriterHandle {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(run(rx, pool, bus, metrics));
+    WriterHandle { tx }
+}
+
+/// Runs until every [`WriterHandle`] is dropped.
+async fn run(
+    mut rx: mpsc::Receiver<SendJob>,
+    pool: SqlitePool,
+    bus: Arc<dyn Bus>,
+    metrics: ApiMetrics,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit_batch(&pool, bus.as_ref(), &metrics, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// What persisting one job produced.
+struct Persisted {
+    message: Message,
+    /// False when `client_id` matched an earlier message (nothing new stored or published).
+    fresh: bool,
+}
+
+async fn commit_batch(pool: &SqlitePool, bus: &dyn Bus, metrics: &ApiMetrics, batch: Vec<SendJob>) {
+    let started = Instant::now();
+    let outcomes = match persist_all(pool, &batch).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            // The transaction failed as a whole: nothing was committed.
+            let err = ApiError::internal(e);
+            for job in batch {
+                let _ = job.reply.send(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.batch_size.observe(batch.len() as f64);
+    for (job, outcome) in batch.into_iter().zip(outcomes) {
+        let result = match outcome {
+            Ok(p) => {
+                if p.fresh {
+                    metrics.messages_persisted.inc();
+                    publish(bus, metrics, &p.message).await;
+                }
+                Ok(p.message)
+            }
+            Err(e) => Err(e),
+        };
+        // The caller may have gone away; the message is committed regardless.
+        let _ = job.reply.send(result);
+    }
+}
+
+/// Publishes a committed message. A failure is logged and counted: the
+/// message is safe in SQLite and reaches members through resume and gap repair.
+async fn publish(bus: &dyn Bus, metrics: &ApiMetrics, message: &Message) {
+    let frame = Bytes::from(ServerFrame::Message(message.clone()).to_json());
+    if let Err(e) = bus.publish(&room_channel(&message.room), frame).await {
+        metrics.publish_failures.inc();
+        tracing::warn!(error = %e, room = %message.room, seq = message.seq, "publish after commit failed");
+    }
+}
+
+async fn persist_all(
+    pool: &SqlitePool,
+    batch: &[SendJob],
+) -> Result<Vec<Result<Persisted, ApiError>>, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+        match persist_one(&mut tx, job).await {
+            Ok(p) => {
+                sqlx::query("RELEASE job").execute(&mut *tx).await?;
+                outcomes.push(Ok(p));
+            }
+            Err(e) => {
+                sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
+                sqlx::query("RELEASE job").execute(&mut *tx).await?;
+                outcomes.push(Err(e));
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn persist_one(conn: &mut SqliteConnection, job: &SendJob) -> Result<Persisted, ApiError> {
+    let from = &job.send.from;
+    if let Some(client_id) = &job.send.client_id
+        && let Some(message) = store::by_client_id(conn, &from.id, client_id).await?
+    {
+        return Ok(Persisted {
+            message,
+            fresh: false,
+        });
+    }
+    let room = store::room(conn, &job.room)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such room"))?;
+    if !store::is_member(conn, &job.room, &from.id).await? {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "join the room before sending to it",
+        ));
+    }
+    // Checked after membership so non-members learn nothing about the room's state.
+    if !room.into_room().is_active {
+        return Err(ApiError::new(ErrorCode::Forbidden, "the room is closed"));
+    }
+    store::ensure_user(conn, from, Role::User).await?;
+    let (seq,): (i64,) =
+        sqlx::query_as("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq")
+            .bind(&job.room)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    let id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let ts = now();
+    let kind = job.send.kind.clone().unwrap_or_else(|| "text".to_owned());
+    sqlx::query(
+        "INSERT INTO messages (id, room_id, sender_id, content, kind, seq, client_id, reply_to, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&job.room)
+    .bind(&from.id)
+    .bind(&job.send.body)
+    .bind(&kind)
+    .bind(seq)
+    .bind(&job.send.client_id)
+    .bind(&job.send.reply_to)
+    .bind(ts)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let message = Message {
+        room: job.room.clone(),
+        id,
+        seq,
+        from: from.clone(),
+        body: job.send.body.clone(),
+        kind,
+        ts,
+        reply_to: job.send.reply_to.clone(),
+    };
+    Ok(Persisted {
+        message,
+        fresh: true,
+    })
+}

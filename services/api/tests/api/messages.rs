@@ -1,0 +1,221 @@
+//! Persisting room messages through the internal route, and history pages.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use telepath_shared::protocol::ServerFrame;
+
+use crate::helpers::{assert_error, spawn_api};
+
+#[tokio::test]
+async fn a_message_gets_the_next_seq_and_is_published_after_commit() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let room = api.create_room(&ada, json!({"name": "r"})).await;
+    let id = room["id"].as_str().unwrap();
+    let (_node, mut rx) = api.watch(&format!("room:{id}")).await;
+    for expected in 1..=3 {
+        let resp = api
+            .internal_send(&ada, id, json!({"body": format!("m{expected}")}))
+            .await;
+        assert_eq!(resp.status(), 200);
+        let msg: Value = resp.json().await.unwrap();
+        assert_eq!(msg["seq"], expected);
+        let published = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let ServerFrame::Message(m) = serde_json::from_slice(&published.payload).unwrap() else {
+            panic!("not a message")
+        };
+        assert_eq!(
+            (m.seq, m.id.as_str()),
+            (expected, msg["id"].as_str().unwrap())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_client_id_returns_the_first_message_and_stores_nothing_new() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first: Value = api
+        .internal_send(&ada, &id, json!({"body": "once", "client_id": "c-1"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again: Value = api
+        .internal_send(&ada, &id, json!({"body": "once", "client_id": "c-1"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let page: Value = api
+        .get(&ada, &format!("/rooms/{id}/messages"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn non_members_cannot_send_and_nothing_is_stored() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let bob = api.login("bob").await;
+    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_error(
+        api.internal_send(&bob, &id, json!({"body": "hi"})).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let page: Value = api
+        .get(&ada, &format!("/rooms/{id}/messages"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 0);
+    let unknown = uuid::Uuid::now_v7().hyphenated().to_string();
+    assert_error(
+        api.internal_send(&ada, &unknown, json!({"body": "hi"}))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn internal_routes_need_the_internal_token() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("{}/internal/rooms/{id}/messages", api.url);
+    let body = json!({"from": {"id": ada.id, "name": "ada"}, "body": "x"});
+    assert_error(
+        api.http.post(&url).json(&body).send().await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let resp = api
+        .http
+        .post(&url)
+        .header("x-telepath-internal", "nope")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn concurrent_senders_get_distinct_seqs_without_holes() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sends = (0..100).map(|i| api.internal_send(&ada, &id, json!({"body": format!("m{i}")})));
+    let mut seqs: Vec<i64> = Vec::new();
+    for resp in futures_util::future::join_all(sends).await {
+        let v: Value = resp.json().await.unwrap();
+        seqs.push(v["seq"].as_i64().unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn history_pages_forward_and_backward_in_seq_order() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 1..=7 {
+        assert_eq!(
+            api.internal_send(&ada, &id, json!({"body": format!("m{i}")}))
+                .await
+                .status(),
+            200
+        );
+    }
+    let seqs = |v: &Value| {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let latest: Value = api
+        .get(&ada, &format!("/rooms/{id}/messages?limit=3"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (seqs(&latest), latest["has_more"].as_bool().unwrap()),
+        (vec![5, 6, 7], true)
+    );
+    let before: Value = api
+        .get(&ada, &format!("/rooms/{id}/messages?before=5&limit=3"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (seqs(&before), before["has_more"].as_bool().unwrap()),
+        (vec![2, 3, 4], true)
+    );
+    let after: Value = api
+        .get(&ada, &format!("/rooms/{id}/messages?after=4"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (seqs(&after), after["has_more"].as_bool().unwrap()),
+        (vec![5, 6, 7], false)
+    );
+    assert_eq!(latest["messages"][0]["from"]["name"], "ada");
+    for bad in [
+        "limit=0",
+        "limit=-1",
+        "before=abc",
+        "before=1&after=2",
+        "after=-5",
+    ] {
+        assert_error(
+            api.get(&ada, &format!("/rooms/{id}/messages?{bad}")).await,
+            400,
+            "bad_request",
+        )
+        .await;
+    }
+    let clamped: Value = api
+        .get(&ada, &format!("/rooms/{id}/messages?limit=10000000"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seqs(&clamped).len(), 7);
+}
