@@ -155,6 +155,8 @@ pub struct GatewayConfig {
     pub max_rooms_per_conn: usize,
     /// `TELEPATH_MAX_RATE_PER_S`: frames per second per connection (default 50).
     pub max_rate_per_s: u32,
+    /// `TELEPATH_REPLAY_CAP`: most messages a `join` with `since` replays (default 1000).
+    pub replay_cap: i64,
     /// `TELEPATH_SHUTDOWN_GRACE_MS`: how long shutdown waits for connections to close, ms (default 5000).
     pub shutdown_grace: Duration,
 }
@@ -183,6 +185,7 @@ impl GatewayConfig {
             outbound_queue: parse(src, "TELEPATH_OUTBOUND_QUEUE", 1024)?,
             max_rooms_per_conn: parse(src, "TELEPATH_MAX_ROOMS_PER_CONN", 100)?,
             max_rate_per_s: parse(src, "TELEPATH_MAX_RATE_PER_S", 50)?,
+            replay_cap: parse(src, "TELEPATH_REPLAY_CAP", 1000)?,
             shutdown_grace: Duration::from_millis(parse(src, "TELEPATH_SHUTDOWN_GRACE_MS", 5_000)?),
         })
     }

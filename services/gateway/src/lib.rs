@@ -1,1 +1,209 @@
+//! telepath-gateway: terminates WebSockets and fans events out through the bus.
+//!
+//! Stateless: it keeps only this node's connections and their channel
+//! memberships (the [`hub`]). Durable operations go to the api, connection
+//! reports to presence. `GET /connect` authenticates the JWT before the
+//! upgrade; each connection then runs as a [`session`].
 
+mod connect;
+mod hub;
+mod metrics;
+mod session;
+mod upstream;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use prometheus::Registry;
+use telepath_shared::auth::JwtKeys;
+use telepath_shared::bus::{Bus, Inbound};
+use telepath_shared::config::GatewayConfig;
+use telepath_shared::http::{ApiError, not_found};
+use telepath_shared::protocol::{BROADCAST_CHANNEL, node_channel};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use metrics::GatewayMetrics;
+
+/// Everything a gateway's handlers and sessions share; cheap to clone.
+#[derive(Clone)]
+pub struct GatewayState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: GatewayConfig,
+    keys: JwtKeys,
+    hub: Arc<hub::Hub>,
+    bus: Arc<dyn Bus>,
+    api: upstream::ApiClient,
+    presence: upstream::PresenceReporter,
+    metrics: GatewayMetrics,
+    registry: Registry,
+    /// Cancelled when the gateway drains: sessions say `bye` (restart) and close 1012.
+    shutdown: CancellationToken,
+    /// Every session task, so shutdown can wait for them.
+    sessions: TaskTracker,
+    next_conn: AtomicU64,
+}
+
+impl GatewayState {
+    /// Builds a gateway on `bus`, dispatching what arrives on `inbound` to local connections.
+    pub fn build(
+        config: GatewayConfig,
+        bus: Arc<dyn Bus>,
+        inbound: Inbound,
+        registry: Registry,
+    ) -> GatewayState {
+        let metrics = GatewayMetrics::new(&registry);
+        let node = config.common.node_id.clone();
+        let hub = hub::Hub::new(
+            bus.clone(),
+            metrics.clone(),
+            vec![BROADCAST_CHANNEL.to_owned(), node_channel(&node)],
+        );
+        let shutdown = CancellationToken::new();
+        let token = &config.common.internal_token;
+        let api = upstream::ApiClient::new(&config.api_url, token);
+        let presence = upstream::PresenceReporter::spawn(
+            &config.presence_url,
+            token,
+            node,
+            config.heartbeat(),
+            shutdown.clone(),
+        );
+        let keys = JwtKeys::new(&config.common.jwt_secret);
+        let inner = Inner {
+            config,
+            keys,
+            hub: hub.clone(),
+            bus: bus.clone(),
+            api,
+            presence,
+            metrics: metrics.clone(),
+            registry,
+            shutdown,
+            sessions: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+        };
+        tokio::spawn(dispatch_inbound(inbound, hub, bus, metrics));
+        GatewayState {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Ok while the bus connection is up.
+    pub fn ready(&self) -> Result<(), ApiError> {
+        if self.inner.bus.is_healthy() {
+            Ok(())
+        } else {
+            Err(ApiError::unavailable("bus unavailable"))
+        }
+    }
+
+    /// Starts draining: sessions get `bye` (restart) and close with 1012.
+    pub fn drain(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    fn next_conn_id(&self) -> hub::ConnId {
+        self.inner.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Relays bus messages to local connections until the bus closes.
+async fn dispatch_inbound(
+    mut inbound: Inbound,
+    hub: Arc<hub::Hub>,
+    bus: Arc<dyn Bus>,
+    metrics: GatewayMetrics,
+) {
+    while let Some(msg) = inbound.recv().await {
+        metrics.bus_in.inc();
+        metrics.bus_dropped.set(bus.dropped() as i64);
+        if msg.channel == BROADCAST_CHANNEL {
+            hub.dispatch_all(&msg.payload);
+        } else if msg.channel.starts_with("node:") {
+            tracing::debug!(channel = %msg.channel, "control message ignored");
+        } else {
+            hub.dispatch(&msg.channel, &msg.payload);
+        }
+    }
+}
+
+/// The gateway's routes without health and metrics (for the all-in-one router).
+pub fn routes(state: GatewayState) -> Router {
+    Router::new()
+        .route("/connect", get(connect::connect))
+        .with_state(state)
+}
+
+/// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404.
+pub fn router(state: GatewayState) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(|State(s): State<GatewayState>| async move {
+                telepath_shared::telemetry::render(&s.inner.registry)
+            }),
+        )
+        .with_state(state.clone())
+        .merge(routes(state))
+        .fallback(not_found)
+}
+
+async fn readyz(
+    State(state): State<GatewayState>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    state.ready()?;
+    Ok(axum::Json(serde_json::json!({"status": "ready"})))
+}
+
+/// Serves [`router`] on `listener` until `shutdown` is cancelled, then drains.
+pub async fn run(
+    listener: TcpListener,
+    state: GatewayState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_app(listener, router(state.clone()), state, shutdown).await
+}
+
+/// Serves `app` (which must contain [`routes`] of `state`) and drains the
+/// gateway's sessions on shutdown: stop accepting, `bye` + 1012 to every
+/// session, wait for them up to the configured grace.
+pub async fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    state: GatewayState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let drain = state.clone();
+    let signal = async move {
+        shutdown.cancelled().await;
+        drain.drain();
+    };
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await;
+    state.inner.sessions.close();
+    if tokio::time::timeout(
+        state.inner.config.shutdown_grace,
+        state.inner.sessions.wait(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("sessions still open after the shutdown grace");
+    }
+    served
+}

@@ -1,1 +1,74 @@
+//! telepath-presence: who is online, kept from gateways' connection reports
+//! and heartbeats, with expiry so no ghost stays online.
+//!
+//! - [`store`]: the [`store::PresenceStore`] trait with memory and Redis implementations.
+//! - [`PresenceState`]: the shared state; [`routes`]/[`router`] serve it over HTTP.
+//! - `sweeper`: expires connections whose heartbeats stopped.
+//!
+//! Not here yet: per-user status and custom text, typing, and publishing
+//! presence changes on the bus; everyone listed is `online`.
 
+mod metrics;
+mod report;
+mod route;
+mod state;
+pub mod store;
+mod sweeper;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use telepath_shared::http::not_found;
+use telepath_shared::telemetry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use report::{MAX_FIELD_BYTES, MAX_HEARTBEAT_CONNS};
+pub use route::routes;
+pub use state::PresenceState;
+
+/// [`routes`] plus `GET /healthz`, `GET /readyz`, `GET /metrics` and the JSON 404 fallback.
+pub fn router(state: PresenceState) -> Router {
+    let ops = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state.clone());
+    routes(state).merge(ops).fallback(not_found)
+}
+
+/// Serves [`router`] on `listener`, with the sweeper, until `shutdown` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    state: PresenceState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "presence listening");
+    }
+    state.spawn_sweeper(shutdown.clone());
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// `GET /healthz`: the process is up.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when the store answers, else 503 `unavailable`.
+async fn readyz(State(state): State<PresenceState>) -> Response {
+    match state.ready().await {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /metrics`: the registry in the Prometheus text format.
+async fn metrics_text(State(state): State<PresenceState>) -> Response {
+    telemetry::render(state.registry())
+}

@@ -1,0 +1,112 @@
+//! `GET /connect`: authenticate, then upgrade to WebSocket and start a session.
+//!
+//! Everything that can refuse a client happens before the upgrade, as a plain
+//! HTTP error in the JSON shape: 401 for a missing or bad token, 426 for a
+//! request that is not a WebSocket upgrade, 503 while draining.
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use telepath_shared::auth::{Claims, bearer};
+use telepath_shared::http::ApiError;
+use telepath_shared::protocol::ErrorCode;
+
+use crate::{GatewayState, session};
+
+/// The subprotocol offered back when a client asks for it.
+const SUBPROTOCOL: &str = "telepath.v1";
+
+#[derive(Deserialize)]
+struct ConnectQuery {
+    token: Option<String>,
+}
+
+/// The verified claims of the token in the `Authorization` header or `?token=`.
+fn authenticate(state: &GatewayState, req: &Request) -> Result<Claims, ApiError> {
+    let from_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .map(str::to_owned);
+    let token = match from_header {
+        Some(t) => t,
+        None => Query::<ConnectQuery>::try_from_uri(req.uri())
+            .ok()
+            .and_then(|q| q.0.token)
+            .ok_or_else(ApiError::unauthorized)?,
+    };
+    state
+        .inner
+        .keys
+        .verify(&token)
+        .map_err(|_| ApiError::unauthorized())
+}
+
+fn refuse(state: &GatewayState, reason: &str, err: ApiError) -> Response {
+    state
+        .inner
+        .metrics
+        .refused
+        .with_label_values(&[reason])
+        .inc();
+    err.into_response()
+}
+
+pub(crate) async fn connect(State(state): State<GatewayState>, mut req: Request) -> Response {
+    if state.inner.shutdown.is_cancelled() {
+        return refuse(
+            &state,
+            "draining",
+            ApiError::unavailable("this node is restarting; reconnect"),
+        );
+    }
+    let claims = match authenticate(&state, &req) {
+        Ok(c) => c,
+        Err(e) => return refuse(&state, "unauthorized", e),
+    };
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        let mut resp = refuse(
+            &state,
+            "not_upgrade",
+            ApiError::new(ErrorCode::BadRequest, "expected a WebSocket upgrade"),
+        );
+        *resp.status_mut() = StatusCode::UPGRADE_REQUIRED;
+        resp.headers_mut()
+            .insert("sec-websocket-version", HeaderValue::from_static("13"));
+        return resp;
+    }
+    let wants_subprotocol = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL);
+    let (mut resp, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => {
+            return refuse(
+                &state,
+                "bad_handshake",
+                ApiError::bad_request(format!("bad WebSocket handshake: {e}")),
+            );
+        }
+    };
+    if wants_subprotocol {
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    let id = state.next_conn_id();
+    let tracker = state.inner.sessions.clone();
+    tracker.spawn(async move {
+        match upgrade.await {
+            Ok(ws) => session::serve(ws, state, claims, id).await,
+            Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+        }
+    });
+    resp.into_response()
+}

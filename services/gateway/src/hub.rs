@@ -1,0 +1,194 @@
+//! The hub: this node's channel -> local connections registry, and the bus
+//! subscriptions that follow it.
+//!
+//! A channel (`room:{id}`, `user:{id}`) is subscribed on the bus once per
+//! node while at least one local connection is in it, and unsubscribed after
+//! the last leaves. One reconcile task owns the subscribe/unsubscribe calls,
+//! so they happen in one order and never race; it retries failures every
+//! second. Fan-out never waits on a client: each connection's bounded queue
+//! is fed with `try_send`, and a full queue closes that connection as a slow
+//! consumer.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use telepath_shared::bus::Bus;
+use telepath_shared::protocol::{ByeReason, CloseCode};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::GatewayMetrics;
+use crate::session::SessionHandle;
+
+/// Local connection id.
+pub(crate) type ConnId = u64;
+
+/// This node's registry of who is in which channel.
+pub(crate) struct Hub {
+    channels: Mutex<HashMap<String, HashMap<ConnId, SessionHandle>>>,
+    reconcile: mpsc::UnboundedSender<Reconcile>,
+    metrics: GatewayMetrics,
+}
+
+/// Ask the reconcile task to bring one channel's bus subscription in line
+/// with local membership, optionally waiting for the result.
+struct Reconcile {
+    channel: String,
+    done: Option<oneshot::Sender<bool>>,
+}
+
+impl Hub {
+    /// A hub whose reconcile task subscribes on `bus`. `permanent` channels
+    /// (broadcast, this node's control channel) stay subscribed for the node's life.
+    pub(crate) fn new(
+        bus: Arc<dyn Bus>,
+        metrics: GatewayMetrics,
+        permanent: Vec<String>,
+    ) -> Arc<Hub> {
+        // Unbounded is safe here: entries are only added by local joins and
+        // leaves, which are bounded by connections x rooms per connection.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hub = Arc::new(Hub {
+            channels: Mutex::new(HashMap::new()),
+            reconcile: tx,
+            metrics,
+        });
+        tokio::spawn(reconcile_task(Arc::downgrade(&hub), bus, rx, permanent));
+        hub
+    }
+
+    /// Adds a connection to `channel`; returns once this node is subscribed
+    /// (false if the bus refused for now; the subscription is retried).
+    pub(crate) async fn join(&self, channel: &str, conn: ConnId, handle: SessionHandle) -> bool {
+        let first = {
+            let mut channels = self.channels.lock().expect("hub lock poisoned");
+            let members = channels.entry(channel.to_owned()).or_default();
+            members.insert(conn, handle);
+            members.len() == 1
+        };
+        if !first {
+            return true;
+        }
+        let (done, rx) = oneshot::channel();
+        let _ = self.reconcile.send(Reconcile {
+            channel: channel.to_owned(),
+            done: Some(done),
+        });
+        rx.await.unwrap_or(false)
+    }
+
+    /// Removes a connection from `channel`.
+    pub(crate) fn leave(&self, channel: &str, conn: ConnId) {
+        let last = {
+            let mut channels = self.channels.lock().expect("hub lock poisoned");
+            let Some(members) = channels.get_mut(channel) else {
+                return;
+            };
+            members.remove(&conn);
+            let empty = members.is_empty();
+            if empty {
+                channels.remove(channel);
+            }
+            empty
+        };
+        if last {
+            let _ = self.reconcile.send(Reconcile {
+                channel: channel.to_owned(),
+                done: None,
+            });
+        }
+    }
+
+    /// Whether any local connection is in `channel`.
+    fn wants(&self, channel: &str) -> bool {
+        self.channels
+            .lock()
+            .expect("hub lock poisoned")
+            .contains_key(channel)
+    }
+
+    /// Queues `payload` to every local connection in `channel`. Returns how
+    /// many connections it was queued to.
+    pub(crate) fn dispatch(&self, channel: &str, payload: &Bytes) -> usize {
+        let channels = self.channels.lock().expect("hub lock poisoned");
+        let Some(members) = channels.get(channel) else {
+            return 0;
+        };
+        for handle in members.values() {
+            if !handle.push(payload.clone()) {
+                self.metrics.slow_consumers.inc();
+                handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+            }
+        }
+        self.metrics.frames_out.inc_by(members.len() as u64);
+        members.len()
+    }
+
+    /// Queues `payload` to every local connection (admin broadcasts).
+    pub(crate) fn dispatch_all(&self, payload: &Bytes) {
+        let channels = self.channels.lock().expect("hub lock poisoned");
+        let mut seen = HashSet::new();
+        for (channel, members) in channels.iter() {
+            if !channel.starts_with("user:") {
+                continue;
+            }
+            for (conn, handle) in members {
+                if seen.insert(*conn) && !handle.push(payload.clone()) {
+                    self.metrics.slow_consumers.inc();
+                    handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+                }
+            }
+        }
+    }
+}
+
+/// Owns every subscribe/unsubscribe call of this node.
+async fn reconcile_task(
+    hub: std::sync::Weak<Hub>,
+    bus: Arc<dyn Bus>,
+    mut rx: mpsc::UnboundedReceiver<Reconcile>,
+    permanent: Vec<String>,
+) {
+    let mut subscribed: HashSet<String> = HashSet::new();
+    // Channels whose last subscribe/unsubscribe failed; retried every second.
+    let mut dirty: HashSet<String> = permanent.iter().cloned().collect();
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let request = tokio::select! {
+            r = rx.recv() => match r { Some(r) => Some(r), None => return },
+            _ = retry.tick() => None,
+        };
+        let Some(hub) = hub.upgrade() else { return };
+        let mut work: Vec<(String, Option<oneshot::Sender<bool>>)> =
+            dirty.drain().map(|c| (c, None)).collect();
+        if let Some(r) = request {
+            work.push((r.channel, r.done));
+        }
+        for (channel, done) in work {
+            let want = permanent.contains(&channel) || hub.wants(&channel);
+            let have = subscribed.contains(&channel);
+            let ok = match (want, have) {
+                (true, false) => bus
+                    .subscribe(&channel)
+                    .await
+                    .map(|_| subscribed.insert(channel.clone()))
+                    .is_ok(),
+                (false, true) => bus
+                    .unsubscribe(&channel)
+                    .await
+                    .map(|_| subscribed.remove(&channel))
+                    .is_ok(),
+                _ => true,
+            };
+            if !ok {
+                tracing::warn!(%channel, "bus subscription change failed; retrying");
+                dirty.insert(channel);
+            }
+            hub.metrics.subscriptions.set(subscribed.len() as i64);
+            if let Some(done) = done {
+                let _ = done.send(ok);
+            }
+        }
+    }
+}

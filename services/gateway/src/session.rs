@@ -1,0 +1,319 @@
+//! One WebSocket connection: its lifecycle, its reader loop and its handle.
+//!
+//! fastwebsockets' `read_frame` is not cancel-safe, so a connection runs as
+//! two tasks: this reader (frames in, requests handled in order) and the
+//! writer in [`writer`] (outbound queue, pings, close). Anyone may close a
+//! session through its [`SessionHandle`]; the first reason wins, the writer
+//! sends `bye` and the close frame, and the reader gets a short grace to see
+//! the client's close before the socket is dropped.
+
+mod dispatch;
+mod writer;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, WebSocket, WebSocketError};
+use hyper_util::rt::TokioIo;
+use telepath_shared::auth::Claims;
+use telepath_shared::protocol::{
+    ByeReason, CloseCode, ConnReport, Limits, ServerFrame, Welcome, user_channel,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::GatewayState;
+use crate::hub::ConnId;
+
+/// The upgraded stream of one connection.
+pub(crate) type Stream = TokioIo<hyper::upgrade::Upgraded>;
+
+/// How long the reader waits for the client's close frame after we closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What a session needs shared between its reader, its writer and the hub.
+struct Control {
+    /// Cancelled when the session must close.
+    closing: CancellationToken,
+    /// Why it closes: the first caller of [`SessionHandle::close`] wins.
+    reason: Mutex<Option<(CloseCode, Option<ByeReason>)>>,
+    /// Milliseconds since `started` at which the client last sent anything.
+    last_seen_ms: AtomicU64,
+    started: Instant,
+}
+
+/// A cheap handle to queue frames to a session or close it.
+#[derive(Clone)]
+pub(crate) struct SessionHandle {
+    tx: mpsc::Sender<Bytes>,
+    control: Arc<Control>,
+}
+
+impl SessionHandle {
+    /// Queues a text frame without waiting; false when the queue is full
+    /// (the caller closes the session as a slow consumer).
+    pub(crate) fn push(&self, frame: Bytes) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+            // Already closed: nothing to do, and not a slow consumer.
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        }
+    }
+
+    /// Queues a server frame (serialising it).
+    pub(crate) fn send(&self, frame: &ServerFrame) -> bool {
+        self.push(Bytes::from(frame.to_json()))
+    }
+
+    /// Closes the session with `code`, sending `bye` first when `bye` is set.
+    pub(crate) fn close(&self, code: CloseCode, bye: Option<ByeReason>) {
+        let mut reason = self.control.reason.lock().expect("session lock poisoned");
+        if reason.is_none() {
+            *reason = Some((code, bye));
+        }
+        drop(reason);
+        self.control.closing.cancel();
+    }
+
+    fn touch(&self) {
+        let ms = self.control.started.elapsed().as_millis() as u64;
+        self.control.last_seen_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// Everything the reader knows about its connection.
+pub(crate) struct Session {
+    pub(crate) id: ConnId,
+    pub(crate) conn_id: String,
+    pub(crate) claims: Claims,
+    pub(crate) handle: SessionHandle,
+    pub(crate) state: GatewayState,
+    /// Rooms this connection has joined.
+    pub(crate) rooms: std::collections::HashSet<String>,
+    /// Token expiry, updated by `refresh`; the writer watches it.
+    pub(crate) expiry: tokio::sync::watch::Sender<i64>,
+    pub(crate) limiter: governor::DefaultDirectRateLimiter,
+    /// Consecutive frames refused by the rate limiter.
+    pub(crate) strikes: u32,
+}
+
+/// Serves one upgraded connection until it closes.
+pub(crate) async fn serve(
+    mut ws: WebSocket<Stream>,
+    state: GatewayState,
+    claims: Claims,
+    id: ConnId,
+) {
+    let cfg = &state.inner.config;
+    ws.set_max_message_size(cfg.max_frame_bytes);
+    ws.set_auto_pong(true);
+    ws.set_auto_close(true);
+    let (read, write) = ws.split(|s| {
+        let (r, w) = tokio::io::split(s);
+        (
+            r,
+            tokio::io::BufWriter::with_capacity(writer::WRITE_BUFFER, w),
+        )
+    });
+
+    let (tx, rx) = mpsc::channel(cfg.outbound_queue);
+    // Auto-pongs and the close echo: small, and the reader waits on it, so a
+    // client that floods pings without reading is slowed down, not buffered.
+    let (ctrl_tx, ctrl_rx) = mpsc::channel::<Frame<'static>>(8);
+    let control = Arc::new(Control {
+        closing: CancellationToken::new(),
+        reason: Mutex::new(None),
+        last_seen_ms: AtomicU64::new(0),
+        started: Instant::now(),
+    });
+    let handle = SessionHandle {
+        tx,
+        control: control.clone(),
+    };
+    let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let (expiry, expiry_rx) = tokio::sync::watch::channel(claims.exp);
+    let quota = governor::Quota::per_second(
+        std::num::NonZeroU32::new(cfg.max_rate_per_s.max(1)).expect("max(1) is non-zero"),
+    );
+
+    // The welcome is queued before the session becomes visible to the hub, so it is always first.
+    handle.send(&ServerFrame::Welcome(Welcome {
+        conn_id: conn_id.clone(),
+        user: claims.user(),
+        node: cfg.common.node_id.clone(),
+        heartbeat_ms: cfg.heartbeat_ms,
+        limits: Limits {
+            max_frame_bytes: cfg.max_frame_bytes,
+            max_rate_per_s: cfg.max_rate_per_s,
+            max_body_bytes: cfg.max_body_bytes,
+            max_rooms_per_conn: cfg.max_rooms_per_conn,
+        },
+    }));
+    let writer = tokio::spawn(writer::run(
+        write,
+        rx,
+        ctrl_rx,
+        control.clone(),
+        expiry_rx,
+        state.clone(),
+    ));
+
+    let mut session = Session {
+        id,
+        conn_id,
+        claims,
+        handle: handle.clone(),
+        state: state.clone(),
+        rooms: Default::default(),
+        expiry,
+        limiter: governor::RateLimiter::direct(quota),
+        strikes: 0,
+    };
+    register(&session).await;
+
+    let closing = control.closing.clone();
+    tokio::select! {
+        // The reader ends on the client's close, an error, or EOF.
+        code = read_loop(read, &mut session, ctrl_tx) => {
+            if let Some(code) = code {
+                handle.close(code, None);
+            }
+        }
+        // We are closing: give the client a moment to answer the close frame.
+        _ = async { closing.cancelled().await; tokio::time::sleep(CLOSE_GRACE).await } => {}
+        // Server shutdown: tell the client to reconnect elsewhere.
+        _ = state.inner.shutdown.cancelled() => {
+            handle.close(CloseCode::Restart, Some(ByeReason::Restart));
+            let _ = tokio::time::timeout(CLOSE_GRACE, closing.cancelled()).await;
+        }
+    }
+    control.closing.cancel();
+    let _ = writer.await;
+    unregister(&session).await;
+}
+
+/// Makes the session reachable: its user channel and presence.
+async fn register(session: &Session) {
+    let state = &session.state;
+    state.inner.metrics.connects.inc();
+    state.inner.metrics.connections.inc();
+    let user = session.claims.user_ref();
+    state
+        .inner
+        .hub
+        .join(&user_channel(&user.id), session.id, session.handle.clone())
+        .await;
+    state.inner.presence.connected(ConnReport {
+        conn_id: session.conn_id.clone(),
+        user,
+        node: state.inner.config.common.node_id.clone(),
+    });
+}
+
+/// Removes every trace of the session from this node and reports the disconnect.
+async fn unregister(session: &Session) {
+    let state = &session.state;
+    let hub = &state.inner.hub;
+    for room in &session.rooms {
+        hub.leave(&telepath_shared::protocol::room_channel(room), session.id);
+    }
+    hub.leave(&user_channel(&session.claims.sub), session.id);
+    state
+        .inner
+        .presence
+        .disconnected(&session.conn_id, &session.claims.sub);
+    let code = session
+        .handle
+        .control
+        .reason
+        .lock()
+        .expect("session lock poisoned")
+        .map(|(c, _)| c.code())
+        .unwrap_or(1006);
+    state
+        .inner
+        .metrics
+        .disconnects
+        .with_label_values(&[&code.to_string()])
+        .inc();
+    state.inner.metrics.connections.dec();
+}
+
+/// Reads frames until the connection ends. Returns the close code to send
+/// when the client broke the protocol, `None` when it closed or vanished.
+async fn read_loop(
+    mut read: fastwebsockets::WebSocketRead<tokio::io::ReadHalf<Stream>>,
+    session: &mut Session,
+    ctrl: mpsc::Sender<Frame<'static>>,
+) -> Option<CloseCode> {
+    let max = session.state.inner.config.max_frame_bytes;
+    // A fragmented text message being collected (browsers rarely fragment).
+    let mut partial: Option<Vec<u8>> = None;
+    let mut send_fn = |frame: Frame<'_>| {
+        let owned = Frame::new(
+            frame.fin,
+            frame.opcode,
+            None,
+            fastwebsockets::Payload::Owned(frame.payload.to_vec()),
+        );
+        let ctrl = ctrl.clone();
+        async move {
+            ctrl.send(owned)
+                .await
+                .map_err(|_| WebSocketError::ConnectionClosed)
+        }
+    };
+    loop {
+        let frame = match read.read_frame(&mut send_fn).await {
+            Ok(frame) => frame,
+            Err(e) => return error_close(e),
+        };
+        session.handle.touch();
+        match frame.opcode {
+            OpCode::Close => return None,
+            OpCode::Pong | OpCode::Ping => continue,
+            OpCode::Binary => return Some(CloseCode::UnsupportedData),
+            OpCode::Text if frame.fin && partial.is_none() => {
+                dispatch::handle_text(session, &frame.payload).await;
+            }
+            OpCode::Text if partial.is_none() => partial = Some(frame.payload.to_vec()),
+            OpCode::Continuation => {
+                let Some(buf) = partial.as_mut() else {
+                    return Some(CloseCode::ProtocolError);
+                };
+                if buf.len() + frame.payload.len() >= max {
+                    return Some(CloseCode::TooBig);
+                }
+                buf.extend_from_slice(&frame.payload);
+                if frame.fin {
+                    let buf = partial.take().expect("checked above");
+                    if std::str::from_utf8(&buf).is_err() {
+                        return Some(CloseCode::InvalidPayload);
+                    }
+                    dispatch::handle_text(session, &buf).await;
+                }
+            }
+            // A new data frame while a fragmented message is open.
+            OpCode::Text => return Some(CloseCode::ProtocolError),
+        }
+        if session.handle.control.closing.is_cancelled() {
+            return None;
+        }
+    }
+}
+
+/// The close code for a read error; `None` when the peer simply went away.
+fn error_close(e: WebSocketError) -> Option<CloseCode> {
+    match e {
+        WebSocketError::FrameTooLarge => Some(CloseCode::TooBig),
+        WebSocketError::InvalidUTF8 => Some(CloseCode::InvalidPayload),
+        WebSocketError::UnexpectedEOF
+        | WebSocketError::IoError(_)
+        | WebSocketError::ConnectionClosed => None,
+        WebSocketError::SendError(_) => None,
+        _ => Some(CloseCode::ProtocolError),
+    }
+}

@@ -1,0 +1,274 @@
+//! Handling one client frame: decode, rate-limit, run the operation, reply.
+//!
+//! Requests of one connection are handled in order, one at a time, so a
+//! client sees its replies in the order it sent the requests. Durable
+//! operations go to the api; ephemeral ones (typing) straight to the bus.
+
+use serde_json::{Value, json};
+use telepath_shared::http::ApiError;
+use telepath_shared::protocol::{
+    ClientFrame, ClientOp, CloseCode, ErrorBody, ErrorCode, InternalSend, RefOnly, Reply,
+    ServerFrame, TypingEvent, is_canonical_id, room_channel,
+};
+
+use super::Session;
+
+/// Consecutive rate-limited frames after which the connection is closed (4008).
+const MAX_STRIKES: u32 = 100;
+
+/// Handles one complete text message from the client.
+pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
+    let frame: ClientFrame = match serde_json::from_slice(text) {
+        Ok(frame) => frame,
+        Err(e) => {
+            // Still answer by ref when the frame carried one.
+            let reference = serde_json::from_slice::<RefOnly>(text)
+                .ok()
+                .and_then(|r| r.reference);
+            let err = ErrorBody::new(ErrorCode::BadRequest, format!("malformed frame: {e}"));
+            respond(session, reference, Err(err));
+            return;
+        }
+    };
+    session
+        .state
+        .inner
+        .metrics
+        .frames_in
+        .with_label_values(&[frame.op.name()])
+        .inc();
+    if session.limiter.check().is_err() {
+        session.strikes += 1;
+        if session.strikes >= MAX_STRIKES {
+            session.handle.close(CloseCode::RateLimit, None);
+            return;
+        }
+        respond(
+            session,
+            frame.reference,
+            Err(ErrorBody::new(ErrorCode::RateLimited, "slow down")),
+        );
+        return;
+    }
+    session.strikes = 0;
+    if frame.reference.as_ref().is_some_and(|r| r.len() > 64) {
+        respond(
+            session,
+            None,
+            Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "ref is longer than 64 bytes",
+            )),
+        );
+        return;
+    }
+    let result = run(session, frame.op).await;
+    respond(session, frame.reference, result);
+}
+
+/// Queues the reply (with a ref) or an `error` frame (failure without a ref).
+fn respond(session: &Session, reference: Option<String>, result: Result<Option<Value>, ErrorBody>) {
+    let frame = match (reference, result) {
+        (Some(r), Ok(data)) => ServerFrame::Reply(Reply::ok(r, data.unwrap_or_else(|| json!({})))),
+        (Some(r), Err(e)) => ServerFrame::Reply(Reply::err(r, e)),
+        (None, Err(e)) => ServerFrame::Error(e),
+        (None, Ok(_)) => return,
+    };
+    if !session.handle.send(&frame) {
+        session.handle.close(
+            CloseCode::TryAgainLater,
+            Some(telepath_shared::protocol::ByeReason::SlowConsumer),
+        );
+    }
+}
+
+fn bad(message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::BadRequest, message)
+}
+
+fn from_api(e: ApiError) -> ErrorBody {
+    e.body()
+}
+
+/// Runs one operation; `Ok(None)` means success with nothing to report.
+async fn run(session: &mut Session, op: ClientOp) -> Result<Option<Value>, ErrorBody> {
+    match op {
+        ClientOp::Ping => Ok(Some(json!({"pong": chrono::Utc::now().timestamp_millis()}))),
+        ClientOp::Join { room, since } => join(session, room, since).await.map(Some),
+        ClientOp::Leave { room } => leave(session, room).await.map(Some),
+        ClientOp::Send {
+            room,
+            body,
+            kind,
+            client_id,
+            reply_to,
+        } => send(
+            session,
+            room,
+            InternalSend {
+                from: session.claims.user_ref(),
+                body,
+                kind,
+                client_id,
+                reply_to,
+            },
+        )
+        .await
+        .map(Some),
+        ClientOp::Typing { room, active } => typing(session, room, active).await.map(|_| None),
+        ClientOp::Refresh { token } => refresh(session, &token).map(Some),
+        other => Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!("`{}` is not supported by this server yet", other.name()),
+        )),
+    }
+}
+
+fn checked_room(room: &str) -> Result<(), ErrorBody> {
+    if is_canonical_id(room) {
+        Ok(())
+    } else {
+        Err(bad("room ids are lowercase UUIDs"))
+    }
+}
+
+async fn join(session: &mut Session, room: String, since: Option<i64>) -> Result<Value, ErrorBody> {
+    checked_room(&room)?;
+    if since.is_some_and(|s| s < 0) {
+        return Err(bad("since must be non-negative"));
+    }
+    let state = session.state.clone();
+    if !session.rooms.contains(&room)
+        && session.rooms.len() >= state.inner.config.max_rooms_per_conn
+    {
+        return Err(bad("too many rooms on this connection"));
+    }
+    let joined = state
+        .inner
+        .api
+        .join(&room, &session.claims.user_ref())
+        .await
+        .map_err(from_api)?;
+    let channel = room_channel(&room);
+    if !state
+        .inner
+        .hub
+        .join(&channel, session.id, session.handle.clone())
+        .await
+    {
+        state.inner.hub.leave(&channel, session.id);
+        return Err(ErrorBody::new(
+            ErrorCode::Unavailable,
+            "the bus is unavailable; try again",
+        ));
+    }
+    session.rooms.insert(room.clone());
+    let mut recovered = true;
+    if let Some(since) = since.filter(|s| *s < joined.seq) {
+        recovered = replay(session, &room, since, joined.seq).await?;
+    }
+    Ok(json!({"room": room, "seq": joined.seq, "recovered": recovered}))
+}
+
+/// Queues the messages after `since` up to `upto`. Returns false (and queues
+/// nothing) when the gap is larger than the replay cap.
+async fn replay(
+    session: &mut Session,
+    room: &str,
+    since: i64,
+    upto: i64,
+) -> Result<bool, ErrorBody> {
+    let cap = session.state.inner.config.replay_cap;
+    if upto - since > cap {
+        return Ok(false);
+    }
+    let page = session
+        .state
+        .inner
+        .api
+        .history_after(room, since, cap)
+        .await
+        .map_err(from_api)?;
+    for message in page.messages.into_iter().filter(|m| m.seq <= upto) {
+        if !session.handle.send(&ServerFrame::Message(message)) {
+            session.handle.close(
+                CloseCode::TryAgainLater,
+                Some(telepath_shared::protocol::ByeReason::SlowConsumer),
+            );
+            break;
+        }
+    }
+    Ok(true)
+}
+
+async fn leave(session: &mut Session, room: String) -> Result<Value, ErrorBody> {
+    checked_room(&room)?;
+    let state = session.state.clone();
+    state
+        .inner
+        .api
+        .leave(&room, &session.claims.user_ref())
+        .await
+        .map_err(from_api)?;
+    if session.rooms.remove(&room) {
+        state.inner.hub.leave(&room_channel(&room), session.id);
+    }
+    Ok(json!({"room": room}))
+}
+
+async fn send(session: &mut Session, room: String, send: InternalSend) -> Result<Value, ErrorBody> {
+    checked_room(&room)?;
+    let max = session.state.inner.config.max_body_bytes;
+    if send.body.len() > max {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("body is over {max} bytes"),
+        ));
+    }
+    let message = session
+        .state
+        .inner
+        .api
+        .send(&room, &send)
+        .await
+        .map_err(from_api)?;
+    Ok(json!({"id": message.id, "seq": message.seq, "ts": message.ts}))
+}
+
+async fn typing(session: &mut Session, room: String, active: bool) -> Result<(), ErrorBody> {
+    checked_room(&room)?;
+    if !session.rooms.contains(&room) {
+        return Err(ErrorBody::new(ErrorCode::Forbidden, "join the room first"));
+    }
+    let event = ServerFrame::Typing(TypingEvent {
+        room: room.clone(),
+        user: session.claims.user_ref(),
+        active,
+    });
+    session
+        .state
+        .inner
+        .bus
+        .publish(&room_channel(&room), bytes::Bytes::from(event.to_json()))
+        .await
+        .map_err(|_| ErrorBody::new(ErrorCode::Unavailable, "the bus is unavailable"))
+}
+
+fn refresh(session: &mut Session, token: &str) -> Result<Value, ErrorBody> {
+    let claims = session
+        .state
+        .inner
+        .keys
+        .verify(token)
+        .map_err(|_| ErrorBody::new(ErrorCode::Unauthorized, "invalid token"))?;
+    if claims.sub != session.claims.sub {
+        return Err(ErrorBody::new(
+            ErrorCode::Forbidden,
+            "the token names another user",
+        ));
+    }
+    let exp = claims.exp;
+    session.claims = claims;
+    session.expiry.send_replace(exp);
+    Ok(json!({"exp": exp}))
+}

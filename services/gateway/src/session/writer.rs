@@ -1,0 +1,133 @@
+//! The writer half of a session: the only task that writes to the socket.
+//!
+//! It drains the outbound queue in batches (one flush per batch), forwards
+//! auto-pongs and close echoes from the reader, pings on the heartbeat,
+//! closes clients that went silent, and closes with 4001 when the token
+//! expires. On close it sends `bye` (when there is a reason to give) and the
+//! close frame.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
+use telepath_shared::protocol::{Bye, ByeReason, CloseCode, ServerFrame};
+use tokio::io::{BufWriter, WriteHalf};
+use tokio::sync::{mpsc, watch};
+
+use super::{Control, Stream};
+use crate::GatewayState;
+
+/// Frames written before one flush.
+const BATCH: usize = 64;
+/// Socket write buffer: a batch of frames becomes one syscall.
+pub(super) const WRITE_BUFFER: usize = 16 * 1024;
+
+/// The write half, buffered.
+pub(super) type Writer = WebSocketWrite<BufWriter<WriteHalf<Stream>>>;
+
+/// Runs until the session closes or the socket fails.
+pub(super) async fn run(
+    mut ws: Writer,
+    mut out: mpsc::Receiver<Bytes>,
+    mut ctrl: mpsc::Receiver<Frame<'static>>,
+    control: Arc<Control>,
+    mut expiry: watch::Receiver<i64>,
+    state: GatewayState,
+) {
+    let heartbeat = state.inner.config.heartbeat();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result: Result<(), WebSocketError> = async {
+        loop {
+            let exp = *expiry.borrow();
+            tokio::select! {
+                biased;
+                _ = control.closing.cancelled() => return Ok(()),
+                frame = ctrl.recv() => {
+                    let Some(frame) = frame else { return Ok(()) };
+                    let is_close = frame.opcode == OpCode::Close;
+                    ws.write_frame(frame).await?;
+                    ws.flush().await?;
+                    if is_close {
+                        // The client closed and we echoed: nothing more to write.
+                        return Err(WebSocketError::ConnectionClosed);
+                    }
+                }
+                first = out.recv() => {
+                    let Some(first) = first else { return Ok(()) };
+                    write_batch(&mut ws, &mut out, first).await?;
+                }
+                _ = ping.tick() => {
+                    if silent_for(&control) > heartbeat * 2 {
+                        close_with(&control, CloseCode::Internal, None);
+                        return Ok(());
+                    }
+                    ws.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hb"))).await?;
+                    ws.flush().await?;
+                }
+                _ = sleep_until_unix(exp) => {
+                    close_with(&control, CloseCode::TokenExpired, Some(ByeReason::TokenExpired));
+                    return Ok(());
+                }
+                _ = expiry.changed() => {}
+            }
+        }
+    }
+    .await;
+    if result.is_ok() {
+        let _ = close(&mut ws, &control).await;
+    }
+}
+
+/// Writes `first` and whatever else is already queued (up to [`BATCH`]), then flushes once.
+async fn write_batch(
+    ws: &mut Writer,
+    out: &mut mpsc::Receiver<Bytes>,
+    first: Bytes,
+) -> Result<(), WebSocketError> {
+    ws.write_frame(Frame::text(Payload::Borrowed(&first)))
+        .await?;
+    for _ in 1..BATCH {
+        let Ok(next) = out.try_recv() else { break };
+        ws.write_frame(Frame::text(Payload::Borrowed(&next)))
+            .await?;
+    }
+    ws.flush().await
+}
+
+/// Time since the client last sent anything.
+fn silent_for(control: &Control) -> Duration {
+    let last = Duration::from_millis(control.last_seen_ms.load(Ordering::Relaxed));
+    control.started.elapsed().saturating_sub(last)
+}
+
+fn close_with(control: &Control, code: CloseCode, bye: Option<ByeReason>) {
+    let mut reason = control.reason.lock().expect("session lock poisoned");
+    if reason.is_none() {
+        *reason = Some((code, bye));
+    }
+    drop(reason);
+    control.closing.cancel();
+}
+
+/// Sends `bye` (if any) and the close frame for the session's close reason.
+async fn close(ws: &mut Writer, control: &Control) -> Result<(), WebSocketError> {
+    let reason = *control.reason.lock().expect("session lock poisoned");
+    let (code, bye) = reason.unwrap_or((CloseCode::Normal, None));
+    if let Some(reason) = bye {
+        let frame = ServerFrame::Bye(Bye { reason }).to_json();
+        ws.write_frame(Frame::text(Payload::Borrowed(frame.as_bytes())))
+            .await?;
+    }
+    ws.write_frame(Frame::close(code.code(), b"")).await?;
+    ws.flush().await
+}
+
+/// Sleeps until the Unix time `exp` (seconds).
+async fn sleep_until_unix(exp: i64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let wait = (exp * 1000 - now).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+}

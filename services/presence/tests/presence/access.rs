@@ -1,0 +1,103 @@
+//! Who may call what, input bounds, and the operational endpoints.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use telepath_shared::auth::{INTERNAL_HEADER, JwtKeys};
+use telepath_shared::protocol::{HeartbeatReport, Role, UserInfo};
+
+use crate::helpers::{config, conn, spawn_presence, user};
+
+#[tokio::test]
+async fn internal_routes_refuse_a_missing_or_wrong_internal_token() {
+    let presence = spawn_presence(config(15_000, None)).await;
+    let c = conn("c1", &user("ada"));
+    for path in ["connect", "disconnect", "heartbeat"] {
+        let url = presence.url(&format!("/internal/presence/{path}"));
+        let missing = presence.client.post(&url).json(&c).send().await.unwrap();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let wrong = presence
+            .client
+            .post(&url)
+            .header(INTERNAL_HEADER, "not-the-token")
+            .json(&c)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let body: Value = wrong.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn the_online_list_refuses_a_missing_or_bad_token_with_a_json_401() {
+    let presence = spawn_presence(config(15_000, None)).await;
+    let ada = UserInfo {
+        id: user("ada").id,
+        name: "ada".into(),
+        role: Role::User,
+    };
+    let foreign = JwtKeys::new("another-secret").mint(&ada, 60);
+    let expired = JwtKeys::new(crate::helpers::SECRET).mint(&ada, -60);
+    let url = presence.url("/presence/online");
+    let mut requests = vec![presence.client.get(&url)];
+    for bad in ["garbage", foreign.as_str(), expired.as_str()] {
+        requests.push(presence.client.get(&url).bearer_auth(bad));
+    }
+    for request in requests {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_id_or_heartbeat_is_a_bad_request() {
+    let presence = spawn_presence(config(15_000, None)).await;
+    let long = conn(&"x".repeat(257), &user("ada"));
+    let status = presence.internal("/internal/presence/connect", &long).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let too_many = HeartbeatReport {
+        node: "n1".into(),
+        conns: vec![conn("c", &user("ada")); telepath_presence::MAX_HEARTBEAT_CONNS + 1],
+    };
+    let status = presence
+        .internal("/internal/presence/heartbeat", &too_many)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let presence = spawn_presence(config(15_000, None)).await;
+    let get = |path: &str| presence.client.get(presence.url(path)).send();
+    let health = get("/healthz").await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+    assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(presence.heartbeat(&[]).await, StatusCode::NO_CONTENT);
+    let metrics = presence.metrics().await;
+    assert!(
+        metrics.contains("telepath_presence_heartbeats_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("telepath_presence_sweeps_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_json_404() {
+    let presence = spawn_presence(config(15_000, None)).await;
+    let resp = presence
+        .client
+        .get(presence.url("/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}

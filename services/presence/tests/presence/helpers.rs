@@ -1,0 +1,173 @@
+//! Test helpers: a presence service running in-process on a free port, a
+//! client that speaks to it like a gateway or a user would, and
+//! [`eventually`] for waiting on a condition instead of sleeping.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use telepath_presence::{PresenceState, run};
+use telepath_shared::auth::{INTERNAL_HEADER, JwtKeys};
+use telepath_shared::config::{Common, PresenceConfig};
+use telepath_shared::protocol::{
+    ConnReport, DisconnectReport, HeartbeatReport, OnlineUsers, Role, UserInfo, UserRef,
+};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) const SECRET: &str = "presence-test-secret";
+
+/// Test settings: heartbeat every `heartbeat_ms`, Redis at `redis_url` if any.
+pub(crate) fn config(heartbeat_ms: u64, redis_url: Option<String>) -> PresenceConfig {
+    let mut common = Common::for_tests(SECRET);
+    common.redis_url = redis_url;
+    let mut config = PresenceConfig::for_tests(common);
+    config.heartbeat_ms = heartbeat_ms;
+    config
+}
+
+/// A running presence service; shut down when dropped.
+pub(crate) struct TestPresence {
+    pub(crate) addr: SocketAddr,
+    pub(crate) client: reqwest::Client,
+    internal_token: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestPresence {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts presence with `config` on 127.0.0.1:0.
+pub(crate) async fn spawn_presence(config: PresenceConfig) -> TestPresence {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let internal_token = config.common.internal_token.clone();
+    let state = PresenceState::build(config, prometheus::Registry::new())
+        .await
+        .expect("presence builds");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(run(listener, state, shutdown.clone()));
+    TestPresence {
+        addr,
+        client: reqwest::Client::new(),
+        internal_token,
+        shutdown,
+    }
+}
+
+/// A user with a fresh id.
+pub(crate) fn user(name: &str) -> UserRef {
+    UserRef {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: name.into(),
+    }
+}
+
+/// One connection of `user` on node `n1`.
+pub(crate) fn conn(conn_id: &str, user: &UserRef) -> ConnReport {
+    ConnReport {
+        conn_id: conn_id.into(),
+        user: user.clone(),
+        node: "n1".into(),
+    }
+}
+
+/// A valid token for `user`.
+pub(crate) fn token(user: &UserRef) -> String {
+    let info = UserInfo {
+        id: user.id.clone(),
+        name: user.name.clone(),
+        role: Role::User,
+    };
+    JwtKeys::new(SECRET).mint(&info, 60)
+}
+
+impl TestPresence {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs `body` to an internal route with the right token.
+    pub(crate) async fn internal(&self, path: &str, body: &impl serde::Serialize) -> StatusCode {
+        self.client
+            .post(self.url(path))
+            .header(INTERNAL_HEADER, &self.internal_token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    pub(crate) async fn connect(&self, conn: &ConnReport) {
+        let status = self.internal("/internal/presence/connect", conn).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    pub(crate) async fn disconnect(&self, conn: &ConnReport) {
+        let report = DisconnectReport {
+            conn_id: conn.conn_id.clone(),
+            user_id: conn.user.id.clone(),
+        };
+        let status = self
+            .internal("/internal/presence/disconnect", &report)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    /// Sends one heartbeat listing `conns`; returns the status.
+    pub(crate) async fn heartbeat(&self, conns: &[ConnReport]) -> StatusCode {
+        let report = HeartbeatReport {
+            node: "n1".into(),
+            conns: conns.to_vec(),
+        };
+        self.internal("/internal/presence/heartbeat", &report).await
+    }
+
+    /// `GET /presence/online` as `viewer`; `None` unless it answered 200.
+    pub(crate) async fn try_online(&self, viewer: &UserRef) -> Option<OnlineUsers> {
+        let resp = self
+            .client
+            .get(self.url("/presence/online"))
+            .bearer_auth(token(viewer))
+            .send()
+            .await
+            .ok()?;
+        if resp.status() != StatusCode::OK {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
+    /// Who is online as `(name, connections)`, in the order served.
+    pub(crate) async fn online(&self, viewer: &UserRef) -> Vec<(String, u64)> {
+        let users = self.try_online(viewer).await.expect("GET /presence/online");
+        users
+            .users
+            .into_iter()
+            .map(|u| (u.name, u.connections))
+            .collect()
+    }
+
+    /// The `/metrics` text.
+    pub(crate) async fn metrics(&self) -> String {
+        let resp = self.client.get(self.url("/metrics")).send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+}
+
+/// Polls `check` until it holds, failing the test after ten seconds.
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of telepath-presence: the service runs in-process on a
+//! free port, with the memory store or a real `redis-server`.
+
+mod access;
+mod expiry;
+mod helpers;
+mod online;
