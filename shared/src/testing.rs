@@ -134,3 +134,6 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+mod ws;
+pub use ws::{WsClient, WsError};

@@ -1,0 +1,137 @@
+//! telepath: the all-in-one node. The gateway, api and presence routers on
+//! one port in one process.
+//!
+//! Without `REDIS_URL` it runs on the in-memory bus and presence store, with
+//! no outside services at all; with `REDIS_URL` set it uses Redis for both,
+//! so an all-in-one node can join a cluster of separate services. The
+//! gateway reaches the api and presence over HTTP on its own port, the same
+//! path a split deployment takes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use prometheus::Registry;
+use telepath_api::ApiState;
+use telepath_gateway::GatewayState;
+use telepath_presence::PresenceState;
+use telepath_shared::bus::memory::MemoryBroker;
+use telepath_shared::bus::redis::RedisBus;
+use telepath_shared::bus::{Bus, DEFAULT_INBOUND_CAPACITY, Inbound};
+use telepath_shared::config::{ApiConfig, Common, GatewayConfig, PresenceConfig, Source};
+use telepath_shared::http::{ApiError, not_found};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The settings of all three services of one all-in-one node.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub gateway: GatewayConfig,
+    pub presence: PresenceConfig,
+}
+
+impl Config {
+    /// Reads the configuration; dev login is on and a development JWT secret
+    /// is used unless the environment says otherwise.
+    pub fn from_source(src: &dyn Source) -> anyhow::Result<Config> {
+        let common = Common::from_source(src, true)?;
+        Ok(Config {
+            api: ApiConfig::from_source(src, common.clone(), true)?,
+            gateway: GatewayConfig::from_source(src, common.clone())?,
+            presence: PresenceConfig::from_source(src, common)?,
+        })
+    }
+
+    /// The shared settings.
+    pub fn common(&self) -> &Common {
+        &self.api.common
+    }
+}
+
+/// The three services of a running node.
+#[derive(Clone)]
+pub struct Node {
+    pub api: ApiState,
+    pub gateway: GatewayState,
+    pub presence: PresenceState,
+    registry: Registry,
+}
+
+/// The loopback URL a process listening on `addr` can call itself on.
+fn self_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    format!("http://{host}:{}", addr.port())
+}
+
+/// Builds the node for a listener bound at `addr`.
+pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node> {
+    let registry = Registry::new();
+    let (bus, inbound): (Arc<dyn Bus>, Inbound) = match &config.common().redis_url {
+        Some(url) => {
+            let (bus, inbound) = RedisBus::connect(url, DEFAULT_INBOUND_CAPACITY)
+                .await
+                .context("connecting to Redis")?;
+            (Arc::new(bus), inbound)
+        }
+        None => {
+            let (bus, inbound) = MemoryBroker::new().connect(DEFAULT_INBOUND_CAPACITY);
+            (Arc::new(bus), inbound)
+        }
+    };
+    // The gateway calls the api and presence on this very port.
+    config.gateway.api_url = self_url(addr);
+    config.gateway.presence_url = self_url(addr);
+    let api = ApiState::build(config.api, bus.clone(), registry.clone()).await?;
+    let presence = PresenceState::build(config.presence, registry.clone()).await?;
+    let gateway = GatewayState::build(config.gateway, bus, inbound, registry.clone());
+    Ok(Node {
+        api,
+        gateway,
+        presence,
+        registry,
+    })
+}
+
+/// Every route of the node, with one `/healthz`, `/readyz` and `/metrics`.
+pub fn router(node: Node) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(|State(n): State<Node>| async move { telepath_shared::telemetry::render(&n.registry) }))
+        .with_state(node.clone())
+        .merge(telepath_api::routes(node.api))
+        .merge(telepath_presence::routes(node.presence))
+        .merge(telepath_gateway::routes(node.gateway))
+        .fallback(not_found)
+}
+
+async fn readyz(State(node): State<Node>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    node.api.ready().await?;
+    node.presence.ready().await?;
+    node.gateway.ready()?;
+    Ok(axum::Json(serde_json::json!({"status": "ready"})))
+}
+
+/// Serves the node on `listener` until `shutdown`, then drains the gateway.
+pub async fn run(
+    listener: TcpListener,
+    node: Node,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    node.presence.spawn_sweeper(shutdown.clone());
+    let gateway = node.gateway.clone();
+    telepath_gateway::serve_app(listener, router(node), gateway, shutdown).await
+}

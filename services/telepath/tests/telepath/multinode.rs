@@ -1,0 +1,174 @@
+//! The split deployment as real processes: a redis-server, the api,
+//! presence and two gateways. A message crosses gateways through Redis, and
+//! each gateway subscribes to a room once, while it has members there.
+
+use std::time::Duration;
+
+use reqwest::Client;
+use serde_json::{Value, json};
+use telepath_shared::testing::{RedisServer, WsClient};
+
+use crate::helpers::{Service, create_room, eventually, login};
+
+/// Fields drop in order: gateways first, Redis last, so no service sees Redis vanish.
+struct Cluster {
+    gateways: Vec<Service>,
+    presence: Service,
+    api: Service,
+    redis: RedisServer,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_cluster(gateways: usize) -> Cluster {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("api.db").display());
+    let api = Service::start(
+        "telepath-api",
+        &[
+            ("REDIS_URL", redis.url()),
+            ("DATABASE_URL", db),
+            ("TELEPATH_DEV_LOGIN", "1".into()),
+            ("TELEPATH_NODE_ID", "api".into()),
+        ],
+    )
+    .await;
+    let presence = Service::start(
+        "telepath-presence",
+        &[
+            ("REDIS_URL", redis.url()),
+            ("TELEPATH_HEARTBEAT_MS", "500".into()),
+        ],
+    )
+    .await;
+    let mut gws = Vec::new();
+    for i in 0..gateways {
+        gws.push(
+            Service::start(
+                "telepath-gateway",
+                &[
+                    ("REDIS_URL", redis.url()),
+                    ("TELEPATH_API_URL", api.url.clone()),
+                    ("TELEPATH_PRESENCE_URL", presence.url.clone()),
+                    ("TELEPATH_NODE_ID", format!("gw{i}")),
+                    ("TELEPATH_HEARTBEAT_MS", "500".into()),
+                ],
+            )
+            .await,
+        );
+    }
+    Cluster {
+        redis,
+        api,
+        presence,
+        gateways: gws,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn a_room_message_sent_on_gateway_a_reaches_a_member_on_gateway_b_through_redis() {
+    let cluster = start_cluster(2).await;
+    let http = Client::new();
+    let ada = login(&http, &cluster.api.url, "ada").await;
+    let bob = login(&http, &cluster.api.url, "bob").await;
+    let room = create_room(&http, &cluster.api.url, &ada, "across").await;
+
+    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    assert_eq!(a.welcome["node"], "gw0");
+    assert_eq!(b.welcome["node"], "gw1");
+    a.join(&room).await;
+    b.join(&room).await;
+
+    let reply = a
+        .ok(json!({"type": "send", "room": room, "body": "through redis"}))
+        .await;
+    let got = b.next_of("message").await;
+    assert_eq!(
+        (got["seq"].clone(), got["id"].clone()),
+        (reply["seq"].clone(), reply["id"].clone())
+    );
+    assert_eq!(a.next_of("message").await["seq"], reply["seq"]);
+    // And the other way round.
+    let reply = b
+        .ok(json!({"type": "send", "room": room, "body": "and back"}))
+        .await;
+    assert_eq!(a.next_of("message").await["id"], reply["id"]);
+    assert_eq!(reply["seq"], 2);
+
+    // Presence saw both users through the gateways' reports.
+    let online_url = format!("{}/presence/online", cluster.presence.url);
+    eventually(Duration::from_secs(5), "both users online", || {
+        let (http, url, token) = (http.clone(), online_url.clone(), ada.token.clone());
+        async move {
+            let body: Value = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["users"].as_array().is_some_and(|u| u.len() == 2)
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_gateway_subscribes_to_a_room_once_while_it_has_members_there() {
+    let cluster = start_cluster(2).await;
+    let http = Client::new();
+    let ada = login(&http, &cluster.api.url, "ada").await;
+    let room = create_room(&http, &cluster.api.url, &ada, "counted").await;
+    let channel = format!("room:{room}");
+    let numsub = |n: i64| {
+        let redis = &cluster.redis;
+        let channel = channel.clone();
+        async move { redis.numsub(&channel) == n }
+    };
+
+    // Two connections on gateway 0, one on gateway 1: two subscriptions in Redis.
+    let mut a1 = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+    let mut a2 = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+    let mut b1 = WsClient::connect(&cluster.gateways[1].url, &ada.token)
+        .await
+        .unwrap();
+    a1.join(&room).await;
+    assert!(numsub(1).await);
+    a2.join(&room).await;
+    assert!(numsub(1).await);
+    b1.join(&room).await;
+    assert!(numsub(2).await);
+
+    // One of two local members leaves: still subscribed. Both gone: unsubscribed.
+    drop(a1);
+    eventually(
+        Duration::from_secs(5),
+        "gateway 0 keeps its subscription",
+        || numsub(2),
+    )
+    .await;
+    drop(a2);
+    eventually(Duration::from_secs(5), "gateway 0 unsubscribes", || {
+        numsub(1)
+    })
+    .await;
+    drop(b1);
+    eventually(Duration::from_secs(5), "no subscribers left", || numsub(0)).await;
+    let patterns = cluster.redis.command(&["PUBSUB", "NUMPAT"]).unwrap();
+    assert!(
+        patterns.starts_with(":0"),
+        "no pattern subscriptions: {patterns}"
+    );
+}

@@ -1,0 +1,219 @@
+//! One WebSocket session against the all-in-one node: authentication before
+//! the upgrade, malformed input, limits, keepalive, token expiry, drain.
+
+use std::time::Duration;
+
+use serde_json::json;
+use telepath_shared::auth::{Claims, JwtKeys};
+use telepath_shared::protocol::Role;
+use telepath_shared::testing::{WsClient, WsError};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::{SECRET, create_room, login, spawn_node};
+
+fn http_status(err: WsError) -> u16 {
+    match err {
+        WsError::Http(resp) => resp.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_forged_or_expired_token_gets_401_before_any_upgrade() {
+    let node = spawn_node(|_| {}).await;
+    let url = format!("{}/connect", node.url.replacen("http", "ws", 1));
+    let no_token = url.clone().into_client_request().unwrap();
+    assert_eq!(
+        http_status(WsClient::connect_request(no_token).await.err().unwrap()),
+        401
+    );
+    let forged = JwtKeys::new("not-the-secret").sign(&Claims {
+        sub: "x".into(),
+        name: "x".into(),
+        role: Role::Admin,
+        exp: i64::MAX / 2,
+    });
+    assert_eq!(
+        http_status(WsClient::connect(&node.url, &forged).await.err().unwrap()),
+        401
+    );
+    let expired = JwtKeys::new(SECRET).sign(&Claims {
+        sub: "x".into(),
+        name: "x".into(),
+        role: Role::User,
+        exp: 1,
+    });
+    assert_eq!(
+        http_status(WsClient::connect(&node.url, &expired).await.err().unwrap()),
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_token_in_the_query_string_works_and_the_subprotocol_is_offered_back() {
+    let node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let url = format!(
+        "{}/connect?token={}",
+        node.url.replacen("http", "ws", 1),
+        ada.token
+    );
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "telepath.v1".parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "telepath.v1");
+    drop(ws);
+}
+
+#[tokio::test]
+async fn a_plain_get_on_connect_gets_426_with_the_websocket_version() {
+    let node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let resp = node
+        .http
+        .get(format!("{}/connect", node.url))
+        .bearer_auth(&ada.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 426);
+    assert_eq!(resp.headers()["sec-websocket-version"], "13");
+}
+
+#[tokio::test]
+async fn malformed_frames_get_bad_request_and_the_connection_keeps_working() {
+    let node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    for garbage in [
+        "not json",
+        "[1,2,3]",
+        "{\"type\":\"nope\"}",
+        "{\"type\":\"join\"}",
+        "{\"type\":\"send\",\"room\":7}",
+        "1e400",
+        "\u{0}",
+    ] {
+        c.send_raw(WsMessage::text(garbage)).await.unwrap();
+        let err = c.next_of("error").await;
+        assert_eq!(err["code"], "bad_request", "for {garbage:?}");
+    }
+    // With a ref, the failure is a reply to that ref.
+    let reply = c.request(json!({"type": "join", "room": "room:*"})).await;
+    assert_eq!(
+        (reply["ok"].as_bool(), reply["error"]["code"].as_str()),
+        (Some(false), Some("bad_request"))
+    );
+    let reply = c
+        .request(json!({"type": "join", "room": uuid::Uuid::now_v7().hyphenated().to_string()}))
+        .await;
+    assert_eq!(reply["error"]["code"], "not_found");
+    let pong = c.ok(json!({"type": "ping"})).await;
+    assert!(pong["pong"].as_i64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn a_message_over_the_frame_limit_closes_with_1009() {
+    let node = spawn_node(|c| c.gateway.max_frame_bytes = 1024).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    c.send_raw(WsMessage::text("x".repeat(2048))).await.unwrap();
+    assert_eq!(c.closed().await, Some(1009));
+}
+
+#[tokio::test]
+async fn a_binary_frame_closes_with_1003() {
+    let node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    c.send_raw(WsMessage::binary(vec![1u8, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(c.closed().await, Some(1003));
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_as_too_large_and_not_stored() {
+    let node = spawn_node(|c| c.gateway.max_body_bytes = 10).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let room = create_room(&node.http, &node.url, &ada, "r").await;
+    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    c.join(&room).await;
+    let reply = c
+        .request(json!({"type": "send", "room": room, "body": "this is far too long"}))
+        .await;
+    assert_eq!(reply["error"]["code"], "too_large");
+    let ok = c
+        .ok(json!({"type": "send", "room": room, "body": "short"}))
+        .await;
+    assert_eq!(ok["seq"], 1);
+}
+
+#[tokio::test]
+async fn flooding_past_the_rate_limit_gets_rate_limited_replies() {
+    let node = spawn_node(|c| c.gateway.max_rate_per_s = 5).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    for i in 0..20 {
+        c.send(json!({"type": "ping", "ref": format!("p{i}")}))
+            .await;
+    }
+    let limited = c
+        .wait_for(|f| f["type"] == "reply" && f["ok"] == false)
+        .await;
+    assert_eq!(limited["error"]["code"], "rate_limited");
+}
+
+#[tokio::test]
+async fn an_expiring_token_gets_bye_token_expired_and_close_4001_unless_refreshed() {
+    let node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let claims = JwtKeys::new(SECRET).verify(&ada.token).unwrap();
+    let soon = |secs: i64| {
+        JwtKeys::new(SECRET).sign(&Claims {
+            exp: chrono::Utc::now().timestamp() + secs,
+            ..claims.clone()
+        })
+    };
+
+    let mut refreshed = WsClient::connect(&node.url, &soon(2)).await.unwrap();
+    let data = refreshed
+        .ok(json!({"type": "refresh", "token": soon(3600)}))
+        .await;
+    assert!(data["exp"].as_i64().unwrap() > chrono::Utc::now().timestamp() + 3000);
+
+    let mut c = WsClient::connect(&node.url, &soon(2)).await.unwrap();
+    let bye = c.next_of("bye").await;
+    assert_eq!(bye["reason"], "token_expired");
+    assert_eq!(c.closed().await, Some(4001));
+    // The refreshed connection is still open.
+    assert!(refreshed.ok(json!({"type": "ping"})).await["pong"].is_i64());
+}
+
+#[tokio::test]
+async fn the_server_pings_and_a_client_that_answers_stays_connected() {
+    let node = spawn_node(|c| c.gateway.heartbeat_ms = 200).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    // tungstenite answers pings by itself; a second of silence from us is fine.
+    assert!(!c.sees_within(Duration::from_millis(1200), |_| true).await);
+    assert!(c.ok(json!({"type": "ping"})).await["pong"].is_i64());
+}
+
+#[tokio::test]
+async fn shutdown_says_bye_restart_and_closes_with_1012() {
+    let mut node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    node.shutdown.cancel();
+    assert_eq!(c.next_of("bye").await["reason"], "restart");
+    assert_eq!(c.closed().await, Some(1012));
+    let task = node.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("node stops within the grace")
+        .unwrap()
+        .unwrap();
+}

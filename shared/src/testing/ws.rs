@@ -1,0 +1,171 @@
+//! A WebSocket test client speaking the Telepath protocol over
+//! tokio-tungstenite: connect with a token, send frames, wait for replies by
+//! `ref` and for events by type, observe the close code.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use tokio_tungstenite::tungstenite::Error as WsError;
+
+/// How long a test waits for any single frame.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A connected Telepath client.
+pub struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read while waiting for something else.
+    pending: VecDeque<Value>,
+    next_ref: u64,
+    /// The `welcome` frame.
+    pub welcome: Value,
+    /// The close code the server sent, once the connection closed.
+    pub close_code: Option<u16>,
+}
+
+impl WsClient {
+    /// Connects to `base` (`http://host:port`) with `token` in the Authorization
+    /// header and reads the `welcome` frame.
+    pub async fn connect(base: &str, token: &str) -> Result<WsClient, WsError> {
+        let url = format!("{}/connect", base.replacen("http", "ws", 1));
+        let mut req = url.into_client_request()?;
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        Self::connect_request(req).await
+    }
+
+    /// Connects with a prepared handshake request.
+    pub async fn connect_request(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<WsClient, WsError> {
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        let mut client = WsClient {
+            ws,
+            pending: VecDeque::new(),
+            next_ref: 0,
+            welcome: Value::Null,
+            close_code: None,
+        };
+        let welcome = client.next_frame().await.expect("a welcome frame");
+        assert_eq!(
+            welcome["type"], "welcome",
+            "first frame must be welcome: {welcome}"
+        );
+        client.welcome = welcome;
+        Ok(client)
+    }
+
+    /// Sends one JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(WsMessage::text(frame.to_string()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends a raw WebSocket message.
+    pub async fn send_raw(&mut self, msg: WsMessage) -> Result<(), WsError> {
+        self.ws.send(msg).await
+    }
+
+    /// Sends `frame` with a fresh `ref` and returns the matching reply.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        self.next_ref += 1;
+        let reference = format!("r{}", self.next_ref);
+        frame["ref"] = json!(reference);
+        self.send(frame).await;
+        self.wait_for(|f| f["type"] == "reply" && f["ref"] == reference.as_str())
+            .await
+    }
+
+    /// `request` that must succeed; returns its `data`.
+    pub async fn ok(&mut self, frame: Value) -> Value {
+        let reply = self.request(frame.clone()).await;
+        assert_eq!(reply["ok"], true, "request {frame} failed: {reply}");
+        reply["data"].clone()
+    }
+
+    /// Joins `room`; returns the reply data.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.ok(json!({"type": "join", "room": room})).await
+    }
+
+    /// The next frame of type `ty` (earlier frames of other types are kept).
+    pub async fn next_of(&mut self, ty: &str) -> Value {
+        self.wait_for(|f| f["type"] == ty).await
+    }
+
+    /// The first frame (buffered or new) matching `pred`; panics after the wait.
+    pub async fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            return self.pending.remove(i).unwrap();
+        }
+        loop {
+            let frame = self.next_frame().await.unwrap_or_else(|| {
+                panic!("connection closed ({:?}) while waiting", self.close_code)
+            });
+            if pred(&frame) {
+                return frame;
+            }
+            self.pending.push_back(frame);
+        }
+    }
+
+    /// Whether a frame matching `pred` arrives within `within`.
+    pub async fn sees_within(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> bool {
+        if self.pending.iter().any(&pred) {
+            return true;
+        }
+        tokio::time::timeout(within, async {
+            loop {
+                match self.next_frame().await {
+                    Some(f) if pred(&f) => return true,
+                    Some(f) => self.pending.push_back(f),
+                    None => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// The next text frame as JSON; `None` once the connection closed.
+    async fn next_frame(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no frame within the wait");
+            match msg {
+                Some(Ok(WsMessage::Text(t))) => {
+                    return Some(serde_json::from_str(&t).expect("server frames are JSON"));
+                }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    self.close_code = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
+                    return None;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code (None if the
+    /// socket dropped without a close frame). Data frames are kept.
+    pub async fn closed(&mut self) -> Option<u16> {
+        while let Some(f) = self.next_frame().await {
+            self.pending.push_back(f);
+        }
+        self.close_code
+    }
+
+    /// Frames received but not consumed yet.
+    pub fn pending(&self) -> &VecDeque<Value> {
+        &self.pending
+    }
+}
