@@ -192,3 +192,54 @@ async fn reconcile_task(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telepath_shared::bus::memory::MemoryBroker;
+
+    fn hub() -> (Arc<Hub>, MemoryBroker) {
+        let broker = MemoryBroker::new();
+        let (bus, _rx) = broker.connect(16);
+        let metrics = GatewayMetrics::new(&prometheus::Registry::new());
+        (Hub::new(Arc::new(bus), metrics, vec![]), broker)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_closes_the_slow_consumer_with_1013_and_spares_the_others() {
+        let (hub, _broker) = hub();
+        let (slow, _slow_rx) = SessionHandle::detached(2);
+        let (fast, mut fast_rx) = SessionHandle::detached(16);
+        assert!(hub.join("room:x", 1, slow.clone()).await);
+        assert!(hub.join("room:x", 2, fast.clone()).await);
+        for _ in 0..3 {
+            hub.dispatch("room:x", &Bytes::from_static(b"{}"));
+        }
+        assert_eq!(
+            slow.close_reason(),
+            Some((CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer)))
+        );
+        assert_eq!(fast.close_reason(), None);
+        for _ in 0..3 {
+            assert!(fast_rx.try_recv().is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_bus_subscription_follows_the_first_and_last_local_member() {
+        let (hub, broker) = hub();
+        let (publisher, _) = broker.connect(16);
+        let (a, mut a_rx) = SessionHandle::detached(16);
+        let (b, _) = SessionHandle::detached(16);
+        assert!(hub.join("room:y", 1, a.clone()).await);
+        assert!(hub.join("room:y", 2, b).await);
+        hub.leave("room:y", 2);
+        assert!(hub.wants("room:y"));
+        hub.leave("room:y", 1);
+        assert!(!hub.wants("room:y"));
+        assert_eq!(hub.dispatch("room:y", &Bytes::from_static(b"{}")), 0);
+        // The unsubscribe is asynchronous; a publish after it reaches no one here.
+        let _ = publisher.publish("room:y", Bytes::from_static(b"{}")).await;
+        assert!(a_rx.try_recv().is_err());
+    }
+}

@@ -78,6 +78,25 @@ impl SessionHandle {
         self.control.closing.cancel();
     }
 
+    /// A handle on a queue of `capacity` frames, for unit tests of the hub.
+    #[cfg(test)]
+    pub(crate) fn detached(capacity: usize) -> (SessionHandle, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let control = Arc::new(Control {
+            closing: CancellationToken::new(),
+            reason: Mutex::new(None),
+            last_seen_ms: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        (SessionHandle { tx, control }, rx)
+    }
+
+    /// Why the session is closing, if it is.
+    #[cfg(test)]
+    pub(crate) fn close_reason(&self) -> Option<(CloseCode, Option<ByeReason>)> {
+        *self.control.reason.lock().expect("session lock poisoned")
+    }
+
     fn touch(&self) {
         let ms = self.control.started.elapsed().as_millis() as u64;
         self.control.last_seen_ms.store(ms, Ordering::Relaxed);

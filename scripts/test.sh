@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs every Telepath test: formatting, lints, and the whole test suite.
+#
+# Works on a fresh Debian machine with Rust: it installs what is missing
+# (redis-server through apt) and every test starts its own throwaway
+# services (redis-server on a free port, SQLite in a temp dir, the services
+# as processes on free loopback ports). Nothing is left running afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+log "checking tools"
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing redis-server"
+  apt_install redis-server
+fi
+redis-server --version
+
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component" >/dev/null 2>&1 || echo "warning: $component unavailable, skipping it"
+  fi
+done
+
+if cargo fmt --version >/dev/null 2>&1; then
+  log "cargo fmt --check"
+  cargo fmt --all -- --check
+fi
+
+if cargo clippy --version >/dev/null 2>&1; then
+  log "cargo clippy"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+# The multi-process tests start these binaries from the target directory.
+log "building the service binaries"
+cargo build --workspace --bins --locked
+
+log "running the tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --profile ci
+else
+  cargo test --workspace --locked
+fi
