@@ -210,7 +210,14 @@ pub(crate) async fn serve(
         }
     }
     control.closing.cancel();
-    let _ = writer.await;
+    // The writer may be stuck writing to a client that stopped reading: bound the wait.
+    let mut writer = writer;
+    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     unregister(&session).await;
 }
 

@@ -7,8 +7,8 @@
 use serde_json::{Value, json};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    ClientFrame, ClientOp, CloseCode, ErrorBody, ErrorCode, InternalSend, RefOnly, Reply,
-    ServerFrame, TypingEvent, is_canonical_id, room_channel,
+    ByeReason, ClientFrame, ClientOp, CloseCode, ErrorBody, ErrorCode, InternalSend, RefOnly,
+    Reply, ServerFrame, TypingEvent, is_canonical_id, room_channel,
 };
 
 use super::Session;
@@ -62,8 +62,18 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
         );
         return;
     }
-    let result = run(session, frame.op).await;
+    let mut then = Vec::new();
+    let result = run(session, frame.op, &mut then).await;
     respond(session, frame.reference, result);
+    // Frames that must follow the reply (a join's replayed messages).
+    for follow in then {
+        if !session.handle.send(&follow) {
+            session
+                .handle
+                .close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+            break;
+        }
+    }
 }
 
 /// Queues the reply (with a ref) or an `error` frame (failure without a ref).
@@ -91,10 +101,15 @@ fn from_api(e: ApiError) -> ErrorBody {
 }
 
 /// Runs one operation; `Ok(None)` means success with nothing to report.
-async fn run(session: &mut Session, op: ClientOp) -> Result<Option<Value>, ErrorBody> {
+/// Frames pushed to `then` are queued after the reply.
+async fn run(
+    session: &mut Session,
+    op: ClientOp,
+    then: &mut Vec<ServerFrame>,
+) -> Result<Option<Value>, ErrorBody> {
     match op {
         ClientOp::Ping => Ok(Some(json!({"pong": chrono::Utc::now().timestamp_millis()}))),
-        ClientOp::Join { room, since } => join(session, room, since).await.map(Some),
+        ClientOp::Join { room, since } => join(session, room, since, then).await.map(Some),
         ClientOp::Leave { room } => leave(session, room).await.map(Some),
         ClientOp::Send {
             room,
@@ -132,7 +147,12 @@ fn checked_room(room: &str) -> Result<(), ErrorBody> {
     }
 }
 
-async fn join(session: &mut Session, room: String, since: Option<i64>) -> Result<Value, ErrorBody> {
+async fn join(
+    session: &mut Session,
+    room: String,
+    since: Option<i64>,
+    then: &mut Vec<ServerFrame>,
+) -> Result<Value, ErrorBody> {
     checked_room(&room)?;
     if since.is_some_and(|s| s < 0) {
         return Err(bad("since must be non-negative"));
@@ -165,18 +185,20 @@ async fn join(session: &mut Session, room: String, since: Option<i64>) -> Result
     session.rooms.insert(room.clone());
     let mut recovered = true;
     if let Some(since) = since.filter(|s| *s < joined.seq) {
-        recovered = replay(session, &room, since, joined.seq).await?;
+        recovered = replay(session, &room, since, joined.seq, then).await?;
     }
     Ok(json!({"room": room, "seq": joined.seq, "recovered": recovered}))
 }
 
-/// Queues the messages after `since` up to `upto`. Returns false (and queues
-/// nothing) when the gap is larger than the replay cap.
+/// Collects the messages after `since` up to `upto` for queueing after the
+/// reply. Returns false (and collects nothing) when the gap is larger than
+/// the replay cap.
 async fn replay(
-    session: &mut Session,
+    session: &Session,
     room: &str,
     since: i64,
     upto: i64,
+    then: &mut Vec<ServerFrame>,
 ) -> Result<bool, ErrorBody> {
     let cap = session.state.inner.config.replay_cap;
     if upto - since > cap {
@@ -189,15 +211,12 @@ async fn replay(
         .history_after(room, since, cap)
         .await
         .map_err(from_api)?;
-    for message in page.messages.into_iter().filter(|m| m.seq <= upto) {
-        if !session.handle.send(&ServerFrame::Message(message)) {
-            session.handle.close(
-                CloseCode::TryAgainLater,
-                Some(telepath_shared::protocol::ByeReason::SlowConsumer),
-            );
-            break;
-        }
-    }
+    then.extend(
+        page.messages
+            .into_iter()
+            .filter(|m| m.seq <= upto)
+            .map(ServerFrame::Message),
+    );
     Ok(true)
 }
 

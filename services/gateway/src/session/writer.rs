@@ -44,7 +44,15 @@ pub(super) async fn run(
             let exp = *expiry.borrow();
             tokio::select! {
                 biased;
-                _ = control.closing.cancelled() => return Ok(()),
+                _ = control.closing.cancelled() => {
+                    // A close echo still queued answers the client's close: send it and stop.
+                    if let Ok(frame) = ctrl.try_recv() && frame.opcode == OpCode::Close {
+                        ws.write_frame(frame).await?;
+                        ws.flush().await?;
+                        return Err(WebSocketError::ConnectionClosed);
+                    }
+                    return Ok(());
+                }
                 frame = ctrl.recv() => {
                     let Some(frame) = frame else { return Ok(()) };
                     let is_close = frame.opcode == OpCode::Close;

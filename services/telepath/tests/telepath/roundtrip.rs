@@ -91,6 +91,12 @@ async fn joining_with_since_replays_the_missed_messages_in_seq_order() {
         (joined["seq"].as_i64(), joined["recovered"].as_bool()),
         (Some(5), Some(true))
     );
+    // The reply comes first, then the replayed messages.
+    assert!(
+        b.pending().is_empty(),
+        "nothing before the reply: {:?}",
+        b.pending()
+    );
     let mut seqs = Vec::new();
     for _ in 0..3 {
         seqs.push(b.next_of("message").await["seq"].as_i64().unwrap());
