@@ -13,7 +13,7 @@ use telepath_shared::protocol::{
 use crate::ApiState;
 use crate::auth::Internal;
 use crate::rooms::{HistoryQuery, room_id};
-use crate::store::{self, db_err};
+use crate::store;
 
 /// Validates a user named by a gateway (it came from a verified token, but bound it anyway).
 fn check_user(user: &telepath_shared::protocol::UserRef) -> Result<(), ApiError> {
@@ -31,15 +31,7 @@ pub(crate) async fn join(
 ) -> Result<Json<JoinResult>, ApiError> {
     let id = room_id(&id)?;
     check_user(&req.user)?;
-    let mut tx = state
-        .inner
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
-    store::ensure_user(&mut tx, &req.user, Role::User).await?;
-    let (_, seq) = store::join(&mut tx, id, &req.user, "member").await?;
-    tx.commit().await.map_err(db_err)?;
+    let (_, seq) = store::join_room(&state.inner.write, id, &req.user, Role::User).await?;
     Ok(Json(JoinResult {
         room: id.to_owned(),
         seq,
@@ -52,15 +44,7 @@ pub(crate) async fn leave(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<InternalJoin>,
 ) -> Result<StatusCode, ApiError> {
-    let id = room_id(&id)?;
-    let mut tx = state
-        .inner
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
-    store::leave(&mut tx, id, &req.user.id).await?;
-    tx.commit().await.map_err(db_err)?;
+    store::leave_room(&state.inner.write, room_id(&id)?, &req.user.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -110,15 +110,8 @@ pub(crate) async fn join(
     Path(id): Path<String>,
 ) -> Result<Json<Participant>, ApiError> {
     let id = room_id(&id)?;
-    let mut tx = state
-        .inner
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
-    store::ensure_user(&mut tx, &claims.user_ref(), claims.role).await?;
-    let (participant, _) = store::join(&mut tx, id, &claims.user_ref(), "member").await?;
-    tx.commit().await.map_err(db_err)?;
+    let (participant, _) =
+        store::join_room(&state.inner.write, id, &claims.user_ref(), claims.role).await?;
     Ok(Json(participant))
 }
 
@@ -127,15 +120,7 @@ pub(crate) async fn leave(
     AuthUser(claims): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = room_id(&id)?;
-    let mut tx = state
-        .inner
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
-    store::leave(&mut tx, id, &claims.sub).await?;
-    tx.commit().await.map_err(db_err)?;
+    store::leave_room(&state.inner.write, room_id(&id)?, &claims.sub).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

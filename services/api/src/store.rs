@@ -223,6 +223,32 @@ pub(crate) async fn join(
     ))
 }
 
+/// Joins `user` to `room_id` as a member in its own write transaction,
+/// creating the user's row first if needed.
+pub(crate) async fn join_room(
+    pool: &SqlitePool,
+    room_id: &str,
+    user: &UserRef,
+    role: Role,
+) -> Result<(Participant, i64), ApiError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    ensure_user(&mut tx, user, role).await?;
+    let joined = join(&mut tx, room_id, user, "member").await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(joined)
+}
+
+/// [`leave`] in its own write transaction.
+pub(crate) async fn leave_room(
+    pool: &SqlitePool,
+    room_id: &str,
+    user_id: &str,
+) -> Result<(), ApiError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    leave(&mut tx, room_id, user_id).await?;
+    tx.commit().await.map_err(db_err)
+}
+
 /// Ends `user_id`'s participation in `room_id`; not a member is `not_found`.
 pub(crate) async fn leave(
     conn: &mut SqliteConnection,
