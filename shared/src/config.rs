@@ -219,6 +219,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// `TELEPATH_TOKEN_TTL_SECS`: lifetime of dev-login tokens, seconds (default 86400).
     pub token_ttl_secs: i64,
+    /// `TELEPATH_PRESENCE_URL`: base URL of presence, for online flags and analytics (default `http://127.0.0.1:8082`).
+    pub presence_url: String,
 }
 
 impl ApiConfig {
@@ -237,6 +239,9 @@ impl ApiConfig {
             max_request_bytes: parse(src, "TELEPATH_MAX_REQUEST_BYTES", 65_536)?,
             max_body_bytes: parse(src, "TELEPATH_MAX_BODY_BYTES", 16_384)?,
             token_ttl_secs: parse(src, "TELEPATH_TOKEN_TTL_SECS", 86_400)?,
+            presence_url: src
+                .get("TELEPATH_PRESENCE_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:8082".into()),
         })
     }
 

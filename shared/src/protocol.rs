@@ -8,9 +8,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// A user as every frame and REST body shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserRef {
     /// User id (a UUID string).
     pub id: String,
@@ -19,7 +20,7 @@ pub struct UserRef {
 }
 
 /// A user with a role, as `welcome` and `POST /auth/login` show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserInfo {
     pub id: String,
     pub name: String,
@@ -27,7 +28,7 @@ pub struct UserInfo {
 }
 
 /// What a user may do: admins reach the admin routes and frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     #[default]
@@ -36,7 +37,7 @@ pub enum Role {
 }
 
 /// Presence status a user can choose (plus `offline`, which only the server sets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Online,
@@ -158,6 +159,7 @@ pub enum ServerFrame {
     Member(MemberEvent),
     Error(ErrorBody),
     Bye(Bye),
+    RoomClosed(RoomClosed),
 }
 
 impl ServerFrame {
@@ -226,7 +228,7 @@ impl Reply {
 }
 
 /// A room message: the `message` event, and (without `type`) the REST form.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Message {
     pub room: String,
     pub id: String,
@@ -293,6 +295,15 @@ pub enum MemberAction {
     Left,
 }
 
+/// A room was deactivated by its owner or an admin: no more sends or joins.
+/// Telepath's own event (the contract leaves its shape to us).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomClosed {
+    pub room: String,
+    /// Who closed it.
+    pub by: UserRef,
+}
+
 /// Sent just before the server closes a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bye {
@@ -315,7 +326,7 @@ pub enum ByeReason {
 // ---------------------------------------------------------------------------
 
 /// `{"code","message"}`: in replies, `error` frames and REST error bodies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -331,13 +342,13 @@ impl ErrorBody {
 }
 
 /// The REST error envelope: `{"error":{"code","message"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
 /// Every error code of the protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -439,7 +450,7 @@ impl CloseCode {
 // ---------------------------------------------------------------------------
 
 /// `POST /auth/login`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LoginRequest {
     pub username: String,
     #[serde(default)]
@@ -447,14 +458,14 @@ pub struct LoginRequest {
 }
 
 /// `POST /auth/login` response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LoginResponse {
     pub token: String,
     pub user: UserInfo,
 }
 
 /// `POST /rooms`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateRoom {
     pub name: String,
     #[serde(default)]
@@ -466,7 +477,7 @@ pub struct CreateRoom {
 }
 
 /// A room as REST shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Room {
     pub id: String,
     pub name: String,
@@ -479,20 +490,20 @@ pub struct Room {
 }
 
 /// `GET /rooms`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RoomList {
     pub rooms: Vec<Room>,
 }
 
 /// `GET /rooms/{id}/messages`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MessagePage {
     pub messages: Vec<Message>,
     pub has_more: bool,
 }
 
 /// `POST /rooms/{id}/join` response: the caller as a participant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Participant {
     pub user: UserRef,
     pub role: String,
@@ -502,7 +513,7 @@ pub struct Participant {
 }
 
 /// One entry of `GET /presence/online`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OnlineUser {
     pub id: String,
     pub name: String,
@@ -514,7 +525,7 @@ pub struct OnlineUser {
 }
 
 /// `GET /presence/online`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OnlineUsers {
     pub users: Vec<OnlineUser>,
 }
@@ -524,20 +535,20 @@ pub struct OnlineUsers {
 // ---------------------------------------------------------------------------
 
 /// Gateway -> api: join `room` on behalf of `user`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InternalJoin {
     pub user: UserRef,
 }
 
 /// Api -> gateway: the join succeeded; `seq` is the room's latest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JoinResult {
     pub room: String,
     pub seq: i64,
 }
 
 /// Gateway -> api: persist a room message from `from`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InternalSend {
     pub from: UserRef,
     pub body: String,
@@ -550,7 +561,7 @@ pub struct InternalSend {
 }
 
 /// One live connection, as gateways report it to presence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ConnReport {
     pub conn_id: String,
     pub user: UserRef,
@@ -558,17 +569,97 @@ pub struct ConnReport {
 }
 
 /// Gateway -> presence: the connections of `node` that are still alive.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatReport {
     pub node: String,
     pub conns: Vec<ConnReport>,
 }
 
 /// Gateway -> presence: a connection ended.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DisconnectReport {
     pub conn_id: String,
     pub user_id: String,
+}
+
+/// Control messages on a node's bus channel (`node:{id}`), never relayed to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum NodeControl {
+    /// Close every local connection of `user_id` with `bye` admin and 4003.
+    DisconnectUser { user_id: String },
+}
+
+/// What a connection log row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionEventKind {
+    Connect,
+    Disconnect,
+}
+
+/// Gateway -> api: one connect or disconnect, for `connection_logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionEvent {
+    pub event: ConnectionEventKind,
+    pub conn_id: String,
+    pub user: UserRef,
+    pub node: String,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// For disconnects: the close code, e.g. `1000` or `4003`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Gateway -> api: a batch of connection events.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionEvents {
+    pub events: Vec<ConnectionEvent>,
+}
+
+/// Presence -> api: everyone live right now (`GET /internal/presence/summary`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PresenceSummary {
+    pub online_users: u64,
+    pub connections: u64,
+    pub by_node: std::collections::BTreeMap<String, u64>,
+    pub users: Vec<OnlineUser>,
+}
+
+/// Presence -> api: one user's live connections
+/// (`GET /internal/presence/users/{id}/connections`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UserConnections {
+    pub connections: Vec<ConnReport>,
+}
+
+/// `POST /messages/broadcast`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BroadcastRequest {
+    pub body: String,
+}
+
+/// `POST /admin/disconnect`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DisconnectRequest {
+    pub user_id: String,
+}
+
+/// `POST /admin/disconnect` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DisconnectResult {
+    /// Connections told to close (as presence knew them).
+    pub disconnected: u64,
+}
+
+/// `GET /rooms/{id}/participants`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ParticipantList {
+    pub participants: Vec<Participant>,
 }
 
 // ---------------------------------------------------------------------------
@@ -580,6 +671,25 @@ pub struct DisconnectReport {
 /// client types is ever used as a channel name or pattern unchecked.
 pub fn is_canonical_id(id: &str) -> bool {
     id.len() == 36 && uuid::Uuid::try_parse(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
+/// Usernames: 1-32 of `[A-Za-z0-9_.-]`.
+pub fn is_valid_username(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// Namespace of user ids derived from usernames (UUID v5).
+const USER_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c1f_5d1e_8b0a_4b7e_9f3c_2a4d_5e6f_7081);
+
+/// The user id of `username`: the same on every node and in every token
+/// minted for that name, so dev login and `telepath token` agree.
+pub fn user_id_for(username: &str) -> String {
+    uuid::Uuid::new_v5(&USER_NAMESPACE, username.as_bytes())
+        .hyphenated()
+        .to_string()
 }
 
 /// Bus channel carrying a room's events.
@@ -703,6 +813,13 @@ mod tests {
             ServerFrame::Bye(Bye {
                 reason: ByeReason::TokenExpired,
             }),
+            ServerFrame::RoomClosed(RoomClosed {
+                room: "r".into(),
+                by: UserRef {
+                    id: "u1".into(),
+                    name: "ada".into(),
+                },
+            }),
         ];
         for frame in frames {
             let text = frame.to_json();
@@ -781,6 +898,22 @@ mod tests {
     }
 
     #[test]
+    fn node_control_messages_use_op_tags() {
+        let c = NodeControl::DisconnectUser {
+            user_id: "u".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"op":"disconnect_user","user_id":"u"})
+        );
+        assert_eq!(
+            serde_json::from_value::<NodeControl>(json!({"op":"disconnect_user","user_id":"u"}))
+                .unwrap(),
+            c
+        );
+    }
+
+    #[test]
     fn unknown_types_and_missing_fields_are_rejected() {
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"join"}"#).is_err());
@@ -790,6 +923,16 @@ mod tests {
         );
         let r: RefOnly = serde_json::from_str(r#"{"type":"join","ref":"5"}"#).unwrap();
         assert_eq!(r.reference.as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn user_ids_derive_from_usernames_stably() {
+        assert_eq!(user_id_for("ada"), user_id_for("ada"));
+        assert_ne!(user_id_for("ada"), user_id_for("Ada"));
+        assert!(is_canonical_id(&user_id_for("ada")));
+        assert!(
+            is_valid_username("ada_1.x-y") && !is_valid_username("a b") && !is_valid_username("")
+        );
     }
 
     #[test]

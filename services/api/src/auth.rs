@@ -48,3 +48,21 @@ impl FromRequestParts<ApiState> for Internal {
         Ok(Internal)
     }
 }
+
+/// The verified claims of an admin caller: 401 without a valid token, 403 for non-admins.
+pub(crate) struct AdminUser(pub(crate) Claims);
+
+impl FromRequestParts<ApiState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let AuthUser(claims) = AuthUser::from_request_parts(parts, state).await?;
+        if !claims.is_admin() {
+            return Err(ApiError::forbidden("admins only"));
+        }
+        Ok(AdminUser(claims))
+    }
+}

@@ -8,11 +8,14 @@
 //! It does not hold WebSocket connections (the gateway does) or presence
 //! state (the presence service does).
 
+mod admin;
 mod auth;
+mod connections;
 mod db;
 mod internal;
 mod login;
 mod metrics;
+mod presence;
 mod rooms;
 mod store;
 pub mod writer;
@@ -48,6 +51,7 @@ struct Inner {
     write: SqlitePool,
     writer: writer::WriterHandle,
     bus: Arc<dyn Bus>,
+    presence: presence::PresenceClient,
     registry: Registry,
 }
 
@@ -62,6 +66,8 @@ impl ApiState {
         let metrics = ApiMetrics::new(&registry);
         let writer = writer::spawn(write.clone(), bus.clone(), metrics);
         let keys = JwtKeys::new(&config.common.jwt_secret);
+        let presence =
+            presence::PresenceClient::new(&config.presence_url, &config.common.internal_token);
         Ok(ApiState {
             inner: Arc::new(Inner {
                 config,
@@ -70,6 +76,7 @@ impl ApiState {
                 write,
                 writer,
                 bus,
+                presence,
                 registry,
             }),
         })
@@ -100,9 +107,15 @@ pub fn routes(state: ApiState) -> Router {
     Router::new()
         .route("/auth/login", post(login::login))
         .route("/rooms", post(rooms::create).get(rooms::list))
+        .route("/rooms/{id}", axum::routing::delete(rooms::close))
         .route("/rooms/{id}/join", post(rooms::join))
         .route("/rooms/{id}/leave", axum::routing::delete(rooms::leave))
         .route("/rooms/{id}/messages", get(rooms::messages))
+        .route("/rooms/{id}/participants", get(rooms::participants))
+        .route("/messages/broadcast", post(admin::broadcast))
+        .route("/admin/disconnect", post(admin::disconnect))
+        .route("/analytics/connections", get(admin::analytics))
+        .route("/internal/connections", post(connections::report))
         .route("/internal/rooms/{id}/join", post(internal::join))
         .route("/internal/rooms/{id}/leave", post(internal::leave))
         .route(

@@ -4,18 +4,12 @@
 use axum::Json;
 use axum::extract::State;
 use telepath_shared::http::{ApiError, JsonBody};
-use telepath_shared::protocol::{LoginRequest, LoginResponse, Role, UserInfo};
+use telepath_shared::protocol::{
+    LoginRequest, LoginResponse, Role, UserInfo, is_valid_username, user_id_for,
+};
 
 use crate::ApiState;
 use crate::store::{db_err, now};
-
-/// Usernames: 1-32 of `[A-Za-z0-9_.-]`.
-pub(crate) fn valid_username(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-}
 
 pub(crate) async fn login(
     State(state): State<ApiState>,
@@ -24,14 +18,14 @@ pub(crate) async fn login(
     if !state.inner.config.dev_login {
         return Err(ApiError::not_found("dev login is off"));
     }
-    if !valid_username(&req.username) {
+    if !is_valid_username(&req.username) {
         return Err(ApiError::bad_request(
             "username: 1-32 characters of A-Z a-z 0-9 _ . -",
         ));
     }
     let role = req.role.unwrap_or(Role::User);
     let role_name = if role == Role::Admin { "admin" } else { "user" };
-    let fresh_id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let fresh_id = user_id_for(&req.username);
     // One statement: create the user or update its role, and read its id.
     let (id,): (String,) = sqlx::query_as(
         "INSERT INTO users (id, username, role, created_at) VALUES (?, ?, ?, ?)

@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
-    CreateRoom, MessagePage, Participant, Room, RoomList, is_canonical_id,
+    CreateRoom, ErrorCode, MessagePage, Participant, ParticipantList, Room, RoomClosed, RoomList,
+    ServerFrame, is_canonical_id, room_channel,
 };
 
 use crate::ApiState;
@@ -180,4 +181,80 @@ pub(crate) async fn messages(
     drop(conn);
     let (messages, has_more) = store::page(&state.inner.read, id, anchor, limit).await?;
     Ok(Json(MessagePage { messages, has_more }))
+}
+
+pub(crate) async fn participants(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<ParticipantList>, ApiError> {
+    let id = room_id(&id)?;
+    let mut conn = state.inner.read.acquire().await.map_err(db_err)?;
+    // Members only; everyone else learns nothing, not even that the room exists.
+    if store::room(&mut conn, id).await?.is_none()
+        || !store::is_member(&mut conn, id, &claims.sub).await?
+    {
+        return Err(ApiError::not_found("no such room"));
+    }
+    let mut participants = store::participants(&mut conn, id).await?;
+    drop(conn);
+    let online = state.inner.presence.summary().await?;
+    let online: std::collections::HashSet<&str> =
+        online.users.iter().map(|u| u.id.as_str()).collect();
+    for p in &mut participants {
+        p.online = online.contains(p.user.id.as_str());
+    }
+    Ok(Json(ParticipantList { participants }))
+}
+
+/// `DELETE /rooms/{id}`: the owner or an admin deactivates the room. Members
+/// get a `room_closed` event; sends and joins are refused from then on.
+pub(crate) async fn close(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = room_id(&id)?;
+    let mut tx = state
+        .inner
+        .write
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db_err)?;
+    let room = store::room(&mut tx, id)
+        .await?
+        .map(store::RoomRow::into_room)
+        .filter(|r| r.is_active);
+    let Some(room) = room else {
+        return Err(ApiError::not_found("no such room"));
+    };
+    let member = store::is_member(&mut tx, id, &claims.sub).await?;
+    if room.private && !member && !claims.is_admin() {
+        return Err(ApiError::not_found("no such room"));
+    }
+    if room.created_by != claims.sub && !claims.is_admin() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the owner or an admin may close a room",
+        ));
+    }
+    sqlx::query("UPDATE rooms SET is_active = 0 WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    let frame = ServerFrame::RoomClosed(RoomClosed {
+        room: id.to_owned(),
+        by: claims.user_ref(),
+    });
+    if let Err(e) = state
+        .inner
+        .bus
+        .publish(&room_channel(id), bytes::Bytes::from(frame.to_json()))
+        .await
+    {
+        tracing::warn!(error = %e, room = id, "room_closed publish failed");
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

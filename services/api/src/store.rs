@@ -272,6 +272,33 @@ pub(crate) async fn leave(
     Ok(())
 }
 
+/// The active participants of `room_id`, oldest first (at most 10,000).
+pub(crate) async fn participants(
+    conn: &mut SqliteConnection,
+    room_id: &str,
+) -> Result<Vec<Participant>, ApiError> {
+    let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT u.id, u.username, p.role, p.joined_at
+         FROM room_participants p JOIN users u ON u.id = p.user_id
+         WHERE p.room_id = ? AND p.is_active = 1
+         ORDER BY p.joined_at, u.id
+         LIMIT 10000",
+    )
+    .bind(room_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, role, joined_at)| Participant {
+            user: UserRef { id, name },
+            role,
+            joined_at,
+            online: false,
+        })
+        .collect())
+}
+
 /// Which slice of history a page reads.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum PageAnchor {

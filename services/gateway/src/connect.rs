@@ -4,7 +4,7 @@
 //! HTTP error in the JSON shape: 401 for a missing or bad token, 426 for a
 //! request that is not a WebSocket upgrade, 503 while draining.
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -54,7 +54,11 @@ fn refuse(state: &GatewayState, reason: &str, err: ApiError) -> Response {
     err.into_response()
 }
 
-pub(crate) async fn connect(State(state): State<GatewayState>, mut req: Request) -> Response {
+pub(crate) async fn connect(
+    State(state): State<GatewayState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    mut req: Request,
+) -> Response {
     if state.inner.shutdown.is_cancelled() {
         return refuse(
             &state,
@@ -100,11 +104,19 @@ pub(crate) async fn connect(State(state): State<GatewayState>, mut req: Request)
             HeaderValue::from_static(SUBPROTOCOL),
         );
     }
+    let client = session::ClientInfo {
+        ip: peer.ip().to_string(),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect()),
+    };
     let id = state.next_conn_id();
     let tracker = state.inner.sessions.clone();
     tracker.spawn(async move {
         match upgrade.await {
-            Ok(ws) => session::serve(ws, state, claims, id).await,
+            Ok(ws) => session::serve(ws, state, claims, id, client).await,
             Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
         }
     });

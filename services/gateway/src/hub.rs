@@ -125,6 +125,24 @@ impl Hub {
         members.len()
     }
 
+    /// Closes every local connection in `channel` (a user's channel: all of
+    /// that user's connections on this node). Returns how many.
+    pub(crate) fn close_all(
+        &self,
+        channel: &str,
+        code: CloseCode,
+        bye: Option<ByeReason>,
+    ) -> usize {
+        let channels = self.channels.lock().expect("hub lock poisoned");
+        let Some(members) = channels.get(channel) else {
+            return 0;
+        };
+        for handle in members.values() {
+            handle.close(code, bye);
+        }
+        members.len()
+    }
+
     /// Queues `payload` to every local connection (admin broadcasts).
     pub(crate) fn dispatch_all(&self, payload: &Bytes) {
         let channels = self.channels.lock().expect("hub lock poisoned");

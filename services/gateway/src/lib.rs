@@ -22,7 +22,9 @@ use telepath_shared::auth::JwtKeys;
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::GatewayConfig;
 use telepath_shared::http::{ApiError, not_found};
-use telepath_shared::protocol::{BROADCAST_CHANNEL, node_channel};
+use telepath_shared::protocol::{
+    BROADCAST_CHANNEL, ByeReason, CloseCode, NodeControl, node_channel, user_channel,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,6 +44,7 @@ struct Inner {
     bus: Arc<dyn Bus>,
     api: upstream::ApiClient,
     presence: upstream::PresenceReporter,
+    logs: upstream::LogReporter,
     metrics: GatewayMetrics,
     registry: Registry,
     /// Cancelled when the gateway drains: sessions say `bye` (restart) and close 1012.
@@ -76,6 +79,7 @@ impl GatewayState {
             config.heartbeat(),
             shutdown.clone(),
         );
+        let logs = upstream::LogReporter::spawn(&config.api_url, token, shutdown.clone());
         let keys = JwtKeys::new(&config.common.jwt_secret);
         let inner = Inner {
             config,
@@ -84,6 +88,7 @@ impl GatewayState {
             bus: bus.clone(),
             api,
             presence,
+            logs,
             metrics: metrics.clone(),
             registry,
             shutdown,
@@ -128,10 +133,25 @@ async fn dispatch_inbound(
         if msg.channel == BROADCAST_CHANNEL {
             hub.dispatch_all(&msg.payload);
         } else if msg.channel.starts_with("node:") {
-            tracing::debug!(channel = %msg.channel, "control message ignored");
+            control(&hub, &msg.payload);
         } else {
             hub.dispatch(&msg.channel, &msg.payload);
         }
+    }
+}
+
+/// Carries out a control message from this node's channel.
+fn control(hub: &hub::Hub, payload: &[u8]) {
+    match serde_json::from_slice::<NodeControl>(payload) {
+        Ok(NodeControl::DisconnectUser { user_id }) => {
+            let n = hub.close_all(
+                &user_channel(&user_id),
+                CloseCode::Admin,
+                Some(ByeReason::Admin),
+            );
+            tracing::info!(user_id, connections = n, "disconnected by an admin");
+        }
+        Err(e) => tracing::warn!(error = %e, "unknown control message"),
     }
 }
 

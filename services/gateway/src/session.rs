@@ -19,7 +19,8 @@ use fastwebsockets::{Frame, OpCode, WebSocket, WebSocketError};
 use hyper_util::rt::TokioIo;
 use telepath_shared::auth::Claims;
 use telepath_shared::protocol::{
-    ByeReason, CloseCode, ConnReport, Limits, ServerFrame, Welcome, user_channel,
+    ByeReason, CloseCode, ConnReport, ConnectionEvent, ConnectionEventKind, Limits, ServerFrame,
+    Welcome, user_channel,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -103,6 +104,13 @@ impl SessionHandle {
     }
 }
 
+/// Where a connection comes from, for the connection log.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientInfo {
+    pub(crate) ip: String,
+    pub(crate) user_agent: Option<String>,
+}
+
 /// Everything the reader knows about its connection.
 pub(crate) struct Session {
     pub(crate) id: ConnId,
@@ -117,6 +125,7 @@ pub(crate) struct Session {
     pub(crate) limiter: governor::DefaultDirectRateLimiter,
     /// Consecutive frames refused by the rate limiter.
     pub(crate) strikes: u32,
+    pub(crate) client: ClientInfo,
 }
 
 /// Serves one upgraded connection until it closes.
@@ -125,6 +134,7 @@ pub(crate) async fn serve(
     state: GatewayState,
     claims: Claims,
     id: ConnId,
+    client: ClientInfo,
 ) {
     let cfg = &state.inner.config;
     ws.set_max_message_size(cfg.max_frame_bytes);
@@ -190,6 +200,7 @@ pub(crate) async fn serve(
         expiry,
         limiter: governor::RateLimiter::direct(quota),
         strikes: 0,
+        client,
     };
     register(&session).await;
 
@@ -232,6 +243,8 @@ async fn register(session: &Session) {
         .hub
         .join(&user_channel(&user.id), session.id, session.handle.clone())
         .await;
+    let connected = log_event(session, ConnectionEventKind::Connect, None);
+    state.inner.logs.log(connected);
     state.inner.presence.connected(ConnReport {
         conn_id: session.conn_id.clone(),
         user,
@@ -259,6 +272,12 @@ async fn unregister(session: &Session) {
         .expect("session lock poisoned")
         .map(|(c, _)| c.code())
         .unwrap_or(1006);
+    let disconnected = log_event(
+        session,
+        ConnectionEventKind::Disconnect,
+        Some(code.to_string()),
+    );
+    state.inner.logs.log(disconnected);
     state
         .inner
         .metrics
@@ -266,6 +285,24 @@ async fn unregister(session: &Session) {
         .with_label_values(&[&code.to_string()])
         .inc();
     state.inner.metrics.connections.dec();
+}
+
+/// The connection log entry for this session.
+fn log_event(
+    session: &Session,
+    event: ConnectionEventKind,
+    reason: Option<String>,
+) -> ConnectionEvent {
+    ConnectionEvent {
+        event,
+        conn_id: session.conn_id.clone(),
+        user: session.claims.user_ref(),
+        node: session.state.inner.config.common.node_id.clone(),
+        ip: Some(session.client.ip.clone()),
+        user_agent: session.client.user_agent.clone(),
+        reason,
+        at: chrono::Utc::now(),
+    }
 }
 
 /// Reads frames until the connection ends. Returns the close code to send

@@ -16,11 +16,16 @@ use serde::de::DeserializeOwned;
 use telepath_shared::auth::INTERNAL_HEADER;
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    ConnReport, DisconnectReport, ErrorCode, ErrorEnvelope, HeartbeatReport, InternalJoin,
-    InternalSend, JoinResult, Message, MessagePage, UserRef,
+    ConnReport, ConnectionEvent, ConnectionEvents, DisconnectReport, ErrorCode, ErrorEnvelope,
+    HeartbeatReport, InternalJoin, InternalSend, JoinResult, Message, MessagePage, UserRef,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// Connection events sent to the api in one report at most.
+const LOG_BATCH: usize = 256;
+/// How often queued connection events are sent.
+const LOG_EVERY: Duration = Duration::from_millis(500);
 
 /// Timeout of one call to the api or presence.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -243,5 +248,70 @@ async fn report_task(
             // After shutdown, drain what is queued (the sessions' disconnects) and stop.
             _ = shutdown.cancelled(), if rx.is_empty() && live.lock().expect("presence lock poisoned").is_empty() => return,
         }
+    }
+}
+
+/// Reports connects and disconnects to the api's connection log, in batches.
+#[derive(Clone)]
+pub(crate) struct LogReporter {
+    tx: mpsc::Sender<ConnectionEvent>,
+}
+
+impl LogReporter {
+    /// Starts the reporting task; it flushes what is queued and stops after `shutdown`.
+    pub(crate) fn spawn(base: &str, token: &str, shutdown: CancellationToken) -> Self {
+        let (tx, rx) = mpsc::channel(REPORT_QUEUE);
+        let sender = Sender {
+            http: http_client(),
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        };
+        tokio::spawn(log_task(sender, rx, shutdown));
+        LogReporter { tx }
+    }
+
+    /// Queues one event; dropped (and logged) when the queue is full.
+    pub(crate) fn log(&self, event: ConnectionEvent) {
+        if self.tx.try_send(event).is_err() {
+            tracing::warn!("connection log queue full; event dropped");
+        }
+    }
+}
+
+async fn log_task(
+    sender: Sender,
+    mut rx: mpsc::Receiver<ConnectionEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(LOG_BATCH);
+    let mut tick = tokio::time::interval(LOG_EVERY);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, LOG_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                if batch.len() < LOG_BATCH {
+                    continue;
+                }
+            }
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled(), if rx.is_empty() => break,
+        }
+        if !batch.is_empty() {
+            sender
+                .post(
+                    "/internal/connections",
+                    &ConnectionEvents {
+                        events: std::mem::take(&mut batch),
+                    },
+                )
+                .await;
+        }
+    }
+    if !batch.is_empty() {
+        sender
+            .post("/internal/connections", &ConnectionEvents { events: batch })
+            .await;
     }
 }

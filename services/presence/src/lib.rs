@@ -2,13 +2,18 @@
 //! and heartbeats, with expiry so no ghost stays online.
 //!
 //! - [`store`]: the [`store::PresenceStore`] trait with memory and Redis implementations.
-//! - [`PresenceState`]: the shared state; [`routes`]/[`router`] serve it over HTTP.
+//! - [`PresenceState`]: the shared state; [`routes`]/[`router`] serve it over HTTP:
+//!   gateways' reports under `/internal/presence/`, the api's queries
+//!   `GET /internal/presence/users/{user_id}/connections` ([`UserConnections`])
+//!   and `GET /internal/presence/summary` ([`PresenceSummary`]), and the users'
+//!   `GET /presence/online`.
 //! - `sweeper`: expires connections whose heartbeats stopped.
 //!
 //! Not here yet: per-user status and custom text, typing, and publishing
 //! presence changes on the bus; everyone listed is `online`.
 
 mod metrics;
+mod query;
 mod report;
 mod route;
 mod state;
@@ -29,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 pub use report::{MAX_FIELD_BYTES, MAX_HEARTBEAT_CONNS};
 pub use route::routes;
 pub use state::PresenceState;
+pub use telepath_shared::protocol::{PresenceSummary, UserConnections};
 
 /// [`routes`] plus `GET /healthz`, `GET /readyz`, `GET /metrics` and the JSON 404 fallback.
 pub fn router(state: PresenceState) -> Router {

@@ -1,6 +1,7 @@
 //! Bounds on what gateways report: every id and name is non-empty and at
 //! most [`MAX_FIELD_BYTES`], and a heartbeat lists at most
-//! [`MAX_HEARTBEAT_CONNS`] connections.
+//! [`MAX_HEARTBEAT_CONNS`] connections. A user id the api puts in a query
+//! path has the same bound.
 //!
 //! The internal routes are only reachable with the internal token, but they
 //! still never let one request grow the store without bound.
@@ -36,6 +37,11 @@ pub(crate) fn check_conn(conn: &ConnReport) -> Result<(), ApiError> {
 pub(crate) fn check_disconnect(report: &DisconnectReport) -> Result<(), ApiError> {
     field("conn_id", &report.conn_id)?;
     field("user_id", &report.user_id)
+}
+
+/// Checks the user id of `GET /internal/presence/users/{user_id}/connections`.
+pub(crate) fn check_user_id(user_id: &str) -> Result<(), ApiError> {
+    field("user_id", user_id)
 }
 
 /// Checks a heartbeat and each connection in it.

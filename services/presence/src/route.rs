@@ -1,14 +1,20 @@
-//! The presence HTTP routes: gateways' reports under `/internal/presence/`
-//! and the users' `GET /presence/online`.
+//! The presence HTTP routes:
+//!
+//! - gateways' reports: `POST /internal/presence/{connect,disconnect,heartbeat}`;
+//! - the api's queries: `GET /internal/presence/users/{user_id}/connections`
+//!   and `GET /internal/presence/summary` (shapes in `query.rs`);
+//! - the users' `GET /presence/online`.
 //!
 //! Internal routes check `X-Telepath-Internal` in a route layer, before the
-//! body is read, then check the bounds in `report.rs`. Health, readiness,
-//! metrics and the fallback are not here (see `router` in `lib.rs`), so the
-//! all-in-one binary can merge these routes with the other services'.
+//! body or path is read, then check the bounds in `report.rs`. Health,
+//! readiness, metrics and the fallback are not here (see `router` in
+//! `lib.rs`), so the all-in-one binary can merge these routes with the other
+//! services'.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -18,8 +24,12 @@ use telepath_shared::auth::{Claims, bearer};
 use telepath_shared::http::{ApiError, JsonBody, check_internal};
 use telepath_shared::protocol::{ConnReport, DisconnectReport, HeartbeatReport, OnlineUsers};
 
-use crate::report::{MAX_HEARTBEAT_BYTES, check_conn, check_disconnect, check_heartbeat};
+use crate::query::{sort_users, sorted_connections};
+use crate::report::{
+    MAX_HEARTBEAT_BYTES, check_conn, check_disconnect, check_heartbeat, check_user_id,
+};
 use crate::state::PresenceState;
+use telepath_shared::protocol::{PresenceSummary, UserConnections};
 
 /// Largest connect or disconnect body, bytes.
 const MAX_REPORT_BYTES: usize = 16 * 1024;
@@ -39,6 +49,12 @@ pub fn routes(state: PresenceState) -> Router {
             "/internal/presence/heartbeat",
             post(heartbeat).layer(DefaultBodyLimit::max(MAX_HEARTBEAT_BYTES)),
         )
+        .route(
+            "/internal/presence/users/{user_id}/connections",
+            get(user_connections),
+        )
+        .route("/internal/presence/summary", get(summary))
+        // Applies to the routes above only, so it must stay after them.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_internal,
@@ -125,6 +141,29 @@ async fn online(
 ) -> Result<Json<OnlineUsers>, ApiError> {
     authenticate(&state, &headers)?;
     let mut users = state.store().online(now_ms()).await?;
-    users.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    sort_users(&mut users);
     Ok(Json(OnlineUsers { users }))
+}
+
+/// `GET /internal/presence/users/{user_id}/connections`: where one user is
+/// connected, so the api can tell those gateways to disconnect them.
+#[tracing::instrument(skip_all, fields(user_id))]
+async fn user_connections(
+    State(state): State<PresenceState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<UserConnections>, ApiError> {
+    // A path that is not UTF-8 once decoded is a 400 in our error shape.
+    let Path(user_id) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    check_user_id(&user_id)?;
+    tracing::Span::current().record("user_id", user_id.as_str());
+    let connections = state.store().connections(&user_id, now_ms()).await?;
+    Ok(Json(sorted_connections(connections)))
+}
+
+/// `GET /internal/presence/summary`: totals, connections per node and the
+/// online users, all counted from the same connections so they agree.
+#[tracing::instrument(skip_all)]
+async fn summary(State(state): State<PresenceState>) -> Result<Json<PresenceSummary>, ApiError> {
+    let summary = state.store().summary(now_ms()).await?;
+    Ok(Json(PresenceSummary::from(summary)))
 }

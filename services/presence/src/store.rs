@@ -9,9 +9,11 @@
 pub mod memory;
 pub mod redis;
 
+use std::collections::{BTreeMap, HashMap};
+
 use async_trait::async_trait;
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser};
+use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, Status};
 
 /// Why a store operation failed. Clients only ever see `unavailable`.
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +47,64 @@ pub trait PresenceStore: Send + Sync {
     async fn heartbeat(&self, report: &HeartbeatReport, now_ms: i64) -> Result<(), Error>;
     /// Users with at least one connection not yet expired at `now_ms`, in any order.
     async fn online(&self, now_ms: i64) -> Result<Vec<OnlineUser>, Error>;
+    /// The connections of `user_id` not yet expired at `now_ms`, in any order; none if unknown.
+    async fn connections(&self, user_id: &str, now_ms: i64) -> Result<Vec<ConnReport>, Error>;
+    /// Every connection not yet expired at `now_ms`, counted per user and per node alike.
+    async fn summary(&self, now_ms: i64) -> Result<Summary, Error>;
     /// Removes connections whose last heartbeat is before `expire_before_ms` and returns their
     /// ids; when several replicas sweep at once, each expired id is returned by exactly one.
     async fn sweep(&self, expire_before_ms: i64) -> Result<Vec<String>, Error>;
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<(), Error>;
+}
+
+/// Everything live at one instant, as [`PresenceStore::summary`] returns it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Users with a live connection, in any order; their counts add up to the nodes' counts.
+    pub users: Vec<OnlineUser>,
+    /// Node -> live connections on it; nodes without any are absent.
+    pub by_node: BTreeMap<String, u64>,
+}
+
+/// Builds a [`Summary`] one live connection at a time; both stores count
+/// through it so users and nodes always agree.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    users: HashMap<String, OnlineUser>,
+    by_node: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    /// Counts one live connection of `user_id` on `node`, last heard from at `last_ms`.
+    pub(crate) fn add(&mut self, user_id: &str, name: &str, node: &str, last_ms: i64) {
+        let seen = to_utc(last_ms);
+        match self.users.get_mut(user_id) {
+            Some(user) => {
+                user.connections += 1;
+                user.last_seen = user.last_seen.max(seen);
+            }
+            None => {
+                let user = OnlineUser {
+                    id: user_id.to_owned(),
+                    name: name.to_owned(),
+                    status: Status::Online,
+                    text: None,
+                    last_seen: seen,
+                    connections: 1,
+                };
+                self.users.insert(user_id.to_owned(), user);
+            }
+        }
+        *self.by_node.entry(node.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn finish(self) -> Summary {
+        Summary {
+            users: self.users.into_values().collect(),
+            by_node: self.by_node,
+        }
+    }
 }
 
 /// How long a connection lives without a heartbeat: two heartbeat intervals.

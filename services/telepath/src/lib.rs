@@ -7,6 +7,8 @@
 //! gateway reaches the api and presence over HTTP on its own port, the same
 //! path a split deployment takes.
 
+pub mod cli;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -94,6 +96,7 @@ pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node>
     // The gateway calls the api and presence on this very port.
     config.gateway.api_url = self_url(addr);
     config.gateway.presence_url = self_url(addr);
+    config.api.presence_url = self_url(addr);
     let api = ApiState::build(config.api, bus.clone(), registry.clone()).await?;
     let presence = PresenceState::build(config.presence, registry.clone()).await?;
     let gateway = GatewayState::build(config.gateway, bus, inbound, registry.clone());

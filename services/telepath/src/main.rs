@@ -6,6 +6,12 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    use clap::Parser;
+    let cli = telepath::cli::Cli::parse();
+    if let Some(telepath::cli::Command::Token(args)) = cli.command {
+        println!("{}", args.mint()?);
+        return Ok(());
+    }
     telepath_shared::telemetry::init("telepath");
     let config = telepath::Config::from_source(&Env)?;
     if config.common().jwt_secret == telepath_shared::config::DEV_JWT_SECRET {

@@ -7,8 +7,9 @@
 use serde_json::{Value, json};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    ByeReason, ClientFrame, ClientOp, CloseCode, ErrorBody, ErrorCode, InternalSend, RefOnly,
-    Reply, ServerFrame, TypingEvent, is_canonical_id, room_channel,
+    BROADCAST_CHANNEL, BroadcastEvent, ByeReason, ClientFrame, ClientOp, CloseCode, ErrorBody,
+    ErrorCode, InternalSend, RefOnly, Reply, ServerFrame, TypingEvent, is_canonical_id,
+    room_channel,
 };
 
 use super::Session;
@@ -132,6 +133,7 @@ async fn run(
         .map(Some),
         ClientOp::Typing { room, active } => typing(session, room, active).await.map(|_| None),
         ClientOp::Refresh { token } => refresh(session, &token).map(Some),
+        ClientOp::Broadcast { body } => broadcast(session, body).await.map(Some),
         other => Err(ErrorBody::new(
             ErrorCode::BadRequest,
             format!("`{}` is not supported by this server yet", other.name()),
@@ -271,6 +273,38 @@ async fn typing(session: &mut Session, room: String, active: bool) -> Result<(),
         .publish(&room_channel(&room), bytes::Bytes::from(event.to_json()))
         .await
         .map_err(|_| ErrorBody::new(ErrorCode::Unavailable, "the bus is unavailable"))
+}
+
+/// Admins only: an event to every connection on every node.
+async fn broadcast(session: &mut Session, body: String) -> Result<Value, ErrorBody> {
+    if !session.claims.is_admin() {
+        return Err(ErrorBody::new(ErrorCode::Forbidden, "admins only"));
+    }
+    let max = session.state.inner.config.max_body_bytes;
+    if body.is_empty() || body.len() > max {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("body: 1-{max} bytes"),
+        ));
+    }
+    let id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let event = BroadcastEvent {
+        id: id.clone(),
+        from: session.claims.user_ref(),
+        body,
+        ts: chrono::Utc::now(),
+    };
+    session
+        .state
+        .inner
+        .bus
+        .publish(
+            BROADCAST_CHANNEL,
+            bytes::Bytes::from(ServerFrame::Broadcast(event).to_json()),
+        )
+        .await
+        .map_err(|_| ErrorBody::new(ErrorCode::Unavailable, "the bus is unavailable"))?;
+    Ok(json!({"id": id}))
 }
 
 fn refresh(session: &mut Session, token: &str) -> Result<Value, ErrorBody> {

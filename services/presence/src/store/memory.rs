@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, Status};
+use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, UserRef};
 
-use super::{Error, PresenceStore, expiry_ms, to_utc};
+use super::{Error, PresenceStore, Summary, Tally, expiry_ms};
 
 /// Presence in this process's memory.
 #[derive(Debug)]
@@ -35,6 +35,7 @@ struct Inner {
 struct Conn {
     user_id: String,
     name: String,
+    node: String,
     last_ms: i64,
 }
 
@@ -62,6 +63,7 @@ impl Inner {
             Conn {
                 user_id: user_id.clone(),
                 name: report.user.name.clone(),
+                node: report.node.clone(),
                 last_ms: now_ms,
             },
         );
@@ -83,6 +85,15 @@ impl Inner {
             }
             None => false,
         }
+    }
+
+    /// Every connection heard from at or after `live_from`.
+    fn live(&self, live_from: i64) -> Summary {
+        let mut tally = Tally::default();
+        for conn in self.conns.values().filter(|c| c.last_ms >= live_from) {
+            tally.add(&conn.user_id, &conn.name, &conn.node, conn.last_ms);
+        }
+        tally.finish()
     }
 
     fn unlink(&mut self, user_id: &str, conn_id: &str) {
@@ -116,22 +127,31 @@ impl PresenceStore for MemoryStore {
     }
 
     async fn online(&self, now_ms: i64) -> Result<Vec<OnlineUser>, Error> {
+        Ok(self.summary(now_ms).await?.users)
+    }
+
+    async fn connections(&self, user_id: &str, now_ms: i64) -> Result<Vec<ConnReport>, Error> {
         let live_from = now_ms.saturating_sub(self.expiry_ms);
         let inner = self.lock();
-        let mut by_user: HashMap<&str, OnlineUser> = HashMap::new();
-        for conn in inner.conns.values().filter(|c| c.last_ms >= live_from) {
-            let user = by_user.entry(&conn.user_id).or_insert_with(|| OnlineUser {
-                id: conn.user_id.clone(),
-                name: conn.name.clone(),
-                status: Status::Online,
-                text: None,
-                last_seen: to_utc(conn.last_ms),
-                connections: 0,
-            });
-            user.connections += 1;
-            user.last_seen = user.last_seen.max(to_utc(conn.last_ms));
-        }
-        Ok(by_user.into_values().collect())
+        let Some(ids) = inner.users.get(user_id) else {
+            return Ok(Vec::new());
+        };
+        let live = ids.iter().filter_map(|id| {
+            let conn = inner.conns.get(id).filter(|c| c.last_ms >= live_from)?;
+            Some(ConnReport {
+                conn_id: id.clone(),
+                user: UserRef {
+                    id: conn.user_id.clone(),
+                    name: conn.name.clone(),
+                },
+                node: conn.node.clone(),
+            })
+        });
+        Ok(live.collect())
+    }
+
+    async fn summary(&self, now_ms: i64) -> Result<Summary, Error> {
+        Ok(self.lock().live(now_ms.saturating_sub(self.expiry_ms)))
     }
 
     async fn sweep(&self, expire_before_ms: i64) -> Result<Vec<String>, Error> {
@@ -156,18 +176,21 @@ impl PresenceStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use telepath_shared::protocol::UserRef;
 
     const HB: u64 = 1_000;
 
     fn conn(conn_id: &str, user: &str) -> ConnReport {
+        conn_on(conn_id, user, "n1")
+    }
+
+    fn conn_on(conn_id: &str, user: &str, node: &str) -> ConnReport {
         ConnReport {
             conn_id: conn_id.into(),
             user: UserRef {
                 id: format!("id-{user}"),
                 name: user.into(),
             },
-            node: "n1".into(),
+            node: node.into(),
         }
     }
 
@@ -264,5 +287,51 @@ mod tests {
         store.connect(&conn("c1", "ada"), 10).await.unwrap();
         store.connect(&conn("c1", "bob"), 20).await.unwrap();
         assert_eq!(counts(&store, 20).await, [("bob".into(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn connections_lists_a_users_live_connections_with_their_nodes() {
+        let store = MemoryStore::new(HB);
+        let (phone, laptop) = (conn_on("c1", "ada", "n1"), conn_on("c2", "ada", "n2"));
+        store.connect(&phone, 1_000).await.unwrap();
+        store.connect(&laptop, 3_000).await.unwrap();
+        store.connect(&conn("c3", "bob"), 3_000).await.unwrap();
+        let mut both = store.connections("id-ada", 3_000).await.unwrap();
+        both.sort_by(|a, b| a.conn_id.cmp(&b.conn_id));
+        assert_eq!(both, [phone, laptop.clone()]);
+        // At 3_001 the phone's last heartbeat is more than two intervals old.
+        assert_eq!(store.connections("id-ada", 3_001).await.unwrap(), [laptop]);
+        assert!(store.connections("nobody", 3_000).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn summary_counts_live_connections_per_user_and_per_node() {
+        let store = MemoryStore::new(HB);
+        store
+            .connect(&conn_on("c1", "ada", "n1"), 3_000)
+            .await
+            .unwrap();
+        store
+            .connect(&conn_on("c2", "ada", "n2"), 3_000)
+            .await
+            .unwrap();
+        store
+            .connect(&conn_on("c3", "bob", "n1"), 3_000)
+            .await
+            .unwrap();
+        store
+            .connect(&conn_on("c4", "eve", "n3"), 500)
+            .await
+            .unwrap();
+        let summary = store.summary(3_000).await.unwrap();
+        let by_node: Vec<_> = summary.by_node.into_iter().collect();
+        assert_eq!(by_node, [("n1".into(), 2), ("n2".into(), 1)]);
+        let mut users: Vec<_> = summary
+            .users
+            .into_iter()
+            .map(|u| (u.name, u.connections))
+            .collect();
+        users.sort();
+        assert_eq!(users, [("ada".into(), 2), ("bob".into(), 1)]);
     }
 }

@@ -11,6 +11,10 @@
 //! - `presence:lastseen` — HASH user id -> latest heartbeat or connect; one
 //!   field per user ever seen, kept when the user goes offline.
 //!
+//! Reads: `online` and `summary` walk `presence:conns` from the expiry cutoff
+//! and read the conn hashes [`READ_BATCH`] at a time; `connections` starts
+//! from one user's set and checks each member's hash owner and score.
+//!
 //! Writes that touch several keys go in one MULTI/EXEC pipeline; the sweep is
 //! one Lua script per batch, so the check "still expired?" and the removal
 //! are atomic and replicas sweeping together never remove a connection that
@@ -25,15 +29,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::redis::{Pipeline, cmd, pipe};
 use deadpool_redis::{Connection, Pool};
-use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, Status};
+use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, UserRef};
 
-use super::{Error, PresenceStore, expiry_ms, to_utc};
+use super::{Error, PresenceStore, Summary, Tally, expiry_ms};
 
 /// Upper bound on one Redis round trip (including waiting for a pooled connection).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections written per MULTI, so a large heartbeat never blocks Redis for long.
 const WRITE_BATCH: usize = 500;
-/// Connection hashes read per pipeline when listing who is online.
+/// Connection hashes read per pipeline when listing who is online or one user's connections.
 const READ_BATCH: usize = 1_000;
 /// Connections expired per sweep script run.
 const SWEEP_BATCH: usize = 1_000;
@@ -41,12 +45,24 @@ const SWEEP_BATCH: usize = 1_000;
 const CONNS_KEY: &str = "presence:conns";
 const LAST_SEEN_KEY: &str = "presence:lastseen";
 
+/// `user_id`, `name` and `node` of one connection hash; all `None` once it is gone.
+type ConnFields = (Option<String>, Option<String>, Option<String>);
+
 fn conn_key(conn_id: &str) -> String {
     format!("presence:conn:{conn_id}")
 }
 
 fn user_key(user_id: &str) -> String {
     format!("presence:user:{user_id}")
+}
+
+/// Adds the read of one connection's [`ConnFields`] to `p`.
+fn read_fields(p: &mut Pipeline, conn_id: &str) {
+    p.cmd("HMGET")
+        .arg(conn_key(conn_id))
+        .arg("user_id")
+        .arg("name")
+        .arg("node");
 }
 
 /// Removes up to ARGV[2] connections scored before ARGV[1] (exclusive) and
@@ -145,16 +161,33 @@ impl RedisStore {
         p
     }
 
-    /// Reads `(user_id, name)` of each conn id; `None` when its hash is gone.
-    async fn owners(
+    /// Reads the fields of each conn id's hash, in one pipeline.
+    async fn fields(
         &self,
         conn: &mut Connection,
         ids: &[String],
-    ) -> Result<Vec<(Option<String>, Option<String>)>, Error> {
+    ) -> Result<Vec<ConnFields>, Error> {
         let mut p = pipe();
         for id in ids {
-            p.cmd("HMGET").arg(conn_key(id)).arg("user_id").arg("name");
+            read_fields(&mut p, id);
         }
+        timed(p.query_async(conn)).await
+    }
+
+    /// Reads the fields and the last heartbeat of each conn id, in one pipeline.
+    async fn fields_and_scores(
+        &self,
+        conn: &mut Connection,
+        ids: &[String],
+    ) -> Result<Vec<(ConnFields, Option<f64>)>, Error> {
+        let mut p = pipe();
+        for id in ids {
+            read_fields(&mut p, id);
+            p.cmd("ZSCORE").arg(CONNS_KEY).arg(id);
+        }
+        // The replies come back flat (array, score, array, score...); redis-rs
+        // pairs them two by two because a three-field HMGET reply never looks
+        // like a pair itself.
         timed(p.query_async(conn)).await
     }
 }
@@ -195,6 +228,38 @@ impl PresenceStore for RedisStore {
     }
 
     async fn online(&self, now_ms: i64) -> Result<Vec<OnlineUser>, Error> {
+        Ok(self.summary(now_ms).await?.users)
+    }
+
+    async fn connections(&self, user_id: &str, now_ms: i64) -> Result<Vec<ConnReport>, Error> {
+        let mut c = self.conn().await?;
+        let live_from = now_ms.saturating_sub(self.expiry_ms);
+        let ids: Vec<String> =
+            timed(cmd("SMEMBERS").arg(user_key(user_id)).query_async(&mut c)).await?;
+        let mut live = Vec::new();
+        for batch in ids.chunks(READ_BATCH) {
+            let rows = self.fields_and_scores(&mut c, batch).await?;
+            for (id, (fields, score)) in batch.iter().zip(rows) {
+                // Skipped: a conn swept or expired (no hash or no score), one
+                // stale at `now_ms`, and one re-reported under another user,
+                // which this user's set still lists until it expires.
+                let ((Some(owner), Some(name), Some(node)), Some(score)) = (fields, score) else {
+                    continue;
+                };
+                if owner != user_id || (score as i64) < live_from {
+                    continue;
+                }
+                live.push(ConnReport {
+                    conn_id: id.clone(),
+                    user: UserRef { id: owner, name },
+                    node,
+                });
+            }
+        }
+        Ok(live)
+    }
+
+    async fn summary(&self, now_ms: i64) -> Result<Summary, Error> {
         let mut c = self.conn().await?;
         let live_from = now_ms.saturating_sub(self.expiry_ms);
         let scored: Vec<(String, f64)> = timed(
@@ -206,29 +271,19 @@ impl PresenceStore for RedisStore {
                 .query_async(&mut c),
         )
         .await?;
-        let mut users: HashMap<String, OnlineUser> = HashMap::new();
+        let mut tally = Tally::default();
         for batch in scored.chunks(READ_BATCH) {
             let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-            let owners = self.owners(&mut c, &ids).await?;
-            for ((_, score), owner) in batch.iter().zip(owners) {
+            let fields = self.fields(&mut c, &ids).await?;
+            for ((_, score), fields) in batch.iter().zip(fields) {
                 // A conn whose hash vanished (expired, or swept mid-read) is skipped.
-                let (Some(user_id), Some(name)) = owner else {
+                let (Some(user_id), Some(name), Some(node)) = fields else {
                     continue;
                 };
-                let seen = to_utc(*score as i64);
-                let user = users.entry(user_id.clone()).or_insert_with(|| OnlineUser {
-                    id: user_id,
-                    name,
-                    status: Status::Online,
-                    text: None,
-                    last_seen: seen,
-                    connections: 0,
-                });
-                user.connections += 1;
-                user.last_seen = user.last_seen.max(seen);
+                tally.add(&user_id, &name, &node, *score as i64);
             }
         }
-        Ok(users.into_values().collect())
+        Ok(tally.finish())
     }
 
     async fn sweep(&self, expire_before_ms: i64) -> Result<Vec<String>, Error> {
@@ -263,7 +318,6 @@ impl PresenceStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use telepath_shared::protocol::UserRef;
     use telepath_shared::testing::RedisServer;
 
     const HB: u64 = 1_000;
@@ -274,13 +328,17 @@ mod tests {
     }
 
     fn conn(conn_id: &str, user: &str) -> ConnReport {
+        conn_on(conn_id, user, "n1")
+    }
+
+    fn conn_on(conn_id: &str, user: &str, node: &str) -> ConnReport {
         ConnReport {
             conn_id: conn_id.into(),
             user: UserRef {
                 id: format!("id-{user}"),
                 name: user.into(),
             },
-            node: "n1".into(),
+            node: node.into(),
         }
     }
 
@@ -345,6 +403,75 @@ mod tests {
                 .command(&["HGET", "presence:lastseen", "id-ada"])
                 .unwrap(),
             "$4\r\n1000\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_skip_stale_connections_and_ones_moved_to_another_user() {
+        let redis = RedisServer::start();
+        let s = store(&redis);
+        s.connect(&conn_on("c1", "ada", "n1"), 1_000).await.unwrap();
+        let laptop = conn_on("c2", "ada", "n2");
+        s.connect(&laptop, 3_000).await.unwrap();
+        s.connect(&conn("c3", "ada"), 3_000).await.unwrap();
+        // c3 moves to bob; ada's set still lists it until the set expires.
+        let moved = conn("c3", "bob");
+        s.connect(&moved, 3_000).await.unwrap();
+        assert_eq!(s.connections("id-ada", 3_001).await.unwrap(), [laptop]);
+        assert_eq!(s.connections("id-bob", 3_001).await.unwrap(), [moved]);
+        assert!(s.connections("nobody", 3_001).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn connections_read_a_user_with_more_than_one_batch() {
+        let redis = RedisServer::start();
+        let s = store(&redis);
+        let conns: Vec<_> = (0..READ_BATCH + 3)
+            .map(|i| conn_on(&format!("c{i}"), "ada", &format!("n{}", i % 2)))
+            .collect();
+        let report = HeartbeatReport {
+            node: "n0".into(),
+            conns: conns.clone(),
+        };
+        s.heartbeat(&report, 5_000).await.unwrap();
+        let mut listed = s.connections("id-ada", 5_000).await.unwrap();
+        listed.sort_by(|a, b| a.conn_id.cmp(&b.conn_id));
+        let mut expected = conns;
+        expected.sort_by(|a, b| a.conn_id.cmp(&b.conn_id));
+        assert_eq!(listed, expected);
+    }
+
+    #[tokio::test]
+    async fn summary_counts_live_connections_per_node_across_batches() {
+        let redis = RedisServer::start();
+        let s = store(&redis);
+        let conns: Vec<_> = (0..1_203)
+            .map(|i| {
+                conn_on(
+                    &format!("c{i}"),
+                    &format!("u{}", i % 7),
+                    &format!("n{}", i % 3),
+                )
+            })
+            .collect();
+        let report = HeartbeatReport {
+            node: "n0".into(),
+            conns,
+        };
+        s.heartbeat(&report, 5_000).await.unwrap();
+        s.connect(&conn_on("stale", "eve", "n9"), 1_000)
+            .await
+            .unwrap();
+        let summary = s.summary(5_000).await.unwrap();
+        let by_node: Vec<_> = summary.by_node.into_iter().collect();
+        assert_eq!(
+            by_node,
+            [("n0".into(), 401), ("n1".into(), 401), ("n2".into(), 401)]
+        );
+        assert_eq!(summary.users.len(), 7);
+        assert_eq!(
+            summary.users.iter().map(|u| u.connections).sum::<u64>(),
+            1_203
         );
     }
 

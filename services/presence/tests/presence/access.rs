@@ -30,6 +30,28 @@ async fn internal_routes_refuse_a_missing_or_wrong_internal_token() {
 }
 
 #[tokio::test]
+async fn the_internal_queries_refuse_a_missing_or_wrong_internal_token() {
+    let presence = spawn_presence(config(15_000, None)).await;
+    let ada = user("ada");
+    let connections = format!("/internal/presence/users/{}/connections", ada.id);
+    for path in [connections.as_str(), "/internal/presence/summary"] {
+        let url = presence.url(path);
+        let missing = presence.client.get(&url).send().await.unwrap();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let wrong = presence
+            .client
+            .get(&url)
+            .header(INTERNAL_HEADER, "not-the-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let body: Value = wrong.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+}
+
+#[tokio::test]
 async fn the_online_list_refuses_a_missing_or_bad_token_with_a_json_401() {
     let presence = spawn_presence(config(15_000, None)).await;
     let ada = UserInfo {
@@ -66,6 +88,20 @@ async fn an_oversized_id_or_heartbeat_is_a_bad_request() {
         .internal("/internal/presence/heartbeat", &too_many)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_user_id_path_that_is_empty_over_256_bytes_or_not_utf8_is_a_bad_request() {
+    let presence = spawn_presence(config(15_000, None)).await;
+    let path = |id: &str| format!("/internal/presence/users/{id}/connections");
+    let longest = presence.get_internal(&path(&"x".repeat(256))).await;
+    assert_eq!(longest.status(), StatusCode::OK);
+    for id in [String::new(), "x".repeat(257), "%FF".into()] {
+        let resp = presence.get_internal(&path(&id)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{id:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_request");
+    }
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use telepath_presence::{PresenceState, run};
+use telepath_presence::{PresenceState, PresenceSummary, UserConnections, run};
 use telepath_shared::auth::{INTERNAL_HEADER, JwtKeys};
 use telepath_shared::config::{Common, PresenceConfig};
 use telepath_shared::protocol::{
@@ -68,10 +68,15 @@ pub(crate) fn user(name: &str) -> UserRef {
 
 /// One connection of `user` on node `n1`.
 pub(crate) fn conn(conn_id: &str, user: &UserRef) -> ConnReport {
+    conn_on(conn_id, user, "n1")
+}
+
+/// One connection of `user` on `node`.
+pub(crate) fn conn_on(conn_id: &str, user: &UserRef, node: &str) -> ConnReport {
     ConnReport {
         conn_id: conn_id.into(),
         user: user.clone(),
-        node: "n1".into(),
+        node: node.into(),
     }
 }
 
@@ -100,6 +105,31 @@ impl TestPresence {
             .await
             .unwrap()
             .status()
+    }
+
+    /// GETs an internal route with the right token.
+    pub(crate) async fn get_internal(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header(INTERNAL_HEADER, &self.internal_token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /internal/presence/users/{id}/connections`, which must answer 200.
+    pub(crate) async fn connections_of(&self, user_id: &str) -> Vec<ConnReport> {
+        let path = format!("/internal/presence/users/{user_id}/connections");
+        let resp = self.get_internal(&path).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json::<UserConnections>().await.unwrap().connections
+    }
+
+    /// `GET /internal/presence/summary`, which must answer 200.
+    pub(crate) async fn summary(&self) -> PresenceSummary {
+        let resp = self.get_internal("/internal/presence/summary").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
     }
 
     pub(crate) async fn connect(&self, conn: &ConnReport) {

@@ -5,3 +5,4 @@ mod access;
 mod expiry;
 mod helpers;
 mod online;
+mod query;
