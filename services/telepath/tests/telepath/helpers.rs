@@ -56,13 +56,19 @@ pub(crate) async fn spawn_node(tweak: impl FnOnce(&mut telepath::Config)) -> Tes
 /// A user logged in through dev login.
 #[derive(Clone)]
 pub(crate) struct User {
+    pub(crate) id: String,
     pub(crate) token: String,
 }
 
 pub(crate) async fn login(http: &Client, base: &str, name: &str) -> User {
+    login_as(http, base, name, "user").await
+}
+
+/// Dev login with a role (`user` or `admin`).
+pub(crate) async fn login_as(http: &Client, base: &str, name: &str, role: &str) -> User {
     let body: Value = http
         .post(format!("{base}/auth/login"))
-        .json(&json!({"username": name}))
+        .json(&json!({"username": name, "role": role}))
         .send()
         .await
         .unwrap()
@@ -70,6 +76,7 @@ pub(crate) async fn login(http: &Client, base: &str, name: &str) -> User {
         .await
         .unwrap();
     User {
+        id: body["user"]["id"].as_str().unwrap().to_owned(),
         token: body["token"].as_str().unwrap().to_owned(),
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the all-in-one node (in process) and of the split
 //! deployment (real processes over a real redis-server).
 
+mod admin;
 mod helpers;
 mod multinode;
 mod roundtrip;

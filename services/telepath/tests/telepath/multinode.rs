@@ -23,6 +23,14 @@ async fn start_cluster(gateways: usize) -> Cluster {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("api.db").display());
+    let presence = Service::start(
+        "telepath-presence",
+        &[
+            ("REDIS_URL", redis.url()),
+            ("TELEPATH_HEARTBEAT_MS", "500".into()),
+        ],
+    )
+    .await;
     let api = Service::start(
         "telepath-api",
         &[
@@ -30,14 +38,7 @@ async fn start_cluster(gateways: usize) -> Cluster {
             ("DATABASE_URL", db),
             ("TELEPATH_DEV_LOGIN", "1".into()),
             ("TELEPATH_NODE_ID", "api".into()),
-        ],
-    )
-    .await;
-    let presence = Service::start(
-        "telepath-presence",
-        &[
-            ("REDIS_URL", redis.url()),
-            ("TELEPATH_HEARTBEAT_MS", "500".into()),
+            ("TELEPATH_PRESENCE_URL", presence.url.clone()),
         ],
     )
     .await;
@@ -171,4 +172,55 @@ async fn each_gateway_subscribes_to_a_room_once_while_it_has_members_there() {
         patterns.starts_with(":0"),
         "no pattern subscriptions: {patterns}"
     );
+}
+
+#[tokio::test]
+async fn an_admin_disconnect_reaches_the_users_connections_on_every_gateway() {
+    let cluster = start_cluster(2).await;
+    let http = Client::new();
+    let admin = crate::helpers::login_as(&http, &cluster.api.url, "root", "admin").await;
+    let bob = login(&http, &cluster.api.url, "bob").await;
+    let mut on_a = WsClient::connect(&cluster.gateways[0].url, &bob.token)
+        .await
+        .unwrap();
+    let mut on_b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    let online_url = format!("{}/presence/online", cluster.presence.url);
+    eventually(
+        Duration::from_secs(5),
+        "presence to see both connections",
+        || {
+            let (http, url, token) = (http.clone(), online_url.clone(), bob.token.clone());
+            async move {
+                let body: Value = http
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                body["users"][0]["connections"] == 2
+            }
+        },
+    )
+    .await;
+    // The api reaches presence through TELEPATH_PRESENCE_URL.
+    let resp = http
+        .post(format!("{}/admin/disconnect", cluster.api.url))
+        .bearer_auth(&admin.token)
+        .json(&json!({"user_id": bob.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"disconnected": 2})
+    );
+    for c in [&mut on_a, &mut on_b] {
+        assert_eq!(c.next_of("bye").await["reason"], "admin");
+        assert_eq!(c.closed().await, Some(4003));
+    }
 }
