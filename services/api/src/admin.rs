@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use telepath_shared::http::{ApiError, JsonBody};
+use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, BroadcastEvent, BroadcastRequest, DisconnectRequest, DisconnectResult,
     ErrorCode, NodeControl, ServerFrame, is_canonical_id, node_channel,
@@ -20,11 +21,14 @@ use crate::auth::AdminUser;
 use crate::store::{db_err, now};
 
 /// `POST /messages/broadcast` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct BroadcastAccepted {
     pub(crate) id: String,
 }
 
+#[utoipa::path(post, path = "/messages/broadcast", tag = "admin", request_body = BroadcastRequest,
+    responses((status = 202, description = "Published to every connection", body = BroadcastAccepted), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn broadcast(
     State(state): State<ApiState>,
     AdminUser(claims): AdminUser,
@@ -57,6 +61,9 @@ pub(crate) async fn broadcast(
     Ok((StatusCode::ACCEPTED, Json(BroadcastAccepted { id })))
 }
 
+#[utoipa::path(post, path = "/admin/disconnect", tag = "admin", request_body = DisconnectRequest,
+    responses((status = 200, description = "Connections told to close with 4003", body = DisconnectResult), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn disconnect(
     State(state): State<ApiState>,
     AdminUser(_): AdminUser,
@@ -92,7 +99,7 @@ pub(crate) async fn disconnect(
 }
 
 /// `GET /analytics/connections`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct ConnectionAnalytics {
     /// Users with at least one live connection.
     pub(crate) online_users: u64,
@@ -112,6 +119,9 @@ pub(crate) struct ConnectionAnalytics {
     pub(crate) rooms_total: i64,
 }
 
+#[utoipa::path(get, path = "/analytics/connections", tag = "admin",
+    responses((status = 200, description = "Connection and traffic figures", body = ConnectionAnalytics), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn analytics(
     State(state): State<ApiState>,
     AdminUser(_): AdminUser,

@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
+use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{ConnectionEventKind, ConnectionEvents};
 
 use crate::ApiState;
@@ -25,6 +26,9 @@ fn bounded(s: &Option<String>, max: usize) -> Option<&str> {
     })
 }
 
+#[utoipa::path(post, path = "/internal/connections", tag = "internal", request_body = ConnectionEvents,
+    responses((status = 204, description = "Logged"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    security(("internal" = [])))]
 pub(crate) async fn report(
     State(state): State<ApiState>,
     _: Internal,

@@ -6,6 +6,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
+use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
     InternalJoin, InternalSend, JoinResult, Message, MessagePage, Role,
 };
@@ -23,6 +24,9 @@ fn check_user(user: &telepath_shared::protocol::UserRef) -> Result<(), ApiError>
     Ok(())
 }
 
+#[utoipa::path(post, path = "/internal/rooms/{id}/join", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)")), request_body = InternalJoin,
+    responses((status = 200, description = "Joined; the room's latest seq", body = JoinResult), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "room_full", body = ErrorEnvelope)),
+    security(("internal" = [])))]
 pub(crate) async fn join(
     State(state): State<ApiState>,
     _: Internal,
@@ -38,6 +42,9 @@ pub(crate) async fn join(
     }))
 }
 
+#[utoipa::path(post, path = "/internal/rooms/{id}/leave", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)")), request_body = InternalJoin,
+    responses((status = 204, description = "Left"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
+    security(("internal" = [])))]
 pub(crate) async fn leave(
     State(state): State<ApiState>,
     _: Internal,
@@ -48,6 +55,9 @@ pub(crate) async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/internal/rooms/{id}/messages", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)")), request_body = InternalSend,
+    responses((status = 200, description = "The committed message", body = Message), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
+    security(("internal" = [])))]
 pub(crate) async fn send(
     State(state): State<ApiState>,
     _: Internal,
@@ -84,6 +94,10 @@ pub(crate) async fn send(
 }
 
 /// History for the gateway (resume, gap repair): no membership check.
+#[utoipa::path(get, path = "/internal/rooms/{id}/messages", tag = "internal",
+    params(("id" = String, Path, description = "Room id (lowercase UUID)"), HistoryQuery),
+    responses((status = 200, description = "A page of messages in seq order", body = MessagePage), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
+    security(("internal" = [])))]
 pub(crate) async fn messages(
     State(state): State<ApiState>,
     _: Internal,

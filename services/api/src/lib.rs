@@ -15,6 +15,8 @@ mod db;
 mod internal;
 mod login;
 mod metrics;
+mod openapi;
+mod ops;
 mod presence;
 mod rooms;
 mod store;
@@ -23,8 +25,7 @@ pub mod writer;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post};
+use axum::extract::DefaultBodyLimit;
 use prometheus::Registry;
 use sqlx::SqlitePool;
 use telepath_shared::auth::JwtKeys;
@@ -33,6 +34,9 @@ use telepath_shared::config::ApiConfig;
 use telepath_shared::http::{ApiError, not_found};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use metrics::ApiMetrics;
 
@@ -100,54 +104,56 @@ impl ApiState {
     }
 }
 
+/// Every REST and internal route of the api, each with its OpenAPI path.
+fn api_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(login::login))
+        .routes(routes!(rooms::create, rooms::list))
+        .routes(routes!(rooms::close))
+        .routes(routes!(rooms::join))
+        .routes(routes!(rooms::leave))
+        .routes(routes!(rooms::messages))
+        .routes(routes!(rooms::participants))
+        .routes(routes!(admin::broadcast))
+        .routes(routes!(admin::disconnect))
+        .routes(routes!(admin::analytics))
+        .routes(routes!(connections::report))
+        .routes(routes!(internal::join))
+        .routes(routes!(internal::leave))
+        .routes(routes!(internal::send, internal::messages))
+        .routes(routes!(ops::openapi_json))
+}
+
+/// `/healthz`, `/readyz` and `/metrics` of the api as its own process.
+fn ops_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+}
+
+/// The whole OpenAPI document: the api's routes, its ops routes, and the
+/// gateway's and presence's public routes behind the same origin.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api_routes().into_openapi();
+    doc.merge(ops_routes().into_openapi());
+    doc
+}
+
 /// The api's routes, without health and metrics endpoints (for merging into
 /// the all-in-one router).
 pub fn routes(state: ApiState) -> Router {
     let limit = state.inner.config.max_request_bytes;
-    Router::new()
-        .route("/auth/login", post(login::login))
-        .route("/rooms", post(rooms::create).get(rooms::list))
-        .route("/rooms/{id}", axum::routing::delete(rooms::close))
-        .route("/rooms/{id}/join", post(rooms::join))
-        .route("/rooms/{id}/leave", axum::routing::delete(rooms::leave))
-        .route("/rooms/{id}/messages", get(rooms::messages))
-        .route("/rooms/{id}/participants", get(rooms::participants))
-        .route("/messages/broadcast", post(admin::broadcast))
-        .route("/admin/disconnect", post(admin::disconnect))
-        .route("/analytics/connections", get(admin::analytics))
-        .route("/internal/connections", post(connections::report))
-        .route("/internal/rooms/{id}/join", post(internal::join))
-        .route("/internal/rooms/{id}/leave", post(internal::leave))
-        .route(
-            "/internal/rooms/{id}/messages",
-            post(internal::send).get(internal::messages),
-        )
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+    let (router, _) = api_routes().split_for_parts();
+    router.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
 /// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler))
-        .with_state(state.clone())
+    let (ops, _) = ops_routes().split_for_parts();
+    ops.with_state(state.clone())
         .merge(routes(state))
         .fallback(not_found)
-}
-
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
-}
-
-async fn readyz(State(state): State<ApiState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    state.ready().await?;
-    Ok(axum::Json(serde_json::json!({"status": "ready"})))
-}
-
-async fn metrics_handler(State(state): State<ApiState>) -> axum::response::Response {
-    telepath_shared::telemetry::render(&state.inner.registry)
 }
 
 /// Serves [`router`] on `listener` until `shutdown` is cancelled.

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use telepath_shared::http::{ApiError, JsonBody};
+use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
     LoginRequest, LoginResponse, Role, UserInfo, is_valid_username, user_id_for,
 };
@@ -11,6 +12,8 @@ use telepath_shared::protocol::{
 use crate::ApiState;
 use crate::store::{db_err, now};
 
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, description = "A token for the (possibly new) user", body = LoginResponse), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 404, description = "Dev login is off", body = ErrorEnvelope)))]
 pub(crate) async fn login(
     State(state): State<ApiState>,
     JsonBody(req): JsonBody<LoginRequest>,

@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use telepath_shared::http::{ApiError, JsonBody};
+use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
     CreateRoom, ErrorCode, MessagePage, Participant, ParticipantList, Room, RoomClosed, RoomList,
     ServerFrame, is_canonical_id, room_channel,
@@ -34,6 +35,9 @@ fn valid_room_name(name: &str) -> bool {
     (1..=64).contains(&len) && !name.chars().any(char::is_control) && name.trim() == name
 }
 
+#[utoipa::path(post, path = "/rooms", tag = "rooms", request_body = CreateRoom,
+    responses((status = 201, description = "The room; the caller is its owner", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn create(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
@@ -96,6 +100,9 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(room)))
 }
 
+#[utoipa::path(get, path = "/rooms", tag = "rooms",
+    responses((status = 200, description = "Active public rooms and the caller's rooms", body = RoomList), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
@@ -105,6 +112,9 @@ pub(crate) async fn list(
     }))
 }
 
+#[utoipa::path(post, path = "/rooms/{id}/join", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)")),
+    responses((status = 200, description = "The caller as a participant", body = Participant), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "room_full", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn join(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
@@ -116,6 +126,9 @@ pub(crate) async fn join(
     Ok(Json(participant))
 }
 
+#[utoipa::path(delete, path = "/rooms/{id}/leave", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)")),
+    responses((status = 204, description = "No longer a participant"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn leave(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
@@ -126,10 +139,14 @@ pub(crate) async fn leave(
 }
 
 /// `?before=&after=&limit=` of a history page.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
+    /// Messages with seq below this (the page just before it).
     before: Option<i64>,
+    /// Messages with seq above this.
     after: Option<i64>,
+    /// Page size: default 50, at most 500 (larger is clamped).
     limit: Option<i64>,
 }
 
@@ -161,6 +178,10 @@ impl HistoryQuery {
     }
 }
 
+#[utoipa::path(get, path = "/rooms/{id}/messages", tag = "rooms",
+    params(("id" = String, Path, description = "Room id (lowercase UUID)"), HistoryQuery),
+    responses((status = 200, description = "A page of messages in seq order", body = MessagePage), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn messages(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
@@ -183,6 +204,9 @@ pub(crate) async fn messages(
     Ok(Json(MessagePage { messages, has_more }))
 }
 
+#[utoipa::path(get, path = "/rooms/{id}/participants", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)")),
+    responses((status = 200, description = "Active participants with online flags", body = ParticipantList), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn participants(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
@@ -209,6 +233,9 @@ pub(crate) async fn participants(
 
 /// `DELETE /rooms/{id}`: the owner or an admin deactivates the room. Members
 /// get a `room_closed` event; sends and joins are refused from then on.
+#[utoipa::path(delete, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)")),
+    responses((status = 204, description = "Closed; members get a room_closed event"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
 pub(crate) async fn close(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,

@@ -4,5 +4,6 @@
 mod admin;
 mod helpers;
 mod multinode;
+mod openapi;
 mod roundtrip;
 mod session;

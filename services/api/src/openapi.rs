@@ -1,0 +1,133 @@
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]`
+//! attributes and the protocol types' schemas, served at `/openapi.json`.
+//!
+//! The api's routes are registered through `utoipa_axum::routes!` only, so a
+//! route and its documentation cannot drift apart; routes served by the
+//! gateway (`/connect`) and presence (`/presence/online`) behind the same
+//! origin are documented here by attribute-only functions.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use telepath_shared::protocol::{
+    ConnReport, DisconnectReport, ErrorEnvelope, HeartbeatReport, OnlineUsers, PresenceSummary,
+    UserConnections,
+};
+
+/// The document's fixed parts; paths are added by the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Telepath", description = "Telepath's REST API: rooms, history, presence, admin. The WebSocket protocol is in docs/PROTOCOL.md."),
+    paths(
+        presence_online,
+        connect,
+        presence_connect,
+        presence_disconnect,
+        presence_heartbeat,
+        presence_summary,
+        presence_user_connections
+    ),
+    components(schemas(ErrorEnvelope)),
+    modifiers(&Security),
+    tags(
+        (name = "auth", description = "Dev login"),
+        (name = "rooms", description = "Rooms, membership and history"),
+        (name = "admin", description = "Admin only"),
+        (name = "presence", description = "Who is online (served by presence)"),
+        (name = "websocket", description = "The WebSocket upgrade (served by gateways)"),
+        (name = "internal", description = "Service to service; never routed by the load balancer"),
+        (name = "ops", description = "Health, readiness, metrics"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Adds the two security schemes: user JWTs and the internal token.
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "internal",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Telepath-Internal"))),
+        );
+    }
+}
+
+/// Users with at least one live connection (served by presence).
+#[utoipa::path(
+    get, path = "/presence/online", tag = "presence",
+    responses(
+        (status = 200, description = "Online users", body = OnlineUsers),
+        (status = 401, description = "Missing or bad token", body = ErrorEnvelope),
+        (status = 503, description = "Presence store unavailable", body = ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+#[allow(dead_code)]
+fn presence_online() {}
+
+/// Upgrades to the WebSocket protocol (served by gateways; `?token=` works too).
+#[utoipa::path(
+    get, path = "/connect", tag = "websocket",
+    params(("token" = Option<String>, Query, description = "JWT, for clients that cannot set headers")),
+    responses(
+        (status = 101, description = "Switching protocols"),
+        (status = 401, description = "Missing or bad token", body = ErrorEnvelope),
+        (status = 426, description = "Not a WebSocket upgrade", body = ErrorEnvelope),
+        (status = 503, description = "The gateway is draining", body = ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+#[allow(dead_code)]
+fn connect() {}
+
+/// A gateway accepted a connection (served by presence).
+#[utoipa::path(post, path = "/internal/presence/connect", tag = "internal", request_body = ConnReport,
+    responses((status = 204, description = "Registered"), (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+#[allow(dead_code)]
+fn presence_connect() {}
+
+/// A connection ended (served by presence).
+#[utoipa::path(post, path = "/internal/presence/disconnect", tag = "internal", request_body = DisconnectReport,
+    responses((status = 204, description = "Removed"), (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+#[allow(dead_code)]
+fn presence_disconnect() {}
+
+/// Every live connection of one gateway node (served by presence).
+#[utoipa::path(post, path = "/internal/presence/heartbeat", tag = "internal", request_body = HeartbeatReport,
+    responses((status = 204, description = "Refreshed"), (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+#[allow(dead_code)]
+fn presence_heartbeat() {}
+
+/// Everyone live, with per-node counts (served by presence).
+#[utoipa::path(get, path = "/internal/presence/summary", tag = "internal",
+    responses((status = 200, description = "Summary", body = PresenceSummary),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+#[allow(dead_code)]
+fn presence_summary() {}
+
+/// One user's live connections (served by presence).
+#[utoipa::path(get, path = "/internal/presence/users/{user_id}/connections", tag = "internal",
+    params(("user_id" = String, Path, description = "User id")),
+    responses((status = 200, description = "Connections", body = UserConnections), (status = 400, description = "Invalid id", body = ErrorEnvelope),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+#[allow(dead_code)]
+fn presence_user_connections() {}

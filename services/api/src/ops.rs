@@ -1,0 +1,49 @@
+//! Operational endpoints: liveness, readiness, metrics and the OpenAPI document.
+
+use std::sync::LazyLock;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use telepath_shared::http::ApiError;
+use telepath_shared::protocol::ErrorEnvelope;
+
+use crate::ApiState;
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Live")))]
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The database and the bus answer.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, description = "Ready"), (status = 503, description = "Not ready", body = ErrorEnvelope)))]
+pub(crate) async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    state.ready().await?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+/// Prometheus metrics in the text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Metrics", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
+    telepath_shared::telemetry::render(state.registry())
+}
+
+/// The document, rendered once.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    crate::openapi()
+        .to_json()
+        .expect("the OpenAPI document serialises")
+});
+
+/// This OpenAPI 3 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub(crate) async fn openapi_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
+}
