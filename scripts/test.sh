@@ -29,6 +29,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt_install redis-server
 fi
 redis-server --version
+if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+  log "installing python3-venv"
+  apt_install python3-venv
+fi
 
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
@@ -49,6 +53,9 @@ fi
 # The multi-process tests start these binaries from the target directory.
 log "building the service binaries"
 cargo build --workspace --bins --locked
+
+log "schemathesis against /openapi.json"
+./scripts/schemathesis.sh target/debug/telepath
 
 log "running the tests"
 if cargo nextest --version >/dev/null 2>&1; then

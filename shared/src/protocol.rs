@@ -14,8 +14,10 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserRef {
     /// User id (a UUID string).
+    #[schema(min_length = 1, max_length = 64)]
     pub id: String,
     /// Username.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
 }
 
@@ -452,6 +454,7 @@ impl CloseCode {
 /// `POST /auth/login`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LoginRequest {
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,32}$")]
     pub username: String,
     #[serde(default)]
     pub role: Option<Role>,
@@ -467,10 +470,18 @@ pub struct LoginResponse {
 /// `POST /rooms`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateRoom {
+    /// 1-64 characters, no control characters, no leading or trailing space.
+    #[schema(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\s]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\s])?$"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 1024)]
     pub description: Option<String>,
-    #[serde(default)]
+    /// Default 100.
+    #[serde(default, deserialize_with = "integer::option")]
+    #[schema(minimum = 1, maximum = 100_000)]
     pub max_participants: Option<i64>,
     #[serde(default)]
     pub private: Option<bool>,
@@ -551,34 +562,45 @@ pub struct JoinResult {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InternalSend {
     pub from: UserRef,
+    /// At most `TELEPATH_MAX_BODY_BYTES` bytes (default 16384).
+    #[schema(min_length = 1, max_length = 4096)]
     pub body: String,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 32)]
     pub kind: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub client_id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub reply_to: Option<String>,
 }
 
 /// One live connection, as gateways report it to presence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ConnReport {
+    #[schema(min_length = 1, max_length = 256)]
     pub conn_id: String,
     pub user: UserRef,
+    #[schema(min_length = 1, max_length = 256)]
     pub node: String,
 }
 
 /// Gateway -> presence: the connections of `node` that are still alive.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatReport {
+    #[schema(min_length = 1, max_length = 256)]
     pub node: String,
+    #[schema(max_items = 100_000)]
     pub conns: Vec<ConnReport>,
 }
 
 /// Gateway -> presence: a connection ended.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DisconnectReport {
+    #[schema(min_length = 1, max_length = 256)]
     pub conn_id: String,
+    #[schema(min_length = 1, max_length = 256)]
     pub user_id: String,
 }
 
@@ -602,15 +624,20 @@ pub enum ConnectionEventKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionEvent {
     pub event: ConnectionEventKind,
+    #[schema(max_length = 64)]
     pub conn_id: String,
     pub user: UserRef,
+    #[schema(max_length = 64)]
     pub node: String,
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub ip: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub user_agent: Option<String>,
     /// For disconnects: the close code, e.g. `1000` or `4003`.
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub reason: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -618,6 +645,7 @@ pub struct ConnectionEvent {
 /// Gateway -> api: a batch of connection events.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ConnectionEvents {
+    #[schema(max_items = 1000)]
     pub events: Vec<ConnectionEvent>,
 }
 
@@ -640,12 +668,15 @@ pub struct UserConnections {
 /// `POST /messages/broadcast`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BroadcastRequest {
+    /// At most `TELEPATH_MAX_BODY_BYTES` bytes (default 16384).
+    #[schema(min_length = 1, max_length = 4096)]
     pub body: String,
 }
 
 /// `POST /admin/disconnect`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DisconnectRequest {
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub user_id: String,
 }
 
@@ -660,6 +691,44 @@ pub struct DisconnectResult {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ParticipantList {
     pub participants: Vec<Participant>,
+}
+
+/// Lenient integers: JSON Schema counts `256.0` as the integer 256, and
+/// query strings carry numbers as text, so integral values arrive as
+/// integers, integral floats, or strings of either.
+pub mod integer {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Float(f64),
+        Text(String),
+    }
+
+    fn integral(raw: Raw) -> Option<i64> {
+        let float = match raw {
+            Raw::Int(i) => return Some(i),
+            Raw::Float(f) => f,
+            Raw::Text(t) => match t.trim().parse::<i64>() {
+                Ok(i) => return Some(i),
+                Err(_) => t.trim().parse::<f64>().ok()?,
+            },
+        };
+        // Only whole numbers inside i64's range.
+        (float.fract() == 0.0 && float.abs() < 9.2e18).then_some(float as i64)
+    }
+
+    /// An optional integer (`null`, absent, or integral).
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(raw) => integral(raw)
+                .map(Some)
+                .ok_or_else(|| D::Error::custom("expected an integer")),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -895,6 +964,33 @@ mod tests {
         }
         assert!(CloseCode::Restart.should_reconnect());
         assert!(!CloseCode::Admin.should_reconnect());
+    }
+
+    #[test]
+    fn integral_values_in_any_spelling_are_integers() {
+        #[derive(Deserialize)]
+        struct Q {
+            #[serde(default, deserialize_with = "integer::option")]
+            n: Option<i64>,
+        }
+        for (text, want) in [
+            (r#"{"n":256}"#, Some(256)),
+            (r#"{"n":256.0}"#, Some(256)),
+            (r#"{"n":"7"}"#, Some(7)),
+            (r#"{"n":"7.0"}"#, Some(7)),
+            (r#"{"n":null}"#, None),
+            ("{}", None),
+        ] {
+            assert_eq!(serde_json::from_str::<Q>(text).unwrap().n, want, "{text}");
+        }
+        for bad in [
+            r#"{"n":2.5}"#,
+            r#"{"n":"abc"}"#,
+            r#"{"n":1e400}"#,
+            r#"{"n":true}"#,
+        ] {
+            assert!(serde_json::from_str::<Q>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

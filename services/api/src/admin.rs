@@ -13,7 +13,7 @@ use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, BroadcastEvent, BroadcastRequest, DisconnectRequest, DisconnectResult,
-    ErrorCode, NodeControl, ServerFrame, is_canonical_id, node_channel,
+    NodeControl, ServerFrame, is_canonical_id, node_channel,
 };
 
 use crate::ApiState;
@@ -34,13 +34,7 @@ pub(crate) async fn broadcast(
     AdminUser(claims): AdminUser,
     JsonBody(req): JsonBody<BroadcastRequest>,
 ) -> Result<(StatusCode, Json<BroadcastAccepted>), ApiError> {
-    let max = state.inner.config.max_body_bytes;
-    if req.body.is_empty() || req.body.len() > max {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("body: 1-{max} bytes"),
-        ));
-    }
+    crate::internal::check_body(&req.body, state.inner.config.max_body_bytes)?;
     let event = BroadcastEvent {
         id: uuid::Uuid::now_v7().hyphenated().to_string(),
         from: claims.user_ref(),

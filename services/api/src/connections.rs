@@ -14,16 +14,17 @@ use crate::store::db_err;
 
 /// Most events in one report.
 pub(crate) const MAX_EVENTS: usize = 1000;
+/// Largest report body: 1000 events of bounded fields fit.
+pub(crate) const MAX_REPORT_BYTES: usize = 4 << 20;
 
-/// Cuts `s` to at most `max` bytes on a character boundary.
-fn bounded(s: &Option<String>, max: usize) -> Option<&str> {
-    s.as_deref().map(|s| {
-        let mut end = s.len().min(max);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        &s[..end]
-    })
+/// Refuses a field over `max` characters (the schema's bounds).
+fn within(name: &str, value: Option<&str>, max: usize) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(ApiError::bad_request(format!(
+            "{name}: at most {max} characters"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 #[utoipa::path(post, path = "/internal/connections", tag = "internal", request_body = ConnectionEvents,
@@ -38,6 +39,14 @@ pub(crate) async fn report(
         return Err(ApiError::bad_request(format!(
             "at most {MAX_EVENTS} events per report"
         )));
+    }
+    for e in &report.events {
+        crate::internal::check_user(&e.user)?;
+        within("conn_id", Some(&e.conn_id), 64)?;
+        within("node", Some(&e.node), 64)?;
+        within("ip", e.ip.as_deref(), 64)?;
+        within("user_agent", e.user_agent.as_deref(), 256)?;
+        within("reason", e.reason.as_deref(), 64)?;
     }
     let mut tx = state
         .inner
@@ -54,13 +63,13 @@ pub(crate) async fn report(
             "INSERT INTO connection_logs (user_id, conn_id, node_id, event, ip, user_agent, reason, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(bounded(&Some(e.user.id.clone()), 64))
-        .bind(bounded(&Some(e.conn_id.clone()), 64))
-        .bind(bounded(&Some(e.node.clone()), 64))
+        .bind(&e.user.id)
+        .bind(&e.conn_id)
+        .bind(&e.node)
         .bind(kind)
-        .bind(bounded(&e.ip, 64))
-        .bind(bounded(&e.user_agent, 256))
-        .bind(bounded(&e.reason, 64))
+        .bind(&e.ip)
+        .bind(&e.user_agent)
+        .bind(&e.reason)
         .bind(e.at)
         .execute(&mut *tx)
         .await

@@ -16,15 +16,34 @@ use crate::auth::Internal;
 use crate::rooms::{HistoryQuery, room_id};
 use crate::store;
 
+/// Most characters in a message or broadcast body (the schema's `maxLength`).
+pub(crate) const MAX_BODY_CHARS: usize = 4096;
+
+/// A message or broadcast body: not empty, at most [`MAX_BODY_CHARS`]
+/// characters and `max_bytes` bytes (`too_large` otherwise).
+pub(crate) fn check_body(body: &str, max_bytes: usize) -> Result<(), ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("body must not be empty"));
+    }
+    if body.len() > max_bytes || body.chars().count() > MAX_BODY_CHARS {
+        return Err(ApiError::new(
+            telepath_shared::protocol::ErrorCode::TooLarge,
+            format!("body is over {MAX_BODY_CHARS} characters or {max_bytes} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates a user named by a gateway (it came from a verified token, but bound it anyway).
-fn check_user(user: &telepath_shared::protocol::UserRef) -> Result<(), ApiError> {
-    if user.id.is_empty() || user.id.len() > 64 || user.name.is_empty() || user.name.len() > 64 {
+pub(crate) fn check_user(user: &telepath_shared::protocol::UserRef) -> Result<(), ApiError> {
+    let ok = |s: &str| !s.is_empty() && s.chars().count() <= 64;
+    if !ok(&user.id) || !ok(&user.name) {
         return Err(ApiError::bad_request("bad user"));
     }
     Ok(())
 }
 
-#[utoipa::path(post, path = "/internal/rooms/{id}/join", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)")), request_body = InternalJoin,
+#[utoipa::path(post, path = "/internal/rooms/{id}/join", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = InternalJoin,
     responses((status = 200, description = "Joined; the room's latest seq", body = JoinResult), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "room_full", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn join(
@@ -42,7 +61,7 @@ pub(crate) async fn join(
     }))
 }
 
-#[utoipa::path(post, path = "/internal/rooms/{id}/leave", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)")), request_body = InternalJoin,
+#[utoipa::path(post, path = "/internal/rooms/{id}/leave", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = InternalJoin,
     responses((status = 204, description = "Left"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn leave(
@@ -55,7 +74,7 @@ pub(crate) async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/internal/rooms/{id}/messages", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)")), request_body = InternalSend,
+#[utoipa::path(post, path = "/internal/rooms/{id}/messages", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = InternalSend,
     responses((status = 200, description = "The committed message", body = Message), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn send(
@@ -66,25 +85,17 @@ pub(crate) async fn send(
 ) -> Result<Json<Message>, ApiError> {
     let id = room_id(&id)?;
     check_user(&req.from)?;
-    let max = state.inner.config.max_body_bytes;
-    if req.body.is_empty() {
-        return Err(ApiError::bad_request("body must not be empty"));
-    }
-    if req.body.len() > max {
-        return Err(ApiError::new(
-            telepath_shared::protocol::ErrorCode::TooLarge,
-            format!("body is over {max} bytes"),
-        ));
-    }
+    check_body(&req.body, state.inner.config.max_body_bytes)?;
+    let chars = |s: &String| s.chars().count();
     if req
         .kind
         .as_ref()
-        .is_some_and(|k| k.is_empty() || k.len() > 32)
+        .is_some_and(|k| k.is_empty() || chars(k) > 32)
         || req
             .client_id
             .as_ref()
-            .is_some_and(|c| c.is_empty() || c.len() > 128)
-        || req.reply_to.as_ref().is_some_and(|r| r.len() > 64)
+            .is_some_and(|c| c.is_empty() || chars(c) > 128)
+        || req.reply_to.as_ref().is_some_and(|r| chars(r) > 64)
     {
         return Err(ApiError::bad_request(
             "kind (1-32), client_id (1-128) or reply_to (≤64) out of bounds",
@@ -95,7 +106,7 @@ pub(crate) async fn send(
 
 /// History for the gateway (resume, gap repair): no membership check.
 #[utoipa::path(get, path = "/internal/rooms/{id}/messages", tag = "internal",
-    params(("id" = String, Path, description = "Room id (lowercase UUID)"), HistoryQuery),
+    params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"), HistoryQuery),
     responses((status = 200, description = "A page of messages in seq order", body = MessagePage), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn messages(

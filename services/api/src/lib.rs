@@ -35,7 +35,7 @@ use telepath_shared::http::{ApiError, not_found};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 pub use metrics::ApiMetrics;
@@ -117,7 +117,10 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(admin::broadcast))
         .routes(routes!(admin::disconnect))
         .routes(routes!(admin::analytics))
-        .routes(routes!(connections::report))
+        .routes(
+            routes!(connections::report)
+                .layer(DefaultBodyLimit::max(connections::MAX_REPORT_BYTES)),
+        )
         .routes(routes!(internal::join))
         .routes(routes!(internal::leave))
         .routes(routes!(internal::send, internal::messages))

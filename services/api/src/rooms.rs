@@ -112,7 +112,7 @@ pub(crate) async fn list(
     }))
 }
 
-#[utoipa::path(post, path = "/rooms/{id}/join", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)")),
+#[utoipa::path(post, path = "/rooms/{id}/join", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 200, description = "The caller as a participant", body = Participant), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "room_full", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn join(
@@ -126,7 +126,7 @@ pub(crate) async fn join(
     Ok(Json(participant))
 }
 
-#[utoipa::path(delete, path = "/rooms/{id}/leave", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)")),
+#[utoipa::path(delete, path = "/rooms/{id}/leave", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 204, description = "No longer a participant"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn leave(
@@ -142,11 +142,27 @@ pub(crate) async fn leave(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
-    /// Messages with seq below this (the page just before it).
+    /// Messages with seq below this (the newest `limit` of them).
+    #[param(minimum = 0)]
+    #[serde(
+        default,
+        deserialize_with = "telepath_shared::protocol::integer::option"
+    )]
     before: Option<i64>,
-    /// Messages with seq above this.
+    /// Messages with seq above this (the oldest `limit` of them; with
+    /// `before`, only those between the two).
+    #[param(minimum = 0)]
+    #[serde(
+        default,
+        deserialize_with = "telepath_shared::protocol::integer::option"
+    )]
     after: Option<i64>,
     /// Page size: default 50, at most 500 (larger is clamped).
+    #[param(minimum = 1)]
+    #[serde(
+        default,
+        deserialize_with = "telepath_shared::protocol::integer::option"
+    )]
     limit: Option<i64>,
 }
 
@@ -165,21 +181,21 @@ impl HistoryQuery {
             Some(l) if l < 1 => return Err(ApiError::bad_request("limit must be at least 1")),
             Some(l) => l.min(MAX_LIMIT),
         };
+        if q.before.is_some_and(|b| b < 0) || q.after.is_some_and(|a| a < 0) {
+            return Err(ApiError::bad_request("seq values are non-negative"));
+        }
         let anchor = match (q.before, q.after) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request("give before or after, not both"));
-            }
-            (Some(b), None) if b >= 0 => PageAnchor::Before(b),
-            (None, Some(a)) if a >= 0 => PageAnchor::After(a),
+            (Some(before), Some(after)) => PageAnchor::Between { after, before },
+            (Some(b), None) => PageAnchor::Before(b),
+            (None, Some(a)) => PageAnchor::After(a),
             (None, None) => PageAnchor::Latest,
-            _ => return Err(ApiError::bad_request("seq values are non-negative")),
         };
         Ok((anchor, limit))
     }
 }
 
 #[utoipa::path(get, path = "/rooms/{id}/messages", tag = "rooms",
-    params(("id" = String, Path, description = "Room id (lowercase UUID)"), HistoryQuery),
+    params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"), HistoryQuery),
     responses((status = 200, description = "A page of messages in seq order", body = MessagePage), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn messages(
@@ -191,12 +207,14 @@ pub(crate) async fn messages(
     let id = room_id(&id)?;
     let (anchor, limit) = HistoryQuery::parse(query)?;
     let mut conn = state.inner.read.acquire().await.map_err(db_err)?;
+    // Closed rooms are gone for REST readers (gateways still replay them).
     let room = store::room(&mut conn, id)
         .await?
+        .map(store::RoomRow::into_room)
+        .filter(|r| r.is_active)
         .ok_or_else(|| ApiError::not_found("no such room"))?;
     // Private rooms are readable by their members only, and invisible to others.
-    let private = room.into_room().private;
-    if private && !store::is_member(&mut conn, id, &claims.sub).await? {
+    if room.private && !store::is_member(&mut conn, id, &claims.sub).await? {
         return Err(ApiError::not_found("no such room"));
     }
     drop(conn);
@@ -204,7 +222,7 @@ pub(crate) async fn messages(
     Ok(Json(MessagePage { messages, has_more }))
 }
 
-#[utoipa::path(get, path = "/rooms/{id}/participants", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)")),
+#[utoipa::path(get, path = "/rooms/{id}/participants", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 200, description = "Active participants with online flags", body = ParticipantList), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn participants(
@@ -215,9 +233,10 @@ pub(crate) async fn participants(
     let id = room_id(&id)?;
     let mut conn = state.inner.read.acquire().await.map_err(db_err)?;
     // Members only; everyone else learns nothing, not even that the room exists.
-    if store::room(&mut conn, id).await?.is_none()
-        || !store::is_member(&mut conn, id, &claims.sub).await?
-    {
+    let active = store::room(&mut conn, id)
+        .await?
+        .is_some_and(|r| r.into_room().is_active);
+    if !active || !store::is_member(&mut conn, id, &claims.sub).await? {
         return Err(ApiError::not_found("no such room"));
     }
     let mut participants = store::participants(&mut conn, id).await?;
@@ -233,7 +252,7 @@ pub(crate) async fn participants(
 
 /// `DELETE /rooms/{id}`: the owner or an admin deactivates the room. Members
 /// get a `room_closed` event; sends and joins are refused from then on.
-#[utoipa::path(delete, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)")),
+#[utoipa::path(delete, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 204, description = "Closed; members get a room_closed event"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn close(

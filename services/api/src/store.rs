@@ -308,6 +308,8 @@ pub(crate) enum PageAnchor {
     Before(i64),
     /// Messages with seq > this.
     After(i64),
+    /// Messages with `after` < seq < `before`, oldest first.
+    Between { after: i64, before: i64 },
 }
 
 /// One page of `room_id`'s messages, in seq order, and whether more exist in
@@ -318,7 +320,7 @@ pub(crate) async fn page(
     anchor: PageAnchor,
     limit: i64,
 ) -> Result<(Vec<Message>, bool), ApiError> {
-    // Three fixed statements: sqlx takes only static SQL, and each one walks
+    // Four fixed statements: sqlx takes only static SQL, and each one walks
     // the (room_id, seq) index in the direction it needs.
     let mut rows: Vec<MessageRow> = match anchor {
         PageAnchor::After(after) => sqlx::query_as(
@@ -328,6 +330,17 @@ pub(crate) async fn page(
         )
         .bind(room_id)
         .bind(after)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await,
+        PageAnchor::Between { after, before } => sqlx::query_as(
+            "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
+             FROM messages m JOIN users u ON u.id = m.sender_id
+             WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq ASC LIMIT ?",
+        )
+        .bind(room_id)
+        .bind(after)
+        .bind(before)
         .bind(limit + 1)
         .fetch_all(pool)
         .await,
@@ -354,7 +367,7 @@ pub(crate) async fn page(
     .map_err(db_err)?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    if !matches!(anchor, PageAnchor::After(_)) {
+    if matches!(anchor, PageAnchor::Before(_) | PageAnchor::Latest) {
         rows.reverse();
     }
     Ok((

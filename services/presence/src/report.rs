@@ -16,20 +16,29 @@ pub const MAX_HEARTBEAT_CONNS: usize = 100_000;
 /// Largest heartbeat body, bytes: the connection cap times a generous entry size.
 pub(crate) const MAX_HEARTBEAT_BYTES: usize = 64 * 1024 * 1024;
 
-fn field(name: &str, value: &str) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > MAX_FIELD_BYTES {
+/// Most characters in a user id or name (the schema's bound on `UserRef`).
+pub(crate) const MAX_USER_FIELD_CHARS: usize = 64;
+
+fn bounded(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    // Characters, as JSON Schema's maxLength counts them; `max` characters
+    // are at most 4 x `max` bytes.
+    if value.is_empty() || value.chars().count() > max {
         return Err(ApiError::bad_request(format!(
-            "{name} must be 1..={MAX_FIELD_BYTES} bytes"
+            "{name} must be 1..={max} characters"
         )));
     }
     Ok(())
 }
 
+fn field(name: &str, value: &str) -> Result<(), ApiError> {
+    bounded(name, value, MAX_FIELD_BYTES)
+}
+
 /// Checks one reported connection.
 pub(crate) fn check_conn(conn: &ConnReport) -> Result<(), ApiError> {
     field("conn_id", &conn.conn_id)?;
-    field("user.id", &conn.user.id)?;
-    field("user.name", &conn.user.name)?;
+    bounded("user.id", &conn.user.id, MAX_USER_FIELD_CHARS)?;
+    bounded("user.name", &conn.user.name, MAX_USER_FIELD_CHARS)?;
     field("node", &conn.node)
 }
 
