@@ -281,7 +281,7 @@ pub(crate) async fn participants(
         "SELECT u.id, u.username, p.role, p.joined_at
          FROM room_participants p JOIN users u ON u.id = p.user_id
          WHERE p.room_id = ? AND p.is_active = 1
-         ORDER BY p.joined_at, u.id
+         ORDER BY p.joined_at, p.rowid
          LIMIT 10000",
     )
     .bind(room_id)
