@@ -19,7 +19,7 @@ pub(crate) struct TestApi {
     pub(crate) internal_token: String,
     pub(crate) broker: MemoryBroker,
     pub(crate) shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Drop for TestApi {
@@ -54,7 +54,7 @@ pub(crate) async fn spawn_api_with(tweak: impl FnOnce(&mut ApiConfig)) -> TestAp
         internal_token,
         broker,
         shutdown,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -126,6 +126,41 @@ impl TestApi {
         let (bus, rx) = self.broker.connect(1024);
         bus.subscribe(channel).await.unwrap();
         (bus, rx)
+    }
+}
+
+impl TestApi {
+    /// A read connection to the api's SQLite file, to check what was stored.
+    pub(crate) async fn db(&self) -> sqlx::SqlitePool {
+        let url = format!("sqlite://{}", self.dir.path().join("api.db").display());
+        sqlx::SqlitePool::connect(&url).await.unwrap()
+    }
+
+    /// `DELETE path` as `user`.
+    pub(crate) async fn delete(&self, user: &TestUser, path: &str) -> Response {
+        self.http
+            .delete(format!("{}{path}", self.url))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Dev login with the admin role.
+    pub(crate) async fn login_admin(&self, name: &str) -> TestUser {
+        let resp = self
+            .http
+            .post(format!("{}/auth/login", self.url))
+            .json(&json!({"username": name, "role": "admin"}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = resp.json().await.unwrap();
+        TestUser {
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            name: name.to_owned(),
+            token: body["token"].as_str().unwrap().to_owned(),
+        }
     }
 }
 

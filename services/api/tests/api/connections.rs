@@ -1,0 +1,80 @@
+//! Connection logs reported by gateways.
+
+use serde_json::json;
+
+use crate::helpers::spawn_api;
+
+#[tokio::test]
+async fn connects_and_disconnects_become_log_rows_and_move_last_online() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let events = json!({"events": [
+        {"event": "connect", "conn_id": "c1", "user": {"id": ada.id, "name": "ada"}, "node": "gw1",
+         "ip": "127.0.0.9", "user_agent": "k6/1.1", "at": "2026-11-23T10:00:00Z"},
+        {"event": "disconnect", "conn_id": "c1", "user": {"id": ada.id, "name": "ada"}, "node": "gw1",
+         "ip": "127.0.0.9", "user_agent": "k6/1.1", "reason": "1000", "at": "2026-11-23T10:05:00Z"},
+    ]});
+    let url = format!("{}/internal/connections", api.url);
+    let resp = api
+        .http
+        .post(&url)
+        .header("x-telepath-internal", &api.internal_token)
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let db = api.db().await;
+    let rows: Vec<(
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT event, conn_id, node_id, ip, user_agent, reason FROM connection_logs ORDER BY id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0],
+        (
+            "connect".into(),
+            "c1".into(),
+            "gw1".into(),
+            Some("127.0.0.9".into()),
+            Some("k6/1.1".into()),
+            None
+        )
+    );
+    assert_eq!(rows[1].5.as_deref(), Some("1000"));
+    let (last,): (Option<String>,) = sqlx::query_as("SELECT last_online FROM users WHERE id = ?")
+        .bind(&ada.id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(last.unwrap().starts_with("2026-11-23T10:05:00"));
+
+    // Without the internal token: 401, and nothing is written.
+    let resp = api.http.post(&url).json(&events).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let too_long = json!({"events": [{"event": "connect", "conn_id": "c2", "user": {"id": ada.id, "name": "ada"}, "node": "gw1",
+        "user_agent": "x".repeat(300), "at": "2026-11-23T10:00:00Z"}]});
+    let resp = api
+        .http
+        .post(&url)
+        .header("x-telepath-internal", &api.internal_token)
+        .json(&too_long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM connection_logs")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+}
