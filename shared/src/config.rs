@@ -221,6 +221,8 @@ pub struct ApiConfig {
     pub token_ttl_secs: i64,
     /// `TELEPATH_PRESENCE_URL`: base URL of presence, for online flags and analytics (default `http://127.0.0.1:8082`).
     pub presence_url: String,
+    /// `TELEPATH_COMMIT_BATCH`: most room messages per group-commit transaction (default 256; 1 turns group commit off).
+    pub commit_batch: usize,
 }
 
 impl ApiConfig {
@@ -242,6 +244,7 @@ impl ApiConfig {
             presence_url: src
                 .get("TELEPATH_PRESENCE_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:8082".into()),
+            commit_batch: parse(src, "TELEPATH_COMMIT_BATCH", 256)?,
         })
     }
 

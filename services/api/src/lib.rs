@@ -68,7 +68,7 @@ impl ApiState {
     ) -> anyhow::Result<ApiState> {
         let (read, write) = db::open(&config.database_url).await?;
         let metrics = ApiMetrics::new(&registry);
-        let writer = writer::spawn(write.clone(), bus.clone(), metrics);
+        let writer = writer::spawn(write.clone(), bus.clone(), metrics, config.commit_batch);
         let keys = JwtKeys::new(&config.common.jwt_secret);
         let presence =
             presence::PresenceClient::new(&config.presence_url, &config.common.internal_token);

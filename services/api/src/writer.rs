@@ -1,7 +1,7 @@
 //! The single writer: group commit of room messages.
 //!
 //! Handlers queue [`SendJob`]s; one task takes as many as are waiting (up to
-//! [`MAX_BATCH`]), persists them in one `BEGIN IMMEDIATE` transaction (each
+//! `TELEPATH_COMMIT_BATCH`, default [`DEFAULT_BATCH`]), persists them in one `BEGIN IMMEDIATE` transaction (each
 //! under its own savepoint, so one bad job does not sink the batch), commits,
 //! and only then publishes each new message to `room:{id}` in seq order and
 //! answers its caller. One task means commits and publishes happen in one
@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::metrics::ApiMetrics;
 use crate::store::{self, db_err, now};
 
-/// Most messages committed in one transaction.
-pub const MAX_BATCH: usize = 256;
+/// Most messages committed in one transaction, by default.
+pub const DEFAULT_BATCH: usize = 256;
 /// Jobs that may wait for the writer before callers get `unavailable`.
 const QUEUE: usize = 8192;
 /// How long a caller waits for a place in the queue.
@@ -57,9 +57,15 @@ impl WriterHandle {
 }
 
 /// Starts the writer task on `pool` (the single-connection write pool).
-pub(crate) fn spawn(pool: SqlitePool, bus: Arc<dyn Bus>, metrics: ApiMetrics) -> WriterHandle {
+/// `max_batch` bounds the messages of one transaction (1 turns group commit off).
+pub(crate) fn spawn(
+    pool: SqlitePool,
+    bus: Arc<dyn Bus>,
+    metrics: ApiMetrics,
+    max_batch: usize,
+) -> WriterHandle {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(rx, pool, bus, metrics));
+    tokio::spawn(run(rx, pool, bus, metrics, max_batch.max(1)));
     WriterHandle { tx }
 }
 
@@ -69,9 +75,10 @@ async fn run(
     pool: SqlitePool,
     bus: Arc<dyn Bus>,
     metrics: ApiMetrics,
+    max_batch: usize,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
         commit_batch(&pool, bus.as_ref(), &metrics, std::mem::take(&mut batch)).await;
     }
 }

@@ -4,6 +4,16 @@ use serde_json::json;
 
 use crate::helpers::spawn_api;
 
+/// event, conn_id, node_id, ip, user_agent, reason
+type LogRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 #[tokio::test]
 async fn connects_and_disconnects_become_log_rows_and_move_last_online() {
     let api = spawn_api().await;
@@ -25,14 +35,7 @@ async fn connects_and_disconnects_become_log_rows_and_move_last_online() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     let db = api.db().await;
-    let rows: Vec<(
-        String,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
+    let rows: Vec<LogRow> = sqlx::query_as(
         "SELECT event, conn_id, node_id, ip, user_agent, reason FROM connection_logs ORDER BY id",
     )
     .fetch_all(&db)

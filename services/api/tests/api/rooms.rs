@@ -128,13 +128,20 @@ async fn private_rooms_are_invisible_to_non_members() {
 }
 
 #[tokio::test]
-async fn fifty_concurrent_joins_into_a_room_of_ten_admit_exactly_nine_besides_the_owner() {
+async fn fifty_concurrent_joins_into_a_room_of_ten_admit_exactly_ten() {
     let api = spawn_api().await;
     let owner = api.login("owner").await;
     let room = api
         .create_room(&owner, json!({"name": "tiny", "max_participants": 10}))
         .await;
     let id = room["id"].as_str().unwrap().to_owned();
+    // The owner holds a seat; give it up so all ten are open.
+    assert_eq!(
+        api.delete(&owner, &format!("/rooms/{id}/leave"))
+            .await
+            .status(),
+        204
+    );
     let mut users = Vec::new();
     for i in 0..50 {
         users.push(api.login(&format!("u{i}")).await);
@@ -144,7 +151,10 @@ async fn fifty_concurrent_joins_into_a_room_of_ten_admit_exactly_nine_besides_th
     let results = futures_util::future::join_all(joins).await;
     let ok = results.iter().filter(|r| r.status() == 200).count();
     let full = results.iter().filter(|r| r.status() == 409).count();
-    assert_eq!((ok, full), (9, 41));
+    assert_eq!((ok, full), (10, 40));
+    // And the room really holds ten: one more is refused.
+    let late = api.login("late").await;
+    assert_error(api.post(&late, &path, json!({})).await, 409, "room_full").await;
 }
 
 #[tokio::test]

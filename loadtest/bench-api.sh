@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Room messages acknowledged per second through the api alone (telepath-api
+# + a throwaway redis-server + SQLite in a temp dir), with group commit on
+# (TELEPATH_COMMIT_BATCH=256, the default) and off (=1, the baseline),
+# alternating runs so both see the same machine load. Prints every run's
+# JSON summary and a Markdown table of medians.
+#
+# Usage: loadtest/bench-api.sh [runs=5] [duration=10s] [concurrency=64]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+duration=${2:-10s}
+concurrency=${3:-64}
+
+cargo build --release --locked -p telepath-api -p telepath-loadtest --bins >&2
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+one_run() { # $1 = commit batch, $2 = output file
+  local dir redis_port api_port redis_pid api_pid
+  dir=$(mktemp -d -p "$work")
+  redis_port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
+  redis_pid=$!
+  api_port=$(free_port)
+  TELEPATH_LISTEN="127.0.0.1:$api_port" REDIS_URL="redis://127.0.0.1:$redis_port" \
+    DATABASE_URL="sqlite://$dir/bench.db" TELEPATH_JWT_SECRET=bench TELEPATH_DEV_LOGIN=1 \
+    TELEPATH_COMMIT_BATCH="$1" RUST_LOG=warn target/release/telepath-api 2>"$dir/api.log" &
+  api_pid=$!
+  for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  TELEPATH_JWT_SECRET=bench target/release/telepath-load api-send --url "http://127.0.0.1:$api_port" \
+    --duration "$duration" --concurrency "$concurrency" --rooms 10 >"$2"
+  kill "$api_pid" "$redis_pid"
+  wait "$api_pid" "$redis_pid" 2>/dev/null || true
+}
+
+for i in $(seq "$runs"); do
+  for batch in 256 1; do
+    out="$work/batch$batch-run$i.json"
+    one_run "$batch" "$out"
+    echo "commit_batch=$batch run=$i: $(tr -d '\n ' <"$out")" >&2
+  done
+done
+
+python3 - "$work" "$runs" "$duration" "$concurrency" <<'PY'
+import glob, json, statistics, sys
+work, runs, duration, concurrency = sys.argv[1:]
+print(f"runs={runs} duration={duration} concurrency={concurrency} rooms=10 body=100B\n")
+print("| commit batch | acked msgs/s (median) | p50 ack ms | p99 ack ms | generator CPU % |")
+print("|---|---|---|---|---|")
+med = {}
+for batch in ("256", "1"):
+    rs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/batch{batch}-run*.json"))]
+    m = lambda f: statistics.median(f(r) for r in rs)
+    med[batch] = m(lambda r: r["acked_per_s"])
+    print(f"| {batch} | {med[batch]:.0f} | {m(lambda r: r['ack_latency']['p50_ms']):.2f} | "
+          f"{m(lambda r: r['ack_latency']['p99_ms']):.2f} | {m(lambda r: r['generator_cpu_percent']):.0f} |")
+print(f"\ngroup commit / one commit per message: {med['256'] / med['1']:.2f}x")
+PY

@@ -1,0 +1,36 @@
+//! `telepath-load`: Telepath's own load generator, for rates k6 cannot drive
+//! from two cores. Each scenario prints one JSON summary on stdout.
+//!
+//! Scenarios so far:
+//! - `api-send`: room messages persisted through the api's internal send
+//!   route (what a gateway does for every `send`), measuring acknowledged
+//!   messages per second and ack latency.
+
+mod api_send;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+/// Telepath load generator.
+#[derive(Debug, Parser)]
+#[command(name = "telepath-load", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Persist room messages through the api alone (commit, then ack).
+    ApiSend(api_send::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let summary = match cli.scenario {
+        Scenario::ApiSend(args) => api_send::run(args).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
