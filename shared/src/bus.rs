@@ -49,6 +49,14 @@ pub enum BusError {
 pub trait Bus: Send + Sync + 'static {
     /// Delivers `payload` to every node subscribed to `channel` right now, at most once.
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError>;
+    /// Publishes every message in order, in as few round trips as the bus
+    /// allows; on error some prefix of them may have been published.
+    async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<(), BusError> {
+        for (channel, payload) in messages {
+            self.publish(channel, payload.clone()).await?;
+        }
+        Ok(())
+    }
     /// After this returns `Ok`, messages published to `channel` reach this node's
     /// inbound stream, also after the bus reconnects. Idempotent.
     async fn subscribe(&self, channel: &str) -> Result<(), BusError>;

@@ -381,7 +381,7 @@ pub(crate) async fn by_client_id(
     conn: &mut SqliteConnection,
     sender_id: &str,
     client_id: &str,
-) -> Result<Option<Message>, ApiError> {
+) -> Result<Option<Message>, sqlx::Error> {
     let row: Option<MessageRow> = sqlx::query_as(
         "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
          FROM messages m JOIN users u ON u.id = m.sender_id
@@ -390,7 +390,6 @@ pub(crate) async fn by_client_id(
     .bind(sender_id)
     .bind(client_id)
     .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(row.map(MessageRow::into_message))
 }

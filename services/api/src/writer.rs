@@ -14,13 +14,11 @@ use bytes::Bytes;
 use sqlx::{SqliteConnection, SqlitePool};
 use telepath_shared::bus::Bus;
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{
-    ErrorCode, InternalSend, Message, Role, ServerFrame, room_channel,
-};
+use telepath_shared::protocol::{ErrorCode, InternalSend, Message, ServerFrame, room_channel};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::ApiMetrics;
-use crate::store::{self, db_err, now};
+use crate::store::{self, now};
 
 /// Most messages committed in one transaction, by default.
 pub const DEFAULT_BATCH: usize = 256;
@@ -107,32 +105,44 @@ async fn commit_batch(pool: &SqlitePool, bus: &dyn Bus, metrics: &ApiMetrics, ba
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     metrics.batch_size.observe(batch.len() as f64);
+    // Every new message of the batch goes out in one ordered publish.
+    let fresh: Vec<&Message> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .filter(|p| p.fresh)
+        .map(|p| &p.message)
+        .collect();
+    metrics.messages_persisted.inc_by(fresh.len() as u64);
+    publish(bus, metrics, &fresh).await;
     for (job, outcome) in batch.into_iter().zip(outcomes) {
-        let result = match outcome {
-            Ok(p) => {
-                if p.fresh {
-                    metrics.messages_persisted.inc();
-                    publish(bus, metrics, &p.message).await;
-                }
-                Ok(p.message)
-            }
-            Err(e) => Err(e),
-        };
         // The caller may have gone away; the message is committed regardless.
-        let _ = job.reply.send(result);
+        let _ = job.reply.send(outcome.map(|p| p.message));
     }
 }
 
-/// Publishes a committed message. A failure is logged and counted: the
-/// message is safe in SQLite and reaches members through resume and gap repair.
-async fn publish(bus: &dyn Bus, metrics: &ApiMetrics, message: &Message) {
-    let frame = Bytes::from(ServerFrame::Message(message.clone()).to_json());
-    if let Err(e) = bus.publish(&room_channel(&message.room), frame).await {
-        metrics.publish_failures.inc();
-        tracing::warn!(error = %e, room = %message.room, seq = message.seq, "publish after commit failed");
+/// Publishes committed messages, in seq order. A failure is logged and
+/// counted: the messages are safe in SQLite and reach members through
+/// resume and gap repair.
+async fn publish(bus: &dyn Bus, metrics: &ApiMetrics, messages: &[&Message]) {
+    let frames: Vec<(String, Bytes)> = messages
+        .iter()
+        .map(|m| {
+            (
+                room_channel(&m.room),
+                Bytes::from(ServerFrame::Message((*m).clone()).to_json()),
+            )
+        })
+        .collect();
+    if let Err(e) = bus.publish_many(&frames).await {
+        metrics.publish_failures.inc_by(frames.len() as u64);
+        tracing::warn!(error = %e, messages = frames.len(), "publish after commit failed");
     }
 }
 
+/// Persists the batch in one transaction. Refusals (unknown room, not a
+/// member) are decided before anything is written, so they need no
+/// rollback; any database error aborts the whole transaction, so a seq is
+/// never taken without its message.
 async fn persist_all(
     pool: &SqlitePool,
     batch: &[SendJob],
@@ -140,53 +150,59 @@ async fn persist_all(
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch {
-        sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
-        match persist_one(&mut tx, job).await {
-            Ok(p) => {
-                sqlx::query("RELEASE job").execute(&mut *tx).await?;
-                outcomes.push(Ok(p));
-            }
-            Err(e) => {
-                sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
-                sqlx::query("RELEASE job").execute(&mut *tx).await?;
-                outcomes.push(Err(e));
-            }
-        }
+        outcomes.push(persist_one(&mut tx, job).await?);
     }
     tx.commit().await?;
     Ok(outcomes)
 }
 
-async fn persist_one(conn: &mut SqliteConnection, job: &SendJob) -> Result<Persisted, ApiError> {
+/// Persists one message: three statements (four with a `client_id`).
+async fn persist_one(
+    conn: &mut SqliteConnection,
+    job: &SendJob,
+) -> Result<Result<Persisted, ApiError>, sqlx::Error> {
     let from = &job.send.from;
-    if let Some(client_id) = &job.send.client_id
-        && let Some(message) = store::by_client_id(conn, &from.id, client_id).await?
-    {
-        return Ok(Persisted {
-            message,
-            fresh: false,
-        });
+    if let Some(client_id) = &job.send.client_id {
+        if let Some(message) = store::by_client_id(conn, &from.id, client_id).await? {
+            return Ok(Ok(Persisted {
+                message,
+                fresh: false,
+            }));
+        }
     }
-    let room = store::room(conn, &job.room)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such room"))?;
-    if !store::is_member(conn, &job.room, &from.id).await? {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "join the room before sending to it",
-        ));
+    // The room's state and the sender's membership in one read. A member's
+    // user row exists (room_participants references users).
+    let state: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT r.is_active,
+                EXISTS (SELECT 1 FROM room_participants p WHERE p.room_id = r.id AND p.user_id = ? AND p.is_active = 1)
+         FROM rooms r WHERE r.id = ?",
+    )
+    .bind(&from.id)
+    .bind(&job.room)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match state {
+        None => return Ok(Err(ApiError::not_found("no such room"))),
+        Some((_, false)) => {
+            return Ok(Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "join the room before sending to it",
+            )));
+        }
+        // Checked after membership so non-members learn nothing about the room's state.
+        Some((false, true)) => {
+            return Ok(Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the room is closed",
+            )));
+        }
+        Some((true, true)) => {}
     }
-    // Checked after membership so non-members learn nothing about the room's state.
-    if !room.into_room().is_active {
-        return Err(ApiError::new(ErrorCode::Forbidden, "the room is closed"));
-    }
-    store::ensure_user(conn, from, Role::User).await?;
     let (seq,): (i64,) =
         sqlx::query_as("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq")
             .bind(&job.room)
             .fetch_one(&mut *conn)
-            .await
-            .map_err(db_err)?;
+            .await?;
     let id = uuid::Uuid::now_v7().hyphenated().to_string();
     let ts = now();
     let kind = job.send.kind.clone().unwrap_or_else(|| "text".to_owned());
@@ -204,8 +220,7 @@ async fn persist_one(conn: &mut SqliteConnection, job: &SendJob) -> Result<Persi
     .bind(&job.send.reply_to)
     .bind(ts)
     .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    .await?;
     let message = Message {
         room: job.room.clone(),
         id,
@@ -216,8 +231,8 @@ async fn persist_one(conn: &mut SqliteConnection, job: &SendJob) -> Result<Persi
         ts,
         reply_to: job.send.reply_to.clone(),
     };
-    Ok(Persisted {
+    Ok(Ok(Persisted {
         message,
         fresh: true,
-    })
+    }))
 }

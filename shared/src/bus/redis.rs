@@ -178,6 +178,20 @@ impl Bus for RedisBus {
         Ok(())
     }
 
+    async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<(), BusError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // One pipeline: one round trip, and Redis runs them in this order.
+        let mut pipe = redis::pipe();
+        for (channel, payload) in messages {
+            pipe.publish(channel, &payload[..]).ignore();
+        }
+        let mut conn = self.pool.get().await?;
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
     async fn subscribe(&self, channel: &str) -> Result<(), BusError> {
         self.subscriber.clone().subscribe(channel).await?;
         Ok(())
@@ -221,6 +235,21 @@ mod tests {
         let got = recv(&mut b_rx).await;
         assert_eq!(got.channel, "room:r1");
         assert_eq!(&got.payload[..], b"{\"x\":1}");
+    }
+
+    #[tokio::test]
+    async fn publish_many_delivers_every_message_in_order() {
+        let redis = RedisServer::start();
+        let (a, _a_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
+        let (b, mut b_rx) = RedisBus::connect(&redis.url(), 256).await.unwrap();
+        b.subscribe("room:o").await.unwrap();
+        let batch: Vec<(String, Bytes)> = (0..100)
+            .map(|i| ("room:o".to_owned(), Bytes::from(i.to_string())))
+            .collect();
+        a.publish_many(&batch).await.unwrap();
+        for i in 0..100 {
+            assert_eq!(recv(&mut b_rx).await.payload, Bytes::from(i.to_string()));
+        }
     }
 
     #[tokio::test]
