@@ -162,13 +162,13 @@ async fn persist_one(
     job: &SendJob,
 ) -> Result<Result<Persisted, ApiError>, sqlx::Error> {
     let from = &job.send.from;
-    if let Some(client_id) = &job.send.client_id {
-        if let Some(message) = store::by_client_id(conn, &from.id, client_id).await? {
-            return Ok(Ok(Persisted {
-                message,
-                fresh: false,
-            }));
-        }
+    if let Some(client_id) = &job.send.client_id
+        && let Some(message) = store::by_client_id(conn, &from.id, client_id).await?
+    {
+        return Ok(Ok(Persisted {
+            message,
+            fresh: false,
+        }));
     }
     // The room's state and the sender's membership in one read. A member's
     // user row exists (room_participants references users).
