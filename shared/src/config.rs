@@ -155,6 +155,10 @@ pub struct GatewayConfig {
     pub max_rooms_per_conn: usize,
     /// `TELEPATH_MAX_RATE_PER_S`: frames per second per connection (default 50).
     pub max_rate_per_s: u32,
+    /// `TELEPATH_AWAY_AFTER_MS`: a connection with no client frames for this
+    /// long counts as idle; a user whose connections are all idle is `away`
+    /// unless they chose a status (default 300000).
+    pub away_after_ms: u64,
     /// `TELEPATH_REPLAY_CAP`: most messages a `join` with `since` replays (default 1000).
     pub replay_cap: i64,
     /// `TELEPATH_SHUTDOWN_GRACE_MS`: how long shutdown waits for connections to close, ms (default 5000).
@@ -185,6 +189,7 @@ impl GatewayConfig {
             outbound_queue: parse(src, "TELEPATH_OUTBOUND_QUEUE", 1024)?,
             max_rooms_per_conn: parse(src, "TELEPATH_MAX_ROOMS_PER_CONN", 100)?,
             max_rate_per_s: parse(src, "TELEPATH_MAX_RATE_PER_S", 50)?,
+            away_after_ms: parse(src, "TELEPATH_AWAY_AFTER_MS", 300_000)?,
             replay_cap: parse(src, "TELEPATH_REPLAY_CAP", 1000)?,
             shutdown_grace: Duration::from_millis(parse(src, "TELEPATH_SHUTDOWN_GRACE_MS", 5_000)?),
         })
@@ -262,8 +267,15 @@ impl ApiConfig {
 pub struct PresenceConfig {
     pub common: Common,
     /// `TELEPATH_HEARTBEAT_MS`: gateways' heartbeat interval, ms (default 15000);
-    /// a connection without a heartbeat for two intervals is expired.
+    /// a connection whose heartbeats stopped is expired within two intervals.
     pub heartbeat_ms: u64,
+    /// `TELEPATH_PRESENCE_GRACE_MS`: how long after a user's last connection
+    /// closes before they are announced offline, ms (default 3000); a
+    /// reconnect within it announces nothing.
+    pub grace_ms: u64,
+    /// `TELEPATH_TYPING_TTL_MS`: a typing indicator not refreshed for this
+    /// long is announced `active:false`, ms (default 6000).
+    pub typing_ttl_ms: u64,
 }
 
 impl PresenceConfig {
@@ -272,15 +284,14 @@ impl PresenceConfig {
         Ok(PresenceConfig {
             common,
             heartbeat_ms: parse(src, "TELEPATH_HEARTBEAT_MS", 15_000)?,
+            grace_ms: parse(src, "TELEPATH_PRESENCE_GRACE_MS", 3_000)?,
+            typing_ttl_ms: parse(src, "TELEPATH_TYPING_TTL_MS", 6_000)?,
         })
     }
 
     /// Test settings.
     pub fn for_tests(common: Common) -> Self {
-        PresenceConfig {
-            common,
-            heartbeat_ms: 15_000,
-        }
+        PresenceConfig { common, heartbeat_ms: 15_000, grace_ms: 3_000, typing_ttl_ms: 6_000 }
     }
 }
 

@@ -586,14 +586,76 @@ pub struct ConnReport {
     pub node: String,
 }
 
+/// One live connection in a heartbeat: enough for presence to rebuild
+/// everything it knows about it after losing its store (Redis restart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LiveConn {
+    #[schema(min_length = 1, max_length = 256)]
+    pub conn_id: String,
+    pub user: UserRef,
+    #[schema(min_length = 1, max_length = 256)]
+    pub node: String,
+    /// Rooms this connection has joined.
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub rooms: Vec<String>,
+    /// No client frames for `TELEPATH_AWAY_AFTER_MS`.
+    #[serde(default)]
+    pub idle: bool,
+}
+
 /// Gateway -> presence: the connections of `node` that are still alive.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatReport {
     #[schema(min_length = 1, max_length = 256)]
     pub node: String,
     #[schema(max_items = 100_000)]
-    pub conns: Vec<ConnReport>,
+    pub conns: Vec<LiveConn>,
 }
+
+/// Gateway -> presence: one thing that happened on a gateway, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PresenceReport {
+    /// A connection opened.
+    Connect { conn_id: String, user: UserRef, node: String },
+    /// A connection closed.
+    Disconnect { conn_id: String, user_id: String },
+    /// A connection joined a room.
+    Join { conn_id: String, user: UserRef, room: String },
+    /// A connection left a room.
+    Leave { conn_id: String, user_id: String, room: String },
+    /// A typing indicator started (refreshed) or stopped.
+    Typing { conn_id: String, user: UserRef, room: String, active: bool },
+    /// The user chose a status (`online` clears the choice: automatic online/away again).
+    Status { user: UserRef, status: Status, text: Option<String> },
+    /// A connection went idle (no client frames for `TELEPATH_AWAY_AFTER_MS`) or active again.
+    Idle { conn_id: String, user_id: String, idle: bool },
+}
+
+/// Gateway -> presence: a batch of reports, applied in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PresenceReports {
+    #[schema(min_length = 1, max_length = 256)]
+    pub node: String,
+    #[schema(max_items = 10_000)]
+    pub reports: Vec<PresenceReport>,
+}
+
+/// Presence -> every gateway (bus channel [`PRESENCE_CHANNEL`]): a user's
+/// presence changed; tell the connections in `rooms` and the user's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceBroadcast {
+    /// Rooms the user's connections had joined.
+    pub rooms: Vec<String>,
+    pub event: PresenceEvent,
+}
+
+/// Bus channel of presence changes; every gateway and the api subscribe to it.
+pub const PRESENCE_CHANNEL: &str = "presence";
+
+/// Longest status text, in characters.
+pub const MAX_STATUS_TEXT_CHARS: usize = 128;
 
 /// Gateway -> presence: a connection ended.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

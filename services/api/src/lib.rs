@@ -18,6 +18,7 @@ mod metrics;
 mod openapi;
 mod ops;
 mod presence;
+mod presence_events;
 mod rooms;
 mod store;
 pub mod writer;
@@ -29,7 +30,7 @@ use axum::extract::DefaultBodyLimit;
 use prometheus::Registry;
 use sqlx::SqlitePool;
 use telepath_shared::auth::JwtKeys;
-use telepath_shared::bus::Bus;
+use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::ApiConfig;
 use telepath_shared::http::{ApiError, not_found};
 use tokio::net::TcpListener;
@@ -61,12 +62,16 @@ struct Inner {
 
 impl ApiState {
     /// Opens (and migrates) the database, starts the writer task.
+    /// Presence changes arriving on `inbound` (after it subscribes to them)
+    /// are persisted to the users table.
     pub async fn build(
         config: ApiConfig,
         bus: Arc<dyn Bus>,
+        inbound: Inbound,
         registry: Registry,
     ) -> anyhow::Result<ApiState> {
         let (read, write) = db::open(&config.database_url).await?;
+        presence_events::spawn(bus.clone(), inbound, write.clone());
         let metrics = ApiMetrics::new(&registry);
         let writer = writer::spawn(write.clone(), bus.clone(), metrics, config.commit_batch);
         let keys = JwtKeys::new(&config.common.jwt_secret);

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use telepath_shared::bus::DEFAULT_INBOUND_CAPACITY;
 use telepath_shared::bus::redis::RedisBus;
 use telepath_shared::config::{ApiConfig, Common, Env};
 use tokio_util::sync::CancellationToken;
@@ -17,15 +18,16 @@ async fn main() -> anyhow::Result<()> {
         .redis_url
         .clone()
         .context("REDIS_URL must be set for telepath-api")?;
-    // The api only publishes, so nothing reads its inbound stream.
-    let (bus, _inbound) = RedisBus::connect(&redis_url, 1)
+    // Inbound: presence changes, persisted to the users table.
+    let (bus, inbound) = RedisBus::connect(&redis_url, DEFAULT_INBOUND_CAPACITY)
         .await
         .context("connecting to Redis")?;
     let listener = tokio::net::TcpListener::bind(config.common.listen)
         .await
         .context("binding TELEPATH_LISTEN")?;
     let state =
-        telepath_api::ApiState::build(config, Arc::new(bus), prometheus::Registry::new()).await?;
+        telepath_api::ApiState::build(config, Arc::new(bus), inbound, prometheus::Registry::new())
+            .await?;
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(telepath_shared::telemetry::shutdown_on_signal(

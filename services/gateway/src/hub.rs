@@ -143,6 +143,22 @@ impl Hub {
         members.len()
     }
 
+    /// Queues `payload` once to every local connection in any of `channels`.
+    pub(crate) fn dispatch_union(&self, channels: &[String], payload: &Bytes) -> usize {
+        let map = self.channels.lock().expect("hub lock poisoned");
+        let mut seen = HashSet::new();
+        for members in channels.iter().filter_map(|c| map.get(c)) {
+            for (conn, handle) in members {
+                if seen.insert(*conn) && !handle.push(payload.clone()) {
+                    self.metrics.slow_consumers.inc();
+                    handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+                }
+            }
+        }
+        self.metrics.frames_out.inc_by(seen.len() as u64);
+        seen.len()
+    }
+
     /// Queues `payload` to every local connection (admin broadcasts).
     pub(crate) fn dispatch_all(&self, payload: &Bytes) {
         let channels = self.channels.lock().expect("hub lock poisoned");

@@ -23,7 +23,8 @@ use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::GatewayConfig;
 use telepath_shared::http::{ApiError, not_found};
 use telepath_shared::protocol::{
-    BROADCAST_CHANNEL, ByeReason, CloseCode, NodeControl, node_channel, user_channel,
+    BROADCAST_CHANNEL, ByeReason, CloseCode, NodeControl, PRESENCE_CHANNEL, PresenceBroadcast,
+    ServerFrame, is_canonical_id, node_channel, room_channel, user_channel,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for them.
     sessions: TaskTracker,
+    /// The reporters' tasks: shutdown waits for them to send what is queued.
+    reporters: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     next_conn: AtomicU64,
 }
 
@@ -67,19 +70,24 @@ impl GatewayState {
         let hub = hub::Hub::new(
             bus.clone(),
             metrics.clone(),
-            vec![BROADCAST_CHANNEL.to_owned(), node_channel(&node)],
+            vec![
+                BROADCAST_CHANNEL.to_owned(),
+                PRESENCE_CHANNEL.to_owned(),
+                node_channel(&node),
+            ],
         );
         let shutdown = CancellationToken::new();
         let token = &config.common.internal_token;
         let api = upstream::ApiClient::new(&config.api_url, token);
-        let presence = upstream::PresenceReporter::spawn(
+        let (presence, presence_task) = upstream::PresenceReporter::spawn(
             &config.presence_url,
             token,
             node,
             config.heartbeat(),
             shutdown.clone(),
         );
-        let logs = upstream::LogReporter::spawn(&config.api_url, token, shutdown.clone());
+        let (logs, logs_task) =
+            upstream::LogReporter::spawn(&config.api_url, token, shutdown.clone());
         let keys = JwtKeys::new(&config.common.jwt_secret);
         let inner = Inner {
             config,
@@ -93,6 +101,7 @@ impl GatewayState {
             registry,
             shutdown,
             sessions: TaskTracker::new(),
+            reporters: std::sync::Mutex::new(vec![presence_task, logs_task]),
             next_conn: AtomicU64::new(1),
         };
         tokio::spawn(dispatch_inbound(inbound, hub, bus, metrics));
@@ -132,12 +141,32 @@ async fn dispatch_inbound(
         metrics.bus_dropped.set(bus.dropped() as i64);
         if msg.channel == BROADCAST_CHANNEL {
             hub.dispatch_all(&msg.payload);
+        } else if msg.channel == PRESENCE_CHANNEL {
+            deliver_presence(&hub, &msg.payload);
         } else if msg.channel.starts_with("node:") {
             control(&hub, &msg.payload);
         } else {
             hub.dispatch(&msg.channel, &msg.payload);
         }
     }
+}
+
+/// Delivers a presence change once to every local connection that shares a
+/// room with the user, and to the user's own connections.
+fn deliver_presence(hub: &hub::Hub, payload: &[u8]) {
+    let change: PresenceBroadcast = match serde_json::from_slice(payload) {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(error = %e, "malformed presence broadcast"),
+    };
+    let mut channels: Vec<String> = change
+        .rooms
+        .iter()
+        .filter(|r| is_canonical_id(r))
+        .map(|r| room_channel(r))
+        .collect();
+    channels.push(user_channel(&change.event.user.id));
+    let frame = bytes::Bytes::from(ServerFrame::Presence(change.event).to_json());
+    hub.dispatch_union(&channels, &frame);
 }
 
 /// Carries out a control message from this node's channel.
@@ -216,14 +245,26 @@ pub async fn serve_app(
         .with_graceful_shutdown(signal)
         .await;
     state.inner.sessions.close();
-    if tokio::time::timeout(
-        state.inner.config.shutdown_grace,
-        state.inner.sessions.wait(),
-    )
-    .await
-    .is_err()
+    let grace = state.inner.config.shutdown_grace;
+    if tokio::time::timeout(grace, state.inner.sessions.wait())
+        .await
+        .is_err()
     {
         tracing::warn!("sessions still open after the shutdown grace");
+    }
+    // The sessions' disconnects are queued now; let the reporters send them,
+    // so presence drops this node's connections at once, not after expiry.
+    let reporters: Vec<_> = state
+        .inner
+        .reporters
+        .lock()
+        .expect("reporters lock poisoned")
+        .drain(..)
+        .collect();
+    for task in reporters {
+        if tokio::time::timeout(grace, task).await.is_err() {
+            tracing::warn!("a reporter did not finish within the shutdown grace");
+        }
     }
     served
 }

@@ -10,7 +10,7 @@
 mod dispatch;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,8 @@ use fastwebsockets::{Frame, OpCode, WebSocket, WebSocketError};
 use hyper_util::rt::TokioIo;
 use telepath_shared::auth::Claims;
 use telepath_shared::protocol::{
-    ByeReason, CloseCode, ConnReport, ConnectionEvent, ConnectionEventKind, Limits, ServerFrame,
-    Welcome, user_channel,
+    ByeReason, CloseCode, ConnectionEvent, ConnectionEventKind, Limits, PresenceReport,
+    ServerFrame, Welcome, user_channel,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,34 @@ struct Control {
     reason: Mutex<Option<(CloseCode, Option<ByeReason>)>>,
     /// Milliseconds since `started` at which the client last sent anything.
     last_seen_ms: AtomicU64,
+    /// Milliseconds since `started` of the client's last data frame (pings
+    /// and pongs keep a connection alive but do not make it active).
+    last_active_ms: AtomicU64,
+    /// Reported idle to presence (no data frame for `away_after`).
+    idle: AtomicBool,
     started: Instant,
+    /// This connection's id and user, for the reports the writer makes.
+    conn_id: String,
+    user_id: String,
+}
+
+impl Control {
+    fn new(conn_id: String, user_id: String) -> Self {
+        Control {
+            closing: CancellationToken::new(),
+            reason: Mutex::new(None),
+            last_seen_ms: AtomicU64::new(0),
+            last_active_ms: AtomicU64::new(0),
+            idle: AtomicBool::new(false),
+            started: Instant::now(),
+            conn_id,
+            user_id,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
 }
 
 /// A cheap handle to queue frames to a session or close it.
@@ -83,12 +110,7 @@ impl SessionHandle {
     #[cfg(test)]
     pub(crate) fn detached(capacity: usize) -> (SessionHandle, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let control = Arc::new(Control {
-            closing: CancellationToken::new(),
-            reason: Mutex::new(None),
-            last_seen_ms: AtomicU64::new(0),
-            started: Instant::now(),
-        });
+        let control = Arc::new(Control::new(String::new(), String::new()));
         (SessionHandle { tx, control }, rx)
     }
 
@@ -98,9 +120,20 @@ impl SessionHandle {
         *self.control.reason.lock().expect("session lock poisoned")
     }
 
+    /// The client sent something: it is alive.
     fn touch(&self) {
-        let ms = self.control.started.elapsed().as_millis() as u64;
-        self.control.last_seen_ms.store(ms, Ordering::Relaxed);
+        self.control
+            .last_seen_ms
+            .store(self.control.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The client sent a data frame: it is active. Returns true when the
+    /// connection was idle until now (the caller reports it active again).
+    fn activity(&self) -> bool {
+        self.control
+            .last_active_ms
+            .store(self.control.now_ms(), Ordering::Relaxed);
+        self.control.idle.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -152,17 +185,12 @@ pub(crate) async fn serve(
     // Auto-pongs and the close echo: small, and the reader waits on it, so a
     // client that floods pings without reading is slowed down, not buffered.
     let (ctrl_tx, ctrl_rx) = mpsc::channel::<Frame<'static>>(8);
-    let control = Arc::new(Control {
-        closing: CancellationToken::new(),
-        reason: Mutex::new(None),
-        last_seen_ms: AtomicU64::new(0),
-        started: Instant::now(),
-    });
+    let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let control = Arc::new(Control::new(conn_id.clone(), claims.sub.clone()));
     let handle = SessionHandle {
         tx,
         control: control.clone(),
     };
-    let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
     let (expiry, expiry_rx) = tokio::sync::watch::channel(claims.exp);
     let quota = governor::Quota::per_second(
         std::num::NonZeroU32::new(cfg.max_rate_per_s.max(1)).expect("max(1) is non-zero"),
@@ -245,7 +273,7 @@ async fn register(session: &Session) {
         .await;
     let connected = log_event(session, ConnectionEventKind::Connect, None);
     state.inner.logs.log(connected);
-    state.inner.presence.connected(ConnReport {
+    state.inner.presence.report(PresenceReport::Connect {
         conn_id: session.conn_id.clone(),
         user,
         node: state.inner.config.common.node_id.clone(),
@@ -260,10 +288,10 @@ async fn unregister(session: &Session) {
         hub.leave(&telepath_shared::protocol::room_channel(room), session.id);
     }
     hub.leave(&user_channel(&session.claims.sub), session.id);
-    state
-        .inner
-        .presence
-        .disconnected(&session.conn_id, &session.claims.sub);
+    state.inner.presence.report(PresenceReport::Disconnect {
+        conn_id: session.conn_id.clone(),
+        user_id: session.claims.sub.clone(),
+    });
     let code = session
         .handle
         .control
@@ -335,6 +363,17 @@ async fn read_loop(
             Err(e) => return error_close(e),
         };
         session.handle.touch();
+        if matches!(
+            frame.opcode,
+            OpCode::Text | OpCode::Binary | OpCode::Continuation
+        ) && session.handle.activity()
+        {
+            session.state.inner.presence.report(PresenceReport::Idle {
+                conn_id: session.conn_id.clone(),
+                user_id: session.claims.sub.clone(),
+                idle: false,
+            });
+        }
         match frame.opcode {
             OpCode::Close => return None,
             OpCode::Pong | OpCode::Ping => continue,

@@ -81,25 +81,32 @@ fn self_url(addr: SocketAddr) -> String {
 /// Builds the node for a listener bound at `addr`.
 pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node> {
     let registry = Registry::new();
-    let (bus, inbound): (Arc<dyn Bus>, Inbound) = match &config.common().redis_url {
-        Some(url) => {
-            let (bus, inbound) = RedisBus::connect(url, DEFAULT_INBOUND_CAPACITY)
-                .await
-                .context("connecting to Redis")?;
-            (Arc::new(bus), inbound)
-        }
-        None => {
-            let (bus, inbound) = MemoryBroker::new().connect(DEFAULT_INBOUND_CAPACITY);
-            (Arc::new(bus), inbound)
-        }
+    // Each service is its own node on the bus, as in a split deployment.
+    let broker = MemoryBroker::new();
+    let redis_url = config.common().redis_url.clone();
+    let connect = || async {
+        let node: (Arc<dyn Bus>, Inbound) = match &redis_url {
+            Some(url) => {
+                let (bus, inbound) = RedisBus::connect(url, DEFAULT_INBOUND_CAPACITY).await.context("connecting to Redis")?;
+                (Arc::new(bus), inbound)
+            }
+            None => {
+                let (bus, inbound) = broker.connect(DEFAULT_INBOUND_CAPACITY);
+                (Arc::new(bus), inbound)
+            }
+        };
+        anyhow::Ok(node)
     };
+    let (api_bus, api_inbound) = connect().await?;
+    let (presence_bus, _) = connect().await?;
+    let (gateway_bus, gateway_inbound) = connect().await?;
     // The gateway calls the api and presence on this very port.
     config.gateway.api_url = self_url(addr);
     config.gateway.presence_url = self_url(addr);
     config.api.presence_url = self_url(addr);
-    let api = ApiState::build(config.api, bus.clone(), registry.clone()).await?;
-    let presence = PresenceState::build(config.presence, registry.clone()).await?;
-    let gateway = GatewayState::build(config.gateway, bus, inbound, registry.clone());
+    let api = ApiState::build(config.api, api_bus, api_inbound, registry.clone()).await?;
+    let presence = PresenceState::build(config.presence, presence_bus, registry.clone()).await?;
+    let gateway = GatewayState::build(config.gateway, gateway_bus, gateway_inbound, registry.clone());
     Ok(Node {
         api,
         gateway,

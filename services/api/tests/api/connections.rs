@@ -81,3 +81,38 @@ async fn connects_and_disconnects_become_log_rows_and_move_last_online() {
         .unwrap();
     assert_eq!(n, 2);
 }
+
+#[tokio::test]
+async fn presence_changes_on_the_bus_are_persisted_to_the_user() {
+    use telepath_shared::bus::Bus;
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let (publisher, _rx) = api.broker.connect(4);
+    let change = json!({"rooms": [], "event": {"user": {"id": ada.id, "name": "ada"}, "status": "meditating",
+        "text": "om", "last_seen": "2026-11-23T11:00:00Z"}});
+    let db = api.db().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        // The api subscribes in the background; publish until it has heard.
+        publisher
+            .publish("presence", change.to_string().into())
+            .await
+            .unwrap();
+        let row: (String, Option<String>, Option<String>) =
+            sqlx::query_as("SELECT status, status_text, last_online FROM users WHERE id = ?")
+                .bind(&ada.id)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if row.0 == "meditating" {
+            assert_eq!(row.1.as_deref(), Some("om"));
+            assert!(row.2.unwrap().starts_with("2026-11-23T11:00:00"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "presence never persisted: {row:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

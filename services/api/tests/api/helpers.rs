@@ -40,8 +40,8 @@ pub(crate) async fn spawn_api_with(tweak: impl FnOnce(&mut ApiConfig)) -> TestAp
     let mut config = ApiConfig::for_tests(common, &db);
     tweak(&mut config);
     let broker = MemoryBroker::new();
-    let (bus, _inbound) = broker.connect(16);
-    let state = ApiState::build(config, Arc::new(bus), prometheus::Registry::new())
+    let (bus, inbound) = broker.connect(16);
+    let state = ApiState::build(config, Arc::new(bus), inbound, prometheus::Registry::new())
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, BroadcastEvent, ByeReason, ClientFrame, ClientOp, CloseCode, ErrorBody,
-    ErrorCode, InternalSend, RefOnly, Reply, ServerFrame, TypingEvent, is_canonical_id,
-    room_channel,
+    ErrorCode, InternalSend, MAX_STATUS_TEXT_CHARS, PresenceReport, RefOnly, Reply, ServerFrame,
+    Status, is_canonical_id, room_channel,
 };
 
 use super::Session;
@@ -131,7 +131,8 @@ async fn run(
         )
         .await
         .map(Some),
-        ClientOp::Typing { room, active } => typing(session, room, active).await.map(|_| None),
+        ClientOp::Typing { room, active } => typing(session, room, active).map(|_| None),
+        ClientOp::Status { status, text } => set_status(session, status, text).map(Some),
         ClientOp::Refresh { token } => refresh(session, &token).map(Some),
         ClientOp::Broadcast { body } => broadcast(session, body).await.map(Some),
         other => Err(ErrorBody::new(
@@ -184,7 +185,13 @@ async fn join(
             "the bus is unavailable; try again",
         ));
     }
-    session.rooms.insert(room.clone());
+    if session.rooms.insert(room.clone()) {
+        session.state.inner.presence.report(PresenceReport::Join {
+            conn_id: session.conn_id.clone(),
+            user: session.claims.user_ref(),
+            room: room.clone(),
+        });
+    }
     let mut recovered = true;
     if let Some(since) = since.filter(|s| *s < joined.seq) {
         recovered = replay(session, &room, since, joined.seq, then).await?;
@@ -233,6 +240,11 @@ async fn leave(session: &mut Session, room: String) -> Result<Value, ErrorBody> 
         .map_err(from_api)?;
     if session.rooms.remove(&room) {
         state.inner.hub.leave(&room_channel(&room), session.id);
+        state.inner.presence.report(PresenceReport::Leave {
+            conn_id: session.conn_id.clone(),
+            user_id: session.claims.sub.clone(),
+            room: room.clone(),
+        });
     }
     Ok(json!({"room": room}))
 }
@@ -256,23 +268,44 @@ async fn send(session: &mut Session, room: String, send: InternalSend) -> Result
     Ok(json!({"id": message.id, "seq": message.seq, "ts": message.ts}))
 }
 
-async fn typing(session: &mut Session, room: String, active: bool) -> Result<(), ErrorBody> {
+/// Typing goes through presence, which fans it out to the room and turns it
+/// off by itself when it is not refreshed.
+fn typing(session: &mut Session, room: String, active: bool) -> Result<(), ErrorBody> {
     checked_room(&room)?;
     if !session.rooms.contains(&room) {
         return Err(ErrorBody::new(ErrorCode::Forbidden, "join the room first"));
     }
-    let event = ServerFrame::Typing(TypingEvent {
-        room: room.clone(),
+    session.state.inner.presence.report(PresenceReport::Typing {
+        conn_id: session.conn_id.clone(),
         user: session.claims.user_ref(),
+        room,
         active,
     });
-    session
-        .state
-        .inner
-        .bus
-        .publish(&room_channel(&room), bytes::Bytes::from(event.to_json()))
-        .await
-        .map_err(|_| ErrorBody::new(ErrorCode::Unavailable, "the bus is unavailable"))
+    Ok(())
+}
+
+/// The user's chosen status (`online` goes back to automatic online/away).
+fn set_status(
+    session: &mut Session,
+    status: Status,
+    text: Option<String>,
+) -> Result<Value, ErrorBody> {
+    if status == Status::Offline {
+        return Err(bad("status is one of online, away, busy, meditating"));
+    }
+    if text.as_ref().is_some_and(|t| {
+        t.chars().count() > MAX_STATUS_TEXT_CHARS || t.chars().any(char::is_control)
+    }) {
+        return Err(bad(format!(
+            "text: at most {MAX_STATUS_TEXT_CHARS} characters, no control characters"
+        )));
+    }
+    session.state.inner.presence.report(PresenceReport::Status {
+        user: session.claims.user_ref(),
+        status,
+        text,
+    });
+    Ok(json!({"status": status}))
 }
 
 /// Admins only: an event to every connection on every node.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
-use telepath_shared::protocol::{Bye, ByeReason, CloseCode, ServerFrame};
+use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
 use tokio::io::{BufWriter, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
@@ -68,6 +68,7 @@ pub(super) async fn run(
                     write_batch(&mut ws, &mut out, first).await?;
                 }
                 _ = ping.tick() => {
+                    check_idle(&control, &state);
                     if silent_for(&control) > heartbeat * 2 {
                         close_with(&control, CloseCode::Internal, None);
                         return Ok(());
@@ -103,6 +104,20 @@ async fn write_batch(
             .await?;
     }
     ws.flush().await
+}
+
+/// Reports the connection idle once it has sent no data frame for `away_after`.
+fn check_idle(control: &Control, state: &GatewayState) {
+    let away_after = Duration::from_millis(state.inner.config.away_after_ms);
+    let last = Duration::from_millis(control.last_active_ms.load(Ordering::Relaxed));
+    let inactive = control.started.elapsed().saturating_sub(last);
+    if inactive >= away_after && !control.idle.swap(true, Ordering::Relaxed) {
+        state.inner.presence.report(PresenceReport::Idle {
+            conn_id: control.conn_id.clone(),
+            user_id: control.user_id.clone(),
+            idle: true,
+        });
+    }
 }
 
 /// Time since the client last sent anything.

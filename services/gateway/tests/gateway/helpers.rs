@@ -42,10 +42,11 @@ pub(crate) async fn spawn_stack(n: usize) -> Stack {
 
     let (listener, api_url) = bind().await;
     let db = format!("sqlite://{}", dir.path().join("gw.db").display());
-    let (bus, _) = broker.connect(16);
+    let (bus, inbound) = broker.connect(1024);
     let api = ApiState::build(
         ApiConfig::for_tests(common.clone(), &db),
         Arc::new(bus),
+        inbound,
         prometheus::Registry::new(),
     )
     .await
@@ -53,8 +54,10 @@ pub(crate) async fn spawn_stack(n: usize) -> Stack {
     tokio::spawn(telepath_api::run(listener, api, shutdown.clone()));
 
     let (listener, presence_url) = bind().await;
+    let (presence_bus, _) = broker.connect(16);
     let presence = PresenceState::build(
         PresenceConfig::for_tests(common.clone()),
+        Arc::new(presence_bus),
         prometheus::Registry::new(),
     )
     .await

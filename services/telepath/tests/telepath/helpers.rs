@@ -164,6 +164,20 @@ impl Service {
     }
 }
 
+impl Service {
+    /// SIGKILL: the process dies without any goodbye.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: the process shuts down gracefully; waits for it to exit.
+    pub(crate) fn terminate(&mut self) {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();

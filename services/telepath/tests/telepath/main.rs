@@ -2,8 +2,10 @@
 //! deployment (real processes over a real redis-server).
 
 mod admin;
+mod cluster;
 mod helpers;
 mod multinode;
 mod openapi;
+mod presence;
 mod roundtrip;
 mod session;

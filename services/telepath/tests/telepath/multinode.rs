@@ -6,70 +6,14 @@ use std::time::Duration;
 
 use reqwest::Client;
 use serde_json::{Value, json};
-use telepath_shared::testing::{RedisServer, WsClient};
+use telepath_shared::testing::WsClient;
 
-use crate::helpers::{Service, create_room, eventually, login};
-
-/// Fields drop in order: gateways first, Redis last, so no service sees Redis vanish.
-struct Cluster {
-    gateways: Vec<Service>,
-    presence: Service,
-    api: Service,
-    redis: RedisServer,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_cluster(gateways: usize) -> Cluster {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("api.db").display());
-    let presence = Service::start(
-        "telepath-presence",
-        &[
-            ("REDIS_URL", redis.url()),
-            ("TELEPATH_HEARTBEAT_MS", "500".into()),
-        ],
-    )
-    .await;
-    let api = Service::start(
-        "telepath-api",
-        &[
-            ("REDIS_URL", redis.url()),
-            ("DATABASE_URL", db),
-            ("TELEPATH_DEV_LOGIN", "1".into()),
-            ("TELEPATH_NODE_ID", "api".into()),
-            ("TELEPATH_PRESENCE_URL", presence.url.clone()),
-        ],
-    )
-    .await;
-    let mut gws = Vec::new();
-    for i in 0..gateways {
-        gws.push(
-            Service::start(
-                "telepath-gateway",
-                &[
-                    ("REDIS_URL", redis.url()),
-                    ("TELEPATH_API_URL", api.url.clone()),
-                    ("TELEPATH_PRESENCE_URL", presence.url.clone()),
-                    ("TELEPATH_NODE_ID", format!("gw{i}")),
-                    ("TELEPATH_HEARTBEAT_MS", "500".into()),
-                ],
-            )
-            .await,
-        );
-    }
-    Cluster {
-        redis,
-        api,
-        presence,
-        gateways: gws,
-        _dir: dir,
-    }
-}
+use crate::cluster::start_cluster;
+use crate::helpers::{create_room, eventually, login};
 
 #[tokio::test]
 async fn a_room_message_sent_on_gateway_a_reaches_a_member_on_gateway_b_through_redis() {
-    let cluster = start_cluster(2).await;
+    let cluster = start_cluster(2, 1).await;
     let http = Client::new();
     let ada = login(&http, &cluster.api.url, "ada").await;
     let bob = login(&http, &cluster.api.url, "bob").await;
@@ -103,7 +47,7 @@ async fn a_room_message_sent_on_gateway_a_reaches_a_member_on_gateway_b_through_
     assert_eq!(reply["seq"], 2);
 
     // Presence saw both users through the gateways' reports.
-    let online_url = format!("{}/presence/online", cluster.presence.url);
+    let online_url = format!("{}/presence/online", cluster.presence[0].url);
     eventually(Duration::from_secs(5), "both users online", || {
         let (http, url, token) = (http.clone(), online_url.clone(), ada.token.clone());
         async move {
@@ -124,7 +68,7 @@ async fn a_room_message_sent_on_gateway_a_reaches_a_member_on_gateway_b_through_
 
 #[tokio::test]
 async fn each_gateway_subscribes_to_a_room_once_while_it_has_members_there() {
-    let cluster = start_cluster(2).await;
+    let cluster = start_cluster(2, 1).await;
     let http = Client::new();
     let ada = login(&http, &cluster.api.url, "ada").await;
     let room = create_room(&http, &cluster.api.url, &ada, "counted").await;
@@ -176,7 +120,7 @@ async fn each_gateway_subscribes_to_a_room_once_while_it_has_members_there() {
 
 #[tokio::test]
 async fn an_admin_disconnect_reaches_the_users_connections_on_every_gateway() {
-    let cluster = start_cluster(2).await;
+    let cluster = start_cluster(2, 1).await;
     let http = Client::new();
     let admin = crate::helpers::login_as(&http, &cluster.api.url, "root", "admin").await;
     let bob = login(&http, &cluster.api.url, "bob").await;
@@ -186,7 +130,7 @@ async fn an_admin_disconnect_reaches_the_users_connections_on_every_gateway() {
     let mut on_b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
         .await
         .unwrap();
-    let online_url = format!("{}/presence/online", cluster.presence.url);
+    let online_url = format!("{}/presence/online", cluster.presence[0].url);
     eventually(
         Duration::from_secs(5),
         "presence to see both connections",

@@ -1,0 +1,72 @@
+//! Persisting presence: the api subscribes to the bus channel `presence` and
+//! writes each user's latest status, status text and `last_online` to
+//! SQLite, so they outlive Redis and show up for offline users.
+//!
+//! Events are applied in batches (one transaction for whatever is queued);
+//! an event for a user the database has not seen is ignored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use telepath_shared::bus::{Bus, Inbound};
+use telepath_shared::protocol::{PRESENCE_CHANNEL, PresenceBroadcast, Status};
+
+/// Most events written in one transaction.
+const BATCH: usize = 512;
+
+/// Subscribes to presence changes and persists them until the bus closes.
+pub(crate) fn spawn(bus: Arc<dyn Bus>, mut inbound: Inbound, pool: SqlitePool) {
+    tokio::spawn(async move {
+        // The subscription is retried until the bus takes it (Redis may be starting).
+        while let Err(e) = bus.subscribe(PRESENCE_CHANNEL).await {
+            tracing::warn!(error = %e, "subscribing to presence changes failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut batch = Vec::with_capacity(BATCH);
+        while inbound.recv_many(&mut batch, BATCH).await > 0 {
+            let changes: Vec<PresenceBroadcast> = batch
+                .drain(..)
+                .filter(|m| m.channel == PRESENCE_CHANNEL)
+                .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+                .collect();
+            if let Err(e) = persist(&pool, &changes).await {
+                tracing::warn!(error = %e, events = changes.len(), "persisting presence failed");
+            }
+        }
+    });
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Online => "online",
+        Status::Away => "away",
+        Status::Busy => "busy",
+        Status::Meditating => "meditating",
+        Status::Offline => "offline",
+    }
+}
+
+async fn persist(pool: &SqlitePool, changes: &[PresenceBroadcast]) -> Result<(), sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    for change in changes {
+        let e = &change.event;
+        // last_online only moves forward: events from several replicas may interleave.
+        sqlx::query(
+            "UPDATE users SET status = ?, status_text = ?,
+                    last_online = CASE WHEN last_online IS NULL OR last_online < ? THEN ? ELSE last_online END
+             WHERE id = ?",
+        )
+        .bind(status_name(e.status))
+        .bind(&e.text)
+        .bind(e.last_seen)
+        .bind(e.last_seen)
+        .bind(&e.user.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}

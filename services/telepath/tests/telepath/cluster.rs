@@ -1,0 +1,70 @@
+//! The split deployment as real processes for tests: a redis-server the
+//! test owns, presence replicas, the api and gateways, each on a free port.
+
+use std::time::Duration;
+
+use telepath_shared::testing::RedisServer;
+
+use crate::helpers::Service;
+
+/// Heartbeat of every process in a test cluster.
+pub(crate) const HEARTBEAT_MS: u64 = 500;
+/// Presence grace before an offline event.
+pub(crate) const GRACE_MS: u64 = 300;
+/// Typing indicators expire after this long without a refresh.
+pub(crate) const TYPING_TTL_MS: u64 = 1000;
+
+/// Fields drop in order: gateways first, Redis last, so no service sees Redis vanish.
+pub(crate) struct Cluster {
+    pub(crate) gateways: Vec<Service>,
+    pub(crate) presence: Vec<Service>,
+    pub(crate) api: Service,
+    pub(crate) redis: RedisServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// The heartbeat interval.
+    pub(crate) fn heartbeat(&self) -> Duration {
+        Duration::from_millis(HEARTBEAT_MS)
+    }
+}
+
+/// Starts Redis, `replicas` presence processes, the api and `gateways`
+/// gateways; gateway i reports to presence replica i % replicas.
+pub(crate) async fn start_cluster(gateways: usize, replicas: usize) -> Cluster {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("api.db").display());
+    let mut presence = Vec::new();
+    for i in 0..replicas {
+        let env = [
+            ("REDIS_URL", redis.url()),
+            ("TELEPATH_NODE_ID", format!("presence{i}")),
+            ("TELEPATH_HEARTBEAT_MS", HEARTBEAT_MS.to_string()),
+            ("TELEPATH_PRESENCE_GRACE_MS", GRACE_MS.to_string()),
+            ("TELEPATH_TYPING_TTL_MS", TYPING_TTL_MS.to_string()),
+        ];
+        presence.push(Service::start("telepath-presence", &env).await);
+    }
+    let api_env = [
+        ("REDIS_URL", redis.url()),
+        ("DATABASE_URL", db),
+        ("TELEPATH_DEV_LOGIN", "1".into()),
+        ("TELEPATH_NODE_ID", "api".into()),
+        ("TELEPATH_PRESENCE_URL", presence[0].url.clone()),
+    ];
+    let api = Service::start("telepath-api", &api_env).await;
+    let mut gws = Vec::new();
+    for i in 0..gateways {
+        let env = [
+            ("REDIS_URL", redis.url()),
+            ("TELEPATH_API_URL", api.url.clone()),
+            ("TELEPATH_PRESENCE_URL", presence[i % replicas].url.clone()),
+            ("TELEPATH_NODE_ID", format!("gw{i}")),
+            ("TELEPATH_HEARTBEAT_MS", HEARTBEAT_MS.to_string()),
+        ];
+        gws.push(Service::start("telepath-gateway", &env).await);
+    }
+    Cluster { gateways: gws, presence, api, redis, _dir: dir }
+}
