@@ -291,7 +291,12 @@ impl PresenceConfig {
 
     /// Test settings.
     pub fn for_tests(common: Common) -> Self {
-        PresenceConfig { common, heartbeat_ms: 15_000, grace_ms: 3_000, typing_ttl_ms: 6_000 }
+        PresenceConfig {
+            common,
+            heartbeat_ms: 15_000,
+            grace_ms: 3_000,
+            typing_ttl_ms: 6_000,
+        }
     }
 }
 

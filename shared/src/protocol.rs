@@ -49,6 +49,19 @@ pub enum Status {
     Offline,
 }
 
+impl Status {
+    /// The wire name (`online`, `away`, ...), as stored and as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Online => "online",
+            Status::Away => "away",
+            Status::Busy => "busy",
+            Status::Meditating => "meditating",
+            Status::Offline => "offline",
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Client -> server
 // ---------------------------------------------------------------------------
@@ -595,7 +608,7 @@ pub struct LiveConn {
     pub user: UserRef,
     #[schema(min_length = 1, max_length = 256)]
     pub node: String,
-    /// Rooms this connection has joined.
+    /// Rooms this connection has joined (room ids).
     #[serde(default)]
     #[schema(max_items = 1000)]
     pub rooms: Vec<String>,
@@ -618,19 +631,61 @@ pub struct HeartbeatReport {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PresenceReport {
     /// A connection opened.
-    Connect { conn_id: String, user: UserRef, node: String },
+    Connect {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        user: UserRef,
+        #[schema(min_length = 1, max_length = 256)]
+        node: String,
+    },
     /// A connection closed.
-    Disconnect { conn_id: String, user_id: String },
+    Disconnect {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        #[schema(min_length = 1, max_length = 256)]
+        user_id: String,
+    },
     /// A connection joined a room.
-    Join { conn_id: String, user: UserRef, room: String },
+    Join {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        user: UserRef,
+        #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+        room: String,
+    },
     /// A connection left a room.
-    Leave { conn_id: String, user_id: String, room: String },
+    Leave {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        #[schema(min_length = 1, max_length = 256)]
+        user_id: String,
+        #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+        room: String,
+    },
     /// A typing indicator started (refreshed) or stopped.
-    Typing { conn_id: String, user: UserRef, room: String, active: bool },
+    Typing {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        user: UserRef,
+        #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+        room: String,
+        active: bool,
+    },
     /// The user chose a status (`online` clears the choice: automatic online/away again).
-    Status { user: UserRef, status: Status, text: Option<String> },
+    Status {
+        user: UserRef,
+        status: Status,
+        #[schema(max_length = 128)]
+        text: Option<String>,
+    },
     /// A connection went idle (no client frames for `TELEPATH_AWAY_AFTER_MS`) or active again.
-    Idle { conn_id: String, user_id: String, idle: bool },
+    Idle {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        #[schema(min_length = 1, max_length = 256)]
+        user_id: String,
+        idle: bool,
+    },
 }
 
 /// Gateway -> presence: a batch of reports, applied in order.

@@ -10,8 +10,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use telepath_shared::protocol::{
-    ConnReport, DisconnectReport, ErrorEnvelope, HeartbeatReport, OnlineUsers, PresenceSummary,
-    UserConnections,
+    ConnReport, DisconnectReport, ErrorEnvelope, HeartbeatReport, OnlineUsers, PresenceReports,
+    PresenceSummary, UserConnections,
 };
 
 /// The document's fixed parts; paths are added by the router.
@@ -24,6 +24,7 @@ use telepath_shared::protocol::{
         presence_connect,
         presence_disconnect,
         presence_heartbeat,
+        presence_reports,
         presence_summary,
         presence_user_connections
     ),
@@ -131,3 +132,12 @@ fn presence_summary() {}
     security(("internal" = [])))]
 #[allow(dead_code)]
 fn presence_user_connections() {}
+
+/// A batch of a gateway's connection, room, typing, status and idle reports, applied in order (served by presence).
+#[utoipa::path(post, path = "/internal/presence/reports", tag = "internal", request_body = PresenceReports,
+    responses((status = 204, description = "Applied"), (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+#[allow(dead_code)]
+fn presence_reports() {}

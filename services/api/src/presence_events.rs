@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sqlx::SqlitePool;
 use telepath_shared::bus::{Bus, Inbound};
-use telepath_shared::protocol::{PRESENCE_CHANNEL, PresenceBroadcast, Status};
+use telepath_shared::protocol::{PRESENCE_CHANNEL, PresenceBroadcast};
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;
@@ -37,16 +37,6 @@ pub(crate) fn spawn(bus: Arc<dyn Bus>, mut inbound: Inbound, pool: SqlitePool) {
     });
 }
 
-fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Online => "online",
-        Status::Away => "away",
-        Status::Busy => "busy",
-        Status::Meditating => "meditating",
-        Status::Offline => "offline",
-    }
-}
-
 async fn persist(pool: &SqlitePool, changes: &[PresenceBroadcast]) -> Result<(), sqlx::Error> {
     if changes.is_empty() {
         return Ok(());
@@ -60,7 +50,7 @@ async fn persist(pool: &SqlitePool, changes: &[PresenceBroadcast]) -> Result<(),
                     last_online = CASE WHEN last_online IS NULL OR last_online < ? THEN ? ELSE last_online END
              WHERE id = ?",
         )
-        .bind(status_name(e.status))
+        .bind(e.status.as_str())
         .bind(&e.text)
         .bind(e.last_seen)
         .bind(e.last_seen)

@@ -27,9 +27,21 @@ pub(crate) type ConnId = u64;
 /// This node's registry of who is in which channel.
 pub(crate) struct Hub {
     channels: Mutex<HashMap<String, HashMap<ConnId, SessionHandle>>>,
+    /// Connections still being given their join's replay: room frames for
+    /// them wait here (with their seq) instead of going to their queue.
+    /// Locked after `channels`, never before.
+    gates: Mutex<HashMap<ConnId, HashMap<String, Held>>>,
+    /// The last seq relayed per room channel, for gap detection.
+    relayed: Mutex<HashMap<String, i64>>,
     reconcile: mpsc::UnboundedSender<Reconcile>,
     metrics: GatewayMetrics,
 }
+
+/// Room frames held for one gated connection, with their seq when they are messages.
+type Held = Vec<(Option<i64>, Bytes)>;
+
+/// Frames a gate may hold before its connection counts as a slow consumer.
+const GATE_LIMIT: usize = 4096;
 
 /// Ask the reconcile task to bring one channel's bus subscription in line
 /// with local membership, optionally waiting for the result.
@@ -51,6 +63,8 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
             channels: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
+            relayed: Mutex::new(HashMap::new()),
             reconcile: tx,
             metrics,
         });
@@ -80,6 +94,7 @@ impl Hub {
 
     /// Removes a connection from `channel`.
     pub(crate) fn leave(&self, channel: &str, conn: ConnId) {
+        self.drop_gate(channel, conn);
         let last = {
             let mut channels = self.channels.lock().expect("hub lock poisoned");
             let Some(members) = channels.get_mut(channel) else {
@@ -123,6 +138,109 @@ impl Hub {
         }
         self.metrics.frames_out.inc_by(members.len() as u64);
         members.len()
+    }
+
+    /// Like [`Hub::join`], but room frames for this connection are held back
+    /// until [`Hub::ungate`], so a join's reply and replay go out first.
+    pub(crate) async fn join_gated(
+        &self,
+        channel: &str,
+        conn: ConnId,
+        handle: SessionHandle,
+    ) -> bool {
+        self.gates
+            .lock()
+            .expect("hub lock poisoned")
+            .entry(conn)
+            .or_default()
+            .insert(channel.to_owned(), Vec::new());
+        self.join(channel, conn, handle).await
+    }
+
+    /// Releases a gate: the held frames with a seq above `after` (or none)
+    /// go to the connection's queue, in arrival order, and later frames go
+    /// straight through. Holding the channel lock keeps the dispatcher out
+    /// meanwhile, so nothing overtakes them.
+    pub(crate) fn ungate(&self, channel: &str, conn: ConnId, after: i64) {
+        let channels = self.channels.lock().expect("hub lock poisoned");
+        let held = {
+            let mut gates = self.gates.lock().expect("hub lock poisoned");
+            let held = gates.get_mut(&conn).and_then(|g| g.remove(channel));
+            if gates.get(&conn).is_some_and(HashMap::is_empty) {
+                gates.remove(&conn);
+            }
+            held
+        };
+        let (Some(held), Some(handle)) = (held, channels.get(channel).and_then(|m| m.get(&conn)))
+        else {
+            return;
+        };
+        for (_, frame) in held
+            .into_iter()
+            .filter(|(seq, _)| seq.is_none_or(|s| s > after))
+        {
+            if !handle.push(frame) {
+                self.metrics.slow_consumers.inc();
+                handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+                break;
+            }
+        }
+    }
+
+    /// Queues a room frame (with its seq, when it is a message) to every
+    /// local member, holding it for gated members.
+    pub(crate) fn dispatch_room(&self, channel: &str, payload: &Bytes, seq: Option<i64>) -> usize {
+        let channels = self.channels.lock().expect("hub lock poisoned");
+        let Some(members) = channels.get(channel) else {
+            return 0;
+        };
+        let mut gates = self.gates.lock().expect("hub lock poisoned");
+        for (conn, handle) in members {
+            if let Some(held) = gates.get_mut(conn).and_then(|g| g.get_mut(channel)) {
+                if held.len() < GATE_LIMIT {
+                    held.push((seq, payload.clone()));
+                    continue;
+                }
+            } else if handle.push(payload.clone()) {
+                continue;
+            }
+            self.metrics.slow_consumers.inc();
+            handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+        }
+        self.metrics.frames_out.inc_by(members.len() as u64);
+        members.len()
+    }
+
+    /// The last seq relayed on `channel`, and records `seq` as the new one
+    /// when it is higher.
+    pub(crate) fn advance(&self, channel: &str, seq: i64) -> Option<i64> {
+        let mut relayed = self.relayed.lock().expect("hub lock poisoned");
+        let last = relayed.get(channel).copied();
+        if last.is_none_or(|l| seq > l) {
+            relayed.insert(channel.to_owned(), seq);
+        }
+        last
+    }
+
+    /// Every room channel with a relay position, and the position.
+    pub(crate) fn positions(&self) -> Vec<(String, i64)> {
+        self.relayed
+            .lock()
+            .expect("hub lock poisoned")
+            .iter()
+            .map(|(c, s)| (c.clone(), *s))
+            .collect()
+    }
+
+    /// Drops a gate left by a failed join.
+    pub(crate) fn drop_gate(&self, channel: &str, conn: ConnId) {
+        let mut gates = self.gates.lock().expect("hub lock poisoned");
+        if let Some(g) = gates.get_mut(&conn) {
+            g.remove(channel);
+            if g.is_empty() {
+                gates.remove(&conn);
+            }
+        }
     }
 
     /// Closes every local connection in `channel` (a user's channel: all of
@@ -211,7 +329,14 @@ async fn reconcile_task(
                 (false, true) => bus
                     .unsubscribe(&channel)
                     .await
-                    .map(|_| subscribed.remove(&channel))
+                    .map(|_| {
+                        // A later subscription starts a new relay history.
+                        hub.relayed
+                            .lock()
+                            .expect("hub lock poisoned")
+                            .remove(&channel);
+                        subscribed.remove(&channel)
+                    })
                     .is_ok(),
                 _ => true,
             };
@@ -275,5 +400,38 @@ mod tests {
         // The unsubscribe is asynchronous; a publish after it reaches no one here.
         let _ = publisher.publish("room:y", Bytes::from_static(b"{}")).await;
         assert!(a_rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_gate_holds_room_frames_and_releases_only_those_above_the_join_seq() {
+        let (hub, _broker) = hub();
+        let (member, mut rx) = SessionHandle::detached(16);
+        assert!(hub.join_gated("room:g", 7, member).await);
+        for seq in [3, 4, 5] {
+            hub.dispatch_room("room:g", &Bytes::from(seq.to_string()), Some(seq));
+        }
+        hub.dispatch_room("room:g", &Bytes::from_static(b"typing"), None);
+        assert!(rx.try_recv().is_err(), "held while gated");
+        hub.ungate("room:g", 7, 4);
+        let released: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            released,
+            vec![Bytes::from("5"), Bytes::from_static(b"typing")]
+        );
+        hub.dispatch_room("room:g", &Bytes::from("6"), Some(6));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Bytes::from("6"),
+            "straight through after the gate"
+        );
+    }
+
+    #[tokio::test]
+    async fn relay_positions_only_move_forward_and_report_the_previous_one() {
+        let (hub, _broker) = hub();
+        assert_eq!(hub.advance("room:p", 5), None);
+        assert_eq!(hub.advance("room:p", 3), Some(5));
+        assert_eq!(hub.advance("room:p", 9), Some(5));
+        assert_eq!(hub.positions(), vec![("room:p".to_owned(), 9)]);
     }
 }

@@ -8,6 +8,7 @@
 mod connect;
 mod hub;
 mod metrics;
+mod relay;
 mod session;
 mod upstream;
 
@@ -22,10 +23,7 @@ use telepath_shared::auth::JwtKeys;
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::GatewayConfig;
 use telepath_shared::http::{ApiError, not_found};
-use telepath_shared::protocol::{
-    BROADCAST_CHANNEL, ByeReason, CloseCode, NodeControl, PRESENCE_CHANNEL, PresenceBroadcast,
-    ServerFrame, is_canonical_id, node_channel, room_channel, user_channel,
-};
+use telepath_shared::protocol::{BROADCAST_CHANNEL, PRESENCE_CHANNEL, node_channel};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -79,6 +77,7 @@ impl GatewayState {
         let shutdown = CancellationToken::new();
         let token = &config.common.internal_token;
         let api = upstream::ApiClient::new(&config.api_url, token);
+        let api_for_relay = api.clone();
         let (presence, presence_task) = upstream::PresenceReporter::spawn(
             &config.presence_url,
             token,
@@ -104,7 +103,7 @@ impl GatewayState {
             reporters: std::sync::Mutex::new(vec![presence_task, logs_task]),
             next_conn: AtomicU64::new(1),
         };
-        tokio::spawn(dispatch_inbound(inbound, hub, bus, metrics));
+        tokio::spawn(relay::run(inbound, hub, bus, api_for_relay, metrics));
         GatewayState {
             inner: Arc::new(inner),
         }
@@ -126,61 +125,6 @@ impl GatewayState {
 
     fn next_conn_id(&self) -> hub::ConnId {
         self.inner.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-/// Relays bus messages to local connections until the bus closes.
-async fn dispatch_inbound(
-    mut inbound: Inbound,
-    hub: Arc<hub::Hub>,
-    bus: Arc<dyn Bus>,
-    metrics: GatewayMetrics,
-) {
-    while let Some(msg) = inbound.recv().await {
-        metrics.bus_in.inc();
-        metrics.bus_dropped.set(bus.dropped() as i64);
-        if msg.channel == BROADCAST_CHANNEL {
-            hub.dispatch_all(&msg.payload);
-        } else if msg.channel == PRESENCE_CHANNEL {
-            deliver_presence(&hub, &msg.payload);
-        } else if msg.channel.starts_with("node:") {
-            control(&hub, &msg.payload);
-        } else {
-            hub.dispatch(&msg.channel, &msg.payload);
-        }
-    }
-}
-
-/// Delivers a presence change once to every local connection that shares a
-/// room with the user, and to the user's own connections.
-fn deliver_presence(hub: &hub::Hub, payload: &[u8]) {
-    let change: PresenceBroadcast = match serde_json::from_slice(payload) {
-        Ok(c) => c,
-        Err(e) => return tracing::warn!(error = %e, "malformed presence broadcast"),
-    };
-    let mut channels: Vec<String> = change
-        .rooms
-        .iter()
-        .filter(|r| is_canonical_id(r))
-        .map(|r| room_channel(r))
-        .collect();
-    channels.push(user_channel(&change.event.user.id));
-    let frame = bytes::Bytes::from(ServerFrame::Presence(change.event).to_json());
-    hub.dispatch_union(&channels, &frame);
-}
-
-/// Carries out a control message from this node's channel.
-fn control(hub: &hub::Hub, payload: &[u8]) {
-    match serde_json::from_slice::<NodeControl>(payload) {
-        Ok(NodeControl::DisconnectUser { user_id }) => {
-            let n = hub.close_all(
-                &user_channel(&user_id),
-                CloseCode::Admin,
-                Some(ByeReason::Admin),
-            );
-            tracing::info!(user_id, connections = n, "disconnected by an admin");
-        }
-        Err(e) => tracing::warn!(error = %e, "unknown control message"),
     }
 }
 

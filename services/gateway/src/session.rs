@@ -159,6 +159,8 @@ pub(crate) struct Session {
     /// Consecutive frames refused by the rate limiter.
     pub(crate) strikes: u32,
     pub(crate) client: ClientInfo,
+    /// A join's gate to release once its reply and replay are queued: (channel, latest seq).
+    pub(crate) ungate: Option<(String, i64)>,
 }
 
 /// Serves one upgraded connection until it closes.
@@ -229,6 +231,7 @@ pub(crate) async fn serve(
         limiter: governor::RateLimiter::direct(quota),
         strikes: 0,
         client,
+        ungate: None,
     };
     register(&session).await;
 

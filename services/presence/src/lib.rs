@@ -1,17 +1,25 @@
-//! telepath-presence: who is online, kept from gateways' connection reports
-//! and heartbeats, with expiry so no ghost stays online.
+//! telepath-presence: who is online, away, busy or typing, kept from
+//! gateways' ordered reports and heartbeats, with expiry so no ghost stays
+//! online, and every change announced once on the bus.
 //!
-//! - [`store`]: the [`store::PresenceStore`] trait with memory and Redis implementations.
-//! - [`PresenceState`]: the shared state; [`routes`]/[`router`] serve it over HTTP:
-//!   gateways' reports under `/internal/presence/`, the api's queries
-//!   `GET /internal/presence/users/{user_id}/connections` ([`UserConnections`])
-//!   and `GET /internal/presence/summary` ([`PresenceSummary`]), and the users'
-//!   `GET /presence/online`.
-//! - `sweeper`: expires connections whose heartbeats stopped.
+//! - [`store`]: the [`store::PresenceStore`] trait and its state machine,
+//!   with memory and Redis implementations; it returns [`change::Change`]s.
+//! - `events`: publishes changes — `PresenceBroadcast` JSON on the
+//!   `presence` channel, `typing` frames on `room:{id}`.
+//! - [`PresenceState`]: the shared state; [`routes`]/[`router`] serve it over
+//!   HTTP: gateways' `POST /internal/presence/{reports,connect,disconnect,heartbeat}`,
+//!   the api's `GET /internal/presence/users/{user_id}/connections`
+//!   ([`UserConnections`]) and `GET /internal/presence/summary`
+//!   ([`PresenceSummary`]), and the users' `GET /presence/online`.
+//! - `sweeper`: expires connections whose heartbeats stopped, announces users
+//!   whose grace period ended and expires typing indicators.
 //!
-//! Not here yet: per-user status and custom text, typing, and publishing
-//! presence changes on the bus; everyone listed is `online`.
+//! Not here: delivering events to clients (gateways) and persisting status
+//! and last_online (the api); both consume the `presence` channel.
 
+pub mod change;
+mod clock;
+mod events;
 mod metrics;
 mod query;
 mod report;
@@ -31,7 +39,7 @@ use telepath_shared::telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use report::{MAX_FIELD_BYTES, MAX_HEARTBEAT_CONNS};
+pub use report::{MAX_FIELD_BYTES, MAX_HEARTBEAT_CONNS, MAX_REPORTS};
 pub use route::routes;
 pub use state::PresenceState;
 pub use telepath_shared::protocol::{PresenceSummary, UserConnections};

@@ -1,12 +1,19 @@
 //! Presence metrics, registered once in the service's Prometheus registry.
 //!
-//! Names follow `telepath_presence_<thing>_<unit|total>` and carry no labels:
-//! nothing per user or per connection ever becomes a label.
+//! Names follow `telepath_presence_<thing>_<unit|total>`. The only label is
+//! `status` (five values): nothing per user, room or connection ever becomes
+//! a label.
 
-use prometheus::{IntCounter, IntGauge, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use telepath_shared::telemetry::register;
 
-/// The counters and gauges presence keeps.
+/// Buckets of the event lag histogram, seconds: from "at once" (report
+/// driven) to a few heartbeat intervals (a sweeper that fell behind).
+const LAG_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The counters, gauges and histograms presence keeps.
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
     /// Heartbeat reports received from gateways.
@@ -15,10 +22,18 @@ pub(crate) struct Metrics {
     pub(crate) expired: IntCounter,
     /// Sweeps completed.
     pub(crate) sweeps: IntCounter,
-    /// Users online as of the last sweep.
+    /// Users online as of the last count.
     pub(crate) online_users: IntGauge,
-    /// Live connections as of the last sweep.
+    /// Live connections as of the last count.
     pub(crate) connections: IntGauge,
+    /// Presence events published, by the status announced.
+    pub(crate) events: IntCounterVec,
+    /// Typing events published (started and stopped).
+    pub(crate) typing_events: IntCounter,
+    /// Bus publishes that failed (their events are lost).
+    pub(crate) publish_failures: IntCounter,
+    /// Seconds from the moment a presence change became due to its publish.
+    pub(crate) event_lag: Histogram,
 }
 
 impl Metrics {
@@ -30,6 +45,23 @@ impl Metrics {
         let gauge = |name: &str, help: &str| {
             register(registry, IntGauge::new(name, help).expect("valid metric"))
         };
+        let events = IntCounterVec::new(
+            Opts::new(
+                "telepath_presence_events_total",
+                "Presence events published on the bus, by announced status",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "telepath_presence_event_lag_seconds",
+                "Seconds from when a presence change became due (report receipt, \
+                 connection expirable, grace over) to its publish",
+            )
+            .buckets(LAG_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
         Metrics {
             heartbeats: counter(
                 "telepath_presence_heartbeats_total",
@@ -45,12 +77,22 @@ impl Metrics {
             ),
             online_users: gauge(
                 "telepath_presence_online_users",
-                "Users with at least one live connection, as of the last sweep",
+                "Users with at least one live connection, as of the last count",
             ),
             connections: gauge(
                 "telepath_presence_connections",
-                "Live connections, as of the last sweep",
+                "Live connections, as of the last count",
             ),
+            events: register(registry, events),
+            typing_events: counter(
+                "telepath_presence_typing_events_total",
+                "Typing events published on the bus",
+            ),
+            publish_failures: counter(
+                "telepath_presence_publish_failures_total",
+                "Bus publishes of presence or typing events that failed",
+            ),
+            event_lag: register(registry, lag),
         }
     }
 }

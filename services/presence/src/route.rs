@@ -1,15 +1,18 @@
 //! The presence HTTP routes:
 //!
-//! - gateways' reports: `POST /internal/presence/{connect,disconnect,heartbeat}`;
+//! - gateways' reports: `POST /internal/presence/reports` (a batch of
+//!   `PresenceReport`s applied in order), `POST /internal/presence/connect`
+//!   and `/disconnect` (one report each, same semantics) and `/heartbeat`;
 //! - the api's queries: `GET /internal/presence/users/{user_id}/connections`
 //!   and `GET /internal/presence/summary` (shapes in `query.rs`);
 //! - the users' `GET /presence/online`.
 //!
 //! Internal routes check `X-Telepath-Internal` in a route layer, before the
-//! body or path is read, then check the bounds in `report.rs`. Health,
-//! readiness, metrics and the fallback are not here (see `router` in
-//! `lib.rs`), so the all-in-one binary can merge these routes with the other
-//! services'.
+//! body or path is read, then check the bounds in `report.rs`. Report
+//! handlers apply to the store, publish the changes it returns on the bus
+//! (`events.rs`), then answer 204. Health, readiness, metrics and the
+//! fallback are not here (see `router` in `lib.rs`), so the all-in-one
+//! binary can merge these routes with the other services'.
 
 use axum::Json;
 use axum::Router;
@@ -19,14 +22,16 @@ use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use chrono::Utc;
 use telepath_shared::auth::{Claims, bearer};
 use telepath_shared::http::{ApiError, JsonBody, check_internal};
-use telepath_shared::protocol::{ConnReport, DisconnectReport, HeartbeatReport, OnlineUsers};
+use telepath_shared::protocol::{
+    ConnReport, DisconnectReport, HeartbeatReport, OnlineUsers, PresenceReport, PresenceReports,
+};
 
 use crate::query::{sort_users, sorted_connections};
 use crate::report::{
-    MAX_HEARTBEAT_BYTES, check_conn, check_disconnect, check_heartbeat, check_user_id,
+    MAX_HEARTBEAT_BYTES, MAX_REPORTS_BYTES, check_conn, check_disconnect, check_heartbeat,
+    check_reports, check_user_id,
 };
 use crate::state::PresenceState;
 use telepath_shared::protocol::{PresenceSummary, UserConnections};
@@ -37,6 +42,10 @@ const MAX_REPORT_BYTES: usize = 16 * 1024;
 /// The presence routes only: no `/healthz`, `/readyz`, `/metrics` or fallback.
 pub fn routes(state: PresenceState) -> Router {
     let internal = Router::new()
+        .route(
+            "/internal/presence/reports",
+            post(reports).layer(DefaultBodyLimit::max(MAX_REPORTS_BYTES)),
+        )
         .route(
             "/internal/presence/connect",
             post(connect).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
@@ -88,59 +97,99 @@ fn authenticate(state: &PresenceState, headers: &HeaderMap) -> Result<Claims, Ap
     })
 }
 
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+/// Applies `reports` received at `now_ms` and publishes what they changed.
+async fn apply(
+    state: &PresenceState,
+    reports: &[PresenceReport],
+    now_ms: i64,
+) -> Result<StatusCode, ApiError> {
+    let result = state.store().apply(reports, now_ms).await;
+    let changes = state.announce(result, |changes| changes).await?;
+    tracing::debug!(
+        reports = reports.len(),
+        changes = changes.len(),
+        "reports applied"
+    );
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /internal/presence/connect`: a gateway accepted a connection.
+/// `POST /internal/presence/reports`: what happened on a gateway, in order.
+#[tracing::instrument(skip_all, fields(node = %batch.node, reports = batch.reports.len()))]
+async fn reports(
+    State(state): State<PresenceState>,
+    JsonBody(batch): JsonBody<PresenceReports>,
+) -> Result<StatusCode, ApiError> {
+    let now = state.now_ms();
+    check_reports(&batch)?;
+    apply(&state, &batch.reports, now).await
+}
+
+/// `POST /internal/presence/connect`: a gateway accepted a connection (the
+/// `connect` report on its own).
 #[tracing::instrument(skip_all, fields(conn_id = %report.conn_id, node = %report.node))]
 async fn connect(
     State(state): State<PresenceState>,
     JsonBody(report): JsonBody<ConnReport>,
 ) -> Result<StatusCode, ApiError> {
+    let now = state.now_ms();
     check_conn(&report)?;
-    state.store().connect(&report, now_ms()).await?;
-    tracing::debug!("connection registered");
-    Ok(StatusCode::NO_CONTENT)
+    let ConnReport {
+        conn_id,
+        user,
+        node,
+    } = report;
+    let report = PresenceReport::Connect {
+        conn_id,
+        user,
+        node,
+    };
+    apply(&state, &[report], now).await
 }
 
-/// `POST /internal/presence/disconnect`: a connection ended.
+/// `POST /internal/presence/disconnect`: a connection ended (the
+/// `disconnect` report on its own).
 #[tracing::instrument(skip_all, fields(conn_id = %report.conn_id))]
 async fn disconnect(
     State(state): State<PresenceState>,
     JsonBody(report): JsonBody<DisconnectReport>,
 ) -> Result<StatusCode, ApiError> {
+    let now = state.now_ms();
     check_disconnect(&report)?;
-    state
-        .store()
-        .disconnect(&report.conn_id, &report.user_id)
-        .await?;
-    tracing::debug!("connection removed");
-    Ok(StatusCode::NO_CONTENT)
+    let DisconnectReport { conn_id, user_id } = report;
+    apply(
+        &state,
+        &[PresenceReport::Disconnect { conn_id, user_id }],
+        now,
+    )
+    .await
 }
 
 /// `POST /internal/presence/heartbeat`: every live connection of one node;
-/// connections the store lost (say, Redis restarted) are registered again.
+/// connections the store lost (say, Redis restarted) are registered again
+/// with their rooms and idle flag, and their users announced again.
 #[tracing::instrument(skip_all, fields(node = %report.node, conns = report.conns.len()))]
 async fn heartbeat(
     State(state): State<PresenceState>,
     JsonBody(report): JsonBody<HeartbeatReport>,
 ) -> Result<StatusCode, ApiError> {
+    let now = state.now_ms();
     check_heartbeat(&report)?;
-    state.store().heartbeat(&report, now_ms()).await?;
     state.metrics().heartbeats.inc();
+    let result = state.store().heartbeat(&report, now).await;
+    state.announce(result, |changes| changes).await?;
     tracing::debug!("heartbeat stored");
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /presence/online`: users with a live connection, sorted by name.
+/// `GET /presence/online`: users with a live connection, sorted by name,
+/// each with their announced status and text.
 #[tracing::instrument(skip_all)]
 async fn online(
     State(state): State<PresenceState>,
     headers: HeaderMap,
 ) -> Result<Json<OnlineUsers>, ApiError> {
     authenticate(&state, &headers)?;
-    let mut users = state.store().online(now_ms()).await?;
+    let mut users = state.store().online(state.now_ms()).await?;
     sort_users(&mut users);
     Ok(Json(OnlineUsers { users }))
 }
@@ -156,7 +205,7 @@ async fn user_connections(
     let Path(user_id) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     check_user_id(&user_id)?;
     tracing::Span::current().record("user_id", user_id.as_str());
-    let connections = state.store().connections(&user_id, now_ms()).await?;
+    let connections = state.store().connections(&user_id, state.now_ms()).await?;
     Ok(Json(sorted_connections(connections)))
 }
 
@@ -164,6 +213,6 @@ async fn user_connections(
 /// online users, all counted from the same connections so they agree.
 #[tracing::instrument(skip_all)]
 async fn summary(State(state): State<PresenceState>) -> Result<Json<PresenceSummary>, ApiError> {
-    let summary = state.store().summary(now_ms()).await?;
+    let summary = state.store().summary(state.now_ms()).await?;
     Ok(Json(PresenceSummary::from(summary)))
 }

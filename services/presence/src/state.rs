@@ -1,5 +1,5 @@
 //! The service state every handler and the sweeper share: the store, the
-//! token keys, the settings and the metrics.
+//! bus events go to, the token keys, the settings, the clock and the metrics.
 //!
 //! Cloning is cheap (one `Arc`). The state owns no task; the sweeper is
 //! started explicitly with [`PresenceState::spawn_sweeper`].
@@ -10,15 +10,22 @@ use std::time::Duration;
 use anyhow::Context;
 use prometheus::Registry;
 use telepath_shared::auth::JwtKeys;
+use telepath_shared::bus::Bus;
 use telepath_shared::config::PresenceConfig;
 use telepath_shared::http::ApiError;
 use tokio_util::sync::CancellationToken;
 
+use crate::change::Change;
+use crate::clock::Clock;
+use crate::events;
 use crate::metrics::Metrics;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
-use crate::store::{PresenceStore, expiry_ms};
+use crate::store::{self, Interrupted, PresenceStore, Timing};
 use crate::sweeper;
+
+/// Longest pause between two sweeps, whatever the heartbeat interval.
+const MAX_SWEEP_PERIOD: Duration = Duration::from_millis(250);
 
 /// Shared presence state.
 #[derive(Clone)]
@@ -28,9 +35,11 @@ pub struct PresenceState {
 
 struct Inner {
     store: Arc<dyn PresenceStore>,
+    bus: Arc<dyn Bus>,
     keys: JwtKeys,
     internal_token: String,
     heartbeat_ms: u64,
+    clock: Clock,
     metrics: Metrics,
     registry: Registry,
 }
@@ -44,36 +53,55 @@ impl std::fmt::Debug for PresenceState {
 }
 
 impl PresenceState {
-    /// Connects Redis when `config.common.redis_url` is set, else uses the
-    /// in-memory store; registers the metrics in `registry`.
-    pub async fn build(config: PresenceConfig, registry: Registry) -> anyhow::Result<Self> {
+    /// Uses a Redis store when `config.common.redis_url` is set, else the
+    /// in-memory one; presence events go to `bus`; registers the metrics in
+    /// `registry`.
+    pub async fn build(
+        config: PresenceConfig,
+        bus: Arc<dyn Bus>,
+        registry: Registry,
+    ) -> anyhow::Result<Self> {
+        let timing = Timing::from_config(&config);
         let store: Arc<dyn PresenceStore> = match &config.common.redis_url {
             Some(url) => {
                 let pool = telepath_shared::bus::redis::pool(url).context("redis pool")?;
-                Arc::new(RedisStore::new(pool, config.heartbeat_ms))
+                Arc::new(RedisStore::new(pool, timing))
             }
-            None => Arc::new(MemoryStore::new(config.heartbeat_ms)),
+            None => Arc::new(MemoryStore::new(timing)),
         };
         // Redis may come up after presence: an unreachable store only makes
         // /readyz fail, it does not stop start-up.
         if let Err(e) = store.ping().await {
             tracing::warn!(error = %e, "presence store not reachable yet");
         }
-        Ok(Self::with_store(config, registry, store))
+        Ok(Self::with_store(config, bus, registry, store))
     }
 
-    /// State over an already built `store`.
+    /// State over an already built `store` (its timing should match `config`).
     pub fn with_store(
         config: PresenceConfig,
+        bus: Arc<dyn Bus>,
         registry: Registry,
         store: Arc<dyn PresenceStore>,
+    ) -> Self {
+        Self::with_clock(config, bus, registry, store, Clock::System)
+    }
+
+    pub(crate) fn with_clock(
+        config: PresenceConfig,
+        bus: Arc<dyn Bus>,
+        registry: Registry,
+        store: Arc<dyn PresenceStore>,
+        clock: Clock,
     ) -> Self {
         PresenceState {
             inner: Arc::new(Inner {
                 store,
+                bus,
                 keys: JwtKeys::new(&config.common.jwt_secret),
                 internal_token: config.common.internal_token,
                 heartbeat_ms: config.heartbeat_ms.max(1),
+                clock,
                 metrics: Metrics::new(&registry),
                 registry,
             }),
@@ -110,14 +138,44 @@ impl PresenceState {
         &self.inner.registry
     }
 
-    /// How long a connection lives without a heartbeat, ms.
-    pub(crate) fn expiry_ms(&self) -> i64 {
-        expiry_ms(self.inner.heartbeat_ms)
+    /// Now, in ms since the epoch.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
-    /// How often the sweeper runs: half a heartbeat, so a dead connection is
-    /// gone at most half an interval after it expires.
+    /// Publishes `changes` on the bus (failures are logged and counted).
+    pub(crate) async fn publish(&self, changes: &[Change]) {
+        let now = self.now_ms();
+        events::publish(self.inner.bus.as_ref(), &self.inner.metrics, changes, now).await;
+    }
+
+    /// Publishes what a store operation changed, also when it failed part-way
+    /// (those changes happened and nobody else will announce them).
+    pub(crate) async fn announce<T>(
+        &self,
+        result: Result<T, Interrupted>,
+        changes: impl FnOnce(&T) -> &[Change],
+    ) -> Result<T, store::Error> {
+        match result {
+            Ok(done) => {
+                self.publish(changes(&done)).await;
+                Ok(done)
+            }
+            Err(Interrupted { changes, error }) => {
+                self.publish(&changes).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// How often the sweeper runs: a quarter heartbeat, at most 250 ms.
     pub(crate) fn sweep_period(&self) -> Duration {
-        Duration::from_millis((self.inner.heartbeat_ms / 2).max(1))
+        Duration::from_millis((self.inner.heartbeat_ms / 4).max(1)).min(MAX_SWEEP_PERIOD)
+    }
+
+    /// How often the sweeper recounts the gauges: every half heartbeat (a
+    /// count reads every live connection, too much for every sweep).
+    pub(crate) fn count_period(&self) -> Duration {
+        Duration::from_millis((self.inner.heartbeat_ms / 2).max(1)).max(self.sweep_period())
     }
 }

@@ -1,19 +1,46 @@
-//! The presence store: which connections are alive, whose they are and when
-//! each last sent a heartbeat.
+//! The presence store: which connections are alive, whose they are, which
+//! rooms they joined, whether they are idle, each user's chosen and
+//! announced status, users pending offline, and typing indicators.
 //!
 //! [`PresenceStore`] is the one boundary; [`memory::MemoryStore`] backs the
 //! all-in-one binary and fast tests, [`redis::RedisStore`] is shared by every
-//! presence replica of a cluster. A store keeps facts and answers queries; it
-//! does not decide when to sweep (see `sweeper.rs`) and does no HTTP.
+//! presence replica of a cluster. Both implement the same state machine:
+//!
+//! - effective status: the user's chosen status if any, else `away` when all
+//!   their live connections are idle, else `online`;
+//! - the store remembers the status it last *announced* per user and returns
+//!   a [`Change`] whenever the effective status (or its text) differs from
+//!   it, to exactly one caller;
+//! - the last connection's disconnect makes the user pending offline until
+//!   `now + grace`; a connection within the grace cancels it silently, else
+//!   the sweep announces `offline` once; the last connection's expiry
+//!   announces `offline` at once. Going offline forgets the chosen status.
+//! - the `offline` goes to every room any of the user's connections joined
+//!   since the user came online (by join or heartbeat rebuild), not only the
+//!   last connection's, less rooms the user left on every connection: whoever
+//!   saw the user come online in a room hears them go offline.
+//!
+//! A store keeps facts and returns changes; it does not decide when to sweep
+//! (see `sweeper.rs`), publishes nothing (see `events.rs`) and does no HTTP.
 
 pub mod memory;
 pub mod redis;
 
+#[cfg(test)]
+mod conformance;
+
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use telepath_shared::config::PresenceConfig;
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, Status};
+use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, PresenceReport, Status};
+
+use crate::change::Change;
+
+/// Most rooms one connection is recorded in (the heartbeat schema's bound);
+/// joins beyond it are ignored.
+pub const MAX_ROOMS_PER_CONN: usize = 1_000;
 
 /// Why a store operation failed. Clients only ever see `unavailable`.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +54,9 @@ pub enum Error {
     /// Redis did not answer within the store's time bound.
     #[error("redis did not answer in time")]
     Timeout,
+    /// Redis answered something the store's script never returns.
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
 }
 
 impl From<Error> for ApiError {
@@ -36,24 +66,98 @@ impl From<Error> for ApiError {
     }
 }
 
+/// A batch operation that failed part-way: the changes it made before the
+/// failure, which must still be published (no other caller will ever see
+/// them), and the failure itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Interrupted {
+    /// Changes made (and committed) before the failure, in order.
+    pub changes: Vec<Change>,
+    /// Why the rest was not done.
+    #[source]
+    pub error: Error,
+}
+
+impl From<Error> for Interrupted {
+    fn from(error: Error) -> Self {
+        Interrupted {
+            changes: Vec::new(),
+            error,
+        }
+    }
+}
+
+/// The time bounds a store applies, all in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// A connection whose last heartbeat is older than this is expired: 1.5 heartbeats.
+    pub expiry_ms: i64,
+    /// How long a user stays pending offline after their last disconnect.
+    pub grace_ms: i64,
+    /// A typing indicator not refreshed for this long expires.
+    pub typing_ttl_ms: i64,
+    /// TTL of the Redis keys heartbeats refresh: three heartbeats plus the grace.
+    pub key_ttl_ms: i64,
+}
+
+impl Timing {
+    /// The bounds for gateways heartbeating every `heartbeat_ms`.
+    pub fn new(heartbeat_ms: u64, grace_ms: u64, typing_ttl_ms: u64) -> Self {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX / 4).min(i64::MAX / 4);
+        let (hb, grace) = (ms(heartbeat_ms).max(1), ms(grace_ms));
+        Timing {
+            expiry_ms: expiry_ms(heartbeat_ms),
+            grace_ms: grace,
+            typing_ttl_ms: ms(typing_ttl_ms).max(1),
+            key_ttl_ms: hb.saturating_mul(3).saturating_add(grace),
+        }
+    }
+
+    /// The bounds `config` asks for.
+    pub fn from_config(config: &PresenceConfig) -> Self {
+        Self::new(config.heartbeat_ms, config.grace_ms, config.typing_ttl_ms)
+    }
+}
+
+/// What one [`PresenceStore::sweep`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Swept {
+    /// Connections expired, each returned to exactly one sweeping replica.
+    pub expired: Vec<String>,
+    /// The changes the sweep made (offline, away, typing stopped), in order.
+    pub changes: Vec<Change>,
+}
+
 /// Where presence lives. Times are milliseconds since the Unix epoch.
+///
+/// Every change is returned to exactly one caller, however many replicas
+/// share the store; reports about connections the store does not know (or
+/// that belong to another user) change nothing.
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
-    /// Registers (or re-registers) one connection with `now_ms` as its last heartbeat.
-    async fn connect(&self, conn: &ConnReport, now_ms: i64) -> Result<(), Error>;
-    /// Forgets one connection at once; unknown ids are not an error.
-    async fn disconnect(&self, conn_id: &str, user_id: &str) -> Result<(), Error>;
-    /// Sets every listed connection's last heartbeat to `now_ms`, registering those it does not know.
-    async fn heartbeat(&self, report: &HeartbeatReport, now_ms: i64) -> Result<(), Error>;
+    /// Applies `reports` in order at `now_ms` and returns the changes they made, in order.
+    async fn apply(
+        &self,
+        reports: &[PresenceReport],
+        now_ms: i64,
+    ) -> Result<Vec<Change>, Interrupted>;
+    /// Sets each listed connection's last heartbeat to `now_ms`; registers unknown ones
+    /// with their rooms and idle flag and returns the changes that made.
+    async fn heartbeat(
+        &self,
+        report: &HeartbeatReport,
+        now_ms: i64,
+    ) -> Result<Vec<Change>, Interrupted>;
+    /// Expires connections older than the expiry, announces due pending-offline users
+    /// and expires typing indicators due at `now_ms`.
+    async fn sweep(&self, now_ms: i64) -> Result<Swept, Interrupted>;
     /// Users with at least one connection not yet expired at `now_ms`, in any order.
     async fn online(&self, now_ms: i64) -> Result<Vec<OnlineUser>, Error>;
     /// The connections of `user_id` not yet expired at `now_ms`, in any order; none if unknown.
     async fn connections(&self, user_id: &str, now_ms: i64) -> Result<Vec<ConnReport>, Error>;
     /// Every connection not yet expired at `now_ms`, counted per user and per node alike.
     async fn summary(&self, now_ms: i64) -> Result<Summary, Error>;
-    /// Removes connections whose last heartbeat is before `expire_before_ms` and returns their
-    /// ids; when several replicas sweep at once, each expired id is returned by exactly one.
-    async fn sweep(&self, expire_before_ms: i64) -> Result<Vec<String>, Error>;
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<(), Error>;
 }
@@ -99,17 +203,35 @@ impl Tally {
         *self.by_node.entry(node.to_owned()).or_default() += 1;
     }
 
-    pub(crate) fn finish(self) -> Summary {
+    /// The summary, each user's status and text given by `status_of` (which
+    /// answers `None` for a user with nothing announced yet: `online`).
+    pub(crate) fn finish(
+        self,
+        mut status_of: impl FnMut(&str) -> Option<(Status, Option<String>)>,
+    ) -> Summary {
+        let users = self.users.into_values().map(|mut user| {
+            if let Some((status, text)) = status_of(&user.id) {
+                (user.status, user.text) = (status, text);
+            }
+            user
+        });
         Summary {
-            users: self.users.into_values().collect(),
+            users: users.collect(),
             by_node: self.by_node,
         }
     }
+
+    /// The ids of the users counted so far.
+    pub(crate) fn user_ids(&self) -> Vec<String> {
+        self.users.keys().cloned().collect()
+    }
 }
 
-/// How long a connection lives without a heartbeat: two heartbeat intervals.
+/// How long a connection lives without a heartbeat: one and a half heartbeat
+/// intervals, so with a sweep every quarter interval a dead gateway's users
+/// are offline within two intervals of its last heartbeat.
 pub fn expiry_ms(heartbeat_ms: u64) -> i64 {
-    i64::try_from(heartbeat_ms.saturating_mul(2)).unwrap_or(i64::MAX)
+    i64::try_from(heartbeat_ms.saturating_mul(3) / 2).unwrap_or(i64::MAX)
 }
 
 /// Milliseconds since the epoch as a UTC time (the epoch itself if out of range).

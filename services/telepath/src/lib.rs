@@ -87,7 +87,9 @@ pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node>
     let connect = || async {
         let node: (Arc<dyn Bus>, Inbound) = match &redis_url {
             Some(url) => {
-                let (bus, inbound) = RedisBus::connect(url, DEFAULT_INBOUND_CAPACITY).await.context("connecting to Redis")?;
+                let (bus, inbound) = RedisBus::connect(url, DEFAULT_INBOUND_CAPACITY)
+                    .await
+                    .context("connecting to Redis")?;
                 (Arc::new(bus), inbound)
             }
             None => {
@@ -106,7 +108,12 @@ pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node>
     config.api.presence_url = self_url(addr);
     let api = ApiState::build(config.api, api_bus, api_inbound, registry.clone()).await?;
     let presence = PresenceState::build(config.presence, presence_bus, registry.clone()).await?;
-    let gateway = GatewayState::build(config.gateway, gateway_bus, gateway_inbound, registry.clone());
+    let gateway = GatewayState::build(
+        config.gateway,
+        gateway_bus,
+        gateway_inbound,
+        registry.clone(),
+    );
     Ok(Node {
         api,
         gateway,

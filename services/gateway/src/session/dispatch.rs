@@ -75,6 +75,10 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
             break;
         }
     }
+    // Then what was published during the join.
+    if let Some((channel, after)) = session.ungate.take() {
+        session.state.inner.hub.ungate(&channel, session.id, after);
+    }
 }
 
 /// Queues the reply (with a ref) or an `error` frame (failure without a ref).
@@ -150,6 +154,11 @@ fn checked_room(room: &str) -> Result<(), ErrorBody> {
     }
 }
 
+/// Joins a room. The connection is subscribed first, with its room frames
+/// held back; then the api makes the user a participant and names the
+/// room's latest seq S. The reply, then the replay of (since, S], then the
+/// held frames above S go out in that order: no hole and no repeat at the
+/// seam, whatever was published meanwhile.
 async fn join(
     session: &mut Session,
     room: String,
@@ -161,32 +170,42 @@ async fn join(
         return Err(bad("since must be non-negative"));
     }
     let state = session.state.clone();
-    if !session.rooms.contains(&room)
-        && session.rooms.len() >= state.inner.config.max_rooms_per_conn
-    {
+    let hub = &state.inner.hub;
+    let already = session.rooms.contains(&room);
+    if !already && session.rooms.len() >= state.inner.config.max_rooms_per_conn {
         return Err(bad("too many rooms on this connection"));
     }
-    let joined = state
+    let channel = room_channel(&room);
+    if already {
+        // Leave the live stream to rejoin it gated, behind this join's replay.
+        hub.leave(&channel, session.id);
+    }
+    let subscribed = hub
+        .join_gated(&channel, session.id, session.handle.clone())
+        .await;
+    let joined = match state
         .inner
         .api
         .join(&room, &session.claims.user_ref())
         .await
-        .map_err(from_api)?;
-    let channel = room_channel(&room);
-    if !state
-        .inner
-        .hub
-        .join(&channel, session.id, session.handle.clone())
-        .await
     {
-        state.inner.hub.leave(&channel, session.id);
-        return Err(ErrorBody::new(
-            ErrorCode::Unavailable,
-            "the bus is unavailable; try again",
-        ));
-    }
+        Ok(joined) if subscribed => joined,
+        Ok(_) => {
+            hub.leave(&channel, session.id);
+            session.rooms.remove(&room);
+            return Err(ErrorBody::new(
+                ErrorCode::Unavailable,
+                "the bus is unavailable; try again",
+            ));
+        }
+        Err(e) => {
+            hub.leave(&channel, session.id);
+            session.rooms.remove(&room);
+            return Err(from_api(e));
+        }
+    };
     if session.rooms.insert(room.clone()) {
-        session.state.inner.presence.report(PresenceReport::Join {
+        state.inner.presence.report(PresenceReport::Join {
             conn_id: session.conn_id.clone(),
             user: session.claims.user_ref(),
             room: room.clone(),
@@ -194,8 +213,12 @@ async fn join(
     }
     let mut recovered = true;
     if let Some(since) = since.filter(|s| *s < joined.seq) {
-        recovered = replay(session, &room, since, joined.seq, then).await?;
+        // If the api cannot replay now, say so: the client pages history itself.
+        recovered = replay(session, &room, since, joined.seq, then)
+            .await
+            .unwrap_or(false);
     }
+    session.ungate = Some((channel, joined.seq));
     Ok(json!({"room": room, "seq": joined.seq, "recovered": recovered}))
 }
 

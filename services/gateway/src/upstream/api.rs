@@ -54,6 +54,22 @@ impl ApiClient {
             .await
     }
 
+    /// Up to `limit` messages of `room` after `after` (and below `before`), in seq order.
+    pub(crate) async fn history_between(
+        &self,
+        room: &str,
+        after: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<MessagePage, ApiError> {
+        let before = before.map(|b| format!("&before={b}")).unwrap_or_default();
+        let url = self.url(&format!(
+            "/internal/rooms/{room}/messages?after={after}{before}&limit={limit}"
+        ));
+        let resp = self.request(self.http.get(url)).await?;
+        decode(check(resp).await?).await
+    }
+
     /// Up to `limit` messages of `room` after `after`, in seq order.
     pub(crate) async fn history_after(
         &self,

@@ -69,3 +69,84 @@ async fn operations_this_version_does_not_support_get_a_clear_error() {
         .await;
     assert_eq!(reply["error"]["code"], "bad_request");
 }
+
+/// The seqs of the next `n` message events.
+async fn seqs(c: &mut WsClient, n: usize) -> Vec<i64> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(c.next_of("message").await["seq"].as_i64().unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_join_with_since_while_messages_flow_sees_every_seq_once_in_order() {
+    let stack = spawn_stack(2).await;
+    let ada = stack.login("ada").await;
+    let bob = stack.login("bob").await;
+    let room = stack.room(&ada).await;
+    let mut a = WsClient::connect(&stack.gateways[0], &ada).await.unwrap();
+    a.join(&room).await;
+    for i in 1..=20 {
+        a.ok(json!({"type": "send", "room": room, "body": format!("before {i}")}))
+            .await;
+    }
+    // Publish continuously from another connection while bob joins with since.
+    let (api, token, room2) = (stack.api.clone(), ada.clone(), room.clone());
+    let stack_http = stack.http.clone();
+    let writer = tokio::spawn(async move {
+        let internal = telepath_shared::auth::derive_internal_token("gateway-test-secret");
+        let claims = telepath_shared::auth::JwtKeys::new("gateway-test-secret")
+            .verify(&token)
+            .unwrap();
+        for i in 0..60 {
+            stack_http
+                .post(format!("{api}/internal/rooms/{room2}/messages"))
+                .header("x-telepath-internal", &internal)
+                .json(&json!({"from": {"id": claims.sub, "name": claims.name}, "body": format!("during {i}")}))
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let mut b = WsClient::connect(&stack.gateways[1], &bob).await.unwrap();
+    let joined = b
+        .ok(json!({"type": "join", "room": room, "since": 5}))
+        .await;
+    assert!(joined["seq"].as_i64().unwrap() >= 20);
+    writer.await.unwrap();
+    assert_eq!(
+        seqs(&mut b, 75).await,
+        (6..=80).collect::<Vec<_>>(),
+        "no hole, no repeat, in order"
+    );
+    assert!(
+        !b.sees_within(std::time::Duration::from_millis(200), |f| f["type"]
+            == "message")
+            .await
+    );
+}
+
+#[tokio::test]
+async fn a_gap_in_pub_sub_is_repaired_from_the_api_before_the_next_message() {
+    let stack = spawn_stack(1).await;
+    let ada = stack.login("ada").await;
+    let bob = stack.login("bob").await;
+    let room = stack.room(&ada).await;
+    let mut b = WsClient::connect(&stack.gateways[0], &bob).await.unwrap();
+    b.join(&room).await;
+    assert_eq!(stack.send_via(&stack.api, &ada, &room, "m1").await, 1);
+    assert_eq!(seqs(&mut b, 1).await, vec![1]);
+    // Two messages are committed but their publishes never reach the gateway.
+    let lossy = stack.lossy_api().await;
+    assert_eq!(stack.send_via(&lossy, &ada, &room, "m2").await, 2);
+    assert_eq!(stack.send_via(&lossy, &ada, &room, "m3").await, 3);
+    assert!(
+        !b.sees_within(std::time::Duration::from_millis(200), |f| f["type"]
+            == "message")
+            .await
+    );
+    // The next one arrives with seq 4: the gateway fetches 2 and 3 first.
+    assert_eq!(stack.send_via(&stack.api, &ada, &room, "m4").await, 4);
+    assert_eq!(seqs(&mut b, 3).await, vec![2, 3, 4]);
+}

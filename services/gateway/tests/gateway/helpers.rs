@@ -19,7 +19,7 @@ pub(crate) struct Stack {
     pub(crate) gateways: Vec<String>,
     pub(crate) http: reqwest::Client,
     shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Stack {
@@ -80,7 +80,7 @@ pub(crate) async fn spawn_stack(n: usize) -> Stack {
         gateways,
         http: reqwest::Client::new(),
         shutdown,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -114,5 +114,42 @@ impl Stack {
             .await
             .unwrap();
         body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Stack {
+    /// A second api on the same database whose publishes go to a bus no
+    /// gateway listens to: what it commits is lost to pub/sub, as when
+    /// Redis drops messages. Returns its URL.
+    pub(crate) async fn lossy_api(&self) -> String {
+        let db = format!("sqlite://{}", self.dir.path().join("gw.db").display());
+        let (bus, inbound) = MemoryBroker::new().connect(16);
+        let config = ApiConfig::for_tests(Common::for_tests(SECRET), &db);
+        let api = ApiState::build(config, Arc::new(bus), inbound, prometheus::Registry::new())
+            .await
+            .unwrap();
+        let (listener, url) = bind().await;
+        tokio::spawn(telepath_api::run(listener, api, self.shutdown.clone()));
+        url
+    }
+
+    /// Sends a room message through `api`'s internal route as `token`'s user.
+    pub(crate) async fn send_via(&self, api: &str, token: &str, room: &str, body: &str) -> i64 {
+        let claims = telepath_shared::auth::JwtKeys::new(SECRET)
+            .verify(token)
+            .unwrap();
+        let internal = telepath_shared::auth::derive_internal_token(SECRET);
+        let resp: Value = self
+            .http
+            .post(format!("{api}/internal/rooms/{room}/messages"))
+            .header("x-telepath-internal", internal)
+            .json(&json!({"from": {"id": claims.sub, "name": claims.name}, "body": body}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        resp["seq"].as_i64().unwrap()
     }
 }

@@ -1,49 +1,77 @@
 //! Redis presence store, shared by every presence replica.
 //!
-//! Keys (times are milliseconds since the Unix epoch):
+//! Keys (times are milliseconds since the Unix epoch; "key TTL" is three
+//! heartbeat intervals plus the grace period, refreshed by heartbeats):
 //!
 //! - `presence:conns` — ZSET, conn id -> last heartbeat. The source of truth
-//!   for "alive"; the sweeper walks it by score.
-//! - `presence:conn:{conn_id}` — HASH {user_id, name, node}, PEXPIRE 3 x
-//!   heartbeat so a connection nobody sweeps still disappears.
-//! - `presence:user:{user_id}` — SET of that user's conn ids, PEXPIRE 3 x
-//!   heartbeat refreshed on every heartbeat.
-//! - `presence:lastseen` — HASH user id -> latest heartbeat or connect; one
-//!   field per user ever seen, kept when the user goes offline.
+//!   for "alive"; the sweeper walks it by score and removes what expired.
+//! - `presence:conn:{conn_id}` — HASH {user_id, name, node, idle ("1"/"0")},
+//!   key TTL.
+//! - `presence:connrooms:{conn_id}` — SET of the room ids the connection
+//!   joined (at most [`MAX_ROOMS_PER_CONN`]), key TTL.
+//! - `presence:user:{user_id}` — SET of the user's conn ids, key TTL.
+//! - `presence:room:{room_id}` — SET of the *conn ids* joined to the room
+//!   (a user is online in a room when any of their connections is in it),
+//!   key TTL refreshed by joins and heartbeats; members leave on leave,
+//!   disconnect and expiry.
+//! - `presence:status:{user_id}` — HASH {name, chosen?, text?, eff, etext,
+//!   ended?, rooms?}: the chosen status and its text, the effective status
+//!   and text last announced (`eff`, `etext`), and while pending offline the
+//!   end of the last connection and the rooms its `offline` goes to (as
+//!   `presence:seenrooms` below, plus the last connection's). Key TTL;
+//!   deleted when the user goes offline (so the choice does not outlive the
+//!   session).
+//! - `presence:seenrooms:{user_id}` — SET of every room any connection of
+//!   the user joined (join, or rooms of a connection registered by a
+//!   heartbeat) since the user came online; a leave removes a room once
+//!   none of the user's connections is in it. The user's `offline` goes to
+//!   all of them, so a room that saw the user online hears of the offline
+//!   even when the connection that joined it closed first. Same TTL handling
+//!   as the status hash (key TTL, key TTL + grace while pending offline);
+//!   deleted when the user goes offline.
+//! - `presence:pending` — ZSET, user id -> end of grace: users whose last
+//!   connection closed. Swept; PEXPIRE key TTL + grace on every add.
+//! - `presence:typing` — ZSET, `{room_id}|{user_id}` -> expiry, and
+//!   `presence:typing:info` — HASH, same member -> JSON `[conn_id, name]`
+//!   (who reported it, for leave/disconnect, and the name for the expiry
+//!   event). Swept; PEXPIRE typing TTL + key TTL on every write.
 //!
-//! Reads: `online` and `summary` walk `presence:conns` from the expiry cutoff
-//! and read the conn hashes [`READ_BATCH`] at a time; `connections` starts
-//! from one user's set and checks each member's hash owner and score.
-//!
-//! Writes that touch several keys go in one MULTI/EXEC pipeline; the sweep is
-//! one Lua script per batch, so the check "still expired?" and the removal
-//! are atomic and replicas sweeping together never remove a connection that
-//! a heartbeat just refreshed, nor report the same one twice. Every round
-//! trip is bounded by [`OP_TIMEOUT`]. A conn id re-reported under another
-//! user is not unlinked from the old user's set; that set expires by itself.
+//! Every write is one run of `presence.lua` (loaded once, then EVALSHA), so
+//! each transition is observed by exactly one replica: the script that
+//! removes a user's last connection is the only one to see "became empty",
+//! and whoever claims a pending user with ZREM announces its offline. The
+//! script derives key names from ids instead of declaring KEYS, so this
+//! store needs a single Redis (not Cluster). Batches are cut into chunks so
+//! no script blocks Redis for long; every round trip is bounded by
+//! [`OP_TIMEOUT`].
 
-use std::collections::HashMap;
+mod codec;
+
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::redis::{Pipeline, cmd, pipe};
+use deadpool_redis::redis::{Cmd, Pipeline, cmd, pipe};
 use deadpool_redis::{Connection, Pool};
-use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, UserRef};
+use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, PresenceReport, UserRef};
 
-use super::{Error, PresenceStore, Summary, Tally, expiry_ms};
+use super::{Error, Interrupted, MAX_ROOMS_PER_CONN, PresenceStore, Summary, Swept, Tally, Timing};
+use crate::change::{Change, parse_status};
 
 /// Upper bound on one Redis round trip (including waiting for a pooled connection).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
-/// Connections written per MULTI, so a large heartbeat never blocks Redis for long.
-const WRITE_BATCH: usize = 500;
-/// Connection hashes read per pipeline when listing who is online or one user's connections.
-const READ_BATCH: usize = 1_000;
-/// Connections expired per sweep script run.
+/// Reports applied per script run.
+const REPORT_BATCH: usize = 500;
+/// Heartbeat connections applied per script run.
+const HEARTBEAT_BATCH: usize = 500;
+/// Connections, pending users and typing indicators expired per sweep script run.
 const SWEEP_BATCH: usize = 1_000;
+/// Connection hashes (or status hashes) read per pipeline by the queries.
+const READ_BATCH: usize = 1_000;
 
 const CONNS_KEY: &str = "presence:conns";
-const LAST_SEEN_KEY: &str = "presence:lastseen";
+const SCRIPT: &str = include_str!("redis/presence.lua");
 
 /// `user_id`, `name` and `node` of one connection hash; all `None` once it is gone.
 type ConnFields = (Option<String>, Option<String>, Option<String>);
@@ -56,6 +84,10 @@ fn user_key(user_id: &str) -> String {
     format!("presence:user:{user_id}")
 }
 
+fn status_key(user_id: &str) -> String {
+    format!("presence:status:{user_id}")
+}
+
 /// Adds the read of one connection's [`ConnFields`] to `p`.
 fn read_fields(p: &mut Pipeline, conn_id: &str) {
     p.cmd("HMGET")
@@ -65,34 +97,18 @@ fn read_fields(p: &mut Pipeline, conn_id: &str) {
         .arg("node");
 }
 
-/// Removes up to ARGV[2] connections scored before ARGV[1] (exclusive) and
-/// returns their ids. Key names mirror [`conn_key`] and [`user_key`].
-const SWEEP_SCRIPT: &str = r"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, id in ipairs(ids) do
-  local conn = 'presence:conn:' .. id
-  local user = redis.call('HGET', conn, 'user_id')
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('DEL', conn)
-  if user then redis.call('SREM', 'presence:user:' .. user, id) end
-end
-return ids
-";
-
 /// Presence in Redis.
-#[derive(Clone)]
 pub struct RedisStore {
     pool: Pool,
-    /// A connection counts as online while its last heartbeat is younger than this.
-    expiry_ms: i64,
-    /// TTL of the per-connection and per-user keys, ms.
-    key_ttl_ms: i64,
+    timing: Timing,
+    /// SHA1 of [`SCRIPT`] once loaded; loaded again after NOSCRIPT (Redis restarted).
+    sha: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("expiry_ms", &self.expiry_ms)
+            .field("timing", &self.timing)
             .finish_non_exhaustive()
     }
 }
@@ -106,13 +122,12 @@ async fn timed<T, E: Into<Error>>(op: impl Future<Output = Result<T, E>>) -> Res
 }
 
 impl RedisStore {
-    /// A store on `pool` for gateways heartbeating every `heartbeat_ms`.
-    pub fn new(pool: Pool, heartbeat_ms: u64) -> Self {
-        let hb = i64::try_from(heartbeat_ms).unwrap_or(i64::MAX / 3);
+    /// A store on `pool` applying `timing`.
+    pub fn new(pool: Pool, timing: Timing) -> Self {
         RedisStore {
             pool,
-            expiry_ms: expiry_ms(heartbeat_ms),
-            key_ttl_ms: hb.saturating_mul(3).max(1),
+            timing,
+            sha: Mutex::new(None),
         }
     }
 
@@ -120,64 +135,73 @@ impl RedisStore {
         timed(self.pool.get()).await
     }
 
-    async fn run(&self, conn: &mut Connection, pipeline: &Pipeline) -> Result<(), Error> {
-        timed(pipeline.query_async::<()>(conn)).await
+    fn cached_sha(&self) -> Option<String> {
+        self.sha.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// One MULTI registering `conns` with heartbeat `now_ms`.
-    fn register(&self, conns: &[ConnReport], now_ms: i64) -> Pipeline {
-        let mut p = pipe();
-        p.atomic();
-        p.cmd("ZADD").arg(CONNS_KEY);
-        for c in conns {
-            p.arg(now_ms).arg(&c.conn_id);
+    /// One run of the script: `op` with `payload` at `now_ms`.
+    async fn script(
+        &self,
+        c: &mut Connection,
+        op: &str,
+        payload: &str,
+        now_ms: i64,
+    ) -> Result<codec::Reply, Error> {
+        let t = self.timing;
+        let evalsha = |sha: &str| {
+            let mut command: Cmd = cmd("EVALSHA");
+            command.arg(sha).arg(0).arg(op).arg(now_ms).arg(t.expiry_ms);
+            command
+                .arg(t.grace_ms)
+                .arg(t.typing_ttl_ms)
+                .arg(t.key_ttl_ms);
+            command.arg(payload).arg(MAX_ROOMS_PER_CONN);
+            command
+        };
+        if let Some(sha) = self.cached_sha() {
+            match timed(evalsha(&sha).query_async(c)).await {
+                Err(Error::Redis(e)) if e.code() == Some("NOSCRIPT") => {}
+                other => return codec::decode(other?),
+            }
         }
-        p.ignore();
-        let mut by_user: HashMap<&str, Vec<&str>> = HashMap::new();
-        for c in conns {
-            let key = conn_key(&c.conn_id);
-            p.cmd("HSET")
-                .arg(&key)
-                .arg("user_id")
-                .arg(&c.user.id)
-                .arg("name")
-                .arg(&c.user.name)
-                .arg("node")
-                .arg(&c.node)
-                .ignore();
-            p.cmd("PEXPIRE").arg(&key).arg(self.key_ttl_ms).ignore();
-            by_user.entry(&c.user.id).or_default().push(&c.conn_id);
+        // First use, or Redis lost its script cache (restart, SCRIPT FLUSH).
+        let sha: String = timed(cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query_async(c)).await?;
+        *self.sha.lock().unwrap_or_else(|p| p.into_inner()) = Some(sha.clone());
+        codec::decode(timed(evalsha(&sha).query_async(c)).await?)
+    }
+
+    /// Runs `payloads` one script call each, keeping the changes of the ones
+    /// done when a later one fails.
+    async fn chunks(
+        &self,
+        op: &str,
+        payloads: impl Iterator<Item = String>,
+        now_ms: i64,
+    ) -> Result<Vec<Change>, Interrupted> {
+        let mut c = self.conn().await?;
+        let mut changes = Vec::new();
+        for payload in payloads {
+            match self.script(&mut c, op, &payload, now_ms).await {
+                Ok(reply) => changes.extend(reply.changes),
+                Err(error) => return Err(Interrupted { changes, error }),
+            }
         }
-        for (user_id, ids) in by_user {
-            let key = user_key(user_id);
-            p.cmd("SADD").arg(&key).arg(ids).ignore();
-            p.cmd("PEXPIRE").arg(&key).arg(self.key_ttl_ms).ignore();
-            p.cmd("HSET")
-                .arg(LAST_SEEN_KEY)
-                .arg(user_id)
-                .arg(now_ms)
-                .ignore();
-        }
-        p
+        Ok(changes)
     }
 
     /// Reads the fields of each conn id's hash, in one pipeline.
-    async fn fields(
-        &self,
-        conn: &mut Connection,
-        ids: &[String],
-    ) -> Result<Vec<ConnFields>, Error> {
+    async fn fields(&self, c: &mut Connection, ids: &[String]) -> Result<Vec<ConnFields>, Error> {
         let mut p = pipe();
         for id in ids {
             read_fields(&mut p, id);
         }
-        timed(p.query_async(conn)).await
+        timed(p.query_async(c)).await
     }
 
     /// Reads the fields and the last heartbeat of each conn id, in one pipeline.
     async fn fields_and_scores(
         &self,
-        conn: &mut Connection,
+        c: &mut Connection,
         ids: &[String],
     ) -> Result<Vec<(ConnFields, Option<f64>)>, Error> {
         let mut p = pipe();
@@ -188,43 +212,69 @@ impl RedisStore {
         // The replies come back flat (array, score, array, score...); redis-rs
         // pairs them two by two because a three-field HMGET reply never looks
         // like a pair itself.
-        timed(p.query_async(conn)).await
+        timed(p.query_async(c)).await
+    }
+
+    /// The announced status and text of each user, read [`READ_BATCH`] at a time.
+    async fn statuses(
+        &self,
+        c: &mut Connection,
+        user_ids: &[String],
+    ) -> Result<Vec<(Option<String>, Option<String>)>, Error> {
+        let mut all = Vec::with_capacity(user_ids.len());
+        for batch in user_ids.chunks(READ_BATCH) {
+            let mut p = pipe();
+            for id in batch {
+                p.cmd("HMGET").arg(status_key(id)).arg("eff").arg("etext");
+            }
+            let rows: Vec<(Option<String>, Option<String>)> = timed(p.query_async(c)).await?;
+            all.extend(rows);
+        }
+        Ok(all)
     }
 }
 
 #[async_trait]
 impl PresenceStore for RedisStore {
-    async fn connect(&self, conn: &ConnReport, now_ms: i64) -> Result<(), Error> {
-        let mut c = self.conn().await?;
-        let pipeline = self.register(std::slice::from_ref(conn), now_ms);
-        self.run(&mut c, &pipeline).await
+    async fn apply(
+        &self,
+        reports: &[PresenceReport],
+        now_ms: i64,
+    ) -> Result<Vec<Change>, Interrupted> {
+        let payloads = reports.chunks(REPORT_BATCH).map(codec::encode_reports);
+        self.chunks("reports", payloads, now_ms).await
     }
 
-    async fn disconnect(&self, conn_id: &str, user_id: &str) -> Result<(), Error> {
-        let mut c = self.conn().await?;
-        let mut p = pipe();
-        p.atomic()
-            .cmd("ZREM")
-            .arg(CONNS_KEY)
-            .arg(conn_id)
-            .ignore()
-            .cmd("DEL")
-            .arg(conn_key(conn_id))
-            .ignore()
-            .cmd("SREM")
-            .arg(user_key(user_id))
-            .arg(conn_id)
-            .ignore();
-        self.run(&mut c, &p).await
+    async fn heartbeat(
+        &self,
+        report: &HeartbeatReport,
+        now_ms: i64,
+    ) -> Result<Vec<Change>, Interrupted> {
+        let payloads = report
+            .conns
+            .chunks(HEARTBEAT_BATCH)
+            .map(codec::encode_heartbeat);
+        self.chunks("heartbeat", payloads, now_ms).await
     }
 
-    async fn heartbeat(&self, report: &HeartbeatReport, now_ms: i64) -> Result<(), Error> {
+    async fn sweep(&self, now_ms: i64) -> Result<Swept, Interrupted> {
         let mut c = self.conn().await?;
-        for chunk in report.conns.chunks(WRITE_BATCH) {
-            let pipeline = self.register(chunk, now_ms);
-            self.run(&mut c, &pipeline).await?;
+        let mut swept = Swept::default();
+        let batch = SWEEP_BATCH.to_string();
+        loop {
+            let reply = match self.script(&mut c, "sweep", &batch, now_ms).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    let changes = swept.changes;
+                    return Err(Interrupted { changes, error });
+                }
+            };
+            swept.changes.extend(reply.changes);
+            swept.expired.extend(reply.expired);
+            if !reply.more {
+                return Ok(swept);
+            }
         }
-        Ok(())
     }
 
     async fn online(&self, now_ms: i64) -> Result<Vec<OnlineUser>, Error> {
@@ -233,7 +283,7 @@ impl PresenceStore for RedisStore {
 
     async fn connections(&self, user_id: &str, now_ms: i64) -> Result<Vec<ConnReport>, Error> {
         let mut c = self.conn().await?;
-        let live_from = now_ms.saturating_sub(self.expiry_ms);
+        let live_from = now_ms.saturating_sub(self.timing.expiry_ms);
         let ids: Vec<String> =
             timed(cmd("SMEMBERS").arg(user_key(user_id)).query_async(&mut c)).await?;
         let mut live = Vec::new();
@@ -241,8 +291,7 @@ impl PresenceStore for RedisStore {
             let rows = self.fields_and_scores(&mut c, batch).await?;
             for (id, (fields, score)) in batch.iter().zip(rows) {
                 // Skipped: a conn swept or expired (no hash or no score), one
-                // stale at `now_ms`, and one re-reported under another user,
-                // which this user's set still lists until it expires.
+                // stale at `now_ms`, and one now owned by another user.
                 let ((Some(owner), Some(name), Some(node)), Some(score)) = (fields, score) else {
                     continue;
                 };
@@ -261,7 +310,7 @@ impl PresenceStore for RedisStore {
 
     async fn summary(&self, now_ms: i64) -> Result<Summary, Error> {
         let mut c = self.conn().await?;
-        let live_from = now_ms.saturating_sub(self.expiry_ms);
+        let live_from = now_ms.saturating_sub(self.timing.expiry_ms);
         let scored: Vec<(String, f64)> = timed(
             cmd("ZRANGEBYSCORE")
                 .arg(CONNS_KEY)
@@ -283,29 +332,17 @@ impl PresenceStore for RedisStore {
                 tally.add(&user_id, &name, &node, *score as i64);
             }
         }
-        Ok(tally.finish())
-    }
-
-    async fn sweep(&self, expire_before_ms: i64) -> Result<Vec<String>, Error> {
-        let mut c = self.conn().await?;
-        let mut expired = Vec::new();
-        loop {
-            let batch: Vec<String> = timed(
-                cmd("EVAL")
-                    .arg(SWEEP_SCRIPT)
-                    .arg(1)
-                    .arg(CONNS_KEY)
-                    .arg(expire_before_ms)
-                    .arg(SWEEP_BATCH)
-                    .query_async(&mut c),
-            )
-            .await?;
-            let done = batch.len() < SWEEP_BATCH;
-            expired.extend(batch);
-            if done {
-                return Ok(expired);
-            }
-        }
+        let user_ids = tally.user_ids();
+        let statuses = self.statuses(&mut c, &user_ids).await?;
+        let by_user: std::collections::HashMap<String, _> =
+            user_ids.into_iter().zip(statuses).collect();
+        Ok(tally.finish(|id| {
+            let (eff, text) = by_user.get(id)?;
+            Some((
+                parse_status(eff.as_deref()?)?,
+                text.clone().filter(|t| !t.is_empty()),
+            ))
+        }))
     }
 
     async fn ping(&self) -> Result<(), Error> {
@@ -316,172 +353,4 @@ impl PresenceStore for RedisStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use telepath_shared::testing::RedisServer;
-
-    const HB: u64 = 1_000;
-
-    fn store(redis: &RedisServer) -> RedisStore {
-        let pool = telepath_shared::bus::redis::pool(&redis.url()).unwrap();
-        RedisStore::new(pool, HB)
-    }
-
-    fn conn(conn_id: &str, user: &str) -> ConnReport {
-        conn_on(conn_id, user, "n1")
-    }
-
-    fn conn_on(conn_id: &str, user: &str, node: &str) -> ConnReport {
-        ConnReport {
-            conn_id: conn_id.into(),
-            user: UserRef {
-                id: format!("id-{user}"),
-                name: user.into(),
-            },
-            node: node.into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn connections_are_grouped_by_user_with_their_latest_heartbeat() {
-        let redis = RedisServer::start();
-        let s = store(&redis);
-        s.connect(&conn("c1", "ada"), 1_000).await.unwrap();
-        s.connect(&conn("c2", "ada"), 2_000).await.unwrap();
-        let users = s.online(2_000).await.unwrap();
-        assert_eq!(users.len(), 1);
-        assert_eq!(users[0].connections, 2);
-        assert_eq!(users[0].last_seen.timestamp_millis(), 2_000);
-        s.disconnect("c2", "id-ada").await.unwrap();
-        assert_eq!(s.online(2_000).await.unwrap()[0].connections, 1);
-        assert_eq!(
-            redis.command(&["SCARD", "presence:user:id-ada"]).unwrap(),
-            ":1\r\n"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_large_heartbeat_registers_every_connection() {
-        let redis = RedisServer::start();
-        let s = store(&redis);
-        let conns: Vec<_> = (0..1_203)
-            .map(|i| conn(&format!("c{i}"), &format!("u{}", i % 7)))
-            .collect();
-        let report = HeartbeatReport {
-            node: "n1".into(),
-            conns,
-        };
-        s.heartbeat(&report, 5_000).await.unwrap();
-        let users = s.online(5_000).await.unwrap();
-        assert_eq!(users.len(), 7);
-        assert_eq!(users.iter().map(|u| u.connections).sum::<u64>(), 1_203);
-    }
-
-    #[tokio::test]
-    async fn two_replicas_sweeping_together_expire_each_connection_once() {
-        let redis = RedisServer::start();
-        let (a, b) = (store(&redis), store(&redis));
-        for i in 0..2_500 {
-            a.connect(&conn(&format!("old{i}"), "ada"), 1_000)
-                .await
-                .unwrap();
-        }
-        a.connect(&conn("fresh", "bob"), 3_000).await.unwrap();
-        let (x, y) = tokio::join!(a.sweep(2_000), b.sweep(2_000));
-        let (x, y) = (x.unwrap(), y.unwrap());
-        assert_eq!(x.len() + y.len(), 2_500);
-        assert!(x.iter().all(|id| !y.contains(id)));
-        let users = a.online(3_000).await.unwrap();
-        assert_eq!(users.len(), 1);
-        assert_eq!(users[0].name, "bob");
-        assert_eq!(
-            redis.command(&["EXISTS", "presence:conn:old0"]).unwrap(),
-            ":0\r\n"
-        );
-        assert_eq!(
-            redis
-                .command(&["HGET", "presence:lastseen", "id-ada"])
-                .unwrap(),
-            "$4\r\n1000\r\n"
-        );
-    }
-
-    #[tokio::test]
-    async fn connections_skip_stale_connections_and_ones_moved_to_another_user() {
-        let redis = RedisServer::start();
-        let s = store(&redis);
-        s.connect(&conn_on("c1", "ada", "n1"), 1_000).await.unwrap();
-        let laptop = conn_on("c2", "ada", "n2");
-        s.connect(&laptop, 3_000).await.unwrap();
-        s.connect(&conn("c3", "ada"), 3_000).await.unwrap();
-        // c3 moves to bob; ada's set still lists it until the set expires.
-        let moved = conn("c3", "bob");
-        s.connect(&moved, 3_000).await.unwrap();
-        assert_eq!(s.connections("id-ada", 3_001).await.unwrap(), [laptop]);
-        assert_eq!(s.connections("id-bob", 3_001).await.unwrap(), [moved]);
-        assert!(s.connections("nobody", 3_001).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn connections_read_a_user_with_more_than_one_batch() {
-        let redis = RedisServer::start();
-        let s = store(&redis);
-        let conns: Vec<_> = (0..READ_BATCH + 3)
-            .map(|i| conn_on(&format!("c{i}"), "ada", &format!("n{}", i % 2)))
-            .collect();
-        let report = HeartbeatReport {
-            node: "n0".into(),
-            conns: conns.clone(),
-        };
-        s.heartbeat(&report, 5_000).await.unwrap();
-        let mut listed = s.connections("id-ada", 5_000).await.unwrap();
-        listed.sort_by(|a, b| a.conn_id.cmp(&b.conn_id));
-        let mut expected = conns;
-        expected.sort_by(|a, b| a.conn_id.cmp(&b.conn_id));
-        assert_eq!(listed, expected);
-    }
-
-    #[tokio::test]
-    async fn summary_counts_live_connections_per_node_across_batches() {
-        let redis = RedisServer::start();
-        let s = store(&redis);
-        let conns: Vec<_> = (0..1_203)
-            .map(|i| {
-                conn_on(
-                    &format!("c{i}"),
-                    &format!("u{}", i % 7),
-                    &format!("n{}", i % 3),
-                )
-            })
-            .collect();
-        let report = HeartbeatReport {
-            node: "n0".into(),
-            conns,
-        };
-        s.heartbeat(&report, 5_000).await.unwrap();
-        s.connect(&conn_on("stale", "eve", "n9"), 1_000)
-            .await
-            .unwrap();
-        let summary = s.summary(5_000).await.unwrap();
-        let by_node: Vec<_> = summary.by_node.into_iter().collect();
-        assert_eq!(
-            by_node,
-            [("n0".into(), 401), ("n1".into(), 401), ("n2".into(), 401)]
-        );
-        assert_eq!(summary.users.len(), 7);
-        assert_eq!(
-            summary.users.iter().map(|u| u.connections).sum::<u64>(),
-            1_203
-        );
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_redis_fails_within_the_bound() {
-        let mut redis = RedisServer::start();
-        let s = store(&redis);
-        redis.stop();
-        let started = std::time::Instant::now();
-        assert!(s.ping().await.is_err());
-        assert!(started.elapsed() < OP_TIMEOUT * 3);
-    }
-}
+mod tests;

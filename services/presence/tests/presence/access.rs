@@ -3,15 +3,15 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 use telepath_shared::auth::{INTERNAL_HEADER, JwtKeys};
-use telepath_shared::protocol::{HeartbeatReport, Role, UserInfo};
+use telepath_shared::protocol::{HeartbeatReport, PresenceReport, Role, Status, UserInfo, UserRef};
 
-use crate::helpers::{config, conn, spawn_presence, user};
+use crate::helpers::{config, conn, live, room, spawn_presence, user};
 
 #[tokio::test]
 async fn internal_routes_refuse_a_missing_or_wrong_internal_token() {
     let presence = spawn_presence(config(15_000, None)).await;
     let c = conn("c1", &user("ada"));
-    for path in ["connect", "disconnect", "heartbeat"] {
+    for path in ["reports", "connect", "disconnect", "heartbeat"] {
         let url = presence.url(&format!("/internal/presence/{path}"));
         let missing = presence.client.post(&url).json(&c).send().await.unwrap();
         assert_eq!(missing.status(), StatusCode::UNAUTHORIZED, "{path}");
@@ -82,7 +82,7 @@ async fn an_oversized_id_or_heartbeat_is_a_bad_request() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let too_many = HeartbeatReport {
         node: "n1".into(),
-        conns: vec![conn("c", &user("ada")); telepath_presence::MAX_HEARTBEAT_CONNS + 1],
+        conns: vec![live(&conn("c", &user("ada"))); telepath_presence::MAX_HEARTBEAT_CONNS + 1],
     };
     let status = presence
         .internal("/internal/presence/heartbeat", &too_many)
@@ -136,4 +136,54 @@ async fn an_unknown_route_is_a_json_404() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
+}
+
+fn status(user: &UserRef, text: &str) -> PresenceReport {
+    PresenceReport::Status {
+        user: user.clone(),
+        status: Status::Busy,
+        text: Some(text.into()),
+    }
+}
+
+#[tokio::test]
+async fn reports_with_long_status_text_odd_rooms_or_too_many_entries_are_bad_requests() {
+    let presence = spawn_presence(config(15_000, None)).await;
+    let ada = user("ada");
+    let join = |room: &str| PresenceReport::Join {
+        conn_id: "c1".into(),
+        user: ada.clone(),
+        room: room.into(),
+    };
+    let chosen_offline = PresenceReport::Status {
+        user: ada.clone(),
+        status: Status::Offline,
+        text: None,
+    };
+    let bad = [
+        vec![status(&ada, &"x".repeat(129))],
+        vec![join("room:*")],
+        vec![join(&room().to_uppercase())],
+        vec![chosen_offline],
+        vec![join(&room()); telepath_presence::MAX_REPORTS + 1],
+    ];
+    for reports in bad {
+        assert_eq!(presence.try_reports(reports).await, StatusCode::BAD_REQUEST);
+    }
+    let fine = vec![status(&ada, &"x".repeat(128)), join(&room())];
+    assert_eq!(presence.try_reports(fine).await, StatusCode::NO_CONTENT);
+    // Nothing was connected, so nothing was announced.
+    presence
+        .assert_quiet(std::time::Duration::from_millis(100))
+        .await;
+}
+
+#[tokio::test]
+async fn a_report_that_is_not_json_or_of_an_unknown_kind_is_a_bad_request() {
+    let presence = spawn_presence(config(15_000, None)).await;
+    let unknown = serde_json::json!({"node": "n1", "reports": [{"kind": "dance", "conn_id": "c"}]});
+    let status = presence
+        .internal("/internal/presence/reports", &unknown)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -74,8 +74,21 @@ async fn a_heartbeat_re_registers_connections_after_redis_restarts_empty() {
             .is_some_and(|o| o.users.is_empty())
     })
     .await;
+    // Drop the online event of the first connect.
+    let first = presence.presence_event().await;
+    assert_eq!(
+        first.event.status,
+        telepath_shared::protocol::Status::Online
+    );
     assert_eq!(presence.heartbeat(&conns).await, StatusCode::NO_CONTENT);
     assert_eq!(presence.online(&ada).await, [("ada".into(), 2)]);
+    // Presence lost ada: the rebuild announces her again.
+    let again = presence.presence_event().await;
+    assert_eq!(again.event.user, ada);
+    assert_eq!(
+        again.event.status,
+        telepath_shared::protocol::Status::Online
+    );
 }
 
 #[tokio::test]

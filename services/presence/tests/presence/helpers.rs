@@ -1,18 +1,24 @@
-//! Test helpers: a presence service running in-process on a free port, a
-//! client that speaks to it like a gateway or a user would, and
-//! [`eventually`] for waiting on a condition instead of sleeping.
+//! Test helpers: a presence service running in-process on a free port,
+//! publishing on an in-memory bus the test listens to; a client that speaks
+//! to it like a gateway or a user would; and [`eventually`] for waiting on a
+//! condition instead of sleeping.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use telepath_presence::{PresenceState, PresenceSummary, UserConnections, run};
 use telepath_shared::auth::{INTERNAL_HEADER, JwtKeys};
+use telepath_shared::bus::memory::{MemoryBroker, MemoryBus};
+use telepath_shared::bus::{Bus, BusMessage, Inbound};
 use telepath_shared::config::{Common, PresenceConfig};
 use telepath_shared::protocol::{
-    ConnReport, DisconnectReport, HeartbeatReport, OnlineUsers, Role, UserInfo, UserRef,
+    ConnReport, DisconnectReport, HeartbeatReport, LiveConn, OnlineUsers, PresenceBroadcast,
+    PresenceReport, PresenceReports, Role, UserInfo, UserRef,
 };
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const SECRET: &str = "presence-test-secret";
@@ -32,6 +38,9 @@ pub(crate) struct TestPresence {
     pub(crate) client: reqwest::Client,
     internal_token: String,
     shutdown: CancellationToken,
+    /// A bus node of the service's broker, subscribed to `presence`.
+    listener: MemoryBus,
+    events: Mutex<Inbound>,
 }
 
 impl Drop for TestPresence {
@@ -40,12 +49,17 @@ impl Drop for TestPresence {
     }
 }
 
-/// Starts presence with `config` on 127.0.0.1:0.
+/// Starts presence with `config` on 127.0.0.1:0, publishing on an in-memory
+/// bus whose `presence` channel the returned handle listens to.
 pub(crate) async fn spawn_presence(config: PresenceConfig) -> TestPresence {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let internal_token = config.common.internal_token.clone();
-    let state = PresenceState::build(config, prometheus::Registry::new())
+    let broker = MemoryBroker::new();
+    let (bus, _inbound) = broker.connect(16);
+    let (bus_listener, events) = broker.connect(4096);
+    bus_listener.subscribe("presence").await.unwrap();
+    let state = PresenceState::build(config, Arc::new(bus), prometheus::Registry::new())
         .await
         .expect("presence builds");
     let shutdown = CancellationToken::new();
@@ -55,6 +69,8 @@ pub(crate) async fn spawn_presence(config: PresenceConfig) -> TestPresence {
         client: reqwest::Client::new(),
         internal_token,
         shutdown,
+        listener: bus_listener,
+        events: Mutex::new(events),
     }
 }
 
@@ -78,6 +94,22 @@ pub(crate) fn conn_on(conn_id: &str, user: &UserRef, node: &str) -> ConnReport {
         user: user.clone(),
         node: node.into(),
     }
+}
+
+/// `conn` as a heartbeat lists it: no rooms, not idle.
+pub(crate) fn live(conn: &ConnReport) -> LiveConn {
+    LiveConn {
+        conn_id: conn.conn_id.clone(),
+        user: conn.user.clone(),
+        node: conn.node.clone(),
+        rooms: Vec::new(),
+        idle: false,
+    }
+}
+
+/// A fresh room id.
+pub(crate) fn room() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// A valid token for `user`.
@@ -148,13 +180,64 @@ impl TestPresence {
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
 
-    /// Sends one heartbeat listing `conns`; returns the status.
+    /// Sends one heartbeat listing `conns` (no rooms, not idle); returns the status.
     pub(crate) async fn heartbeat(&self, conns: &[ConnReport]) -> StatusCode {
+        self.heartbeat_live(conns.iter().map(live).collect()).await
+    }
+
+    /// Sends one heartbeat listing `conns`; returns the status.
+    pub(crate) async fn heartbeat_live(&self, conns: Vec<LiveConn>) -> StatusCode {
         let report = HeartbeatReport {
             node: "n1".into(),
-            conns: conns.to_vec(),
+            conns,
         };
         self.internal("/internal/presence/heartbeat", &report).await
+    }
+
+    /// `POST /internal/presence/reports` from node `n1`; returns the status.
+    pub(crate) async fn try_reports(&self, reports: Vec<PresenceReport>) -> StatusCode {
+        let batch = PresenceReports {
+            node: "n1".into(),
+            reports,
+        };
+        self.internal("/internal/presence/reports", &batch).await
+    }
+
+    /// Sends a batch of reports, which must be accepted.
+    pub(crate) async fn reports(&self, reports: Vec<PresenceReport>) {
+        assert_eq!(self.try_reports(reports).await, StatusCode::NO_CONTENT);
+    }
+
+    /// Also listens to `channel` on the service's bus.
+    pub(crate) async fn subscribe(&self, channel: &str) {
+        self.listener.subscribe(channel).await.unwrap();
+    }
+
+    /// The next bus message within `within`, if any.
+    pub(crate) async fn next_event(&self, within: Duration) -> Option<BusMessage> {
+        let mut events = self.events.lock().await;
+        tokio::time::timeout(within, events.recv()).await.ok()?
+    }
+
+    /// The next message, which must be a presence broadcast within five seconds.
+    pub(crate) async fn presence_event(&self) -> PresenceBroadcast {
+        let msg = self
+            .next_event(Duration::from_secs(5))
+            .await
+            .expect("a presence event");
+        assert_eq!(msg.channel, "presence");
+        serde_json::from_slice(&msg.payload).expect("a PresenceBroadcast")
+    }
+
+    /// Nothing is published within `within`.
+    pub(crate) async fn assert_quiet(&self, within: Duration) {
+        if let Some(msg) = self.next_event(within).await {
+            panic!(
+                "unexpected event on {}: {}",
+                msg.channel,
+                String::from_utf8_lossy(&msg.payload)
+            );
+        }
     }
 
     /// `GET /presence/online` as `viewer`; `None` unless it answered 200.

@@ -2,7 +2,9 @@
 //! free port, with the memory store or a real `redis-server`.
 
 mod access;
+mod events;
 mod expiry;
 mod helpers;
 mod online;
 mod query;
+mod typing;

@@ -66,5 +66,11 @@ pub(crate) async fn start_cluster(gateways: usize, replicas: usize) -> Cluster {
         ];
         gws.push(Service::start("telepath-gateway", &env).await);
     }
-    Cluster { gateways: gws, presence, api, redis, _dir: dir }
+    Cluster {
+        gateways: gws,
+        presence,
+        api,
+        redis,
+        _dir: dir,
+    }
 }

@@ -173,7 +173,10 @@ impl Service {
 
     /// SIGTERM: the process shuts down gracefully; waits for it to exit.
     pub(crate) fn terminate(&mut self) {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }

@@ -12,8 +12,11 @@ use telepath_shared::testing::WsClient;
 use crate::cluster::{Cluster, GRACE_MS, TYPING_TTL_MS, start_cluster};
 use crate::helpers::{User, create_room, eventually, login};
 
-fn is_presence(user: &User, status: &'static str) -> impl Fn(&Value) -> bool + '_ {
-    move |f: &Value| f["type"] == "presence" && f["user"]["id"] == user.id.as_str() && f["status"] == status
+fn is_presence(user: &User, status: &'static str) -> impl Fn(&Value) -> bool + use<> {
+    let id = user.id.clone();
+    move |f: &Value| {
+        f["type"] == "presence" && f["user"]["id"] == id.as_str() && f["status"] == status
+    }
 }
 
 /// Counts the frames matching `pred` that arrive within `within`.
@@ -31,7 +34,15 @@ async fn count_within(c: &mut WsClient, within: Duration, pred: impl Fn(&Value) 
 
 async fn online_list(cluster: &Cluster, viewer: &User) -> Value {
     let url = format!("{}/presence/online", cluster.presence[0].url);
-    Client::new().get(url).bearer_auth(&viewer.token).send().await.unwrap().json().await.unwrap()
+    Client::new()
+        .get(url)
+        .bearer_auth(&viewer.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Ada on gateway 0 and bob on gateway 1, both in one room.
@@ -48,45 +59,115 @@ async fn ada_and_bob(cluster: &Cluster) -> Pair {
     let ada = login(&http, &cluster.api.url, "ada").await;
     let bob = login(&http, &cluster.api.url, "bob").await;
     let room = create_room(&http, &cluster.api.url, &ada, "seance").await;
-    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token).await.unwrap();
-    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token).await.unwrap();
+    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
     a.join(&room).await;
     b.join(&room).await;
-    Pair { ada, bob, room, a, b }
+    Pair {
+        ada,
+        bob,
+        room,
+        a,
+        b,
+    }
 }
 
 #[tokio::test]
 async fn a_sigkilled_gateways_user_is_offline_within_two_heartbeats_and_peers_are_told_once() {
     let mut cluster = start_cluster(2, 1).await;
-    let Pair { ada, bob, a: _a, mut b, .. } = ada_and_bob(&cluster).await;
-    eventually(Duration::from_secs(5), "ada online", || async { online_list(&cluster, &bob).await["users"].as_array().unwrap().iter().any(|u| u["id"] == ada.id.as_str()) }).await;
+    let Pair {
+        ada,
+        bob,
+        a: _a,
+        mut b,
+        ..
+    } = ada_and_bob(&cluster).await;
+    eventually(Duration::from_secs(5), "ada online", || async {
+        online_list(&cluster, &bob).await["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == ada.id.as_str())
+    })
+    .await;
 
     let killed = Instant::now();
     cluster.gateways[0].kill();
     let offline = b.wait_for(is_presence(&ada, "offline")).await;
     let took = killed.elapsed();
-    eprintln!("SIGKILL to offline event: {} ms (heartbeat {} ms)", took.as_millis(), cluster.heartbeat().as_millis());
+    eprintln!(
+        "SIGKILL to offline event: {} ms (heartbeat {} ms)",
+        took.as_millis(),
+        cluster.heartbeat().as_millis()
+    );
     assert!(took <= cluster.heartbeat() * 2, "offline after {took:?}");
     assert!(offline["last_seen"].is_string());
-    assert_eq!(count_within(&mut b, cluster.heartbeat() * 3, is_presence(&ada, "offline")).await, 0, "told exactly once");
+    assert_eq!(
+        count_within(
+            &mut b,
+            cluster.heartbeat() * 3,
+            is_presence(&ada, "offline")
+        )
+        .await,
+        0,
+        "told exactly once"
+    );
     let users = online_list(&cluster, &bob).await;
-    assert!(!users["users"].as_array().unwrap().iter().any(|u| u["id"] == ada.id.as_str()), "no ghost: {users}");
+    assert!(
+        !users["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == ada.id.as_str()),
+        "no ghost: {users}"
+    );
 }
 
 #[tokio::test]
 async fn a_user_with_two_devices_goes_offline_only_after_the_last_closes() {
     let cluster = start_cluster(2, 1).await;
-    let Pair { ada, bob, a: a1, mut b, .. } = ada_and_bob(&cluster).await;
-    let a2 = WsClient::connect(&cluster.gateways[1].url, &ada.token).await.unwrap();
+    let Pair {
+        ada,
+        bob,
+        a: a1,
+        mut b,
+        ..
+    } = ada_and_bob(&cluster).await;
+    let a2 = WsClient::connect(&cluster.gateways[1].url, &ada.token)
+        .await
+        .unwrap();
     eventually(Duration::from_secs(5), "two connections", || async {
-        online_list(&cluster, &bob).await["users"].as_array().unwrap().iter().any(|u| u["id"] == ada.id.as_str() && u["connections"] == 2)
+        online_list(&cluster, &bob).await["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == ada.id.as_str() && u["connections"] == 2)
     })
     .await;
     drop(a1);
-    assert!(!b.sees_within(Duration::from_millis(GRACE_MS * 3), is_presence(&ada, "offline")).await, "still online on the other device");
+    assert!(
+        !b.sees_within(
+            Duration::from_millis(GRACE_MS * 3),
+            is_presence(&ada, "offline")
+        )
+        .await,
+        "still online on the other device"
+    );
     drop(a2);
     b.wait_for(is_presence(&ada, "offline")).await;
-    assert_eq!(count_within(&mut b, Duration::from_millis(GRACE_MS * 3), is_presence(&ada, "offline")).await, 0);
+    assert_eq!(
+        count_within(
+            &mut b,
+            Duration::from_millis(GRACE_MS * 3),
+            is_presence(&ada, "offline")
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -94,66 +175,146 @@ async fn a_quick_reconnect_within_the_grace_announces_nothing() {
     let cluster = start_cluster(2, 1).await;
     let Pair { ada, a, mut b, .. } = ada_and_bob(&cluster).await;
     drop(a);
-    let _again = WsClient::connect(&cluster.gateways[1].url, &ada.token).await.unwrap();
-    let flaps = count_within(&mut b, Duration::from_millis(GRACE_MS * 4), |f| f["type"] == "presence" && f["user"]["id"] == ada.id.as_str()).await;
+    let _again = WsClient::connect(&cluster.gateways[1].url, &ada.token)
+        .await
+        .unwrap();
+    let flaps = count_within(&mut b, Duration::from_millis(GRACE_MS * 4), |f| {
+        f["type"] == "presence" && f["user"]["id"] == ada.id.as_str()
+    })
+    .await;
     assert_eq!(flaps, 0);
 }
 
 #[tokio::test]
 async fn a_status_with_text_reaches_peers_on_other_gateways_and_the_online_list() {
     let cluster = start_cluster(2, 1).await;
-    let Pair { ada, bob, mut a, mut b, .. } = ada_and_bob(&cluster).await;
-    assert_eq!(a.ok(json!({"type": "status", "status": "meditating", "text": "om"})).await["status"], "meditating");
+    let Pair {
+        ada,
+        bob,
+        mut a,
+        mut b,
+        ..
+    } = ada_and_bob(&cluster).await;
+    assert_eq!(
+        a.ok(json!({"type": "status", "status": "meditating", "text": "om"}))
+            .await["status"],
+        "meditating"
+    );
     let event = b.wait_for(is_presence(&ada, "meditating")).await;
     assert_eq!(event["text"], "om");
-    eventually(Duration::from_secs(5), "the online list to show the status", || async {
-        online_list(&cluster, &bob).await["users"].as_array().unwrap().iter().any(|u| u["id"] == ada.id.as_str() && u["status"] == "meditating" && u["text"] == "om")
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the online list to show the status",
+        || async {
+            online_list(&cluster, &bob).await["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|u| {
+                    u["id"] == ada.id.as_str() && u["status"] == "meditating" && u["text"] == "om"
+                })
+        },
+    )
     .await;
     // Back to automatic.
     a.ok(json!({"type": "status", "status": "online"})).await;
     b.wait_for(is_presence(&ada, "online")).await;
-    let bad = a.request(json!({"type": "status", "status": "busy", "text": "x".repeat(200)})).await;
+    let bad = a
+        .request(json!({"type": "status", "status": "busy", "text": "x".repeat(200)}))
+        .await;
     assert_eq!(bad["error"]["code"], "bad_request");
 }
 
 #[tokio::test]
 async fn typing_reaches_peers_and_expires_by_itself() {
     let cluster = start_cluster(2, 1).await;
-    let Pair { room, mut a, mut b, .. } = ada_and_bob(&cluster).await;
-    let typing = |active: bool| move |f: &Value| f["type"] == "typing" && f["user"]["name"] == "ada" && f["active"] == active;
-    a.send(json!({"type": "typing", "room": room, "active": true})).await;
+    let Pair {
+        room, mut a, mut b, ..
+    } = ada_and_bob(&cluster).await;
+    let typing = |active: bool| {
+        move |f: &Value| {
+            f["type"] == "typing" && f["user"]["name"] == "ada" && f["active"] == active
+        }
+    };
+    a.send(json!({"type": "typing", "room": room, "active": true}))
+        .await;
     b.wait_for(typing(true)).await;
     let started = Instant::now();
     // No refresh, no explicit stop: presence turns it off after the TTL.
     b.wait_for(typing(false)).await;
     let after = started.elapsed();
-    assert!(after >= Duration::from_millis(TYPING_TTL_MS * 8 / 10), "expired too early: {after:?}");
-    assert!(after <= Duration::from_millis(TYPING_TTL_MS * 2), "expired too late: {after:?}");
-    assert_eq!(count_within(&mut b, Duration::from_millis(TYPING_TTL_MS), typing(false)).await, 0, "active:false once");
+    assert!(
+        after >= Duration::from_millis(TYPING_TTL_MS * 8 / 10),
+        "expired too early: {after:?}"
+    );
+    assert!(
+        after <= Duration::from_millis(TYPING_TTL_MS * 2),
+        "expired too late: {after:?}"
+    );
+    assert_eq!(
+        count_within(&mut b, Duration::from_millis(TYPING_TTL_MS), typing(false)).await,
+        0,
+        "active:false once"
+    );
 }
 
 #[tokio::test]
 async fn two_presence_replicas_sweeping_one_redis_tell_peers_exactly_once() {
     let mut cluster = start_cluster(2, 2).await;
-    let Pair { ada, bob, a: _a, mut b, .. } = ada_and_bob(&cluster).await;
-    eventually(Duration::from_secs(5), "ada online", || async { online_list(&cluster, &bob).await["users"].as_array().unwrap().iter().any(|u| u["id"] == ada.id.as_str()) }).await;
+    let Pair {
+        ada,
+        bob,
+        a: _a,
+        mut b,
+        ..
+    } = ada_and_bob(&cluster).await;
+    eventually(Duration::from_secs(5), "ada online", || async {
+        online_list(&cluster, &bob).await["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == ada.id.as_str())
+    })
+    .await;
     cluster.gateways[0].kill();
     b.wait_for(is_presence(&ada, "offline")).await;
-    assert_eq!(count_within(&mut b, cluster.heartbeat() * 4, is_presence(&ada, "offline")).await, 0);
+    assert_eq!(
+        count_within(
+            &mut b,
+            cluster.heartbeat() * 4,
+            is_presence(&ada, "offline")
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
 async fn presence_is_rebuilt_after_redis_restarts_empty() {
     let mut cluster = start_cluster(2, 1).await;
-    let Pair { bob, a: _a, b: _b, .. } = ada_and_bob(&cluster).await;
-    eventually(Duration::from_secs(5), "both online", || async { online_list(&cluster, &bob).await["users"].as_array().unwrap().len() == 2 }).await;
+    let Pair {
+        bob, a: _a, b: _b, ..
+    } = ada_and_bob(&cluster).await;
+    eventually(Duration::from_secs(5), "both online", || async {
+        online_list(&cluster, &bob).await["users"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 2
+    })
+    .await;
     cluster.redis.restart();
     // The gateways' next heartbeats list every live connection again.
     eventually(cluster.heartbeat() * 10, "presence to rebuild", || async {
         let url = format!("{}/presence/online", cluster.presence[0].url);
         match Client::new().get(url).bearer_auth(&bob.token).send().await {
-            Ok(r) if r.status() == 200 => r.json::<Value>().await.unwrap()["users"].as_array().unwrap().len() == 2,
+            Ok(r) if r.status() == 200 => {
+                r.json::<Value>().await.unwrap()["users"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+                    == 2
+            }
             _ => false,
         }
     })
@@ -163,13 +324,34 @@ async fn presence_is_rebuilt_after_redis_restarts_empty() {
 #[tokio::test]
 async fn a_gateway_shutting_down_gracefully_removes_its_connections_at_once() {
     let mut cluster = start_cluster(2, 1).await;
-    let Pair { ada, bob, mut a, b: _b, .. } = ada_and_bob(&cluster).await;
-    eventually(Duration::from_secs(5), "ada online", || async { online_list(&cluster, &bob).await["users"].as_array().unwrap().iter().any(|u| u["id"] == ada.id.as_str()) }).await;
+    let Pair {
+        ada,
+        bob,
+        mut a,
+        b: _b,
+        ..
+    } = ada_and_bob(&cluster).await;
+    eventually(Duration::from_secs(5), "ada online", || async {
+        online_list(&cluster, &bob).await["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == ada.id.as_str())
+    })
+    .await;
     // SIGTERM: the gateway says bye, closes with 1012 and reports the disconnects before it exits.
     cluster.gateways[0].terminate();
     assert_eq!(a.next_of("bye").await["reason"], "restart");
     assert_eq!(a.closed().await, Some(1012));
     let users = online_list(&cluster, &bob).await;
-    let ada_conns = users["users"].as_array().unwrap().iter().find(|u| u["id"] == ada.id.as_str()).map(|u| u["connections"].clone());
-    assert!(ada_conns.is_none(), "ada's connection must be gone at once, not after expiry: {users}");
+    let ada_conns = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == ada.id.as_str())
+        .map(|u| u["connections"].clone());
+    assert!(
+        ada_conns.is_none(),
+        "ada's connection must be gone at once, not after expiry: {users}"
+    );
 }

@@ -198,7 +198,11 @@ async fn the_server_pings_and_a_client_that_answers_stays_connected() {
     let ada = login(&node.http, &node.url, "ada").await;
     let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
     // tungstenite answers pings by itself; a second of silence from us is fine.
-    assert!(!c.sees_within(Duration::from_millis(1200), |_| true).await);
+    assert!(
+        !c.sees_within(Duration::from_millis(1200), |f| f["type"] == "bye")
+            .await
+    );
+    assert_eq!(c.close_code, None);
     assert!(c.ok(json!({"type": "ping"})).await["pong"].is_i64());
 }
 
