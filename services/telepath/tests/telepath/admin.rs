@@ -294,3 +294,35 @@ async fn an_admin_may_close_any_room() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn an_idle_user_turns_away_and_comes_back_online_on_activity() {
+    let node = spawn_node(|c| {
+        // Idleness is checked on the heartbeat; the test client answers
+        // pings only while it reads, so keep the heartbeat above the waits.
+        c.gateway.heartbeat_ms = 1000;
+        c.gateway.away_after_ms = 300;
+    })
+    .await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let bob = login(&node.http, &node.url, "bob").await;
+    let room = create_room(&node.http, &node.url, &ada, "r").await;
+    let mut a = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    let mut b = WsClient::connect(&node.url, &bob.token).await.unwrap();
+    a.join(&room).await;
+    b.join(&room).await;
+    let is = |status: &'static str| {
+        move |f: &Value| {
+            f["type"] == "presence" && f["user"]["name"] == "ada" && f["status"] == status
+        }
+    };
+    // Ada sends nothing for longer than away_after: bob sees her away.
+    b.wait_for(is("away")).await;
+    // Any frame from her makes her active again.
+    a.ok(json!({"type": "ping"})).await;
+    b.wait_for(is("online")).await;
+    // A chosen status is not overridden by idleness.
+    a.ok(json!({"type": "status", "status": "busy"})).await;
+    b.wait_for(is("busy")).await;
+    assert!(!b.sees_within(Duration::from_millis(1500), is("away")).await);
+}
