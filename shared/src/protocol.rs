@@ -642,7 +642,7 @@ pub enum PresenceReport {
     Disconnect {
         #[schema(min_length = 1, max_length = 256)]
         conn_id: String,
-        #[schema(min_length = 1, max_length = 256)]
+        #[schema(min_length = 1, max_length = 64)]
         user_id: String,
     },
     /// A connection joined a room.
@@ -657,7 +657,7 @@ pub enum PresenceReport {
     Leave {
         #[schema(min_length = 1, max_length = 256)]
         conn_id: String,
-        #[schema(min_length = 1, max_length = 256)]
+        #[schema(min_length = 1, max_length = 64)]
         user_id: String,
         #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
         room: String,
@@ -682,7 +682,7 @@ pub enum PresenceReport {
     Idle {
         #[schema(min_length = 1, max_length = 256)]
         conn_id: String,
-        #[schema(min_length = 1, max_length = 256)]
+        #[schema(min_length = 1, max_length = 64)]
         user_id: String,
         idle: bool,
     },
