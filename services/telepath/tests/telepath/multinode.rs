@@ -119,7 +119,7 @@ async fn each_gateway_subscribes_to_a_room_once_while_it_has_members_there() {
 }
 
 #[tokio::test]
-async fn an_admin_disconnect_reaches_the_users_connections_on_every_gateway() {
+async fn an_admin_broadcast_and_disconnect_reach_the_users_connections_on_every_gateway() {
     let cluster = start_cluster(2, 1).await;
     let http = Client::new();
     let admin = crate::helpers::login_as(&http, &cluster.api.url, "root", "admin").await;
@@ -151,6 +151,20 @@ async fn an_admin_disconnect_reaches_the_users_connections_on_every_gateway() {
         },
     )
     .await;
+    // An admin broadcast reaches both gateways through Redis.
+    let sent: Value = http
+        .post(format!("{}/messages/broadcast", cluster.api.url))
+        .bearer_auth(&admin.token)
+        .json(&json!({"body": "everyone, everywhere"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for c in [&mut on_a, &mut on_b] {
+        assert_eq!(c.next_of("broadcast").await["id"], sent["id"]);
+    }
     // The api reaches presence through TELEPATH_PRESENCE_URL.
     let resp = http
         .post(format!("{}/admin/disconnect", cluster.api.url))
