@@ -49,6 +49,9 @@ pub enum BusError {
 pub trait Bus: Send + Sync + 'static {
     /// Delivers `payload` to every node subscribed to `channel` right now, at most once.
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError>;
+    /// Like `publish`, and says how many nodes were subscribed to `channel`
+    /// (for a `user:{id}` channel: whether the user has a live connection).
+    async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError>;
     /// Publishes every message in order, in as few round trips as the bus
     /// allows; on error some prefix of them may have been published.
     async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<(), BusError> {

@@ -228,6 +228,11 @@ pub struct ApiConfig {
     pub presence_url: String,
     /// `TELEPATH_COMMIT_BATCH`: most room messages per group-commit transaction (default 256; 1 turns group commit off).
     pub commit_batch: usize,
+    /// `TELEPATH_OFFLINE_QUEUE_MAX`: DMs that may wait for one recipient's ack
+    /// (default 1000); a DM beyond it is refused (`rate_limited`), never dropped after being acked.
+    pub offline_queue_max: i64,
+    /// `TELEPATH_OFFLINE_TTL`: how long a DM waits in the offline queue, e.g. `7d` (default 7 days).
+    pub offline_ttl: Duration,
 }
 
 impl ApiConfig {
@@ -250,6 +255,16 @@ impl ApiConfig {
                 .get("TELEPATH_PRESENCE_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:8082".into()),
             commit_batch: parse(src, "TELEPATH_COMMIT_BATCH", 256)?,
+            offline_queue_max: parse(src, "TELEPATH_OFFLINE_QUEUE_MAX", 1000)?,
+            offline_ttl: match src.get("TELEPATH_OFFLINE_TTL") {
+                None => Duration::from_secs(7 * 86_400),
+                Some(v) => {
+                    humantime::parse_duration(v.trim()).map_err(|e| ConfigError::Invalid {
+                        name: "TELEPATH_OFFLINE_TTL",
+                        reason: format!("{v:?}: {e}"),
+                    })?
+                }
+            },
         })
     }
 

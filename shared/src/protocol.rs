@@ -258,7 +258,7 @@ pub struct Message {
 }
 
 /// A direct message between two users.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DirectMessage {
     pub id: String,
     pub from: UserRef,
@@ -780,6 +780,73 @@ pub struct PresenceSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UserConnections {
     pub connections: Vec<ConnReport>,
+}
+
+/// Gateway -> api: a direct message from `from` to `to` (user id or username).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalDm {
+    pub from: UserRef,
+    #[schema(min_length = 1, max_length = 64)]
+    pub to: String,
+    /// At most `TELEPATH_MAX_BODY_BYTES` bytes (default 16384).
+    #[schema(min_length = 1, max_length = 4096)]
+    pub body: String,
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
+    pub client_id: Option<String>,
+}
+
+/// Api -> gateway: a DM was stored (and published).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DmResult {
+    pub id: String,
+    pub ts: DateTime<Utc>,
+    /// Whether the recipient had a live connection when it was sent.
+    pub delivered: bool,
+}
+
+/// A room's delivery cursor: everything up to `seq` reached the user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoomCursor {
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub room: String,
+    #[schema(minimum = 0)]
+    pub seq: i64,
+}
+
+/// Gateway -> api: acks of one user, in a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalAcks {
+    #[schema(min_length = 1, max_length = 64)]
+    pub user_id: String,
+    /// DMs the user received (their ids).
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub dms: Vec<String>,
+    /// Room delivery cursors.
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub cursors: Vec<RoomCursor>,
+}
+
+/// DMs waiting for their recipient's ack, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PendingDms {
+    pub messages: Vec<DirectMessage>,
+}
+
+/// `GET /dms/{id}`: where a DM stands.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DmState {
+    pub id: String,
+    pub from: UserRef,
+    pub to: String,
+    pub ts: DateTime<Utc>,
+    /// True once the recipient acked it.
+    pub delivered: bool,
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// True while it waits in the recipient's offline queue.
+    pub queued: bool,
 }
 
 /// `POST /messages/broadcast`.

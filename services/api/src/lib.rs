@@ -12,6 +12,7 @@ mod admin;
 mod auth;
 mod connections;
 mod db;
+mod dms;
 mod internal;
 mod login;
 mod metrics;
@@ -72,6 +73,7 @@ impl ApiState {
     ) -> anyhow::Result<ApiState> {
         let (read, write) = db::open(&config.database_url).await?;
         presence_events::spawn(bus.clone(), inbound, write.clone());
+        dms::spawn_cleanup(write.clone());
         let metrics = ApiMetrics::new(&registry);
         let writer = writer::spawn(write.clone(), bus.clone(), metrics, config.commit_batch);
         let keys = JwtKeys::new(&config.common.jwt_secret);
@@ -129,6 +131,11 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(internal::join))
         .routes(routes!(internal::leave))
         .routes(routes!(internal::send, internal::messages))
+        .routes(routes!(dms::send))
+        .routes(routes!(dms::ack))
+        .routes(routes!(dms::pending_internal))
+        .routes(routes!(dms::pending))
+        .routes(routes!(dms::state_of))
         .routes(routes!(ops::openapi_json))
 }
 

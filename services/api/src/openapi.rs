@@ -34,6 +34,7 @@ use telepath_shared::protocol::{
         (name = "auth", description = "Dev login"),
         (name = "rooms", description = "Rooms, membership and history"),
         (name = "admin", description = "Admin only"),
+        (name = "dms", description = "Direct messages and the offline queue"),
         (name = "presence", description = "Who is online (served by presence)"),
         (name = "websocket", description = "The WebSocket upgrade (served by gateways)"),
         (name = "internal", description = "Service to service; never routed by the load balancer"),

@@ -44,6 +44,7 @@ struct Inner {
     api: upstream::ApiClient,
     presence: upstream::PresenceReporter,
     logs: upstream::LogReporter,
+    acks: upstream::AckReporter,
     metrics: GatewayMetrics,
     registry: Registry,
     /// Cancelled when the gateway drains: sessions say `bye` (restart) and close 1012.
@@ -87,6 +88,7 @@ impl GatewayState {
         );
         let (logs, logs_task) =
             upstream::LogReporter::spawn(&config.api_url, token, shutdown.clone());
+        let (acks, acks_task) = upstream::AckReporter::spawn(api.clone(), shutdown.clone());
         let keys = JwtKeys::new(&config.common.jwt_secret);
         let inner = Inner {
             config,
@@ -96,11 +98,12 @@ impl GatewayState {
             api,
             presence,
             logs,
+            acks,
             metrics: metrics.clone(),
             registry,
             shutdown,
             sessions: TaskTracker::new(),
-            reporters: std::sync::Mutex::new(vec![presence_task, logs_task]),
+            reporters: std::sync::Mutex::new(vec![presence_task, logs_task, acks_task]),
             next_conn: AtomicU64::new(1),
         };
         tokio::spawn(relay::run(inbound, hub, bus, api_for_relay, metrics));

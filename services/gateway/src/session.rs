@@ -274,6 +274,7 @@ async fn register(session: &Session) {
         .hub
         .join(&user_channel(&user.id), session.id, session.handle.clone())
         .await;
+    deliver_pending_dms(session).await;
     let connected = log_event(session, ConnectionEventKind::Connect, None);
     state.inner.logs.log(connected);
     state.inner.presence.report(PresenceReport::Connect {
@@ -281,6 +282,33 @@ async fn register(session: &Session) {
         user,
         node: state.inner.config.common.node_id.clone(),
     });
+}
+
+/// Sends the DMs waiting in the user's offline queue, oldest first. The
+/// user channel is subscribed already, so a DM sent meanwhile may arrive
+/// twice; clients drop repeats by id.
+async fn deliver_pending_dms(session: &Session) {
+    match session
+        .state
+        .inner
+        .api
+        .pending_dms(&session.claims.sub)
+        .await
+    {
+        Ok(pending) => {
+            for dm in pending.messages {
+                if !session.handle.send(&ServerFrame::Dm(dm)) {
+                    session
+                        .handle
+                        .close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+                    return;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e.message, "reading the offline queue failed; the DMs stay queued")
+        }
+    }
 }
 
 /// Removes every trace of the session from this node and reports the disconnect.

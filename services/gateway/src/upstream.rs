@@ -4,6 +4,7 @@
 //! connection log. Each reporter is one bounded queue drained by one task in
 //! order, so reports keep their order and never slow a session down.
 
+mod acks;
 mod api;
 mod logs;
 mod presence;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 use telepath_shared::auth::INTERNAL_HEADER;
 
+pub(crate) use acks::{Ack, AckReporter};
 pub(crate) use api::ApiClient;
 pub(crate) use logs::LogReporter;
 pub(crate) use presence::PresenceReporter;

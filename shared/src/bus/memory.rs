@@ -76,10 +76,15 @@ pub struct MemoryBus {
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
+        self.publish_counted(channel, payload).await.map(|_| ())
+    }
+
+    async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError> {
         let mut state = self.broker.inner.lock().expect("broker lock poisoned");
         let Some(subscribers) = state.channels.get(channel) else {
-            return Ok(());
+            return Ok(0);
         };
+        let receivers = subscribers.len();
         let mut gone = Vec::new();
         for id in subscribers {
             let Some(node) = state.nodes.get(id) else {
@@ -104,7 +109,7 @@ impl Bus for MemoryBus {
                 subs.remove(&id);
             }
         }
-        Ok(())
+        Ok(receivers)
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BusError> {

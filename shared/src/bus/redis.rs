@@ -173,9 +173,13 @@ async fn probe(mut conn: ConnectionManager, healthy: Arc<AtomicBool>) {
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
+        self.publish_counted(channel, payload).await.map(|_| ())
+    }
+
+    async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError> {
         let mut conn = self.pool.get().await?;
-        let _: i64 = conn.publish(channel, &payload[..]).await?;
-        Ok(())
+        let receivers: i64 = conn.publish(channel, &payload[..]).await?;
+        Ok(usize::try_from(receivers).unwrap_or(0))
     }
 
     async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<(), BusError> {

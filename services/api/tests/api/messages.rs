@@ -222,3 +222,78 @@ async fn history_pages_forward_backward_and_between_in_seq_order() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn acks_move_room_cursors_forward_only_and_only_the_recipient_acks_a_dm() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let bob = api.login("bob").await;
+    let room = api.create_room(&ada, json!({"name": "r"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("{}/internal/acks", api.url);
+    let post = |body: Value| {
+        api.http
+            .post(&url)
+            .header("x-telepath-internal", &api.internal_token)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        post(json!({"user_id": ada.id, "cursors": [{"room": room, "seq": 7}]}))
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        post(json!({"user_id": ada.id, "cursors": [{"room": room, "seq": 3}]}))
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let db = api.db().await;
+    let (cursor,): (i64,) = sqlx::query_as(
+        "SELECT delivered_seq FROM room_participants WHERE room_id = ? AND user_id = ?",
+    )
+    .bind(&room)
+    .bind(&ada.id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(cursor, 7);
+    // A DM from ada to bob: ada's "ack" of it changes nothing; bob's does.
+    let dm: Value = api
+        .http
+        .post(format!("{}/internal/dms", api.url))
+        .header("x-telepath-internal", &api.internal_token)
+        .json(&json!({"from": {"id": ada.id, "name": "ada"}, "to": "bob", "body": "hi"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = dm["id"].as_str().unwrap();
+    post(json!({"user_id": ada.id, "dms": [id]})).await.unwrap();
+    let queued = || async {
+        sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM dm_queue")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+            .0
+    };
+    assert_eq!(queued().await, 1);
+    post(json!({"user_id": bob.id, "dms": [id]})).await.unwrap();
+    assert_eq!(queued().await, 0);
+    assert_error(
+        post(json!({"user_id": ada.id, "cursors": [{"room": "nope", "seq": 1}]}))
+            .await
+            .unwrap(),
+        400,
+        "bad_request",
+    )
+    .await;
+}

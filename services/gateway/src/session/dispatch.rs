@@ -8,11 +8,12 @@ use serde_json::{Value, json};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, BroadcastEvent, ByeReason, ClientFrame, ClientOp, CloseCode, ErrorBody,
-    ErrorCode, InternalSend, MAX_STATUS_TEXT_CHARS, PresenceReport, RefOnly, Reply, ServerFrame,
-    Status, is_canonical_id, room_channel,
+    ErrorCode, InternalDm, InternalSend, MAX_STATUS_TEXT_CHARS, PresenceReport, RefOnly, Reply,
+    ServerFrame, Status, is_canonical_id, room_channel,
 };
 
 use super::Session;
+use crate::upstream::Ack;
 
 /// Consecutive rate-limited frames after which the connection is closed (4008).
 const MAX_STRIKES: u32 = 100;
@@ -139,10 +140,12 @@ async fn run(
         ClientOp::Status { status, text } => set_status(session, status, text).map(Some),
         ClientOp::Refresh { token } => refresh(session, &token).map(Some),
         ClientOp::Broadcast { body } => broadcast(session, body).await.map(Some),
-        other => Err(ErrorBody::new(
-            ErrorCode::BadRequest,
-            format!("`{}` is not supported by this server yet", other.name()),
-        )),
+        ClientOp::Dm {
+            to,
+            body,
+            client_id,
+        } => dm(session, to, body, client_id).await.map(Some),
+        ClientOp::Ack { room, seq, dm } => ack(session, room, seq, dm).map(|_| None),
     }
 }
 
@@ -289,6 +292,56 @@ async fn send(session: &mut Session, room: String, send: InternalSend) -> Result
         .await
         .map_err(from_api)?;
     Ok(json!({"id": message.id, "seq": message.seq, "ts": message.ts}))
+}
+
+/// A direct message: stored and queued by the api, then published to the
+/// recipient's connections (and the sender's other ones).
+async fn dm(
+    session: &mut Session,
+    to: String,
+    body: String,
+    client_id: Option<String>,
+) -> Result<Value, ErrorBody> {
+    let max = session.state.inner.config.max_body_bytes;
+    if body.len() > max {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("body is over {max} bytes"),
+        ));
+    }
+    let dm = InternalDm {
+        from: session.claims.user_ref(),
+        to,
+        body,
+        client_id,
+    };
+    let sent = session.state.inner.api.dm(&dm).await.map_err(from_api)?;
+    Ok(json!({"id": sent.id, "ts": sent.ts, "delivered": sent.delivered}))
+}
+
+/// `ack` with `dm` (a DM id) or `room` + `seq` (a delivery cursor); written in batches.
+fn ack(
+    session: &mut Session,
+    room: Option<String>,
+    seq: Option<i64>,
+    dm: Option<String>,
+) -> Result<(), ErrorBody> {
+    let user_id = session.claims.sub.clone();
+    let ack = match (room, seq, dm) {
+        (None, None, Some(id)) if is_canonical_id(&id) => Ack::Dm { user_id, id },
+        (Some(room), Some(seq), None) if is_canonical_id(&room) && seq >= 0 => {
+            Ack::Cursor { user_id, room, seq }
+        }
+        _ => return Err(bad("ack takes `dm` (a DM id), or `room` and `seq`")),
+    };
+    if session.state.inner.acks.ack(ack) {
+        Ok(())
+    } else {
+        Err(ErrorBody::new(
+            ErrorCode::Unavailable,
+            "too many acks queued; ack again later",
+        ))
+    }
 }
 
 /// Typing goes through presence, which fans it out to the room and turns it

@@ -5,7 +5,8 @@ use serde::de::DeserializeOwned;
 use telepath_shared::auth::INTERNAL_HEADER;
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    ErrorCode, ErrorEnvelope, InternalJoin, InternalSend, JoinResult, Message, MessagePage, UserRef,
+    DmResult, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm, InternalJoin, InternalSend,
+    JoinResult, Message, MessagePage, PendingDms, UserRef,
 };
 
 use super::http_client;
@@ -52,6 +53,30 @@ impl ApiClient {
     pub(crate) async fn send(&self, room: &str, send: &InternalSend) -> Result<Message, ApiError> {
         self.post(&format!("/internal/rooms/{room}/messages"), send)
             .await
+    }
+
+    /// Stores, queues and publishes a DM.
+    pub(crate) async fn dm(&self, dm: &InternalDm) -> Result<DmResult, ApiError> {
+        self.post("/internal/dms", dm).await
+    }
+
+    /// The DMs `user_id` has not acked yet, oldest first.
+    pub(crate) async fn pending_dms(&self, user_id: &str) -> Result<PendingDms, ApiError> {
+        let resp = self
+            .request(
+                self.http
+                    .get(self.url(&format!("/internal/dms/pending?user_id={user_id}"))),
+            )
+            .await?;
+        decode(check(resp).await?).await
+    }
+
+    /// Records acks (DMs received, room cursors).
+    pub(crate) async fn acks(&self, acks: &InternalAcks) -> Result<(), ApiError> {
+        let resp = self
+            .request(self.http.post(self.url("/internal/acks")).json(acks))
+            .await?;
+        check(resp).await.map(|_| ())
     }
 
     /// Up to `limit` messages of `room` after `after` (and below `before`), in seq order.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod cluster;
+mod dms;
 mod helpers;
 mod multinode;
 mod openapi;
