@@ -810,6 +810,7 @@ pub struct DmResult {
 pub struct RoomCursor {
     #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub room: String,
+    #[serde(deserialize_with = "integer::required")]
     #[schema(minimum = 0)]
     pub seq: i64,
 }
@@ -902,6 +903,11 @@ pub mod integer {
         };
         // Only whole numbers inside i64's range.
         (float.fract() == 0.0 && float.abs() < 9.2e18).then_some(float as i64)
+    }
+
+    /// A required integer (integral in any spelling).
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        integral(Raw::deserialize(d)?).ok_or_else(|| D::Error::custom("expected an integer"))
     }
 
     /// An optional integer (`null`, absent, or integral).

@@ -105,7 +105,8 @@ async fn earlier(
 #[utoipa::path(post, path = "/internal/dms", tag = "internal", request_body = InternalDm,
     responses((status = 200, description = "Stored, queued and published", body = DmResult),
         (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing internal token", body = ErrorEnvelope),
-        (status = 404, description = "No such recipient", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 404, description = "No such recipient", body = ErrorEnvelope), (status = 409, description = "The sender's name belongs to another user", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 429, description = "The recipient's offline queue is full", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn send(
@@ -223,6 +224,7 @@ pub(crate) async fn ack(
     JsonBody(acks): JsonBody<InternalAcks>,
 ) -> Result<StatusCode, ApiError> {
     if acks.user_id.is_empty()
+        || acks.user_id.chars().count() > 64
         || acks.dms.len() > 1000
         || acks.cursors.len() > 1000
         || acks

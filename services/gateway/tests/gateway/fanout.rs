@@ -60,14 +60,20 @@ async fn typing_reaches_room_members_on_other_gateways_and_needs_membership() {
 }
 
 #[tokio::test]
-async fn operations_this_version_does_not_support_get_a_clear_error() {
-    let stack = spawn_stack(1).await;
+async fn a_dm_crosses_gateways_to_every_device_of_the_recipient() {
+    let stack = spawn_stack(2).await;
     let ada = stack.login("ada").await;
+    let bob = stack.login("bob").await;
     let mut a = WsClient::connect(&stack.gateways[0], &ada).await.unwrap();
-    let reply = a
-        .request(json!({"type": "dm", "to": "bob", "body": "hi"}))
+    let mut b0 = WsClient::connect(&stack.gateways[0], &bob).await.unwrap();
+    let mut b1 = WsClient::connect(&stack.gateways[1], &bob).await.unwrap();
+    let sent = a
+        .ok(json!({"type": "dm", "to": "bob", "body": "across"}))
         .await;
-    assert_eq!(reply["error"]["code"], "bad_request");
+    assert_eq!(sent["delivered"], true);
+    for b in [&mut b0, &mut b1] {
+        assert_eq!(b.next_of("dm").await["id"], sent["id"]);
+    }
 }
 
 /// The seqs of the next `n` message events.
