@@ -569,6 +569,10 @@ pub struct InternalJoin {
 pub struct JoinResult {
     pub room: String,
     pub seq: i64,
+    /// The participant's delivery cursor (advanced by acks); a join without
+    /// `since` replays from it.
+    #[serde(default)]
+    pub cursor: i64,
 }
 
 /// Gateway -> api: persist a room message from `from`.

@@ -54,10 +54,11 @@ pub(crate) async fn join(
 ) -> Result<Json<JoinResult>, ApiError> {
     let id = room_id(&id)?;
     check_user(&req.user)?;
-    let (_, seq) = store::join_room(&state.inner.write, id, &req.user, Role::User).await?;
+    let joined = store::join_room(&state.inner.write, id, &req.user, Role::User).await?;
     Ok(Json(JoinResult {
         room: id.to_owned(),
-        seq,
+        seq: joined.seq,
+        cursor: joined.cursor,
     }))
 }
 

@@ -121,9 +121,8 @@ pub(crate) async fn join(
     Path(id): Path<String>,
 ) -> Result<Json<Participant>, ApiError> {
     let id = room_id(&id)?;
-    let (participant, _) =
-        store::join_room(&state.inner.write, id, &claims.user_ref(), claims.role).await?;
-    Ok(Json(participant))
+    let joined = store::join_room(&state.inner.write, id, &claims.user_ref(), claims.role).await?;
+    Ok(Json(joined.participant))
 }
 
 #[utoipa::path(delete, path = "/rooms/{id}/leave", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),

@@ -163,26 +163,30 @@ pub(crate) async fn join(
     room_id: &str,
     user: &UserRef,
     role: &str,
-) -> Result<(Participant, i64), ApiError> {
+) -> Result<Joined, ApiError> {
     let room = room(conn, room_id)
         .await?
         .filter(|r| r.is_active)
         .ok_or_else(|| ApiError::not_found("no such room"))?;
-    let existing: Option<(bool, DateTime<Utc>, String)> =
-        sqlx::query_as("SELECT is_active, joined_at, role FROM room_participants WHERE room_id = ? AND user_id = ?")
+    let existing: Option<(bool, DateTime<Utc>, String, i64)> =
+        sqlx::query_as("SELECT is_active, joined_at, role, delivered_seq FROM room_participants WHERE room_id = ? AND user_id = ?")
             .bind(room_id)
             .bind(&user.id)
             .fetch_optional(&mut *conn)
             .await
             .map_err(db_err)?;
-    if let Some((true, joined_at, role)) = &existing {
-        let p = Participant {
+    if let Some((true, joined_at, role, cursor)) = &existing {
+        let participant = Participant {
             user: user.clone(),
             role: role.clone(),
             joined_at: *joined_at,
             online: false,
         };
-        return Ok((p, room.last_seq));
+        return Ok(Joined {
+            participant,
+            seq: room.last_seq,
+            cursor: *cursor,
+        });
     }
     // Private rooms do not admit anyone by themselves and do not reveal that they exist.
     if room.is_private && role != "owner" {
@@ -192,15 +196,19 @@ pub(crate) async fn join(
         return Err(ApiError::new(ErrorCode::RoomFull, "the room is full"));
     }
     let joined_at = now();
+    // A new participant's delivery cursor starts at the room's latest seq:
+    // history from before they joined is paged over REST, not replayed.
+    // A returning one keeps the cursor they left with.
     sqlx::query(
-        "INSERT INTO room_participants (room_id, user_id, role, joined_at, is_active)
-         VALUES (?, ?, ?, ?, 1)
+        "INSERT INTO room_participants (room_id, user_id, role, joined_at, is_active, delivered_seq)
+         VALUES (?, ?, ?, ?, 1, ?)
          ON CONFLICT (room_id, user_id) DO UPDATE SET is_active = 1, joined_at = excluded.joined_at",
     )
     .bind(room_id)
     .bind(&user.id)
     .bind(role)
     .bind(joined_at)
+    .bind(room.last_seq)
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
@@ -209,18 +217,28 @@ pub(crate) async fn join(
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+    let cursor = existing.as_ref().map_or(room.last_seq, |(_, _, _, c)| *c);
     let role = existing
-        .map(|(_, _, r)| r)
+        .map(|(_, _, r, _)| r)
         .unwrap_or_else(|| role.to_owned());
-    Ok((
-        Participant {
-            user: user.clone(),
-            role,
-            joined_at,
-            online: false,
-        },
-        room.last_seq,
-    ))
+    let participant = Participant {
+        user: user.clone(),
+        role,
+        joined_at,
+        online: false,
+    };
+    Ok(Joined {
+        participant,
+        seq: room.last_seq,
+        cursor,
+    })
+}
+
+/// A participant after a join, with the room's latest seq and their delivery cursor.
+pub(crate) struct Joined {
+    pub(crate) participant: Participant,
+    pub(crate) seq: i64,
+    pub(crate) cursor: i64,
 }
 
 /// Joins `user` to `room_id` as a member in its own write transaction,
@@ -230,7 +248,7 @@ pub(crate) async fn join_room(
     room_id: &str,
     user: &UserRef,
     role: Role,
-) -> Result<(Participant, i64), ApiError> {
+) -> Result<Joined, ApiError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     ensure_user(&mut tx, user, role).await?;
     let joined = join(&mut tx, room_id, user, "member").await?;

@@ -118,6 +118,7 @@ impl WsClient {
     }
 
     /// Whether a frame matching `pred` arrives within `within`.
+    /// The matching frame is kept: a following `wait_for` returns it.
     pub async fn sees_within(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> bool {
         if self.pending.iter().any(&pred) {
             return true;
@@ -125,8 +126,13 @@ impl WsClient {
         tokio::time::timeout(within, async {
             loop {
                 match self.next_frame().await {
-                    Some(f) if pred(&f) => return true,
-                    Some(f) => self.pending.push_back(f),
+                    Some(f) => {
+                        let hit = pred(&f);
+                        self.pending.push_back(f);
+                        if hit {
+                            return true;
+                        }
+                    }
                     None => return false,
                 }
             }

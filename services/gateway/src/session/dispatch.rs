@@ -214,6 +214,8 @@ async fn join(
             room: room.clone(),
         });
     }
+    // Without `since`, resume from the participant's delivery cursor.
+    let since = since.or(Some(joined.cursor));
     let mut recovered = true;
     if let Some(since) = since.filter(|s| *s < joined.seq) {
         // If the api cannot replay now, say so: the client pages history itself.

@@ -187,3 +187,48 @@ async fn health_readiness_and_metrics_cover_every_service() {
         assert!(text.contains(metric), "{metric} missing from /metrics");
     }
 }
+
+#[tokio::test]
+async fn a_join_without_since_resumes_from_the_acked_delivery_cursor() {
+    let node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let bob = login(&node.http, &node.url, "bob").await;
+    let room = create_room(&node.http, &node.url, &ada, "r").await;
+    let mut a = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    let mut b = WsClient::connect(&node.url, &bob.token).await.unwrap();
+    a.join(&room).await;
+    b.join(&room).await;
+    for i in 1..=5 {
+        a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
+            .await;
+    }
+    for _ in 0..5 {
+        b.next_of("message").await;
+    }
+    // Bob acks up to 2 and goes away; a plain join later replays 3..5.
+    b.send(json!({"type": "ack", "room": room, "seq": 2})).await;
+    drop(b);
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(5),
+        "the cursor to be written and used",
+        || async {
+            let mut again = WsClient::connect(&node.url, &bob.token).await.unwrap();
+            let joined = again.join(&room).await;
+            if joined["seq"] != 5
+                || !again
+                    .sees_within(std::time::Duration::from_millis(300), |f| {
+                        f["type"] == "message"
+                    })
+                    .await
+            {
+                return false;
+            }
+            let mut seqs = Vec::new();
+            for _ in 0..3 {
+                seqs.push(again.next_of("message").await["seq"].as_i64().unwrap());
+            }
+            seqs == vec![3, 4, 5]
+        },
+    )
+    .await;
+}
