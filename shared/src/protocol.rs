@@ -731,6 +731,9 @@ pub struct DisconnectReport {
 pub enum NodeControl {
     /// Close every local connection of `user_id` with `bye` admin and 4003.
     DisconnectUser { user_id: String },
+    /// The node's own liveness probe: it publishes these to itself and
+    /// expects them back, which proves its subscription delivers.
+    Probe { nonce: u64 },
 }
 
 /// What a connection log row records.

@@ -51,6 +51,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Every session task, so shutdown can wait for them.
     sessions: TaskTracker,
+    /// Whether this node's subscription still delivers (its own probes).
+    probe: Arc<relay::Probe>,
     /// The reporters' tasks: shutdown waits for them to send what is queued.
     reporters: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     next_conn: AtomicU64,
@@ -105,8 +107,19 @@ impl GatewayState {
             sessions: TaskTracker::new(),
             reporters: std::sync::Mutex::new(vec![presence_task, logs_task, acks_task]),
             next_conn: AtomicU64::new(1),
+            probe: Arc::new(relay::Probe::new()),
         };
-        tokio::spawn(relay::run(inbound, hub, bus, api_for_relay, metrics));
+        let own_channel = node_channel(&inner.config.common.node_id);
+        let probe = inner.probe.clone();
+        tokio::spawn(relay::run(
+            inbound,
+            hub,
+            bus,
+            api_for_relay,
+            metrics,
+            probe,
+            own_channel,
+        ));
         GatewayState {
             inner: Arc::new(inner),
         }
@@ -114,7 +127,7 @@ impl GatewayState {
 
     /// Ok while the bus connection is up.
     pub fn ready(&self) -> Result<(), ApiError> {
-        if self.inner.bus.is_healthy() {
+        if self.inner.bus.is_healthy() && self.inner.probe.healthy() {
             Ok(())
         } else {
             Err(ApiError::unavailable("bus unavailable"))

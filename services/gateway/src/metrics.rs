@@ -27,6 +27,10 @@ pub struct GatewayMetrics {
     pub refused: IntCounterVec,
     /// Bus messages dropped because this node's inbound queue was full.
     pub bus_dropped: IntGauge,
+    /// Liveness probes that did not come back in time.
+    pub probe_failures: IntCounter,
+    /// Messages fetched from the api to fill gaps or catch up.
+    pub repaired: IntCounter,
 }
 
 impl GatewayMetrics {
@@ -80,6 +84,14 @@ impl GatewayMetrics {
                 "telepath_gateway_handshakes_refused_total",
                 "Upgrades refused before the upgrade",
                 "reason",
+            ),
+            probe_failures: counter(
+                "telepath_gateway_bus_probe_failures_total",
+                "Bus liveness probes that did not come back in time",
+            ),
+            repaired: counter(
+                "telepath_gateway_replayed_messages_total",
+                "Room messages fetched from the api to repair gaps or catch up",
             ),
             bus_dropped: gauge(
                 "telepath_gateway_bus_dropped_messages",

@@ -7,10 +7,13 @@
 //! from the api and relay that first, so no member sees a hole. When the bus
 //! comes back after being down, every room with a relay position is caught
 //! up from the api the same way. Presence changes, admin broadcasts and node
-//! control messages take their own paths.
+//! control messages take their own paths. A probe the node publishes to its
+//! own channel every half second proves the subscription still delivers;
+//! without it `/readyz` fails (see [`Probe`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -24,8 +27,10 @@ use crate::GatewayMetrics;
 use crate::hub::Hub;
 use crate::upstream::ApiClient;
 
-/// How often the relay checks whether the bus came back.
-const HEALTH_CHECK: Duration = Duration::from_millis(500);
+/// How often the relay probes its own node channel.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// A probe not back within this long marks the bus unhealthy.
+const PROBE_DEADLINE: Duration = Duration::from_secs(3);
 /// Most messages one repair fetches (pages of 500).
 const REPAIR_LIMIT: i64 = 10_000;
 
@@ -37,6 +42,43 @@ struct Head {
     seq: Option<i64>,
 }
 
+/// The liveness of this node's subscription: it publishes a probe to its
+/// own `node:{id}` channel every half second and records when one comes
+/// back. A connection that is open but silent stops bringing them back.
+pub(crate) struct Probe {
+    started: Instant,
+    /// Milliseconds since `started` when a probe last came back.
+    last_back_ms: AtomicU64,
+    /// Whether the bus connection and the probe were both healthy at the last check.
+    healthy: AtomicBool,
+}
+
+impl Probe {
+    pub(crate) fn new() -> Self {
+        // Healthy until proven otherwise: the first probe has not had time to return.
+        Probe {
+            started: Instant::now(),
+            last_back_ms: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether the subscription delivered recently (what `/readyz` reports).
+    pub(crate) fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn back(&self) {
+        self.last_back_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn fresh(&self) -> bool {
+        let last = Duration::from_millis(self.last_back_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last) < PROBE_DEADLINE
+    }
+}
+
 /// Relays until the bus closes.
 pub(crate) async fn run(
     mut inbound: Inbound,
@@ -44,30 +86,43 @@ pub(crate) async fn run(
     bus: Arc<dyn Bus>,
     api: ApiClient,
     metrics: GatewayMetrics,
+    probe: Arc<Probe>,
+    own_channel: String,
 ) {
-    let mut health = tokio::time::interval(HEALTH_CHECK);
-    let mut was_healthy = bus.is_healthy();
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    let mut nonce = 0u64;
     loop {
         tokio::select! {
             msg = inbound.recv() => {
                 let Some(msg) = msg else { return };
                 metrics.bus_in.inc();
                 metrics.bus_dropped.set(bus.dropped() as i64);
-                relay(&hub, &api, msg).await;
+                if msg.channel == own_channel && matches!(serde_json::from_slice(&msg.payload), Ok(NodeControl::Probe { .. })) {
+                    probe.back();
+                    continue;
+                }
+                relay(&hub, &api, &metrics, msg).await;
             }
-            _ = health.tick() => {
-                let healthy = bus.is_healthy();
+            _ = tick.tick() => {
+                let healthy = bus.is_healthy() && probe.fresh();
+                let was_healthy = probe.healthy.swap(healthy, Ordering::Relaxed);
+                if !healthy && was_healthy {
+                    metrics.probe_failures.inc();
+                    tracing::warn!("bus subscription is not delivering");
+                }
                 if healthy && !was_healthy {
                     tracing::info!("bus is back: catching rooms up from the api");
-                    catch_up(&hub, &api).await;
+                    catch_up(&hub, &api, &metrics).await;
                 }
-                was_healthy = healthy;
+                nonce += 1;
+                let payload = Bytes::from(serde_json::to_vec(&NodeControl::Probe { nonce }).expect("serialises"));
+                let _ = bus.publish(&own_channel, payload).await;
             }
         }
     }
 }
 
-async fn relay(hub: &Hub, api: &ApiClient, msg: BusMessage) {
+async fn relay(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics, msg: BusMessage) {
     let channel = msg.channel.as_str();
     if channel == BROADCAST_CHANNEL {
         hub.dispatch_all(&msg.payload);
@@ -76,14 +131,21 @@ async fn relay(hub: &Hub, api: &ApiClient, msg: BusMessage) {
     } else if channel.starts_with("node:") {
         control(hub, &msg.payload);
     } else if let Some(room) = channel.strip_prefix("room:") {
-        relay_room(hub, api, room, channel, msg.payload).await;
+        relay_room(hub, api, metrics, room, channel, msg.payload).await;
     } else {
         hub.dispatch(channel, &msg.payload);
     }
 }
 
 /// Relays one room frame: messages in seq order without repeats or holes.
-async fn relay_room(hub: &Hub, api: &ApiClient, room: &str, channel: &str, payload: Bytes) {
+async fn relay_room(
+    hub: &Hub,
+    api: &ApiClient,
+    metrics: &GatewayMetrics,
+    room: &str,
+    channel: &str,
+    payload: Bytes,
+) {
     let seq = serde_json::from_slice::<Head>(&payload)
         .ok()
         .filter(|h| h.kind == "message")
@@ -95,7 +157,7 @@ async fn relay_room(hub: &Hub, api: &ApiClient, room: &str, channel: &str, paylo
     match hub.advance(channel, seq) {
         Some(last) if seq <= last => {} // already relayed (a repair got there first)
         Some(last) if seq > last + 1 => {
-            repair(hub, api, room, channel, last, Some(seq)).await;
+            repair(hub, api, metrics, room, channel, last, Some(seq)).await;
             hub.dispatch_room(channel, &payload, Some(seq));
         }
         _ => {
@@ -109,6 +171,7 @@ async fn relay_room(hub: &Hub, api: &ApiClient, room: &str, channel: &str, paylo
 async fn repair(
     hub: &Hub,
     api: &ApiClient,
+    metrics: &GatewayMetrics,
     room: &str,
     channel: &str,
     mut after: i64,
@@ -128,6 +191,7 @@ async fn repair(
             hub.advance(channel, m.seq);
             let frame = Bytes::from(ServerFrame::Message(m.clone()).to_json());
             hub.dispatch_room(channel, &frame, Some(m.seq));
+            metrics.repaired.inc();
             after = m.seq;
         }
         if !page.has_more || page.messages.is_empty() {
@@ -138,10 +202,10 @@ async fn repair(
 }
 
 /// After the bus was down: relay whatever every followed room missed.
-async fn catch_up(hub: &Hub, api: &ApiClient) {
+async fn catch_up(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics) {
     for (channel, last) in hub.positions() {
         if let Some(room) = channel.strip_prefix("room:") {
-            repair(hub, api, room, &channel, last, None).await;
+            repair(hub, api, metrics, room, &channel, last, None).await;
         }
     }
 }
@@ -175,6 +239,7 @@ fn control(hub: &Hub, payload: &[u8]) {
             );
             tracing::info!(user_id, connections = n, "disconnected by an admin");
         }
+        Ok(NodeControl::Probe { .. }) => {}
         Err(e) => tracing::warn!(error = %e, "unknown control message"),
     }
 }

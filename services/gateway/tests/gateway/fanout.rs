@@ -156,3 +156,75 @@ async fn a_gap_in_pub_sub_is_repaired_from_the_api_before_the_next_message() {
     assert_eq!(stack.send_via(&stack.api, &ada, &room, "m4").await, 4);
     assert_eq!(seqs(&mut b, 3).await, vec![2, 3, 4]);
 }
+
+/// A bus whose subscriptions never deliver: open but silent.
+struct SilentBus(telepath_shared::bus::memory::MemoryBus);
+
+#[async_trait::async_trait]
+impl telepath_shared::bus::Bus for SilentBus {
+    async fn publish(
+        &self,
+        channel: &str,
+        payload: bytes::Bytes,
+    ) -> Result<(), telepath_shared::bus::BusError> {
+        self.0.publish(channel, payload).await
+    }
+    async fn publish_counted(
+        &self,
+        channel: &str,
+        payload: bytes::Bytes,
+    ) -> Result<usize, telepath_shared::bus::BusError> {
+        self.0.publish_counted(channel, payload).await
+    }
+    async fn subscribe(&self, _: &str) -> Result<(), telepath_shared::bus::BusError> {
+        Ok(())
+    }
+    async fn unsubscribe(&self, _: &str) -> Result<(), telepath_shared::bus::BusError> {
+        Ok(())
+    }
+    fn is_healthy(&self) -> bool {
+        true
+    }
+    fn dropped(&self) -> u64 {
+        0
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_that_is_open_but_silent_fails_readiness() {
+    use telepath_shared::bus::memory::MemoryBroker;
+    let (bus, inbound) = MemoryBroker::new().connect(16);
+    let common = telepath_shared::config::Common::for_tests("silent");
+    let config = telepath_shared::config::GatewayConfig::for_tests(
+        common,
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+    );
+    let gw = telepath_gateway::GatewayState::build(
+        config.clone(),
+        std::sync::Arc::new(SilentBus(bus)),
+        inbound,
+        prometheus::Registry::new(),
+    );
+    // The same gateway on a bus that delivers stays ready throughout.
+    let (bus, inbound) = MemoryBroker::new().connect(16);
+    let healthy = telepath_gateway::GatewayState::build(
+        config,
+        std::sync::Arc::new(bus),
+        inbound,
+        prometheus::Registry::new(),
+    );
+    assert!(gw.ready().is_ok(), "ready until the first probes are due");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.ready().is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the silent subscription was never noticed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        healthy.ready().is_ok(),
+        "a delivering subscription stays ready"
+    );
+}
