@@ -69,4 +69,9 @@ pub trait Bus: Send + Sync + 'static {
     fn is_healthy(&self) -> bool;
     /// Messages received but dropped because the inbound stream was full.
     fn dropped(&self) -> u64;
+    /// Goes up each time the subscription connection was lost (messages
+    /// published meanwhile were missed). Always 0 for a bus that cannot lose them.
+    fn epoch(&self) -> u64 {
+        0
+    }
 }

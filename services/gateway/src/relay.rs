@@ -91,19 +91,34 @@ pub(crate) async fn run(
 ) {
     let mut tick = tokio::time::interval(PROBE_EVERY);
     let mut nonce = 0u64;
+    // After the subscription connection was lost, the first probe sent after
+    // noticing it proves the resubscription delivers: then catch up.
+    let mut epoch = bus.epoch();
+    let mut catch_up_after: Option<u64> = None;
     loop {
         tokio::select! {
             msg = inbound.recv() => {
                 let Some(msg) = msg else { return };
                 metrics.bus_in.inc();
                 metrics.bus_dropped.set(bus.dropped() as i64);
-                if msg.channel == own_channel && matches!(serde_json::from_slice(&msg.payload), Ok(NodeControl::Probe { .. })) {
+                                if msg.channel == own_channel
+                    && let Ok(NodeControl::Probe { nonce: back }) = serde_json::from_slice(&msg.payload)
+                {
                     probe.back();
+                    if catch_up_after.is_some_and(|sent| back > sent) {
+                        catch_up_after = None;
+                        tracing::info!("bus subscription restored: catching rooms up from the api");
+                        catch_up(&hub, &api, &metrics).await;
+                    }
                     continue;
                 }
                 relay(&hub, &api, &metrics, msg).await;
             }
             _ = tick.tick() => {
+                                if bus.epoch() != epoch {
+                    epoch = bus.epoch();
+                    catch_up_after = Some(nonce);
+                }
                 let healthy = bus.is_healthy() && probe.fresh();
                 let was_healthy = probe.healthy.swap(healthy, Ordering::Relaxed);
                 if !healthy && was_healthy {

@@ -34,6 +34,8 @@ pub struct RedisBus {
     pool: deadpool_redis::Pool,
     healthy: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
+    /// Disconnections of the subscription connection so far.
+    epoch: Arc<AtomicU64>,
     health_task: JoinHandle<()>,
 }
 
@@ -72,7 +74,8 @@ impl RedisBus {
         let (tx, rx) = mpsc::channel(capacity);
         let healthy = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
-        let push = push_sender(tx, healthy.clone(), dropped.clone());
+        let epoch = Arc::new(AtomicU64::new(0));
+        let push = push_sender(tx, healthy.clone(), dropped.clone(), epoch.clone());
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_push_sender(push)
             .set_automatic_resubscription()
@@ -91,6 +94,7 @@ impl RedisBus {
                 pool,
                 healthy,
                 dropped,
+                epoch,
                 health_task,
             },
             rx,
@@ -111,10 +115,14 @@ fn push_sender(
     tx: mpsc::Sender<BusMessage>,
     healthy: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
+    epoch: Arc<AtomicU64>,
 ) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
     move |info: PushInfo| {
         match info.kind {
-            PushKind::Disconnection => healthy.store(false, Ordering::Relaxed),
+            PushKind::Disconnection => {
+                healthy.store(false, Ordering::Relaxed);
+                epoch.fetch_add(1, Ordering::Relaxed);
+            }
             PushKind::Message => {
                 let mut data = info.data.into_iter();
                 let (Some(channel), Some(payload)) = (data.next(), data.next()) else {
@@ -212,6 +220,10 @@ impl Bus for RedisBus {
 
     fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
     }
 }
 

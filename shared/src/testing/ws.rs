@@ -101,12 +101,20 @@ impl WsClient {
         self.wait_for(|f| f["type"] == ty).await
     }
 
-    /// The first frame (buffered or new) matching `pred`; panics after the wait.
+    /// The first frame (buffered or new) matching `pred`; panics when none
+    /// arrived within 30 s (even if other frames keep arriving).
     pub async fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.pending.iter().position(&pred) {
             return self.pending.remove(i).unwrap();
         }
+        let deadline = tokio::time::Instant::now() + WAIT * 3;
         loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no matching frame within {:?}; got {:?}",
+                WAIT * 3,
+                self.pending
+            );
             let frame = self.next_frame().await.unwrap_or_else(|| {
                 panic!("connection closed ({:?}) while waiting", self.close_code)
             });

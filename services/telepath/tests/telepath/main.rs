@@ -3,6 +3,7 @@
 
 mod admin;
 mod cluster;
+mod delivery;
 mod dms;
 mod helpers;
 mod multinode;
