@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use telepath_shared::testing::RedisServer;
+use reqwest::Client;
+use telepath_shared::testing::{RedisServer, WsClient};
 
-use crate::helpers::Service;
+use crate::helpers::{Service, User, create_room, login};
 
 /// Heartbeat of every process in a test cluster.
 pub(crate) const HEARTBEAT_MS: u64 = 500;
@@ -72,5 +73,36 @@ pub(crate) async fn start_cluster(gateways: usize, replicas: usize) -> Cluster {
         api,
         redis,
         _dir: dir,
+    }
+}
+
+/// Ada on gateway 0 and bob on gateway 1, both in one room.
+pub(crate) struct Pair {
+    pub(crate) ada: User,
+    pub(crate) bob: User,
+    pub(crate) room: String,
+    pub(crate) a: WsClient,
+    pub(crate) b: WsClient,
+}
+
+pub(crate) async fn ada_and_bob(cluster: &Cluster) -> Pair {
+    let http = Client::new();
+    let ada = login(&http, &cluster.api.url, "ada").await;
+    let bob = login(&http, &cluster.api.url, "bob").await;
+    let room = create_room(&http, &cluster.api.url, &ada, "seance").await;
+    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    a.join(&room).await;
+    b.join(&room).await;
+    Pair {
+        ada,
+        bob,
+        room,
+        a,
+        b,
     }
 }

@@ -8,7 +8,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::cluster::start_cluster;
+use crate::cluster::{Pair, ada_and_bob, start_cluster};
 use crate::helpers::{create_room, login};
 
 /// The seqs of the next `n` messages `c` receives, dropping repeats by seq
@@ -46,17 +46,13 @@ async fn history(http: &Client, api: &str, token: &str, room: &str) -> Vec<i64> 
 async fn every_acknowledged_message_arrives_in_order_across_a_redis_restart() {
     let mut cluster = start_cluster(2, 1).await;
     let http = Client::new();
-    let ada = login(&http, &cluster.api.url, "ada").await;
-    let bob = login(&http, &cluster.api.url, "bob").await;
-    let room = create_room(&http, &cluster.api.url, &ada, "r").await;
-    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
-        .await
-        .unwrap();
-    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
-        .await
-        .unwrap();
-    a.join(&room).await;
-    b.join(&room).await;
+    let Pair {
+        bob,
+        room,
+        mut a,
+        mut b,
+        ..
+    } = ada_and_bob(&cluster).await;
     let mut acked = 0;
     for i in 1..=40 {
         if i == 15 {
@@ -81,18 +77,13 @@ async fn every_acknowledged_message_arrives_in_order_across_a_redis_restart() {
 #[tokio::test]
 async fn after_a_gateway_is_killed_its_clients_resume_elsewhere_without_loss() {
     let mut cluster = start_cluster(2, 1).await;
-    let http = Client::new();
-    let ada = login(&http, &cluster.api.url, "ada").await;
-    let bob = login(&http, &cluster.api.url, "bob").await;
-    let room = create_room(&http, &cluster.api.url, &ada, "r").await;
-    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
-        .await
-        .unwrap();
-    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
-        .await
-        .unwrap();
-    a.join(&room).await;
-    b.join(&room).await;
+    let Pair {
+        bob,
+        room,
+        mut a,
+        mut b,
+        ..
+    } = ada_and_bob(&cluster).await;
     for i in 1..=10 {
         a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
             .await;

@@ -9,8 +9,8 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::cluster::{Cluster, GRACE_MS, TYPING_TTL_MS, start_cluster};
-use crate::helpers::{User, create_room, eventually, login};
+use crate::cluster::{Cluster, GRACE_MS, Pair, TYPING_TTL_MS, ada_and_bob, start_cluster};
+use crate::helpers::{User, eventually};
 
 fn is_presence(user: &User, status: &'static str) -> impl Fn(&Value) -> bool + use<> {
     let id = user.id.clone();
@@ -43,37 +43,6 @@ async fn online_list(cluster: &Cluster, viewer: &User) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-/// Ada on gateway 0 and bob on gateway 1, both in one room.
-struct Pair {
-    ada: User,
-    bob: User,
-    room: String,
-    a: WsClient,
-    b: WsClient,
-}
-
-async fn ada_and_bob(cluster: &Cluster) -> Pair {
-    let http = Client::new();
-    let ada = login(&http, &cluster.api.url, "ada").await;
-    let bob = login(&http, &cluster.api.url, "bob").await;
-    let room = create_room(&http, &cluster.api.url, &ada, "seance").await;
-    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
-        .await
-        .unwrap();
-    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
-        .await
-        .unwrap();
-    a.join(&room).await;
-    b.join(&room).await;
-    Pair {
-        ada,
-        bob,
-        room,
-        a,
-        b,
-    }
 }
 
 #[tokio::test]
