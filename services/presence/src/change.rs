@@ -49,17 +49,6 @@ pub struct TypingChange {
     pub active: bool,
 }
 
-/// The wire name of `status`, as stores keep it.
-pub(crate) fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Online => "online",
-        Status::Away => "away",
-        Status::Busy => "busy",
-        Status::Meditating => "meditating",
-        Status::Offline => "offline",
-    }
-}
-
 /// The status named `name`, if it is one.
 pub(crate) fn parse_status(name: &str) -> Option<Status> {
     [
@@ -70,7 +59,7 @@ pub(crate) fn parse_status(name: &str) -> Option<Status> {
         Status::Offline,
     ]
     .into_iter()
-    .find(|s| status_name(*s) == name)
+    .find(|s| s.as_str() == name)
 }
 
 #[cfg(test)]
@@ -87,8 +76,8 @@ mod tests {
             Status::Offline,
         ] {
             let wire = serde_json::to_value(status).unwrap();
-            assert_eq!(wire, status_name(status));
-            assert_eq!(parse_status(status_name(status)), Some(status));
+            assert_eq!(wire, status.as_str());
+            assert_eq!(parse_status(status.as_str()), Some(status));
         }
         assert_eq!(parse_status("asleep"), None);
     }

@@ -17,7 +17,7 @@ use telepath_shared::protocol::{
     PRESENCE_CHANNEL, PresenceBroadcast, PresenceEvent, ServerFrame, TypingEvent, room_channel,
 };
 
-use crate::change::{Change, status_name};
+use crate::change::Change;
 use crate::metrics::Metrics;
 use crate::store::to_utc;
 
@@ -63,13 +63,10 @@ pub(crate) async fn publish(bus: &dyn Bus, metrics: &Metrics, changes: &[Change]
     for change in changes {
         match change {
             Change::Presence(p) => {
-                metrics
-                    .events
-                    .with_label_values(&[status_name(p.status)])
-                    .inc();
+                metrics.events.with_label_values(&[p.status.as_str()]).inc();
                 let lag_ms = now_ms.saturating_sub(p.cause_ms).max(0);
                 metrics.event_lag.observe(lag_ms as f64 / 1000.0);
-                tracing::debug!(user_id = %p.user.id, status = status_name(p.status), lag_ms, "presence published");
+                tracing::debug!(user_id = %p.user.id, status = p.status.as_str(), lag_ms, "presence published");
             }
             Change::Typing(_) => metrics.typing_events.inc(),
         }

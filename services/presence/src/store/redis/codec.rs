@@ -9,7 +9,7 @@
 
 use telepath_shared::protocol::{LiveConn, PresenceReport, UserRef};
 
-use crate::change::{Change, PresenceChange, TypingChange, parse_status, status_name};
+use crate::change::{Change, PresenceChange, TypingChange, parse_status};
 use crate::store::Error;
 
 fn flag(b: bool) -> &'static str {
@@ -47,7 +47,7 @@ pub(super) fn encode_reports(reports: &[PresenceReport]) -> String {
                 "s",
                 &user.id,
                 &user.name,
-                status_name(*status),
+                status.as_str(),
                 text.as_deref().unwrap_or(""),
             ],
             PresenceReport::Idle {
