@@ -35,8 +35,13 @@ internal=$(printf 'telepath-internal:%s' "$secret" | sha256sum | cut -d' ' -f1)
 # other tests. The gateways' presence reports and heartbeats carry rules the
 # schema cannot state (room ids inside lists, statuses a user may choose);
 # the presence crate's own tests cover them.
+# ensure_resource_availability (ST302) is off: the stateful phase may make
+# the creator of a room leave it (for instance through the internal leave
+# route with the id it learned), after which the room's participants are
+# rightly hidden from them (404), which the check reads as a lost resource.
 "$st" --config-file scripts/schemathesis.toml run "$base/openapi.json" \
   --checks all \
+  --exclude-checks ensure_resource_availability \
   -H "Authorization: Bearer $token" \
   -H "X-Telepath-Internal: $internal" \
   --exclude-path /connect --exclude-path /metrics \
