@@ -5,9 +5,12 @@
 //! - `api-send`: room messages persisted through the api's internal send
 //!   route (what a gateway does for every `send`), measuring acknowledged
 //!   messages per second and ack latency.
+//! - `room-fanout`: one publisher, receivers spread over gateways; time
+//!   from send to delivery, lost and repeated seqs.
 
 mod api_send;
 mod report;
+mod room_fanout;
 
 use clap::{Parser, Subcommand};
 
@@ -23,13 +26,16 @@ struct Cli {
 enum Scenario {
     /// Persist room messages through the api alone (commit, then ack).
     ApiSend(api_send::Args),
+    /// One publisher, receivers over several gateways: send-to-delivery latency, loss, repeats.
+    RoomFanout(room_fanout::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let summary = match cli.scenario {
-        Scenario::ApiSend(args) => api_send::run(args).await?,
+        Scenario::ApiSend(args) => serde_json::to_value(api_send::run(args).await?)?,
+        Scenario::RoomFanout(args) => serde_json::to_value(room_fanout::run(args).await?)?,
     };
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())

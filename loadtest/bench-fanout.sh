@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Send-to-delivery latency of room messages in a two-gateway cluster:
+# a throwaway redis-server, presence, the api and two gateways (release
+# builds, loopback, temp SQLite). One publisher on gateway 1 sends at a fixed
+# rate; receivers are spread over both gateways. Prints each run's JSON and a
+# Markdown table of medians.
+#
+# Usage: loadtest/bench-fanout.sh [runs=3] [duration=10s] [rate=200] [receivers=50]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+duration=${2:-10s}
+rate=${3:-200}
+receivers=${4:-50}
+
+cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence -p telepath-loadtest --bins >&2
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ready() { for _ in $(seq 100); do curl -fsS "$1/readyz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "$1 never ready" >&2; exit 1; }
+
+for i in $(seq "$runs"); do
+  dir=$(mktemp -d -p "$work")
+  rp=$(free_port); pp=$(free_port); ap=$(free_port); g1=$(free_port); g2=$(free_port)
+  export TELEPATH_JWT_SECRET=bench RUST_LOG=warn REDIS_URL="redis://127.0.0.1:$rp"
+  redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
+  sleep 0.3
+  TELEPATH_LISTEN="127.0.0.1:$pp" target/release/telepath-presence 2>"$dir/presence.log" &
+  TELEPATH_LISTEN="127.0.0.1:$ap" DATABASE_URL="sqlite://$dir/bench.db" TELEPATH_DEV_LOGIN=1 \
+    TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" target/release/telepath-api 2>"$dir/api.log" &
+  for port in "$g1" "$g2"; do
+    # The publisher is one connection: lift the per-connection rate limit (default 50/s).
+    TELEPATH_MAX_RATE_PER_S=100000 \
+    TELEPATH_LISTEN="127.0.0.1:$port" TELEPATH_NODE_ID="gw$port" TELEPATH_API_URL="http://127.0.0.1:$ap" \
+      TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" target/release/telepath-gateway 2>"$dir/gw$port.log" &
+  done
+  for url in "http://127.0.0.1:$pp" "http://127.0.0.1:$ap" "http://127.0.0.1:$g1" "http://127.0.0.1:$g2"; do ready "$url"; done
+  target/release/telepath-load room-fanout --api "http://127.0.0.1:$ap" \
+    --gateways "http://127.0.0.1:$g1,http://127.0.0.1:$g2" \
+    --receivers "$receivers" --rate "$rate" --duration "$duration" >"$work/run$i.json"
+  echo "run=$i: $(tr -d '\n ' <"$work/run$i.json")" >&2
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+done
+
+python3 - "$work" "$runs" "$duration" "$rate" "$receivers" <<'PY'
+import glob, json, statistics, sys
+work, runs, duration, rate, receivers = sys.argv[1:]
+rs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/run*.json"))]
+m = lambda f: statistics.median(f(r) for r in rs)
+print(f"runs={runs} duration={duration} rate={rate}/s receivers={receivers} over 2 gateways\n")
+print("| offered msgs/s | acked msgs/s | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | duplicates | generator CPU % |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+acked = m(lambda r: r['acked'] / float(duration.rstrip('s')))
+print(f"| {rate} | {acked:.0f} | {acked * int(receivers):.0f} | {m(lambda r: r['send_to_delivery']['p50_ms']):.2f} | "
+      f"{m(lambda r: r['send_to_delivery']['p90_ms']):.2f} | {m(lambda r: r['send_to_delivery']['p99_ms']):.2f} | "
+      f"{m(lambda r: r['send_to_delivery']['max_ms']):.2f} | {sum(r['lost'] for r in rs)} | {sum(r['duplicates'] for r in rs)} | "
+      f"{m(lambda r: r['generator_cpu_percent']):.0f} |")
+PY
