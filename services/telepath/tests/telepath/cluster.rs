@@ -34,6 +34,15 @@ impl Cluster {
 /// Starts Redis, `replicas` presence processes, the api and `gateways`
 /// gateways; gateway i reports to presence replica i % replicas.
 pub(crate) async fn start_cluster(gateways: usize, replicas: usize) -> Cluster {
+    start_cluster_with(gateways, replicas, &[]).await
+}
+
+/// [`start_cluster`] with extra environment for every process (later entries win).
+pub(crate) async fn start_cluster_with(
+    gateways: usize,
+    replicas: usize,
+    extra: &[(&str, String)],
+) -> Cluster {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("api.db").display());
@@ -46,7 +55,7 @@ pub(crate) async fn start_cluster(gateways: usize, replicas: usize) -> Cluster {
             ("TELEPATH_PRESENCE_GRACE_MS", GRACE_MS.to_string()),
             ("TELEPATH_TYPING_TTL_MS", TYPING_TTL_MS.to_string()),
         ];
-        presence.push(Service::start("telepath-presence", &env).await);
+        presence.push(Service::start("telepath-presence", &[&env[..], extra].concat()).await);
     }
     let api_env = [
         ("REDIS_URL", redis.url()),
@@ -55,7 +64,7 @@ pub(crate) async fn start_cluster(gateways: usize, replicas: usize) -> Cluster {
         ("TELEPATH_NODE_ID", "api".into()),
         ("TELEPATH_PRESENCE_URL", presence[0].url.clone()),
     ];
-    let api = Service::start("telepath-api", &api_env).await;
+    let api = Service::start("telepath-api", &[&api_env[..], extra].concat()).await;
     let mut gws = Vec::new();
     for i in 0..gateways {
         let env = [
@@ -65,7 +74,7 @@ pub(crate) async fn start_cluster(gateways: usize, replicas: usize) -> Cluster {
             ("TELEPATH_NODE_ID", format!("gw{i}")),
             ("TELEPATH_HEARTBEAT_MS", HEARTBEAT_MS.to_string()),
         ];
-        gws.push(Service::start("telepath-gateway", &env).await);
+        gws.push(Service::start("telepath-gateway", &[&env[..], extra].concat()).await);
     }
     Cluster {
         gateways: gws,

@@ -182,3 +182,147 @@ async fn four_concurrent_publishers_on_two_gateways_are_delivered_in_history_ord
         assert_eq!(w.await.unwrap(), expected);
     }
 }
+
+#[tokio::test]
+async fn resume_after_a_hundred_missed_messages_and_a_gap_past_the_cap() {
+    let cluster =
+        crate::cluster::start_cluster_with(2, 1, &[("TELEPATH_REPLAY_CAP", "150".into())]).await;
+    let http = Client::new();
+    let Pair {
+        bob,
+        room,
+        mut a,
+        b,
+        ..
+    } = ada_and_bob(&cluster).await;
+    drop(b);
+    for i in 1..=100 {
+        a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
+            .await;
+    }
+    // Bob missed all 100: he resumes on the other gateway with since = 0.
+    let mut again = WsClient::connect(&cluster.gateways[0].url, &bob.token)
+        .await
+        .unwrap();
+    let joined = again
+        .ok(json!({"type": "join", "room": room, "since": 0}))
+        .await;
+    assert_eq!(
+        (joined["seq"].as_i64(), joined["recovered"].as_bool()),
+        (Some(100), Some(true))
+    );
+    assert_eq!(
+        receive(&mut again, 100).await,
+        (1..=100).collect::<Vec<_>>()
+    );
+    // Past the cap (150): nothing partial, recovered false; history pages instead.
+    for i in 101..=200 {
+        a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
+            .await;
+    }
+    let mut late = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    let joined = late
+        .ok(json!({"type": "join", "room": room, "since": 10}))
+        .await;
+    assert_eq!(joined["recovered"], false);
+    assert!(
+        !late
+            .sees_within(Duration::from_millis(300), |f| f["type"] == "message")
+            .await
+    );
+    assert_eq!(
+        history(&http, &cluster.api.url, &bob.token, &room)
+            .await
+            .len(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_offline_dm_is_delivered_once_across_processes_and_not_again_after_ack() {
+    let cluster = crate::cluster::start_cluster_with(
+        2,
+        1,
+        &[
+            ("TELEPATH_OFFLINE_QUEUE_MAX", "3".into()),
+            ("TELEPATH_OFFLINE_TTL", "3s".into()),
+        ],
+    )
+    .await;
+    let http = Client::new();
+    let ada = login(&http, &cluster.api.url, "ada").await;
+    let bob = login(&http, &cluster.api.url, "bob").await;
+    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        let sent = a
+            .ok(json!({"type": "dm", "to": "bob", "body": format!("dm{i}")}))
+            .await;
+        assert_eq!(sent["delivered"], false);
+        ids.push(sent["id"].clone());
+    }
+    // The queue bound: a fourth is refused, the three stay.
+    assert_eq!(
+        a.request(json!({"type": "dm", "to": "bob", "body": "dm4"}))
+            .await["error"]["code"],
+        "rate_limited"
+    );
+    // Bob connects on the other gateway: all three, oldest first, once.
+    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    for id in &ids {
+        let dm = b.next_of("dm").await;
+        assert_eq!(&dm["id"], id);
+        b.send(json!({"type": "ack", "dm": dm["id"]})).await;
+    }
+    assert!(
+        !b.sees_within(Duration::from_millis(300), |f| f["type"] == "dm")
+            .await
+    );
+    // After the acks are written, a new connection gets nothing again.
+    crate::helpers::eventually(Duration::from_secs(5), "the acks to be written", || async {
+        let pending: Value = http
+            .get(format!("{}/dms/pending", cluster.api.url))
+            .bearer_auth(&bob.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        pending["messages"].as_array().unwrap().is_empty()
+    })
+    .await;
+    let mut again = WsClient::connect(&cluster.gateways[0].url, &bob.token)
+        .await
+        .unwrap();
+    assert!(
+        !again
+            .sees_within(Duration::from_millis(300), |f| f["type"] == "dm")
+            .await
+    );
+    // Expiry: a DM nobody acks leaves the queue after the TTL.
+    drop(again);
+    drop(b);
+    a.ok(json!({"type": "dm", "to": "bob", "body": "expiring"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    let pending: Value = http
+        .get(format!("{}/dms/pending", cluster.api.url))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        pending["messages"].as_array().unwrap().is_empty(),
+        "expired: {pending}"
+    );
+}
