@@ -326,3 +326,66 @@ async fn an_offline_dm_is_delivered_once_across_processes_and_not_again_after_ac
         "expired: {pending}"
     );
 }
+
+// Known bug, kept visible: about 1 run in 5 one seq at the seam arrives twice
+// (e.g. ..., 21, 22, 22, 23, ...). Clients that drop repeats by seq see the
+// right stream, but the seam promises none. Run it with `--run-ignored all`.
+#[tokio::test]
+#[ignore = "seam repeat under concurrent commits, about 1 run in 5 (issue 5)"]
+async fn a_join_with_since_while_messages_are_committed_sees_every_seq_once_in_order() {
+    let cluster = start_cluster(2, 1).await;
+    let http = Client::new();
+    let Pair {
+        ada,
+        bob,
+        room,
+        mut a,
+        b,
+        ..
+    } = ada_and_bob(&cluster).await;
+    drop(b);
+    for i in 1..=20 {
+        a.ok(json!({"type": "send", "room": room, "body": format!("before {i}")}))
+            .await;
+    }
+    // Messages keep being committed through the api while bob joins with since.
+    let claims = telepath_shared::auth::JwtKeys::new(crate::helpers::SECRET)
+        .verify(&ada.token)
+        .unwrap();
+    let internal = telepath_shared::auth::derive_internal_token(crate::helpers::SECRET);
+    let (api, room2, http2) = (cluster.api.url.clone(), room.clone(), http.clone());
+    let writer = tokio::spawn(async move {
+        for i in 0..60 {
+            let resp = http2
+                .post(format!("{api}/internal/rooms/{room2}/messages"))
+                .header("x-telepath-internal", &internal)
+                .json(&json!({"from": {"id": claims.sub, "name": claims.name}, "body": format!("during {i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success());
+        }
+    });
+    let mut again = WsClient::connect(&cluster.gateways[0].url, &bob.token)
+        .await
+        .unwrap();
+    let joined = again
+        .ok(json!({"type": "join", "room": room, "since": 5}))
+        .await;
+    assert!(joined["seq"].as_i64().unwrap() >= 20);
+    writer.await.unwrap();
+    let mut seqs = Vec::new();
+    for _ in 0..75 {
+        seqs.push(again.next_of("message").await["seq"].as_i64().unwrap());
+    }
+    assert_eq!(
+        seqs,
+        (6..=80).collect::<Vec<_>>(),
+        "no hole, no repeat, in order"
+    );
+    assert!(
+        !again
+            .sees_within(Duration::from_millis(300), |f| f["type"] == "message")
+            .await
+    );
+}
