@@ -30,7 +30,7 @@ pub(crate) struct Hub {
     /// Connections still being given their join's replay: room frames for
     /// them wait here (with their seq) instead of going to their queue.
     /// Locked after `channels`, never before.
-    gates: Mutex<HashMap<ConnId, HashMap<String, Held>>>,
+    gates: Mutex<HashMap<ConnId, HashMap<String, Gate>>>,
     /// The last seq relayed per room channel, for gap detection.
     relayed: Mutex<HashMap<String, i64>>,
     reconcile: mpsc::UnboundedSender<Reconcile>,
@@ -39,6 +39,15 @@ pub(crate) struct Hub {
 
 /// Room frames held for one gated connection, with their seq when they are messages.
 type Held = Vec<(Option<i64>, Bytes)>;
+
+/// One connection's view of one room's live stream around its join.
+struct Gate {
+    /// While the join's reply and replay are being prepared: what arrived meanwhile.
+    held: Option<Held>,
+    /// After: messages at or below this seq were in the join's replay (or
+    /// before it); the relay may still bring some late, and they are dropped.
+    floor: i64,
+}
 
 /// Frames a gate may hold before its connection counts as a slow consumer.
 const GATE_LIMIT: usize = 4096;
@@ -153,23 +162,33 @@ impl Hub {
             .expect("hub lock poisoned")
             .entry(conn)
             .or_default()
-            .insert(channel.to_owned(), Vec::new());
+            .insert(
+                channel.to_owned(),
+                Gate {
+                    held: Some(Vec::new()),
+                    floor: i64::MIN,
+                },
+            );
         self.join(channel, conn, handle).await
     }
 
     /// Releases a gate: the held frames with a seq above `after` (or none)
     /// go to the connection's queue, in arrival order, and later frames go
-    /// straight through. Holding the channel lock keeps the dispatcher out
+    /// straight through, except messages at or below `after`. Holding the channel lock keeps the dispatcher out
     /// meanwhile, so nothing overtakes them.
     pub(crate) fn ungate(&self, channel: &str, conn: ConnId, after: i64) {
         let channels = self.channels.lock().expect("hub lock poisoned");
+        // The gate stays as a floor: the relay can be behind the api, so a
+        // message the replay already carried may still come live.
         let held = {
             let mut gates = self.gates.lock().expect("hub lock poisoned");
-            let held = gates.get_mut(&conn).and_then(|g| g.remove(channel));
-            if gates.get(&conn).is_some_and(HashMap::is_empty) {
-                gates.remove(&conn);
-            }
-            held
+            gates
+                .get_mut(&conn)
+                .and_then(|g| g.get_mut(channel))
+                .and_then(|gate| {
+                    gate.floor = after;
+                    gate.held.take()
+                })
         };
         let (Some(held), Some(handle)) = (held, channels.get(channel).and_then(|m| m.get(&conn)))
         else {
@@ -196,13 +215,22 @@ impl Hub {
         };
         let mut gates = self.gates.lock().expect("hub lock poisoned");
         for (conn, handle) in members {
-            if let Some(held) = gates.get_mut(conn).and_then(|g| g.get_mut(channel)) {
-                if held.len() < GATE_LIMIT {
-                    held.push((seq, payload.clone()));
-                    continue;
+            match gates.get_mut(conn).and_then(|g| g.get_mut(channel)) {
+                Some(Gate {
+                    held: Some(held), ..
+                }) => {
+                    if held.len() < GATE_LIMIT {
+                        held.push((seq, payload.clone()));
+                        continue;
+                    }
                 }
-            } else if handle.push(payload.clone()) {
-                continue;
+                // Already in the join's replay.
+                Some(Gate { held: None, floor }) if seq.is_some_and(|s| s <= *floor) => continue,
+                _ => {
+                    if handle.push(payload.clone()) {
+                        continue;
+                    }
+                }
             }
             self.metrics.slow_consumers.inc();
             handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
@@ -418,6 +446,8 @@ mod tests {
             released,
             vec![Bytes::from("5"), Bytes::from_static(b"typing")]
         );
+        // A late live copy of a replayed message is dropped; newer ones pass.
+        hub.dispatch_room("room:g", &Bytes::from("4"), Some(4));
         hub.dispatch_room("room:g", &Bytes::from("6"), Some(6));
         assert_eq!(
             rx.try_recv().unwrap(),
