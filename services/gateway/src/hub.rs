@@ -140,10 +140,7 @@ impl Hub {
             return 0;
         };
         for handle in members.values() {
-            if !handle.push(payload.clone()) {
-                self.metrics.slow_consumers.inc();
-                handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
-            }
+            self.deliver(handle, payload.clone());
         }
         self.metrics.frames_out.inc_by(members.len() as u64);
         members.len()
@@ -198,9 +195,7 @@ impl Hub {
             .into_iter()
             .filter(|(seq, _)| seq.is_none_or(|s| s > after))
         {
-            if !handle.push(frame) {
-                self.metrics.slow_consumers.inc();
-                handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+            if !self.deliver(handle, frame) {
                 break;
             }
         }
@@ -227,11 +222,11 @@ impl Hub {
                 // Already in the join's replay.
                 Some(Gate { held: None, floor }) if seq.is_some_and(|s| s <= *floor) => continue,
                 _ => {
-                    if handle.push(payload.clone()) {
-                        continue;
-                    }
+                    self.deliver(handle, payload.clone());
+                    continue;
                 }
             }
+            // A gate over its limit: the connection cannot keep up.
             self.metrics.slow_consumers.inc();
             handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
         }
@@ -292,12 +287,31 @@ impl Hub {
     /// Queues `payload` once to every local connection in any of `channels`.
     pub(crate) fn dispatch_union(&self, channels: &[String], payload: &Bytes) -> usize {
         let map = self.channels.lock().expect("hub lock poisoned");
+        self.once_each(channels.iter().filter_map(|c| map.get(c)), payload)
+    }
+
+    /// Queues `payload` to every local connection (admin broadcasts): every
+    /// connection is in its user's channel.
+    pub(crate) fn dispatch_all(&self, payload: &Bytes) -> usize {
+        let map = self.channels.lock().expect("hub lock poisoned");
+        let users = map
+            .iter()
+            .filter(|(c, _)| c.starts_with("user:"))
+            .map(|(_, m)| m);
+        self.once_each(users, payload)
+    }
+
+    /// Queues `payload` once per connection found in `groups` (the caller holds the channel lock).
+    fn once_each<'a>(
+        &self,
+        groups: impl Iterator<Item = &'a HashMap<ConnId, SessionHandle>>,
+        payload: &Bytes,
+    ) -> usize {
         let mut seen = HashSet::new();
-        for members in channels.iter().filter_map(|c| map.get(c)) {
+        for members in groups {
             for (conn, handle) in members {
-                if seen.insert(*conn) && !handle.push(payload.clone()) {
-                    self.metrics.slow_consumers.inc();
-                    handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+                if seen.insert(*conn) {
+                    self.deliver(handle, payload.clone());
                 }
             }
         }
@@ -305,21 +319,15 @@ impl Hub {
         seen.len()
     }
 
-    /// Queues `payload` to every local connection (admin broadcasts).
-    pub(crate) fn dispatch_all(&self, payload: &Bytes) {
-        let channels = self.channels.lock().expect("hub lock poisoned");
-        let mut seen = HashSet::new();
-        for (channel, members) in channels.iter() {
-            if !channel.starts_with("user:") {
-                continue;
-            }
-            for (conn, handle) in members {
-                if seen.insert(*conn) && !handle.push(payload.clone()) {
-                    self.metrics.slow_consumers.inc();
-                    handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
-                }
-            }
+    /// Queues one frame; a full queue closes the connection as a slow
+    /// consumer (1013). Returns whether the frame was queued.
+    fn deliver(&self, handle: &SessionHandle, frame: Bytes) -> bool {
+        if handle.push(frame) {
+            return true;
         }
+        self.metrics.slow_consumers.inc();
+        handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+        false
     }
 }
 
