@@ -6,10 +6,16 @@
 //! [`memory::MemoryBroker`] for the all-in-one binary and fast tests, and
 //! [`redis::RedisBus`] for a cluster of nodes.
 //!
+//! Every message travels with its [`Meta`]: when it was published (for the
+//! fan-out latency histogram) and the publisher's trace context (so a trace
+//! follows a message from the api through the bus to every gateway). The
+//! Redis wire form of that envelope is in [`envelope`].
+//!
 //! The bus does not persist, order across channels, or retry: anything
 //! published while a subscriber is disconnected is lost, and the layers
 //! above repair gaps by `seq` from the api.
 
+pub mod envelope;
 pub mod memory;
 pub mod redis;
 
@@ -24,6 +30,61 @@ pub struct BusMessage {
     pub channel: String,
     /// The payload exactly as published.
     pub payload: Bytes,
+    /// When and in which trace it was published.
+    pub meta: Meta,
+}
+
+/// What travels with a payload besides the payload itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Unix time of the publish in microseconds; 0 when unknown (a
+    /// publisher that does not stamp its messages).
+    pub published_us: u64,
+    /// The publisher's W3C `traceparent`, when it exports traces.
+    pub traceparent: Option<String>,
+}
+
+impl Meta {
+    /// Stamped now, in the current span's trace (if traces are exported).
+    pub fn now() -> Self {
+        Self::in_trace(crate::telemetry::traceparent())
+    }
+
+    /// Stamped now, in the trace of `traceparent`.
+    pub fn in_trace(traceparent: Option<String>) -> Self {
+        Meta {
+            published_us: unix_micros(),
+            traceparent,
+        }
+    }
+}
+
+/// The current Unix time in microseconds.
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// One message to publish with [`Bus::publish_many`].
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub channel: String,
+    pub payload: Bytes,
+    /// The trace it belongs to (each message of a batch may have its own).
+    pub traceparent: Option<String>,
+}
+
+impl Outgoing {
+    /// A message in the current span's trace.
+    pub fn new(channel: String, payload: Bytes) -> Self {
+        Outgoing {
+            channel,
+            payload,
+            traceparent: crate::telemetry::traceparent(),
+        }
+    }
 }
 
 /// The receiving end of a bus connection: what this node subscribed to.
@@ -47,19 +108,18 @@ pub enum BusError {
 /// A node's connection to the bus.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Delivers `payload` to every node subscribed to `channel` right now, at most once.
-    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError>;
+    /// Delivers `payload` to every node subscribed to `channel` right now,
+    /// at most once, stamped with [`Meta::now`].
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
+        self.publish_counted(channel, payload).await.map(|_| ())
+    }
     /// Like `publish`, and says how many nodes were subscribed to `channel`
     /// (for a `user:{id}` channel: whether the user has a live connection).
     async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError>;
     /// Publishes every message in order, in as few round trips as the bus
-    /// allows; on error some prefix of them may have been published.
-    async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<(), BusError> {
-        for (channel, payload) in messages {
-            self.publish(channel, payload.clone()).await?;
-        }
-        Ok(())
-    }
+    /// allows, each in its own trace; on error some prefix of them may have
+    /// been published.
+    async fn publish_many(&self, messages: &[Outgoing]) -> Result<(), BusError>;
     /// After this returns `Ok`, messages published to `channel` reach this node's
     /// inbound stream, also after the bus reconnects. Idempotent.
     async fn subscribe(&self, channel: &str) -> Result<(), BusError>;

@@ -83,6 +83,10 @@ pub struct Common {
     pub jwt_secret: String,
     /// `TELEPATH_INTERNAL_TOKEN`: service-to-service secret (default: derived from the JWT secret).
     pub internal_token: String,
+    /// `TELEPATH_DRAIN_SECS`: after SIGTERM, the process exits within this
+    /// long, seconds (default 10): gateways close every connection with
+    /// `bye` restart and 1012, the api commits what its writer holds.
+    pub drain: Duration,
 }
 
 impl Common {
@@ -120,6 +124,7 @@ impl Common {
             redis_url: src.get("REDIS_URL"),
             jwt_secret,
             internal_token,
+            drain: Duration::from_secs(parse(src, "TELEPATH_DRAIN_SECS", 10)?),
         })
     }
 
@@ -131,6 +136,7 @@ impl Common {
             redis_url: None,
             jwt_secret: secret.to_owned(),
             internal_token: derive_internal_token(secret),
+            drain: Duration::from_secs(5),
         }
     }
 }
@@ -161,8 +167,6 @@ pub struct GatewayConfig {
     pub away_after_ms: u64,
     /// `TELEPATH_REPLAY_CAP`: most messages a `join` with `since` replays (default 1000).
     pub replay_cap: i64,
-    /// `TELEPATH_SHUTDOWN_GRACE_MS`: how long shutdown waits for connections to close, ms (default 5000).
-    pub shutdown_grace: Duration,
 }
 
 impl GatewayConfig {
@@ -191,7 +195,6 @@ impl GatewayConfig {
             max_rate_per_s: parse(src, "TELEPATH_MAX_RATE_PER_S", 50)?,
             away_after_ms: parse(src, "TELEPATH_AWAY_AFTER_MS", 300_000)?,
             replay_cap: parse(src, "TELEPATH_REPLAY_CAP", 1000)?,
-            shutdown_grace: Duration::from_millis(parse(src, "TELEPATH_SHUTDOWN_GRACE_MS", 5_000)?),
         })
     }
 

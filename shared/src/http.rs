@@ -2,7 +2,10 @@
 //! `{"error":{"code","message"}}`, the internal-token check for `/internal/`
 //! routes, and the JSON 404 fallback.
 //!
-//! Internal causes are logged here and never sent to clients.
+//! Internal causes are logged here and never sent to clients. Request
+//! metrics and spans are in [`observe`].
+
+pub mod observe;
 
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
@@ -79,6 +82,31 @@ pub fn check_internal(headers: &HeaderMap, token: &str) -> Result<(), ApiError> 
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::Unauthorized, "internal route"))
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then stops
+/// accepting and lets the requests in flight finish, for at most `drain`
+/// (then they are cut off). Handlers see the peer address (`ConnectInfo`).
+pub async fn serve_gracefully(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+    drain: std::time::Duration,
+) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serve =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        served = serve => served,
+        _ = deadline => {
+            tracing::warn!("requests still in flight at the drain deadline");
+            Ok(())
+        }
     }
 }
 

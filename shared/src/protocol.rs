@@ -131,6 +131,20 @@ pub enum ClientOp {
 }
 
 impl ClientOp {
+    /// Every client frame type, as [`ClientOp::name`] returns them.
+    pub const NAMES: [&'static str; 10] = [
+        "join",
+        "leave",
+        "send",
+        "dm",
+        "broadcast",
+        "typing",
+        "status",
+        "ack",
+        "refresh",
+        "ping",
+    ];
+
     /// The frame's `type` name, for metrics labels and logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -178,6 +192,23 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
+    /// The frame's `type` on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome(_) => "welcome",
+            ServerFrame::Reply(_) => "reply",
+            ServerFrame::Message(_) => "message",
+            ServerFrame::Dm(_) => "dm",
+            ServerFrame::Broadcast(_) => "broadcast",
+            ServerFrame::Presence(_) => "presence",
+            ServerFrame::Typing(_) => "typing",
+            ServerFrame::Member(_) => "member",
+            ServerFrame::Error(_) => "error",
+            ServerFrame::Bye(_) => "bye",
+            ServerFrame::RoomClosed(_) => "room_closed",
+        }
+    }
+
     /// Serialises the frame; serialising these types cannot fail (no maps with
     /// non-string keys, no foreign `Serialize` impls).
     pub fn to_json(&self) -> String {
@@ -379,6 +410,36 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for metrics that start each label at zero.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::RoomFull,
+        ErrorCode::RateLimited,
+        ErrorCode::TooLarge,
+        ErrorCode::Conflict,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The code's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
     /// The HTTP status REST uses for this code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -985,6 +1046,15 @@ mod tests {
         let frame: ClientFrame = serde_json::from_value(v.clone()).expect("decodes");
         let back = serde_json::to_value(&frame).unwrap();
         assert_eq!(back, v);
+        assert_eq!(v["type"], frame.op.name());
+        assert!(ClientOp::NAMES.contains(&frame.op.name()));
+    }
+
+    #[test]
+    fn error_code_names_are_their_wire_names() {
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+        }
     }
 
     #[test]
@@ -1091,6 +1161,8 @@ mod tests {
             let text = frame.to_json();
             let back: ServerFrame = serde_json::from_str(&text).unwrap();
             assert_eq!(back, frame, "{text}");
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["type"], frame.name(), "name() is the wire type");
         }
     }
 

@@ -1,27 +1,78 @@
-//! Telemetry: one call sets up tracing for a service, and a Prometheus
-//! registry is rendered at `/metrics`.
+//! Telemetry: one call sets up logs and traces for a service, a Prometheus
+//! registry is rendered at `/metrics`, and trace context crosses process
+//! boundaries as a W3C `traceparent`.
 //!
-//! Logs go to stderr, human-readable by default or JSON with
-//! `TELEPATH_LOG_FORMAT=json`; `RUST_LOG` filters (default `info`). Metric
-//! names follow `telepath_<thing>_<unit|total>`; labels stay low-cardinality.
+//! - Logs go to stderr, human-readable by default or JSON with
+//!   `TELEPATH_LOG_FORMAT=json`; `RUST_LOG` filters (default `info`).
+//! - Traces are exported over OTLP/HTTP (protobuf) only when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set; otherwise no exporter exists and
+//!   the helpers here that carry context ([`traceparent`], [`inject`])
+//!   return at once, so tracing costs nothing on the hot path.
+//! - Metric names follow `telepath_<thing>_<unit|total>`; labels stay
+//!   low-cardinality. [`registry`] adds the process metrics (CPU, memory,
+//!   file descriptors) and `telepath_build_info` to every service's registry.
+//!
+//! It deliberately logs no request URIs or headers: tokens travel in both.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use prometheus::{Encoder, Registry, TextEncoder};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Initialises tracing for `service`. Safe to call twice (the second call is a no-op).
-pub fn init(service: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Set once OTLP export is configured: spans then carry context across services.
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// The W3C trace-context propagator (the `traceparent` header).
+static PROPAGATOR: LazyLock<TraceContextPropagator> = LazyLock::new(TraceContextPropagator::new);
+
+/// What [`init`] set up; [`Telemetry::shutdown`] flushes spans still buffered.
+#[must_use = "keep it until the service stops, then call shutdown()"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops the span exporter (if any). Blocking: call it after
+    /// the server stopped, it waits for the last export at most a few seconds.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            // The exporter's own thread does the work; this only waits for it.
+            let _ = std::thread::spawn(move || provider.shutdown()).join();
+        }
+    }
+}
+
+/// Initialises logs (and traces, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set)
+/// for `service`. Safe to call twice: the second call sets nothing up.
+pub fn init(service: &str) -> Telemetry {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // The SDK logs every failed export; one line a minute is enough.
+        .add_directive("opentelemetry_sdk=warn".parse().expect("valid directive"));
     let json = std::env::var("TELEPATH_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let registry = tracing_subscriber::registry().with(filter);
+    let provider = otlp_provider(service);
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer().with_tracer(p.tracer(format!("telepath-{service}")))
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = if json {
         registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
+                    .with_current_span(false)
                     .with_writer(std::io::stderr),
             )
             .try_init()
@@ -30,9 +81,122 @@ pub fn init(service: &str) {
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .try_init()
     };
-    if result.is_ok() {
-        tracing::debug!(service, "telemetry initialised");
+    if result.is_err() {
+        // Someone initialised tracing first (tests): their subscriber stays.
+        return Telemetry { provider: None };
     }
+    if provider.is_some() {
+        TRACING.store(true, Ordering::Relaxed);
+        tracing::info!(service, "exporting traces over OTLP");
+    }
+    Telemetry { provider }
+}
+
+/// The OTLP tracer provider, when an endpoint is configured.
+fn otlp_provider(service: &str) -> Option<SdkTracerProvider> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
+    if endpoint.trim().is_empty() {
+        return None;
+    }
+    // The exporter reads the endpoint (and OTEL_EXPORTER_OTLP_* settings) itself.
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("OTLP export disabled: {e}");
+            return None;
+        }
+    };
+    let mut resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(format!("telepath-{service}"))
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ));
+    if let Ok(node) = std::env::var("TELEPATH_NODE_ID") {
+        resource =
+            resource.with_attribute(opentelemetry::KeyValue::new("service.instance.id", node));
+    }
+    Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build(),
+    )
+}
+
+/// Whether spans are exported (so worth creating on per-message paths).
+pub fn tracing_enabled() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+/// The current span's context as a W3C `traceparent`, when traces are exported.
+pub fn traceparent() -> Option<String> {
+    if !tracing_enabled() {
+        return None;
+    }
+    traceparent_of(&tracing::Span::current())
+}
+
+/// `span`'s context as a W3C `traceparent` (None when it has none).
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let mut carrier = HashMap::new();
+    PROPAGATOR.inject_context(&span.context(), &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Adds the current span's `traceparent` to outgoing request headers.
+pub fn inject(headers: &mut HeaderMap) {
+    if !tracing_enabled() {
+        return;
+    }
+    let cx = tracing::Span::current().context();
+    PROPAGATOR.inject_context(&cx, &mut opentelemetry_http::HeaderInjector(headers));
+}
+
+/// Makes the context in `headers` (a caller's `traceparent`) the parent of `span`.
+pub fn adopt_headers(span: &tracing::Span, headers: &HeaderMap) {
+    if !tracing_enabled() || headers.get("traceparent").is_none() {
+        return;
+    }
+    let cx = PROPAGATOR.extract(&opentelemetry_http::HeaderExtractor(headers));
+    let _ = span.set_parent(cx);
+}
+
+/// Makes the context of a `traceparent` (from a bus envelope) the parent of `span`.
+pub fn adopt_traceparent(span: &tracing::Span, traceparent: &str) {
+    if !tracing_enabled() {
+        return;
+    }
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let _ = span.set_parent(PROPAGATOR.extract(&carrier));
+}
+
+/// A registry for `service` with the process metrics (`process_*`: CPU
+/// seconds, resident memory, open file descriptors, threads) and
+/// `telepath_build_info{service,version}` already in it.
+pub fn registry(service: &str) -> Registry {
+    let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("process metrics registered once");
+    let info = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "telepath_build_info",
+            "Always 1; labels name the service and its version",
+        ),
+        &["service", "version"],
+    )
+    .expect("valid metric");
+    info.with_label_values(&[service, env!("CARGO_PKG_VERSION")])
+        .set(1);
+    register(&registry, info);
+    registry
 }
 
 /// Renders every metric of `registry` in the Prometheus text format.
@@ -104,5 +268,28 @@ mod tests {
             .await
             .unwrap();
         assert!(String::from_utf8_lossy(&body).contains("telepath_test_total 1"));
+    }
+
+    #[tokio::test]
+    async fn a_service_registry_carries_build_info_and_process_metrics() {
+        let resp = render(&registry("api"));
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("telepath_build_info{service=\"api\""),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[test]
+    fn without_an_exporter_no_context_is_carried() {
+        assert_eq!(traceparent(), None);
+        let mut headers = HeaderMap::new();
+        inject(&mut headers);
+        assert!(headers.is_empty());
     }
 }

@@ -33,7 +33,8 @@ use sqlx::SqlitePool;
 use telepath_shared::auth::JwtKeys;
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::ApiConfig;
-use telepath_shared::http::{ApiError, not_found};
+use telepath_shared::http::observe::HttpMetrics;
+use telepath_shared::http::{ApiError, not_found, serve_gracefully};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -109,6 +110,16 @@ impl ApiState {
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
     }
+
+    /// The end of a graceful shutdown, once no request is in flight: the
+    /// writer commits, publishes and answers what it holds, then the
+    /// database is closed (which checkpoints its WAL).
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.write.close().await;
+        self.inner.read.close().await;
+        tracing::info!("api closed: writer flushed, database closed");
+    }
 }
 
 /// Every REST and internal route of the api, each with its OpenAPI path.
@@ -163,22 +174,31 @@ pub fn routes(state: ApiState) -> Router {
     router.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
-/// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404.
+/// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404, with
+/// request metrics (call once per registry).
 pub fn router(state: ApiState) -> Router {
+    let http = HttpMetrics::new(state.registry());
     let (ops, _) = ops_routes().split_for_parts();
-    ops.with_state(state.clone())
+    let router = ops
+        .with_state(state.clone())
         .merge(routes(state))
-        .fallback(not_found)
+        .fallback(not_found);
+    http.layer(router)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` is cancelled.
+/// Serves [`router`] on `listener` until `shutdown` is cancelled, then shuts
+/// down gracefully within `TELEPATH_DRAIN_SECS`: no new connections, the
+/// requests in flight finish (their messages commit and are acknowledged),
+/// then [`ApiState::close`] flushes the writer.
 pub async fn run(
     listener: TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let drain = state.inner.config.common.drain;
+    let served = serve_gracefully(listener, router(state.clone()), shutdown, drain).await;
+    if tokio::time::timeout(drain, state.close()).await.is_err() {
+        tracing::warn!("the writer did not finish within the drain deadline");
+    }
+    served
 }

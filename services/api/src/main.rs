@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telepath_shared::telemetry::init("api");
+    let telemetry = telepath_shared::telemetry::init("api");
     let common = Common::from_source(&Env, false)?;
     let config = ApiConfig::from_source(&Env, common, false)?;
     let redis_url = config
@@ -25,14 +25,19 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.common.listen)
         .await
         .context("binding TELEPATH_LISTEN")?;
-    let state =
-        telepath_api::ApiState::build(config, Arc::new(bus), inbound, prometheus::Registry::new())
-            .await?;
+    let state = telepath_api::ApiState::build(
+        config,
+        Arc::new(bus),
+        inbound,
+        telepath_shared::telemetry::registry("api"),
+    )
+    .await?;
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(telepath_shared::telemetry::shutdown_on_signal(
         shutdown.clone(),
     ));
     telepath_api::run(listener, state, shutdown).await?;
+    telemetry.shutdown();
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The api's Prometheus metrics.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use telepath_shared::telemetry::register;
 
 /// Counters and histograms of the api.
@@ -14,6 +14,8 @@ pub struct ApiMetrics {
     pub commit_seconds: Histogram,
     /// Publishes to the bus that failed after commit (repaired by gap repair).
     pub publish_failures: IntCounter,
+    /// Room messages waiting for the writer, as of its last batch.
+    pub writer_queue: IntGauge,
 }
 
 impl ApiMetrics {
@@ -55,6 +57,14 @@ impl ApiMetrics {
                 IntCounter::new(
                     "telepath_api_publish_failures_total",
                     "Bus publishes that failed after commit",
+                )
+                .unwrap(),
+            ),
+            writer_queue: register(
+                registry,
+                IntGauge::new(
+                    "telepath_api_writer_queue_messages",
+                    "Room messages waiting for the writer, as of its last batch",
                 )
                 .unwrap(),
             ),

@@ -6,16 +6,25 @@
 //! and only then publishes each new message to `room:{id}` in seq order and
 //! answers its caller. One task means commits and publishes happen in one
 //! order, so every subscriber sees a room's messages in seq order.
+//!
+//! Each job remembers its caller's trace; when traces are exported, its
+//! message gets a `message.commit` span in that trace, and the message goes
+//! on the bus in it, so the trace continues on every gateway that relays it.
+//! [`WriterHandle::close`] stops taking jobs and commits what is queued: the
+//! api's graceful shutdown.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sqlx::{SqliteConnection, SqlitePool};
-use telepath_shared::bus::Bus;
+use telepath_shared::bus::{Bus, Outgoing};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{ErrorCode, InternalSend, Message, ServerFrame, room_channel};
+use telepath_shared::telemetry;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ApiMetrics;
 use crate::store::{self, now};
@@ -32,12 +41,17 @@ pub(crate) struct SendJob {
     room: String,
     send: InternalSend,
     reply: oneshot::Sender<Result<Message, ApiError>>,
+    /// The caller's trace (when traces are exported).
+    trace: Option<String>,
 }
 
 /// Handle to queue work for the writer task.
 #[derive(Clone)]
 pub(crate) struct WriterHandle {
     tx: mpsc::Sender<SendJob>,
+    /// Cancelled by [`WriterHandle::close`].
+    stop: CancellationToken,
+    task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl WriterHandle {
@@ -45,12 +59,28 @@ impl WriterHandle {
     /// published). A repeated `client_id` returns the first message.
     pub(crate) async fn send(&self, room: String, send: InternalSend) -> Result<Message, ApiError> {
         let (reply, rx) = oneshot::channel();
+        let job = SendJob {
+            room,
+            send,
+            reply,
+            trace: telemetry::traceparent(),
+        };
         self.tx
-            .send_timeout(SendJob { room, send, reply }, ENQUEUE_TIMEOUT)
+            .send_timeout(job, ENQUEUE_TIMEOUT)
             .await
             .map_err(|_| ApiError::unavailable("the message writer is overloaded"))?;
         rx.await
             .map_err(|_| ApiError::unavailable("the message writer stopped"))?
+    }
+
+    /// Stops taking jobs, commits (and publishes and answers) every job
+    /// already queued, and returns once the writer task has finished.
+    pub(crate) async fn close(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().expect("writer lock poisoned").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 }
 
@@ -63,22 +93,43 @@ pub(crate) fn spawn(
     max_batch: usize,
 ) -> WriterHandle {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(rx, pool, bus, metrics, max_batch.max(1)));
-    WriterHandle { tx }
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(rx, pool, bus, metrics, max_batch.max(1), stop.clone()));
+    WriterHandle {
+        tx,
+        stop,
+        task: Arc::new(std::sync::Mutex::new(Some(task))),
+    }
 }
 
-/// Runs until every [`WriterHandle`] is dropped.
+/// Runs until every [`WriterHandle`] is dropped, or until `stop`: then it
+/// refuses new jobs and commits the queued ones before returning.
 async fn run(
     mut rx: mpsc::Receiver<SendJob>,
     pool: SqlitePool,
     bus: Arc<dyn Bus>,
     metrics: ApiMetrics,
     max_batch: usize,
+    stop: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
+    loop {
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, max_batch) => n,
+            _ = stop.cancelled() => {
+                // Closing keeps what is queued readable; recv_many then ends with 0.
+                rx.close();
+                rx.recv_many(&mut batch, max_batch).await
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        metrics.writer_queue.set(rx.len() as i64);
         commit_batch(&pool, bus.as_ref(), &metrics, std::mem::take(&mut batch)).await;
     }
+    metrics.writer_queue.set(0);
+    tracing::debug!("message writer stopped");
 }
 
 /// What persisting one job produced.
@@ -90,6 +141,7 @@ struct Persisted {
 
 async fn commit_batch(pool: &SqlitePool, bus: &dyn Bus, metrics: &ApiMetrics, batch: Vec<SendJob>) {
     let started = Instant::now();
+    let spans = commit_spans(&batch);
     let outcomes = match persist_all(pool, &batch).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
@@ -105,12 +157,17 @@ async fn commit_batch(pool: &SqlitePool, bus: &dyn Bus, metrics: &ApiMetrics, ba
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     metrics.batch_size.observe(batch.len() as f64);
-    // Every new message of the batch goes out in one ordered publish.
-    let fresh: Vec<&Message> = outcomes
+    // Every new message of the batch goes out in one ordered publish, each in its trace.
+    let fresh: Vec<(&Message, Option<String>)> = outcomes
         .iter()
-        .filter_map(|o| o.as_ref().ok())
-        .filter(|p| p.fresh)
-        .map(|p| &p.message)
+        .zip(&spans)
+        .filter_map(|(o, span)| match o {
+            Ok(p) if p.fresh => Some((
+                &p.message,
+                span.as_ref().and_then(telemetry::traceparent_of),
+            )),
+            _ => None,
+        })
         .collect();
     metrics.messages_persisted.inc_by(fresh.len() as u64);
     publish(bus, metrics, &fresh).await;
@@ -120,17 +177,35 @@ async fn commit_batch(pool: &SqlitePool, bus: &dyn Bus, metrics: &ApiMetrics, ba
     }
 }
 
+/// One `message.commit` span per job in its caller's trace, when traces
+/// are exported (none otherwise: this is the hot path).
+fn commit_spans(batch: &[SendJob]) -> Vec<Option<tracing::Span>> {
+    batch
+        .iter()
+        .map(|job| {
+            let tp = job.trace.as_deref()?;
+            let span = tracing::info_span!(
+                parent: None,
+                "message.commit",
+                otel.kind = "internal",
+                batch = batch.len()
+            );
+            telemetry::adopt_traceparent(&span, tp);
+            Some(span)
+        })
+        .collect()
+}
+
 /// Publishes committed messages, in seq order. A failure is logged and
 /// counted: the messages are safe in SQLite and reach members through
 /// resume and gap repair.
-async fn publish(bus: &dyn Bus, metrics: &ApiMetrics, messages: &[&Message]) {
-    let frames: Vec<(String, Bytes)> = messages
+async fn publish(bus: &dyn Bus, metrics: &ApiMetrics, messages: &[(&Message, Option<String>)]) {
+    let frames: Vec<Outgoing> = messages
         .iter()
-        .map(|m| {
-            (
-                room_channel(&m.room),
-                Bytes::from(ServerFrame::Message((*m).clone()).to_json()),
-            )
+        .map(|(m, trace)| Outgoing {
+            channel: room_channel(&m.room),
+            payload: Bytes::from(ServerFrame::Message((*m).clone()).to_json()),
+            traceparent: trace.clone(),
         })
         .collect();
     if let Err(e) = bus.publish_many(&frames).await {

@@ -13,13 +13,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use telepath_shared::bus::Bus;
 use telepath_shared::protocol::{ByeReason, CloseCode};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::metrics::GatewayMetrics;
-use crate::session::SessionHandle;
+use crate::metrics::{GatewayMetrics, OutKind};
+use crate::session::{Outbound, SessionHandle};
 
 /// Local connection id.
 pub(crate) type ConnId = u64;
@@ -38,7 +37,7 @@ pub(crate) struct Hub {
 }
 
 /// Room frames held for one gated connection, with their seq when they are messages.
-type Held = Vec<(Option<i64>, Bytes)>;
+type Held = Vec<(Option<i64>, Outbound)>;
 
 /// One connection's view of one room's live stream around its join.
 struct Gate {
@@ -93,6 +92,9 @@ impl Hub {
         if !first {
             return true;
         }
+        if channel.starts_with("user:") {
+            self.metrics.users.inc();
+        }
         let (done, rx) = oneshot::channel();
         let _ = self.reconcile.send(Reconcile {
             channel: channel.to_owned(),
@@ -117,6 +119,9 @@ impl Hub {
             empty
         };
         if last {
+            if channel.starts_with("user:") {
+                self.metrics.users.dec();
+            }
             let _ = self.reconcile.send(Reconcile {
                 channel: channel.to_owned(),
                 done: None,
@@ -132,9 +137,9 @@ impl Hub {
             .contains_key(channel)
     }
 
-    /// Queues `payload` to every local connection in `channel`. Returns how
-    /// many connections it was queued to.
-    pub(crate) fn dispatch(&self, channel: &str, payload: &Bytes) -> usize {
+    /// Queues `payload` (a frame of `kind`) to every local connection in
+    /// `channel`. Returns how many connections it was queued to.
+    pub(crate) fn dispatch(&self, channel: &str, payload: &Outbound, kind: OutKind) -> usize {
         let channels = self.channels.lock().expect("hub lock poisoned");
         let Some(members) = channels.get(channel) else {
             return 0;
@@ -142,7 +147,7 @@ impl Hub {
         for handle in members.values() {
             self.deliver(handle, payload.clone());
         }
-        self.metrics.frames_out.inc_by(members.len() as u64);
+        self.metrics.frames_out(kind, members.len());
         members.len()
     }
 
@@ -201,9 +206,15 @@ impl Hub {
         }
     }
 
-    /// Queues a room frame (with its seq, when it is a message) to every
-    /// local member, holding it for gated members.
-    pub(crate) fn dispatch_room(&self, channel: &str, payload: &Bytes, seq: Option<i64>) -> usize {
+    /// Queues a room frame of `kind` (with its seq, when it is a message) to
+    /// every local member, holding it for gated members.
+    pub(crate) fn dispatch_room(
+        &self,
+        channel: &str,
+        payload: &Outbound,
+        kind: OutKind,
+        seq: Option<i64>,
+    ) -> usize {
         let channels = self.channels.lock().expect("hub lock poisoned");
         let Some(members) = channels.get(channel) else {
             return 0;
@@ -230,7 +241,7 @@ impl Hub {
             self.metrics.slow_consumers.inc();
             handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
         }
-        self.metrics.frames_out.inc_by(members.len() as u64);
+        self.metrics.frames_out(kind, members.len());
         members.len()
     }
 
@@ -284,28 +295,32 @@ impl Hub {
         members.len()
     }
 
-    /// Queues `payload` once to every local connection in any of `channels`.
-    pub(crate) fn dispatch_union(&self, channels: &[String], payload: &Bytes) -> usize {
+    /// Queues `payload` (a presence event) once to every local connection in any of `channels`.
+    pub(crate) fn dispatch_union(&self, channels: &[String], payload: &Outbound) -> usize {
         let map = self.channels.lock().expect("hub lock poisoned");
-        self.once_each(channels.iter().filter_map(|c| map.get(c)), payload)
+        let n = self.once_each(channels.iter().filter_map(|c| map.get(c)), payload);
+        self.metrics.frames_out(OutKind::Presence, n);
+        n
     }
 
     /// Queues `payload` to every local connection (admin broadcasts): every
     /// connection is in its user's channel.
-    pub(crate) fn dispatch_all(&self, payload: &Bytes) -> usize {
+    pub(crate) fn dispatch_all(&self, payload: &Outbound) -> usize {
         let map = self.channels.lock().expect("hub lock poisoned");
         let users = map
             .iter()
             .filter(|(c, _)| c.starts_with("user:"))
             .map(|(_, m)| m);
-        self.once_each(users, payload)
+        let n = self.once_each(users, payload);
+        self.metrics.frames_out(OutKind::Broadcast, n);
+        n
     }
 
     /// Queues `payload` once per connection found in `groups` (the caller holds the channel lock).
     fn once_each<'a>(
         &self,
         groups: impl Iterator<Item = &'a HashMap<ConnId, SessionHandle>>,
-        payload: &Bytes,
+        payload: &Outbound,
     ) -> usize {
         let mut seen = HashSet::new();
         for members in groups {
@@ -315,13 +330,12 @@ impl Hub {
                 }
             }
         }
-        self.metrics.frames_out.inc_by(seen.len() as u64);
         seen.len()
     }
 
     /// Queues one frame; a full queue closes the connection as a slow
     /// consumer (1013). Returns whether the frame was queued.
-    fn deliver(&self, handle: &SessionHandle, frame: Bytes) -> bool {
+    fn deliver(&self, handle: &SessionHandle, frame: Outbound) -> bool {
         if handle.push(frame) {
             return true;
         }
@@ -391,7 +405,12 @@ async fn reconcile_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use telepath_shared::bus::memory::MemoryBroker;
+
+    fn out(text: &str) -> Outbound {
+        Outbound::local(Bytes::from(text.to_owned()))
+    }
 
     fn hub() -> (Arc<Hub>, MemoryBroker) {
         let broker = MemoryBroker::new();
@@ -408,7 +427,7 @@ mod tests {
         assert!(hub.join("room:x", 1, slow.clone()).await);
         assert!(hub.join("room:x", 2, fast.clone()).await);
         for _ in 0..3 {
-            hub.dispatch("room:x", &Bytes::from_static(b"{}"));
+            hub.dispatch("room:x", &out("{}"), OutKind::Message);
         }
         assert_eq!(
             slow.close_reason(),
@@ -432,7 +451,7 @@ mod tests {
         assert!(hub.wants("room:y"));
         hub.leave("room:y", 1);
         assert!(!hub.wants("room:y"));
-        assert_eq!(hub.dispatch("room:y", &Bytes::from_static(b"{}")), 0);
+        assert_eq!(hub.dispatch("room:y", &out("{}"), OutKind::Message), 0);
         // The unsubscribe is asynchronous; a publish after it reaches no one here.
         let _ = publisher.publish("room:y", Bytes::from_static(b"{}")).await;
         assert!(a_rx.try_recv().is_err());
@@ -444,24 +463,41 @@ mod tests {
         let (member, mut rx) = SessionHandle::detached(16);
         assert!(hub.join_gated("room:g", 7, member).await);
         for seq in [3, 4, 5] {
-            hub.dispatch_room("room:g", &Bytes::from(seq.to_string()), Some(seq));
+            hub.dispatch_room(
+                "room:g",
+                &out(&seq.to_string()),
+                OutKind::Message,
+                Some(seq),
+            );
         }
-        hub.dispatch_room("room:g", &Bytes::from_static(b"typing"), None);
+        hub.dispatch_room("room:g", &out("typing"), OutKind::Typing, None);
         assert!(rx.try_recv().is_err(), "held while gated");
         hub.ungate("room:g", 7, 4);
-        let released: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-        assert_eq!(
-            released,
-            vec![Bytes::from("5"), Bytes::from_static(b"typing")]
-        );
+        let released: Vec<Outbound> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(released, vec![out("5"), out("typing")]);
         // A late live copy of a replayed message is dropped; newer ones pass.
-        hub.dispatch_room("room:g", &Bytes::from("4"), Some(4));
-        hub.dispatch_room("room:g", &Bytes::from("6"), Some(6));
+        hub.dispatch_room("room:g", &out("4"), OutKind::Message, Some(4));
+        hub.dispatch_room("room:g", &out("6"), OutKind::Message, Some(6));
         assert_eq!(
             rx.try_recv().unwrap(),
-            Bytes::from("6"),
+            out("6"),
             "straight through after the gate"
         );
+    }
+
+    #[tokio::test]
+    async fn users_active_counts_distinct_users_with_a_connection() {
+        let (hub, _broker) = hub();
+        let (a, _) = SessionHandle::detached(4);
+        let (b, _) = SessionHandle::detached(4);
+        hub.join("user:u1", 1, a.clone()).await;
+        hub.join("user:u1", 2, b).await;
+        hub.join("room:r", 1, a).await;
+        assert_eq!(hub.metrics.users.get(), 1);
+        hub.leave("user:u1", 1);
+        assert_eq!(hub.metrics.users.get(), 1);
+        hub.leave("user:u1", 2);
+        assert_eq!(hub.metrics.users.get(), 0);
     }
 
     #[tokio::test]

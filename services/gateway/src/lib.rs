@@ -22,6 +22,7 @@ use prometheus::Registry;
 use telepath_shared::auth::JwtKeys;
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::GatewayConfig;
+use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::http::{ApiError, not_found};
 use telepath_shared::protocol::{BROADCAST_CHANNEL, PRESENCE_CHANNEL, node_channel};
 use tokio::net::TcpListener;
@@ -125,8 +126,11 @@ impl GatewayState {
         }
     }
 
-    /// Ok while the bus connection is up.
+    /// Ok while the bus connection is up and the node is not draining.
     pub fn ready(&self) -> Result<(), ApiError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(ApiError::unavailable("draining"));
+        }
         if self.inner.bus.is_healthy() && self.inner.probe.healthy() {
             Ok(())
         } else {
@@ -151,9 +155,11 @@ pub fn routes(state: GatewayState) -> Router {
         .with_state(state)
 }
 
-/// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404.
+/// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404, with
+/// request metrics (call once per registry).
 pub fn router(state: GatewayState) -> Router {
-    Router::new()
+    let http = HttpMetrics::new(&state.inner.registry);
+    let router = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -167,7 +173,8 @@ pub fn router(state: GatewayState) -> Router {
         )
         .with_state(state.clone())
         .merge(routes(state))
-        .fallback(not_found)
+        .fallback(not_found);
+    http.layer(router)
 }
 
 async fn readyz(
@@ -187,8 +194,13 @@ pub async fn run(
 }
 
 /// Serves `app` (which must contain [`routes`] of `state`) and drains the
-/// gateway's sessions on shutdown: stop accepting, `bye` + 1012 to every
-/// session, wait for them up to the configured grace.
+/// gateway on shutdown, all within `TELEPATH_DRAIN_SECS`:
+///
+/// 1. stop accepting (the listener closes, so the load balancer's checks
+///    fail and new clients go to other nodes);
+/// 2. every session says `bye` (restart) and closes with 1012;
+/// 3. the reporters send what the sessions queued last, so presence drops
+///    this node's connections at once instead of after their expiry.
 pub async fn serve_app(
     listener: TcpListener,
     app: Router,
@@ -204,16 +216,18 @@ pub async fn serve_app(
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await;
+    let deadline = tokio::time::Instant::now() + state.inner.config.common.drain;
+    tracing::info!(
+        connections = state.inner.metrics.connections.get(),
+        "draining: closing every connection with 1012"
+    );
     state.inner.sessions.close();
-    let grace = state.inner.config.shutdown_grace;
-    if tokio::time::timeout(grace, state.inner.sessions.wait())
+    if tokio::time::timeout_at(deadline, state.inner.sessions.wait())
         .await
         .is_err()
     {
-        tracing::warn!("sessions still open after the shutdown grace");
+        tracing::warn!("sessions still open at the drain deadline");
     }
-    // The sessions' disconnects are queued now; let the reporters send them,
-    // so presence drops this node's connections at once, not after expiry.
     let reporters: Vec<_> = state
         .inner
         .reporters
@@ -222,9 +236,10 @@ pub async fn serve_app(
         .drain(..)
         .collect();
     for task in reporters {
-        if tokio::time::timeout(grace, task).await.is_err() {
-            tracing::warn!("a reporter did not finish within the shutdown grace");
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            tracing::warn!("a reporter did not finish by the drain deadline");
         }
     }
+    tracing::info!("drained");
     served
 }

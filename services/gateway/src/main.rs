@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telepath_shared::telemetry::init("gateway");
+    let telemetry = telepath_shared::telemetry::init("gateway");
     let common = Common::from_source(&Env, false)?;
     let config = GatewayConfig::from_source(&Env, common)?;
     let redis_url = config
@@ -28,12 +28,13 @@ async fn main() -> anyhow::Result<()> {
         config,
         Arc::new(bus),
         inbound,
-        prometheus::Registry::new(),
+        telepath_shared::telemetry::registry("gateway"),
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(telepath_shared::telemetry::shutdown_on_signal(
         shutdown.clone(),
     ));
     telepath_gateway::run(listener, state, shutdown).await?;
+    telemetry.shutdown();
     Ok(())
 }

@@ -22,9 +22,13 @@ use telepath_shared::protocol::{
     BROADCAST_CHANNEL, ByeReason, CloseCode, NodeControl, PRESENCE_CHANNEL, PresenceBroadcast,
     ServerFrame, is_canonical_id, room_channel, user_channel,
 };
+use telepath_shared::telemetry;
+use tracing::Instrument;
 
 use crate::GatewayMetrics;
 use crate::hub::Hub;
+use crate::metrics::OutKind;
+use crate::session::Outbound;
 use crate::upstream::ApiClient;
 
 /// How often the relay probes its own node channel.
@@ -94,14 +98,14 @@ pub(crate) async fn run(
     // After the subscription connection was lost, the first probe sent after
     // noticing it proves the resubscription delivers: then catch up.
     let mut epoch = bus.epoch();
+    let mut dropped = bus.dropped();
     let mut catch_up_after: Option<u64> = None;
     loop {
         tokio::select! {
             msg = inbound.recv() => {
                 let Some(msg) = msg else { return };
                 metrics.bus_in.inc();
-                metrics.bus_dropped.set(bus.dropped() as i64);
-                                if msg.channel == own_channel
+                if msg.channel == own_channel
                     && let Ok(NodeControl::Probe { nonce: back }) = serde_json::from_slice(&msg.payload)
                 {
                     probe.back();
@@ -115,7 +119,11 @@ pub(crate) async fn run(
                 relay(&hub, &api, &metrics, msg).await;
             }
             _ = tick.tick() => {
-                                if bus.epoch() != epoch {
+                let now_dropped = bus.dropped();
+                metrics.bus_dropped.inc_by(now_dropped.saturating_sub(dropped));
+                dropped = now_dropped;
+                if bus.epoch() != epoch {
+                    metrics.bus_reconnects.inc_by(bus.epoch().saturating_sub(epoch));
                     epoch = bus.epoch();
                     catch_up_after = Some(nonce);
                 }
@@ -131,25 +139,53 @@ pub(crate) async fn run(
                 }
                 nonce += 1;
                 let payload = Bytes::from(serde_json::to_vec(&NodeControl::Probe { nonce }).expect("serialises"));
-                let _ = bus.publish(&own_channel, payload).await;
+                if bus.publish(&own_channel, payload).await.is_ok() {
+                    metrics.bus_out.inc();
+                }
             }
         }
     }
 }
 
 async fn relay(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics, msg: BusMessage) {
+    // The publisher's trace continues here when it carried one (traces on).
+    let span = match &msg.meta.traceparent {
+        Some(tp) if telemetry::tracing_enabled() => {
+            let span = tracing::info_span!(
+                "bus.relay",
+                otel.kind = "consumer",
+                channel = channel_kind(&msg.channel)
+            );
+            telemetry::adopt_traceparent(&span, tp);
+            span
+        }
+        _ => tracing::Span::none(),
+    };
+    let _entered = span.enter();
     let channel = msg.channel.as_str();
+    let out = Outbound {
+        frame: msg.payload.clone(),
+        published_us: msg.meta.published_us,
+    };
     if channel == BROADCAST_CHANNEL {
-        hub.dispatch_all(&msg.payload);
+        hub.dispatch_all(&out);
     } else if channel == PRESENCE_CHANNEL {
-        deliver_presence(hub, &msg.payload);
+        deliver_presence(hub, &out);
     } else if channel.starts_with("node:") {
         control(hub, &msg.payload);
     } else if let Some(room) = channel.strip_prefix("room:") {
-        relay_room(hub, api, metrics, room, channel, msg.payload).await;
+        drop(_entered);
+        relay_room(hub, api, metrics, room, channel, out)
+            .instrument(span)
+            .await;
     } else {
-        hub.dispatch(channel, &msg.payload);
+        hub.dispatch(channel, &out, OutKind::Dm);
     }
+}
+
+/// The kind of channel (for span fields: never the id).
+fn channel_kind(channel: &str) -> &str {
+    channel.split(':').next().unwrap_or(channel)
 }
 
 /// Relays one room frame: messages in seq order without repeats or holes.
@@ -159,24 +195,25 @@ async fn relay_room(
     metrics: &GatewayMetrics,
     room: &str,
     channel: &str,
-    payload: Bytes,
+    out: Outbound,
 ) {
-    let seq = serde_json::from_slice::<Head>(&payload)
-        .ok()
-        .filter(|h| h.kind == "message")
-        .and_then(|h| h.seq);
+    let head = serde_json::from_slice::<Head>(&out.frame).ok();
+    let kind = head
+        .as_ref()
+        .map_or(OutKind::Message, |h| OutKind::of_type(&h.kind));
+    let seq = head.filter(|h| h.kind == "message").and_then(|h| h.seq);
     let Some(seq) = seq else {
-        hub.dispatch_room(channel, &payload, None);
+        hub.dispatch_room(channel, &out, kind, None);
         return;
     };
     match hub.advance(channel, seq) {
         Some(last) if seq <= last => {} // already relayed (a repair got there first)
         Some(last) if seq > last + 1 => {
             repair(hub, api, metrics, room, channel, last, Some(seq)).await;
-            hub.dispatch_room(channel, &payload, Some(seq));
+            hub.dispatch_room(channel, &out, kind, Some(seq));
         }
         _ => {
-            hub.dispatch_room(channel, &payload, Some(seq));
+            hub.dispatch_room(channel, &out, kind, Some(seq));
         }
     }
 }
@@ -204,11 +241,14 @@ async fn repair(
         };
         for m in &page.messages {
             hub.advance(channel, m.seq);
-            let frame = Bytes::from(ServerFrame::Message(m.clone()).to_json());
-            hub.dispatch_room(channel, &frame, Some(m.seq));
-            metrics.repaired.inc();
+            let frame = Outbound::local(Bytes::from(ServerFrame::Message(m.clone()).to_json()));
+            hub.dispatch_room(channel, &frame, OutKind::Message, Some(m.seq));
             after = m.seq;
         }
+        metrics
+            .replayed
+            .with_label_values(&["repair"])
+            .inc_by(page.messages.len() as u64);
         if !page.has_more || page.messages.is_empty() {
             break;
         }
@@ -227,8 +267,8 @@ async fn catch_up(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics) {
 
 /// Delivers a presence change once to every local connection that shares a
 /// room with the user, and to the user's own connections.
-fn deliver_presence(hub: &Hub, payload: &[u8]) {
-    let change: PresenceBroadcast = match serde_json::from_slice(payload) {
+fn deliver_presence(hub: &Hub, out: &Outbound) {
+    let change: PresenceBroadcast = match serde_json::from_slice(&out.frame) {
         Ok(c) => c,
         Err(e) => return tracing::warn!(error = %e, "malformed presence broadcast"),
     };
@@ -239,7 +279,10 @@ fn deliver_presence(hub: &Hub, payload: &[u8]) {
         .map(|r| room_channel(r))
         .collect();
     channels.push(user_channel(&change.event.user.id));
-    let frame = Bytes::from(ServerFrame::Presence(change.event).to_json());
+    let frame = Outbound {
+        frame: Bytes::from(ServerFrame::Presence(change.event).to_json()),
+        published_us: out.published_us,
+    };
     hub.dispatch_union(&channels, &frame);
 }
 

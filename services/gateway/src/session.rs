@@ -27,9 +27,30 @@ use tokio_util::sync::CancellationToken;
 
 use crate::GatewayState;
 use crate::hub::ConnId;
+use crate::metrics::OutKind;
 
 /// The upgraded stream of one connection.
 pub(crate) type Stream = TokioIo<hyper::upgrade::Upgraded>;
+
+/// One frame queued to a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Outbound {
+    /// The text frame's payload, shared by every connection it goes to.
+    pub(crate) frame: Bytes,
+    /// When it was published on the bus (Unix µs), for the fan-out latency;
+    /// 0 for frames made on this node (replies, replays).
+    pub(crate) published_us: u64,
+}
+
+impl Outbound {
+    /// A frame made on this node.
+    pub(crate) fn local(frame: Bytes) -> Self {
+        Outbound {
+            frame,
+            published_us: 0,
+        }
+    }
+}
 
 /// How long the reader waits for the client's close frame after we closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -75,25 +96,20 @@ impl Control {
 /// A cheap handle to queue frames to a session or close it.
 #[derive(Clone)]
 pub(crate) struct SessionHandle {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Outbound>,
     control: Arc<Control>,
 }
 
 impl SessionHandle {
     /// Queues a text frame without waiting; false when the queue is full
     /// (the caller closes the session as a slow consumer).
-    pub(crate) fn push(&self, frame: Bytes) -> bool {
+    pub(crate) fn push(&self, frame: Outbound) -> bool {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => false,
             // Already closed: nothing to do, and not a slow consumer.
             Err(mpsc::error::TrySendError::Closed(_)) => true,
         }
-    }
-
-    /// Queues a server frame (serialising it).
-    pub(crate) fn send(&self, frame: &ServerFrame) -> bool {
-        self.push(Bytes::from(frame.to_json()))
     }
 
     /// Closes the session with `code`, sending `bye` first when `bye` is set.
@@ -108,7 +124,7 @@ impl SessionHandle {
 
     /// A handle on a queue of `capacity` frames, for unit tests of the hub.
     #[cfg(test)]
-    pub(crate) fn detached(capacity: usize) -> (SessionHandle, mpsc::Receiver<Bytes>) {
+    pub(crate) fn detached(capacity: usize) -> (SessionHandle, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(capacity);
         let control = Arc::new(Control::new(String::new(), String::new()));
         (SessionHandle { tx, control }, rx)
@@ -163,6 +179,37 @@ pub(crate) struct Session {
     pub(crate) ungate: Option<(String, i64)>,
 }
 
+impl Session {
+    /// Queues a frame made on this node; a full queue closes the session as
+    /// a slow consumer (1013). Returns whether it was queued.
+    pub(crate) fn send(&self, frame: &ServerFrame) -> bool {
+        send_to(&self.handle, &self.state, frame)
+    }
+}
+
+/// Queues `frame` on `handle` and counts it; a full queue closes the session.
+fn send_to(handle: &SessionHandle, state: &GatewayState, frame: &ServerFrame) -> bool {
+    let kind = OutKind::of_type(frame.name());
+    state.inner.metrics.frames_out(kind, 1);
+    if handle.push(Outbound::local(Bytes::from(frame.to_json()))) {
+        return true;
+    }
+    state.inner.metrics.slow_consumers.inc();
+    handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+    false
+}
+
+/// How the reader saw the connection end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client sent a close frame with this code (1005 when it gave none).
+    Closed(u16),
+    /// The connection went away without a close frame.
+    Gone,
+    /// The client broke the protocol; we close with this code.
+    Violation(CloseCode),
+}
+
 /// Serves one upgraded connection until it closes.
 pub(crate) async fn serve(
     mut ws: WebSocket<Stream>,
@@ -183,7 +230,7 @@ pub(crate) async fn serve(
         )
     });
 
-    let (tx, rx) = mpsc::channel(cfg.outbound_queue);
+    let (tx, rx) = mpsc::channel::<Outbound>(cfg.outbound_queue);
     // Auto-pongs and the close echo: small, and the reader waits on it, so a
     // client that floods pings without reading is slowed down, not buffered.
     let (ctrl_tx, ctrl_rx) = mpsc::channel::<Frame<'static>>(8);
@@ -199,18 +246,22 @@ pub(crate) async fn serve(
     );
 
     // The welcome is queued before the session becomes visible to the hub, so it is always first.
-    handle.send(&ServerFrame::Welcome(Welcome {
-        conn_id: conn_id.clone(),
-        user: claims.user(),
-        node: cfg.common.node_id.clone(),
-        heartbeat_ms: cfg.heartbeat_ms,
-        limits: Limits {
-            max_frame_bytes: cfg.max_frame_bytes,
-            max_rate_per_s: cfg.max_rate_per_s,
-            max_body_bytes: cfg.max_body_bytes,
-            max_rooms_per_conn: cfg.max_rooms_per_conn,
-        },
-    }));
+    send_to(
+        &handle,
+        &state,
+        &ServerFrame::Welcome(Welcome {
+            conn_id: conn_id.clone(),
+            user: claims.user(),
+            node: cfg.common.node_id.clone(),
+            heartbeat_ms: cfg.heartbeat_ms,
+            limits: Limits {
+                max_frame_bytes: cfg.max_frame_bytes,
+                max_rate_per_s: cfg.max_rate_per_s,
+                max_body_bytes: cfg.max_body_bytes,
+                max_rooms_per_conn: cfg.max_rooms_per_conn,
+            },
+        }),
+    );
     let writer = tokio::spawn(writer::run(
         write,
         rx,
@@ -236,21 +287,23 @@ pub(crate) async fn serve(
     register(&session).await;
 
     let closing = control.closing.clone();
-    tokio::select! {
+    let end = tokio::select! {
         // The reader ends on the client's close, an error, or EOF.
-        code = read_loop(read, &mut session, ctrl_tx) => {
-            if let Some(code) = code {
+        end = read_loop(read, &mut session, ctrl_tx) => {
+            if let End::Violation(code) = end {
                 handle.close(code, None);
             }
+            Some(end)
         }
         // We are closing: give the client a moment to answer the close frame.
-        _ = async { closing.cancelled().await; tokio::time::sleep(CLOSE_GRACE).await } => {}
+        _ = async { closing.cancelled().await; tokio::time::sleep(CLOSE_GRACE).await } => None,
         // Server shutdown: tell the client to reconnect elsewhere.
         _ = state.inner.shutdown.cancelled() => {
             handle.close(CloseCode::Restart, Some(ByeReason::Restart));
             let _ = tokio::time::timeout(CLOSE_GRACE, closing.cancelled()).await;
+            None
         }
-    }
+    };
     control.closing.cancel();
     // The writer may be stuck writing to a client that stopped reading: bound the wait.
     let mut writer = writer;
@@ -260,7 +313,41 @@ pub(crate) async fn serve(
     {
         writer.abort();
     }
-    unregister(&session).await;
+    let server_close = *control.reason.lock().expect("session lock poisoned");
+    let (code, reason) = disconnect_label(server_close, end);
+    unregister(&session, code, reason).await;
+}
+
+/// The close code and reason a disconnect is counted and logged under: the
+/// server's own reason when it closed, else what the client did.
+fn disconnect_label(
+    server_close: Option<(CloseCode, Option<ByeReason>)>,
+    end: Option<End>,
+) -> (u16, &'static str) {
+    if let Some((code, bye)) = server_close {
+        let reason = match (code, bye) {
+            (CloseCode::Restart, _) => "restart",
+            (_, Some(ByeReason::SlowConsumer)) => "slow_consumer",
+            (CloseCode::TokenExpired, _) => "token_expired",
+            (CloseCode::Admin, _) => "admin",
+            (CloseCode::RateLimit, _) => "rate_limit",
+            // The writer closes a client that stopped answering pings with 1011.
+            (CloseCode::Internal, None) => "timeout",
+            (
+                CloseCode::ProtocolError
+                | CloseCode::UnsupportedData
+                | CloseCode::InvalidPayload
+                | CloseCode::TooBig,
+                _,
+            ) => "protocol",
+            _ => "server",
+        };
+        return (code.code(), reason);
+    }
+    match end {
+        Some(End::Closed(code)) => (code, "client_closed"),
+        _ => (1006, "client_gone"),
+    }
 }
 
 /// Makes the session reachable: its user channel and presence.
@@ -297,10 +384,7 @@ async fn deliver_pending_dms(session: &Session) {
     {
         Ok(pending) => {
             for dm in pending.messages {
-                if !session.handle.send(&ServerFrame::Dm(dm)) {
-                    session
-                        .handle
-                        .close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+                if !session.send(&ServerFrame::Dm(dm)) {
                     return;
                 }
             }
@@ -312,7 +396,7 @@ async fn deliver_pending_dms(session: &Session) {
 }
 
 /// Removes every trace of the session from this node and reports the disconnect.
-async fn unregister(session: &Session) {
+async fn unregister(session: &Session, code: u16, reason: &'static str) {
     let state = &session.state;
     let hub = &state.inner.hub;
     for room in &session.rooms {
@@ -323,27 +407,14 @@ async fn unregister(session: &Session) {
         conn_id: session.conn_id.clone(),
         user_id: session.claims.sub.clone(),
     });
-    let code = session
-        .handle
-        .control
-        .reason
-        .lock()
-        .expect("session lock poisoned")
-        .map(|(c, _)| c.code())
-        .unwrap_or(1006);
     let disconnected = log_event(
         session,
         ConnectionEventKind::Disconnect,
         Some(code.to_string()),
     );
     state.inner.logs.log(disconnected);
-    state
-        .inner
-        .metrics
-        .disconnects
-        .with_label_values(&[&code.to_string()])
-        .inc();
-    state.inner.metrics.connections.dec();
+    state.inner.metrics.disconnected(code, reason);
+    tracing::debug!(conn_id = %session.conn_id, code, reason, "disconnected");
 }
 
 /// The connection log entry for this session.
@@ -364,13 +435,12 @@ fn log_event(
     }
 }
 
-/// Reads frames until the connection ends. Returns the close code to send
-/// when the client broke the protocol, `None` when it closed or vanished.
+/// Reads frames until the connection ends, and says how it ended.
 async fn read_loop(
     mut read: fastwebsockets::WebSocketRead<tokio::io::ReadHalf<Stream>>,
     session: &mut Session,
     ctrl: mpsc::Sender<Frame<'static>>,
-) -> Option<CloseCode> {
+) -> End {
     let max = session.state.inner.config.max_frame_bytes;
     // A fragmented text message being collected (browsers rarely fragment).
     let mut partial: Option<Vec<u8>> = None;
@@ -394,11 +464,19 @@ async fn read_loop(
             Err(e) => return error_close(e),
         };
         session.handle.touch();
-        if matches!(
+        let data = matches!(
             frame.opcode,
             OpCode::Text | OpCode::Binary | OpCode::Continuation
-        ) && session.handle.activity()
-        {
+        );
+        if data {
+            session
+                .state
+                .inner
+                .metrics
+                .bytes_in
+                .inc_by(frame.payload.len() as u64);
+        }
+        if data && session.handle.activity() {
             session.state.inner.presence.report(PresenceReport::Idle {
                 conn_id: session.conn_id.clone(),
                 user_id: session.claims.sub.clone(),
@@ -406,47 +484,86 @@ async fn read_loop(
             });
         }
         match frame.opcode {
-            OpCode::Close => return None,
+            OpCode::Close => return End::Closed(client_close_code(&frame.payload)),
             OpCode::Pong | OpCode::Ping => continue,
-            OpCode::Binary => return Some(CloseCode::UnsupportedData),
+            OpCode::Binary => return End::Violation(CloseCode::UnsupportedData),
             OpCode::Text if frame.fin && partial.is_none() => {
                 dispatch::handle_text(session, &frame.payload).await;
             }
             OpCode::Text if partial.is_none() => partial = Some(frame.payload.to_vec()),
             OpCode::Continuation => {
                 let Some(buf) = partial.as_mut() else {
-                    return Some(CloseCode::ProtocolError);
+                    return End::Violation(CloseCode::ProtocolError);
                 };
                 if buf.len() + frame.payload.len() >= max {
-                    return Some(CloseCode::TooBig);
+                    return End::Violation(CloseCode::TooBig);
                 }
                 buf.extend_from_slice(&frame.payload);
                 if frame.fin {
                     let buf = partial.take().expect("checked above");
                     if std::str::from_utf8(&buf).is_err() {
-                        return Some(CloseCode::InvalidPayload);
+                        return End::Violation(CloseCode::InvalidPayload);
                     }
                     dispatch::handle_text(session, &buf).await;
                 }
             }
             // A new data frame while a fragmented message is open.
-            OpCode::Text => return Some(CloseCode::ProtocolError),
+            OpCode::Text => return End::Violation(CloseCode::ProtocolError),
         }
         if session.handle.control.closing.is_cancelled() {
-            return None;
+            return End::Gone;
         }
     }
 }
 
-/// The close code for a read error; `None` when the peer simply went away.
-fn error_close(e: WebSocketError) -> Option<CloseCode> {
+/// The code in a client's close frame (1005, "no status", when it has none).
+fn client_close_code(payload: &[u8]) -> u16 {
+    match payload {
+        [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]),
+        _ => 1005,
+    }
+}
+
+/// How a read error ends the connection.
+fn error_close(e: WebSocketError) -> End {
     match e {
-        WebSocketError::FrameTooLarge => Some(CloseCode::TooBig),
-        WebSocketError::InvalidUTF8 => Some(CloseCode::InvalidPayload),
+        WebSocketError::FrameTooLarge => End::Violation(CloseCode::TooBig),
+        WebSocketError::InvalidUTF8 => End::Violation(CloseCode::InvalidPayload),
         WebSocketError::UnexpectedEOF
         | WebSocketError::IoError(_)
-        | WebSocketError::ConnectionClosed => None,
-        WebSocketError::SendError(_) => None,
-        _ => Some(CloseCode::ProtocolError),
+        | WebSocketError::ConnectionClosed
+        | WebSocketError::SendError(_) => End::Gone,
+        _ => End::Violation(CloseCode::ProtocolError),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disconnects_are_labelled_by_who_closed_and_why() {
+        let server = |code, bye| disconnect_label(Some((code, bye)), None);
+        assert_eq!(
+            server(CloseCode::Restart, Some(ByeReason::Restart)),
+            (1012, "restart")
+        );
+        assert_eq!(
+            server(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer)),
+            (1013, "slow_consumer")
+        );
+        assert_eq!(server(CloseCode::Internal, None), (1011, "timeout"));
+        assert_eq!(server(CloseCode::TooBig, None), (1009, "protocol"));
+        assert_eq!(
+            disconnect_label(None, Some(End::Closed(1000))),
+            (1000, "client_closed")
+        );
+        assert_eq!(
+            disconnect_label(None, Some(End::Gone)),
+            (1006, "client_gone")
+        );
+        assert_eq!(disconnect_label(None, None), (1006, "client_gone"));
+        assert_eq!(client_close_code(&[0x03, 0xe8]), 1000);
+        assert_eq!(client_close_code(&[]), 1005);
     }
 }

@@ -12,7 +12,7 @@
 //! never a panic. Deciding *what* changed is the store's job, not this one's.
 
 use bytes::Bytes;
-use telepath_shared::bus::Bus;
+use telepath_shared::bus::{Bus, Outgoing};
 use telepath_shared::protocol::{
     PRESENCE_CHANNEL, PresenceBroadcast, PresenceEvent, ServerFrame, TypingEvent, room_channel,
 };
@@ -54,7 +54,13 @@ pub(crate) async fn publish(bus: &dyn Bus, metrics: &Metrics, changes: &[Change]
     if changes.is_empty() {
         return;
     }
-    let messages: Vec<(String, Bytes)> = changes.iter().map(message).collect();
+    let messages: Vec<Outgoing> = changes
+        .iter()
+        .map(|c| {
+            let (channel, payload) = message(c);
+            Outgoing::new(channel, payload)
+        })
+        .collect();
     if let Err(e) = bus.publish_many(&messages).await {
         metrics.publish_failures.inc();
         tracing::warn!(error = %e, events = changes.len(), "publishing presence events failed");

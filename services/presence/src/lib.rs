@@ -35,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use telepath_shared::http::not_found;
+use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,14 +45,16 @@ pub use route::routes;
 pub use state::PresenceState;
 pub use telepath_shared::protocol::{PresenceSummary, UserConnections};
 
-/// [`routes`] plus `GET /healthz`, `GET /readyz`, `GET /metrics` and the JSON 404 fallback.
+/// [`routes`] plus `GET /healthz`, `GET /readyz`, `GET /metrics` and the
+/// JSON 404 fallback, with request metrics (call once per registry).
 pub fn router(state: PresenceState) -> Router {
+    let http = HttpMetrics::new(state.registry());
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(state.clone());
-    routes(state).merge(ops).fallback(not_found)
+    http.layer(routes(state).merge(ops).fallback(not_found))
 }
 
 /// Serves [`router`] on `listener`, with the sweeper, until `shutdown` is cancelled.
@@ -64,9 +67,8 @@ pub async fn run(
         tracing::info!(%addr, "presence listening");
     }
     state.spawn_sweeper(shutdown.clone());
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let drain = state.drain();
+    telepath_shared::http::serve_gracefully(listener, router(state), shutdown, drain).await
 }
 
 /// `GET /healthz`: the process is up.

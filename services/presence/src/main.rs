@@ -16,7 +16,7 @@ const INBOUND_CAPACITY: usize = 16;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init("presence");
+    let telemetry = telemetry::init("presence");
     let common = Common::from_source(&Env, false).context("configuration")?;
     let config = PresenceConfig::from_source(&Env, common).context("configuration")?;
     let url = config
@@ -28,11 +28,14 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connect the redis bus")?;
     let listen = config.common.listen;
-    let state = PresenceState::build(config, Arc::new(bus), prometheus::Registry::new()).await?;
+    let state =
+        PresenceState::build(config, Arc::new(bus), telemetry::registry("presence")).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("bind {listen}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(telemetry::shutdown_on_signal(shutdown.clone()));
-    run(listener, state, shutdown).await.context("serve")
+    run(listener, state, shutdown).await.context("serve")?;
+    telemetry.shutdown();
+    Ok(())
 }

@@ -39,6 +39,8 @@ struct Inner {
     keys: JwtKeys,
     internal_token: String,
     heartbeat_ms: u64,
+    /// How long a graceful shutdown may take (`TELEPATH_DRAIN_SECS`).
+    drain: Duration,
     clock: Clock,
     metrics: Metrics,
     registry: Registry,
@@ -100,6 +102,7 @@ impl PresenceState {
                 bus,
                 keys: JwtKeys::new(&config.common.jwt_secret),
                 internal_token: config.common.internal_token,
+                drain: config.common.drain,
                 heartbeat_ms: config.heartbeat_ms.max(1),
                 clock,
                 metrics: Metrics::new(&registry),
@@ -136,6 +139,11 @@ impl PresenceState {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// How long a graceful shutdown may take.
+    pub(crate) fn drain(&self) -> Duration {
+        self.inner.drain
     }
 
     /// Now, in ms since the epoch.

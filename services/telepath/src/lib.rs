@@ -24,6 +24,7 @@ use telepath_shared::bus::memory::MemoryBroker;
 use telepath_shared::bus::redis::RedisBus;
 use telepath_shared::bus::{Bus, DEFAULT_INBOUND_CAPACITY, Inbound};
 use telepath_shared::config::{ApiConfig, Common, GatewayConfig, PresenceConfig, Source};
+use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::http::{ApiError, not_found};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,7 +81,7 @@ fn self_url(addr: SocketAddr) -> String {
 
 /// Builds the node for a listener bound at `addr`.
 pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node> {
-    let registry = Registry::new();
+    let registry = telepath_shared::telemetry::registry("telepath");
     // Each service is its own node on the bus, as in a split deployment.
     let broker = MemoryBroker::new();
     let redis_url = config.common().redis_url.clone();
@@ -122,17 +123,29 @@ pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node>
     })
 }
 
-/// Every route of the node, with one `/healthz`, `/readyz` and `/metrics`.
+/// Every route of the node, with one `/healthz`, `/readyz` and `/metrics`,
+/// and request metrics (call once per node).
 pub fn router(node: Node) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(|State(n): State<Node>| async move { telepath_shared::telemetry::render(&n.registry) }))
-        .with_state(node.clone())
-        .merge(telepath_api::routes(node.api))
-        .merge(telepath_presence::routes(node.presence))
-        .merge(telepath_gateway::routes(node.gateway))
-        .fallback(not_found)
+    let http = HttpMetrics::new(&node.registry);
+    let router =
+        Router::new()
+            .route(
+                "/healthz",
+                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .route("/readyz", get(readyz))
+            .route(
+                "/metrics",
+                get(|State(n): State<Node>| async move {
+                    telepath_shared::telemetry::render(&n.registry)
+                }),
+            )
+            .with_state(node.clone())
+            .merge(telepath_api::routes(node.api))
+            .merge(telepath_presence::routes(node.presence))
+            .merge(telepath_gateway::routes(node.gateway))
+            .fallback(not_found);
+    http.layer(router)
 }
 
 async fn readyz(State(node): State<Node>) -> Result<axum::Json<serde_json::Value>, ApiError> {
@@ -142,7 +155,8 @@ async fn readyz(State(node): State<Node>) -> Result<axum::Json<serde_json::Value
     Ok(axum::Json(serde_json::json!({"status": "ready"})))
 }
 
-/// Serves the node on `listener` until `shutdown`, then drains the gateway.
+/// Serves the node on `listener` until `shutdown`, then drains the gateway
+/// and flushes the api's writer.
 pub async fn run(
     listener: TcpListener,
     node: Node,
@@ -150,5 +164,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     node.presence.spawn_sweeper(shutdown.clone());
     let gateway = node.gateway.clone();
-    telepath_gateway::serve_app(listener, router(node), gateway, shutdown).await
+    let api = node.api.clone();
+    let served = telepath_gateway::serve_app(listener, router(node), gateway, shutdown).await;
+    api.close().await;
+    served
 }

@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", args.mint()?);
         return Ok(());
     }
-    telepath_shared::telemetry::init("telepath");
+    let telemetry = telepath_shared::telemetry::init("telepath");
     let config = telepath::Config::from_source(&Env)?;
     if config.common().jwt_secret == telepath_shared::config::DEV_JWT_SECRET {
         tracing::warn!(
@@ -30,5 +30,6 @@ async fn main() -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     telepath::run(listener, node, shutdown).await?;
+    telemetry.shutdown();
     Ok(())
 }

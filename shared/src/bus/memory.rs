@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{Bus, BusError, BusMessage, Inbound};
+use super::{Bus, BusError, BusMessage, Inbound, Meta, Outgoing, unix_micros};
 
 /// Routes published messages to subscribed [`MemoryBus`] nodes.
 #[derive(Clone, Default)]
@@ -73,16 +73,12 @@ pub struct MemoryBus {
     dropped: Arc<AtomicU64>,
 }
 
-#[async_trait]
-impl Bus for MemoryBus {
-    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
-        self.publish_counted(channel, payload).await.map(|_| ())
-    }
-
-    async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError> {
+impl MemoryBus {
+    /// Queues `payload` to every node subscribed to `channel`; returns how many there were.
+    fn deliver(&self, channel: &str, payload: Bytes, meta: Meta) -> usize {
         let mut state = self.broker.inner.lock().expect("broker lock poisoned");
         let Some(subscribers) = state.channels.get(channel) else {
-            return Ok(0);
+            return 0;
         };
         let receivers = subscribers.len();
         let mut gone = Vec::new();
@@ -93,6 +89,7 @@ impl Bus for MemoryBus {
             let msg = BusMessage {
                 channel: channel.to_owned(),
                 payload: payload.clone(),
+                meta: meta.clone(),
             };
             match node.tx.try_send(msg) {
                 Ok(()) => {}
@@ -109,7 +106,26 @@ impl Bus for MemoryBus {
                 subs.remove(&id);
             }
         }
-        Ok(receivers)
+        receivers
+    }
+}
+
+#[async_trait]
+impl Bus for MemoryBus {
+    async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError> {
+        Ok(self.deliver(channel, payload, Meta::now()))
+    }
+
+    async fn publish_many(&self, messages: &[Outgoing]) -> Result<(), BusError> {
+        let published_us = unix_micros();
+        for m in messages {
+            let meta = Meta {
+                published_us,
+                traceparent: m.traceparent.clone(),
+            };
+            self.deliver(&m.channel, m.payload.clone(), meta);
+        }
+        Ok(())
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BusError> {

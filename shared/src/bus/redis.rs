@@ -23,7 +23,7 @@ use deadpool_redis::redis::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Bus, BusError, BusMessage, Inbound};
+use super::{Bus, BusError, BusMessage, Inbound, Meta, Outgoing, envelope, unix_micros};
 
 /// How often the subscription connection is probed.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -131,12 +131,20 @@ fn push_sender(
                 let Some(channel) = value_string(channel) else {
                     return Ok(());
                 };
-                let payload = match payload {
+                let raw = match payload {
                     Value::BulkString(b) => Bytes::from(b),
                     Value::SimpleString(s) => Bytes::from(s),
                     _ => return Ok(()),
                 };
-                if tx.try_send(BusMessage { channel, payload }).is_err() {
+                let (meta, payload) = envelope::decode(raw);
+                if tx
+                    .try_send(BusMessage {
+                        channel,
+                        payload,
+                        meta,
+                    })
+                    .is_err()
+                {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -180,24 +188,27 @@ async fn probe(mut conn: ConnectionManager, healthy: Arc<AtomicBool>) {
 
 #[async_trait]
 impl Bus for RedisBus {
-    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BusError> {
-        self.publish_counted(channel, payload).await.map(|_| ())
-    }
-
     async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError> {
+        let raw = envelope::encode(&Meta::now(), &payload);
         let mut conn = self.pool.get().await?;
-        let receivers: i64 = conn.publish(channel, &payload[..]).await?;
+        let receivers: i64 = conn.publish(channel, &raw[..]).await?;
         Ok(usize::try_from(receivers).unwrap_or(0))
     }
 
-    async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<(), BusError> {
+    async fn publish_many(&self, messages: &[Outgoing]) -> Result<(), BusError> {
         if messages.is_empty() {
             return Ok(());
         }
         // One pipeline: one round trip, and Redis runs them in this order.
+        let published_us = unix_micros();
         let mut pipe = redis::pipe();
-        for (channel, payload) in messages {
-            pipe.publish(channel, &payload[..]).ignore();
+        for m in messages {
+            let meta = Meta {
+                published_us,
+                traceparent: m.traceparent.clone(),
+            };
+            pipe.publish(&m.channel, &envelope::encode(&meta, &m.payload)[..])
+                .ignore();
         }
         let mut conn = self.pool.get().await?;
         let () = pipe.query_async(&mut conn).await?;
@@ -251,6 +262,8 @@ mod tests {
         let got = recv(&mut b_rx).await;
         assert_eq!(got.channel, "room:r1");
         assert_eq!(&got.payload[..], b"{\"x\":1}");
+        // Stamped at publish, within the last minute.
+        assert!(unix_micros() - got.meta.published_us < 60_000_000);
     }
 
     #[tokio::test]
@@ -259,8 +272,8 @@ mod tests {
         let (a, _a_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
         let (b, mut b_rx) = RedisBus::connect(&redis.url(), 256).await.unwrap();
         b.subscribe("room:o").await.unwrap();
-        let batch: Vec<(String, Bytes)> = (0..100)
-            .map(|i| ("room:o".to_owned(), Bytes::from(i.to_string())))
+        let batch: Vec<Outgoing> = (0..100)
+            .map(|i| Outgoing::new("room:o".to_owned(), Bytes::from(i.to_string())))
             .collect();
         a.publish_many(&batch).await.unwrap();
         for i in 0..100 {

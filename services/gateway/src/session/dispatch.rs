@@ -4,13 +4,17 @@
 //! client sees its replies in the order it sent the requests. Durable
 //! operations go to the api; ephemeral ones (typing) straight to the bus.
 
+use std::time::Instant;
+
 use serde_json::{Value, json};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    BROADCAST_CHANNEL, BroadcastEvent, ByeReason, ClientFrame, ClientOp, CloseCode, ErrorBody,
-    ErrorCode, InternalDm, InternalSend, MAX_STATUS_TEXT_CHARS, PresenceReport, RefOnly, Reply,
-    ServerFrame, Status, is_canonical_id, room_channel,
+    BROADCAST_CHANNEL, BroadcastEvent, ClientFrame, ClientOp, CloseCode, ErrorBody, ErrorCode,
+    InternalDm, InternalSend, MAX_STATUS_TEXT_CHARS, PresenceReport, RefOnly, Reply, ServerFrame,
+    Status, is_canonical_id, room_channel,
 };
+use telepath_shared::telemetry;
+use tracing::Instrument;
 
 use super::Session;
 use crate::upstream::Ack;
@@ -32,13 +36,9 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
             return;
         }
     };
-    session
-        .state
-        .inner
-        .metrics
-        .frames_in
-        .with_label_values(&[frame.op.name()])
-        .inc();
+    let name = frame.op.name();
+    let metrics = session.state.inner.metrics.clone();
+    metrics.frames_in.with_label_values(&[name]).inc();
     if session.limiter.check().is_err() {
         session.strikes += 1;
         if session.strikes >= MAX_STRIKES {
@@ -64,15 +64,24 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
         );
         return;
     }
+    let started = Instant::now();
     let mut then = Vec::new();
-    let result = run(session, frame.op, &mut then).await;
+    // A span per request only when traces are exported: it is the parent of
+    // the api call, whose `traceparent` carries it on.
+    let span = if telemetry::tracing_enabled() {
+        tracing::info_span!("ws.request", otel.name = name, otel.kind = "server", conn_id = %session.conn_id)
+    } else {
+        tracing::Span::none()
+    };
+    let result = run(session, frame.op, &mut then).instrument(span).await;
+    metrics
+        .request_duration
+        .with_label_values(&[name])
+        .observe(started.elapsed().as_secs_f64());
     respond(session, frame.reference, result);
     // Frames that must follow the reply (a join's replayed messages).
     for follow in then {
-        if !session.handle.send(&follow) {
-            session
-                .handle
-                .close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+        if !session.send(&follow) {
             break;
         }
     }
@@ -84,18 +93,22 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
 
 /// Queues the reply (with a ref) or an `error` frame (failure without a ref).
 fn respond(session: &Session, reference: Option<String>, result: Result<Option<Value>, ErrorBody>) {
+    if let Err(e) = &result {
+        session
+            .state
+            .inner
+            .metrics
+            .reply_errors
+            .with_label_values(&[e.code.as_str()])
+            .inc();
+    }
     let frame = match (reference, result) {
         (Some(r), Ok(data)) => ServerFrame::Reply(Reply::ok(r, data.unwrap_or_else(|| json!({})))),
         (Some(r), Err(e)) => ServerFrame::Reply(Reply::err(r, e)),
         (None, Err(e)) => ServerFrame::Error(e),
         (None, Ok(_)) => return,
     };
-    if !session.handle.send(&frame) {
-        session.handle.close(
-            CloseCode::TryAgainLater,
-            Some(telepath_shared::protocol::ByeReason::SlowConsumer),
-        );
-    }
+    session.send(&frame);
 }
 
 fn bad(message: impl Into<String>) -> ErrorBody {
@@ -222,6 +235,15 @@ async fn join(
         recovered = replay(session, &room, since, joined.seq, then)
             .await
             .unwrap_or(false);
+        let metrics = &state.inner.metrics;
+        metrics
+            .recoveries
+            .with_label_values(&[if recovered { "true" } else { "false" }])
+            .inc();
+        metrics
+            .replayed
+            .with_label_values(&["join"])
+            .inc_by(then.len() as u64);
     }
     session.ungate = Some((channel, joined.seq));
     Ok(json!({"room": room, "seq": joined.seq, "recovered": recovered}))
@@ -415,6 +437,7 @@ async fn broadcast(session: &mut Session, body: String) -> Result<Value, ErrorBo
         )
         .await
         .map_err(|_| ErrorBody::new(ErrorCode::Unavailable, "the bus is unavailable"))?;
+    session.state.inner.metrics.bus_out.inc();
     Ok(json!({"id": id}))
 }
 

@@ -4,20 +4,24 @@
 //! auto-pongs and close echoes from the reader, pings on the heartbeat,
 //! closes clients that went silent, and closes with 4001 when the token
 //! expires. On close it sends `bye` (when there is a reason to give) and the
-//! close frame.
+//! close frame. It measures what only it can see: bytes written, the queue
+//! depth it finds, and each bus frame's publish-to-write latency (kept in a
+//! local histogram and flushed once per batch).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
+use prometheus::local::LocalHistogram;
+use telepath_shared::bus::unix_micros;
 use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
 use tokio::io::{BufWriter, WriteHalf};
 use tokio::sync::{mpsc, watch};
 
-use super::{Control, Stream};
+use super::{Control, Outbound, Stream};
 use crate::GatewayState;
+use crate::metrics::OutKind;
 
 /// Frames written before one flush.
 const BATCH: usize = 64;
@@ -30,7 +34,7 @@ pub(super) type Writer = WebSocketWrite<BufWriter<WriteHalf<Stream>>>;
 /// Runs until the session closes or the socket fails.
 pub(super) async fn run(
     mut ws: Writer,
-    mut out: mpsc::Receiver<Bytes>,
+    mut out: mpsc::Receiver<Outbound>,
     mut ctrl: mpsc::Receiver<Frame<'static>>,
     control: Arc<Control>,
     mut expiry: watch::Receiver<i64>,
@@ -39,6 +43,7 @@ pub(super) async fn run(
     let heartbeat = state.inner.config.heartbeat();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut latency = state.inner.metrics.fanout_latency.local();
     let result: Result<(), WebSocketError> = async {
         loop {
             let exp = *expiry.borrow();
@@ -65,7 +70,7 @@ pub(super) async fn run(
                 }
                 first = out.recv() => {
                     let Some(first) = first else { return Ok(()) };
-                    write_batch(&mut ws, &mut out, first).await?;
+                    write_batch(&mut ws, &mut out, first, &state, &mut latency).await?;
                 }
                 _ = ping.tick() => {
                     check_idle(&control, &state);
@@ -86,24 +91,43 @@ pub(super) async fn run(
     }
     .await;
     if result.is_ok() {
-        let _ = close(&mut ws, &control).await;
+        let _ = close(&mut ws, &control, &state).await;
     }
 }
 
-/// Writes `first` and whatever else is already queued (up to [`BATCH`]), then flushes once.
+/// Writes `first` and whatever else is already queued (up to [`BATCH`]),
+/// flushes once, then records the batch's bytes and latencies.
 async fn write_batch(
     ws: &mut Writer,
-    out: &mut mpsc::Receiver<Bytes>,
-    first: Bytes,
+    out: &mut mpsc::Receiver<Outbound>,
+    first: Outbound,
+    state: &GatewayState,
+    latency: &mut LocalHistogram,
 ) -> Result<(), WebSocketError> {
-    ws.write_frame(Frame::text(Payload::Borrowed(&first)))
+    let metrics = &state.inner.metrics;
+    metrics.queue_depth.observe((out.len() + 1) as f64);
+    let mut published = [0u64; BATCH];
+    let mut bytes = first.frame.len();
+    published[0] = first.published_us;
+    ws.write_frame(Frame::text(Payload::Borrowed(&first.frame)))
         .await?;
-    for _ in 1..BATCH {
+    let mut n = 1;
+    while n < BATCH {
         let Ok(next) = out.try_recv() else { break };
-        ws.write_frame(Frame::text(Payload::Borrowed(&next)))
+        bytes += next.frame.len();
+        published[n] = next.published_us;
+        ws.write_frame(Frame::text(Payload::Borrowed(&next.frame)))
             .await?;
+        n += 1;
     }
-    ws.flush().await
+    ws.flush().await?;
+    metrics.bytes_out.inc_by(bytes as u64);
+    let now = unix_micros();
+    for &at in published[..n].iter().filter(|&&at| at > 0) {
+        latency.observe(now.saturating_sub(at) as f64 / 1e6);
+    }
+    latency.flush();
+    Ok(())
 }
 
 /// Reports the connection idle once it has sent no data frame for `away_after`.
@@ -136,10 +160,15 @@ fn close_with(control: &Control, code: CloseCode, bye: Option<ByeReason>) {
 }
 
 /// Sends `bye` (if any) and the close frame for the session's close reason.
-async fn close(ws: &mut Writer, control: &Control) -> Result<(), WebSocketError> {
+async fn close(
+    ws: &mut Writer,
+    control: &Control,
+    state: &GatewayState,
+) -> Result<(), WebSocketError> {
     let reason = *control.reason.lock().expect("session lock poisoned");
     let (code, bye) = reason.unwrap_or((CloseCode::Normal, None));
     if let Some(reason) = bye {
+        state.inner.metrics.frames_out(OutKind::Bye, 1);
         let frame = ServerFrame::Bye(Bye { reason }).to_json();
         ws.write_frame(Frame::text(Payload::Borrowed(frame.as_bytes())))
             .await?;

@@ -125,7 +125,10 @@ impl ApiClient {
     }
 
     async fn request(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
+        let mut trace = reqwest::header::HeaderMap::new();
+        telepath_shared::telemetry::inject(&mut trace);
         req.header(INTERNAL_HEADER, &self.token)
+            .headers(trace)
             .send()
             .await
             .map_err(|e| {

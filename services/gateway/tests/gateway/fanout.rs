@@ -162,12 +162,11 @@ struct SilentBus(telepath_shared::bus::memory::MemoryBus);
 
 #[async_trait::async_trait]
 impl telepath_shared::bus::Bus for SilentBus {
-    async fn publish(
+    async fn publish_many(
         &self,
-        channel: &str,
-        payload: bytes::Bytes,
+        messages: &[telepath_shared::bus::Outgoing],
     ) -> Result<(), telepath_shared::bus::BusError> {
-        self.0.publish(channel, payload).await
+        self.0.publish_many(messages).await
     }
     async fn publish_counted(
         &self,

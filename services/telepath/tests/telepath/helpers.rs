@@ -37,7 +37,7 @@ pub(crate) async fn spawn_node(tweak: impl FnOnce(&mut telepath::Config)) -> Tes
         _ => None,
     };
     let mut config = telepath::Config::from_source(&map).unwrap();
-    config.gateway.shutdown_grace = Duration::from_secs(3);
+    config.gateway.common.drain = Duration::from_secs(3);
     tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
