@@ -2,9 +2,11 @@
 # Runs every Telepath test: formatting, lints, and the whole test suite.
 #
 # Works on a fresh Debian machine with Rust: it installs what is missing
-# (redis-server through apt) and every test starts its own throwaway
-# services (redis-server on a free port, SQLite in a temp dir, the services
-# as processes on free loopback ports). Nothing is left running afterwards.
+# through apt (redis-server; haproxy, docker-compose and prometheus for the
+# deployment tests; python3-venv for schemathesis) and every test starts its
+# own throwaway services (redis-server on a free port, SQLite in a temp dir,
+# the services as processes on free loopback ports, deploy/local/run.sh with
+# HAProxy and Prometheus). Nothing is left running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,11 +26,18 @@ apt_install() {
 }
 
 log "checking tools"
-if ! command -v redis-server >/dev/null 2>&1; then
-  log "installing redis-server"
-  apt_install redis-server
+# command -> Debian package
+missing=()
+for pair in redis-server:redis-server haproxy:haproxy docker-compose:docker-compose promtool:prometheus; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt_install "${missing[@]}"
 fi
 redis-server --version
+haproxy -v | head -1
+docker-compose version --short
 if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
   log "installing python3-venv"
   apt_install python3-venv

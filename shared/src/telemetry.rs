@@ -28,6 +28,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -56,31 +57,36 @@ impl Telemetry {
 
 /// Initialises logs (and traces, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set)
 /// for `service`. Safe to call twice: the second call sets nothing up.
+///
+/// `RUST_LOG` filters the logs only: exported traces always carry every
+/// `info` span, so quiet logs do not mean empty traces.
 pub fn init(service: &str) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env()
+    let log_filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
         // The SDK logs every failed export; one line a minute is enough.
         .add_directive("opentelemetry_sdk=warn".parse().expect("valid directive"));
     let json = std::env::var("TELEPATH_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let provider = otlp_provider(service);
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer().with_tracer(p.tracer(format!("telepath-{service}")))
-    });
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let result = if json {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(false)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init()
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
+    let provider = otlp_provider(service);
+    let traces = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(format!("telepath-{service}")))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let result = tracing_subscriber::registry()
+        .with(logs.with_filter(log_filter))
+        .with(traces)
+        .try_init();
     if result.is_err() {
         // Someone initialised tracing first (tests): their subscriber stays.
         return Telemetry { provider: None };

@@ -62,6 +62,10 @@ impl Metrics {
             .buckets(LAG_BUCKETS.to_vec()),
         )
         .expect("valid metric");
+        // Every status starts at zero, so rate() works before the first event.
+        for status in ["online", "away", "busy", "meditating", "offline"] {
+            events.with_label_values(&[status]);
+        }
         Metrics {
             heartbeats: counter(
                 "telepath_presence_heartbeats_total",

@@ -69,7 +69,7 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
     // A span per request only when traces are exported: it is the parent of
     // the api call, whose `traceparent` carries it on.
     let span = if telemetry::tracing_enabled() {
-        tracing::info_span!("ws.request", otel.name = name, otel.kind = "server", conn_id = %session.conn_id)
+        tracing::info_span!("ws.request", otel.name = format!("ws {name}"), otel.kind = "server", conn_id = %session.conn_id)
     } else {
         tracing::Span::none()
     };

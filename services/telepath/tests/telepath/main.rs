@@ -4,10 +4,14 @@
 mod admin;
 mod cluster;
 mod delivery;
+mod deploy;
 mod dms;
+mod drain;
 mod helpers;
+mod local;
 mod multinode;
 mod openapi;
 mod presence;
 mod roundtrip;
 mod session;
+mod traces;

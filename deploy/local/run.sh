@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# The compose topology as plain processes, without Docker: redis-server,
+# the api (SQLite), presence, three gateways and HAProxy in front, with the
+# same HAProxy routing as docker-compose.yml (deploy/haproxy/haproxy.cfg),
+# plus Prometheus scraping all of them when `prometheus` is installed.
+#
+#   deploy/local/run.sh                 # LB on 127.0.0.1:8080; Ctrl-C stops everything
+#
+# Everything binds loopback only. The load balancer listens on
+# TELEPATH_LB_PORT (default 8080); every other process gets a free port.
+# It runs in the foreground and stops every process it started on SIGINT or
+# SIGTERM (gateways drain: clients get `bye` restart and close 1012).
+#
+# Settings (environment):
+#   TELEPATH_LB_PORT          load balancer port (default 8080)
+#   TELEPATH_GATEWAYS         number of gateways (default 3)
+#   TELEPATH_BIN_DIR          where the binaries are; unset: target/release,
+#                             built first with `cargo build --release`
+#   TELEPATH_LOCAL_DIR        state directory (SQLite, logs, generated configs,
+#                             topology.env); default: a new temporary directory
+#   TELEPATH_JWT_SECRET       token secret (default: a random one, written to
+#                             topology.env; mint tokens with `telepath token`)
+#   TELEPATH_DEV_LOGIN        dev login on the api (default 1 here, 0 in compose)
+#   TELEPATH_LOCAL_PROMETHEUS 0 to skip Prometheus (default: start it if installed)
+#   TELEPATH_LOCAL_SCRAPE     Prometheus scrape interval (default 5s)
+#   TELEPATH_LOCAL_MAX_SECS   stop by itself after this many seconds (default: never)
+#   TELEPATH_LOCAL_WATCH_PID  stop by itself when this process is gone
+# Anything else in the environment (RUST_LOG, TELEPATH_HEARTBEAT_MS,
+# TELEPATH_LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT, ...) reaches every service.
+#
+# When everything is ready it writes $TELEPATH_LOCAL_DIR/topology.env (every
+# URL and pid, READY=1 last) and prints a summary.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+lb_port="${TELEPATH_LB_PORT:-8080}"
+gateways="${TELEPATH_GATEWAYS:-3}"
+state="${TELEPATH_LOCAL_DIR:-$(mktemp -d -t telepath-local.XXXXXX)}"
+max_secs="${TELEPATH_LOCAL_MAX_SECS:-0}"
+watch_pid="${TELEPATH_LOCAL_WATCH_PID:-}"
+scrape="${TELEPATH_LOCAL_SCRAPE:-5s}"
+export TELEPATH_DEV_LOGIN="${TELEPATH_DEV_LOGIN:-1}"
+if [ -z "${TELEPATH_JWT_SECRET:-}" ]; then
+  TELEPATH_JWT_SECRET="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+fi
+export TELEPATH_JWT_SECRET
+mkdir -p "$state/logs" "$state/redis"
+
+log() { printf '[run.sh] %s\n' "$*"; }
+die() { log "error: $*" >&2; exit 1; }
+
+# --- tools -----------------------------------------------------------------
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
+need() {
+  local cmd=$1 pkg=$2
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  log "installing $pkg"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+  command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still missing after installing $pkg"
+}
+need redis-server redis-server
+need haproxy haproxy
+
+if [ -z "${TELEPATH_BIN_DIR:-}" ]; then
+  log "building release binaries (cargo build --release)"
+  (cd "$repo" && cargo build --release --locked -q \
+    -p telepath-api -p telepath-presence -p telepath-gateway)
+  bin_dir="$repo/target/release"
+else
+  bin_dir="$TELEPATH_BIN_DIR"
+fi
+for b in telepath-api telepath-presence telepath-gateway; do
+  [ -x "$bin_dir/$b" ] || die "$bin_dir/$b is missing"
+done
+
+# --- ports and processes ---------------------------------------------------
+
+# A port nothing listens on right now (the services bind it a moment later).
+taken=" $lb_port "
+free_port() {
+  local p
+  while :; do
+    p=$(( 20000 + RANDOM % 40000 ))
+    case "$taken" in *" $p "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      taken="$taken$p "
+      echo "$p"
+      return
+    fi
+  done
+}
+
+# The HTTP status of GET $2 on 127.0.0.1:$1, or nothing (no curl needed).
+http_status() {
+  local line
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+  IFS=' ' read -r -t 2 _ line _ <&3 || true
+  exec 3>&- 3<&-
+  echo "$line"
+}
+
+wait_ready() { # name port path
+  local i
+  for i in $(seq 1 200); do
+    [ "$(http_status "$2" "$3" 2>/dev/null)" = "200" ] && return 0
+    sleep 0.1
+  done
+  die "$1 did not become ready on port $2 (see $state/logs/$1.log)"
+}
+
+pids=()   # in start order; stopped in reverse
+names=()
+start() { # name, then the command
+  local name=$1
+  shift
+  "$@" >>"$state/logs/$name.log" 2>&1 &
+  pids+=("$!")
+  names+=("$name")
+}
+
+stopping=0
+stop_all() {
+  [ "$stopping" -eq 1 ] && return
+  stopping=1
+  trap - INT TERM
+  log "stopping"
+  local i pid
+  for (( i=${#pids[@]}-1; i>=0; i-- )); do
+    pid=${pids[$i]}
+    kill -TERM "$pid" 2>/dev/null || continue
+    # Each process exits within its drain deadline; then it is killed.
+    for _ in $(seq 1 150); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  log "stopped (state kept in $state)"
+}
+trap 'stop_all; exit 0' INT TERM
+trap 'stop_all' EXIT
+
+redis_port=$(free_port)
+start redis redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+  --client-output-buffer-limit "pubsub 64mb 16mb 60" --dir "$state/redis" --logfile ""
+for i in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
+  sleep 0.1
+done
+export REDIS_URL="redis://127.0.0.1:$redis_port"
+
+presence_port=$(free_port)
+api_port=$(free_port)
+presence_url="http://127.0.0.1:$presence_port"
+api_url="http://127.0.0.1:$api_port"
+
+start presence env TELEPATH_LISTEN="127.0.0.1:$presence_port" TELEPATH_NODE_ID=presence \
+  "$bin_dir/telepath-presence"
+start api env TELEPATH_LISTEN="127.0.0.1:$api_port" TELEPATH_NODE_ID=api \
+  DATABASE_URL="sqlite://$state/telepath.db" TELEPATH_PRESENCE_URL="$presence_url" \
+  "$bin_dir/telepath-api"
+wait_ready presence "$presence_port" /readyz
+wait_ready api "$api_port" /readyz
+
+gw_ports=()
+for i in $(seq 1 "$gateways"); do
+  port=$(free_port)
+  gw_ports+=("$port")
+  start "gw$i" env TELEPATH_LISTEN="127.0.0.1:$port" TELEPATH_NODE_ID="gw$i" \
+    TELEPATH_API_URL="$api_url" TELEPATH_PRESENCE_URL="$presence_url" \
+    "$bin_dir/telepath-gateway"
+done
+for i in $(seq 1 "$gateways"); do
+  wait_ready "gw$i" "${gw_ports[$((i-1))]}" /readyz
+done
+
+# --- HAProxy: the shared frontends, and backends for these processes -------
+
+lb_metrics_port=$(free_port)
+{
+  echo "# Written by deploy/local/run.sh: the backends of this topology."
+  echo "backend gateways"
+  echo "    balance leastconn"
+  echo "    option httpchk GET /readyz"
+  echo "    http-check expect status 200"
+  for i in $(seq 1 "$gateways"); do
+    echo "    server gw$i 127.0.0.1:${gw_ports[$((i-1))]} check"
+  done
+  echo "backend presence"
+  echo "    option httpchk GET /readyz"
+  echo "    http-check expect status 200"
+  echo "    server presence 127.0.0.1:$presence_port check"
+  echo "backend api"
+  echo "    option httpchk GET /readyz"
+  echo "    http-check expect status 200"
+  echo "    server api 127.0.0.1:$api_port check"
+} >"$state/haproxy-backends.cfg"
+# Two descriptors per proxied connection, and some to spare.
+fds=$(ulimit -n)
+[ "$fds" = "unlimited" ] && fds=1048576
+maxconn=$(( (fds - 200) / 2 ))
+[ "$maxconn" -gt 100000 ] && maxconn=100000
+start haproxy env TELEPATH_LB_BIND="127.0.0.1:$lb_port" \
+  TELEPATH_LB_METRICS_BIND="127.0.0.1:$lb_metrics_port" TELEPATH_LB_MAXCONN="$maxconn" \
+  haproxy -db -f "$repo/deploy/haproxy/haproxy.cfg" -f "$state/haproxy-backends.cfg"
+wait_ready haproxy "$lb_port" /healthz
+wait_ready haproxy-metrics "$lb_metrics_port" /metrics
+
+# --- Prometheus (optional) ---------------------------------------------------
+
+prometheus_url=""
+if [ "${TELEPATH_LOCAL_PROMETHEUS:-auto}" != "0" ] && command -v prometheus >/dev/null 2>&1; then
+  prom_port=$(free_port)
+  {
+    echo "# Written by deploy/local/run.sh: deploy/prometheus.yml with this topology's ports."
+    echo "global: {scrape_interval: $scrape, evaluation_interval: $scrape}"
+    echo "scrape_configs:"
+    echo "  - {job_name: api, static_configs: [{targets: ['127.0.0.1:$api_port']}]}"
+    echo "  - {job_name: presence, static_configs: [{targets: ['127.0.0.1:$presence_port']}]}"
+    targets=$(printf "'127.0.0.1:%s', " "${gw_ports[@]}")
+    echo "  - {job_name: gateway, static_configs: [{targets: [${targets%, }]}]}"
+    echo "  - {job_name: haproxy, static_configs: [{targets: ['127.0.0.1:$lb_metrics_port']}]}"
+  } >"$state/prometheus.yml"
+  start prometheus prometheus --config.file="$state/prometheus.yml" \
+    --storage.tsdb.path="$state/prometheus" --web.listen-address="127.0.0.1:$prom_port"
+  wait_ready prometheus "$prom_port" /-/ready
+  prometheus_url="http://127.0.0.1:$prom_port"
+fi
+
+# --- ready -----------------------------------------------------------------
+
+pid_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "${pids[$i]}"; done; }
+{
+  echo "TELEPATH_URL=http://127.0.0.1:$lb_port"
+  echo "LB_METRICS_URL=http://127.0.0.1:$lb_metrics_port"
+  echo "REDIS_URL=$REDIS_URL"
+  echo "API_URL=$api_url"
+  echo "API_PID=$(pid_of api)"
+  echo "PRESENCE_URL=$presence_url"
+  echo "PRESENCE_PID=$(pid_of presence)"
+  echo "GATEWAYS=$gateways"
+  for i in $(seq 1 "$gateways"); do
+    echo "GATEWAY_${i}_URL=http://127.0.0.1:${gw_ports[$((i-1))]}"
+    echo "GATEWAY_${i}_PID=$(pid_of "gw$i")"
+  done
+  echo "HAPROXY_PID=$(pid_of haproxy)"
+  echo "PROMETHEUS_URL=$prometheus_url"
+  echo "TELEPATH_JWT_SECRET=$TELEPATH_JWT_SECRET"
+  echo "READY=1"
+} >"$state/topology.env.tmp"
+mv "$state/topology.env.tmp" "$state/topology.env"
+
+log "ready: Telepath on http://127.0.0.1:$lb_port ($gateways gateways behind HAProxy)"
+log "  gateways:   ${gw_ports[*]/#/127.0.0.1:}"
+log "  api:        $api_url   presence: $presence_url   redis: $REDIS_URL"
+log "  LB metrics: http://127.0.0.1:$lb_metrics_port/metrics (stats at /stats)"
+[ -n "$prometheus_url" ] && log "  prometheus: $prometheus_url"
+log "  state, logs and topology.env in $state"
+log "Ctrl-C stops everything"
+
+started=$SECONDS
+reported=()
+while :; do
+  sleep 1 &
+  wait $! || true
+  if [ "$max_secs" -gt 0 ] && [ $(( SECONDS - started )) -ge "$max_secs" ]; then
+    log "TELEPATH_LOCAL_MAX_SECS reached"
+    exit 0
+  fi
+  if [ -n "$watch_pid" ] && ! kill -0 "$watch_pid" 2>/dev/null; then
+    log "process $watch_pid is gone"
+    exit 0
+  fi
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null && [[ " ${reported[*]} " != *" $i "* ]]; then
+      log "${names[$i]} (pid ${pids[$i]}) exited; the rest keep running"
+      reported+=("$i")
+    fi
+  done
+done

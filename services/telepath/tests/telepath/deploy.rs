@@ -1,0 +1,506 @@
+//! The deployment: the compose file and every config under deploy/ validate
+//! with the real tools, and the same topology as processes
+//! (deploy/local/run.sh: redis-server, api, presence, three gateways,
+//! HAProxy, Prometheus) works through the load balancer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::Client;
+use serde_json::{Value, json};
+use telepath_shared::testing::WsClient;
+
+use crate::helpers::{User, create_room, eventually, login};
+use crate::local::{LocalTopology, alive, repo, require, signal};
+
+/// Runs `cmd` in the repository and asserts it succeeds.
+fn succeeds(cmd: &mut Command) {
+    let out = cmd.current_dir(repo()).output().expect("the tool runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Grafana dashboard the deployment provisions.
+fn dashboard() -> Value {
+    let path = repo().join("deploy/grafana/dashboards/telepath.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("the dashboard is JSON")
+}
+
+/// Every PromQL expression of the dashboard.
+fn dashboard_queries() -> Vec<String> {
+    dashboard()["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The metric names in a PromQL expression (ours, HAProxy's and the process ones).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| {
+            ["telepath_", "haproxy_", "process_"]
+                .iter()
+                .any(|p| w.starts_with(p))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The metric names in a Prometheus text exposition.
+fn exposed_names(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_compose_file_and_every_deploy_config_validate() {
+    for tool in ["docker-compose", "haproxy", "promtool"] {
+        require(tool);
+    }
+    for profile in [None, Some("tracing")] {
+        let mut cmd = Command::new("docker-compose");
+        cmd.env("TELEPATH_JWT_SECRET", "validation-only");
+        if let Some(p) = profile {
+            cmd.args(["--profile", p]);
+        }
+        succeeds(cmd.args(["-f", "docker-compose.yml", "config", "-q"]));
+    }
+    succeeds(
+        Command::new("haproxy")
+            .args(["-c", "-q", "-f", "deploy/haproxy/haproxy.cfg"])
+            .args(["-f", "deploy/haproxy/compose.cfg"])
+            .env("TELEPATH_LB_BIND", "127.0.0.1:1")
+            .env("TELEPATH_LB_METRICS_BIND", "127.0.0.1:2")
+            .env("TELEPATH_LB_MAXCONN", "1000"),
+    );
+    succeeds(Command::new("promtool").args(["check", "config", "deploy/prometheus.yml"]));
+
+    // The dashboard: at least 12 panels, each querying the provisioned datasource.
+    let dash = dashboard();
+    let panels: Vec<&Value> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] != "row")
+        .collect();
+    assert!(panels.len() >= 12, "only {} panels", panels.len());
+    for p in &panels {
+        assert_eq!(p["datasource"]["uid"], "prometheus", "{}", p["title"]);
+        assert!(
+            !p["targets"].as_array().unwrap().is_empty(),
+            "{} has no query",
+            p["title"]
+        );
+    }
+    let datasource = std::fs::read_to_string(
+        repo().join("deploy/grafana/provisioning/datasources/prometheus.yml"),
+    )
+    .unwrap();
+    assert!(
+        datasource.contains("uid: prometheus") && datasource.contains("http://prometheus:9090")
+    );
+
+    // The image holds every binary the compose file runs.
+    let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    for bin in ["telepath-api", "telepath-presence", "telepath-gateway"] {
+        assert!(
+            compose.contains(&format!("[\"{bin}\"]")),
+            "compose runs {bin}"
+        );
+        assert!(
+            dockerfile.contains(&format!("target/release/{bin}")),
+            "image has {bin}"
+        );
+    }
+}
+
+/// The node (`gw1`..) each client landed on.
+fn nodes(clients: &[WsClient]) -> BTreeMap<String, usize> {
+    let mut by_node = BTreeMap::new();
+    for c in clients {
+        *by_node
+            .entry(c.welcome["node"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    by_node
+}
+
+/// `n` users logged in through the load balancer, each connected once, all in `room`.
+async fn members(
+    http: &Client,
+    url: &str,
+    room: &str,
+    prefix: &str,
+    n: usize,
+) -> Vec<(User, WsClient)> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let user = login(http, url, &format!("{prefix}{i}")).await;
+        let mut ws = WsClient::connect(url, &user.token).await.unwrap();
+        ws.join(room).await;
+        out.push((user, ws));
+    }
+    out
+}
+
+/// The seqs of the next `n` messages `ws` receives.
+async fn next_seqs(ws: &mut WsClient, n: usize) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    for _ in 0..n {
+        seqs.push(ws.next_of("message").await["seq"].as_i64().unwrap());
+    }
+    seqs
+}
+
+#[tokio::test]
+async fn through_haproxy_connections_spread_over_the_gateways_and_a_message_crosses_nodes() {
+    require("haproxy");
+    let mut topo = LocalTopology::start(&[]);
+    let url = topo.url().to_owned();
+    let http = Client::new();
+    // Only /connect, /presence and the api's public routes are routed.
+    for path in ["/metrics", "/internal/presence/summary"] {
+        let resp = http.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path} must not be routed");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+    let owner = login(&http, &url, "owner").await;
+    let room = create_room(&http, &url, &owner, "lobby").await;
+
+    let mut people = members(&http, &url, &room, "spread", 9).await;
+    let clients: Vec<WsClient> = people.drain(..).map(|(_, ws)| ws).collect();
+    let by_node = nodes(&clients);
+    assert_eq!(by_node.len(), 3, "every gateway gets clients: {by_node:?}");
+    assert!(
+        by_node.values().all(|&n| (2..=4).contains(&n)),
+        "least connections spreads them evenly: {by_node:?}"
+    );
+
+    // A message sent on one gateway reaches the members on the other two.
+    let mut clients = clients;
+    let sender_node = clients[0].welcome["node"].clone();
+    let reply = clients[0]
+        .ok(json!({"type": "send", "room": room, "body": "across the cluster"}))
+        .await;
+    for c in clients.iter_mut() {
+        let got = c.next_of("message").await;
+        assert_eq!(got["id"], reply["id"]);
+    }
+    assert!(clients.iter().any(|c| c.welcome["node"] != sender_node));
+
+    // SIGTERM to run.sh stops every process it started.
+    let pids = topo.pids();
+    drop(clients);
+    assert!(
+        topo.stop(Duration::from_secs(30)),
+        "run.sh stops on SIGTERM"
+    );
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} outlived run.sh");
+    }
+}
+
+/// Reconnects through the load balancer and resumes `room` after `since`.
+async fn resume(url: &str, user: &User, room: &str, since: i64) -> WsClient {
+    let mut ws = WsClient::connect(url, &user.token).await.unwrap();
+    let reply = ws
+        .ok(json!({"type": "join", "room": room, "since": since}))
+        .await;
+    assert_eq!(reply["recovered"], true);
+    ws
+}
+
+#[tokio::test]
+async fn killing_a_gateway_moves_its_clients_to_the_others_without_losing_a_message() {
+    require("haproxy");
+    let topo = LocalTopology::start(&[("TELEPATH_HEARTBEAT_MS", "500")]);
+    let url = topo.url().to_owned();
+    let http = Client::new();
+    let owner = login(&http, &url, "owner").await;
+    let room = create_room(&http, &url, &owner, "fragile").await;
+    let people = members(&http, &url, &room, "k", 6).await;
+    let (mut on_victim, mut others): (Vec<_>, Vec<_>) = people
+        .into_iter()
+        .partition(|(_, ws)| ws.welcome["node"] == "gw1");
+    assert!(!on_victim.is_empty() && !others.is_empty());
+
+    let (_, pid) = topo.gateway(1);
+    signal(pid, "KILL");
+    for (_, ws) in on_victim.iter_mut() {
+        // No close frame: the process is gone.
+        assert_ne!(ws.closed().await, Some(1000));
+    }
+    // Messages sent while gw1's clients are away.
+    let sender = &mut others[0].1;
+    let mut last = 0;
+    for i in 0..20 {
+        last = sender
+            .ok(json!({"type": "send", "room": room, "body": format!("while away {i}")}))
+            .await["seq"]
+            .as_i64()
+            .unwrap();
+    }
+    for (user, _) in &on_victim {
+        let mut ws = resume(&url, user, &room, last - 20).await;
+        assert_ne!(
+            ws.welcome["node"], "gw1",
+            "the load balancer skips the dead gateway"
+        );
+        let expected: Vec<i64> = (last - 19..=last).collect();
+        assert_eq!(
+            next_seqs(&mut ws, 20).await,
+            expected,
+            "every message once, in order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_gateway_behind_haproxy_within_the_drain_deadline() {
+    require("haproxy");
+    // Long heartbeats: expiry would take 10 s, so a prompt removal can only be the drain's.
+    let topo = LocalTopology::start(&[
+        ("TELEPATH_HEARTBEAT_MS", "5000"),
+        ("TELEPATH_DRAIN_SECS", "3"),
+    ]);
+    let url = topo.url().to_owned();
+    let http = Client::new();
+    let owner = login(&http, &url, "owner").await;
+    let room = create_room(&http, &url, &owner, "restarting").await;
+    let people = members(&http, &url, &room, "d", 6).await;
+    let (mut draining, mut others): (Vec<_>, Vec<_>) = people
+        .into_iter()
+        .partition(|(_, ws)| ws.welcome["node"] == "gw1");
+    assert!(!draining.is_empty() && !others.is_empty());
+    let (gw1_url, pid) = topo.gateway(1);
+    // A client that completes the upgrade and then never answers anything.
+    let _mute = mute_client(&gw1_url, &draining[0].0.token).await;
+    let presence = &topo.env["PRESENCE_URL"];
+    let summary = |presence: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{presence}/internal/presence/summary"))
+                .header(
+                    telepath_shared::auth::INTERNAL_HEADER,
+                    telepath_shared::auth::derive_internal_token(crate::helpers::SECRET),
+                )
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    eventually(
+        Duration::from_secs(5),
+        "gw1's connections in presence",
+        || {
+            let s = summary(presence.clone());
+            let want = draining.len() as u64 + 1;
+            async move { s.await["by_node"]["gw1"].as_u64() == Some(want) }
+        },
+    )
+    .await;
+
+    let started = Instant::now();
+    signal(pid, "TERM");
+    for (_, ws) in draining.iter_mut() {
+        assert_eq!(ws.next_of("bye").await["reason"], "restart");
+        assert_eq!(ws.closed().await, Some(1012));
+    }
+    let ready = http.get(format!("{gw1_url}/readyz")).send().await;
+    assert!(
+        ready.is_err() || ready.unwrap().status() != 200,
+        "a draining gateway is not ready"
+    );
+    while alive(pid) {
+        assert!(
+            started.elapsed() < Duration::from_millis(3500),
+            "the gateway must exit within TELEPATH_DRAIN_SECS (3 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its connections left presence as it went, not after two heartbeats.
+    let s = summary(presence.clone()).await;
+    assert_eq!(s["by_node"]["gw1"].as_u64().unwrap_or(0), 0, "{s}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The clients come back through the load balancer and miss nothing.
+    let seq = others[0]
+        .1
+        .ok(json!({"type": "send", "room": room, "body": "during the restart"}))
+        .await["seq"]
+        .as_i64()
+        .unwrap();
+    for (user, _) in &draining {
+        let mut ws = resume(&url, user, &room, seq - 1).await;
+        assert_ne!(ws.welcome["node"], "gw1");
+        assert_eq!(next_seqs(&mut ws, 1).await, vec![seq]);
+    }
+}
+
+/// A raw TCP connection that upgrades to WebSocket and then reads and writes nothing.
+async fn mute_client(base: &str, token: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /connect?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    tcp
+}
+
+#[tokio::test]
+async fn every_dashboard_metric_exists_in_a_live_scrape_and_logs_are_json_without_tokens() {
+    require("haproxy");
+    let topo = LocalTopology::start(&[
+        ("TELEPATH_LOG_FORMAT", "json"),
+        ("RUST_LOG", "debug"),
+        ("TELEPATH_HEARTBEAT_MS", "500"),
+    ]);
+    let url = topo.url().to_owned();
+    let http = Client::new();
+    // Traffic that touches every family of metrics: REST, connects with the
+    // token in the query string (as browsers do), joins, sends, typing,
+    // statuses, DMs, acks, a refused handshake and a disconnect.
+    let ada = login(&http, &url, "ada").await;
+    let bob = login(&http, &url, "bob").await;
+    let room = create_room(&http, &url, &ada, "metrics").await;
+    let ws_url = format!("{}/connect?token=", url.replacen("http", "ws", 1));
+    let connect = |token: &str| {
+        let req = format!("{ws_url}{token}");
+        async move {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            WsClient::connect_request(req.into_client_request().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let mut a = connect(&ada.token).await;
+    let mut b = connect(&bob.token).await;
+    a.join(&room).await;
+    b.join(&room).await;
+    let sent = a
+        .ok(json!({"type": "send", "room": room, "body": "measured"}))
+        .await;
+    b.next_of("message").await;
+    a.send(json!({"type": "typing", "room": room, "active": true}))
+        .await;
+    a.ok(json!({"type": "status", "status": "meditating", "text": "om"}))
+        .await;
+    let dm = a
+        .ok(json!({"type": "dm", "to": "bob", "body": "psst"}))
+        .await;
+    b.ok(json!({"type": "ack", "dm": dm["id"]})).await;
+    b.ok(json!({"type": "ack", "room": room, "seq": sent["seq"]}))
+        .await;
+    let refused = http
+        .get(format!("{url}/connect?token=forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let history = http
+        .get(format!("{url}/rooms/{room}/messages"))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(history.status(), 200);
+    drop(b);
+
+    // Every metric the dashboard uses is exposed by some process.
+    let mut targets = vec![
+        topo.env["API_URL"].clone(),
+        topo.env["PRESENCE_URL"].clone(),
+        topo.env["LB_METRICS_URL"].clone(),
+    ];
+    targets.extend((1..=3).map(|i| topo.gateway(i).0));
+    let mut exposed = BTreeSet::new();
+    for t in &targets {
+        let text = http
+            .get(format!("{t}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        exposed.extend(exposed_names(&text));
+    }
+    let queries = dashboard_queries();
+    for q in &queries {
+        for name in metric_names(q) {
+            assert!(
+                exposed.contains(&name),
+                "the dashboard uses {name}, which no process exposes"
+            );
+        }
+    }
+
+    // And with Prometheus scraping the topology, every panel's query returns series.
+    if let Some(prom) = topo.env.get("PROMETHEUS_URL").filter(|u| !u.is_empty()) {
+        for q in &queries {
+            let q = q.replace("$__rate_interval", "1m");
+            eventually(Duration::from_secs(30), &format!("series for {q}"), || {
+                let (http, prom, q) = (http.clone(), prom.clone(), q.clone());
+                async move {
+                    let url = reqwest::Url::parse_with_params(
+                        &format!("{prom}/api/v1/query"),
+                        [("query", q.as_str())],
+                    )
+                    .unwrap();
+                    let body: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+                    assert_eq!(body["status"], "success", "{q}: {body}");
+                    body["data"]["result"]
+                        .as_array()
+                        .is_some_and(|r| !r.is_empty())
+                }
+            })
+            .await;
+        }
+    } else {
+        eprintln!("prometheus is not installed: the dashboard queries were checked by name only");
+    }
+
+    // Logs: JSON lines from every service, and no token anywhere (HAProxy's included).
+    drop(a);
+    let secrets = [ada.token.as_str(), bob.token.as_str()];
+    for (name, text) in topo.logs() {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{name} logged a token");
+        }
+        let service = ["api", "presence", "gw1", "gw2", "gw3"]
+            .iter()
+            .any(|s| name == format!("{s}.log"));
+        if service {
+            assert!(!text.is_empty(), "{name} logged nothing at debug level");
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                assert!(
+                    serde_json::from_str::<Value>(line).is_ok(),
+                    "{name}: not a JSON log line: {line}"
+                );
+            }
+        }
+    }
+}
