@@ -77,16 +77,19 @@ done
 
 # --- ports and processes ---------------------------------------------------
 
-# A port nothing listens on right now (the services bind it a moment later).
+# A port nothing listens on right now (the services bind it a moment later),
+# below the kernel's ephemeral range so outgoing connections never hold it.
 taken=" $lb_port "
+low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+# Sets $port (not a subshell: the ports handed out are remembered).
 free_port() {
   local p
   while :; do
-    p=$(( 20000 + RANDOM % 40000 ))
+    p=$(( 10000 + RANDOM % (low - 10000) ))
     case "$taken" in *" $p "*) continue ;; esac
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       taken="$taken$p "
-      echo "$p"
+      port=$p
       return
     fi
   done
@@ -102,15 +105,6 @@ http_status() {
   echo "$line"
 }
 
-wait_ready() { # name port path
-  local i
-  for i in $(seq 1 200); do
-    [ "$(http_status "$2" "$3" 2>/dev/null)" = "200" ] && return 0
-    sleep 0.1
-  done
-  die "$1 did not become ready on port $2 (see $state/logs/$1.log)"
-}
-
 pids=()   # in start order; stopped in reverse
 names=()
 start() { # name, then the command
@@ -119,6 +113,36 @@ start() { # name, then the command
   "$@" >>"$state/logs/$name.log" 2>&1 &
   pids+=("$!")
   names+=("$name")
+}
+
+# Waits until the last started process answers 200 on GET $2 at port $1;
+# fails (status 1) at once if that process died, and gives up after 60 s.
+wait_ready() { # port path
+  local pid=${pids[-1]} name=${names[-1]} i
+  for i in $(seq 1 600); do
+    [ "$(http_status "$1" "$2" 2>/dev/null)" = "200" ] && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  tail -n 20 "$state/logs/$name.log" >&2 || true
+  die "$name did not become ready on port $1 within 60 s (see $state/logs/$name.log)"
+}
+
+# Starts a Telepath service on a free port and waits for its /readyz; when
+# it dies at start-up (another process took the port meanwhile), it tries
+# again on another port. Sets $port.
+serve() { # name, binary, then environment assignments
+  local name=$1 bin=$2 attempt
+  shift 2
+  for attempt in 1 2 3; do
+    free_port
+    start "$name" env TELEPATH_LISTEN="127.0.0.1:$port" "$@" "$bin_dir/$bin"
+    wait_ready "$port" /readyz && return 0
+    log "$name exited at start-up (attempt $attempt):"
+    tail -n 5 "$state/logs/$name.log" >&2 || true
+    unset 'pids[-1]' 'names[-1]'
+  done
+  die "$name could not start (see $state/logs/$name.log)"
 }
 
 stopping=0
@@ -144,43 +168,42 @@ stop_all() {
 trap 'stop_all; exit 0' INT TERM
 trap 'stop_all' EXIT
 
-redis_port=$(free_port)
-start redis redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
-  --client-output-buffer-limit "pubsub 64mb 16mb 60" --dir "$state/redis" --logfile ""
-for i in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
-  sleep 0.1
+# Redis answers no HTTP: it is up once it accepts connections.
+redis_up=0
+for attempt in 1 2 3; do
+  free_port
+  start redis redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --client-output-buffer-limit "pubsub 64mb 16mb 60" --dir "$state/redis" --logfile ""
+  for i in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { redis_up=1; break 2; }
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "redis-server did not start on port $port (attempt $attempt)"
+  unset 'pids[-1]' 'names[-1]'
 done
-export REDIS_URL="redis://127.0.0.1:$redis_port"
+[ "$redis_up" -eq 1 ] || die "redis-server could not start (see $state/logs/redis.log)"
+export REDIS_URL="redis://127.0.0.1:$port"
 
-presence_port=$(free_port)
-api_port=$(free_port)
+serve presence telepath-presence TELEPATH_NODE_ID=presence
+presence_port=$port
 presence_url="http://127.0.0.1:$presence_port"
+serve api telepath-api TELEPATH_NODE_ID=api \
+  DATABASE_URL="sqlite://$state/telepath.db" TELEPATH_PRESENCE_URL="$presence_url"
+api_port=$port
 api_url="http://127.0.0.1:$api_port"
-
-start presence env TELEPATH_LISTEN="127.0.0.1:$presence_port" TELEPATH_NODE_ID=presence \
-  "$bin_dir/telepath-presence"
-start api env TELEPATH_LISTEN="127.0.0.1:$api_port" TELEPATH_NODE_ID=api \
-  DATABASE_URL="sqlite://$state/telepath.db" TELEPATH_PRESENCE_URL="$presence_url" \
-  "$bin_dir/telepath-api"
-wait_ready presence "$presence_port" /readyz
-wait_ready api "$api_port" /readyz
 
 gw_ports=()
 for i in $(seq 1 "$gateways"); do
-  port=$(free_port)
+  serve "gw$i" telepath-gateway TELEPATH_NODE_ID="gw$i" \
+    TELEPATH_API_URL="$api_url" TELEPATH_PRESENCE_URL="$presence_url"
   gw_ports+=("$port")
-  start "gw$i" env TELEPATH_LISTEN="127.0.0.1:$port" TELEPATH_NODE_ID="gw$i" \
-    TELEPATH_API_URL="$api_url" TELEPATH_PRESENCE_URL="$presence_url" \
-    "$bin_dir/telepath-gateway"
-done
-for i in $(seq 1 "$gateways"); do
-  wait_ready "gw$i" "${gw_ports[$((i-1))]}" /readyz
 done
 
 # --- HAProxy: the shared frontends, and backends for these processes -------
 
-lb_metrics_port=$(free_port)
+free_port
+lb_metrics_port=$port
 {
   echo "# Written by deploy/local/run.sh: the backends of this topology."
   echo "backend gateways"
@@ -207,14 +230,15 @@ maxconn=$(( (fds - 200) / 2 ))
 start haproxy env TELEPATH_LB_BIND="127.0.0.1:$lb_port" \
   TELEPATH_LB_METRICS_BIND="127.0.0.1:$lb_metrics_port" TELEPATH_LB_MAXCONN="$maxconn" \
   haproxy -db -f "$repo/deploy/haproxy/haproxy.cfg" -f "$state/haproxy-backends.cfg"
-wait_ready haproxy "$lb_port" /healthz
-wait_ready haproxy-metrics "$lb_metrics_port" /metrics
+wait_ready "$lb_port" /healthz || die "haproxy exited (see $state/logs/haproxy.log)"
+wait_ready "$lb_metrics_port" /metrics || die "haproxy exited (see $state/logs/haproxy.log)"
 
 # --- Prometheus (optional) ---------------------------------------------------
 
 prometheus_url=""
 if [ "${TELEPATH_LOCAL_PROMETHEUS:-auto}" != "0" ] && command -v prometheus >/dev/null 2>&1; then
-  prom_port=$(free_port)
+  free_port
+  prom_port=$port
   {
     echo "# Written by deploy/local/run.sh: deploy/prometheus.yml with this topology's ports."
     echo "global: {scrape_interval: $scrape, evaluation_interval: $scrape}"
@@ -227,7 +251,7 @@ if [ "${TELEPATH_LOCAL_PROMETHEUS:-auto}" != "0" ] && command -v prometheus >/de
   } >"$state/prometheus.yml"
   start prometheus prometheus --config.file="$state/prometheus.yml" \
     --storage.tsdb.path="$state/prometheus" --web.listen-address="127.0.0.1:$prom_port"
-  wait_ready prometheus "$prom_port" /-/ready
+  wait_ready "$prom_port" /-/ready || die "prometheus exited (see $state/logs/prometheus.log)"
   prometheus_url="http://127.0.0.1:$prom_port"
 fi
 

@@ -238,8 +238,7 @@ impl Hub {
                 }
             }
             // A gate over its limit: the connection cannot keep up.
-            self.metrics.slow_consumers.inc();
-            handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+            handle.close_slow(&self.metrics);
         }
         self.metrics.frames_out(kind, members.len());
         members.len()
@@ -333,15 +332,9 @@ impl Hub {
         seen.len()
     }
 
-    /// Queues one frame; a full queue closes the connection as a slow
-    /// consumer (1013). Returns whether the frame was queued.
+    /// Queues one frame (see [`SessionHandle::deliver`]).
     fn deliver(&self, handle: &SessionHandle, frame: Outbound) -> bool {
-        if handle.push(frame) {
-            return true;
-        }
-        self.metrics.slow_consumers.inc();
-        handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
-        false
+        handle.deliver(frame, &self.metrics)
     }
 }
 

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::GatewayState;
 use crate::hub::ConnId;
-use crate::metrics::OutKind;
+use crate::metrics::{GatewayMetrics, OutKind};
 
 /// The upgraded stream of one connection.
 pub(crate) type Stream = TokioIo<hyper::upgrade::Upgraded>;
@@ -112,6 +112,23 @@ impl SessionHandle {
         }
     }
 
+    /// Queues one frame; a full queue closes the session as a slow consumer
+    /// (`bye` slow_consumer, 1013), counted in `metrics`. Returns whether
+    /// the frame was queued. Every frame for a client goes through here.
+    pub(crate) fn deliver(&self, frame: Outbound, metrics: &GatewayMetrics) -> bool {
+        if self.push(frame) {
+            return true;
+        }
+        self.close_slow(metrics);
+        false
+    }
+
+    /// Closes the session as a slow consumer: it cannot keep up.
+    pub(crate) fn close_slow(&self, metrics: &GatewayMetrics) {
+        metrics.slow_consumers.inc();
+        self.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
+    }
+
     /// Closes the session with `code`, sending `bye` first when `bye` is set.
     pub(crate) fn close(&self, code: CloseCode, bye: Option<ByeReason>) {
         let mut reason = self.control.reason.lock().expect("session lock poisoned");
@@ -189,14 +206,9 @@ impl Session {
 
 /// Queues `frame` on `handle` and counts it; a full queue closes the session.
 fn send_to(handle: &SessionHandle, state: &GatewayState, frame: &ServerFrame) -> bool {
-    let kind = OutKind::of_type(frame.name());
-    state.inner.metrics.frames_out(kind, 1);
-    if handle.push(Outbound::local(Bytes::from(frame.to_json()))) {
-        return true;
-    }
-    state.inner.metrics.slow_consumers.inc();
-    handle.close(CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer));
-    false
+    let metrics = &state.inner.metrics;
+    metrics.frames_out(OutKind::of_type(frame.name()), 1);
+    handle.deliver(Outbound::local(Bytes::from(frame.to_json())), metrics)
 }
 
 /// How the reader saw the connection end.

@@ -72,10 +72,15 @@ impl LocalTopology {
                 return topology;
             }
             if let Ok(Some(status)) = topology.child.try_wait() {
-                panic!(
-                    "deploy/local/run.sh exited with {status} before it was ready; logs in {}",
-                    topology.dir.path().display()
-                );
+                // The state directory goes with the test: show the logs now.
+                for (name, text) in topology.logs() {
+                    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                    eprintln!("--- {name}:");
+                    for line in tail.into_iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+                panic!("deploy/local/run.sh exited with {status} before it was ready");
             }
             assert!(
                 Instant::now() < deadline,
