@@ -3,9 +3,12 @@
 # a throwaway redis-server, presence, the api and two gateways (release
 # builds, loopback, temp SQLite). One publisher on gateway 1 sends at a fixed
 # rate; receivers are spread over both gateways. Prints each run's JSON and a
-# Markdown table of medians.
+# Markdown table of medians, with the CPU seconds the server processes
+# (redis-server, presence, api, gateways) used per million deliveries.
 #
 # Usage: loadtest/bench-fanout.sh [runs=3] [duration=10s] [rate=200] [receivers=50]
+# TELEPATH_BIN_DIR runs the servers from another build (e.g. a baseline
+# commit's target/release); the load generator is always this checkout's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -14,6 +17,10 @@ rate=${3:-200}
 receivers=${4:-50}
 
 cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence -p telepath-loadtest --bins >&2
+bin=${TELEPATH_BIN_DIR:-target/release}
+# CPU seconds (user + system) a process has used so far.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_total() { local t=0 p; for p in "$@"; do t=$(awk -v a="$t" -v b="$(cpu_of "$p")" 'BEGIN { print a + b }'); done; echo "$t"; }
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -23,22 +30,29 @@ for i in $(seq "$runs"); do
   dir=$(mktemp -d -p "$work")
   rp=$(free_port); pp=$(free_port); ap=$(free_port); g1=$(free_port); g2=$(free_port)
   export TELEPATH_JWT_SECRET=bench RUST_LOG=warn REDIS_URL="redis://127.0.0.1:$rp"
+  servers=()
   redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
+  servers+=($!)
   sleep 0.3
-  TELEPATH_LISTEN="127.0.0.1:$pp" target/release/telepath-presence 2>"$dir/presence.log" &
+  TELEPATH_LISTEN="127.0.0.1:$pp" "$bin/telepath-presence" 2>"$dir/presence.log" &
+  servers+=($!)
   TELEPATH_LISTEN="127.0.0.1:$ap" DATABASE_URL="sqlite://$dir/bench.db" TELEPATH_DEV_LOGIN=1 \
-    TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" target/release/telepath-api 2>"$dir/api.log" &
+    TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" "$bin/telepath-api" 2>"$dir/api.log" &
+  servers+=($!)
   for port in "$g1" "$g2"; do
     # The publisher is one connection: lift the per-connection rate limit (default 50/s).
     TELEPATH_MAX_RATE_PER_S=100000 \
     TELEPATH_LISTEN="127.0.0.1:$port" TELEPATH_NODE_ID="gw$port" TELEPATH_API_URL="http://127.0.0.1:$ap" \
-      TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" target/release/telepath-gateway 2>"$dir/gw$port.log" &
+      TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" "$bin/telepath-gateway" 2>"$dir/gw$port.log" &
+    servers+=($!)
   done
   for url in "http://127.0.0.1:$pp" "http://127.0.0.1:$ap" "http://127.0.0.1:$g1" "http://127.0.0.1:$g2"; do ready "$url"; done
+  before=$(cpu_total "${servers[@]}")
   target/release/telepath-load room-fanout --api "http://127.0.0.1:$ap" \
     --gateways "http://127.0.0.1:$g1,http://127.0.0.1:$g2" \
     --receivers "$receivers" --rate "$rate" --duration "$duration" >"$work/run$i.json"
-  echo "run=$i: $(tr -d '\n ' <"$work/run$i.json")" >&2
+  awk -v a="$(cpu_total "${servers[@]}")" -v b="$before" 'BEGIN { print a - b }' >"$work/cpu$i.txt"
+  echo "run=$i: $(tr -d '\n ' <"$work/run$i.json") server_cpu_s=$(cat "$work/cpu$i.txt")" >&2
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
 done
@@ -47,13 +61,16 @@ python3 - "$work" "$runs" "$duration" "$rate" "$receivers" <<'PY'
 import glob, json, statistics, sys
 work, runs, duration, rate, receivers = sys.argv[1:]
 rs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/run*.json"))]
+for r, f in zip(rs, sorted(glob.glob(f"{work}/cpu*.txt"))):
+    r["server_cpu_s"] = float(open(f).read())
 m = lambda f: statistics.median(f(r) for r in rs)
 print(f"runs={runs} duration={duration} rate={rate}/s receivers={receivers} over 2 gateways\n")
-print("| offered msgs/s | acked msgs/s | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | duplicates | generator CPU % |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| offered msgs/s | acked msgs/s | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | duplicates | generator CPU % | server CPU s per 1M deliveries |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 acked = m(lambda r: r['acked'] / float(duration.rstrip('s')))
 print(f"| {rate} | {acked:.0f} | {acked * int(receivers):.0f} | {m(lambda r: r['send_to_delivery']['p50_ms']):.2f} | "
       f"{m(lambda r: r['send_to_delivery']['p90_ms']):.2f} | {m(lambda r: r['send_to_delivery']['p99_ms']):.2f} | "
       f"{m(lambda r: r['send_to_delivery']['max_ms']):.2f} | {sum(r['lost'] for r in rs)} | {sum(r['duplicates'] for r in rs)} | "
-      f"{m(lambda r: r['generator_cpu_percent']):.0f} |")
+      f"{m(lambda r: r['generator_cpu_percent']):.0f} | "
+      f"{m(lambda r: r['server_cpu_s'] / max(r['delivered'], 1) * 1e6):.1f} |")
 PY

@@ -368,6 +368,11 @@ async fn sigterm_drains_a_gateway_behind_haproxy_within_the_drain_deadline_and_i
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    eprintln!(
+        "gw1 drained {} connections and exited {:?} after SIGTERM",
+        draining.len() + 1,
+        started.elapsed()
+    );
     // Its connections left presence as it went, not two heartbeats later.
     assert_eq!(gw1_connections().await, 0);
     assert!(started.elapsed() < Duration::from_secs(5));
