@@ -11,7 +11,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::helpers::{User, create_room, eventually, login};
+use crate::helpers::{User, create_room, eventually, get_json, login};
 use crate::local::{LocalTopology, alive, repo, require, signal};
 
 /// Runs `cmd` in the repository and asserts it succeeds.
@@ -306,18 +306,14 @@ async fn sigterm_drains_a_gateway_behind_haproxy_within_the_drain_deadline_and_i
     let gw1_connections = || {
         let (http, presence) = (http.clone(), presence.clone());
         async move {
-            let summary: Value = http
-                .get(format!("{presence}/internal/presence/summary"))
-                .header(
+            let url = format!("{presence}/internal/presence/summary");
+            let summary = get_json(&http, &url, |r| {
+                r.header(
                     telepath_shared::auth::INTERNAL_HEADER,
                     telepath_shared::auth::derive_internal_token(crate::helpers::SECRET),
                 )
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            })
+            .await;
             summary["by_node"]["gw1"].as_u64().unwrap_or(0)
         }
     };

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use telepath_shared::auth::{INTERNAL_HEADER, derive_internal_token};
 use telepath_shared::testing::RedisServer;
 
-use crate::helpers::{SECRET, Service, create_room, login};
+use crate::helpers::{SECRET, Service, create_room, get_json, login};
 
 /// What one sender saw.
 #[derive(Default)]
@@ -103,18 +103,8 @@ async fn sigterm_to_the_api_acknowledges_only_what_it_committed_and_commits_what
     let mut stored = Vec::new();
     let mut after = 0;
     loop {
-        let page: Value = http
-            .get(format!(
-                "{}/rooms/{room}/messages?after={after}&limit=500",
-                api.url
-            ))
-            .bearer_auth(&ada.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/rooms/{room}/messages?after={after}&limit=500", api.url);
+        let page = get_json(&http, &url, |r| r.bearer_auth(&ada.token)).await;
         let messages = page["messages"].as_array().unwrap();
         for m in messages {
             stored.push((

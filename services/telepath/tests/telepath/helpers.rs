@@ -95,6 +95,21 @@ pub(crate) async fn create_room(http: &Client, base: &str, user: &User, name: &s
     room["id"].as_str().unwrap().to_owned()
 }
 
+/// `GET url` with `req` adding auth; the JSON body (panics on a transport error).
+pub(crate) async fn get_json(
+    http: &Client,
+    url: &str,
+    req: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> Value {
+    req(http.get(url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Waits until `cond` holds, polling every 50 ms, or panics after `within`.
 pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
 where
