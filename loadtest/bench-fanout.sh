@@ -6,7 +6,8 @@
 # Markdown table of medians, with the CPU seconds the server processes
 # (redis-server, presence, api, gateways) used per million deliveries.
 #
-# Usage: loadtest/bench-fanout.sh [runs=3] [duration=10s] [rate=200] [receivers=50]
+# Usage: loadtest/bench-fanout.sh [runs=3] [duration=10s] [rate=200] [receivers=50] [rooms=1]
+# (rate is per room: rooms x rate messages/s are offered in all)
 # TELEPATH_BIN_DIR runs the servers from another build (e.g. a baseline
 # commit's target/release); the load generator is always this checkout's.
 set -euo pipefail
@@ -15,6 +16,7 @@ runs=${1:-3}
 duration=${2:-10s}
 rate=${3:-200}
 receivers=${4:-50}
+rooms=${5:-1}
 
 cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence -p telepath-loadtest --bins >&2
 bin=${TELEPATH_BIN_DIR:-target/release}
@@ -50,27 +52,28 @@ for i in $(seq "$runs"); do
   before=$(cpu_total "${servers[@]}")
   target/release/telepath-load room-fanout --api "http://127.0.0.1:$ap" \
     --gateways "http://127.0.0.1:$g1,http://127.0.0.1:$g2" \
-    --receivers "$receivers" --rate "$rate" --duration "$duration" >"$work/run$i.json"
+    --rooms "$rooms" --receivers "$receivers" --rate "$rate" --duration "$duration" >"$work/run$i.json"
   awk -v a="$(cpu_total "${servers[@]}")" -v b="$before" 'BEGIN { print a - b }' >"$work/cpu$i.txt"
   echo "run=$i: $(tr -d '\n ' <"$work/run$i.json") server_cpu_s=$(cat "$work/cpu$i.txt")" >&2
   kill $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
 done
 
-python3 - "$work" "$runs" "$duration" "$rate" "$receivers" <<'PY'
+python3 - "$work" "$runs" "$duration" "$rate" "$receivers" "$rooms" <<'PY'
 import glob, json, statistics, sys
-work, runs, duration, rate, receivers = sys.argv[1:]
+work, runs, duration, rate, receivers, rooms = sys.argv[1:]
 rs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/run*.json"))]
 for r, f in zip(rs, sorted(glob.glob(f"{work}/cpu*.txt"))):
     r["server_cpu_s"] = float(open(f).read())
 m = lambda f: statistics.median(f(r) for r in rs)
-print(f"runs={runs} duration={duration} rate={rate}/s receivers={receivers} over 2 gateways\n")
-print("| offered msgs/s | acked msgs/s | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | duplicates | generator CPU % | server CPU s per 1M deliveries |")
+spread = lambda f: f"{min(f(r) for r in rs):.2f}-{max(f(r) for r in rs):.2f}"
+print(f"runs={runs} duration={duration} rooms={rooms} rate={rate}/s per room receivers={receivers} over 2 gateways\n")
+print("| offered msgs/s | acked msgs/s | deliveries/s | p50 ms | p90 ms | p99 ms (range) | max ms | lost | duplicates | generator CPU % | server CPU s per 1M deliveries |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
-acked = m(lambda r: r['acked'] / float(duration.rstrip('s')))
-print(f"| {rate} | {acked:.0f} | {acked * int(receivers):.0f} | {m(lambda r: r['send_to_delivery']['p50_ms']):.2f} | "
-      f"{m(lambda r: r['send_to_delivery']['p90_ms']):.2f} | {m(lambda r: r['send_to_delivery']['p99_ms']):.2f} | "
-      f"{m(lambda r: r['send_to_delivery']['max_ms']):.2f} | {sum(r['lost'] for r in rs)} | {sum(r['duplicates'] for r in rs)} | "
+lat = lambda k: (lambda r: r['send_to_delivery'][k])
+print(f"| {int(rate) * int(rooms)} | {m(lambda r: r['acked_per_s']):.0f} | {m(lambda r: r['deliveries_per_s']):.0f} | "
+      f"{m(lat('p50_ms')):.2f} | {m(lat('p90_ms')):.2f} | {m(lat('p99_ms')):.2f} ({spread(lat('p99_ms'))}) | "
+      f"{m(lat('max_ms')):.2f} | {sum(r['lost'] for r in rs)} | {sum(r['duplicates'] for r in rs)} | "
       f"{m(lambda r: r['generator_cpu_percent']):.0f} | "
       f"{m(lambda r: r['server_cpu_s'] / max(r['delivered'], 1) * 1e6):.1f} |")
 PY

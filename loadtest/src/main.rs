@@ -5,10 +5,11 @@
 //! - `api-send`: room messages persisted through the api's internal send
 //!   route (what a gateway does for every `send`), measuring acknowledged
 //!   messages per second and ack latency.
-//! - `room-fanout`: one publisher, receivers spread over gateways; time
-//!   from send to delivery, lost and repeated seqs.
+//! - `room-fanout`: rooms with members spread over gateways and one
+//!   publisher each; time from send to delivery, lost and repeated seqs.
 
 mod api_send;
+mod client;
 mod report;
 mod room_fanout;
 
@@ -26,7 +27,7 @@ struct Cli {
 enum Scenario {
     /// Persist room messages through the api alone (commit, then ack).
     ApiSend(api_send::Args),
-    /// One publisher, receivers over several gateways: send-to-delivery latency, loss, repeats.
+    /// Rooms with members over several gateways, one publisher each: send-to-delivery latency, loss, repeats.
     RoomFanout(room_fanout::Args),
 }
 

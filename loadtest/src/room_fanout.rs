@@ -1,41 +1,54 @@
-//! `room-fanout`: one publisher sends room messages at a fixed rate through
-//! one gateway; receivers spread over every gateway record the time from
-//! send to delivery (the send time travels in the body) and count lost and
-//! repeated seqs.
+//! `room-fanout`: `rooms` rooms, `receivers` members spread over them and
+//! over every gateway, one publisher per room sending at `rate` messages
+//! per second (open loop: each send at its time, acks read concurrently).
+//! Receivers record the time from send to delivery (the send time travels
+//! in the body) and count lost, repeated and out-of-order seqs. Benchmarks
+//! S1 (10 rooms x 100) and S3 (1 room x 2000) of docs/BENCHMARKS.md.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::client::{Frame, Users, Ws, connect, create_room, now_us, request};
 use crate::report::{Latency, cpu_percent, own_cpu_seconds};
 
 /// `telepath-load room-fanout`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Base URL of the api (dev login on).
+    /// Base URL for REST (the api, the load balancer or an all-in-one).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     api: String,
-    /// Gateway base URLs, comma-separated; receivers are spread over them.
+    /// Gateway base URLs, comma-separated; members and publishers are spread over them.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
     gateways: Vec<String>,
-    /// Receivers in the room.
+    /// JWT secret of the deployment: tokens are signed here.
+    #[arg(long, env = "TELEPATH_JWT_SECRET", default_value = telepath_shared::config::DEV_JWT_SECRET)]
+    secret: String,
+    /// Rooms, each with its own publisher.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Members in all, spread evenly over the rooms.
     #[arg(long, default_value_t = 20)]
     receivers: usize,
-    /// Messages per second sent.
+    /// Messages per second sent to each room.
     #[arg(long, default_value_t = 100)]
     rate: u32,
     /// How long to send.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 100)]
+    body_bytes: usize,
+    /// Connections opened at once while setting up.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
 }
 
 /// What `room-fanout` prints.
@@ -43,167 +56,266 @@ pub(crate) struct Args {
 pub(crate) struct Summary {
     scenario: &'static str,
     gateways: usize,
+    rooms: usize,
     receivers: usize,
-    rate: u32,
+    rate_per_room: u32,
+    duration_s: f64,
     sent: u64,
     acked: u64,
+    acked_per_s: f64,
     delivered: u64,
+    deliveries_per_s: f64,
     lost: u64,
     duplicates: u64,
+    out_of_order: u64,
     send_to_delivery: Latency,
+    send_to_ack: Latency,
     generator_cpu_percent: f64,
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// The body sent last to each room: receivers stop on it.
+const END: &str = "end";
 
-fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
+/// Microseconds up to a minute, 2 significant digits (1% resolution: small
+/// enough to stay in cache on a receiver's hot path).
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")
 }
 
-async fn login(http: &reqwest::Client, api: &str, name: &str) -> anyhow::Result<String> {
-    let body: Value = http
-        .post(format!("{api}/auth/login"))
-        .json(&json!({"username": name}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(body["token"].as_str().context("token")?.to_owned())
+/// The seqs one receiver has seen: a bitmap, since seqs count up from 1.
+#[derive(Default)]
+struct SeqSet {
+    bits: Vec<u64>,
+    len: u64,
 }
 
-/// Connects, reads `welcome`, joins `room`, waits for the join's reply.
-async fn connect(gateway: &str, token: &str, room: &str) -> anyhow::Result<Ws> {
-    let mut req = format!("{}/connect", gateway.replacen("http", "ws", 1)).into_client_request()?;
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
-    ws.send(WsMessage::text(
-        json!({"type": "join", "ref": "j", "room": room}).to_string(),
-    ))
-    .await?;
-    while let Some(msg) = ws.next().await {
-        if let WsMessage::Text(t) = msg? {
-            let v: Value = serde_json::from_str(&t)?;
-            if v["type"] == "reply" && v["ref"] == "j" {
-                if v["ok"] != true {
-                    bail!("join failed: {v}");
-                }
-                return Ok(ws);
-            }
+impl SeqSet {
+    /// Records `seq`; false when it was seen before (or is not a seq).
+    fn insert(&mut self, seq: i64) -> bool {
+        let Ok(seq) = usize::try_from(seq) else {
+            return false;
+        };
+        let (word, bit) = (seq / 64, 1u64 << (seq % 64));
+        if word >= self.bits.len() {
+            self.bits.resize(word + 1, 0);
+        }
+        let fresh = self.bits[word] & bit == 0;
+        self.bits[word] |= bit;
+        self.len += u64::from(fresh);
+        fresh
+    }
+}
+
+/// A body of `bytes` bytes starting with the send time in µs.
+fn timed_body(bytes: usize) -> String {
+    let mut body = format!("{}|", now_us());
+    body.extend(std::iter::repeat_n('x', bytes.saturating_sub(body.len())));
+    body
+}
+
+/// What one receiver saw.
+#[derive(Default)]
+struct Seen {
+    unique: u64,
+    duplicates: u64,
+    out_of_order: u64,
+}
+
+/// Reads `room`'s messages until the end marker, recording latencies.
+async fn receive(mut ws: Ws, room: String, latency: Arc<Mutex<Histogram<u64>>>) -> Seen {
+    let mut local = histogram();
+    let mut seqs = SeqSet::default();
+    let (mut seen, mut last) = (Seen::default(), 0);
+    while let Some(Ok(msg)) = ws.next().await {
+        let WsMessage::Text(t) = msg else { continue };
+        let Ok(f) = serde_json::from_str::<Frame>(&t) else {
+            continue;
+        };
+        if f.kind != "message" || f.room != Some(room.as_str()) {
+            continue;
+        }
+        if f.body == Some(END) {
+            break;
+        }
+        let seq = f.seq.unwrap_or(-1);
+        if !seqs.insert(seq) {
+            seen.duplicates += 1;
+            continue;
+        }
+        if seq < last {
+            seen.out_of_order += 1;
+        }
+        last = last.max(seq);
+        if let Some(sent) = f
+            .body
+            .and_then(|b| b.split('|').next())
+            .and_then(|s| s.parse::<i64>().ok())
+        {
+            local.saturating_record((now_us() - sent).max(1) as u64);
         }
     }
-    bail!("closed before the join reply")
+    seen.unique = seqs.len;
+    latency.lock().await.add(&local).expect("same bounds");
+    let _ = ws.close(None).await;
+    seen
+}
+
+/// What one publisher did.
+struct Published {
+    sent: u64,
+    acked: u64,
+    ack_latency: Histogram<u64>,
+}
+
+/// Sends to `room` at `rate` for `duration`, then the end marker; acks are
+/// read by a second task so sends never wait for them.
+async fn publish(ws: Ws, room: String, args: Arc<Args>) -> anyhow::Result<Published> {
+    let (mut sink, mut stream) = ws.split();
+    let acks = tokio::spawn(async move {
+        let (mut acked, mut latency) = (0u64, histogram());
+        while let Some(Ok(msg)) = stream.next().await {
+            let WsMessage::Text(t) = msg else { continue };
+            let Ok(f) = serde_json::from_str::<Frame>(&t) else {
+                continue;
+            };
+            if f.kind != "reply" {
+                continue;
+            }
+            if f.reference == Some("end") {
+                break;
+            }
+            if f.ok == Some(true) {
+                acked += 1;
+                if let Some(at) = f.reference.and_then(|r| r.parse::<i64>().ok()) {
+                    latency.saturating_record((now_us() - at).max(1) as u64);
+                }
+            }
+        }
+        (acked, latency)
+    });
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / args.rate.max(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < args.duration {
+        tick.tick().await;
+        let frame = json!({"type": "send", "ref": now_us().to_string(), "room": room,
+            "body": timed_body(args.body_bytes)});
+        sink.send(WsMessage::text(frame.to_string())).await?;
+        sent += 1;
+    }
+    // The end marker is acked after every earlier send: replies come in order.
+    let end = json!({"type": "send", "ref": "end", "room": room, "body": END});
+    sink.send(WsMessage::text(end.to_string())).await?;
+    let (acked, ack_latency) = tokio::time::timeout(Duration::from_secs(60), acks)
+        .await
+        .context("acks did not come back in time")??;
+    Ok(Published {
+        sent,
+        acked,
+        ack_latency,
+    })
+}
+
+/// Connects as `name` to `gateway` and joins `room`.
+async fn member(gateway: String, token: String, room: String) -> anyhow::Result<Ws> {
+    let mut ws = connect(&gateway, &token).await?;
+    request(&mut ws, json!({"type": "join", "room": room}), "join", |_| {}).await?;
+    Ok(ws)
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
+    let args = Arc::new(args);
     let api = args.api.trim_end_matches('/').to_owned();
     let http = reqwest::Client::new();
-    let sender_token = login(&http, &api, "fanout-sender").await?;
-    let room: Value = http
-        .post(format!("{api}/rooms"))
-        .bearer_auth(&sender_token)
-        .json(&json!({"name": "fanout", "max_participants": 100_000}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let room = room["id"].as_str().context("room id")?.to_owned();
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let mut receivers = Vec::new();
+    let users = Users::new(&args.secret);
+    let run = format!("f{}", now_us() % 1_000_000_000);
+    let owner = users.token(&format!("{run}-owner"));
+    let mut rooms = Vec::new();
+    for r in 0..args.rooms.max(1) {
+        rooms.push(create_room(&http, &api, &owner, &format!("{run}-{r}")).await?);
+    }
+    // Members: connected and joined before anything is sent.
+    let latency = Arc::new(Mutex::new(histogram()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
+    let mut joining = Vec::new();
     for i in 0..args.receivers {
-        let token = login(&http, &api, &format!("fanout-r{i}")).await?;
-        let mut ws = connect(&args.gateways[i % args.gateways.len()], &token, &room).await?;
-        let histogram = histogram.clone();
-        receivers.push(tokio::spawn(async move {
-            let mut local =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-            let (mut seen, mut dups) = (HashSet::new(), 0u64);
-            // Reads until the sender says it is done (a message with body "end").
-            while let Some(Ok(msg)) = ws.next().await {
-                let WsMessage::Text(t) = msg else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&t) else {
-                    continue;
-                };
-                if v["type"] != "message" {
-                    continue;
-                }
-                if v["body"] == "end" {
-                    break;
-                }
-                if !seen.insert(v["seq"].as_i64().unwrap_or(-1)) {
-                    dups += 1;
-                    continue;
-                }
-                if let Some(sent) = v["body"].as_str().and_then(|b| b.parse::<i64>().ok()) {
-                    local.saturating_record((now_us() - sent).max(1) as u64);
-                }
-            }
-            histogram.lock().await.add(&local).expect("same bounds");
-            (seen.len() as u64, dups)
+        let gateway = args.gateways[i % args.gateways.len()].clone();
+        let room = rooms[i % rooms.len()].clone();
+        let token = users.token(&format!("{run}-m{i}"));
+        let gate = gate.clone();
+        joining.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            member(gateway, token, room.clone()).await.map(|ws| (ws, room))
         }));
     }
-    let mut sender = connect(&args.gateways[0], &sender_token, &room).await?;
+    let mut receivers = Vec::new();
+    for j in joining {
+        let (ws, room) = j.await??;
+        receivers.push(tokio::spawn(receive(ws, room, latency.clone())));
+    }
+    let mut publishers = Vec::new();
+    for (r, room) in rooms.iter().enumerate() {
+        let gateway = &args.gateways[r % args.gateways.len()];
+        let token = users.token(&format!("{run}-p{r}"));
+        publishers.push(member(gateway.clone(), token, room.clone()).await?);
+    }
+
     let cpu_before = own_cpu_seconds();
     let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / args.rate.max(1));
-    let (mut sent, mut acked) = (0u64, 0u64);
-    while started.elapsed() < args.duration {
-        tick.tick().await;
-        sent += 1;
-        let frame = json!({"type": "send", "ref": sent.to_string(), "room": room, "body": now_us().to_string()});
-        sender.send(WsMessage::text(frame.to_string())).await?;
-        // Count the acks that are already here, without waiting for them.
-        while let Ok(Some(Ok(WsMessage::Text(t)))) =
-            tokio::time::timeout(Duration::ZERO, sender.next()).await
-        {
-            if t.contains("\"type\":\"reply\"") && t.contains("\"ok\":true") {
-                acked += 1;
-            }
-        }
+    let publishing: Vec<_> = publishers
+        .into_iter()
+        .zip(rooms.iter().cloned())
+        .map(|(ws, room)| tokio::spawn(publish(ws, room, args.clone())))
+        .collect();
+    let (mut sent, mut acked, mut ack_latency) = (0, 0, histogram());
+    let mut acked_per_room = Vec::new();
+    for p in publishing {
+        let p = p.await??;
+        sent += p.sent;
+        acked += p.acked;
+        acked_per_room.push(p.acked);
+        ack_latency.add(&p.ack_latency).expect("same bounds");
     }
-    // Collect the remaining acks, then end the receivers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while acked < sent && Instant::now() < deadline {
-        if let Ok(Some(Ok(WsMessage::Text(t)))) =
-            tokio::time::timeout(Duration::from_secs(1), sender.next()).await
-            && t.contains("\"type\":\"reply\"")
-            && t.contains("\"ok\":true")
-        {
-            acked += 1;
-        }
-    }
-    let wall = started.elapsed();
-    sender
-        .send(WsMessage::text(
-            json!({"type": "send", "room": room, "body": "end"}).to_string(),
-        ))
-        .await?;
-    let (mut delivered, mut duplicates) = (0, 0);
+    let wall = started.elapsed().min(args.duration.max(Duration::from_millis(1)));
+    let (mut delivered, mut duplicates, mut out_of_order) = (0, 0, 0);
     for r in receivers {
-        let (d, dup) = tokio::time::timeout(Duration::from_secs(30), r)
+        let seen = tokio::time::timeout(Duration::from_secs(60), r)
             .await
-            .context("a receiver never saw the end")??;
-        delivered += d;
-        duplicates += dup;
+            .context("a receiver never saw the end marker")??;
+        delivered += seen.unique;
+        duplicates += seen.duplicates;
+        out_of_order += seen.out_of_order;
     }
-    let expected = acked * args.receivers as u64;
-    let histogram = histogram.lock().await;
+    let cpu = own_cpu_seconds() - cpu_before;
+    // Members per room: receivers are dealt round robin.
+    let expected: u64 = acked_per_room
+        .iter()
+        .enumerate()
+        .map(|(r, a)| {
+            let members = (args.receivers + rooms.len() - 1 - r) / rooms.len();
+            a * members as u64
+        })
+        .sum();
+    let secs = wall.as_secs_f64();
+    let latency = latency.lock().await;
     Ok(Summary {
         scenario: "room-fanout",
         gateways: args.gateways.len(),
+        rooms: rooms.len(),
         receivers: args.receivers,
-        rate: args.rate,
+        rate_per_room: args.rate,
+        duration_s: secs,
         sent,
         acked,
+        acked_per_s: acked as f64 / secs,
         delivered,
+        deliveries_per_s: delivered as f64 / secs,
         lost: expected.saturating_sub(delivered),
         duplicates,
-        send_to_delivery: Latency::from_micros(&histogram),
-        generator_cpu_percent: cpu_percent(own_cpu_seconds() - cpu_before, wall),
+        out_of_order,
+        send_to_delivery: Latency::from_micros(&latency),
+        send_to_ack: Latency::from_micros(&ack_latency),
+        generator_cpu_percent: cpu_percent(cpu, started.elapsed()),
     })
 }

@@ -1,0 +1,121 @@
+//! What every WebSocket scenario needs: users (tokens signed here from the
+//! deployment's secret, with the ids dev login would give them, so no login
+//! requests are on the clock), rooms over REST, and a connected Telepath
+//! WebSocket with a cheap frame decoder.
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use telepath_shared::auth::JwtKeys;
+use telepath_shared::protocol::{Role, UserInfo, user_id_for};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// One WebSocket connection.
+pub(crate) type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The fields of a server frame the scenarios read, borrowed from the text.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Frame<'a> {
+    #[serde(rename = "type")]
+    pub(crate) kind: &'a str,
+    #[serde(rename = "ref")]
+    pub(crate) reference: Option<&'a str>,
+    pub(crate) ok: Option<bool>,
+    pub(crate) room: Option<&'a str>,
+    pub(crate) seq: Option<i64>,
+    pub(crate) body: Option<&'a str>,
+}
+
+/// Signs tokens for users of the deployment whose secret it holds.
+pub(crate) struct Users {
+    keys: JwtKeys,
+}
+
+impl Users {
+    pub(crate) fn new(secret: &str) -> Self {
+        Users {
+            keys: JwtKeys::new(secret),
+        }
+    }
+
+    /// A one-hour token for `name` (its id is what dev login would give it).
+    pub(crate) fn token(&self, name: &str) -> String {
+        let user = UserInfo {
+            id: user_id_for(name),
+            name: name.to_owned(),
+            role: Role::User,
+        };
+        self.keys.mint(&user, 3600)
+    }
+}
+
+/// Creates a public room as `token`'s user; returns its id.
+pub(crate) async fn create_room(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    let room: Value = http
+        .post(format!("{base}/rooms"))
+        .bearer_auth(token)
+        .json(&json!({"name": name, "max_participants": 100_000}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(room["id"].as_str().context("room id")?.to_owned())
+}
+
+/// Connects to `base`'s `/connect` with `token` and reads `welcome`.
+pub(crate) async fn connect(base: &str, token: &str) -> anyhow::Result<Ws> {
+    let mut req = format!("{}/connect", base.replacen("http", "ws", 1)).into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    // tungstenite zero-fills its read buffer up to its size on every read:
+    // 4 KiB, not the default 128 KiB, keeps that off the generator's profile.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
+    match ws.next().await {
+        Some(Ok(WsMessage::Text(t))) if t.contains("\"type\":\"welcome\"") => Ok(ws),
+        other => bail!("expected welcome, got {other:?}"),
+    }
+}
+
+/// Sends `frame` with `ref` and reads until its reply; returns the reply.
+/// Frames before it go to `other`.
+pub(crate) async fn request(
+    ws: &mut Ws,
+    mut frame: Value,
+    reference: &str,
+    mut other: impl FnMut(&Frame<'_>),
+) -> anyhow::Result<Value> {
+    frame["ref"] = json!(reference);
+    ws.send(WsMessage::text(frame.to_string())).await?;
+    while let Some(msg) = ws.next().await {
+        let WsMessage::Text(t) = msg? else { continue };
+        let Ok(f) = serde_json::from_str::<Frame>(&t) else {
+            continue;
+        };
+        if f.kind == "reply" && f.reference == Some(reference) {
+            let reply: Value = serde_json::from_str(&t)?;
+            if f.ok != Some(true) {
+                bail!("{} failed: {reply}", frame["type"]);
+            }
+            return Ok(reply["data"].clone());
+        }
+        other(&f);
+    }
+    bail!("closed before the reply to {reference}")
+}
+
+/// The current time in Unix microseconds (what timed bodies carry).
+pub(crate) fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
