@@ -220,7 +220,13 @@ async fn publish(ws: Ws, room: String, args: Arc<Args>) -> anyhow::Result<Publis
 /// Connects as `name` to `gateway` and joins `room`.
 async fn member(gateway: String, token: String, room: String) -> anyhow::Result<Ws> {
     let mut ws = connect(&gateway, &token).await?;
-    request(&mut ws, json!({"type": "join", "room": room}), "join", |_| {}).await?;
+    request(
+        &mut ws,
+        json!({"type": "join", "room": room}),
+        "join",
+        |_| {},
+    )
+    .await?;
     Ok(ws)
 }
 
@@ -246,7 +252,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         let gate = gate.clone();
         joining.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            member(gateway, token, room.clone()).await.map(|ws| (ws, room))
+            member(gateway, token, room.clone())
+                .await
+                .map(|ws| (ws, room))
         }));
     }
     let mut receivers = Vec::new();
@@ -277,7 +285,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         acked_per_room.push(p.acked);
         ack_latency.add(&p.ack_latency).expect("same bounds");
     }
-    let wall = started.elapsed().min(args.duration.max(Duration::from_millis(1)));
+    let wall = started
+        .elapsed()
+        .min(args.duration.max(Duration::from_millis(1)));
     let (mut delivered, mut duplicates, mut out_of_order) = (0, 0, 0);
     for r in receivers {
         let seen = tokio::time::timeout(Duration::from_secs(60), r)

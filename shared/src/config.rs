@@ -15,6 +15,8 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
     #[error("{0} must be set")]
     Missing(&'static str),
+    #[error("starting the tokio runtime: {0}")]
+    Runtime(#[from] std::io::Error),
 }
 
 /// The secret the all-in-one binary uses when `TELEPATH_JWT_SECRET` is unset.
@@ -68,6 +70,27 @@ fn flag(src: &dyn Source, name: &'static str, default: bool) -> Result<bool, Con
             reason: format!("{v:?} is not a boolean (use 1 or 0)"),
         }),
     }
+}
+
+/// The tokio runtime of a service binary: `TELEPATH_WORKER_THREADS` worker
+/// threads (default: one per CPU). Fewer threads than cores suit a machine
+/// several processes share: each wake-up of a connection's writer then
+/// finds every frame fanned out to it since, and writes them in one go.
+pub fn runtime() -> Result<tokio::runtime::Runtime, ConfigError> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = Env.get("TELEPATH_WORKER_THREADS") {
+        let n: usize = n
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(ConfigError::Invalid {
+                name: "TELEPATH_WORKER_THREADS",
+                reason: format!("{n:?} is not a positive number"),
+            })?;
+        builder.worker_threads(n);
+    }
+    Ok(builder.enable_all().build()?)
 }
 
 /// Settings every service shares.

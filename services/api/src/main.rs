@@ -8,8 +8,11 @@ use telepath_shared::bus::redis::RedisBus;
 use telepath_shared::config::{ApiConfig, Common, Env};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    telepath_shared::config::runtime()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let telemetry = telepath_shared::telemetry::init("api");
     let common = Common::from_source(&Env, false)?;
     let config = ApiConfig::from_source(&Env, common, false)?;

@@ -25,15 +25,20 @@ pub(crate) type ConnId = u64;
 
 /// This node's registry of who is in which channel.
 pub(crate) struct Hub {
-    channels: Mutex<HashMap<String, HashMap<ConnId, SessionHandle>>>,
-    /// Connections still being given their join's replay: room frames for
-    /// them wait here (with their seq) instead of going to their queue.
-    /// Locked after `channels`, never before.
-    gates: Mutex<HashMap<ConnId, HashMap<String, Gate>>>,
+    /// channel -> its local members. A member's gate lives in its entry, so
+    /// fan-out reads it without another lookup per delivery.
+    channels: Mutex<HashMap<String, HashMap<ConnId, Member>>>,
     /// The last seq relayed per room channel, for gap detection.
     relayed: Mutex<HashMap<String, i64>>,
     reconcile: mpsc::UnboundedSender<Reconcile>,
     metrics: GatewayMetrics,
+}
+
+/// One local connection in one channel.
+struct Member {
+    handle: SessionHandle,
+    /// Set while (and just after) the connection joins the room with a replay.
+    gate: Option<Gate>,
 }
 
 /// Room frames held for one gated connection, with their seq when they are messages.
@@ -45,6 +50,7 @@ struct Gate {
     held: Option<Held>,
     /// After: messages at or below this seq were in the join's replay (or
     /// before it); the relay may still bring some late, and they are dropped.
+    /// Once a message above it passes, the gate is gone.
     floor: i64,
 }
 
@@ -71,7 +77,6 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
             channels: Mutex::new(HashMap::new()),
-            gates: Mutex::new(HashMap::new()),
             relayed: Mutex::new(HashMap::new()),
             reconcile: tx,
             metrics,
@@ -83,10 +88,21 @@ impl Hub {
     /// Adds a connection to `channel`; returns once this node is subscribed
     /// (false if the bus refused for now; the subscription is retried).
     pub(crate) async fn join(&self, channel: &str, conn: ConnId, handle: SessionHandle) -> bool {
+        self.join_with(channel, conn, handle, None).await
+    }
+
+    /// Adds a connection to `channel` with `gate`; returns once subscribed.
+    async fn join_with(
+        &self,
+        channel: &str,
+        conn: ConnId,
+        handle: SessionHandle,
+        gate: Option<Gate>,
+    ) -> bool {
         let first = {
             let mut channels = self.channels.lock().expect("hub lock poisoned");
             let members = channels.entry(channel.to_owned()).or_default();
-            members.insert(conn, handle);
+            members.insert(conn, Member { handle, gate });
             members.len() == 1
         };
         if !first {
@@ -105,7 +121,6 @@ impl Hub {
 
     /// Removes a connection from `channel`.
     pub(crate) fn leave(&self, channel: &str, conn: ConnId) {
-        self.drop_gate(channel, conn);
         let last = {
             let mut channels = self.channels.lock().expect("hub lock poisoned");
             let Some(members) = channels.get_mut(channel) else {
@@ -144,8 +159,8 @@ impl Hub {
         let Some(members) = channels.get(channel) else {
             return 0;
         };
-        for handle in members.values() {
-            self.deliver(handle, payload.clone());
+        for member in members.values() {
+            self.deliver(&member.handle, payload.clone());
         }
         self.metrics.frames_out(kind, members.len());
         members.len()
@@ -159,48 +174,35 @@ impl Hub {
         conn: ConnId,
         handle: SessionHandle,
     ) -> bool {
-        self.gates
-            .lock()
-            .expect("hub lock poisoned")
-            .entry(conn)
-            .or_default()
-            .insert(
-                channel.to_owned(),
-                Gate {
-                    held: Some(Vec::new()),
-                    floor: i64::MIN,
-                },
-            );
-        self.join(channel, conn, handle).await
+        let gate = Gate {
+            held: Some(Vec::new()),
+            floor: i64::MIN,
+        };
+        self.join_with(channel, conn, handle, Some(gate)).await
     }
 
     /// Releases a gate: the held frames with a seq above `after` (or none)
     /// go to the connection's queue, in arrival order, and later frames go
-    /// straight through, except messages at or below `after`. Holding the channel lock keeps the dispatcher out
-    /// meanwhile, so nothing overtakes them.
+    /// straight through, except messages at or below `after`. Holding the
+    /// channel lock keeps the dispatcher out meanwhile, so nothing overtakes them.
     pub(crate) fn ungate(&self, channel: &str, conn: ConnId, after: i64) {
-        let channels = self.channels.lock().expect("hub lock poisoned");
+        let mut channels = self.channels.lock().expect("hub lock poisoned");
+        let Some(member) = channels.get_mut(channel).and_then(|m| m.get_mut(&conn)) else {
+            return;
+        };
         // The gate stays as a floor: the relay can be behind the api, so a
         // message the replay already carried may still come live.
-        let held = {
-            let mut gates = self.gates.lock().expect("hub lock poisoned");
-            gates
-                .get_mut(&conn)
-                .and_then(|g| g.get_mut(channel))
-                .and_then(|gate| {
-                    gate.floor = after;
-                    gate.held.take()
-                })
-        };
-        let (Some(held), Some(handle)) = (held, channels.get(channel).and_then(|m| m.get(&conn)))
-        else {
+        let Some(held) = member.gate.as_mut().and_then(|gate| {
+            gate.floor = after;
+            gate.held.take()
+        }) else {
             return;
         };
         for (_, frame) in held
             .into_iter()
             .filter(|(seq, _)| seq.is_none_or(|s| s > after))
         {
-            if !self.deliver(handle, frame) {
+            if !self.deliver(&member.handle, frame) {
                 break;
             }
         }
@@ -215,30 +217,31 @@ impl Hub {
         kind: OutKind,
         seq: Option<i64>,
     ) -> usize {
-        let channels = self.channels.lock().expect("hub lock poisoned");
-        let Some(members) = channels.get(channel) else {
+        let mut channels = self.channels.lock().expect("hub lock poisoned");
+        let Some(members) = channels.get_mut(channel) else {
             return 0;
         };
-        let mut gates = self.gates.lock().expect("hub lock poisoned");
-        for (conn, handle) in members {
-            match gates.get_mut(conn).and_then(|g| g.get_mut(channel)) {
+        for member in members.values_mut() {
+            match &mut member.gate {
+                None => {}
                 Some(Gate {
                     held: Some(held), ..
                 }) => {
                     if held.len() < GATE_LIMIT {
                         held.push((seq, payload.clone()));
-                        continue;
+                    } else {
+                        // A gate over its limit: the connection cannot keep up.
+                        member.handle.close_slow(&self.metrics);
                     }
+                    continue;
                 }
                 // Already in the join's replay.
                 Some(Gate { held: None, floor }) if seq.is_some_and(|s| s <= *floor) => continue,
-                _ => {
-                    self.deliver(handle, payload.clone());
-                    continue;
-                }
+                // Past the floor: no gate any more.
+                Some(Gate { held: None, .. }) if seq.is_some() => member.gate = None,
+                Some(_) => {}
             }
-            // A gate over its limit: the connection cannot keep up.
-            handle.close_slow(&self.metrics);
+            self.deliver(&member.handle, payload.clone());
         }
         self.metrics.frames_out(kind, members.len());
         members.len()
@@ -265,17 +268,6 @@ impl Hub {
             .collect()
     }
 
-    /// Drops a gate left by a failed join.
-    pub(crate) fn drop_gate(&self, channel: &str, conn: ConnId) {
-        let mut gates = self.gates.lock().expect("hub lock poisoned");
-        if let Some(g) = gates.get_mut(&conn) {
-            g.remove(channel);
-            if g.is_empty() {
-                gates.remove(&conn);
-            }
-        }
-    }
-
     /// Closes every local connection in `channel` (a user's channel: all of
     /// that user's connections on this node). Returns how many.
     pub(crate) fn close_all(
@@ -288,8 +280,8 @@ impl Hub {
         let Some(members) = channels.get(channel) else {
             return 0;
         };
-        for handle in members.values() {
-            handle.close(code, bye);
+        for member in members.values() {
+            member.handle.close(code, bye);
         }
         members.len()
     }
@@ -318,14 +310,14 @@ impl Hub {
     /// Queues `payload` once per connection found in `groups` (the caller holds the channel lock).
     fn once_each<'a>(
         &self,
-        groups: impl Iterator<Item = &'a HashMap<ConnId, SessionHandle>>,
+        groups: impl Iterator<Item = &'a HashMap<ConnId, Member>>,
         payload: &Outbound,
     ) -> usize {
         let mut seen = HashSet::new();
         for members in groups {
-            for (conn, handle) in members {
+            for (conn, member) in members {
                 if seen.insert(*conn) {
-                    self.deliver(handle, payload.clone());
+                    self.deliver(&member.handle, payload.clone());
                 }
             }
         }
@@ -476,6 +468,9 @@ mod tests {
             out("6"),
             "straight through after the gate"
         );
+        // Past the floor the gate is gone: fan-out no longer consults it.
+        let channels = hub.channels.lock().unwrap();
+        assert!(channels["room:g"][&7].gate.is_none());
     }
 
     #[tokio::test]

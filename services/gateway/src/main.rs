@@ -7,8 +7,11 @@ use telepath_shared::bus::{DEFAULT_INBOUND_CAPACITY, redis::RedisBus};
 use telepath_shared::config::{Common, Env, GatewayConfig};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    telepath_shared::config::runtime()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let telemetry = telepath_shared::telemetry::init("gateway");
     let common = Common::from_source(&Env, false)?;
     let config = GatewayConfig::from_source(&Env, common)?;

@@ -14,8 +14,11 @@ use tokio_util::sync::CancellationToken;
 /// Presence subscribes to nothing; its inbound queue stays empty.
 const INBOUND_CAPACITY: usize = 16;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    telepath_shared::config::runtime()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let telemetry = telemetry::init("presence");
     let common = Common::from_source(&Env, false).context("configuration")?;
     let config = PresenceConfig::from_source(&Env, common).context("configuration")?;

@@ -4,8 +4,11 @@ use anyhow::Context;
 use telepath_shared::config::Env;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    telepath_shared::config::runtime()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     use clap::Parser;
     let cli = telepath::cli::Cli::parse();
     if let Some(telepath::cli::Command::Token(args)) = cli.command {

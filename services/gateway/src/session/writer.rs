@@ -44,12 +44,18 @@ pub(super) async fn run(
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut latency = state.inner.metrics.fanout_latency.local();
+    // Made once, not on every turn of the loop: a fresh `cancelled()` would
+    // lock the token's waiter list and a fresh sleep would re-arm a timer
+    // for every frame written.
+    let closing = control.closing.cancelled();
+    tokio::pin!(closing);
+    let token_expiry = tokio::time::sleep_until(until_unix(*expiry.borrow()));
+    tokio::pin!(token_expiry);
     let result: Result<(), WebSocketError> = async {
         loop {
-            let exp = *expiry.borrow();
             tokio::select! {
                 biased;
-                _ = control.closing.cancelled() => {
+                _ = &mut closing => {
                     // A close echo still queued answers the client's close: send it and stop.
                     if let Ok(frame) = ctrl.try_recv() && frame.opcode == OpCode::Close {
                         ws.write_frame(frame).await?;
@@ -81,11 +87,14 @@ pub(super) async fn run(
                     ws.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hb"))).await?;
                     ws.flush().await?;
                 }
-                _ = sleep_until_unix(exp) => {
+                _ = &mut token_expiry => {
                     close_with(&control, CloseCode::TokenExpired, Some(ByeReason::TokenExpired));
                     return Ok(());
                 }
-                _ = expiry.changed() => {}
+                // A refresh moved the expiry.
+                Ok(()) = expiry.changed() => {
+                    token_expiry.as_mut().reset(until_unix(*expiry.borrow()));
+                }
             }
         }
     }
@@ -177,9 +186,9 @@ async fn close(
     ws.flush().await
 }
 
-/// Sleeps until the Unix time `exp` (seconds).
-async fn sleep_until_unix(exp: i64) {
+/// The instant of the Unix time `exp` (seconds).
+fn until_unix(exp: i64) -> tokio::time::Instant {
     let now = chrono::Utc::now().timestamp_millis();
     let wait = (exp * 1000 - now).max(0) as u64;
-    tokio::time::sleep(Duration::from_millis(wait)).await;
+    tokio::time::Instant::now() + Duration::from_millis(wait)
 }
