@@ -394,20 +394,3 @@ pub(crate) async fn page(
     ))
 }
 
-/// The message `sender_id` sent earlier with `client_id`, if any.
-pub(crate) async fn by_client_id(
-    conn: &mut SqliteConnection,
-    sender_id: &str,
-    client_id: &str,
-) -> Result<Option<Message>, sqlx::Error> {
-    let row: Option<MessageRow> = sqlx::query_as(
-        "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
-         FROM messages m JOIN users u ON u.id = m.sender_id
-         WHERE m.sender_id = ? AND m.client_id = ? AND m.room_id IS NOT NULL",
-    )
-    .bind(sender_id)
-    .bind(client_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(MessageRow::into_message))
-}

@@ -1,9 +1,10 @@
 //! The single writer: group commit of room messages.
 //!
 //! Handlers queue [`SendJob`]s; one task takes as many as are waiting (up to
-//! `TELEPATH_COMMIT_BATCH`, default [`DEFAULT_BATCH`]), persists them in one `BEGIN IMMEDIATE` transaction (each
-//! under its own savepoint, so one bad job does not sink the batch), commits,
-//! and only then publishes each new message to `room:{id}` in seq order and
+//! `TELEPATH_COMMIT_BATCH`, default [`DEFAULT_BATCH`]), persists them in one
+//! `BEGIN IMMEDIATE` transaction of a few statements ([`batch`]; a refused
+//! job does not sink the batch, a database error does), commits, and only
+//! then publishes each new message to `room:{id}` in seq order and
 //! answers its caller. One task means commits and publishes happen in one
 //! order, so every subscriber sees a room's messages in seq order.
 //!
@@ -17,17 +18,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 use telepath_shared::bus::{Bus, Outgoing};
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{ErrorCode, InternalSend, Message, ServerFrame, room_channel};
+use telepath_shared::protocol::{InternalSend, Message, ServerFrame, room_channel};
 use telepath_shared::telemetry;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ApiMetrics;
-use crate::store::{self, now};
+
+mod batch;
 
 /// Most messages committed in one transaction, by default.
 pub const DEFAULT_BATCH: usize = 256;
@@ -214,100 +216,13 @@ async fn publish(bus: &dyn Bus, metrics: &ApiMetrics, messages: &[(&Message, Opt
     }
 }
 
-/// Persists the batch in one transaction. Refusals (unknown room, not a
-/// member) are decided before anything is written, so they need no
-/// rollback; any database error aborts the whole transaction, so a seq is
-/// never taken without its message.
+/// Persists the batch in one transaction (see [`batch`]).
 async fn persist_all(
     pool: &SqlitePool,
     batch: &[SendJob],
 ) -> Result<Vec<Result<Persisted, ApiError>>, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        outcomes.push(persist_one(&mut tx, job).await?);
-    }
+    let outcomes = batch::persist(&mut tx, batch).await?;
     tx.commit().await?;
     Ok(outcomes)
-}
-
-/// Persists one message: three statements (four with a `client_id`).
-async fn persist_one(
-    conn: &mut SqliteConnection,
-    job: &SendJob,
-) -> Result<Result<Persisted, ApiError>, sqlx::Error> {
-    let from = &job.send.from;
-    if let Some(client_id) = &job.send.client_id
-        && let Some(message) = store::by_client_id(conn, &from.id, client_id).await?
-    {
-        return Ok(Ok(Persisted {
-            message,
-            fresh: false,
-        }));
-    }
-    // The room's state and the sender's membership in one read. A member's
-    // user row exists (room_participants references users).
-    let state: Option<(bool, bool)> = sqlx::query_as(
-        "SELECT r.is_active,
-                EXISTS (SELECT 1 FROM room_participants p WHERE p.room_id = r.id AND p.user_id = ? AND p.is_active = 1)
-         FROM rooms r WHERE r.id = ?",
-    )
-    .bind(&from.id)
-    .bind(&job.room)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match state {
-        None => return Ok(Err(ApiError::not_found("no such room"))),
-        Some((_, false)) => {
-            return Ok(Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "join the room before sending to it",
-            )));
-        }
-        // Checked after membership so non-members learn nothing about the room's state.
-        Some((false, true)) => {
-            return Ok(Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "the room is closed",
-            )));
-        }
-        Some((true, true)) => {}
-    }
-    let (seq,): (i64,) =
-        sqlx::query_as("UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq")
-            .bind(&job.room)
-            .fetch_one(&mut *conn)
-            .await?;
-    let id = uuid::Uuid::now_v7().hyphenated().to_string();
-    let ts = now();
-    let kind = job.send.kind.clone().unwrap_or_else(|| "text".to_owned());
-    sqlx::query(
-        "INSERT INTO messages (id, room_id, sender_id, content, kind, seq, client_id, reply_to, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(&job.room)
-    .bind(&from.id)
-    .bind(&job.send.body)
-    .bind(&kind)
-    .bind(seq)
-    .bind(&job.send.client_id)
-    .bind(&job.send.reply_to)
-    .bind(ts)
-    .execute(&mut *conn)
-    .await?;
-    let message = Message {
-        room: job.room.clone(),
-        id,
-        seq,
-        from: from.clone(),
-        body: job.send.body.clone(),
-        kind,
-        ts,
-        reply_to: job.send.reply_to.clone(),
-    };
-    Ok(Ok(Persisted {
-        message,
-        fresh: true,
-    }))
 }

@@ -1,5 +1,6 @@
 //! Persisting room messages through the internal route, and history pages.
 
+use futures_util::StreamExt;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -63,6 +64,57 @@ async fn a_repeated_client_id_returns_the_first_message_and_stores_nothing_new()
         .await
         .unwrap();
     assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_sends_with_one_client_id_store_one_message_and_all_get_it() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Sent at once, most of them land in one group commit together.
+    let sends = (0..20).map(|i| {
+        let body = if i % 2 == 0 {
+            json!({"body": "once", "client_id": "same"})
+        } else {
+            json!({"body": format!("other {i}")})
+        };
+        api.internal_send(&ada, &id, body)
+    });
+    let replies: Vec<Value> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.status(), 200);
+            r
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|r| async move { r.json::<Value>().await.unwrap() })
+        .collect::<futures_util::stream::FuturesOrdered<_>>()
+        .collect()
+        .await;
+    let same: std::collections::BTreeSet<&str> = replies
+        .iter()
+        .step_by(2)
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(same.len(), 1, "every repeat gets the first message");
+    let page: Value = api
+        .get(&ada, &format!("/rooms/{id}/messages"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=11).collect::<Vec<_>>(), "one stored for the 10 repeats");
 }
 
 #[tokio::test]

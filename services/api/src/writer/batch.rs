@@ -1,0 +1,224 @@
+//! Persisting one group commit in a handful of statements, whatever its size.
+//!
+//! sqlx runs each SQLite statement on the connection's own thread, so every
+//! statement is a round trip between threads: per-message statements made
+//! that hand-over, not SQLite, the writer's cost. A batch is instead read
+//! in three statements (earlier messages with the same `client_id`, the
+//! rooms' state and seq, the senders' memberships), decided in Rust (which
+//! job is a repeat, refused, or gets which seq), and written in one
+//! `UPDATE` per room and one multi-row `INSERT`. The caller wraps it in one
+//! `BEGIN IMMEDIATE` transaction: a database error aborts the whole batch,
+//! so no seq is ever taken without its message.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use telepath_shared::http::ApiError;
+use telepath_shared::protocol::{ErrorCode, Message};
+
+use super::{Persisted, SendJob};
+use crate::store::{MessageRow, now};
+
+/// Rows per `INSERT` statement (9 parameters each, far below SQLite's limit).
+const INSERT_ROWS: usize = 500;
+
+/// A room as the batch sees it.
+struct RoomState {
+    active: bool,
+    last_seq: i64,
+    /// Whether this batch moved `last_seq` (the row needs its `UPDATE`).
+    moved: bool,
+}
+
+/// Persists `batch` on `conn` (inside the caller's transaction); one
+/// outcome per job, in order.
+pub(super) async fn persist(
+    conn: &mut SqliteConnection,
+    batch: &[SendJob],
+) -> Result<Vec<Result<Persisted, ApiError>>, sqlx::Error> {
+    // (sender, client_id) -> the message it names, earlier or in this batch.
+    let mut by_client_id = earlier_messages(conn, batch).await?;
+    let mut rooms = room_states(conn, batch).await?;
+    let members = memberships(conn, batch).await?;
+    let ts = now();
+    let mut fresh = Vec::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        let from = &job.send.from;
+        let key = job
+            .send
+            .client_id
+            .as_ref()
+            .map(|c| (from.id.clone(), c.clone()));
+        if let Some(message) = key.as_ref().and_then(|k| by_client_id.get(k)) {
+            outcomes.push(Ok(Persisted {
+                message: message.clone(),
+                fresh: false,
+            }));
+            continue;
+        }
+        let Some(room) = rooms.get_mut(job.room.as_str()) else {
+            outcomes.push(Err(ApiError::not_found("no such room")));
+            continue;
+        };
+        if !members.contains(&member_key(&job.room, &from.id)) {
+            outcomes.push(Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "join the room before sending to it",
+            )));
+            continue;
+        }
+        // Checked after membership so non-members learn nothing about the room's state.
+        if !room.active {
+            outcomes.push(Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the room is closed",
+            )));
+            continue;
+        }
+        room.last_seq += 1;
+        room.moved = true;
+        let message = Message {
+            room: job.room.clone(),
+            id: uuid::Uuid::now_v7().hyphenated().to_string(),
+            seq: room.last_seq,
+            from: from.clone(),
+            body: job.send.body.clone(),
+            kind: job.send.kind.clone().unwrap_or_else(|| "text".to_owned()),
+            ts,
+            reply_to: job.send.reply_to.clone(),
+        };
+        if let Some(k) = key {
+            by_client_id.insert(k, message.clone());
+        }
+        fresh.push((message.clone(), job.send.client_id.as_deref()));
+        outcomes.push(Ok(Persisted {
+            message,
+            fresh: true,
+        }));
+    }
+    for (id, room) in rooms.iter().filter(|(_, r)| r.moved) {
+        sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
+            .bind(room.last_seq)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for chunk in fresh.chunks(INSERT_ROWS) {
+        insert(conn, chunk).await?;
+    }
+    Ok(outcomes)
+}
+
+/// The room messages already stored under the batch's `client_id`s, by (sender, client_id).
+async fn earlier_messages(
+    conn: &mut SqliteConnection,
+    batch: &[SendJob],
+) -> Result<HashMap<(String, String), Message>, sqlx::Error> {
+    let keys: Vec<(&str, &str)> = batch
+        .iter()
+        .filter_map(|j| Some((j.send.from.id.as_str(), j.send.client_id.as_deref()?)))
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to, m.client_id
+         FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.room_id IS NOT NULL AND (m.sender_id, m.client_id) IN (",
+    );
+    q.push_values(&keys, |mut row, (sender, client_id)| {
+        row.push_bind(*sender).push_bind(*client_id);
+    });
+    q.push(")");
+    let rows: Vec<ClientIdRow> = q.build_query_as().fetch_all(&mut *conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let message = r.message.into_message();
+            ((message.from.id.clone(), r.client_id), message)
+        })
+        .collect())
+}
+
+/// A stored message with its `client_id`.
+#[derive(sqlx::FromRow)]
+struct ClientIdRow {
+    #[sqlx(flatten)]
+    message: MessageRow,
+    client_id: String,
+}
+
+/// Every room the batch sends to, by id: active or closed, and its latest seq.
+async fn room_states(
+    conn: &mut SqliteConnection,
+    batch: &[SendJob],
+) -> Result<HashMap<String, RoomState>, sqlx::Error> {
+    let ids: HashSet<&str> = batch.iter().map(|j| j.room.as_str()).collect();
+    let mut q = QueryBuilder::<Sqlite>::new("SELECT id, is_active, last_seq FROM rooms WHERE id IN (");
+    let mut list = q.separated(", ");
+    for id in &ids {
+        list.push_bind(*id);
+    }
+    q.push(")");
+    let rows: Vec<(String, bool, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, active, last_seq)| {
+            let state = RoomState {
+                active,
+                last_seq,
+                moved: false,
+            };
+            (id, state)
+        })
+        .collect())
+}
+
+/// The key of a (room, user) membership in [`memberships`].
+fn member_key(room: &str, user: &str) -> String {
+    format!("{room} {user}")
+}
+
+/// The batch's (room, sender) pairs where the sender is an active participant.
+async fn memberships(
+    conn: &mut SqliteConnection,
+    batch: &[SendJob],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let pairs: HashSet<(&str, &str)> = batch
+        .iter()
+        .map(|j| (j.room.as_str(), j.send.from.id.as_str()))
+        .collect();
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT room_id, user_id FROM room_participants WHERE is_active = 1 AND (room_id, user_id) IN (",
+    );
+    q.push_values(&pairs, |mut row, (room, user)| {
+        row.push_bind(*room).push_bind(*user);
+    });
+    q.push(")");
+    let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
+    Ok(rows.iter().map(|(r, u)| member_key(r, u)).collect())
+}
+
+/// Inserts new messages in one statement.
+async fn insert(
+    conn: &mut SqliteConnection,
+    rows: &[(Message, Option<&str>)],
+) -> Result<(), sqlx::Error> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO messages (id, room_id, sender_id, content, kind, seq, client_id, reply_to, created_at) ",
+    );
+    q.push_values(rows, |mut row, (m, client_id)| {
+        row.push_bind(&m.id)
+            .push_bind(&m.room)
+            .push_bind(&m.from.id)
+            .push_bind(&m.body)
+            .push_bind(&m.kind)
+            .push_bind(m.seq)
+            .push_bind(*client_id)
+            .push_bind(&m.reply_to)
+            .push_bind(m.ts);
+    });
+    q.build().execute(&mut *conn).await?;
+    Ok(())
+}
