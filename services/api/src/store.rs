@@ -393,4 +393,3 @@ pub(crate) async fn page(
         has_more,
     ))
 }
-

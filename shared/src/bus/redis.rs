@@ -4,8 +4,9 @@
 //! automatic resubscription: when Redis restarts, the manager reconnects with
 //! backoff and re-issues every SUBSCRIBE by itself. A health task PINGs that
 //! connection every second; it drives reconnection while Redis is away and
-//! feeds [`Bus::is_healthy`] (and so `/readyz`). Commands (PUBLISH) go through
-//! a deadpool-redis pool.
+//! feeds [`Bus::is_healthy`] (and so `/readyz`). PUBLISH goes through a
+//! second, multiplexed [`ConnectionManager`]: unlike a pool checkout, it
+//! costs no health-check round trip per publish.
 //!
 //! Raw client input never becomes a channel name here: callers pass channel
 //! names built from validated ids (see `protocol::room_channel`), and this
@@ -31,7 +32,7 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// A node's connection to Redis pub/sub.
 pub struct RedisBus {
     subscriber: ConnectionManager,
-    pool: deadpool_redis::Pool,
+    publisher: ConnectionManager,
     healthy: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     /// Disconnections of the subscription connection so far.
@@ -86,12 +87,20 @@ impl RedisBus {
         let client = redis::Client::open(resp3_url(url))?;
         let subscriber = ConnectionManager::new_with_config(client, config).await?;
         healthy.store(true, Ordering::Relaxed);
-        let pool = pool(url)?;
+        let publisher = ConnectionManager::new_with_config(
+            redis::Client::open(url)?,
+            redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(Duration::from_secs(2)))
+                .set_max_delay(Duration::from_secs(2))
+                .set_number_of_retries(3),
+        )
+        .await?;
         let health_task = tokio::spawn(probe(subscriber.clone(), healthy.clone()));
         Ok((
             RedisBus {
                 subscriber,
-                pool,
+                publisher,
                 healthy,
                 dropped,
                 epoch,
@@ -190,8 +199,7 @@ async fn probe(mut conn: ConnectionManager, healthy: Arc<AtomicBool>) {
 impl Bus for RedisBus {
     async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError> {
         let raw = envelope::encode(&Meta::now(), &payload);
-        let mut conn = self.pool.get().await?;
-        let receivers: i64 = conn.publish(channel, &raw[..]).await?;
+        let receivers: i64 = self.publisher.clone().publish(channel, &raw[..]).await?;
         Ok(usize::try_from(receivers).unwrap_or(0))
     }
 
@@ -210,8 +218,7 @@ impl Bus for RedisBus {
             pipe.publish(&m.channel, &envelope::encode(&meta, &m.payload)[..])
                 .ignore();
         }
-        let mut conn = self.pool.get().await?;
-        let () = pipe.query_async(&mut conn).await?;
+        let () = pipe.query_async(&mut self.publisher.clone()).await?;
         Ok(())
     }
 

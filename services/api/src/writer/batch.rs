@@ -155,7 +155,8 @@ async fn room_states(
     batch: &[SendJob],
 ) -> Result<HashMap<String, RoomState>, sqlx::Error> {
     let ids: HashSet<&str> = batch.iter().map(|j| j.room.as_str()).collect();
-    let mut q = QueryBuilder::<Sqlite>::new("SELECT id, is_active, last_seq FROM rooms WHERE id IN (");
+    let mut q =
+        QueryBuilder::<Sqlite>::new("SELECT id, is_active, last_seq FROM rooms WHERE id IN (");
     let mut list = q.separated(", ");
     for id in &ids {
         list.push_bind(*id);

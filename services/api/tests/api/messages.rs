@@ -114,7 +114,11 @@ async fn concurrent_sends_with_one_client_id_store_one_message_and_all_get_it() 
         .iter()
         .map(|m| m["seq"].as_i64().unwrap())
         .collect();
-    assert_eq!(seqs, (1..=11).collect::<Vec<_>>(), "one stored for the 10 repeats");
+    assert_eq!(
+        seqs,
+        (1..=11).collect::<Vec<_>>(),
+        "one stored for the 10 repeats"
+    );
 }
 
 #[tokio::test]
