@@ -636,48 +636,6 @@ pub struct JoinResult {
     pub cursor: i64,
 }
 
-/// Most messages in one [`InternalSendBatch`].
-pub const MAX_SEND_BATCH: usize = 1000;
-
-/// Gateway -> api: room messages to persist together
-/// (`POST /internal/messages`), answered in order by [`InternalSendResults`].
-/// A gateway sends whatever its sessions queued while the previous batch
-/// was in flight, so one HTTP request carries many messages under load.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct InternalSendBatch {
-    #[schema(min_items = 1, max_items = 1000)]
-    pub messages: Vec<InternalRoomSend>,
-}
-
-/// One message of an [`InternalSendBatch`].
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct InternalRoomSend {
-    /// Room id (lowercase UUID).
-    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
-    pub room: String,
-    #[serde(flatten)]
-    pub send: InternalSend,
-    /// The sender's W3C trace context, so each message keeps its own trace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 64)]
-    pub traceparent: Option<String>,
-}
-
-/// The api's answer to an [`InternalSendBatch`]: one result per message, in order.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct InternalSendResults {
-    pub results: Vec<SendResult>,
-}
-
-/// The committed message, or why it was refused.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct SendResult {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<Message>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
-}
-
 /// Gateway -> api: persist a room message from `from`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InternalSend {

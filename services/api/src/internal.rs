@@ -8,8 +8,7 @@ use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
-    InternalJoin, InternalSend, InternalSendBatch, InternalSendResults, JoinResult, MAX_SEND_BATCH,
-    Message, MessagePage, Role, SendResult,
+    InternalJoin, InternalSend, JoinResult, Message, MessagePage, Role,
 };
 
 use crate::ApiState;
@@ -85,19 +84,9 @@ pub(crate) async fn send(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<InternalSend>,
 ) -> Result<Json<Message>, ApiError> {
-    let id = checked_send(&id, &req, state.inner.config.max_body_bytes)?;
-    Ok(Json(state.inner.writer.send(id.to_owned(), req).await?))
-}
-
-/// The room id of a send to `room`, once the send is within bounds.
-fn checked_send<'r>(
-    room: &'r str,
-    req: &InternalSend,
-    max_body: usize,
-) -> Result<&'r str, ApiError> {
-    let id = room_id(room)?;
+    let id = room_id(&id)?;
     check_user(&req.from)?;
-    check_body(&req.body, max_body)?;
+    check_body(&req.body, state.inner.config.max_body_bytes)?;
     let chars = |s: &String| s.chars().count();
     if req
         .kind
@@ -113,56 +102,7 @@ fn checked_send<'r>(
             "kind (1-32), client_id (1-128) or reply_to (≤64) out of bounds",
         ));
     }
-    Ok(id)
-}
-
-/// Most bytes of one batch request (up to 1000 messages of 16 KiB bodies would not fit; a gateway sends smaller ones).
-pub(crate) const MAX_BATCH_BYTES: usize = 4 << 20;
-
-#[utoipa::path(post, path = "/internal/messages", tag = "internal", request_body = InternalSendBatch,
-    responses((status = 200, description = "One result per message, in order: the committed message or why it was refused", body = InternalSendResults), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
-    security(("internal" = [])))]
-/// Room messages from a gateway, persisted together: what every WebSocket
-/// `send` takes. Each message is checked and answered on its own.
-pub(crate) async fn send_batch(
-    State(state): State<ApiState>,
-    _: Internal,
-    JsonBody(req): JsonBody<InternalSendBatch>,
-) -> Result<Json<InternalSendResults>, ApiError> {
-    if req.messages.is_empty() || req.messages.len() > MAX_SEND_BATCH {
-        return Err(ApiError::bad_request(format!(
-            "messages: 1 to {MAX_SEND_BATCH}"
-        )));
-    }
-    let max_body = state.inner.config.max_body_bytes;
-    let mut results: Vec<Option<Result<Message, ApiError>>> =
-        Vec::with_capacity(req.messages.len());
-    let mut jobs = Vec::new();
-    for m in req.messages {
-        match checked_send(&m.room, &m.send, max_body) {
-            Ok(_) => {
-                results.push(None);
-                jobs.push((m.room, m.send, m.traceparent));
-            }
-            Err(e) => results.push(Some(Err(e))),
-        }
-    }
-    let mut committed = state.inner.writer.send_many(jobs).await.into_iter();
-    let results = results
-        .into_iter()
-        .map(|r| r.or_else(|| committed.next()).expect("one outcome per job"))
-        .map(|r| match r {
-            Ok(message) => SendResult {
-                message: Some(message),
-                error: None,
-            },
-            Err(e) => SendResult {
-                message: None,
-                error: Some(e.body()),
-            },
-        })
-        .collect();
-    Ok(Json(InternalSendResults { results }))
+    Ok(Json(state.inner.writer.send(id.to_owned(), req).await?))
 }
 
 /// History for the gateway (resume, gap repair): no membership check.

@@ -75,36 +75,6 @@ impl WriterHandle {
             .map_err(|_| ApiError::unavailable("the message writer stopped"))?
     }
 
-    /// Persists several room messages (room, message, caller's trace), in
-    /// order, most likely in one group commit; one outcome each.
-    pub(crate) async fn send_many(
-        &self,
-        messages: Vec<(String, InternalSend, Option<String>)>,
-    ) -> Vec<Result<Message, ApiError>> {
-        let mut replies = Vec::with_capacity(messages.len());
-        for (room, send, trace) in messages {
-            let (reply, rx) = oneshot::channel();
-            let job = SendJob {
-                room,
-                send,
-                reply,
-                trace: trace.or_else(telemetry::traceparent),
-            };
-            let queued = self.tx.send_timeout(job, ENQUEUE_TIMEOUT).await.is_ok();
-            replies.push(queued.then_some(rx));
-        }
-        let mut out = Vec::with_capacity(replies.len());
-        for rx in replies {
-            out.push(match rx {
-                Some(rx) => rx
-                    .await
-                    .unwrap_or_else(|_| Err(ApiError::unavailable("the message writer stopped"))),
-                None => Err(ApiError::unavailable("the message writer is overloaded")),
-            });
-        }
-        out
-    }
-
     /// Stops taking jobs, commits (and publishes and answers) every job
     /// already queued, and returns once the writer task has finished.
     pub(crate) async fn close(&self) {

@@ -43,8 +43,6 @@ struct Inner {
     hub: Arc<hub::Hub>,
     bus: Arc<dyn Bus>,
     api: upstream::ApiClient,
-    /// Room messages to the api, in batches.
-    sends: upstream::SendBatcher,
     presence: upstream::PresenceReporter,
     logs: upstream::LogReporter,
     acks: upstream::AckReporter,
@@ -84,7 +82,6 @@ impl GatewayState {
         let token = &config.common.internal_token;
         let api = upstream::ApiClient::new(&config.api_url, token);
         let api_for_relay = api.clone();
-        let sends = upstream::SendBatcher::spawn(api.clone());
         let (presence, presence_task) = upstream::PresenceReporter::spawn(
             &config.presence_url,
             token,
@@ -102,7 +99,6 @@ impl GatewayState {
             hub: hub.clone(),
             bus: bus.clone(),
             api,
-            sends,
             presence,
             logs,
             acks,

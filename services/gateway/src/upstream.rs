@@ -8,7 +8,6 @@ mod acks;
 mod api;
 mod logs;
 mod presence;
-mod sends;
 
 use std::time::Duration;
 
@@ -19,7 +18,6 @@ pub(crate) use acks::{Ack, AckReporter};
 pub(crate) use api::ApiClient;
 pub(crate) use logs::LogReporter;
 pub(crate) use presence::PresenceReporter;
-pub(crate) use sends::SendBatcher;
 
 /// Timeout of one call to the api or presence.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);

@@ -311,8 +311,8 @@ async fn send(session: &mut Session, room: String, send: InternalSend) -> Result
     let message = session
         .state
         .inner
-        .sends
-        .send(&room, send)
+        .api
+        .send(&room, &send)
         .await
         .map_err(from_api)?;
     Ok(json!({"id": message.id, "seq": message.seq, "ts": message.ts}))

@@ -1,12 +1,12 @@
-//! The api client: join, leave, send (in batches, see [`super::SendBatcher`]) and history over `/internal/`.
+//! The api client: join, leave, send and history over `/internal/`.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use telepath_shared::auth::INTERNAL_HEADER;
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    DmResult, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm, InternalJoin, InternalSendBatch,
-    InternalSendResults, JoinResult, MessagePage, PendingDms, UserRef,
+    DmResult, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm, InternalJoin, InternalSend,
+    JoinResult, Message, MessagePage, PendingDms, UserRef,
 };
 
 use super::http_client;
@@ -49,12 +49,10 @@ impl ApiClient {
         check(resp).await.map(|_| ())
     }
 
-    /// Persists room messages together; one result each, in order.
-    pub(crate) async fn send_batch(
-        &self,
-        batch: &InternalSendBatch,
-    ) -> Result<InternalSendResults, ApiError> {
-        self.post("/internal/messages", batch).await
+    /// Persists a room message; returns it once committed.
+    pub(crate) async fn send(&self, room: &str, send: &InternalSend) -> Result<Message, ApiError> {
+        self.post(&format!("/internal/rooms/{room}/messages"), send)
+            .await
     }
 
     /// Stores, queues and publishes a DM.
