@@ -167,49 +167,62 @@ struct Published {
     ack_latency: Histogram<u64>,
 }
 
-/// Sends to `room` at `rate` for `duration`, then the end marker; acks are
-/// read by a second task so sends never wait for them.
-async fn publish(ws: Ws, room: String, args: Arc<Args>) -> anyhow::Result<Published> {
-    let (mut sink, mut stream) = ws.split();
-    let acks = tokio::spawn(async move {
-        let (mut acked, mut latency) = (0u64, histogram());
-        while let Some(Ok(msg)) = stream.next().await {
-            let WsMessage::Text(t) = msg else { continue };
-            let Ok(f) = serde_json::from_str::<Frame>(&t) else {
-                continue;
-            };
-            if f.kind != "reply" {
-                continue;
-            }
-            if f.reference == Some("end") {
-                break;
-            }
-            if f.ok == Some(true) {
-                acked += 1;
-                if let Some(at) = f.reference.and_then(|r| r.parse::<i64>().ok()) {
-                    latency.saturating_record((now_us() - at).max(1) as u64);
-                }
-            }
-        }
-        (acked, latency)
-    });
+/// Sends to `room` at `rate` for `duration`, then the end marker, reading
+/// acks as they come in between sends (one task: a split stream's reader is
+/// only woken by the writer's next operation, which would delay every ack
+/// until the next send).
+async fn publish(mut ws: Ws, room: String, args: Arc<Args>) -> anyhow::Result<Published> {
     let mut tick = tokio::time::interval(Duration::from_secs(1) / args.rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
-    let mut sent = 0u64;
+    let (mut sent, mut acked, mut ack_latency) = (0u64, 0u64, histogram());
+    let mut count = |t: &str| -> bool {
+        let Ok(f) = serde_json::from_str::<Frame>(t) else {
+            return false;
+        };
+        if f.kind != "reply" {
+            return false;
+        }
+        if f.reference == Some("end") {
+            return true;
+        }
+        if f.ok == Some(true) {
+            acked += 1;
+            if let Some(at) = f.reference.and_then(|r| r.parse::<i64>().ok()) {
+                ack_latency.saturating_record((now_us() - at).max(1) as u64);
+            }
+        }
+        false
+    };
     while started.elapsed() < args.duration {
-        tick.tick().await;
-        let frame = json!({"type": "send", "ref": now_us().to_string(), "room": room,
-            "body": timed_body(args.body_bytes)});
-        sink.send(WsMessage::text(frame.to_string())).await?;
-        sent += 1;
+        tokio::select! {
+            _ = tick.tick() => {
+                let frame = json!({"type": "send", "ref": now_us().to_string(), "room": room,
+                    "body": timed_body(args.body_bytes)});
+                ws.send(WsMessage::text(frame.to_string())).await?;
+                sent += 1;
+            }
+            msg = ws.next() => {
+                if let Some(Ok(WsMessage::Text(t))) = msg {
+                    count(&t);
+                }
+            }
+        }
     }
     // The end marker is acked after every earlier send: replies come in order.
     let end = json!({"type": "send", "ref": "end", "room": room, "body": END});
-    sink.send(WsMessage::text(end.to_string())).await?;
-    let (acked, ack_latency) = tokio::time::timeout(Duration::from_secs(60), acks)
-        .await
-        .context("acks did not come back in time")??;
+    ws.send(WsMessage::text(end.to_string())).await?;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let WsMessage::Text(t) = msg
+                && count(&t)
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .context("acks did not come back in time")?;
     Ok(Published {
         sent,
         acked,

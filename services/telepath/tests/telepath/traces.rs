@@ -132,4 +132,21 @@ async fn a_room_message_is_one_trace_from_the_sending_gateway_through_the_api_an
         async move { chain(&spans.lock().unwrap(), "gw1").is_some() }
     })
     .await;
+    // And every HTTP call to the api continues the caller's trace: ada's join.
+    eventually(Duration::from_secs(20), "the join's trace", || {
+        let spans = spans.clone();
+        async move {
+            let spans = spans.lock().unwrap();
+            find(&spans, |s| s.instance == "gw0" && s.name == "ws join").is_some_and(|join| {
+                find(&spans, |s| {
+                    s.service == "telepath-api"
+                        && s.name == "POST /internal/rooms/{id}/join"
+                        && s.parent == join.id
+                        && s.trace == join.trace
+                })
+                .is_some()
+            })
+        }
+    })
+    .await;
 }
