@@ -5,11 +5,14 @@
 //! - `api-send`: room messages persisted through the api's internal send
 //!   route (what a gateway does for every `send`), measuring acknowledged
 //!   messages per second and ack latency.
+//! - `connections`: idle authenticated connections to one gateway;
+//!   handshakes per second and the gateway's memory per connection.
 //! - `room-fanout`: rooms with members spread over gateways and one
 //!   publisher each; time from send to delivery, lost and repeated seqs.
 
 mod api_send;
 mod client;
+mod connections;
 mod report;
 mod room_fanout;
 
@@ -27,6 +30,8 @@ struct Cli {
 enum Scenario {
     /// Persist room messages through the api alone (commit, then ack).
     ApiSend(api_send::Args),
+    /// Many idle authenticated connections to one gateway: handshakes/s, memory per connection.
+    Connections(connections::Args),
     /// Rooms with members over several gateways, one publisher each: send-to-delivery latency, loss, repeats.
     RoomFanout(room_fanout::Args),
 }
@@ -36,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let summary = match cli.scenario {
         Scenario::ApiSend(args) => serde_json::to_value(api_send::run(args).await?)?,
+        Scenario::Connections(args) => serde_json::to_value(connections::run(args).await?)?,
         Scenario::RoomFanout(args) => serde_json::to_value(room_fanout::run(args).await?)?,
     };
     println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -8,6 +8,7 @@
 //! the client's close before the socket is dropped.
 
 mod dispatch;
+mod outbuf;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -236,10 +237,7 @@ pub(crate) async fn serve(
     ws.set_auto_close(true);
     let (read, write) = ws.split(|s| {
         let (r, w) = tokio::io::split(s);
-        (
-            r,
-            tokio::io::BufWriter::with_capacity(writer::WRITE_BUFFER, w),
-        )
+        (r, outbuf::OutBuf::new(w))
     });
 
     let (tx, rx) = mpsc::channel::<Outbound>(cfg.outbound_queue);
@@ -500,7 +498,9 @@ async fn read_loop(
             OpCode::Pong | OpCode::Ping => continue,
             OpCode::Binary => return End::Violation(CloseCode::UnsupportedData),
             OpCode::Text if frame.fin && partial.is_none() => {
-                dispatch::handle_text(session, &frame.payload).await;
+                // Boxed: handling a request awaits the api, and that future
+                // is large; inline it would sit in every idle connection.
+                Box::pin(dispatch::handle_text(session, &frame.payload)).await;
             }
             OpCode::Text if partial.is_none() => partial = Some(frame.payload.to_vec()),
             OpCode::Continuation => {
@@ -516,7 +516,7 @@ async fn read_loop(
                     if std::str::from_utf8(&buf).is_err() {
                         return End::Violation(CloseCode::InvalidPayload);
                     }
-                    dispatch::handle_text(session, &buf).await;
+                    Box::pin(dispatch::handle_text(session, &buf)).await;
                 }
             }
             // A new data frame while a fragmented message is open.

@@ -16,7 +16,7 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use prometheus::local::LocalHistogram;
 use telepath_shared::bus::unix_micros;
 use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
-use tokio::io::{BufWriter, WriteHalf};
+use tokio::io::WriteHalf;
 use tokio::sync::{mpsc, watch};
 
 use super::{Control, Outbound, Stream};
@@ -25,11 +25,9 @@ use crate::metrics::OutKind;
 
 /// Frames written before one flush.
 const BATCH: usize = 64;
-/// Socket write buffer: a batch of frames becomes one syscall.
-pub(super) const WRITE_BUFFER: usize = 16 * 1024;
 
-/// The write half, buffered.
-pub(super) type Writer = WebSocketWrite<BufWriter<WriteHalf<Stream>>>;
+/// The write half, buffered per batch: a batch of frames becomes one write.
+pub(super) type Writer = WebSocketWrite<super::outbuf::OutBuf<WriteHalf<Stream>>>;
 
 /// Runs until the session closes or the socket fails.
 pub(super) async fn run(
