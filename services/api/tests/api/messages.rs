@@ -86,13 +86,10 @@ async fn concurrent_sends_with_one_client_id_store_one_message_and_all_get_it() 
     let replies: Vec<Value> = futures_util::future::join_all(sends)
         .await
         .into_iter()
-        .map(|r| {
+        .map(|r| async move {
             assert_eq!(r.status(), 200);
-            r
+            r.json::<Value>().await.unwrap()
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|r| async move { r.json::<Value>().await.unwrap() })
         .collect::<futures_util::stream::FuturesOrdered<_>>()
         .collect()
         .await;
