@@ -14,32 +14,19 @@ count=${2:-10000}
 concurrency=${3:-200}
 
 cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence -p telepath-loadtest --bins >&2
-bin=${TELEPATH_BIN_DIR:-target/release}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ready() { for _ in $(seq 100); do curl -fsS "$1/readyz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "$1 never ready" >&2; exit 1; }
+. loadtest/lib/cluster.sh
 # Each side needs a descriptor per connection.
 ulimit -n "$(( count * 2 + 4096 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 for i in $(seq "$runs"); do
   dir=$(mktemp -d -p "$work")
-  rp=$(free_port); pp=$(free_port); ap=$(free_port); gp=$(free_port)
-  export TELEPATH_JWT_SECRET=bench RUST_LOG=warn REDIS_URL="redis://127.0.0.1:$rp"
-  redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
-  sleep 0.3
-  TELEPATH_LISTEN="127.0.0.1:$pp" "$bin/telepath-presence" 2>"$dir/presence.log" &
-  TELEPATH_LISTEN="127.0.0.1:$ap" DATABASE_URL="sqlite://$dir/bench.db" \
-    TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" "$bin/telepath-api" 2>"$dir/api.log" &
-  TELEPATH_LISTEN="127.0.0.1:$gp" TELEPATH_NODE_ID=gw1 TELEPATH_API_URL="http://127.0.0.1:$ap" \
-    TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" "$bin/telepath-gateway" 2>"$dir/gw.log" &
-  gw=$!
-  for url in "http://127.0.0.1:$pp" "http://127.0.0.1:$ap" "http://127.0.0.1:$gp"; do ready "$url"; done
-  target/release/telepath-load connections --gateway "http://127.0.0.1:$gp" --count "$count" \
-    --concurrency "$concurrency" --hold 6s --server-pid "$gw" >"$work/run$i.json"
+  cluster_start "$dir" 1
+  target/release/telepath-load connections --gateway "$GATEWAY_URLS" --count "$count" \
+    --concurrency "$concurrency" --hold 6s --server-pid "${GATEWAY_PIDS[0]}" >"$work/run$i.json"
   echo "run=$i: $(tr -d '\n ' <"$work/run$i.json")" >&2
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
+  cluster_stop
 done
 
 python3 - "$work" "$runs" "$count" "$concurrency" <<'PY'

@@ -19,44 +19,19 @@ receivers=${4:-50}
 rooms=${5:-1}
 
 cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence -p telepath-loadtest --bins >&2
-bin=${TELEPATH_BIN_DIR:-target/release}
-# CPU seconds (user + system) a process has used so far.
-cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-cpu_total() { local t=0 p; for p in "$@"; do t=$(awk -v a="$t" -v b="$(cpu_of "$p")" 'BEGIN { print a + b }'); done; echo "$t"; }
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ready() { for _ in $(seq 100); do curl -fsS "$1/readyz" >/dev/null 2>&1 && return; sleep 0.1; done; echo "$1 never ready" >&2; exit 1; }
+. loadtest/lib/cluster.sh
 
 for i in $(seq "$runs"); do
   dir=$(mktemp -d -p "$work")
-  rp=$(free_port); pp=$(free_port); ap=$(free_port); g1=$(free_port); g2=$(free_port)
-  export TELEPATH_JWT_SECRET=bench RUST_LOG=warn REDIS_URL="redis://127.0.0.1:$rp"
-  servers=()
-  redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
-  servers+=($!)
-  sleep 0.3
-  TELEPATH_LISTEN="127.0.0.1:$pp" "$bin/telepath-presence" 2>"$dir/presence.log" &
-  servers+=($!)
-  TELEPATH_LISTEN="127.0.0.1:$ap" DATABASE_URL="sqlite://$dir/bench.db" TELEPATH_DEV_LOGIN=1 \
-    TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" "$bin/telepath-api" 2>"$dir/api.log" &
-  servers+=($!)
-  for port in "$g1" "$g2"; do
-    # The publisher is one connection: lift the per-connection rate limit (default 50/s).
-    TELEPATH_MAX_RATE_PER_S=100000 \
-    TELEPATH_LISTEN="127.0.0.1:$port" TELEPATH_NODE_ID="gw$port" TELEPATH_API_URL="http://127.0.0.1:$ap" \
-      TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" "$bin/telepath-gateway" 2>"$dir/gw$port.log" &
-    servers+=($!)
-  done
-  for url in "http://127.0.0.1:$pp" "http://127.0.0.1:$ap" "http://127.0.0.1:$g1" "http://127.0.0.1:$g2"; do ready "$url"; done
-  before=$(cpu_total "${servers[@]}")
-  target/release/telepath-load room-fanout --api "http://127.0.0.1:$ap" \
-    --gateways "http://127.0.0.1:$g1,http://127.0.0.1:$g2" \
+  cluster_start "$dir" 2
+  before=$(cluster_cpu)
+  target/release/telepath-load room-fanout --api "$API_URL" --gateways "$GATEWAY_URLS" \
     --rooms "$rooms" --receivers "$receivers" --rate "$rate" --duration "$duration" >"$work/run$i.json"
-  awk -v a="$(cpu_total "${servers[@]}")" -v b="$before" 'BEGIN { print a - b }' >"$work/cpu$i.txt"
+  awk -v a="$(cluster_cpu)" -v b="$before" 'BEGIN { print a - b }' >"$work/cpu$i.txt"
   echo "run=$i: $(tr -d '\n ' <"$work/run$i.json") server_cpu_s=$(cat "$work/cpu$i.txt")" >&2
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
+  cluster_stop
 done
 
 python3 - "$work" "$runs" "$duration" "$rate" "$receivers" "$rooms" <<'PY'

@@ -7,12 +7,14 @@
 //!   messages per second and ack latency.
 //! - `connections`: idle authenticated connections to one gateway;
 //!   handshakes per second and the gateway's memory per connection.
+//! - `reconnect`: a reconnect storm; every client resumes with `since`.
 //! - `room-fanout`: rooms with members spread over gateways and one
 //!   publisher each; time from send to delivery, lost and repeated seqs.
 
 mod api_send;
 mod client;
 mod connections;
+mod reconnect;
 mod report;
 mod room_fanout;
 
@@ -32,6 +34,8 @@ enum Scenario {
     ApiSend(api_send::Args),
     /// Many idle authenticated connections to one gateway: handshakes/s, memory per connection.
     Connections(connections::Args),
+    /// Everybody drops at once and resumes with `since`: time to be back, gaps, repeats.
+    Reconnect(reconnect::Args),
     /// Rooms with members over several gateways, one publisher each: send-to-delivery latency, loss, repeats.
     RoomFanout(room_fanout::Args),
 }
@@ -41,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let summary = match cli.scenario {
         Scenario::ApiSend(args) => serde_json::to_value(api_send::run(args).await?)?,
+        Scenario::Reconnect(args) => serde_json::to_value(reconnect::run(args).await?)?,
         Scenario::Connections(args) => serde_json::to_value(connections::run(args).await?)?,
         Scenario::RoomFanout(args) => serde_json::to_value(room_fanout::run(args).await?)?,
     };

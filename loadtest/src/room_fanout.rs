@@ -74,24 +74,24 @@ pub(crate) struct Summary {
 }
 
 /// The body sent last to each room: receivers stop on it.
-const END: &str = "end";
+pub(crate) const END: &str = "end";
 
 /// Microseconds up to a minute, 2 significant digits (1% resolution: small
 /// enough to stay in cache on a receiver's hot path).
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")
 }
 
 /// The seqs one receiver has seen: a bitmap, since seqs count up from 1.
 #[derive(Default)]
-struct SeqSet {
+pub(crate) struct SeqSet {
     bits: Vec<u64>,
-    len: u64,
+    pub(crate) len: u64,
 }
 
 impl SeqSet {
     /// Records `seq`; false when it was seen before (or is not a seq).
-    fn insert(&mut self, seq: i64) -> bool {
+    pub(crate) fn insert(&mut self, seq: i64) -> bool {
         let Ok(seq) = usize::try_from(seq) else {
             return false;
         };
@@ -161,18 +161,24 @@ async fn receive(mut ws: Ws, room: String, latency: Arc<Mutex<Histogram<u64>>>) 
 }
 
 /// What one publisher did.
-struct Published {
-    sent: u64,
-    acked: u64,
-    ack_latency: Histogram<u64>,
+pub(crate) struct Published {
+    pub(crate) sent: u64,
+    pub(crate) acked: u64,
+    pub(crate) ack_latency: Histogram<u64>,
 }
 
 /// Sends to `room` at `rate` for `duration`, then the end marker, reading
 /// acks as they come in between sends (one task: a split stream's reader is
 /// only woken by the writer's next operation, which would delay every ack
 /// until the next send).
-async fn publish(mut ws: Ws, room: String, args: Arc<Args>) -> anyhow::Result<Published> {
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / args.rate.max(1));
+pub(crate) async fn publish(
+    mut ws: Ws,
+    room: String,
+    rate: u32,
+    duration: Duration,
+    body_bytes: usize,
+) -> anyhow::Result<Published> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let (mut sent, mut acked, mut ack_latency) = (0u64, 0u64, histogram());
@@ -194,11 +200,11 @@ async fn publish(mut ws: Ws, room: String, args: Arc<Args>) -> anyhow::Result<Pu
         }
         false
     };
-    while started.elapsed() < args.duration {
+    while started.elapsed() < duration {
         tokio::select! {
             _ = tick.tick() => {
                 let frame = json!({"type": "send", "ref": now_us().to_string(), "room": room,
-                    "body": timed_body(args.body_bytes)});
+                    "body": timed_body(body_bytes)});
                 ws.send(WsMessage::text(frame.to_string())).await?;
                 sent += 1;
             }
@@ -231,7 +237,7 @@ async fn publish(mut ws: Ws, room: String, args: Arc<Args>) -> anyhow::Result<Pu
 }
 
 /// Connects as `name` to `gateway` and joins `room`.
-async fn member(gateway: String, token: String, room: String) -> anyhow::Result<Ws> {
+pub(crate) async fn member(gateway: String, token: String, room: String) -> anyhow::Result<Ws> {
     let mut ws = connect(&gateway, &token).await?;
     request(
         &mut ws,
@@ -287,7 +293,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let publishing: Vec<_> = publishers
         .into_iter()
         .zip(rooms.iter().cloned())
-        .map(|(ws, room)| tokio::spawn(publish(ws, room, args.clone())))
+        .map(|(ws, room)| {
+            tokio::spawn(publish(
+                ws,
+                room,
+                args.rate,
+                args.duration,
+                args.body_bytes,
+            ))
+        })
         .collect();
     let (mut sent, mut acked, mut ack_latency) = (0, 0, histogram());
     let mut acked_per_room = Vec::new();
