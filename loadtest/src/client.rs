@@ -73,19 +73,28 @@ pub(crate) async fn create_room(
 
 /// Connects to `base`'s `/connect` with `token` and reads `welcome`.
 pub(crate) async fn connect(base: &str, token: &str) -> anyhow::Result<Ws> {
-    let mut req = format!("{}/connect", base.replacen("http", "ws", 1)).into_client_request()?;
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
+    let url = format!("{}/connect", base.replacen("http", "ws", 1));
+    let mut ws = connect_url(&url, Some(token)).await?;
+    match ws.next().await {
+        Some(Ok(WsMessage::Text(t))) if t.contains("\"type\":\"welcome\"") => Ok(ws),
+        other => bail!("expected welcome, got {other:?}"),
+    }
+}
+
+/// Opens a WebSocket to `url` (with `token` as a bearer token, if any).
+pub(crate) async fn connect_url(url: &str, token: Option<&str>) -> anyhow::Result<Ws> {
+    let mut req = url.into_client_request()?;
+    if let Some(token) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+    }
     // tungstenite zero-fills its read buffer up to its size on every read:
     // 4 KiB, not the default 128 KiB, keeps that off the generator's profile.
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
-    match ws.next().await {
-        Some(Ok(WsMessage::Text(t))) if t.contains("\"type\":\"welcome\"") => Ok(ws),
-        other => bail!("expected welcome, got {other:?}"),
-    }
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
+    Ok(ws)
 }
 
 /// Sends `frame` with `ref` and reads until its reply; returns the reply.

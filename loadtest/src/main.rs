@@ -14,6 +14,7 @@
 mod api_send;
 mod client;
 mod connections;
+mod proto;
 mod reconnect;
 mod report;
 mod room_fanout;

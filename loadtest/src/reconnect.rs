@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::client::{Frame, Users, Ws, connect, create_room, now_us, request};
 use crate::report::{Latency, cpu_percent, own_cpu_seconds};
+use crate::proto::Proto;
 use crate::room_fanout::{END, SeqSet, histogram, member, publish};
 
 /// `telepath-load reconnect`.
@@ -179,7 +180,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         let (gate, room) = (gate.clone(), room.clone());
         joining.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            let ws = member(gateway.clone(), token.clone(), room).await?;
+            let ws = member(gateway.clone(), token.clone(), room, Proto::Telepath).await?;
             anyhow::Ok((ws, gateway, token))
         }));
     }
@@ -199,11 +200,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         args.gateways[0].clone(),
         users.token(&format!("{run}-publisher")),
         room.clone(),
+        Proto::Telepath,
     )
     .await?;
     let cpu_before = own_cpu_seconds();
     let started = Instant::now();
-    let publishing = tokio::spawn(publish(publisher, room.clone(), args.rate, args.duration, 100));
+    let publishing = tokio::spawn(publish(
+        publisher,
+        room.clone(),
+        args.rate,
+        args.duration,
+        100,
+        Proto::Telepath,
+    ));
     tokio::time::sleep(args.storm_at).await;
     let storm = Instant::now();
     storm_tx.send_replace(true);

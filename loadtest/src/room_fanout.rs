@@ -3,8 +3,11 @@
 //! per second (open loop: each send at its time, acks read concurrently).
 //! Receivers record the time from send to delivery (the send time travels
 //! in the body) and count lost, repeated and out-of-order seqs. Benchmarks
-//! S1 (10 rooms x 100) and S3 (1 room x 2000) of docs/BENCHMARKS.md.
+//! S1 (10 rooms x 100) and S3 (1 room x 2000) of docs/BENCHMARKS.md. With
+//! `--protocol socketio` the same load goes to Socket.IO nodes
+//! (`loadtest/socketio/server.js`) for the side-by-side comparison.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,11 +15,11 @@ use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::client::{Frame, Users, Ws, connect, create_room, now_us, request};
+use crate::client::{Users, Ws, create_room, now_us};
+use crate::proto::{Event, Proto};
 use crate::report::{Latency, cpu_percent, own_cpu_seconds};
 
 /// `telepath-load room-fanout`.
@@ -49,6 +52,9 @@ pub(crate) struct Args {
     /// Connections opened at once while setting up.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// The server's protocol.
+    #[arg(long, value_enum, default_value = "telepath")]
+    protocol: Proto,
 }
 
 /// What `room-fanout` prints.
@@ -122,22 +128,28 @@ struct Seen {
 }
 
 /// Reads `room`'s messages until the end marker, recording latencies.
-async fn receive(mut ws: Ws, room: String, latency: Arc<Mutex<Histogram<u64>>>) -> Seen {
+async fn receive(
+    mut ws: Ws,
+    room: String,
+    latency: Arc<Mutex<Histogram<u64>>>,
+    proto: Proto,
+) -> Seen {
     let mut local = histogram();
     let mut seqs = SeqSet::default();
     let (mut seen, mut last) = (Seen::default(), 0);
     while let Some(Ok(msg)) = ws.next().await {
         let WsMessage::Text(t) = msg else { continue };
-        let Ok(f) = serde_json::from_str::<Frame>(&t) else {
-            continue;
+        let (seq, body) = match proto.decode(&t) {
+            Event::Message { room: r, seq, body } if r == room => (seq, body),
+            Event::Ping => {
+                let _ = ws.send(WsMessage::text(proto.pong())).await;
+                continue;
+            }
+            _ => continue,
         };
-        if f.kind != "message" || f.room != Some(room.as_str()) {
-            continue;
-        }
-        if f.body == Some(END) {
+        if body == END {
             break;
         }
-        let seq = f.seq.unwrap_or(-1);
         if !seqs.insert(seq) {
             seen.duplicates += 1;
             continue;
@@ -146,11 +158,7 @@ async fn receive(mut ws: Ws, room: String, latency: Arc<Mutex<Histogram<u64>>>) 
             seen.out_of_order += 1;
         }
         last = last.max(seq);
-        if let Some(sent) = f
-            .body
-            .and_then(|b| b.split('|').next())
-            .and_then(|s| s.parse::<i64>().ok())
-        {
+        if let Some(sent) = body.split('|').next().and_then(|s| s.parse::<i64>().ok()) {
             local.saturating_record((now_us() - sent).max(1) as u64);
         }
     }
@@ -177,53 +185,49 @@ pub(crate) async fn publish(
     rate: u32,
     duration: Duration,
     body_bytes: usize,
+    proto: Proto,
 ) -> anyhow::Result<Published> {
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let (mut sent, mut acked, mut ack_latency) = (0u64, 0u64, histogram());
-    let mut count = |t: &str| -> bool {
-        let Ok(f) = serde_json::from_str::<Frame>(t) else {
-            return false;
-        };
-        if f.kind != "reply" {
-            return false;
-        }
-        if f.reference == Some("end") {
-            return true;
-        }
-        if f.ok == Some(true) {
+    // Request id -> send time; ids count up from 1.
+    let mut pending: HashMap<u64, i64> = HashMap::new();
+    let mut ack = |pending: &mut HashMap<u64, i64>, id: u64, ok: bool| {
+        if let Some(at) = pending.remove(&id).filter(|_| ok) {
             acked += 1;
-            if let Some(at) = f.reference.and_then(|r| r.parse::<i64>().ok()) {
-                ack_latency.saturating_record((now_us() - at).max(1) as u64);
-            }
+            ack_latency.saturating_record((now_us() - at).max(1) as u64);
         }
-        false
     };
     while started.elapsed() < duration {
         tokio::select! {
             _ = tick.tick() => {
-                let frame = json!({"type": "send", "ref": now_us().to_string(), "room": room,
-                    "body": timed_body(body_bytes)});
-                ws.send(WsMessage::text(frame.to_string())).await?;
                 sent += 1;
+                pending.insert(sent, now_us());
+                ws.send(WsMessage::text(proto.send(sent, &room, &timed_body(body_bytes)))).await?;
             }
             msg = ws.next() => {
-                if let Some(Ok(WsMessage::Text(t))) = msg {
-                    count(&t);
+                let Some(Ok(WsMessage::Text(t))) = msg else { continue };
+                match proto.decode(&t) {
+                    Event::Ack { id, ok } => ack(&mut pending, id, ok),
+                    Event::Ping => ws.send(WsMessage::text(proto.pong())).await?,
+                    _ => {}
                 }
             }
         }
     }
-    // The end marker is acked after every earlier send: replies come in order.
-    let end = json!({"type": "send", "ref": "end", "room": room, "body": END});
-    ws.send(WsMessage::text(end.to_string())).await?;
+    // The end marker is acked after every earlier send: acks come in order.
+    ws.send(WsMessage::text(proto.send(END_ID, &room, END))).await?;
     tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(Ok(msg)) = ws.next().await {
-            if let WsMessage::Text(t) = msg
-                && count(&t)
-            {
-                break;
+            let WsMessage::Text(t) = msg else { continue };
+            match proto.decode(&t) {
+                Event::Ack { id: END_ID, .. } => break,
+                Event::Ack { id, ok } => ack(&mut pending, id, ok),
+                Event::Ping => {
+                    let _ = ws.send(WsMessage::text(proto.pong())).await;
+                }
+                _ => {}
             }
         }
     })
@@ -236,16 +240,20 @@ pub(crate) async fn publish(
     })
 }
 
+/// The request id of the end marker (a plain number for Socket.IO's parser too).
+const END_ID: u64 = 999_999_999;
+
 /// Connects as `name` to `gateway` and joins `room`.
-pub(crate) async fn member(gateway: String, token: String, room: String) -> anyhow::Result<Ws> {
-    let mut ws = connect(&gateway, &token).await?;
-    request(
-        &mut ws,
-        json!({"type": "join", "room": room}),
-        "join",
-        |_| {},
-    )
-    .await?;
+pub(crate) async fn member(
+    gateway: String,
+    token: String,
+    room: String,
+    proto: Proto,
+) -> anyhow::Result<Ws> {
+    let mut ws = proto.connect(&gateway, &token).await?;
+    proto
+        .request(&mut ws, END_ID - 1, proto.join(END_ID - 1, &room))
+        .await?;
     Ok(ws)
 }
 
@@ -258,7 +266,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let owner = users.token(&format!("{run}-owner"));
     let mut rooms = Vec::new();
     for r in 0..args.rooms.max(1) {
-        rooms.push(create_room(&http, &api, &owner, &format!("{run}-{r}")).await?);
+        rooms.push(match args.protocol {
+            Proto::Telepath => create_room(&http, &api, &owner, &format!("{run}-{r}")).await?,
+            // Socket.IO rooms are just names.
+            Proto::Socketio => format!("{run}-{r}"),
+        });
     }
     // Members: connected and joined before anything is sent.
     let latency = Arc::new(Mutex::new(histogram()));
@@ -268,10 +280,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         let gateway = args.gateways[i % args.gateways.len()].clone();
         let room = rooms[i % rooms.len()].clone();
         let token = users.token(&format!("{run}-m{i}"));
-        let gate = gate.clone();
+        let (gate, proto) = (gate.clone(), args.protocol);
         joining.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            member(gateway, token, room.clone())
+            member(gateway, token, room.clone(), proto)
                 .await
                 .map(|ws| (ws, room))
         }));
@@ -279,13 +291,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let mut receivers = Vec::new();
     for j in joining {
         let (ws, room) = j.await??;
-        receivers.push(tokio::spawn(receive(ws, room, latency.clone())));
+        receivers.push(tokio::spawn(receive(ws, room, latency.clone(), args.protocol)));
     }
     let mut publishers = Vec::new();
     for (r, room) in rooms.iter().enumerate() {
         let gateway = &args.gateways[r % args.gateways.len()];
         let token = users.token(&format!("{run}-p{r}"));
-        publishers.push(member(gateway.clone(), token, room.clone()).await?);
+        publishers.push(member(gateway.clone(), token, room.clone(), args.protocol).await?);
     }
 
     let cpu_before = own_cpu_seconds();
@@ -300,6 +312,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
                 args.rate,
                 args.duration,
                 args.body_bytes,
+                args.protocol,
             ))
         })
         .collect();
