@@ -73,7 +73,9 @@ impl Proto {
     /// Request `id`: join `room`.
     pub(crate) fn join(self, id: u64, room: &str) -> String {
         match self {
-            Proto::Telepath => json!({"type": "join", "ref": id.to_string(), "room": room}).to_string(),
+            Proto::Telepath => {
+                json!({"type": "join", "ref": id.to_string(), "room": room}).to_string()
+            }
             Proto::Socketio => format!("42{id}{}", json!(["join", {"room": room}])),
         }
     }
@@ -82,7 +84,8 @@ impl Proto {
     pub(crate) fn send(self, id: u64, room: &str, body: &str) -> String {
         match self {
             Proto::Telepath => {
-                json!({"type": "send", "ref": id.to_string(), "room": room, "body": body}).to_string()
+                json!({"type": "send", "ref": id.to_string(), "room": room, "body": body})
+                    .to_string()
             }
             Proto::Socketio => format!("42{id}{}", json!(["send", {"room": room, "body": body}])),
         }
@@ -148,7 +151,11 @@ impl Proto {
             let WsMessage::Text(t) = msg? else { continue };
             match self.decode(&t) {
                 Event::Ack { id: got, ok } if got == id => {
-                    return if ok { Ok(()) } else { bail!("request {id} refused: {t}") };
+                    return if ok {
+                        Ok(())
+                    } else {
+                        bail!("request {id} refused: {t}")
+                    };
                 }
                 Event::Ping => ws.send(WsMessage::text(self.pong())).await?,
                 _ => {}
@@ -175,7 +182,10 @@ mod tests {
     fn socket_io_frames_decode_to_the_same_events_as_telepath_frames() {
         let sio = Proto::Socketio;
         assert_eq!(sio.decode("2"), Event::Ping);
-        assert_eq!(sio.decode("437[{\"seq\":3}]"), Event::Ack { id: 7, ok: true });
+        assert_eq!(
+            sio.decode("437[{\"seq\":3}]"),
+            Event::Ack { id: 7, ok: true }
+        );
         assert_eq!(
             sio.decode(r#"42["message",{"room":"r","seq":4,"body":"b"}]"#),
             Event::Message {

@@ -18,8 +18,8 @@ use tokio::sync::{Mutex, Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::client::{Frame, Users, Ws, connect, create_room, now_us, request};
-use crate::report::{Latency, cpu_percent, own_cpu_seconds};
 use crate::proto::Proto;
+use crate::report::{Latency, cpu_percent, own_cpu_seconds};
 use crate::room_fanout::{END, SeqSet, histogram, member, publish};
 
 /// `telepath-load reconnect`.

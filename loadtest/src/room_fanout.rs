@@ -217,7 +217,8 @@ pub(crate) async fn publish(
         }
     }
     // The end marker is acked after every earlier send: acks come in order.
-    ws.send(WsMessage::text(proto.send(END_ID, &room, END))).await?;
+    ws.send(WsMessage::text(proto.send(END_ID, &room, END)))
+        .await?;
     tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(Ok(msg)) = ws.next().await {
             let WsMessage::Text(t) = msg else { continue };
@@ -291,7 +292,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let mut receivers = Vec::new();
     for j in joining {
         let (ws, room) = j.await??;
-        receivers.push(tokio::spawn(receive(ws, room, latency.clone(), args.protocol)));
+        receivers.push(tokio::spawn(receive(
+            ws,
+            room,
+            latency.clone(),
+            args.protocol,
+        )));
     }
     let mut publishers = Vec::new();
     for (r, room) in rooms.iter().enumerate() {
