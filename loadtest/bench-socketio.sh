@@ -43,21 +43,4 @@ for i in $(seq "$runs"); do
   cluster_stop
 done
 
-python3 - "$work" "$runs" "$duration" "$rate" "$receivers" "$rooms" <<'PY'
-import glob, json, statistics, sys
-work, runs, duration, rate, receivers, rooms = sys.argv[1:]
-rs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/run*.json"))]
-for r, f in zip(rs, sorted(glob.glob(f"{work}/cpu*.txt"))):
-    r["server_cpu_s"] = float(open(f).read())
-m = lambda f: statistics.median(f(r) for r in rs)
-spread = lambda f: f"{min(f(r) for r in rs):.2f}-{max(f(r) for r in rs):.2f}"
-lat = lambda k: (lambda r: r['send_to_delivery'][k])
-print(f"Socket.IO: runs={runs} duration={duration} rooms={rooms} rate={rate}/s per room receivers={receivers} over 2 nodes\n")
-print("| offered msgs/s | acked msgs/s | deliveries/s | p50 ms | p90 ms | p99 ms (range) | max ms | lost | duplicates | generator CPU % | server CPU s per 1M deliveries |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-print(f"| {int(rate) * int(rooms)} | {m(lambda r: r['acked_per_s']):.0f} | {m(lambda r: r['deliveries_per_s']):.0f} | "
-      f"{m(lat('p50_ms')):.2f} | {m(lat('p90_ms')):.2f} | {m(lat('p99_ms')):.2f} ({spread(lat('p99_ms'))}) | "
-      f"{m(lat('max_ms')):.2f} | {sum(r['lost'] for r in rs)} | {sum(r['duplicates'] for r in rs)} | "
-      f"{m(lambda r: r['generator_cpu_percent']):.0f} | "
-      f"{m(lambda r: r['server_cpu_s'] / max(r['delivered'], 1) * 1e6):.1f} |")
-PY
+python3 loadtest/lib/fanout_table.py "$work" "Socket.IO: runs=$runs duration=$duration rooms=$rooms rate=$rate/s per room receivers=$receivers over 2 nodes" "$rate" "$rooms"

@@ -13,7 +13,18 @@
 import exec from 'k6/execution';
 import { check } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
-import { Client, createRoom, latestSeq, num, runId, sentAt, sleepMs, timedBody, user } from './lib/telepath.js';
+import {
+  Client,
+  createRoom,
+  latestSeq,
+  missingSeqs,
+  num,
+  publishAt,
+  runId,
+  sentAt,
+  sleepMs,
+  user,
+} from './lib/telepath.js';
 
 const ROOMS = num('ROOMS', 2);
 const MEMBERS = num('MEMBERS', 5);
@@ -85,9 +96,7 @@ export async function member(data) {
   const endAt = exec.scenario.startTime + (JOIN_S + DURATION_S + DRAIN_S) * 1000;
   await sleepMs(Math.max(0, endAt - Date.now()));
   const latest = latestSeq(me.token, room);
-  let missing = 0;
-  for (let seq = 1; seq <= latest; seq++) if (!seen.has(seq)) missing++;
-  lost.add(missing);
+  lost.add(missingSeqs(seen, latest));
   delivered.add(seen.size);
   duplicated.add(0);
   outOfOrder.add(0);
@@ -101,21 +110,11 @@ export async function publisher(data) {
   const me = user(`${data.run}-p${i}`);
   const client = await Client.connect(me.token);
   await client.request({ type: 'join', room });
-  const total = Math.round(RATE * DURATION_S);
-  const start = Date.now();
-  const acks = [];
-  for (let n = 0; n < total; n++) {
-    // Open loop: each send at its own time, whether earlier ones are acked or not.
-    await sleepMs(Math.max(0, start + (n * 1000) / RATE - Date.now()));
-    sent.add(1);
-    acks.push(
-      client
-        .request({ type: 'send', room, body: timedBody(BODY_BYTES), client_id: `${data.run}-${i}-${n}` }, 30000)
-        .then(() => acked.add(1))
-        .catch(() => refused.add(1)),
-    );
+  const results = await publishAt(client, room, RATE, DURATION_S, BODY_BYTES, `${data.run}-${i}`, () => sent.add(1));
+  for (const r of results) {
+    if (r.status === 'fulfilled') acked.add(1);
+    else refused.add(1);
   }
-  await Promise.all(acks);
   refused.add(0);
   client.close();
 }

@@ -11,7 +11,7 @@
 import exec from 'k6/execution';
 import { check } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
-import { Client, createRoom, latestSeq, num, runId, sleepMs, timedBody, user } from './lib/telepath.js';
+import { Client, createRoom, latestSeq, missingSeqs, num, publishAt, runId, sleepMs, user } from './lib/telepath.js';
 
 const CLIENTS = num('CLIENTS', 20);
 const RATE = num('RATE', 10);
@@ -86,9 +86,7 @@ export async function client(data) {
   }
   await sleepMs(Math.max(0, start + (JOIN_S + DURATION_S + DRAIN_S) * 1000 - Date.now()));
   const latest = latestSeq(me.token, data.room);
-  let missing = 0;
-  for (let seq = 1; seq <= latest; seq++) if (!seen.has(seq)) missing++;
-  gaps.add(missing);
+  gaps.add(missingSeqs(seen, latest));
   repeats.add(0);
   unrecovered.add(0);
   failed.add(0);
@@ -100,14 +98,7 @@ export async function publisher(data) {
   const me = user(`${data.run}-publisher`);
   const conn = await Client.connect(me.token);
   await conn.request({ type: 'join', room: data.room });
-  const total = Math.round(RATE * DURATION_S);
-  const start = Date.now();
-  const acks = [];
-  for (let n = 0; n < total; n++) {
-    await sleepMs(Math.max(0, start + (n * 1000) / RATE - Date.now()));
-    acks.push(conn.request({ type: 'send', room: data.room, body: timedBody(100) }, 30000));
-  }
-  const results = await Promise.allSettled(acks);
+  const results = await publishAt(conn, data.room, RATE, DURATION_S, 100);
   check(results, { 'every send acked': (r) => r.every((x) => x.status === 'fulfilled') });
   conn.close();
 }

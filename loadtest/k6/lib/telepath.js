@@ -193,6 +193,33 @@ export class Client {
   }
 }
 
+/**
+ * Sends RATE messages per second to `room` for `durationS` seconds, open
+ * loop: each send at its own time, whether earlier ones are acked or not.
+ * `onSend(n)` is called for each; resolves with every send's settled
+ * result (`{status: 'fulfilled' | 'rejected'}`) once all are answered.
+ */
+export async function publishAt(client, room, rate, durationS, bodyBytes, clientIdPrefix, onSend) {
+  const total = Math.round(rate * durationS);
+  const start = Date.now();
+  const acks = [];
+  for (let n = 0; n < total; n++) {
+    await sleepMs(Math.max(0, start + (n * 1000) / rate - Date.now()));
+    if (onSend) onSend(n);
+    const frame = { type: 'send', room, body: timedBody(bodyBytes) };
+    if (clientIdPrefix) frame.client_id = `${clientIdPrefix}-${n}`;
+    acks.push(client.request(frame, 30000));
+  }
+  return Promise.allSettled(acks);
+}
+
+/** How many of the seqs 1..=latest are not in `seen`. */
+export function missingSeqs(seen, latest) {
+  let missing = 0;
+  for (let seq = 1; seq <= latest; seq++) if (!seen.has(seq)) missing++;
+  return missing;
+}
+
 /** Resolves after `ms`. */
 export function sleepMs(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
