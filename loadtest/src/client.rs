@@ -29,6 +29,32 @@ pub(crate) struct Frame<'a> {
     pub(crate) body: Option<&'a str>,
 }
 
+/// Where a WebSocket scenario's cluster is, and how to sign its tokens.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Cluster {
+    /// Base URL for REST (the api, the load balancer or an all-in-one).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub(crate) api: String,
+    /// Gateway base URLs, comma-separated; clients are spread over them.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
+    pub(crate) gateways: Vec<String>,
+    /// JWT secret of the deployment: tokens are signed here.
+    #[arg(long, env = "TELEPATH_JWT_SECRET", default_value = telepath_shared::config::DEV_JWT_SECRET)]
+    pub(crate) secret: String,
+}
+
+impl Cluster {
+    /// The REST base URL without a trailing slash.
+    pub(crate) fn api(&self) -> String {
+        self.api.trim_end_matches('/').to_owned()
+    }
+
+    /// The gateway client `i` connects to (round robin).
+    pub(crate) fn gateway(&self, i: usize) -> String {
+        self.gateways[i % self.gateways.len()].clone()
+    }
+}
+
 /// Signs tokens for users of the deployment whose secret it holds.
 pub(crate) struct Users {
     keys: JwtKeys,

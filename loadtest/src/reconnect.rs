@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::{Mutex, Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::client::{Frame, Users, Ws, connect, create_room, now_us, request};
+use crate::client::{Cluster, Frame, Users, Ws, connect, create_room, now_us, request};
 use crate::proto::Proto;
 use crate::report::{Latency, cpu_percent, own_cpu_seconds};
 use crate::room_fanout::{END, SeqSet, histogram, member, publish};
@@ -25,15 +25,8 @@ use crate::room_fanout::{END, SeqSet, histogram, member, publish};
 /// `telepath-load reconnect`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Base URL for REST (the api, the load balancer or an all-in-one).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    api: String,
-    /// Gateway base URLs, comma-separated; clients are spread over them.
-    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
-    gateways: Vec<String>,
-    /// JWT secret of the deployment: tokens are signed here.
-    #[arg(long, env = "TELEPATH_JWT_SECRET", default_value = telepath_shared::config::DEV_JWT_SECRET)]
-    secret: String,
+    #[command(flatten)]
+    cluster: Cluster,
     /// Members of the room.
     #[arg(long, default_value_t = 200)]
     clients: usize,
@@ -165,9 +158,9 @@ async fn client(
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
-    let api = args.api.trim_end_matches('/').to_owned();
+    let api = args.cluster.api();
     let http = reqwest::Client::new();
-    let users = Users::new(&args.secret);
+    let users = Users::new(&args.cluster.secret);
     let run = format!("s{}", now_us() % 1_000_000_000);
     let owner = users.token(&format!("{run}-owner"));
     let room = create_room(&http, &api, &owner, &format!("{run}-storm")).await?;
@@ -175,7 +168,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let mut joining = Vec::new();
     for i in 0..args.clients {
-        let gateway = args.gateways[i % args.gateways.len()].clone();
+        let gateway = args.cluster.gateway(i);
         let token = users.token(&format!("{run}-c{i}"));
         let (gate, room) = (gate.clone(), room.clone());
         joining.push(tokio::spawn(async move {
@@ -197,7 +190,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         )));
     }
     let publisher = member(
-        args.gateways[0].clone(),
+        args.cluster.gateway(0),
         users.token(&format!("{run}-publisher")),
         room.clone(),
         Proto::Telepath,
@@ -249,7 +242,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let back_latency: Histogram<u64> = back_latency.lock().await.clone();
     Ok(Summary {
         scenario: "reconnect",
-        gateways: args.gateways.len(),
+        gateways: args.cluster.gateways.len(),
         clients: args.clients,
         rate: args.rate,
         sent: published.sent,

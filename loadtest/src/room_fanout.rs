@@ -18,22 +18,15 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::client::{Users, Ws, create_room, now_us};
+use crate::client::{Cluster, Users, Ws, create_room, now_us};
 use crate::proto::{Event, Proto};
 use crate::report::{Latency, cpu_percent, own_cpu_seconds};
 
 /// `telepath-load room-fanout`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Base URL for REST (the api, the load balancer or an all-in-one).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    api: String,
-    /// Gateway base URLs, comma-separated; members and publishers are spread over them.
-    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
-    gateways: Vec<String>,
-    /// JWT secret of the deployment: tokens are signed here.
-    #[arg(long, env = "TELEPATH_JWT_SECRET", default_value = telepath_shared::config::DEV_JWT_SECRET)]
-    secret: String,
+    #[command(flatten)]
+    cluster: Cluster,
     /// Rooms, each with its own publisher.
     #[arg(long, default_value_t = 1)]
     rooms: usize,
@@ -260,9 +253,9 @@ pub(crate) async fn member(
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let args = Arc::new(args);
-    let api = args.api.trim_end_matches('/').to_owned();
+    let api = args.cluster.api();
     let http = reqwest::Client::new();
-    let users = Users::new(&args.secret);
+    let users = Users::new(&args.cluster.secret);
     let run = format!("f{}", now_us() % 1_000_000_000);
     let owner = users.token(&format!("{run}-owner"));
     let mut rooms = Vec::new();
@@ -278,7 +271,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let gate = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
     let mut joining = Vec::new();
     for i in 0..args.receivers {
-        let gateway = args.gateways[i % args.gateways.len()].clone();
+        let gateway = args.cluster.gateway(i);
         let room = rooms[i % rooms.len()].clone();
         let token = users.token(&format!("{run}-m{i}"));
         let (gate, proto) = (gate.clone(), args.protocol);
@@ -301,9 +294,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     }
     let mut publishers = Vec::new();
     for (r, room) in rooms.iter().enumerate() {
-        let gateway = &args.gateways[r % args.gateways.len()];
+        let gateway = args.cluster.gateway(r);
         let token = users.token(&format!("{run}-p{r}"));
-        publishers.push(member(gateway.clone(), token, room.clone(), args.protocol).await?);
+        publishers.push(member(gateway, token, room.clone(), args.protocol).await?);
     }
 
     let cpu_before = own_cpu_seconds();
@@ -357,7 +350,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let latency = latency.lock().await;
     Ok(Summary {
         scenario: "room-fanout",
-        gateways: args.gateways.len(),
+        gateways: args.cluster.gateways.len(),
         rooms: rooms.len(),
         receivers: args.receivers,
         rate_per_room: args.rate,
