@@ -29,7 +29,7 @@ apt_install() {
 log "checking tools"
 # command -> Debian package
 missing=()
-for pair in redis-server:redis-server haproxy:haproxy docker-compose:docker-compose promtool:prometheus; do
+for pair in curl:curl redis-server:redis-server haproxy:haproxy docker-compose:docker-compose promtool:prometheus; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
