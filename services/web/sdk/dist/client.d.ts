@@ -1,0 +1,228 @@
+import { TelepathError } from "./errors.js";
+import type { Broadcast, Bye, ChosenStatus, DirectMessage, DmReply, JoinReply, MemberEvent, PresenceEvent, RoomClosed, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
+export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+/** A token, or a callback giving one (called on every (re)connect and before `exp` to `refresh`). */
+export type TokenSource = string | (() => string | Promise<string>);
+export interface ReconnectOptions {
+    initialDelayMs?: number;
+    maxDelayMs?: number;
+    factor?: number;
+    jitter?: number;
+}
+export interface TelepathOptions {
+    /** ws(s)://host/connect; http(s):// is accepted and converted (an empty path becomes /connect). The token goes in ?token=. */
+    url: string;
+    /** A token, or a callback called on every (re)connect and again before `exp` to send `refresh`. */
+    token: TokenSource;
+    /** WebSocket constructor (default globalThis.WebSocket). */
+    WebSocket?: any;
+    /** Per attempt (default 10000). */
+    requestTimeoutMs?: number;
+    /** How long to wait for `welcome` after opening a socket before giving up on it (default requestTimeoutMs). */
+    connectTimeoutMs?: number;
+    /** false: no automatic reconnect. Defaults 250, 10000, 2, 0.5. */
+    reconnect?: false | ReconnectOptions;
+    /** Refresh this long before `exp` (default 30000, or a third of the lifetime for short tokens). */
+    refreshBeforeExpMs?: number;
+    /** typing(room) sends at most one active:true per window (default 2000; the server's TTL is 6 s). */
+    typingThrottleMs?: number;
+    /** Ack room seqs (throttled) and DMs after emitting them (default true). */
+    autoAck?: boolean;
+    /** Room acks go out at most once per this window per room, latest seq (default 500). */
+    ackThrottleMs?: number;
+    /** Offer the `telepath.v1` subprotocol (default true). */
+    subprotocol?: boolean;
+    /** DM ids remembered to drop repeats (default 2000). */
+    dmMemory?: number;
+}
+export interface StateChange {
+    state: ConnectionState;
+    attempt?: number;
+    delayMs?: number;
+    code?: number;
+    reason?: string;
+}
+export interface TelepathEvents {
+    state: StateChange;
+    welcome: Welcome;
+    message: RoomMessage;
+    dm: DirectMessage;
+    broadcast: Broadcast;
+    presence: PresenceEvent;
+    typing: TypingEvent;
+    member: MemberEvent;
+    room_closed: RoomClosed;
+    bye: Bye;
+    error: ServerError;
+    /** After every successful (re)join. */
+    joined: JoinReply & {
+        rejoin: boolean;
+    };
+    /** A join with since came back recovered:false: page history over REST up to `seq`. */
+    recovery: {
+        room: string;
+        recovered: false;
+        seq: number;
+    };
+    /** A rejoin after reconnect failed for good (the room was closed, ...): the room is forgotten. */
+    rejoin_error: {
+        room: string;
+        error: TelepathError;
+    };
+    /** Every raw server frame, before it is handled. */
+    frame: ServerFrame;
+}
+/**
+ * A Telepath WebSocket client: reconnects with backoff, rejoins rooms with
+ * `since` so nothing is missed or repeated, queues sends and DMs while
+ * disconnected (resent with the same `client_id`), refreshes the token, and
+ * paces frames under the server's rate limit.
+ *
+ * Requests other than send/dm/join/status made while disconnected (ping,
+ * leave, broadcast, request()) wait in the queue and go out after the next
+ * welcome; their timeout starts when they are written. If the socket drops
+ * after one was written, it rejects with `disconnected`.
+ */
+export declare class Telepath {
+    private readonly opts;
+    private readonly events;
+    private tokenSource;
+    private _state;
+    private _welcome?;
+    private ws?;
+    private ready;
+    private stopped;
+    private gen;
+    private attempt;
+    private openedAt;
+    private currentToken?;
+    private connectWaiters;
+    private order;
+    private refCounter;
+    private outbox;
+    private inflight;
+    private readonly roomMap;
+    private statusWanted?;
+    private statusWaiters;
+    private readonly seenDms;
+    private readonly acks;
+    private pendingDmAcks;
+    private typingSentAt;
+    private tokens;
+    private capacity;
+    private ratePerMs;
+    private lastRefill;
+    private reconnectTimer?;
+    private welcomeTimer?;
+    private refreshTimer?;
+    private pumpTimer?;
+    private readonly retryTimers;
+    constructor(opts: TelepathOptions);
+    get state(): ConnectionState;
+    get user(): {
+        id: string;
+        name: string;
+        role: string;
+    } | undefined;
+    /** The latest welcome frame. */
+    get welcome(): Welcome | undefined;
+    /** Resolves on the first welcome (at once when open); rejects if closed before. Restarts a closed client. */
+    connect(): Promise<Welcome>;
+    /** Normal close (1000), no reconnect; state "closed". Everything waiting rejects with `closed`. */
+    close(): void;
+    /** Replaces the token (or callback) used from the next (re)connect on. */
+    setToken(token: TokenSource): void;
+    /** Skips the wait of a scheduled reconnect and tries now. */
+    reconnectNow(): void;
+    on<E extends keyof TelepathEvents>(event: E, fn: (payload: TelepathEvents[E]) => void): () => void;
+    off<E extends keyof TelepathEvents>(event: E, fn: (payload: TelepathEvents[E]) => void): void;
+    once<E extends keyof TelepathEvents>(event: E, fn: (payload: TelepathEvents[E]) => void): () => void;
+    /** Sends any request with a fresh `ref`; resolves with the reply's data, rejects with TelepathError. */
+    request<T = unknown>(frame: {
+        type: string;
+        [k: string]: unknown;
+    }, opts?: {
+        timeoutMs?: number;
+    }): Promise<T>;
+    /** Joins a room; remembered and rejoined with `since` after every reconnect. */
+    join(room: string, opts?: {
+        since?: number;
+    }): Promise<JoinReply>;
+    /** Leaves a room (ends participation); it is forgotten at once, so it is not rejoined. */
+    leave(room: string): Promise<{
+        room: string;
+    }>;
+    /** Sends a room message; queued while disconnected and resent after a drop with the same client_id. */
+    send(room: string, body: string, opts?: {
+        kind?: string;
+        replyTo?: string;
+        clientId?: string;
+    }): Promise<SendReply>;
+    /** Sends a direct message (to a user id or username); queued like send. */
+    dm(to: string, body: string, opts?: {
+        clientId?: string;
+    }): Promise<DmReply>;
+    /** Sets the user's status; re-applied after every reconnect. */
+    setStatus(status: ChosenStatus, text?: string): Promise<{
+        status: string;
+    }>;
+    /** Says we are typing in `room`: at most one active:true per typingThrottleMs. Dropped while disconnected. */
+    typing(room: string): void;
+    /** Stops the typing indicator (only if we said active on this connection). */
+    stopTyping(room: string): void;
+    /** Moves the room's delivery cursor (throttled per room, latest seq wins; kept across reconnects). */
+    ackRoom(room: string, seq: number): void;
+    /** Acks a DM: it leaves our offline queue. */
+    ackDm(id: string): void;
+    /** Admins only: a broadcast to every connection. */
+    broadcast(body: string): Promise<{
+        id: string;
+    }>;
+    ping(): Promise<{
+        pong: number;
+    }>;
+    /** The highest seq delivered to the app for `room` (else the latest join reply's seq). */
+    lastSeq(room: string): number | undefined;
+    /** Rooms joined (or being joined) on this client. */
+    rooms(): string[];
+    /** Sends and DMs queued or in flight. */
+    pending(): number;
+    private setState;
+    private token;
+    private openSocket;
+    private detach;
+    /** The socket is gone (or never came up): requeue, reject, and reconnect or stop. */
+    private disconnected;
+    /** Stops for good: state closed, everything waiting rejects with `closed`. */
+    private shutdown;
+    private clearConnectionTimers;
+    /**
+     * After a drop: sends and DMs (queued or in flight) stay queued in their
+     * order; joins and status go back to their rooms/status to be redone after
+     * the next welcome; other requests already written reject with `err`;
+     * typing, acks and refreshes are dropped (acks are redone from state).
+     */
+    private salvage;
+    private failItem;
+    private onData;
+    private onWelcome;
+    private onReply;
+    /** Runs `fn` after `ms` on this connection; if the socket drops first, `it` goes back to the queue. */
+    private later;
+    private onJoinReply;
+    private onMessage;
+    private onDm;
+    private forgetRoom;
+    private enqueueRequest;
+    private pushJoin;
+    private pushStatus;
+    private pushFire;
+    private scheduleAck;
+    /** Writes queued frames while the rate allows (a token bucket under the server's limit). */
+    private pump;
+    /** Puts one item on the wire; false when it was refused locally (nothing written). */
+    private write;
+    private onTimeout;
+    private scheduleRefresh;
+    private refresh;
+}

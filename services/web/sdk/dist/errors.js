@@ -1,0 +1,19 @@
+/**
+ * A failed request. `code` is the server's error code (`not_found`,
+ * `too_large`, ...) or one of the SDK's own: `timeout` (no reply within the
+ * request timeout), `disconnected` (the socket dropped with the request in
+ * flight), `closed` (the client was closed), `cancelled` (superseded, e.g. a
+ * join cancelled by `leave`), `network` and `bad_response` (REST only).
+ * `status` is the HTTP status for REST errors.
+ */
+export class TelepathError extends Error {
+    code;
+    status;
+    constructor(code, message, status) {
+        super(message ?? code);
+        this.name = "TelepathError";
+        this.code = code;
+        if (status !== undefined)
+            this.status = status;
+    }
+}

@@ -1,0 +1,54 @@
+import type { ConnectionAnalytics, CreateRoom, DirectMessage, DmState, HistoryQuery, MessagePage, OnlineUser, Participant, Room, User } from "./types.js";
+export interface TelepathRestOptions {
+    /** The api's origin, e.g. `http://127.0.0.1:8080` ("" for the page's own origin in a browser). */
+    baseUrl: string;
+    /** A token, or a callback giving one (called for every request). */
+    token?: string | (() => string | Promise<string>);
+    /** fetch implementation (default globalThis.fetch). */
+    fetch?: typeof fetch;
+}
+type Method = "GET" | "POST" | "DELETE";
+/**
+ * The REST api over fetch. Every non-2xx answer rejects with
+ * TelepathError(code, message, status) from the `{"error":{code,message}}`
+ * body; a failed fetch rejects with code `network`.
+ */
+export declare class TelepathRest {
+    private readonly baseUrl;
+    private readonly tokenSource?;
+    private readonly fetchImpl?;
+    constructor(opts: TelepathRestOptions);
+    /** Dev login (`TELEPATH_DEV_LOGIN`): creates the user if new. */
+    static login(baseUrl: string, username: string, role?: "user" | "admin"): Promise<{
+        token: string;
+        user: User;
+    }>;
+    listRooms(): Promise<Room[]>;
+    createRoom(r: CreateRoom): Promise<Room>;
+    /** Becomes a participant (409 `room_full`, 404 for private rooms). */
+    joinRoom(id: string): Promise<Participant>;
+    leaveRoom(id: string): Promise<void>;
+    /** The owner or an admin closes the room. */
+    closeRoom(id: string): Promise<void>;
+    /** A page of history in seq order: `before` alone gives the newest below it, `after` the oldest above it. */
+    history(room: string, q?: HistoryQuery): Promise<MessagePage>;
+    participants(room: string): Promise<Participant[]>;
+    online(): Promise<OnlineUser[]>;
+    /** The caller's DMs not acked yet, oldest first. */
+    pendingDms(): Promise<DirectMessage[]>;
+    /** Where one DM stands (sender or recipient only). */
+    dmState(id: string): Promise<DmState>;
+    /** Admins only. */
+    broadcast(body: string): Promise<{
+        id: string;
+    }>;
+    /** Admins only: closes every connection of the user with 4003. */
+    disconnectUser(userId: string): Promise<{
+        disconnected: number;
+    }>;
+    /** Admins only. */
+    analytics(): Promise<ConnectionAnalytics>;
+    /** Any route: JSON in, JSON out (undefined for 204). */
+    call<T>(method: Method, path: string, body?: unknown, auth?: boolean): Promise<T>;
+}
+export {};

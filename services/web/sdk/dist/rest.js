@@ -1,0 +1,144 @@
+import { TelepathError } from "./errors.js";
+/**
+ * The REST api over fetch. Every non-2xx answer rejects with
+ * TelepathError(code, message, status) from the `{"error":{code,message}}`
+ * body; a failed fetch rejects with code `network`.
+ */
+export class TelepathRest {
+    baseUrl;
+    tokenSource;
+    fetchImpl;
+    constructor(opts) {
+        this.baseUrl = (opts.baseUrl ?? "").replace(/\/+$/, "");
+        if (opts.token !== undefined)
+            this.tokenSource = opts.token;
+        if (opts.fetch !== undefined)
+            this.fetchImpl = opts.fetch;
+    }
+    /** Dev login (`TELEPATH_DEV_LOGIN`): creates the user if new. */
+    static async login(baseUrl, username, role) {
+        const body = { username };
+        if (role !== undefined)
+            body["role"] = role;
+        return new TelepathRest({ baseUrl }).call("POST", "/auth/login", body, false);
+    }
+    async listRooms() {
+        return (await this.call("GET", "/rooms")).rooms;
+    }
+    createRoom(r) {
+        return this.call("POST", "/rooms", r);
+    }
+    /** Becomes a participant (409 `room_full`, 404 for private rooms). */
+    joinRoom(id) {
+        return this.call("POST", `/rooms/${enc(id)}/join`);
+    }
+    async leaveRoom(id) {
+        await this.call("DELETE", `/rooms/${enc(id)}/leave`);
+    }
+    /** The owner or an admin closes the room. */
+    async closeRoom(id) {
+        await this.call("DELETE", `/rooms/${enc(id)}`);
+    }
+    /** A page of history in seq order: `before` alone gives the newest below it, `after` the oldest above it. */
+    history(room, q = {}) {
+        const params = new URLSearchParams();
+        if (q.before !== undefined)
+            params.set("before", String(q.before));
+        if (q.after !== undefined)
+            params.set("after", String(q.after));
+        if (q.limit !== undefined)
+            params.set("limit", String(q.limit));
+        const qs = params.toString();
+        return this.call("GET", `/rooms/${enc(room)}/messages${qs ? `?${qs}` : ""}`);
+    }
+    async participants(room) {
+        return (await this.call("GET", `/rooms/${enc(room)}/participants`)).participants;
+    }
+    async online() {
+        return (await this.call("GET", "/presence/online")).users;
+    }
+    /** The caller's DMs not acked yet, oldest first. */
+    async pendingDms() {
+        return (await this.call("GET", "/dms/pending")).messages;
+    }
+    /** Where one DM stands (sender or recipient only). */
+    dmState(id) {
+        return this.call("GET", `/dms/${enc(id)}`);
+    }
+    /** Admins only. */
+    broadcast(body) {
+        return this.call("POST", "/messages/broadcast", { body });
+    }
+    /** Admins only: closes every connection of the user with 4003. */
+    disconnectUser(userId) {
+        return this.call("POST", "/admin/disconnect", { user_id: userId });
+    }
+    /** Admins only. */
+    analytics() {
+        return this.call("GET", "/analytics/connections");
+    }
+    /** Any route: JSON in, JSON out (undefined for 204). */
+    async call(method, path, body, auth = true) {
+        const headers = { accept: "application/json" };
+        if (body !== undefined)
+            headers["content-type"] = "application/json";
+        if (auth && this.tokenSource !== undefined) {
+            const src = this.tokenSource;
+            const token = typeof src === "function" ? await src() : src;
+            if (token)
+                headers["authorization"] = `Bearer ${token}`;
+        }
+        const f = this.fetchImpl ?? globalThis.fetch;
+        let res;
+        try {
+            const init = { method, headers };
+            if (body !== undefined)
+                init.body = JSON.stringify(body);
+            res = await f(`${this.baseUrl}${path}`, init);
+        }
+        catch (err) {
+            throw new TelepathError("network", `${method} ${path}: ${err?.message ?? String(err)}`);
+        }
+        const text = await res.text();
+        let json = undefined;
+        if (text) {
+            try {
+                json = JSON.parse(text);
+            }
+            catch {
+                if (res.ok)
+                    throw new TelepathError("bad_response", `${method} ${path}: not JSON`, res.status);
+            }
+        }
+        if (!res.ok) {
+            const e = json?.error;
+            throw new TelepathError(e?.code ?? statusCode(res.status), e?.message ?? `${method} ${path}: HTTP ${res.status}`, res.status);
+        }
+        return json;
+    }
+}
+function enc(id) {
+    return encodeURIComponent(id);
+}
+function statusCode(status) {
+    switch (status) {
+        case 400:
+            return "bad_request";
+        case 401:
+            return "unauthorized";
+        case 403:
+            return "forbidden";
+        case 404:
+            return "not_found";
+        case 409:
+            return "conflict";
+        case 413:
+            return "too_large";
+        case 429:
+            return "rate_limited";
+        case 503:
+            return "unavailable";
+        default:
+            return "internal";
+    }
+}

@@ -1,0 +1,17 @@
+/** A random id for `client_id`: crypto.randomUUID where there is one. */
+export declare function randomId(): string;
+/** The payload of a JWT (not verified: the server does that), or undefined. */
+export declare function decodeJwtPayload(token: string): Record<string, unknown> | undefined;
+/** A JWT's `exp` in Unix seconds, or undefined. */
+export declare function tokenExpiry(token: string): number | undefined;
+/** A bounded set: the oldest entries are forgotten past `max`. */
+export declare class BoundedSet<T> {
+    private readonly max;
+    private items;
+    constructor(max: number);
+    has(v: T): boolean;
+    add(v: T): void;
+    get size(): number;
+}
+/** ws(s):// URL of the gateway with `?token=`: http(s) becomes ws(s), an empty path becomes /connect. */
+export declare function socketUrl(url: string, token: string): string;

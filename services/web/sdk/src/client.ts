@@ -1,0 +1,1022 @@
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
+import { Emitter } from "./emitter.js";
+import { TelepathError } from "./errors.js";
+import type {
+  Broadcast,
+  Bye,
+  ChosenStatus,
+  DirectMessage,
+  DmReply,
+  JoinReply,
+  MemberEvent,
+  PresenceEvent,
+  Reply,
+  RoomClosed,
+  RoomMessage,
+  SendReply,
+  ServerError,
+  ServerFrame,
+  TypingEvent,
+  User,
+  Welcome,
+} from "./types.js";
+import { BoundedSet, randomId, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
+
+export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+/** A token, or a callback giving one (called on every (re)connect and before `exp` to `refresh`). */
+export type TokenSource = string | (() => string | Promise<string>);
+
+export interface ReconnectOptions {
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  factor?: number;
+  jitter?: number;
+}
+
+export interface TelepathOptions {
+  /** ws(s)://host/connect; http(s):// is accepted and converted (an empty path becomes /connect). The token goes in ?token=. */
+  url: string;
+  /** A token, or a callback called on every (re)connect and again before `exp` to send `refresh`. */
+  token: TokenSource;
+  /** WebSocket constructor (default globalThis.WebSocket). */
+  WebSocket?: any;
+  /** Per attempt (default 10000). */
+  requestTimeoutMs?: number;
+  /** How long to wait for `welcome` after opening a socket before giving up on it (default requestTimeoutMs). */
+  connectTimeoutMs?: number;
+  /** false: no automatic reconnect. Defaults 250, 10000, 2, 0.5. */
+  reconnect?: false | ReconnectOptions;
+  /** Refresh this long before `exp` (default 30000, or a third of the lifetime for short tokens). */
+  refreshBeforeExpMs?: number;
+  /** typing(room) sends at most one active:true per window (default 2000; the server's TTL is 6 s). */
+  typingThrottleMs?: number;
+  /** Ack room seqs (throttled) and DMs after emitting them (default true). */
+  autoAck?: boolean;
+  /** Room acks go out at most once per this window per room, latest seq (default 500). */
+  ackThrottleMs?: number;
+  /** Offer the `telepath.v1` subprotocol (default true). */
+  subprotocol?: boolean;
+  /** DM ids remembered to drop repeats (default 2000). */
+  dmMemory?: number;
+}
+
+export interface StateChange {
+  state: ConnectionState;
+  attempt?: number;
+  delayMs?: number;
+  code?: number;
+  reason?: string;
+}
+
+export interface TelepathEvents {
+  state: StateChange;
+  welcome: Welcome;
+  message: RoomMessage;
+  dm: DirectMessage;
+  broadcast: Broadcast;
+  presence: PresenceEvent;
+  typing: TypingEvent;
+  member: MemberEvent;
+  room_closed: RoomClosed;
+  bye: Bye;
+  error: ServerError;
+  /** After every successful (re)join. */
+  joined: JoinReply & { rejoin: boolean };
+  /** A join with since came back recovered:false: page history over REST up to `seq`. */
+  recovery: { room: string; recovered: false; seq: number };
+  /** A rejoin after reconnect failed for good (the room was closed, ...): the room is forgotten. */
+  rejoin_error: { room: string; error: TelepathError };
+  /** Every raw server frame, before it is handled. */
+  frame: ServerFrame;
+}
+
+type Frame = { type: string; [k: string]: unknown };
+type Waiter<T> = { resolve: (v: T) => void; reject: (e: TelepathError) => void };
+
+type ItemKind = "send" | "dm" | "join" | "status" | "request" | "refresh" | "fire";
+
+interface Item {
+  /** Creation order: restores the queue's order after a drop. */
+  order: number;
+  kind: ItemKind;
+  frame: Frame;
+  timeoutMs: number;
+  /** send, dm, request, refresh: the caller's promise. */
+  waiter?: Waiter<any>;
+  /** join and status: everyone waiting for this attempt. */
+  waiters?: Waiter<any>[];
+  room?: string;
+  since?: number;
+  retries?: number;
+  timer?: ReturnType<typeof setTimeout>;
+  onWrite?: () => void;
+}
+
+interface RoomEntry {
+  room: string;
+  /** Highest seq emitted to the app. */
+  delivered?: number;
+  /** Where to resume when nothing was delivered: an explicit since, or a recovery point. */
+  resumeFrom?: number;
+  /** The latest join reply's seq. */
+  replySeq?: number;
+  /** A join succeeded at least once (later joins are rejoins). */
+  joined: boolean;
+  /** join() calls not answered yet and not attached to an item on the wire. */
+  waiters: Waiter<JoinReply>[];
+  /** The join of this connection still waiting for its reply. */
+  inflight?: Item;
+  rejoinFailures: number;
+  rejoinTimer?: ReturnType<typeof setTimeout>;
+}
+
+interface AckState {
+  wanted: number;
+  sent?: number;
+  lastAt: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+const TRANSIENT = new Set(["unavailable", "internal", "rate_limited", "timeout"]);
+/** A connection that stayed up this long resets the backoff. */
+const STABLE_MS = 5000;
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * A Telepath WebSocket client: reconnects with backoff, rejoins rooms with
+ * `since` so nothing is missed or repeated, queues sends and DMs while
+ * disconnected (resent with the same `client_id`), refreshes the token, and
+ * paces frames under the server's rate limit.
+ *
+ * Requests other than send/dm/join/status made while disconnected (ping,
+ * leave, broadcast, request()) wait in the queue and go out after the next
+ * welcome; their timeout starts when they are written. If the socket drops
+ * after one was written, it rejects with `disconnected`.
+ */
+export class Telepath {
+  private readonly opts: TelepathOptions;
+  private readonly events = new Emitter<TelepathEvents>();
+  private tokenSource: TokenSource;
+  private _state: ConnectionState = "idle";
+  private _welcome?: Welcome;
+  private ws?: any;
+  private ready = false;
+  private stopped = true;
+  private gen = 0;
+  private attempt = 0;
+  private openedAt = 0;
+  private currentToken?: string;
+  private connectWaiters: Waiter<Welcome>[] = [];
+
+  private order = 0;
+  private refCounter = 0;
+  private outbox: Item[] = [];
+  private inflight = new Map<string, Item>();
+  private readonly roomMap = new Map<string, RoomEntry>();
+  private statusWanted?: { status: ChosenStatus; text?: string };
+  private statusWaiters: Waiter<{ status: string }>[] = [];
+  private readonly seenDms: BoundedSet<string>;
+  private readonly acks = new Map<string, AckState>();
+  private pendingDmAcks = new Set<string>();
+  private typingSentAt = new Map<string, number>();
+
+  private tokens = 0;
+  private capacity = 40;
+  private ratePerMs = 0.045;
+  private lastRefill = 0;
+
+  private reconnectTimer?: ReturnType<typeof setTimeout>;
+  private welcomeTimer?: ReturnType<typeof setTimeout>;
+  private refreshTimer?: ReturnType<typeof setTimeout>;
+  private pumpTimer?: ReturnType<typeof setTimeout>;
+  private readonly retryTimers = new Set<ReturnType<typeof setTimeout>>();
+
+  constructor(opts: TelepathOptions) {
+    if (!opts || typeof opts.url !== "string") throw new TypeError("Telepath: opts.url is required");
+    if (opts.token === undefined) throw new TypeError("Telepath: opts.token is required");
+    this.opts = { ...opts };
+    this.tokenSource = opts.token;
+    this.seenDms = new BoundedSet(opts.dmMemory ?? 2000);
+  }
+
+  // -------------------------------------------------------------------------
+  // Public API
+  // -------------------------------------------------------------------------
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  get user(): { id: string; name: string; role: string } | undefined {
+    return this._welcome?.user;
+  }
+
+  /** The latest welcome frame. */
+  get welcome(): Welcome | undefined {
+    return this._welcome;
+  }
+
+  /** Resolves on the first welcome (at once when open); rejects if closed before. Restarts a closed client. */
+  connect(): Promise<Welcome> {
+    if (this._state === "open" && this._welcome) return Promise.resolve(this._welcome);
+    const p = new Promise<Welcome>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
+    if (this.stopped) {
+      this.stopped = false;
+      this.attempt = 0;
+      void this.openSocket();
+    }
+    return p;
+  }
+
+  /** Normal close (1000), no reconnect; state "closed". Everything waiting rejects with `closed`. */
+  close(): void {
+    if (this.stopped && this._state !== "idle") return;
+    this.shutdown(1000, "closed by the client");
+  }
+
+  /** Replaces the token (or callback) used from the next (re)connect on. */
+  setToken(token: TokenSource): void {
+    this.tokenSource = token;
+  }
+
+  /** Skips the wait of a scheduled reconnect and tries now. */
+  reconnectNow(): void {
+    if (this.stopped || this.ws || !this.reconnectTimer) return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    void this.openSocket();
+  }
+
+  on<E extends keyof TelepathEvents>(event: E, fn: (payload: TelepathEvents[E]) => void): () => void {
+    return this.events.on(event, fn);
+  }
+
+  off<E extends keyof TelepathEvents>(event: E, fn: (payload: TelepathEvents[E]) => void): void {
+    this.events.off(event, fn);
+  }
+
+  once<E extends keyof TelepathEvents>(event: E, fn: (payload: TelepathEvents[E]) => void): () => void {
+    return this.events.once(event, fn);
+  }
+
+  /** Sends any request with a fresh `ref`; resolves with the reply's data, rejects with TelepathError. */
+  request<T = unknown>(frame: { type: string; [k: string]: unknown }, opts?: { timeoutMs?: number }): Promise<T> {
+    return this.enqueueRequest<T>("request", frame, opts?.timeoutMs);
+  }
+
+  /** Joins a room; remembered and rejoined with `since` after every reconnect. */
+  join(room: string, opts?: { since?: number }): Promise<JoinReply> {
+    if (this._state === "closed") return Promise.reject(new TelepathError("closed", "the client is closed"));
+    const since = opts?.since;
+    return new Promise<JoinReply>((resolve, reject) => {
+      const waiter = { resolve, reject };
+      let entry = this.roomMap.get(room);
+      if (!entry) {
+        entry = { room, joined: false, waiters: [], rejoinFailures: 0 };
+        this.roomMap.set(room, entry);
+      }
+      if (since !== undefined) {
+        entry.resumeFrom = since;
+        // An explicit since restarts the replay from there.
+        if (entry.delivered !== undefined && since < entry.delivered) entry.delivered = undefined;
+      }
+      if (!this.ready) {
+        entry.waiters.push(waiter);
+        return;
+      }
+      if (entry.inflight && since === undefined) {
+        entry.inflight.waiters!.push(waiter);
+        return;
+      }
+      entry.waiters.push(waiter);
+      this.pushJoin(entry);
+      this.pump();
+    });
+  }
+
+  /** Leaves a room (ends participation); it is forgotten at once, so it is not rejoined. */
+  leave(room: string): Promise<{ room: string }> {
+    const entry = this.roomMap.get(room);
+    if (entry) this.forgetRoom(entry, new TelepathError("cancelled", "left the room"));
+    return this.enqueueRequest("request", { type: "leave", room });
+  }
+
+  /** Sends a room message; queued while disconnected and resent after a drop with the same client_id. */
+  send(room: string, body: string, opts?: { kind?: string; replyTo?: string; clientId?: string }): Promise<SendReply> {
+    const frame: Frame = { type: "send", room, body, client_id: opts?.clientId ?? randomId() };
+    if (opts?.kind !== undefined) frame["kind"] = opts.kind;
+    if (opts?.replyTo !== undefined) frame["reply_to"] = opts.replyTo;
+    return this.enqueueRequest("send", frame);
+  }
+
+  /** Sends a direct message (to a user id or username); queued like send. */
+  dm(to: string, body: string, opts?: { clientId?: string }): Promise<DmReply> {
+    return this.enqueueRequest("dm", { type: "dm", to, body, client_id: opts?.clientId ?? randomId() });
+  }
+
+  /** Sets the user's status; re-applied after every reconnect. */
+  setStatus(status: ChosenStatus, text?: string): Promise<{ status: string }> {
+    if (this._state === "closed") return Promise.reject(new TelepathError("closed", "the client is closed"));
+    this.statusWanted = text === undefined ? { status } : { status, text };
+    return new Promise((resolve, reject) => {
+      this.statusWaiters.push({ resolve, reject });
+      if (this.ready) {
+        this.pushStatus();
+        this.pump();
+      }
+    });
+  }
+
+  /** Says we are typing in `room`: at most one active:true per typingThrottleMs. Dropped while disconnected. */
+  typing(room: string): void {
+    if (!this.ready) return;
+    const now = Date.now();
+    const last = this.typingSentAt.get(room);
+    if (last !== undefined && now - last < (this.opts.typingThrottleMs ?? 2000)) return;
+    this.typingSentAt.set(room, now);
+    this.pushFire({ type: "typing", room, active: true });
+  }
+
+  /** Stops the typing indicator (only if we said active on this connection). */
+  stopTyping(room: string): void {
+    if (!this.typingSentAt.has(room)) return;
+    this.typingSentAt.delete(room);
+    if (this.ready) this.pushFire({ type: "typing", room, active: false });
+  }
+
+  /** Moves the room's delivery cursor (throttled per room, latest seq wins; kept across reconnects). */
+  ackRoom(room: string, seq: number): void {
+    let st = this.acks.get(room);
+    if (!st) {
+      st = { wanted: seq, lastAt: 0 };
+      this.acks.set(room, st);
+    } else if (seq <= st.wanted && st.sent !== undefined && seq <= st.sent) {
+      return;
+    } else {
+      st.wanted = Math.max(st.wanted, seq);
+    }
+    this.scheduleAck(room, st);
+  }
+
+  /** Acks a DM: it leaves our offline queue. */
+  ackDm(id: string): void {
+    if (this.ready) this.pushFire({ type: "ack", dm: id });
+    else this.pendingDmAcks.add(id);
+  }
+
+  /** Admins only: a broadcast to every connection. */
+  broadcast(body: string): Promise<{ id: string }> {
+    return this.enqueueRequest("request", { type: "broadcast", body });
+  }
+
+  ping(): Promise<{ pong: number }> {
+    return this.enqueueRequest("request", { type: "ping" });
+  }
+
+  /** The highest seq delivered to the app for `room` (else the latest join reply's seq). */
+  lastSeq(room: string): number | undefined {
+    const e = this.roomMap.get(room);
+    return e ? e.delivered ?? e.replySeq ?? e.resumeFrom : undefined;
+  }
+
+  /** Rooms joined (or being joined) on this client. */
+  rooms(): string[] {
+    return [...this.roomMap.keys()];
+  }
+
+  /** Sends and DMs queued or in flight. */
+  pending(): number {
+    let n = 0;
+    for (const it of this.outbox) if (it.kind === "send" || it.kind === "dm") n++;
+    for (const it of this.inflight.values()) if (it.kind === "send" || it.kind === "dm") n++;
+    return n;
+  }
+
+  // -------------------------------------------------------------------------
+  // Connection lifecycle
+  // -------------------------------------------------------------------------
+
+  private setState(state: ConnectionState, extra: Omit<StateChange, "state"> = {}): void {
+    const changed = this._state !== state;
+    this._state = state;
+    // Reconnecting is announced on every scheduled attempt, the rest on change.
+    if (changed || state === "reconnecting") this.events.emit("state", { state, ...extra });
+  }
+
+  private async token(): Promise<string> {
+    const src = this.tokenSource;
+    const t = typeof src === "function" ? await src() : src;
+    if (typeof t !== "string" || t === "") throw new TelepathError("unauthorized", "the token callback gave no token");
+    return t;
+  }
+
+  private async openSocket(): Promise<void> {
+    const gen = ++this.gen;
+    this.reconnectTimer = undefined;
+    if (this._state !== "reconnecting") this.setState("connecting");
+    let token: string;
+    try {
+      token = await this.token();
+    } catch (err) {
+      if (gen !== this.gen || this.stopped) return;
+      this.disconnected(undefined, `token: ${(err as Error)?.message ?? String(err)}`, false);
+      return;
+    }
+    if (gen !== this.gen || this.stopped) return;
+    const WS = this.opts.WebSocket ?? (globalThis as { WebSocket?: unknown }).WebSocket;
+    if (typeof WS !== "function") {
+      this.shutdown(1006, "no WebSocket implementation: pass opts.WebSocket");
+      return;
+    }
+    let ws: any;
+    try {
+      const url = socketUrl(this.opts.url, token);
+      ws = this.opts.subprotocol === false ? new (WS as any)(url) : new (WS as any)(url, ["telepath.v1"]);
+    } catch (err) {
+      this.disconnected(undefined, `socket: ${(err as Error)?.message ?? String(err)}`, false);
+      return;
+    }
+    this.ws = ws;
+    this.currentToken = token;
+    ws.onmessage = (ev: { data: unknown }) => {
+      if (this.ws === ws) this.onData(ev.data);
+    };
+    ws.onclose = (ev: { code?: number; reason?: string }) => {
+      if (this.ws !== ws) return;
+      this.detach(ws);
+      this.disconnected(ev.code ?? 1006, ev.reason ?? "", this.ready);
+    };
+    ws.onerror = () => {
+      /* a close event follows */
+    };
+    const connectTimeout = this.opts.connectTimeoutMs ?? this.opts.requestTimeoutMs ?? 10_000;
+    this.welcomeTimer = setTimeout(() => {
+      this.welcomeTimer = undefined;
+      if (this.ws !== ws || this.ready) return;
+      this.detach(ws);
+      try {
+        ws.close(4000, "no welcome");
+      } catch {
+        /* ignore */
+      }
+      this.disconnected(undefined, "no welcome in time", false);
+    }, connectTimeout);
+  }
+
+  private detach(ws: any): void {
+    if (this.ws === ws) this.ws = undefined;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = null;
+  }
+
+  /** The socket is gone (or never came up): requeue, reject, and reconnect or stop. */
+  private disconnected(code: number | undefined, reason: string, wasReady: boolean): void {
+    this.ready = false;
+    this.clearConnectionTimers();
+    this.salvage(new TelepathError("disconnected", `the connection dropped${code ? ` (${code})` : ""}`));
+    if (this.stopped) return;
+    if (code === 4003) {
+      this.shutdown(code, reason || "disconnected by an admin");
+      return;
+    }
+    if (code === 4001 && typeof this.tokenSource !== "function") {
+      this.shutdown(code, reason || "token expired (a static token cannot be refreshed)");
+      return;
+    }
+    const rc = this.opts.reconnect;
+    if (rc === false) {
+      this.shutdown(code ?? 1006, reason || "connection lost");
+      return;
+    }
+    if (wasReady && Date.now() - this.openedAt >= STABLE_MS) this.attempt = 0;
+    this.attempt++;
+    const backoff: BackoffOptions = { ...DEFAULT_BACKOFF, ...(rc ?? {}) };
+    let delayMs = backoffDelay(this.attempt, backoff);
+    // Rate-limit abuse (and too many connections): at least the cap.
+    if (code === 4008 || code === 4009) delayMs = Math.max(delayMs, backoff.maxDelayMs ?? DEFAULT_BACKOFF.maxDelayMs);
+    const extra: Omit<StateChange, "state"> = { attempt: this.attempt, delayMs };
+    if (code !== undefined) extra.code = code;
+    if (reason) extra.reason = reason;
+    this.setState("reconnecting", extra);
+    this.reconnectTimer = setTimeout(() => void this.openSocket(), delayMs);
+  }
+
+  /** Stops for good: state closed, everything waiting rejects with `closed`. */
+  private shutdown(code: number, reason: string): void {
+    this.stopped = true;
+    this.gen++;
+    this.ready = false;
+    const ws = this.ws;
+    if (ws) {
+      this.detach(ws);
+      try {
+        ws.close(1000, "bye");
+      } catch {
+        /* ignore */
+      }
+    }
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.clearConnectionTimers();
+    const err = new TelepathError("closed", `the client is closed: ${reason}`);
+    this.salvage(err);
+    for (const it of this.outbox) this.failItem(it, err);
+    this.outbox = [];
+    for (const e of this.roomMap.values()) {
+      for (const w of e.waiters.splice(0)) w.reject(err);
+      if (e.rejoinTimer) clearTimeout(e.rejoinTimer);
+      e.rejoinTimer = undefined;
+      // Rooms never joined are forgotten; joined ones are rejoined by a later connect().
+      if (!e.joined) this.roomMap.delete(e.room);
+    }
+    for (const w of this.statusWaiters.splice(0)) w.reject(err);
+    for (const st of this.acks.values()) {
+      if (st.timer) clearTimeout(st.timer);
+      st.timer = undefined;
+    }
+    for (const w of this.connectWaiters.splice(0)) w.reject(err);
+    this.setState("closed", { code, reason });
+  }
+
+  private clearConnectionTimers(): void {
+    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (this.pumpTimer) clearTimeout(this.pumpTimer);
+    this.welcomeTimer = this.refreshTimer = this.pumpTimer = undefined;
+    for (const t of this.retryTimers) clearTimeout(t);
+    this.retryTimers.clear();
+    for (const e of this.roomMap.values()) {
+      if (e.rejoinTimer) clearTimeout(e.rejoinTimer);
+      e.rejoinTimer = undefined;
+    }
+    this.typingSentAt.clear();
+  }
+
+  /**
+   * After a drop: sends and DMs (queued or in flight) stay queued in their
+   * order; joins and status go back to their rooms/status to be redone after
+   * the next welcome; other requests already written reject with `err`;
+   * typing, acks and refreshes are dropped (acks are redone from state).
+   */
+  private salvage(err: TelepathError): void {
+    const keep: Item[] = [];
+    const reattach = (it: Item) => {
+      if (it.timer) clearTimeout(it.timer);
+      it.timer = undefined;
+      if (it.kind === "join") {
+        const e = it.room !== undefined ? this.roomMap.get(it.room) : undefined;
+        if (e) {
+          if (e.inflight === it) e.inflight = undefined;
+          e.waiters.push(...it.waiters!);
+        } else for (const w of it.waiters!) w.reject(err);
+        return true;
+      }
+      if (it.kind === "status") {
+        this.statusWaiters.push(...it.waiters!);
+        return true;
+      }
+      return false;
+    };
+    for (const it of this.inflight.values()) {
+      if (reattach(it)) continue;
+      if (it.kind === "send" || it.kind === "dm") keep.push(it);
+      else if (it.kind === "fire") continue;
+      else this.failItem(it, err);
+    }
+    this.inflight.clear();
+    for (const it of this.outbox) {
+      if (reattach(it)) continue;
+      if (it.kind === "fire" || it.kind === "refresh") {
+        if (it.kind === "refresh") this.failItem(it, err);
+        continue;
+      }
+      keep.push(it);
+    }
+    keep.sort((a, b) => a.order - b.order);
+    this.outbox = keep;
+    for (const e of this.roomMap.values()) e.inflight = undefined;
+  }
+
+  private failItem(it: Item, err: TelepathError): void {
+    if (it.timer) clearTimeout(it.timer);
+    it.timer = undefined;
+    it.waiter?.reject(err);
+    if (it.waiters) for (const w of it.waiters.splice(0)) w.reject(err);
+  }
+
+  // -------------------------------------------------------------------------
+  // Incoming frames
+  // -------------------------------------------------------------------------
+
+  private onData(data: unknown): void {
+    if (typeof data !== "string") return;
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(data) as ServerFrame;
+    } catch {
+      return;
+    }
+    if (!frame || typeof frame !== "object" || typeof (frame as { type?: unknown }).type !== "string") return;
+    this.events.emit("frame", frame);
+    switch (frame.type) {
+      case "welcome":
+        this.onWelcome(frame);
+        break;
+      case "reply":
+        this.onReply(frame);
+        break;
+      case "message":
+        this.onMessage(frame);
+        break;
+      case "dm":
+        this.onDm(frame);
+        break;
+      case "broadcast":
+        this.events.emit("broadcast", frame);
+        break;
+      case "presence":
+        this.events.emit("presence", frame);
+        break;
+      case "typing":
+        this.events.emit("typing", frame);
+        break;
+      case "member":
+        this.events.emit("member", frame);
+        break;
+      case "room_closed": {
+        const e = this.roomMap.get(frame.room);
+        if (e) this.forgetRoom(e, new TelepathError("not_found", "the room was closed"));
+        this.events.emit("room_closed", frame);
+        break;
+      }
+      case "bye":
+        this.events.emit("bye", frame);
+        break;
+      case "error":
+        this.events.emit("error", frame);
+        break;
+    }
+  }
+
+  private onWelcome(w: Welcome): void {
+    if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
+    this.welcomeTimer = undefined;
+    this._welcome = w;
+    this.ready = true;
+    this.openedAt = Date.now();
+    const rate = Number(w.limits?.max_rate_per_s) > 0 ? Number(w.limits.max_rate_per_s) : 50;
+    this.capacity = Math.max(1, Math.floor(rate * 0.8));
+    this.ratePerMs = (rate * 0.9) / 1000;
+    this.tokens = this.capacity;
+    this.lastRefill = Date.now();
+
+    // Rejoin every room (with since), re-apply the status, re-send acks, then the queue.
+    const rest = this.outbox;
+    this.outbox = [];
+    for (const e of this.roomMap.values()) this.pushJoin(e);
+    if (this.statusWanted) this.pushStatus();
+    for (const [room, st] of this.acks) {
+      if (!this.roomMap.has(room)) continue;
+      st.sent = undefined;
+      this.pushFire({ type: "ack", room, seq: st.wanted }, () => {
+        st.sent = st.wanted;
+        st.lastAt = Date.now();
+      });
+    }
+    for (const id of this.pendingDmAcks) this.pushFire({ type: "ack", dm: id });
+    this.pendingDmAcks.clear();
+    this.outbox.push(...rest);
+
+    this.setState("open");
+    this.events.emit("welcome", w);
+    for (const c of this.connectWaiters.splice(0)) c.resolve(w);
+    if (this.currentToken) this.scheduleRefresh(this.currentToken);
+    this.pump();
+  }
+
+  private onReply(r: Reply): void {
+    const it = this.inflight.get(r.ref);
+    if (!it) return;
+    this.inflight.delete(r.ref);
+    if (it.timer) clearTimeout(it.timer);
+    it.timer = undefined;
+    const err = r.ok ? undefined : new TelepathError(r.error?.code ?? "internal", r.error?.message ?? "request failed");
+    const data = r.ok ? r.data : undefined;
+    switch (it.kind) {
+      case "join":
+        this.onJoinReply(it, data as JoinReply | undefined, err);
+        return;
+      case "status":
+        for (const w of it.waiters!.splice(0)) err ? w.reject(err) : w.resolve(data);
+        return;
+      case "send":
+      case "dm":
+        // Idempotent by client_id: a rate-limited attempt is retried.
+        if (err && err.code === "rate_limited" && (it.retries ?? 0) < 5) {
+          it.retries = (it.retries ?? 0) + 1;
+          this.later(500 * it.retries, () => {
+            this.outbox.unshift(it);
+            this.pump();
+          }, it);
+          return;
+        }
+        err ? it.waiter?.reject(err) : it.waiter?.resolve(data);
+        return;
+      default:
+        err ? it.waiter?.reject(err) : it.waiter?.resolve(data);
+    }
+  }
+
+  /** Runs `fn` after `ms` on this connection; if the socket drops first, `it` goes back to the queue. */
+  private later(ms: number, fn: () => void, it?: Item): void {
+    if (it) this.inflight.set(`retry:${it.order}`, it);
+    const t = setTimeout(() => {
+      this.retryTimers.delete(t);
+      if (it) this.inflight.delete(`retry:${it.order}`);
+      fn();
+    }, ms);
+    this.retryTimers.add(t);
+  }
+
+  private onJoinReply(it: Item, data: JoinReply | undefined, err: TelepathError | undefined): void {
+    const entry = it.room !== undefined ? this.roomMap.get(it.room) : undefined;
+    const waiters = it.waiters!.splice(0);
+    if (!entry) {
+      // Left (or closed) meanwhile: the waiters were rejected then.
+      for (const w of waiters) w.reject(err ?? new TelepathError("cancelled", "left the room"));
+      return;
+    }
+    if (entry.inflight === it) entry.inflight = undefined;
+    if (err || !data) {
+      const e = err ?? new TelepathError("bad_response", "join reply without data");
+      if (entry.joined && TRANSIENT.has(e.code)) {
+        // A rejoin that failed for now: try again on this connection.
+        entry.waiters.push(...waiters);
+        entry.rejoinFailures++;
+        const gen = this.gen;
+        entry.rejoinTimer = setTimeout(() => {
+          entry.rejoinTimer = undefined;
+          if (gen !== this.gen || !this.ready || this.roomMap.get(entry.room) !== entry) return;
+          this.pushJoin(entry);
+          this.pump();
+        }, backoffDelay(entry.rejoinFailures, { ...DEFAULT_BACKOFF, ...(this.opts.reconnect || {}) }));
+        return;
+      }
+      for (const w of waiters) w.reject(e);
+      if (entry.joined) {
+        this.forgetRoom(entry, e);
+        this.events.emit("rejoin_error", { room: entry.room, error: e });
+      } else if (!entry.inflight) {
+        for (const w of entry.waiters.splice(0)) w.reject(e);
+        this.roomMap.delete(entry.room);
+      }
+      return;
+    }
+    const rejoin = entry.joined;
+    entry.joined = true;
+    entry.rejoinFailures = 0;
+    entry.replySeq = data.seq;
+    if (data.recovered === false) {
+      // Nothing was replayed: the app pages (since, seq] over REST; live messages continue after seq.
+      entry.delivered = data.seq;
+      entry.resumeFrom = data.seq;
+    } else if (it.since !== undefined && data.seq < it.since) {
+      // The room's history is behind what we saw (a restored database): follow the server.
+      entry.delivered = data.seq;
+      entry.resumeFrom = data.seq;
+    }
+    for (const w of waiters) w.resolve(data);
+    this.events.emit("joined", { ...data, rejoin });
+    if (data.recovered === false) this.events.emit("recovery", { room: data.room ?? entry.room, recovered: false, seq: data.seq });
+  }
+
+  private onMessage(m: RoomMessage): void {
+    const entry = this.roomMap.get(m.room);
+    if (entry && typeof m.seq === "number") {
+      // Repeats across a reconnect seam (or a replay overlapping live frames) are dropped.
+      if (entry.delivered !== undefined && m.seq <= entry.delivered) return;
+      entry.delivered = m.seq;
+    }
+    this.events.emit("message", m);
+    if (entry && (this.opts.autoAck ?? true) && typeof m.seq === "number") this.ackRoom(m.room, m.seq);
+  }
+
+  private onDm(d: DirectMessage): void {
+    const repeat = this.seenDms.has(d.id);
+    this.seenDms.add(d.id);
+    if (!repeat) this.events.emit("dm", d);
+    // Only the recipient's ack counts (the sender's other devices get copies too).
+    // Repeats are acked again: the server re-sends a DM until its ack lands.
+    const me = this._welcome?.user;
+    if ((this.opts.autoAck ?? true) && me && d.to === me.id) this.ackDm(d.id);
+  }
+
+  private forgetRoom(entry: RoomEntry, err: TelepathError): void {
+    this.roomMap.delete(entry.room);
+    if (entry.rejoinTimer) clearTimeout(entry.rejoinTimer);
+    for (const w of entry.waiters.splice(0)) w.reject(err);
+    if (entry.inflight) for (const w of entry.inflight.waiters!.splice(0)) w.reject(err);
+    const st = this.acks.get(entry.room);
+    if (st?.timer) clearTimeout(st.timer);
+    this.acks.delete(entry.room);
+    this.typingSentAt.delete(entry.room);
+  }
+
+  // -------------------------------------------------------------------------
+  // Outgoing frames
+  // -------------------------------------------------------------------------
+
+  private enqueueRequest<T>(kind: ItemKind, frame: Frame, timeoutMs?: number): Promise<T> {
+    if (this._state === "closed") return Promise.reject(new TelepathError("closed", "the client is closed"));
+    return new Promise<T>((resolve, reject) => {
+      const it: Item = {
+        order: ++this.order,
+        kind,
+        frame,
+        timeoutMs: timeoutMs ?? this.opts.requestTimeoutMs ?? 10_000,
+        waiter: { resolve, reject },
+      };
+      this.outbox.push(it);
+      this.pump();
+    });
+  }
+
+  private pushJoin(entry: RoomEntry): void {
+    const since = entry.delivered ?? entry.resumeFrom;
+    const frame: Frame = { type: "join", room: entry.room };
+    if (since !== undefined) frame["since"] = since;
+    const it: Item = {
+      order: ++this.order,
+      kind: "join",
+      frame,
+      timeoutMs: this.opts.requestTimeoutMs ?? 10_000,
+      waiters: entry.waiters.splice(0),
+      room: entry.room,
+    };
+    if (since !== undefined) it.since = since;
+    entry.inflight = it;
+    this.outbox.push(it);
+  }
+
+  private pushStatus(): void {
+    const s = this.statusWanted!;
+    const frame: Frame = { type: "status", status: s.status };
+    if (s.text !== undefined) frame["text"] = s.text;
+    this.outbox.push({
+      order: ++this.order,
+      kind: "status",
+      frame,
+      timeoutMs: this.opts.requestTimeoutMs ?? 10_000,
+      waiters: this.statusWaiters.splice(0),
+    });
+  }
+
+  private pushFire(frame: Frame, onWrite?: () => void): void {
+    const it: Item = { order: ++this.order, kind: "fire", frame, timeoutMs: 0 };
+    if (onWrite) it.onWrite = onWrite;
+    this.outbox.push(it);
+    this.pump();
+  }
+
+  private scheduleAck(room: string, st: AckState): void {
+    if (st.timer) return;
+    const window = this.opts.ackThrottleMs ?? 500;
+    const wait = Math.max(0, st.lastAt + window - Date.now());
+    const flush = () => {
+      st.timer = undefined;
+      if (this.acks.get(room) !== st) return;
+      if (st.sent !== undefined && st.wanted <= st.sent) return;
+      if (!this.ready) return; // sent after the next welcome
+      const seq = st.wanted;
+      st.lastAt = Date.now();
+      this.pushFire({ type: "ack", room, seq }, () => {
+        st.sent = Math.max(st.sent ?? 0, seq);
+      });
+    };
+    if (wait === 0) flush();
+    else st.timer = setTimeout(flush, wait);
+  }
+
+  /** Writes queued frames while the rate allows (a token bucket under the server's limit). */
+  private pump(): void {
+    if (!this.ws || !this.ready || this.pumpTimer) return;
+    while (this.outbox.length > 0) {
+      const now = Date.now();
+      this.tokens = Math.min(this.capacity, this.tokens + (now - this.lastRefill) * this.ratePerMs);
+      this.lastRefill = now;
+      if (this.tokens < 1) {
+        const wait = Math.max(1, Math.ceil((1 - this.tokens) / this.ratePerMs));
+        this.pumpTimer = setTimeout(() => {
+          this.pumpTimer = undefined;
+          this.pump();
+        }, wait);
+        return;
+      }
+      const it = this.outbox.shift()!;
+      if (!this.write(it)) continue;
+      this.tokens -= 1;
+      if (!this.ws || !this.ready) return;
+    }
+  }
+
+  /** Puts one item on the wire; false when it was refused locally (nothing written). */
+  private write(it: Item): boolean {
+    const ws = this.ws;
+    const isRequest = it.kind !== "fire";
+    const ref = isRequest ? String(++this.refCounter) : undefined;
+    const text = JSON.stringify(ref ? { ...it.frame, ref } : it.frame);
+    const max = Number(this._welcome?.limits?.max_frame_bytes) || 0;
+    if (max > 0 && utf8Length(text) > max) {
+      // The server would close the connection (1009) and a resend would do it again.
+      this.failItem(it, new TelepathError("too_large", `frame is over ${max} bytes`));
+      return false;
+    }
+    if (ref) {
+      this.inflight.set(ref, it);
+      it.timer = setTimeout(() => this.onTimeout(ref), it.timeoutMs);
+    }
+    try {
+      ws.send(text);
+    } catch {
+      // The socket is closing; its close event requeues or rejects what is in flight.
+    }
+    it.onWrite?.();
+    return true;
+  }
+
+  private onTimeout(ref: string): void {
+    const it = this.inflight.get(ref);
+    if (!it) return;
+    this.inflight.delete(ref);
+    it.timer = undefined;
+    const err = new TelepathError("timeout", `no reply to ${String(it.frame["type"])} within ${it.timeoutMs} ms`);
+    if (it.kind === "join") {
+      this.onJoinReply(it, undefined, err);
+      return;
+    }
+    this.failItem(it, err);
+  }
+
+  // -------------------------------------------------------------------------
+  // Token refresh
+  // -------------------------------------------------------------------------
+
+  private scheduleRefresh(token: string): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    if (typeof this.tokenSource !== "function") return;
+    const exp = tokenExpiry(token);
+    if (exp === undefined) return;
+    const now = Date.now();
+    const iat = decodeJwtPayload(token)?.["iat"];
+    const lifetime = Math.max(0, exp * 1000 - (typeof iat === "number" ? iat * 1000 : now));
+    const remaining = exp * 1000 - now;
+    const lead = Math.min(this.opts.refreshBeforeExpMs ?? 30_000, lifetime / 3, Math.max(0, remaining) / 2 + 1);
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, remaining - lead));
+    const gen = this.gen;
+    this.refreshTimer = setTimeout(() => void this.refresh(gen, exp), delay);
+  }
+
+  private async refresh(gen: number, oldExp: number): Promise<void> {
+    this.refreshTimer = undefined;
+    if (gen !== this.gen || !this.ready) return;
+    const retry = () => {
+      if (gen !== this.gen || !this.ready) return;
+      const left = oldExp * 1000 - Date.now();
+      if (left <= 0) return; // the server closes 4001; the reconnect gets a fresh token
+      this.refreshTimer = setTimeout(() => void this.refresh(gen, oldExp), Math.max(100, Math.min(1000, left / 3)));
+    };
+    let token: string;
+    try {
+      token = await this.token();
+    } catch {
+      retry();
+      return;
+    }
+    if (gen !== this.gen || !this.ready) return;
+    const exp = tokenExpiry(token);
+    if (exp !== undefined && exp <= oldExp) {
+      // The callback gave the same (or an older) token: ask again a little later.
+      retry();
+      return;
+    }
+    try {
+      await this.enqueueRequest("refresh", { type: "refresh", token });
+    } catch {
+      retry();
+      return;
+    }
+    if (gen !== this.gen) return;
+    this.currentToken = token;
+    this.scheduleRefresh(token);
+  }
+}
+
+function utf8Length(s: string): number {
+  // Fast path for ASCII; TextEncoder otherwise.
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x00-\x7f]*$/.test(s)) return s.length;
+  return new TextEncoder().encode(s).length;
+}

@@ -1,0 +1,175 @@
+import { TelepathError } from "./errors.js";
+import type {
+  ConnectionAnalytics,
+  CreateRoom,
+  DirectMessage,
+  DmState,
+  HistoryQuery,
+  LoginResponse,
+  MessagePage,
+  OnlineUser,
+  Participant,
+  Room,
+  User,
+} from "./types.js";
+
+export interface TelepathRestOptions {
+  /** The api's origin, e.g. `http://127.0.0.1:8080` ("" for the page's own origin in a browser). */
+  baseUrl: string;
+  /** A token, or a callback giving one (called for every request). */
+  token?: string | (() => string | Promise<string>);
+  /** fetch implementation (default globalThis.fetch). */
+  fetch?: typeof fetch;
+}
+
+type Method = "GET" | "POST" | "DELETE";
+
+/**
+ * The REST api over fetch. Every non-2xx answer rejects with
+ * TelepathError(code, message, status) from the `{"error":{code,message}}`
+ * body; a failed fetch rejects with code `network`.
+ */
+export class TelepathRest {
+  private readonly baseUrl: string;
+  private readonly tokenSource?: string | (() => string | Promise<string>);
+  private readonly fetchImpl?: typeof fetch;
+
+  constructor(opts: TelepathRestOptions) {
+    this.baseUrl = (opts.baseUrl ?? "").replace(/\/+$/, "");
+    if (opts.token !== undefined) this.tokenSource = opts.token;
+    if (opts.fetch !== undefined) this.fetchImpl = opts.fetch;
+  }
+
+  /** Dev login (`TELEPATH_DEV_LOGIN`): creates the user if new. */
+  static async login(baseUrl: string, username: string, role?: "user" | "admin"): Promise<{ token: string; user: User }> {
+    const body: Record<string, string> = { username };
+    if (role !== undefined) body["role"] = role;
+    return new TelepathRest({ baseUrl }).call<LoginResponse>("POST", "/auth/login", body, false);
+  }
+
+  async listRooms(): Promise<Room[]> {
+    return (await this.call<{ rooms: Room[] }>("GET", "/rooms")).rooms;
+  }
+
+  createRoom(r: CreateRoom): Promise<Room> {
+    return this.call<Room>("POST", "/rooms", r);
+  }
+
+  /** Becomes a participant (409 `room_full`, 404 for private rooms). */
+  joinRoom(id: string): Promise<Participant> {
+    return this.call<Participant>("POST", `/rooms/${enc(id)}/join`);
+  }
+
+  async leaveRoom(id: string): Promise<void> {
+    await this.call<void>("DELETE", `/rooms/${enc(id)}/leave`);
+  }
+
+  /** The owner or an admin closes the room. */
+  async closeRoom(id: string): Promise<void> {
+    await this.call<void>("DELETE", `/rooms/${enc(id)}`);
+  }
+
+  /** A page of history in seq order: `before` alone gives the newest below it, `after` the oldest above it. */
+  history(room: string, q: HistoryQuery = {}): Promise<MessagePage> {
+    const params = new URLSearchParams();
+    if (q.before !== undefined) params.set("before", String(q.before));
+    if (q.after !== undefined) params.set("after", String(q.after));
+    if (q.limit !== undefined) params.set("limit", String(q.limit));
+    const qs = params.toString();
+    return this.call<MessagePage>("GET", `/rooms/${enc(room)}/messages${qs ? `?${qs}` : ""}`);
+  }
+
+  async participants(room: string): Promise<Participant[]> {
+    return (await this.call<{ participants: Participant[] }>("GET", `/rooms/${enc(room)}/participants`)).participants;
+  }
+
+  async online(): Promise<OnlineUser[]> {
+    return (await this.call<{ users: OnlineUser[] }>("GET", "/presence/online")).users;
+  }
+
+  /** The caller's DMs not acked yet, oldest first. */
+  async pendingDms(): Promise<DirectMessage[]> {
+    return (await this.call<{ messages: DirectMessage[] }>("GET", "/dms/pending")).messages;
+  }
+
+  /** Where one DM stands (sender or recipient only). */
+  dmState(id: string): Promise<DmState> {
+    return this.call<DmState>("GET", `/dms/${enc(id)}`);
+  }
+
+  /** Admins only. */
+  broadcast(body: string): Promise<{ id: string }> {
+    return this.call<{ id: string }>("POST", "/messages/broadcast", { body });
+  }
+
+  /** Admins only: closes every connection of the user with 4003. */
+  disconnectUser(userId: string): Promise<{ disconnected: number }> {
+    return this.call<{ disconnected: number }>("POST", "/admin/disconnect", { user_id: userId });
+  }
+
+  /** Admins only. */
+  analytics(): Promise<ConnectionAnalytics> {
+    return this.call<ConnectionAnalytics>("GET", "/analytics/connections");
+  }
+
+  /** Any route: JSON in, JSON out (undefined for 204). */
+  async call<T>(method: Method, path: string, body?: unknown, auth = true): Promise<T> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (auth && this.tokenSource !== undefined) {
+      const src = this.tokenSource;
+      const token = typeof src === "function" ? await src() : src;
+      if (token) headers["authorization"] = `Bearer ${token}`;
+    }
+    const f = this.fetchImpl ?? globalThis.fetch;
+    let res: Response;
+    try {
+      const init: RequestInit = { method, headers };
+      if (body !== undefined) init.body = JSON.stringify(body);
+      res = await f(`${this.baseUrl}${path}`, init);
+    } catch (err) {
+      throw new TelepathError("network", `${method} ${path}: ${(err as Error)?.message ?? String(err)}`);
+    }
+    const text = await res.text();
+    let json: unknown = undefined;
+    if (text) {
+      try {
+        json = JSON.parse(text);
+      } catch {
+        if (res.ok) throw new TelepathError("bad_response", `${method} ${path}: not JSON`, res.status);
+      }
+    }
+    if (!res.ok) {
+      const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
+      throw new TelepathError(e?.code ?? statusCode(res.status), e?.message ?? `${method} ${path}: HTTP ${res.status}`, res.status);
+    }
+    return json as T;
+  }
+}
+
+function enc(id: string): string {
+  return encodeURIComponent(id);
+}
+
+function statusCode(status: number): string {
+  switch (status) {
+    case 400:
+      return "bad_request";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "forbidden";
+    case 404:
+      return "not_found";
+    case 409:
+      return "conflict";
+    case 413:
+      return "too_large";
+    case 429:
+      return "rate_limited";
+    case 503:
+      return "unavailable";
+    default:
+      return "internal";
+  }
+}
