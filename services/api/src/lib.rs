@@ -22,6 +22,7 @@ mod presence;
 mod presence_events;
 mod rooms;
 mod store;
+mod web;
 pub mod writer;
 
 use std::sync::Arc;
@@ -148,6 +149,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(dms::pending))
         .routes(routes!(dms::state_of))
         .routes(routes!(ops::openapi_json))
+        .routes(routes!(web::index))
 }
 
 /// `/healthz`, `/readyz` and `/metrics` of the api as its own process.
@@ -171,7 +173,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn routes(state: ApiState) -> Router {
     let limit = state.inner.config.max_request_bytes;
     let (router, _) = api_routes().split_for_parts();
-    router.layer(DefaultBodyLimit::max(limit)).with_state(state)
+    router
+        .merge(web::assets())
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
 }
 
 /// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404, with

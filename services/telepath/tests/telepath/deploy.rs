@@ -177,6 +177,17 @@ async fn through_haproxy_connections_spread_over_the_gateways_and_a_message_cros
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "not_found");
     }
+    // The demo web app and the SDK it imports come through the LB (from the api).
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app/app.js", "text/javascript"),
+        ("/sdk/index.js", "text/javascript"),
+    ] {
+        let resp = http.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let got = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(got.starts_with(kind), "{path}: {got}");
+    }
     let owner = login(&http, &url, "owner").await;
     let room = create_room(&http, &url, &owner, "lobby").await;
 

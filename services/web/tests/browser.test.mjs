@@ -1,0 +1,158 @@
+// The demo app in headless Chromium against a real all-in-one process.
+//
+//   node --experimental-websocket --test services/web/tests/browser.test.mjs
+//
+// Env: TELEPATH_BIN (default target/debug/telepath), CHROMIUM (default
+// /usr/bin/chromium), TELEPATH_ARTIFACTS (where the screenshots go, default
+// target/artifacts/browser). Two browser contexts (two users) log in and
+// join one room; a message from one appears in the other; typing shows and
+// clears; both show the other online; then the server is SIGKILLed and
+// started again on the same port and database, and the pages reconnect by
+// themselves and show the messages sent meanwhile, each once, in order.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { Telepath, TelepathRest } from '../sdk/dist/index.js';
+import { repoRoot, startServer } from './server.mjs';
+
+const ARTIFACTS = process.env.TELEPATH_ARTIFACTS ?? path.join(repoRoot, 'target/artifacts/browser');
+const run = Math.random().toString(36).slice(2, 8);
+const WAIT = { timeout: 15_000 };
+// Elements that may sit in the closed drawer of the phone layout.
+const PRESENT = { ...WAIT, state: 'attached' };
+
+let server;
+let browser;
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  server = await startServer();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** A new browser context (its own storage: its own user) logged in as `name`. */
+async function loggedIn(name, viewport = { width: 1100, height: 720 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(server.url);
+  await page.getByTestId('login-name').fill(name);
+  await page.getByTestId('login-submit').click();
+  await page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+  return { context, page, errors };
+}
+
+const messageBodies = (page) =>
+  page.locator('[data-testid="messages"] li[data-seq]:not([data-seq=""]) .body').allTextContents();
+
+const person = (page, name) => page.locator(`[data-testid="presence-list"] li[data-name="${name}"]`);
+
+test('two users chat, type, see each other, and survive a server restart', async () => {
+  const alice = `alice-${run}`;
+  const bob = `bob-${run}`;
+  const roomName = `lobby-${run}`;
+
+  const a = await loggedIn(alice);
+  await a.page.getByTestId('room-create-name').fill(roomName);
+  await a.page.getByTestId('room-create-submit').click();
+  await a.page.locator('#conv-title', { hasText: roomName }).waitFor(WAIT);
+
+  const b = await loggedIn(bob, { width: 390, height: 844 }); // a phone
+  await b.page.locator('#menu').click();
+  await b.page.getByTestId('room-list').locator('li', { hasText: roomName }).click();
+  await b.page.locator('#conv-title', { hasText: roomName }).waitFor(WAIT);
+
+  // A message from one appears in the other.
+  await b.page.getByTestId('message-input').fill('hello from bob');
+  await b.page.getByTestId('message-send').click();
+  await a.page.getByTestId('messages').getByText('hello from bob').waitFor(WAIT);
+  await a.page.getByTestId('message-input').fill('hi bob');
+  await a.page.getByTestId('message-send').click();
+  await b.page.getByTestId('messages').getByText('hi bob').waitFor(WAIT);
+
+  // Typing shows, then clears when the typist empties the box.
+  await a.page.getByTestId('message-input').fill('typing something');
+  await b.page.getByTestId('typing-indicator').getByText(`${alice} is typing`).waitFor(WAIT);
+  await a.page.getByTestId('message-input').fill('');
+  await b.page.locator('[data-testid="typing-indicator"]:empty').waitFor(PRESENT);
+
+  // Both appear online, in each other's list; a chosen status travels.
+  await person(a.page, bob).and(a.page.locator('[data-status="online"]')).waitFor(PRESENT);
+  await person(b.page, alice).and(b.page.locator('[data-status="online"]')).waitFor(PRESENT);
+  await b.page.getByTestId('status-text').fill('deep breaths');
+  await b.page.getByTestId('status-select').selectOption('meditating');
+  await person(a.page, bob).and(a.page.locator('[data-status="meditating"]')).waitFor(PRESENT);
+  await person(a.page, bob).getByText('deep breaths').waitFor(PRESENT);
+
+  // The server dies. Bob writes while it is down: the SDK holds the send.
+  await server.kill();
+  await a.page.locator('[data-testid="connection-state"]:not([data-state="open"])').waitFor(WAIT);
+  await b.page.locator('[data-testid="connection-state"]:not([data-state="open"])').waitFor(WAIT);
+  await b.page.getByTestId('message-input').fill('sent while the server was down');
+  await b.page.getByTestId('message-send').click();
+  await b.page.locator('[data-testid="messages"] li.pending').waitFor(WAIT);
+
+  // It comes back; a third user posts at once, before the pages are back.
+  await server.start();
+  const { token } = await TelepathRest.login(server.url, `carol-${run}`);
+  const roomId = await a.page.getByTestId('room-list').locator('li', { hasText: roomName }).getAttribute('data-room-id');
+  const carol = new Telepath({ url: server.wsUrl, token, reconnect: false });
+  await carol.connect();
+  await carol.join(roomId);
+  for (let i = 1; i <= 3; i++) await carol.send(roomId, `after the restart ${i}`);
+  carol.close();
+
+  await a.page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+  await b.page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+  const expected = [
+    'hello from bob',
+    'hi bob',
+    'sent while the server was down',
+    'after the restart 1',
+    'after the restart 2',
+    'after the restart 3',
+  ];
+  for (const { page } of [a, b]) {
+    await page.getByTestId('messages').getByText('after the restart 3').waitFor(WAIT);
+    await page.getByTestId('messages').getByText('sent while the server was down').waitFor(WAIT);
+    assert.deepEqual(await messageBodies(page), expected, 'every message once, in seq order');
+    assert.equal(await page.locator('[data-testid="messages"] li.pending').count(), 0);
+  }
+
+  await a.page.screenshot({ path: path.join(ARTIFACTS, 'app.png') });
+  await b.page.screenshot({ path: path.join(ARTIFACTS, 'app-phone.png') });
+  assert.deepEqual(a.errors, [], 'no uncaught errors in the page');
+  assert.deepEqual(b.errors, [], 'no uncaught errors in the page');
+  await a.context.close();
+  await b.context.close();
+});
+
+test('the app is served with its security headers, and unknown files are a JSON 404', async () => {
+  const index = await fetch(server.url);
+  assert.equal(index.status, 200);
+  assert.match(index.headers.get('content-type'), /^text\/html/);
+  assert.match(index.headers.get('content-security-policy'), /script-src 'self'/);
+  const etag = index.headers.get('etag');
+  assert.ok(etag);
+  assert.equal((await fetch(server.url, { headers: { 'if-none-match': etag } })).status, 304);
+  const sdk = await fetch(`${server.url}/sdk/index.js`);
+  assert.equal(sdk.status, 200);
+  assert.match(sdk.headers.get('content-type'), /^text\/javascript/);
+  for (const bad of ['/app/..%2F..%2FCargo.toml', '/app/../Cargo.toml', '/sdk/%2Fetc%2Fpasswd', '/app/nope.js']) {
+    const r = await fetch(`${server.url}${bad}`);
+    assert.equal(r.status, 404, bad);
+    assert.equal((await r.json()).error.code, 'not_found');
+  }
+});
