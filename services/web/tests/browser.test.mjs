@@ -19,7 +19,6 @@ import { Telepath, TelepathRest } from '../sdk/dist/index.js';
 import { repoRoot, startServer } from './server.mjs';
 
 const ARTIFACTS = process.env.TELEPATH_ARTIFACTS ?? path.join(repoRoot, 'target/artifacts/browser');
-const run = Math.random().toString(36).slice(2, 8);
 const WAIT = { timeout: 15_000 };
 // Elements that may sit in the closed drawer of the phone layout.
 const PRESENT = { ...WAIT, state: 'attached' };
@@ -62,9 +61,9 @@ const messageSeqs = async (page) =>
 const person = (page, name) => page.locator(`[data-testid="presence-list"] li[data-name="${name}"]`);
 
 test('two users chat, type, see each other, and survive a server restart', async () => {
-  const alice = `alice-${run}`;
-  const bob = `bob-${run}`;
-  const roomName = `lobby-${run}`;
+  const alice = 'alice';
+  const bob = 'bob';
+  const roomName = 'lobby';
 
   const a = await loggedIn(alice);
   await a.page.getByTestId('room-create-name').fill(roomName);
@@ -108,7 +107,7 @@ test('two users chat, type, see each other, and survive a server restart', async
 
   // It comes back; a third user posts at once, before the pages are back.
   await server.start();
-  const { token } = await TelepathRest.login(server.url, `carol-${run}`);
+  const { token } = await TelepathRest.login(server.url, 'carol');
   const roomId = await a.page.getByTestId('room-list').locator('li', { hasText: roomName }).getAttribute('data-room-id');
   const carol = new Telepath({ url: server.wsUrl, token, reconnect: false });
   await carol.connect();
@@ -166,12 +165,12 @@ test('the app is served with its security headers, and unknown files are a JSON 
 });
 
 test('scroll-back pages through history, and a DM sent while offline waits for its reader', async () => {
-  const erinName = `erin-${run}`;
-  const daveName = `dave-${run}`;
+  const erinName = 'erin';
+  const daveName = 'dave';
   const { token } = await TelepathRest.login(server.url, erinName);
   await TelepathRest.login(server.url, daveName); // dave exists, and is offline
   const rest = new TelepathRest({ baseUrl: server.url, token });
-  const room = await rest.createRoom({ name: `archive-${run}` });
+  const room = await rest.createRoom({ name: 'archive' });
   const erin = new Telepath({ url: server.wsUrl, token, reconnect: false });
   await erin.connect();
   await erin.join(room.id);
@@ -193,7 +192,7 @@ test('scroll-back pages through history, and a DM sent while offline waits for i
   assert.equal(answer.from.name, daveName);
 
   // The newest page first, then older pages on demand, until the start.
-  await d.page.getByTestId('room-list').locator('li', { hasText: `archive-${run}` }).click();
+  await d.page.getByTestId('room-list').locator('li', { hasText: 'archive' }).click();
   await d.page.getByTestId('messages').getByText('old 120').waitFor(WAIT);
   assert.equal((await messageSeqs(d.page)).length, 50);
   const older = d.page.locator('#older');
