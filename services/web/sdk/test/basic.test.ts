@@ -220,6 +220,26 @@ describe("telepath client (real server)", () => {
     a.tp.close();
   });
 
+  it("join, send and setStatus made before connect() wait and go out after the welcome", async () => {
+    const { room } = await createRoom(s, uname("own"));
+    const { tp } = await client(s, uname("early"));
+    const msgs = record(tp, "message");
+    const joined = tp.join(room.id);
+    const sent = tp.send(room.id, "queued before connect");
+    const status = tp.setStatus("away");
+    assert.equal(tp.pending(), 1);
+    assert.deepEqual(tp.rooms(), [room.id]);
+    await tp.connect();
+    const j = await joined;
+    const r = await sent;
+    assert.deepEqual(await status, { status: "away" });
+    assert.equal(r.seq, j.seq + 1, "the join went out before the send");
+    await waitFor(() => msgs.length === 1, "our message");
+    assert.equal(msgs[0]!.id, r.id);
+    assert.equal(tp.pending(), 0);
+    tp.close();
+  });
+
   it("close() stops reconnecting and rejects what waits", async () => {
     const { room } = await createRoom(s, uname("own"));
     const { tp } = await client(s, uname("closer"));

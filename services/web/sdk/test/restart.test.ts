@@ -168,8 +168,12 @@ describe("server restart", () => {
     const byes = record(a.tp, "bye");
     const states = record(a.tp, "state");
     const msgs = record(a.tp, "message");
+    const presence = record(a.tp, "presence");
     await a.tp.connect();
     await a.tp.join(room.id);
+    await a.tp.setStatus("busy", "afk");
+    await waitFor(() => presence.some((p) => p.user.id === a.user.id && p.status === "busy"), "our own busy");
+    const beforeKill = presence.length;
     await s.kill("SIGTERM");
     await waitFor(() => states.some((x) => x.state === "reconnecting"), "reconnecting");
     assert.equal(byes[0]?.reason, "restart");
@@ -182,6 +186,11 @@ describe("server restart", () => {
     await waitFor(() => msgs.length === 1, "the message after the restart", 10_000);
     assert.equal(msgs[0]!.body, "while you were out");
     assert.equal(a.tp.state, "open");
+    // The restarted server forgot the chosen status; the client applied it again.
+    const mine = () => presence.slice(beforeKill).filter((p) => p.user.id === a.user.id);
+    await waitFor(() => mine().some((p) => p.status === "busy"), "busy again after the restart");
+    const again = mine().find((p) => p.status === "busy")!;
+    assert.equal(again.text, "afk");
     a.tp.close();
     e.tp.close();
   });
