@@ -55,6 +55,33 @@ describe("tokens", () => {
   });
 });
 
+describe("events", () => {
+  it("on returns an unsubscribe, off removes once-listeners too, a throwing listener does not stop the others", async () => {
+    const srv = await gateway();
+    const tp = make({ url: srv.url, token: "t" });
+    const seen: string[] = [];
+    const un = tp.on("welcome", () => seen.push("on"));
+    const onceFn = () => seen.push("once");
+    tp.once("welcome", onceFn);
+    tp.once("welcome", () => seen.push("once2"));
+    tp.off("welcome", onceFn);
+    const origError = console.error;
+    console.error = () => {};
+    try {
+      tp.on("state", () => {
+        throw new Error("listener bug");
+      });
+      tp.on("state", (x) => seen.push(`state:${x.state}`));
+      await tp.connect();
+    } finally {
+      console.error = origError;
+    }
+    un();
+    assert.deepEqual(seen, ["state:connecting", "state:open", "on", "once2"]);
+    tp.close();
+  });
+});
+
 /** A fake gateway that welcomes every connection and runs `script` on it. */
 async function gateway(script: (conn: FakeConn) => void = () => {}) {
   const srv = await fakeServer((conn) => {
