@@ -2,10 +2,16 @@
 # loopback (redis-server, presence, the api with SQLite in a temp dir, N
 # gateways), release builds from $bin (default target/release).
 #
-#   cluster_start DIR GATEWAYS   sets API_URL, GATEWAY_URLS (comma-separated),
-#                                GATEWAY_PIDS and SERVER_PIDS (every process)
+#   cluster_start DIR GATEWAYS   sets API_URL, PRESENCE_URL, GATEWAY_URLS
+#                                (comma-separated), GATEWAY_PIDS and
+#                                SERVER_PIDS (every process)
 #   cluster_cpu                  CPU seconds the server processes used so far
 #   cluster_stop                 stops them all
+#   bench_runs RUNS GATEWAYS WORK CMD...
+#                                RUNS times: a fresh cluster, CMD (a function,
+#                                so it sees API_URL & co.) with its stdout in
+#                                WORK/runN.json, echoed to stderr; FAILED counts
+#                                the runs whose CMD failed
 
 bin=${TELEPATH_BIN_DIR:-target/release}
 
@@ -28,6 +34,7 @@ cluster_start() {
     TELEPATH_PRESENCE_URL="http://127.0.0.1:$pp" "$bin/telepath-api" 2>"$dir/api.log" &
   SERVER_PIDS+=($!)
   API_URL="http://127.0.0.1:$ap"
+  PRESENCE_URL="http://127.0.0.1:$pp"
   for i in $(seq "$gateways"); do
     port=$(free_port)
     # A publisher is one connection: lift the per-connection rate limit (default 50/s).
@@ -37,7 +44,7 @@ cluster_start() {
     SERVER_PIDS+=($!); GATEWAY_PIDS+=($!)
     GATEWAY_URLS="${GATEWAY_URLS:+$GATEWAY_URLS,}http://127.0.0.1:$port"
   done
-  ready "http://127.0.0.1:$pp"; ready "$API_URL"
+  ready "$PRESENCE_URL"; ready "$API_URL"
   local url
   for url in ${GATEWAY_URLS//,/ }; do ready "$url"; done
 }
@@ -51,4 +58,17 @@ cluster_cpu() {
 cluster_stop() {
   kill "${SERVER_PIDS[@]}" 2>/dev/null || true
   wait "${SERVER_PIDS[@]}" 2>/dev/null || true
+}
+
+bench_runs() {
+  local runs=$1 gateways=$2 work=$3 i dir
+  shift 3
+  FAILED=0
+  for i in $(seq "$runs"); do
+    dir=$(mktemp -d -p "$work")
+    cluster_start "$dir" "$gateways"
+    "$@" >"$work/run$i.json" || FAILED=$((FAILED + 1))
+    echo "run=$i: $(tr -d '\n ' <"$work/run$i.json")" >&2
+    cluster_stop
+  done
 }

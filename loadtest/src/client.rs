@@ -150,7 +150,29 @@ pub(crate) async fn request(
     bail!("closed before the reply to {reference}")
 }
 
+/// Closes `ws` with the handshake: sends the close frame and reads until the
+/// server's. A socket closed with frames still unread is reset by the
+/// kernel, and the server then loses whatever it had received but not yet
+/// read (a client's last acks, say).
+pub(crate) async fn close(mut ws: Ws) {
+    let _ = ws.close(None).await;
+    let drain = async { while let Some(Ok(_)) = ws.next().await {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+}
+
 /// The current time in Unix microseconds (what timed bodies carry).
 pub(crate) fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
+}
+
+/// A body of `bytes` bytes starting with the send time in µs.
+pub(crate) fn timed_body(bytes: usize) -> String {
+    let mut body = format!("{}|", now_us());
+    body.extend(std::iter::repeat_n('x', bytes.saturating_sub(body.len())));
+    body
+}
+
+/// The send time a [`timed_body`] carries.
+pub(crate) fn sent_at(body: &str) -> Option<i64> {
+    body.split('|').next().and_then(|s| s.parse().ok())
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::client::{Cluster, Users, Ws, create_room, now_us};
+use crate::client::{Cluster, Users, Ws, create_room, now_us, sent_at, timed_body};
 use crate::proto::{Event, Proto};
 use crate::report::{Latency, cpu_percent, own_cpu_seconds};
 
@@ -105,13 +105,6 @@ impl SeqSet {
     }
 }
 
-/// A body of `bytes` bytes starting with the send time in µs.
-fn timed_body(bytes: usize) -> String {
-    let mut body = format!("{}|", now_us());
-    body.extend(std::iter::repeat_n('x', bytes.saturating_sub(body.len())));
-    body
-}
-
 /// What one receiver saw.
 #[derive(Default)]
 struct Seen {
@@ -151,7 +144,7 @@ async fn receive(
             seen.out_of_order += 1;
         }
         last = last.max(seq);
-        if let Some(sent) = body.split('|').next().and_then(|s| s.parse::<i64>().ok()) {
+        if let Some(sent) = sent_at(body) {
             local.saturating_record((now_us() - sent).max(1) as u64);
         }
     }
