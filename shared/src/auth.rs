@@ -72,6 +72,12 @@ impl std::fmt::Debug for JwtKeys {
     }
 }
 
+/// Clock skew tolerated on `exp`: a token is accepted until `exp` plus
+/// this, and a session it opened lives as long (the gateway's expiry timer
+/// uses the same bound, so a token accepted at the upgrade is not closed
+/// with 4001 the moment after).
+pub const LEEWAY_SECS: u64 = 5;
+
 impl JwtKeys {
     /// Keys for the HS256 secret `secret`.
     pub fn new(secret: &str) -> Self {
@@ -80,7 +86,7 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_exp = true;
         // A few seconds of clock skew between services, not the default minute.
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         JwtKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),

@@ -8,12 +8,12 @@ use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
-    InternalJoin, InternalSend, JoinResult, Message, MessagePage, Role,
+    InternalJoin, InternalSend, JoinResult, MemberAction, Message, MessagePage, Role,
 };
 
 use crate::ApiState;
 use crate::auth::Internal;
-use crate::rooms::{HistoryQuery, room_id};
+use crate::rooms::{HistoryQuery, announce_member, room_id};
 use crate::store;
 
 /// Most characters in a message or broadcast body (the schema's `maxLength`).
@@ -55,6 +55,9 @@ pub(crate) async fn join(
     let id = room_id(&id)?;
     check_user(&req.user)?;
     let joined = store::join_room(&state.inner.write, id, &req.user, Role::User).await?;
+    if joined.new {
+        announce_member(&state, id, req.user.clone(), MemberAction::Joined).await;
+    }
     Ok(Json(JoinResult {
         room: id.to_owned(),
         seq: joined.seq,
@@ -71,7 +74,9 @@ pub(crate) async fn leave(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<InternalJoin>,
 ) -> Result<StatusCode, ApiError> {
-    store::leave_room(&state.inner.write, room_id(&id)?, &req.user.id).await?;
+    let id = room_id(&id)?;
+    store::leave_room(&state.inner.write, id, &req.user.id).await?;
+    announce_member(&state, id, req.user, MemberAction::Left).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

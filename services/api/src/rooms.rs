@@ -8,8 +8,8 @@ use serde::Deserialize;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
-    CreateRoom, ErrorCode, MessagePage, Participant, ParticipantList, Room, RoomClosed, RoomList,
-    ServerFrame, is_canonical_id, room_channel,
+    CreateRoom, ErrorCode, MemberAction, MemberEvent, MessagePage, Participant, ParticipantList,
+    Room, RoomClosed, RoomList, ServerFrame, UserRef, is_canonical_id, room_channel, user_channel,
 };
 
 use crate::ApiState;
@@ -122,6 +122,9 @@ pub(crate) async fn join(
 ) -> Result<Json<Participant>, ApiError> {
     let id = room_id(&id)?;
     let joined = store::join_room(&state.inner.write, id, &claims.user_ref(), claims.role).await?;
+    if joined.new {
+        announce_member(&state, id, claims.user_ref(), MemberAction::Joined).await;
+    }
     Ok(Json(joined.participant))
 }
 
@@ -133,8 +136,42 @@ pub(crate) async fn leave(
     AuthUser(claims): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    store::leave_room(&state.inner.write, room_id(&id)?, &claims.sub).await?;
+    let id = room_id(&id)?;
+    store::leave_room(&state.inner.write, id, &claims.sub).await?;
+    announce_member(&state, id, claims.user_ref(), MemberAction::Left).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tells the room that `user` joined or left (a `member` event). A leave
+/// also goes to the user's own channel: every gateway holding one of their
+/// connections stops relaying the room to it, as the user is no longer a
+/// participant. After commit; a failed publish is logged (the database is
+/// the truth, and the user's connections get `forbidden` on their next send).
+pub(crate) async fn announce_member(
+    state: &ApiState,
+    room: &str,
+    user: UserRef,
+    action: MemberAction,
+) {
+    let user_id = user.id.clone();
+    let frame = bytes::Bytes::from(
+        ServerFrame::Member(MemberEvent {
+            room: room.to_owned(),
+            user,
+            action,
+        })
+        .to_json(),
+    );
+    let bus = &state.inner.bus;
+    let mut channels = vec![room_channel(room)];
+    if action == MemberAction::Left {
+        channels.push(user_channel(&user_id));
+    }
+    for channel in channels {
+        if let Err(e) = bus.publish(&channel, frame.clone()).await {
+            tracing::warn!(error = %e, room, "member event publish failed");
+        }
+    }
 }
 
 /// `?before=&after=&limit=` of a history page.

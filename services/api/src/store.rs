@@ -186,6 +186,7 @@ pub(crate) async fn join(
             participant,
             seq: room.last_seq,
             cursor: *cursor,
+            new: false,
         });
     }
     // Private rooms do not admit anyone by themselves and do not reveal that they exist.
@@ -231,6 +232,7 @@ pub(crate) async fn join(
         participant,
         seq: room.last_seq,
         cursor,
+        new: true,
     })
 }
 
@@ -239,6 +241,8 @@ pub(crate) struct Joined {
     pub(crate) participant: Participant,
     pub(crate) seq: i64,
     pub(crate) cursor: i64,
+    /// Whether this join made the user a participant (false: already one).
+    pub(crate) new: bool,
 }
 
 /// Joins `user` to `room_id` as a member in its own write transaction,

@@ -144,6 +144,27 @@ impl Hub {
         }
     }
 
+    /// Removes every local connection in `user` (a user channel) from
+    /// `room` (a room channel): the user left the room on some connection,
+    /// so none of theirs receives it any more. Returns how many were removed.
+    pub(crate) fn leave_all(&self, user: &str, room: &str) -> usize {
+        let conns: Vec<ConnId> = {
+            let channels = self.channels.lock().expect("hub lock poisoned");
+            match (channels.get(user), channels.get(room)) {
+                (Some(mine), Some(inside)) => mine
+                    .keys()
+                    .filter(|c| inside.contains_key(c))
+                    .copied()
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        for &conn in &conns {
+            self.leave(room, conn);
+        }
+        conns.len()
+    }
+
     /// Whether any local connection is in `channel`.
     fn wants(&self, channel: &str) -> bool {
         self.channels

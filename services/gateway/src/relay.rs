@@ -19,8 +19,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use telepath_shared::bus::{Bus, BusMessage, Inbound};
 use telepath_shared::protocol::{
-    BROADCAST_CHANNEL, ByeReason, CloseCode, NodeControl, PRESENCE_CHANNEL, PresenceBroadcast,
-    ServerFrame, is_canonical_id, room_channel, user_channel,
+    BROADCAST_CHANNEL, ByeReason, CloseCode, MemberAction, NodeControl, PRESENCE_CHANNEL,
+    PresenceBroadcast, ServerFrame, is_canonical_id, room_channel, user_channel,
 };
 use telepath_shared::telemetry;
 use tracing::Instrument;
@@ -179,8 +179,27 @@ async fn relay(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics, msg: BusMes
             .instrument(span)
             .await;
     } else {
-        hub.dispatch(channel, &out, OutKind::Dm);
+        let kind = member_left(hub, channel, &out.frame);
+        hub.dispatch(channel, &out, kind);
     }
+}
+
+/// A `member` `left` event on a user channel: the user is no longer in the
+/// room, so their connections on this node stop receiving it (the event
+/// itself still reaches them). Returns the kind of the frame, for counting.
+fn member_left(hub: &Hub, channel: &str, frame: &[u8]) -> OutKind {
+    if !frame.starts_with(br#"{"type":"member""#) {
+        return OutKind::Dm;
+    }
+    if let Ok(ServerFrame::Member(event)) = serde_json::from_slice::<ServerFrame>(frame)
+        && event.action == MemberAction::Left
+        && is_canonical_id(&event.room)
+        && user_channel(&event.user.id) == channel
+    {
+        let n = hub.leave_all(channel, &room_channel(&event.room));
+        tracing::debug!(connections = n, "left the room on another connection");
+    }
+    OutKind::Member
 }
 
 /// The kind of channel (for span fields: never the id).

@@ -137,6 +137,17 @@ function start(session) {
   tp.on('dm', onDm);
   tp.on('typing', onTyping);
   tp.on('presence', onPresence);
+  tp.on('member', (m) => {
+    if (m.user.id === state.session.user.id) {
+      if (m.action === 'left') {
+        state.joined.delete(m.room);
+        notice(`room:${m.room}`, 'You left this room (on another device). Open it again to rejoin.');
+      }
+      return;
+    }
+    if (m.action === 'joined') seen(m.user);
+    notice(`room:${m.room}`, `${m.user.name} ${m.action === 'joined' ? 'joined' : 'left'} the room.`);
+  });
   tp.on('broadcast', (b) => notice(state.current, `📢 ${b.from?.name ?? 'admin'}: ${b.body}`));
   tp.on('room_closed', (c) => {
     state.joined.delete(c.room);
@@ -333,11 +344,18 @@ function renderMessages({ stick = false, keepTop = false } = {}) {
   const me = state.session.user.id;
   const sorted = [...conv.messages.values()].sort((a, b) =>
     a.seq != null && b.seq != null ? a.seq - b.seq : String(a.ts).localeCompare(String(b.ts)));
-  const rows = sorted.map((m) => messageRow(m, m.from.id === me, false));
+  // Notices go between the messages by time; pending sends last.
+  const notices = [...conv.notices];
+  const rows = [];
+  for (const m of sorted) {
+    const at = new Date(m.ts).getTime();
+    while (notices.length && notices[0].at < at) rows.push(el('li', { class: 'notice', text: notices.shift().text }));
+    rows.push(messageRow(m, m.from.id === me, false));
+  }
+  for (const n of notices) rows.push(el('li', { class: 'notice', text: n.text }));
   for (const p of conv.pending.values()) {
     if (!sorted.some((m) => p.id && m.id === p.id)) rows.push(messageRow(p, true, true));
   }
-  for (const n of conv.notices) rows.push(el('li', { class: 'notice', text: n.text }));
   items.replaceChildren(...rows);
   $('older').hidden = !key.startsWith('room:') || !conv.hasMore;
   if (keepTop) box.scrollTop = box.scrollHeight - oldHeight;

@@ -184,9 +184,11 @@ async fn close(
     ws.flush().await
 }
 
-/// The instant of the Unix time `exp` (seconds).
+/// When a token with this `exp` (Unix seconds) stops being valid: `exp`
+/// plus the clock-skew leeway that verification allows.
 fn until_unix(exp: i64) -> tokio::time::Instant {
     let now = chrono::Utc::now().timestamp_millis();
-    let wait = (exp * 1000 - now).max(0) as u64;
+    let end = (exp + telepath_shared::auth::LEEWAY_SECS as i64) * 1000;
+    let wait = (end - now).max(0) as u64;
     tokio::time::Instant::now() + Duration::from_millis(wait)
 }

@@ -182,3 +182,93 @@ async fn an_admin_broadcast_and_disconnect_reach_the_users_connections_on_every_
         assert_eq!(c.closed().await, Some(4003));
     }
 }
+
+#[tokio::test]
+async fn members_see_joins_and_leaves_and_a_leave_stops_the_room_on_every_connection_of_the_user() {
+    let cluster = start_cluster(2, 1).await;
+    let http = Client::new();
+    let api = &cluster.api.url;
+    let ada = login(&http, api, "ada").await;
+    let bob = login(&http, api, "bob").await;
+    let room = create_room(&http, api, &ada, "doors").await;
+    let gw = |i: usize| cluster.gateways[i].url.clone();
+
+    let mut a = WsClient::connect(&gw(0), &ada.token).await.unwrap();
+    a.join(&room).await;
+    // Bob on two devices, one per gateway.
+    let mut b1 = WsClient::connect(&gw(0), &bob.token).await.unwrap();
+    let mut b2 = WsClient::connect(&gw(1), &bob.token).await.unwrap();
+    b1.join(&room).await;
+    let joined = a.next_of("member").await;
+    assert_eq!(
+        (
+            joined["room"].as_str(),
+            joined["user"]["name"].as_str(),
+            joined["action"].as_str()
+        ),
+        (Some(room.as_str()), Some("bob"), Some("joined"))
+    );
+    b2.join(&room).await; // already a participant: no second `member` event
+    a.ok(json!({"type": "send", "room": room, "body": "one"}))
+        .await;
+    assert_eq!(a.next_of("message").await["body"], "one");
+    for c in [&mut b1, &mut b2] {
+        assert_eq!(c.next_of("message").await["body"], "one");
+    }
+    assert!(
+        !a.sees_within(Duration::from_millis(300), |f| f["type"] == "member")
+            .await,
+        "a repeated join announces nothing"
+    );
+
+    // Bob leaves on device 1: device 2, on the other gateway, stops receiving too.
+    b1.ok(json!({"type": "leave", "room": room})).await;
+    let left = a.next_of("member").await;
+    assert_eq!(
+        (left["user"]["name"].as_str(), left["action"].as_str()),
+        (Some("bob"), Some("left"))
+    );
+    let told = b2.next_of("member").await;
+    assert_eq!(
+        (told["room"].as_str(), told["action"].as_str()),
+        (Some(room.as_str()), Some("left"))
+    );
+    a.ok(json!({"type": "send", "room": room, "body": "two"}))
+        .await;
+    assert_eq!(a.next_of("message").await["body"], "two");
+    for c in [&mut b1, &mut b2] {
+        assert!(
+            !c.sees_within(Duration::from_millis(400), |f| f["type"] == "message")
+                .await,
+            "no connection of a user who left receives the room"
+        );
+    }
+    // Joining again on device 2 brings the room back there (and only there).
+    // (`since`: "two" was sent while Bob was out; without it the join would
+    // replay from his delivery cursor.)
+    b2.ok(json!({"type": "join", "room": room, "since": 2}))
+        .await;
+    a.ok(json!({"type": "send", "room": room, "body": "three"}))
+        .await;
+    assert_eq!(b2.next_of("message").await["body"], "three");
+    assert!(
+        !b1.sees_within(Duration::from_millis(300), |f| f["type"] == "message")
+            .await
+    );
+
+    // A leave over REST does the same.
+    let resp = http
+        .delete(format!("{api}/rooms/{room}/leave"))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(b2.next_of("member").await["action"], "left");
+    a.ok(json!({"type": "send", "room": room, "body": "four"}))
+        .await;
+    assert!(
+        !b2.sees_within(Duration::from_millis(400), |f| f["type"] == "message")
+            .await
+    );
+}

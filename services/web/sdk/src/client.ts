@@ -642,9 +642,14 @@ export class Telepath {
       case "typing":
         this.events.emit("typing", frame);
         break;
-      case "member":
+      case "member": {
+        // Left on another connection of ours: the server stopped relaying the
+        // room to this one too, so it is no longer rejoined after reconnects.
+        const e = frame.action === "left" && frame.user.id === this.user?.id ? this.roomMap.get(frame.room) : undefined;
+        if (e && e.joined) this.forgetRoom(e, new TelepathError("cancelled", "left the room on another connection"));
         this.events.emit("member", frame);
         break;
+      }
       case "room_closed": {
         const e = this.roomMap.get(frame.room);
         if (e) this.forgetRoom(e, new TelepathError("not_found", "the room was closed"));

@@ -8,6 +8,7 @@ import { Telepath, tokenExpiry, type StateChange } from "../dist/index.js";
 import { closeAll, createRoom, login, record, sleep, startServer, track, uname, waitFor, type Server } from "./helpers.js";
 
 const TTL = 4;
+const LEEWAY_S = 5;
 let s: Server;
 before(async () => {
   s = await startServer({ TELEPATH_TOKEN_TTL_SECS: String(TTL) });
@@ -41,7 +42,7 @@ describe("token refresh", () => {
     const statStates: StateChange[] = record(stat, "state");
     const statByes = record(stat, "bye");
 
-    // Lazy: hands out the same token until it has expired, so the server closes 4001 first.
+    // Lazy: hands out the same token until it is past any use, so the server closes 4001 first.
     const lazyName = uname("lazy");
     let cached = (await login(s, lazyName)).token;
     let lazyCalls = 0;
@@ -50,7 +51,8 @@ describe("token refresh", () => {
         url: s.ws,
         token: async () => {
           lazyCalls++;
-          if (tokenExpiry(cached)! * 1000 <= Date.now()) cached = (await login(s, lazyName)).token;
+          // Stale until past exp and the server's leeway (+1 s, so 4001 comes first).
+          if ((tokenExpiry(cached)! + LEEWAY_S + 1) * 1000 <= Date.now()) cached = (await login(s, lazyName)).token;
           return cached;
         },
         reconnect: { initialDelayMs: 50, maxDelayMs: 200 },
@@ -64,9 +66,11 @@ describe("token refresh", () => {
     const firstExp = tokenExpiry((await login(s, uname("probe"))).token)!;
     await fresh.join(room.id);
 
-    // Past two lifetimes.
-    await sleep(2 * TTL * 1000 + 1500 - (Date.now() - t0));
-    assert.ok(Date.now() > firstExp * 1000 + 1000, "we are past the first token's exp");
+    // Past two lifetimes, and past the first token's exp plus the server's
+    // 5 s clock-skew leeway (a session lives until then).
+    const until = Math.max(t0 + 2 * TTL * 1000, (firstExp + LEEWAY_S) * 1000) + 1500;
+    await sleep(until - Date.now());
+    assert.ok(Date.now() > (firstExp + LEEWAY_S) * 1000 + 1000, "we are past the first token's exp and leeway");
 
     assert.deepEqual(
       freshStates.map((x) => x.state),
