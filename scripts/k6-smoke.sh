@@ -52,10 +52,16 @@ smoke() { # target name, base URL
 # 1. The all-in-one, as `cargo run --release` starts it (debug build here).
 port=$(free_port)
 TELEPATH_LISTEN="127.0.0.1:$port" DATABASE_URL="sqlite://$work/aio.db" RUST_LOG=warn \
-  "$bin_dir/telepath" >"$work/aio.log" 2>&1 &
+  TELEPATH_JWT_SECRET=k6-smoke "$bin_dir/telepath" >"$work/aio.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 smoke all-in-one "http://127.0.0.1:$port"
+# Tokens signed in the script instead of dev logins (users the server has not seen).
+echo "--> k6 dm.js against the all-in-one, tokens signed with the secret"
+if ! "$k6" run --quiet --no-color -e TELEPATH_URL="http://127.0.0.1:$port" -e TELEPATH_JWT_SECRET=k6-smoke \
+    -e PAIRS=4 -e COUNT=5 -e RATE=10 loadtest/k6/dm.js >"$work/aio-dm-signed.log" 2>&1; then
+  echo "k6 dm.js with signed tokens failed:"; tail -n 60 "$work/aio-dm-signed.log"; exit 1
+fi
 
 # 2. The deployment topology as processes, through HAProxy.
 lb=$(free_port)

@@ -9,8 +9,9 @@
 
 import exec from 'k6/execution';
 import { check } from 'k6';
+import http from 'k6/http';
 import { Counter, Trend } from 'k6/metrics';
-import { Client, num, runId, sentAt, sleepMs, timedBody, user } from './lib/telepath.js';
+import { BASE, Client, auth, createRoom, env, num, runId, sentAt, sleepMs, timedBody, user } from './lib/telepath.js';
 
 const PAIRS = num('PAIRS', 4);
 const COUNT = num('COUNT', 10);
@@ -51,8 +52,20 @@ export const options = {
 
 export function setup() {
   const run = runId();
-  // Recipients must exist before DMs name them: one login (or token) each.
-  for (let i = 0; i < PAIRS; i++) user(`${run}-r${i}`);
+  // Recipients must exist before DMs name them. Dev login creates the user;
+  // a token signed here creates nobody until it is used for a write, so
+  // then every recipient joins one room (the first one creates it).
+  let room = null;
+  for (let i = 0; i < PAIRS; i++) {
+    const r = user(`${run}-r${i}`);
+    if (!env('TELEPATH_JWT_SECRET', '')) continue;
+    if (room === null) {
+      room = createRoom(r.token, `${run}-recipients`);
+    } else {
+      const j = http.post(`${BASE}/rooms/${room}/join`, null, auth(r.token, { name: 'POST /rooms/{id}/join' }));
+      check(j, { 'recipient joined': (x) => x.status === 200 });
+    }
+  }
   return { run };
 }
 
