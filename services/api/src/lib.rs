@@ -150,6 +150,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(dms::state_of))
         .routes(routes!(ops::openapi_json))
         .routes(routes!(web::index))
+        .routes(routes!(web::app_file))
+        .routes(routes!(web::sdk_file))
 }
 
 /// `/healthz`, `/readyz` and `/metrics` of the api as its own process.
@@ -173,10 +175,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn routes(state: ApiState) -> Router {
     let limit = state.inner.config.max_request_bytes;
     let (router, _) = api_routes().split_for_parts();
-    router
-        .merge(web::assets())
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+    router.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
 /// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404, with

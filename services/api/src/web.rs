@@ -2,7 +2,7 @@
 //!
 //! `services/web/app` is served at `/` (its `index.html`) and under
 //! `/app/`, the SDK's compiled ES modules (`services/web/sdk/dist`) under
-//! `/sdk/`. The files are compiled into the binary (debug builds too), so the
+//! `/sdk/` (both folders are flat: one path segment names a file). The files are compiled into the binary (debug builds too), so the
 //! all-in-one and the api serve the same bytes wherever they run; behind the
 //! load balancer they are the api's routes like any other.
 //!
@@ -19,9 +19,9 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use rust_embed::{EmbeddedFile, RustEmbed};
 use telepath_shared::http::ApiError;
+use telepath_shared::protocol::ErrorEnvelope;
 
 #[derive(RustEmbed)]
 #[folder = "../web/app"]
@@ -48,22 +48,24 @@ pub(crate) async fn index(headers: HeaderMap) -> Response {
     }
 }
 
-/// `/app/{*file}` and `/sdk/{*file}`: not in the OpenAPI document (static
-/// files, not API).
-pub(crate) fn assets<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
-    axum::Router::new()
-        .route(
-            "/app/{*file}",
-            get(|Path(file): Path<String>, headers: HeaderMap| async move {
-                lookup(App::get(&file), &file, &headers)
-            }),
-        )
-        .route(
-            "/sdk/{*file}",
-            get(|Path(file): Path<String>, headers: HeaderMap| async move {
-                lookup(Sdk::get(&file), &file, &headers)
-            }),
-        )
+/// A file of the demo app (`services/web/app`).
+#[utoipa::path(get, path = "/app/{file}", tag = "ops",
+    params(("file" = String, Path, description = "File name, e.g. app.js")),
+    responses((status = 200, description = "The file (JavaScript, CSS, SVG ...)", content_type = "application/octet-stream"),
+              (status = 304, description = "Not modified (If-None-Match)"),
+              (status = 404, description = "No such file", body = ErrorEnvelope)))]
+pub(crate) async fn app_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    lookup(App::get(&file), &file, &headers)
+}
+
+/// An ES module of the TypeScript SDK (`services/web/sdk/dist`).
+#[utoipa::path(get, path = "/sdk/{file}", tag = "ops",
+    params(("file" = String, Path, description = "Module file name, e.g. index.js")),
+    responses((status = 200, description = "The module or its type declarations", content_type = "text/javascript"),
+              (status = 304, description = "Not modified (If-None-Match)"),
+              (status = 404, description = "No such file", body = ErrorEnvelope)))]
+pub(crate) async fn sdk_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    lookup(Sdk::get(&file), &file, &headers)
 }
 
 fn lookup(file: Option<EmbeddedFile>, name: &str, headers: &HeaderMap) -> Response {
