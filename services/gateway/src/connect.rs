@@ -7,10 +7,13 @@
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use fastwebsockets::{Role, WebSocket};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use telepath_shared::auth::{Claims, bearer};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::ErrorCode;
+use tokio::net::TcpStream;
 
 use crate::{GatewayState, session};
 
@@ -88,7 +91,10 @@ pub(crate) async fn connect(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == SUBPROTOCOL);
-    let (mut resp, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+    // The upgrade itself is awaited here, not through fastwebsockets'
+    // future: the connection comes back as the plain TcpStream (below).
+    let upgrade = hyper::upgrade::on(&mut req);
+    let (mut resp, _unused) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(e) => {
             return refuse(
@@ -115,10 +121,23 @@ pub(crate) async fn connect(
     let id = state.next_conn_id();
     let tracker = state.inner.sessions.clone();
     tracker.spawn(async move {
-        match upgrade.await {
-            Ok(ws) => session::serve(ws, state, claims, id, client).await,
-            Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
-        }
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => return tracing::debug!(error = %e, "upgrade did not complete"),
+        };
+        // Served by `serve_http1`, so the IO under the upgrade is the
+        // TcpStream: take it back and drop hyper's read buffer (16 KiB that
+        // would otherwise live as long as the WebSocket).
+        let tcp = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) if parts.read_buf.is_empty() => parts.io.into_inner(),
+            Ok(_) => {
+                // RFC 6455 4.1: a client sends nothing before the 101.
+                return tracing::debug!("client sent data before the handshake completed");
+            }
+            Err(_) => return tracing::error!("upgraded connection is not a TcpStream"),
+        };
+        let ws = WebSocket::after_handshake(tcp, Role::Server);
+        session::serve(ws, state, claims, id, client).await
     });
     resp.into_response()
 }

@@ -193,6 +193,77 @@ pub async fn run(
     serve_app(listener, router(state.clone()), state, shutdown).await
 }
 
+/// Serves `app` over HTTP/1.1 until `signal`, then stops accepting and
+/// lets the requests in flight finish. Hyper's HTTP/1 connection is used
+/// directly (not through a protocol-detecting wrapper) so an upgraded
+/// connection can be taken back as the plain `TcpStream` (see
+/// `connect.rs`): the WebSocket then holds no HTTP read buffer and no
+/// boxed or locked IO layers.
+async fn serve_http1(
+    listener: TcpListener,
+    app: Router,
+    signal: impl std::future::Future<Output = ()>,
+    drain: std::time::Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+
+    // Each connection task finishes its request in flight once this is
+    // cancelled (keep-alive ends); the tracker waits for them.
+    let stopping = CancellationToken::new();
+    let conns = TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10));
+    tokio::pin!(signal);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut signal => break,
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                // A Router is always ready: no poll_ready needed.
+                let mut app = app.clone();
+                tower::Service::call(&mut app, req.map(axum::body::Body::new))
+            });
+        let conn = http
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades();
+        let stopping = stopping.clone();
+        conns.spawn(async move {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stopping.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "http connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    stopping.cancel();
+    conns.close();
+    if tokio::time::timeout(drain, conns.wait()).await.is_err() {
+        tracing::warn!("http requests still in flight at the drain deadline");
+    }
+    Ok(())
+}
+
 /// Serves `app` (which must contain [`routes`] of `state`) and drains the
 /// gateway on shutdown, all within `TELEPATH_DRAIN_SECS`:
 ///
@@ -212,10 +283,7 @@ pub async fn serve_app(
         shutdown.cancelled().await;
         drain.drain();
     };
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await;
+    let served = serve_http1(listener, app, signal, state.inner.config.common.drain).await;
     let deadline = tokio::time::Instant::now() + state.inner.config.common.drain;
     tracing::info!(
         connections = state.inner.metrics.connections.get(),

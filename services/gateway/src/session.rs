@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, WebSocket, WebSocketError};
-use hyper_util::rt::TokioIo;
 use telepath_shared::auth::Claims;
 use telepath_shared::protocol::{
     ByeReason, CloseCode, ConnectionEvent, ConnectionEventKind, Limits, PresenceReport,
@@ -30,8 +29,9 @@ use crate::GatewayState;
 use crate::hub::ConnId;
 use crate::metrics::{GatewayMetrics, OutKind};
 
-/// The upgraded stream of one connection.
-pub(crate) type Stream = TokioIo<hyper::upgrade::Upgraded>;
+/// The upgraded stream of one connection: the TCP stream itself (see
+/// `connect.rs`), split into owned halves without a lock.
+pub(crate) type Stream = tokio::net::TcpStream;
 
 /// One frame queued to a connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,7 +236,7 @@ pub(crate) async fn serve(
     ws.set_auto_pong(true);
     ws.set_auto_close(true);
     let (read, write) = ws.split(|s| {
-        let (r, w) = tokio::io::split(s);
+        let (r, w) = s.into_split();
         (r, outbuf::OutBuf::new(w))
     });
 
@@ -447,7 +447,7 @@ fn log_event(
 
 /// Reads frames until the connection ends, and says how it ended.
 async fn read_loop(
-    mut read: fastwebsockets::WebSocketRead<tokio::io::ReadHalf<Stream>>,
+    mut read: fastwebsockets::WebSocketRead<tokio::net::tcp::OwnedReadHalf>,
     session: &mut Session,
     ctrl: mpsc::Sender<Frame<'static>>,
 ) -> End {

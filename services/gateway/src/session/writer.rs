@@ -16,10 +16,9 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use prometheus::local::LocalHistogram;
 use telepath_shared::bus::unix_micros;
 use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
-use tokio::io::WriteHalf;
 use tokio::sync::{mpsc, watch};
 
-use super::{Control, Outbound, Stream};
+use super::{Control, Outbound};
 use crate::GatewayState;
 use crate::metrics::OutKind;
 
@@ -27,7 +26,7 @@ use crate::metrics::OutKind;
 const BATCH: usize = 64;
 
 /// The write half, buffered per batch: a batch of frames becomes one write.
-pub(super) type Writer = WebSocketWrite<super::outbuf::OutBuf<WriteHalf<Stream>>>;
+pub(super) type Writer = WebSocketWrite<super::outbuf::OutBuf<tokio::net::tcp::OwnedWriteHalf>>;
 
 /// Runs until the session closes or the socket fails.
 pub(super) async fn run(
