@@ -163,10 +163,7 @@ async fn relay(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics, msg: BusMes
     };
     let _entered = span.enter();
     let channel = msg.channel.as_str();
-    let out = Outbound {
-        frame: msg.payload.clone(),
-        published_us: msg.meta.published_us,
-    };
+    let out = Outbound::bus(msg.payload.clone(), msg.meta.published_us);
     if channel == BROADCAST_CHANNEL {
         hub.dispatch_all(&out);
     } else if channel == PRESENCE_CHANNEL {
@@ -298,10 +295,10 @@ fn deliver_presence(hub: &Hub, out: &Outbound) {
         .map(|r| room_channel(r))
         .collect();
     channels.push(user_channel(&change.event.user.id));
-    let frame = Outbound {
-        frame: Bytes::from(ServerFrame::Presence(change.event).to_json()),
-        published_us: out.published_us,
-    };
+    let frame = Outbound::bus(
+        Bytes::from(ServerFrame::Presence(change.event).to_json()),
+        out.published_us,
+    );
     hub.dispatch_union(&channels, &frame);
 }
 

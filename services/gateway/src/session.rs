@@ -36,19 +36,36 @@ pub(crate) type Stream = tokio::net::TcpStream;
 /// One frame queued to a connection.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Outbound {
-    /// The text frame's payload, shared by every connection it goes to.
+    /// The frame's payload; a text frame's is shared by every connection it goes to.
     pub(crate) frame: Bytes,
     /// When it was published on the bus (Unix µs), for the fan-out latency;
     /// 0 for frames made on this node (replies, replays).
     pub(crate) published_us: u64,
+    pub(crate) op: Op,
+}
+
+/// How an [`Outbound`] is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Text,
+    /// The answer to a client's ping.
+    Pong,
+    /// The echo of a client's close frame: the last frame written.
+    CloseEcho,
 }
 
 impl Outbound {
-    /// A frame made on this node.
+    /// A text frame made on this node.
     pub(crate) fn local(frame: Bytes) -> Self {
+        Self::bus(frame, 0)
+    }
+
+    /// A text frame from the bus, published at `published_us`.
+    pub(crate) fn bus(frame: Bytes, published_us: u64) -> Self {
         Outbound {
             frame,
-            published_us: 0,
+            published_us,
+            op: Op::Text,
         }
     }
 }
@@ -240,10 +257,10 @@ pub(crate) async fn serve(
         (r, outbuf::OutBuf::new(w))
     });
 
+    // Everything the writer writes, in order: text frames, and the pongs and
+    // close echo the reader owes the client (those wait for room, so a client
+    // that floods pings without reading is slowed down, not buffered).
     let (tx, rx) = mpsc::channel::<Outbound>(cfg.outbound_queue);
-    // Auto-pongs and the close echo: small, and the reader waits on it, so a
-    // client that floods pings without reading is slowed down, not buffered.
-    let (ctrl_tx, ctrl_rx) = mpsc::channel::<Frame<'static>>(8);
     let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
     let control = Arc::new(Control::new(conn_id.clone(), claims.sub.clone()));
     let handle = SessionHandle {
@@ -275,7 +292,6 @@ pub(crate) async fn serve(
     let writer = tokio::spawn(writer::run(
         write,
         rx,
-        ctrl_rx,
         control.clone(),
         expiry_rx,
         state.clone(),
@@ -294,12 +310,14 @@ pub(crate) async fn serve(
         client,
         ungate: None,
     };
-    register(&session).await;
+    // Boxed, like every large future that runs once: an await inline keeps
+    // its space in the session's future for the connection's whole life.
+    Box::pin(register(&session)).await;
 
     let closing = control.closing.clone();
     let end = tokio::select! {
         // The reader ends on the client's close, an error, or EOF.
-        end = read_loop(read, &mut session, ctrl_tx) => {
+        end = read_loop(read, &mut session) => {
             if let End::Violation(code) = end {
                 handle.close(code, None);
             }
@@ -325,7 +343,7 @@ pub(crate) async fn serve(
     }
     let server_close = *control.reason.lock().expect("session lock poisoned");
     let (code, reason) = disconnect_label(server_close, end);
-    unregister(&session, code, reason).await;
+    Box::pin(unregister(&session, code, reason)).await;
 }
 
 /// The close code and reason a disconnect is counted and logged under: the
@@ -449,26 +467,41 @@ fn log_event(
 async fn read_loop(
     mut read: fastwebsockets::WebSocketRead<tokio::net::tcp::OwnedReadHalf>,
     session: &mut Session,
-    ctrl: mpsc::Sender<Frame<'static>>,
 ) -> End {
     let max = session.state.inner.config.max_frame_bytes;
     // A fragmented text message being collected (browsers rarely fragment).
     let mut partial: Option<Vec<u8>> = None;
+    // The pongs and close echo fastwebsockets owes the client go to the writer.
+    let tx = session.handle.tx.clone();
     let mut send_fn = |frame: Frame<'_>| {
-        let owned = Frame::new(
-            frame.fin,
-            frame.opcode,
-            None,
-            fastwebsockets::Payload::Owned(frame.payload.to_vec()),
-        );
-        let ctrl = ctrl.clone();
+        let op = match frame.opcode {
+            OpCode::Close => Some(Op::CloseEcho),
+            OpCode::Pong => Some(Op::Pong),
+            _ => None,
+        };
+        let out = op.map(|op| Outbound {
+            frame: Bytes::copy_from_slice(&frame.payload),
+            published_us: 0,
+            op,
+        });
+        let tx = tx.clone();
         async move {
-            ctrl.send(owned)
+            let Some(out) = out else { return Ok(()) };
+            tx.send(out)
                 .await
                 .map_err(|_| WebSocketError::ConnectionClosed)
         }
     };
     loop {
+        // Between frames, wait for the next one without holding a read
+        // buffer (8 KiB per idle connection otherwise; see
+        // vendor/fastwebsockets/PATCHES.md). The peek consumes nothing.
+        if read.release_buffer() {
+            match read.get_mut().peek(&mut [0u8; 1]).await {
+                Ok(0) | Err(_) => return End::Gone,
+                Ok(_) => {}
+            }
+        }
         let frame = match read.read_frame(&mut send_fn).await {
             Ok(frame) => frame,
             Err(e) => return error_close(e),
@@ -552,6 +585,54 @@ fn error_close(e: WebSocketError) -> End {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A masked client text frame.
+    fn client_frame(text: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut f = vec![0x81, 0x80 | text.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(text.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    /// The patched fastwebsockets (vendor/fastwebsockets/PATCHES.md): the
+    /// read buffer is freed only when no unread byte is in it, and frames
+    /// still parse across a release and across split arrivals.
+    #[tokio::test]
+    async fn the_read_buffer_is_released_only_between_frames() {
+        use tokio::io::AsyncWriteExt;
+        let (server, mut client) = tokio::io::duplex(4096);
+        let (r, w) = tokio::io::split(server);
+        let (mut read, _write) =
+            fastwebsockets::after_handshake_split(r, w, fastwebsockets::Role::Server);
+        let mut send_fn = |_: Frame<'_>| async { Ok::<(), WebSocketError>(()) };
+        assert!(read.release_buffer(), "nothing read yet: nothing to keep");
+        // Two frames in one write: after the first, the second is buffered.
+        let mut two = client_frame(b"one");
+        two.extend(client_frame(b"two"));
+        client.write_all(&two).await.unwrap();
+        let f = read.read_frame(&mut send_fn).await.unwrap();
+        assert_eq!(&f.payload[..], b"one");
+        assert!(!read.release_buffer(), "the second frame is in the buffer");
+        let f = read.read_frame(&mut send_fn).await.unwrap();
+        assert_eq!(&f.payload[..], b"two");
+        assert!(read.release_buffer(), "empty between frames");
+        // A frame that arrives in pieces after a release.
+        let three = client_frame(b"three");
+        let reader = tokio::spawn(async move {
+            let mut send_fn = |_: Frame<'_>| async { Ok::<(), WebSocketError>(()) };
+            let f = read.read_frame(&mut send_fn).await.unwrap();
+            (f.payload.to_vec(), read.release_buffer())
+        });
+        client.write_all(&three[..1]).await.unwrap();
+        tokio::task::yield_now().await;
+        client.write_all(&three[1..4]).await.unwrap();
+        tokio::task::yield_now().await;
+        client.write_all(&three[4..]).await.unwrap();
+        let (payload, released) = reader.await.unwrap();
+        assert_eq!(payload, b"three");
+        assert!(released);
+    }
 
     #[test]
     fn disconnects_are_labelled_by_who_closed_and_why() {

@@ -1,7 +1,8 @@
 //! The writer half of a session: the only task that writes to the socket.
 //!
-//! It drains the outbound queue in batches (one flush per batch), forwards
-//! auto-pongs and close echoes from the reader, pings on the heartbeat,
+//! It drains the outbound queue in batches (one flush per batch), which
+//! also carries the pongs and close echo the reader owes the client (so a
+//! connection has one queue, not two), pings on the heartbeat,
 //! closes clients that went silent, and closes with 4001 when the token
 //! expires. On close it sends `bye` (when there is a reason to give) and the
 //! close frame. It measures what only it can see: bytes written, the queue
@@ -18,7 +19,7 @@ use telepath_shared::bus::unix_micros;
 use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
 use tokio::sync::{mpsc, watch};
 
-use super::{Control, Outbound};
+use super::{Control, Op, Outbound};
 use crate::GatewayState;
 use crate::metrics::OutKind;
 
@@ -32,7 +33,6 @@ pub(super) type Writer = WebSocketWrite<super::outbuf::OutBuf<tokio::net::tcp::O
 pub(super) async fn run(
     mut ws: Writer,
     mut out: mpsc::Receiver<Outbound>,
-    mut ctrl: mpsc::Receiver<Frame<'static>>,
     control: Arc<Control>,
     mut expiry: watch::Receiver<i64>,
     state: GatewayState,
@@ -53,27 +53,21 @@ pub(super) async fn run(
             tokio::select! {
                 biased;
                 _ = &mut closing => {
-                    // A close echo still queued answers the client's close: send it and stop.
-                    if let Ok(frame) = ctrl.try_recv() && frame.opcode == OpCode::Close {
-                        ws.write_frame(frame).await?;
-                        ws.flush().await?;
-                        return Err(WebSocketError::ConnectionClosed);
+                    // A close echo still queued answers the client's close:
+                    // send it (and nothing queued before it) and stop.
+                    while let Ok(next) = out.try_recv() {
+                        if next.op == Op::CloseEcho {
+                            ws.write_frame(frame_of(&next)).await?;
+                            ws.flush().await?;
+                            return Err(WebSocketError::ConnectionClosed);
+                        }
                     }
                     return Ok(());
                 }
-                frame = ctrl.recv() => {
-                    let Some(frame) = frame else { return Ok(()) };
-                    let is_close = frame.opcode == OpCode::Close;
-                    ws.write_frame(frame).await?;
-                    ws.flush().await?;
-                    if is_close {
-                        // The client closed and we echoed: nothing more to write.
-                        return Err(WebSocketError::ConnectionClosed);
-                    }
-                }
                 first = out.recv() => {
                     let Some(first) = first else { return Ok(()) };
-                    write_batch(&mut ws, &mut out, first, &state, &mut latency).await?;
+                    // Boxed: the batch's timestamps (half a KiB) exist only while it is written.
+                    Box::pin(write_batch(&mut ws, &mut out, first, &state, &mut latency)).await?;
                 }
                 _ = ping.tick() => {
                     check_idle(&control, &state);
@@ -97,12 +91,23 @@ pub(super) async fn run(
     }
     .await;
     if result.is_ok() {
-        let _ = close(&mut ws, &control, &state).await;
+        let _ = Box::pin(close(&mut ws, &control, &state)).await;
     }
 }
 
+/// The WebSocket frame an [`Outbound`] is written as.
+fn frame_of(out: &Outbound) -> Frame<'_> {
+    let opcode = match out.op {
+        Op::Text => OpCode::Text,
+        Op::Pong => OpCode::Pong,
+        Op::CloseEcho => OpCode::Close,
+    };
+    Frame::new(true, opcode, None, Payload::Borrowed(&out.frame))
+}
+
 /// Writes `first` and whatever else is already queued (up to [`BATCH`]),
-/// flushes once, then records the batch's bytes and latencies.
+/// flushes once, then records the batch's bytes and latencies. A close echo
+/// ends the batch and the writer: the client closed, nothing more goes out.
 async fn write_batch(
     ws: &mut Writer,
     out: &mut mpsc::Receiver<Outbound>,
@@ -113,18 +118,25 @@ async fn write_batch(
     let metrics = &state.inner.metrics;
     metrics.queue_depth.observe((out.len() + 1) as f64);
     let mut published = [0u64; BATCH];
-    let mut bytes = first.frame.len();
-    published[0] = first.published_us;
-    ws.write_frame(Frame::text(Payload::Borrowed(&first.frame)))
-        .await?;
-    let mut n = 1;
-    while n < BATCH {
-        let Ok(next) = out.try_recv() else { break };
-        bytes += next.frame.len();
-        published[n] = next.published_us;
-        ws.write_frame(Frame::text(Payload::Borrowed(&next.frame)))
-            .await?;
+    let mut bytes = 0;
+    let mut n = 0;
+    let mut next = Some(first);
+    let mut echoed = false;
+    while let Some(frame) = next.take() {
+        ws.write_frame(frame_of(&frame)).await?;
+        match frame.op {
+            Op::Text => bytes += frame.frame.len(),
+            Op::Pong => {}
+            Op::CloseEcho => {
+                echoed = true;
+                break;
+            }
+        }
+        published[n] = frame.published_us;
         n += 1;
+        if n < BATCH {
+            next = out.try_recv().ok();
+        }
     }
     ws.flush().await?;
     metrics.bytes_out.inc_by(bytes as u64);
@@ -133,6 +145,9 @@ async fn write_batch(
         latency.observe(now.saturating_sub(at) as f64 / 1e6);
     }
     latency.flush();
+    if echoed {
+        return Err(WebSocketError::ConnectionClosed);
+    }
     Ok(())
 }
 

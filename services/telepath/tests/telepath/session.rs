@@ -214,6 +214,95 @@ async fn the_server_pings_and_a_client_that_answers_stays_connected() {
     assert!(c.ok(json!({"type": "ping"})).await["pong"].is_i64());
 }
 
+/// A raw tungstenite connection (no automatic handling of what comes
+/// back), past the welcome frame.
+async fn raw_socket(
+    base: &str,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::StreamExt;
+    let mut req = format!("{}/connect", base.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let welcome = ws.next().await.unwrap().unwrap();
+    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
+    ws
+}
+
+#[tokio::test]
+async fn a_ping_frame_is_answered_with_its_payload_after_the_replies_queued_before_it() {
+    use futures_util::{SinkExt, StreamExt};
+    let node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut ws = raw_socket(&node.url, &ada.token).await;
+    // A request, then pings in the same write: the reply is queued first,
+    // and the pongs (which share the outbound queue) come after it, in order.
+    ws.feed(WsMessage::text(r#"{"type":"ping","ref":"r1"}"#))
+        .await
+        .unwrap();
+    for i in 0..3u8 {
+        ws.feed(WsMessage::Ping(vec![b'p', i].into()))
+            .await
+            .unwrap();
+    }
+    ws.flush().await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an answer within 5 s")
+            .unwrap()
+            .unwrap()
+        {
+            WsMessage::Text(t) => seen.push(format!("text:{}", t.contains("\"r1\""))),
+            WsMessage::Pong(p) => seen.push(format!("pong:{:?}", p.as_ref())),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "text:true",
+            "pong:[112, 0]",
+            "pong:[112, 1]",
+            "pong:[112, 2]"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_client_close_is_echoed_with_its_code_and_ends_the_session() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut ws = raw_socket(&node.url, &ada.token).await;
+    ws.send(WsMessage::Close(Some(CloseFrame {
+        code: CloseCode::Library(4100),
+        reason: "done".into(),
+    })))
+    .await
+    .unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an echo within 5 s");
+    match echo {
+        Some(Ok(WsMessage::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 4100);
+        }
+        other => panic!("expected the close echo, got {other:?}"),
+    }
+    // Nothing after the echo: the server closes the TCP connection.
+    let after = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("the connection ends within 5 s");
+    assert!(matches!(after, None | Some(Err(_))), "got {after:?}");
+}
+
 #[tokio::test]
 async fn shutdown_says_bye_restart_and_closes_with_1012() {
     let mut node = spawn_node(|_| {}).await;
