@@ -176,7 +176,7 @@ async fn relay(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics, msg: BusMes
             .instrument(span)
             .await;
     } else {
-        let kind = member_left(hub, channel, &out.frame);
+        let kind = member_left(hub, channel, out.frame());
         hub.dispatch(channel, &out, kind);
     }
 }
@@ -213,7 +213,7 @@ async fn relay_room(
     channel: &str,
     out: Outbound,
 ) {
-    let head = serde_json::from_slice::<Head>(&out.frame).ok();
+    let head = serde_json::from_slice::<Head>(out.frame()).ok();
     let kind = head
         .as_ref()
         .map_or(OutKind::Message, |h| OutKind::of_type(&h.kind));
@@ -284,7 +284,7 @@ async fn catch_up(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics) {
 /// Delivers a presence change once to every local connection that shares a
 /// room with the user, and to the user's own connections.
 fn deliver_presence(hub: &Hub, out: &Outbound) {
-    let change: PresenceBroadcast = match serde_json::from_slice(&out.frame) {
+    let change: PresenceBroadcast = match serde_json::from_slice(out.frame()) {
         Ok(c) => c,
         Err(e) => return tracing::warn!(error = %e, "malformed presence broadcast"),
     };
@@ -297,7 +297,7 @@ fn deliver_presence(hub: &Hub, out: &Outbound) {
     channels.push(user_channel(&change.event.user.id));
     let frame = Outbound::bus(
         Bytes::from(ServerFrame::Presence(change.event).to_json()),
-        out.published_us,
+        out.published_us(),
     );
     hub.dispatch_union(&channels, &frame);
 }

@@ -33,15 +33,21 @@ use crate::metrics::{GatewayMetrics, OutKind};
 /// `connect.rs`), split into owned halves without a lock.
 pub(crate) type Stream = tokio::net::TcpStream;
 
-/// One frame queued to a connection.
+/// One frame queued to a connection: a pointer and a tag, so a queue's
+/// 32-slot blocks stay small (512 bytes), however idle the connection.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Outbound {
-    /// The frame's payload; a text frame's is shared by every connection it goes to.
-    pub(crate) frame: Bytes,
+    shared: Arc<Shared>,
+    pub(crate) op: Op,
+}
+
+/// What every connection a frame goes to shares.
+#[derive(Debug, PartialEq)]
+struct Shared {
+    frame: Bytes,
     /// When it was published on the bus (Unix µs), for the fan-out latency;
     /// 0 for frames made on this node (replies, replays).
-    pub(crate) published_us: u64,
-    pub(crate) op: Op,
+    published_us: u64,
 }
 
 /// How an [`Outbound`] is written.
@@ -62,11 +68,27 @@ impl Outbound {
 
     /// A text frame from the bus, published at `published_us`.
     pub(crate) fn bus(frame: Bytes, published_us: u64) -> Self {
+        Self::new(frame, published_us, Op::Text)
+    }
+
+    fn new(frame: Bytes, published_us: u64, op: Op) -> Self {
         Outbound {
-            frame,
-            published_us,
-            op: Op::Text,
+            shared: Arc::new(Shared {
+                frame,
+                published_us,
+            }),
+            op,
         }
+    }
+
+    /// The frame's payload.
+    pub(crate) fn frame(&self) -> &Bytes {
+        &self.shared.frame
+    }
+
+    /// When it was published on the bus (Unix µs); 0 when made on this node.
+    pub(crate) fn published_us(&self) -> u64 {
+        self.shared.published_us
     }
 }
 
@@ -479,11 +501,7 @@ async fn read_loop(
             OpCode::Pong => Some(Op::Pong),
             _ => None,
         };
-        let out = op.map(|op| Outbound {
-            frame: Bytes::copy_from_slice(&frame.payload),
-            published_us: 0,
-            op,
-        });
+        let out = op.map(|op| Outbound::new(Bytes::copy_from_slice(&frame.payload), 0, op));
         let tx = tx.clone();
         async move {
             let Some(out) = out else { return Ok(()) };

@@ -102,7 +102,7 @@ fn frame_of(out: &Outbound) -> Frame<'_> {
         Op::Pong => OpCode::Pong,
         Op::CloseEcho => OpCode::Close,
     };
-    Frame::new(true, opcode, None, Payload::Borrowed(&out.frame))
+    Frame::new(true, opcode, None, Payload::Borrowed(out.frame()))
 }
 
 /// Writes `first` and whatever else is already queued (up to [`BATCH`]),
@@ -125,14 +125,14 @@ async fn write_batch(
     while let Some(frame) = next.take() {
         ws.write_frame(frame_of(&frame)).await?;
         match frame.op {
-            Op::Text => bytes += frame.frame.len(),
+            Op::Text => bytes += frame.frame().len(),
             Op::Pong => {}
             Op::CloseEcho => {
                 echoed = true;
                 break;
             }
         }
-        published[n] = frame.published_us;
+        published[n] = frame.published_us();
         n += 1;
         if n < BATCH {
             next = out.try_recv().ok();
