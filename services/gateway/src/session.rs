@@ -63,7 +63,7 @@ pub(crate) enum Op {
 impl Outbound {
     /// A text frame made on this node.
     pub(crate) fn local(frame: Bytes) -> Self {
-        Self::bus(frame, 0)
+        Self::new(frame, 0, Op::Text)
     }
 
     /// A text frame from the bus, published at `published_us`.

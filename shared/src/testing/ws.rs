@@ -182,4 +182,16 @@ impl WsClient {
     pub fn pending(&self) -> &VecDeque<Value> {
         &self.pending
     }
+
+    /// The socket itself, for tests of WebSocket-level frames (pings,
+    /// close handshakes) that this client otherwise handles or hides.
+    /// Panics if frames were read and not consumed.
+    pub fn into_raw(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        assert!(
+            self.pending.is_empty(),
+            "unconsumed frames: {:?}",
+            self.pending
+        );
+        self.ws
+    }
 }

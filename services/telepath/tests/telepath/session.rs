@@ -214,30 +214,15 @@ async fn the_server_pings_and_a_client_that_answers_stays_connected() {
     assert!(c.ok(json!({"type": "ping"})).await["pong"].is_i64());
 }
 
-/// A raw tungstenite connection (no automatic handling of what comes
-/// back), past the welcome frame.
-async fn raw_socket(
-    base: &str,
-    token: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    use futures_util::StreamExt;
-    let mut req = format!("{}/connect", base.replacen("http", "ws", 1))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let welcome = ws.next().await.unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("\"welcome\""));
-    ws
-}
-
 #[tokio::test]
 async fn a_ping_frame_is_answered_with_its_payload_after_the_replies_queued_before_it() {
     use futures_util::{SinkExt, StreamExt};
     let node = spawn_node(|_| {}).await;
     let ada = login(&node.http, &node.url, "ada").await;
-    let mut ws = raw_socket(&node.url, &ada.token).await;
+    let mut ws = WsClient::connect(&node.url, &ada.token)
+        .await
+        .unwrap()
+        .into_raw();
     // A request, then pings in the same write: the reply is queued first,
     // and the pongs (which share the outbound queue) come after it, in order.
     ws.feed(WsMessage::text(r#"{"type":"ping","ref":"r1"}"#))
@@ -280,7 +265,10 @@ async fn a_client_close_is_echoed_with_its_code_and_ends_the_session() {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     let node = spawn_node(|_| {}).await;
     let ada = login(&node.http, &node.url, "ada").await;
-    let mut ws = raw_socket(&node.url, &ada.token).await;
+    let mut ws = WsClient::connect(&node.url, &ada.token)
+        .await
+        .unwrap()
+        .into_raw();
     ws.send(WsMessage::Close(Some(CloseFrame {
         code: CloseCode::Library(4100),
         reason: "done".into(),
