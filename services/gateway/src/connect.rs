@@ -120,6 +120,10 @@ pub(crate) async fn connect(
     };
     let id = state.next_conn_id();
     let tracker = state.inner.sessions.clone();
+    // What the session is built from, boxed: a value the task's future
+    // captures keeps its room in the future for the session's whole life,
+    // even after it has been moved into the session.
+    let setup = Box::new((state, claims, client));
     tracker.spawn(async move {
         let upgraded = match upgrade.await {
             Ok(upgraded) => upgraded,
@@ -137,6 +141,7 @@ pub(crate) async fn connect(
             Err(_) => return tracing::error!("upgraded connection is not a TcpStream"),
         };
         let ws = WebSocket::after_handshake(tcp, Role::Server);
+        let (state, claims, client) = *setup;
         session::serve(ws, state, claims, id, client).await
     });
     resp.into_response()

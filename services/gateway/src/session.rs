@@ -9,9 +9,10 @@
 
 mod dispatch;
 mod outbuf;
+mod queue;
 mod writer;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use telepath_shared::protocol::{
     ByeReason, CloseCode, ConnectionEvent, ConnectionEventKind, Limits, PresenceReport,
     ServerFrame, Welcome, user_channel,
 };
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::GatewayState;
@@ -33,8 +34,7 @@ use crate::metrics::{GatewayMetrics, OutKind};
 /// `connect.rs`), split into owned halves without a lock.
 pub(crate) type Stream = tokio::net::TcpStream;
 
-/// One frame queued to a connection: a pointer and a tag, so a queue's
-/// 32-slot blocks stay small (512 bytes), however idle the connection.
+/// One frame queued to a connection: a pointer and a tag, 16 bytes a slot.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Outbound {
     shared: Arc<Shared>,
@@ -108,6 +108,10 @@ struct Control {
     last_active_ms: AtomicU64,
     /// Reported idle to presence (no data frame for `away_after`).
     idle: AtomicBool,
+    /// The token's `exp` (Unix seconds), moved by `refresh`.
+    expiry: AtomicI64,
+    /// Signalled when `expiry` moves, for the writer's timer.
+    refreshed: Notify,
     started: Instant,
     /// This connection's id and user, for the reports the writer makes.
     conn_id: String,
@@ -115,13 +119,15 @@ struct Control {
 }
 
 impl Control {
-    fn new(conn_id: String, user_id: String) -> Self {
+    fn new(conn_id: String, user_id: String, expiry: i64) -> Self {
         Control {
             closing: CancellationToken::new(),
             reason: Mutex::new(None),
             last_seen_ms: AtomicU64::new(0),
             last_active_ms: AtomicU64::new(0),
             idle: AtomicBool::new(false),
+            expiry: AtomicI64::new(expiry),
+            refreshed: Notify::new(),
             started: Instant::now(),
             conn_id,
             user_id,
@@ -136,7 +142,7 @@ impl Control {
 /// A cheap handle to queue frames to a session or close it.
 #[derive(Clone)]
 pub(crate) struct SessionHandle {
-    tx: mpsc::Sender<Outbound>,
+    tx: queue::Sender<Outbound>,
     control: Arc<Control>,
 }
 
@@ -144,11 +150,11 @@ impl SessionHandle {
     /// Queues a text frame without waiting; false when the queue is full
     /// (the caller closes the session as a slow consumer).
     pub(crate) fn push(&self, frame: Outbound) -> bool {
-        match self.tx.try_send(frame) {
+        match self.tx.try_push(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => false,
+            Err(queue::PushError::Full(_)) => false,
             // Already closed: nothing to do, and not a slow consumer.
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(queue::PushError::Closed(_)) => true,
         }
     }
 
@@ -181,9 +187,9 @@ impl SessionHandle {
 
     /// A handle on a queue of `capacity` frames, for unit tests of the hub.
     #[cfg(test)]
-    pub(crate) fn detached(capacity: usize) -> (SessionHandle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let control = Arc::new(Control::new(String::new(), String::new()));
+    pub(crate) fn detached(capacity: usize) -> (SessionHandle, queue::Receiver<Outbound>) {
+        let (tx, rx) = queue::queue(capacity);
+        let control = Arc::new(Control::new(String::new(), String::new(), i64::MAX));
         (SessionHandle { tx, control }, rx)
     }
 
@@ -191,6 +197,12 @@ impl SessionHandle {
     #[cfg(test)]
     pub(crate) fn close_reason(&self) -> Option<(CloseCode, Option<ByeReason>)> {
         *self.control.reason.lock().expect("session lock poisoned")
+    }
+
+    /// The session's token now expires at `exp` (Unix seconds).
+    fn set_expiry(&self, exp: i64) {
+        self.control.expiry.store(exp, Ordering::Relaxed);
+        self.control.refreshed.notify_one();
     }
 
     /// The client sent something: it is alive.
@@ -220,14 +232,11 @@ pub(crate) struct ClientInfo {
 /// Everything the reader knows about its connection.
 pub(crate) struct Session {
     pub(crate) id: ConnId,
-    pub(crate) conn_id: String,
     pub(crate) claims: Claims,
     pub(crate) handle: SessionHandle,
     pub(crate) state: GatewayState,
     /// Rooms this connection has joined.
     pub(crate) rooms: std::collections::HashSet<String>,
-    /// Token expiry, updated by `refresh`; the writer watches it.
-    pub(crate) expiry: tokio::sync::watch::Sender<i64>,
     pub(crate) limiter: governor::DefaultDirectRateLimiter,
     /// Consecutive frames refused by the rate limiter.
     pub(crate) strikes: u32,
@@ -237,6 +246,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// This connection's id, as clients and presence know it.
+    pub(crate) fn conn_id(&self) -> &str {
+        &self.handle.control.conn_id
+    }
+
     /// Queues a frame made on this node; a full queue closes the session as
     /// a slow consumer (1013). Returns whether it was queued.
     pub(crate) fn send(&self, frame: &ServerFrame) -> bool {
@@ -262,14 +276,17 @@ enum End {
     Violation(CloseCode),
 }
 
-/// Serves one upgraded connection until it closes.
-pub(crate) async fn serve(
+/// Serves one upgraded connection until it closes: sets the session up
+/// now and returns its life as a future. Not an `async fn`: that would keep
+/// room for the arguments (the socket, the claims) beside the session
+/// built from them, in every idle connection.
+pub(crate) fn serve(
     mut ws: WebSocket<Stream>,
     state: GatewayState,
     claims: Claims,
     id: ConnId,
     client: ClientInfo,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let cfg = &state.inner.config;
     ws.set_max_message_size(cfg.max_frame_bytes);
     ws.set_auto_pong(true);
@@ -282,14 +299,17 @@ pub(crate) async fn serve(
     // Everything the writer writes, in order: text frames, and the pongs and
     // close echo the reader owes the client (those wait for room, so a client
     // that floods pings without reading is slowed down, not buffered).
-    let (tx, rx) = mpsc::channel::<Outbound>(cfg.outbound_queue);
+    let (tx, rx) = queue::queue::<Outbound>(cfg.outbound_queue);
     let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
-    let control = Arc::new(Control::new(conn_id.clone(), claims.sub.clone()));
+    let control = Arc::new(Control::new(
+        conn_id.clone(),
+        claims.sub.clone(),
+        claims.exp,
+    ));
     let handle = SessionHandle {
         tx,
         control: control.clone(),
     };
-    let (expiry, expiry_rx) = tokio::sync::watch::channel(claims.exp);
     let quota = governor::Quota::per_second(
         std::num::NonZeroU32::new(cfg.max_rate_per_s.max(1)).expect("max(1) is non-zero"),
     );
@@ -299,7 +319,7 @@ pub(crate) async fn serve(
         &handle,
         &state,
         &ServerFrame::Welcome(Welcome {
-            conn_id: conn_id.clone(),
+            conn_id,
             user: claims.user(),
             node: cfg.common.node_id.clone(),
             heartbeat_ms: cfg.heartbeat_ms,
@@ -311,37 +331,40 @@ pub(crate) async fn serve(
             },
         }),
     );
-    let writer = tokio::spawn(writer::run(
-        write,
-        rx,
-        control.clone(),
-        expiry_rx,
-        state.clone(),
-    ));
+    let writer = tokio::spawn(writer::run(write, rx, control.clone(), state.clone()));
 
-    let mut session = Session {
+    let session = Session {
         id,
-        conn_id,
         claims,
-        handle: handle.clone(),
+        handle,
         state: state.clone(),
         rooms: Default::default(),
-        expiry,
         limiter: governor::RateLimiter::direct(quota),
         strikes: 0,
         client,
         ungate: None,
     };
+    live(session, read, writer, control, state)
+}
+
+/// A session from its registration to its end.
+async fn live(
+    mut session: Session,
+    read: fastwebsockets::WebSocketRead<tokio::net::tcp::OwnedReadHalf>,
+    mut writer: tokio::task::JoinHandle<()>,
+    control: Arc<Control>,
+    state: GatewayState,
+) {
     // Boxed, like every large future that runs once: an await inline keeps
     // its space in the session's future for the connection's whole life.
     Box::pin(register(&session)).await;
 
-    let closing = control.closing.clone();
+    let closing = &control.closing;
     let end = tokio::select! {
         // The reader ends on the client's close, an error, or EOF.
         end = read_loop(read, &mut session) => {
             if let End::Violation(code) = end {
-                handle.close(code, None);
+                session.handle.close(code, None);
             }
             Some(end)
         }
@@ -349,14 +372,13 @@ pub(crate) async fn serve(
         _ = async { closing.cancelled().await; tokio::time::sleep(CLOSE_GRACE).await } => None,
         // Server shutdown: tell the client to reconnect elsewhere.
         _ = state.inner.shutdown.cancelled() => {
-            handle.close(CloseCode::Restart, Some(ByeReason::Restart));
+            session.handle.close(CloseCode::Restart, Some(ByeReason::Restart));
             let _ = tokio::time::timeout(CLOSE_GRACE, closing.cancelled()).await;
             None
         }
     };
     control.closing.cancel();
     // The writer may be stuck writing to a client that stopped reading: bound the wait.
-    let mut writer = writer;
     if tokio::time::timeout(CLOSE_GRACE, &mut writer)
         .await
         .is_err()
@@ -415,7 +437,7 @@ async fn register(session: &Session) {
     let connected = log_event(session, ConnectionEventKind::Connect, None);
     state.inner.logs.log(connected);
     state.inner.presence.report(PresenceReport::Connect {
-        conn_id: session.conn_id.clone(),
+        conn_id: session.conn_id().to_owned(),
         user,
         node: state.inner.config.common.node_id.clone(),
     });
@@ -454,7 +476,7 @@ async fn unregister(session: &Session, code: u16, reason: &'static str) {
     }
     hub.leave(&user_channel(&session.claims.sub), session.id);
     state.inner.presence.report(PresenceReport::Disconnect {
-        conn_id: session.conn_id.clone(),
+        conn_id: session.conn_id().to_owned(),
         user_id: session.claims.sub.clone(),
     });
     let disconnected = log_event(
@@ -464,7 +486,7 @@ async fn unregister(session: &Session, code: u16, reason: &'static str) {
     );
     state.inner.logs.log(disconnected);
     state.inner.metrics.disconnected(code, reason);
-    tracing::debug!(conn_id = %session.conn_id, code, reason, "disconnected");
+    tracing::debug!(conn_id = %session.conn_id(), code, reason, "disconnected");
 }
 
 /// The connection log entry for this session.
@@ -475,7 +497,7 @@ fn log_event(
 ) -> ConnectionEvent {
     ConnectionEvent {
         event,
-        conn_id: session.conn_id.clone(),
+        conn_id: session.conn_id().to_owned(),
         user: session.claims.user_ref(),
         node: session.state.inner.config.common.node_id.clone(),
         ip: Some(session.client.ip.clone()),
@@ -505,7 +527,7 @@ async fn read_loop(
         let tx = tx.clone();
         async move {
             let Some(out) = out else { return Ok(()) };
-            tx.send(out)
+            tx.push(out)
                 .await
                 .map_err(|_| WebSocketError::ConnectionClosed)
         }
@@ -520,7 +542,9 @@ async fn read_loop(
                 Ok(_) => {}
             }
         }
-        let frame = match read.read_frame(&mut send_fn).await {
+        // Boxed: the read's future (with the wait for room for a pong)
+        // would otherwise be part of every idle connection's session.
+        let frame = match Box::pin(read.read_frame(&mut send_fn)).await {
             Ok(frame) => frame,
             Err(e) => return error_close(e),
         };
@@ -539,7 +563,7 @@ async fn read_loop(
         }
         if data && session.handle.activity() {
             session.state.inner.presence.report(PresenceReport::Idle {
-                conn_id: session.conn_id.clone(),
+                conn_id: session.conn_id().to_owned(),
                 user_id: session.claims.sub.clone(),
                 idle: false,
             });

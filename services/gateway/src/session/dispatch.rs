@@ -69,7 +69,7 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
     // A span per request only when traces are exported: it is the parent of
     // the api call, whose `traceparent` carries it on.
     let span = if telemetry::tracing_enabled() {
-        tracing::info_span!("ws.request", otel.name = format!("ws {name}"), otel.kind = "server", conn_id = %session.conn_id)
+        tracing::info_span!("ws.request", otel.name = format!("ws {name}"), otel.kind = "server", conn_id = %session.conn_id())
     } else {
         tracing::Span::none()
     };
@@ -222,7 +222,7 @@ async fn join(
     };
     if session.rooms.insert(room.clone()) {
         state.inner.presence.report(PresenceReport::Join {
-            conn_id: session.conn_id.clone(),
+            conn_id: session.conn_id().to_owned(),
             user: session.claims.user_ref(),
             room: room.clone(),
         });
@@ -291,7 +291,7 @@ async fn leave(session: &mut Session, room: String) -> Result<Value, ErrorBody> 
     if session.rooms.remove(&room) {
         state.inner.hub.leave(&room_channel(&room), session.id);
         state.inner.presence.report(PresenceReport::Leave {
-            conn_id: session.conn_id.clone(),
+            conn_id: session.conn_id().to_owned(),
             user_id: session.claims.sub.clone(),
             room: room.clone(),
         });
@@ -376,7 +376,7 @@ fn typing(session: &mut Session, room: String, active: bool) -> Result<(), Error
         return Err(ErrorBody::new(ErrorCode::Forbidden, "join the room first"));
     }
     session.state.inner.presence.report(PresenceReport::Typing {
-        conn_id: session.conn_id.clone(),
+        conn_id: session.conn_id().to_owned(),
         user: session.claims.user_ref(),
         room,
         active,
@@ -456,6 +456,6 @@ fn refresh(session: &mut Session, token: &str) -> Result<Value, ErrorBody> {
     }
     let exp = claims.exp;
     session.claims = claims;
-    session.expiry.send_replace(exp);
+    session.handle.set_expiry(exp);
     Ok(json!({"exp": exp}))
 }

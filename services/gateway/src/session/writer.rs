@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::queue::Receiver;
+use super::{Control, Op, Outbound};
+use crate::GatewayState;
+use crate::metrics::OutKind;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use prometheus::local::LocalHistogram;
 use telepath_shared::bus::unix_micros;
 use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
-use tokio::sync::{mpsc, watch};
-
-use super::{Control, Op, Outbound};
-use crate::GatewayState;
-use crate::metrics::OutKind;
 
 /// Frames written before one flush.
 const BATCH: usize = 64;
@@ -32,22 +31,29 @@ pub(super) type Writer = WebSocketWrite<super::outbuf::OutBuf<tokio::net::tcp::O
 /// Runs until the session closes or the socket fails.
 pub(super) async fn run(
     mut ws: Writer,
-    mut out: mpsc::Receiver<Outbound>,
+    mut out: Receiver<Outbound>,
     control: Arc<Control>,
-    mut expiry: watch::Receiver<i64>,
     state: GatewayState,
 ) {
+    // Frames of any size are written as header and payload slices into the
+    // batch buffer: below the threshold fastwebsockets would first copy
+    // each frame into a scratch buffer that it keeps for the connection's life.
+    ws.set_writev_threshold(0);
     let heartbeat = state.inner.config.heartbeat();
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut latency = state.inner.metrics.fanout_latency.local();
-    // Made once, not on every turn of the loop: a fresh `cancelled()` would
-    // lock the token's waiter list and a fresh sleep would re-arm a timer
-    // for every frame written.
+    // Made on the first bus frame: a connection that gets none holds no histogram.
+    let mut latency = None;
+    // One timer for the next ping and the token's expiry, whichever is
+    // first. Made once, not on every turn of the loop: a fresh `cancelled()`
+    // would lock the token's waiter list and a fresh sleep would re-arm a
+    // timer for every frame written.
+    let mut next_ping = tokio::time::Instant::now() + heartbeat;
+    let mut expires = until_unix(control.expiry.load(Ordering::Relaxed));
+    let timer = tokio::time::sleep_until(next_ping.min(expires));
+    tokio::pin!(timer);
     let closing = control.closing.cancelled();
     tokio::pin!(closing);
-    let token_expiry = tokio::time::sleep_until(until_unix(*expiry.borrow()));
-    tokio::pin!(token_expiry);
+    let refreshed = control.refreshed.notified();
+    tokio::pin!(refreshed);
     let result: Result<(), WebSocketError> = async {
         loop {
             tokio::select! {
@@ -55,36 +61,47 @@ pub(super) async fn run(
                 _ = &mut closing => {
                     // A close echo still queued answers the client's close:
                     // send it (and nothing queued before it) and stop.
-                    while let Ok(next) = out.try_recv() {
+                    while let Some(next) = out.try_recv() {
                         if next.op == Op::CloseEcho {
-                            ws.write_frame(frame_of(&next)).await?;
-                            ws.flush().await?;
+                            Box::pin(write_one(&mut ws, frame_of(&next))).await?;
                             return Err(WebSocketError::ConnectionClosed);
                         }
                     }
                     return Ok(());
                 }
                 first = out.recv() => {
-                    let Some(first) = first else { return Ok(()) };
                     // Boxed: the batch's timestamps (half a KiB) exist only while it is written.
                     Box::pin(write_batch(&mut ws, &mut out, first, &state, &mut latency)).await?;
                 }
-                _ = ping.tick() => {
-                    check_idle(&control, &state);
-                    if silent_for(&control) > heartbeat * 2 {
-                        close_with(&control, CloseCode::Internal, None);
-                        return Ok(());
+                _ = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if now >= expires {
+                        let exp = control.expiry.load(Ordering::Relaxed);
+                        if valid_for_ms(exp) == 0 {
+                            close_with(&control, CloseCode::TokenExpired, Some(ByeReason::TokenExpired));
+                            return Ok(());
+                        }
+                        // Woken early (the wait is capped): wait for the rest.
+                        expires = until_unix(exp);
                     }
-                    ws.write_frame(Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hb"))).await?;
-                    ws.flush().await?;
-                }
-                _ = &mut token_expiry => {
-                    close_with(&control, CloseCode::TokenExpired, Some(ByeReason::TokenExpired));
-                    return Ok(());
+                    if now >= next_ping {
+                        check_idle(&control, &state);
+                        if silent_for(&control) > heartbeat * 2 {
+                            close_with(&control, CloseCode::Internal, None);
+                            return Ok(());
+                        }
+                        let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hb"));
+                        Box::pin(write_one(&mut ws, ping)).await?;
+                        // Late ticks are not caught up: the next ping is a heartbeat from now.
+                        next_ping = now + heartbeat;
+                    }
+                    timer.as_mut().reset(next_ping.min(expires));
                 }
                 // A refresh moved the expiry.
-                Ok(()) = expiry.changed() => {
-                    token_expiry.as_mut().reset(until_unix(*expiry.borrow()));
+                _ = &mut refreshed => {
+                    refreshed.set(control.refreshed.notified());
+                    expires = until_unix(control.expiry.load(Ordering::Relaxed));
+                    timer.as_mut().reset(next_ping.min(expires));
                 }
             }
         }
@@ -105,15 +122,22 @@ fn frame_of(out: &Outbound) -> Frame<'_> {
     Frame::new(true, opcode, None, Payload::Borrowed(out.frame()))
 }
 
+/// Writes and flushes one frame. Boxed where it is called: a write's future
+/// inline would be part of every idle connection's writer.
+async fn write_one(ws: &mut Writer, frame: Frame<'_>) -> Result<(), WebSocketError> {
+    ws.write_frame(frame).await?;
+    ws.flush().await
+}
+
 /// Writes `first` and whatever else is already queued (up to [`BATCH`]),
 /// flushes once, then records the batch's bytes and latencies. A close echo
 /// ends the batch and the writer: the client closed, nothing more goes out.
 async fn write_batch(
     ws: &mut Writer,
-    out: &mut mpsc::Receiver<Outbound>,
+    out: &mut Receiver<Outbound>,
     first: Outbound,
     state: &GatewayState,
-    latency: &mut LocalHistogram,
+    latency: &mut Option<LocalHistogram>,
 ) -> Result<(), WebSocketError> {
     let metrics = &state.inner.metrics;
     metrics.queue_depth.observe((out.len() + 1) as f64);
@@ -135,16 +159,20 @@ async fn write_batch(
         published[n] = frame.published_us();
         n += 1;
         if n < BATCH {
-            next = out.try_recv().ok();
+            next = out.try_recv();
         }
     }
     ws.flush().await?;
     metrics.bytes_out.inc_by(bytes as u64);
     let now = unix_micros();
-    for &at in published[..n].iter().filter(|&&at| at > 0) {
-        latency.observe(now.saturating_sub(at) as f64 / 1e6);
+    let mut bus_frames = published[..n].iter().filter(|&&at| at > 0).peekable();
+    if bus_frames.peek().is_some() {
+        let latency = latency.get_or_insert_with(|| metrics.fanout_latency.local());
+        for &at in bus_frames {
+            latency.observe(now.saturating_sub(at) as f64 / 1e6);
+        }
+        latency.flush();
     }
-    latency.flush();
     if echoed {
         return Err(WebSocketError::ConnectionClosed);
     }
@@ -198,11 +226,19 @@ async fn close(
     ws.flush().await
 }
 
-/// When a token with this `exp` (Unix seconds) stops being valid: `exp`
-/// plus the clock-skew leeway that verification allows.
-fn until_unix(exp: i64) -> tokio::time::Instant {
+/// Milliseconds until a token with this `exp` (Unix seconds) stops being
+/// valid, which is `exp` plus the clock-skew leeway that verification allows.
+fn valid_for_ms(exp: i64) -> u64 {
     let now = chrono::Utc::now().timestamp_millis();
-    let end = (exp + telepath_shared::auth::LEEWAY_SECS as i64) * 1000;
-    let wait = (end - now).max(0) as u64;
+    let end = exp
+        .saturating_add(telepath_shared::auth::LEEWAY_SECS as i64)
+        .saturating_mul(1000);
+    end.saturating_sub(now).max(0) as u64
+}
+
+/// When to check a token with this `exp` again: when it stops being valid,
+/// or in a day at most (so no `exp` overflows the timer).
+fn until_unix(exp: i64) -> tokio::time::Instant {
+    let wait = valid_for_ms(exp).min(86_400_000);
     tokio::time::Instant::now() + Duration::from_millis(wait)
 }

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use telepath_shared::protocol::{HeartbeatReport, LiveConn, PresenceReport, PresenceReports};
+use telepath_shared::protocol::{
+    HeartbeatReport, LiveConn, PresenceReport, PresenceReports, UserRef,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,8 +23,17 @@ use super::{REPORT_QUEUE, Sender};
 /// Reports sent in one request at most.
 const BATCH: usize = 1000;
 
-/// Every live connection of this node, as the next heartbeat lists it.
-type Live = Arc<Mutex<HashMap<String, LiveConn>>>;
+/// Every live connection of this node by conn id, as the next heartbeat lists it.
+type Live = Arc<Mutex<HashMap<String, Conn>>>;
+
+/// One live connection: a [`LiveConn`] without the conn id (the map's key)
+/// and the node (the same for all), which the heartbeat adds back.
+#[derive(Debug)]
+struct Conn {
+    user: UserRef,
+    rooms: Vec<String>,
+    idle: bool,
+}
 
 /// Queues reports for presence; cheap to clone.
 #[derive(Clone)]
@@ -66,15 +77,9 @@ impl PresenceReporter {
     fn apply(&self, report: &PresenceReport) {
         let mut live = self.live.lock().expect("presence lock poisoned");
         match report {
-            PresenceReport::Connect {
-                conn_id,
-                user,
-                node,
-            } => {
-                let conn = LiveConn {
-                    conn_id: conn_id.clone(),
+            PresenceReport::Connect { conn_id, user, .. } => {
+                let conn = Conn {
                     user: user.clone(),
-                    node: node.clone(),
                     rooms: Vec::new(),
                     idle: false,
                 };
@@ -128,7 +133,18 @@ async fn report_task(
                 sender.post("/internal/presence/reports", &reports).await;
             }
             _ = tick.tick() => {
-                let conns: Vec<LiveConn> = live.lock().expect("presence lock poisoned").values().cloned().collect();
+                let conns: Vec<LiveConn> = live
+                    .lock()
+                    .expect("presence lock poisoned")
+                    .iter()
+                    .map(|(conn_id, c)| LiveConn {
+                        conn_id: conn_id.clone(),
+                        user: c.user.clone(),
+                        node: node.clone(),
+                        rooms: c.rooms.clone(),
+                        idle: c.idle,
+                    })
+                    .collect();
                 sender.post("/internal/presence/heartbeat", &HeartbeatReport { node: node.clone(), conns }).await;
             }
             _ = shutdown.cancelled(), if rx.is_empty() && empty() => return,
@@ -139,7 +155,6 @@ async fn report_task(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use telepath_shared::protocol::UserRef;
 
     fn ada() -> UserRef {
         UserRef {
