@@ -141,7 +141,12 @@ pub(crate) async fn connect(
             Err(_) => return tracing::error!("upgraded connection is not a TcpStream"),
         };
         let ws = WebSocket::after_handshake(tcp, Role::Server);
-        let (state, claims, client) = *setup;
+        // Moved out of the capture first, so the box is freed here and not
+        // when the session ends.
+        let (state, claims, client) = {
+            let setup = setup;
+            *setup
+        };
         session::serve(ws, state, claims, id, client).await
     });
     resp.into_response()

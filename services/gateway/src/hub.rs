@@ -27,7 +27,7 @@ pub(crate) type ConnId = u64;
 pub(crate) struct Hub {
     /// channel -> its local members. A member's gate lives in its entry, so
     /// fan-out reads it without another lookup per delivery.
-    channels: Mutex<HashMap<String, HashMap<ConnId, Member>>>,
+    channels: Mutex<HashMap<String, Members>>,
     /// The last seq relayed per room channel, for gap detection.
     relayed: Mutex<HashMap<String, i64>>,
     reconcile: mpsc::UnboundedSender<Reconcile>,
@@ -39,6 +39,107 @@ struct Member {
     handle: SessionHandle,
     /// Set while (and just after) the connection joins the room with a replay.
     gate: Option<Gate>,
+}
+
+/// A channel's local members: a short list while there are a few (most
+/// channels are one user's connections, and a hash map's smallest table
+/// has room for four), a map once there are more.
+enum Members {
+    Few(Vec<(ConnId, Member)>),
+    Many(HashMap<ConnId, Member>),
+}
+
+/// Members kept in a list at most.
+const FEW: usize = 8;
+
+impl Default for Members {
+    fn default() -> Self {
+        Members::Few(Vec::new())
+    }
+}
+
+impl Members {
+    /// Adds `conn`, or replaces its entry.
+    fn insert(&mut self, conn: ConnId, member: Member) {
+        match self {
+            Members::Few(list) => {
+                if let Some(slot) = list.iter_mut().find(|(c, _)| *c == conn) {
+                    slot.1 = member;
+                } else if list.len() < FEW {
+                    // 1, 2, 4, 8 slots: one for the first member (a Vec would make four).
+                    if list.len() == list.capacity() {
+                        list.reserve_exact(list.len().max(1));
+                    }
+                    list.push((conn, member));
+                } else {
+                    let mut map: HashMap<ConnId, Member> = list.drain(..).collect();
+                    map.insert(conn, member);
+                    *self = Members::Many(map);
+                }
+            }
+            Members::Many(map) => {
+                map.insert(conn, member);
+            }
+        }
+    }
+
+    fn remove(&mut self, conn: ConnId) {
+        match self {
+            Members::Few(list) => {
+                if let Some(i) = list.iter().position(|(c, _)| *c == conn) {
+                    list.swap_remove(i);
+                }
+            }
+            Members::Many(map) => {
+                map.remove(&conn);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Members::Few(list) => list.len(),
+            Members::Many(map) => map.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn contains(&self, conn: ConnId) -> bool {
+        match self {
+            Members::Few(list) => list.iter().any(|(c, _)| *c == conn),
+            Members::Many(map) => map.contains_key(&conn),
+        }
+    }
+
+    fn get_mut(&mut self, conn: ConnId) -> Option<&mut Member> {
+        match self {
+            Members::Few(list) => list.iter_mut().find(|(c, _)| *c == conn).map(|(_, m)| m),
+            Members::Many(map) => map.get_mut(&conn),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (ConnId, &Member)> {
+        let (few, many) = match self {
+            Members::Few(list) => (Some(list.iter().map(|(c, m)| (*c, m))), None),
+            Members::Many(map) => (None, Some(map.iter().map(|(c, m)| (*c, m)))),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Member> {
+        self.iter().map(|(_, m)| m)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Member> {
+        let (few, many) = match self {
+            Members::Few(list) => (Some(list.iter_mut().map(|(_, m)| m)), None),
+            Members::Many(map) => (None, Some(map.values_mut())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
 }
 
 /// Room frames held for one gated connection, with their seq when they are messages.
@@ -126,7 +227,7 @@ impl Hub {
             let Some(members) = channels.get_mut(channel) else {
                 return;
             };
-            members.remove(&conn);
+            members.remove(conn);
             let empty = members.is_empty();
             if empty {
                 channels.remove(channel);
@@ -152,9 +253,9 @@ impl Hub {
             let channels = self.channels.lock().expect("hub lock poisoned");
             match (channels.get(user), channels.get(room)) {
                 (Some(mine), Some(inside)) => mine
-                    .keys()
-                    .filter(|c| inside.contains_key(c))
-                    .copied()
+                    .iter()
+                    .map(|(c, _)| c)
+                    .filter(|&c| inside.contains(c))
                     .collect(),
                 _ => Vec::new(),
             }
@@ -208,7 +309,7 @@ impl Hub {
     /// channel lock keeps the dispatcher out meanwhile, so nothing overtakes them.
     pub(crate) fn ungate(&self, channel: &str, conn: ConnId, after: i64) {
         let mut channels = self.channels.lock().expect("hub lock poisoned");
-        let Some(member) = channels.get_mut(channel).and_then(|m| m.get_mut(&conn)) else {
+        let Some(member) = channels.get_mut(channel).and_then(|m| m.get_mut(conn)) else {
             return;
         };
         // The gate stays as a floor: the relay can be behind the api, so a
@@ -331,13 +432,13 @@ impl Hub {
     /// Queues `payload` once per connection found in `groups` (the caller holds the channel lock).
     fn once_each<'a>(
         &self,
-        groups: impl Iterator<Item = &'a HashMap<ConnId, Member>>,
+        groups: impl Iterator<Item = &'a Members>,
         payload: &Outbound,
     ) -> usize {
         let mut seen = HashSet::new();
         for members in groups {
-            for (conn, member) in members {
-                if seen.insert(*conn) {
+            for (conn, member) in members.iter() {
+                if seen.insert(conn) {
                     self.deliver(&member.handle, payload.clone());
                 }
             }
@@ -418,6 +519,42 @@ mod tests {
         Outbound::local(Bytes::from(text.to_owned()))
     }
 
+    #[test]
+    fn members_are_a_list_while_few_and_a_map_beyond() {
+        let mut members = Members::default();
+        let mut receivers = Vec::new();
+        let mut add = |members: &mut Members, conn: ConnId| {
+            let (handle, rx) = SessionHandle::detached(4);
+            receivers.push(rx);
+            members.insert(conn, Member { handle, gate: None });
+        };
+        add(&mut members, 1);
+        assert!(matches!(&members, Members::Few(list) if list.capacity() == 1));
+        add(&mut members, 1);
+        assert_eq!(
+            members.len(),
+            1,
+            "a second join of one connection replaces it"
+        );
+        for conn in 2..=FEW as ConnId {
+            add(&mut members, conn);
+        }
+        assert!(matches!(members, Members::Few(_)));
+        add(&mut members, 100);
+        assert!(matches!(members, Members::Many(_)));
+        assert_eq!(members.len(), FEW + 1);
+        let mut seen: Vec<ConnId> = members.iter().map(|(c, _)| c).collect();
+        seen.sort();
+        assert_eq!(seen, (1..=FEW as ConnId).chain([100]).collect::<Vec<_>>());
+        assert!(members.contains(100) && members.get_mut(3).is_some());
+        for conn in (1..=FEW as ConnId).chain([100]) {
+            members.remove(conn);
+            assert!(!members.contains(conn));
+        }
+        assert!(members.is_empty());
+        assert_eq!(members.values_mut().count(), 0);
+    }
+
     fn hub() -> (Arc<Hub>, MemoryBroker) {
         let broker = MemoryBroker::new();
         let (bus, _rx) = broker.connect(16);
@@ -490,8 +627,9 @@ mod tests {
             "straight through after the gate"
         );
         // Past the floor the gate is gone: fan-out no longer consults it.
-        let channels = hub.channels.lock().unwrap();
-        assert!(channels["room:g"][&7].gate.is_none());
+        let mut channels = hub.channels.lock().unwrap();
+        let member = channels.get_mut("room:g").unwrap().get_mut(7).unwrap();
+        assert!(member.gate.is_none());
     }
 
     #[tokio::test]
