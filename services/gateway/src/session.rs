@@ -24,7 +24,6 @@ use telepath_shared::protocol::{
     ServerFrame, Welcome, user_channel,
 };
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::GatewayState;
 use crate::hub::ConnId;
@@ -98,7 +97,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// What a session needs shared between its reader, its writer and the hub.
 struct Control {
     /// Cancelled when the session must close.
-    closing: CancellationToken,
+    closing: Closing,
     /// Why it closes: the first caller of [`SessionHandle::close`] wins.
     reason: Mutex<Option<(CloseCode, Option<ByeReason>)>>,
     /// Milliseconds since `started` at which the client last sent anything.
@@ -121,7 +120,7 @@ struct Control {
 impl Control {
     fn new(conn_id: String, user_id: String, expiry: i64) -> Self {
         Control {
-            closing: CancellationToken::new(),
+            closing: Closing::default(),
             reason: Mutex::new(None),
             last_seen_ms: AtomicU64::new(0),
             last_active_ms: AtomicU64::new(0),
@@ -136,6 +135,41 @@ impl Control {
 
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// A once-only signal that the session must close: a flag and a `Notify`
+/// inside [`Control`], where tokio-util's `CancellationToken` would be a
+/// separate 112-byte allocation per connection (a node of a token tree that
+/// sessions do not use).
+#[derive(Default)]
+struct Closing {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Closing {
+    fn cancel(&self) {
+        if !self.set.swap(true, Ordering::SeqCst) {
+            self.notify.notify_waiters();
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.set.load(Ordering::SeqCst)
+    }
+
+    /// Returns once [`Closing::cancel`] has been called.
+    async fn cancelled(&self) {
+        loop {
+            // Registered before the check, so a cancel in between wakes it.
+            let mut notified = std::pin::pin!(self.notify.notified());
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -674,6 +708,35 @@ mod tests {
         let (payload, released) = reader.await.unwrap();
         assert_eq!(payload, b"three");
         assert!(released);
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_every_waiter_before_and_after_the_cancel() {
+        let closing = Arc::new(Closing::default());
+        let early: Vec<_> = (0..3)
+            .map(|_| {
+                let c = closing.clone();
+                tokio::spawn(async move { c.cancelled().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(!closing.is_cancelled());
+        assert!(
+            early.iter().all(|t| !t.is_finished()),
+            "nothing cancelled yet"
+        );
+        closing.cancel();
+        closing.cancel();
+        assert!(closing.is_cancelled());
+        for t in early {
+            tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .expect("a waiter from before the cancel wakes")
+                .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), closing.cancelled())
+            .await
+            .expect("a wait after the cancel returns at once");
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! closes clients that went silent, and closes with 4001 when the token
 //! expires. On close it sends `bye` (when there is a reason to give) and the
 //! close frame. It measures what only it can see: bytes written, the queue
-//! depth it finds, and each bus frame's publish-to-write latency (kept in a
-//! local histogram and flushed once per batch).
+//! depth it finds, and each bus frame's publish-to-write latency (observed
+//! once per batch, and no histogram kept per connection).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,12 +18,14 @@ use super::{Control, Op, Outbound};
 use crate::GatewayState;
 use crate::metrics::OutKind;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
-use prometheus::local::LocalHistogram;
 use telepath_shared::bus::unix_micros;
 use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
 
 /// Frames written before one flush.
 const BATCH: usize = 64;
+
+/// Bus frames in a batch above which their latencies are summed locally.
+const LOCAL_AFTER: usize = 4;
 
 /// The write half, buffered per batch: a batch of frames becomes one write.
 pub(super) type Writer = WebSocketWrite<super::outbuf::OutBuf<tokio::net::tcp::OwnedWriteHalf>>;
@@ -40,8 +42,6 @@ pub(super) async fn run(
     // each frame into a scratch buffer that it keeps for the connection's life.
     ws.set_writev_threshold(0);
     let heartbeat = state.inner.config.heartbeat();
-    // Made on the first bus frame: a connection that gets none holds no histogram.
-    let mut latency = None;
     // One timer for the next ping and the token's expiry, whichever is
     // first. Made once, not on every turn of the loop: a fresh `cancelled()`
     // would lock the token's waiter list and a fresh sleep would re-arm a
@@ -71,7 +71,7 @@ pub(super) async fn run(
                 }
                 first = out.recv() => {
                     // Boxed: the batch's timestamps (half a KiB) exist only while it is written.
-                    Box::pin(write_batch(&mut ws, &mut out, first, &state, &mut latency)).await?;
+                    Box::pin(write_batch(&mut ws, &mut out, first, &state)).await?;
                 }
                 _ = &mut timer => {
                     let now = tokio::time::Instant::now();
@@ -137,7 +137,6 @@ async fn write_batch(
     out: &mut Receiver<Outbound>,
     first: Outbound,
     state: &GatewayState,
-    latency: &mut Option<LocalHistogram>,
 ) -> Result<(), WebSocketError> {
     let metrics = &state.inner.metrics;
     metrics.queue_depth.observe((out.len() + 1) as f64);
@@ -165,13 +164,18 @@ async fn write_batch(
     ws.flush().await?;
     metrics.bytes_out.inc_by(bytes as u64);
     let now = unix_micros();
-    let mut bus_frames = published[..n].iter().filter(|&&at| at > 0).peekable();
-    if bus_frames.peek().is_some() {
-        let latency = latency.get_or_insert_with(|| metrics.fanout_latency.local());
-        for &at in bus_frames {
-            latency.observe(now.saturating_sub(at) as f64 / 1e6);
-        }
-        latency.flush();
+    let bus_frames = published[..n].iter().filter(|&&at| at > 0);
+    let latencies = bus_frames
+        .clone()
+        .map(|&at| now.saturating_sub(at) as f64 / 1e6);
+    // A few go straight into the shared histogram; a long batch is summed
+    // locally first, so it touches the shared one once per bucket.
+    if bus_frames.count() <= LOCAL_AFTER {
+        latencies.for_each(|s| metrics.fanout_latency.observe(s));
+    } else {
+        let local = metrics.fanout_latency.local();
+        latencies.for_each(|s| local.observe(s));
+        local.flush();
     }
     if echoed {
         return Err(WebSocketError::ConnectionClosed);
