@@ -382,46 +382,54 @@ pub(crate) fn serve(
 }
 
 /// A session from its registration to its end.
-async fn live(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice"
+)]
+fn live(
     mut session: Session,
     read: fastwebsockets::WebSocketRead<tokio::net::tcp::OwnedReadHalf>,
     mut writer: tokio::task::JoinHandle<()>,
     control: Arc<Control>,
     state: GatewayState,
-) {
-    // Boxed, like every large future that runs once: an await inline keeps
-    // its space in the session's future for the connection's whole life.
-    Box::pin(register(&session)).await;
+) -> impl Future<Output = ()> + Send + 'static {
+    // An async block, not an async fn: an async fn moves each argument into
+    // a local first, so its future would hold every argument twice.
+    async move {
+        // Boxed, like every large future that runs once: an await inline keeps
+        // its space in the session's future for the connection's whole life.
+        Box::pin(register(&session)).await;
 
-    let closing = &control.closing;
-    let end = tokio::select! {
-        // The reader ends on the client's close, an error, or EOF.
-        end = read_loop(read, &mut session) => {
-            if let End::Violation(code) = end {
-                session.handle.close(code, None);
+        let closing = &control.closing;
+        let end = tokio::select! {
+            // The reader ends on the client's close, an error, or EOF.
+            end = read_loop(read, &mut session) => {
+                if let End::Violation(code) = end {
+                    session.handle.close(code, None);
+                }
+                Some(end)
             }
-            Some(end)
+            // We are closing: give the client a moment to answer the close frame.
+            _ = async { closing.cancelled().await; tokio::time::sleep(CLOSE_GRACE).await } => None,
+            // Server shutdown: tell the client to reconnect elsewhere.
+            _ = state.inner.shutdown.cancelled() => {
+                session.handle.close(CloseCode::Restart, Some(ByeReason::Restart));
+                let _ = tokio::time::timeout(CLOSE_GRACE, closing.cancelled()).await;
+                None
+            }
+        };
+        control.closing.cancel();
+        // The writer may be stuck writing to a client that stopped reading: bound the wait.
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
         }
-        // We are closing: give the client a moment to answer the close frame.
-        _ = async { closing.cancelled().await; tokio::time::sleep(CLOSE_GRACE).await } => None,
-        // Server shutdown: tell the client to reconnect elsewhere.
-        _ = state.inner.shutdown.cancelled() => {
-            session.handle.close(CloseCode::Restart, Some(ByeReason::Restart));
-            let _ = tokio::time::timeout(CLOSE_GRACE, closing.cancelled()).await;
-            None
-        }
-    };
-    control.closing.cancel();
-    // The writer may be stuck writing to a client that stopped reading: bound the wait.
-    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
+        let server_close = *control.reason.lock().expect("session lock poisoned");
+        let (code, reason) = disconnect_label(server_close, end);
+        Box::pin(unregister(&session, code, reason)).await;
     }
-    let server_close = *control.reason.lock().expect("session lock poisoned");
-    let (code, reason) = disconnect_label(server_close, end);
-    Box::pin(unregister(&session, code, reason)).await;
 }
 
 /// The close code and reason a disconnect is counted and logged under: the
@@ -542,97 +550,104 @@ fn log_event(
 }
 
 /// Reads frames until the connection ends, and says how it ended.
-async fn read_loop(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice"
+)]
+fn read_loop(
     mut read: fastwebsockets::WebSocketRead<tokio::net::tcp::OwnedReadHalf>,
     session: &mut Session,
-) -> End {
-    let max = session.state.inner.config.max_frame_bytes;
-    // A fragmented text message being collected (browsers rarely fragment).
-    let mut partial: Option<Vec<u8>> = None;
-    // The pongs and close echo fastwebsockets owes the client go to the writer.
-    let tx = session.handle.tx.clone();
-    let mut send_fn = |frame: Frame<'_>| {
-        let op = match frame.opcode {
-            OpCode::Close => Some(Op::CloseEcho),
-            OpCode::Pong => Some(Op::Pong),
-            _ => None,
-        };
-        let out = op.map(|op| Outbound::new(Bytes::copy_from_slice(&frame.payload), 0, op));
-        let tx = tx.clone();
-        async move {
-            let Some(out) = out else { return Ok(()) };
-            tx.push(out)
-                .await
-                .map_err(|_| WebSocketError::ConnectionClosed)
-        }
-    };
-    loop {
-        // Between frames, wait for the next one without holding a read
-        // buffer (8 KiB per idle connection otherwise; see
-        // vendor/fastwebsockets/PATCHES.md). The peek consumes nothing.
-        if read.release_buffer() {
-            match read.get_mut().peek(&mut [0u8; 1]).await {
-                Ok(0) | Err(_) => return End::Gone,
-                Ok(_) => {}
+) -> impl Future<Output = End> + Send + '_ {
+    // An async block, not an async fn: see `live`.
+    async move {
+        let max = session.state.inner.config.max_frame_bytes;
+        // A fragmented text message being collected (browsers rarely fragment).
+        let mut partial: Option<Vec<u8>> = None;
+        // The pongs and close echo fastwebsockets owes the client go to the writer.
+        let tx = session.handle.tx.clone();
+        let mut send_fn = |frame: Frame<'_>| {
+            let op = match frame.opcode {
+                OpCode::Close => Some(Op::CloseEcho),
+                OpCode::Pong => Some(Op::Pong),
+                _ => None,
+            };
+            let out = op.map(|op| Outbound::new(Bytes::copy_from_slice(&frame.payload), 0, op));
+            let tx = tx.clone();
+            async move {
+                let Some(out) = out else { return Ok(()) };
+                tx.push(out)
+                    .await
+                    .map_err(|_| WebSocketError::ConnectionClosed)
             }
-        }
-        // Boxed: the read's future (with the wait for room for a pong)
-        // would otherwise be part of every idle connection's session.
-        let frame = match Box::pin(read.read_frame(&mut send_fn)).await {
-            Ok(frame) => frame,
-            Err(e) => return error_close(e),
         };
-        session.handle.touch();
-        let data = matches!(
-            frame.opcode,
-            OpCode::Text | OpCode::Binary | OpCode::Continuation
-        );
-        if data {
-            session
-                .state
-                .inner
-                .metrics
-                .bytes_in
-                .inc_by(frame.payload.len() as u64);
-        }
-        if data && session.handle.activity() {
-            session.state.inner.presence.report(PresenceReport::Idle {
-                conn_id: session.conn_id().to_owned(),
-                user_id: session.claims.sub.clone(),
-                idle: false,
-            });
-        }
-        match frame.opcode {
-            OpCode::Close => return End::Closed(client_close_code(&frame.payload)),
-            OpCode::Pong | OpCode::Ping => continue,
-            OpCode::Binary => return End::Violation(CloseCode::UnsupportedData),
-            OpCode::Text if frame.fin && partial.is_none() => {
-                // Boxed: handling a request awaits the api, and that future
-                // is large; inline it would sit in every idle connection.
-                Box::pin(dispatch::handle_text(session, &frame.payload)).await;
-            }
-            OpCode::Text if partial.is_none() => partial = Some(frame.payload.to_vec()),
-            OpCode::Continuation => {
-                let Some(buf) = partial.as_mut() else {
-                    return End::Violation(CloseCode::ProtocolError);
-                };
-                if buf.len() + frame.payload.len() >= max {
-                    return End::Violation(CloseCode::TooBig);
+        loop {
+            // Between frames, wait for the next one without holding a read
+            // buffer (8 KiB per idle connection otherwise; see
+            // vendor/fastwebsockets/PATCHES.md). The peek consumes nothing.
+            if read.release_buffer() {
+                match read.get_mut().peek(&mut [0u8; 1]).await {
+                    Ok(0) | Err(_) => return End::Gone,
+                    Ok(_) => {}
                 }
-                buf.extend_from_slice(&frame.payload);
-                if frame.fin {
-                    let buf = partial.take().expect("checked above");
-                    if std::str::from_utf8(&buf).is_err() {
-                        return End::Violation(CloseCode::InvalidPayload);
+            }
+            // Boxed: the read's future (with the wait for room for a pong)
+            // would otherwise be part of every idle connection's session.
+            let frame = match Box::pin(read.read_frame(&mut send_fn)).await {
+                Ok(frame) => frame,
+                Err(e) => return error_close(e),
+            };
+            session.handle.touch();
+            let data = matches!(
+                frame.opcode,
+                OpCode::Text | OpCode::Binary | OpCode::Continuation
+            );
+            if data {
+                session
+                    .state
+                    .inner
+                    .metrics
+                    .bytes_in
+                    .inc_by(frame.payload.len() as u64);
+            }
+            if data && session.handle.activity() {
+                session.state.inner.presence.report(PresenceReport::Idle {
+                    conn_id: session.conn_id().to_owned(),
+                    user_id: session.claims.sub.clone(),
+                    idle: false,
+                });
+            }
+            match frame.opcode {
+                OpCode::Close => return End::Closed(client_close_code(&frame.payload)),
+                OpCode::Pong | OpCode::Ping => continue,
+                OpCode::Binary => return End::Violation(CloseCode::UnsupportedData),
+                OpCode::Text if frame.fin && partial.is_none() => {
+                    // Boxed: handling a request awaits the api, and that future
+                    // is large; inline it would sit in every idle connection.
+                    Box::pin(dispatch::handle_text(session, &frame.payload)).await;
+                }
+                OpCode::Text if partial.is_none() => partial = Some(frame.payload.to_vec()),
+                OpCode::Continuation => {
+                    let Some(buf) = partial.as_mut() else {
+                        return End::Violation(CloseCode::ProtocolError);
+                    };
+                    if buf.len() + frame.payload.len() >= max {
+                        return End::Violation(CloseCode::TooBig);
                     }
-                    Box::pin(dispatch::handle_text(session, &buf)).await;
+                    buf.extend_from_slice(&frame.payload);
+                    if frame.fin {
+                        let buf = partial.take().expect("checked above");
+                        if std::str::from_utf8(&buf).is_err() {
+                            return End::Violation(CloseCode::InvalidPayload);
+                        }
+                        Box::pin(dispatch::handle_text(session, &buf)).await;
+                    }
                 }
+                // A new data frame while a fragmented message is open.
+                OpCode::Text => return End::Violation(CloseCode::ProtocolError),
             }
-            // A new data frame while a fragmented message is open.
-            OpCode::Text => return End::Violation(CloseCode::ProtocolError),
-        }
-        if session.handle.control.closing.is_cancelled() {
-            return End::Gone;
+            if session.handle.control.closing.is_cancelled() {
+                return End::Gone;
+            }
         }
     }
 }

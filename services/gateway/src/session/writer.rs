@@ -31,84 +31,92 @@ const LOCAL_AFTER: usize = 4;
 pub(super) type Writer = WebSocketWrite<super::outbuf::OutBuf<tokio::net::tcp::OwnedWriteHalf>>;
 
 /// Runs until the session closes or the socket fails.
-pub(super) async fn run(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice"
+)]
+pub(super) fn run(
     mut ws: Writer,
     mut out: Receiver<Outbound>,
     control: Arc<Control>,
     state: GatewayState,
-) {
-    // Frames of any size are written as header and payload slices into the
-    // batch buffer: below the threshold fastwebsockets would first copy
-    // each frame into a scratch buffer that it keeps for the connection's life.
-    ws.set_writev_threshold(0);
-    let heartbeat = state.inner.config.heartbeat();
-    // One timer for the next ping and the token's expiry, whichever is
-    // first. Made once, not on every turn of the loop: a fresh `cancelled()`
-    // would lock the token's waiter list and a fresh sleep would re-arm a
-    // timer for every frame written.
-    let mut next_ping = tokio::time::Instant::now() + heartbeat;
-    let mut expires = until_unix(control.expiry.load(Ordering::Relaxed));
-    let timer = tokio::time::sleep_until(next_ping.min(expires));
-    tokio::pin!(timer);
-    let closing = control.closing.cancelled();
-    tokio::pin!(closing);
-    let refreshed = control.refreshed.notified();
-    tokio::pin!(refreshed);
-    let result: Result<(), WebSocketError> = async {
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut closing => {
-                    // A close echo still queued answers the client's close:
-                    // send it (and nothing queued before it) and stop.
-                    while let Some(next) = out.try_recv() {
-                        if next.op == Op::CloseEcho {
-                            Box::pin(write_one(&mut ws, frame_of(&next))).await?;
-                            return Err(WebSocketError::ConnectionClosed);
+) -> impl Future<Output = ()> + Send + 'static {
+    // An async block, not an async fn: an async fn moves each argument into
+    // a local first, so its future would hold every argument twice.
+    async move {
+        // Frames of any size are written as header and payload slices into the
+        // batch buffer: below the threshold fastwebsockets would first copy
+        // each frame into a scratch buffer that it keeps for the connection's life.
+        ws.set_writev_threshold(0);
+        let heartbeat = state.inner.config.heartbeat();
+        // One timer for the next ping and the token's expiry, whichever is
+        // first. Made once, not on every turn of the loop: a fresh `cancelled()`
+        // would lock the token's waiter list and a fresh sleep would re-arm a
+        // timer for every frame written.
+        let mut next_ping = tokio::time::Instant::now() + heartbeat;
+        let mut expires = until_unix(control.expiry.load(Ordering::Relaxed));
+        let timer = tokio::time::sleep_until(next_ping.min(expires));
+        tokio::pin!(timer);
+        let closing = control.closing.cancelled();
+        tokio::pin!(closing);
+        let refreshed = control.refreshed.notified();
+        tokio::pin!(refreshed);
+        let result: Result<(), WebSocketError> = async {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut closing => {
+                        // A close echo still queued answers the client's close:
+                        // send it (and nothing queued before it) and stop.
+                        while let Some(next) = out.try_recv() {
+                            if next.op == Op::CloseEcho {
+                                Box::pin(write_one(&mut ws, frame_of(&next))).await?;
+                                return Err(WebSocketError::ConnectionClosed);
+                            }
                         }
+                        return Ok(());
                     }
-                    return Ok(());
-                }
-                first = out.recv() => {
-                    // Boxed: the batch's timestamps (half a KiB) exist only while it is written.
-                    Box::pin(write_batch(&mut ws, &mut out, first, &state)).await?;
-                }
-                _ = &mut timer => {
-                    let now = tokio::time::Instant::now();
-                    if now >= expires {
-                        let exp = control.expiry.load(Ordering::Relaxed);
-                        if valid_for_ms(exp) == 0 {
-                            close_with(&control, CloseCode::TokenExpired, Some(ByeReason::TokenExpired));
-                            return Ok(());
+                    first = out.recv() => {
+                        // Boxed: the batch's timestamps (half a KiB) exist only while it is written.
+                        Box::pin(write_batch(&mut ws, &mut out, first, &state)).await?;
+                    }
+                    _ = &mut timer => {
+                        let now = tokio::time::Instant::now();
+                        if now >= expires {
+                            let exp = control.expiry.load(Ordering::Relaxed);
+                            if valid_for_ms(exp) == 0 {
+                                close_with(&control, CloseCode::TokenExpired, Some(ByeReason::TokenExpired));
+                                return Ok(());
+                            }
+                            // Woken early (the wait is capped): wait for the rest.
+                            expires = until_unix(exp);
                         }
-                        // Woken early (the wait is capped): wait for the rest.
-                        expires = until_unix(exp);
-                    }
-                    if now >= next_ping {
-                        check_idle(&control, &state);
-                        if silent_for(&control) > heartbeat * 2 {
-                            close_with(&control, CloseCode::Internal, None);
-                            return Ok(());
+                        if now >= next_ping {
+                            check_idle(&control, &state);
+                            if silent_for(&control) > heartbeat * 2 {
+                                close_with(&control, CloseCode::Internal, None);
+                                return Ok(());
+                            }
+                            let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hb"));
+                            Box::pin(write_one(&mut ws, ping)).await?;
+                            // Late ticks are not caught up: the next ping is a heartbeat from now.
+                            next_ping = now + heartbeat;
                         }
-                        let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hb"));
-                        Box::pin(write_one(&mut ws, ping)).await?;
-                        // Late ticks are not caught up: the next ping is a heartbeat from now.
-                        next_ping = now + heartbeat;
+                        timer.as_mut().reset(next_ping.min(expires));
                     }
-                    timer.as_mut().reset(next_ping.min(expires));
-                }
-                // A refresh moved the expiry.
-                _ = &mut refreshed => {
-                    refreshed.set(control.refreshed.notified());
-                    expires = until_unix(control.expiry.load(Ordering::Relaxed));
-                    timer.as_mut().reset(next_ping.min(expires));
+                    // A refresh moved the expiry.
+                    _ = &mut refreshed => {
+                        refreshed.set(control.refreshed.notified());
+                        expires = until_unix(control.expiry.load(Ordering::Relaxed));
+                        timer.as_mut().reset(next_ping.min(expires));
+                    }
                 }
             }
         }
-    }
-    .await;
-    if result.is_ok() {
-        let _ = Box::pin(close(&mut ws, &control, &state)).await;
+        .await;
+        if result.is_ok() {
+            let _ = Box::pin(close(&mut ws, &control, &state)).await;
+        }
     }
 }
 
