@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
+use telepath_shared::bus::unix_micros;
+use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
+
 use super::queue::Receiver;
 use super::{Control, Op, Outbound};
 use crate::GatewayState;
 use crate::metrics::OutKind;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
-use telepath_shared::bus::unix_micros;
-use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
 
 /// Frames written before one flush.
 const BATCH: usize = 64;
