@@ -273,10 +273,12 @@ pub(crate) async fn ack(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The queued, unexpired DMs of `user_id`, oldest first.
+/// The queued, unexpired DMs of `user_id`, oldest first. (`LIMIT CAST(?
+/// AS INTEGER)`: a bare `LIMIT ?` makes SQLite re-prepare the cached
+/// statement on every call, see `store::page`.)
 async fn pending_of(pool: &SqlitePool, user_id: &str, limit: i64) -> Result<PendingDms, ApiError> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "{DM_COLUMNS} JOIN dm_queue q2 ON q2.message_id = m.id WHERE q2.recipient_id = ? AND q2.expires_at > ? ORDER BY q2.queued_at, m.id LIMIT ?"
+        "{DM_COLUMNS} JOIN dm_queue q2 ON q2.message_id = m.id WHERE q2.recipient_id = ? AND q2.expires_at > ? ORDER BY q2.queued_at, m.id LIMIT CAST(? AS INTEGER)"
     ));
     let rows: Vec<DmRow> = sqlx::query_as(sql)
         .bind(user_id)

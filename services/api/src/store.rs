@@ -343,12 +343,15 @@ pub(crate) async fn page(
     limit: i64,
 ) -> Result<(Vec<Message>, bool), ApiError> {
     // Four fixed statements: sqlx takes only static SQL, and each one walks
-    // the (room_id, seq) index in the direction it needs.
+    // the (room_id, seq) index in the direction it needs. The limit is a
+    // cast, not a bare `?`: SQLite plans with a bare `LIMIT ?`'s bound value,
+    // so binding it again expires the cached statement and every page
+    // would compile its SQL anew (17% of the api's CPU in a connect storm).
     let mut rows: Vec<MessageRow> = match anchor {
         PageAnchor::After(after) => sqlx::query_as(
             "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
              FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.room_id = ? AND m.seq > ? ORDER BY m.seq ASC LIMIT ?",
+             WHERE m.room_id = ? AND m.seq > ? ORDER BY m.seq ASC LIMIT CAST(? AS INTEGER)",
         )
         .bind(room_id)
         .bind(after)
@@ -358,7 +361,7 @@ pub(crate) async fn page(
         PageAnchor::Between { after, before } => sqlx::query_as(
             "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
              FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq ASC LIMIT ?",
+             WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq ASC LIMIT CAST(? AS INTEGER)",
         )
         .bind(room_id)
         .bind(after)
@@ -369,7 +372,7 @@ pub(crate) async fn page(
         PageAnchor::Before(before) => sqlx::query_as(
             "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
              FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.room_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?",
+             WHERE m.room_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT CAST(? AS INTEGER)",
         )
         .bind(room_id)
         .bind(before)
@@ -379,7 +382,7 @@ pub(crate) async fn page(
         PageAnchor::Latest => sqlx::query_as(
             "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
              FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.room_id = ? ORDER BY m.seq DESC LIMIT ?",
+             WHERE m.room_id = ? ORDER BY m.seq DESC LIMIT CAST(? AS INTEGER)",
         )
         .bind(room_id)
         .bind(limit + 1)
