@@ -381,7 +381,9 @@ pub(crate) fn serve(
     live(session, read, writer, control, state)
 }
 
-/// A session from its registration to its end.
+/// A session from its registration to its end. `control` and `state` are
+/// the session's own, held apart so that the select below can wait on them
+/// while the reader borrows the session.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async fn would store its arguments twice"

@@ -52,7 +52,7 @@ pub(super) fn run(
         let heartbeat = state.inner.config.heartbeat();
         // One timer for the next ping and the token's expiry, whichever is
         // first. Made once, not on every turn of the loop: a fresh `cancelled()`
-        // would lock the token's waiter list and a fresh sleep would re-arm a
+        // would lock the close signal's waiter list and a fresh sleep would re-arm a
         // timer for every frame written.
         let mut next_ping = tokio::time::Instant::now() + heartbeat;
         let mut expires = until_unix(control.expiry.load(Ordering::Relaxed));

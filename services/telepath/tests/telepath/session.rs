@@ -10,7 +10,7 @@ use telepath_shared::testing::{WsClient, WsError};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{SECRET, create_room, login, spawn_node};
+use crate::helpers::{SECRET, TestNode, create_room, login, spawn_node};
 
 fn http_status(err: WsError) -> u16 {
     match err {
@@ -214,15 +214,25 @@ async fn the_server_pings_and_a_client_that_answers_stays_connected() {
     assert!(c.ok(json!({"type": "ping"})).await["pong"].is_i64());
 }
 
-#[tokio::test]
-async fn a_ping_frame_is_answered_with_its_payload_after_the_replies_queued_before_it() {
-    use futures_util::{SinkExt, StreamExt};
+/// A node and a logged-in connection to it as the bare socket, for tests of
+/// WebSocket-level frames that `WsClient` answers or hides.
+async fn raw_session() -> (
+    TestNode,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) {
     let node = spawn_node(|_| {}).await;
     let ada = login(&node.http, &node.url, "ada").await;
-    let mut ws = WsClient::connect(&node.url, &ada.token)
+    let ws = WsClient::connect(&node.url, &ada.token)
         .await
         .unwrap()
         .into_raw();
+    (node, ws)
+}
+
+#[tokio::test]
+async fn a_ping_frame_is_answered_with_its_payload_after_the_replies_queued_before_it() {
+    use futures_util::{SinkExt, StreamExt};
+    let (_node, mut ws) = raw_session().await;
     // A request, then pings in the same write: the reply is queued first,
     // and the pongs (which share the outbound queue) come after it, in order.
     ws.feed(WsMessage::text(r#"{"type":"ping","ref":"r1"}"#))
@@ -263,12 +273,7 @@ async fn a_client_close_is_echoed_with_its_code_and_ends_the_session() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    let node = spawn_node(|_| {}).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let mut ws = WsClient::connect(&node.url, &ada.token)
-        .await
-        .unwrap()
-        .into_raw();
+    let (_node, mut ws) = raw_session().await;
     ws.send(WsMessage::Close(Some(CloseFrame {
         code: CloseCode::Library(4100),
         reason: "done".into(),
