@@ -190,6 +190,11 @@ pub struct GatewayConfig {
     pub away_after_ms: u64,
     /// `TELEPATH_REPLAY_CAP`: most messages a `join` with `since` replays (default 1000).
     pub replay_cap: i64,
+    /// `TELEPATH_WRITE_DELAY_MS`: how long a connection's writer waits after
+    /// a text frame arrives in its empty queue, so that frames arriving
+    /// meanwhile share one socket write (default 0, at most 1000): fewer
+    /// system calls and packets for up to this much added latency.
+    pub write_delay_ms: u64,
 }
 
 impl GatewayConfig {
@@ -200,6 +205,13 @@ impl GatewayConfig {
             return Err(ConfigError::Invalid {
                 name: "TELEPATH_HEARTBEAT_MS",
                 reason: "must be 100..=600000".into(),
+            });
+        }
+        let write_delay_ms: u64 = parse(src, "TELEPATH_WRITE_DELAY_MS", 0)?;
+        if write_delay_ms > 1000 {
+            return Err(ConfigError::Invalid {
+                name: "TELEPATH_WRITE_DELAY_MS",
+                reason: "must be 0..=1000".into(),
             });
         }
         Ok(GatewayConfig {
@@ -218,6 +230,7 @@ impl GatewayConfig {
             max_rate_per_s: parse(src, "TELEPATH_MAX_RATE_PER_S", 50)?,
             away_after_ms: parse(src, "TELEPATH_AWAY_AFTER_MS", 300_000)?,
             replay_cap: parse(src, "TELEPATH_REPLAY_CAP", 1000)?,
+            write_delay_ms,
         })
     }
 
@@ -233,6 +246,11 @@ impl GatewayConfig {
     /// The heartbeat interval.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// How long a writer lets text frames gather before it writes them.
+    pub fn write_delay(&self) -> Duration {
+        Duration::from_millis(self.write_delay_ms)
     }
 }
 
@@ -365,6 +383,22 @@ mod tests {
         assert!(!api.dev_login);
         let gw = GatewayConfig::from_source(&s, common).unwrap();
         assert_eq!(gw.heartbeat_ms, 15_000);
+        assert_eq!(gw.write_delay_ms, 0, "writes are not delayed unless asked");
+    }
+
+    #[test]
+    fn the_write_delay_is_bounded() {
+        let common = Common::for_tests("x");
+        let ok = src(&[("TELEPATH_WRITE_DELAY_MS", "1000")]);
+        let gw = GatewayConfig::from_source(&ok, common.clone()).unwrap();
+        assert_eq!(gw.write_delay(), Duration::from_secs(1));
+        for bad in ["1001", "-1", "soon"] {
+            let s = src(&[("TELEPATH_WRITE_DELAY_MS", bad)]);
+            let err = GatewayConfig::from_source(&s, common.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("TELEPATH_WRITE_DELAY_MS"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub(super) fn run(
         tokio::pin!(closing);
         let refreshed = control.refreshed.notified();
         tokio::pin!(refreshed);
+        // The last batch stopped at BATCH with frames left: they have waited already.
+        let mut cut = false;
         let result: Result<(), WebSocketError> = async {
             loop {
                 tokio::select! {
@@ -79,7 +81,7 @@ pub(super) fn run(
                     }
                     first = out.recv() => {
                         // Boxed: the batch's timestamps (half a KiB) exist only while it is written.
-                        Box::pin(write_batch(&mut ws, &mut out, first, &state)).await?;
+                        cut = Box::pin(write_batch(&mut ws, &mut out, first, !cut, &control, &state)).await?;
                     }
                     _ = &mut timer => {
                         let now = tokio::time::Instant::now();
@@ -139,14 +141,30 @@ async fn write_one(ws: &mut Writer, frame: Frame<'_>) -> Result<(), WebSocketErr
 }
 
 /// Writes `first` and whatever else is already queued (up to [`BATCH`]),
-/// flushes once, then records the batch's bytes and latencies. A close echo
+/// flushes once, then records the batch's bytes and latencies. Returns
+/// whether the batch stopped at [`BATCH`] (more may be queued). A close echo
 /// ends the batch and the writer: the client closed, nothing more goes out.
+///
+/// With a write delay (`TELEPATH_WRITE_DELAY_MS`) and `may_wait`, a text
+/// frame first waits that long (or until the session closes), so the frames
+/// arriving meanwhile share its write. Pongs and the close echo are not held
+/// back, nor is a batch that is full already.
 async fn write_batch(
     ws: &mut Writer,
     out: &mut Receiver<Outbound>,
     first: Outbound,
+    may_wait: bool,
+    control: &Control,
     state: &GatewayState,
-) -> Result<(), WebSocketError> {
+) -> Result<bool, WebSocketError> {
+    let delay = state.inner.config.write_delay();
+    if may_wait && !delay.is_zero() && first.op == Op::Text && out.len() + 1 < BATCH {
+        tokio::select! {
+            biased;
+            _ = control.closing.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
     let metrics = &state.inner.metrics;
     metrics.queue_depth.observe((out.len() + 1) as f64);
     let mut published = [0u64; BATCH];
@@ -189,7 +207,7 @@ async fn write_batch(
     if echoed {
         return Err(WebSocketError::ConnectionClosed);
     }
-    Ok(())
+    Ok(n == BATCH)
 }
 
 /// Reports the connection idle once it has sent no data frame for `away_after`.

@@ -269,6 +269,84 @@ async fn a_ping_frame_is_answered_with_its_payload_after_the_replies_queued_befo
 }
 
 #[tokio::test]
+async fn with_a_write_delay_text_frames_wait_and_share_one_write_but_pongs_do_not() {
+    use futures_util::{SinkExt, StreamExt};
+    use std::time::Instant;
+    let node = spawn_node(|c| c.gateway.write_delay_ms = 1000).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut ws = WsClient::connect(&node.url, &ada.token)
+        .await
+        .unwrap()
+        .into_raw();
+    async fn next<
+        S: futures_util::Stream<Item = Result<WsMessage, E>> + Unpin,
+        E: std::fmt::Debug,
+    >(
+        ws: &mut S,
+    ) -> WsMessage {
+        tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("the connection is open")
+            .unwrap()
+    }
+    // A WebSocket ping is answered at once: pongs are not held back.
+    let asked = Instant::now();
+    ws.send(WsMessage::Ping(b"now".to_vec().into()))
+        .await
+        .unwrap();
+    // (Text frames queued at connect, such as the user's own presence, may come first.)
+    let mut texts = 0;
+    loop {
+        match next(&mut ws).await {
+            WsMessage::Pong(p) => {
+                assert_eq!(p.as_ref(), b"now");
+                break;
+            }
+            WsMessage::Text(_) => texts += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        asked.elapsed() < Duration::from_millis(900),
+        "the pong came after {:?}",
+        asked.elapsed()
+    );
+    // Whatever text was queued at connect is out before the next part.
+    while tokio::time::timeout(Duration::from_millis(1500), ws.next())
+        .await
+        .is_ok()
+    {
+        texts += 1;
+    }
+    assert!(texts <= 2, "{texts} text frames after connect");
+    // Two requests: the first reply waits out the delay, and the second,
+    // queued meanwhile, goes out in the same write instead of a delay later.
+    let asked = Instant::now();
+    ws.feed(WsMessage::text(r#"{"type":"ping","ref":"r1"}"#))
+        .await
+        .unwrap();
+    ws.feed(WsMessage::text(r#"{"type":"ping","ref":"r2"}"#))
+        .await
+        .unwrap();
+    ws.flush().await.unwrap();
+    let first = next(&mut ws).await;
+    let waited = asked.elapsed();
+    let second = next(&mut ws).await;
+    let gap = asked.elapsed() - waited;
+    assert!(first.to_text().unwrap().contains("\"r1\""), "{first:?}");
+    assert!(second.to_text().unwrap().contains("\"r2\""), "{second:?}");
+    assert!(
+        waited >= Duration::from_millis(1000),
+        "the first reply came after {waited:?}"
+    );
+    assert!(
+        gap < Duration::from_millis(500),
+        "the second came {gap:?} after the first"
+    );
+}
+
+#[tokio::test]
 async fn a_client_close_is_echoed_with_its_code_and_ends_the_session() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
