@@ -393,7 +393,8 @@ mod tests {
         let gw = GatewayConfig::from_source(&ok, common.clone()).unwrap();
         assert_eq!(gw.write_delay(), Duration::from_secs(1));
         for bad in ["1001", "-1", "soon"] {
-            let s = src(&[("TELEPATH_WRITE_DELAY_MS", bad)]);
+            let pairs = [("TELEPATH_WRITE_DELAY_MS", bad)];
+            let s = src(&pairs);
             let err = GatewayConfig::from_source(&s, common.clone())
                 .unwrap_err()
                 .to_string();
