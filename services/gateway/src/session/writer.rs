@@ -6,9 +6,10 @@
 //! closes clients that went silent, and closes with 4001 when the token
 //! expires. On close it sends `bye` (when there is a reason to give) and the
 //! close frame. With `TELEPATH_WRITE_DELAY_MS` it lets text frames gather
-//! for that long before a batch is written (fewer writes, more latency). It measures what only it can see: bytes written, the queue
-//! depth it finds, and each bus frame's publish-to-write latency (observed
-//! once per batch, and no histogram kept per connection).
+//! for that long before a batch is written (fewer writes, more latency).
+//! It measures what only it can see: bytes written, the queue depth it
+//! finds, and each bus frame's publish-to-write latency (observed once per
+//! batch, and no histogram kept per connection).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
