@@ -214,13 +214,15 @@ async fn the_server_pings_and_a_client_that_answers_stays_connected() {
     assert!(c.ok(json!({"type": "ping"})).await["pong"].is_i64());
 }
 
-/// A node and a logged-in connection to it as the bare socket, for tests of
-/// WebSocket-level frames that `WsClient` answers or hides.
-async fn raw_session() -> (
-    TestNode,
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-) {
-    let node = spawn_node(|_| {}).await;
+/// A connection as the bare socket.
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A node (its configuration adjusted by `tweak`) and a logged-in
+/// connection to it as the bare socket, for tests of WebSocket-level frames
+/// that `WsClient` answers or hides.
+async fn raw_session(tweak: impl FnOnce(&mut telepath::Config)) -> (TestNode, RawWs) {
+    let node = spawn_node(tweak).await;
     let ada = login(&node.http, &node.url, "ada").await;
     let ws = WsClient::connect(&node.url, &ada.token)
         .await
@@ -232,7 +234,7 @@ async fn raw_session() -> (
 #[tokio::test]
 async fn a_ping_frame_is_answered_with_its_payload_after_the_replies_queued_before_it() {
     use futures_util::{SinkExt, StreamExt};
-    let (_node, mut ws) = raw_session().await;
+    let (_node, mut ws) = raw_session(|_| {}).await;
     // A request, then pings in the same write: the reply is queued first,
     // and the pongs (which share the outbound queue) come after it, in order.
     ws.feed(WsMessage::text(r#"{"type":"ping","ref":"r1"}"#))
@@ -272,18 +274,8 @@ async fn a_ping_frame_is_answered_with_its_payload_after_the_replies_queued_befo
 async fn with_a_write_delay_text_frames_wait_and_share_one_write_but_pongs_do_not() {
     use futures_util::{SinkExt, StreamExt};
     use std::time::Instant;
-    let node = spawn_node(|c| c.gateway.write_delay_ms = 1000).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let mut ws = WsClient::connect(&node.url, &ada.token)
-        .await
-        .unwrap()
-        .into_raw();
-    async fn next<
-        S: futures_util::Stream<Item = Result<WsMessage, E>> + Unpin,
-        E: std::fmt::Debug,
-    >(
-        ws: &mut S,
-    ) -> WsMessage {
+    let (_node, mut ws) = raw_session(|c| c.gateway.write_delay_ms = 1000).await;
+    async fn next(ws: &mut RawWs) -> WsMessage {
         tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
             .expect("a frame within 10 s")
@@ -349,7 +341,7 @@ async fn a_client_close_is_echoed_with_its_code_and_ends_the_session() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    let (_node, mut ws) = raw_session().await;
+    let (_node, mut ws) = raw_session(|_| {}).await;
     ws.send(WsMessage::Close(Some(CloseFrame {
         code: CloseCode::Library(4100),
         reason: "done".into(),
