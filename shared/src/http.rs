@@ -94,7 +94,15 @@ pub async fn serve_gracefully(
     shutdown: tokio_util::sync::CancellationToken,
     drain: std::time::Duration,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Small responses go out at once: with Nagle's algorithm a response
+    // written while the previous one is unacknowledged waits for that ack.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let serve =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let deadline = async {

@@ -654,6 +654,48 @@ pub struct InternalSend {
     pub reply_to: Option<String>,
 }
 
+/// Most sends in one [`InternalSendBatch`].
+pub const MAX_SEND_BATCH: usize = 1000;
+
+/// Gateway -> api: room messages to persist, in the order their senders
+/// sent them (`POST /internal/messages`). A gateway keeps one batch in
+/// flight, so every connection's sends are committed in its order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalSendBatch {
+    #[schema(max_items = 1000)]
+    pub sends: Vec<InternalRoomSend>,
+}
+
+/// One send of an [`InternalSendBatch`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalRoomSend {
+    /// The room (a lowercase UUID).
+    #[schema(min_length = 1, max_length = 64)]
+    pub room: String,
+    pub send: InternalSend,
+    /// The W3C `traceparent` of the request that sent it, when traces are
+    /// exported: the message's commit span continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub traceparent: Option<String>,
+}
+
+/// Api -> gateway: one outcome per send of an [`InternalSendBatch`], in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalSendResults {
+    pub results: Vec<SendOutcome>,
+}
+
+/// The committed message, or why the send was refused (as the single-send
+/// route's error body would say).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SendOutcome {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
 /// One live connection, as gateways report it to presence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ConnReport {

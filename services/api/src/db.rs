@@ -19,13 +19,18 @@ pub(crate) async fn open(url: &str) -> anyhow::Result<(SqlitePool, SqlitePool)> 
         .busy_timeout(Duration::from_secs(5));
     // One writer: SQLite serialises writers anyway, and a single connection
     // makes every write transaction wait its turn instead of failing "locked".
+    // No liveness ping when a connection is taken from a pool: an SQLite
+    // connection is in-process and cannot hang up, and the ping would be one
+    // more round trip to the connection's thread before every query.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .connect_with(opts.clone())
         .await?;
     sqlx::migrate!("../../migrations").run(&write).await?;
     let read = SqlitePoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false)
         .connect_with(opts.read_only(true))
         .await?;
     Ok((read, write))

@@ -8,13 +8,15 @@ use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
-    InternalJoin, InternalSend, JoinResult, MemberAction, Message, MessagePage, Role,
+    InternalJoin, InternalSend, InternalSendBatch, InternalSendResults, JoinResult, MAX_SEND_BATCH,
+    MemberAction, Message, MessagePage, Role, SendOutcome,
 };
 
 use crate::ApiState;
 use crate::auth::Internal;
 use crate::rooms::{HistoryQuery, announce_member, room_id};
 use crate::store;
+use crate::writer::Queued;
 
 /// Most characters in a message or broadcast body (the schema's `maxLength`).
 pub(crate) const MAX_BODY_CHARS: usize = 4096;
@@ -90,8 +92,15 @@ pub(crate) async fn send(
     JsonBody(req): JsonBody<InternalSend>,
 ) -> Result<Json<Message>, ApiError> {
     let id = room_id(&id)?;
+    check_send(&req, state.inner.config.max_body_bytes)?;
+    Ok(Json(state.inner.writer.send(id.to_owned(), req).await?))
+}
+
+/// The bounds of one send (the route's and the batch's): a sender, a body,
+/// and short optional fields.
+fn check_send(req: &InternalSend, max_body_bytes: usize) -> Result<(), ApiError> {
     check_user(&req.from)?;
-    check_body(&req.body, state.inner.config.max_body_bytes)?;
+    check_body(&req.body, max_body_bytes)?;
     let chars = |s: &String| s.chars().count();
     if req
         .kind
@@ -107,7 +116,54 @@ pub(crate) async fn send(
             "kind (1-32), client_id (1-128) or reply_to (≤64) out of bounds",
         ));
     }
-    Ok(Json(state.inner.writer.send(id.to_owned(), req).await?))
+    Ok(())
+}
+
+/// Largest batch body: [`MAX_SEND_BATCH`] sends of the largest bodies, JSON-escaped.
+pub(crate) const MAX_SEND_BATCH_BYTES: usize = 8 << 20;
+
+#[utoipa::path(post, path = "/internal/messages", tag = "internal", request_body = InternalSendBatch,
+    responses((status = 200, description = "One outcome per send, in order: the committed message, or the error the single-send route would give", body = InternalSendResults), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+pub(crate) async fn send_batch(
+    State(state): State<ApiState>,
+    _: Internal,
+    JsonBody(req): JsonBody<InternalSendBatch>,
+) -> Result<Json<InternalSendResults>, ApiError> {
+    if req.sends.len() > MAX_SEND_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_SEND_BATCH} sends per batch"
+        )));
+    }
+    let max = state.inner.config.max_body_bytes;
+    let jobs = req.sends.into_iter().map(|s| {
+        room_id(&s.room)?;
+        check_send(&s.send, max)?;
+        if s.traceparent.as_ref().is_some_and(|t| t.len() > 128) {
+            return Err(ApiError::bad_request("traceparent is over 128 bytes"));
+        }
+        Ok(Queued {
+            room: s.room,
+            send: s.send,
+            trace: s.traceparent,
+        })
+    });
+    let results = state.inner.writer.send_many(jobs.collect()).await;
+    Ok(Json(InternalSendResults {
+        results: results
+            .into_iter()
+            .map(|r| match r {
+                Ok(message) => SendOutcome {
+                    message: Some(message),
+                    error: None,
+                },
+                Err(e) => SendOutcome {
+                    message: None,
+                    error: Some(e.body()),
+                },
+            })
+            .collect(),
+    }))
 }
 
 /// History for the gateway (resume, gap repair): no membership check.

@@ -143,6 +143,10 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(internal::join))
         .routes(routes!(internal::leave))
         .routes(routes!(internal::send, internal::messages))
+        .routes(
+            routes!(internal::send_batch)
+                .layer(DefaultBodyLimit::max(internal::MAX_SEND_BATCH_BYTES)),
+        )
         .routes(routes!(dms::send))
         .routes(routes!(dms::ack))
         .routes(routes!(dms::pending_internal))

@@ -56,23 +56,71 @@ pub(crate) struct WriterHandle {
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
+/// A send checked and ready for the writer (see [`WriterHandle::send_many`]).
+pub(crate) struct Queued {
+    pub(crate) room: String,
+    pub(crate) send: InternalSend,
+    /// The sender's trace, when traces are exported.
+    pub(crate) trace: Option<String>,
+}
+
 impl WriterHandle {
     /// Persists a room message; returns it with its seq once committed (and
     /// published). A repeated `client_id` returns the first message.
     pub(crate) async fn send(&self, room: String, send: InternalSend) -> Result<Message, ApiError> {
         let (reply, rx) = oneshot::channel();
-        let job = SendJob {
+        self.enqueue(SendJob {
             room,
             send,
             reply,
             trace: telemetry::traceparent(),
-        };
+        })
+        .await?;
+        rx.await
+            .map_err(|_| ApiError::unavailable("the message writer stopped"))?
+    }
+
+    /// Persists several room messages, queued in this order (so a room's
+    /// share of them gets its seqs in this order); one outcome each, in
+    /// order. Sends that failed their checks keep their error.
+    pub(crate) async fn send_many(
+        &self,
+        sends: Vec<Result<Queued, ApiError>>,
+    ) -> Vec<Result<Message, ApiError>> {
+        let mut waiting = Vec::with_capacity(sends.len());
+        for send in sends {
+            let queued = match send {
+                Ok(q) => {
+                    let (reply, rx) = oneshot::channel();
+                    let job = SendJob {
+                        room: q.room,
+                        send: q.send,
+                        reply,
+                        trace: q.trace,
+                    };
+                    self.enqueue(job).await.map(|()| rx)
+                }
+                Err(e) => Err(e),
+            };
+            waiting.push(queued);
+        }
+        let mut outcomes = Vec::with_capacity(waiting.len());
+        for w in waiting {
+            outcomes.push(match w {
+                Ok(rx) => rx
+                    .await
+                    .unwrap_or_else(|_| Err(ApiError::unavailable("the message writer stopped"))),
+                Err(e) => Err(e),
+            });
+        }
+        outcomes
+    }
+
+    async fn enqueue(&self, job: SendJob) -> Result<(), ApiError> {
         self.tx
             .send_timeout(job, ENQUEUE_TIMEOUT)
             .await
-            .map_err(|_| ApiError::unavailable("the message writer is overloaded"))?;
-        rx.await
-            .map_err(|_| ApiError::unavailable("the message writer stopped"))?
+            .map_err(|_| ApiError::unavailable("the message writer is overloaded"))
     }
 
     /// Stops taking jobs, commits (and publishes and answers) every job

@@ -43,6 +43,8 @@ struct Inner {
     hub: Arc<hub::Hub>,
     bus: Arc<dyn Bus>,
     api: upstream::ApiClient,
+    /// Room messages to the api, in order and in batches.
+    sends: upstream::SendPipe,
     presence: upstream::PresenceReporter,
     logs: upstream::LogReporter,
     acks: upstream::AckReporter,
@@ -82,6 +84,7 @@ impl GatewayState {
         let token = &config.common.internal_token;
         let api = upstream::ApiClient::new(&config.api_url, token);
         let api_for_relay = api.clone();
+        let sends = upstream::SendPipe::spawn(api.clone(), metrics.clone());
         let (presence, presence_task) = upstream::PresenceReporter::spawn(
             &config.presence_url,
             token,
@@ -99,6 +102,7 @@ impl GatewayState {
             hub: hub.clone(),
             bus: bus.clone(),
             api,
+            sends,
             presence,
             logs,
             acks,
@@ -228,6 +232,12 @@ async fn serve_http1(
             },
             _ = &mut signal => break,
         };
+        // Frames go out as they are written: with Nagle's algorithm a write
+        // made while earlier data is unacknowledged would wait for the
+        // client's (possibly delayed) ack. Batching is the writer's job.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
         let app = app.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {

@@ -110,6 +110,8 @@ pub struct GatewayMetrics {
     pub queue_depth: Histogram,
     /// Connections closed because their outbound queue was full.
     pub slow_consumers: IntCounter,
+    /// Room messages per batch posted to the api.
+    pub send_batch: Histogram,
     /// Seconds from a message's publish on the bus to its write to a socket.
     pub fanout_latency: Histogram,
     /// Seconds to handle one client request (reply queued), by type.
@@ -207,6 +209,11 @@ impl GatewayMetrics {
             slow_consumers: counter(
                 "telepath_gateway_slow_consumer_closes_total",
                 "Connections closed as slow consumers",
+            ),
+            send_batch: histogram(
+                "telepath_gateway_send_batch_messages",
+                "Room messages per batch the gateway posts to the api",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
             ),
             fanout_latency: histogram(
                 "telepath_gateway_fanout_latency_seconds",

@@ -12,7 +12,7 @@ mod outbuf;
 mod queue;
 mod writer;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,6 +111,11 @@ struct Control {
     expiry: AtomicI64,
     /// Signalled when `expiry` moves, for the writer's timer.
     refreshed: Notify,
+    /// This connection's sends waiting for the api (they are pipelined:
+    /// see `dispatch`).
+    sends_in_flight: AtomicU32,
+    /// Signalled each time one of them is answered.
+    send_answered: Notify,
     started: Instant,
     /// This connection's id and user, for the reports the writer makes.
     conn_id: String,
@@ -127,6 +132,8 @@ impl Control {
             idle: AtomicBool::new(false),
             expiry: AtomicI64::new(expiry),
             refreshed: Notify::new(),
+            sends_in_flight: AtomicU32::new(0),
+            send_answered: Notify::new(),
             started: Instant::now(),
             conn_id,
             user_id,

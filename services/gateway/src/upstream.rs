@@ -1,5 +1,6 @@
 //! Clients of the services behind a gateway: the api (durable operations,
-//! awaited by the session that needs the answer), and two fire-and-forget
+//! awaited by the session that needs the answer; room messages through the
+//! ordered, batching send pipe), and two fire-and-forget
 //! reporters: presence (connections, rooms, typing, statuses) and the api's
 //! connection log. Each reporter is one bounded queue drained by one task in
 //! order, so reports keep their order and never slow a session down.
@@ -8,6 +9,7 @@ mod acks;
 mod api;
 mod logs;
 mod presence;
+mod sends;
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ pub(crate) use acks::{Ack, AckReporter};
 pub(crate) use api::ApiClient;
 pub(crate) use logs::LogReporter;
 pub(crate) use presence::PresenceReporter;
+pub(crate) use sends::{PendingSend, SendPipe};
 
 /// Timeout of one call to the api or presence.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);

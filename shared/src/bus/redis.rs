@@ -69,6 +69,16 @@ fn resp3_url(url: &str) -> String {
     }
 }
 
+/// `url`'s connection settings with `TCP_NODELAY` (redis-rs leaves Nagle's
+/// algorithm on): a publish written while the previous one is still
+/// unacknowledged goes out at once instead of waiting for that ack.
+fn nodelay(url: &str) -> redis::RedisResult<redis::ConnectionInfo> {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info()?;
+    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    Ok(info.set_tcp_settings(tcp))
+}
+
 impl RedisBus {
     /// Connects to Redis at `url`; received messages queue up to `capacity`.
     pub async fn connect(url: &str, capacity: usize) -> Result<(Self, Inbound), BusError> {
@@ -84,11 +94,11 @@ impl RedisBus {
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_max_delay(Duration::from_secs(2))
             .set_number_of_retries(3);
-        let client = redis::Client::open(resp3_url(url))?;
+        let client = redis::Client::open(nodelay(resp3_url(url).as_str())?)?;
         let subscriber = ConnectionManager::new_with_config(client, config).await?;
         healthy.store(true, Ordering::Relaxed);
         let publisher = ConnectionManager::new_with_config(
-            redis::Client::open(url)?,
+            redis::Client::open(nodelay(url)?)?,
             redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(1)))
                 .set_response_timeout(Some(Duration::from_secs(2)))

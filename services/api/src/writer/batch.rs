@@ -1,12 +1,17 @@
 //! Persisting one group commit in a handful of statements, whatever its size.
 //!
 //! sqlx runs each SQLite statement on the connection's own thread, so every
-//! statement is a round trip between threads: per-message statements made
-//! that hand-over, not SQLite, the writer's cost. A batch is instead read
-//! in three statements (earlier messages with the same `client_id`, the
-//! rooms' state and seq, the senders' memberships), decided in Rust (which
-//! job is a repeat, refused, or gets which seq), and written in one
-//! `UPDATE` per room and one multi-row `INSERT`. The caller wraps it in one
+//! statement is a round trip between threads (two thread switches, far
+//! slower than the statement itself when the machine is idle or busy):
+//! per-message statements made that hand-over, not SQLite, the writer's
+//! cost. A batch is instead read in one statement (the rooms' state and
+//! seq, with the senders' memberships; a second one only when sends carry a
+//! `client_id`: earlier messages with it), decided in Rust (which job is a
+//! repeat, refused, or gets which seq), and written in one `UPDATE` for
+//! every room it moved and one multi-row `INSERT`. Ids and seqs travel as
+//! JSON arrays (`json_each`), so those statements' texts never change and
+//! stay prepared; what users wrote (bodies, client ids, kinds) is always
+//! bound as parameters of its own. The caller wraps it in one
 //! `BEGIN IMMEDIATE` transaction: a database error aborts the whole batch,
 //! so no seq is ever taken without its message.
 
@@ -38,8 +43,7 @@ pub(super) async fn persist(
 ) -> Result<Vec<Result<Persisted, ApiError>>, sqlx::Error> {
     // (sender, client_id) -> the message it names, earlier or in this batch.
     let mut by_client_id = earlier_messages(conn, batch).await?;
-    let mut rooms = room_states(conn, batch).await?;
-    let members = memberships(conn, batch).await?;
+    let (mut rooms, members) = rooms_and_members(conn, batch).await?;
     let ts = now();
     let mut fresh = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -97,12 +101,20 @@ pub(super) async fn persist(
             fresh: true,
         }));
     }
-    for (id, room) in rooms.iter().filter(|(_, r)| r.moved) {
-        sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
-            .bind(room.last_seq)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+    let moved: Vec<(&str, i64)> = rooms
+        .iter()
+        .filter(|(_, r)| r.moved)
+        .map(|(id, r)| (id.as_str(), r.last_seq))
+        .collect();
+    if !moved.is_empty() {
+        // [[room id, seq], ...]: room ids are canonical UUIDs, safe in JSON.
+        sqlx::query(
+            "UPDATE rooms SET last_seq = j.value ->> 1
+             FROM json_each(?) AS j WHERE rooms.id = j.value ->> 0",
+        )
+        .bind(json(&moved))
+        .execute(&mut *conn)
+        .await?;
     }
     for chunk in fresh.chunks(INSERT_ROWS) {
         insert(conn, chunk).await?;
@@ -122,15 +134,22 @@ async fn earlier_messages(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
+    // The keys drive the join (CROSS JOIN fixes the order), so each is one
+    // lookup in the idempotency index; `IN (VALUES ...)` made SQLite scan
+    // every room message instead.
     let mut q = QueryBuilder::<Sqlite>::new(
         "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to, m.client_id
-         FROM messages m JOIN users u ON u.id = m.sender_id
-         WHERE m.room_id IS NOT NULL AND (m.sender_id, m.client_id) IN (",
+         FROM (",
     );
     q.push_values(&keys, |mut row, (sender, client_id)| {
         row.push_bind(*sender).push_bind(*client_id);
     });
-    q.push(")");
+    q.push(
+        ") AS k
+         CROSS JOIN messages m ON m.sender_id = k.column1 AND m.client_id = k.column2
+         JOIN users u ON u.id = m.sender_id
+         WHERE +m.room_id IS NOT NULL",
+    );
     let rows: Vec<ClientIdRow> = q.build_query_as().fetch_all(&mut *conn).await?;
     Ok(rows
         .into_iter()
@@ -149,56 +168,53 @@ struct ClientIdRow {
     client_id: String,
 }
 
-/// Every room the batch sends to, by id: active or closed, and its latest seq.
-async fn room_states(
+/// Every room the batch sends to, by id (active or closed, and its latest
+/// seq), and the batch's (room, sender) pairs where the sender is an active
+/// participant (keys from [`member_key`]), in one statement.
+async fn rooms_and_members(
     conn: &mut SqliteConnection,
     batch: &[SendJob],
-) -> Result<HashMap<String, RoomState>, sqlx::Error> {
-    let ids: HashSet<&str> = batch.iter().map(|j| j.room.as_str()).collect();
-    let mut q =
-        QueryBuilder::<Sqlite>::new("SELECT id, is_active, last_seq FROM rooms WHERE id IN (");
-    let mut list = q.separated(", ");
-    for id in &ids {
-        list.push_bind(*id);
+) -> Result<(HashMap<String, RoomState>, HashSet<String>), sqlx::Error> {
+    let rooms: HashSet<&str> = batch.iter().map(|j| j.room.as_str()).collect();
+    let senders: HashSet<&str> = batch.iter().map(|j| j.send.from.id.as_str()).collect();
+    // One row per room and matching participant (user NULL when none
+    // matches). A sender who is a member of another room of the batch
+    // matches too; only the pairs the jobs name are looked up.
+    let rows: Vec<(String, bool, i64, Option<String>)> = sqlx::query_as(
+        "SELECT r.id, r.is_active, r.last_seq, p.user_id
+         FROM rooms r
+         LEFT JOIN room_participants p
+           ON p.room_id = r.id AND p.is_active = 1
+          AND p.user_id IN (SELECT value FROM json_each(?))
+         WHERE r.id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json(&senders))
+    .bind(json(&rooms))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut states = HashMap::new();
+    let mut members = HashSet::new();
+    for (id, active, last_seq, user) in rows {
+        if let Some(user) = user {
+            members.insert(member_key(&id, &user));
+        }
+        states.entry(id).or_insert(RoomState {
+            active,
+            last_seq,
+            moved: false,
+        });
     }
-    q.push(")");
-    let rows: Vec<(String, bool, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, active, last_seq)| {
-            let state = RoomState {
-                active,
-                last_seq,
-                moved: false,
-            };
-            (id, state)
-        })
-        .collect())
+    Ok((states, members))
 }
 
-/// The key of a (room, user) membership in [`memberships`].
+/// A JSON array of ids (and seqs) for `json_each`.
+fn json(values: &impl serde::Serialize) -> String {
+    serde_json::to_string(values).expect("strings and integers serialise")
+}
+
+/// The key of a (room, user) membership in [`rooms_and_members`].
 fn member_key(room: &str, user: &str) -> String {
     format!("{room} {user}")
-}
-
-/// The batch's (room, sender) pairs where the sender is an active participant.
-async fn memberships(
-    conn: &mut SqliteConnection,
-    batch: &[SendJob],
-) -> Result<HashSet<String>, sqlx::Error> {
-    let pairs: HashSet<(&str, &str)> = batch
-        .iter()
-        .map(|j| (j.room.as_str(), j.send.from.id.as_str()))
-        .collect();
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT room_id, user_id FROM room_participants WHERE is_active = 1 AND (room_id, user_id) IN (",
-    );
-    q.push_values(&pairs, |mut row, (room, user)| {
-        row.push_bind(*room).push_bind(*user);
-    });
-    q.push(")");
-    let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
-    Ok(rows.iter().map(|(r, u)| member_key(r, u)).collect())
 }
 
 /// Inserts new messages in one statement.

@@ -1,6 +1,7 @@
 //! Integration tests of the api service, in process, on a temp SQLite file.
 
 mod access;
+mod batches;
 mod connections;
 mod helpers;
 mod messages;

@@ -1,26 +1,36 @@
 //! Handling one client frame: decode, rate-limit, run the operation, reply.
 //!
-//! Requests of one connection are handled in order, one at a time, so a
-//! client sees its replies in the order it sent the requests. Durable
-//! operations go to the api; ephemeral ones (typing) straight to the bus.
+//! A client sees its replies in the order it sent the requests. `send`s are
+//! pipelined: each goes to the gateway's ordered send pipe and the next
+//! frame is read at once (up to [`MAX_PIPELINED`] waiting per connection),
+//! and the pipe queues each reply as the api answers, in order. Any other
+//! request first waits for the connection's sends to be answered, then runs
+//! to its reply before the next frame is read. Durable operations go to the
+//! api; ephemeral ones (typing) straight to the bus.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, BroadcastEvent, ClientFrame, ClientOp, CloseCode, ErrorBody, ErrorCode,
-    InternalDm, InternalSend, MAX_STATUS_TEXT_CHARS, PresenceReport, RefOnly, Reply, ServerFrame,
-    Status, is_canonical_id, room_channel,
+    InternalDm, InternalRoomSend, InternalSend, MAX_STATUS_TEXT_CHARS, PresenceReport, RefOnly,
+    Reply, ServerFrame, Status, is_canonical_id, room_channel,
 };
 use telepath_shared::telemetry;
 use tracing::Instrument;
 
-use super::Session;
-use crate::upstream::Ack;
+use super::{Control, Session, SessionHandle, send_to};
+use crate::GatewayState;
+use crate::upstream::{Ack, PendingSend};
 
 /// Consecutive rate-limited frames after which the connection is closed (4008).
 const MAX_STRIKES: u32 = 100;
+
+/// Sends of one connection that may wait for the api at once; the reader
+/// waits for the oldest to be answered before it reads past them.
+const MAX_PIPELINED: u32 = 32;
 
 /// Handles one complete text message from the client.
 pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
@@ -32,7 +42,7 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
                 .ok()
                 .and_then(|r| r.reference);
             let err = ErrorBody::new(ErrorCode::BadRequest, format!("malformed frame: {e}"));
-            respond(session, reference, Err(err));
+            answer(session, reference, Err(err)).await;
             return;
         }
     };
@@ -45,27 +55,17 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
             session.handle.close(CloseCode::RateLimit, None);
             return;
         }
-        respond(
-            session,
-            frame.reference,
-            Err(ErrorBody::new(ErrorCode::RateLimited, "slow down")),
-        );
+        let err = ErrorBody::new(ErrorCode::RateLimited, "slow down");
+        answer(session, frame.reference, Err(err)).await;
         return;
     }
     session.strikes = 0;
     if frame.reference.as_ref().is_some_and(|r| r.len() > 64) {
-        respond(
-            session,
-            None,
-            Err(ErrorBody::new(
-                ErrorCode::BadRequest,
-                "ref is longer than 64 bytes",
-            )),
-        );
+        let err = ErrorBody::new(ErrorCode::BadRequest, "ref is longer than 64 bytes");
+        answer(session, None, Err(err)).await;
         return;
     }
     let started = Instant::now();
-    let mut then = Vec::new();
     // A span per request only when traces are exported: it is the parent of
     // the api call, whose `traceparent` carries it on.
     let span = if telemetry::tracing_enabled() {
@@ -73,6 +73,31 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
     } else {
         tracing::Span::none()
     };
+    if let ClientOp::Send {
+        room,
+        body,
+        kind,
+        client_id,
+        reply_to,
+    } = frame.op
+    {
+        let send = InternalSend {
+            from: session.claims.user_ref(),
+            body,
+            kind,
+            client_id,
+            reply_to,
+        };
+        let sent = Sent {
+            reference: frame.reference,
+            started,
+            span,
+        };
+        return pipeline_send(session, room, send, sent).await;
+    }
+    // Every earlier send is answered before this request runs.
+    sends_answered(&session.handle.control, 1).await;
+    let mut then = Vec::new();
     let result = run(session, frame.op, &mut then).instrument(span).await;
     metrics
         .request_duration
@@ -91,11 +116,44 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
     }
 }
 
+/// Returns once fewer than `below` of the connection's sends wait for the api.
+async fn sends_answered(control: &Control, below: u32) {
+    loop {
+        // Registered before the check, so an answer in between wakes it.
+        let mut answered = std::pin::pin!(control.send_answered.notified());
+        answered.as_mut().enable();
+        if control.sends_in_flight.load(Ordering::Acquire) < below {
+            return;
+        }
+        answered.await;
+    }
+}
+
+/// Replies once the connection's earlier sends have been answered, so the
+/// replies keep the order of the requests.
+async fn answer(
+    session: &Session,
+    reference: Option<String>,
+    result: Result<Option<Value>, ErrorBody>,
+) {
+    sends_answered(&session.handle.control, 1).await;
+    respond(session, reference, result);
+}
+
 /// Queues the reply (with a ref) or an `error` frame (failure without a ref).
 fn respond(session: &Session, reference: Option<String>, result: Result<Option<Value>, ErrorBody>) {
+    respond_to(&session.handle, &session.state, reference, result);
+}
+
+/// [`respond`] on a connection's handle (what the send pipe has).
+fn respond_to(
+    handle: &SessionHandle,
+    state: &GatewayState,
+    reference: Option<String>,
+    result: Result<Option<Value>, ErrorBody>,
+) {
     if let Err(e) = &result {
-        session
-            .state
+        state
             .inner
             .metrics
             .reply_errors
@@ -108,7 +166,7 @@ fn respond(session: &Session, reference: Option<String>, result: Result<Option<V
         (None, Err(e)) => ServerFrame::Error(e),
         (None, Ok(_)) => return,
     };
-    session.send(&frame);
+    send_to(handle, state, &frame);
 }
 
 fn bad(message: impl Into<String>) -> ErrorBody {
@@ -130,25 +188,8 @@ async fn run(
         ClientOp::Ping => Ok(Some(json!({"pong": chrono::Utc::now().timestamp_millis()}))),
         ClientOp::Join { room, since } => join(session, room, since, then).await.map(Some),
         ClientOp::Leave { room } => leave(session, room).await.map(Some),
-        ClientOp::Send {
-            room,
-            body,
-            kind,
-            client_id,
-            reply_to,
-        } => send(
-            session,
-            room,
-            InternalSend {
-                from: session.claims.user_ref(),
-                body,
-                kind,
-                client_id,
-                reply_to,
-            },
-        )
-        .await
-        .map(Some),
+        // Pipelined before it gets here (see `handle_text`).
+        ClientOp::Send { .. } => Err(ErrorBody::new(ErrorCode::Internal, "send is pipelined")),
         ClientOp::Typing { room, active } => typing(session, room, active).map(|_| None),
         ClientOp::Status { status, text } => set_status(session, status, text).map(Some),
         ClientOp::Refresh { token } => refresh(session, &token).map(Some),
@@ -299,8 +340,63 @@ async fn leave(session: &mut Session, room: String) -> Result<Value, ErrorBody> 
     Ok(json!({"room": room}))
 }
 
-async fn send(session: &mut Session, room: String, send: InternalSend) -> Result<Value, ErrorBody> {
-    checked_room(&room)?;
+/// What a pipelined send's reply needs once the api answers.
+struct Sent {
+    reference: Option<String>,
+    started: Instant,
+    /// The request's span (when traces are exported); it ends with the reply.
+    span: tracing::Span,
+}
+
+/// Checks a send, then queues it on the send pipe without waiting for the
+/// api: the pipe queues its reply. A send refused here is answered in
+/// order, after the connection's earlier sends.
+async fn pipeline_send(session: &mut Session, room: String, send: InternalSend, sent: Sent) {
+    if let Err(e) = check_send(session, &room, &send) {
+        return answer(session, sent.reference, Err(e)).await;
+    }
+    let control = &session.handle.control;
+    sends_answered(control, MAX_PIPELINED).await;
+    control.sends_in_flight.fetch_add(1, Ordering::AcqRel);
+    let traceparent = sent.span.in_scope(telemetry::traceparent);
+    let (handle, state) = (session.handle.clone(), session.state.clone());
+    let done = Box::new(
+        move |result: Result<telepath_shared::protocol::Message, ApiError>| {
+            let Sent {
+                reference,
+                started,
+                span,
+            } = sent;
+            state
+                .inner
+                .metrics
+                .request_duration
+                .with_label_values(&["send"])
+                .observe(started.elapsed().as_secs_f64());
+            let result = result
+                .map(|m| Some(json!({"id": m.id, "seq": m.seq, "ts": m.ts})))
+                .map_err(from_api);
+            respond_to(&handle, &state, reference, result);
+            drop(span);
+            let control = &handle.control;
+            control.sends_in_flight.fetch_sub(1, Ordering::AcqRel);
+            control.send_answered.notify_waiters();
+        },
+    );
+    let pending = PendingSend {
+        send: InternalRoomSend {
+            room,
+            send,
+            traceparent,
+        },
+        done,
+    };
+    session.state.inner.sends.submit(pending).await;
+}
+
+/// The gateway's own checks of a send (the api checks the rest).
+fn check_send(session: &Session, room: &str, send: &InternalSend) -> Result<(), ErrorBody> {
+    checked_room(room)?;
     let max = session.state.inner.config.max_body_bytes;
     if send.body.len() > max {
         return Err(ErrorBody::new(
@@ -308,14 +404,7 @@ async fn send(session: &mut Session, room: String, send: InternalSend) -> Result
             format!("body is over {max} bytes"),
         ));
     }
-    let message = session
-        .state
-        .inner
-        .api
-        .send(&room, &send)
-        .await
-        .map_err(from_api)?;
-    Ok(json!({"id": message.id, "seq": message.seq, "ts": message.ts}))
+    Ok(())
 }
 
 /// A direct message: stored and queued by the api, then published to the

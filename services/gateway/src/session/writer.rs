@@ -5,8 +5,10 @@
 //! connection has one queue, not two), pings on the heartbeat,
 //! closes clients that went silent, and closes with 4001 when the token
 //! expires. On close it sends `bye` (when there is a reason to give) and the
-//! close frame. With `TELEPATH_WRITE_DELAY_MS` it lets text frames gather
-//! for that long before a batch is written (fewer writes, more latency).
+//! close frame. With `TELEPATH_WRITE_DELAY_MS` a connection's writes are at
+//! least that far apart: a text frame that comes sooner after the last
+//! write waits, and the frames arriving meanwhile share its write (fewer
+//! writes for a busy connection, no added latency for a quiet one).
 //! It measures what only it can see: bytes written, the queue depth it
 //! finds, and each bus frame's publish-to-write latency (observed once per
 //! batch, and no histogram kept per connection).
@@ -66,6 +68,9 @@ pub(super) fn run(
         tokio::pin!(refreshed);
         // The last batch stopped at BATCH with frames left: they have waited already.
         let mut cut = false;
+        // When the last batch was written, for the write delay.
+        let mut last_write: Option<tokio::time::Instant> = None;
+        let delay = state.inner.config.write_delay();
         let result: Result<(), WebSocketError> = async {
             loop {
                 tokio::select! {
@@ -82,8 +87,15 @@ pub(super) fn run(
                         return Ok(());
                     }
                     first = out.recv() => {
+                        // Within the write delay of the last write: wait for the rest of it.
+                        let hold = last_write
+                            .map(|at| at + delay)
+                            .filter(|until| !cut && *until > tokio::time::Instant::now());
                         // Boxed: the batch's timestamps (half a KiB) exist only while it is written.
-                        cut = Box::pin(write_batch(&mut ws, &mut out, first, !cut, &control, &state)).await?;
+                        cut = Box::pin(write_batch(&mut ws, &mut out, first, hold, &control, &state)).await?;
+                        if !delay.is_zero() {
+                            last_write = Some(tokio::time::Instant::now());
+                        }
                     }
                     _ = &mut timer => {
                         let now = tokio::time::Instant::now();
@@ -147,24 +159,27 @@ async fn write_one(ws: &mut Writer, frame: Frame<'_>) -> Result<(), WebSocketErr
 /// whether the batch stopped at [`BATCH`] (more may be queued). A close echo
 /// ends the batch and the writer: the client closed, nothing more goes out.
 ///
-/// With a write delay (`TELEPATH_WRITE_DELAY_MS`) and `may_wait`, a text
-/// frame first waits that long (or until the session closes), so the frames
-/// arriving meanwhile share its write. Pongs and the close echo are not held
-/// back, nor is a batch that is full already.
+/// With `hold` (the end of the write delay, `TELEPATH_WRITE_DELAY_MS`, that
+/// began at the connection's last write), a text frame first waits until
+/// then (or until the session closes), so the frames arriving meanwhile
+/// share its write. Pongs and the close echo are not held back, nor is a
+/// batch that is full already.
 async fn write_batch(
     ws: &mut Writer,
     out: &mut Receiver<Outbound>,
     first: Outbound,
-    may_wait: bool,
+    hold: Option<tokio::time::Instant>,
     control: &Control,
     state: &GatewayState,
 ) -> Result<bool, WebSocketError> {
-    let delay = state.inner.config.write_delay();
-    if may_wait && !delay.is_zero() && first.op == Op::Text && out.len() + 1 < BATCH {
+    if let Some(until) = hold
+        && first.op == Op::Text
+        && out.len() + 1 < BATCH
+    {
         tokio::select! {
             biased;
             _ = control.closing.cancelled() => {}
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep_until(until) => {}
         }
     }
     let metrics = &state.inner.metrics;

@@ -5,8 +5,8 @@ use serde::de::DeserializeOwned;
 use telepath_shared::auth::INTERNAL_HEADER;
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    DmResult, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm, InternalJoin, InternalSend,
-    JoinResult, Message, MessagePage, PendingDms, UserRef,
+    DmResult, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm, InternalJoin, InternalSendBatch,
+    InternalSendResults, JoinResult, MessagePage, PendingDms, UserRef,
 };
 
 use super::http_client;
@@ -49,10 +49,20 @@ impl ApiClient {
         check(resp).await.map(|_| ())
     }
 
-    /// Persists a room message; returns it once committed.
-    pub(crate) async fn send(&self, room: &str, send: &InternalSend) -> Result<Message, ApiError> {
-        self.post(&format!("/internal/rooms/{room}/messages"), send)
-            .await
+    /// Persists room messages in this order; one outcome per send, in order.
+    pub(crate) async fn send_batch(
+        &self,
+        batch: &InternalSendBatch,
+    ) -> Result<InternalSendResults, ApiError> {
+        let results: InternalSendResults = self.post("/internal/messages", batch).await?;
+        if results.results.len() != batch.sends.len() {
+            return Err(ApiError::internal(format!(
+                "the api answered {} sends with {} outcomes",
+                batch.sends.len(),
+                results.results.len()
+            )));
+        }
+        Ok(results)
     }
 
     /// Stores, queues and publishes a DM.

@@ -72,6 +72,76 @@ async fn a_repeated_client_id_over_websocket_returns_the_first_reply_and_deliver
 }
 
 #[tokio::test]
+async fn pipelined_sends_are_committed_in_order_and_every_reply_keeps_the_request_order() {
+    let node = spawn_node(|c| c.gateway.max_rate_per_s = 10_000).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let room = create_room(&node.http, &node.url, &ada, "r").await;
+    let mut a = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    a.join(&room).await;
+    // 100 requests written back to back (more than a connection may have
+    // waiting for the api), with a send the gateway refuses itself and a
+    // ping among them.
+    let n = 100;
+    for i in 0..n {
+        let frame = match i {
+            40 => json!({"type": "send", "ref": "40", "room": "not-a-room", "body": "x"}),
+            70 => json!({"type": "ping", "ref": "70"}),
+            _ => {
+                json!({"type": "send", "ref": i.to_string(), "room": room, "body": format!("m{i}")})
+            }
+        };
+        a.send(frame).await;
+    }
+    let mut replies = Vec::new();
+    while replies.len() < n {
+        replies.push(a.next_of("reply").await);
+    }
+    let refs: Vec<String> = replies
+        .iter()
+        .map(|r| r["ref"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert_eq!(refs, expected, "replies in request order");
+    assert_eq!(replies[40]["error"]["code"], "bad_request");
+    assert!(replies[70]["data"]["pong"].is_i64());
+    let seqs: Vec<i64> = replies
+        .iter()
+        .filter_map(|r| r["data"]["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs, (1..=98).collect::<Vec<_>>(), "seqs in send order");
+    // The messages arrive in the same order.
+    for (seq, i) in (1..).zip((0..n).filter(|i| *i != 40 && *i != 70)) {
+        let m = a.next_of("message").await;
+        assert_eq!(
+            (m["seq"].as_i64(), m["body"].as_str()),
+            (Some(seq), Some(format!("m{i}").as_str()))
+        );
+    }
+    // They went to the api in batches: not one request per send.
+    let metrics = node
+        .http
+        .get(format!("{}/metrics", node.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in the metrics"))
+    };
+    let (sent, batches) = (
+        value("telepath_gateway_send_batch_messages_sum"),
+        value("telepath_gateway_send_batch_messages_count"),
+    );
+    assert_eq!(sent, 98.0);
+    assert!(batches < sent, "{batches} batches for {sent} sends");
+}
+
+#[tokio::test]
 async fn joining_with_since_replays_the_missed_messages_in_seq_order() {
     let node = spawn_node(|_| {}).await;
     let ada = login(&node.http, &node.url, "ada").await;

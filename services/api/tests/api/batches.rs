@@ -1,0 +1,154 @@
+//! `POST /internal/messages`: the batches of room messages gateways post.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use telepath_shared::protocol::ServerFrame;
+
+use crate::helpers::{TestApi, TestUser, assert_error, spawn_api};
+
+impl TestApi {
+    /// Posts `sends` as one batch, as a gateway does.
+    async fn send_batch(&self, sends: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/internal/messages", self.url))
+            .header("x-telepath-internal", &self.internal_token)
+            .json(&json!({ "sends": sends }))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// One send of a batch: `body` from `user` to `room`.
+fn send(user: &TestUser, room: &str, body: Value) -> Value {
+    let mut send = body;
+    send["from"] = json!({"id": user.id, "name": user.name});
+    json!({"room": room, "send": send})
+}
+
+/// The outcomes of a batch, in order.
+async fn outcomes(resp: reqwest::Response) -> Vec<Value> {
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    body["results"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_batch_commits_its_sends_in_order_and_refuses_the_bad_ones_alone() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let eve = api.login("eve").await;
+    let one = api.create_room(&ada, json!({"name": "one"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let two = api.create_room(&ada, json!({"name": "two"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_node, mut rx) = api.watch(&format!("room:{one}")).await;
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let results = outcomes(
+        api.send_batch(json!([
+            send(&ada, &one, json!({"body": "a1"})),
+            send(&eve, &one, json!({"body": "not a member"})),
+            send(&ada, &two, json!({"body": "b1"})),
+            send(&ada, "not-a-uuid", json!({"body": "x"})),
+            send(&ada, unknown, json!({"body": "x"})),
+            send(&ada, &one, json!({"body": "y".repeat(5000)})),
+            send(&ada, &one, json!({"body": "a2", "client_id": "k"})),
+            send(&ada, &one, json!({"body": "a2 again", "client_id": "k"})),
+            send(&ada, &one, json!({"body": "a3\u{0}with a NUL"})),
+        ]))
+        .await,
+    )
+    .await;
+    let code = |i: usize| results[i]["error"]["code"].as_str().unwrap_or("-");
+    let seq = |i: usize| results[i]["message"]["seq"].as_i64().unwrap_or(-1);
+    assert_eq!(results.len(), 9);
+    assert_eq!((seq(0), seq(2), seq(6), seq(8)), (1, 1, 2, 3));
+    assert_eq!(code(1), "forbidden");
+    assert_eq!(code(3), "bad_request");
+    assert_eq!(code(4), "not_found");
+    assert_eq!(code(5), "too_large");
+    // The repeat within the batch answers with the first message.
+    assert_eq!(results[7]["message"], results[6]["message"]);
+    assert_eq!(results[8]["message"]["body"], "a3\u{0}with a NUL");
+
+    // Room one got a1, a2, a3 in that order, published after the commit.
+    let mut published = Vec::new();
+    while published.len() < 3 {
+        let msg = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .expect("published")
+            .unwrap();
+        let ServerFrame::Message(m) = serde_json::from_slice(&msg.payload).unwrap() else {
+            panic!("not a message")
+        };
+        published.push((m.seq, m.body));
+    }
+    assert_eq!(
+        published,
+        vec![
+            (1, "a1".to_owned()),
+            (2, "a2".to_owned()),
+            (3, "a3\u{0}with a NUL".to_owned())
+        ]
+    );
+    let page: Value = api
+        .get(&ada, &format!("/rooms/{one}/messages"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["a1", "a2", "a3\u{0}with a NUL"]);
+}
+
+#[tokio::test]
+async fn a_batch_needs_the_internal_token_and_stays_within_its_bounds() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let room = api.create_room(&ada, json!({"name": "r"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = api
+        .http
+        .post(format!("{}/internal/messages", api.url))
+        .json(&json!({"sends": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 401, "unauthorized").await;
+
+    assert!(outcomes(api.send_batch(json!([])).await).await.is_empty());
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| send(&ada, &room, json!({"body": format!("m{i}")})))
+        .collect();
+    assert_error(api.send_batch(json!(too_many)).await, 400, "bad_request").await;
+    let bad = json!([{"room": room, "send": {"body": "no sender"}}]);
+    assert_error(api.send_batch(bad).await, 400, "bad_request").await;
+    let long_trace = json!([{
+        "room": room,
+        "send": {"from": {"id": ada.id, "name": ada.name}, "body": "b"},
+        "traceparent": "x".repeat(200),
+    }]);
+    let results = outcomes(api.send_batch(long_trace).await).await;
+    assert_eq!(results[0]["error"]["code"], "bad_request");
+
+    // Nothing of the refused batches was stored.
+    let page: Value = api
+        .get(&ada, &format!("/rooms/{room}/messages"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(page["messages"].as_array().unwrap().is_empty());
+}
