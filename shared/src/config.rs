@@ -190,10 +190,12 @@ pub struct GatewayConfig {
     pub away_after_ms: u64,
     /// `TELEPATH_REPLAY_CAP`: most messages a `join` with `since` replays (default 1000).
     pub replay_cap: i64,
-    /// `TELEPATH_WRITE_DELAY_MS`: how long a connection's writer waits after
-    /// a text frame arrives in its empty queue, so that frames arriving
-    /// meanwhile share one socket write (default 0, at most 1000): fewer
-    /// system calls and packets for up to this much added latency.
+    /// `TELEPATH_WRITE_DELAY_MS`: the shortest gap between two writes to one
+    /// connection (default 0, at most 1000). A text frame that comes sooner
+    /// after the connection's last write waits for the rest of the gap, and
+    /// the frames arriving meanwhile share its write: fewer system calls and
+    /// packets for a busy connection, for up to this much added latency; a
+    /// frame after a quiet spell goes out at once.
     pub write_delay_ms: u64,
 }
 
@@ -248,7 +250,7 @@ impl GatewayConfig {
         Duration::from_millis(self.heartbeat_ms)
     }
 
-    /// How long a writer lets text frames gather before it writes them.
+    /// The shortest gap between two writes to one connection.
     pub fn write_delay(&self) -> Duration {
         Duration::from_millis(self.write_delay_ms)
     }

@@ -185,8 +185,17 @@ async fn four_concurrent_publishers_on_two_gateways_are_delivered_in_history_ord
 
 #[tokio::test]
 async fn resume_after_a_hundred_missed_messages_and_a_gap_past_the_cap() {
-    let cluster =
-        crate::cluster::start_cluster_with(2, 1, &[("TELEPATH_REPLAY_CAP", "150".into())]).await;
+    // Ada sends 200 messages as fast as they are answered: over the default
+    // per-connection rate limit (50/s), which is not what this test is about.
+    let cluster = crate::cluster::start_cluster_with(
+        2,
+        1,
+        &[
+            ("TELEPATH_REPLAY_CAP", "150".into()),
+            ("TELEPATH_MAX_RATE_PER_S", "10000".into()),
+        ],
+    )
+    .await;
     let http = Client::new();
     let Pair {
         bob,
