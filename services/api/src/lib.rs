@@ -57,6 +57,8 @@ struct Inner {
     read: SqlitePool,
     /// The single writer connection (SQLite allows one writer at a time).
     write: SqlitePool,
+    /// Every pool (with the checkpointer's), to close them.
+    pools: db::Pools,
     writer: writer::WriterHandle,
     bus: Arc<dyn Bus>,
     presence: presence::PresenceClient,
@@ -73,7 +75,8 @@ impl ApiState {
         inbound: Inbound,
         registry: Registry,
     ) -> anyhow::Result<ApiState> {
-        let (read, write) = db::open(&config.database_url).await?;
+        let pools = db::open(&config.database_url).await?;
+        let (read, write) = (pools.read.clone(), pools.write.clone());
         presence_events::spawn(bus.clone(), inbound, write.clone());
         dms::spawn_cleanup(write.clone());
         let metrics = ApiMetrics::new(&registry);
@@ -87,6 +90,7 @@ impl ApiState {
                 keys,
                 read,
                 write,
+                pools,
                 writer,
                 bus,
                 presence,
@@ -117,8 +121,7 @@ impl ApiState {
     /// database is closed (which checkpoints its WAL).
     pub async fn close(&self) {
         self.inner.writer.close().await;
-        self.inner.write.close().await;
-        self.inner.read.close().await;
+        self.inner.pools.close().await;
         tracing::info!("api closed: writer flushed, database closed");
     }
 }

@@ -107,10 +107,9 @@ struct Control {
     last_active_ms: AtomicU64,
     /// Reported idle to presence (no data frame for `away_after`).
     idle: AtomicBool,
-    /// The token's `exp` (Unix seconds), moved by `refresh`.
+    /// The token's `exp` (Unix seconds), moved by `refresh` (which raises
+    /// the outbound queue's signal, so the writer re-arms its timer).
     expiry: AtomicI64,
-    /// Signalled when `expiry` moves, for the writer's timer.
-    refreshed: Notify,
     /// This connection's sends waiting for the api (they are pipelined:
     /// see `dispatch`).
     sends_in_flight: AtomicU32,
@@ -131,7 +130,6 @@ impl Control {
             last_active_ms: AtomicU64::new(0),
             idle: AtomicBool::new(false),
             expiry: AtomicI64::new(expiry),
-            refreshed: Notify::new(),
             sends_in_flight: AtomicU32::new(0),
             send_answered: Notify::new(),
             started: Instant::now(),
@@ -224,6 +222,8 @@ impl SessionHandle {
         }
         drop(reason);
         self.control.closing.cancel();
+        // The writer waits on its queue: wake it to close.
+        self.tx.signal();
     }
 
     /// A handle on a queue of `capacity` frames, for unit tests of the hub.
@@ -243,7 +243,8 @@ impl SessionHandle {
     /// The session's token now expires at `exp` (Unix seconds).
     fn set_expiry(&self, exp: i64) {
         self.control.expiry.store(exp, Ordering::Relaxed);
-        self.control.refreshed.notify_one();
+        // The writer re-reads the expiry when its queue is signalled.
+        self.tx.signal();
     }
 
     /// The client sent something: it is alive.
@@ -428,6 +429,7 @@ fn live(
             }
         };
         control.closing.cancel();
+        session.handle.tx.signal();
         // The writer may be stuck writing to a client that stopped reading: bound the wait.
         if tokio::time::timeout(CLOSE_GRACE, &mut writer)
             .await

@@ -350,3 +350,34 @@ async fn acks_move_room_cursors_forward_only_and_only_the_recipient_acks_a_dm() 
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_checkpointer_copies_committed_messages_from_the_wal_into_the_database_file() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let room = api.create_room(&ada, json!({"name": "r"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let file = api.dir.path().join("api.db");
+    let before = std::fs::metadata(&file).unwrap().len();
+    // About 2 MB of messages: less than SQLite's own checkpoint threshold
+    // (1000 pages), so only the checkpointer moves them out of the WAL.
+    let body = "x".repeat(4000);
+    for _ in 0..500 {
+        let resp = api.internal_send(&ada, &room, json!({"body": body})).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = std::fs::metadata(&file).unwrap().len();
+        if now > before + 1_000_000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the database file stayed at {now} bytes (from {before})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -78,6 +78,8 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for OutBuf<W> {
                 return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
             }
         }
+        // One allocation for a frame's header and payload, not one and a regrowth.
+        this.buf.reserve(total);
         for b in bufs {
             this.buf.extend_from_slice(b);
         }

@@ -1,5 +1,8 @@
 //! A connection's outbound queue: bounded, fed by many (fan-out, replies,
-//! the reader's pongs), drained by one (the writer).
+//! the reader's pongs), drained by one (the writer). It also carries a
+//! signal: a flag any sender can raise to wake the writer without an item
+//! (the session is closing, or its token's expiry moved), so the writer
+//! waits on one thing, not on the queue and two `Notify`s each turn.
 //!
 //! Why not tokio's mpsc: it allocates its shared state (cache-line padded,
 //! 512 bytes) and a first block of 32 slots (544 bytes) when the channel is
@@ -28,6 +31,8 @@ pub(crate) fn queue<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             items: VecDeque::new(),
             capacity: capacity.max(1),
             receiver: None,
+            signal_waiter: None,
+            signalled: false,
             closed: false,
         }),
         room: Notify::new(),
@@ -44,8 +49,12 @@ struct Shared<T> {
 struct State<T> {
     items: VecDeque<T>,
     capacity: usize,
-    /// The writer, waiting for an item.
+    /// The writer, waiting for an item or the signal.
     receiver: Option<Waker>,
+    /// The writer, waiting for the signal only ([`Receiver::signalled`]).
+    signal_waiter: Option<Waker>,
+    /// Raised by [`Sender::signal`], lowered when [`Receiver::next`] reports it.
+    signalled: bool,
     /// The receiver is gone: nothing will be read again.
     closed: bool,
 }
@@ -105,6 +114,16 @@ impl<T> Sender<T> {
         Ok(())
     }
 
+    /// Raises the signal and wakes the writer, whatever it waits for.
+    pub(crate) fn signal(&self) {
+        let (receiver, waiter) = {
+            let mut state = self.0.lock();
+            state.signalled = true;
+            (state.receiver.take(), state.signal_waiter.take())
+        };
+        receiver.into_iter().chain(waiter).for_each(Waker::wake);
+    }
+
     /// Queues `item`, waiting for room; gives it back if the queue closes.
     pub(crate) async fn push(&self, mut item: T) -> Result<(), T> {
         loop {
@@ -133,23 +152,38 @@ impl<T> Receiver<T> {
         popped.map(|(item, was_full)| self.made_room(item, was_full))
     }
 
-    /// The next item, waiting for one.
-    pub(crate) async fn recv(&mut self) -> T {
+    /// The signal if it is raised (it is lowered), else the next item,
+    /// waiting for either.
+    pub(crate) async fn next(&mut self) -> Next<T> {
         poll_fn(|cx| {
             let mut state = self.0.lock();
+            if std::mem::take(&mut state.signalled) {
+                return Poll::Ready(Next::Signal);
+            }
             match state.pop() {
                 Some((item, was_full)) => {
                     drop(state);
-                    Poll::Ready(self.made_room(item, was_full))
+                    Poll::Ready(Next::Item(self.made_room(item, was_full)))
                 }
                 None => {
-                    match &state.receiver {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => state.receiver = Some(cx.waker().clone()),
-                    }
+                    register(&mut state.receiver, cx.waker());
                     Poll::Pending
                 }
             }
+        })
+        .await
+    }
+
+    /// Returns once the signal is raised (it stays raised for [`Receiver::next`]);
+    /// items arriving meanwhile do not wake it.
+    pub(crate) async fn signalled(&mut self) {
+        poll_fn(|cx| {
+            let mut state = self.0.lock();
+            if state.signalled {
+                return Poll::Ready(());
+            }
+            register(&mut state.signal_waiter, cx.waker());
+            Poll::Pending
         })
         .await
     }
@@ -167,12 +201,28 @@ impl<T> Receiver<T> {
     }
 }
 
+/// What [`Receiver::next`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next<T> {
+    Item(T),
+    Signal,
+}
+
+/// Keeps `waker` in `slot`, cloning it only when it would wake another task.
+fn register(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         let items = {
             let mut state = self.0.lock();
             state.closed = true;
             state.receiver = None;
+            state.signal_waiter = None;
             std::mem::take(&mut state.items)
         };
         drop(items);
@@ -234,9 +284,44 @@ mod tests {
             tx.try_push(8).unwrap();
             tx
         });
-        assert_eq!(rx.recv().await, 7);
-        assert_eq!(rx.recv().await, 8);
+        assert_eq!(rx.next().await, Next::Item(7));
+        assert_eq!(rx.next().await, Next::Item(8));
         let _tx = pusher.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_signal_wakes_the_receiver_before_queued_items_and_only_once() {
+        let (tx, mut rx) = queue(4);
+        tx.try_push(1).unwrap();
+        tx.signal();
+        tx.signal();
+        assert_eq!(rx.next().await, Next::Signal, "the signal comes first");
+        assert_eq!(rx.next().await, Next::Item(1));
+        let waiting = tokio::spawn(async move {
+            let got = rx.next().await;
+            (got, rx)
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        tx.signal();
+        let (got, mut rx) = waiting.await.unwrap();
+        assert_eq!(
+            got,
+            Next::Signal,
+            "a waiting receiver is woken by the signal"
+        );
+        // `signalled` waits through pushes and leaves the signal raised.
+        let waiting = tokio::spawn(async move {
+            rx.signalled().await;
+            rx
+        });
+        tx.try_push(2).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "an item does not end the wait");
+        tx.signal();
+        let mut rx = waiting.await.unwrap();
+        assert_eq!(rx.next().await, Next::Signal);
+        assert_eq!(rx.next().await, Next::Item(2));
     }
 
     #[tokio::test]
@@ -249,7 +334,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiting.is_finished(), "no room yet");
-        assert_eq!(rx.recv().await, 1);
+        assert_eq!(rx.next().await, Next::Item(1));
         assert_eq!(waiting.await.unwrap(), Ok(()), "the pop made room");
         assert_eq!(rx.try_recv(), Some(2));
 

@@ -21,7 +21,7 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use telepath_shared::bus::unix_micros;
 use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
 
-use super::queue::Receiver;
+use super::queue::{Next, Receiver};
 use super::{Control, Op, Outbound};
 use crate::GatewayState;
 use crate::metrics::OutKind;
@@ -55,17 +55,14 @@ pub(super) fn run(
         ws.set_writev_threshold(0);
         let heartbeat = state.inner.config.heartbeat();
         // One timer for the next ping and the token's expiry, whichever is
-        // first. Made once, not on every turn of the loop: a fresh `cancelled()`
-        // would lock the close signal's waiter list and a fresh sleep would re-arm a
-        // timer for every frame written.
+        // first. Made once, not on every turn of the loop: a fresh sleep would
+        // re-arm a timer for every frame written. The close and a refresh
+        // arrive as the queue's signal, so each turn waits on the queue and
+        // this timer only.
         let mut next_ping = tokio::time::Instant::now() + heartbeat;
         let mut expires = until_unix(control.expiry.load(Ordering::Relaxed));
         let timer = tokio::time::sleep_until(next_ping.min(expires));
         tokio::pin!(timer);
-        let closing = control.closing.cancelled();
-        tokio::pin!(closing);
-        let refreshed = control.refreshed.notified();
-        tokio::pin!(refreshed);
         // The last batch stopped at BATCH with frames left: they have waited already.
         let mut cut = false;
         // When the last batch was written, for the write delay.
@@ -75,24 +72,26 @@ pub(super) fn run(
             loop {
                 tokio::select! {
                     biased;
-                    _ = &mut closing => {
-                        // A close echo still queued answers the client's close:
-                        // send it (and nothing queued before it) and stop.
-                        while let Some(next) = out.try_recv() {
-                            if next.op == Op::CloseEcho {
-                                Box::pin(write_one(&mut ws, frame_of(&next))).await?;
-                                return Err(WebSocketError::ConnectionClosed);
+                    next = out.next() => {
+                        let first = match next {
+                            Next::Item(first) if !control.closing.is_cancelled() => first,
+                            Next::Item(first) => return Box::pin(closing(&mut ws, &mut out, Some(first))).await,
+                            Next::Signal if control.closing.is_cancelled() => {
+                                return Box::pin(closing(&mut ws, &mut out, None)).await;
                             }
-                        }
-                        return Ok(());
-                    }
-                    first = out.recv() => {
+                            // A refresh moved the expiry.
+                            Next::Signal => {
+                                expires = until_unix(control.expiry.load(Ordering::Relaxed));
+                                timer.as_mut().reset(next_ping.min(expires));
+                                continue;
+                            }
+                        };
                         // Within the write delay of the last write: wait for the rest of it.
                         let hold = last_write
                             .map(|at| at + delay)
                             .filter(|until| !cut && *until > tokio::time::Instant::now());
                         // Boxed: the batch's timestamps (half a KiB) exist only while it is written.
-                        cut = Box::pin(write_batch(&mut ws, &mut out, first, hold, &control, &state)).await?;
+                        cut = Box::pin(write_batch(&mut ws, &mut out, first, hold, &state)).await?;
                         if !delay.is_zero() {
                             last_write = Some(tokio::time::Instant::now());
                         }
@@ -121,12 +120,6 @@ pub(super) fn run(
                         }
                         timer.as_mut().reset(next_ping.min(expires));
                     }
-                    // A refresh moved the expiry.
-                    _ = &mut refreshed => {
-                        refreshed.set(control.refreshed.notified());
-                        expires = until_unix(control.expiry.load(Ordering::Relaxed));
-                        timer.as_mut().reset(next_ping.min(expires));
-                    }
                 }
             }
         }
@@ -147,6 +140,26 @@ fn frame_of(out: &Outbound) -> Frame<'_> {
     Frame::new(true, opcode, None, Payload::Borrowed(out.frame()))
 }
 
+/// The session is closing: a close echo among `first` and what is queued
+/// answers the client's close, so it is sent (and nothing queued before
+/// it), and the writer stops without a close frame of its own (`Err`).
+/// Otherwise `Ok`: the writer sends `bye` and its close frame.
+async fn closing(
+    ws: &mut Writer,
+    out: &mut Receiver<Outbound>,
+    first: Option<Outbound>,
+) -> Result<(), WebSocketError> {
+    let mut next = first.or_else(|| out.try_recv());
+    while let Some(frame) = next {
+        if frame.op == Op::CloseEcho {
+            write_one(ws, frame_of(&frame)).await?;
+            return Err(WebSocketError::ConnectionClosed);
+        }
+        next = out.try_recv();
+    }
+    Ok(())
+}
+
 /// Writes and flushes one frame. Boxed where it is called: a write's future
 /// inline would be part of every idle connection's writer.
 async fn write_one(ws: &mut Writer, frame: Frame<'_>) -> Result<(), WebSocketError> {
@@ -161,7 +174,7 @@ async fn write_one(ws: &mut Writer, frame: Frame<'_>) -> Result<(), WebSocketErr
 ///
 /// With `hold` (the end of the write delay, `TELEPATH_WRITE_DELAY_MS`, that
 /// began at the connection's last write), a text frame first waits until
-/// then (or until the session closes), so the frames arriving meanwhile
+/// then (or until the queue's signal), so the frames arriving meanwhile
 /// share its write. Pongs and the close echo are not held back, nor is a
 /// batch that is full already.
 async fn write_batch(
@@ -169,16 +182,16 @@ async fn write_batch(
     out: &mut Receiver<Outbound>,
     first: Outbound,
     hold: Option<tokio::time::Instant>,
-    control: &Control,
     state: &GatewayState,
 ) -> Result<bool, WebSocketError> {
     if let Some(until) = hold
         && first.op == Op::Text
         && out.len() + 1 < BATCH
     {
+        // Until then, or until the queue's signal (the session may be closing).
         tokio::select! {
             biased;
-            _ = control.closing.cancelled() => {}
+            _ = out.signalled() => {}
             _ = tokio::time::sleep_until(until) => {}
         }
     }
