@@ -654,6 +654,65 @@ pub struct InternalSend {
     pub reply_to: Option<String>,
 }
 
+impl InternalSend {
+    /// The bounds its schema states (a sender of 1–64 characters each, a
+    /// body of 1–[`MAX_BODY_CHARS`] characters, `kind` 1–32, `client_id`
+    /// 1–128, `reply_to` ≤ 64), and a body of at most `max_body_bytes`
+    /// bytes. What a gateway checks before it sends, and the api again.
+    pub fn check(&self, max_body_bytes: usize) -> Result<(), ErrorBody> {
+        check_user(&self.from)?;
+        check_body(&self.body, max_body_bytes)?;
+        let chars = |s: &String| s.chars().count();
+        if self
+            .kind
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || chars(k) > 32)
+            || self
+                .client_id
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || chars(c) > 128)
+            || self.reply_to.as_ref().is_some_and(|r| chars(r) > 64)
+        {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "kind (1-32), client_id (1-128) or reply_to (≤64) out of bounds",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Most characters in a message, DM or broadcast body (the schemas' `maxLength`).
+pub const MAX_BODY_CHARS: usize = 4096;
+
+/// A body: not empty, at most [`MAX_BODY_CHARS`] characters and
+/// `max_bytes` bytes (`too_large` otherwise).
+pub fn check_body(body: &str, max_bytes: usize) -> Result<(), ErrorBody> {
+    if body.is_empty() {
+        return Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            "body must not be empty",
+        ));
+    }
+    if body.len() > max_bytes || body.chars().count() > MAX_BODY_CHARS {
+        return Err(ErrorBody::new(
+            ErrorCode::TooLarge,
+            format!("body is over {MAX_BODY_CHARS} characters or {max_bytes} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A user named by a service (it came from a verified token; bound it
+/// anyway): an id and a name of 1–64 characters each.
+pub fn check_user(user: &UserRef) -> Result<(), ErrorBody> {
+    let ok = |s: &str| !s.is_empty() && s.chars().count() <= 64;
+    if !ok(&user.id) || !ok(&user.name) {
+        return Err(ErrorBody::new(ErrorCode::BadRequest, "bad user"));
+    }
+    Ok(())
+}
+
 /// Most sends in one [`InternalSendBatch`].
 pub const MAX_SEND_BATCH: usize = 1000;
 

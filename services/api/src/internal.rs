@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
-    InternalJoin, InternalSend, InternalSendBatch, InternalSendResults, JoinResult, MAX_SEND_BATCH,
-    MemberAction, Message, MessagePage, Role, SendOutcome,
+    self, InternalJoin, InternalSend, InternalSendBatch, InternalSendResults, JoinResult,
+    MAX_SEND_BATCH, MemberAction, Message, MessagePage, Role, SendOutcome,
 };
 
 use crate::ApiState;
@@ -18,31 +18,16 @@ use crate::rooms::{HistoryQuery, announce_member, room_id};
 use crate::store;
 use crate::writer::Queued;
 
-/// Most characters in a message or broadcast body (the schema's `maxLength`).
-pub(crate) const MAX_BODY_CHARS: usize = 4096;
-
-/// A message or broadcast body: not empty, at most [`MAX_BODY_CHARS`]
-/// characters and `max_bytes` bytes (`too_large` otherwise).
+/// A message or broadcast body: not empty, at most
+/// [`protocol::MAX_BODY_CHARS`] characters and `max_bytes` bytes
+/// (`too_large` otherwise).
 pub(crate) fn check_body(body: &str, max_bytes: usize) -> Result<(), ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request("body must not be empty"));
-    }
-    if body.len() > max_bytes || body.chars().count() > MAX_BODY_CHARS {
-        return Err(ApiError::new(
-            telepath_shared::protocol::ErrorCode::TooLarge,
-            format!("body is over {MAX_BODY_CHARS} characters or {max_bytes} bytes"),
-        ));
-    }
-    Ok(())
+    protocol::check_body(body, max_bytes).map_err(ApiError::from)
 }
 
 /// Validates a user named by a gateway (it came from a verified token, but bound it anyway).
-pub(crate) fn check_user(user: &telepath_shared::protocol::UserRef) -> Result<(), ApiError> {
-    let ok = |s: &str| !s.is_empty() && s.chars().count() <= 64;
-    if !ok(&user.id) || !ok(&user.name) {
-        return Err(ApiError::bad_request("bad user"));
-    }
-    Ok(())
+pub(crate) fn check_user(user: &protocol::UserRef) -> Result<(), ApiError> {
+    protocol::check_user(user).map_err(ApiError::from)
 }
 
 #[utoipa::path(post, path = "/internal/rooms/{id}/join", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = InternalJoin,
@@ -96,27 +81,9 @@ pub(crate) async fn send(
     Ok(Json(state.inner.writer.send(id.to_owned(), req).await?))
 }
 
-/// The bounds of one send (the route's and the batch's): a sender, a body,
-/// and short optional fields.
+/// The bounds of one send (see [`InternalSend::check`]).
 fn check_send(req: &InternalSend, max_body_bytes: usize) -> Result<(), ApiError> {
-    check_user(&req.from)?;
-    check_body(&req.body, max_body_bytes)?;
-    let chars = |s: &String| s.chars().count();
-    if req
-        .kind
-        .as_ref()
-        .is_some_and(|k| k.is_empty() || chars(k) > 32)
-        || req
-            .client_id
-            .as_ref()
-            .is_some_and(|c| c.is_empty() || chars(c) > 128)
-        || req.reply_to.as_ref().is_some_and(|r| chars(r) > 64)
-    {
-        return Err(ApiError::bad_request(
-            "kind (1-32), client_id (1-128) or reply_to (≤64) out of bounds",
-        ));
-    }
-    Ok(())
+    req.check(max_body_bytes).map_err(ApiError::from)
 }
 
 /// Largest batch body: [`MAX_SEND_BATCH`] sends of the largest bodies, JSON-escaped.
@@ -135,13 +102,26 @@ pub(crate) async fn send_batch(
             "at most {MAX_SEND_BATCH} sends per batch"
         )));
     }
+    // What the schema bounds refuses the whole batch (a gateway checks the
+    // same before it sends, so only another caller can get this); what
+    // depends on this api (its byte limit, the room) refuses that send alone.
+    for (i, s) in req.sends.iter().enumerate() {
+        let bounded = s.send.check(usize::MAX).map_err(ApiError::from);
+        let room = (1..=64).contains(&s.room.chars().count());
+        let trace = s.traceparent.as_ref().is_none_or(|t| t.len() <= 128);
+        if let Err(e) = bounded {
+            return Err(ApiError::new(e.code, format!("sends[{i}]: {}", e.message)));
+        }
+        if !room || !trace {
+            return Err(ApiError::bad_request(format!(
+                "sends[{i}]: room (1-64) or traceparent (≤128) out of bounds"
+            )));
+        }
+    }
     let max = state.inner.config.max_body_bytes;
     let jobs = req.sends.into_iter().map(|s| {
         room_id(&s.room)?;
         check_send(&s.send, max)?;
-        if s.traceparent.as_ref().is_some_and(|t| t.len() > 128) {
-            return Err(ApiError::bad_request("traceparent is over 128 bytes"));
-        }
         Ok(Queued {
             room: s.room,
             send: s.send,

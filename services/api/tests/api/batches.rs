@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use telepath_shared::protocol::ServerFrame;
 
-use crate::helpers::{TestApi, TestUser, assert_error, spawn_api};
+use crate::helpers::{TestApi, TestUser, assert_error, spawn_api, spawn_api_with};
 
 impl TestApi {
     /// Posts `sends` as one batch, as a gateway does.
@@ -36,7 +36,7 @@ async fn outcomes(resp: reqwest::Response) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_batch_commits_its_sends_in_order_and_refuses_the_bad_ones_alone() {
-    let api = spawn_api().await;
+    let api = spawn_api_with(|c| c.max_body_bytes = 1000).await;
     let ada = api.login("ada").await;
     let eve = api.login("eve").await;
     let one = api.create_room(&ada, json!({"name": "one"})).await["id"]
@@ -56,7 +56,8 @@ async fn a_batch_commits_its_sends_in_order_and_refuses_the_bad_ones_alone() {
             send(&ada, &two, json!({"body": "b1"})),
             send(&ada, "not-a-uuid", json!({"body": "x"})),
             send(&ada, unknown, json!({"body": "x"})),
-            send(&ada, &one, json!({"body": "y".repeat(5000)})),
+            // Within the schema's 4096 characters, over this api's byte limit.
+            send(&ada, &one, json!({"body": "y".repeat(1001)})),
             send(&ada, &one, json!({"body": "a2", "client_id": "k"})),
             send(&ada, &one, json!({"body": "a2 again", "client_id": "k"})),
             send(&ada, &one, json!({"body": "a3\u{0}with a NUL"})),
@@ -135,13 +136,18 @@ async fn a_batch_needs_the_internal_token_and_stays_within_its_bounds() {
     assert_error(api.send_batch(json!(too_many)).await, 400, "bad_request").await;
     let bad = json!([{"room": room, "send": {"body": "no sender"}}]);
     assert_error(api.send_batch(bad).await, 400, "bad_request").await;
-    let long_trace = json!([{
-        "room": room,
-        "send": {"from": {"id": ada.id, "name": ada.name}, "body": "b"},
-        "traceparent": "x".repeat(200),
-    }]);
-    let results = outcomes(api.send_batch(long_trace).await).await;
-    assert_eq!(results[0]["error"]["code"], "bad_request");
+    // What the schema bounds refuses the whole batch, good sends and all.
+    let good = send(&ada, &room, json!({"body": "fine"}));
+    let mut long_trace = send(&ada, &room, json!({"body": "b"}));
+    long_trace["traceparent"] = json!("x".repeat(200));
+    let resp = api.send_batch(json!([good, long_trace])).await;
+    assert_error(resp, 400, "bad_request").await;
+    let long_body = send(&ada, &room, json!({"body": "y".repeat(5000)}));
+    let resp = api.send_batch(json!([good, long_body])).await;
+    assert_error(resp, 413, "too_large").await;
+    let long_kind = send(&ada, &room, json!({"body": "b", "kind": "k".repeat(33)}));
+    let resp = api.send_batch(json!([good, long_kind])).await;
+    assert_error(resp, 400, "bad_request").await;
 
     // Nothing of the refused batches was stored.
     let page: Value = api

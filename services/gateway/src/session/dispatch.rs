@@ -394,17 +394,13 @@ async fn pipeline_send(session: &mut Session, room: String, send: InternalSend, 
     session.state.inner.sends.submit(pending).await;
 }
 
-/// The gateway's own checks of a send (the api checks the rest).
+/// The checks of a send that need no database: the room id and every
+/// bound of the api's send schema. A refused send never joins a batch, so
+/// one client's bad frame cannot sink the others' (the api refuses a batch
+/// that breaks its schema as a whole).
 fn check_send(session: &Session, room: &str, send: &InternalSend) -> Result<(), ErrorBody> {
     checked_room(room)?;
-    let max = session.state.inner.config.max_body_bytes;
-    if send.body.len() > max {
-        return Err(ErrorBody::new(
-            ErrorCode::TooLarge,
-            format!("body is over {max} bytes"),
-        ));
-    }
-    Ok(())
+    send.check(session.state.inner.config.max_body_bytes)
 }
 
 /// A direct message: stored and queued by the api, then published to the
