@@ -383,14 +383,14 @@ async fn pipeline_send(session: &mut Session, room: String, send: InternalSend, 
             control.send_answered.notify_waiters();
         },
     );
-    let pending = PendingSend {
-        send: InternalRoomSend {
+    let pending = PendingSend::new(
+        InternalRoomSend {
             room,
             send,
             traceparent,
         },
         done,
-    };
+    );
     session.state.inner.sends.submit(pending).await;
 }
 

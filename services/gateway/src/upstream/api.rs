@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use telepath_shared::auth::INTERNAL_HEADER;
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    DmResult, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm, InternalJoin, InternalSendBatch,
+    DmResult, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm, InternalJoin, InternalRoomSend,
     InternalSendResults, JoinResult, MessagePage, PendingDms, UserRef,
 };
 
@@ -49,16 +49,22 @@ impl ApiClient {
         check(resp).await.map(|_| ())
     }
 
-    /// Persists room messages in this order; one outcome per send, in order.
+    /// Persists room messages in this order (an `InternalSendBatch`); one
+    /// outcome per send, in order.
     pub(crate) async fn send_batch(
         &self,
-        batch: &InternalSendBatch,
+        sends: &[&InternalRoomSend],
     ) -> Result<InternalSendResults, ApiError> {
-        let results: InternalSendResults = self.post("/internal/messages", batch).await?;
-        if results.results.len() != batch.sends.len() {
+        #[derive(serde::Serialize)]
+        struct Batch<'a> {
+            sends: &'a [&'a InternalRoomSend],
+        }
+        let results: InternalSendResults =
+            self.post("/internal/messages", &Batch { sends }).await?;
+        if results.results.len() != sends.len() {
             return Err(ApiError::internal(format!(
                 "the api answered {} sends with {} outcomes",
-                batch.sends.len(),
+                sends.len(),
                 results.results.len()
             )));
         }

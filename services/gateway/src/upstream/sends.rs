@@ -12,7 +12,7 @@
 //! latency when the load is light.
 
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{InternalRoomSend, InternalSendBatch, Message};
+use telepath_shared::protocol::{InternalRoomSend, Message};
 use tokio::sync::mpsc;
 
 use super::ApiClient;
@@ -28,10 +28,35 @@ const QUEUE: usize = 8192;
 /// What to do with a send's outcome (queue the sender's reply).
 pub(crate) type Done = Box<dyn FnOnce(Result<Message, ApiError>) + Send>;
 
-/// One send and its completion.
+/// One send and its completion, which runs exactly once: with the api's
+/// outcome, or with `unavailable` if the send is dropped unanswered (the
+/// pipe stopped), so its connection never waits for it forever.
 pub(crate) struct PendingSend {
-    pub(crate) send: InternalRoomSend,
-    pub(crate) done: Done,
+    send: InternalRoomSend,
+    done: Option<Done>,
+}
+
+impl PendingSend {
+    pub(crate) fn new(send: InternalRoomSend, done: Done) -> Self {
+        PendingSend {
+            send,
+            done: Some(done),
+        }
+    }
+
+    fn finish(mut self, outcome: Result<Message, ApiError>) {
+        if let Some(done) = self.done.take() {
+            done(outcome);
+        }
+    }
+}
+
+impl Drop for PendingSend {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(Err(ApiError::unavailable("the gateway is stopping")));
+        }
+    }
 }
 
 /// Queues sends for the api, in order; cheap to clone.
@@ -51,44 +76,84 @@ impl SendPipe {
     /// Queues `send` behind every send queued before it, waiting for room.
     /// Its completion runs once the api has answered (or failed).
     pub(crate) async fn submit(&self, send: PendingSend) {
-        if let Err(mpsc::error::SendError(send)) = self.tx.send(send).await {
-            (send.done)(Err(ApiError::unavailable("the gateway is stopping")));
-        }
+        // A send the pipe no longer takes is dropped: its completion says so.
+        let _ = self.tx.send(send).await;
     }
 }
 
 async fn run(api: ApiClient, mut rx: mpsc::Receiver<PendingSend>, metrics: GatewayMetrics) {
-    let mut sends = Vec::with_capacity(BATCH);
-    let mut done = Vec::with_capacity(BATCH);
+    let mut batch: Vec<PendingSend> = Vec::with_capacity(BATCH);
     while let Some(first) = rx.recv().await {
         let mut bytes = 0;
         let mut next = Some(first);
         while let Some(p) = next.take() {
             bytes += p.send.send.body.len();
-            sends.push(p.send);
-            done.push(p.done);
-            if sends.len() < BATCH && bytes < BATCH_BODY_BYTES {
+            batch.push(p);
+            if batch.len() < BATCH && bytes < BATCH_BODY_BYTES {
                 next = rx.try_recv().ok();
             }
         }
-        metrics.send_batch.observe(sends.len() as f64);
-        let batch = InternalSendBatch {
-            sends: std::mem::take(&mut sends),
-        };
-        match api.send_batch(&batch).await {
+        metrics.send_batch.observe(batch.len() as f64);
+        let sends: Vec<&InternalRoomSend> = batch.iter().map(|p| &p.send).collect();
+        match api.send_batch(&sends).await {
             Ok(answer) => {
-                for (done, outcome) in done.drain(..).zip(answer.results) {
-                    done(match (outcome.message, outcome.error) {
+                for (pending, outcome) in batch.drain(..).zip(answer.results) {
+                    pending.finish(match (outcome.message, outcome.error) {
                         (Some(message), _) => Ok(message),
-                        (None, Some(e)) => Err(ApiError::new(e.code, e.message)),
+                        (None, Some(e)) => Err(e.into()),
                         (None, None) => Err(ApiError::internal("the api gave no outcome")),
                     });
                 }
             }
-            Err(e) => done.drain(..).for_each(|done| done(Err(e.clone()))),
+            Err(e) => batch.drain(..).for_each(|p| p.finish(Err(e.clone()))),
         }
-        // Reuse the batch's buffer for the next one.
-        sends = batch.sends;
-        sends.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::channel;
+
+    use telepath_shared::protocol::{ErrorCode, InternalSend, UserRef};
+
+    use super::*;
+
+    fn a_send() -> InternalRoomSend {
+        InternalRoomSend {
+            room: "r".into(),
+            send: InternalSend {
+                from: UserRef {
+                    id: "u".into(),
+                    name: "u".into(),
+                },
+                body: "b".into(),
+                kind: None,
+                client_id: None,
+                reply_to: None,
+            },
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn a_completion_runs_once_and_a_dropped_send_completes_as_unavailable() {
+        let (tx, rx) = channel();
+        let answered = PendingSend::new(
+            a_send(),
+            Box::new({
+                let tx = tx.clone();
+                move |r| tx.send(r.err().map(|e| e.code)).unwrap()
+            }),
+        );
+        answered.finish(Err(ApiError::new(ErrorCode::Forbidden, "no")));
+        assert_eq!(rx.recv().unwrap(), Some(ErrorCode::Forbidden));
+        assert!(rx.try_recv().is_err(), "not again when it is dropped");
+
+        let dropped = PendingSend::new(
+            a_send(),
+            Box::new(move |r| tx.send(r.err().map(|e| e.code)).unwrap()),
+        );
+        drop(dropped);
+        assert_eq!(rx.recv().unwrap(), Some(ErrorCode::Unavailable));
     }
 }
