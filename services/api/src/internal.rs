@@ -90,7 +90,7 @@ fn check_send(req: &InternalSend, max_body_bytes: usize) -> Result<(), ApiError>
 pub(crate) const MAX_SEND_BATCH_BYTES: usize = 8 << 20;
 
 #[utoipa::path(post, path = "/internal/messages", tag = "internal", request_body = InternalSendBatch,
-    responses((status = 200, description = "One outcome per send, in order: the committed message, or the error the single-send route would give", body = InternalSendResults), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    responses((status = 200, description = "One outcome per send, in order: the committed message, or why this api refused that send (room, membership, byte limit), as the single-send route would say", body = InternalSendResults), (status = 400, description = "Invalid input: the batch, or one of its sends, breaks the schema's bounds", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "The body, or a send's body, is too large", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn send_batch(
     State(state): State<ApiState>,
