@@ -124,10 +124,7 @@ async fn leaving_only_ever_affects_the_caller() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
     let bob = api.login("bob").await;
-    let room = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = api.room_id(&ada, "r").await;
     assert_eq!(
         api.post(&bob, &format!("/rooms/{room}/join"), json!({}))
             .await
@@ -167,10 +164,7 @@ async fn only_the_owner_or_an_admin_closes_a_public_room() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
     let bob = api.login("bob").await;
-    let room = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = api.room_id(&ada, "r").await;
     assert_eq!(
         api.post(&bob, &format!("/rooms/{room}/join"), json!({}))
             .await
@@ -206,10 +200,7 @@ async fn only_the_owner_or_an_admin_closes_a_public_room() {
 async fn query_parameters_outside_the_allowlist_change_nothing() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
-    let room = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = api.room_id(&ada, "r").await;
     for i in 0..3 {
         api.internal_send(&ada, &room, json!({"body": format!("m{i}")}))
             .await;

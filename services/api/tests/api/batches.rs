@@ -39,14 +39,8 @@ async fn a_batch_commits_its_sends_in_order_and_refuses_the_bad_ones_alone() {
     let api = spawn_api_with(|c| c.max_body_bytes = 1000).await;
     let ada = api.login("ada").await;
     let eve = api.login("eve").await;
-    let one = api.create_room(&ada, json!({"name": "one"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let two = api.create_room(&ada, json!({"name": "two"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let one = api.room_id(&ada, "one").await;
+    let two = api.room_id(&ada, "two").await;
     let (_node, mut rx) = api.watch(&format!("room:{one}")).await;
     let unknown = "00000000-0000-4000-8000-000000000000";
     let results = outcomes(
@@ -116,10 +110,7 @@ async fn a_batch_commits_its_sends_in_order_and_refuses_the_bad_ones_alone() {
 async fn a_batch_needs_the_internal_token_and_stays_within_its_bounds() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
-    let room = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = api.room_id(&ada, "r").await;
     let resp = api
         .http
         .post(format!("{}/internal/messages", api.url))

@@ -89,6 +89,14 @@ impl TestApi {
         resp.json().await.unwrap()
     }
 
+    /// Creates a public room named `name` as `user`; returns its id.
+    pub(crate) async fn room_id(&self, user: &TestUser, name: &str) -> String {
+        self.create_room(user, json!({ "name": name })).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub(crate) async fn post(&self, user: &TestUser, path: &str, body: Value) -> Response {
         self.http
             .post(format!("{}{path}", self.url))

@@ -40,10 +40,7 @@ async fn a_message_gets_the_next_seq_and_is_published_after_commit() {
 async fn a_repeated_client_id_returns_the_first_message_and_stores_nothing_new() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
-    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = api.room_id(&ada, "r").await;
     let first: Value = api
         .internal_send(&ada, &id, json!({"body": "once", "client_id": "c-1"}))
         .await
@@ -70,10 +67,7 @@ async fn a_repeated_client_id_returns_the_first_message_and_stores_nothing_new()
 async fn concurrent_sends_with_one_client_id_store_one_message_and_all_get_it() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
-    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = api.room_id(&ada, "r").await;
     // Sent at once, most of them land in one group commit together.
     let sends = (0..20).map(|i| {
         let body = if i % 2 == 0 {
@@ -123,10 +117,7 @@ async fn non_members_cannot_send_and_nothing_is_stored() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
     let bob = api.login("bob").await;
-    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = api.room_id(&ada, "r").await;
     assert_error(
         api.internal_send(&bob, &id, json!({"body": "hi"})).await,
         403,
@@ -154,10 +145,7 @@ async fn non_members_cannot_send_and_nothing_is_stored() {
 async fn internal_routes_need_the_internal_token() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
-    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = api.room_id(&ada, "r").await;
     let url = format!("{}/internal/rooms/{id}/messages", api.url);
     let body = json!({"from": {"id": ada.id, "name": "ada"}, "body": "x"});
     assert_error(
@@ -181,10 +169,7 @@ async fn internal_routes_need_the_internal_token() {
 async fn concurrent_senders_get_distinct_seqs_without_holes() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
-    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = api.room_id(&ada, "r").await;
     let sends = (0..100).map(|i| api.internal_send(&ada, &id, json!({"body": format!("m{i}")})));
     let mut seqs: Vec<i64> = Vec::new();
     for resp in futures_util::future::join_all(sends).await {
@@ -216,10 +201,7 @@ async fn page(api: &TestApi, user: &TestUser, room: &str, query: &str) -> (Vec<i
 async fn history_pages_forward_backward_and_between_in_seq_order() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
-    let id = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = api.room_id(&ada, "r").await;
     for i in 1..=7 {
         assert_eq!(
             api.internal_send(&ada, &id, json!({"body": format!("m{i}")}))
@@ -281,10 +263,7 @@ async fn acks_move_room_cursors_forward_only_and_only_the_recipient_acks_a_dm() 
     let api = spawn_api().await;
     let ada = api.login("ada").await;
     let bob = api.login("bob").await;
-    let room = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = api.room_id(&ada, "r").await;
     let url = format!("{}/internal/acks", api.url);
     let post = |body: Value| {
         api.http
@@ -355,10 +334,7 @@ async fn acks_move_room_cursors_forward_only_and_only_the_recipient_acks_a_dm() 
 async fn the_checkpointer_copies_committed_messages_from_the_wal_into_the_database_file() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
-    let room = api.create_room(&ada, json!({"name": "r"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let room = api.room_id(&ada, "r").await;
     let file = api.dir.path().join("api.db");
     let before = std::fs::metadata(&file).unwrap().len();
     // About 2 MB of messages: less than SQLite's own checkpoint threshold
