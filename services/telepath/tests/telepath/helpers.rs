@@ -110,6 +110,11 @@ pub(crate) async fn get_json(
         .unwrap()
 }
 
+/// `GET url` as text (a `/metrics` page).
+pub(crate) async fn get_text(http: &Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Waits until `cond` holds, polling every 50 ms, or panics after `within`.
 pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
 where

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::helpers::{create_room, login, spawn_node};
+use crate::helpers::{create_room, get_text, login, spawn_node};
 
 #[tokio::test]
 async fn two_users_in_one_room_both_receive_a_message_with_the_same_seq_and_it_is_in_history() {
@@ -122,15 +122,7 @@ async fn pipelined_sends_are_committed_in_order_and_every_reply_keeps_the_reques
         );
     }
     // They went to the api in batches: not one request per send.
-    let metrics = node
-        .http
-        .get(format!("{}/metrics", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&node.http, &format!("{}/metrics", node.url)).await;
     let value = |name: &str| -> f64 {
         metrics
             .lines()
@@ -244,15 +236,7 @@ async fn health_readiness_and_metrics_cover_every_service() {
     }
     let ada = login(&node.http, &node.url, "ada").await;
     let _c = WsClient::connect(&node.url, &ada.token).await.unwrap();
-    let text = node
-        .http
-        .get(format!("{}/metrics", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&node.http, &format!("{}/metrics", node.url)).await;
     for metric in [
         "telepath_gateway_connections_active 1",
         "telepath_api_messages_persisted_total",
