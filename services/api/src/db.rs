@@ -2,12 +2,15 @@
 //! read pool, the embedded migrations from `migrations/`, and the
 //! checkpointer.
 //!
-//! The writer never checkpoints (`wal_autocheckpoint = 0`): a checkpoint
-//! copies the WAL into the database file and syncs it, and on the writer's
-//! connection that would stall whichever group commit crossed the WAL's
-//! threshold (several milliseconds every few hundred commits under load).
-//! A connection of its own runs a passive checkpoint every
-//! [`CHECKPOINT_EVERY`] instead, beside the writer, which keeps appending.
+//! A checkpoint copies the WAL into the database file and syncs it; on the
+//! writer's connection, SQLite's default (every 1,000 WAL pages) stalls
+//! whichever group commit crosses that threshold, several milliseconds
+//! every few hundred commits under load. A connection of its own runs a
+//! passive checkpoint every [`CHECKPOINT_EVERY`] instead, beside the
+//! writer, which keeps appending. That alone never lets the WAL start over
+//! while writes keep coming (SQLite rewinds it only when a write finds every
+//! frame copied back), so the writer still checkpoints, rarely
+//! ([`WRITER_CHECKPOINT_PAGES`]), and has little left to copy when it does.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,6 +20,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// WAL pages after which the writer checkpoints itself (and the WAL starts
+/// over): about 40 MB.
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
 /// The WAL file is cut back to this size when it restarts.
 const WAL_SIZE_LIMIT: &str = "67108864";
 
@@ -42,6 +48,11 @@ impl Pools {
 /// Opens `url` (creating the file if needed), migrates it, starts the
 /// checkpointer, and returns the pools.
 pub(crate) async fn open(url: &str) -> anyhow::Result<Pools> {
+    open_with(url, WRITER_CHECKPOINT_PAGES).await
+}
+
+/// [`open`], with the writer checkpointing after `writer_pages` WAL pages.
+async fn open_with(url: &str, writer_pages: u32) -> anyhow::Result<Pools> {
     let opts = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -59,7 +70,7 @@ pub(crate) async fn open(url: &str) -> anyhow::Result<Pools> {
         .test_before_acquire(false)
         .connect_with(
             opts.clone()
-                .pragma("wal_autocheckpoint", "0")
+                .pragma("wal_autocheckpoint", writer_pages.to_string())
                 .pragma("journal_size_limit", WAL_SIZE_LIMIT),
         )
         .await?;
@@ -69,12 +80,12 @@ pub(crate) async fn open(url: &str) -> anyhow::Result<Pools> {
         .test_before_acquire(false)
         .connect_with(opts.clone())
         .await?;
-    tokio::spawn(checkpoint(checkpointer.clone()));
     let read = SqlitePoolOptions::new()
         .max_connections(4)
         .test_before_acquire(false)
         .connect_with(opts.read_only(true))
         .await?;
+    tokio::spawn(checkpoint(checkpointer.clone()));
     Ok(Pools {
         read,
         write,
@@ -99,5 +110,41 @@ async fn checkpoint(own: SqlitePool) {
         {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The WAL file's size in pages (its frames are a page and a 24-byte header).
+    fn wal_pages(dir: &std::path::Path) -> u64 {
+        let wal = std::fs::metadata(dir.join("t.db-wal")).map_or(0, |m| m.len());
+        wal / (4096 + 24)
+    }
+
+    #[tokio::test]
+    async fn the_wal_starts_over_while_writes_keep_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        // A low threshold, so a few thousand pages show what 10,000 would.
+        let pools = open_with(&url, 200).await.unwrap();
+        sqlx::query("CREATE TABLE scratch (b BLOB)")
+            .execute(&pools.write)
+            .await
+            .unwrap();
+        // Back-to-back commits of about a page each, about 3,000 pages in
+        // all, with the checkpointer running beside them: without the
+        // writer's own checkpoints the WAL would hold every one of them.
+        for _ in 0..1500 {
+            sqlx::query("INSERT INTO scratch VALUES (zeroblob(3500))")
+                .execute(&pools.write)
+                .await
+                .unwrap();
+        }
+        let pages = wal_pages(dir.path());
+        assert!(pages > 0, "the WAL is in use");
+        assert!(pages < 1000, "the WAL grew to {pages} pages");
+        pools.close().await;
     }
 }

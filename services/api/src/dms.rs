@@ -102,10 +102,26 @@ async fn earlier(
         .map_err(db_err)
 }
 
+/// Whether any message of `sender_id` has `client_id` (after [`earlier`]
+/// found no DM: a room message).
+async fn key_taken(
+    conn: &mut SqliteConnection,
+    sender_id: &str,
+    client_id: &str,
+) -> Result<bool, ApiError> {
+    sqlx::query_scalar::<_, i64>("SELECT 1 FROM messages WHERE sender_id = ? AND client_id = ?")
+        .bind(sender_id)
+        .bind(client_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map(|found| found.is_some())
+        .map_err(db_err)
+}
+
 #[utoipa::path(post, path = "/internal/dms", tag = "internal", request_body = InternalDm,
     responses((status = 200, description = "Stored, queued and published", body = DmResult),
         (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing internal token", body = ErrorEnvelope),
-        (status = 404, description = "No such recipient", body = ErrorEnvelope), (status = 409, description = "The sender's name belongs to another user", body = ErrorEnvelope),
+        (status = 404, description = "No such recipient", body = ErrorEnvelope), (status = 409, description = "The sender's name belongs to another user, or client_id names a room message", body = ErrorEnvelope),
         (status = 413, description = "Body too large", body = ErrorEnvelope),
         (status = 429, description = "The recipient's offline queue is full", body = ErrorEnvelope)),
     security(("internal" = [])))]
@@ -135,14 +151,21 @@ pub(crate) async fn send(
         .await
         .map_err(db_err)?;
     store::ensure_user(&mut tx, &req.from, Role::User).await?;
-    if let Some(client_id) = &req.client_id
-        && let Some(first) = earlier(&mut tx, &req.from.id, client_id).await?
-    {
-        return Ok(Json(DmResult {
-            id: first.id,
-            ts: first.created_at,
-            delivered: first.delivered_at.is_some(),
-        }));
+    if let Some(client_id) = &req.client_id {
+        if let Some(first) = earlier(&mut tx, &req.from.id, client_id).await? {
+            return Ok(Json(DmResult {
+                id: first.id,
+                ts: first.created_at,
+                delivered: first.delivered_at.is_some(),
+            }));
+        }
+        // DMs and room messages share the idempotency index.
+        if key_taken(&mut tx, &req.from.id, client_id).await? {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "client_id already names a room message of this sender",
+            ));
+        }
     }
     let to = recipient(&mut tx, &req.to).await?;
     let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dm_queue WHERE recipient_id = ?")

@@ -68,7 +68,7 @@ pub(crate) async fn leave(
 }
 
 #[utoipa::path(post, path = "/internal/rooms/{id}/messages", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = InternalSend,
-    responses((status = 200, description = "The committed message", body = Message), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
+    responses((status = 200, description = "The committed message", body = Message), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "client_id already names a direct message of this sender", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn send(
     State(state): State<ApiState>,
@@ -86,7 +86,9 @@ fn check_send(req: &InternalSend, max_body_bytes: usize) -> Result<(), ApiError>
     req.check(max_body_bytes).map_err(ApiError::from)
 }
 
-/// Largest batch body: [`MAX_SEND_BATCH`] sends of the largest bodies, JSON-escaped.
+/// Largest batch body. A gateway's batches stay far below it (256 sends and
+/// 512 KiB of bodies at most, under 4 MiB even JSON-escaped); a larger body
+/// gets 413.
 pub(crate) const MAX_SEND_BATCH_BYTES: usize = 8 << 20;
 
 #[utoipa::path(post, path = "/internal/messages", tag = "internal", request_body = InternalSendBatch,

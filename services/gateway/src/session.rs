@@ -141,6 +141,19 @@ impl Control {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
+
+    /// Returns once fewer than `below` of the connection's sends wait for the api.
+    async fn sends_answered(&self, below: u32) {
+        loop {
+            // Registered before the check, so an answer in between wakes it.
+            let mut answered = std::pin::pin!(self.send_answered.notified());
+            answered.as_mut().enable();
+            if self.sends_in_flight.load(Ordering::Acquire) < below {
+                return;
+            }
+            answered.await;
+        }
+    }
 }
 
 /// A once-only signal that the session must close: a flag and a `Notify`
@@ -574,8 +587,11 @@ fn read_loop(
         let max = session.state.inner.config.max_frame_bytes;
         // A fragmented text message being collected (browsers rarely fragment).
         let mut partial: Option<Vec<u8>> = None;
-        // The pongs and close echo fastwebsockets owes the client go to the writer.
+        // The pongs and close echo fastwebsockets owes the client go to the
+        // writer. The echo waits (a little) for the replies to the client's
+        // sends still with the api: they go out before it.
         let tx = session.handle.tx.clone();
+        let control = session.handle.control.clone();
         let mut send_fn = |frame: Frame<'_>| {
             let op = match frame.opcode {
                 OpCode::Close => Some(Op::CloseEcho),
@@ -583,9 +599,12 @@ fn read_loop(
                 _ => None,
             };
             let out = op.map(|op| Outbound::new(Bytes::copy_from_slice(&frame.payload), 0, op));
-            let tx = tx.clone();
+            let (tx, control) = (tx.clone(), control.clone());
             async move {
                 let Some(out) = out else { return Ok(()) };
+                if out.op == Op::CloseEcho {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, control.sends_answered(1)).await;
+                }
                 tx.push(out)
                     .await
                     .map_err(|_| WebSocketError::ConnectionClosed)

@@ -54,12 +54,24 @@ pub(super) async fn persist(
             .client_id
             .as_ref()
             .map(|c| (from.id.clone(), c.clone()));
-        if let Some(message) = key.as_ref().and_then(|k| by_client_id.get(k)) {
-            outcomes.push(Ok(Persisted {
-                message: message.clone(),
-                fresh: false,
-            }));
-            continue;
+        match key.as_ref().and_then(|k| by_client_id.get(k)) {
+            Some(Earlier::Room(message)) => {
+                outcomes.push(Ok(Persisted {
+                    message: message.clone(),
+                    fresh: false,
+                }));
+                continue;
+            }
+            // One key, one message: storing this one would break the unique
+            // index and with it the whole batch.
+            Some(Earlier::Direct) => {
+                outcomes.push(Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "client_id already names a direct message of this sender",
+                )));
+                continue;
+            }
+            None => {}
         }
         let Some(room) = rooms.get_mut(job.room.as_str()) else {
             outcomes.push(Err(ApiError::not_found("no such room")));
@@ -93,7 +105,7 @@ pub(super) async fn persist(
             reply_to: job.send.reply_to.clone(),
         };
         if let Some(k) = key {
-            by_client_id.insert(k, message.clone());
+            by_client_id.insert(k, Earlier::Room(message.clone()));
         }
         fresh.push((message.clone(), job.send.client_id.as_deref()));
         outcomes.push(Ok(Persisted {
@@ -122,11 +134,20 @@ pub(super) async fn persist(
     Ok(outcomes)
 }
 
-/// The room messages already stored under the batch's `client_id`s, by (sender, client_id).
+/// What a (sender, client_id) already names.
+enum Earlier {
+    /// A room message: a repeat of it returns it.
+    Room(Message),
+    /// A direct message: the key is taken.
+    Direct,
+}
+
+/// The messages already stored under the batch's `client_id`s, by (sender,
+/// client_id): room messages, and DMs (which share the idempotency index).
 async fn earlier_messages(
     conn: &mut SqliteConnection,
     batch: &[SendJob],
-) -> Result<HashMap<(String, String), Message>, sqlx::Error> {
+) -> Result<HashMap<(String, String), Earlier>, sqlx::Error> {
     let keys: Vec<(&str, &str)> = batch
         .iter()
         .filter_map(|j| Some((j.send.from.id.as_str(), j.send.client_id.as_deref()?)))
@@ -138,7 +159,9 @@ async fn earlier_messages(
     // lookup in the idempotency index; `IN (VALUES ...)` made SQLite scan
     // every room message instead.
     let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to, m.client_id
+        "SELECT m.id, COALESCE(m.room_id, '') AS room_id, COALESCE(m.seq, 0) AS seq, m.sender_id,
+                u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to, m.client_id,
+                m.room_id IS NULL AS direct
          FROM (",
     );
     q.push_values(&keys, |mut row, (sender, client_id)| {
@@ -147,25 +170,31 @@ async fn earlier_messages(
     q.push(
         ") AS k
          CROSS JOIN messages m ON m.sender_id = k.column1 AND m.client_id = k.column2
-         JOIN users u ON u.id = m.sender_id
-         WHERE +m.room_id IS NOT NULL",
+         JOIN users u ON u.id = m.sender_id",
     );
     let rows: Vec<ClientIdRow> = q.build_query_as().fetch_all(&mut *conn).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
             let message = r.message.into_message();
-            ((message.from.id.clone(), r.client_id), message)
+            let key = (message.from.id.clone(), r.client_id);
+            if r.direct {
+                (key, Earlier::Direct)
+            } else {
+                (key, Earlier::Room(message))
+            }
         })
         .collect())
 }
 
-/// A stored message with its `client_id`.
+/// A stored message with its `client_id`; a DM has no room or seq (and
+/// `direct` set).
 #[derive(sqlx::FromRow)]
 struct ClientIdRow {
     #[sqlx(flatten)]
     message: MessageRow,
     client_id: String,
+    direct: bool,
 }
 
 /// Every room the batch sends to, by id (active or closed, and its latest

@@ -149,3 +149,43 @@ async fn a_batch_needs_the_internal_token_and_stays_within_its_bounds() {
         .unwrap();
     assert!(page["messages"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_client_id_used_for_a_dm_refuses_that_room_send_alone_and_the_reverse_too() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let _bob = api.login("bob").await;
+    let room = api.room_id(&ada, "r").await;
+    let dm = |client_id: &str| {
+        api.http
+            .post(format!("{}/internal/dms", api.url))
+            .header("x-telepath-internal", &api.internal_token)
+            .json(&json!({"from": {"id": ada.id, "name": "ada"}, "to": "bob", "body": "hi", "client_id": client_id}))
+            .send()
+    };
+    assert_eq!(dm("k").await.unwrap().status(), 200);
+    // The DM's key in a batch: that send is refused, the others commit.
+    let results = outcomes(
+        api.send_batch(json!([
+            send(&ada, &room, json!({"body": "before"})),
+            send(&ada, &room, json!({"body": "same key", "client_id": "k"})),
+            send(&ada, &room, json!({"body": "after", "client_id": "j"})),
+        ]))
+        .await,
+    )
+    .await;
+    let seqs: Vec<i64> = results
+        .iter()
+        .filter_map(|r| r["message"]["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs, [1, 2]);
+    assert_eq!(results[1]["error"]["code"], "conflict");
+    // And a room message's key for a DM: 409, nothing stored.
+    assert_error(dm("j").await.unwrap(), 409, "conflict").await;
+    let (dms,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM messages WHERE recipient_id IS NOT NULL")
+            .fetch_one(&api.db().await)
+            .await
+            .unwrap();
+    assert_eq!(dms, 1);
+}

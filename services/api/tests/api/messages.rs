@@ -337,8 +337,9 @@ async fn the_checkpointer_copies_committed_messages_from_the_wal_into_the_databa
     let room = api.room_id(&ada, "r").await;
     let file = api.dir.path().join("api.db");
     let before = std::fs::metadata(&file).unwrap().len();
-    // About 2 MB of messages: less than SQLite's own checkpoint threshold
-    // (1000 pages), so only the checkpointer moves them out of the WAL.
+    // About 2 MB of messages in 500 commits, a few thousand WAL pages:
+    // below the writer's own checkpoint threshold (10,000 pages), so only
+    // the checkpointer moves them out of the WAL.
     let body = "x".repeat(4000);
     for _ in 0..500 {
         let resp = api.internal_send(&ada, &room, json!({"body": body})).await;

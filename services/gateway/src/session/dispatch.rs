@@ -21,7 +21,7 @@ use telepath_shared::protocol::{
 use telepath_shared::telemetry;
 use tracing::Instrument;
 
-use super::{Control, Session, SessionHandle, send_to};
+use super::{Session, SessionHandle, send_to};
 use crate::GatewayState;
 use crate::upstream::{Ack, PendingSend};
 
@@ -96,7 +96,7 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
         return pipeline_send(session, room, send, sent).await;
     }
     // Every earlier send is answered before this request runs.
-    sends_answered(&session.handle.control, 1).await;
+    session.handle.control.sends_answered(1).await;
     let mut then = Vec::new();
     let result = run(session, frame.op, &mut then).instrument(span).await;
     metrics
@@ -116,19 +116,6 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
     }
 }
 
-/// Returns once fewer than `below` of the connection's sends wait for the api.
-async fn sends_answered(control: &Control, below: u32) {
-    loop {
-        // Registered before the check, so an answer in between wakes it.
-        let mut answered = std::pin::pin!(control.send_answered.notified());
-        answered.as_mut().enable();
-        if control.sends_in_flight.load(Ordering::Acquire) < below {
-            return;
-        }
-        answered.await;
-    }
-}
-
 /// Replies once the connection's earlier sends have been answered, so the
 /// replies keep the order of the requests.
 async fn answer(
@@ -136,7 +123,7 @@ async fn answer(
     reference: Option<String>,
     result: Result<Option<Value>, ErrorBody>,
 ) {
-    sends_answered(&session.handle.control, 1).await;
+    session.handle.control.sends_answered(1).await;
     respond(session, reference, result);
 }
 
@@ -356,7 +343,7 @@ async fn pipeline_send(session: &mut Session, room: String, send: InternalSend, 
         return answer(session, sent.reference, Err(e)).await;
     }
     let control = &session.handle.control;
-    sends_answered(control, MAX_PIPELINED).await;
+    control.sends_answered(MAX_PIPELINED).await;
     control.sends_in_flight.fetch_add(1, Ordering::AcqRel);
     let traceparent = sent.span.in_scope(telemetry::traceparent);
     let (handle, state) = (session.handle.clone(), session.state.clone());

@@ -140,21 +140,27 @@ fn frame_of(out: &Outbound) -> Frame<'_> {
     Frame::new(true, opcode, None, Payload::Borrowed(out.frame()))
 }
 
-/// The session is closing: a close echo among `first` and what is queued
-/// answers the client's close, so it is sent (and nothing queued before
-/// it), and the writer stops without a close frame of its own (`Err`).
-/// Otherwise `Ok`: the writer sends `bye` and its close frame.
+/// The session is closing. A close echo among `first` and what is queued
+/// answers the client's close: what was queued before it (replies to the
+/// client's last requests, say) goes out, then the echo, and the writer
+/// stops without a close frame of its own (`Err`). Otherwise what is
+/// queued is dropped and the writer sends `bye` and its close frame (`Ok`).
 async fn closing(
     ws: &mut Writer,
     out: &mut Receiver<Outbound>,
     first: Option<Outbound>,
 ) -> Result<(), WebSocketError> {
+    let mut before = Vec::new();
     let mut next = first.or_else(|| out.try_recv());
     while let Some(frame) = next {
         if frame.op == Op::CloseEcho {
+            for queued in &before {
+                ws.write_frame(frame_of(queued)).await?;
+            }
             write_one(ws, frame_of(&frame)).await?;
             return Err(WebSocketError::ConnectionClosed);
         }
+        before.push(frame);
         next = out.try_recv();
     }
     Ok(())

@@ -343,6 +343,61 @@ async fn with_a_write_delay_writes_are_that_far_apart_and_share_what_queued_but_
 }
 
 #[tokio::test]
+async fn a_client_that_closes_right_after_its_sends_gets_their_replies_before_the_echo() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
+    let node = spawn_node(|c| c.gateway.max_rate_per_s = 10_000).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let room = create_room(&node.http, &node.url, &ada, "r").await;
+    let mut ws = WsClient::connect(&node.url, &ada.token)
+        .await
+        .unwrap()
+        .into_raw();
+    let join = json!({"type": "join", "ref": "j", "room": room});
+    ws.send(WsMessage::text(join.to_string())).await.unwrap();
+    while let Some(Ok(msg)) = ws.next().await {
+        if msg.to_text().is_ok_and(|t| t.contains("\"ref\":\"j\"")) {
+            break;
+        }
+    }
+    // Five sends and the close in one write: the close is read while the
+    // sends are still with the api.
+    for i in 0..5 {
+        let send = json!({"type": "send", "ref": format!("s{i}"), "room": room, "body": "x"});
+        ws.feed(WsMessage::text(send.to_string())).await.unwrap();
+    }
+    let bye = CloseFrame {
+        code: WsCode::Normal,
+        reason: "".into(),
+    };
+    ws.feed(WsMessage::Close(Some(bye))).await.unwrap();
+    ws.flush().await.unwrap();
+    let mut replies = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the echo within 10 s");
+        match next {
+            Some(Ok(WsMessage::Text(t))) => {
+                let frame: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if frame["type"] == "reply" {
+                    assert_eq!(frame["ok"], true, "{frame}");
+                    replies.push(frame["ref"].as_str().unwrap().to_owned());
+                }
+            }
+            Some(Ok(WsMessage::Close(echo))) => {
+                assert_eq!(echo.map(|f| u16::from(f.code)), Some(1000));
+                break;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the connection ended without the echo: {other:?}"),
+        }
+    }
+    assert_eq!(replies, ["s0", "s1", "s2", "s3", "s4"]);
+}
+
+#[tokio::test]
 async fn a_client_close_is_echoed_with_its_code_and_ends_the_session() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
