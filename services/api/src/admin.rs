@@ -34,7 +34,7 @@ pub(crate) async fn broadcast(
     AdminUser(claims): AdminUser,
     JsonBody(req): JsonBody<BroadcastRequest>,
 ) -> Result<(StatusCode, Json<BroadcastAccepted>), ApiError> {
-    crate::internal::check_body(&req.body, state.inner.config.max_body_bytes)?;
+    telepath_shared::protocol::check_body(&req.body, state.inner.config.max_body_bytes)?;
     let event = BroadcastEvent {
         id: uuid::Uuid::now_v7().hyphenated().to_string(),
         from: claims.user_ref(),
@@ -121,7 +121,7 @@ pub(crate) async fn analytics(
     AdminUser(_): AdminUser,
 ) -> Result<Json<ConnectionAnalytics>, ApiError> {
     let presence = state.inner.presence.summary().await?;
-    let db = &state.inner.read;
+    let db = &state.inner.db.read;
     let (connects_total, disconnects_total): (i64, i64) = sqlx::query_as(
         "SELECT COALESCE(SUM(event = 'connect'), 0), COALESCE(SUM(event = 'disconnect'), 0) FROM connection_logs",
     )

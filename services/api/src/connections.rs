@@ -41,7 +41,7 @@ pub(crate) async fn report(
         )));
     }
     for e in &report.events {
-        crate::internal::check_user(&e.user)?;
+        telepath_shared::protocol::check_user(&e.user)?;
         within("conn_id", Some(&e.conn_id), 64)?;
         within("node", Some(&e.node), 64)?;
         within("ip", e.ip.as_deref(), 64)?;
@@ -50,6 +50,7 @@ pub(crate) async fn report(
     }
     let mut tx = state
         .inner
+        .db
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await

@@ -22,13 +22,12 @@ use serde::Deserialize;
 use sqlx::{SqliteConnection, SqlitePool};
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
-    DirectMessage, DmResult, DmState, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm,
+    self, DirectMessage, DmResult, DmState, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm,
     PendingDms, Role, ServerFrame, UserRef, is_canonical_id, user_channel,
 };
 
 use crate::ApiState;
 use crate::auth::{AuthUser, Internal};
-use crate::internal::{check_body, check_user};
 use crate::store::{self, db_err, now};
 
 /// How often expired queue entries are removed.
@@ -130,8 +129,8 @@ pub(crate) async fn send(
     _: Internal,
     JsonBody(req): JsonBody<InternalDm>,
 ) -> Result<Json<DmResult>, ApiError> {
-    check_user(&req.from)?;
-    check_body(&req.body, state.inner.config.max_body_bytes)?;
+    protocol::check_user(&req.from)?;
+    protocol::check_body(&req.body, state.inner.config.max_body_bytes)?;
     if req.to.is_empty()
         || req.to.chars().count() > 64
         || req
@@ -146,6 +145,7 @@ pub(crate) async fn send(
     let cfg = &state.inner.config;
     let mut tx = state
         .inner
+        .db
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -260,6 +260,7 @@ pub(crate) async fn ack(
     let at = now();
     let mut tx = state
         .inner
+        .db
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -334,7 +335,7 @@ pub(crate) async fn pending_internal(
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     Ok(Json(
         pending_of(
-            &state.inner.read,
+            &state.inner.db.read,
             &q.user_id,
             state.inner.config.offline_queue_max,
         )
@@ -351,7 +352,7 @@ pub(crate) async fn pending(
 ) -> Result<Json<PendingDms>, ApiError> {
     Ok(Json(
         pending_of(
-            &state.inner.read,
+            &state.inner.db.read,
             &claims.sub,
             state.inner.config.offline_queue_max,
         )
@@ -379,7 +380,7 @@ pub(crate) async fn state_of(
         .bind(&id)
         .bind(&claims.sub)
         .bind(&claims.sub)
-        .fetch_optional(&state.inner.read)
+        .fetch_optional(&state.inner.db.read)
         .await
         .map_err(db_err)?;
     let row = row.ok_or_else(|| ApiError::not_found("no such DM"))?;

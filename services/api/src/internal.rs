@@ -18,18 +18,6 @@ use crate::rooms::{HistoryQuery, announce_member, room_id};
 use crate::store;
 use crate::writer::Queued;
 
-/// A message or broadcast body: not empty, at most
-/// [`protocol::MAX_BODY_CHARS`] characters and `max_bytes` bytes
-/// (`too_large` otherwise).
-pub(crate) fn check_body(body: &str, max_bytes: usize) -> Result<(), ApiError> {
-    protocol::check_body(body, max_bytes).map_err(ApiError::from)
-}
-
-/// Validates a user named by a gateway (it came from a verified token, but bound it anyway).
-pub(crate) fn check_user(user: &protocol::UserRef) -> Result<(), ApiError> {
-    protocol::check_user(user).map_err(ApiError::from)
-}
-
 #[utoipa::path(post, path = "/internal/rooms/{id}/join", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = InternalJoin,
     responses((status = 200, description = "Joined; the room's latest seq", body = JoinResult), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "room_full", body = ErrorEnvelope)),
     security(("internal" = [])))]
@@ -40,8 +28,8 @@ pub(crate) async fn join(
     JsonBody(req): JsonBody<InternalJoin>,
 ) -> Result<Json<JoinResult>, ApiError> {
     let id = room_id(&id)?;
-    check_user(&req.user)?;
-    let joined = store::join_room(&state.inner.write, id, &req.user, Role::User).await?;
+    protocol::check_user(&req.user)?;
+    let joined = store::join_room(&state.inner.db.write, id, &req.user, Role::User).await?;
     if joined.new {
         announce_member(&state, id, req.user.clone(), MemberAction::Joined).await;
     }
@@ -62,7 +50,7 @@ pub(crate) async fn leave(
     JsonBody(req): JsonBody<InternalJoin>,
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
-    store::leave_room(&state.inner.write, id, &req.user.id).await?;
+    store::leave_room(&state.inner.db.write, id, &req.user.id).await?;
     announce_member(&state, id, req.user, MemberAction::Left).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -77,13 +65,8 @@ pub(crate) async fn send(
     JsonBody(req): JsonBody<InternalSend>,
 ) -> Result<Json<Message>, ApiError> {
     let id = room_id(&id)?;
-    check_send(&req, state.inner.config.max_body_bytes)?;
+    req.check(state.inner.config.max_body_bytes)?;
     Ok(Json(state.inner.writer.send(id.to_owned(), req).await?))
-}
-
-/// The bounds of one send (see [`InternalSend::check`]).
-fn check_send(req: &InternalSend, max_body_bytes: usize) -> Result<(), ApiError> {
-    req.check(max_body_bytes).map_err(ApiError::from)
 }
 
 /// Largest batch body. A gateway's batches stay far below it (256 sends and
@@ -108,7 +91,7 @@ pub(crate) async fn send_batch(
     // same before it sends, so only another caller can get this); what
     // depends on this api (its byte limit, the room) refuses that send alone.
     for (i, s) in req.sends.iter().enumerate() {
-        let bounded = s.send.check(usize::MAX).map_err(ApiError::from);
+        let bounded = s.send.check(usize::MAX);
         let room = (1..=64).contains(&s.room.chars().count());
         let trace = s.traceparent.as_ref().is_none_or(|t| t.len() <= 128);
         if let Err(e) = bounded {
@@ -123,7 +106,7 @@ pub(crate) async fn send_batch(
     let max = state.inner.config.max_body_bytes;
     let jobs = req.sends.into_iter().map(|s| {
         room_id(&s.room)?;
-        check_send(&s.send, max)?;
+        s.send.check(max)?;
         Ok(Queued {
             room: s.room,
             send: s.send,
@@ -161,6 +144,6 @@ pub(crate) async fn messages(
 ) -> Result<Json<MessagePage>, ApiError> {
     let id = room_id(&id)?;
     let (anchor, limit) = HistoryQuery::parse(query)?;
-    let (messages, has_more) = store::page(&state.inner.read, id, anchor, limit).await?;
+    let (messages, has_more) = store::page(&state.inner.db.read, id, anchor, limit).await?;
     Ok(Json(MessagePage { messages, has_more }))
 }

@@ -30,7 +30,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use prometheus::Registry;
-use sqlx::SqlitePool;
 use telepath_shared::auth::JwtKeys;
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::ApiConfig;
@@ -53,12 +52,8 @@ pub struct ApiState {
 struct Inner {
     config: ApiConfig,
     keys: JwtKeys,
-    /// Readers: history pages, room lists. Several connections.
-    read: SqlitePool,
-    /// The single writer connection (SQLite allows one writer at a time).
-    write: SqlitePool,
-    /// Every pool (with the checkpointer's), to close them.
-    pools: db::Pools,
+    /// The database: readers, the single writer, the checkpointer.
+    db: db::Pools,
     writer: writer::WriterHandle,
     bus: Arc<dyn Bus>,
     presence: presence::PresenceClient,
@@ -75,8 +70,8 @@ impl ApiState {
         inbound: Inbound,
         registry: Registry,
     ) -> anyhow::Result<ApiState> {
-        let pools = db::open(&config.database_url).await?;
-        let (read, write) = (pools.read.clone(), pools.write.clone());
+        let db = db::open(&config.database_url).await?;
+        let write = &db.write;
         presence_events::spawn(bus.clone(), inbound, write.clone());
         dms::spawn_cleanup(write.clone());
         let metrics = ApiMetrics::new(&registry);
@@ -88,9 +83,7 @@ impl ApiState {
             inner: Arc::new(Inner {
                 config,
                 keys,
-                read,
-                write,
-                pools,
+                db,
                 writer,
                 bus,
                 presence,
@@ -102,7 +95,7 @@ impl ApiState {
     /// Ok when the database answers (and the bus is connected).
     pub async fn ready(&self) -> Result<(), ApiError> {
         sqlx::query("SELECT 1")
-            .execute(&self.inner.read)
+            .execute(&self.inner.db.read)
             .await
             .map_err(|_| ApiError::unavailable("database unreachable"))?;
         if !self.inner.bus.is_healthy() {
@@ -121,7 +114,7 @@ impl ApiState {
     /// database is closed (which checkpoints its WAL).
     pub async fn close(&self) {
         self.inner.writer.close().await;
-        self.inner.pools.close().await;
+        self.inner.db.close().await;
         tracing::info!("api closed: writer flushed, database closed");
     }
 }

@@ -39,7 +39,7 @@ pub(crate) async fn login(
     .bind(&req.username)
     .bind(role_name)
     .bind(now())
-    .fetch_one(&state.inner.write)
+    .fetch_one(&state.inner.db.write)
     .await
     .map_err(db_err)?;
     let user = UserInfo {

@@ -76,6 +76,7 @@ pub(crate) async fn create(
     };
     let mut tx = state
         .inner
+        .db
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -108,7 +109,7 @@ pub(crate) async fn list(
     AuthUser(claims): AuthUser,
 ) -> Result<Json<RoomList>, ApiError> {
     Ok(Json(RoomList {
-        rooms: store::visible_rooms(&state.inner.read, &claims.sub).await?,
+        rooms: store::visible_rooms(&state.inner.db.read, &claims.sub).await?,
     }))
 }
 
@@ -121,7 +122,8 @@ pub(crate) async fn join(
     Path(id): Path<String>,
 ) -> Result<Json<Participant>, ApiError> {
     let id = room_id(&id)?;
-    let joined = store::join_room(&state.inner.write, id, &claims.user_ref(), claims.role).await?;
+    let joined =
+        store::join_room(&state.inner.db.write, id, &claims.user_ref(), claims.role).await?;
     if joined.new {
         announce_member(&state, id, claims.user_ref(), MemberAction::Joined).await;
     }
@@ -137,7 +139,7 @@ pub(crate) async fn leave(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
-    store::leave_room(&state.inner.write, id, &claims.sub).await?;
+    store::leave_room(&state.inner.db.write, id, &claims.sub).await?;
     announce_member(&state, id, claims.user_ref(), MemberAction::Left).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -242,7 +244,7 @@ pub(crate) async fn messages(
 ) -> Result<Json<MessagePage>, ApiError> {
     let id = room_id(&id)?;
     let (anchor, limit) = HistoryQuery::parse(query)?;
-    let mut conn = state.inner.read.acquire().await.map_err(db_err)?;
+    let mut conn = state.inner.db.read.acquire().await.map_err(db_err)?;
     // Closed rooms are gone for REST readers (gateways still replay them).
     let room = store::room(&mut conn, id)
         .await?
@@ -254,7 +256,7 @@ pub(crate) async fn messages(
         return Err(ApiError::not_found("no such room"));
     }
     drop(conn);
-    let (messages, has_more) = store::page(&state.inner.read, id, anchor, limit).await?;
+    let (messages, has_more) = store::page(&state.inner.db.read, id, anchor, limit).await?;
     Ok(Json(MessagePage { messages, has_more }))
 }
 
@@ -267,7 +269,7 @@ pub(crate) async fn participants(
     Path(id): Path<String>,
 ) -> Result<Json<ParticipantList>, ApiError> {
     let id = room_id(&id)?;
-    let mut conn = state.inner.read.acquire().await.map_err(db_err)?;
+    let mut conn = state.inner.db.read.acquire().await.map_err(db_err)?;
     // Members only; everyone else learns nothing, not even that the room exists.
     let active = store::room(&mut conn, id)
         .await?
@@ -299,6 +301,7 @@ pub(crate) async fn close(
     let id = room_id(&id)?;
     let mut tx = state
         .inner
+        .db
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await

@@ -68,16 +68,13 @@ impl WriterHandle {
     /// Persists a room message; returns it with its seq once committed (and
     /// published). A repeated `client_id` returns the first message.
     pub(crate) async fn send(&self, room: String, send: InternalSend) -> Result<Message, ApiError> {
-        let (reply, rx) = oneshot::channel();
-        self.enqueue(SendJob {
+        let queued = Queued {
             room,
             send,
-            reply,
             trace: telemetry::traceparent(),
-        })
-        .await?;
-        rx.await
-            .map_err(|_| ApiError::unavailable("the message writer stopped"))?
+        };
+        let mut outcome = self.send_many(vec![Ok(queued)]).await;
+        outcome.pop().expect("one outcome per send")
     }
 
     /// Persists several room messages, queued in this order (so a room's

@@ -234,8 +234,13 @@ impl SessionHandle {
             *reason = Some((code, bye));
         }
         drop(reason);
+        self.end();
+    }
+
+    /// Marks the session closing (with whatever reason was given first) and
+    /// wakes the writer, which waits on its queue, to close.
+    fn end(&self) {
         self.control.closing.cancel();
-        // The writer waits on its queue: wake it to close.
         self.tx.signal();
     }
 
@@ -441,8 +446,7 @@ fn live(
                 None
             }
         };
-        control.closing.cancel();
-        session.handle.tx.signal();
+        session.handle.end();
         // The writer may be stuck writing to a client that stopped reading: bound the wait.
         if tokio::time::timeout(CLOSE_GRACE, &mut writer)
             .await
