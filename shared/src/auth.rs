@@ -137,11 +137,6 @@ pub fn derive_internal_token(jwt_secret: &str) -> String {
 /// The header carrying the internal token.
 pub const INTERNAL_HEADER: &str = "x-telepath-internal";
 
-/// Compares two secrets in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

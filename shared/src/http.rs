@@ -5,13 +5,16 @@
 //! Internal causes are logged here and never sent to clients. Request
 //! metrics and spans are in [`observe`].
 
+pub mod client;
 pub mod observe;
 
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::{INTERNAL_HEADER, constant_time_eq};
+use subtle::ConstantTimeEq;
+
+use crate::auth::INTERNAL_HEADER;
 use crate::protocol::{ErrorBody, ErrorCode, ErrorEnvelope};
 
 /// A failed request: a protocol error code and a message safe to show clients.
@@ -84,7 +87,7 @@ pub fn check_internal(headers: &HeaderMap, token: &str) -> Result<(), ApiError> 
         .get(INTERNAL_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if constant_time_eq(given, token.as_bytes()) {
+    if bool::from(given.ct_eq(token.as_bytes())) {
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::Unauthorized, "internal route"))

@@ -32,6 +32,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use crate::config::LogFormat;
+
 /// Set once OTLP export is configured: spans then carry context across services.
 static TRACING: AtomicBool = AtomicBool::new(false);
 
@@ -60,13 +62,12 @@ impl Telemetry {
 ///
 /// `RUST_LOG` filters the logs only: exported traces always carry every
 /// `info` span, so quiet logs do not mean empty traces.
-pub fn init(service: &str) -> Telemetry {
+pub fn init(service: &str, format: LogFormat, node_id: &str) -> Telemetry {
     let log_filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
         // The SDK logs every failed export; one line a minute is enough.
         .add_directive("opentelemetry_sdk=warn".parse().expect("valid directive"));
-    let json = std::env::var("TELEPATH_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let logs = if json {
+    let logs = if format == LogFormat::Json {
         tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(false)
@@ -77,7 +78,7 @@ pub fn init(service: &str) -> Telemetry {
             .with_writer(std::io::stderr)
             .boxed()
     };
-    let provider = otlp_provider(service);
+    let provider = otlp_provider(service, node_id);
     let traces = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer(format!("telepath-{service}")))
@@ -99,7 +100,7 @@ pub fn init(service: &str) -> Telemetry {
 }
 
 /// The OTLP tracer provider, when an endpoint is configured.
-fn otlp_provider(service: &str) -> Option<SdkTracerProvider> {
+fn otlp_provider(service: &str, node_id: &str) -> Option<SdkTracerProvider> {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
     if endpoint.trim().is_empty() {
         return None;
@@ -115,16 +116,16 @@ fn otlp_provider(service: &str) -> Option<SdkTracerProvider> {
             return None;
         }
     };
-    let mut resource = opentelemetry_sdk::Resource::builder()
+    let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(format!("telepath-{service}"))
         .with_attribute(opentelemetry::KeyValue::new(
             "service.version",
             env!("CARGO_PKG_VERSION"),
+        ))
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.instance.id",
+            node_id.to_owned(),
         ));
-    if let Ok(node) = std::env::var("TELEPATH_NODE_ID") {
-        resource =
-            resource.with_attribute(opentelemetry::KeyValue::new("service.instance.id", node));
-    }
     Some(
         SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
@@ -169,6 +170,18 @@ pub fn adopt_headers(span: &tracing::Span, headers: &HeaderMap) {
     }
     let cx = PROPAGATOR.extract(&opentelemetry_http::HeaderExtractor(headers));
     let _ = span.set_parent(cx);
+}
+
+/// Whether `traceparent` is a W3C `traceparent` naming a valid span context,
+/// as the propagator that continues traces reads it.
+pub fn is_valid_traceparent(traceparent: &str) -> bool {
+    use opentelemetry::trace::TraceContextExt;
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    PROPAGATOR
+        .extract(&carrier)
+        .span()
+        .span_context()
+        .is_valid()
 }
 
 /// Makes the context of a `traceparent` (from a bus envelope) the parent of `span`.

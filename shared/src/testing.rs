@@ -1,6 +1,9 @@
 //! Test helpers shared by every crate's tests (feature `testing`): a
 //! throwaway `redis-server` on a free loopback port that tests can stop and
-//! restart.
+//! restart, a WebSocket client speaking the protocol ([`WsClient`]), and
+//! REST helpers ([`login`], [`create_room`], [`internal_send`],
+//! [`eventually`]). A helper two crates' tests need lives here, not in
+//! both.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -135,5 +138,7 @@ impl Drop for RedisServer {
     }
 }
 
+mod rest;
 mod ws;
+pub use rest::{TestUser, create_room, eventually, internal_send, login, login_as};
 pub use ws::{WsClient, WsError};

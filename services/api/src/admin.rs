@@ -34,7 +34,7 @@ pub(crate) async fn broadcast(
     AdminUser(claims): AdminUser,
     JsonBody(req): JsonBody<BroadcastRequest>,
 ) -> Result<(StatusCode, Json<BroadcastAccepted>), ApiError> {
-    telepath_shared::protocol::check_body(&req.body, state.inner.config.max_body_bytes)?;
+    telepath_shared::protocol::check_body(&req.body, state.common().max_body_bytes)?;
     let event = BroadcastEvent {
         id: uuid::Uuid::now_v7().hyphenated().to_string(),
         from: claims.user_ref(),
@@ -44,8 +44,7 @@ pub(crate) async fn broadcast(
     let id = event.id.clone();
     let frame = Bytes::from(ServerFrame::Broadcast(event).to_json());
     state
-        .inner
-        .bus
+        .bus()
         .publish(BROADCAST_CHANNEL, frame)
         .await
         .map_err(|e| {
@@ -68,7 +67,7 @@ pub(crate) async fn disconnect(
             "user_id must be a user id (lowercase UUID)",
         ));
     }
-    let conns = state.inner.presence.connections(&req.user_id).await?;
+    let conns = state.presence().connections(&req.user_id).await?;
     let nodes: BTreeSet<&str> = conns.iter().map(|c| c.node.as_str()).collect();
     let control = Bytes::from(
         serde_json::to_string(&NodeControl::DisconnectUser {
@@ -78,8 +77,7 @@ pub(crate) async fn disconnect(
     );
     for node in nodes {
         state
-            .inner
-            .bus
+            .bus()
             .publish(&node_channel(node), control.clone())
             .await
             .map_err(|e| {
@@ -120,8 +118,8 @@ pub(crate) async fn analytics(
     State(state): State<ApiState>,
     AdminUser(_): AdminUser,
 ) -> Result<Json<ConnectionAnalytics>, ApiError> {
-    let presence = state.inner.presence.summary().await?;
-    let db = &state.inner.db.read;
+    let presence = state.presence().summary().await?;
+    let db = &state.db().read;
     let (connects_total, disconnects_total): (i64, i64) = sqlx::query_as(
         "SELECT COALESCE(SUM(event = 'connect'), 0), COALESCE(SUM(event = 'disconnect'), 0) FROM connection_logs",
     )

@@ -26,8 +26,7 @@ impl FromRequestParts<ApiState> for AuthUser {
             .ok_or_else(ApiError::unauthorized)?;
         let token = bearer(header).ok_or_else(ApiError::unauthorized)?;
         let claims = state
-            .inner
-            .keys
+            .keys()
             .verify(token)
             .map_err(|_| ApiError::unauthorized())?;
         Ok(AuthUser(claims))
@@ -44,7 +43,7 @@ impl FromRequestParts<ApiState> for Internal {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        check_internal(&parts.headers, &state.inner.config.common.internal_token)?;
+        check_internal(&parts.headers, state.internal_token())?;
         Ok(Internal)
     }
 }

@@ -49,8 +49,7 @@ pub(crate) async fn report(
         within("reason", e.reason.as_deref(), 64)?;
     }
     let mut tx = state
-        .inner
-        .db
+        .db()
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await

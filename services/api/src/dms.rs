@@ -1,6 +1,7 @@
 //! Direct messages and the offline queue.
 //!
-//! A DM is stored (a `messages` row with a recipient, no room) and queued
+//! Gateways send DMs in their batches (`POST /internal/messages`, see
+//! `internal.rs`); each is handled by [`store`]. A DM is stored (a `messages` row with a recipient, no room) and queued
 //! (`dm_queue`) in one transaction, then published to the recipient's and
 //! the sender's `user:{id}` channels, then acknowledged. It stays queued
 //! until the recipient acks it, so a DM that reached no device is sent again
@@ -22,9 +23,11 @@ use serde::Deserialize;
 use sqlx::{SqliteConnection, SqlitePool};
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
-    self, DirectMessage, DmResult, DmState, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm,
+    DirectMessage, DmResult, DmState, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm,
     PendingDms, Role, ServerFrame, UserRef, is_canonical_id, user_channel,
 };
+use telepath_shared::telemetry;
+use tracing::Instrument;
 
 use crate::ApiState;
 use crate::auth::{AuthUser, Internal};
@@ -117,35 +120,26 @@ async fn key_taken(
         .map_err(db_err)
 }
 
-#[utoipa::path(post, path = "/internal/dms", tag = "internal", request_body = InternalDm,
-    responses((status = 200, description = "Stored, queued and published", body = DmResult),
-        (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing internal token", body = ErrorEnvelope),
-        (status = 404, description = "No such recipient", body = ErrorEnvelope), (status = 409, description = "The sender's name belongs to another user, or client_id names a room message", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 429, description = "The recipient's offline queue is full", body = ErrorEnvelope)),
-    security(("internal" = [])))]
-pub(crate) async fn send(
-    State(state): State<ApiState>,
-    _: Internal,
-    JsonBody(req): JsonBody<InternalDm>,
-) -> Result<Json<DmResult>, ApiError> {
-    protocol::check_user(&req.from)?;
-    protocol::check_body(&req.body, state.inner.config.max_body_bytes)?;
-    if req.to.is_empty()
-        || req.to.chars().count() > 64
-        || req
-            .client_id
-            .as_ref()
-            .is_some_and(|c| c.is_empty() || c.chars().count() > 128)
-    {
-        return Err(ApiError::bad_request(
-            "to (1-64) or client_id (1-128) out of bounds",
-        ));
-    }
-    let cfg = &state.inner.config;
+/// Stores, queues and publishes one DM of a gateway's batch (see
+/// `internal::send_batch`). When traces are exported, it is a `dm.store`
+/// span in the sender's trace.
+pub(crate) async fn store(state: &ApiState, req: InternalDm) -> Result<DmResult, ApiError> {
+    let span = match &req.traceparent {
+        Some(tp) if telemetry::tracing_enabled() => {
+            let span = tracing::info_span!(parent: None, "dm.store", otel.kind = "internal");
+            telemetry::adopt_traceparent(&span, tp);
+            span
+        }
+        _ => tracing::Span::none(),
+    };
+    store_in(state, req).instrument(span).await
+}
+
+async fn store_in(state: &ApiState, req: InternalDm) -> Result<DmResult, ApiError> {
+    req.check(state.common().max_body_bytes)?;
+    let cfg = state.config();
     let mut tx = state
-        .inner
-        .db
+        .db()
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -153,11 +147,11 @@ pub(crate) async fn send(
     store::ensure_user(&mut tx, &req.from, Role::User).await?;
     if let Some(client_id) = &req.client_id {
         if let Some(first) = earlier(&mut tx, &req.from.id, client_id).await? {
-            return Ok(Json(DmResult {
+            return Ok(DmResult {
                 id: first.id,
                 ts: first.created_at,
                 delivered: first.delivered_at.is_some(),
-            }));
+            });
         }
         // DMs and room messages share the idempotency index.
         if key_taken(&mut tx, &req.from.id, client_id).await? {
@@ -210,8 +204,7 @@ pub(crate) async fn send(
     // Committed: publish to every connection of the recipient, and to the sender's other devices.
     let frame = Bytes::from(ServerFrame::Dm(dm.clone()).to_json());
     let delivered = match state
-        .inner
-        .bus
+        .bus()
         .publish_counted(&user_channel(&to), frame.clone())
         .await
     {
@@ -222,19 +215,15 @@ pub(crate) async fn send(
         }
     };
     if to != dm.from.id
-        && let Err(e) = state
-            .inner
-            .bus
-            .publish(&user_channel(&dm.from.id), frame)
-            .await
+        && let Err(e) = state.bus().publish(&user_channel(&dm.from.id), frame).await
     {
         tracing::warn!(error = %e, "DM publish to the sender's devices failed");
     }
-    Ok(Json(DmResult {
+    Ok(DmResult {
         id: dm.id,
         ts: dm.ts,
         delivered,
-    }))
+    })
 }
 
 #[utoipa::path(post, path = "/internal/acks", tag = "internal", request_body = InternalAcks,
@@ -259,8 +248,7 @@ pub(crate) async fn ack(
     }
     let at = now();
     let mut tx = state
-        .inner
-        .db
+        .db()
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -285,7 +273,8 @@ pub(crate) async fn ack(
         }
     }
     for c in &acks.cursors {
-        sqlx::query("UPDATE room_participants SET delivered_seq = MAX(delivered_seq, ?) WHERE room_id = ? AND user_id = ?")
+        // Only a participant's cursor moves: after a leave the user has none.
+        sqlx::query("UPDATE room_participants SET delivered_seq = MAX(delivered_seq, ?) WHERE room_id = ? AND user_id = ? AND is_active = 1")
             .bind(c.seq)
             .bind(&c.room)
             .bind(&acks.user_id)
@@ -335,9 +324,9 @@ pub(crate) async fn pending_internal(
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     Ok(Json(
         pending_of(
-            &state.inner.db.read,
+            &state.db().read,
             &q.user_id,
-            state.inner.config.offline_queue_max,
+            state.config().offline_queue_max,
         )
         .await?,
     ))
@@ -352,9 +341,9 @@ pub(crate) async fn pending(
 ) -> Result<Json<PendingDms>, ApiError> {
     Ok(Json(
         pending_of(
-            &state.inner.db.read,
+            &state.db().read,
             &claims.sub,
-            state.inner.config.offline_queue_max,
+            state.config().offline_queue_max,
         )
         .await?,
     ))
@@ -380,7 +369,7 @@ pub(crate) async fn state_of(
         .bind(&id)
         .bind(&claims.sub)
         .bind(&claims.sub)
-        .fetch_optional(&state.inner.db.read)
+        .fetch_optional(&state.db().read)
         .await
         .map_err(db_err)?;
     let row = row.ok_or_else(|| ApiError::not_found("no such DM"))?;

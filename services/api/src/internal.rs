@@ -8,15 +8,15 @@ use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
-    self, InternalJoin, InternalSend, InternalSendBatch, InternalSendResults, JoinResult,
-    MAX_SEND_BATCH, MemberAction, Message, MessagePage, Role, SendOutcome,
+    self, DmOutcome, ErrorBody, InternalJoin, InternalSendBatch, InternalSendResults, JoinResult,
+    MAX_SEND_BATCH, MemberAction, MessagePage, Role, SendOutcome,
 };
 
-use crate::ApiState;
 use crate::auth::Internal;
 use crate::rooms::{HistoryQuery, announce_member, room_id};
 use crate::store;
 use crate::writer::Queued;
+use crate::{ApiState, dms};
 
 #[utoipa::path(post, path = "/internal/rooms/{id}/join", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = InternalJoin,
     responses((status = 200, description = "Joined; the room's latest seq", body = JoinResult), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "room_full", body = ErrorEnvelope)),
@@ -29,9 +29,9 @@ pub(crate) async fn join(
 ) -> Result<Json<JoinResult>, ApiError> {
     let id = room_id(&id)?;
     protocol::check_user(&req.user)?;
-    let joined = store::join_room(&state.inner.db.write, id, &req.user, Role::User).await?;
+    let joined = store::join_room(&state.db().write, id, &req.user, Role::User).await?;
     if joined.new {
-        announce_member(&state, id, req.user.clone(), MemberAction::Joined).await;
+        announce_member(state.bus(), id, req.user.clone(), MemberAction::Joined).await;
     }
     Ok(Json(JoinResult {
         room: id.to_owned(),
@@ -50,41 +50,29 @@ pub(crate) async fn leave(
     JsonBody(req): JsonBody<InternalJoin>,
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
-    store::leave_room(&state.inner.db.write, id, &req.user.id).await?;
-    announce_member(&state, id, req.user, MemberAction::Left).await;
+    store::leave_room(&state.db().write, id, &req.user.id).await?;
+    announce_member(state.bus(), id, req.user, MemberAction::Left).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/internal/rooms/{id}/messages", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = InternalSend,
-    responses((status = 200, description = "The committed message", body = Message), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not allowed", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "client_id already names a direct message of this sender", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
-    security(("internal" = [])))]
-pub(crate) async fn send(
-    State(state): State<ApiState>,
-    _: Internal,
-    Path(id): Path<String>,
-    JsonBody(req): JsonBody<InternalSend>,
-) -> Result<Json<Message>, ApiError> {
-    let id = room_id(&id)?;
-    req.check(state.inner.config.max_body_bytes)?;
-    Ok(Json(state.inner.writer.send(id.to_owned(), req).await?))
-}
-
-/// Largest batch body. A gateway's batches stay far below it (256 sends and
+/// Largest batch body. A gateway's batches stay far below it (256 items and
 /// 512 KiB of bodies at most, under 4 MiB even JSON-escaped); a larger body
 /// gets 413.
 pub(crate) const MAX_SEND_BATCH_BYTES: usize = 8 << 20;
 
+/// What gateways send through: room messages (group-committed by the
+/// writer) and DMs, each list committed in its order.
 #[utoipa::path(post, path = "/internal/messages", tag = "internal", request_body = InternalSendBatch,
-    responses((status = 200, description = "One outcome per send, in order: the committed message, or why this api refused that send (room, membership, byte limit), as the single-send route would say", body = InternalSendResults), (status = 400, description = "Invalid input: the batch, or one of its sends, breaks the schema's bounds", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "The body, or a send's body, is too large", body = ErrorEnvelope)),
+    responses((status = 200, description = "One outcome per send and per DM, in order: the committed message or DM, or why this api refused that one (room, membership, recipient, offline queue, byte limit)", body = InternalSendResults), (status = 400, description = "Invalid input: the batch, or one of its items, breaks the schema's bounds", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "The body, or an item's body, is too large", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn send_batch(
     State(state): State<ApiState>,
     _: Internal,
     JsonBody(req): JsonBody<InternalSendBatch>,
 ) -> Result<Json<InternalSendResults>, ApiError> {
-    if req.sends.len() > MAX_SEND_BATCH {
+    if req.sends.len() > MAX_SEND_BATCH || req.dms.len() > MAX_SEND_BATCH {
         return Err(ApiError::bad_request(format!(
-            "at most {MAX_SEND_BATCH} sends per batch"
+            "at most {MAX_SEND_BATCH} sends and {MAX_SEND_BATCH} DMs per batch"
         )));
     }
     // What the schema bounds refuses the whole batch (a gateway checks the
@@ -103,7 +91,12 @@ pub(crate) async fn send_batch(
             )));
         }
     }
-    let max = state.inner.config.max_body_bytes;
+    for (i, dm) in req.dms.iter().enumerate() {
+        if let Err(e) = dm.check(usize::MAX) {
+            return Err(ApiError::new(e.code, format!("dms[{i}]: {}", e.message)));
+        }
+    }
+    let max = state.common().max_body_bytes;
     let jobs = req.sends.into_iter().map(|s| {
         room_id(&s.room)?;
         s.send.check(max)?;
@@ -113,22 +106,38 @@ pub(crate) async fn send_batch(
             trace: s.traceparent,
         })
     });
-    let results = state.inner.writer.send_many(jobs.collect()).await;
+    let dms = async {
+        let mut outcomes = Vec::with_capacity(req.dms.len());
+        for dm in req.dms {
+            outcomes.push(dms::store(&state, dm).await);
+        }
+        outcomes
+    };
+    let (messages, dms) = tokio::join!(state.writer().send_many(jobs.collect()), dms);
     Ok(Json(InternalSendResults {
-        results: results
+        results: messages
             .into_iter()
-            .map(|r| match r {
-                Ok(message) => SendOutcome {
-                    message: Some(message),
-                    error: None,
-                },
-                Err(e) => SendOutcome {
-                    message: None,
-                    error: Some(e.body()),
-                },
+            .map(|r| {
+                let (message, error) = split(r);
+                SendOutcome { message, error }
+            })
+            .collect(),
+        dms: dms
+            .into_iter()
+            .map(|r| {
+                let (dm, error) = split(r);
+                DmOutcome { dm, error }
             })
             .collect(),
     }))
+}
+
+/// An outcome as the two optional fields of its wire form.
+fn split<T>(result: Result<T, ApiError>) -> (Option<T>, Option<ErrorBody>) {
+    match result {
+        Ok(made) => (Some(made), None),
+        Err(e) => (None, Some(e.body())),
+    }
 }
 
 /// History for the gateway (resume, gap repair): no membership check.
@@ -144,6 +153,6 @@ pub(crate) async fn messages(
 ) -> Result<Json<MessagePage>, ApiError> {
     let id = room_id(&id)?;
     let (anchor, limit) = HistoryQuery::parse(query)?;
-    let (messages, has_more) = store::page(&state.inner.db.read, id, anchor, limit).await?;
+    let (messages, has_more) = store::page(&state.db().read, id, anchor, limit).await?;
     Ok(Json(MessagePage { messages, has_more }))
 }

@@ -10,6 +10,7 @@
 
 mod admin;
 mod auth;
+mod config;
 mod connections;
 mod db;
 mod dms;
@@ -32,7 +33,8 @@ use axum::extract::DefaultBodyLimit;
 use prometheus::Registry;
 use telepath_shared::auth::JwtKeys;
 use telepath_shared::bus::{Bus, Inbound};
-use telepath_shared::config::ApiConfig;
+use telepath_shared::config::Common;
+use telepath_shared::http::client::InternalClient;
 use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::http::{ApiError, not_found, serve_gracefully};
 use tokio::net::TcpListener;
@@ -41,16 +43,21 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+pub use config::{ApiConfig, Cli};
 pub use metrics::ApiMetrics;
 
-/// Everything a request handler needs; cheap to clone.
+/// Everything a request handler needs; cheap to clone. Its parts are
+/// reached through accessors, each naming one handle.
 #[derive(Clone)]
 pub struct ApiState {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    common: Common,
     config: ApiConfig,
+    /// The service-to-service token `/internal/` routes require.
+    internal_token: String,
     keys: JwtKeys,
     /// The database: readers, the single writer, the checkpointer.
     db: db::Pools,
@@ -65,6 +72,7 @@ impl ApiState {
     /// Presence changes arriving on `inbound` (after it subscribes to them)
     /// are persisted to the users table.
     pub async fn build(
+        common: Common,
         config: ApiConfig,
         bus: Arc<dyn Bus>,
         inbound: Inbound,
@@ -75,13 +83,17 @@ impl ApiState {
         presence_events::spawn(bus.clone(), inbound, write.clone());
         dms::spawn_cleanup(write.clone());
         let metrics = ApiMetrics::new(&registry);
-        let writer = writer::spawn(write.clone(), bus.clone(), metrics, config.commit_batch);
-        let keys = JwtKeys::new(&config.common.jwt_secret);
-        let presence =
-            presence::PresenceClient::new(&config.presence_url, &config.common.internal_token);
+        let batch = usize::from(config.commit_batch);
+        let writer = writer::spawn(write.clone(), bus.clone(), metrics, batch);
+        let keys = JwtKeys::new(&common.jwt_secret);
+        let internal_token = common.internal_token();
+        let client = InternalClient::new("presence", &common.presence_url, &internal_token);
+        let presence = presence::PresenceClient::new(client);
         Ok(ApiState {
             inner: Arc::new(Inner {
+                common,
                 config,
+                internal_token,
                 keys,
                 db,
                 writer,
@@ -107,6 +119,46 @@ impl ApiState {
     /// The metrics registry this state registered in.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// The settings the api shares with the other services.
+    pub(crate) fn common(&self) -> &Common {
+        &self.inner.common
+    }
+
+    /// The api's own settings.
+    pub(crate) fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    /// The token `/internal/` routes require.
+    pub(crate) fn internal_token(&self) -> &str {
+        &self.inner.internal_token
+    }
+
+    /// The keys user tokens are signed and verified with.
+    pub(crate) fn keys(&self) -> &JwtKeys {
+        &self.inner.keys
+    }
+
+    /// The database's pools.
+    pub(crate) fn db(&self) -> &db::Pools {
+        &self.inner.db
+    }
+
+    /// The single writer of room messages.
+    pub(crate) fn writer(&self) -> &writer::WriterHandle {
+        &self.inner.writer
+    }
+
+    /// The bus, for what the api publishes after a commit.
+    pub(crate) fn bus(&self) -> &dyn Bus {
+        self.inner.bus.as_ref()
+    }
+
+    /// Presence's query routes.
+    pub(crate) fn presence(&self) -> &presence::PresenceClient {
+        &self.inner.presence
     }
 
     /// The end of a graceful shutdown, once no request is in flight: the
@@ -138,12 +190,11 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         )
         .routes(routes!(internal::join))
         .routes(routes!(internal::leave))
-        .routes(routes!(internal::send, internal::messages))
+        .routes(routes!(internal::messages))
         .routes(
             routes!(internal::send_batch)
                 .layer(DefaultBodyLimit::max(internal::MAX_SEND_BATCH_BYTES)),
         )
-        .routes(routes!(dms::send))
         .routes(routes!(dms::ack))
         .routes(routes!(dms::pending_internal))
         .routes(routes!(dms::pending))
@@ -173,7 +224,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The api's routes, without health and metrics endpoints (for merging into
 /// the all-in-one router).
 pub fn routes(state: ApiState) -> Router {
-    let limit = state.inner.config.max_request_bytes;
+    let limit = state.config().max_request_bytes;
     let (router, _) = api_routes().split_for_parts();
     router.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
@@ -199,7 +250,7 @@ pub async fn run(
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let drain = state.inner.config.common.drain;
+    let drain = state.common().drain();
     let served = serve_gracefully(listener, router(state.clone()), shutdown, drain).await;
     if tokio::time::timeout(drain, state.close()).await.is_err() {
         tracing::warn!("the writer did not finish within the drain deadline");

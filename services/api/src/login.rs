@@ -18,7 +18,7 @@ pub(crate) async fn login(
     State(state): State<ApiState>,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    if !state.inner.config.dev_login {
+    if !state.config().dev_login {
         return Err(ApiError::not_found("dev login is off"));
     }
     if !is_valid_username(&req.username) {
@@ -39,7 +39,7 @@ pub(crate) async fn login(
     .bind(&req.username)
     .bind(role_name)
     .bind(now())
-    .fetch_one(&state.inner.db.write)
+    .fetch_one(&state.db().write)
     .await
     .map_err(db_err)?;
     let user = UserInfo {
@@ -47,9 +47,6 @@ pub(crate) async fn login(
         name: req.username,
         role,
     };
-    let token = state
-        .inner
-        .keys
-        .mint(&user, state.inner.config.token_ttl_secs);
+    let token = state.keys().mint(&user, state.config().token_ttl_secs);
     Ok(Json(LoginResponse { token, user }))
 }

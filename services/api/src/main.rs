@@ -1,23 +1,23 @@
-//! `telepath-api`: the api service as its own process.
+//! `telepath-api`: the api service as its own process (`--help` lists
+//! every setting).
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::Parser;
+use telepath_api::{ApiState, Cli};
 use telepath_shared::bus::DEFAULT_INBOUND_CAPACITY;
 use telepath_shared::bus::redis::RedisBus;
-use telepath_shared::config::{ApiConfig, Common, Env};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
-    telepath_shared::config::runtime()?.block_on(serve())
+    let cli = Cli::parse();
+    telepath_shared::config::runtime(cli.common.worker_threads)?.block_on(serve(cli))
 }
 
-async fn serve() -> anyhow::Result<()> {
-    let telemetry = telepath_shared::telemetry::init("api");
-    let common = Common::from_source(&Env, false)?;
-    let config = ApiConfig::from_source(&Env, common, false)?;
-    let redis_url = config
-        .common
+async fn serve(Cli { common, api }: Cli) -> anyhow::Result<()> {
+    let telemetry = telepath_shared::telemetry::init("api", common.log_format, &common.node_id);
+    let redis_url = common
         .redis_url
         .clone()
         .context("REDIS_URL must be set for telepath-api")?;
@@ -25,16 +25,11 @@ async fn serve() -> anyhow::Result<()> {
     let (bus, inbound) = RedisBus::connect(&redis_url, DEFAULT_INBOUND_CAPACITY)
         .await
         .context("connecting to Redis")?;
-    let listener = tokio::net::TcpListener::bind(config.common.listen)
+    let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .context("binding TELEPATH_LISTEN")?;
-    let state = telepath_api::ApiState::build(
-        config,
-        Arc::new(bus),
-        inbound,
-        telepath_shared::telemetry::registry("api"),
-    )
-    .await?;
+    let registry = telepath_shared::telemetry::registry("api");
+    let state = ApiState::build(common, api, Arc::new(bus), inbound, registry).await?;
     tracing::info!(addr = %listener.local_addr()?, "api listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(telepath_shared::telemetry::shutdown_on_signal(

@@ -1,17 +1,19 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]`
 //! attributes and the protocol types' schemas, served at `/openapi.json`.
 //!
-//! The api's routes are registered through `utoipa_axum::routes!` only, so a
-//! route and its documentation cannot drift apart; routes served by the
-//! gateway (`/connect`) and presence (`/presence/online`) behind the same
-//! origin are documented here by attribute-only functions.
+//! The api's routes are registered through `utoipa_axum::routes!` only, so
+//! every api route has a path in the document, with the method and path it
+//! is served on. Routes served by the gateway (`/connect`) and presence
+//! (`/presence/online`, presence's internal routes) behind the same origin
+//! are documented here by attribute-only functions, which nothing checks
+//! against presence's router: `telepath/tests/telepath/openapi.rs` compares
+//! the document with what the all-in-one serves.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use telepath_shared::protocol::{
-    ConnReport, DisconnectReport, ErrorEnvelope, HeartbeatReport, OnlineUsers, PresenceReports,
-    PresenceSummary, UserConnections,
+    ErrorEnvelope, HeartbeatReport, OnlineUsers, PresenceReports, PresenceSummary, UserConnections,
 };
 
 /// The document's fixed parts; paths are added by the router.
@@ -21,8 +23,6 @@ use telepath_shared::protocol::{
     paths(
         presence_online,
         connect,
-        presence_connect,
-        presence_disconnect,
         presence_heartbeat,
         presence_reports,
         presence_summary,
@@ -92,22 +92,6 @@ fn presence_online() {}
 )]
 #[allow(dead_code)]
 fn connect() {}
-
-/// A gateway accepted a connection (served by presence).
-#[utoipa::path(post, path = "/internal/presence/connect", tag = "internal", request_body = ConnReport,
-    responses((status = 204, description = "Registered"), (status = 400, description = "Invalid input", body = ErrorEnvelope),
-        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
-    security(("internal" = [])))]
-#[allow(dead_code)]
-fn presence_connect() {}
-
-/// A connection ended (served by presence).
-#[utoipa::path(post, path = "/internal/presence/disconnect", tag = "internal", request_body = DisconnectReport,
-    responses((status = 204, description = "Removed"), (status = 400, description = "Invalid input", body = ErrorEnvelope),
-        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
-    security(("internal" = [])))]
-#[allow(dead_code)]
-fn presence_disconnect() {}
 
 /// Every live connection of one gateway node (served by presence).
 #[utoipa::path(post, path = "/internal/presence/heartbeat", tag = "internal", request_body = HeartbeatReport,

@@ -12,6 +12,8 @@ use telepath_shared::protocol::{
     Room, RoomClosed, RoomList, ServerFrame, UserRef, is_canonical_id, room_channel, user_channel,
 };
 
+use telepath_shared::bus::Bus;
+
 use crate::ApiState;
 use crate::auth::AuthUser;
 use crate::store::{self, PageAnchor, db_err, now};
@@ -75,8 +77,7 @@ pub(crate) async fn create(
         is_active: true,
     };
     let mut tx = state
-        .inner
-        .db
+        .db()
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -109,7 +110,7 @@ pub(crate) async fn list(
     AuthUser(claims): AuthUser,
 ) -> Result<Json<RoomList>, ApiError> {
     Ok(Json(RoomList {
-        rooms: store::visible_rooms(&state.inner.db.read, &claims.sub).await?,
+        rooms: store::visible_rooms(&state.db().read, &claims.sub).await?,
     }))
 }
 
@@ -122,10 +123,9 @@ pub(crate) async fn join(
     Path(id): Path<String>,
 ) -> Result<Json<Participant>, ApiError> {
     let id = room_id(&id)?;
-    let joined =
-        store::join_room(&state.inner.db.write, id, &claims.user_ref(), claims.role).await?;
+    let joined = store::join_room(&state.db().write, id, &claims.user_ref(), claims.role).await?;
     if joined.new {
-        announce_member(&state, id, claims.user_ref(), MemberAction::Joined).await;
+        announce_member(state.bus(), id, claims.user_ref(), MemberAction::Joined).await;
     }
     Ok(Json(joined.participant))
 }
@@ -139,8 +139,8 @@ pub(crate) async fn leave(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
-    store::leave_room(&state.inner.db.write, id, &claims.sub).await?;
-    announce_member(&state, id, claims.user_ref(), MemberAction::Left).await;
+    store::leave_room(&state.db().write, id, &claims.sub).await?;
+    announce_member(state.bus(), id, claims.user_ref(), MemberAction::Left).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -150,7 +150,7 @@ pub(crate) async fn leave(
 /// participant. After commit; a failed publish is logged (the database is
 /// the truth, and the user's connections get `forbidden` on their next send).
 pub(crate) async fn announce_member(
-    state: &ApiState,
+    bus: &dyn Bus,
     room: &str,
     user: UserRef,
     action: MemberAction,
@@ -164,7 +164,6 @@ pub(crate) async fn announce_member(
         })
         .to_json(),
     );
-    let bus = &state.inner.bus;
     let mut channels = vec![room_channel(room)];
     if action == MemberAction::Left {
         channels.push(user_channel(&user_id));
@@ -244,7 +243,7 @@ pub(crate) async fn messages(
 ) -> Result<Json<MessagePage>, ApiError> {
     let id = room_id(&id)?;
     let (anchor, limit) = HistoryQuery::parse(query)?;
-    let mut conn = state.inner.db.read.acquire().await.map_err(db_err)?;
+    let mut conn = state.db().read.acquire().await.map_err(db_err)?;
     // Closed rooms are gone for REST readers (gateways still replay them).
     let room = store::room(&mut conn, id)
         .await?
@@ -256,7 +255,7 @@ pub(crate) async fn messages(
         return Err(ApiError::not_found("no such room"));
     }
     drop(conn);
-    let (messages, has_more) = store::page(&state.inner.db.read, id, anchor, limit).await?;
+    let (messages, has_more) = store::page(&state.db().read, id, anchor, limit).await?;
     Ok(Json(MessagePage { messages, has_more }))
 }
 
@@ -269,7 +268,7 @@ pub(crate) async fn participants(
     Path(id): Path<String>,
 ) -> Result<Json<ParticipantList>, ApiError> {
     let id = room_id(&id)?;
-    let mut conn = state.inner.db.read.acquire().await.map_err(db_err)?;
+    let mut conn = state.db().read.acquire().await.map_err(db_err)?;
     // Members only; everyone else learns nothing, not even that the room exists.
     let active = store::room(&mut conn, id)
         .await?
@@ -279,7 +278,7 @@ pub(crate) async fn participants(
     }
     let mut participants = store::participants(&mut conn, id).await?;
     drop(conn);
-    let online = state.inner.presence.summary().await?;
+    let online = state.presence().summary().await?;
     let online: std::collections::HashSet<&str> =
         online.users.iter().map(|u| u.id.as_str()).collect();
     for p in &mut participants {
@@ -300,8 +299,7 @@ pub(crate) async fn close(
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
     let mut tx = state
-        .inner
-        .db
+        .db()
         .write
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -334,8 +332,7 @@ pub(crate) async fn close(
         by: claims.user_ref(),
     });
     if let Err(e) = state
-        .inner
-        .bus
+        .bus()
         .publish(&room_channel(id), bytes::Bytes::from(frame.to_json()))
         .await
     {

@@ -65,18 +65,6 @@ pub(crate) struct Queued {
 }
 
 impl WriterHandle {
-    /// Persists a room message; returns it with its seq once committed (and
-    /// published). A repeated `client_id` returns the first message.
-    pub(crate) async fn send(&self, room: String, send: InternalSend) -> Result<Message, ApiError> {
-        let queued = Queued {
-            room,
-            send,
-            trace: telemetry::traceparent(),
-        };
-        let mut outcome = self.send_many(vec![Ok(queued)]).await;
-        outcome.pop().expect("one outcome per send")
-    }
-
     /// Persists several room messages, queued in this order (so a room's
     /// share of them gets its seqs in this order); one outcome each, in
     /// order. Sends that failed their checks keep their error.

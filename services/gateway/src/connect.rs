@@ -41,19 +41,13 @@ fn authenticate(state: &GatewayState, req: &Request) -> Result<Claims, ApiError>
             .ok_or_else(ApiError::unauthorized)?,
     };
     state
-        .inner
-        .keys
+        .keys()
         .verify(&token)
         .map_err(|_| ApiError::unauthorized())
 }
 
 fn refuse(state: &GatewayState, reason: &str, err: ApiError) -> Response {
-    state
-        .inner
-        .metrics
-        .refused
-        .with_label_values(&[reason])
-        .inc();
+    state.metrics().refused.with_label_values(&[reason]).inc();
     err.into_response()
 }
 
@@ -62,7 +56,7 @@ pub(crate) async fn connect(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     mut req: Request,
 ) -> Response {
-    if state.inner.shutdown.is_cancelled() {
+    if state.shutdown().is_cancelled() {
         return refuse(
             &state,
             "draining",
@@ -119,7 +113,7 @@ pub(crate) async fn connect(
             .map(|ua| ua.chars().take(256).collect()),
     };
     let id = state.next_conn_id();
-    let tracker = state.inner.sessions.clone();
+    let tracker = state.sessions().clone();
     // What the session is built from, boxed: a value the task's future
     // captures keeps its room in the future for the session's whole life,
     // even after it has been moved into the session.

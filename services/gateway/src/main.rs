@@ -1,38 +1,34 @@
-//! `telepath-gateway`: one gateway node as its own process.
+//! `telepath-gateway`: one gateway node as its own process (`--help` lists
+//! every setting).
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::Parser;
+use telepath_gateway::{Cli, GatewayState};
 use telepath_shared::bus::{DEFAULT_INBOUND_CAPACITY, redis::RedisBus};
-use telepath_shared::config::{Common, Env, GatewayConfig};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
-    telepath_shared::config::runtime()?.block_on(serve())
+    let cli = Cli::parse();
+    telepath_shared::config::runtime(cli.common.worker_threads)?.block_on(serve(cli))
 }
 
-async fn serve() -> anyhow::Result<()> {
-    let telemetry = telepath_shared::telemetry::init("gateway");
-    let common = Common::from_source(&Env, false)?;
-    let config = GatewayConfig::from_source(&Env, common)?;
-    let redis_url = config
-        .common
+async fn serve(Cli { common, gateway }: Cli) -> anyhow::Result<()> {
+    let telemetry = telepath_shared::telemetry::init("gateway", common.log_format, &common.node_id);
+    let redis_url = common
         .redis_url
         .clone()
         .context("REDIS_URL must be set for telepath-gateway")?;
     let (bus, inbound) = RedisBus::connect(&redis_url, DEFAULT_INBOUND_CAPACITY)
         .await
         .context("connecting to Redis")?;
-    let listener = tokio::net::TcpListener::bind(config.common.listen)
+    let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .context("binding TELEPATH_LISTEN")?;
-    tracing::info!(addr = %listener.local_addr()?, node = %config.common.node_id, "gateway listening");
-    let state = telepath_gateway::GatewayState::build(
-        config,
-        Arc::new(bus),
-        inbound,
-        telepath_shared::telemetry::registry("gateway"),
-    );
+    tracing::info!(addr = %listener.local_addr()?, node = %common.node_id, "gateway listening");
+    let registry = telepath_shared::telemetry::registry("gateway");
+    let state = GatewayState::build(common, gateway, Arc::new(bus), inbound, registry);
     let shutdown = CancellationToken::new();
     tokio::spawn(telepath_shared::telemetry::shutdown_on_signal(
         shutdown.clone(),

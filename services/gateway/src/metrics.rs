@@ -304,9 +304,13 @@ impl GatewayMetrics {
         self.frames_out[kind as usize].inc_by(n as u64);
     }
 
-    /// Counts one ended connection. Close codes outside the RFC's range and
-    /// ours become `other`, so a client cannot grow the label set.
+    /// Counts one ended connection (and a slow consumer, when that is why).
+    /// Close codes outside the RFC's range and ours become `other`, so a
+    /// client cannot grow the label set.
     pub(crate) fn disconnected(&self, code: u16, reason: &str) {
+        if reason == "slow_consumer" {
+            self.slow_consumers.inc();
+        }
         let code = match code {
             1000..=1015 | 4001 | 4003 | 4008 | 4009 => code.to_string(),
             _ => "other".to_owned(),

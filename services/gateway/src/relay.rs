@@ -10,6 +10,11 @@
 //! control messages take their own paths. A probe the node publishes to its
 //! own channel every half second proves the subscription still delivers;
 //! without it `/readyz` fails (see [`Probe`]).
+//!
+//! Two events change the hub beyond fan-out: a `member` `left` event on a
+//! user's channel takes the user's connections out of the room (they left
+//! on some device), and a presence change carrying a status choice is
+//! recorded for the heartbeats.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,16 +25,16 @@ use serde::Deserialize;
 use telepath_shared::bus::{Bus, BusMessage, Inbound};
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, ByeReason, CloseCode, MemberAction, NodeControl, PRESENCE_CHANNEL,
-    PresenceBroadcast, ServerFrame, is_canonical_id, room_channel, user_channel,
+    PresenceBroadcast, PresenceReport, ServerFrame, is_canonical_id, room_channel, user_channel,
 };
 use telepath_shared::telemetry;
 use tracing::Instrument;
 
 use crate::GatewayMetrics;
+use crate::handle::Outbound;
 use crate::hub::Hub;
 use crate::metrics::OutKind;
-use crate::session::Outbound;
-use crate::upstream::ApiClient;
+use crate::upstream::{ApiClient, PresenceReporter};
 
 /// How often the relay probes its own node channel.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
@@ -83,16 +88,29 @@ impl Probe {
     }
 }
 
+/// What the relay works with.
+pub(crate) struct Relay {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) bus: Arc<dyn Bus>,
+    /// For gap repair.
+    pub(crate) api: ApiClient,
+    /// For the leaves a `member` `left` event causes.
+    pub(crate) presence: PresenceReporter,
+    pub(crate) metrics: GatewayMetrics,
+    pub(crate) probe: Arc<Probe>,
+    /// This node's control channel (`node:{id}`), where its probes come back.
+    pub(crate) own_channel: String,
+}
+
 /// Relays until the bus closes.
-pub(crate) async fn run(
-    mut inbound: Inbound,
-    hub: Arc<Hub>,
-    bus: Arc<dyn Bus>,
-    api: ApiClient,
-    metrics: GatewayMetrics,
-    probe: Arc<Probe>,
-    own_channel: String,
-) {
+pub(crate) async fn run(mut inbound: Inbound, relay: Relay) {
+    let Relay {
+        bus,
+        metrics,
+        probe,
+        own_channel,
+        ..
+    } = &relay;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     let mut nonce = 0u64;
     // After the subscription connection was lost, the first probe sent after
@@ -105,18 +123,18 @@ pub(crate) async fn run(
             msg = inbound.recv() => {
                 let Some(msg) = msg else { return };
                 metrics.bus_in.inc();
-                if msg.channel == own_channel
+                if msg.channel == *own_channel
                     && let Ok(NodeControl::Probe { nonce: back }) = serde_json::from_slice(&msg.payload)
                 {
                     probe.back();
                     if catch_up_after.is_some_and(|sent| back > sent) {
                         catch_up_after = None;
                         tracing::info!("bus subscription restored: catching rooms up from the api");
-                        catch_up(&hub, &api, &metrics).await;
+                        catch_up(&relay).await;
                     }
                     continue;
                 }
-                relay(&hub, &api, &metrics, msg).await;
+                relay_one(&relay, msg).await;
             }
             _ = tick.tick() => {
                 let now_dropped = bus.dropped();
@@ -135,11 +153,11 @@ pub(crate) async fn run(
                 }
                 if healthy && !was_healthy {
                     tracing::info!("bus is back: catching rooms up from the api");
-                    catch_up(&hub, &api, &metrics).await;
+                    catch_up(&relay).await;
                 }
                 nonce += 1;
                 let payload = Bytes::from(serde_json::to_vec(&NodeControl::Probe { nonce }).expect("serialises"));
-                if bus.publish(&own_channel, payload).await.is_ok() {
+                if bus.publish(own_channel, payload).await.is_ok() {
                     metrics.bus_out.inc();
                 }
             }
@@ -147,7 +165,8 @@ pub(crate) async fn run(
     }
 }
 
-async fn relay(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics, msg: BusMessage) {
+async fn relay_one(relay: &Relay, msg: BusMessage) {
+    let hub = relay.hub.as_ref();
     // The publisher's trace continues here when it carried one (traces on).
     let span = match &msg.meta.traceparent {
         Some(tp) if telemetry::tracing_enabled() => {
@@ -165,26 +184,25 @@ async fn relay(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics, msg: BusMes
     let channel = msg.channel.as_str();
     let out = Outbound::bus(msg.payload.clone(), msg.meta.published_us);
     if channel == BROADCAST_CHANNEL {
-        hub.dispatch_all(&out);
+        hub.fan_out_all(&out);
     } else if channel == PRESENCE_CHANNEL {
         deliver_presence(hub, &out);
     } else if channel.starts_with("node:") {
         control(hub, &msg.payload);
     } else if let Some(room) = channel.strip_prefix("room:") {
         drop(_entered);
-        relay_room(hub, api, metrics, room, channel, out)
-            .instrument(span)
-            .await;
+        relay_room(relay, room, channel, out).instrument(span).await;
     } else {
-        let kind = member_left(hub, channel, out.frame());
-        hub.dispatch(channel, &out, kind);
+        let kind = member_left(relay, channel, out.frame());
+        hub.fan_out(channel, &out, kind);
     }
 }
 
 /// A `member` `left` event on a user channel: the user is no longer in the
-/// room, so their connections on this node stop receiving it (the event
-/// itself still reaches them). Returns the kind of the frame, for counting.
-fn member_left(hub: &Hub, channel: &str, frame: &[u8]) -> OutKind {
+/// room, so their connections on this node leave it (they stop receiving
+/// it, and room-scoped requests for it are refused); the event itself still
+/// reaches them. Returns the kind of the frame, for counting.
+fn member_left(relay: &Relay, channel: &str, frame: &[u8]) -> OutKind {
     if !frame.starts_with(br#"{"type":"member""#) {
         return OutKind::Dm;
     }
@@ -193,8 +211,18 @@ fn member_left(hub: &Hub, channel: &str, frame: &[u8]) -> OutKind {
         && is_canonical_id(&event.room)
         && user_channel(&event.user.id) == channel
     {
-        let n = hub.leave_all(channel, &room_channel(&event.room));
-        tracing::debug!(connections = n, "left the room on another connection");
+        let left = relay.hub.leave_everywhere(&event.user.id, &event.room);
+        tracing::debug!(
+            connections = left.len(),
+            "left the room on another connection"
+        );
+        for conn_id in left {
+            relay.presence.report(PresenceReport::Leave {
+                conn_id,
+                user_id: event.user.id.clone(),
+                room: event.room.clone(),
+            });
+        }
     }
     OutKind::Member
 }
@@ -205,49 +233,36 @@ fn channel_kind(channel: &str) -> &str {
 }
 
 /// Relays one room frame: messages in seq order without repeats or holes.
-async fn relay_room(
-    hub: &Hub,
-    api: &ApiClient,
-    metrics: &GatewayMetrics,
-    room: &str,
-    channel: &str,
-    out: Outbound,
-) {
+async fn relay_room(relay: &Relay, room: &str, channel: &str, out: Outbound) {
+    let hub = relay.hub.as_ref();
     let head = serde_json::from_slice::<Head>(out.frame()).ok();
     let kind = head
         .as_ref()
         .map_or(OutKind::Message, |h| OutKind::of_type(&h.kind));
     let seq = head.filter(|h| h.kind == "message").and_then(|h| h.seq);
     let Some(seq) = seq else {
-        hub.dispatch_room(channel, &out, kind, None);
+        hub.fan_out_room(channel, &out, kind, None);
         return;
     };
     match hub.advance(channel, seq) {
         Some(last) if seq <= last => {} // already relayed (a repair got there first)
         Some(last) if seq > last + 1 => {
-            repair(hub, api, metrics, room, channel, last, Some(seq)).await;
-            hub.dispatch_room(channel, &out, kind, Some(seq));
+            repair(relay, room, channel, last, Some(seq)).await;
+            hub.fan_out_room(channel, &out, kind, Some(seq));
         }
         _ => {
-            hub.dispatch_room(channel, &out, kind, Some(seq));
+            hub.fan_out_room(channel, &out, kind, Some(seq));
         }
     }
 }
 
 /// Fetches the messages of `room` after `after` (and below `before`) from the
 /// api and relays them in order.
-async fn repair(
-    hub: &Hub,
-    api: &ApiClient,
-    metrics: &GatewayMetrics,
-    room: &str,
-    channel: &str,
-    mut after: i64,
-    before: Option<i64>,
-) {
+async fn repair(relay: &Relay, room: &str, channel: &str, mut after: i64, before: Option<i64>) {
+    let hub = relay.hub.as_ref();
     let start = after;
     while after - start < REPAIR_LIMIT {
-        let page = match api.history_between(room, after, before, 500).await {
+        let page = match relay.api.history(room, after, before, 500).await {
             Ok(page) => page,
             Err(e) => {
                 // Members resume with `since` on their next join; nothing else to do here.
@@ -258,10 +273,11 @@ async fn repair(
         for m in &page.messages {
             hub.advance(channel, m.seq);
             let frame = Outbound::local(Bytes::from(ServerFrame::Message(m.clone()).to_json()));
-            hub.dispatch_room(channel, &frame, OutKind::Message, Some(m.seq));
+            hub.fan_out_room(channel, &frame, OutKind::Message, Some(m.seq));
             after = m.seq;
         }
-        metrics
+        relay
+            .metrics
             .replayed
             .with_label_values(&["repair"])
             .inc_by(page.messages.len() as u64);
@@ -273,21 +289,25 @@ async fn repair(
 }
 
 /// After the bus was down: relay whatever every followed room missed.
-async fn catch_up(hub: &Hub, api: &ApiClient, metrics: &GatewayMetrics) {
-    for (channel, last) in hub.positions() {
+async fn catch_up(relay: &Relay) {
+    for (channel, last) in relay.hub.positions() {
         if let Some(room) = channel.strip_prefix("room:") {
-            repair(hub, api, metrics, room, &channel, last, None).await;
+            repair(relay, room, &channel, last, None).await;
         }
     }
 }
 
 /// Delivers a presence change once to every local connection that shares a
-/// room with the user, and to the user's own connections.
+/// room with the user, and to the user's own connections; records the
+/// user's status choice for the heartbeats.
 fn deliver_presence(hub: &Hub, out: &Outbound) {
     let change: PresenceBroadcast = match serde_json::from_slice(out.frame()) {
         Ok(c) => c,
         Err(e) => return tracing::warn!(error = %e, "malformed presence broadcast"),
     };
+    if let Some(choice) = change.choice {
+        hub.record_choice(&change.event.user.id, choice);
+    }
     let mut channels: Vec<String> = change
         .rooms
         .iter()
@@ -299,7 +319,7 @@ fn deliver_presence(hub: &Hub, out: &Outbound) {
         Bytes::from(ServerFrame::Presence(change.event).to_json()),
         out.published_us(),
     );
-    hub.dispatch_union(&channels, &frame);
+    hub.fan_out_union(&channels, &frame);
 }
 
 /// Carries out a control message from this node's channel.

@@ -6,7 +6,7 @@
 //! publishes every change once. This file holds data only; it publishes
 //! nothing and decides nothing.
 
-use telepath_shared::protocol::{Status, UserRef};
+use telepath_shared::protocol::{Status, StatusChoice, UserRef};
 
 /// One change, in the order the store made them.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +26,11 @@ pub struct PresenceChange {
     pub status: Status,
     /// The chosen status text, if any.
     pub text: Option<String>,
+    /// The user's latest status choice as the store records it (an `online`
+    /// choice included: it cleared an earlier one), with its time; `None`
+    /// when the user made none this session, and always for `offline`.
+    /// Gateways keep it and repeat it in their heartbeats.
+    pub choice: Option<StatusChoice>,
     /// For `offline`: when the last connection ended (its disconnect, or the
     /// last heartbeat of an expired one); otherwise the time of the change. Ms.
     pub last_seen_ms: i64,

@@ -1,9 +1,10 @@
 //! Publishing what the store changed, on the bus:
 //!
 //! - a presence change becomes `PresenceBroadcast {rooms, event:
-//!   PresenceEvent {user, status, text?, last_seen}}` as JSON on
-//!   [`PRESENCE_CHANNEL`]; gateways deliver it to the connections in
-//!   `rooms` and to the user's own, the api persists it;
+//!   PresenceEvent {user, status, text?, last_seen}, choice?}` as JSON on
+//!   [`PRESENCE_CHANNEL`]; gateways deliver the event to the connections in
+//!   `rooms` and to the user's own and keep the choice for their heartbeats,
+//!   the api persists the event;
 //! - a typing change becomes the `typing` server frame on `room:{id}`,
 //!   ready for gateways to relay as is.
 //!
@@ -33,6 +34,7 @@ pub(crate) fn message(change: &Change) -> (String, Bytes) {
                     text: p.text.clone(),
                     last_seen: to_utc(p.last_seen_ms),
                 },
+                choice: p.choice.clone(),
             };
             let json =
                 serde_json::to_vec(&broadcast).expect("presence broadcasts always serialise");
@@ -83,7 +85,7 @@ pub(crate) async fn publish(bus: &dyn Bus, metrics: &Metrics, changes: &[Change]
 mod tests {
     use serde_json::{Value, json};
     use telepath_shared::bus::memory::MemoryBroker;
-    use telepath_shared::protocol::{Status, UserRef};
+    use telepath_shared::protocol::{Status, StatusChoice, UserRef};
 
     use super::*;
     use crate::change::{PresenceChange, TypingChange};
@@ -102,6 +104,7 @@ mod tests {
             user: ada(),
             status: Status::Offline,
             text: None,
+            choice: None,
             last_seen_ms: 1_700_000_000_000,
             rooms: vec![ROOM.into()],
             cause_ms: 1_700_000_001_000,
@@ -118,6 +121,32 @@ mod tests {
             json!({"rooms": [ROOM], "event": {"user": {"id": "u1", "name": "ada"},
                 "status": "offline", "last_seen": "2023-11-14T22:13:20Z"}})
         );
+    }
+
+    #[test]
+    fn a_presence_change_carries_the_users_choice_record_for_the_gateways() {
+        let choice = StatusChoice {
+            status: Status::Meditating,
+            text: Some("om".into()),
+            at_ms: 1_699_999_999_000,
+        };
+        let change = Change::Presence(PresenceChange {
+            user: ada(),
+            status: Status::Meditating,
+            text: Some("om".into()),
+            choice: Some(choice.clone()),
+            last_seen_ms: 1_700_000_000_000,
+            rooms: vec![ROOM.into()],
+            cause_ms: 1_700_000_000_000,
+        });
+        let (_, payload) = message(&change);
+        let v: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            v["choice"],
+            json!({"status": "meditating", "text": "om", "at_ms": 1_699_999_999_000_i64})
+        );
+        let broadcast: PresenceBroadcast = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(broadcast.choice, Some(choice));
     }
 
     #[test]

@@ -1,24 +1,29 @@
 //! telepath-presence: who is online, away, busy or typing, kept from
 //! gateways' ordered reports and heartbeats, with expiry so no ghost stays
-//! online, and every change announced once on the bus.
+//! online, and every change announced once on the bus. Heartbeats carry each
+//! live connection's whole state and presence converges to it, so a lost
+//! report, or a store that lost its data, is repaired by the next one.
 //!
 //! - [`store`]: the [`store::PresenceStore`] trait and its state machine,
 //!   with memory and Redis implementations; it returns [`change::Change`]s.
 //! - `events`: publishes changes — `PresenceBroadcast` JSON on the
-//!   `presence` channel, `typing` frames on `room:{id}`.
+//!   `presence` channel (with the user's choice record, which gateways
+//!   repeat in their heartbeats), `typing` frames on `room:{id}`.
 //! - [`PresenceState`]: the shared state; [`routes`]/[`router`] serve it over
-//!   HTTP: gateways' `POST /internal/presence/{reports,connect,disconnect,heartbeat}`,
+//!   HTTP: gateways' `POST /internal/presence/{reports,heartbeat}`,
 //!   the api's `GET /internal/presence/users/{user_id}/connections`
 //!   ([`UserConnections`]) and `GET /internal/presence/summary`
 //!   ([`PresenceSummary`]), and the users' `GET /presence/online`.
 //! - `sweeper`: expires connections whose heartbeats stopped, announces users
-//!   whose grace period ended and expires typing indicators.
+//!   whose grace period ended and expires typing indicators; [`spawn_sweeper`]
+//!   starts it beside a state.
 //!
 //! Not here: delivering events to clients (gateways) and persisting status
 //! and last_online (the api); both consume the `presence` channel.
 
 pub mod change;
 mod clock;
+mod config;
 mod events;
 mod metrics;
 mod query;
@@ -40,6 +45,7 @@ use telepath_shared::telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use config::{Cli, PresenceConfig};
 pub use report::{MAX_FIELD_BYTES, MAX_HEARTBEAT_CONNS, MAX_REPORTS};
 pub use route::routes;
 pub use state::PresenceState;
@@ -66,9 +72,14 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "presence listening");
     }
-    state.spawn_sweeper(shutdown.clone());
+    spawn_sweeper(&state, shutdown.clone());
     let drain = state.drain();
     telepath_shared::http::serve_gracefully(listener, router(state), shutdown, drain).await
+}
+
+/// Starts the sweeper on `state` (it stops when `shutdown` is cancelled).
+pub fn spawn_sweeper(state: &PresenceState, shutdown: CancellationToken) {
+    tokio::spawn(sweeper::run(state.clone(), shutdown));
 }
 
 /// `GET /healthz`: the process is up.

@@ -1,13 +1,14 @@
-//! `telepath-presence`: the presence service as its own process. All the work
-//! is in the library; this reads config, connects the Redis bus presence
-//! publishes on (`REDIS_URL` is required here), binds and runs until a signal.
+//! `telepath-presence`: the presence service as its own process (`--help`
+//! lists every setting). All the work is in the library; this reads the
+//! settings, connects the Redis bus presence publishes on (`REDIS_URL` is
+//! required here), binds and runs until a signal.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use telepath_presence::{PresenceState, run};
+use clap::Parser;
+use telepath_presence::{Cli, PresenceState, run};
 use telepath_shared::bus::redis::RedisBus;
-use telepath_shared::config::{Common, Env, PresenceConfig};
 use telepath_shared::telemetry;
 use tokio_util::sync::CancellationToken;
 
@@ -15,24 +16,19 @@ use tokio_util::sync::CancellationToken;
 const INBOUND_CAPACITY: usize = 16;
 
 fn main() -> anyhow::Result<()> {
-    telepath_shared::config::runtime()?.block_on(serve())
+    let cli = Cli::parse();
+    telepath_shared::config::runtime(cli.common.worker_threads)?.block_on(serve(cli))
 }
 
-async fn serve() -> anyhow::Result<()> {
-    let telemetry = telemetry::init("presence");
-    let common = Common::from_source(&Env, false).context("configuration")?;
-    let config = PresenceConfig::from_source(&Env, common).context("configuration")?;
-    let url = config
-        .common
-        .redis_url
-        .clone()
-        .context("REDIS_URL is required")?;
+async fn serve(Cli { common, presence }: Cli) -> anyhow::Result<()> {
+    let telemetry = telemetry::init("presence", common.log_format, &common.node_id);
+    let url = common.redis_url.clone().context("REDIS_URL is required")?;
     let (bus, _inbound) = RedisBus::connect(&url, INBOUND_CAPACITY)
         .await
         .context("connect the redis bus")?;
-    let listen = config.common.listen;
-    let state =
-        PresenceState::build(config, Arc::new(bus), telemetry::registry("presence")).await?;
+    let listen = common.listen;
+    let registry = telemetry::registry("presence");
+    let state = PresenceState::build(common, presence, Arc::new(bus), registry).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("bind {listen}"))?;

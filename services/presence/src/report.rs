@@ -1,17 +1,19 @@
 //! Bounds on what gateways report, checked before anything reaches the
 //! store: conn ids and nodes are 1..=[`MAX_FIELD_BYTES`] characters, user
-//! ids and names 1..=64 (the schema's `UserRef`), rooms canonical ids, status
-//! text at most [`MAX_STATUS_TEXT_CHARS`] characters; a batch holds at most
-//! [`MAX_REPORTS`] reports, a heartbeat [`MAX_HEARTBEAT_CONNS`] connections
-//! of at most [`MAX_ROOMS_PER_CONN`] rooms each. Anything else is a 400.
+//! ids and names 1..=64 (the schema's `UserRef`), rooms canonical ids, a
+//! status choice (a report's or a heartbeat's) not `offline`, its text at
+//! most [`MAX_STATUS_TEXT_CHARS`] characters and its time not before the
+//! epoch; a batch holds at most [`MAX_REPORTS`] reports, a heartbeat
+//! [`MAX_HEARTBEAT_CONNS`] connections of at most [`MAX_ROOMS_PER_CONN`]
+//! rooms each. Anything else is a 400.
 //!
 //! The internal routes are only reachable with the internal token, but they
 //! still never let one request grow the store without bound.
 
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    ConnReport, DisconnectReport, HeartbeatReport, LiveConn, MAX_STATUS_TEXT_CHARS, PresenceReport,
-    PresenceReports, Status, UserRef, is_canonical_id,
+    HeartbeatReport, LiveConn, MAX_STATUS_TEXT_CHARS, PresenceReport, PresenceReports, Status,
+    UserRef, is_canonical_id,
 };
 
 use crate::store::MAX_ROOMS_PER_CONN;
@@ -63,19 +65,6 @@ fn room(room: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Checks one reported connection.
-pub(crate) fn check_conn(conn: &ConnReport) -> Result<(), ApiError> {
-    field("conn_id", &conn.conn_id)?;
-    user(&conn.user)?;
-    field("node", &conn.node)
-}
-
-/// Checks a disconnect.
-pub(crate) fn check_disconnect(report: &DisconnectReport) -> Result<(), ApiError> {
-    field("conn_id", &report.conn_id)?;
-    field("user_id", &report.user_id)
-}
-
 /// Checks the user id of `GET /internal/presence/users/{user_id}/connections`.
 pub(crate) fn check_user_id(user_id: &str) -> Result<(), ApiError> {
     field("user_id", user_id)
@@ -90,7 +79,11 @@ fn check_live(conn: &LiveConn) -> Result<(), ApiError> {
             "at most {MAX_ROOMS_PER_CONN} rooms per connection"
         )));
     }
-    conn.rooms.iter().try_for_each(|r| room(r))
+    conn.rooms.iter().try_for_each(|r| room(r))?;
+    match &conn.choice {
+        Some(c) => check_status(c.status, c.text.as_deref(), c.at_ms),
+        None => Ok(()),
+    }
 }
 
 /// Checks a heartbeat and each connection in it.
@@ -104,7 +97,10 @@ pub(crate) fn check_heartbeat(report: &HeartbeatReport) -> Result<(), ApiError> 
     report.conns.iter().try_for_each(check_live)
 }
 
-fn check_status(status: Status, text: Option<&str>) -> Result<(), ApiError> {
+fn check_status(status: Status, text: Option<&str>, at_ms: i64) -> Result<(), ApiError> {
+    if at_ms < 0 {
+        return Err(ApiError::bad_request("at_ms must be a time (Unix ms)"));
+    }
     if status == Status::Offline {
         return Err(ApiError::bad_request(
             "status must be online, away, busy or meditating",
@@ -170,9 +166,10 @@ fn check_report(report: &PresenceReport) -> Result<(), ApiError> {
             user: u,
             status,
             text,
+            at_ms,
         } => {
             user(u)?;
-            check_status(*status, text.as_deref())
+            check_status(*status, text.as_deref(), *at_ms)
         }
     }
 }
@@ -190,6 +187,8 @@ pub(crate) fn check_reports(batch: &PresenceReports) -> Result<(), ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use telepath_shared::protocol::StatusChoice;
+
     use super::*;
 
     const ROOM: &str = "0190f5a4-7c1e-7c3a-9d2e-1a2b3c4d5e6f";
@@ -201,12 +200,12 @@ mod tests {
         }
     }
 
-    fn conn(conn_id: &str) -> ConnReport {
-        ConnReport {
+    fn connect(conn_id: &str) -> PresenceReports {
+        batch(vec![PresenceReport::Connect {
             conn_id: conn_id.into(),
             user: ada(),
             node: "n1".into(),
-        }
+        }])
     }
 
     fn batch(reports: Vec<PresenceReport>) -> PresenceReports {
@@ -221,18 +220,19 @@ mod tests {
             user: ada(),
             status,
             text: Some(text.into()),
+            at_ms: 1,
         }
     }
 
     #[test]
     fn fields_of_up_to_256_characters_are_accepted() {
-        assert!(check_conn(&conn(&"x".repeat(MAX_FIELD_BYTES))).is_ok());
+        assert!(check_reports(&connect(&"x".repeat(MAX_FIELD_BYTES))).is_ok());
     }
 
     #[test]
     fn an_empty_or_oversized_field_is_a_bad_request() {
         for id in [String::new(), "x".repeat(MAX_FIELD_BYTES + 1)] {
-            let err = check_conn(&conn(&id)).unwrap_err();
+            let err = check_reports(&connect(&id)).unwrap_err();
             assert_eq!(err.status(), 400);
         }
     }
@@ -245,6 +245,7 @@ mod tests {
             node: "n1".into(),
             rooms: vec![ROOM.into()],
             idle: false,
+            choice: None,
         };
         let report = |conns| HeartbeatReport {
             node: "n1".into(),
@@ -281,6 +282,46 @@ mod tests {
             &"é".repeat(MAX_STATUS_TEXT_CHARS + 1),
         )]);
         assert_eq!(check_reports(&long).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn a_heartbeats_choice_is_checked_like_a_status_report() {
+        let with = |status, text: &str, at_ms| HeartbeatReport {
+            node: "n1".into(),
+            conns: vec![LiveConn {
+                conn_id: "c".into(),
+                user: ada(),
+                node: "n1".into(),
+                rooms: Vec::new(),
+                idle: false,
+                choice: Some(StatusChoice {
+                    status,
+                    text: Some(text.into()),
+                    at_ms,
+                }),
+            }],
+        };
+        let long = "x".repeat(MAX_STATUS_TEXT_CHARS + 1);
+        assert!(check_heartbeat(&with(Status::Meditating, "om", 0)).is_ok());
+        for bad in [
+            with(Status::Offline, "bye", 1),
+            with(Status::Busy, &long, 1),
+            with(Status::Busy, "x", -1),
+        ] {
+            assert_eq!(check_heartbeat(&bad).unwrap_err().status(), 400);
+        }
+    }
+
+    #[test]
+    fn a_status_chosen_before_the_epoch_is_a_bad_request() {
+        let mut early = status(Status::Busy, "x");
+        if let PresenceReport::Status { at_ms, .. } = &mut early {
+            *at_ms = -1;
+        }
+        assert_eq!(
+            check_reports(&batch(vec![early])).unwrap_err().status(),
+            400
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The presence HTTP routes:
 //!
 //! - gateways' reports: `POST /internal/presence/reports` (a batch of
-//!   `PresenceReport`s applied in order), `POST /internal/presence/connect`
-//!   and `/disconnect` (one report each, same semantics) and `/heartbeat`;
+//!   `PresenceReport`s applied in order) and `/heartbeat` (every live
+//!   connection of a node with its whole state, which presence converges to);
 //! - the api's queries: `GET /internal/presence/users/{user_id}/connections`
 //!   and `GET /internal/presence/summary` (shapes in `query.rs`);
 //! - the users' `GET /presence/online`.
@@ -24,20 +24,14 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use telepath_shared::auth::{Claims, bearer};
 use telepath_shared::http::{ApiError, JsonBody, check_internal};
-use telepath_shared::protocol::{
-    ConnReport, DisconnectReport, HeartbeatReport, OnlineUsers, PresenceReport, PresenceReports,
-};
+use telepath_shared::protocol::{HeartbeatReport, OnlineUsers, PresenceReport, PresenceReports};
 
 use crate::query::{sort_users, sorted_connections};
 use crate::report::{
-    MAX_HEARTBEAT_BYTES, MAX_REPORTS_BYTES, check_conn, check_disconnect, check_heartbeat,
-    check_reports, check_user_id,
+    MAX_HEARTBEAT_BYTES, MAX_REPORTS_BYTES, check_heartbeat, check_reports, check_user_id,
 };
 use crate::state::PresenceState;
 use telepath_shared::protocol::{PresenceSummary, UserConnections};
-
-/// Largest connect or disconnect body, bytes.
-const MAX_REPORT_BYTES: usize = 16 * 1024;
 
 /// The presence routes only: no `/healthz`, `/readyz`, `/metrics` or fallback.
 pub fn routes(state: PresenceState) -> Router {
@@ -45,14 +39,6 @@ pub fn routes(state: PresenceState) -> Router {
         .route(
             "/internal/presence/reports",
             post(reports).layer(DefaultBodyLimit::max(MAX_REPORTS_BYTES)),
-        )
-        .route(
-            "/internal/presence/connect",
-            post(connect).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
-        )
-        .route(
-            "/internal/presence/disconnect",
-            post(disconnect).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
         )
         .route(
             "/internal/presence/heartbeat",
@@ -124,49 +110,13 @@ async fn reports(
     apply(&state, &batch.reports, now).await
 }
 
-/// `POST /internal/presence/connect`: a gateway accepted a connection (the
-/// `connect` report on its own).
-#[tracing::instrument(skip_all, fields(conn_id = %report.conn_id, node = %report.node))]
-async fn connect(
-    State(state): State<PresenceState>,
-    JsonBody(report): JsonBody<ConnReport>,
-) -> Result<StatusCode, ApiError> {
-    let now = state.now_ms();
-    check_conn(&report)?;
-    let ConnReport {
-        conn_id,
-        user,
-        node,
-    } = report;
-    let report = PresenceReport::Connect {
-        conn_id,
-        user,
-        node,
-    };
-    apply(&state, &[report], now).await
-}
-
-/// `POST /internal/presence/disconnect`: a connection ended (the
-/// `disconnect` report on its own).
-#[tracing::instrument(skip_all, fields(conn_id = %report.conn_id))]
-async fn disconnect(
-    State(state): State<PresenceState>,
-    JsonBody(report): JsonBody<DisconnectReport>,
-) -> Result<StatusCode, ApiError> {
-    let now = state.now_ms();
-    check_disconnect(&report)?;
-    let DisconnectReport { conn_id, user_id } = report;
-    apply(
-        &state,
-        &[PresenceReport::Disconnect { conn_id, user_id }],
-        now,
-    )
-    .await
-}
-
-/// `POST /internal/presence/heartbeat`: every live connection of one node;
-/// connections the store lost (say, Redis restarted) are registered again
-/// with their rooms and idle flag, and their users announced again.
+/// `POST /internal/presence/heartbeat`: every live connection of one node
+/// with its whole state (rooms, idle flag, the user's latest choice).
+/// Presence converges to it: connections it lost (say, Redis restarted
+/// empty) are registered again, known ones take the listed rooms and idle
+/// flag, a choice newer than the recorded one is taken, and each user whose
+/// effective status changed is announced once. So a report lost on the way
+/// is repaired by the next heartbeat.
 #[tracing::instrument(skip_all, fields(node = %report.node, conns = report.conns.len()))]
 async fn heartbeat(
     State(state): State<PresenceState>,

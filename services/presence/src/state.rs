@@ -1,8 +1,8 @@
 //! The service state every handler and the sweeper share: the store, the
 //! bus events go to, the token keys, the settings, the clock and the metrics.
 //!
-//! Cloning is cheap (one `Arc`). The state owns no task; the sweeper is
-//! started explicitly with [`PresenceState::spawn_sweeper`].
+//! Cloning is cheap (one `Arc`). The state owns no task: the sweeper, which
+//! works on the state, is started beside it (`spawn_sweeper` in `lib.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,18 +11,17 @@ use anyhow::Context;
 use prometheus::Registry;
 use telepath_shared::auth::JwtKeys;
 use telepath_shared::bus::Bus;
-use telepath_shared::config::PresenceConfig;
+use telepath_shared::config::Common;
 use telepath_shared::http::ApiError;
-use tokio_util::sync::CancellationToken;
 
 use crate::change::Change;
 use crate::clock::Clock;
+use crate::config::PresenceConfig;
 use crate::events;
 use crate::metrics::Metrics;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{self, Interrupted, PresenceStore, Timing};
-use crate::sweeper;
 
 /// Longest pause between two sweeps, whatever the heartbeat interval.
 const MAX_SWEEP_PERIOD: Duration = Duration::from_millis(250);
@@ -55,16 +54,17 @@ impl std::fmt::Debug for PresenceState {
 }
 
 impl PresenceState {
-    /// Uses a Redis store when `config.common.redis_url` is set, else the
+    /// Uses a Redis store when `common.redis_url` is set, else the
     /// in-memory one; presence events go to `bus`; registers the metrics in
     /// `registry`.
     pub async fn build(
+        common: Common,
         config: PresenceConfig,
         bus: Arc<dyn Bus>,
         registry: Registry,
     ) -> anyhow::Result<Self> {
-        let timing = Timing::from_config(&config);
-        let store: Arc<dyn PresenceStore> = match &config.common.redis_url {
+        let timing = Timing::from_config(&common, &config);
+        let store: Arc<dyn PresenceStore> = match &common.redis_url {
             Some(url) => {
                 let pool = telepath_shared::bus::redis::pool(url).context("redis pool")?;
                 Arc::new(RedisStore::new(pool, timing))
@@ -76,21 +76,21 @@ impl PresenceState {
         if let Err(e) = store.ping().await {
             tracing::warn!(error = %e, "presence store not reachable yet");
         }
-        Ok(Self::with_store(config, bus, registry, store))
+        Ok(Self::with_store(&common, bus, registry, store))
     }
 
-    /// State over an already built `store` (its timing should match `config`).
+    /// State over an already built `store` (its timing should match `common`'s heartbeat).
     pub fn with_store(
-        config: PresenceConfig,
+        common: &Common,
         bus: Arc<dyn Bus>,
         registry: Registry,
         store: Arc<dyn PresenceStore>,
     ) -> Self {
-        Self::with_clock(config, bus, registry, store, Clock::System)
+        Self::with_clock(common, bus, registry, store, Clock::System)
     }
 
     pub(crate) fn with_clock(
-        config: PresenceConfig,
+        common: &Common,
         bus: Arc<dyn Bus>,
         registry: Registry,
         store: Arc<dyn PresenceStore>,
@@ -100,20 +100,15 @@ impl PresenceState {
             inner: Arc::new(Inner {
                 store,
                 bus,
-                keys: JwtKeys::new(&config.common.jwt_secret),
-                internal_token: config.common.internal_token,
-                drain: config.common.drain,
-                heartbeat_ms: config.heartbeat_ms.max(1),
+                keys: JwtKeys::new(&common.jwt_secret),
+                internal_token: common.internal_token(),
+                drain: common.drain(),
+                heartbeat_ms: common.heartbeat_ms.max(1),
                 clock,
                 metrics: Metrics::new(&registry),
                 registry,
             }),
         }
-    }
-
-    /// Starts the background sweeper task (stops when `shutdown` is cancelled).
-    pub fn spawn_sweeper(&self, shutdown: CancellationToken) {
-        tokio::spawn(sweeper::run(self.clone(), shutdown));
     }
 
     /// Readiness: `Ok` when the store answers, else `unavailable`.

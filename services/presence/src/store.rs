@@ -1,6 +1,7 @@
 //! The presence store: which connections are alive, whose they are, which
-//! rooms they joined, whether they are idle, each user's chosen and
-//! announced status, users pending offline, and typing indicators.
+//! rooms they joined, whether they are idle, each user's latest status
+//! choice (with its time) and announced status, users pending offline, and
+//! typing indicators.
 //!
 //! [`PresenceStore`] is the one boundary; [`memory::MemoryStore`] backs the
 //! all-in-one binary and fast tests, [`redis::RedisStore`] is shared by every
@@ -8,16 +9,35 @@
 //!
 //! - effective status: the user's chosen status if any, else `away` when all
 //!   their live connections are idle, else `online`;
+//! - choices are ordered by the time a gateway received them (`at_ms`): the
+//!   store keeps the user's latest choice and its time, and takes a choice
+//!   (from a `Status` report or a heartbeat) only when it is strictly newer,
+//!   so a late report or a gateway repeating an old choice changes nothing.
+//!   An `online` choice clears the chosen status but its time is kept. A
+//!   choice for a user with no connection who is not pending offline is
+//!   ignored;
 //! - the store remembers the status it last *announced* per user and returns
 //!   a [`Change`] whenever the effective status (or its text) differs from
-//!   it, to exactly one caller;
+//!   it, to exactly one caller; the change carries the user's choice record
+//!   (`None` if they made none this session, and for `offline`);
+//! - a heartbeat lists each live connection of a node with its whole state
+//!   (rooms, idle flag, the user's latest choice), and the store converges
+//!   to it: an unknown connection is registered, a known one joins the
+//!   listed rooms it is not in and leaves the ones not listed (as Join and
+//!   Leave reports would, typing and seen rooms included) and takes the
+//!   listed idle flag, and a newer choice is taken. Each user whose state
+//!   changed settles once, so a report lost on the way is repaired by the
+//!   next heartbeat, and a store that lost everything is rebuilt by one.
+//!   Connections of the node that a heartbeat does not list are left to
+//!   expire;
 //! - the last connection's disconnect makes the user pending offline until
 //!   `now + grace`; a connection within the grace cancels it silently, else
 //!   the sweep announces `offline` once; the last connection's expiry
-//!   announces `offline` at once. Going offline forgets the chosen status.
+//!   announces `offline` at once. Going offline forgets the choice and its
+//!   time;
 //! - the `offline` goes to every room any of the user's connections joined
-//!   since the user came online (by join or heartbeat rebuild), not only the
-//!   last connection's, less rooms the user left on every connection: whoever
+//!   since the user came online (by join or heartbeat), not only the last
+//!   connection's, less rooms the user left on every connection: whoever
 //!   saw the user come online in a room hears them go offline.
 //!
 //! A store keeps facts and returns changes; it does not decide when to sweep
@@ -32,11 +52,12 @@ mod conformance;
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use telepath_shared::config::PresenceConfig;
+use telepath_shared::config::Common;
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, PresenceReport, Status};
 
 use crate::change::Change;
+use crate::config::PresenceConfig;
 
 /// Most rooms one connection is recorded in (the heartbeat schema's bound);
 /// joins beyond it are ignored.
@@ -114,9 +135,9 @@ impl Timing {
         }
     }
 
-    /// The bounds `config` asks for.
-    pub fn from_config(config: &PresenceConfig) -> Self {
-        Self::new(config.heartbeat_ms, config.grace_ms, config.typing_ttl_ms)
+    /// The bounds the settings ask for.
+    pub fn from_config(common: &Common, config: &PresenceConfig) -> Self {
+        Self::new(common.heartbeat_ms, config.grace_ms, config.typing_ttl_ms)
     }
 }
 
@@ -142,8 +163,9 @@ pub trait PresenceStore: Send + Sync {
         reports: &[PresenceReport],
         now_ms: i64,
     ) -> Result<Vec<Change>, Interrupted>;
-    /// Sets each listed connection's last heartbeat to `now_ms`; registers unknown ones
-    /// with their rooms and idle flag and returns the changes that made.
+    /// Sets each listed connection's last heartbeat to `now_ms` and converges to its
+    /// listed state (registers unknown ones; joins, leaves and idle flag of known ones;
+    /// a newer choice); returns the changes that made, each user settled once.
     async fn heartbeat(
         &self,
         report: &HeartbeatReport,

@@ -4,10 +4,10 @@
 //! indicators; it publishes what that changed. Every half interval it also
 //! recounts the online gauges.
 //!
-//! This is what makes presence ghost-free (DESIGN invariant 3): a gateway
-//! that dies stops heartbeating, and its users are announced offline within
-//! 1.5 intervals plus one sweep period of its last heartbeat — under two
-//! intervals. Several replicas may sweep the same Redis at once; the store
+//! This is what makes presence ghost-free (invariant 3 in
+//! docs/ARCHITECTURE.md): a gateway that dies stops heartbeating, and its
+//! users are announced offline within 1.5 intervals plus one sweep period
+//! of its last heartbeat — under two intervals. Several replicas may sweep the same Redis at once; the store
 //! returns each change to exactly one of them.
 
 use tokio::time::{Instant, MissedTickBehavior};

@@ -1,17 +1,46 @@
 //! The `telepath` command line: serve (the default) or mint a token.
+//! `telepath --help` lists every setting of the three services with its
+//! environment variable and default; the all-in-one's own defaults (dev
+//! login on, a development JWT secret) are set here.
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use telepath_shared::auth::JwtKeys;
+use telepath_shared::config::{DEV_JWT_SECRET, MORE_VARIABLES};
 use telepath_shared::protocol::{Role, UserInfo, user_id_for};
+
+use crate::Config;
 
 /// Telepath all-in-one: gateway, api and presence in one process.
 #[derive(Debug, Parser)]
-#[command(name = "telepath", version, about)]
+#[command(name = "telepath", version, about, after_long_help = MORE_VARIABLES)]
 pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The command with the all-in-one's defaults: dev login on, and the
+    /// development secret when `TELEPATH_JWT_SECRET` is unset.
+    pub fn command_with_defaults() -> clap::Command {
+        Cli::command()
+            .mut_arg("dev_login", |a| a.default_value("1"))
+            .mut_arg("jwt_secret", |a| {
+                a.required(false)
+                    .default_value(DEV_JWT_SECRET)
+                    .hide_default_value(true)
+            })
+    }
+
+    /// Parses the process's arguments and environment (exits with a usage
+    /// message on a bad value).
+    pub fn parse_args() -> Cli {
+        let matches = Self::command_with_defaults().get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 /// What to do.
@@ -35,7 +64,8 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 30m, 1h, 7d.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
-    /// The signing secret.
+    /// The signing secret (required here: a token signed with the
+    /// development secret would only work on a laptop).
     #[arg(long, env = "TELEPATH_JWT_SECRET", hide_env_values = true)]
     pub secret: String,
 }
@@ -74,9 +104,16 @@ impl TokenArgs {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> TokenArgs {
-        let cli = Cli::try_parse_from(args).unwrap();
-        match cli.command {
+    /// Parses `args` as the binary would, ignoring the process environment.
+    fn try_parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::command_with_defaults()
+            .mut_args(|a| a.env(None))
+            .try_get_matches_from(args)
+            .and_then(|m| Cli::from_arg_matches(&m))
+    }
+
+    fn parse_token(args: &[&str]) -> TokenArgs {
+        match try_parse(args).unwrap().command {
             Some(Command::Token(t)) => t,
             other => panic!("expected token, got {other:?}"),
         }
@@ -84,7 +121,7 @@ mod tests {
 
     #[test]
     fn token_mints_a_verifiable_admin_token_for_the_derived_user_id() {
-        let t = parse(&[
+        let t = parse_token(&[
             "telepath", "token", "--user", "ada", "--role", "admin", "--ttl", "2h", "--secret", "s",
         ]);
         let claims = JwtKeys::new("s").verify(&t.mint().unwrap()).unwrap();
@@ -96,22 +133,67 @@ mod tests {
 
     #[test]
     fn token_refuses_bad_names_and_ttls() {
-        assert!(
-            parse(&["telepath", "token", "--user", "a b", "--secret", "s"])
-                .mint()
-                .is_err()
-        );
-        assert!(
-            Cli::try_parse_from([
-                "telepath", "token", "--user", "ada", "--ttl", "soon", "--secret", "s"
-            ])
-            .is_err()
-        );
-        assert!(
-            Cli::try_parse_from([
-                "telepath", "token", "--user", "ada", "--role", "root", "--secret", "s"
-            ])
-            .is_err()
-        );
+        let bad_name = parse_token(&["telepath", "token", "--user", "a b", "--secret", "s"]);
+        assert!(bad_name.mint().is_err());
+        let args = [
+            "telepath", "token", "--user", "ada", "--ttl", "soon", "--secret", "s",
+        ];
+        assert!(try_parse(&args).is_err());
+        let args = [
+            "telepath", "token", "--user", "ada", "--role", "root", "--secret", "s",
+        ];
+        assert!(try_parse(&args).is_err());
+    }
+
+    #[test]
+    fn the_all_in_one_defaults_to_dev_login_and_the_development_secret() {
+        let cli = try_parse(&["telepath"]).unwrap();
+        assert!(cli.config.api.dev_login);
+        assert_eq!(cli.config.common.jwt_secret, DEV_JWT_SECRET);
+        assert_eq!(cli.config.common.listen.to_string(), "127.0.0.1:8080");
+        let cli = try_parse(&["telepath", "--dev-login", "0", "--jwt-secret", "s"]).unwrap();
+        assert!(!cli.config.api.dev_login);
+        assert_eq!(cli.config.common.jwt_secret, "s");
+    }
+
+    #[test]
+    fn help_lists_every_setting_of_every_service() {
+        let help = Cli::command_with_defaults().render_long_help().to_string();
+        for var in [
+            "TELEPATH_LISTEN",
+            "TELEPATH_NODE_ID",
+            "REDIS_URL",
+            "DATABASE_URL",
+            "TELEPATH_JWT_SECRET",
+            "TELEPATH_INTERNAL_TOKEN",
+            "TELEPATH_DEV_LOGIN",
+            "TELEPATH_API_URL",
+            "TELEPATH_PRESENCE_URL",
+            "TELEPATH_TOKEN_TTL_SECS",
+            "TELEPATH_MAX_REQUEST_BYTES",
+            "TELEPATH_COMMIT_BATCH",
+            "TELEPATH_OFFLINE_QUEUE_MAX",
+            "TELEPATH_OFFLINE_TTL",
+            "TELEPATH_HEARTBEAT_MS",
+            "TELEPATH_AWAY_AFTER_MS",
+            "TELEPATH_WRITE_DELAY_MS",
+            "TELEPATH_PRESENCE_GRACE_MS",
+            "TELEPATH_TYPING_TTL_MS",
+            "TELEPATH_WORKER_THREADS",
+            "TELEPATH_DRAIN_SECS",
+            "TELEPATH_LOG_FORMAT",
+            "TELEPATH_MAX_FRAME_BYTES",
+            "TELEPATH_MAX_BODY_BYTES",
+            "TELEPATH_OUTBOUND_QUEUE",
+            "TELEPATH_MAX_ROOMS_PER_CONN",
+            "TELEPATH_MAX_RATE_PER_S",
+            "TELEPATH_REPLAY_CAP",
+            "RUST_LOG",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ] {
+            assert!(help.contains(var), "{var} missing from telepath --help");
+        }
+        assert!(help.contains("[default: 1]"), "dev login is on by default");
+        assert!(!help.contains(DEV_JWT_SECRET), "the secret is not printed");
     }
 }

@@ -17,41 +17,45 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use prometheus::Registry;
+use telepath_api::ApiConfig;
 use telepath_api::ApiState;
+use telepath_gateway::GatewayConfig;
 use telepath_gateway::GatewayState;
+use telepath_presence::PresenceConfig;
 use telepath_presence::PresenceState;
 use telepath_shared::bus::memory::MemoryBroker;
 use telepath_shared::bus::redis::RedisBus;
 use telepath_shared::bus::{Bus, DEFAULT_INBOUND_CAPACITY, Inbound};
-use telepath_shared::config::{ApiConfig, Common, GatewayConfig, PresenceConfig, Source};
+use telepath_shared::config::Common;
 use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::http::{ApiError, not_found};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The settings of all three services of one all-in-one node.
-#[derive(Debug, Clone)]
+/// The settings of all three services of one all-in-one node (what they
+/// share once, then each one's own); [`cli::Cli`] reads them.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    pub api: ApiConfig,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
     pub gateway: GatewayConfig,
+    #[command(flatten)]
+    pub api: ApiConfig,
+    #[command(flatten)]
     pub presence: PresenceConfig,
 }
 
 impl Config {
-    /// Reads the configuration; dev login is on and a development JWT secret
-    /// is used unless the environment says otherwise.
-    pub fn from_source(src: &dyn Source) -> anyhow::Result<Config> {
-        let common = Common::from_source(src, true)?;
-        Ok(Config {
-            api: ApiConfig::from_source(src, common.clone(), true)?,
-            gateway: GatewayConfig::from_source(src, common.clone())?,
-            presence: PresenceConfig::from_source(src, common)?,
-        })
-    }
-
-    /// The shared settings.
-    pub fn common(&self) -> &Common {
-        &self.api.common
+    /// Every setting at its default, with `secret`, SQLite at
+    /// `database_url` and dev login on (tests).
+    pub fn for_tests(secret: &str, database_url: &str) -> Config {
+        Config {
+            common: Common::for_tests(secret),
+            gateway: GatewayConfig::for_tests("http://127.0.0.1:9"),
+            api: ApiConfig::for_tests(database_url),
+            presence: PresenceConfig::for_tests(),
+        }
     }
 }
 
@@ -84,7 +88,7 @@ pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node>
     let registry = telepath_shared::telemetry::registry("telepath");
     // Each service is its own node on the bus, as in a split deployment.
     let broker = MemoryBroker::new();
-    let redis_url = config.common().redis_url.clone();
+    let redis_url = config.common.redis_url.clone();
     let connect = || async {
         let node: (Arc<dyn Bus>, Inbound) = match &redis_url {
             Some(url) => {
@@ -103,14 +107,21 @@ pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node>
     let (api_bus, api_inbound) = connect().await?;
     let (presence_bus, _) = connect().await?;
     let (gateway_bus, gateway_inbound) = connect().await?;
-    // The gateway calls the api and presence on this very port.
+    // The gateway calls the api and presence, and the api presence, on this very port.
     config.gateway.api_url = self_url(addr);
-    config.gateway.presence_url = self_url(addr);
-    config.api.presence_url = self_url(addr);
-    let api = ApiState::build(config.api, api_bus, api_inbound, registry.clone()).await?;
-    let presence = PresenceState::build(config.presence, presence_bus, registry.clone()).await?;
+    config.common.presence_url = self_url(addr);
+    let Config {
+        common,
+        gateway,
+        api,
+        presence,
+    } = config;
+    let api = ApiState::build(common.clone(), api, api_bus, api_inbound, registry.clone()).await?;
+    let presence =
+        PresenceState::build(common.clone(), presence, presence_bus, registry.clone()).await?;
     let gateway = GatewayState::build(
-        config.gateway,
+        common,
+        gateway,
         gateway_bus,
         gateway_inbound,
         registry.clone(),
@@ -162,7 +173,7 @@ pub async fn run(
     node: Node,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    node.presence.spawn_sweeper(shutdown.clone());
+    telepath_presence::spawn_sweeper(&node.presence, shutdown.clone());
     let gateway = node.gateway.clone();
     let api = node.api.clone();
     let served = telepath_gateway::serve_app(listener, router(node), gateway, shutdown).await;

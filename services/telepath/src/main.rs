@@ -1,28 +1,29 @@
-//! `telepath`: the all-in-one binary (`cargo run --release` at the repository root).
+//! `telepath`: the all-in-one binary (`cargo run --release` at the
+//! repository root; `--help` lists every setting).
 
 use anyhow::Context;
-use telepath_shared::config::Env;
+use telepath::cli::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
-    telepath_shared::config::runtime()?.block_on(serve())
-}
-
-async fn serve() -> anyhow::Result<()> {
-    use clap::Parser;
-    let cli = telepath::cli::Cli::parse();
-    if let Some(telepath::cli::Command::Token(args)) = cli.command {
+    let cli = Cli::parse_args();
+    if let Some(Command::Token(args)) = &cli.command {
         println!("{}", args.mint()?);
         return Ok(());
     }
-    let telemetry = telepath_shared::telemetry::init("telepath");
-    let config = telepath::Config::from_source(&Env)?;
-    if config.common().jwt_secret == telepath_shared::config::DEV_JWT_SECRET {
+    telepath_shared::config::runtime(cli.config.common.worker_threads)?.block_on(serve(cli.config))
+}
+
+async fn serve(config: telepath::Config) -> anyhow::Result<()> {
+    let common = &config.common;
+    let telemetry =
+        telepath_shared::telemetry::init("telepath", common.log_format, &common.node_id);
+    if common.jwt_secret == telepath_shared::config::DEV_JWT_SECRET {
         tracing::warn!(
             "TELEPATH_JWT_SECRET is unset: using the development secret (fine on a laptop only)"
         );
     }
-    let listener = tokio::net::TcpListener::bind(config.common().listen)
+    let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .context("binding TELEPATH_LISTEN")?;
     let addr = listener.local_addr()?;

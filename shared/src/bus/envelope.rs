@@ -50,7 +50,8 @@ pub fn decode(raw: Bytes) -> (Meta, Bytes) {
     ) else {
         return (Meta::default(), raw);
     };
-    let traceparent = (trace != "-" && valid_traceparent(trace)).then(|| trace.to_owned());
+    let traceparent =
+        (trace != "-" && crate::telemetry::is_valid_traceparent(trace)).then(|| trace.to_owned());
     let payload = raw.slice(nl + 1..);
     (
         Meta {
@@ -59,17 +60,6 @@ pub fn decode(raw: Bytes) -> (Meta, Bytes) {
         },
         payload,
     )
-}
-
-/// `00-<32 hex>-<16 hex>-<2 hex>`: what a W3C traceparent looks like.
-fn valid_traceparent(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    let hex = |p: &str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit());
-    parts.len() == 4
-        && hex(parts[0], 2)
-        && hex(parts[1], 32)
-        && hex(parts[2], 16)
-        && hex(parts[3], 2)
 }
 
 #[cfg(test)]

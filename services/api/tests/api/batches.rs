@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use telepath_shared::protocol::ServerFrame;
 
-use crate::helpers::{TestApi, TestUser, assert_error, spawn_api, spawn_api_with};
+use crate::helpers::{TestApi, TestUser, assert_error, assert_refused, spawn_api, spawn_api_with};
 
 impl TestApi {
     /// Posts `sends` as one batch, as a gateway does.
@@ -36,7 +36,7 @@ async fn outcomes(resp: reqwest::Response) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_batch_commits_its_sends_in_order_and_refuses_the_bad_ones_alone() {
-    let api = spawn_api_with(|c| c.max_body_bytes = 1000).await;
+    let api = spawn_api_with(|common, _| common.max_body_bytes = 1000).await;
     let ada = api.login("ada").await;
     let eve = api.login("eve").await;
     let one = api.room_id(&ada, "one").await;
@@ -157,13 +157,12 @@ async fn a_client_id_used_for_a_dm_refuses_that_room_send_alone_and_the_reverse_
     let _bob = api.login("bob").await;
     let room = api.room_id(&ada, "r").await;
     let dm = |client_id: &str| {
-        api.http
-            .post(format!("{}/internal/dms", api.url))
-            .header("x-telepath-internal", &api.internal_token)
-            .json(&json!({"from": {"id": ada.id, "name": "ada"}, "to": "bob", "body": "hi", "client_id": client_id}))
-            .send()
+        api.internal_dm(
+            &ada,
+            json!({"to": "bob", "body": "hi", "client_id": client_id}),
+        )
     };
-    assert_eq!(dm("k").await.unwrap().status(), 200);
+    assert!(dm("k").await["dm"].is_object());
     // The DM's key in a batch: that send is refused, the others commit.
     let results = outcomes(
         api.send_batch(json!([
@@ -180,8 +179,8 @@ async fn a_client_id_used_for_a_dm_refuses_that_room_send_alone_and_the_reverse_
         .collect();
     assert_eq!(seqs, [1, 2]);
     assert_eq!(results[1]["error"]["code"], "conflict");
-    // And a room message's key for a DM: 409, nothing stored.
-    assert_error(dm("j").await.unwrap(), 409, "conflict").await;
+    // And a room message's key for a DM: conflict, nothing stored.
+    assert_refused(dm("j").await, "conflict");
     let (dms,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM messages WHERE recipient_id IS NOT NULL")
             .fetch_one(&api.db().await)

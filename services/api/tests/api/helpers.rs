@@ -4,11 +4,14 @@ use std::sync::Arc;
 
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
-use telepath_api::ApiState;
+use telepath_api::{ApiConfig, ApiState};
 use telepath_shared::bus::memory::MemoryBroker;
 use telepath_shared::bus::{Bus, Inbound};
-use telepath_shared::config::{ApiConfig, Common};
+use telepath_shared::config::Common;
+use telepath_shared::testing;
 use tokio_util::sync::CancellationToken;
+
+pub(crate) use telepath_shared::testing::TestUser;
 
 pub(crate) const SECRET: &str = "api-test-secret";
 
@@ -29,19 +32,21 @@ impl Drop for TestApi {
 }
 
 pub(crate) async fn spawn_api() -> TestApi {
-    spawn_api_with(|_| {}).await
+    spawn_api_with(|_, _| {}).await
 }
 
-pub(crate) async fn spawn_api_with(tweak: impl FnOnce(&mut ApiConfig)) -> TestApi {
+/// An api whose settings `tweak` adjusts first (the shared ones, and its own).
+pub(crate) async fn spawn_api_with(tweak: impl FnOnce(&mut Common, &mut ApiConfig)) -> TestApi {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("api.db").display());
-    let common = Common::for_tests(SECRET);
-    let internal_token = common.internal_token.clone();
-    let mut config = ApiConfig::for_tests(common, &db);
-    tweak(&mut config);
+    let mut common = Common::for_tests(SECRET);
+    let mut config = ApiConfig::for_tests(&db);
+    tweak(&mut common, &mut config);
+    let internal_token = common.internal_token();
     let broker = MemoryBroker::new();
     let (bus, inbound) = broker.connect(16);
-    let state = ApiState::build(config, Arc::new(bus), inbound, prometheus::Registry::new())
+    let registry = prometheus::Registry::new();
+    let state = ApiState::build(common, config, Arc::new(bus), inbound, registry)
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -58,29 +63,9 @@ pub(crate) async fn spawn_api_with(tweak: impl FnOnce(&mut ApiConfig)) -> TestAp
     }
 }
 
-/// A logged-in user.
-pub(crate) struct TestUser {
-    pub(crate) id: String,
-    pub(crate) name: String,
-    pub(crate) token: String,
-}
-
 impl TestApi {
     pub(crate) async fn login(&self, name: &str) -> TestUser {
-        let resp = self
-            .http
-            .post(format!("{}/auth/login", self.url))
-            .json(&json!({"username": name}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body: Value = resp.json().await.unwrap();
-        TestUser {
-            id: body["user"]["id"].as_str().unwrap().to_owned(),
-            name: name.to_owned(),
-            token: body["token"].as_str().unwrap().to_owned(),
-        }
+        testing::login(&self.http, &self.url, name).await
     }
 
     pub(crate) async fn create_room(&self, user: &TestUser, body: Value) -> Value {
@@ -116,17 +101,36 @@ impl TestApi {
             .unwrap()
     }
 
-    /// Sends a room message through the internal route, as a gateway does.
-    pub(crate) async fn internal_send(&self, user: &TestUser, room: &str, body: Value) -> Response {
-        let mut body = body;
-        body["from"] = json!({"id": user.id, "name": user.name});
-        self.http
-            .post(format!("{}/internal/rooms/{room}/messages", self.url))
+    /// Sends a room message as a gateway does (a batch of one); its
+    /// outcome: `{"message"}` or `{"error"}`.
+    pub(crate) async fn internal_send(&self, user: &TestUser, room: &str, send: Value) -> Value {
+        let token = &self.internal_token;
+        testing::internal_send(&self.http, &self.url, token, user, room, send).await
+    }
+
+    /// Sends a room message that must be committed; returns the message.
+    pub(crate) async fn sent(&self, user: &TestUser, room: &str, send: Value) -> Value {
+        let outcome = self.internal_send(user, room, send).await;
+        assert!(outcome["message"].is_object(), "refused: {outcome}");
+        outcome["message"].clone()
+    }
+
+    /// Sends a DM (`{"to","body","client_id"?}`) from `user` as a gateway
+    /// does (a batch of one); its outcome: `{"dm"}` or `{"error"}`.
+    pub(crate) async fn internal_dm(&self, user: &TestUser, dm: Value) -> Value {
+        let mut dm = dm;
+        dm["from"] = json!({"id": user.id, "name": user.name});
+        let resp = self
+            .http
+            .post(format!("{}/internal/messages", self.url))
             .header("x-telepath-internal", &self.internal_token)
-            .json(&body)
+            .json(&json!({ "dms": [dm] }))
             .send()
             .await
-            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut answer: Value = resp.json().await.unwrap();
+        answer["dms"][0].take()
     }
 
     /// A bus node subscribed to `channel`, to watch what the api publishes.
@@ -156,19 +160,7 @@ impl TestApi {
 
     /// Dev login with the admin role.
     pub(crate) async fn login_admin(&self, name: &str) -> TestUser {
-        let resp = self
-            .http
-            .post(format!("{}/auth/login", self.url))
-            .json(&json!({"username": name, "role": "admin"}))
-            .send()
-            .await
-            .unwrap();
-        let body: Value = resp.json().await.unwrap();
-        TestUser {
-            id: body["user"]["id"].as_str().unwrap().to_owned(),
-            name: name.to_owned(),
-            token: body["token"].as_str().unwrap().to_owned(),
-        }
+        testing::login_as(&self.http, &self.url, name, "admin").await
     }
 }
 
@@ -178,4 +170,10 @@ pub(crate) async fn assert_error(resp: Response, status: u16, code: &str) {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["error"]["message"].is_string());
+}
+
+/// Asserts an item of a batch was refused with `code`.
+pub(crate) fn assert_refused(outcome: Value, code: &str) {
+    assert_eq!(outcome["error"]["code"], code, "{outcome}");
+    assert!(outcome["error"]["message"].is_string());
 }

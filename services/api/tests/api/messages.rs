@@ -1,12 +1,11 @@
 //! Persisting room messages through the internal route, and history pages.
 
-use futures_util::StreamExt;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use telepath_shared::protocol::ServerFrame;
 
-use crate::helpers::{TestApi, TestUser, assert_error, spawn_api};
+use crate::helpers::{TestApi, TestUser, assert_error, assert_refused, spawn_api};
 
 #[tokio::test]
 async fn a_message_gets_the_next_seq_and_is_published_after_commit() {
@@ -16,11 +15,9 @@ async fn a_message_gets_the_next_seq_and_is_published_after_commit() {
     let id = room["id"].as_str().unwrap();
     let (_node, mut rx) = api.watch(&format!("room:{id}")).await;
     for expected in 1..=3 {
-        let resp = api
-            .internal_send(&ada, id, json!({"body": format!("m{expected}")}))
+        let msg = api
+            .sent(&ada, id, json!({"body": format!("m{expected}")}))
             .await;
-        assert_eq!(resp.status(), 200);
-        let msg: Value = resp.json().await.unwrap();
         assert_eq!(msg["seq"], expected);
         let published = tokio::time::timeout(Duration::from_secs(2), rx.recv())
             .await
@@ -41,18 +38,12 @@ async fn a_repeated_client_id_returns_the_first_message_and_stores_nothing_new()
     let api = spawn_api().await;
     let ada = api.login("ada").await;
     let id = api.room_id(&ada, "r").await;
-    let first: Value = api
-        .internal_send(&ada, &id, json!({"body": "once", "client_id": "c-1"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let again: Value = api
-        .internal_send(&ada, &id, json!({"body": "once", "client_id": "c-1"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first = api
+        .sent(&ada, &id, json!({"body": "once", "client_id": "c-1"}))
+        .await;
+    let again = api
+        .sent(&ada, &id, json!({"body": "once", "client_id": "c-1"}))
+        .await;
     assert_eq!(first, again);
     let page: Value = api
         .get(&ada, &format!("/rooms/{id}/messages"))
@@ -75,18 +66,9 @@ async fn concurrent_sends_with_one_client_id_store_one_message_and_all_get_it() 
         } else {
             json!({"body": format!("other {i}")})
         };
-        api.internal_send(&ada, &id, body)
+        api.sent(&ada, &id, body)
     });
-    let replies: Vec<Value> = futures_util::future::join_all(sends)
-        .await
-        .into_iter()
-        .map(|r| async move {
-            assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()
-        })
-        .collect::<futures_util::stream::FuturesOrdered<_>>()
-        .collect()
-        .await;
+    let replies: Vec<Value> = futures_util::future::join_all(sends).await;
     let same: std::collections::BTreeSet<&str> = replies
         .iter()
         .step_by(2)
@@ -118,12 +100,10 @@ async fn non_members_cannot_send_and_nothing_is_stored() {
     let ada = api.login("ada").await;
     let bob = api.login("bob").await;
     let id = api.room_id(&ada, "r").await;
-    assert_error(
+    assert_refused(
         api.internal_send(&bob, &id, json!({"body": "hi"})).await,
-        403,
         "forbidden",
-    )
-    .await;
+    );
     let page: Value = api
         .get(&ada, &format!("/rooms/{id}/messages"))
         .await
@@ -132,13 +112,11 @@ async fn non_members_cannot_send_and_nothing_is_stored() {
         .unwrap();
     assert_eq!(page["messages"].as_array().unwrap().len(), 0);
     let unknown = uuid::Uuid::now_v7().hyphenated().to_string();
-    assert_error(
+    assert_refused(
         api.internal_send(&ada, &unknown, json!({"body": "hi"}))
             .await,
-        404,
         "not_found",
-    )
-    .await;
+    );
 }
 
 #[tokio::test]
@@ -146,8 +124,9 @@ async fn internal_routes_need_the_internal_token() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
     let id = api.room_id(&ada, "r").await;
-    let url = format!("{}/internal/rooms/{id}/messages", api.url);
-    let body = json!({"from": {"id": ada.id, "name": "ada"}, "body": "x"});
+    let url = format!("{}/internal/messages", api.url);
+    let send = json!({"from": {"id": ada.id, "name": "ada"}, "body": "x"});
+    let body = json!({"sends": [{"room": id, "send": send}]});
     assert_error(
         api.http.post(&url).json(&body).send().await.unwrap(),
         401,
@@ -170,10 +149,9 @@ async fn concurrent_senders_get_distinct_seqs_without_holes() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
     let id = api.room_id(&ada, "r").await;
-    let sends = (0..100).map(|i| api.internal_send(&ada, &id, json!({"body": format!("m{i}")})));
+    let sends = (0..100).map(|i| api.sent(&ada, &id, json!({"body": format!("m{i}")})));
     let mut seqs: Vec<i64> = Vec::new();
-    for resp in futures_util::future::join_all(sends).await {
-        let v: Value = resp.json().await.unwrap();
+    for v in futures_util::future::join_all(sends).await {
         seqs.push(v["seq"].as_i64().unwrap());
     }
     seqs.sort();
@@ -203,11 +181,10 @@ async fn history_pages_forward_backward_and_between_in_seq_order() {
     let ada = api.login("ada").await;
     let id = api.room_id(&ada, "r").await;
     for i in 1..=7 {
-        assert_eq!(
+        assert!(
             api.internal_send(&ada, &id, json!({"body": format!("m{i}")}))
-                .await
-                .status(),
-            200
+                .await["message"]
+                .is_object()
         );
     }
     assert_eq!(
@@ -297,18 +274,10 @@ async fn acks_move_room_cursors_forward_only_and_only_the_recipient_acks_a_dm() 
     .unwrap();
     assert_eq!(cursor, 7);
     // A DM from ada to bob: ada's "ack" of it changes nothing; bob's does.
-    let dm: Value = api
-        .http
-        .post(format!("{}/internal/dms", api.url))
-        .header("x-telepath-internal", &api.internal_token)
-        .json(&json!({"from": {"id": ada.id, "name": "ada"}, "to": "bob", "body": "hi"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = dm["id"].as_str().unwrap();
+    let dm = api
+        .internal_dm(&ada, json!({"to": "bob", "body": "hi"}))
+        .await;
+    let id = dm["dm"]["id"].as_str().unwrap();
     post(json!({"user_id": ada.id, "dms": [id]})).await.unwrap();
     let queued = || async {
         sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM dm_queue")
@@ -342,8 +311,7 @@ async fn the_checkpointer_copies_committed_messages_from_the_wal_into_the_databa
     // the checkpointer moves them out of the WAL.
     let body = "x".repeat(4000);
     for _ in 0..500 {
-        let resp = api.internal_send(&ada, &room, json!({"body": body})).await;
-        assert_eq!(resp.status(), 200);
+        api.sent(&ada, &room, json!({"body": body})).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

@@ -18,7 +18,7 @@ async fn dev_login_returns_a_token_for_a_new_or_known_user() {
 
 #[tokio::test]
 async fn dev_login_is_not_found_when_off_and_bad_names_are_refused() {
-    let api = spawn_api_with(|c| c.dev_login = false).await;
+    let api = spawn_api_with(|_, c| c.dev_login = false).await;
     let resp = api
         .http
         .post(format!("{}/auth/login", api.url))
@@ -159,7 +159,7 @@ async fn fifty_concurrent_joins_into_a_room_of_ten_admit_exactly_ten() {
 
 #[tokio::test]
 async fn bad_input_gets_clear_errors() {
-    let api = spawn_api_with(|c| c.max_request_bytes = 1024).await;
+    let api = spawn_api_with(|_, c| c.max_request_bytes = 1024).await;
     let ada = api.login("ada").await;
     let url = format!("{}/rooms", api.url);
     let resp = api

@@ -14,16 +14,15 @@
 //! batch, and no histogram kept per connection).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use telepath_shared::bus::unix_micros;
 use telepath_shared::protocol::{Bye, ByeReason, CloseCode, PresenceReport, ServerFrame};
 
-use super::queue::{Next, Receiver};
-use super::{Control, Op, Outbound};
 use crate::GatewayState;
+use crate::handle::queue::{Next, Receiver};
+use crate::handle::{Control, Op, Outbound};
 use crate::metrics::OutKind;
 
 /// Frames written before one flush.
@@ -33,7 +32,7 @@ const BATCH: usize = 64;
 const LOCAL_AFTER: usize = 4;
 
 /// The write half, buffered per batch: a batch of frames becomes one write.
-pub(super) type Writer = WebSocketWrite<super::outbuf::OutBuf<tokio::net::tcp::OwnedWriteHalf>>;
+type Writer = WebSocketWrite<super::outbuf::OutBuf<tokio::net::tcp::OwnedWriteHalf>>;
 
 /// Runs until the session closes or the socket fails.
 #[allow(
@@ -53,21 +52,21 @@ pub(super) fn run(
         // batch buffer: below the threshold fastwebsockets would first copy
         // each frame into a scratch buffer that it keeps for the connection's life.
         ws.set_writev_threshold(0);
-        let heartbeat = state.inner.config.heartbeat();
+        let heartbeat = state.common().heartbeat();
         // One timer for the next ping and the token's expiry, whichever is
         // first. Made once, not on every turn of the loop: a fresh sleep would
         // re-arm a timer for every frame written. The close and a refresh
         // arrive as the queue's signal, so each turn waits on the queue and
         // this timer only.
         let mut next_ping = tokio::time::Instant::now() + heartbeat;
-        let mut expires = until_unix(control.expiry.load(Ordering::Relaxed));
+        let mut expires = until_unix(control.expiry());
         let timer = tokio::time::sleep_until(next_ping.min(expires));
         tokio::pin!(timer);
         // The last batch stopped at BATCH with frames left: they have waited already.
         let mut cut = false;
         // When the last batch was written, for the write delay.
         let mut last_write: Option<tokio::time::Instant> = None;
-        let delay = state.inner.config.write_delay();
+        let delay = state.config().write_delay();
         let result: Result<(), WebSocketError> = async {
             loop {
                 tokio::select! {
@@ -81,7 +80,7 @@ pub(super) fn run(
                             }
                             // A refresh moved the expiry.
                             Next::Signal => {
-                                expires = until_unix(control.expiry.load(Ordering::Relaxed));
+                                expires = until_unix(control.expiry());
                                 timer.as_mut().reset(next_ping.min(expires));
                                 continue;
                             }
@@ -99,9 +98,9 @@ pub(super) fn run(
                     _ = &mut timer => {
                         let now = tokio::time::Instant::now();
                         if now >= expires {
-                            let exp = control.expiry.load(Ordering::Relaxed);
+                            let exp = control.expiry();
                             if valid_for_ms(exp) == 0 {
-                                close_with(&control, CloseCode::TokenExpired, Some(ByeReason::TokenExpired));
+                                control.close((CloseCode::TokenExpired, Some(ByeReason::TokenExpired)));
                                 return Ok(());
                             }
                             // Woken early (the wait is capped): wait for the rest.
@@ -109,8 +108,8 @@ pub(super) fn run(
                         }
                         if now >= next_ping {
                             check_idle(&control, &state);
-                            if silent_for(&control) > heartbeat * 2 {
-                                close_with(&control, CloseCode::Internal, None);
+                            if control.silent_for() > heartbeat * 2 {
+                                control.close((CloseCode::Internal, None));
                                 return Ok(());
                             }
                             let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hb"));
@@ -201,7 +200,7 @@ async fn write_batch(
             _ = tokio::time::sleep_until(until) => {}
         }
     }
-    let metrics = &state.inner.metrics;
+    let metrics = state.metrics();
     metrics.queue_depth.observe((out.len() + 1) as f64);
     let mut published = [0u64; BATCH];
     let mut bytes = 0;
@@ -248,31 +247,13 @@ async fn write_batch(
 
 /// Reports the connection idle once it has sent no data frame for `away_after`.
 fn check_idle(control: &Control, state: &GatewayState) {
-    let away_after = Duration::from_millis(state.inner.config.away_after_ms);
-    let last = Duration::from_millis(control.last_active_ms.load(Ordering::Relaxed));
-    let inactive = control.started.elapsed().saturating_sub(last);
-    if inactive >= away_after && !control.idle.swap(true, Ordering::Relaxed) {
-        state.inner.presence.report(PresenceReport::Idle {
+    if control.inactive_for() >= state.config().away_after() && control.become_idle() {
+        state.presence().report(PresenceReport::Idle {
             conn_id: control.conn_id.clone(),
-            user_id: control.user_id.clone(),
+            user_id: control.user.id.clone(),
             idle: true,
         });
     }
-}
-
-/// Time since the client last sent anything.
-fn silent_for(control: &Control) -> Duration {
-    let last = Duration::from_millis(control.last_seen_ms.load(Ordering::Relaxed));
-    control.started.elapsed().saturating_sub(last)
-}
-
-fn close_with(control: &Control, code: CloseCode, bye: Option<ByeReason>) {
-    let mut reason = control.reason.lock().expect("session lock poisoned");
-    if reason.is_none() {
-        *reason = Some((code, bye));
-    }
-    drop(reason);
-    control.closing.cancel();
 }
 
 /// Sends `bye` (if any) and the close frame for the session's close reason.
@@ -281,10 +262,9 @@ async fn close(
     control: &Control,
     state: &GatewayState,
 ) -> Result<(), WebSocketError> {
-    let reason = *control.reason.lock().expect("session lock poisoned");
-    let (code, bye) = reason.unwrap_or((CloseCode::Normal, None));
+    let (code, bye) = control.reason().unwrap_or((CloseCode::Normal, None));
     if let Some(reason) = bye {
-        state.inner.metrics.frames_out(OutKind::Bye, 1);
+        state.metrics().frames_out(OutKind::Bye, 1);
         let frame = ServerFrame::Bye(Bye { reason }).to_json();
         ws.write_frame(Frame::text(Payload::Borrowed(frame.as_bytes())))
             .await?;

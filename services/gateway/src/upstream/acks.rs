@@ -1,13 +1,21 @@
 //! The ack reporter: clients' `ack` frames (DMs received, room delivery
-//! cursors) are queued here and written to the api in batches, grouped by
-//! user, every 200 ms, so acking every message costs the api one
-//! transaction per batch instead of one per frame.
+//! cursors) are queued here and written to the api every 200 ms, grouped
+//! by user (`POST /internal/acks`, one request per user with acks), so
+//! acking every message costs the api a few writes per interval instead of
+//! one per frame.
+//!
+//! An ack the client waits for (it carried a `ref`) is written at once, with
+//! whatever else is queued, and its reply waits until the api has stored it:
+//! the reply means the DM left the offline queue, so a reconnect elsewhere
+//! does not bring it again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{InternalAcks, RoomCursor};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +27,7 @@ const EVERY: Duration = Duration::from_millis(200);
 const BATCH: usize = 1000;
 
 /// One ack of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Ack {
     Dm {
         user_id: String,
@@ -31,37 +40,83 @@ pub(crate) enum Ack {
     },
 }
 
+impl Ack {
+    fn user_id(&self) -> &str {
+        match self {
+            Ack::Dm { user_id, .. } | Ack::Cursor { user_id, .. } => user_id,
+        }
+    }
+}
+
+/// What waits for a stored ack: its reply.
+type Stored = oneshot::Sender<Result<(), ApiError>>;
+
+/// One queued ack, and who waits for it to be stored.
+struct Entry {
+    ack: Ack,
+    stored: Option<Stored>,
+}
+
 /// Queues acks for the api; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct AckReporter {
-    tx: mpsc::Sender<Ack>,
+    tx: mpsc::Sender<Entry>,
+    /// Wakes the task before its next tick: someone waits for an ack.
+    now: Arc<Notify>,
 }
 
 impl AckReporter {
     /// Starts the writing task; after `shutdown` it writes what is queued and stops.
     pub(crate) fn spawn(api: ApiClient, shutdown: CancellationToken) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(REPORT_QUEUE);
-        (
-            AckReporter { tx },
-            tokio::spawn(ack_task(api, rx, shutdown)),
-        )
+        let now = Arc::new(Notify::new());
+        let task = tokio::spawn(ack_task(api, rx, now.clone(), shutdown));
+        (AckReporter { tx, now }, task)
     }
 
     /// Queues one ack; false when the queue is full (the client may ack again).
     pub(crate) fn ack(&self, ack: Ack) -> bool {
-        self.tx.try_send(ack).is_ok()
+        self.tx.try_send(Entry { ack, stored: None }).is_ok()
+    }
+
+    /// Writes `ack` now (with whatever else is queued) and returns once the
+    /// api has stored it, or why it could not.
+    pub(crate) async fn ack_stored(&self, ack: Ack) -> Result<(), ApiError> {
+        let (stored, rx) = oneshot::channel();
+        let entry = Entry {
+            ack,
+            stored: Some(stored),
+        };
+        if self.tx.try_send(entry).is_err() {
+            return Err(ApiError::unavailable(
+                "too many acks queued; ack again later",
+            ));
+        }
+        self.now.notify_one();
+        rx.await
+            .unwrap_or_else(|_| Err(ApiError::unavailable("the gateway is stopping")))
     }
 }
 
-async fn ack_task(api: ApiClient, mut rx: mpsc::Receiver<Ack>, shutdown: CancellationToken) {
+async fn ack_task(
+    api: ApiClient,
+    mut rx: mpsc::Receiver<Entry>,
+    now: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(EVERY);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let stop = tokio::select! {
             _ = tick.tick() => false,
+            _ = now.notified() => false,
             _ = shutdown.cancelled() => true,
         };
-        while rx.try_recv().map(|a| batch.push(a)).is_ok() && batch.len() < BATCH {}
+        while batch.len() < BATCH
+            && let Ok(entry) = rx.try_recv()
+        {
+            batch.push(entry);
+        }
         write(&api, std::mem::take(&mut batch)).await;
         if stop && rx.is_empty() {
             return;
@@ -69,37 +124,47 @@ async fn ack_task(api: ApiClient, mut rx: mpsc::Receiver<Ack>, shutdown: Cancell
     }
 }
 
-/// Groups acks by user (a cursor keeps its highest seq) and writes them.
-async fn write(api: &ApiClient, acks: Vec<Ack>) {
-    let mut by_user: HashMap<String, (Vec<String>, HashMap<String, i64>)> = HashMap::new();
-    for ack in acks {
+/// One user's acks in a batch: their DMs, their cursors (each room's
+/// highest seq), and who waits for them.
+#[derive(Default)]
+struct UserAcks {
+    dms: Vec<String>,
+    cursors: HashMap<String, i64>,
+    waiting: Vec<Stored>,
+}
+
+/// Groups acks by user (a cursor keeps its highest seq) and writes them,
+/// answering whoever waits for each user's acks with that user's outcome.
+async fn write(api: &ApiClient, entries: Vec<Entry>) {
+    let mut by_user: HashMap<String, UserAcks> = HashMap::new();
+    for Entry { ack, stored } in entries {
+        let user = by_user.entry(ack.user_id().to_owned()).or_default();
+        user.waiting.extend(stored);
         match ack {
-            Ack::Dm { user_id, id } => by_user.entry(user_id).or_default().0.push(id),
-            Ack::Cursor { user_id, room, seq } => {
-                let cursor = by_user
-                    .entry(user_id)
-                    .or_default()
-                    .1
-                    .entry(room)
-                    .or_insert(seq);
+            Ack::Dm { id, .. } => user.dms.push(id),
+            Ack::Cursor { room, seq, .. } => {
+                let cursor = user.cursors.entry(room).or_insert(seq);
                 *cursor = (*cursor).max(seq);
             }
         }
     }
-    for (user_id, (dms, cursors)) in by_user {
-        let cursors = cursors
+    for (user_id, user) in by_user {
+        let cursors = user
+            .cursors
             .into_iter()
             .map(|(room, seq)| RoomCursor { room, seq })
             .collect();
-        if let Err(e) = api
-            .acks(&InternalAcks {
-                user_id,
-                dms,
-                cursors,
-            })
-            .await
-        {
+        let acks = InternalAcks {
+            user_id,
+            dms: user.dms,
+            cursors,
+        };
+        let outcome = api.acks(&acks).await;
+        if let Err(e) = &outcome {
             tracing::warn!(error = %e.message, "writing acks failed");
+        }
+        for waiting in user.waiting {
+            let _ = waiting.send(outcome.clone());
         }
     }
 }

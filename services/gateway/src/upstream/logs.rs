@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use telepath_shared::http::client::InternalClient;
 use telepath_shared::protocol::{ConnectionEvent, ConnectionEvents};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{REPORT_QUEUE, Sender};
+use super::REPORT_QUEUE;
 
 /// Connection events sent to the api in one report at most.
 const LOG_BATCH: usize = 256;
@@ -22,18 +23,18 @@ pub(crate) struct LogReporter {
 }
 
 impl LogReporter {
-    /// Starts the reporting task; it flushes what is queued and stops after `shutdown`.
+    /// Starts the reporting task; it sends what is queued and stops after `shutdown`.
     pub(crate) fn spawn(
-        base: &str,
-        token: &str,
+        api: InternalClient,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(REPORT_QUEUE);
-        let task = tokio::spawn(log_task(Sender::new(base, token), rx, shutdown));
+        let task = tokio::spawn(log_task(api, rx, shutdown));
         (LogReporter { tx }, task)
     }
 
-    /// Queues one event; dropped (and logged) when the queue is full.
+    /// Queues one event; dropped (and logged) when the queue is full: the
+    /// log is a record for analytics, not state anything depends on.
     pub(crate) fn log(&self, event: ConnectionEvent) {
         if self.tx.try_send(event).is_err() {
             tracing::warn!("connection log queue full; event dropped");
@@ -42,7 +43,7 @@ impl LogReporter {
 }
 
 async fn log_task(
-    sender: Sender,
+    api: InternalClient,
     mut rx: mpsc::Receiver<ConnectionEvent>,
     shutdown: CancellationToken,
 ) {
@@ -61,20 +62,17 @@ async fn log_task(
             _ = tick.tick() => {}
             _ = shutdown.cancelled(), if rx.is_empty() => break,
         }
-        if !batch.is_empty() {
-            sender
-                .post(
-                    "/internal/connections",
-                    &ConnectionEvents {
-                        events: std::mem::take(&mut batch),
-                    },
-                )
-                .await;
-        }
+        send(&api, std::mem::take(&mut batch)).await;
     }
-    if !batch.is_empty() {
-        sender
-            .post("/internal/connections", &ConnectionEvents { events: batch })
-            .await;
+    send(&api, batch).await;
+}
+
+async fn send(api: &InternalClient, events: Vec<ConnectionEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    let report = ConnectionEvents { events };
+    if let Err(e) = api.post_empty("/internal/connections", &report).await {
+        tracing::warn!(error = %e, "the connection log refused a report");
     }
 }

@@ -1,119 +1,66 @@
 //! The presence reporter: every connect, disconnect, join, leave, typing,
 //! status choice and idle change of this node, in order and in batches, to
-//! presence's `POST /internal/presence/reports`; and a heartbeat listing
-//! every live connection with its rooms and idle flag every heartbeat
-//! interval, from which presence rebuilds itself after losing its store.
+//! presence's `POST /internal/presence/reports`; and every heartbeat
+//! interval a heartbeat (`POST /internal/presence/heartbeat`) listing every
+//! live connection of this node with its whole state, read from the hub:
+//! its rooms, its idle flag and its user's latest status choice.
 //!
-//! A report dropped because the queue is full is repaired by the next
-//! heartbeat, which carries the same facts.
+//! Presence converges to each heartbeat, so a report that never arrived (the
+//! queue was full, presence was unreachable, Redis lost it) is repaired by
+//! the next heartbeat: the reports are the fast path, the heartbeats the
+//! truth. Both go out from one task in order, so a heartbeat never
+//! overtakes a report queued before it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use telepath_shared::protocol::{
-    HeartbeatReport, LiveConn, PresenceReport, PresenceReports, UserRef,
-};
+use telepath_shared::http::client::InternalClient;
+use telepath_shared::protocol::{HeartbeatReport, PresenceReport, PresenceReports};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{REPORT_QUEUE, Sender};
+use super::REPORT_QUEUE;
+use crate::hub::Hub;
 
 /// Reports sent in one request at most.
 const BATCH: usize = 1000;
-
-/// Every live connection of this node by conn id, as the next heartbeat lists it.
-type Live = Arc<Mutex<HashMap<String, Conn>>>;
-
-/// One live connection: a [`LiveConn`] without the conn id (the map's key)
-/// and the node (the same for all), which the heartbeat adds back.
-#[derive(Debug)]
-struct Conn {
-    user: UserRef,
-    rooms: Vec<String>,
-    idle: bool,
-}
 
 /// Queues reports for presence; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct PresenceReporter {
     tx: mpsc::Sender<PresenceReport>,
-    live: Live,
 }
 
 impl PresenceReporter {
-    /// Starts the reporting task; after `shutdown` it sends what is queued
-    /// (the sessions' disconnects) and stops once no connection is left.
+    /// Starts the reporting task, heartbeating `node`'s connections (from
+    /// `hub`) every `every`; after `shutdown` it sends what is queued (the
+    /// sessions' disconnects) and stops once no connection is left.
     pub(crate) fn spawn(
-        base: &str,
-        token: &str,
+        presence: InternalClient,
+        hub: Arc<Hub>,
         node: String,
         every: Duration,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(REPORT_QUEUE);
-        let live: Live = Arc::default();
-        let task = tokio::spawn(report_task(
-            Sender::new(base, token),
-            rx,
-            live.clone(),
-            node,
-            every,
-            shutdown,
-        ));
-        (PresenceReporter { tx, live }, task)
+        let task = tokio::spawn(report_task(presence, rx, hub, node, every, shutdown));
+        (PresenceReporter { tx }, task)
     }
 
-    /// Records `report` in the heartbeat state and queues it.
+    /// Queues `report`. When the queue is full the report is dropped: the
+    /// next heartbeat carries the same facts.
     pub(crate) fn report(&self, report: PresenceReport) {
-        self.apply(&report);
         if self.tx.try_send(report).is_err() {
             tracing::warn!("presence report queue full; the next heartbeat repairs it");
-        }
-    }
-
-    /// Keeps the heartbeat's view of this node's connections current.
-    fn apply(&self, report: &PresenceReport) {
-        let mut live = self.live.lock().expect("presence lock poisoned");
-        match report {
-            PresenceReport::Connect { conn_id, user, .. } => {
-                let conn = Conn {
-                    user: user.clone(),
-                    rooms: Vec::new(),
-                    idle: false,
-                };
-                live.insert(conn_id.clone(), conn);
-            }
-            PresenceReport::Disconnect { conn_id, .. } => {
-                live.remove(conn_id);
-            }
-            PresenceReport::Join { conn_id, room, .. } => {
-                if let Some(c) = live.get_mut(conn_id)
-                    && !c.rooms.contains(room)
-                {
-                    c.rooms.push(room.clone());
-                }
-            }
-            PresenceReport::Leave { conn_id, room, .. } => {
-                if let Some(c) = live.get_mut(conn_id) {
-                    c.rooms.retain(|r| r != room);
-                }
-            }
-            PresenceReport::Idle { conn_id, idle, .. } => {
-                if let Some(c) = live.get_mut(conn_id) {
-                    c.idle = *idle;
-                }
-            }
-            PresenceReport::Typing { .. } | PresenceReport::Status { .. } => {}
         }
     }
 }
 
 async fn report_task(
-    sender: Sender,
+    presence: InternalClient,
     mut rx: mpsc::Receiver<PresenceReport>,
-    live: Live,
+    hub: Arc<Hub>,
     node: String,
     every: Duration,
     shutdown: CancellationToken,
@@ -122,7 +69,6 @@ async fn report_task(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let empty = || live.lock().expect("presence lock poisoned").is_empty();
         tokio::select! {
             // Whatever is queued goes in one request, in order.
             n = rx.recv_many(&mut batch, BATCH) => {
@@ -130,81 +76,17 @@ async fn report_task(
                     return;
                 }
                 let reports = PresenceReports { node: node.clone(), reports: std::mem::take(&mut batch) };
-                sender.post("/internal/presence/reports", &reports).await;
+                if let Err(e) = presence.post_empty("/internal/presence/reports", &reports).await {
+                    tracing::warn!(error = %e, "presence refused reports; the next heartbeat repairs them");
+                }
             }
             _ = tick.tick() => {
-                let conns: Vec<LiveConn> = live
-                    .lock()
-                    .expect("presence lock poisoned")
-                    .iter()
-                    .map(|(conn_id, c)| LiveConn {
-                        conn_id: conn_id.clone(),
-                        user: c.user.clone(),
-                        node: node.clone(),
-                        rooms: c.rooms.clone(),
-                        idle: c.idle,
-                    })
-                    .collect();
-                sender.post("/internal/presence/heartbeat", &HeartbeatReport { node: node.clone(), conns }).await;
+                let heartbeat = HeartbeatReport { node: node.clone(), conns: hub.live(&node) };
+                if let Err(e) = presence.post_empty("/internal/presence/heartbeat", &heartbeat).await {
+                    tracing::warn!(error = %e, "presence refused a heartbeat");
+                }
             }
-            _ = shutdown.cancelled(), if rx.is_empty() && empty() => return,
+            _ = shutdown.cancelled(), if rx.is_empty() && hub.connections() == 0 => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ada() -> UserRef {
-        UserRef {
-            id: "u1".into(),
-            name: "ada".into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn the_heartbeat_view_follows_connects_joins_idles_and_disconnects() {
-        let (tx, _rx) = mpsc::channel(16);
-        let r = PresenceReporter {
-            tx,
-            live: Arc::default(),
-        };
-        r.report(PresenceReport::Connect {
-            conn_id: "c1".into(),
-            user: ada(),
-            node: "n".into(),
-        });
-        r.report(PresenceReport::Join {
-            conn_id: "c1".into(),
-            user: ada(),
-            room: "r1".into(),
-        });
-        r.report(PresenceReport::Join {
-            conn_id: "c1".into(),
-            user: ada(),
-            room: "r1".into(),
-        });
-        r.report(PresenceReport::Idle {
-            conn_id: "c1".into(),
-            user_id: "u1".into(),
-            idle: true,
-        });
-        {
-            let live = r.live.lock().unwrap();
-            assert_eq!(live["c1"].rooms, vec!["r1".to_owned()]);
-            assert!(live["c1"].idle);
-        }
-        r.report(PresenceReport::Leave {
-            conn_id: "c1".into(),
-            user_id: "u1".into(),
-            room: "r1".into(),
-        });
-        assert!(r.live.lock().unwrap()["c1"].rooms.is_empty());
-        r.report(PresenceReport::Disconnect {
-            conn_id: "c1".into(),
-            user_id: "u1".into(),
-        });
-        assert!(r.live.lock().unwrap().is_empty());
     }
 }

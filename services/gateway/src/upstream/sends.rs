@@ -1,50 +1,79 @@
-//! The send pipe: every room message this gateway's clients send reaches the
-//! api through it, as one ordered stream.
+//! The send pipe: every room message and DM this gateway's clients send
+//! reaches the api through it, as one ordered stream.
 //!
-//! One task takes the sends that are queued (up to [`BATCH`], or
-//! [`BATCH_BODY_BYTES`] of bodies), posts them as one batch
-//! (`POST /internal/messages`), and hands each outcome to its sender's
-//! completion; the next batch goes once this one is answered. With one batch
-//! in flight, the api sees each connection's sends in the order the
-//! connection sent them, so they get their seqs in that order. Under load,
-//! batches grow by themselves (what arrives during one round trip goes in the
-//! next), so the api commits many messages per request, and no timer adds
-//! latency when the load is light.
+//! One task takes what is queued (up to [`BATCH`] items, or
+//! [`BATCH_BODY_BYTES`] of bodies), posts it as one batch
+//! (`POST /internal/messages`: the room messages and the DMs, each list in
+//! queue order), and hands each outcome to its sender's completion; the next
+//! batch goes once this one is answered. With one batch in flight, the api
+//! sees each connection's sends and DMs in the order the connection sent
+//! them, so its room messages get their seqs in that order. Under load,
+//! batches grow by themselves (what arrives during one round trip goes in
+//! the next), so the api commits many messages per request, and no timer
+//! adds latency when the load is light.
 
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{InternalRoomSend, Message};
+use telepath_shared::protocol::{
+    DmResult, ErrorBody, InternalDm, InternalRoomSend, InternalSendBatch, Message,
+};
 use tokio::sync::mpsc;
 
 use super::ApiClient;
 use crate::GatewayMetrics;
 
-/// Most sends in one batch.
+/// Most items in one batch.
 const BATCH: usize = 256;
 /// A batch stops growing once its bodies add up to this many bytes.
 const BATCH_BODY_BYTES: usize = 512 * 1024;
-/// Sends waiting for the pipe; a session that finds it full waits for room.
+/// Items waiting for the pipe; a session that finds it full waits for room.
 const QUEUE: usize = 8192;
 
-/// What to do with a send's outcome (queue the sender's reply).
-pub(crate) type Done = Box<dyn FnOnce(Result<Message, ApiError>) + Send>;
+/// What a client sends through the pipe.
+pub(crate) enum Sendable {
+    Room(InternalRoomSend),
+    Dm(InternalDm),
+}
 
-/// One send and its completion, which runs exactly once: with the api's
-/// outcome, or with `unavailable` if the send is dropped unanswered (the
+impl Sendable {
+    fn body_len(&self) -> usize {
+        match self {
+            Sendable::Room(s) => s.send.body.len(),
+            Sendable::Dm(d) => d.body.len(),
+        }
+    }
+}
+
+/// What the api made of a [`Sendable`].
+pub(crate) enum Outcome {
+    Message(Message),
+    Dm(DmResult),
+}
+
+/// What to do with an item's outcome (queue the sender's reply).
+pub(crate) type Done = Box<dyn FnOnce(Result<Outcome, ApiError>) + Send>;
+
+/// One item and its completion, which runs exactly once: with the api's
+/// outcome, or with `unavailable` if the item is dropped unanswered (the
 /// pipe stopped), so its connection never waits for it forever.
 pub(crate) struct PendingSend {
-    send: InternalRoomSend,
+    /// Taken when the batch it is in is posted.
+    item: Option<Sendable>,
     done: Option<Done>,
 }
 
 impl PendingSend {
-    pub(crate) fn new(send: InternalRoomSend, done: Done) -> Self {
+    pub(crate) fn new(item: Sendable, done: Done) -> Self {
         PendingSend {
-            send,
+            item: Some(item),
             done: Some(done),
         }
     }
 
-    fn finish(mut self, outcome: Result<Message, ApiError>) {
+    fn body_len(&self) -> usize {
+        self.item.as_ref().map_or(0, Sendable::body_len)
+    }
+
+    fn finish(mut self, outcome: Result<Outcome, ApiError>) {
         if let Some(done) = self.done.take() {
             done(outcome);
         }
@@ -59,7 +88,7 @@ impl Drop for PendingSend {
     }
 }
 
-/// Queues sends for the api, in order; cheap to clone.
+/// Queues sends and DMs for the api, in order; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct SendPipe {
     tx: mpsc::Sender<PendingSend>,
@@ -73,10 +102,10 @@ impl SendPipe {
         SendPipe { tx }
     }
 
-    /// Queues `send` behind every send queued before it, waiting for room.
+    /// Queues `send` behind everything queued before it, waiting for room.
     /// Its completion runs once the api has answered (or failed).
     pub(crate) async fn submit(&self, send: PendingSend) {
-        // A send the pipe no longer takes is dropped: its completion says so.
+        // An item the pipe no longer takes is dropped: its completion says so.
         let _ = self.tx.send(send).await;
     }
 }
@@ -87,26 +116,63 @@ async fn run(api: ApiClient, mut rx: mpsc::Receiver<PendingSend>, metrics: Gatew
         let mut bytes = 0;
         let mut next = Some(first);
         while let Some(p) = next.take() {
-            bytes += p.send.send.body.len();
+            bytes += p.body_len();
             batch.push(p);
             if batch.len() < BATCH && bytes < BATCH_BODY_BYTES {
                 next = rx.try_recv().ok();
             }
         }
         metrics.send_batch.observe(batch.len() as f64);
-        let sends: Vec<&InternalRoomSend> = batch.iter().map(|p| &p.send).collect();
-        match api.send_batch(&sends).await {
-            Ok(answer) => {
-                for (pending, outcome) in batch.drain(..).zip(answer.results) {
-                    pending.finish(match (outcome.message, outcome.error) {
-                        (Some(message), _) => Ok(message),
-                        (None, Some(e)) => Err(e.into()),
-                        (None, None) => Err(ApiError::internal("the api gave no outcome")),
-                    });
-                }
+        post(&api, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Posts one batch and completes each item with its outcome.
+async fn post(api: &ApiClient, mut items: Vec<PendingSend>) {
+    let mut body = InternalSendBatch::default();
+    // Each list in the queue's order, its completions in the same order.
+    let mut rooms = Vec::new();
+    let mut dms = Vec::new();
+    for mut pending in items.drain(..) {
+        match pending.item.take() {
+            Some(Sendable::Room(send)) => {
+                body.sends.push(send);
+                rooms.push(pending);
             }
-            Err(e) => batch.drain(..).for_each(|p| p.finish(Err(e.clone()))),
+            Some(Sendable::Dm(dm)) => {
+                body.dms.push(dm);
+                dms.push(pending);
+            }
+            None => {}
         }
+    }
+    match api.send_batch(&body).await {
+        Ok(answer) => {
+            for (pending, outcome) in rooms.into_iter().zip(answer.results) {
+                pending.finish(outcome_of(outcome.message, outcome.error, Outcome::Message));
+            }
+            for (pending, outcome) in dms.into_iter().zip(answer.dms) {
+                pending.finish(outcome_of(outcome.dm, outcome.error, Outcome::Dm));
+            }
+        }
+        Err(e) => {
+            for pending in rooms.into_iter().chain(dms) {
+                pending.finish(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// An item's outcome from the api's answer: what it made, or why not.
+fn outcome_of<T>(
+    made: Option<T>,
+    error: Option<ErrorBody>,
+    outcome: impl FnOnce(T) -> Outcome,
+) -> Result<Outcome, ApiError> {
+    match (made, error) {
+        (Some(made), _) => Ok(outcome(made)),
+        (None, Some(e)) => Err(e.into()),
+        (None, None) => Err(ApiError::internal("the api gave no outcome")),
     }
 }
 
@@ -118,8 +184,8 @@ mod tests {
 
     use super::*;
 
-    fn a_send() -> InternalRoomSend {
-        InternalRoomSend {
+    fn a_send() -> Sendable {
+        Sendable::Room(InternalRoomSend {
             room: "r".into(),
             send: InternalSend {
                 from: UserRef {
@@ -132,7 +198,7 @@ mod tests {
                 reply_to: None,
             },
             traceparent: None,
-        }
+        })
     }
 
     #[test]

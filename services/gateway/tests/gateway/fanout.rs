@@ -11,9 +11,9 @@ async fn a_message_sent_on_gateway_a_reaches_members_on_both_gateways_once_and_i
     let ada = stack.login("ada").await;
     let bob = stack.login("bob").await;
     let room = stack.room(&ada).await;
-    let mut a = WsClient::connect(&stack.gateways[0], &ada).await.unwrap();
-    let mut b1 = WsClient::connect(&stack.gateways[1], &bob).await.unwrap();
-    let mut b2 = WsClient::connect(&stack.gateways[1], &bob).await.unwrap();
+    let mut a = stack.connect(0, &ada).await;
+    let mut b1 = stack.connect(1, &bob).await;
+    let mut b2 = stack.connect(1, &bob).await;
     for c in [&mut a, &mut b1, &mut b2] {
         c.join(&room).await;
     }
@@ -42,8 +42,8 @@ async fn typing_reaches_room_members_on_other_gateways_and_needs_membership() {
     let ada = stack.login("ada").await;
     let bob = stack.login("bob").await;
     let room = stack.room(&ada).await;
-    let mut a = WsClient::connect(&stack.gateways[0], &ada).await.unwrap();
-    let mut b = WsClient::connect(&stack.gateways[1], &bob).await.unwrap();
+    let mut a = stack.connect(0, &ada).await;
+    let mut b = stack.connect(1, &bob).await;
     let refused = a
         .request(json!({"type": "typing", "room": room, "active": true}))
         .await;
@@ -64,9 +64,9 @@ async fn a_dm_crosses_gateways_to_every_device_of_the_recipient() {
     let stack = spawn_stack(2).await;
     let ada = stack.login("ada").await;
     let bob = stack.login("bob").await;
-    let mut a = WsClient::connect(&stack.gateways[0], &ada).await.unwrap();
-    let mut b0 = WsClient::connect(&stack.gateways[0], &bob).await.unwrap();
-    let mut b1 = WsClient::connect(&stack.gateways[1], &bob).await.unwrap();
+    let mut a = stack.connect(0, &ada).await;
+    let mut b0 = stack.connect(0, &bob).await;
+    let mut b1 = stack.connect(1, &bob).await;
     let sent = a
         .ok(json!({"type": "dm", "to": "bob", "body": "across"}))
         .await;
@@ -91,31 +91,26 @@ async fn a_join_with_since_while_messages_flow_sees_every_seq_once_in_order() {
     let ada = stack.login("ada").await;
     let bob = stack.login("bob").await;
     let room = stack.room(&ada).await;
-    let mut a = WsClient::connect(&stack.gateways[0], &ada).await.unwrap();
+    let mut a = stack.connect(0, &ada).await;
     a.join(&room).await;
     for i in 1..=20 {
         a.ok(json!({"type": "send", "room": room, "body": format!("before {i}")}))
             .await;
     }
-    // Publish continuously from another connection while bob joins with since.
-    let (api, token, room2) = (stack.api.clone(), ada.clone(), room.clone());
-    let stack_http = stack.http.clone();
+    // Publish continuously, as another gateway would, while bob joins with since.
+    let (api, http, token) = (
+        stack.api.clone(),
+        stack.http.clone(),
+        stack.internal_token.clone(),
+    );
+    let (from, room2) = (ada.clone(), room.clone());
     let writer = tokio::spawn(async move {
-        let internal = telepath_shared::auth::derive_internal_token("gateway-test-secret");
-        let claims = telepath_shared::auth::JwtKeys::new("gateway-test-secret")
-            .verify(&token)
-            .unwrap();
         for i in 0..60 {
-            stack_http
-                .post(format!("{api}/internal/rooms/{room2}/messages"))
-                .header("x-telepath-internal", &internal)
-                .json(&json!({"from": {"id": claims.sub, "name": claims.name}, "body": format!("during {i}")}))
-                .send()
-                .await
-                .unwrap();
+            let send = json!({"body": format!("during {i}")});
+            telepath_shared::testing::internal_send(&http, &api, &token, &from, &room2, send).await;
         }
     });
-    let mut b = WsClient::connect(&stack.gateways[1], &bob).await.unwrap();
+    let mut b = stack.connect(1, &bob).await;
     let joined = b
         .ok(json!({"type": "join", "room": room, "since": 5}))
         .await;
@@ -139,7 +134,7 @@ async fn a_gap_in_pub_sub_is_repaired_from_the_api_before_the_next_message() {
     let ada = stack.login("ada").await;
     let bob = stack.login("bob").await;
     let room = stack.room(&ada).await;
-    let mut b = WsClient::connect(&stack.gateways[0], &bob).await.unwrap();
+    let mut b = stack.connect(0, &bob).await;
     b.join(&room).await;
     assert_eq!(stack.send_via(&stack.api, &ada, &room, "m1").await, 1);
     assert_eq!(seqs(&mut b, 1).await, vec![1]);
@@ -194,12 +189,9 @@ async fn a_subscription_that_is_open_but_silent_fails_readiness() {
     use telepath_shared::bus::memory::MemoryBroker;
     let (bus, inbound) = MemoryBroker::new().connect(16);
     let common = telepath_shared::config::Common::for_tests("silent");
-    let config = telepath_shared::config::GatewayConfig::for_tests(
-        common,
-        "http://127.0.0.1:9",
-        "http://127.0.0.1:9",
-    );
+    let config = telepath_gateway::GatewayConfig::for_tests("http://127.0.0.1:9");
     let gw = telepath_gateway::GatewayState::build(
+        common.clone(),
         config.clone(),
         std::sync::Arc::new(SilentBus(bus)),
         inbound,
@@ -208,6 +200,7 @@ async fn a_subscription_that_is_open_but_silent_fails_readiness() {
     // The same gateway on a bus that delivers stays ready throughout.
     let (bus, inbound) = MemoryBroker::new().connect(16);
     let healthy = telepath_gateway::GatewayState::build(
+        common,
         config,
         std::sync::Arc::new(bus),
         inbound,

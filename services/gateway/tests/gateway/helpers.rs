@@ -1,30 +1,51 @@
-//! Spawning the services on port 0 around one in-memory bus.
+//! Spawning the services on port 0 around one in-memory bus: the api,
+//! presence and `n` gateways, each with its own listener, as a split
+//! deployment runs them, in this process.
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use telepath_api::ApiState;
-use telepath_gateway::GatewayState;
-use telepath_presence::PresenceState;
+use serde_json::Value;
+use telepath_api::{ApiConfig, ApiState};
+use telepath_gateway::{GatewayConfig, GatewayState};
+use telepath_presence::{PresenceConfig, PresenceState};
 use telepath_shared::bus::memory::MemoryBroker;
-use telepath_shared::config::{ApiConfig, Common, GatewayConfig, PresenceConfig};
+use telepath_shared::config::Common;
+use telepath_shared::testing::{self, TestUser, WsClient};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const SECRET: &str = "gateway-test-secret";
+pub(crate) const SECRET: &str = "gateway-test-secret";
 
 /// The api, presence and `n` gateways sharing one memory bus.
 pub(crate) struct Stack {
     pub(crate) api: String,
-    pub(crate) gateways: Vec<String>,
+    /// Presence's URL (nothing listens there until [`Stack::start_presence`]
+    /// when the stack was made without it).
+    pub(crate) presence: String,
+    common: Common,
+    pub(crate) gateways: Vec<Gateway>,
     pub(crate) http: reqwest::Client,
+    pub(crate) internal_token: String,
     shutdown: CancellationToken,
     dir: tempfile::TempDir,
+    broker: MemoryBroker,
+}
+
+/// One running gateway.
+pub(crate) struct Gateway {
+    pub(crate) url: String,
+    /// Cancel to drain this gateway alone.
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        for gw in &self.gateways {
+            gw.shutdown.cancel();
+        }
     }
 }
 
@@ -34,122 +55,172 @@ async fn bind() -> (TcpListener, String) {
     (listener, url)
 }
 
+/// The api, presence and `n` gateways with every setting at its default.
 pub(crate) async fn spawn_stack(n: usize) -> Stack {
+    spawn_stack_with(n, |_, _| {}).await
+}
+
+/// Like [`spawn_stack`]; `tweak` adjusts the shared and the gateways' settings first.
+pub(crate) async fn spawn_stack_with(
+    n: usize,
+    tweak: impl FnOnce(&mut Common, &mut GatewayConfig),
+) -> Stack {
+    let stack = spawn_stack_without_presence(n, tweak).await;
+    stack.start_presence().await;
+    stack
+}
+
+/// Like [`spawn_stack_with`], but presence is not running: what gateways
+/// report to it is lost until [`Stack::start_presence`].
+pub(crate) async fn spawn_stack_without_presence(
+    n: usize,
+    tweak: impl FnOnce(&mut Common, &mut GatewayConfig),
+) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let broker = MemoryBroker::new();
-    let common = Common::for_tests(SECRET);
+    let mut common = Common::for_tests(SECRET);
+    let mut gateway = GatewayConfig::for_tests("http://127.0.0.1:9");
+    tweak(&mut common, &mut gateway);
+    common.drain_secs = 3;
 
-    let (listener, api_url) = bind().await;
+    // Presence's port, free until presence starts on it.
+    let (presence_listener, presence_url) = bind().await;
+    drop(presence_listener);
+    common.presence_url = presence_url.clone();
+
+    let (api_listener, api_url) = bind().await;
     let db = format!("sqlite://{}", dir.path().join("gw.db").display());
     let (bus, inbound) = broker.connect(1024);
     let api = ApiState::build(
-        ApiConfig::for_tests(common.clone(), &db),
+        common.clone(),
+        ApiConfig::for_tests(&db),
         Arc::new(bus),
         inbound,
         prometheus::Registry::new(),
     )
     .await
     .unwrap();
-    tokio::spawn(telepath_api::run(listener, api, shutdown.clone()));
+    tokio::spawn(telepath_api::run(api_listener, api, shutdown.clone()));
 
-    let (listener, presence_url) = bind().await;
-    let (presence_bus, _) = broker.connect(16);
-    let presence = PresenceState::build(
-        PresenceConfig::for_tests(common.clone()),
-        Arc::new(presence_bus),
-        prometheus::Registry::new(),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(telepath_presence::run(listener, presence, shutdown.clone()));
-
+    gateway.api_url = api_url.clone();
     let mut gateways = Vec::new();
     for i in 0..n {
         let (listener, url) = bind().await;
         let mut c = common.clone();
         c.node_id = format!("gw{i}");
-        let config = GatewayConfig::for_tests(c, &api_url, &presence_url);
         let (bus, inbound) = broker.connect(1024);
-        let gw = GatewayState::build(config, Arc::new(bus), inbound, prometheus::Registry::new());
-        tokio::spawn(telepath_gateway::run(listener, gw, shutdown.clone()));
-        gateways.push(url);
+        let registry = prometheus::Registry::new();
+        let gw = GatewayState::build(c, gateway.clone(), Arc::new(bus), inbound, registry);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(telepath_gateway::run(listener, gw, stop.clone()));
+        gateways.push(Gateway {
+            url,
+            shutdown: stop,
+            task: Some(task),
+        });
     }
     Stack {
         api: api_url,
+        presence: presence_url,
+        common: common.clone(),
         gateways,
         http: reqwest::Client::new(),
+        internal_token: common.internal_token(),
         shutdown,
         dir,
+        broker,
     }
 }
 
 impl Stack {
-    /// Logs `name` in; returns the token.
-    pub(crate) async fn login(&self, name: &str) -> String {
-        let body: Value = self
-            .http
-            .post(format!("{}/auth/login", self.api))
-            .json(&json!({"username": name}))
+    /// Starts presence on its port, publishing on the stack's bus.
+    pub(crate) async fn start_presence(&self) {
+        let addr = self.presence.trim_start_matches("http://");
+        let listener = TcpListener::bind(addr)
+            .await
+            .expect("presence's port is free");
+        let (bus, _) = self.broker.connect(16);
+        let presence = PresenceState::build(
+            self.common.clone(),
+            PresenceConfig::for_tests(),
+            Arc::new(bus),
+            prometheus::Registry::new(),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(telepath_presence::run(
+            listener,
+            presence,
+            self.shutdown.clone(),
+        ));
+    }
+
+    /// The URL of gateway `i`.
+    pub(crate) fn gw(&self, i: usize) -> &str {
+        &self.gateways[i].url
+    }
+
+    /// Logs `name` in (dev login on the api).
+    pub(crate) async fn login(&self, name: &str) -> TestUser {
+        testing::login(&self.http, &self.api, name).await
+    }
+
+    /// Logs `name` in as an admin.
+    pub(crate) async fn admin(&self, name: &str) -> TestUser {
+        testing::login_as(&self.http, &self.api, name, "admin").await
+    }
+
+    /// Creates a public room as `user`; returns its id.
+    pub(crate) async fn room(&self, user: &TestUser) -> String {
+        testing::create_room(&self.http, &self.api, user, "r").await
+    }
+
+    /// Connects `user` to gateway `i`.
+    pub(crate) async fn connect(&self, i: usize, user: &TestUser) -> WsClient {
+        WsClient::connect(self.gw(i), &user.token).await.unwrap()
+    }
+
+    /// Sends a room message through `api`'s internal route as `user`; returns its seq.
+    pub(crate) async fn send_via(&self, api: &str, user: &TestUser, room: &str, body: &str) -> i64 {
+        let send = serde_json::json!({ "body": body });
+        let outcome =
+            testing::internal_send(&self.http, api, &self.internal_token, user, room, send).await;
+        outcome["message"]["seq"]
+            .as_i64()
+            .expect("a committed message")
+    }
+
+    /// `GET path` on the api as `user`, as JSON.
+    pub(crate) async fn get(&self, user: &TestUser, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(&user.token)
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        body["token"].as_str().unwrap().to_owned()
-    }
-
-    /// Creates a public room as `token`'s user; returns its id.
-    pub(crate) async fn room(&self, token: &str) -> String {
-        let body: Value = self
-            .http
-            .post(format!("{}/rooms", self.api))
-            .bearer_auth(token)
-            .json(&json!({"name": "r"}))
-            .send()
-            .await
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["id"].as_str().unwrap().to_owned()
     }
-}
 
-impl Stack {
     /// A second api on the same database whose publishes go to a bus no
     /// gateway listens to: what it commits is lost to pub/sub, as when
     /// Redis drops messages. Returns its URL.
     pub(crate) async fn lossy_api(&self) -> String {
         let db = format!("sqlite://{}", self.dir.path().join("gw.db").display());
         let (bus, inbound) = MemoryBroker::new().connect(16);
-        let config = ApiConfig::for_tests(Common::for_tests(SECRET), &db);
-        let api = ApiState::build(config, Arc::new(bus), inbound, prometheus::Registry::new())
-            .await
-            .unwrap();
+        let api = ApiState::build(
+            Common::for_tests(SECRET),
+            ApiConfig::for_tests(&db),
+            Arc::new(bus),
+            inbound,
+            prometheus::Registry::new(),
+        )
+        .await
+        .unwrap();
         let (listener, url) = bind().await;
         tokio::spawn(telepath_api::run(listener, api, self.shutdown.clone()));
         url
-    }
-
-    /// Sends a room message through `api`'s internal route as `token`'s user.
-    pub(crate) async fn send_via(&self, api: &str, token: &str, room: &str, body: &str) -> i64 {
-        let claims = telepath_shared::auth::JwtKeys::new(SECRET)
-            .verify(token)
-            .unwrap();
-        let internal = telepath_shared::auth::derive_internal_token(SECRET);
-        let resp: Value = self
-            .http
-            .post(format!("{api}/internal/rooms/{room}/messages"))
-            .header("x-telepath-internal", internal)
-            .json(&json!({"from": {"id": claims.sub, "name": claims.name}, "body": body}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        resp["seq"].as_i64().unwrap()
     }
 }

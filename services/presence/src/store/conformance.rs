@@ -4,11 +4,15 @@
 //! `(guard, store)`; the guard (say, a `redis-server`) lives for the test.
 //!
 //! Times are explicit milliseconds, so no test waits on a clock. This file
-//! holds the builders and the macro; the cases are in `conformance/cases.rs`.
+//! holds the builders and the macro; the cases are in `conformance/cases.rs`
+//! and, for heartbeat repair and choice ordering, `conformance/repair.rs`.
 
-use telepath_shared::protocol::{HeartbeatReport, LiveConn, PresenceReport, Status, UserRef};
+use telepath_shared::protocol::{
+    HeartbeatReport, LiveConn, PresenceReport, Status, StatusChoice, UserRef,
+};
 
 pub(crate) mod cases;
+pub(crate) mod repair;
 
 use super::{PresenceStore, Timing};
 use crate::change::{Change, PresenceChange};
@@ -76,11 +80,22 @@ pub(crate) fn typing(conn_id: &str, name: &str, room: &str, active: bool) -> Pre
     }
 }
 
-pub(crate) fn status(name: &str, status: Status, text: Option<&str>) -> PresenceReport {
+/// `name` chose `status` (with `text`) at `at_ms`.
+pub(crate) fn status(name: &str, status: Status, text: Option<&str>, at_ms: i64) -> PresenceReport {
     PresenceReport::Status {
         user: user(name),
         status,
         text: text.map(Into::into),
+        at_ms,
+    }
+}
+
+/// A choice of `status` (with `text`) made at `at_ms`.
+pub(crate) fn choice(status: Status, text: Option<&str>, at_ms: i64) -> StatusChoice {
+    StatusChoice {
+        status,
+        text: text.map(Into::into),
+        at_ms,
     }
 }
 
@@ -92,7 +107,7 @@ pub(crate) fn idle(conn_id: &str, name: &str, idle: bool) -> PresenceReport {
     }
 }
 
-/// A live connection of `name` on `n1`, as a heartbeat lists it.
+/// A live connection of `name` on `n1`, as a heartbeat lists it, with no choice.
 pub(crate) fn live(conn_id: &str, name: &str, rooms: &[&str], idle: bool) -> LiveConn {
     LiveConn {
         conn_id: conn_id.into(),
@@ -100,6 +115,15 @@ pub(crate) fn live(conn_id: &str, name: &str, rooms: &[&str], idle: bool) -> Liv
         node: "n1".into(),
         rooms: rooms.iter().map(|r| r.to_string()).collect(),
         idle,
+        choice: None,
+    }
+}
+
+/// `conn` carrying its user's `choice`, as a gateway repeats it.
+pub(crate) fn choosing(conn: LiveConn, choice: StatusChoice) -> LiveConn {
+    LiveConn {
+        choice: Some(choice),
+        ..conn
     }
 }
 
@@ -128,6 +152,14 @@ pub(crate) fn presences(changes: &[Change]) -> Vec<&PresenceChange> {
         .collect()
 }
 
+/// The choice records the presence changes carry, in order.
+pub(crate) fn choices(changes: &[Change]) -> Vec<Option<StatusChoice>> {
+    presences(changes)
+        .into_iter()
+        .map(|p| p.choice.clone())
+        .collect()
+}
+
 /// The typing changes as `(room, name, active)`.
 pub(crate) fn typings(changes: &[Change]) -> Vec<(String, String, bool)> {
     changes
@@ -151,7 +183,7 @@ pub(crate) async fn apply(
 /// a fresh `(guard, store)` from `$fixture`.
 macro_rules! suite {
     ($fixture:expr) => {
-        $crate::store::conformance::suite!(@each $fixture;
+        $crate::store::conformance::suite!(@each $fixture; cases:
             the_first_connection_announces_online_once,
             a_second_device_keeps_the_user_online_and_the_last_goes_offline_after_grace,
             a_reconnect_within_the_grace_announces_nothing,
@@ -162,20 +194,31 @@ macro_rules! suite {
             typing_stops_once_on_false_leave_or_disconnect,
             a_heartbeat_re_registers_unknown_connections_with_rooms_and_idle,
             reports_about_unknown_or_foreign_connections_change_nothing,
-            going_offline_forgets_the_chosen_status,
             a_chosen_status_survives_a_reconnect_within_the_grace,
             a_conn_id_reported_for_another_user_moves_to_that_user,
             queries_list_live_connections_with_status_and_last_seen,
             the_offline_reaches_rooms_joined_by_connections_that_closed_earlier,
             a_room_left_on_every_connection_is_dropped_from_the_offline
         );
+        $crate::store::conformance::suite!(@each $fixture; repair:
+            a_heartbeat_repairs_a_lost_join,
+            a_heartbeat_repairs_a_lost_leave_and_stops_that_connections_typing,
+            a_heartbeat_repairs_a_lost_idle_change_both_ways,
+            a_heartbeat_repairs_a_lost_status_with_its_text_announced_once,
+            an_older_choice_is_ignored_and_a_newer_one_wins,
+            an_online_choice_clears_and_an_older_repeated_one_does_not_return,
+            an_emptied_store_is_rebuilt_from_one_heartbeat_with_the_chosen_status,
+            unchanged_heartbeats_announce_nothing,
+            every_presence_change_carries_the_choice_record,
+            going_offline_forgets_the_choice_and_its_time
+        );
     };
-    (@each $fixture:expr; $($name:ident),*) => {
+    (@each $fixture:expr; $module:ident: $($name:ident),*) => {
         $(
             #[tokio::test]
             async fn $name() {
                 let (_guard, store) = $fixture;
-                $crate::store::conformance::cases::$name(&store).await;
+                $crate::store::conformance::$module::$name(&store).await;
             }
         )*
     };

@@ -14,17 +14,20 @@
 //!   (a user is online in a room when any of their connections is in it),
 //!   key TTL refreshed by joins and heartbeats; members leave on leave,
 //!   disconnect and expiry.
-//! - `presence:status:{user_id}` — HASH {name, chosen?, text?, eff, etext,
-//!   ended?, rooms?}: the chosen status and its text, the effective status
-//!   and text last announced (`eff`, `etext`), and while pending offline the
-//!   end of the last connection and the rooms its `offline` goes to (as
+//! - `presence:status:{user_id}` — HASH {name, chosen?, text?, chosen_at?,
+//!   eff, etext, ended?, rooms?}: the user's latest status choice (the
+//!   chosen status and its text, both absent after an `online` choice, and
+//!   `chosen_at`, when a gateway received that choice, ms: a choice is
+//!   taken only when strictly newer); the effective status and text last
+//!   announced (`eff`, `etext`); and while pending offline the end of the
+//!   last connection and the rooms its `offline` goes to (as
 //!   `presence:seenrooms` below, plus the last connection's). Key TTL;
-//!   deleted when the user goes offline (so the choice does not outlive the
-//!   session).
+//!   deleted when the user goes offline (so the choice and its time do not
+//!   outlive the session).
 //! - `presence:seenrooms:{user_id}` — SET of every room any connection of
-//!   the user joined (join, or rooms of a connection registered by a
-//!   heartbeat) since the user came online; a leave removes a room once
-//!   none of the user's connections is in it. The user's `offline` goes to
+//!   the user joined (by a join report or a heartbeat) since the user came
+//!   online; a leave (report or heartbeat) removes a room once none of the
+//!   user's connections is in it. The user's `offline` goes to
 //!   all of them, so a room that saw the user online hears of the offline
 //!   even when the connection that joined it closed first. Same TTL handling
 //!   as the status hash (key TTL, key TTL + grace while pending offline);
@@ -42,11 +45,16 @@
 //! and whoever claims a pending user with ZREM announces its offline. The
 //! script derives key names from ids instead of declaring KEYS, so this
 //! store needs a single Redis (not Cluster). Batches are cut into chunks so
-//! no script blocks Redis for long; every round trip is bounded by
-//! [`OP_TIMEOUT`].
+//! no script blocks Redis for long (a heartbeat's keep each user's
+//! connections together, so a user settles once per heartbeat); every round
+//! trip is bounded by [`OP_TIMEOUT`]. A heartbeat reads each listed
+//! connection's owner, idle flag and rooms to compare them with the listed
+//! ones, and each user's choice time once, and writes only liveness unless
+//! something differs, so a heartbeat of unchanged connections stays cheap.
 
 mod codec;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -54,7 +62,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::redis::{Cmd, Pipeline, cmd, pipe};
 use deadpool_redis::{Connection, Pool};
-use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, PresenceReport, UserRef};
+use telepath_shared::protocol::{
+    ConnReport, HeartbeatReport, LiveConn, OnlineUser, PresenceReport, UserRef,
+};
 
 use super::{Error, Interrupted, MAX_ROOMS_PER_CONN, PresenceStore, Summary, Swept, Tally, Timing};
 use crate::change::{Change, parse_status};
@@ -63,7 +73,7 @@ use crate::change::{Change, parse_status};
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Reports applied per script run.
 const REPORT_BATCH: usize = 500;
-/// Heartbeat connections applied per script run.
+/// Heartbeat connections applied per script run (at most).
 const HEARTBEAT_BATCH: usize = 500;
 /// Connections, pending users and typing indicators expired per sweep script run.
 const SWEEP_BATCH: usize = 1_000;
@@ -95,6 +105,40 @@ fn read_fields(p: &mut Pipeline, conn_id: &str) {
         .arg("user_id")
         .arg("name")
         .arg("node");
+}
+
+/// `conns` cut into chunks of at most `batch`, one script run each, with
+/// each user's connections in one chunk (unless they alone exceed `batch`):
+/// a script run settles the users it changed, so a user split over two runs
+/// could be announced twice for one heartbeat (say away, then online).
+/// Users keep the order of their first connection in `conns`.
+fn heartbeat_chunks(conns: &[LiveConn], batch: usize) -> Vec<Vec<&LiveConn>> {
+    let mut by_user: Vec<Vec<&LiveConn>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for conn in conns {
+        let i = *index.entry(&conn.user.id).or_insert_with(|| {
+            by_user.push(Vec::new());
+            by_user.len() - 1
+        });
+        by_user[i].push(conn);
+    }
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<&LiveConn> = Vec::new();
+    for group in by_user {
+        if !chunk.is_empty() && chunk.len() + group.len() > batch {
+            chunks.push(std::mem::take(&mut chunk));
+        }
+        for conn in group {
+            if chunk.len() == batch {
+                chunks.push(std::mem::take(&mut chunk));
+            }
+            chunk.push(conn);
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
 }
 
 /// Presence in Redis.
@@ -250,10 +294,8 @@ impl PresenceStore for RedisStore {
         report: &HeartbeatReport,
         now_ms: i64,
     ) -> Result<Vec<Change>, Interrupted> {
-        let payloads = report
-            .conns
-            .chunks(HEARTBEAT_BATCH)
-            .map(codec::encode_heartbeat);
+        let chunks = heartbeat_chunks(&report.conns, HEARTBEAT_BATCH);
+        let payloads = chunks.iter().map(|chunk| codec::encode_heartbeat(chunk));
         self.chunks("heartbeat", payloads, now_ms).await
     }
 
@@ -334,8 +376,7 @@ impl PresenceStore for RedisStore {
         }
         let user_ids = tally.user_ids();
         let statuses = self.statuses(&mut c, &user_ids).await?;
-        let by_user: std::collections::HashMap<String, _> =
-            user_ids.into_iter().zip(statuses).collect();
+        let by_user: HashMap<String, _> = user_ids.into_iter().zip(statuses).collect();
         Ok(tally.finish(|id| {
             let (eff, text) = by_user.get(id)?;
             Some((

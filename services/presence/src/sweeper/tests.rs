@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use telepath_shared::bus::memory::MemoryBroker;
 use telepath_shared::bus::{Bus, Inbound};
-use telepath_shared::config::{Common, PresenceConfig};
+use telepath_shared::config::Common;
 use telepath_shared::protocol::{PresenceBroadcast, PresenceReport, Status, UserRef};
 
 use super::*;
 use crate::clock::Clock;
+use crate::config::PresenceConfig;
 use crate::store::Timing;
 use crate::store::memory::MemoryStore;
 
@@ -31,10 +32,11 @@ impl Drop for Rig {
 }
 
 async fn rig(heartbeat_ms: u64, grace_ms: u64, typing_ttl_ms: u64) -> Rig {
-    let mut config = PresenceConfig::for_tests(Common::for_tests("s"));
-    (config.heartbeat_ms, config.grace_ms, config.typing_ttl_ms) =
-        (heartbeat_ms, grace_ms, typing_ttl_ms);
-    let store = Arc::new(MemoryStore::new(Timing::from_config(&config)));
+    let mut common = Common::for_tests("s");
+    common.heartbeat_ms = heartbeat_ms;
+    let mut config = PresenceConfig::for_tests();
+    (config.grace_ms, config.typing_ttl_ms) = (grace_ms, typing_ttl_ms);
+    let store = Arc::new(MemoryStore::new(Timing::from_config(&common, &config)));
     let broker = MemoryBroker::new();
     let (bus, _unused) = broker.connect(16);
     let (listener, rx) = broker.connect(64);
@@ -43,9 +45,9 @@ async fn rig(heartbeat_ms: u64, grace_ms: u64, typing_ttl_ms: u64) -> Rig {
     // The broker keeps the listener's subscriptions while `rx` lives.
     drop(listener);
     let registry = prometheus::Registry::new();
-    let state = PresenceState::with_clock(config, Arc::new(bus), registry, store, Clock::tokio());
+    let state = PresenceState::with_clock(&common, Arc::new(bus), registry, store, Clock::tokio());
     let shutdown = CancellationToken::new();
-    state.spawn_sweeper(shutdown.clone());
+    crate::spawn_sweeper(&state, shutdown.clone());
     Rig {
         state,
         rx,

@@ -5,13 +5,13 @@ use serde_json::Value;
 use telepath_shared::auth::{INTERNAL_HEADER, JwtKeys};
 use telepath_shared::protocol::{HeartbeatReport, PresenceReport, Role, Status, UserInfo, UserRef};
 
-use crate::helpers::{config, conn, live, room, spawn_presence, user};
+use crate::helpers::{config, conn, connect_report, live, now_ms, room, spawn_presence, user};
 
 #[tokio::test]
 async fn internal_routes_refuse_a_missing_or_wrong_internal_token() {
     let presence = spawn_presence(config(15_000, None)).await;
     let c = conn("c1", &user("ada"));
-    for path in ["reports", "connect", "disconnect", "heartbeat"] {
+    for path in ["reports", "heartbeat"] {
         let url = presence.url(&format!("/internal/presence/{path}"));
         let missing = presence.client.post(&url).json(&c).send().await.unwrap();
         assert_eq!(missing.status(), StatusCode::UNAUTHORIZED, "{path}");
@@ -78,7 +78,7 @@ async fn the_online_list_refuses_a_missing_or_bad_token_with_a_json_401() {
 async fn an_oversized_id_or_heartbeat_is_a_bad_request() {
     let presence = spawn_presence(config(15_000, None)).await;
     let long = conn(&"x".repeat(257), &user("ada"));
-    let status = presence.internal("/internal/presence/connect", &long).await;
+    let status = presence.try_reports(vec![connect_report(&long)]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let too_many = HeartbeatReport {
         node: "n1".into(),
@@ -143,6 +143,7 @@ fn status(user: &UserRef, text: &str) -> PresenceReport {
         user: user.clone(),
         status: Status::Busy,
         text: Some(text.into()),
+        at_ms: now_ms(),
     }
 }
 
@@ -159,6 +160,7 @@ async fn reports_with_long_status_text_odd_rooms_or_too_many_entries_are_bad_req
         user: ada.clone(),
         status: Status::Offline,
         text: None,
+        at_ms: now_ms(),
     };
     let bad = [
         vec![status(&ada, &"x".repeat(129))],

@@ -7,15 +7,10 @@ use serde_json::{Value, json};
 use telepath_shared::protocol::{ConnReport, PresenceReport, Status, UserRef};
 use telepath_shared::testing::RedisServer;
 
-use crate::helpers::{TestPresence, config, conn, eventually, room, spawn_presence, user};
-
-fn connect(c: &ConnReport) -> PresenceReport {
-    PresenceReport::Connect {
-        conn_id: c.conn_id.clone(),
-        user: c.user.clone(),
-        node: c.node.clone(),
-    }
-}
+use crate::helpers::{
+    TestPresence, config, conn, connect_report as connect, eventually, now_ms, room,
+    spawn_presence, user,
+};
 
 fn join(c: &ConnReport, room: &str) -> PresenceReport {
     PresenceReport::Join {
@@ -33,11 +28,12 @@ fn idle(c: &ConnReport, idle: bool) -> PresenceReport {
     }
 }
 
-fn status(user: &UserRef, status: Status, text: Option<&str>) -> PresenceReport {
+fn status(user: &UserRef, status: Status, text: Option<&str>, at_ms: i64) -> PresenceReport {
     PresenceReport::Status {
         user: user.clone(),
         status,
         text: text.map(Into::into),
+        at_ms,
     }
 }
 
@@ -46,7 +42,7 @@ const GRACE_MS: u64 = 300;
 
 async fn spawn(redis: Option<&RedisServer>) -> TestPresence {
     let mut config = config(15_000, redis.map(RedisServer::url));
-    config.grace_ms = GRACE_MS;
+    config.presence.grace_ms = GRACE_MS;
     spawn_presence(config).await
 }
 
@@ -89,7 +85,8 @@ async fn a_chosen_status_is_published_with_its_text_and_listed(presence: &TestPr
         .reports(vec![connect(&laptop), join(&laptop, &lobby)])
         .await;
     presence.presence_event().await;
-    let busy = status(&ada, Status::Busy, Some("in a meeting"));
+    let chosen_at = now_ms();
+    let busy = status(&ada, Status::Busy, Some("in a meeting"), chosen_at);
     presence.reports(vec![busy.clone(), busy]).await;
     let msg = presence.next_event(Duration::from_secs(5)).await.unwrap();
     let payload: Value = serde_json::from_slice(&msg.payload).unwrap();
@@ -97,9 +94,10 @@ async fn a_chosen_status_is_published_with_its_text_and_listed(presence: &TestPr
     assert_eq!(
         payload,
         json!({"rooms": [lobby], "event": {"user": {"id": ada.id, "name": "ada"},
-            "status": "busy", "text": "in a meeting", "last_seen": last_seen}})
+            "status": "busy", "text": "in a meeting", "last_seen": last_seen},
+            "choice": {"status": "busy", "text": "in a meeting", "at_ms": chosen_at}})
     );
-    // The same choice again changed nothing: published once.
+    // The same choice again is no newer: published once.
     presence.assert_quiet(Duration::from_millis(100)).await;
     let listed = presence.try_online(&ada).await.unwrap().users;
     assert_eq!(
@@ -107,10 +105,15 @@ async fn a_chosen_status_is_published_with_its_text_and_listed(presence: &TestPr
         (Status::Busy, Some("in a meeting"))
     );
     presence
-        .reports(vec![status(&ada, Status::Online, None)])
+        .reports(vec![status(&ada, Status::Online, None, chosen_at + 1)])
         .await;
     let back = presence.presence_event().await;
     assert_eq!((back.event.status, back.event.text), (Status::Online, None));
+    let cleared = back.choice.expect("the clearing choice");
+    assert_eq!(
+        (cleared.status, cleared.at_ms),
+        (Status::Online, chosen_at + 1)
+    );
 }
 
 async fn idle_devices_make_the_user_away_and_activity_online_again(presence: &TestPresence) {
@@ -163,7 +166,7 @@ async fn idle_devices_make_the_user_away_and_activity_online_again_with_redis() 
 }
 
 #[tokio::test]
-async fn a_quick_reconnect_through_the_legacy_routes_announces_nothing() {
+async fn a_quick_reconnect_announces_nothing() {
     let presence = spawn(None).await;
     let ada = user("ada");
     presence.connect(&conn("c1", &ada)).await;

@@ -9,27 +9,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use telepath_presence::{PresenceState, PresenceSummary, UserConnections, run};
+use telepath_presence::{PresenceConfig, PresenceState, PresenceSummary, UserConnections, run};
 use telepath_shared::auth::{INTERNAL_HEADER, JwtKeys};
 use telepath_shared::bus::memory::{MemoryBroker, MemoryBus};
 use telepath_shared::bus::{Bus, BusMessage, Inbound};
-use telepath_shared::config::{Common, PresenceConfig};
+use telepath_shared::config::Common;
 use telepath_shared::protocol::{
-    ConnReport, DisconnectReport, HeartbeatReport, LiveConn, OnlineUsers, PresenceBroadcast,
-    PresenceReport, PresenceReports, Role, UserInfo, UserRef,
+    ConnReport, HeartbeatReport, LiveConn, OnlineUsers, PresenceBroadcast, PresenceReport,
+    PresenceReports, Role, UserInfo, UserRef,
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const SECRET: &str = "presence-test-secret";
 
-/// Test settings: heartbeat every `heartbeat_ms`, Redis at `redis_url` if any.
-pub(crate) fn config(heartbeat_ms: u64, redis_url: Option<String>) -> PresenceConfig {
+/// The settings a test presence runs with: the shared ones and presence's own.
+pub(crate) struct TestConfig {
+    pub(crate) common: Common,
+    pub(crate) presence: PresenceConfig,
+}
+
+/// Test settings: heartbeat every `heartbeat_ms`, Redis at `redis_url` if
+/// any, every other setting at its default.
+pub(crate) fn config(heartbeat_ms: u64, redis_url: Option<String>) -> TestConfig {
     let mut common = Common::for_tests(SECRET);
     common.redis_url = redis_url;
-    let mut config = PresenceConfig::for_tests(common);
-    config.heartbeat_ms = heartbeat_ms;
-    config
+    common.heartbeat_ms = heartbeat_ms;
+    TestConfig {
+        common,
+        presence: PresenceConfig::for_tests(),
+    }
 }
 
 /// A running presence service; shut down when dropped.
@@ -51,15 +60,16 @@ impl Drop for TestPresence {
 
 /// Starts presence with `config` on 127.0.0.1:0, publishing on an in-memory
 /// bus whose `presence` channel the returned handle listens to.
-pub(crate) async fn spawn_presence(config: PresenceConfig) -> TestPresence {
+pub(crate) async fn spawn_presence(config: TestConfig) -> TestPresence {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let internal_token = config.common.internal_token.clone();
+    let internal_token = config.common.internal_token();
     let broker = MemoryBroker::new();
     let (bus, _inbound) = broker.connect(16);
     let (bus_listener, events) = broker.connect(4096);
     bus_listener.subscribe("presence").await.unwrap();
-    let state = PresenceState::build(config, Arc::new(bus), prometheus::Registry::new())
+    let registry = prometheus::Registry::new();
+    let state = PresenceState::build(config.common, config.presence, Arc::new(bus), registry)
         .await
         .expect("presence builds");
     let shutdown = CancellationToken::new();
@@ -96,7 +106,7 @@ pub(crate) fn conn_on(conn_id: &str, user: &UserRef, node: &str) -> ConnReport {
     }
 }
 
-/// `conn` as a heartbeat lists it: no rooms, not idle.
+/// `conn` as a heartbeat lists it: no rooms, not idle, no choice.
 pub(crate) fn live(conn: &ConnReport) -> LiveConn {
     LiveConn {
         conn_id: conn.conn_id.clone(),
@@ -104,7 +114,30 @@ pub(crate) fn live(conn: &ConnReport) -> LiveConn {
         node: conn.node.clone(),
         rooms: Vec::new(),
         idle: false,
+        choice: None,
     }
+}
+
+/// The report a gateway sends when `conn` opens.
+pub(crate) fn connect_report(conn: &ConnReport) -> PresenceReport {
+    PresenceReport::Connect {
+        conn_id: conn.conn_id.clone(),
+        user: conn.user.clone(),
+        node: conn.node.clone(),
+    }
+}
+
+/// The report a gateway sends when `conn` closes.
+pub(crate) fn disconnect_report(conn: &ConnReport) -> PresenceReport {
+    PresenceReport::Disconnect {
+        conn_id: conn.conn_id.clone(),
+        user_id: conn.user.id.clone(),
+    }
+}
+
+/// Now, in Unix ms: when a gateway would stamp a status choice.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// A fresh room id.
@@ -164,20 +197,16 @@ impl TestPresence {
         resp.json().await.unwrap()
     }
 
+    /// Reports that `conn` opened (a Connect report), which must be accepted.
     pub(crate) async fn connect(&self, conn: &ConnReport) {
-        let status = self.internal("/internal/presence/connect", conn).await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
+        self.reports_from(&conn.node, vec![connect_report(conn)])
+            .await;
     }
 
+    /// Reports that `conn` closed (a Disconnect report), which must be accepted.
     pub(crate) async fn disconnect(&self, conn: &ConnReport) {
-        let report = DisconnectReport {
-            conn_id: conn.conn_id.clone(),
-            user_id: conn.user.id.clone(),
-        };
-        let status = self
-            .internal("/internal/presence/disconnect", &report)
+        self.reports_from(&conn.node, vec![disconnect_report(conn)])
             .await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
     }
 
     /// Sends one heartbeat listing `conns` (no rooms, not idle); returns the status.
@@ -196,16 +225,27 @@ impl TestPresence {
 
     /// `POST /internal/presence/reports` from node `n1`; returns the status.
     pub(crate) async fn try_reports(&self, reports: Vec<PresenceReport>) -> StatusCode {
+        self.try_reports_from("n1", reports).await
+    }
+
+    /// `POST /internal/presence/reports` from `node`; returns the status.
+    async fn try_reports_from(&self, node: &str, reports: Vec<PresenceReport>) -> StatusCode {
         let batch = PresenceReports {
-            node: "n1".into(),
+            node: node.into(),
             reports,
         };
         self.internal("/internal/presence/reports", &batch).await
     }
 
-    /// Sends a batch of reports, which must be accepted.
+    /// Sends a batch of reports from node `n1`, which must be accepted.
     pub(crate) async fn reports(&self, reports: Vec<PresenceReport>) {
-        assert_eq!(self.try_reports(reports).await, StatusCode::NO_CONTENT);
+        self.reports_from("n1", reports).await;
+    }
+
+    /// Sends a batch of reports from `node`, which must be accepted.
+    async fn reports_from(&self, node: &str, reports: Vec<PresenceReport>) {
+        let status = self.try_reports_from(node, reports).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
     }
 
     /// Also listens to `channel` on the service's bus.

@@ -7,4 +7,5 @@ mod expiry;
 mod helpers;
 mod online;
 mod query;
+mod repair;
 mod typing;

@@ -32,7 +32,7 @@ async fn typing_frame(presence: &TestPresence, room: &str) -> Value {
 /// listens to, and ada connected (her online event already read).
 async fn with_ada_in_a_room(redis: Option<&RedisServer>) -> (TestPresence, ConnReport, String) {
     let mut config = config(15_000, redis.map(RedisServer::url));
-    config.typing_ttl_ms = 400;
+    config.presence.typing_ttl_ms = 400;
     let presence = spawn_presence(config).await;
     let lobby = room();
     presence.subscribe(&format!("room:{lobby}")).await;

@@ -7,9 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::helpers::{TestNode, User, create_room, eventually, login, login_as, spawn_node};
+use crate::helpers::{TestNode, TestUser, create_room, eventually, login, login_as, spawn_node};
 
-async fn get(node: &TestNode, user: &User, path: &str) -> reqwest::Response {
+async fn get(node: &TestNode, user: &TestUser, path: &str) -> reqwest::Response {
     node.http
         .get(format!("{}{path}", node.url))
         .bearer_auth(&user.token)
@@ -18,7 +18,7 @@ async fn get(node: &TestNode, user: &User, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn post(node: &TestNode, user: &User, path: &str, body: Value) -> reqwest::Response {
+async fn post(node: &TestNode, user: &TestUser, path: &str, body: Value) -> reqwest::Response {
     node.http
         .post(format!("{}{path}", node.url))
         .bearer_auth(&user.token)
@@ -29,7 +29,7 @@ async fn post(node: &TestNode, user: &User, path: &str, body: Value) -> reqwest:
 }
 
 /// Waits until presence lists `user` with `n` connections.
-async fn wait_online(node: &TestNode, viewer: &User, user: &User, n: u64) {
+async fn wait_online(node: &TestNode, viewer: &TestUser, user: &TestUser, n: u64) {
     eventually(
         Duration::from_secs(5),
         "presence to see the connections",
@@ -248,7 +248,7 @@ async fn closing_a_room_tells_its_members_and_refuses_further_sends_and_joins() 
     let mut b = WsClient::connect(&node.url, &bob.token).await.unwrap();
     b.join(&room).await;
 
-    let del = |user: &User| {
+    let del = |user: &TestUser| {
         node.http
             .delete(format!("{}/rooms/{room}", node.url))
             .bearer_auth(&user.token)
@@ -300,7 +300,7 @@ async fn an_idle_user_turns_away_and_comes_back_online_on_activity() {
     let node = spawn_node(|c| {
         // Idleness is checked on the heartbeat; the test client answers
         // pings only while it reads, so keep the heartbeat above the waits.
-        c.gateway.heartbeat_ms = 1000;
+        c.common.heartbeat_ms = 1000;
         c.gateway.away_after_ms = 300;
     })
     .await;

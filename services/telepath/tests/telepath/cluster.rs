@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::Client;
 use telepath_shared::testing::{RedisServer, WsClient};
 
-use crate::helpers::{Service, User, create_room, login};
+use crate::helpers::{Service, TestUser, create_room, login};
 
 /// Heartbeat of every process in a test cluster.
 pub(crate) const HEARTBEAT_MS: u64 = 500;
@@ -87,8 +87,8 @@ pub(crate) async fn start_cluster_with(
 
 /// Ada on gateway 0 and bob on gateway 1, both in one room.
 pub(crate) struct Pair {
-    pub(crate) ada: User,
-    pub(crate) bob: User,
+    pub(crate) ada: TestUser,
+    pub(crate) bob: TestUser,
     pub(crate) room: String,
     pub(crate) a: WsClient,
     pub(crate) b: WsClient,

@@ -355,22 +355,23 @@ async fn a_join_with_since_while_messages_are_committed_sees_every_seq_once_in_o
         a.ok(json!({"type": "send", "room": room, "body": format!("before {i}")}))
             .await;
     }
-    // Messages keep being committed through the api while bob joins with since.
-    let claims = telepath_shared::auth::JwtKeys::new(crate::helpers::SECRET)
-        .verify(&ada.token)
-        .unwrap();
+    // Messages keep being committed through the api (as another gateway
+    // would send them) while bob joins with since.
     let internal = telepath_shared::auth::derive_internal_token(crate::helpers::SECRET);
-    let (api, room2, http2) = (cluster.api.url.clone(), room.clone(), http.clone());
+    let (api, room2, http2, from) = (
+        cluster.api.url.clone(),
+        room.clone(),
+        http.clone(),
+        ada.clone(),
+    );
     let writer = tokio::spawn(async move {
         for i in 0..60 {
-            let resp = http2
-                .post(format!("{api}/internal/rooms/{room2}/messages"))
-                .header("x-telepath-internal", &internal)
-                .json(&json!({"from": {"id": claims.sub, "name": claims.name}, "body": format!("during {i}")}))
-                .send()
-                .await
-                .unwrap();
-            assert!(resp.status().is_success());
+            let send = json!({"body": format!("during {i}")});
+            let outcome = telepath_shared::testing::internal_send(
+                &http2, &api, &internal, &from, &room2, send,
+            )
+            .await;
+            assert!(outcome["message"].is_object(), "{outcome}");
         }
     });
     let mut again = WsClient::connect(&cluster.gateways[0].url, &bob.token)

@@ -11,7 +11,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::helpers::{User, create_room, eventually, get_json, login};
+use crate::helpers::{TestUser, create_room, eventually, get_json, login};
 use crate::local::{LocalTopology, alive, repo, require, signal};
 
 /// Runs `cmd` in the repository and asserts it succeeds.
@@ -144,7 +144,7 @@ async fn members(
     room: &str,
     prefix: &str,
     n: usize,
-) -> Vec<(User, WsClient)> {
+) -> Vec<(TestUser, WsClient)> {
     let mut out = Vec::new();
     for i in 0..n {
         let user = login(http, url, &format!("{prefix}{i}")).await;
@@ -225,7 +225,7 @@ async fn through_haproxy_connections_spread_over_the_gateways_and_a_message_cros
 }
 
 /// Reconnects through the load balancer and resumes `room` after `since`.
-async fn resume(url: &str, user: &User, room: &str, since: i64) -> WsClient {
+async fn resume(url: &str, user: &TestUser, room: &str, since: i64) -> WsClient {
     let mut ws = WsClient::connect(url, &user.token).await.unwrap();
     let reply = ws
         .ok(json!({"type": "join", "room": room, "since": since}))

@@ -7,9 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::helpers::{TestNode, User, login, spawn_node};
+use crate::helpers::{TestNode, TestUser, login, spawn_node};
 
-async fn get(node: &TestNode, user: &User, path: &str) -> reqwest::Response {
+async fn get(node: &TestNode, user: &TestUser, path: &str) -> reqwest::Response {
     node.http
         .get(format!("{}{path}", node.url))
         .bearer_auth(&user.token)

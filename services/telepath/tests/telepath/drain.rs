@@ -16,31 +16,36 @@ use crate::helpers::{SECRET, Service, create_room, get_json, login};
 /// What one sender saw.
 #[derive(Default)]
 struct Outcome {
-    /// Ids of the messages acknowledged with 200.
+    /// Ids of the messages acknowledged.
     acked: Vec<String>,
-    /// Statuses other than 200 (there must be none).
-    refused: Vec<u16>,
+    /// Statuses other than 200, and refused sends (there must be none).
+    refused: Vec<String>,
     /// Requests that failed without an answer (sent or not: unknown).
     unanswered: usize,
 }
 
-/// Sends messages one after another until the api stops answering.
-async fn sender(http: Client, url: String, from: Value, n: usize) -> Outcome {
+/// Sends messages one after another, as a gateway does (a batch of one on
+/// `POST /internal/messages`), until the api stops answering.
+async fn sender(http: Client, url: String, room: String, from: Value, n: usize) -> Outcome {
     let mut out = Outcome::default();
     let token = derive_internal_token(SECRET);
     for i in 0.. {
+        let send = json!({"from": from, "body": format!("sender {n} message {i}")});
         let resp = http
             .post(&url)
             .header(INTERNAL_HEADER, &token)
-            .json(&json!({"from": from, "body": format!("sender {n} message {i}")}))
+            .json(&json!({"sends": [{"room": room, "send": send}]}))
             .send()
             .await;
         match resp {
             Ok(r) if r.status() == 200 => {
-                let m: Value = r.json().await.unwrap();
-                out.acked.push(m["id"].as_str().unwrap().to_owned());
+                let answer: Value = r.json().await.unwrap();
+                match answer["results"][0]["message"]["id"].as_str() {
+                    Some(id) => out.acked.push(id.to_owned()),
+                    None => out.refused.push(answer["results"][0].to_string()),
+                }
             }
-            Ok(r) => out.refused.push(r.status().as_u16()),
+            Ok(r) => out.refused.push(r.status().to_string()),
             Err(_) => {
                 out.unanswered += 1;
                 break;
@@ -67,9 +72,12 @@ async fn sigterm_to_the_api_acknowledges_only_what_it_committed_and_commits_what
     let ada = login(&http, &api.url, "ada").await;
     let room = create_room(&http, &api.url, &ada, "closing time").await;
     let from = json!({"id": ada.id, "name": "ada"});
-    let url = format!("{}/internal/rooms/{room}/messages", api.url);
+    let url = format!("{}/internal/messages", api.url);
     let senders: Vec<_> = (0..64)
-        .map(|n| tokio::spawn(sender(http.clone(), url.clone(), from.clone(), n)))
+        .map(|n| {
+            let (url, room) = (url.clone(), room.clone());
+            tokio::spawn(sender(http.clone(), url, room, from.clone(), n))
+        })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
 

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Client;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const SECRET: &str = "telepath-test-secret";
@@ -30,14 +30,8 @@ impl Drop for TestNode {
 pub(crate) async fn spawn_node(tweak: impl FnOnce(&mut telepath::Config)) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("telepath.db").display());
-    let map = move |name: &str| match name {
-        "TELEPATH_JWT_SECRET" => Some(SECRET.to_owned()),
-        "DATABASE_URL" => Some(db.clone()),
-        "TELEPATH_LISTEN" => Some("127.0.0.1:0".to_owned()),
-        _ => None,
-    };
-    let mut config = telepath::Config::from_source(&map).unwrap();
-    config.gateway.common.drain = Duration::from_secs(3);
+    let mut config = telepath::Config::for_tests(SECRET, &db);
+    config.common.drain_secs = 3;
     tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -53,47 +47,7 @@ pub(crate) async fn spawn_node(tweak: impl FnOnce(&mut telepath::Config)) -> Tes
     }
 }
 
-/// A user logged in through dev login.
-#[derive(Clone)]
-pub(crate) struct User {
-    pub(crate) id: String,
-    pub(crate) token: String,
-}
-
-pub(crate) async fn login(http: &Client, base: &str, name: &str) -> User {
-    login_as(http, base, name, "user").await
-}
-
-/// Dev login with a role (`user` or `admin`).
-pub(crate) async fn login_as(http: &Client, base: &str, name: &str, role: &str) -> User {
-    let body: Value = http
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"username": name, "role": role}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    User {
-        id: body["user"]["id"].as_str().unwrap().to_owned(),
-        token: body["token"].as_str().unwrap().to_owned(),
-    }
-}
-
-/// Creates a public room; returns its id.
-pub(crate) async fn create_room(http: &Client, base: &str, user: &User, name: &str) -> String {
-    let resp = http
-        .post(format!("{base}/rooms"))
-        .bearer_auth(&user.token)
-        .json(&json!({"name": name}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let room: Value = resp.json().await.unwrap();
-    room["id"].as_str().unwrap().to_owned()
-}
+pub(crate) use telepath_shared::testing::{TestUser, create_room, eventually, login, login_as};
 
 /// `GET url` with `req` adding auth; the JSON body (panics on a transport error).
 pub(crate) async fn get_json(
@@ -113,19 +67,6 @@ pub(crate) async fn get_json(
 /// `GET url` as text (a `/metrics` page).
 pub(crate) async fn get_text(http: &Client, url: &str) -> String {
     http.get(url).send().await.unwrap().text().await.unwrap()
-}
-
-/// Waits until `cond` holds, polling every 50 ms, or panics after `within`.
-pub(crate) async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The directory holding the workspace's binaries (next to `telepath`).

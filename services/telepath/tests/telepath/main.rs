@@ -13,5 +13,4 @@ mod multinode;
 mod openapi;
 mod presence;
 mod roundtrip;
-mod session;
 mod traces;

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
 use crate::cluster::{Cluster, GRACE_MS, Pair, TYPING_TTL_MS, ada_and_bob, start_cluster};
-use crate::helpers::{User, eventually};
+use crate::helpers::{TestUser, eventually};
 
-fn is_presence(user: &User, status: &'static str) -> impl Fn(&Value) -> bool + use<> {
+fn is_presence(user: &TestUser, status: &'static str) -> impl Fn(&Value) -> bool + use<> {
     let id = user.id.clone();
     move |f: &Value| {
         f["type"] == "presence" && f["user"]["id"] == id.as_str() && f["status"] == status
@@ -32,7 +32,7 @@ async fn count_within(c: &mut WsClient, within: Duration, pred: impl Fn(&Value) 
     n
 }
 
-async fn online_list(cluster: &Cluster, viewer: &User) -> Value {
+async fn online_list(cluster: &Cluster, viewer: &TestUser) -> Value {
     let url = format!("{}/presence/online", cluster.presence[0].url);
     Client::new()
         .get(url)

@@ -290,3 +290,19 @@ async fn a_join_without_since_resumes_from_the_acked_delivery_cursor() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_all_in_one_drains_its_gateway_and_stops_on_shutdown() {
+    let mut node = spawn_node(|_| {}).await;
+    let ada = login(&node.http, &node.url, "ada").await;
+    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    node.shutdown.cancel();
+    assert_eq!(c.next_of("bye").await["reason"], "restart");
+    assert_eq!(c.closed().await, Some(1012));
+    let task = node.task.take().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .expect("the node stops within its drain")
+        .unwrap()
+        .unwrap();
+}

@@ -1,14 +1,19 @@
 //! The in-memory store's state machine: the maps (connections, users,
 //! typing indicators) and [`Op`], one operation on them under the store's
 //! lock. It mirrors `redis/presence.lua` function by function (register,
-//! remove_conn, disconnect, settle, go_offline, sweep...), so both stores
-//! keep the same semantics; `store/conformance.rs` checks that they do.
+//! remove_conn, disconnect, join, leave, choose, converge, heartbeat,
+//! settle, go_offline, sweep...), so both stores keep the same semantics;
+//! `store/conformance.rs` checks that they do.
 //!
-//! Nothing here locks or awaits: `memory.rs` owns the mutex.
+//! Heartbeats, which converge these maps to a node's listed connections,
+//! are in `machine/heartbeat.rs`. Nothing here locks or awaits: `memory.rs`
+//! owns the mutex.
+
+mod heartbeat;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use telepath_shared::protocol::{ConnReport, HeartbeatReport, PresenceReport, Status, UserRef};
+use telepath_shared::protocol::{ConnReport, PresenceReport, Status, StatusChoice, UserRef};
 
 use crate::change::{Change, PresenceChange, TypingChange};
 use crate::store::{MAX_ROOMS_PER_CONN, Summary, Tally, Timing};
@@ -34,23 +39,26 @@ struct Conn {
     rooms: BTreeSet<String>,
 }
 
-/// A status and its text.
-type Choice = (Status, Option<String>);
+/// An effective status and its text, as announced.
+type Shown = (Status, Option<String>);
 
 #[derive(Debug, Default)]
 struct User {
     name: String,
     conns: HashSet<String>,
-    /// The status the user chose; `None` is automatic (online/away).
-    chosen: Option<Choice>,
+    /// The user's latest status choice and its time; `None` before the
+    /// first. An `online` choice (text `None`) is the choice to have none:
+    /// automatic online/away, but its time still orders later choices.
+    choice: Option<StatusChoice>,
     /// What was last announced; `None` before the first announcement.
-    announced: Option<Choice>,
+    announced: Option<Shown>,
     /// Set between the last disconnect and the end of the grace period.
     pending: Option<Pending>,
-    /// Every room any of the user's connections joined (by join or heartbeat
-    /// rebuild) since the user came online, less those the user left on every
-    /// connection: the user's `offline` goes to all of them, even when the
-    /// connection that joined one closed before the last one.
+    /// Every room any of the user's connections joined (by a join report or
+    /// a heartbeat) since the user came online, less those the user left on
+    /// every connection (by a leave report or a heartbeat): the user's
+    /// `offline` goes to all of them, even when the connection that joined
+    /// one closed before the last one.
     seen_rooms: BTreeSet<String>,
 }
 
@@ -111,7 +119,9 @@ impl Op<'_> {
                 conn_id,
                 user,
                 room,
-            } => self.join(conn_id, &user.id, room),
+            } => {
+                self.join(conn_id, &user.id, room);
+            }
             PresenceReport::Leave {
                 conn_id,
                 user_id,
@@ -123,7 +133,16 @@ impl Op<'_> {
                 room,
                 active,
             } => self.typing(conn_id, user, room, *active),
-            PresenceReport::Status { user, status, text } => self.choose(user, *status, text),
+            PresenceReport::Status {
+                user,
+                status,
+                text,
+                at_ms,
+            } => {
+                if self.choose(user, *status, text, *at_ms) {
+                    self.settle(&user.id, self.now);
+                }
+            }
             PresenceReport::Idle {
                 conn_id,
                 user_id,
@@ -222,16 +241,20 @@ impl Op<'_> {
         }
     }
 
-    fn join(&mut self, conn_id: &str, user_id: &str, room: &str) {
+    /// `conn_id` joined `room` (unless it is in [`MAX_ROOMS_PER_CONN`]
+    /// rooms already); returns whether it was recorded.
+    fn join(&mut self, conn_id: &str, user_id: &str, room: &str) -> bool {
         let Some(conn) = self.owned(conn_id, user_id) else {
-            return;
+            return false;
         };
-        if conn.rooms.len() < MAX_ROOMS_PER_CONN {
-            conn.rooms.insert(room.to_owned());
-            if let Some(user) = self.inner.users.get_mut(user_id) {
-                user.seen_rooms.insert(room.to_owned());
-            }
+        if conn.rooms.len() >= MAX_ROOMS_PER_CONN {
+            return false;
         }
+        conn.rooms.insert(room.to_owned());
+        if let Some(user) = self.inner.users.get_mut(user_id) {
+            user.seen_rooms.insert(room.to_owned());
+        }
+        true
     }
 
     /// The user left `room` on `conn_id`: once none of their connections is
@@ -297,19 +320,34 @@ impl Op<'_> {
             .push(Change::Typing(TypingChange { room, user, active }));
     }
 
-    /// The user chose a status; `online` clears the choice. Ignored for
-    /// users who are offline (no connection and not pending).
-    fn choose(&mut self, user: &UserRef, status: Status, text: &Option<String>) {
+    /// Records the user's choice made at `at_ms` if it is newer than the
+    /// recorded one (or none is); `online` clears the chosen status. Ignored
+    /// for users who are offline (no connection and not pending). Returns
+    /// whether it was recorded; the caller settles the user.
+    fn choose(
+        &mut self,
+        user: &UserRef,
+        status: Status,
+        text: &Option<String>,
+        at_ms: i64,
+    ) -> bool {
         if status == Status::Offline {
-            return;
+            return false;
         }
         let Some(entry) = self.inner.users.get_mut(&user.id) else {
-            return;
+            return false;
         };
+        if entry.choice.as_ref().is_some_and(|c| at_ms <= c.at_ms) {
+            return false;
+        }
         entry.name.clone_from(&user.name);
         let text = text.clone().filter(|t| !t.is_empty());
-        entry.chosen = (status != Status::Online).then_some((status, text));
-        self.settle(&user.id, self.now);
+        entry.choice = Some(StatusChoice {
+            status,
+            text: text.filter(|_| status != Status::Online),
+            at_ms,
+        });
+        true
     }
 
     fn set_idle(&mut self, conn_id: &str, user_id: &str, idle: bool) {
@@ -332,16 +370,20 @@ impl Op<'_> {
             .iter()
             .filter_map(|id| self.inner.conns.get(id))
             .collect();
-        let effective = user.chosen.clone().unwrap_or_else(|| {
-            let away = conns.iter().all(|c| c.idle);
-            (if away { Status::Away } else { Status::Online }, None)
-        });
+        let chosen = user.choice.as_ref().filter(|c| c.status != Status::Online);
+        let effective = chosen.map_or_else(
+            || {
+                let away = conns.iter().all(|c| c.idle);
+                (if away { Status::Away } else { Status::Online }, None)
+            },
+            |c| (c.status, c.text.clone()),
+        );
         if user.announced.as_ref() == Some(&effective) {
             return;
         }
         let rooms: BTreeSet<&String> = conns.iter().flat_map(|c| &c.rooms).collect();
         let rooms = rooms.into_iter().cloned().collect();
-        let name = user.name.clone();
+        let (name, choice) = (user.name.clone(), user.choice.clone());
         if let Some(user) = self.inner.users.get_mut(user_id) {
             user.announced = Some(effective.clone());
         }
@@ -353,13 +395,14 @@ impl Op<'_> {
             },
             status,
             text,
+            choice,
             last_seen_ms: self.now,
             rooms,
             cause_ms,
         }));
     }
 
-    /// Forgets the user (their chosen status, the rooms they were seen in);
+    /// Forgets the user (their choice and its time, the rooms they were seen in);
     /// announces `offline` to `rooms` and every seen room if anything was
     /// announced.
     fn go_offline(
@@ -382,35 +425,11 @@ impl Op<'_> {
                 },
                 status: Status::Offline,
                 text: None,
+                choice: None,
                 last_seen_ms,
                 rooms,
                 cause_ms,
             }));
-        }
-    }
-
-    /// Refreshes known connections; registers unknown ones and settles their users.
-    pub(super) fn heartbeat(&mut self, report: &HeartbeatReport) {
-        let now = self.now;
-        let mut touched: Vec<&str> = Vec::new();
-        for live in &report.conns {
-            if let Some(conn) = self.owned(&live.conn_id, &live.user.id) {
-                conn.last_ms = now;
-                continue;
-            }
-            self.register(
-                &live.conn_id,
-                &live.user,
-                &live.node,
-                live.idle,
-                &live.rooms,
-            );
-            if !touched.contains(&live.user.id.as_str()) {
-                touched.push(&live.user.id);
-            }
-        }
-        for user_id in touched {
-            self.settle(user_id, self.now);
         }
     }
 

@@ -4,10 +4,12 @@
 //!
 //! Only strings cross the boundary (Lua's cjson turns JSON `null` into a
 //! sentinel and empty arrays into objects, so neither is ever sent or
-//! expected back): absent text is `""`, booleans are `"1"`/`"0"`, room lists
-//! are comma-separated (room ids are canonical UUIDs, without commas).
+//! expected back): absent text is `""`, an absent choice is three `""`
+//! (status, text, time), booleans are `"1"`/`"0"`, times are decimal ms,
+//! room lists are comma-separated (room ids are canonical UUIDs, without
+//! commas).
 
-use telepath_shared::protocol::{LiveConn, PresenceReport, UserRef};
+use telepath_shared::protocol::{LiveConn, PresenceReport, StatusChoice, UserRef};
 
 use crate::change::{Change, PresenceChange, TypingChange, parse_status};
 use crate::store::Error;
@@ -18,9 +20,18 @@ fn flag(b: bool) -> &'static str {
 
 /// `reports` as the script's `reports` payload.
 pub(super) fn encode_reports(reports: &[PresenceReport]) -> String {
-    let rows: Vec<Vec<&str>> = reports
+    // The times of status reports, formatted once so rows can borrow them.
+    let times: Vec<String> = reports
         .iter()
         .map(|r| match r {
+            PresenceReport::Status { at_ms, .. } => at_ms.to_string(),
+            _ => String::new(),
+        })
+        .collect();
+    let rows: Vec<Vec<&str>> = reports
+        .iter()
+        .zip(&times)
+        .map(|(r, at_ms)| match r {
             PresenceReport::Connect {
                 conn_id,
                 user,
@@ -43,12 +54,15 @@ pub(super) fn encode_reports(reports: &[PresenceReport]) -> String {
                 room,
                 active,
             } => vec!["t", conn_id, &user.id, &user.name, room, flag(*active)],
-            PresenceReport::Status { user, status, text } => vec![
+            PresenceReport::Status {
+                user, status, text, ..
+            } => vec![
                 "s",
                 &user.id,
                 &user.name,
                 status.as_str(),
                 text.as_deref().unwrap_or(""),
+                at_ms,
             ],
             PresenceReport::Idle {
                 conn_id,
@@ -61,10 +75,18 @@ pub(super) fn encode_reports(reports: &[PresenceReport]) -> String {
 }
 
 /// `conns` as the script's `heartbeat` payload.
-pub(super) fn encode_heartbeat(conns: &[LiveConn]) -> String {
-    let rows: Vec<[String; 6]> = conns
+pub(super) fn encode_heartbeat(conns: &[&LiveConn]) -> String {
+    let rows: Vec<[String; 9]> = conns
         .iter()
         .map(|c| {
+            let (status, text, at_ms) = match &c.choice {
+                Some(choice) => (
+                    choice.status.as_str().to_owned(),
+                    choice.text.clone().unwrap_or_default(),
+                    choice.at_ms.to_string(),
+                ),
+                None => Default::default(),
+            };
             [
                 c.conn_id.clone(),
                 c.user.id.clone(),
@@ -72,6 +94,9 @@ pub(super) fn encode_heartbeat(conns: &[LiveConn]) -> String {
                 c.node.clone(),
                 flag(c.idle).to_owned(),
                 c.rooms.join(","),
+                status,
+                text,
+                at_ms,
             ]
         })
         .collect();
@@ -92,6 +117,18 @@ fn int(s: &str) -> Result<i64, Error> {
         .map_err(|_| Error::Reply(format!("not a number: {s:?}")))
 }
 
+/// The choice record of a presence row: `None` when its status is `""`.
+fn choice(status: &str, text: &str, at_ms: &str) -> Result<Option<StatusChoice>, Error> {
+    if status.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(StatusChoice {
+        status: parse_status(status).ok_or_else(|| Error::Reply(format!("choice {status:?}")))?,
+        text: (!text.is_empty()).then(|| text.to_owned()),
+        at_ms: int(at_ms)?,
+    }))
+}
+
 fn split_rooms(csv: &str) -> Vec<String> {
     csv.split(',')
         .filter(|r| !r.is_empty())
@@ -105,7 +142,19 @@ pub(super) fn decode(rows: Vec<Vec<String>>) -> Result<Reply, Error> {
     for row in rows {
         let fields: Vec<&str> = row.iter().map(String::as_str).collect();
         match fields.as_slice() {
-            ["p", id, name, status, text, last_seen, cause, rooms] => {
+            [
+                "p",
+                id,
+                name,
+                status,
+                text,
+                last_seen,
+                cause,
+                rooms,
+                c_status,
+                c_text,
+                c_at,
+            ] => {
                 let status = parse_status(status)
                     .ok_or_else(|| Error::Reply(format!("status {status:?}")))?;
                 reply.changes.push(Change::Presence(PresenceChange {
@@ -115,6 +164,7 @@ pub(super) fn decode(rows: Vec<Vec<String>>) -> Result<Reply, Error> {
                     },
                     status,
                     text: (!text.is_empty()).then(|| (*text).to_owned()),
+                    choice: choice(c_status, c_text, c_at)?,
                     last_seen_ms: int(last_seen)?,
                     rooms: split_rooms(rooms),
                     cause_ms: int(cause)?,
@@ -141,17 +191,27 @@ mod tests {
     use super::*;
     use telepath_shared::protocol::Status;
 
-    #[test]
-    fn reports_encode_as_arrays_of_strings_with_empty_text_for_none() {
-        let user = UserRef {
+    fn ada() -> UserRef {
+        UserRef {
             id: "u".into(),
             name: "ada \"x\"".into(),
-        };
+        }
+    }
+
+    fn rows(rows: Vec<Vec<&str>>) -> Vec<Vec<String>> {
+        rows.into_iter()
+            .map(|r| r.into_iter().map(String::from).collect())
+            .collect()
+    }
+
+    #[test]
+    fn reports_encode_as_arrays_of_strings_with_empty_text_for_none() {
         let reports = [
             PresenceReport::Status {
-                user: user.clone(),
+                user: ada(),
                 status: Status::Busy,
                 text: None,
+                at_ms: 1_700_000_000_123,
             },
             PresenceReport::Idle {
                 conn_id: "c".into(),
@@ -162,23 +222,59 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&encode_reports(&reports)).unwrap();
         assert_eq!(
             json,
-            serde_json::json!([["s", "u", "ada \"x\"", "busy", ""], ["i", "c", "u", "1"]])
+            serde_json::json!([
+                ["s", "u", "ada \"x\"", "busy", "", "1700000000123"],
+                ["i", "c", "u", "1"]
+            ])
+        );
+    }
+
+    #[test]
+    fn heartbeat_rows_carry_the_choice_or_three_empty_strings() {
+        let live = |choice| LiveConn {
+            conn_id: "c".into(),
+            user: ada(),
+            node: "n1".into(),
+            rooms: vec!["r1".into(), "r2".into()],
+            idle: true,
+            choice,
+        };
+        let meditating = StatusChoice {
+            status: Status::Meditating,
+            text: Some("om".into()),
+            at_ms: 42,
+        };
+        let conns = [live(Some(meditating)), live(None)];
+        let json: serde_json::Value =
+            serde_json::from_str(&encode_heartbeat(&[&conns[0], &conns[1]])).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                [
+                    "c",
+                    "u",
+                    "ada \"x\"",
+                    "n1",
+                    "1",
+                    "r1,r2",
+                    "meditating",
+                    "om",
+                    "42"
+                ],
+                ["c", "u", "ada \"x\"", "n1", "1", "r1,r2", "", "", ""]
+            ])
         );
     }
 
     #[test]
     fn rows_decode_into_changes_expired_ids_and_more() {
-        let rows = vec![
-            vec!["p", "u", "ada", "away", "", "5", "4", "r1,r2"],
+        let reply = decode(rows(vec![
+            vec!["p", "u", "ada", "away", "", "5", "4", "r1,r2", "", "", ""],
             vec!["t", "r1", "u", "ada", "0"],
             vec!["x", "c1"],
             vec!["more"],
-        ];
-        let rows = rows
-            .into_iter()
-            .map(|r| r.into_iter().map(String::from).collect())
-            .collect();
-        let reply = decode(rows).unwrap();
+        ]))
+        .unwrap();
         assert!(reply.more);
         assert_eq!(reply.expired, ["c1"]);
         let Change::Presence(p) = &reply.changes[0] else {
@@ -189,7 +285,43 @@ mod tests {
             (Status::Away, None, 5, 4)
         );
         assert_eq!(p.rooms, ["r1", "r2"]);
+        assert_eq!(p.choice, None);
         assert!(matches!(&reply.changes[1], Change::Typing(t) if !t.active && t.room == "r1"));
-        assert!(decode(vec![vec!["?".into()]]).is_err());
+        assert!(decode(rows(vec![vec!["?"]])).is_err());
+    }
+
+    #[test]
+    fn a_presence_row_decodes_its_choice_record() {
+        let reply = decode(rows(vec![
+            vec!["p", "u", "ada", "busy", "x", "5", "4", "", "busy", "x", "3"],
+            vec!["p", "u", "ada", "away", "", "6", "6", "", "online", "", "5"],
+        ]))
+        .unwrap();
+        let choices: Vec<_> = reply
+            .changes
+            .iter()
+            .map(|c| match c {
+                Change::Presence(p) => p.choice.clone(),
+                Change::Typing(_) => panic!("presence only"),
+            })
+            .collect();
+        let choice = |status, text: Option<&str>, at_ms| {
+            Some(StatusChoice {
+                status,
+                text: text.map(Into::into),
+                at_ms,
+            })
+        };
+        assert_eq!(
+            choices,
+            [
+                choice(Status::Busy, Some("x"), 3),
+                choice(Status::Online, None, 5)
+            ]
+        );
+        let bad = vec![
+            "p", "u", "ada", "busy", "", "5", "4", "", "busy", "", "soon",
+        ];
+        assert!(decode(rows(vec![bad])).is_err());
     }
 }

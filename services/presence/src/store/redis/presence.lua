@@ -1,5 +1,12 @@
--- The presence state machine of RedisStore (store/redis.rs documents every
--- key; store/memory.rs implements the same semantics in Rust).
+-- The presence state machine of RedisStore (store.rs describes it,
+-- store/redis.rs documents every key; store/memory/machine.rs implements the
+-- same semantics in Rust, function by function).
+--
+-- Reports apply what happened on a gateway; a heartbeat lists every live
+-- connection of a node with its whole state (rooms, idle, the user's latest
+-- choice) and the script converges to it, so what a lost report missed is
+-- repaired and a flushed Redis is rebuilt. Choices are ordered by the time
+-- a gateway received them (chosen_at): only a strictly newer one is taken.
 --
 -- One call applies one batch atomically: replicas sharing this Redis never
 -- both observe one transition, so each change is returned to exactly one
@@ -12,7 +19,10 @@
 -- reports and heartbeat, the batch size for sweep), 8 max rooms per conn.
 --
 -- Reply: an array of changes, each an array of strings:
---   {'p', user_id, name, status, text, last_seen_ms, cause_ms, rooms_csv}
+--   {'p', user_id, name, status, text, last_seen_ms, cause_ms, rooms_csv,
+--    choice_status, choice_text, choice_at_ms}
+--     (the user's choice record; the three are '' when there is none, and
+--     always for offline)
 --   {'t', room, user_id, name, '1' | '0'}
 --   {'x', conn_id}   (sweep: an expired connection)
 --   {'more'}         (sweep: a batch was full, call again)
@@ -92,25 +102,29 @@ local function stop_typing_of(c, user, room)
   typed(room, user, entry[2], false)
 end
 
--- Chosen status if any, else away when every connection is idle, else online.
-local function effective(user)
-  local chosen = redis.call('HMGET', status_key(user), 'chosen', 'text')
-  if chosen[1] then return chosen[1], chosen[2] or '' end
+-- The chosen status (and text) if any, else away when every connection is
+-- idle, else online.
+local function effective(user, chosen, text)
+  if chosen then return chosen, text or '' end
   for _, c in ipairs(redis.call('SMEMBERS', user_key(user))) do
     if redis.call('HGET', conn_key(c), 'idle') ~= '1' then return 'online', '' end
   end
   return 'away', ''
 end
 
--- Announces the user's effective status if it differs from the announced one.
+-- Announces the user's effective status if it differs from the announced
+-- one, with the user's choice record (an online choice has no 'chosen').
 local function settle(user, cause)
   if redis.call('SCARD', user_key(user)) == 0 then return end
   local skey = status_key(user)
-  local status, text = effective(user)
-  local cur = redis.call('HMGET', skey, 'eff', 'etext', 'name')
+  local cur = redis.call('HMGET', skey, 'eff', 'etext', 'name', 'chosen', 'text', 'chosen_at')
+  local status, text = effective(user, cur[4], cur[5])
   if cur[1] == status and (cur[2] or '') == text then return end
   redis.call('HSET', skey, 'eff', status, 'etext', text)
-  out[#out + 1] = {'p', user, cur[3] or '', status, text, num(now), num(cause), user_rooms(user)}
+  local cs, ct, ca = '', '', ''
+  if cur[6] then cs, ct, ca = cur[4] or 'online', cur[5] or '', cur[6] end
+  out[#out + 1] = {'p', user, cur[3] or '', status, text, num(now), num(cause), user_rooms(user),
+    cs, ct, ca}
 end
 
 -- rooms (a set, room -> true) plus every room the user's connections joined
@@ -122,7 +136,7 @@ local function offline_rooms(user, rooms)
   return set_csv(rooms)
 end
 
--- Forgets the user, their chosen status and the rooms they were seen in;
+-- Forgets the user, their choice and its time and the rooms they were seen in;
 -- announces offline (to rooms and every seen room) if anything was announced.
 local function go_offline(user, last_seen, rooms, cause)
   local skey = status_key(user)
@@ -131,7 +145,8 @@ local function go_offline(user, last_seen, rooms, cause)
   redis.call('DEL', skey, seen_key(user))
   redis.call('ZREM', PENDING, user)
   if cur[1] then
-    out[#out + 1] = {'p', user, cur[2] or '', 'offline', '', num(last_seen), num(cause), csv}
+    out[#out + 1] = {'p', user, cur[2] or '', 'offline', '', num(last_seen), num(cause), csv,
+      '', '', ''}
   end
 end
 
@@ -210,15 +225,18 @@ local function register(c, user, name, node, idle, rooms)
   redis.call('ZREM', PENDING, user)
 end
 
+-- c joined room (unless it is in max_rooms rooms already); returns whether
+-- it was recorded.
 local function join(c, user, room)
-  if not owned(c, user) then return end
+  if not owned(c, user) then return false end
   local rk = conn_rooms_key(c)
-  if redis.call('SCARD', rk) >= max_rooms then return end
+  if redis.call('SCARD', rk) >= max_rooms then return false end
   redis.call('SADD', rk, room)
   redis.call('PEXPIRE', rk, key_ttl)
   redis.call('SADD', room_key(room), c)
   redis.call('PEXPIRE', room_key(room), key_ttl)
   saw_room(user, room)
+  return true
 end
 
 -- The user left room on c: once none of their connections is in it, its
@@ -257,19 +275,24 @@ local function typing(c, user, name, room, active)
   if added == 1 then typed(room, user, name, true) end
 end
 
--- The user chose a status; online clears the choice. Ignored for offline users.
-local function choose(user, name, status, text)
-  if status == 'offline' then return end
+-- Records the user's choice made at `at` (ms, as text) if it is newer than
+-- the recorded one (chosen_at) or none is; online clears the chosen status
+-- but still records its time. Ignored for offline users (no status hash).
+-- Returns whether it was recorded; the caller settles the user.
+local function choose(user, name, status, text, at)
+  if status == 'offline' then return false end
   local skey = status_key(user)
-  if redis.call('EXISTS', skey) == 0 then return end
-  redis.call('HSET', skey, 'name', name)
+  if redis.call('EXISTS', skey) == 0 then return false end
+  local prev = redis.call('HGET', skey, 'chosen_at')
+  if prev and tonumber(at) <= tonumber(prev) then return false end
+  redis.call('HSET', skey, 'name', name, 'chosen_at', at)
   if status == 'online' then
     redis.call('HDEL', skey, 'chosen', 'text')
   else
     redis.call('HSET', skey, 'chosen', status)
     if text ~= '' then redis.call('HSET', skey, 'text', text) else redis.call('HDEL', skey, 'text') end
   end
-  settle(user, now)
+  return true
 end
 
 local function set_idle(c, user, idle)
@@ -278,22 +301,70 @@ local function set_idle(c, user, idle)
   settle(user, now)
 end
 
--- Each entry: {conn_id, user_id, name, node, idle '1'|'0', rooms_csv}.
+-- Brings a known connection (idle: its recorded flag) to the rooms and idle
+-- flag its gateway listed: a listed room it is not recorded in is joined and
+-- a recorded one not listed is left, exactly as join and leave reports would
+-- (seen rooms, typing); leaves go first so a full connection can swap rooms.
+-- Returns whether anything changed; the caller settles the user.
+local function converge(c, user, rooms, idle, listed_idle)
+  local changed = false
+  if idle ~= listed_idle then
+    redis.call('HSET', conn_key(c), 'idle', listed_idle)
+    changed = true
+  end
+  local listed, recorded = {}, {}
+  for _, room in ipairs(rooms) do listed[room] = true end
+  local have = redis.call('SMEMBERS', conn_rooms_key(c))
+  table.sort(have)
+  for _, room in ipairs(have) do
+    recorded[room] = true
+    if not listed[room] then
+      leave(c, user, room)
+      changed = true
+    end
+  end
+  for _, room in ipairs(rooms) do
+    if not recorded[room] and join(c, user, room) then
+      recorded[room] = true
+      changed = true
+    end
+  end
+  return changed
+end
+
+-- Converges presence to a node's heartbeat. Each entry: {conn_id, user_id,
+-- name, node, idle '1'|'0', rooms_csv, choice status ('' for none), choice
+-- text, choice at (ms)}. A known connection gets its last heartbeat and
+-- converges to its rooms and idle flag; an unknown one is registered with
+-- them; a listed choice newer than the user's is taken. Then every user
+-- whose state changed settles, once, in the order first changed.
 local function heartbeat(conns)
-  local seen, touched, order, rooms_seen = {}, {}, {}, {}
+  local seen, changed, order, rooms_seen, asked = {}, {}, {}, {}, {}
   for _, l in ipairs(conns) do
     local c, user = l[1], l[2]
     local rooms = split(l[6])
-    if owned(c, user) then
+    local dirty
+    local cur = redis.call('HMGET', conn_key(c), 'user_id', 'idle')
+    if cur[1] == user then
       redis.call('ZADD', CONNS, now, c)
       redis.call('PEXPIRE', conn_key(c), key_ttl)
       redis.call('PEXPIRE', conn_rooms_key(c), key_ttl)
+      dirty = converge(c, user, rooms, cur[2], l[5])
     else
       register(c, user, l[3], l[4], l[5], rooms)
-      if not touched[user] then
-        touched[user] = true
-        order[#order + 1] = user
-      end
+      dirty = true
+    end
+    -- A gateway repeats a user's choice on each of their connections: only
+    -- one newer than any already weighed in this run is compared with
+    -- the store's.
+    local at = tonumber(l[9])
+    if l[7] ~= '' and not (asked[user] and at <= asked[user]) then
+      asked[user] = at
+      if choose(user, l[3], l[7], l[8], l[9]) then dirty = true end
+    end
+    if dirty and not changed[user] then
+      changed[user] = true
+      order[#order + 1] = user
     end
     if not seen[user] then
       seen[user] = true
@@ -375,7 +446,8 @@ if op == 'reports' then
     elseif kind == 'j' then join(r[2], r[3], r[4])
     elseif kind == 'l' then leave(r[2], r[3], r[4])
     elseif kind == 't' then typing(r[2], r[3], r[4], r[5], r[6])
-    elseif kind == 's' then choose(r[2], r[3], r[4], r[5])
+    elseif kind == 's' then
+      if choose(r[2], r[3], r[4], r[5], r[6]) then settle(r[2], now) end
     elseif kind == 'i' then set_idle(r[2], r[3], r[4])
     end
   end

@@ -182,6 +182,104 @@ async fn a_large_heartbeat_registers_every_connection_and_announces_each_user_on
     assert_eq!(members.unwrap(), ":1203\r\n");
 }
 
+/// Calls per command since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
+fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
+    let info = redis.command(&["INFO", "commandstats"]).unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, stats) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A heartbeat of unchanged connections, each repeating its user's choice,
+/// only compares each connection's owner, idle flag and rooms, weighs each
+/// user's choice once (a user's connections share a script run), and
+/// writes nothing but liveness.
+#[tokio::test]
+async fn an_unchanged_heartbeat_reads_little_and_writes_only_liveness() {
+    let redis = RedisServer::start();
+    let s = store(&redis);
+    let users = 7;
+    let conns: Vec<_> = (0..1_203)
+        .map(|i| {
+            let name = format!("u{}", i % users);
+            let c = live(&format!("c{i}"), &name, &[ROOM_A], i % 2 == 0);
+            let busy = conformance::choice(Status::Busy, Some("x"), T - 1_000);
+            conformance::choosing(c, busy)
+        })
+        .collect();
+    assert_eq!(
+        presences(&s.heartbeat(&heartbeat(conns.clone()), T).await.unwrap()).len(),
+        7
+    );
+    let runs = heartbeat_chunks(&conns, HEARTBEAT_BATCH).len() as u64;
+    redis.command(&["CONFIG", "RESETSTAT"]).unwrap();
+    let unchanged = s.heartbeat(&heartbeat(conns), T + 1_000).await.unwrap();
+    assert!(unchanged.is_empty());
+    let calls = command_calls(&redis);
+    assert_eq!(calls.get("evalsha"), Some(&runs), "{calls:?}");
+    assert_eq!(calls.get("hmget"), Some(&1_203), "{calls:?}");
+    assert_eq!(calls.get("smembers"), Some(&1_203), "{calls:?}");
+    assert_eq!(calls.get("hget"), Some(&users), "{calls:?}");
+    for write in ["hset", "hdel", "sadd", "srem", "del", "zrem"] {
+        assert_eq!(calls.get(write), None, "{write}: {calls:?}");
+    }
+}
+
+#[test]
+fn heartbeat_chunks_keep_each_users_connections_together() {
+    let conn = |id: &str, name: &str| live(id, name, &[], false);
+    let conns = [
+        conn("a1", "ada"),
+        conn("b1", "bob"),
+        conn("a2", "ada"),
+        conn("c1", "cy"),
+        conn("c2", "cy"),
+        conn("e1", "eve"),
+        conn("e2", "eve"),
+        conn("e3", "eve"),
+        conn("e4", "eve"),
+        conn("d1", "dan"),
+    ];
+    let ids: Vec<Vec<&str>> = heartbeat_chunks(&conns, 3)
+        .iter()
+        .map(|chunk| chunk.iter().map(|c| c.conn_id.as_str()).collect())
+        .collect();
+    // Eve alone exceeds the batch: only she is split.
+    assert_eq!(
+        ids,
+        [
+            vec!["a1", "a2", "b1"],
+            vec!["c1", "c2"],
+            vec!["e1", "e2", "e3"],
+            vec!["e4", "d1"]
+        ]
+    );
+    assert!(heartbeat_chunks(&[], 3).is_empty());
+}
+
+#[tokio::test]
+async fn a_user_whose_connections_straddle_a_batch_is_announced_once() {
+    let redis = RedisServer::start();
+    let s = store(&redis);
+    // Others fill the first script run but one place; ada's idle phone
+    // would close it and her active laptop open the next.
+    let mut conns: Vec<_> = (1..HEARTBEAT_BATCH)
+        .map(|i| live(&format!("c{i}"), &format!("u{i}"), &[], false))
+        .collect();
+    conns.push(live("phone", "ada", &[], true));
+    conns.push(live("laptop", "ada", &[], false));
+    let changes = s.heartbeat(&heartbeat(conns), T).await.unwrap();
+    let ada: Vec<_> = statuses(&changes)
+        .into_iter()
+        .filter(|(name, _, _)| name == "ada")
+        .collect();
+    assert_eq!(ada, [("ada".into(), Status::Online, None)]);
+}
+
 #[tokio::test]
 async fn connections_and_summary_read_more_than_one_batch() {
     let redis = RedisServer::start();
@@ -210,7 +308,7 @@ async fn status_text_keeps_quotes_and_non_ascii_characters() {
     let s = store(&redis);
     let text = "caf\u{e9} \u{2615} \"quoted\", back\\slash";
     apply(&s, &[connect("c1", "ada")], T).await;
-    let changes = apply(&s, &[status("ada", Status::Busy, Some(text))], T + 1).await;
+    let changes = apply(&s, &[status("ada", Status::Busy, Some(text), T + 1)], T + 1).await;
     assert_eq!(
         statuses(&changes),
         [("ada".into(), Status::Busy, Some(text.into()))]
@@ -230,7 +328,7 @@ async fn every_key_but_the_connection_index_expires_by_itself() {
         connect("c1", "ada"),
         join("c1", "ada", ROOM_A),
         typing("c1", "ada", ROOM_A, true),
-        status("ada", Status::Busy, Some("x")),
+        status("ada", Status::Busy, Some("x"), T),
         connect("b1", "bob"),
         disconnect("b1", "bob"),
     ];

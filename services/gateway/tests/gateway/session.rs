@@ -1,5 +1,6 @@
-//! One WebSocket session against the all-in-one node: authentication before
-//! the upgrade, malformed input, limits, keepalive, token expiry, drain.
+//! One WebSocket session against a gateway: authentication before the
+//! upgrade, malformed input, limits, keepalive, token expiry, the close
+//! handshake, drain.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use telepath_shared::testing::{WsClient, WsError};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{SECRET, TestNode, create_room, login, spawn_node};
+use crate::helpers::{SECRET, Stack, spawn_stack, spawn_stack_with};
 
 fn http_status(err: WsError) -> u16 {
     match err {
@@ -21,8 +22,8 @@ fn http_status(err: WsError) -> u16 {
 
 #[tokio::test]
 async fn a_missing_forged_or_expired_token_gets_401_before_any_upgrade() {
-    let node = spawn_node(|_| {}).await;
-    let url = format!("{}/connect", node.url.replacen("http", "ws", 1));
+    let stack = spawn_stack(1).await;
+    let url = format!("{}/connect", stack.gw(0).replacen("http", "ws", 1));
     let no_token = url.clone().into_client_request().unwrap();
     assert_eq!(
         http_status(WsClient::connect_request(no_token).await.err().unwrap()),
@@ -35,7 +36,7 @@ async fn a_missing_forged_or_expired_token_gets_401_before_any_upgrade() {
         exp: i64::MAX / 2,
     });
     assert_eq!(
-        http_status(WsClient::connect(&node.url, &forged).await.err().unwrap()),
+        http_status(WsClient::connect(stack.gw(0), &forged).await.err().unwrap()),
         401
     );
     let expired = JwtKeys::new(SECRET).sign(&Claims {
@@ -45,18 +46,23 @@ async fn a_missing_forged_or_expired_token_gets_401_before_any_upgrade() {
         exp: 1,
     });
     assert_eq!(
-        http_status(WsClient::connect(&node.url, &expired).await.err().unwrap()),
+        http_status(
+            WsClient::connect(stack.gw(0), &expired)
+                .await
+                .err()
+                .unwrap()
+        ),
         401
     );
 }
 
 #[tokio::test]
 async fn a_token_in_the_query_string_works_and_the_subprotocol_is_offered_back() {
-    let node = spawn_node(|_| {}).await;
-    let ada = login(&node.http, &node.url, "ada").await;
+    let stack = spawn_stack(1).await;
+    let ada = stack.login("ada").await;
     let url = format!(
         "{}/connect?token={}",
-        node.url.replacen("http", "ws", 1),
+        stack.gw(0).replacen("http", "ws", 1),
         ada.token
     );
     let mut req = url.into_client_request().unwrap();
@@ -69,11 +75,11 @@ async fn a_token_in_the_query_string_works_and_the_subprotocol_is_offered_back()
 
 #[tokio::test]
 async fn a_plain_get_on_connect_gets_426_with_the_websocket_version() {
-    let node = spawn_node(|_| {}).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let resp = node
+    let stack = spawn_stack(1).await;
+    let ada = stack.login("ada").await;
+    let resp = stack
         .http
-        .get(format!("{}/connect", node.url))
+        .get(format!("{}/connect", stack.gw(0)))
         .bearer_auth(&ada.token)
         .send()
         .await
@@ -84,9 +90,9 @@ async fn a_plain_get_on_connect_gets_426_with_the_websocket_version() {
 
 #[tokio::test]
 async fn malformed_frames_get_bad_request_and_the_connection_keeps_working() {
-    let node = spawn_node(|_| {}).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    let stack = spawn_stack(1).await;
+    let ada = stack.login("ada").await;
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
     for garbage in [
         "not json",
         "[1,2,3]",
@@ -116,18 +122,18 @@ async fn malformed_frames_get_bad_request_and_the_connection_keeps_working() {
 
 #[tokio::test]
 async fn a_message_over_the_frame_limit_closes_with_1009() {
-    let node = spawn_node(|c| c.gateway.max_frame_bytes = 1024).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    let stack = spawn_stack_with(1, |_, gw| gw.max_frame_bytes = 1024).await;
+    let ada = stack.login("ada").await;
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
     c.send_raw(WsMessage::text("x".repeat(2048))).await.unwrap();
     assert_eq!(c.closed().await, Some(1009));
 }
 
 #[tokio::test]
 async fn a_binary_frame_closes_with_1003() {
-    let node = spawn_node(|_| {}).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    let stack = spawn_stack(1).await;
+    let ada = stack.login("ada").await;
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
     c.send_raw(WsMessage::binary(vec![1u8, 2, 3]))
         .await
         .unwrap();
@@ -136,10 +142,10 @@ async fn a_binary_frame_closes_with_1003() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_as_too_large_and_not_stored() {
-    let node = spawn_node(|c| c.gateway.max_body_bytes = 10).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let room = create_room(&node.http, &node.url, &ada, "r").await;
-    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    let stack = spawn_stack_with(1, |common, _| common.max_body_bytes = 10).await;
+    let ada = stack.login("ada").await;
+    let room = stack.room(&ada).await;
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
     c.join(&room).await;
     let reply = c
         .request(json!({"type": "send", "room": room, "body": "this is far too long"}))
@@ -153,9 +159,9 @@ async fn a_body_over_the_limit_is_refused_as_too_large_and_not_stored() {
 
 #[tokio::test]
 async fn flooding_past_the_rate_limit_gets_rate_limited_replies() {
-    let node = spawn_node(|c| c.gateway.max_rate_per_s = 5).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    let stack = spawn_stack_with(1, |_, gw| gw.max_rate_per_s = 5).await;
+    let ada = stack.login("ada").await;
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
     for i in 0..20 {
         c.send(json!({"type": "ping", "ref": format!("p{i}")}))
             .await;
@@ -168,8 +174,8 @@ async fn flooding_past_the_rate_limit_gets_rate_limited_replies() {
 
 #[tokio::test]
 async fn an_expiring_token_gets_bye_token_expired_and_close_4001_unless_refreshed() {
-    let node = spawn_node(|_| {}).await;
-    let ada = login(&node.http, &node.url, "ada").await;
+    let stack = spawn_stack(1).await;
+    let ada = stack.login("ada").await;
     let claims = JwtKeys::new(SECRET).verify(&ada.token).unwrap();
     let soon = |secs: i64| {
         JwtKeys::new(SECRET).sign(&Claims {
@@ -178,7 +184,7 @@ async fn an_expiring_token_gets_bye_token_expired_and_close_4001_unless_refreshe
         })
     };
 
-    let mut refreshed = WsClient::connect(&node.url, &soon(2)).await.unwrap();
+    let mut refreshed = WsClient::connect(stack.gw(0), &soon(2)).await.unwrap();
     let data = refreshed
         .ok(json!({"type": "refresh", "token": soon(3600)}))
         .await;
@@ -187,7 +193,7 @@ async fn an_expiring_token_gets_bye_token_expired_and_close_4001_unless_refreshe
     // Expired 2 s ago, inside the 5 s leeway: accepted at the upgrade, and
     // the session lives to the end of the leeway (2 to 3 s from now, as
     // `exp` is whole seconds), not a moment less.
-    let mut c = WsClient::connect(&node.url, &soon(-2)).await.unwrap();
+    let mut c = WsClient::connect(stack.gw(0), &soon(-2)).await.unwrap();
     assert!(
         !c.sees_within(Duration::from_millis(1200), |f| f["type"] == "bye")
             .await,
@@ -202,9 +208,9 @@ async fn an_expiring_token_gets_bye_token_expired_and_close_4001_unless_refreshe
 
 #[tokio::test]
 async fn the_server_pings_and_a_client_that_answers_stays_connected() {
-    let node = spawn_node(|c| c.gateway.heartbeat_ms = 200).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    let stack = spawn_stack_with(1, |common, _| common.heartbeat_ms = 200).await;
+    let ada = stack.login("ada").await;
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
     // tungstenite answers pings by itself; a second of silence from us is fine.
     assert!(
         !c.sees_within(Duration::from_millis(1200), |f| f["type"] == "bye")
@@ -218,23 +224,25 @@ async fn the_server_pings_and_a_client_that_answers_stays_connected() {
 type RawWs =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A node (its configuration adjusted by `tweak`) and a logged-in
-/// connection to it as the bare socket, for tests of WebSocket-level frames
-/// that `WsClient` answers or hides.
-async fn raw_session(tweak: impl FnOnce(&mut telepath::Config)) -> (TestNode, RawWs) {
-    let node = spawn_node(tweak).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let ws = WsClient::connect(&node.url, &ada.token)
+/// A gateway (its settings adjusted by `tweak`) and a logged-in connection
+/// to it as the bare socket, for tests of WebSocket-level frames that
+/// `WsClient` answers or hides.
+async fn raw_session(
+    tweak: impl FnOnce(&mut telepath_shared::config::Common, &mut telepath_gateway::GatewayConfig),
+) -> (Stack, RawWs) {
+    let stack = spawn_stack_with(1, tweak).await;
+    let ada = stack.login("ada").await;
+    let ws = WsClient::connect(stack.gw(0), &ada.token)
         .await
         .unwrap()
         .into_raw();
-    (node, ws)
+    (stack, ws)
 }
 
 #[tokio::test]
 async fn a_ping_frame_is_answered_with_its_payload_after_the_replies_queued_before_it() {
     use futures_util::{SinkExt, StreamExt};
-    let (_node, mut ws) = raw_session(|_| {}).await;
+    let (_stack, mut ws) = raw_session(|_, _| {}).await;
     // A request, then pings in the same write: the reply is queued first,
     // and the pongs (which share the outbound queue) come after it, in order.
     ws.feed(WsMessage::text(r#"{"type":"ping","ref":"r1"}"#))
@@ -275,7 +283,7 @@ async fn with_a_write_delay_writes_are_that_far_apart_and_share_what_queued_but_
 {
     use futures_util::{SinkExt, StreamExt};
     use std::time::Instant;
-    let (_node, mut ws) = raw_session(|c| c.gateway.write_delay_ms = 1000).await;
+    let (_stack, mut ws) = raw_session(|_, gw| gw.write_delay_ms = 1000).await;
     async fn next(ws: &mut RawWs) -> WsMessage {
         tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -347,10 +355,10 @@ async fn a_client_that_closes_right_after_its_sends_gets_their_replies_before_th
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
-    let node = spawn_node(|c| c.gateway.max_rate_per_s = 10_000).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let room = create_room(&node.http, &node.url, &ada, "r").await;
-    let mut ws = WsClient::connect(&node.url, &ada.token)
+    let stack = spawn_stack_with(1, |_, gw| gw.max_rate_per_s = 10_000).await;
+    let ada = stack.login("ada").await;
+    let room = stack.room(&ada).await;
+    let mut ws = WsClient::connect(stack.gw(0), &ada.token)
         .await
         .unwrap()
         .into_raw();
@@ -402,7 +410,7 @@ async fn a_client_close_is_echoed_with_its_code_and_ends_the_session() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    let (_node, mut ws) = raw_session(|_| {}).await;
+    let (_stack, mut ws) = raw_session(|_, _| {}).await;
     ws.send(WsMessage::Close(Some(CloseFrame {
         code: CloseCode::Library(4100),
         reason: "done".into(),
@@ -427,16 +435,40 @@ async fn a_client_close_is_echoed_with_its_code_and_ends_the_session() {
 
 #[tokio::test]
 async fn shutdown_says_bye_restart_and_closes_with_1012() {
-    let mut node = spawn_node(|_| {}).await;
-    let ada = login(&node.http, &node.url, "ada").await;
-    let mut c = WsClient::connect(&node.url, &ada.token).await.unwrap();
-    node.shutdown.cancel();
+    let mut stack = spawn_stack(1).await;
+    let ada = stack.login("ada").await;
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
+    stack.gateways[0].shutdown.cancel();
     assert_eq!(c.next_of("bye").await["reason"], "restart");
     assert_eq!(c.closed().await, Some(1012));
-    let task = node.task.take().unwrap();
+    let task = stack.gateways[0].task.take().unwrap();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
-        .expect("node stops within the grace")
+        .expect("the gateway stops within the grace")
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_broadcast_follows_the_body_rules_of_the_rest_route() {
+    let stack = spawn_stack(1).await;
+    let root = stack.admin("root").await;
+    let ada = stack.login("ada").await;
+    let mut admin = WsClient::connect(stack.gw(0), &root.token).await.unwrap();
+    let mut a = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
+    let empty = admin
+        .request(json!({"type": "broadcast", "body": ""}))
+        .await;
+    assert_eq!(empty["error"]["code"], "bad_request", "{empty}");
+    // 4097 characters in fewer than 16384 bytes: over the character limit.
+    let long = admin
+        .request(json!({"type": "broadcast", "body": "é".repeat(4097)}))
+        .await;
+    assert_eq!(long["error"]["code"], "too_large", "{long}");
+    let not_admin = a.request(json!({"type": "broadcast", "body": "hi"})).await;
+    assert_eq!(not_admin["error"]["code"], "forbidden");
+    let sent = admin
+        .ok(json!({"type": "broadcast", "body": "all hands"}))
+        .await;
+    assert_eq!(a.next_of("broadcast").await["id"], sent["id"]);
 }

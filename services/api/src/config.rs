@@ -1,0 +1,123 @@
+//! The api's own settings, and its command line (`telepath-api --help`
+//! lists every variable). What the api shares with other services (listen
+//! address, secrets, the body limit, presence's URL) is in [`Common`].
+
+use std::time::Duration;
+
+use clap::Parser;
+use telepath_shared::config::{ADVANCED, Common, MORE_VARIABLES, SET, boolish};
+
+/// Settings only the api reads.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Api")]
+pub struct ApiConfig {
+    /// The SQLite database (created if missing).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://telepath.db")]
+    pub database_url: String,
+    /// Serve `POST /auth/login` (dev login: anyone gets a token for any name).
+    #[arg(long, env = "TELEPATH_DEV_LOGIN", default_value = "0", value_parser = boolish(), action = SET)]
+    pub dev_login: bool,
+    /// Largest REST request body, bytes (larger: 413).
+    #[arg(long, env = "TELEPATH_MAX_REQUEST_BYTES", default_value_t = 65_536)]
+    pub max_request_bytes: usize,
+    /// Lifetime of dev-login tokens, seconds.
+    #[arg(long, env = "TELEPATH_TOKEN_TTL_SECS", default_value_t = 86_400)]
+    pub token_ttl_secs: i64,
+    /// DMs that may wait for one recipient's ack; one more is refused
+    /// (`rate_limited`), never dropped after it was accepted.
+    #[arg(long, env = "TELEPATH_OFFLINE_QUEUE_MAX", default_value_t = 1000)]
+    pub offline_queue_max: i64,
+    /// How long a DM waits in the offline queue, e.g. `7d`, `12h`.
+    #[arg(long, env = "TELEPATH_OFFLINE_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub offline_ttl: Duration,
+    /// Most room messages per group-commit transaction (1 turns group commit off).
+    #[arg(long, env = "TELEPATH_COMMIT_BATCH", default_value_t = 256,
+        value_parser = clap::value_parser!(u16).range(1..), help_heading = ADVANCED)]
+    pub commit_batch: u16,
+}
+
+impl ApiConfig {
+    /// Every setting at its default, with SQLite at `database_url` and dev
+    /// login on (tests).
+    pub fn for_tests(database_url: &str) -> Self {
+        ApiConfig {
+            database_url: database_url.to_owned(),
+            dev_login: true,
+            ..telepath_shared::config::defaults()
+        }
+    }
+}
+
+/// `telepath-api`: the api service as its own process.
+#[derive(Debug, Parser)]
+#[command(name = "telepath-api", version, after_long_help = MORE_VARIABLES,
+    about = "Telepath api: REST, and the owner of the SQLite database")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub api: ApiConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use telepath_shared::config::parse_ignoring_env;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec!["telepath-api", "--jwt-secret", "x"];
+        argv.extend_from_slice(args);
+        parse_ignoring_env(&argv)
+    }
+
+    #[test]
+    fn defaults_follow_the_protocol() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.api.database_url, "sqlite://telepath.db");
+        assert!(
+            !cli.api.dev_login,
+            "dev login is off outside the all-in-one"
+        );
+        assert_eq!(cli.api.offline_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(cli.api.commit_batch, 256);
+    }
+
+    #[test]
+    fn booleans_and_durations_parse_and_bad_ones_name_the_setting() {
+        for on in ["1", "true", "yes", "on"] {
+            assert!(parse(&["--dev-login", on]).unwrap().api.dev_login, "{on}");
+        }
+        assert!(!parse(&["--dev-login", "off"]).unwrap().api.dev_login);
+        let ttl = parse(&["--offline-ttl", "12h"]).unwrap().api.offline_ttl;
+        assert_eq!(ttl, Duration::from_secs(12 * 3600));
+        for (args, name) in [
+            (&["--dev-login", "maybe"][..], "--dev-login"),
+            (&["--offline-ttl", "soon"], "--offline-ttl"),
+            (&["--commit-batch", "0"], "--commit-batch"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(name), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_variable_with_its_default() {
+        let help = Cli::command().render_long_help().to_string();
+        for var in [
+            "DATABASE_URL",
+            "TELEPATH_DEV_LOGIN",
+            "TELEPATH_MAX_REQUEST_BYTES",
+            "TELEPATH_TOKEN_TTL_SECS",
+            "TELEPATH_OFFLINE_QUEUE_MAX",
+            "TELEPATH_OFFLINE_TTL",
+            "TELEPATH_COMMIT_BATCH",
+            "TELEPATH_MAX_BODY_BYTES",
+            "TELEPATH_PRESENCE_URL",
+        ] {
+            assert!(help.contains(var), "{var} missing from --help");
+        }
+        assert!(help.contains("[default: sqlite://telepath.db]"));
+    }
+}

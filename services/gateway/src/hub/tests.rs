@@ -1,0 +1,223 @@
+use bytes::Bytes;
+use telepath_shared::bus::memory::MemoryBroker;
+use telepath_shared::protocol::{Status, UserRef};
+
+use super::*;
+use crate::handle::queue::Receiver;
+
+fn out(text: &str) -> Outbound {
+    Outbound::local(Bytes::from(text.to_owned()))
+}
+
+fn hub() -> (Arc<Hub>, MemoryBroker) {
+    let broker = MemoryBroker::new();
+    let (bus, _rx) = broker.connect(16);
+    let metrics = GatewayMetrics::new(&prometheus::Registry::new());
+    (Hub::new(Arc::new(bus), metrics, vec![]), broker)
+}
+
+/// Connects `conn` of user `user` with a queue of `capacity` frames.
+async fn connect(
+    hub: &Hub,
+    conn: ConnId,
+    user: &str,
+    capacity: usize,
+) -> (SessionHandle, Receiver<Outbound>) {
+    let user = UserRef {
+        id: user.into(),
+        name: user.into(),
+    };
+    let (handle, rx) = SessionHandle::new(capacity, format!("c{conn}"), user, i64::MAX);
+    assert!(hub.connect(conn, handle.clone()).await);
+    (handle, rx)
+}
+
+/// Joins `room` on `conn` as a session does: gated, confirmed, released after `seq`.
+async fn join(hub: &Hub, room: &str, conn: ConnId, seq: i64) {
+    assert_eq!(hub.begin_join(room, conn, 100).await, Ok(true));
+    hub.confirm_join(room, conn);
+    hub.ungate(&room_channel(room), conn, seq);
+}
+
+fn drain(rx: &mut Receiver<Outbound>) -> Vec<Outbound> {
+    std::iter::from_fn(|| rx.try_recv()).collect()
+}
+
+#[tokio::test]
+async fn a_full_queue_closes_the_slow_consumer_with_1013_and_spares_the_others() {
+    let (hub, _broker) = hub();
+    let (slow, _slow_rx) = connect(&hub, 1, "u1", 2).await;
+    let (fast, mut fast_rx) = connect(&hub, 2, "u2", 16).await;
+    join(&hub, "x", 1, 0).await;
+    join(&hub, "x", 2, 0).await;
+    for _ in 0..3 {
+        hub.fan_out("room:x", &out("{}"), OutKind::Message);
+    }
+    assert_eq!(
+        slow.control().reason(),
+        Some((CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer)))
+    );
+    assert_eq!(fast.control().reason(), None);
+    assert_eq!(drain(&mut fast_rx).len(), 3);
+}
+
+#[tokio::test]
+async fn the_bus_subscription_follows_the_first_and_last_local_member() {
+    let (hub, broker) = hub();
+    let (publisher, _) = broker.connect(16);
+    let (_a, mut a_rx) = connect(&hub, 1, "u1", 16).await;
+    let (_b, _) = connect(&hub, 2, "u2", 16).await;
+    join(&hub, "y", 1, 0).await;
+    join(&hub, "y", 2, 0).await;
+    hub.leave_room("y", 2);
+    assert!(hub.wants("room:y"));
+    hub.leave_room("y", 1);
+    assert!(!hub.wants("room:y"));
+    assert_eq!(hub.fan_out("room:y", &out("{}"), OutKind::Message), 0);
+    // The unsubscribe is asynchronous; a publish after it reaches no one here.
+    let _ = publisher.publish("room:y", Bytes::from_static(b"{}")).await;
+    assert!(a_rx.try_recv().is_none());
+}
+
+#[tokio::test]
+async fn a_gate_holds_room_frames_and_releases_only_those_above_the_join_seq() {
+    let (hub, _broker) = hub();
+    let (_member, mut rx) = connect(&hub, 7, "u7", 16).await;
+    assert_eq!(hub.begin_join("g", 7, 100).await, Ok(true));
+    for seq in [3, 4, 5] {
+        let frame = out(&seq.to_string());
+        hub.fan_out_room("room:g", &frame, OutKind::Message, Some(seq));
+    }
+    hub.fan_out_room("room:g", &out("typing"), OutKind::Typing, None);
+    assert!(rx.try_recv().is_none(), "held while gated");
+    hub.ungate("room:g", 7, 4);
+    assert_eq!(drain(&mut rx), vec![out("5"), out("typing")]);
+    // A late live copy of a replayed message is dropped; newer ones pass.
+    hub.fan_out_room("room:g", &out("4"), OutKind::Message, Some(4));
+    hub.fan_out_room("room:g", &out("6"), OutKind::Message, Some(6));
+    assert_eq!(
+        drain(&mut rx),
+        vec![out("6")],
+        "straight through after the gate"
+    );
+    // Past the floor the gate is gone: fan-out no longer consults it.
+    let mut registry = hub.registry();
+    let member = registry
+        .channels
+        .get_mut("room:g")
+        .unwrap()
+        .get_mut(7)
+        .unwrap();
+    assert!(member.gate.is_none());
+}
+
+#[tokio::test]
+async fn users_active_counts_distinct_users_with_a_connection() {
+    let (hub, _broker) = hub();
+    connect(&hub, 1, "u1", 4).await;
+    connect(&hub, 2, "u1", 4).await;
+    join(&hub, "r", 1, 0).await;
+    assert_eq!(hub.metrics.users.get(), 1);
+    hub.disconnect(1);
+    assert_eq!(hub.metrics.users.get(), 1);
+    hub.disconnect(2);
+    assert_eq!(hub.metrics.users.get(), 0);
+}
+
+#[tokio::test]
+async fn relay_positions_only_move_forward_and_report_the_previous_one() {
+    let (hub, _broker) = hub();
+    assert_eq!(hub.advance("room:p", 5), None);
+    assert_eq!(hub.advance("room:p", 3), Some(5));
+    assert_eq!(hub.advance("room:p", 9), Some(5));
+    assert_eq!(hub.positions(), vec![("room:p".to_owned(), 9)]);
+}
+
+#[tokio::test]
+async fn a_leave_on_another_device_takes_each_of_the_users_connections_out_of_the_room() {
+    let (hub, _broker) = hub();
+    let (_a, mut a_rx) = connect(&hub, 1, "ada", 16).await;
+    let (_b, mut b_rx) = connect(&hub, 2, "ada", 16).await;
+    let (_c, mut c_rx) = connect(&hub, 3, "bob", 16).await;
+    for conn in [1, 2, 3] {
+        join(&hub, "r", conn, 0).await;
+    }
+    let left = hub.leave_everywhere("ada", "r");
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&"c1".to_owned()) && left.contains(&"c2".to_owned()));
+    assert!(!hub.in_room("r", 1) && !hub.in_room("r", 2));
+    assert!(hub.in_room("r", 3), "another user stays");
+    hub.fan_out_room("room:r", &out("m"), OutKind::Message, Some(1));
+    assert!(drain(&mut a_rx).is_empty() && drain(&mut b_rx).is_empty());
+    assert_eq!(drain(&mut c_rx), vec![out("m")]);
+    // Heartbeats no longer list the room for them either.
+    for conn in hub.live("n") {
+        let expected: &[&str] = if conn.user.id == "bob" { &["r"] } else { &[] };
+        assert_eq!(conn.rooms, expected, "{}", conn.conn_id);
+    }
+}
+
+#[tokio::test]
+async fn a_disconnect_leaves_every_channel_including_a_join_in_progress() {
+    let (hub, _broker) = hub();
+    connect(&hub, 1, "ada", 16).await;
+    join(&hub, "done", 1, 0).await;
+    assert_eq!(hub.begin_join("pending", 1, 100).await, Ok(true));
+    assert!(hub.wants("room:pending") && !hub.in_room("pending", 1));
+    assert_eq!(hub.disconnect(1), vec!["done".to_owned()]);
+    for channel in ["room:done", "room:pending", "user:ada"] {
+        assert!(!hub.wants(channel), "{channel} left behind");
+    }
+    assert_eq!(hub.connections(), 0);
+}
+
+#[tokio::test]
+async fn joins_are_capped_per_connection_and_a_rejoin_is_not_a_new_room() {
+    let (hub, _broker) = hub();
+    connect(&hub, 1, "ada", 16).await;
+    for room in ["a", "b"] {
+        assert_eq!(hub.begin_join(room, 1, 2).await, Ok(true));
+        assert!(hub.confirm_join(room, 1), "newly in {room}");
+    }
+    assert_eq!(
+        hub.begin_join("c", 1, 2).await,
+        Err(JoinRefused::TooManyRooms)
+    );
+    assert_eq!(hub.begin_join("a", 1, 2).await, Ok(true));
+    assert!(!hub.confirm_join("a", 1), "already in a");
+    assert_eq!(hub.begin_join("a", 9, 2).await, Err(JoinRefused::Gone));
+}
+
+#[tokio::test]
+async fn heartbeats_carry_rooms_idle_flags_and_the_latest_choice_while_the_user_is_here() {
+    let (hub, _broker) = hub();
+    let (a, _a_rx) = connect(&hub, 1, "ada", 16).await;
+    join(&hub, "r", 1, 0).await;
+    let choice = |status, at_ms| StatusChoice {
+        status,
+        text: Some("om".into()),
+        at_ms,
+    };
+    hub.record_choice("ada", choice(Status::Meditating, 20));
+    hub.record_choice("ada", choice(Status::Busy, 10));
+    hub.record_choice("nobody-here", choice(Status::Busy, 30));
+    assert!(a.control().become_idle());
+    let live = hub.live("n1");
+    assert_eq!(live.len(), 1);
+    let conn = &live[0];
+    assert_eq!((conn.conn_id.as_str(), conn.node.as_str()), ("c1", "n1"));
+    assert_eq!(conn.rooms, vec!["r".to_owned()]);
+    assert!(conn.idle);
+    assert_eq!(
+        conn.choice,
+        Some(choice(Status::Meditating, 20)),
+        "the newer choice wins"
+    );
+    hub.disconnect(1);
+    connect(&hub, 2, "ada", 16).await;
+    assert_eq!(
+        hub.live("n1")[0].choice,
+        None,
+        "forgotten with the user's last connection"
+    );
+}

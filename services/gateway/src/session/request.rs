@@ -1,0 +1,227 @@
+//! Handling one client request: decode, rate-limit, run the operation, reply.
+//!
+//! A client sees its replies in the order it sent the requests. `send`s and
+//! `dm`s are pipelined: each goes to the gateway's ordered send pipe and the
+//! next frame is read at once (up to [`MAX_PIPELINED`] waiting per
+//! connection), and the pipe queues each reply as the api answers, in order.
+//! Any other request first waits for the connection's pipelined ones to be
+//! answered, then runs to its reply before the next frame is read.
+//!
+//! The operations: rooms ([`rooms`]: join, leave) and the acks of what was
+//! received ([`acks`]) go to the api and wait for it; sends and DMs
+//! ([`sends`]) go through the send pipe; typing and statuses go to presence
+//! ([`presence`]); admin broadcasts straight to the bus ([`admin`]).
+
+mod acks;
+mod admin;
+mod presence;
+mod rooms;
+mod sends;
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use telepath_shared::protocol::{
+    ClientFrame, ClientOp, CloseCode, ErrorBody, ErrorCode, RefOnly, Reply, ServerFrame,
+    is_canonical_id,
+};
+use telepath_shared::telemetry;
+use tracing::Instrument;
+
+use super::Session;
+use crate::GatewayMetrics;
+use crate::handle::SessionHandle;
+
+/// Consecutive rate-limited frames after which the connection is closed (4008).
+const MAX_STRIKES: u32 = 100;
+
+/// Sends and DMs of one connection that may wait for the api at once; the
+/// reader waits for the oldest to be answered before it reads past them.
+const MAX_PIPELINED: u32 = 32;
+
+/// The outcome of one request: data for its reply (`None`: nothing to say), or an error.
+type Outcome = Result<Option<Value>, ErrorBody>;
+
+/// Handles one complete text message from the client.
+pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
+    let frame: ClientFrame = match serde_json::from_slice(text) {
+        Ok(frame) => frame,
+        Err(e) => {
+            // Still answer by ref when the frame carried one.
+            let reference = serde_json::from_slice::<RefOnly>(text)
+                .ok()
+                .and_then(|r| r.reference);
+            let err = bad(format!("malformed frame: {e}"));
+            return reply_in_turn(session, reference, Err(err)).await;
+        }
+    };
+    let name = frame.op.name();
+    session
+        .state
+        .metrics()
+        .frames_in
+        .with_label_values(&[name])
+        .inc();
+    if session.limiter.check().is_err() {
+        session.strikes += 1;
+        if session.strikes >= MAX_STRIKES {
+            session.handle.close(CloseCode::RateLimit, None);
+            return;
+        }
+        let err = ErrorBody::new(ErrorCode::RateLimited, "slow down");
+        return reply_in_turn(session, frame.reference, Err(err)).await;
+    }
+    session.strikes = 0;
+    if frame.reference.as_ref().is_some_and(|r| r.len() > 64) {
+        let err = bad("ref is longer than 64 bytes");
+        return reply_in_turn(session, None, Err(err)).await;
+    }
+    let started = Instant::now();
+    // A span per request only when traces are exported: it is the parent of
+    // the api call, whose `traceparent` carries it on.
+    let span = if telemetry::tracing_enabled() {
+        tracing::info_span!("ws.request", otel.name = format!("ws {name}"), otel.kind = "server", conn_id = %session.conn_id())
+    } else {
+        tracing::Span::none()
+    };
+    let asked = Asked {
+        reference: frame.reference,
+        started,
+        span,
+    };
+    match frame.op {
+        ClientOp::Send {
+            room,
+            body,
+            kind,
+            client_id,
+            reply_to,
+        } => return sends::send(session, asked, room, body, kind, client_id, reply_to).await,
+        ClientOp::Dm {
+            to,
+            body,
+            client_id,
+        } => return sends::dm(session, asked, to, body, client_id).await,
+        _ => {}
+    }
+    // Every earlier send and DM is answered before this request runs.
+    session.handle.control().pipelined_below(1).await;
+    let mut then = Vec::new();
+    let sure = asked.reference.is_some();
+    let result = run(session, frame.op, sure, &mut then)
+        .instrument(asked.span)
+        .await;
+    let metrics = session.state.metrics();
+    metrics
+        .request_duration
+        .with_label_values(&[name])
+        .observe(started.elapsed().as_secs_f64());
+    reply(&session.handle, metrics, asked.reference, result);
+    // Frames that must follow the reply (a join's replayed messages).
+    for follow in then {
+        if !session.queue_frame(&follow) {
+            break;
+        }
+    }
+    // Then what was published during the join.
+    if let Some((channel, after)) = session.ungate.take() {
+        session.state.hub().ungate(&channel, session.id, after);
+    }
+}
+
+/// What a request's reply needs besides its outcome.
+struct Asked {
+    reference: Option<String>,
+    started: Instant,
+    /// The request's span (when traces are exported); it ends with the reply.
+    span: tracing::Span,
+}
+
+/// Runs one operation (not a send or DM: those are pipelined). `sure`: the
+/// client waits for the reply (it gave a `ref`). Frames pushed to `then`
+/// are queued after the reply.
+async fn run(
+    session: &mut Session,
+    op: ClientOp,
+    sure: bool,
+    then: &mut Vec<ServerFrame>,
+) -> Outcome {
+    match op {
+        ClientOp::Ping => Ok(Some(json!({"pong": chrono::Utc::now().timestamp_millis()}))),
+        ClientOp::Join { room, since } => rooms::join(session, room, since, then).await.map(Some),
+        ClientOp::Leave { room } => rooms::leave(session, room).await.map(Some),
+        ClientOp::Typing { room, active } => presence::typing(session, room, active).map(|_| None),
+        ClientOp::Status { status, text } => presence::status(session, status, text).map(Some),
+        ClientOp::Refresh { token } => refresh(session, &token).map(Some),
+        ClientOp::Broadcast { body } => admin::broadcast(session, body).await.map(Some),
+        ClientOp::Ack { room, seq, dm } => {
+            acks::ack(session, room, seq, dm, sure).await.map(|_| None)
+        }
+        // Pipelined before it gets here (see `handle_text`).
+        ClientOp::Send { .. } | ClientOp::Dm { .. } => Err(ErrorBody::new(
+            ErrorCode::Internal,
+            "sends and DMs are pipelined",
+        )),
+    }
+}
+
+/// Replies once the connection's earlier sends and DMs have been answered,
+/// so the replies keep the order of the requests.
+async fn reply_in_turn(session: &Session, reference: Option<String>, result: Outcome) {
+    session.handle.control().pipelined_below(1).await;
+    reply(&session.handle, session.state.metrics(), reference, result);
+}
+
+/// Queues the reply (with a ref) or an `error` frame (a failure without a ref).
+fn reply(
+    handle: &SessionHandle,
+    metrics: &GatewayMetrics,
+    reference: Option<String>,
+    result: Outcome,
+) {
+    if let Err(e) = &result {
+        metrics
+            .reply_errors
+            .with_label_values(&[e.code.as_str()])
+            .inc();
+    }
+    let frame = match (reference, result) {
+        (Some(r), Ok(data)) => ServerFrame::Reply(Reply::ok(r, data.unwrap_or_else(|| json!({})))),
+        (Some(r), Err(e)) => ServerFrame::Reply(Reply::err(r, e)),
+        (None, Err(e)) => ServerFrame::Error(e),
+        (None, Ok(_)) => return,
+    };
+    handle.queue_frame(&frame, metrics);
+}
+
+fn bad(message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::BadRequest, message)
+}
+
+/// A room id from a frame: canonical UUIDs only.
+fn checked_room(room: &str) -> Result<(), ErrorBody> {
+    if is_canonical_id(room) {
+        Ok(())
+    } else {
+        Err(bad("room ids are lowercase UUIDs"))
+    }
+}
+
+/// A fresh token for the same user moves the session's expiry.
+fn refresh(session: &mut Session, token: &str) -> Result<Value, ErrorBody> {
+    let claims = session
+        .state
+        .keys()
+        .verify(token)
+        .map_err(|_| ErrorBody::new(ErrorCode::Unauthorized, "invalid token"))?;
+    if claims.sub != session.claims.sub {
+        return Err(ErrorBody::new(
+            ErrorCode::Forbidden,
+            "the token names another user",
+        ));
+    }
+    let exp = claims.exp;
+    session.claims = claims;
+    session.handle.set_expiry(exp);
+    Ok(json!({"exp": exp}))
+}

@@ -1,0 +1,43 @@
+//! `ack`: a DM received (it leaves the offline queue), or a room's delivery
+//! cursor. Acks are written to the api in batches; an ack with a `ref` is
+//! written at once and its reply means the api has stored it.
+
+use telepath_shared::protocol::{ErrorBody, ErrorCode, is_canonical_id};
+
+use super::bad;
+use crate::session::Session;
+use crate::upstream::Ack;
+
+/// Queues (or, when the client waits for it, writes) one ack. A room cursor
+/// is taken only from a connection in the room.
+pub(super) async fn ack(
+    session: &mut Session,
+    room: Option<String>,
+    seq: Option<i64>,
+    dm: Option<String>,
+    sure: bool,
+) -> Result<(), ErrorBody> {
+    let user_id = session.claims.sub.clone();
+    let ack = match (room, seq, dm) {
+        (None, None, Some(id)) if is_canonical_id(&id) => Ack::Dm { user_id, id },
+        (Some(room), Some(seq), None) if is_canonical_id(&room) && seq >= 0 => {
+            if !session.state.hub().in_room(&room, session.id) {
+                return Err(ErrorBody::new(ErrorCode::Forbidden, "join the room first"));
+            }
+            Ack::Cursor { user_id, room, seq }
+        }
+        _ => return Err(bad("ack takes `dm` (a DM id), or `room` and `seq`")),
+    };
+    let acks = session.state.acks();
+    if sure {
+        return acks.ack_stored(ack).await.map_err(|e| e.body());
+    }
+    if acks.ack(ack) {
+        Ok(())
+    } else {
+        Err(ErrorBody::new(
+            ErrorCode::Unavailable,
+            "too many acks queued; ack again later",
+        ))
+    }
+}

@@ -1,0 +1,110 @@
+//! `send` and `dm`: checked here, then pipelined through the gateway's send
+//! pipe without waiting for the api; the pipe queues each reply when the api
+//! answers. A request refused here is answered in turn, after the
+//! connection's earlier sends and DMs.
+//!
+//! Every bound of the api's schema is checked before an item joins a batch,
+//! so one client's bad frame cannot sink the others' (the api refuses a
+//! batch that breaks its schema as a whole).
+
+use serde_json::json;
+use telepath_shared::protocol::{InternalDm, InternalRoomSend, InternalSend};
+use telepath_shared::telemetry;
+
+use super::{Asked, MAX_PIPELINED, Outcome, checked_room, reply, reply_in_turn};
+use crate::session::Session;
+use crate::upstream::{Done, PendingSend, Sendable};
+
+/// A room message.
+pub(super) async fn send(
+    session: &mut Session,
+    asked: Asked,
+    room: String,
+    body: String,
+    kind: Option<String>,
+    client_id: Option<String>,
+    reply_to: Option<String>,
+) {
+    let send = InternalSend {
+        from: session.claims.user_ref(),
+        body,
+        kind,
+        client_id,
+        reply_to,
+    };
+    let max = session.state.common().max_body_bytes;
+    if let Err(e) = checked_room(&room).and_then(|()| send.check(max)) {
+        return reply_in_turn(session, asked.reference, Err(e)).await;
+    }
+    let traceparent = asked.span.in_scope(telemetry::traceparent);
+    let item = Sendable::Room(InternalRoomSend {
+        room,
+        send,
+        traceparent,
+    });
+    pipeline(session, asked, "send", item).await;
+}
+
+/// A direct message: stored and queued by the api, then published to the
+/// recipient's connections (and the sender's other ones).
+pub(super) async fn dm(
+    session: &mut Session,
+    asked: Asked,
+    to: String,
+    body: String,
+    client_id: Option<String>,
+) {
+    let mut dm = InternalDm {
+        from: session.claims.user_ref(),
+        to,
+        body,
+        client_id,
+        traceparent: None,
+    };
+    if let Err(e) = dm.check(session.state.common().max_body_bytes) {
+        return reply_in_turn(session, asked.reference, Err(e)).await;
+    }
+    dm.traceparent = asked.span.in_scope(telemetry::traceparent);
+    pipeline(session, asked, "dm", Sendable::Dm(dm)).await;
+}
+
+/// Queues `item` on the send pipe once fewer than [`MAX_PIPELINED`] of the
+/// connection's items wait; its reply is queued when the api answers.
+async fn pipeline(session: &mut Session, asked: Asked, name: &'static str, item: Sendable) {
+    let control = session.handle.control();
+    control.pipelined_below(MAX_PIPELINED).await;
+    control.pipeline_started();
+    let (handle, state) = (session.handle.clone(), session.state.clone());
+    let done: Done = Box::new(move |result| {
+        let Asked {
+            reference,
+            started,
+            span,
+        } = asked;
+        let metrics = state.metrics();
+        metrics
+            .request_duration
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        let outcome: Outcome = result
+            .map(|made| {
+                Some(match made {
+                    crate::upstream::Outcome::Message(m) => {
+                        json!({"id": m.id, "seq": m.seq, "ts": m.ts})
+                    }
+                    crate::upstream::Outcome::Dm(d) => {
+                        json!({"id": d.id, "ts": d.ts, "delivered": d.delivered})
+                    }
+                })
+            })
+            .map_err(|e| e.body());
+        reply(&handle, metrics, reference, outcome);
+        drop(span);
+        handle.control().pipeline_answered();
+    });
+    session
+        .state
+        .sends()
+        .submit(PendingSend::new(item, done))
+        .await;
+}

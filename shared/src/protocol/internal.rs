@@ -1,0 +1,444 @@
+//! Service-to-service bodies: what gateways, the api and presence send each
+//! other under `/internal/`, and the control and presence messages on the bus.
+//! None of these reach clients.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    ErrorBody, ErrorCode, Message, OnlineUser, PresenceEvent, Status, UserRef, check_body,
+    check_user, integer,
+};
+
+/// Gateway -> api: join `room` on behalf of `user`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalJoin {
+    pub user: UserRef,
+}
+
+/// Api -> gateway: the join succeeded; `seq` is the room's latest.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinResult {
+    pub room: String,
+    pub seq: i64,
+    /// The participant's delivery cursor (advanced by acks); a join without
+    /// `since` replays from it.
+    #[serde(default)]
+    pub cursor: i64,
+}
+
+/// Gateway -> api: persist a room message from `from`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalSend {
+    pub from: UserRef,
+    /// At most `TELEPATH_MAX_BODY_BYTES` bytes (default 16384).
+    #[schema(min_length = 1, max_length = 4096)]
+    pub body: String,
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 32)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub reply_to: Option<String>,
+}
+
+impl InternalSend {
+    /// The bounds its schema states (a sender of 1–64 characters each, a
+    /// body of 1–[`MAX_BODY_CHARS`] characters, `kind` 1–32, `client_id`
+    /// 1–128, `reply_to` ≤ 64), and a body of at most `max_body_bytes`
+    /// bytes. What a gateway checks before it sends, and the api again.
+    pub fn check(&self, max_body_bytes: usize) -> Result<(), ErrorBody> {
+        check_user(&self.from)?;
+        check_body(&self.body, max_body_bytes)?;
+        let chars = |s: &String| s.chars().count();
+        if self
+            .kind
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || chars(k) > 32)
+            || self
+                .client_id
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || chars(c) > 128)
+            || self.reply_to.as_ref().is_some_and(|r| chars(r) > 64)
+        {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "kind (1-32), client_id (1-128) or reply_to (≤64) out of bounds",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Most room messages, and most DMs, in one [`InternalSendBatch`].
+pub const MAX_SEND_BATCH: usize = 1000;
+
+/// Gateway -> api: room messages and DMs to persist, each list in the order
+/// their senders sent them (`POST /internal/messages`). A gateway keeps one
+/// batch in flight, so every connection's sends and DMs are committed in its
+/// order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct InternalSendBatch {
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub sends: Vec<InternalRoomSend>,
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub dms: Vec<InternalDm>,
+}
+
+/// One send of an [`InternalSendBatch`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalRoomSend {
+    /// The room (a lowercase UUID).
+    #[schema(min_length = 1, max_length = 64)]
+    pub room: String,
+    pub send: InternalSend,
+    /// The W3C `traceparent` of the request that sent it, when traces are
+    /// exported: the message's commit span continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub traceparent: Option<String>,
+}
+
+/// Api -> gateway: one outcome per send and per DM of an
+/// [`InternalSendBatch`], in the batch's order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct InternalSendResults {
+    pub results: Vec<SendOutcome>,
+    #[serde(default)]
+    pub dms: Vec<DmOutcome>,
+}
+
+/// The committed message, or why the send was refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SendOutcome {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// The stored DM, or why it was refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DmOutcome {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm: Option<DmResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// Gateway -> api: a direct message from `from` to `to` (user id or username).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalDm {
+    pub from: UserRef,
+    #[schema(min_length = 1, max_length = 64)]
+    pub to: String,
+    /// At most `TELEPATH_MAX_BODY_BYTES` bytes (default 16384).
+    #[schema(min_length = 1, max_length = 4096)]
+    pub body: String,
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
+    pub client_id: Option<String>,
+    /// The W3C `traceparent` of the request that sent it, when traces are
+    /// exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub traceparent: Option<String>,
+}
+
+impl InternalDm {
+    /// The bounds its schema states (a sender of 1–64 characters each, `to`
+    /// 1–64, a body as [`check_body`] wants it, `client_id` 1–128,
+    /// `traceparent` ≤ 128). What a gateway checks before it sends, and the
+    /// api again.
+    pub fn check(&self, max_body_bytes: usize) -> Result<(), ErrorBody> {
+        check_user(&self.from)?;
+        check_body(&self.body, max_body_bytes)?;
+        let chars = |s: &String| s.chars().count();
+        if self.to.is_empty()
+            || chars(&self.to) > 64
+            || self
+                .client_id
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || chars(c) > 128)
+            || self.traceparent.as_ref().is_some_and(|t| t.len() > 128)
+        {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "to (1-64), client_id (1-128) or traceparent (≤128) out of bounds",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Api -> gateway: a DM was stored (and published).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DmResult {
+    pub id: String,
+    pub ts: DateTime<Utc>,
+    /// Whether the recipient had a live connection when it was sent.
+    pub delivered: bool,
+}
+
+/// A room's delivery cursor: everything up to `seq` reached the user.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoomCursor {
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub room: String,
+    #[serde(deserialize_with = "integer::required")]
+    #[schema(minimum = 0)]
+    pub seq: i64,
+}
+
+/// Gateway -> api: acks of one user, in a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalAcks {
+    #[schema(min_length = 1, max_length = 64)]
+    pub user_id: String,
+    /// DMs the user received (their ids).
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub dms: Vec<String>,
+    /// Room delivery cursors.
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub cursors: Vec<RoomCursor>,
+}
+
+/// One live connection, as gateways report it to presence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConnReport {
+    #[schema(min_length = 1, max_length = 256)]
+    pub conn_id: String,
+    pub user: UserRef,
+    #[schema(min_length = 1, max_length = 256)]
+    pub node: String,
+}
+
+/// One live connection in a heartbeat: enough for presence to rebuild
+/// everything it knows about it after losing its store (Redis restart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LiveConn {
+    #[schema(min_length = 1, max_length = 256)]
+    pub conn_id: String,
+    pub user: UserRef,
+    #[schema(min_length = 1, max_length = 256)]
+    pub node: String,
+    /// Rooms this connection has joined (room ids).
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub rooms: Vec<String>,
+    /// No client frames for `TELEPATH_AWAY_AFTER_MS`.
+    #[serde(default)]
+    pub idle: bool,
+    /// The user's latest status choice this gateway knows of (made on any
+    /// connection of theirs, on any gateway); presence takes it when it is
+    /// newer than its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<StatusChoice>,
+}
+
+/// A user's status choice: the status they chose (`online` is the choice
+/// to have none: automatic online/away), its text, and when a gateway
+/// received it. Choices reported by different gateways, or repeated by
+/// heartbeats, are ordered by that time: a later one wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusChoice {
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub text: Option<String>,
+    /// When the gateway received the `status` frame, Unix ms.
+    #[schema(minimum = 0)]
+    pub at_ms: i64,
+}
+
+/// Gateway -> presence: the connections of `node` that are still alive.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatReport {
+    #[schema(min_length = 1, max_length = 256)]
+    pub node: String,
+    #[schema(max_items = 100_000)]
+    pub conns: Vec<LiveConn>,
+}
+
+/// Gateway -> presence: one thing that happened on a gateway, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PresenceReport {
+    /// A connection opened.
+    Connect {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        user: UserRef,
+        #[schema(min_length = 1, max_length = 256)]
+        node: String,
+    },
+    /// A connection closed.
+    Disconnect {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        #[schema(min_length = 1, max_length = 64)]
+        user_id: String,
+    },
+    /// A connection joined a room.
+    Join {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        user: UserRef,
+        #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+        room: String,
+    },
+    /// A connection left a room.
+    Leave {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        #[schema(min_length = 1, max_length = 64)]
+        user_id: String,
+        #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+        room: String,
+    },
+    /// A typing indicator started (refreshed) or stopped.
+    Typing {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        user: UserRef,
+        #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+        room: String,
+        active: bool,
+    },
+    /// The user chose a status (`online` clears the choice: automatic online/away again).
+    Status {
+        user: UserRef,
+        status: Status,
+        #[schema(max_length = 128)]
+        text: Option<String>,
+        /// When the gateway received it, Unix ms (see [`StatusChoice`]).
+        #[schema(minimum = 0)]
+        at_ms: i64,
+    },
+    /// A connection went idle (no client frames for `TELEPATH_AWAY_AFTER_MS`) or active again.
+    Idle {
+        #[schema(min_length = 1, max_length = 256)]
+        conn_id: String,
+        #[schema(min_length = 1, max_length = 64)]
+        user_id: String,
+        idle: bool,
+    },
+}
+
+/// Gateway -> presence: a batch of reports, applied in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PresenceReports {
+    #[schema(min_length = 1, max_length = 256)]
+    pub node: String,
+    #[schema(max_items = 10_000)]
+    pub reports: Vec<PresenceReport>,
+}
+
+/// Presence -> every gateway (bus channel [`PRESENCE_CHANNEL`]): a user's
+/// presence changed; tell the connections in `rooms` and the user's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceBroadcast {
+    /// Rooms the user's connections had joined.
+    pub rooms: Vec<String>,
+    pub event: PresenceEvent,
+    /// The user's status choice behind the event, if they made one this
+    /// session: gateways keep it for their heartbeats, so it outlives a
+    /// presence store that loses its data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<StatusChoice>,
+}
+
+/// Control messages on a node's bus channel (`node:{id}`), never relayed to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum NodeControl {
+    /// Close every local connection of `user_id` with `bye` admin and 4003.
+    DisconnectUser { user_id: String },
+    /// The node's own liveness probe: it publishes these to itself and
+    /// expects them back, which proves its subscription delivers.
+    Probe { nonce: u64 },
+}
+
+/// What a connection log row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionEventKind {
+    Connect,
+    Disconnect,
+}
+
+/// Gateway -> api: one connect or disconnect, for `connection_logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionEvent {
+    pub event: ConnectionEventKind,
+    #[schema(max_length = 64)]
+    pub conn_id: String,
+    pub user: UserRef,
+    #[schema(max_length = 64)]
+    pub node: String,
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 256)]
+    pub user_agent: Option<String>,
+    /// For disconnects: the close code, e.g. `1000` or `4003`.
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Gateway -> api: a batch of connection events.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionEvents {
+    #[schema(max_items = 1000)]
+    pub events: Vec<ConnectionEvent>,
+}
+
+/// Presence -> api: everyone live right now (`GET /internal/presence/summary`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PresenceSummary {
+    pub online_users: u64,
+    pub connections: u64,
+    pub by_node: std::collections::BTreeMap<String, u64>,
+    pub users: Vec<OnlineUser>,
+}
+
+/// Presence -> api: one user's live connections
+/// (`GET /internal/presence/users/{id}/connections`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UserConnections {
+    pub connections: Vec<ConnReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::protocol::*;
+
+    #[test]
+    fn node_control_messages_use_op_tags() {
+        let c = NodeControl::DisconnectUser {
+            user_id: "u".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"op":"disconnect_user","user_id":"u"})
+        );
+        assert_eq!(
+            serde_json::from_value::<NodeControl>(json!({"op":"disconnect_user","user_id":"u"}))
+                .unwrap(),
+            c
+        );
+    }
+}
