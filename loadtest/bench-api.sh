@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Room messages acknowledged per second through the api alone (telepath-api
-# + a throwaway redis-server + SQLite in a temp dir), with group commit on
-# (TELEPATH_COMMIT_BATCH=256, the default) and off (=1, the baseline),
-# alternating runs so both see the same machine load. Prints every run's
-# JSON summary and a Markdown table of medians.
+# + a throwaway redis-server + SQLite in a temp dir, benchmark S4): senders
+# post batches the way gateways do (`POST /internal/messages`, one send per
+# request by default), with group commit on (TELEPATH_COMMIT_BATCH=256, the
+# default) and off (=1), alternating runs so both see the same machine
+# load. Prints every run's JSON summary and a Markdown table of medians.
 #
 # Usage: loadtest/bench-api.sh [runs=5] [duration=10s] [concurrency=64]
+# COMMIT_BATCHES (default "256 1") picks the group-commit settings to run;
+# TELEPATH_BIN_DIR runs the api from another build (the generator is
+# always this checkout's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 duration=${2:-10s}
 concurrency=${3:-64}
+batches=${COMMIT_BATCHES:-256 1}
+bin=${TELEPATH_BIN_DIR:-target/release}
 
 cargo build --release --locked -p telepath-api -p telepath-loadtest --bins >&2
 work=$(mktemp -d)
@@ -26,7 +32,7 @@ one_run() { # $1 = commit batch, $2 = output file
   api_port=$(free_port)
   TELEPATH_LISTEN="127.0.0.1:$api_port" REDIS_URL="redis://127.0.0.1:$redis_port" \
     DATABASE_URL="sqlite://$dir/bench.db" TELEPATH_JWT_SECRET=bench TELEPATH_DEV_LOGIN=1 \
-    TELEPATH_COMMIT_BATCH="$1" RUST_LOG=warn target/release/telepath-api 2>"$dir/api.log" &
+    TELEPATH_COMMIT_BATCH="$1" RUST_LOG=warn "$bin/telepath-api" 2>"$dir/api.log" &
   api_pid=$!
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   TELEPATH_JWT_SECRET=bench target/release/telepath-load api-send --url "http://127.0.0.1:$api_port" \
@@ -36,7 +42,7 @@ one_run() { # $1 = commit batch, $2 = output file
 }
 
 for i in $(seq "$runs"); do
-  for batch in 256 1; do
+  for batch in $batches; do
     out="$work/batch$batch-run$i.json"
     one_run "$batch" "$out"
     echo "commit_batch=$batch run=$i: $(tr -d '\n ' <"$out")" >&2
@@ -52,9 +58,12 @@ print("|---|---|---|---|---|")
 med = {}
 for batch in ("256", "1"):
     rs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/batch{batch}-run*.json"))]
+    if not rs:
+        continue
     m = lambda f: statistics.median(f(r) for r in rs)
     med[batch] = m(lambda r: r["acked_per_s"])
     print(f"| {batch} | {med[batch]:.0f} | {m(lambda r: r['ack_latency']['p50_ms']):.2f} | "
           f"{m(lambda r: r['ack_latency']['p99_ms']):.2f} | {m(lambda r: r['generator_cpu_percent']):.0f} |")
-print(f"\ngroup commit / one commit per message: {med['256'] / med['1']:.2f}x")
+if "256" in med and "1" in med:
+    print(f"\ngroup commit / one commit per message: {med['256'] / med['1']:.2f}x")
 PY

@@ -117,9 +117,10 @@ pub trait Bus: Send + Sync + 'static {
     /// (for a `user:{id}` channel: whether the user has a live connection).
     async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError>;
     /// Publishes every message in order, in as few round trips as the bus
-    /// allows, each in its own trace; on error some prefix of them may have
-    /// been published.
-    async fn publish_many(&self, messages: &[Outgoing]) -> Result<(), BusError>;
+    /// allows, each in its own trace, and says how many nodes were
+    /// subscribed to each one's channel; on error some prefix of them may
+    /// have been published.
+    async fn publish_many(&self, messages: &[Outgoing]) -> Result<Vec<usize>, BusError>;
     /// After this returns `Ok`, messages published to `channel` reach this node's
     /// inbound stream, also after the bus reconnects. Idempotent.
     async fn subscribe(&self, channel: &str) -> Result<(), BusError>;

@@ -140,5 +140,7 @@ impl Drop for RedisServer {
 
 mod rest;
 mod ws;
-pub use rest::{TestUser, create_room, eventually, internal_send, login, login_as};
+pub use rest::{
+    TestUser, create_room, eventually, get_json, get_text, internal_send, login, login_as, metric,
+};
 pub use ws::{WsClient, WsError};

@@ -1,7 +1,7 @@
 //! Direct messages and the offline queue.
 //!
 //! Gateways send DMs in their batches (`POST /internal/messages`, see
-//! `internal.rs`); each is handled by [`store`]. A DM is stored (a `messages` row with a recipient, no room) and queued
+//! `internal.rs`); [`store`] commits a batch's DMs together. A DM is stored (a `messages` row with a recipient, no room) and queued
 //! (`dm_queue`) in one transaction, then published to the recipient's and
 //! the sender's `user:{id}` channels, then acknowledged. It stays queued
 //! until the recipient acks it, so a DM that reached no device is sent again
@@ -11,27 +11,27 @@
 //! dropped. Queued DMs expire after `TELEPATH_OFFLINE_TTL`; a cleanup job
 //! removes them every minute.
 
+mod batch;
+
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
-    DirectMessage, DmResult, DmState, ErrorCode, ErrorEnvelope, InternalAcks, InternalDm,
-    PendingDms, Role, ServerFrame, UserRef, is_canonical_id, user_channel,
+    DirectMessage, DmState, ErrorEnvelope, InternalAcks, PendingDms, UserRef, is_canonical_id,
 };
-use telepath_shared::telemetry;
-use tracing::Instrument;
+
+pub(crate) use batch::store;
 
 use crate::ApiState;
 use crate::auth::{AuthUser, Internal};
-use crate::store::{self, db_err, now};
+use crate::store::{db_err, now};
 
 /// How often expired queue entries are removed.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
@@ -67,164 +67,6 @@ impl DmRow {
 const DM_COLUMNS: &str = "SELECT m.id, m.sender_id, u.username AS sender_name, m.recipient_id, m.content, m.created_at, m.delivered_at,
         EXISTS (SELECT 1 FROM dm_queue q WHERE q.message_id = m.id) AS queued
  FROM messages m JOIN users u ON u.id = m.sender_id";
-
-/// The recipient's user id, from an id or a username.
-async fn recipient(conn: &mut SqliteConnection, to: &str) -> Result<String, ApiError> {
-    let found: Option<(String,)> = if is_canonical_id(to) {
-        sqlx::query_as("SELECT id FROM users WHERE id = ?")
-            .bind(to)
-            .fetch_optional(&mut *conn)
-            .await
-    } else {
-        sqlx::query_as("SELECT id FROM users WHERE username = ?")
-            .bind(to)
-            .fetch_optional(&mut *conn)
-            .await
-    }
-    .map_err(db_err)?;
-    found
-        .map(|(id,)| id)
-        .ok_or_else(|| ApiError::not_found("no such user"))
-}
-
-/// The DM `sender_id` sent earlier with `client_id`, if any.
-async fn earlier(
-    conn: &mut SqliteConnection,
-    sender_id: &str,
-    client_id: &str,
-) -> Result<Option<DmRow>, ApiError> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "{DM_COLUMNS} WHERE m.sender_id = ? AND m.client_id = ? AND m.recipient_id IS NOT NULL"
-    ));
-    sqlx::query_as(sql)
-        .bind(sender_id)
-        .bind(client_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)
-}
-
-/// Whether any message of `sender_id` has `client_id` (after [`earlier`]
-/// found no DM: a room message).
-async fn key_taken(
-    conn: &mut SqliteConnection,
-    sender_id: &str,
-    client_id: &str,
-) -> Result<bool, ApiError> {
-    sqlx::query_scalar::<_, i64>("SELECT 1 FROM messages WHERE sender_id = ? AND client_id = ?")
-        .bind(sender_id)
-        .bind(client_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map(|found| found.is_some())
-        .map_err(db_err)
-}
-
-/// Stores, queues and publishes one DM of a gateway's batch (see
-/// `internal::send_batch`). When traces are exported, it is a `dm.store`
-/// span in the sender's trace.
-pub(crate) async fn store(state: &ApiState, req: InternalDm) -> Result<DmResult, ApiError> {
-    let span = match &req.traceparent {
-        Some(tp) if telemetry::tracing_enabled() => {
-            let span = tracing::info_span!(parent: None, "dm.store", otel.kind = "internal");
-            telemetry::adopt_traceparent(&span, tp);
-            span
-        }
-        _ => tracing::Span::none(),
-    };
-    store_in(state, req).instrument(span).await
-}
-
-async fn store_in(state: &ApiState, req: InternalDm) -> Result<DmResult, ApiError> {
-    req.check(state.common().max_body_bytes)?;
-    let cfg = state.config();
-    let mut tx = state
-        .db()
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
-    store::ensure_user(&mut tx, &req.from, Role::User).await?;
-    if let Some(client_id) = &req.client_id {
-        if let Some(first) = earlier(&mut tx, &req.from.id, client_id).await? {
-            return Ok(DmResult {
-                id: first.id,
-                ts: first.created_at,
-                delivered: first.delivered_at.is_some(),
-            });
-        }
-        // DMs and room messages share the idempotency index.
-        if key_taken(&mut tx, &req.from.id, client_id).await? {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "client_id already names a room message of this sender",
-            ));
-        }
-    }
-    let to = recipient(&mut tx, &req.to).await?;
-    let (queued,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dm_queue WHERE recipient_id = ?")
-        .bind(&to)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    if queued >= cfg.offline_queue_max {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            "the recipient's offline queue is full; try later",
-        ));
-    }
-    let dm = DirectMessage {
-        id: uuid::Uuid::now_v7().hyphenated().to_string(),
-        from: req.from.clone(),
-        to: to.clone(),
-        body: req.body,
-        ts: now(),
-    };
-    sqlx::query("INSERT INTO messages (id, recipient_id, sender_id, content, kind, client_id, created_at) VALUES (?, ?, ?, ?, 'text', ?, ?)")
-        .bind(&dm.id)
-        .bind(&to)
-        .bind(&dm.from.id)
-        .bind(&dm.body)
-        .bind(&req.client_id)
-        .bind(dm.ts)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    let expires =
-        dm.ts + chrono::Duration::from_std(cfg.offline_ttl).unwrap_or(chrono::Duration::days(7));
-    sqlx::query("INSERT INTO dm_queue (message_id, recipient_id, queued_at, expires_at) VALUES (?, ?, ?, ?)")
-        .bind(&dm.id)
-        .bind(&to)
-        .bind(dm.ts)
-        .bind(expires)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    tx.commit().await.map_err(db_err)?;
-    // Committed: publish to every connection of the recipient, and to the sender's other devices.
-    let frame = Bytes::from(ServerFrame::Dm(dm.clone()).to_json());
-    let delivered = match state
-        .bus()
-        .publish_counted(&user_channel(&to), frame.clone())
-        .await
-    {
-        Ok(n) => n > 0,
-        Err(e) => {
-            tracing::warn!(error = %e, "DM publish failed; it stays queued");
-            false
-        }
-    };
-    if to != dm.from.id
-        && let Err(e) = state.bus().publish(&user_channel(&dm.from.id), frame).await
-    {
-        tracing::warn!(error = %e, "DM publish to the sender's devices failed");
-    }
-    Ok(DmResult {
-        id: dm.id,
-        ts: dm.ts,
-        delivered,
-    })
-}
 
 #[utoipa::path(post, path = "/internal/acks", tag = "internal", request_body = InternalAcks,
     responses((status = 204, description = "Recorded"), (status = 400, description = "Invalid input", body = ErrorEnvelope),

@@ -106,13 +106,7 @@ pub(crate) async fn send_batch(
             trace: s.traceparent,
         })
     });
-    let dms = async {
-        let mut outcomes = Vec::with_capacity(req.dms.len());
-        for dm in req.dms {
-            outcomes.push(dms::store(&state, dm).await);
-        }
-        outcomes
-    };
+    let dms = dms::store(&state, req.dms);
     let (messages, dms) = tokio::join!(state.writer().send_many(jobs.collect()), dms);
     Ok(Json(InternalSendResults {
         results: messages

@@ -157,6 +157,33 @@ mod tests {
     }
 
     #[test]
+    fn the_operations_guide_lists_exactly_the_settings_of_the_command_line() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/OPERATIONS.md");
+        let guide = std::fs::read_to_string(path).unwrap();
+        let documented: std::collections::BTreeSet<String> = guide
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .filter(|v| v.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .map(str::to_owned)
+            .collect();
+        let mut settings: std::collections::BTreeSet<String> = Cli::command_with_defaults()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        // Read by the logging and tracing libraries, not by clap.
+        settings.extend([
+            "RUST_LOG".to_owned(),
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+        ]);
+        assert_eq!(
+            documented, settings,
+            "docs/OPERATIONS.md's table against --help"
+        );
+    }
+
+    #[test]
     fn help_lists_every_setting_of_every_service() {
         let help = Cli::command_with_defaults().render_long_help().to_string();
         for var in [

@@ -116,16 +116,16 @@ impl Bus for MemoryBus {
         Ok(self.deliver(channel, payload, Meta::now()))
     }
 
-    async fn publish_many(&self, messages: &[Outgoing]) -> Result<(), BusError> {
+    async fn publish_many(&self, messages: &[Outgoing]) -> Result<Vec<usize>, BusError> {
         let published_us = unix_micros();
-        for m in messages {
+        let receivers = messages.iter().map(|m| {
             let meta = Meta {
                 published_us,
                 traceparent: m.traceparent.clone(),
             };
-            self.deliver(&m.channel, m.payload.clone(), meta);
-        }
-        Ok(())
+            self.deliver(&m.channel, m.payload.clone(), meta)
+        });
+        Ok(receivers.collect())
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BusError> {

@@ -213,9 +213,9 @@ impl Bus for RedisBus {
         Ok(usize::try_from(receivers).unwrap_or(0))
     }
 
-    async fn publish_many(&self, messages: &[Outgoing]) -> Result<(), BusError> {
+    async fn publish_many(&self, messages: &[Outgoing]) -> Result<Vec<usize>, BusError> {
         if messages.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         // One pipeline: one round trip, and Redis runs them in this order.
         let published_us = unix_micros();
@@ -225,11 +225,13 @@ impl Bus for RedisBus {
                 published_us,
                 traceparent: m.traceparent.clone(),
             };
-            pipe.publish(&m.channel, &envelope::encode(&meta, &m.payload)[..])
-                .ignore();
+            pipe.publish(&m.channel, &envelope::encode(&meta, &m.payload)[..]);
         }
-        let () = pipe.query_async(&mut self.publisher.clone()).await?;
-        Ok(())
+        let receivers: Vec<i64> = pipe.query_async(&mut self.publisher.clone()).await?;
+        Ok(receivers
+            .into_iter()
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .collect())
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BusError> {

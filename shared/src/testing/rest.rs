@@ -84,6 +84,35 @@ pub async fn internal_send(
     answer["results"][0].take()
 }
 
+/// `GET url` with `req` adding what it needs (a token); the JSON answer,
+/// whatever its status.
+pub async fn get_json(
+    http: &reqwest::Client,
+    url: &str,
+    req: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> Value {
+    let resp = req(http.get(url))
+        .send()
+        .await
+        .expect("the service answers");
+    resp.json().await.expect("a JSON answer")
+}
+
+/// `GET url` as text (a `/metrics` page).
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    let resp = http.get(url).send().await.expect("the service answers");
+    resp.text().await.expect("a text answer")
+}
+
+/// The value of the sample `name` (with its labels, if any, as written)
+/// in a Prometheus text page.
+pub fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .find_map(|rest| rest.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Waits until `cond` holds, checking every 20 ms, or panics after `within`
 /// naming `what`.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut cond: F)

@@ -188,3 +188,90 @@ async fn a_client_id_used_for_a_dm_refuses_that_room_send_alone_and_the_reverse_
             .unwrap();
     assert_eq!(dms, 1);
 }
+
+#[tokio::test]
+async fn a_batch_of_dms_is_committed_together_and_its_bad_ones_are_refused_alone() {
+    let api = spawn_api_with(|_, c| c.offline_queue_max = 2).await;
+    let ada = api.login("ada").await;
+    let bob = api.login("bob").await;
+    api.login("cy").await;
+    let (_node, mut bob_rx) = api.watch(&format!("user:{}", bob.id)).await;
+    let (_node2, mut ada_rx) = api.watch(&format!("user:{}", ada.id)).await;
+    let dm = |to: &str, body: &str, client_id: Option<&str>| {
+        let mut dm = json!({"from": {"id": ada.id, "name": "ada"}, "to": to, "body": body});
+        if let Some(key) = client_id {
+            dm["client_id"] = json!(key);
+        }
+        dm
+    };
+    let batch = json!({"dms": [
+        dm("bob", "one", Some("k1")),
+        dm("nobody", "lost", None),
+        dm(&bob.id, "two", None),
+        dm("bob", "one again", Some("k1")),
+        dm("bob", "three: the queue is full", None),
+        dm("cy", "hi cy", None),
+        dm("cy", "", None),
+    ]});
+    let resp = api
+        .http
+        .post(format!("{}/internal/messages", api.url))
+        .header("x-telepath-internal", &api.internal_token)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    // An empty body breaks the schema: the whole batch is refused, nothing stored.
+    assert_error(resp, 400, "bad_request").await;
+
+    let mut batch = batch;
+    batch["dms"].as_array_mut().unwrap().pop();
+    let resp = api
+        .http
+        .post(format!("{}/internal/messages", api.url))
+        .header("x-telepath-internal", &api.internal_token)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    let dms = answer["dms"].as_array().unwrap();
+    assert_eq!(dms.len(), 6);
+    assert!(dms[0]["dm"]["id"].is_string());
+    assert_eq!(dms[1]["error"]["code"], "not_found");
+    assert!(dms[2]["dm"]["id"].is_string());
+    assert_eq!(dms[3], dms[0], "a repeated client_id gets the first DM");
+    assert_eq!(
+        dms[4]["error"]["code"], "rate_limited",
+        "bob's queue holds two"
+    );
+    assert!(dms[5]["dm"]["id"].is_string());
+    // Bob is subscribed here: delivered; cy is not.
+    assert_eq!(dms[0]["dm"]["delivered"], true);
+    assert_eq!(dms[5]["dm"]["delivered"], false);
+    // Published in order to bob, and to ada's other devices.
+    for rx in [&mut bob_rx, &mut ada_rx] {
+        let mut bodies = Vec::new();
+        for _ in 0..2 {
+            let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let ServerFrame::Dm(d) = serde_json::from_slice(&got.payload).unwrap() else {
+                panic!("not a DM")
+            };
+            bodies.push(d.body);
+        }
+        assert_eq!(bodies[..2], ["one", "two"]);
+    }
+    let pending = api.get(&bob, "/dms/pending").await;
+    let pending: Value = pending.json().await.unwrap();
+    assert_eq!(pending["messages"].as_array().unwrap().len(), 2);
+    let stored: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM messages WHERE recipient_id IS NOT NULL")
+            .fetch_one(&api.db().await)
+            .await
+            .unwrap();
+    assert_eq!(stored.0, 3, "one, two and hi cy");
+}

@@ -217,15 +217,8 @@ async fn health_readiness_and_metrics_answer() {
             .status(),
         200
     );
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics =
+        telepath_shared::testing::get_text(&api.http, &format!("{}/metrics", api.url)).await;
     assert!(
         metrics.contains("telepath_api_messages_persisted_total"),
         "{metrics}"

@@ -39,8 +39,8 @@ const MAX_STRIKES: u32 = 100;
 /// reader waits for the oldest to be answered before it reads past them.
 const MAX_PIPELINED: u32 = 32;
 
-/// The outcome of one request: data for its reply (`None`: nothing to say), or an error.
-type Outcome = Result<Option<Value>, ErrorBody>;
+/// The answer to one request: data for its reply (`None`: nothing to say), or an error.
+type Answer = Result<Option<Value>, ErrorBody>;
 
 /// Handles one complete text message from the client.
 pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
@@ -145,7 +145,7 @@ async fn run(
     op: ClientOp,
     sure: bool,
     then: &mut Vec<ServerFrame>,
-) -> Outcome {
+) -> Answer {
     match op {
         ClientOp::Ping => Ok(Some(json!({"pong": chrono::Utc::now().timestamp_millis()}))),
         ClientOp::Join { room, since } => rooms::join(session, room, since, then).await.map(Some),
@@ -167,7 +167,7 @@ async fn run(
 
 /// Replies once the connection's earlier sends and DMs have been answered,
 /// so the replies keep the order of the requests.
-async fn reply_in_turn(session: &Session, reference: Option<String>, result: Outcome) {
+async fn reply_in_turn(session: &Session, reference: Option<String>, result: Answer) {
     session.handle.control().pipelined_below(1).await;
     reply(&session.handle, session.state.metrics(), reference, result);
 }
@@ -177,7 +177,7 @@ fn reply(
     handle: &SessionHandle,
     metrics: &GatewayMetrics,
     reference: Option<String>,
-    result: Outcome,
+    result: Answer,
 ) {
     if let Err(e) = &result {
         metrics

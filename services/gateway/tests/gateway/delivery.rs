@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use telepath_shared::testing;
 
 use crate::helpers::spawn_stack;
 
@@ -50,7 +51,7 @@ async fn an_ack_without_a_ref_is_written_within_a_moment() {
     b.next_of("dm").await;
     b.send(json!({"type": "ack", "dm": id})).await;
     let path = format!("/dms/{id}");
-    telepath_shared::testing::eventually(Duration::from_secs(5), "the ack to land", || async {
+    testing::eventually(Duration::from_secs(5), "the ack to land", || async {
         stack.get(&bob, &path).await["delivered"] == true
     })
     .await;
@@ -82,19 +83,8 @@ async fn dms_are_pipelined_through_the_send_pipe_and_keep_their_order() {
     }
     assert_eq!(bodies, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
     // They went through the gateway's send pipe, in batches.
-    let metrics = stack
-        .http
-        .get(format!("{}/metrics", stack.gw(0)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let items: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("telepath_gateway_send_batch_messages_sum "))
-        .and_then(|v| v.trim().parse().ok())
+    let metrics = testing::get_text(&stack.http, &format!("{}/metrics", stack.gw(0))).await;
+    let items = testing::metric(&metrics, "telepath_gateway_send_batch_messages_sum")
         .expect("the batch histogram");
     assert_eq!(items, 20.0, "every DM went through the pipe");
 }

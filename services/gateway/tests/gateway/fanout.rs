@@ -160,7 +160,7 @@ impl telepath_shared::bus::Bus for SilentBus {
     async fn publish_many(
         &self,
         messages: &[telepath_shared::bus::Outgoing],
-    ) -> Result<(), telepath_shared::bus::BusError> {
+    ) -> Result<Vec<usize>, telepath_shared::bus::BusError> {
         self.0.publish_many(messages).await
     }
     async fn publish_counted(

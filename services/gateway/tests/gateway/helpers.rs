@@ -55,6 +55,25 @@ async fn bind() -> (TcpListener, String) {
     (listener, url)
 }
 
+/// An api on the database in `dir`, publishing on `broker`'s bus; its URL.
+async fn spawn_api(
+    common: &Common,
+    dir: &std::path::Path,
+    broker: &MemoryBroker,
+    shutdown: &CancellationToken,
+) -> String {
+    let db = format!("sqlite://{}", dir.join("gw.db").display());
+    let (bus, inbound) = broker.connect(1024);
+    let registry = prometheus::Registry::new();
+    let config = ApiConfig::for_tests(&db);
+    let api = ApiState::build(common.clone(), config, Arc::new(bus), inbound, registry)
+        .await
+        .unwrap();
+    let (listener, url) = bind().await;
+    tokio::spawn(telepath_api::run(listener, api, shutdown.clone()));
+    url
+}
+
 /// The api, presence and `n` gateways with every setting at its default.
 pub(crate) async fn spawn_stack(n: usize) -> Stack {
     spawn_stack_with(n, |_, _| {}).await
@@ -89,19 +108,7 @@ pub(crate) async fn spawn_stack_without_presence(
     drop(presence_listener);
     common.presence_url = presence_url.clone();
 
-    let (api_listener, api_url) = bind().await;
-    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
-    let (bus, inbound) = broker.connect(1024);
-    let api = ApiState::build(
-        common.clone(),
-        ApiConfig::for_tests(&db),
-        Arc::new(bus),
-        inbound,
-        prometheus::Registry::new(),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(telepath_api::run(api_listener, api, shutdown.clone()));
+    let api_url = spawn_api(&common, dir.path(), &broker, &shutdown).await;
 
     gateway.api_url = api_url.clone();
     let mut gateways = Vec::new();
@@ -193,34 +200,43 @@ impl Stack {
 
     /// `GET path` on the api as `user`, as JSON.
     pub(crate) async fn get(&self, user: &TestUser, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.api))
-            .bearer_auth(&user.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let url = format!("{}{path}", self.api);
+        testing::get_json(&self.http, &url, |r| r.bearer_auth(&user.token)).await
     }
 
     /// A second api on the same database whose publishes go to a bus no
     /// gateway listens to: what it commits is lost to pub/sub, as when
     /// Redis drops messages. Returns its URL.
     pub(crate) async fn lossy_api(&self) -> String {
-        let db = format!("sqlite://{}", self.dir.path().join("gw.db").display());
-        let (bus, inbound) = MemoryBroker::new().connect(16);
-        let api = ApiState::build(
-            Common::for_tests(SECRET),
-            ApiConfig::for_tests(&db),
-            Arc::new(bus),
-            inbound,
-            prometheus::Registry::new(),
-        )
-        .await
-        .unwrap();
-        let (listener, url) = bind().await;
-        tokio::spawn(telepath_api::run(listener, api, self.shutdown.clone()));
-        url
+        let elsewhere = MemoryBroker::new();
+        spawn_api(&self.common, self.dir.path(), &elsewhere, &self.shutdown).await
+    }
+}
+
+/// Ada on two devices (a phone on gateway 0, a laptop on gateway 1) and
+/// Bob (on gateway 1), all three connections in one new room.
+pub(crate) struct TwoDevices {
+    pub(crate) room: String,
+    pub(crate) phone: WsClient,
+    pub(crate) laptop: WsClient,
+    pub(crate) bob: WsClient,
+}
+
+/// Sets up [`TwoDevices`] on a stack of two gateways.
+pub(crate) async fn two_devices_and_a_peer(stack: &Stack) -> TwoDevices {
+    let ada = stack.login("ada").await;
+    let bob = stack.login("bob").await;
+    let room = stack.room(&ada).await;
+    let mut phone = stack.connect(0, &ada).await;
+    let mut laptop = stack.connect(1, &ada).await;
+    let mut b = stack.connect(1, &bob).await;
+    for c in [&mut phone, &mut laptop, &mut b] {
+        c.join(&room).await;
+    }
+    TwoDevices {
+        room,
+        phone,
+        laptop,
+        bob: b,
     }
 }

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use telepath_shared::testing::eventually;
+use serde_json::json;
+use telepath_shared::testing::{eventually, get_json};
 
-use crate::helpers::spawn_stack_without_presence;
+use crate::helpers::{TwoDevices, spawn_stack_without_presence, two_devices_and_a_peer};
 
 #[tokio::test]
 async fn reports_lost_while_presence_was_down_are_repaired_by_the_next_heartbeat() {
@@ -36,16 +36,7 @@ async fn reports_lost_while_presence_was_down_are_repaired_by_the_next_heartbeat
         Duration::from_secs(5),
         "ada meditating in the online list",
         || async {
-            let online: Value = stack
-                .http
-                .get(&url)
-                .bearer_auth(&bob.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let online = get_json(&stack.http, &url, |r| r.bearer_auth(&bob.token)).await;
             online["users"]
                 .as_array()
                 .unwrap()
@@ -60,15 +51,12 @@ async fn reports_lost_while_presence_was_down_are_repaired_by_the_next_heartbeat
 async fn a_status_chosen_on_one_gateway_is_repeated_by_the_heartbeats_of_another() {
     let stack = spawn_stack_without_presence(2, |common, _| common.heartbeat_ms = 300).await;
     stack.start_presence().await;
-    let ada = stack.login("ada").await;
-    let bob = stack.login("bob").await;
-    let room = stack.room(&ada).await;
-    let mut phone = stack.connect(0, &ada).await;
-    let mut laptop = stack.connect(1, &ada).await;
-    let mut b = stack.connect(1, &bob).await;
-    for c in [&mut phone, &mut laptop, &mut b] {
-        c.join(&room).await;
-    }
+    let TwoDevices {
+        mut phone,
+        mut laptop,
+        bob: mut b,
+        ..
+    } = two_devices_and_a_peer(&stack).await;
     phone
         .ok(json!({"type": "status", "status": "busy", "text": "in a meeting"}))
         .await;

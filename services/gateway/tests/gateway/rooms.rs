@@ -5,20 +5,18 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::spawn_stack;
+use crate::helpers::{TwoDevices, spawn_stack, two_devices_and_a_peer};
 
 #[tokio::test]
 async fn after_a_leave_on_another_device_every_room_request_of_that_user_is_refused() {
     let stack = spawn_stack(2).await;
-    let ada = stack.login("ada").await;
-    let bob = stack.login("bob").await;
-    let room = stack.room(&ada).await;
-    let mut phone = stack.connect(0, &ada).await;
-    let mut laptop = stack.connect(1, &ada).await;
-    let mut b = stack.connect(1, &bob).await;
-    for c in [&mut phone, &mut laptop, &mut b] {
-        c.join(&room).await;
-    }
+    let TwoDevices {
+        room,
+        mut phone,
+        mut laptop,
+        bob: mut b,
+        ..
+    } = two_devices_and_a_peer(&stack).await;
     laptop
         .ok(json!({"type": "typing", "room": room, "active": true}))
         .await;

@@ -11,7 +11,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::helpers::{TestUser, create_room, eventually, get_json, login};
+use crate::helpers::{TestUser, create_room, eventually, get_json, get_text, login};
 use crate::local::{LocalTopology, alive, repo, require, signal};
 
 /// Runs `cmd` in the repository and asserts it succeeds.
@@ -487,14 +487,7 @@ async fn every_dashboard_metric_exists_in_a_live_scrape_and_logs_are_json_withou
     targets.extend((1..=3).map(|i| topo.gateway(i).0));
     let mut exposed = BTreeSet::new();
     for t in &targets {
-        let text = http
-            .get(format!("{t}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&http, &format!("{t}/metrics")).await;
         exposed.extend(exposed_names(&text));
     }
     let queries = dashboard_queries();

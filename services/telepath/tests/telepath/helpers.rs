@@ -6,7 +6,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::Client;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const SECRET: &str = "telepath-test-secret";
@@ -47,27 +46,9 @@ pub(crate) async fn spawn_node(tweak: impl FnOnce(&mut telepath::Config)) -> Tes
     }
 }
 
-pub(crate) use telepath_shared::testing::{TestUser, create_room, eventually, login, login_as};
-
-/// `GET url` with `req` adding auth; the JSON body (panics on a transport error).
-pub(crate) async fn get_json(
-    http: &Client,
-    url: &str,
-    req: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-) -> Value {
-    req(http.get(url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// `GET url` as text (a `/metrics` page).
-pub(crate) async fn get_text(http: &Client, url: &str) -> String {
-    http.get(url).send().await.unwrap().text().await.unwrap()
-}
+pub(crate) use telepath_shared::testing::{
+    TestUser, create_room, eventually, get_json, get_text, login, login_as,
+};
 
 /// The directory holding the workspace's binaries (next to `telepath`).
 fn bin_dir() -> PathBuf {

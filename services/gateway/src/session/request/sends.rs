@@ -11,9 +11,9 @@ use serde_json::json;
 use telepath_shared::protocol::{InternalDm, InternalRoomSend, InternalSend};
 use telepath_shared::telemetry;
 
-use super::{Asked, MAX_PIPELINED, Outcome, checked_room, reply, reply_in_turn};
+use super::{Answer, Asked, MAX_PIPELINED, checked_room, reply, reply_in_turn};
 use crate::session::Session;
-use crate::upstream::{Done, PendingSend, Sendable};
+use crate::upstream::{Done, Outcome, PendingSend, Sendable};
 
 /// A room message.
 pub(super) async fn send(
@@ -86,19 +86,19 @@ async fn pipeline(session: &mut Session, asked: Asked, name: &'static str, item:
             .request_duration
             .with_label_values(&[name])
             .observe(started.elapsed().as_secs_f64());
-        let outcome: Outcome = result
+        let answer: Answer = result
             .map(|made| {
                 Some(match made {
-                    crate::upstream::Outcome::Message(m) => {
+                    Outcome::Message(m) => {
                         json!({"id": m.id, "seq": m.seq, "ts": m.ts})
                     }
-                    crate::upstream::Outcome::Dm(d) => {
+                    Outcome::Dm(d) => {
                         json!({"id": d.id, "ts": d.ts, "delivered": d.delivered})
                     }
                 })
             })
             .map_err(|e| e.body());
-        reply(&handle, metrics, reference, outcome);
+        reply(&handle, metrics, reference, answer);
         drop(span);
         handle.control().pipeline_answered();
     });
