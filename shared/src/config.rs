@@ -11,7 +11,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::builder::BoolishValueParser;
+use std::ffi::{OsStr, OsString};
+
+use clap::builder::{BoolishValueParser, NonEmptyStringValueParser};
 use clap::{ArgAction, Args, FromArgMatches};
 
 use crate::auth::derive_internal_token;
@@ -53,14 +55,16 @@ pub struct Common {
         default_value_t = random_node_id(), hide_default_value = true)]
     pub node_id: String,
     /// Redis for the bus and presence; unset: in memory (the all-in-one only).
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", value_parser = NonEmptyStringValueParser::new())]
     pub redis_url: Option<String>,
     /// HS256 secret of user tokens (the all-in-one falls back to a development secret).
-    #[arg(long, env = "TELEPATH_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "TELEPATH_JWT_SECRET", hide_env_values = true,
+        value_parser = NonEmptyStringValueParser::new())]
     pub jwt_secret: String,
     /// Service-to-service secret [default: derived from the JWT secret, so
     /// every service of one deployment agrees].
-    #[arg(long, env = "TELEPATH_INTERNAL_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "TELEPATH_INTERNAL_TOKEN", hide_env_values = true,
+        value_parser = NonEmptyStringValueParser::new())]
     pub internal_token: Option<String>,
     /// After SIGTERM the process exits within this many seconds: gateways
     /// close every connection with `bye` restart and 1012, the api commits
@@ -165,6 +169,27 @@ fn parse_defaults<T: Args + FromArgMatches>(values: &[(&str, &str)]) -> T {
     T::from_arg_matches(&matches).expect("the defaults are valid")
 }
 
+/// Parses the process's arguments and environment with `cmd` (a binary's
+/// command, with its own defaults) into `C`, exiting with a usage message
+/// on a bad value. A variable that is set but empty counts as unset, as a
+/// deployment that writes `VAR=` means.
+pub fn parse_process<C: FromArgMatches>(cmd: clap::Command) -> C {
+    let matches = without_empty_env(cmd, |name| std::env::var_os(name)).get_matches();
+    C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `cmd` with the variables that `lookup` finds set but empty taken off
+/// their settings, so they fall back to their defaults.
+fn without_empty_env(
+    cmd: clap::Command,
+    lookup: impl Fn(&OsStr) -> Option<OsString>,
+) -> clap::Command {
+    cmd.mut_args(|arg| match arg.get_env() {
+        Some(name) if lookup(name).is_some_and(|v| v.is_empty()) => arg.env(None),
+        _ => arg,
+    })
+}
+
 /// Parses `args` (the program name first) as `C`'s command line with the
 /// process environment ignored, as tests check a binary's settings.
 pub fn parse_ignoring_env<C: clap::Parser>(args: &[&str]) -> Result<C, clap::Error> {
@@ -245,6 +270,29 @@ mod tests {
     fn a_missing_secret_is_refused() {
         let err = parse_ignoring_env::<Cli>(&["t"]).unwrap_err().to_string();
         assert!(err.contains("--jwt-secret"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_variable_counts_as_unset_and_an_empty_secret_is_refused() {
+        let env = |name: &OsStr| match name.to_str() {
+            Some("TELEPATH_INTERNAL_TOKEN" | "REDIS_URL" | "TELEPATH_DRAIN_SECS") => {
+                Some(OsString::new())
+            }
+            _ => None,
+        };
+        let cmd = without_empty_env(Cli::command(), env);
+        let cleared: Vec<&str> = cmd
+            .get_arguments()
+            .filter(|a| a.get_env().is_none())
+            .map(|a| a.get_id().as_str())
+            .collect();
+        for id in ["internal_token", "redis_url", "drain_secs"] {
+            assert!(cleared.contains(&id), "{id} still reads its empty variable");
+        }
+        let err = parse(&["--internal-token", ""]).unwrap_err().to_string();
+        assert!(err.contains("--internal-token"), "{err}");
+        let err = parse_ignoring_env::<Cli>(&["t", "--jwt-secret", ""]).unwrap_err();
+        assert!(err.to_string().contains("--jwt-secret"), "{err}");
     }
 
     #[test]

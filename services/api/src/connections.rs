@@ -48,12 +48,7 @@ pub(crate) async fn report(
         within("user_agent", e.user_agent.as_deref(), 256)?;
         within("reason", e.reason.as_deref(), 64)?;
     }
-    let mut tx = state
-        .db()
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
+    let mut tx = state.db().begin_write().await?;
     for e in &report.events {
         let kind = match e.event {
             ConnectionEventKind::Connect => "connect",

@@ -15,8 +15,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -37,12 +37,28 @@ pub(crate) struct Pools {
 }
 
 impl Pools {
+    /// [`begin_write`] on the writer connection; a failure is an internal error.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<Transaction<'static, Sqlite>, telepath_shared::http::ApiError> {
+        begin_write(&self.write).await.map_err(crate::store::db_err)
+    }
+
     /// Closes every connection; the last to close checkpoints the WAL.
     pub(crate) async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
         self.checkpoint.close().await;
     }
+}
+
+/// A write transaction that takes SQLite's write lock at once (`BEGIN
+/// IMMEDIATE`), so it waits for the lock up front instead of failing
+/// half-way when a read turns into a write.
+pub(crate) async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
 }
 
 /// Opens `url` (creating the file if needed), migrates it, starts the

@@ -1,7 +1,8 @@
 //! Direct messages and the offline queue.
 //!
 //! Gateways send DMs in their batches (`POST /internal/messages`, see
-//! `internal.rs`); [`store`] commits a batch's DMs together. A DM is stored (a `messages` row with a recipient, no room) and queued
+//! `internal.rs`); [`store`] commits a batch's DMs together. A DM is
+//! stored (a `messages` row with a recipient, no room) and queued
 //! (`dm_queue`) in one transaction, then published to the recipient's and
 //! the sender's `user:{id}` channels, then acknowledged. It stays queued
 //! until the recipient acks it, so a DM that reached no device is sent again
@@ -89,12 +90,7 @@ pub(crate) async fn ack(
         return Err(ApiError::bad_request("bad acks"));
     }
     let at = now();
-    let mut tx = state
-        .db()
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
+    let mut tx = state.db().begin_write().await?;
     for id in &acks.dms {
         // Only the recipient's ack counts.
         let done = sqlx::query("DELETE FROM dm_queue WHERE message_id = ? AND recipient_id = ?")

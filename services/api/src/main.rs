@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::CommandFactory;
 use telepath_api::{ApiState, Cli};
 use telepath_shared::bus::DEFAULT_INBOUND_CAPACITY;
 use telepath_shared::bus::redis::RedisBus;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = telepath_shared::config::parse_process(Cli::command());
     telepath_shared::config::runtime(cli.common.worker_threads)?.block_on(serve(cli))
 }
 

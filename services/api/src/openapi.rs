@@ -95,8 +95,11 @@ fn connect() {}
 
 /// Every live connection of one gateway node (served by presence).
 #[utoipa::path(post, path = "/internal/presence/heartbeat", tag = "internal", request_body = HeartbeatReport,
-    responses((status = 204, description = "Refreshed"), (status = 400, description = "Invalid input", body = ErrorEnvelope),
-        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
+    responses((status = 204, description = "Presence converged to the listed connections (rooms, idle flags, newer status choices)"),
+        (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope),
+        (status = 413, description = "Body too large (64 MiB)", body = ErrorEnvelope),
+        (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
     security(("internal" = [])))]
 #[allow(dead_code)]
 fn presence_heartbeat() {}

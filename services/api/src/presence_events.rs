@@ -41,7 +41,7 @@ async fn persist(pool: &SqlitePool, changes: &[PresenceBroadcast]) -> Result<(),
     if changes.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     for change in changes {
         let e = &change.event;
         // last_online only moves forward: events from several replicas may interleave.

@@ -76,12 +76,7 @@ pub(crate) async fn create(
         created_at: now(),
         is_active: true,
     };
-    let mut tx = state
-        .db()
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
+    let mut tx = state.db().begin_write().await?;
     store::ensure_user(&mut tx, &user, claims.role).await?;
     sqlx::query(
         "INSERT INTO rooms (id, name, description, max_participants, is_private, created_by, created_at)
@@ -298,12 +293,7 @@ pub(crate) async fn close(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
-    let mut tx = state
-        .db()
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
+    let mut tx = state.db().begin_write().await?;
     let room = store::room(&mut tx, id)
         .await?
         .map(store::RoomRow::into_room)

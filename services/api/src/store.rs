@@ -253,7 +253,7 @@ pub(crate) async fn join_room(
     user: &UserRef,
     role: Role,
 ) -> Result<Joined, ApiError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let mut tx = crate::db::begin_write(pool).await.map_err(db_err)?;
     ensure_user(&mut tx, user, role).await?;
     let joined = join(&mut tx, room_id, user, "member").await?;
     tx.commit().await.map_err(db_err)?;
@@ -266,7 +266,7 @@ pub(crate) async fn leave_room(
     room_id: &str,
     user_id: &str,
 ) -> Result<(), ApiError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let mut tx = crate::db::begin_write(pool).await.map_err(db_err)?;
     leave(&mut tx, room_id, user_id).await?;
     tx.commit().await.map_err(db_err)
 }

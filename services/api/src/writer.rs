@@ -1,7 +1,7 @@
 //! The single writer: group commit of room messages.
 //!
 //! Handlers queue [`SendJob`]s; one task takes as many as are waiting (up to
-//! `TELEPATH_COMMIT_BATCH`, default [`DEFAULT_BATCH`]), persists them in one
+//! `TELEPATH_COMMIT_BATCH`, default 256), persists them in one
 //! `BEGIN IMMEDIATE` transaction of a few statements ([`batch`]; a refused
 //! job does not sink the batch, a database error does), commits, and only
 //! then publishes each new message to `room:{id}` in seq order and
@@ -31,8 +31,6 @@ use crate::metrics::ApiMetrics;
 
 mod batch;
 
-/// Most messages committed in one transaction, by default.
-pub const DEFAULT_BATCH: usize = 256;
 /// Jobs that may wait for the writer before callers get `unavailable`.
 const QUEUE: usize = 8192;
 /// How long a caller waits for a place in the queue.
@@ -254,7 +252,7 @@ async fn persist_all(
     pool: &SqlitePool,
     batch: &[SendJob],
 ) -> Result<Vec<Result<Persisted, ApiError>>, sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::db::begin_write(pool).await?;
     let outcomes = batch::persist(&mut tx, batch).await?;
     tx.commit().await?;
     Ok(outcomes)

@@ -16,6 +16,7 @@
 //! their latest status choice (so heartbeats can repeat it to presence), and
 //! the last seq the relay passed on per room (for gap repair).
 
+mod gate;
 mod members;
 mod reconcile;
 
@@ -24,12 +25,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use telepath_shared::bus::Bus;
 use telepath_shared::protocol::{
-    ByeReason, CloseCode, LiveConn, StatusChoice, room_channel, user_channel,
+    ByeReason, CloseCode, LiveConn, Status, StatusChoice, room_channel, user_channel,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::handle::{ConnId, Outbound, SessionHandle};
 use crate::metrics::{GatewayMetrics, OutKind};
+use gate::Gate;
 use members::Members;
 use reconcile::Reconcile;
 
@@ -75,22 +77,6 @@ struct Member {
     /// Set while (and just after) the connection joins the room with a replay.
     gate: Option<Gate>,
 }
-
-/// Room frames held for one gated connection, with their seq when they are messages.
-type Held = Vec<(Option<i64>, Outbound)>;
-
-/// One connection's view of one room's live stream around its join.
-struct Gate {
-    /// While the join's reply and replay are being prepared: what arrived meanwhile.
-    held: Option<Held>,
-    /// After: messages at or below this seq were in the join's replay (or
-    /// before it); the relay may still bring some late, and they are dropped.
-    /// Once a message above it passes, the gate is gone.
-    floor: i64,
-}
-
-/// Frames a gate may hold before its connection counts as a slow consumer.
-const GATE_LIMIT: usize = 4096;
 
 /// Why a join cannot start.
 #[derive(Debug, PartialEq, Eq)]
@@ -180,22 +166,18 @@ impl Hub {
         self.subscribe(&channel).await
     }
 
-    /// Removes every trace of a connection; returns the rooms it was in.
-    pub(crate) fn disconnect(&self, conn: ConnId) -> Vec<String> {
-        let (emptied, rooms) = {
+    /// Removes every trace of a connection.
+    pub(crate) fn disconnect(&self, conn: ConnId) {
+        let emptied = {
             let mut registry = self.registry();
             let Some(local) = registry.conns.remove(&conn) else {
-                return Vec::new();
+                return;
             };
             let mut emptied = Vec::new();
-            let mut rooms = Vec::new();
             for joined in local.rooms {
                 let channel = room_channel(&joined.room);
                 if registry.remove_member(&channel, conn) {
                     emptied.push(channel);
-                }
-                if joined.confirmed {
-                    rooms.push(joined.room);
                 }
             }
             let user = &local.handle.control().user.id;
@@ -205,12 +187,11 @@ impl Hub {
                 self.metrics.users.dec();
                 emptied.push(channel);
             }
-            (emptied, rooms)
+            emptied
         };
         for channel in emptied {
             self.unsubscribe(channel);
         }
-        rooms
     }
 
     /// Starts a join of `room`: the connection is added to the room's
@@ -237,13 +218,9 @@ impl Hub {
                     confirmed: false,
                 });
             }
-            let gate = Gate {
-                held: Some(Vec::new()),
-                floor: i64::MIN,
-            };
             let member = Member {
                 handle: local.handle.clone(),
-                gate: Some(gate),
+                gate: Some(Gate::closed()),
             };
             registry.add_member(&channel, conn, member)
         };
@@ -251,21 +228,22 @@ impl Hub {
     }
 
     /// The api made the user a participant: the connection is in `room`.
-    /// Returns true when it was not in it before (the caller reports the join).
-    pub(crate) fn confirm_join(&self, room: &str, conn: ConnId) -> bool {
+    /// `Some(true)` when it was not in it before (the caller reports the
+    /// join), `None` when the join is gone (the connection left the room or
+    /// closed meanwhile).
+    pub(crate) fn confirm_join(&self, room: &str, conn: ConnId) -> Option<bool> {
         let mut registry = self.registry();
         let joined = registry
             .conns
-            .get_mut(&conn)
-            .and_then(|l| l.rooms.iter_mut().find(|j| j.room == room));
-        match joined {
-            Some(j) => !std::mem::replace(&mut j.confirmed, true),
-            None => false,
-        }
+            .get_mut(&conn)?
+            .rooms
+            .iter_mut()
+            .find(|j| j.room == room)?;
+        Some(!std::mem::replace(&mut joined.confirmed, true))
     }
 
-    /// Takes the connection out of `room`; true when it was in it (joined
-    /// or joining).
+    /// Takes the connection out of `room` (a join in progress included);
+    /// true when it had joined it (the join was confirmed).
     pub(crate) fn leave_room(&self, room: &str, conn: ConnId) -> bool {
         let (was_in, emptied) = {
             let mut registry = self.registry();
@@ -283,6 +261,14 @@ impl Hub {
 
     /// Takes every local connection of `user_id` out of `room`: the user is
     /// no longer a participant. Returns the `conn_id`s of those that were in it.
+    ///
+    /// A connection whose join of the room is still waiting for the api is
+    /// left alone: the leave it hears of happened before that join reached
+    /// the api (a client that leaves and joins again at once), and the join's
+    /// answer is the newer word. (A leave on another device that the api
+    /// commits between this join's commit and its answer is not told apart;
+    /// the api still refuses that user's sends, and presence's heartbeats
+    /// say the room until the connection leaves it.)
     pub(crate) fn leave_everywhere(&self, user_id: &str, room: &str) -> Vec<String> {
         let (left, emptied) = {
             let mut registry = self.registry();
@@ -297,7 +283,7 @@ impl Hub {
                 let Some(local) = registry.conns.get(&conn) else {
                     continue;
                 };
-                if !local.rooms.iter().any(|j| j.room == room) {
+                if !local.rooms.iter().any(|j| j.room == room && j.confirmed) {
                     continue;
                 }
                 left.push(local.handle.control().conn_id.clone());
@@ -320,6 +306,7 @@ impl Hub {
     }
 
     /// Local connections.
+    #[cfg(test)]
     pub(crate) fn connections(&self) -> usize {
         self.registry().conns.len()
     }
@@ -366,6 +353,34 @@ impl Hub {
         }
     }
 
+    /// Records a choice of `status` (with `text`) that `user_id` just made
+    /// here and returns it stamped: now, or 1 ms after the latest choice
+    /// known for them if that is not earlier (two choices within one
+    /// millisecond, or a clock behind another gateway's), so presence, which
+    /// takes only strictly newer choices, takes every one made in turn.
+    pub(crate) fn choose(
+        &self,
+        user_id: &str,
+        status: Status,
+        text: Option<String>,
+        now_ms: i64,
+    ) -> StatusChoice {
+        let mut registry = self.registry();
+        let at_ms = registry
+            .choices
+            .get(user_id)
+            .map_or(now_ms, |known| now_ms.max(known.at_ms.saturating_add(1)));
+        let choice = StatusChoice {
+            status,
+            text,
+            at_ms,
+        };
+        if registry.channels.contains_key(&user_channel(user_id)) {
+            registry.choices.insert(user_id.to_owned(), choice.clone());
+        }
+        choice
+    }
+
     /// Whether any local connection is in `channel`.
     fn wants(&self, channel: &str) -> bool {
         self.registry().channels.contains_key(channel)
@@ -397,76 +412,6 @@ impl Hub {
             return 0;
         };
         for member in members.values() {
-            member.handle.queue(payload.clone());
-        }
-        self.metrics.frames_out(kind, members.len());
-        members.len()
-    }
-
-    /// Releases a gate: the held frames with a seq above `after` (or none)
-    /// go to the connection's queue, in arrival order, and later frames go
-    /// straight through, except messages at or below `after`. Holding the
-    /// hub's lock keeps the relay out meanwhile, so nothing overtakes them.
-    pub(crate) fn ungate(&self, channel: &str, conn: ConnId, after: i64) {
-        let mut registry = self.registry();
-        let Some(member) = registry
-            .channels
-            .get_mut(channel)
-            .and_then(|m| m.get_mut(conn))
-        else {
-            return;
-        };
-        // The gate stays as a floor: the relay can be behind the api, so a
-        // message the replay already carried may still come live.
-        let Some(held) = member.gate.as_mut().and_then(|gate| {
-            gate.floor = after;
-            gate.held.take()
-        }) else {
-            return;
-        };
-        for (_, frame) in held
-            .into_iter()
-            .filter(|(seq, _)| seq.is_none_or(|s| s > after))
-        {
-            if !member.handle.queue(frame) {
-                break;
-            }
-        }
-    }
-
-    /// Queues a room frame of `kind` (with its seq, when it is a message) to
-    /// every local member, holding it for gated members.
-    pub(crate) fn fan_out_room(
-        &self,
-        channel: &str,
-        payload: &Outbound,
-        kind: OutKind,
-        seq: Option<i64>,
-    ) -> usize {
-        let mut registry = self.registry();
-        let Some(members) = registry.channels.get_mut(channel) else {
-            return 0;
-        };
-        for member in members.values_mut() {
-            match &mut member.gate {
-                None => {}
-                Some(Gate {
-                    held: Some(held), ..
-                }) => {
-                    if held.len() < GATE_LIMIT {
-                        held.push((seq, payload.clone()));
-                    } else {
-                        // A gate over its limit: the connection cannot keep up.
-                        member.handle.close_slow();
-                    }
-                    continue;
-                }
-                // Already in the join's replay.
-                Some(Gate { held: None, floor }) if seq.is_some_and(|s| s <= *floor) => continue,
-                // Past the floor: no gate any more.
-                Some(Gate { held: None, .. }) if seq.is_some() => member.gate = None,
-                Some(_) => {}
-            }
             member.handle.queue(payload.clone());
         }
         self.metrics.frames_out(kind, members.len());

@@ -90,6 +90,7 @@ impl GatewayState {
         ];
         let hub = hub::Hub::new(bus.clone(), metrics.clone(), permanent);
         let shutdown = CancellationToken::new();
+        let sessions = TaskTracker::new();
         let token = common.internal_token();
         let api = upstream::ApiClient::new(&config.api_url, &token);
         let sends = upstream::SendPipe::spawn(api.clone(), metrics.clone());
@@ -98,7 +99,10 @@ impl GatewayState {
             hub.clone(),
             node.clone(),
             common.heartbeat(),
-            shutdown.clone(),
+            upstream::Drain {
+                shutdown: shutdown.clone(),
+                sessions: sessions.clone(),
+            },
         );
         let (logs, logs_task) = upstream::LogReporter::spawn(
             InternalClient::new("api", &config.api_url, &token),
@@ -133,7 +137,7 @@ impl GatewayState {
                 metrics,
                 registry,
                 shutdown,
-                sessions: TaskTracker::new(),
+                sessions,
                 probe,
                 reporters: std::sync::Mutex::new(vec![presence_task, logs_task, acks_task]),
                 next_conn: AtomicU64::new(1),
@@ -208,6 +212,11 @@ impl GatewayState {
         &self.inner.acks
     }
 
+    /// The registry its metrics are in.
+    fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
     /// The gateway's metrics.
     pub(crate) fn metrics(&self) -> &GatewayMetrics {
         &self.inner.metrics
@@ -248,7 +257,7 @@ pub fn routes(state: GatewayState) -> Router {
 /// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404, with
 /// request metrics (call once per registry).
 pub fn router(state: GatewayState) -> Router {
-    let http = HttpMetrics::new(&state.inner.registry);
+    let http = HttpMetrics::new(state.registry());
     let router = Router::new()
         .route(
             "/healthz",
@@ -258,7 +267,7 @@ pub fn router(state: GatewayState) -> Router {
         .route(
             "/metrics",
             get(|State(s): State<GatewayState>| async move {
-                telepath_shared::telemetry::render(&s.inner.registry)
+                telepath_shared::telemetry::render(s.registry())
             }),
         )
         .with_state(state.clone())

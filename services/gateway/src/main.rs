@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::CommandFactory;
 use telepath_gateway::{Cli, GatewayState};
 use telepath_shared::bus::{DEFAULT_INBOUND_CAPACITY, redis::RedisBus};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = telepath_shared::config::parse_process(Cli::command());
     telepath_shared::config::runtime(cli.common.worker_threads)?.block_on(serve(cli))
 }
 

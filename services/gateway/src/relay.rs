@@ -186,7 +186,7 @@ async fn relay_one(relay: &Relay, msg: BusMessage) {
     if channel == BROADCAST_CHANNEL {
         hub.fan_out_all(&out);
     } else if channel == PRESENCE_CHANNEL {
-        deliver_presence(hub, &out);
+        fan_out_presence(hub, &out);
     } else if channel.starts_with("node:") {
         control(hub, &msg.payload);
     } else if let Some(room) = channel.strip_prefix("room:") {
@@ -300,7 +300,7 @@ async fn catch_up(relay: &Relay) {
 /// Delivers a presence change once to every local connection that shares a
 /// room with the user, and to the user's own connections; records the
 /// user's status choice for the heartbeats.
-fn deliver_presence(hub: &Hub, out: &Outbound) {
+fn fan_out_presence(hub: &Hub, out: &Outbound) {
     let change: PresenceBroadcast = match serde_json::from_slice(out.frame()) {
         Ok(c) => c,
         Err(e) => return tracing::warn!(error = %e, "malformed presence broadcast"),

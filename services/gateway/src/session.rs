@@ -232,7 +232,7 @@ async fn register(session: &Session) {
         .hub()
         .connect(session.id, session.handle.clone())
         .await;
-    deliver_pending_dms(session).await;
+    queue_pending_dms(session).await;
     let connected = log_event(session, ConnectionEventKind::Connect, None);
     state.logs().log(connected);
     state.presence().report(PresenceReport::Connect {
@@ -245,7 +245,7 @@ async fn register(session: &Session) {
 /// Sends the DMs waiting in the user's offline queue, oldest first. The
 /// user channel is subscribed already, so a DM sent meanwhile may arrive
 /// twice; clients drop repeats by id.
-async fn deliver_pending_dms(session: &Session) {
+async fn queue_pending_dms(session: &Session) {
     match session.state.api().pending_dms(&session.claims.sub).await {
         Ok(pending) => {
             for dm in pending.messages {
@@ -260,16 +260,16 @@ async fn deliver_pending_dms(session: &Session) {
     }
 }
 
-/// Reports the disconnect, then removes every trace of the session from
-/// this node (in that order: the presence reporter stops once no
-/// connection is left, so the last disconnect is queued before that).
+/// Removes every trace of the session from this node, then reports the
+/// disconnect (in that order: a heartbeat built after the report never
+/// lists the connection again).
 async fn unregister(session: &Session, code: u16, reason: &'static str) {
     let state = &session.state;
+    state.hub().disconnect(session.id);
     state.presence().report(PresenceReport::Disconnect {
         conn_id: session.conn_id().to_owned(),
         user_id: session.claims.sub.clone(),
     });
-    state.hub().disconnect(session.id);
     let disconnected = log_event(
         session,
         ConnectionEventKind::Disconnect,

@@ -22,7 +22,7 @@ mod sends;
 pub(crate) use acks::{Ack, AckReporter};
 pub(crate) use api::ApiClient;
 pub(crate) use logs::LogReporter;
-pub(crate) use presence::PresenceReporter;
+pub(crate) use presence::{Drain, PresenceReporter};
 pub(crate) use sends::{Done, Outcome, PendingSend, SendPipe, Sendable};
 
 /// Reports waiting to be sent, per reporter.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::CommandFactory;
 use telepath_presence::{Cli, PresenceState, run};
 use telepath_shared::bus::redis::RedisBus;
 use telepath_shared::telemetry;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 const INBOUND_CAPACITY: usize = 16;
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = telepath_shared::config::parse_process(Cli::command());
     telepath_shared::config::runtime(cli.common.worker_threads)?.block_on(serve(cli))
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use telepath_shared::auth::JwtKeys;
 use telepath_shared::config::{DEV_JWT_SECRET, MORE_VARIABLES};
 use telepath_shared::protocol::{Role, UserInfo, user_id_for};
@@ -36,10 +36,9 @@ impl Cli {
     }
 
     /// Parses the process's arguments and environment (exits with a usage
-    /// message on a bad value).
+    /// message on a bad value; an empty variable counts as unset).
     pub fn parse_args() -> Cli {
-        let matches = Self::command_with_defaults().get_matches();
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        telepath_shared::config::parse_process(Self::command_with_defaults())
     }
 }
 
@@ -102,6 +101,8 @@ impl TokenArgs {
 
 #[cfg(test)]
 mod tests {
+    use clap::FromArgMatches;
+
     use super::*;
 
     /// Parses `args` as the binary would, ignoring the process environment.

@@ -6,8 +6,9 @@
 //! timeouts, query strings encoded by serde, and one error mapping: the
 //! callee's own `{"error":{"code","message"}}` passes through, a status
 //! without that body maps to the code of the status, and a callee that
-//! cannot be reached (or does not answer in time) is `unavailable`. Callers
-//! never see transport errors or the callee's internals.
+//! cannot be reached (or does not answer in time) is `unavailable`, and one
+//! that refuses the internal token (401: the services disagree on it) is
+//! `internal`. Callers never see transport errors or the callee's internals.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +114,14 @@ impl InternalClient {
         if resp.status().is_success() {
             return Ok(resp);
         }
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            // Only the internal token is checked on these routes: the
+            // deployment's services disagree on it. Not the caller's fault.
+            return Err(ApiError::internal(format!(
+                "{} refused this service's internal token (TELEPATH_INTERNAL_TOKEN)",
+                self.service
+            )));
+        }
         let status = resp.status().as_u16();
         Err(match resp.json::<ErrorEnvelope>().await {
             Ok(env) => ApiError::new(env.error.code, env.error.message),
@@ -166,6 +175,7 @@ mod tests {
                 post(|| async { ApiError::new(ErrorCode::RoomFull, "full up") }),
             )
             .route("/bare", post(|| async { StatusCode::TOO_MANY_REQUESTS }))
+            .route("/locked", post(|| async { ApiError::unauthorized() }))
             .route("/empty", post(|| async { StatusCode::NO_CONTENT }))
             .route("/garbage", get(|| async { "not json" }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -197,6 +207,8 @@ mod tests {
         let bare = client.post_empty("/bare", &json!({})).await.unwrap_err();
         assert_eq!(bare.code, ErrorCode::RateLimited);
         client.post_empty("/empty", &json!({})).await.unwrap();
+        let locked = client.post_empty("/locked", &json!({})).await.unwrap_err();
+        assert_eq!(locked.code, ErrorCode::Internal, "not the caller's token");
         let garbage = client.get::<_, Value>("/garbage", &()).await.unwrap_err();
         assert_eq!(garbage.code, ErrorCode::Internal);
     }

@@ -150,11 +150,13 @@ impl WsClient {
     }
 
     /// The next text frame as JSON; `None` once the connection closed.
+    /// Panics when none comes within the wait, however many pings arrive.
     async fn next_frame(&mut self) -> Option<Value> {
+        let until = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = tokio::time::timeout_at(until, self.ws.next())
                 .await
-                .expect("no frame within the wait");
+                .expect("no text frame within the wait");
             match msg {
                 Some(Ok(WsMessage::Text(t))) => {
                     return Some(serde_json::from_str(&t).expect("server frames are JSON"));

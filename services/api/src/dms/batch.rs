@@ -56,8 +56,7 @@ pub(crate) async fn store(
         Ok(decided) => decided,
         Err(e) => {
             // The transaction failed as a whole: nothing was stored.
-            let err = ApiError::internal(e);
-            return spans.iter().map(|_| Err(err.clone())).collect();
+            return spans.iter().map(|_| Err(e.clone())).collect();
         }
     };
     let delivered = publish(state, &decided, &spans).await;
@@ -98,12 +97,7 @@ fn store_spans(dms: &[InternalDm]) -> Vec<Option<tracing::Span>> {
 async fn persist(state: &ApiState, dms: Vec<InternalDm>) -> Result<Vec<Decided>, ApiError> {
     let max_body = state.common().max_body_bytes;
     let cfg = state.config();
-    let mut tx = state
-        .db()
-        .write
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(db_err)?;
+    let mut tx = state.db().begin_write().await?;
     let mut batch = Batch::default();
     let mut decided = Vec::with_capacity(dms.len());
     for (i, dm) in dms.into_iter().enumerate() {

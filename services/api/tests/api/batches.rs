@@ -10,13 +10,7 @@ use crate::helpers::{TestApi, TestUser, assert_error, assert_refused, spawn_api,
 impl TestApi {
     /// Posts `sends` as one batch, as a gateway does.
     async fn send_batch(&self, sends: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/internal/messages", self.url))
-            .header("x-telepath-internal", &self.internal_token)
-            .json(&json!({ "sends": sends }))
-            .send()
-            .await
-            .unwrap()
+        self.post_batch(json!({ "sends": sends })).await
     }
 }
 
@@ -213,27 +207,13 @@ async fn a_batch_of_dms_is_committed_together_and_its_bad_ones_are_refused_alone
         dm("cy", "hi cy", None),
         dm("cy", "", None),
     ]});
-    let resp = api
-        .http
-        .post(format!("{}/internal/messages", api.url))
-        .header("x-telepath-internal", &api.internal_token)
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let resp = api.post_batch(batch.clone()).await;
     // An empty body breaks the schema: the whole batch is refused, nothing stored.
     assert_error(resp, 400, "bad_request").await;
 
     let mut batch = batch;
     batch["dms"].as_array_mut().unwrap().pop();
-    let resp = api
-        .http
-        .post(format!("{}/internal/messages", api.url))
-        .header("x-telepath-internal", &api.internal_token)
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let resp = api.post_batch(batch).await;
     assert_eq!(resp.status(), 200);
     let answer: Value = resp.json().await.unwrap();
     let dms = answer["dms"].as_array().unwrap();

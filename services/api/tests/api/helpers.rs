@@ -115,19 +115,23 @@ impl TestApi {
         outcome["message"].clone()
     }
 
+    /// Posts `batch` (`{"sends"?,"dms"?}`) to `POST /internal/messages`, as a gateway does.
+    pub(crate) async fn post_batch(&self, batch: Value) -> Response {
+        self.http
+            .post(format!("{}/internal/messages", self.url))
+            .header("x-telepath-internal", &self.internal_token)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Sends a DM (`{"to","body","client_id"?}`) from `user` as a gateway
     /// does (a batch of one); its outcome: `{"dm"}` or `{"error"}`.
     pub(crate) async fn internal_dm(&self, user: &TestUser, dm: Value) -> Value {
         let mut dm = dm;
         dm["from"] = json!({"id": user.id, "name": user.name});
-        let resp = self
-            .http
-            .post(format!("{}/internal/messages", self.url))
-            .header("x-telepath-internal", &self.internal_token)
-            .json(&json!({ "dms": [dm] }))
-            .send()
-            .await
-            .unwrap();
+        let resp = self.post_batch(json!({ "dms": [dm] })).await;
         assert_eq!(resp.status(), 200);
         let mut answer: Value = resp.json().await.unwrap();
         answer["dms"][0].take()

@@ -1,3 +1,6 @@
+//! The hub's registry: channels and their subscriptions, the rooms of each
+//! connection, gates, heartbeat snapshots and status choices.
+
 use bytes::Bytes;
 use telepath_shared::bus::memory::MemoryBroker;
 use telepath_shared::protocol::{Status, UserRef};
@@ -35,7 +38,7 @@ async fn connect(
 /// Joins `room` on `conn` as a session does: gated, confirmed, released after `seq`.
 async fn join(hub: &Hub, room: &str, conn: ConnId, seq: i64) {
     assert_eq!(hub.begin_join(room, conn, 100).await, Ok(true));
-    hub.confirm_join(room, conn);
+    assert!(hub.confirm_join(room, conn).is_some());
     hub.ungate(&room_channel(room), conn, seq);
 }
 
@@ -164,7 +167,7 @@ async fn a_disconnect_leaves_every_channel_including_a_join_in_progress() {
     join(&hub, "done", 1, 0).await;
     assert_eq!(hub.begin_join("pending", 1, 100).await, Ok(true));
     assert!(hub.wants("room:pending") && !hub.in_room("pending", 1));
-    assert_eq!(hub.disconnect(1), vec!["done".to_owned()]);
+    hub.disconnect(1);
     for channel in ["room:done", "room:pending", "user:ada"] {
         assert!(!hub.wants(channel), "{channel} left behind");
     }
@@ -177,14 +180,14 @@ async fn joins_are_capped_per_connection_and_a_rejoin_is_not_a_new_room() {
     connect(&hub, 1, "ada", 16).await;
     for room in ["a", "b"] {
         assert_eq!(hub.begin_join(room, 1, 2).await, Ok(true));
-        assert!(hub.confirm_join(room, 1), "newly in {room}");
+        assert_eq!(hub.confirm_join(room, 1), Some(true), "newly in {room}");
     }
     assert_eq!(
         hub.begin_join("c", 1, 2).await,
         Err(JoinRefused::TooManyRooms)
     );
     assert_eq!(hub.begin_join("a", 1, 2).await, Ok(true));
-    assert!(!hub.confirm_join("a", 1), "already in a");
+    assert_eq!(hub.confirm_join("a", 1), Some(false), "already in a");
     assert_eq!(hub.begin_join("a", 9, 2).await, Err(JoinRefused::Gone));
 }
 
@@ -220,4 +223,56 @@ async fn heartbeats_carry_rooms_idle_flags_and_the_latest_choice_while_the_user_
         None,
         "forgotten with the user's last connection"
     );
+}
+
+#[tokio::test]
+async fn a_choice_made_here_is_stamped_after_every_choice_known_for_the_user() {
+    let (hub, _broker) = hub();
+    let (_a, _a_rx) = connect(&hub, 1, "ada", 16).await;
+    let first = hub.choose("ada", Status::Busy, None, 1_000);
+    assert_eq!(first.at_ms, 1_000, "now, when nothing newer is known");
+    // Within the same millisecond: still strictly later, so presence takes it.
+    let second = hub.choose("ada", Status::Online, None, 1_000);
+    assert_eq!(second.at_ms, 1_001);
+    // Another gateway's choice, stamped by a clock ahead of ours.
+    hub.record_choice(
+        "ada",
+        StatusChoice {
+            status: Status::Meditating,
+            text: None,
+            at_ms: 5_000,
+        },
+    );
+    let third = hub.choose("ada", Status::Busy, Some("call".into()), 2_000);
+    assert_eq!((third.at_ms, third.text.as_deref()), (5_001, Some("call")));
+    assert_eq!(
+        hub.live("n1")[0].choice,
+        Some(third),
+        "and it is the one kept"
+    );
+    // A user with no connection here is stamped but not remembered.
+    let elsewhere = hub.choose("bob", Status::Busy, None, 3_000);
+    assert_eq!(elsewhere.at_ms, 3_000);
+    assert_eq!(hub.choose("bob", Status::Busy, None, 3_000).at_ms, 3_000);
+}
+
+#[tokio::test]
+async fn a_leave_heard_during_a_join_does_not_undo_that_join() {
+    let (hub, _broker) = hub();
+    let (_a, mut a_rx) = connect(&hub, 1, "ada", 16).await;
+    let (_b, _) = connect(&hub, 2, "ada", 16).await;
+    join(&hub, "r", 2, 0).await;
+    // Connection 1 left and joins again; the leave's event arrives while the
+    // join waits for the api.
+    assert_eq!(hub.begin_join("r", 1, 100).await, Ok(true));
+    assert_eq!(hub.leave_everywhere("ada", "r"), vec!["c2".to_owned()]);
+    assert_eq!(hub.confirm_join("r", 1), Some(true), "the join stands");
+    hub.ungate("room:r", 1, 0);
+    assert!(hub.in_room("r", 1) && !hub.in_room("r", 2));
+    hub.fan_out_room("room:r", &out("m"), OutKind::Message, Some(1));
+    assert_eq!(drain(&mut a_rx), vec![out("m")]);
+    // A join whose connection left the room meanwhile is gone.
+    assert_eq!(hub.begin_join("s", 1, 100).await, Ok(true));
+    hub.leave_room("s", 1);
+    assert_eq!(hub.confirm_join("s", 1), None);
 }

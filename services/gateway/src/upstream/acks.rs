@@ -148,6 +148,9 @@ async fn write(api: &ApiClient, entries: Vec<Entry>) {
             }
         }
     }
+    // Users someone waits for go first.
+    let mut by_user: Vec<(String, UserAcks)> = by_user.into_iter().collect();
+    by_user.sort_by_key(|(_, user)| user.waiting.is_empty());
     for (user_id, user) in by_user {
         let cursors = user
             .cursors

@@ -19,12 +19,15 @@ use telepath_shared::protocol::{HeartbeatReport, PresenceReport, PresenceReports
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::REPORT_QUEUE;
 use crate::hub::Hub;
 
 /// Reports sent in one request at most.
 const BATCH: usize = 1000;
+/// While draining, how often the task looks whether every session is done.
+const DRAIN_CHECK: Duration = Duration::from_millis(20);
 
 /// Queues reports for presence; cheap to clone.
 #[derive(Clone)]
@@ -34,17 +37,18 @@ pub(crate) struct PresenceReporter {
 
 impl PresenceReporter {
     /// Starts the reporting task, heartbeating `node`'s connections (from
-    /// `hub`) every `every`; after `shutdown` it sends what is queued (the
-    /// sessions' disconnects) and stops once no connection is left.
+    /// `hub`) every `every`; after `shutdown` it sends what is queued and
+    /// stops once every session (tracked by `sessions`) has ended, that is
+    /// once their disconnects are queued and sent.
     pub(crate) fn spawn(
         presence: InternalClient,
         hub: Arc<Hub>,
         node: String,
         every: Duration,
-        shutdown: CancellationToken,
+        drain: Drain,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(REPORT_QUEUE);
-        let task = tokio::spawn(report_task(presence, rx, hub, node, every, shutdown));
+        let task = tokio::spawn(report_task(presence, rx, hub, node, every, drain));
         (PresenceReporter { tx }, task)
     }
 
@@ -57,18 +61,35 @@ impl PresenceReporter {
     }
 }
 
+/// What tells the reporter the node is draining, and when its sessions are done.
+pub(crate) struct Drain {
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) sessions: TaskTracker,
+}
+
+impl Drain {
+    /// Draining, and every session has ended (its disconnect is queued).
+    fn done(&self) -> bool {
+        self.shutdown.is_cancelled() && self.sessions.is_closed() && self.sessions.is_empty()
+    }
+}
+
 async fn report_task(
     presence: InternalClient,
     mut rx: mpsc::Receiver<PresenceReport>,
     hub: Arc<Hub>,
     node: String,
     every: Duration,
-    shutdown: CancellationToken,
+    drain: Drain,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain_check = tokio::time::interval(DRAIN_CHECK);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
+        if drain.done() && rx.is_empty() {
+            return;
+        }
         tokio::select! {
             // Whatever is queued goes in one request, in order.
             n = rx.recv_many(&mut batch, BATCH) => {
@@ -86,7 +107,7 @@ async fn report_task(
                     tracing::warn!(error = %e, "presence refused a heartbeat");
                 }
             }
-            _ = shutdown.cancelled(), if rx.is_empty() && hub.connections() == 0 => return,
+            _ = drain_check.tick(), if drain.shutdown.is_cancelled() => {}
         }
     }
 }

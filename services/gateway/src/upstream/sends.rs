@@ -127,40 +127,52 @@ async fn run(api: ApiClient, mut rx: mpsc::Receiver<PendingSend>, metrics: Gatew
     }
 }
 
-/// Posts one batch and completes each item with its outcome.
-async fn post(api: &ApiClient, mut items: Vec<PendingSend>) {
+/// Posts one batch and completes each item with its outcome, in the order
+/// the items were queued (so a connection's replies keep the order of its
+/// requests, sends and DMs mixed).
+async fn post(api: &ApiClient, items: Vec<PendingSend>) {
     let mut body = InternalSendBatch::default();
-    // Each list in the queue's order, its completions in the same order.
-    let mut rooms = Vec::new();
-    let mut dms = Vec::new();
-    for mut pending in items.drain(..) {
-        match pending.item.take() {
+    // Each item's kind, in queue order: its outcome is the next of that kind.
+    let mut kinds = Vec::with_capacity(items.len());
+    let mut pending = Vec::with_capacity(items.len());
+    for mut p in items {
+        match p.item.take() {
             Some(Sendable::Room(send)) => {
                 body.sends.push(send);
-                rooms.push(pending);
+                kinds.push(Kind::Room);
             }
             Some(Sendable::Dm(dm)) => {
                 body.dms.push(dm);
-                dms.push(pending);
+                kinds.push(Kind::Dm);
             }
-            None => {}
+            None => continue,
         }
+        pending.push(p);
     }
     match api.send_batch(&body).await {
         Ok(answer) => {
-            for (pending, outcome) in rooms.into_iter().zip(answer.results) {
-                pending.finish(outcome_of(outcome.message, outcome.error, Outcome::Message));
-            }
-            for (pending, outcome) in dms.into_iter().zip(answer.dms) {
-                pending.finish(outcome_of(outcome.dm, outcome.error, Outcome::Dm));
+            let mut rooms = answer.results.into_iter();
+            let mut dms = answer.dms.into_iter();
+            for (p, kind) in pending.into_iter().zip(kinds) {
+                let outcome = match kind {
+                    Kind::Room => rooms
+                        .next()
+                        .map(|o| outcome_of(o.message, o.error, Outcome::Message)),
+                    Kind::Dm => dms.next().map(|o| outcome_of(o.dm, o.error, Outcome::Dm)),
+                };
+                // `send_batch` checked there is one outcome per item.
+                p.finish(outcome.unwrap_or_else(|| Err(ApiError::internal("no outcome"))));
             }
         }
-        Err(e) => {
-            for pending in rooms.into_iter().chain(dms) {
-                pending.finish(Err(e.clone()));
-            }
-        }
+        Err(e) => pending.into_iter().for_each(|p| p.finish(Err(e.clone()))),
     }
+}
+
+/// Which list of the batch an item went to.
+#[derive(Clone, Copy)]
+enum Kind {
+    Room,
+    Dm,
 }
 
 /// An item's outcome from the api's answer: what it made, or why not.

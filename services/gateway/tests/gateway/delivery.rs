@@ -90,6 +90,34 @@ async fn dms_are_pipelined_through_the_send_pipe_and_keep_their_order() {
 }
 
 #[tokio::test]
+async fn sends_and_dms_in_one_go_are_answered_in_the_order_they_were_asked() {
+    let stack = crate::helpers::spawn_stack_with(1, |_, gw| gw.max_rate_per_s = 10_000).await;
+    let ada = stack.login("ada").await;
+    let _bob = stack.login("bob").await;
+    let room = stack.room(&ada).await;
+    let mut a = stack.connect(0, &ada).await;
+    a.join(&room).await;
+    let mut refs = Vec::new();
+    for i in 0..30 {
+        let reference = format!("q{i}");
+        let frame = if i % 3 == 0 {
+            json!({"type": "dm", "ref": reference, "to": "bob", "body": format!("d{i}")})
+        } else {
+            json!({"type": "send", "ref": reference, "room": room, "body": format!("m{i}")})
+        };
+        a.send(frame).await;
+        refs.push(reference);
+    }
+    let mut answered = Vec::new();
+    while answered.len() < refs.len() {
+        let reply = a.wait_for(|f| f["type"] == "reply").await;
+        assert_eq!(reply["ok"], true, "{reply}");
+        answered.push(reply["ref"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(answered, refs);
+}
+
+#[tokio::test]
 async fn a_refused_dm_is_answered_in_turn_and_the_next_ones_still_go() {
     let stack = spawn_stack(1).await;
     let ada = stack.login("ada").await;

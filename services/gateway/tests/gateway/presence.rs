@@ -11,7 +11,7 @@ use crate::helpers::{TwoDevices, spawn_stack_without_presence, two_devices_and_a
 
 #[tokio::test]
 async fn reports_lost_while_presence_was_down_are_repaired_by_the_next_heartbeat() {
-    let stack = spawn_stack_without_presence(1, |common, _| common.heartbeat_ms = 300).await;
+    let stack = spawn_stack_without_presence(1, |common, _| common.heartbeat_ms = 500).await;
     let ada = stack.login("ada").await;
     let bob = stack.login("bob").await;
     let room = stack.room(&ada).await;
@@ -49,7 +49,7 @@ async fn reports_lost_while_presence_was_down_are_repaired_by_the_next_heartbeat
 
 #[tokio::test]
 async fn a_status_chosen_on_one_gateway_is_repeated_by_the_heartbeats_of_another() {
-    let stack = spawn_stack_without_presence(2, |common, _| common.heartbeat_ms = 300).await;
+    let stack = spawn_stack_without_presence(2, |common, _| common.heartbeat_ms = 1000).await;
     stack.start_presence().await;
     let TwoDevices {
         mut phone,
@@ -79,7 +79,7 @@ async fn a_status_chosen_on_one_gateway_is_repeated_by_the_heartbeats_of_another
     );
     // Heartbeats repeating the older `busy` choice do not bring it back.
     let relapse = b
-        .sees_within(Duration::from_millis(1000), |f| {
+        .sees_within(Duration::from_millis(2500), |f| {
             f["type"] == "presence" && f["status"] == "busy"
         })
         .await;

@@ -1,11 +1,12 @@
 //! `typing` and `status`: presence keeps both, and fans them out itself.
 //! A status choice is also recorded in the hub, stamped with when it was
-//! received, so this gateway's heartbeats repeat it to presence until the
-//! user's last connection here closes.
+//! received (strictly after the user's latest choice the hub knows), so
+//! this gateway's heartbeats repeat it to presence until the user's last
+//! connection here closes.
 
 use serde_json::{Value, json};
 use telepath_shared::protocol::{
-    ErrorBody, ErrorCode, MAX_STATUS_TEXT_CHARS, PresenceReport, Status, StatusChoice,
+    ErrorBody, ErrorCode, MAX_STATUS_TEXT_CHARS, PresenceReport, Status,
 };
 
 use super::{bad, checked_room};
@@ -44,21 +45,17 @@ pub(super) fn status(
             "text: at most {MAX_STATUS_TEXT_CHARS} characters, no control characters"
         )));
     }
-    let at_ms = chrono::Utc::now().timestamp_millis();
-    let choice = StatusChoice {
+    let choice = session.state.hub().choose(
+        &session.claims.sub,
         status,
-        text: text.clone(),
-        at_ms,
-    };
-    session
-        .state
-        .hub()
-        .record_choice(&session.claims.sub, choice);
+        text,
+        chrono::Utc::now().timestamp_millis(),
+    );
     session.state.presence().report(PresenceReport::Status {
         user: session.claims.user_ref(),
         status,
-        text,
-        at_ms,
+        text: choice.text,
+        at_ms: choice.at_ms,
     });
     Ok(json!({"status": status}))
 }

@@ -56,12 +56,20 @@ pub(super) async fn join(
             });
         }
     };
-    if hub.confirm_join(&room, session.id) {
-        state.presence().report(PresenceReport::Join {
+    match hub.confirm_join(&room, session.id) {
+        Some(true) => state.presence().report(PresenceReport::Join {
             conn_id: session.conn_id().to_owned(),
             user: session.claims.user_ref(),
             room: room.clone(),
-        });
+        }),
+        Some(false) => {}
+        // Closing: the session took itself out of every room meanwhile.
+        None => {
+            return Err(ErrorBody::new(
+                ErrorCode::Unavailable,
+                "the connection is closing",
+            ));
+        }
     }
     // Without `since`, resume from the participant's delivery cursor.
     let since = since.or(Some(joined.cursor));
