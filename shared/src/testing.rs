@@ -98,6 +98,27 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is
+    /// answered, as with a stalled host. [`RedisServer::resume`] undoes it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([which, &child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {which} failed");
+        }
+    }
+
     /// Runs one command with redis-cli-free raw RESP and returns the reply line(s).
     pub fn command(&self, args: &[&str]) -> Option<String> {
         use std::io::{Read, Write};
