@@ -135,4 +135,9 @@ pub trait Bus: Send + Sync + 'static {
     fn epoch(&self) -> u64 {
         0
     }
+    /// Drops the subscription connection and opens a new one (every channel
+    /// subscribed again), as when it failed: for a node that sees its
+    /// subscription deliver nothing though the connection seems up. A bus
+    /// that cannot go deaf ignores it.
+    fn reconnect(&self) {}
 }

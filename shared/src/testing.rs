@@ -1,6 +1,7 @@
 //! Test helpers shared by every crate's tests (feature `testing`): a
-//! throwaway `redis-server` on a free loopback port that tests can stop and
-//! restart, a WebSocket client speaking the protocol ([`WsClient`]), and
+//! throwaway `redis-server` on a free loopback port that tests can stop,
+//! pause and restart, a TCP proxy that puts network faults in front of it
+//! ([`proxy::Proxy`]), a WebSocket client speaking the protocol ([`WsClient`]), and
 //! REST helpers ([`login`], [`create_room`], [`internal_send`],
 //! [`eventually`]). A helper two crates' tests need lives here, not in
 //! both.
@@ -159,6 +160,7 @@ impl Drop for RedisServer {
     }
 }
 
+pub mod proxy;
 mod rest;
 mod ws;
 pub use rest::{

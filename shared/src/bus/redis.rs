@@ -1,43 +1,79 @@
 //! Redis bus: PUBLISH/SUBSCRIBE through a real redis-server.
 //!
-//! Subscriptions live on one RESP3 [`ConnectionManager`] per node with
-//! automatic resubscription: when Redis restarts, the manager reconnects with
-//! backoff and re-issues every SUBSCRIBE by itself. A health task PINGs that
-//! connection every second; it drives reconnection while Redis is away and
-//! feeds [`Bus::is_healthy`] (and so `/readyz`). PUBLISH goes through a
-//! second, multiplexed [`ConnectionManager`]: unlike a pool checkout, it
-//! costs no health-check round trip per publish.
+//! Two connections per node, each owned here rather than by a reconnecting
+//! manager, because a connection that timed out must be thrown away: a
+//! client that keeps using it pairs every later reply with the wrong
+//! request once one reply went missing, and a subscription connection that
+//! is open but silent never heals by itself.
+//!
+//! - **The subscriber** is one RESP3 connection whose pushes feed the
+//!   node's bounded inbound stream. A supervisor task owns it: it carries
+//!   out every SUBSCRIBE and UNSUBSCRIBE, PINGs the connection every
+//!   second, and on any failure (a command or PING not answered within
+//!   [`RESPONSE_TIMEOUT`], the connection closed, [`Bus::reconnect`])
+//!   drops it, opens a new TCP connection with capped backoff and
+//!   subscribes every wanted channel again. Each loss moves
+//!   [`Bus::epoch`]: what was published meanwhile was missed, and the
+//!   node catches up from the api. Pushes still arriving from a dropped
+//!   connection are ignored.
+//! - **The publisher** is one multiplexed connection shared by every
+//!   publish (no pool checkout, no health-check round trip per publish).
+//!   A publish that fails or is not answered within [`RESPONSE_TIMEOUT`]
+//!   drops the connection; the next publish opens a new one.
 //!
 //! Raw client input never becomes a channel name here: callers pass channel
 //! names built from validated ids (see `protocol::room_channel`), and this
 //! module never PSUBSCRIBEs.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_redis::redis::{
-    self, AsyncCommands, PushInfo, PushKind, Value, aio::ConnectionManager,
+    self, AsyncConnectionConfig, PushInfo, PushKind, Value, aio::MultiplexedConnection,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{Bus, BusError, BusMessage, Inbound, Meta, Outgoing, envelope, unix_micros};
 
 /// How often the subscription connection is probed.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// A command or PING not answered within this long condemns its connection.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Backoff between attempts to open the subscription connection again.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Channels per SUBSCRIBE when a new connection takes them all back.
+const RESUBSCRIBE_CHUNK: usize = 1000;
 
 /// A node's connection to Redis pub/sub.
 pub struct RedisBus {
-    subscriber: ConnectionManager,
-    publisher: ConnectionManager,
-    healthy: Arc<AtomicBool>,
-    dropped: Arc<AtomicU64>,
-    /// Disconnections of the subscription connection so far.
-    epoch: Arc<AtomicU64>,
-    health_task: JoinHandle<()>,
+    subscriber: mpsc::Sender<Command>,
+    publisher: Publisher,
+    shared: Arc<Shared>,
+    supervisor: JoinHandle<()>,
+}
+
+/// What the supervisor and the bus handle both read.
+struct Shared {
+    healthy: AtomicBool,
+    dropped: AtomicU64,
+    /// Losses of the subscription connection so far.
+    epoch: AtomicU64,
+}
+
+/// A request to the subscriber's supervisor.
+enum Command {
+    Subscribe(String, oneshot::Sender<Result<(), BusError>>),
+    Unsubscribe(String, oneshot::Sender<Result<(), BusError>>),
+    /// Drop the connection and open a new one.
+    Reconnect,
 }
 
 /// A deadpool-redis pool for `url`, with bounded size and timeouts.
@@ -69,79 +105,283 @@ fn resp3_url(url: &str) -> String {
     }
 }
 
-/// `url`'s connection settings with `TCP_NODELAY` (redis-rs leaves Nagle's
-/// algorithm on): a publish written while the previous one is still
-/// unacknowledged goes out at once instead of waiting for that ack.
-fn nodelay(url: &str) -> redis::RedisResult<redis::ConnectionInfo> {
+/// A client for `url` with `TCP_NODELAY` (redis-rs leaves Nagle's algorithm
+/// on): a publish written while the previous one is still unacknowledged
+/// goes out at once instead of waiting for that ack.
+fn client(url: &str) -> Result<redis::Client, BusError> {
     use redis::IntoConnectionInfo;
     let info = url.into_connection_info()?;
     let tcp = info.tcp_settings().clone().set_nodelay(true);
-    Ok(info.set_tcp_settings(tcp))
+    Ok(redis::Client::open(info.set_tcp_settings(tcp))?)
+}
+
+/// A bus error for a command that was not answered in time.
+fn timed_out(what: &str) -> BusError {
+    BusError::Redis(redis::RedisError::from((
+        redis::ErrorKind::Io,
+        "redis did not answer in time",
+        what.to_owned(),
+    )))
 }
 
 impl RedisBus {
-    /// Connects to Redis at `url`; received messages queue up to `capacity`.
+    /// Connects to Redis at `url` (failing if it cannot be reached now);
+    /// received messages queue up to `capacity`.
     pub async fn connect(url: &str, capacity: usize) -> Result<(Self, Inbound), BusError> {
-        let (tx, rx) = mpsc::channel(capacity);
-        let healthy = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let epoch = Arc::new(AtomicU64::new(0));
-        let push = push_sender(tx, healthy.clone(), dropped.clone(), epoch.clone());
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_push_sender(push)
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_max_delay(Duration::from_secs(2))
-            .set_number_of_retries(3);
-        let client = redis::Client::open(nodelay(resp3_url(url).as_str())?)?;
-        let subscriber = ConnectionManager::new_with_config(client, config).await?;
-        healthy.store(true, Ordering::Relaxed);
-        let publisher = ConnectionManager::new_with_config(
-            redis::Client::open(nodelay(url)?)?,
-            redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(1)))
-                .set_response_timeout(Some(Duration::from_secs(2)))
-                .set_max_delay(Duration::from_secs(2))
-                .set_number_of_retries(3),
-        )
-        .await?;
-        let health_task = tokio::spawn(probe(subscriber.clone(), healthy.clone()));
+        let (inbound, rx) = mpsc::channel(capacity);
+        let shared = Arc::new(Shared {
+            healthy: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+        });
+        let sub = Subscriber {
+            client: client(&resp3_url(url))?,
+            inbound,
+            shared: shared.clone(),
+            generation: Arc::new(AtomicU64::new(0)),
+        };
+        let first = sub.open(1).await?;
+        shared.healthy.store(true, Ordering::Relaxed);
+        let publisher = Publisher::new(client(url)?);
+        publisher.connection().await?;
+        let (commands, commands_rx) = mpsc::channel(64);
+        let supervisor = tokio::spawn(sub.supervise(first, commands_rx));
         Ok((
             RedisBus {
-                subscriber,
+                subscriber: commands,
                 publisher,
-                healthy,
-                dropped,
-                epoch,
-                health_task,
+                shared,
+                supervisor,
             },
             rx,
         ))
+    }
+
+    /// Sends `command` to the supervisor and waits for its answer.
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<(), BusError>>) -> Command,
+    ) -> Result<(), BusError> {
+        let (done, answer) = oneshot::channel();
+        self.subscriber
+            .send(command(done))
+            .await
+            .map_err(|_| BusError::Closed)?;
+        answer.await.map_err(|_| BusError::Closed)?
     }
 }
 
 impl Drop for RedisBus {
     fn drop(&mut self) {
-        self.health_task.abort();
+        self.supervisor.abort();
     }
 }
 
-/// Turns pushes from Redis into [`BusMessage`]s on the bounded inbound queue.
-/// It runs on the connection's read path, so it never blocks: a full queue
-/// drops the message and counts it.
-fn push_sender(
-    tx: mpsc::Sender<BusMessage>,
-    healthy: Arc<AtomicBool>,
-    dropped: Arc<AtomicU64>,
-    epoch: Arc<AtomicU64>,
-) -> impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static {
-    move |info: PushInfo| {
-        match info.kind {
-            PushKind::Disconnection => {
-                healthy.store(false, Ordering::Relaxed);
-                epoch.fetch_add(1, Ordering::Relaxed);
+/// The subscription side: the client it opens connections with, and where
+/// their pushes go.
+struct Subscriber {
+    client: redis::Client,
+    inbound: mpsc::Sender<BusMessage>,
+    shared: Arc<Shared>,
+    /// The connection whose pushes count; older ones' are ignored.
+    generation: Arc<AtomicU64>,
+}
+
+/// A subscription connection, and what wakes when it reports its own
+/// disconnection.
+struct Live {
+    conn: MultiplexedConnection,
+    lost: Arc<Notify>,
+}
+
+impl Subscriber {
+    /// Opens connection number `generation` (pushes from any other are
+    /// ignored from now on).
+    async fn open(&self, generation: u64) -> Result<Live, BusError> {
+        self.generation.store(generation, Ordering::Relaxed);
+        let lost = Arc::new(Notify::new());
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_push_sender(push_sender(
+                generation,
+                self.generation.clone(),
+                lost.clone(),
+                self.inbound.clone(),
+                self.shared.clone(),
+            ));
+        let open = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
+        match tokio::time::timeout(CONNECT_TIMEOUT + RESPONSE_TIMEOUT, open).await {
+            Ok(conn) => Ok(Live { conn: conn?, lost }),
+            Err(_) => Err(timed_out("connect")),
+        }
+    }
+
+    /// Owns the subscription connection until the bus is dropped: carries
+    /// out commands, probes, and replaces the connection whenever it fails.
+    async fn supervise(self, first: Live, mut commands: mpsc::Receiver<Command>) {
+        let mut wanted: HashSet<String> = HashSet::new();
+        let mut conn = Some(first);
+        let mut generation = 1;
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let Some(mut live) = conn.take() else {
+                // Down: answer what comes in while waiting to try again.
+                let retry = tokio::time::sleep(backoff);
+                tokio::pin!(retry);
+                loop {
+                    tokio::select! {
+                        command = commands.recv() => match command {
+                            None => return,
+                            Some(c) => refuse(c, &mut wanted),
+                        },
+                        _ = &mut retry => break,
+                    }
+                }
+                generation += 1;
+                conn = match self.open(generation).await {
+                    Ok(mut fresh) => match resubscribe(&mut fresh.conn, &wanted).await {
+                        Ok(()) => {
+                            tracing::info!(
+                                channels = wanted.len(),
+                                "redis bus subscription connection is back"
+                            );
+                            backoff = BACKOFF_MIN;
+                            self.shared.healthy.store(true, Ordering::Relaxed);
+                            Some(fresh)
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "resubscribing failed");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        tracing::debug!(error = %e, "redis bus connection attempt failed");
+                        None
+                    }
+                };
+                if conn.is_none() {
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                continue;
+            };
+            let why = self.serve(&mut live, &mut commands, &mut wanted).await;
+            let Some(why) = why else { return };
+            // Condemned: nothing it says counts any more.
+            self.generation.store(0, Ordering::Relaxed);
+            drop(live);
+            self.shared.healthy.store(false, Ordering::Relaxed);
+            self.shared.epoch.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(reason = why, "redis bus subscription connection dropped");
+        }
+    }
+
+    /// Serves one live connection; returns why it must be replaced, or
+    /// `None` when the bus was dropped.
+    async fn serve(
+        &self,
+        live: &mut Live,
+        commands: &mut mpsc::Receiver<Command>,
+        wanted: &mut HashSet<String>,
+    ) -> Option<&'static str> {
+        let Live { conn, lost } = live;
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command? {
+                    Command::Subscribe(channel, done) => {
+                        let result = answered(conn.subscribe(&channel), "SUBSCRIBE").await;
+                        let failed = result.is_err();
+                        if !failed {
+                            wanted.insert(channel);
+                        }
+                        let _ = done.send(result);
+                        if failed {
+                            return Some("SUBSCRIBE failed");
+                        }
+                    }
+                    Command::Unsubscribe(channel, done) => {
+                        // Not wanted any more either way: a new connection
+                        // will not take it back.
+                        wanted.remove(&channel);
+                        let result = answered(conn.unsubscribe(&channel), "UNSUBSCRIBE").await;
+                        let _ = done.send(Ok(()));
+                        if result.is_err() {
+                            return Some("UNSUBSCRIBE failed");
+                        }
+                    }
+                    Command::Reconnect => return Some("reconnect requested"),
+                },
+                _ = ping.tick() => {
+                    let pong = answered(redis::cmd("PING").query_async::<Value>(conn), "PING").await;
+                    if pong.is_err() {
+                        return Some("PING not answered");
+                    }
+                }
+                _ = lost.notified() => return Some("connection closed"),
             }
+        }
+    }
+}
+
+/// Answers a command that came while the subscription connection is down.
+fn refuse(command: Command, wanted: &mut HashSet<String>) {
+    match command {
+        Command::Subscribe(_, done) => {
+            let _ = done.send(Err(BusError::Closed));
+        }
+        Command::Unsubscribe(channel, done) => {
+            wanted.remove(&channel);
+            let _ = done.send(Ok(()));
+        }
+        Command::Reconnect => {}
+    }
+}
+
+/// Subscribes a new connection to every wanted channel.
+async fn resubscribe(
+    conn: &mut MultiplexedConnection,
+    wanted: &HashSet<String>,
+) -> Result<(), BusError> {
+    let all: Vec<&String> = wanted.iter().collect();
+    for chunk in all.chunks(RESUBSCRIBE_CHUNK) {
+        answered(conn.subscribe(chunk), "SUBSCRIBE").await?;
+    }
+    Ok(())
+}
+
+/// `request`'s result, or an error if it took longer than [`RESPONSE_TIMEOUT`].
+async fn answered<T>(
+    request: impl Future<Output = redis::RedisResult<T>>,
+    what: &str,
+) -> Result<T, BusError> {
+    match tokio::time::timeout(RESPONSE_TIMEOUT, request).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(timed_out(what)),
+    }
+}
+
+/// Turns pushes from subscription connection `mine` into [`BusMessage`]s on
+/// the bounded inbound queue, while it is the current one. It runs on the
+/// connection's read path, so it never blocks: a full queue drops the
+/// message and counts it.
+fn push_sender(
+    mine: u64,
+    current: Arc<AtomicU64>,
+    lost: Arc<Notify>,
+    tx: mpsc::Sender<BusMessage>,
+    shared: Arc<Shared>,
+) -> impl Fn(PushInfo) -> Result<(), redis::aio::SendError> + Send + Sync + 'static {
+    move |info: PushInfo| {
+        if current.load(Ordering::Relaxed) != mine {
+            return Ok(());
+        }
+        match info.kind {
+            PushKind::Disconnection => lost.notify_one(),
             PushKind::Message => {
                 let mut data = info.data.into_iter();
                 let (Some(channel), Some(payload)) = (data.next(), data.next()) else {
@@ -164,7 +404,7 @@ fn push_sender(
                     })
                     .is_err()
                 {
-                    dropped.fetch_add(1, Ordering::Relaxed);
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
             _ => {}
@@ -181,27 +421,69 @@ fn value_string(v: Value) -> Option<String> {
     }
 }
 
-/// PINGs the subscription connection forever; a failure marks the bus
-/// unhealthy and the next PING makes the manager reconnect (and resubscribe).
-async fn probe(mut conn: ConnectionManager, healthy: Arc<AtomicBool>) {
-    let mut tick = tokio::time::interval(HEALTH_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let ok = tokio::time::timeout(
-            HEALTH_INTERVAL * 2,
-            redis::cmd("PING").query_async::<String>(&mut conn),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok());
-        let was = healthy.swap(ok, Ordering::Relaxed);
-        if was != ok {
-            if ok {
-                tracing::info!("redis bus connection is back");
-            } else {
-                tracing::warn!("redis bus connection lost");
+/// The publishing connection: opened on first use, replaced after a failure.
+struct Publisher {
+    client: redis::Client,
+    /// The current connection and its number.
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// Held while opening, so concurrent publishes open one connection.
+    opening: tokio::sync::Mutex<u64>,
+}
+
+impl Publisher {
+    fn new(client: redis::Client) -> Self {
+        Publisher {
+            client,
+            current: Mutex::new(None),
+            opening: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.current.lock().expect("publisher lock").clone()
+    }
+
+    /// The current connection, opening one if there is none.
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection), BusError> {
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let mut opened = self.opening.lock().await;
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let open = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT + RESPONSE_TIMEOUT, open).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(timed_out("connect")),
+        };
+        *opened += 1;
+        let fresh = (*opened, conn);
+        *self.current.lock().expect("publisher lock") = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Runs `request` on the current connection; a failure or a timeout
+    /// drops that connection so the next call opens a new one.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        request: &redis::Pipeline,
+        what: &str,
+    ) -> Result<T, BusError> {
+        let (number, mut conn) = self.connection().await?;
+        let result = answered(request.query_async::<T>(&mut conn), what).await;
+        if result.is_err() {
+            let mut current = self.current.lock().expect("publisher lock");
+            if current.as_ref().is_some_and(|(n, _)| *n == number) {
+                *current = None;
             }
         }
+        result
     }
 }
 
@@ -209,7 +491,9 @@ async fn probe(mut conn: ConnectionManager, healthy: Arc<AtomicBool>) {
 impl Bus for RedisBus {
     async fn publish_counted(&self, channel: &str, payload: Bytes) -> Result<usize, BusError> {
         let raw = envelope::encode(&Meta::now(), &payload);
-        let receivers: i64 = self.publisher.clone().publish(channel, &raw[..]).await?;
+        let mut pipe = redis::pipe();
+        pipe.publish(channel, &raw[..]);
+        let (receivers,): (i64,) = self.publisher.run(&pipe, "PUBLISH").await?;
         Ok(usize::try_from(receivers).unwrap_or(0))
     }
 
@@ -227,7 +511,7 @@ impl Bus for RedisBus {
             };
             pipe.publish(&m.channel, &envelope::encode(&meta, &m.payload)[..]);
         }
-        let receivers: Vec<i64> = pipe.query_async(&mut self.publisher.clone()).await?;
+        let receivers: Vec<i64> = self.publisher.run(&pipe, "PUBLISH").await?;
         Ok(receivers
             .into_iter()
             .map(|n| usize::try_from(n).unwrap_or(0))
@@ -235,100 +519,31 @@ impl Bus for RedisBus {
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BusError> {
-        self.subscriber.clone().subscribe(channel).await?;
-        Ok(())
+        self.ask(|done| Command::Subscribe(channel.to_owned(), done))
+            .await
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BusError> {
-        self.subscriber.clone().unsubscribe(channel).await?;
-        Ok(())
+        self.ask(|done| Command::Unsubscribe(channel.to_owned(), done))
+            .await
     }
 
     fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.shared.healthy.load(Ordering::Relaxed)
     }
 
     fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Relaxed)
+        self.shared.epoch.load(Ordering::Relaxed)
+    }
+
+    fn reconnect(&self) {
+        let _ = self.subscriber.try_send(Command::Reconnect);
     }
 }
 
 #[cfg(all(test, feature = "testing"))]
-mod tests {
-    use super::*;
-    use crate::testing::RedisServer;
-
-    async fn recv(rx: &mut Inbound) -> BusMessage {
-        tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("message in time")
-            .expect("open")
-    }
-
-    #[tokio::test]
-    async fn a_message_crosses_two_nodes_through_redis() {
-        let redis = RedisServer::start();
-        let (a, _a_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
-        let (b, mut b_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
-        b.subscribe("room:r1").await.unwrap();
-        a.publish("room:r1", Bytes::from_static(b"{\"x\":1}"))
-            .await
-            .unwrap();
-        let got = recv(&mut b_rx).await;
-        assert_eq!(got.channel, "room:r1");
-        assert_eq!(&got.payload[..], b"{\"x\":1}");
-        // Stamped at publish, within the last minute.
-        assert!(unix_micros() - got.meta.published_us < 60_000_000);
-    }
-
-    #[tokio::test]
-    async fn publish_many_delivers_every_message_in_order() {
-        let redis = RedisServer::start();
-        let (a, _a_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
-        let (b, mut b_rx) = RedisBus::connect(&redis.url(), 256).await.unwrap();
-        b.subscribe("room:o").await.unwrap();
-        let batch: Vec<Outgoing> = (0..100)
-            .map(|i| Outgoing::new("room:o".to_owned(), Bytes::from(i.to_string())))
-            .collect();
-        a.publish_many(&batch).await.unwrap();
-        for i in 0..100 {
-            assert_eq!(recv(&mut b_rx).await.payload, Bytes::from(i.to_string()));
-        }
-    }
-
-    #[tokio::test]
-    async fn subscriptions_come_back_after_redis_restarts() {
-        let mut redis = RedisServer::start();
-        let (a, _a_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
-        let (b, mut b_rx) = RedisBus::connect(&redis.url(), 16).await.unwrap();
-        b.subscribe("room:r2").await.unwrap();
-        redis.restart();
-        // Wait until b is subscribed again, then a publish must arrive.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            assert!(tokio::time::Instant::now() < deadline, "never resubscribed");
-            if b.is_healthy() && redis.numsub("room:r2") == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(!b_rx.is_closed());
-        let mut sent = false;
-        for _ in 0..50 {
-            if a.publish("room:r2", Bytes::from_static(b"after"))
-                .await
-                .is_ok()
-            {
-                sent = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(sent, "publish never succeeded after restart");
-        assert_eq!(&recv(&mut b_rx).await.payload[..], b"after");
-    }
-}
+mod tests;
