@@ -14,10 +14,11 @@
 //! with [`SessionHandle::queue`], and a full queue closes that connection as
 //! a slow consumer. The hub also keeps, per user with a local connection,
 //! their latest status choice (so heartbeats can repeat it to presence), and
-//! the last seq the relay passed on per room (for gap repair).
+//! where it stands in each followed room ([`positions`], for gap repair).
 
 mod gate;
 mod members;
+mod positions;
 mod reconcile;
 
 use std::collections::{HashMap, HashSet};
@@ -38,8 +39,8 @@ use reconcile::Reconcile;
 /// This node's registry of who is in which channel.
 pub(crate) struct Hub {
     registry: Mutex<Registry>,
-    /// The last seq relayed per room channel, for gap detection.
-    relayed: Mutex<HashMap<String, i64>>,
+    /// Where this node stands in each followed room (see `positions.rs`).
+    positions: Mutex<positions::Positions>,
     reconcile: mpsc::UnboundedSender<Reconcile>,
     metrics: GatewayMetrics,
 }
@@ -132,7 +133,7 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
             registry: Mutex::new(Registry::default()),
-            relayed: Mutex::new(HashMap::new()),
+            positions: Mutex::new(positions::Positions::default()),
             reconcile: tx,
             metrics,
         });
@@ -416,35 +417,6 @@ impl Hub {
         }
         self.metrics.frames_out(kind, members.len());
         members.len()
-    }
-
-    /// The last seq relayed on `channel`, and records `seq` as the new one
-    /// when it is higher.
-    pub(crate) fn advance(&self, channel: &str, seq: i64) -> Option<i64> {
-        let mut relayed = self.relayed.lock().expect("hub lock poisoned");
-        let last = relayed.get(channel).copied();
-        if last.is_none_or(|l| seq > l) {
-            relayed.insert(channel.to_owned(), seq);
-        }
-        last
-    }
-
-    /// Every room channel with a relay position, and the position.
-    pub(crate) fn positions(&self) -> Vec<(String, i64)> {
-        self.relayed
-            .lock()
-            .expect("hub lock poisoned")
-            .iter()
-            .map(|(c, s)| (c.clone(), *s))
-            .collect()
-    }
-
-    /// Forgets the relay position of `channel` (its subscription ended).
-    fn forget_position(&self, channel: &str) {
-        self.relayed
-            .lock()
-            .expect("hub lock poisoned")
-            .remove(channel);
     }
 
     /// Closes every local connection in `channel` (a user's channel: all of

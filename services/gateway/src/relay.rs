@@ -118,6 +118,8 @@ pub(crate) async fn run(mut inbound: Inbound, relay: Relay) {
     let mut epoch = bus.epoch();
     let mut dropped = bus.dropped();
     let mut catch_up_after: Option<u64> = None;
+    // When this node last asked the bus for a new subscription connection.
+    let mut reconnected: Option<Instant> = None;
     loop {
         tokio::select! {
             msg = inbound.recv() => {
@@ -151,15 +153,36 @@ pub(crate) async fn run(mut inbound: Inbound, relay: Relay) {
                     metrics.probe_failures.inc();
                     tracing::warn!("bus subscription is not delivering");
                 }
+                // Up by the bus's account but deaf by ours: a new connection
+                // (every channel subscribed again), at most once per deadline.
+                if bus.is_healthy()
+                    && !probe.fresh()
+                    && reconnected.is_none_or(|at| at.elapsed() >= PROBE_DEADLINE)
+                {
+                    tracing::warn!("bus subscription is deaf: reconnecting it");
+                    bus.reconnect();
+                    reconnected = Some(Instant::now());
+                }
+                // Seqs joins named that the bus has not brought in time.
+                for (channel, last, expected) in relay.hub.overdue(Instant::now()) {
+                    if let Some(room) = channel.strip_prefix("room:") {
+                        tracing::info!(room, last, expected, "a joined seq never came: fetching it");
+                        repair(&relay, room, &channel, last, None).await;
+                    }
+                }
                 if healthy && !was_healthy {
                     tracing::info!("bus is back: catching rooms up from the api");
                     catch_up(&relay).await;
                 }
                 nonce += 1;
+                // Published aside: a stalled publish must not hold up relaying.
                 let payload = Bytes::from(serde_json::to_vec(&NodeControl::Probe { nonce }).expect("serialises"));
-                if bus.publish(own_channel, payload).await.is_ok() {
-                    metrics.bus_out.inc();
-                }
+                let (bus, metrics, channel) = (bus.clone(), metrics.clone(), own_channel.clone());
+                tokio::spawn(async move {
+                    if bus.publish(&channel, payload).await.is_ok() {
+                        metrics.bus_out.inc();
+                    }
+                });
             }
         }
     }

@@ -36,6 +36,68 @@ impl Gate {
 }
 
 impl Hub {
+    /// The messages missing from a gate's held frames above `after`: `(after,
+    /// highest held seq)` when the held seqs do not run unbroken from
+    /// `after + 1` (pub/sub lost one while the join was in progress, before
+    /// this node had a position for the room to notice it by).
+    pub(crate) fn gate_gap(&self, channel: &str, conn: ConnId, after: i64) -> Option<(i64, i64)> {
+        let registry = self.registry();
+        let held = registry
+            .channels
+            .get(channel)?
+            .get(conn)?
+            .gate
+            .as_ref()?
+            .held
+            .as_ref()?;
+        let mut seqs: Vec<i64> = held
+            .iter()
+            .filter_map(|(seq, _)| seq.filter(|s| *s > after))
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let highest = *seqs.last()?;
+        (highest - after != seqs.len() as i64).then_some((after, highest))
+    }
+
+    /// Adds fetched messages to a gate's held frames (those it does not
+    /// hold yet) and orders the held frames by seq, so the release keeps
+    /// seq order. A frame without a seq keeps its place after the message
+    /// it arrived after.
+    pub(crate) fn fill_gate(&self, channel: &str, conn: ConnId, fetched: Vec<(i64, Outbound)>) {
+        let mut registry = self.registry();
+        let Some(held) = registry
+            .channels
+            .get_mut(channel)
+            .and_then(|m| m.get_mut(conn))
+            .and_then(|member| member.gate.as_mut())
+            .and_then(|gate| gate.held.as_mut())
+        else {
+            return;
+        };
+        let have: std::collections::HashSet<i64> = held.iter().filter_map(|(s, _)| *s).collect();
+        held.extend(
+            fetched
+                .into_iter()
+                .filter(|(seq, _)| !have.contains(seq))
+                .map(|(seq, frame)| (Some(seq), frame)),
+        );
+        // Sort keys: a message's seq; any other frame, the seq before it.
+        let mut last = i64::MIN;
+        let mut keyed: Vec<(i64, usize, (Option<i64>, Outbound))> = held
+            .drain(..)
+            .enumerate()
+            .map(|(i, (seq, frame))| {
+                if let Some(s) = seq {
+                    last = s;
+                }
+                (seq.unwrap_or(last), i, (seq, frame))
+            })
+            .collect();
+        keyed.sort_by_key(|(key, i, _)| (*key, *i));
+        held.extend(keyed.into_iter().map(|(_, _, entry)| entry));
+    }
+
     /// Releases a gate: the held frames with a seq above `after` (or none)
     /// go to the connection's queue, in arrival order, and later frames go
     /// straight through, except messages at or below `after`. Holding the

@@ -74,9 +74,13 @@ impl<M> Members<M> {
 
     #[cfg(test)]
     fn contains(&self, conn: ConnId) -> bool {
+        self.get(conn).is_some()
+    }
+
+    pub(super) fn get(&self, conn: ConnId) -> Option<&M> {
         match self {
-            Members::Few(list) => list.iter().any(|(c, _)| *c == conn),
-            Members::Many(map) => map.contains_key(&conn),
+            Members::Few(list) => list.iter().find(|(c, _)| *c == conn).map(|(_, m)| m),
+            Members::Many(map) => map.get(&conn),
         }
     }
 

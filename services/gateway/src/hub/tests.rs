@@ -115,6 +115,50 @@ async fn a_gate_holds_room_frames_and_releases_only_those_above_the_join_seq() {
 }
 
 #[tokio::test]
+async fn a_gate_with_a_hole_is_filled_and_released_in_seq_order() {
+    let (hub, _broker) = hub();
+    let (_member, mut rx) = connect(&hub, 7, "u7", 16).await;
+    assert_eq!(hub.begin_join("g", 7, 100).await, Ok(true));
+    // The join named seq 2; 3 was lost on the bus, 4 and a typing came.
+    hub.fan_out_room("room:g", &out("4"), OutKind::Message, Some(4));
+    hub.fan_out_room("room:g", &out("typing"), OutKind::Typing, None);
+    hub.fan_out_room("room:g", &out("5"), OutKind::Message, Some(5));
+    assert_eq!(hub.gate_gap("room:g", 7, 2), Some((2, 5)));
+    assert_eq!(hub.gate_gap("room:g", 7, 3), None, "4 and 5 follow 3");
+    hub.fill_gate("room:g", 7, vec![(3, out("3")), (4, out("4 again"))]);
+    assert_eq!(hub.gate_gap("room:g", 7, 2), None);
+    hub.ungate("room:g", 7, 2);
+    assert_eq!(
+        drain(&mut rx),
+        vec![out("3"), out("4"), out("typing"), out("5")],
+        "in seq order, the typing after the message it followed, no repeat"
+    );
+}
+
+#[tokio::test]
+async fn a_rooms_position_starts_at_its_first_join_and_a_later_join_sets_an_expectation() {
+    let (hub, _broker) = hub();
+    let t0 = std::time::Instant::now();
+    assert_eq!(hub.position("room:p"), None);
+    hub.anchor("room:p", 5, t0);
+    assert_eq!(hub.position("room:p"), Some(5), "the first join sets it");
+    hub.anchor("room:p", 3, t0);
+    assert_eq!(hub.position("room:p"), Some(5), "never backwards");
+    // A join names 8: expected within a second, unless the relay brings it.
+    hub.anchor("room:p", 8, t0);
+    assert!(hub.overdue(t0).is_empty(), "not due yet");
+    let later = t0 + std::time::Duration::from_secs(2);
+    assert_eq!(hub.overdue(later), vec![("room:p".to_owned(), 5, 8)]);
+    assert!(hub.overdue(later).is_empty(), "taken once");
+    // Met by the relay in time: nothing to fetch.
+    hub.anchor("room:p", 9, t0);
+    assert_eq!(hub.advance("room:p", 9), Some(5));
+    assert!(hub.overdue(later).is_empty());
+    hub.forget_position("room:p");
+    assert_eq!(hub.position("room:p"), None);
+}
+
+#[tokio::test]
 async fn users_active_counts_distinct_users_with_a_connection() {
     let (hub, _broker) = hub();
     connect(&hub, 1, "u1", 4).await;

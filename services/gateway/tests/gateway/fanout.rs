@@ -152,6 +152,41 @@ async fn a_gap_in_pub_sub_is_repaired_from_the_api_before_the_next_message() {
     assert_eq!(seqs(&mut b, 3).await, vec![2, 3, 4]);
 }
 
+#[tokio::test]
+async fn the_first_message_in_a_quiet_room_is_checked_against_the_joins_position() {
+    let stack = spawn_stack(1).await;
+    let ada = stack.login("ada").await;
+    let bob = stack.login("bob").await;
+    let room = stack.room(&ada).await;
+    let mut b = stack.connect(0, &bob).await;
+    // Nothing was ever relayed in this room here: the join's seq (0) is
+    // the gateway's position.
+    b.join(&room).await;
+    let lossy = stack.lossy_api().await;
+    assert_eq!(stack.send_via(&lossy, &ada, &room, "lost").await, 1);
+    // Seq 2 arrives first: a jump from the join's position, so 1 comes first.
+    assert_eq!(stack.send_via(&stack.api, &ada, &room, "m2").await, 2);
+    assert_eq!(seqs(&mut b, 2).await, vec![1, 2]);
+}
+
+#[tokio::test]
+async fn a_seq_a_join_named_that_never_comes_is_fetched() {
+    let stack = spawn_stack(1).await;
+    let ada = stack.login("ada").await;
+    let bob = stack.login("bob").await;
+    let room = stack.room(&ada).await;
+    let mut b = stack.connect(0, &bob).await;
+    b.join(&room).await;
+    // Lost on the bus, and nothing follows it in this quiet room.
+    let lossy = stack.lossy_api().await;
+    assert_eq!(stack.send_via(&lossy, &ada, &room, "lost").await, 1);
+    // Ada joins on the same gateway: the api names seq 1, which bob's
+    // gateway never relayed; it fetches it within a second or so.
+    let mut a = stack.connect(0, &ada).await;
+    assert_eq!(a.join(&room).await["seq"], 1);
+    assert_eq!(seqs(&mut b, 1).await, vec![1]);
+}
+
 /// A bus whose subscriptions never deliver: open but silent.
 struct SilentBus(telepath_shared::bus::memory::MemoryBus);
 

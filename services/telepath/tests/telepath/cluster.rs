@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use reqwest::Client;
+use telepath_shared::testing::proxy::Proxy;
 use telepath_shared::testing::{RedisServer, WsClient};
 
 use crate::helpers::{Service, TestUser, create_room, login};
@@ -18,6 +19,8 @@ pub(crate) const TYPING_TTL_MS: u64 = 1000;
 /// Fields drop in order: gateways first, Redis last, so no service sees Redis vanish.
 pub(crate) struct Cluster {
     pub(crate) gateways: Vec<Service>,
+    /// Gateway i's way to Redis, when the cluster was started proxied.
+    pub(crate) proxies: Vec<Proxy>,
     pub(crate) presence: Vec<Service>,
     pub(crate) api: Service,
     pub(crate) redis: RedisServer,
@@ -43,6 +46,21 @@ pub(crate) async fn start_cluster_with(
     replicas: usize,
     extra: &[(&str, String)],
 ) -> Cluster {
+    start(gateways, replicas, extra, false).await
+}
+
+/// [`start_cluster`], but each gateway reaches Redis through a proxy of its
+/// own (`cluster.proxies[i]`) that the test can fault.
+pub(crate) async fn start_cluster_proxied(gateways: usize, replicas: usize) -> Cluster {
+    start(gateways, replicas, &[], true).await
+}
+
+async fn start(
+    gateways: usize,
+    replicas: usize,
+    extra: &[(&str, String)],
+    proxied: bool,
+) -> Cluster {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("api.db").display());
@@ -66,9 +84,18 @@ pub(crate) async fn start_cluster_with(
     ];
     let api = Service::start("telepath-api", &[&api_env[..], extra].concat()).await;
     let mut gws = Vec::new();
+    let mut proxies = Vec::new();
     for i in 0..gateways {
+        let redis_url = if proxied {
+            let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
+            let url = format!("redis://{}", proxy.addr());
+            proxies.push(proxy);
+            url
+        } else {
+            redis.url()
+        };
         let env = [
-            ("REDIS_URL", redis.url()),
+            ("REDIS_URL", redis_url),
             ("TELEPATH_API_URL", api.url.clone()),
             ("TELEPATH_PRESENCE_URL", presence[i % replicas].url.clone()),
             ("TELEPATH_NODE_ID", format!("gw{i}")),
@@ -78,6 +105,7 @@ pub(crate) async fn start_cluster_with(
     }
     Cluster {
         gateways: gws,
+        proxies,
         presence,
         api,
         redis,

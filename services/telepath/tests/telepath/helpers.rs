@@ -51,11 +51,17 @@ pub(crate) use telepath_shared::testing::{
 };
 
 /// The directory holding the workspace's binaries (next to `telepath`).
+/// Where the service binaries are: this build's, or another build's named
+/// by `TELEPATH_TEST_BIN_DIR` (to see a test fail against an older build).
 fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_telepath"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    std::env::var_os("TELEPATH_TEST_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_BIN_EXE_telepath"))
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        })
 }
 
 /// A service process killed on drop.

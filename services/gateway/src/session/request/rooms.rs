@@ -4,10 +4,14 @@
 //! hears of each change through a report (and, should that get lost, through
 //! the next heartbeat, which the hub builds).
 
+use std::time::Instant;
+
+use bytes::Bytes;
 use serde_json::{Value, json};
 use telepath_shared::protocol::{ErrorBody, ErrorCode, PresenceReport, ServerFrame, room_channel};
 
 use super::{bad, checked_room};
+use crate::handle::Outbound;
 use crate::hub::JoinRefused;
 use crate::session::Session;
 
@@ -56,7 +60,12 @@ pub(super) async fn join(
             });
         }
     };
-    match hub.confirm_join(&room, session.id) {
+    let channel = room_channel(&room);
+    let confirmed = hub.confirm_join(&room, session.id);
+    if confirmed.is_some() {
+        hub.anchor(&channel, joined.seq, Instant::now());
+    }
+    match confirmed {
         Some(true) => state.presence().report(PresenceReport::Join {
             conn_id: session.conn_id().to_owned(),
             user: session.claims.user_ref(),
@@ -89,7 +98,8 @@ pub(super) async fn join(
             .with_label_values(&["join"])
             .inc_by(then.len() as u64);
     }
-    session.ungate = Some((room_channel(&room), joined.seq));
+    fill_gap(session, &room, &channel, joined.seq).await;
+    session.ungate = Some((channel, joined.seq));
     Ok(json!({"room": room, "seq": joined.seq, "recovered": recovered}))
 }
 
@@ -120,6 +130,39 @@ async fn replay(
             .map(ServerFrame::Message),
     );
     Ok(true)
+}
+
+/// Fetches the messages missing from what the join's gate holds above
+/// `seq` (pub/sub lost one while the join was in progress, before this node
+/// had the room's position) and adds them to it, so the release has no hole.
+async fn fill_gap(session: &Session, room: &str, channel: &str, seq: i64) {
+    let state = &session.state;
+    let Some((after, upto)) = state.hub().gate_gap(channel, session.id, seq) else {
+        return;
+    };
+    let limit = state.config().replay_cap.min(upto - after);
+    match state.api().history(room, after, Some(upto), limit).await {
+        Ok(page) => {
+            let n = page.messages.len() as u64;
+            let fetched = page
+                .messages
+                .into_iter()
+                .map(|m| {
+                    let seq = m.seq;
+                    let frame = Outbound::local(Bytes::from(ServerFrame::Message(m).to_json()));
+                    (seq, frame)
+                })
+                .collect();
+            state.hub().fill_gate(channel, session.id, fetched);
+            state
+                .metrics()
+                .replayed
+                .with_label_values(&["repair"])
+                .inc_by(n);
+        }
+        // The client sees the hole and fills it itself (history over REST).
+        Err(e) => tracing::warn!(room, error = %e.message, "filling a join's gap failed"),
+    }
 }
 
 /// Ends the user's participation. This connection leaves the room now; the
