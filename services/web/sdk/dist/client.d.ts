@@ -1,5 +1,5 @@
 import { TelepathError } from "./errors.js";
-import type { Broadcast, Bye, ChosenStatus, DirectMessage, DmReply, JoinReply, MemberEvent, PresenceEvent, RoomClosed, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
+import type { Broadcast, Bye, ChosenStatus, DirectMessage, DmReply, HistoryQuery, JoinReply, MemberEvent, MessagePage, PresenceEvent, RoomClosed, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 /** A token, or a callback giving one (called on every (re)connect and before `exp` to `refresh`). */
 export type TokenSource = string | (() => string | Promise<string>);
@@ -34,6 +34,38 @@ export interface TelepathOptions {
     subprotocol?: boolean;
     /** DM ids remembered to drop repeats (default 2000). */
     dmMemory?: number;
+    /**
+     * Reads one page of a room's history (`GET /rooms/{id}/messages`) to fill a
+     * hole in the seqs the socket delivered. Default: `TelepathRest.history` on
+     * `restUrl` with the token the socket uses.
+     */
+    history?: (room: string, query: HistoryQuery) => Promise<MessagePage>;
+    /** The REST api's base URL for the default `history` (default: the origin of `url`, as http(s)). */
+    restUrl?: string;
+    /** Per history request while filling a hole (default requestTimeoutMs). */
+    gapFetchTimeoutMs?: number;
+    /** Attempts after the first failed one before falling back to a rejoin with `since` (default 2). */
+    gapFetchRetries?: number;
+    /** Messages held per room behind a hole; one more makes the client rejoin the room with `since` (default 1000). */
+    gapHoldMax?: number;
+}
+/**
+ * A hole in a room's seqs: a message arrived whose seq is past the next one
+ * due. `after` is the highest seq delivered without a hole, `before` the first
+ * seq held behind it.
+ */
+export interface GapEvent {
+    room: string;
+    after: number;
+    before: number;
+    /**
+     * `fetch`: the missing range is being read over REST (what arrives meanwhile
+     * is held); `filled`: the hole is closed (by history or by the socket) and
+     * the held messages were delivered; `rejoin`: fetching failed (`error`) or
+     * too much piled up, so the room is joined again with `since = after`.
+     */
+    action: "fetch" | "filled" | "rejoin";
+    error?: TelepathError;
 }
 export interface StateChange {
     state: ConnectionState;
@@ -69,6 +101,8 @@ export interface TelepathEvents {
         room: string;
         error: TelepathError;
     };
+    /** A hole in a room's seqs was seen, filled, or given up on for a rejoin with since (informational: delivery stays in order). */
+    gap: GapEvent;
     /** Every raw server frame, before it is handled. */
     frame: ServerFrame;
 }
@@ -107,6 +141,7 @@ export declare class Telepath {
     private readonly seenDms;
     private readonly acks;
     private pendingDmAcks;
+    private rest?;
     private typingSentAt;
     private tokens;
     private capacity;
@@ -170,7 +205,11 @@ export declare class Telepath {
     typing(room: string): void;
     /** Stops the typing indicator (only if we said active on this connection). */
     stopTyping(room: string): void;
-    /** Moves the room's delivery cursor (throttled per room, latest seq wins; kept across reconnects). */
+    /**
+     * Moves the room's delivery cursor (throttled per room, latest seq wins;
+     * kept across reconnects). Never past a hole: for a joined room the seq is
+     * capped at the highest one delivered without a hole.
+     */
     ackRoom(room: string, seq: number): void;
     /** Acks a DM: it leaves our offline queue. */
     ackDm(id: string): void;
@@ -211,6 +250,34 @@ export declare class Telepath {
     private later;
     private onJoinReply;
     private onMessage;
+    /** The highest seq with nothing missing below it (delivered, or where the seqs continue). */
+    private contiguous;
+    /** Takes one message of a joined room (from the socket or from history): delivered, held, or dropped. */
+    private ingest;
+    /**
+     * A join without since was answered with `reply`: the replay from the
+     * participant's cursor comes first, so a first message at or below `reply`
+     * starts the replay; one above it means there was nothing to replay.
+     */
+    private sincelessBase;
+    private hold;
+    private deliver;
+    /** Delivers what the held messages allow, then deals with a hole that is left. */
+    private settle;
+    private startGap;
+    /** Reads the hole over REST (paging, with retries) and delivers it; falls back to a rejoin with since. */
+    private fetchGap;
+    /** Gives up on filling the hole here: the room is joined again with since = the contiguous seq. */
+    private rejoinForGap;
+    /** `p`, or a `timeout` error after `ms`; the timer is the gap's, so cancelling the gap clears it. */
+    private withTimeout;
+    private readHistory;
+    private armStall;
+    private clearStall;
+    /** Stops reading the hole (a late page is ignored). */
+    private cancelGap;
+    /** Forgets everything about holes: held messages, the fetch, a replay expected. */
+    private resetGap;
     private onDm;
     private forgetRoom;
     private enqueueRequest;

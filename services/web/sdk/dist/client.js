@@ -1,8 +1,13 @@
 import { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { TelepathError } from "./errors.js";
+import { TelepathRest } from "./rest.js";
 import { BoundedSet, randomId, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
 const TRANSIENT = new Set(["unavailable", "internal", "rate_limited", "timeout"]);
+/** History errors not worth a retry: the room is gone or not ours; the rejoin says so. */
+const GAP_FINAL = new Set(["not_found", "forbidden"]);
+/** The largest history page the api serves. */
+const HISTORY_PAGE = 500;
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_MS = 5000;
 const MAX_TIMER_MS = 2_147_483_647;
@@ -41,6 +46,7 @@ export class Telepath {
     seenDms;
     acks = new Map();
     pendingDmAcks = new Set();
+    rest;
     typingSentAt = new Map();
     tokens = 0;
     capacity = 40;
@@ -125,7 +131,7 @@ export class Telepath {
             const waiter = { resolve, reject };
             let entry = this.roomMap.get(room);
             if (!entry) {
-                entry = { room, joined: false, waiters: [], rejoinFailures: 0 };
+                entry = { room, joined: false, waiters: [], rejoinFailures: 0, held: new Map() };
                 this.roomMap.set(room, entry);
             }
             if (since !== undefined) {
@@ -133,6 +139,7 @@ export class Telepath {
                 // An explicit since restarts the replay from there.
                 if (entry.delivered !== undefined && since < entry.delivered)
                     entry.delivered = undefined;
+                entry.base = undefined;
             }
             if (!this.ready) {
                 entry.waiters.push(waiter);
@@ -199,8 +206,16 @@ export class Telepath {
         if (this.ready)
             this.pushFire({ type: "typing", room, active: false });
     }
-    /** Moves the room's delivery cursor (throttled per room, latest seq wins; kept across reconnects). */
+    /**
+     * Moves the room's delivery cursor (throttled per room, latest seq wins;
+     * kept across reconnects). Never past a hole: for a joined room the seq is
+     * capped at the highest one delivered without a hole.
+     */
     ackRoom(room, seq) {
+        const entry = this.roomMap.get(room);
+        const upto = entry ? this.contiguous(entry) : undefined;
+        if (upto !== undefined && seq > upto)
+            seq = upto;
         let st = this.acks.get(room);
         if (!st) {
             st = { wanted: seq, lastAt: 0 };
@@ -429,6 +444,8 @@ export class Telepath {
             if (e.rejoinTimer)
                 clearTimeout(e.rejoinTimer);
             e.rejoinTimer = undefined;
+            // The next connection's rejoin (since = the contiguous seq) replays what was held or missing.
+            this.resetGap(e);
         }
         this.typingSentAt.clear();
     }
@@ -690,6 +707,8 @@ export class Telepath {
         entry.joined = true;
         entry.rejoinFailures = 0;
         entry.replySeq = data.seq;
+        entry.sincelessReply = undefined;
+        entry.replayUntil = undefined;
         if (data.recovered === false) {
             // Nothing was replayed: the app pages (since, seq] over REST; live messages continue after seq.
             entry.delivered = data.seq;
@@ -699,24 +718,288 @@ export class Telepath {
             // The room's history is behind what we saw (a restored database): follow the server.
             entry.delivered = data.seq;
             entry.resumeFrom = data.seq;
+            entry.held.clear();
+        }
+        else if (it.since !== undefined) {
+            // The replay of (since, seq] follows the reply.
+            if (entry.delivered === undefined)
+                entry.base = it.since;
+            if (data.seq > this.contiguous(entry))
+                entry.replayUntil = data.seq;
+        }
+        else if (this.contiguous(entry) === undefined) {
+            // The server replays from the participant's cursor, which we do not know: the first message says.
+            entry.sincelessReply = data.seq;
         }
         for (const w of waiters)
             w.resolve(data);
         this.events.emit("joined", { ...data, rejoin });
         if (data.recovered === false)
             this.events.emit("recovery", { room: data.room ?? entry.room, recovered: false, seq: data.seq });
+        this.settle(entry);
     }
     onMessage(m) {
         const entry = this.roomMap.get(m.room);
-        if (entry && typeof m.seq === "number") {
-            // Repeats across a reconnect seam (or a replay overlapping live frames) are dropped.
-            if (entry.delivered !== undefined && m.seq <= entry.delivered)
-                return;
-            entry.delivered = m.seq;
+        if (!entry || typeof m.seq !== "number") {
+            this.events.emit("message", m);
+            return;
         }
+        this.ingest(entry, m);
+        this.settle(entry);
+    }
+    // -------------------------------------------------------------------------
+    // Room order: each room's messages reach the app in seq order, without
+    // holes or repeats. A message past the next seq due is held while the
+    // missing range is read over REST; acks carry the contiguous seq only.
+    // -------------------------------------------------------------------------
+    /** The highest seq with nothing missing below it (delivered, or where the seqs continue). */
+    contiguous(entry) {
+        return entry.delivered ?? entry.base;
+    }
+    /** Takes one message of a joined room (from the socket or from history): delivered, held, or dropped. */
+    ingest(entry, m) {
+        let upto = this.contiguous(entry);
+        if (upto === undefined) {
+            if (entry.sincelessReply !== undefined) {
+                this.sincelessBase(entry, m.seq);
+            }
+            else if (entry.inflight) {
+                // The join's reply says where the room continues.
+                this.hold(entry, m);
+                return;
+            }
+            else {
+                // Nothing tells where the room starts (a message before any reply): take it as the start.
+                entry.base = m.seq - 1;
+            }
+            upto = this.contiguous(entry);
+        }
+        // Repeats across a reconnect seam, a replay overlapping live frames, a hole filled twice: dropped.
+        if (m.seq <= upto)
+            return;
+        if (m.seq === upto + 1)
+            this.deliver(entry, m);
+        else
+            this.hold(entry, m);
+    }
+    /**
+     * A join without since was answered with `reply`: the replay from the
+     * participant's cursor comes first, so a first message at or below `reply`
+     * starts the replay; one above it means there was nothing to replay.
+     */
+    sincelessBase(entry, first) {
+        const reply = entry.sincelessReply;
+        entry.sincelessReply = undefined;
+        if (first <= reply) {
+            entry.base = first - 1;
+            entry.replayUntil = reply;
+        }
+        else {
+            entry.base = reply;
+        }
+    }
+    hold(entry, m) {
+        if (!entry.held.has(m.seq))
+            entry.held.set(m.seq, m);
+    }
+    deliver(entry, m) {
+        entry.delivered = m.seq;
+        if (entry.replayUntil !== undefined && m.seq >= entry.replayUntil)
+            entry.replayUntil = undefined;
         this.events.emit("message", m);
-        if (entry && (this.opts.autoAck ?? true) && typeof m.seq === "number")
-            this.ackRoom(m.room, m.seq);
+        if ((this.opts.autoAck ?? true) && this.roomMap.get(entry.room) === entry)
+            this.ackRoom(entry.room, m.seq);
+    }
+    /** Delivers what the held messages allow, then deals with a hole that is left. */
+    settle(entry) {
+        const live = () => this.roomMap.get(entry.room) === entry;
+        if (!live())
+            return;
+        if (this.contiguous(entry) === undefined && entry.sincelessReply !== undefined && entry.held.size > 0) {
+            this.sincelessBase(entry, Math.min(...entry.held.keys()));
+        }
+        let upto = this.contiguous(entry);
+        if (upto === undefined)
+            return;
+        for (const seq of entry.held.keys())
+            if (seq <= upto)
+                entry.held.delete(seq);
+        for (;;) {
+            const next = entry.held.get(upto + 1);
+            if (!next)
+                break;
+            entry.held.delete(upto + 1);
+            this.deliver(entry, next);
+            if (!live())
+                return;
+            upto = this.contiguous(entry);
+            if (upto === undefined)
+                return;
+        }
+        const gap = entry.gap;
+        if (gap && upto >= gap.before - 1) {
+            this.cancelGap(entry);
+            this.events.emit("gap", { room: entry.room, after: gap.after, before: gap.before, action: "filled" });
+            if (!live())
+                return;
+        }
+        if (entry.held.size === 0) {
+            this.clearStall(entry);
+            return;
+        }
+        const max = Math.max(1, this.opts.gapHoldMax ?? 1000);
+        if (entry.inflight) {
+            // A join is under way: its replay covers everything relayed before it.
+            if (entry.held.size > max) {
+                const extra = [...entry.held.keys()].sort((a, b) => b - a).slice(0, entry.held.size - max);
+                for (const seq of extra)
+                    entry.held.delete(seq);
+            }
+            return;
+        }
+        if (entry.held.size > max) {
+            this.rejoinForGap(entry);
+            return;
+        }
+        if (entry.gap || !this.ready)
+            return;
+        if (entry.replayUntil !== undefined && upto < entry.replayUntil) {
+            // The join's replay is still coming: give it time before reading history.
+            this.armStall(entry);
+            return;
+        }
+        this.clearStall(entry);
+        this.startGap(entry, upto, Math.min(...entry.held.keys()));
+    }
+    startGap(entry, after, before) {
+        const gap = { after, before };
+        entry.gap = gap;
+        this.events.emit("gap", { room: entry.room, after, before, action: "fetch" });
+        if (entry.gap !== gap)
+            return;
+        void this.fetchGap(entry, gap);
+    }
+    /** Reads the hole over REST (paging, with retries) and delivers it; falls back to a rejoin with since. */
+    async fetchGap(entry, gap) {
+        const live = () => entry.gap === gap && this.roomMap.get(entry.room) === entry;
+        const retries = Math.max(0, this.opts.gapFetchRetries ?? 2);
+        const timeoutMs = this.opts.gapFetchTimeoutMs ?? this.opts.requestTimeoutMs ?? 10_000;
+        const backoff = { ...DEFAULT_BACKOFF, ...(this.opts.reconnect || {}) };
+        let error;
+        for (let attempt = 0; attempt <= retries; attempt++) {
+            if (attempt > 0) {
+                await new Promise((r) => (gap.timer = setTimeout(r, backoffDelay(attempt, backoff))));
+                gap.timer = undefined;
+                if (!live())
+                    return;
+            }
+            try {
+                for (;;) {
+                    const after = this.contiguous(entry);
+                    const page = await this.withTimeout(gap, this.readHistory(entry.room, { after, before: gap.before, limit: HISTORY_PAGE }), timeoutMs);
+                    if (!live())
+                        return;
+                    const messages = Array.isArray(page?.messages) ? page.messages : [];
+                    let progress = false;
+                    for (const m of messages) {
+                        if (typeof m?.seq !== "number" || m.seq <= after || m.seq >= gap.before)
+                            continue;
+                        this.hold(entry, { type: "message", ...m, room: entry.room });
+                        progress = true;
+                    }
+                    this.settle(entry);
+                    if (!live())
+                        return; // filled (or given up, or left)
+                    if (!page?.has_more || !progress)
+                        break;
+                }
+                error = new TelepathError("bad_response", `history has no seq ${this.contiguous(entry) + 1} in room ${entry.room}`);
+            }
+            catch (err) {
+                if (!live())
+                    return;
+                error = err instanceof TelepathError ? err : new TelepathError("network", err?.message ?? String(err));
+                if (GAP_FINAL.has(error.code))
+                    break;
+            }
+        }
+        if (live())
+            this.rejoinForGap(entry, error);
+    }
+    /** Gives up on filling the hole here: the room is joined again with since = the contiguous seq. */
+    rejoinForGap(entry, error) {
+        const after = this.contiguous(entry);
+        const before = entry.held.size > 0 ? Math.min(...entry.held.keys()) : after + 1;
+        this.resetGap(entry);
+        const ev = { room: entry.room, after, before, action: "rejoin" };
+        if (error)
+            ev.error = error;
+        this.events.emit("gap", ev);
+        if (this.roomMap.get(entry.room) !== entry || !this.ready || entry.inflight)
+            return;
+        this.pushJoin(entry);
+        this.pump();
+    }
+    /** `p`, or a `timeout` error after `ms`; the timer is the gap's, so cancelling the gap clears it. */
+    withTimeout(gap, p, ms) {
+        return new Promise((resolve, reject) => {
+            const t = setTimeout(() => reject(new TelepathError("timeout", `no history page within ${ms} ms`)), ms);
+            gap.timer = t;
+            const done = () => {
+                clearTimeout(t);
+                if (gap.timer === t)
+                    gap.timer = undefined;
+            };
+            p.then((v) => {
+                done();
+                resolve(v);
+            }, (e) => {
+                done();
+                reject(e);
+            });
+        });
+    }
+    readHistory(room, query) {
+        if (this.opts.history)
+            return this.opts.history(room, query);
+        if (!this.rest) {
+            this.rest = new TelepathRest({
+                baseUrl: this.opts.restUrl ?? restBase(this.opts.url),
+                token: () => this.currentToken ?? this.token(),
+            });
+        }
+        return this.rest.history(room, query);
+    }
+    armStall(entry) {
+        if (entry.stallTimer)
+            return;
+        const gen = this.gen;
+        entry.stallTimer = setTimeout(() => {
+            entry.stallTimer = undefined;
+            if (gen !== this.gen || this.roomMap.get(entry.room) !== entry)
+                return;
+            entry.replayUntil = undefined;
+            this.settle(entry);
+        }, this.opts.gapFetchTimeoutMs ?? this.opts.requestTimeoutMs ?? 10_000);
+    }
+    clearStall(entry) {
+        if (entry.stallTimer)
+            clearTimeout(entry.stallTimer);
+        entry.stallTimer = undefined;
+    }
+    /** Stops reading the hole (a late page is ignored). */
+    cancelGap(entry) {
+        if (entry.gap?.timer)
+            clearTimeout(entry.gap.timer);
+        entry.gap = undefined;
+    }
+    /** Forgets everything about holes: held messages, the fetch, a replay expected. */
+    resetGap(entry) {
+        this.cancelGap(entry);
+        this.clearStall(entry);
+        entry.held.clear();
+        entry.replayUntil = undefined;
+        entry.sincelessReply = undefined;
     }
     onDm(d) {
         const repeat = this.seenDms.has(d.id);
@@ -731,6 +1014,7 @@ export class Telepath {
     }
     forgetRoom(entry, err) {
         this.roomMap.delete(entry.room);
+        this.resetGap(entry);
         if (entry.rejoinTimer)
             clearTimeout(entry.rejoinTimer);
         for (const w of entry.waiters.splice(0))
@@ -763,7 +1047,10 @@ export class Telepath {
         });
     }
     pushJoin(entry) {
-        const since = entry.delivered ?? entry.resumeFrom;
+        // The join's replay fills any hole: no need to read it over REST too.
+        this.cancelGap(entry);
+        this.clearStall(entry);
+        const since = this.contiguous(entry) ?? entry.resumeFrom;
         const frame = { type: "join", room: entry.room };
         if (since !== undefined)
             frame["since"] = since;
@@ -947,6 +1234,16 @@ export class Telepath {
         this.currentToken = token;
         this.scheduleRefresh(token);
     }
+}
+/** The REST api's origin for a gateway URL: ws(s) becomes http(s), the path goes. */
+function restBase(url) {
+    const base = globalThis.location?.href;
+    const u = base ? new URL(url, base) : new URL(url);
+    if (u.protocol === "ws:")
+        u.protocol = "http:";
+    else if (u.protocol === "wss:")
+        u.protocol = "https:";
+    return u.origin;
 }
 function utf8Length(s) {
     // Fast path for ASCII; TextEncoder otherwise.

@@ -1,14 +1,17 @@
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { TelepathError } from "./errors.js";
+import { TelepathRest } from "./rest.js";
 import type {
   Broadcast,
   Bye,
   ChosenStatus,
   DirectMessage,
   DmReply,
+  HistoryQuery,
   JoinReply,
   MemberEvent,
+  MessagePage,
   PresenceEvent,
   Reply,
   RoomClosed,
@@ -59,6 +62,39 @@ export interface TelepathOptions {
   subprotocol?: boolean;
   /** DM ids remembered to drop repeats (default 2000). */
   dmMemory?: number;
+  /**
+   * Reads one page of a room's history (`GET /rooms/{id}/messages`) to fill a
+   * hole in the seqs the socket delivered. Default: `TelepathRest.history` on
+   * `restUrl` with the token the socket uses.
+   */
+  history?: (room: string, query: HistoryQuery) => Promise<MessagePage>;
+  /** The REST api's base URL for the default `history` (default: the origin of `url`, as http(s)). */
+  restUrl?: string;
+  /** Per history request while filling a hole (default requestTimeoutMs). */
+  gapFetchTimeoutMs?: number;
+  /** Attempts after the first failed one before falling back to a rejoin with `since` (default 2). */
+  gapFetchRetries?: number;
+  /** Messages held per room behind a hole; one more makes the client rejoin the room with `since` (default 1000). */
+  gapHoldMax?: number;
+}
+
+/**
+ * A hole in a room's seqs: a message arrived whose seq is past the next one
+ * due. `after` is the highest seq delivered without a hole, `before` the first
+ * seq held behind it.
+ */
+export interface GapEvent {
+  room: string;
+  after: number;
+  before: number;
+  /**
+   * `fetch`: the missing range is being read over REST (what arrives meanwhile
+   * is held); `filled`: the hole is closed (by history or by the socket) and
+   * the held messages were delivered; `rejoin`: fetching failed (`error`) or
+   * too much piled up, so the room is joined again with `since = after`.
+   */
+  action: "fetch" | "filled" | "rejoin";
+  error?: TelepathError;
 }
 
 export interface StateChange {
@@ -87,6 +123,8 @@ export interface TelepathEvents {
   recovery: { room: string; recovered: false; seq: number };
   /** A rejoin after reconnect failed for good (the room was closed, ...): the room is forgotten. */
   rejoin_error: { room: string; error: TelepathError };
+  /** A hole in a room's seqs was seen, filled, or given up on for a rejoin with since (informational: delivery stays in order). */
+  gap: GapEvent;
   /** Every raw server frame, before it is handled. */
   frame: ServerFrame;
 }
@@ -115,8 +153,20 @@ interface Item {
 
 interface RoomEntry {
   room: string;
-  /** Highest seq emitted to the app. */
+  /** Highest seq emitted to the app with no hole below it (the room's messages go out in seq order). */
   delivered?: number;
+  /** Where the seqs continue when nothing was delivered yet: the since of the join, or where a sinceless join's replay began. */
+  base?: number;
+  /** A join without since was answered with this seq: its first message tells where the replay began. */
+  sincelessReply?: number;
+  /** Messages past a hole, by seq, until it is filled. */
+  held: Map<number, RoomMessage>;
+  /** A join's replay is due up to this seq: holes below it are the replay's to fill. */
+  replayUntil?: number;
+  /** A stalled replay: fetch the hole anyway when this fires. */
+  stallTimer?: ReturnType<typeof setTimeout>;
+  /** The hole being read over REST. */
+  gap?: Gap;
   /** Where to resume when nothing was delivered: an explicit since, or a recovery point. */
   resumeFrom?: number;
   /** The latest join reply's seq. */
@@ -131,6 +181,12 @@ interface RoomEntry {
   rejoinTimer?: ReturnType<typeof setTimeout>;
 }
 
+interface Gap {
+  after: number;
+  before: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
 interface AckState {
   wanted: number;
   sent?: number;
@@ -139,6 +195,10 @@ interface AckState {
 }
 
 const TRANSIENT = new Set(["unavailable", "internal", "rate_limited", "timeout"]);
+/** History errors not worth a retry: the room is gone or not ours; the rejoin says so. */
+const GAP_FINAL = new Set(["not_found", "forbidden"]);
+/** The largest history page the api serves. */
+const HISTORY_PAGE = 500;
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_MS = 5000;
 const MAX_TIMER_MS = 2_147_483_647;
@@ -179,6 +239,7 @@ export class Telepath {
   private readonly seenDms: BoundedSet<string>;
   private readonly acks = new Map<string, AckState>();
   private pendingDmAcks = new Set<string>();
+  private rest?: TelepathRest;
   private typingSentAt = new Map<string, number>();
 
   private tokens = 0;
@@ -273,13 +334,14 @@ export class Telepath {
       const waiter = { resolve, reject };
       let entry = this.roomMap.get(room);
       if (!entry) {
-        entry = { room, joined: false, waiters: [], rejoinFailures: 0 };
+        entry = { room, joined: false, waiters: [], rejoinFailures: 0, held: new Map() };
         this.roomMap.set(room, entry);
       }
       if (since !== undefined) {
         entry.resumeFrom = since;
         // An explicit since restarts the replay from there.
         if (entry.delivered !== undefined && since < entry.delivered) entry.delivered = undefined;
+        entry.base = undefined;
       }
       if (!this.ready) {
         entry.waiters.push(waiter);
@@ -345,8 +407,15 @@ export class Telepath {
     if (this.ready) this.pushFire({ type: "typing", room, active: false });
   }
 
-  /** Moves the room's delivery cursor (throttled per room, latest seq wins; kept across reconnects). */
+  /**
+   * Moves the room's delivery cursor (throttled per room, latest seq wins;
+   * kept across reconnects). Never past a hole: for a joined room the seq is
+   * capped at the highest one delivered without a hole.
+   */
   ackRoom(room: string, seq: number): void {
+    const entry = this.roomMap.get(room);
+    const upto = entry ? this.contiguous(entry) : undefined;
+    if (upto !== undefined && seq > upto) seq = upto;
     let st = this.acks.get(room);
     if (!st) {
       st = { wanted: seq, lastAt: 0 };
@@ -550,6 +619,8 @@ export class Telepath {
     for (const e of this.roomMap.values()) {
       if (e.rejoinTimer) clearTimeout(e.rejoinTimer);
       e.rejoinTimer = undefined;
+      // The next connection's rejoin (since = the contiguous seq) replays what was held or missing.
+      this.resetGap(e);
     }
     this.typingSentAt.clear();
   }
@@ -783,6 +854,8 @@ export class Telepath {
     entry.joined = true;
     entry.rejoinFailures = 0;
     entry.replySeq = data.seq;
+    entry.sincelessReply = undefined;
+    entry.replayUntil = undefined;
     if (data.recovered === false) {
       // Nothing was replayed: the app pages (since, seq] over REST; live messages continue after seq.
       entry.delivered = data.seq;
@@ -791,21 +864,265 @@ export class Telepath {
       // The room's history is behind what we saw (a restored database): follow the server.
       entry.delivered = data.seq;
       entry.resumeFrom = data.seq;
+      entry.held.clear();
+    } else if (it.since !== undefined) {
+      // The replay of (since, seq] follows the reply.
+      if (entry.delivered === undefined) entry.base = it.since;
+      if (data.seq > this.contiguous(entry)!) entry.replayUntil = data.seq;
+    } else if (this.contiguous(entry) === undefined) {
+      // The server replays from the participant's cursor, which we do not know: the first message says.
+      entry.sincelessReply = data.seq;
     }
     for (const w of waiters) w.resolve(data);
     this.events.emit("joined", { ...data, rejoin });
     if (data.recovered === false) this.events.emit("recovery", { room: data.room ?? entry.room, recovered: false, seq: data.seq });
+    this.settle(entry);
   }
 
   private onMessage(m: RoomMessage): void {
     const entry = this.roomMap.get(m.room);
-    if (entry && typeof m.seq === "number") {
-      // Repeats across a reconnect seam (or a replay overlapping live frames) are dropped.
-      if (entry.delivered !== undefined && m.seq <= entry.delivered) return;
-      entry.delivered = m.seq;
+    if (!entry || typeof m.seq !== "number") {
+      this.events.emit("message", m);
+      return;
     }
+    this.ingest(entry, m);
+    this.settle(entry);
+  }
+
+  // -------------------------------------------------------------------------
+  // Room order: each room's messages reach the app in seq order, without
+  // holes or repeats. A message past the next seq due is held while the
+  // missing range is read over REST; acks carry the contiguous seq only.
+  // -------------------------------------------------------------------------
+
+  /** The highest seq with nothing missing below it (delivered, or where the seqs continue). */
+  private contiguous(entry: RoomEntry): number | undefined {
+    return entry.delivered ?? entry.base;
+  }
+
+  /** Takes one message of a joined room (from the socket or from history): delivered, held, or dropped. */
+  private ingest(entry: RoomEntry, m: RoomMessage): void {
+    let upto = this.contiguous(entry);
+    if (upto === undefined) {
+      if (entry.sincelessReply !== undefined) {
+        this.sincelessBase(entry, m.seq);
+      } else if (entry.inflight) {
+        // The join's reply says where the room continues.
+        this.hold(entry, m);
+        return;
+      } else {
+        // Nothing tells where the room starts (a message before any reply): take it as the start.
+        entry.base = m.seq - 1;
+      }
+      upto = this.contiguous(entry)!;
+    }
+    // Repeats across a reconnect seam, a replay overlapping live frames, a hole filled twice: dropped.
+    if (m.seq <= upto) return;
+    if (m.seq === upto + 1) this.deliver(entry, m);
+    else this.hold(entry, m);
+  }
+
+  /**
+   * A join without since was answered with `reply`: the replay from the
+   * participant's cursor comes first, so a first message at or below `reply`
+   * starts the replay; one above it means there was nothing to replay.
+   */
+  private sincelessBase(entry: RoomEntry, first: number): void {
+    const reply = entry.sincelessReply!;
+    entry.sincelessReply = undefined;
+    if (first <= reply) {
+      entry.base = first - 1;
+      entry.replayUntil = reply;
+    } else {
+      entry.base = reply;
+    }
+  }
+
+  private hold(entry: RoomEntry, m: RoomMessage): void {
+    if (!entry.held.has(m.seq)) entry.held.set(m.seq, m);
+  }
+
+  private deliver(entry: RoomEntry, m: RoomMessage): void {
+    entry.delivered = m.seq;
+    if (entry.replayUntil !== undefined && m.seq >= entry.replayUntil) entry.replayUntil = undefined;
     this.events.emit("message", m);
-    if (entry && (this.opts.autoAck ?? true) && typeof m.seq === "number") this.ackRoom(m.room, m.seq);
+    if ((this.opts.autoAck ?? true) && this.roomMap.get(entry.room) === entry) this.ackRoom(entry.room, m.seq);
+  }
+
+  /** Delivers what the held messages allow, then deals with a hole that is left. */
+  private settle(entry: RoomEntry): void {
+    const live = () => this.roomMap.get(entry.room) === entry;
+    if (!live()) return;
+    if (this.contiguous(entry) === undefined && entry.sincelessReply !== undefined && entry.held.size > 0) {
+      this.sincelessBase(entry, Math.min(...entry.held.keys()));
+    }
+    let upto = this.contiguous(entry);
+    if (upto === undefined) return;
+    for (const seq of entry.held.keys()) if (seq <= upto) entry.held.delete(seq);
+    for (;;) {
+      const next = entry.held.get(upto + 1);
+      if (!next) break;
+      entry.held.delete(upto + 1);
+      this.deliver(entry, next);
+      if (!live()) return;
+      upto = this.contiguous(entry);
+      if (upto === undefined) return;
+    }
+    const gap = entry.gap;
+    if (gap && upto >= gap.before - 1) {
+      this.cancelGap(entry);
+      this.events.emit("gap", { room: entry.room, after: gap.after, before: gap.before, action: "filled" });
+      if (!live()) return;
+    }
+    if (entry.held.size === 0) {
+      this.clearStall(entry);
+      return;
+    }
+    const max = Math.max(1, this.opts.gapHoldMax ?? 1000);
+    if (entry.inflight) {
+      // A join is under way: its replay covers everything relayed before it.
+      if (entry.held.size > max) {
+        const extra = [...entry.held.keys()].sort((a, b) => b - a).slice(0, entry.held.size - max);
+        for (const seq of extra) entry.held.delete(seq);
+      }
+      return;
+    }
+    if (entry.held.size > max) {
+      this.rejoinForGap(entry);
+      return;
+    }
+    if (entry.gap || !this.ready) return;
+    if (entry.replayUntil !== undefined && upto < entry.replayUntil) {
+      // The join's replay is still coming: give it time before reading history.
+      this.armStall(entry);
+      return;
+    }
+    this.clearStall(entry);
+    this.startGap(entry, upto, Math.min(...entry.held.keys()));
+  }
+
+  private startGap(entry: RoomEntry, after: number, before: number): void {
+    const gap: Gap = { after, before };
+    entry.gap = gap;
+    this.events.emit("gap", { room: entry.room, after, before, action: "fetch" });
+    if (entry.gap !== gap) return;
+    void this.fetchGap(entry, gap);
+  }
+
+  /** Reads the hole over REST (paging, with retries) and delivers it; falls back to a rejoin with since. */
+  private async fetchGap(entry: RoomEntry, gap: Gap): Promise<void> {
+    const live = () => entry.gap === gap && this.roomMap.get(entry.room) === entry;
+    const retries = Math.max(0, this.opts.gapFetchRetries ?? 2);
+    const timeoutMs = this.opts.gapFetchTimeoutMs ?? this.opts.requestTimeoutMs ?? 10_000;
+    const backoff = { ...DEFAULT_BACKOFF, ...(this.opts.reconnect || {}) };
+    let error: TelepathError | undefined;
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      if (attempt > 0) {
+        await new Promise<void>((r) => (gap.timer = setTimeout(r, backoffDelay(attempt, backoff))));
+        gap.timer = undefined;
+        if (!live()) return;
+      }
+      try {
+        for (;;) {
+          const after = this.contiguous(entry)!;
+          const page = await this.withTimeout(gap, this.readHistory(entry.room, { after, before: gap.before, limit: HISTORY_PAGE }), timeoutMs);
+          if (!live()) return;
+          const messages = Array.isArray(page?.messages) ? page.messages : [];
+          let progress = false;
+          for (const m of messages) {
+            if (typeof m?.seq !== "number" || m.seq <= after || m.seq >= gap.before) continue;
+            this.hold(entry, { type: "message", ...m, room: entry.room } as RoomMessage);
+            progress = true;
+          }
+          this.settle(entry);
+          if (!live()) return; // filled (or given up, or left)
+          if (!page?.has_more || !progress) break;
+        }
+        error = new TelepathError("bad_response", `history has no seq ${this.contiguous(entry)! + 1} in room ${entry.room}`);
+      } catch (err) {
+        if (!live()) return;
+        error = err instanceof TelepathError ? err : new TelepathError("network", (err as Error)?.message ?? String(err));
+        if (GAP_FINAL.has(error.code)) break;
+      }
+    }
+    if (live()) this.rejoinForGap(entry, error);
+  }
+
+  /** Gives up on filling the hole here: the room is joined again with since = the contiguous seq. */
+  private rejoinForGap(entry: RoomEntry, error?: TelepathError): void {
+    const after = this.contiguous(entry)!;
+    const before = entry.held.size > 0 ? Math.min(...entry.held.keys()) : after + 1;
+    this.resetGap(entry);
+    const ev: GapEvent = { room: entry.room, after, before, action: "rejoin" };
+    if (error) ev.error = error;
+    this.events.emit("gap", ev);
+    if (this.roomMap.get(entry.room) !== entry || !this.ready || entry.inflight) return;
+    this.pushJoin(entry);
+    this.pump();
+  }
+
+  /** `p`, or a `timeout` error after `ms`; the timer is the gap's, so cancelling the gap clears it. */
+  private withTimeout<T>(gap: Gap, p: Promise<T>, ms: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const t = setTimeout(() => reject(new TelepathError("timeout", `no history page within ${ms} ms`)), ms);
+      gap.timer = t;
+      const done = () => {
+        clearTimeout(t);
+        if (gap.timer === t) gap.timer = undefined;
+      };
+      p.then(
+        (v) => {
+          done();
+          resolve(v);
+        },
+        (e) => {
+          done();
+          reject(e);
+        },
+      );
+    });
+  }
+
+  private readHistory(room: string, query: HistoryQuery): Promise<MessagePage> {
+    if (this.opts.history) return this.opts.history(room, query);
+    if (!this.rest) {
+      this.rest = new TelepathRest({
+        baseUrl: this.opts.restUrl ?? restBase(this.opts.url),
+        token: () => this.currentToken ?? this.token(),
+      });
+    }
+    return this.rest.history(room, query);
+  }
+
+  private armStall(entry: RoomEntry): void {
+    if (entry.stallTimer) return;
+    const gen = this.gen;
+    entry.stallTimer = setTimeout(() => {
+      entry.stallTimer = undefined;
+      if (gen !== this.gen || this.roomMap.get(entry.room) !== entry) return;
+      entry.replayUntil = undefined;
+      this.settle(entry);
+    }, this.opts.gapFetchTimeoutMs ?? this.opts.requestTimeoutMs ?? 10_000);
+  }
+
+  private clearStall(entry: RoomEntry): void {
+    if (entry.stallTimer) clearTimeout(entry.stallTimer);
+    entry.stallTimer = undefined;
+  }
+
+  /** Stops reading the hole (a late page is ignored). */
+  private cancelGap(entry: RoomEntry): void {
+    if (entry.gap?.timer) clearTimeout(entry.gap.timer);
+    entry.gap = undefined;
+  }
+
+  /** Forgets everything about holes: held messages, the fetch, a replay expected. */
+  private resetGap(entry: RoomEntry): void {
+    this.cancelGap(entry);
+    this.clearStall(entry);
+    entry.held.clear();
+    entry.replayUntil = undefined;
+    entry.sincelessReply = undefined;
   }
 
   private onDm(d: DirectMessage): void {
@@ -820,6 +1137,7 @@ export class Telepath {
 
   private forgetRoom(entry: RoomEntry, err: TelepathError): void {
     this.roomMap.delete(entry.room);
+    this.resetGap(entry);
     if (entry.rejoinTimer) clearTimeout(entry.rejoinTimer);
     for (const w of entry.waiters.splice(0)) w.reject(err);
     if (entry.inflight) for (const w of entry.inflight.waiters!.splice(0)) w.reject(err);
@@ -849,7 +1167,10 @@ export class Telepath {
   }
 
   private pushJoin(entry: RoomEntry): void {
-    const since = entry.delivered ?? entry.resumeFrom;
+    // The join's replay fills any hole: no need to read it over REST too.
+    this.cancelGap(entry);
+    this.clearStall(entry);
+    const since = this.contiguous(entry) ?? entry.resumeFrom;
     const frame: Frame = { type: "join", room: entry.room };
     if (since !== undefined) frame["since"] = since;
     const it: Item = {
@@ -1017,6 +1338,15 @@ export class Telepath {
     this.currentToken = token;
     this.scheduleRefresh(token);
   }
+}
+
+/** The REST api's origin for a gateway URL: ws(s) becomes http(s), the path goes. */
+function restBase(url: string): string {
+  const base = (globalThis as { location?: { href?: string } }).location?.href;
+  const u = base ? new URL(url, base) : new URL(url);
+  if (u.protocol === "ws:") u.protocol = "http:";
+  else if (u.protocol === "wss:") u.protocol = "https:";
+  return u.origin;
 }
 
 function utf8Length(s: string): number {

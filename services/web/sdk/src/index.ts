@@ -2,6 +2,7 @@
 export { Telepath } from "./client.js";
 export type {
   ConnectionState,
+  GapEvent,
   ReconnectOptions,
   StateChange,
   TelepathEvents,

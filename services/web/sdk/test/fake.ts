@@ -2,7 +2,7 @@
 // accepts the upgrade and does exactly what a test tells it, so timeouts,
 // close codes and resume seams can be checked deterministically.
 import { createHash } from "node:crypto";
-import { createServer, type Server as HttpServer } from "node:http";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 
 export interface FakeConn {
@@ -54,12 +54,16 @@ export function welcomeFrame(over: Record<string, unknown> = {}) {
   };
 }
 
-/** Starts a fake gateway; `onConnect` scripts each connection. */
-export function fakeServer(onConnect: (conn: FakeConn) => void): Promise<FakeServer> {
+/** Starts a fake gateway; `onConnect` scripts each connection, `onHttp` (if any) answers plain HTTP requests (else 426). */
+export function fakeServer(
+  onConnect: (conn: FakeConn) => void,
+  onHttp?: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<FakeServer> {
   const conns: FakeConn[] = [];
   const sockets = new Set<Duplex>();
-  const http: HttpServer = createServer((_req, res) => {
-    res.writeHead(426).end();
+  const http: HttpServer = createServer((req, res) => {
+    if (onHttp) onHttp(req, res);
+    else res.writeHead(426).end();
   });
   http.on("upgrade", (req, socket: Duplex) => {
     sockets.add(socket);

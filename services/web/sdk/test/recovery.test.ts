@@ -34,6 +34,24 @@ function droppableWebSocket() {
   };
 }
 
+/** A WebSocket that loses the `message` frames whose body `lose` picks (as pub/sub between gateways may). */
+function lossyWebSocket(lose: (body: string) => boolean) {
+  return class Lossy extends WebSocket {
+    override get onmessage() {
+      return super.onmessage;
+    }
+    override set onmessage(fn: ((this: WebSocket, ev: MessageEvent) => any) | null) {
+      super.onmessage = fn
+        ? (ev: MessageEvent) => {
+            const f = JSON.parse(String(ev.data));
+            if (f.type === "message" && lose(f.body)) return;
+            fn.call(this, ev);
+          }
+        : null;
+    }
+  };
+}
+
 /** Login per call, held while `hold()` is in force. */
 function gatedToken(name: string) {
   let gate: Promise<void> | undefined;
@@ -144,6 +162,75 @@ describe("resume", () => {
     );
     assert.equal(a2.lastSeq(room.id), missed[1]!.seq);
     a2.close();
+    b.tp.close();
+  });
+
+  it("a message lost on the way is read from the api's history, in order; the cursor never passes the hole", async () => {
+    const { room } = await createRoom(s, uname("own"));
+    const name = uname("lossy");
+    const b = await client(s, uname("talker"));
+    await b.tp.connect();
+    await b.tp.join(room.id);
+
+    // The default history: GET /rooms/{id}/messages on the server, with the socket's token.
+    const a = track(new Telepath({ url: s.ws, token: (await login(s, name)).token, WebSocket: lossyWebSocket((body) => body === "lost-1"), ackThrottleMs: 20 }));
+    const got = record(a, "message");
+    const gaps = record(a, "gap");
+    await a.connect();
+    await a.join(room.id);
+    const sent = [];
+    for (const body of ["one", "lost-1", "three"]) sent.push(await b.tp.send(room.id, body));
+    await waitFor(() => got.length === 3, "all three at A");
+    assert.deepEqual(
+      got.map((m) => m.body),
+      ["one", "lost-1", "three"],
+    );
+    assert.deepEqual(
+      got.map((m) => m.seq),
+      sent.map((r) => r.seq),
+    );
+    assert.deepEqual(
+      gaps.map((g) => g.action),
+      ["fetch", "filled"],
+    );
+    await sleep(600); // the acks reach the api
+    a.close();
+
+    // History that never answers: the hole stays open, so the cursor stays below it.
+    const a2 = track(
+      new Telepath({
+        url: s.ws,
+        token: (await login(s, name)).token,
+        WebSocket: lossyWebSocket((body) => body === "lost-2"),
+        history: () => new Promise(() => {}),
+        gapFetchTimeoutMs: 60_000,
+        ackThrottleMs: 20,
+      }),
+    );
+    const got2 = record(a2, "message");
+    await a2.connect();
+    await a2.join(room.id);
+    for (const body of ["four", "lost-2", "six", "seven"]) await b.tp.send(room.id, body);
+    await waitFor(() => got2.length >= 1, "four at A2");
+    // Acks are batched by the gateway (200 ms).
+    await sleep(600);
+    assert.deepEqual(
+      got2.map((m) => m.body),
+      ["four"],
+    );
+    a2.close();
+
+    // A new client joining without since resumes from the cursor: what A2 never saw comes again.
+    const a3 = track(new Telepath({ url: s.ws, token: (await login(s, name)).token }));
+    const got3 = record(a3, "message");
+    await a3.connect();
+    await a3.join(room.id);
+    await waitFor(() => got3.length === 3, "the replay from the cursor");
+    assert.deepEqual(
+      got3.map((m) => m.body),
+      ["lost-2", "six", "seven"],
+    );
+    a3.close();
     b.tp.close();
   });
 });
