@@ -17,6 +17,7 @@
 
 pub mod envelope;
 pub mod memory;
+pub mod outbox;
 pub mod redis;
 
 use async_trait::async_trait;

@@ -4,7 +4,8 @@
 //! `internal.rs`); [`store`] commits a batch's DMs together. A DM is
 //! stored (a `messages` row with a recipient, no room) and queued
 //! (`dm_queue`) in one transaction, then published to the recipient's and
-//! the sender's `user:{id}` channels, then acknowledged. It stays queued
+//! the sender's `user:{id}` channels (later, through the `dms` outbox,
+//! when Redis is slow or away), then acknowledged. It stays queued
 //! until the recipient acks it, so a DM that reached no device is sent again
 //! on the recipient's next connect, oldest first. A recipient's queue holds
 //! at most `TELEPATH_OFFLINE_QUEUE_MAX` DMs: one more is refused

@@ -31,7 +31,12 @@ pub(crate) async fn join(
     protocol::check_user(&req.user)?;
     let joined = store::join_room(&state.db().write, id, &req.user, Role::User).await?;
     if joined.new {
-        announce_member(state.bus(), id, req.user.clone(), MemberAction::Joined).await;
+        announce_member(
+            &state.outboxes().rooms,
+            id,
+            req.user.clone(),
+            MemberAction::Joined,
+        );
     }
     Ok(Json(JoinResult {
         room: id.to_owned(),
@@ -51,7 +56,7 @@ pub(crate) async fn leave(
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
     store::leave_room(&state.db().write, id, &req.user.id).await?;
-    announce_member(state.bus(), id, req.user, MemberAction::Left).await;
+    announce_member(&state.outboxes().rooms, id, req.user, MemberAction::Left);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Persist, then publish: a room message gets its `seq` in the same
 //! transaction as its insert (see [`writer`]), and only committed messages
-//! are published to `room:{id}` and acknowledged. Gateways reach the
+//! are acknowledged and published to `room:{id}`, through an outbox that
+//! never makes a reply wait for Redis (`outbox.rs`). Gateways reach the
 //! durable operations through the `/internal/` routes.
 //!
 //! It does not hold WebSocket connections (the gateway does) or presence
@@ -19,6 +20,7 @@ mod login;
 mod metrics;
 mod openapi;
 mod ops;
+mod outbox;
 mod presence;
 mod presence_events;
 mod rooms;
@@ -62,6 +64,8 @@ struct Inner {
     /// The database: readers, the single writer, the checkpointer.
     db: db::Pools,
     writer: writer::WriterHandle,
+    /// What the api publishes after its commits.
+    outboxes: outbox::Outboxes,
     bus: Arc<dyn Bus>,
     presence: presence::PresenceClient,
     registry: Registry,
@@ -83,8 +87,9 @@ impl ApiState {
         presence_events::spawn(bus.clone(), inbound, write.clone());
         dms::spawn_cleanup(write.clone());
         let metrics = ApiMetrics::new(&registry);
+        let outboxes = outbox::Outboxes::new(bus.clone(), &metrics.outboxes);
         let batch = usize::from(config.commit_batch);
-        let writer = writer::spawn(write.clone(), bus.clone(), metrics, batch);
+        let writer = writer::spawn(write.clone(), outboxes.rooms.clone(), metrics, batch);
         let keys = JwtKeys::new(&common.jwt_secret);
         let internal_token = common.internal_token();
         let client = InternalClient::new("presence", &common.presence_url, &internal_token);
@@ -97,6 +102,7 @@ impl ApiState {
                 keys,
                 db,
                 writer,
+                outboxes,
                 bus,
                 presence,
                 registry,
@@ -151,7 +157,13 @@ impl ApiState {
         &self.inner.writer
     }
 
-    /// The bus, for what the api publishes after a commit.
+    /// The outboxes, for what the api publishes after a commit.
+    pub(crate) fn outboxes(&self) -> &outbox::Outboxes {
+        &self.inner.outboxes
+    }
+
+    /// The bus, for what must reach it before the reply (admin broadcasts
+    /// and disconnects).
     pub(crate) fn bus(&self) -> &dyn Bus {
         self.inner.bus.as_ref()
     }
@@ -162,12 +174,14 @@ impl ApiState {
     }
 
     /// The end of a graceful shutdown, once no request is in flight: the
-    /// writer commits, publishes and answers what it holds, then the
-    /// database is closed (which checkpoints its WAL).
+    /// writer commits and answers what it holds, the database is closed
+    /// (which checkpoints its WAL), then the outboxes publish what they
+    /// hold, for at most `TELEPATH_DRAIN_SECS`.
     pub async fn close(&self) {
         self.inner.writer.close().await;
         self.inner.db.close().await;
-        tracing::info!("api closed: writer flushed, database closed");
+        self.inner.outboxes.close(self.common().drain()).await;
+        tracing::info!("api closed: writer flushed, database closed, outboxes flushed");
     }
 }
 
@@ -244,7 +258,7 @@ pub fn router(state: ApiState) -> Router {
 /// Serves [`router`] on `listener` until `shutdown` is cancelled, then shuts
 /// down gracefully within `TELEPATH_DRAIN_SECS`: no new connections, the
 /// requests in flight finish (their messages commit and are acknowledged),
-/// then [`ApiState::close`] flushes the writer.
+/// then [`ApiState::close`] flushes the writer and the outboxes.
 pub async fn run(
     listener: TcpListener,
     state: ApiState,
@@ -253,7 +267,7 @@ pub async fn run(
     let drain = state.common().drain();
     let served = serve_gracefully(listener, router(state.clone()), shutdown, drain).await;
     if tokio::time::timeout(drain, state.close()).await.is_err() {
-        tracing::warn!("the writer did not finish within the drain deadline");
+        tracing::warn!("the writer and outboxes did not finish within the drain deadline");
     }
     served
 }

@@ -1,6 +1,7 @@
 //! The api's Prometheus metrics.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+use telepath_shared::bus::outbox::OutboxMetricFamilies;
 use telepath_shared::telemetry::register;
 
 /// Counters and histograms of the api.
@@ -12,8 +13,9 @@ pub struct ApiMetrics {
     pub batch_size: Histogram,
     /// Time from BEGIN to COMMIT of one group commit.
     pub commit_seconds: Histogram,
-    /// Publishes to the bus that failed after commit (repaired by gap repair).
-    pub publish_failures: IntCounter,
+    /// The outboxes' depth, drops and failed publish attempts, one series
+    /// per outbox (`rooms`, `dms`).
+    pub outboxes: OutboxMetricFamilies,
     /// Room messages waiting for the writer, as of its last batch.
     pub writer_queue: IntGauge,
 }
@@ -52,14 +54,7 @@ impl ApiMetrics {
                 )
                 .unwrap(),
             ),
-            publish_failures: register(
-                registry,
-                IntCounter::new(
-                    "telepath_api_publish_failures_total",
-                    "Bus publishes that failed after commit",
-                )
-                .unwrap(),
-            ),
+            outboxes: OutboxMetricFamilies::register(registry, "telepath_api"),
             writer_queue: register(
                 registry,
                 IntGauge::new(

@@ -12,10 +12,11 @@ use telepath_shared::protocol::{
     Room, RoomClosed, RoomList, ServerFrame, UserRef, is_canonical_id, room_channel, user_channel,
 };
 
-use telepath_shared::bus::Bus;
+use telepath_shared::bus::Outgoing;
 
 use crate::ApiState;
 use crate::auth::AuthUser;
+use crate::outbox::Outbox;
 use crate::store::{self, PageAnchor, db_err, now};
 
 /// Largest `max_participants` a room may ask for.
@@ -120,7 +121,12 @@ pub(crate) async fn join(
     let id = room_id(&id)?;
     let joined = store::join_room(&state.db().write, id, &claims.user_ref(), claims.role).await?;
     if joined.new {
-        announce_member(state.bus(), id, claims.user_ref(), MemberAction::Joined).await;
+        announce_member(
+            &state.outboxes().rooms,
+            id,
+            claims.user_ref(),
+            MemberAction::Joined,
+        );
     }
     Ok(Json(joined.participant))
 }
@@ -135,21 +141,23 @@ pub(crate) async fn leave(
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
     store::leave_room(&state.db().write, id, &claims.sub).await?;
-    announce_member(state.bus(), id, claims.user_ref(), MemberAction::Left).await;
+    announce_member(
+        &state.outboxes().rooms,
+        id,
+        claims.user_ref(),
+        MemberAction::Left,
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Tells the room that `user` joined or left (a `member` event). A leave
 /// also goes to the user's own channel: every gateway holding one of their
 /// connections stops relaying the room to it, as the user is no longer a
-/// participant. After commit; a failed publish is logged (the database is
-/// the truth, and the user's connections get `forbidden` on their next send).
-pub(crate) async fn announce_member(
-    bus: &dyn Bus,
-    room: &str,
-    user: UserRef,
-    action: MemberAction,
-) {
+/// participant. After commit, through the `rooms` outbox (in the order of
+/// the room's commits); an event the outbox drops is not repaired (the
+/// database is the truth, and the user's connections get `forbidden` on
+/// their next send).
+pub(crate) fn announce_member(outbox: &Outbox, room: &str, user: UserRef, action: MemberAction) {
     let user_id = user.id.clone();
     let frame = bytes::Bytes::from(
         ServerFrame::Member(MemberEvent {
@@ -163,11 +171,11 @@ pub(crate) async fn announce_member(
     if action == MemberAction::Left {
         channels.push(user_channel(&user_id));
     }
-    for channel in channels {
-        if let Err(e) = bus.publish(&channel, frame.clone()).await {
-            tracing::warn!(error = %e, room, "member event publish failed");
-        }
-    }
+    outbox.push(
+        channels
+            .into_iter()
+            .map(|channel| Outgoing::new(channel, frame.clone())),
+    );
 }
 
 /// `?before=&after=&limit=` of a history page.
@@ -321,12 +329,7 @@ pub(crate) async fn close(
         room: id.to_owned(),
         by: claims.user_ref(),
     });
-    if let Err(e) = state
-        .bus()
-        .publish(&room_channel(id), bytes::Bytes::from(frame.to_json()))
-        .await
-    {
-        tracing::warn!(error = %e, room = id, "room_closed publish failed");
-    }
+    let closed = Outgoing::new(room_channel(id), bytes::Bytes::from(frame.to_json()));
+    state.outboxes().rooms.push([closed]);
     Ok(StatusCode::NO_CONTENT)
 }

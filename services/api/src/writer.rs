@@ -3,10 +3,12 @@
 //! Handlers queue [`SendJob`]s; one task takes as many as are waiting (up to
 //! `TELEPATH_COMMIT_BATCH`, default 256), persists them in one
 //! `BEGIN IMMEDIATE` transaction of a few statements ([`batch`]; a refused
-//! job does not sink the batch, a database error does), commits, and only
-//! then publishes each new message to `room:{id}` in seq order and
-//! answers its caller. One task means commits and publishes happen in one
-//! order, so every subscriber sees a room's messages in seq order.
+//! job does not sink the batch, a database error does), commits, then
+//! pushes each new message for `room:{id}` to the `rooms` outbox in seq
+//! order and answers its caller at once: the outbox publishes later, and
+//! Redis being slow or away never delays a reply. One task means commits
+//! and pushes happen in one order, and the outbox keeps it, so every
+//! subscriber sees a room's messages in seq order.
 //!
 //! Each job remembers its caller's trace; when traces are exported, its
 //! message gets a `message.commit` span in that trace, and the message goes
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sqlx::SqlitePool;
-use telepath_shared::bus::{Bus, Outgoing};
+use telepath_shared::bus::Outgoing;
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{InternalSend, Message, ServerFrame, room_channel};
 use telepath_shared::telemetry;
@@ -28,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ApiMetrics;
+use crate::outbox::Outbox;
 
 mod batch;
 
@@ -106,8 +109,8 @@ impl WriterHandle {
             .map_err(|_| ApiError::unavailable("the message writer is overloaded"))
     }
 
-    /// Stops taking jobs, commits (and publishes and answers) every job
-    /// already queued, and returns once the writer task has finished.
+    /// Stops taking jobs, commits (and pushes to the outbox and answers)
+    /// every job already queued, and returns once the writer task has finished.
     pub(crate) async fn close(&self) {
         self.stop.cancel();
         let task = self.task.lock().expect("writer lock poisoned").take();
@@ -117,17 +120,25 @@ impl WriterHandle {
     }
 }
 
-/// Starts the writer task on `pool` (the single-connection write pool).
-/// `max_batch` bounds the messages of one transaction (1 turns group commit off).
+/// Starts the writer task on `pool` (the single-connection write pool),
+/// committed messages going to `outbox`. `max_batch` bounds the messages
+/// of one transaction (1 turns group commit off).
 pub(crate) fn spawn(
     pool: SqlitePool,
-    bus: Arc<dyn Bus>,
+    outbox: Arc<Outbox>,
     metrics: ApiMetrics,
     max_batch: usize,
 ) -> WriterHandle {
     let (tx, rx) = mpsc::channel(QUEUE);
     let stop = CancellationToken::new();
-    let task = tokio::spawn(run(rx, pool, bus, metrics, max_batch.max(1), stop.clone()));
+    let task = tokio::spawn(run(
+        rx,
+        pool,
+        outbox,
+        metrics,
+        max_batch.max(1),
+        stop.clone(),
+    ));
     WriterHandle {
         tx,
         stop,
@@ -140,7 +151,7 @@ pub(crate) fn spawn(
 async fn run(
     mut rx: mpsc::Receiver<SendJob>,
     pool: SqlitePool,
-    bus: Arc<dyn Bus>,
+    outbox: Arc<Outbox>,
     metrics: ApiMetrics,
     max_batch: usize,
     stop: CancellationToken,
@@ -159,7 +170,7 @@ async fn run(
             break;
         }
         metrics.writer_queue.set(rx.len() as i64);
-        commit_batch(&pool, bus.as_ref(), &metrics, std::mem::take(&mut batch)).await;
+        commit_batch(&pool, &outbox, &metrics, std::mem::take(&mut batch)).await;
     }
     metrics.writer_queue.set(0);
     tracing::debug!("message writer stopped");
@@ -172,7 +183,12 @@ struct Persisted {
     fresh: bool,
 }
 
-async fn commit_batch(pool: &SqlitePool, bus: &dyn Bus, metrics: &ApiMetrics, batch: Vec<SendJob>) {
+async fn commit_batch(
+    pool: &SqlitePool,
+    outbox: &Outbox,
+    metrics: &ApiMetrics,
+    batch: Vec<SendJob>,
+) {
     let started = Instant::now();
     let spans = commit_spans(&batch);
     let outcomes = match persist_all(pool, &batch).await {
@@ -190,7 +206,7 @@ async fn commit_batch(pool: &SqlitePool, bus: &dyn Bus, metrics: &ApiMetrics, ba
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     metrics.batch_size.observe(batch.len() as f64);
-    // Every new message of the batch goes out in one ordered publish, each in its trace.
+    // Every new message of the batch goes to the outbox in seq order, each in its trace.
     let fresh: Vec<(&Message, Option<String>)> = outcomes
         .iter()
         .zip(&spans)
@@ -203,7 +219,7 @@ async fn commit_batch(pool: &SqlitePool, bus: &dyn Bus, metrics: &ApiMetrics, ba
         })
         .collect();
     metrics.messages_persisted.inc_by(fresh.len() as u64);
-    publish(bus, metrics, &fresh).await;
+    push(outbox, &fresh);
     for (job, outcome) in batch.into_iter().zip(outcomes) {
         // The caller may have gone away; the message is committed regardless.
         let _ = job.reply.send(outcome.map(|p| p.message));
@@ -229,22 +245,15 @@ fn commit_spans(batch: &[SendJob]) -> Vec<Option<tracing::Span>> {
         .collect()
 }
 
-/// Publishes committed messages, in seq order. A failure is logged and
-/// counted: the messages are safe in SQLite and reach members through
-/// resume and gap repair.
-async fn publish(bus: &dyn Bus, metrics: &ApiMetrics, messages: &[(&Message, Option<String>)]) {
-    let frames: Vec<Outgoing> = messages
-        .iter()
-        .map(|(m, trace)| Outgoing {
-            channel: room_channel(&m.room),
-            payload: Bytes::from(ServerFrame::Message((*m).clone()).to_json()),
-            traceparent: trace.clone(),
-        })
-        .collect();
-    if let Err(e) = bus.publish_many(&frames).await {
-        metrics.publish_failures.inc_by(frames.len() as u64);
-        tracing::warn!(error = %e, messages = frames.len(), "publish after commit failed");
-    }
+/// Queues committed messages for the bus, in seq order, without waiting.
+/// The outbox retries while Redis is away; a message it drops when full is
+/// safe in SQLite and reaches members through gap repair and resume.
+fn push(outbox: &Outbox, messages: &[(&Message, Option<String>)]) {
+    outbox.push(messages.iter().map(|(m, trace)| Outgoing {
+        channel: room_channel(&m.room),
+        payload: Bytes::from(ServerFrame::Message((*m).clone()).to_json()),
+        traceparent: trace.clone(),
+    }));
 }
 
 /// Persists the batch in one transaction (see [`batch`]).

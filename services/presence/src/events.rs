@@ -8,12 +8,16 @@
 //! - a typing change becomes the `typing` server frame on `room:{id}`,
 //!   ready for gateways to relay as is.
 //!
-//! One batch of changes is one `publish_many`, in order. The bus is
-//! at-most-once: a failed publish is logged and counted, never retried and
-//! never a panic. Deciding *what* changed is the store's job, not this one's.
+//! Changes go to the bus through an outbox (`telepath_shared::bus::outbox`),
+//! in order, without waiting: a publish that fails (Redis restarting, a
+//! broken connection) or stalls is retried until Redis is back, so an event
+//! announced during an outage arrives after it (possibly twice, when an
+//! attempt got through in part). Deciding *what* changed is the store's
+//! job, not this one's.
 
 use bytes::Bytes;
-use telepath_shared::bus::{Bus, Outgoing};
+use telepath_shared::bus::Outgoing;
+use telepath_shared::bus::outbox::Outbox;
 use telepath_shared::protocol::{
     PRESENCE_CHANNEL, PresenceBroadcast, PresenceEvent, ServerFrame, TypingEvent, room_channel,
 };
@@ -51,30 +55,23 @@ pub(crate) fn message(change: &Change) -> (String, Bytes) {
     }
 }
 
-/// Publishes `changes` in order at `now_ms` and updates the event metrics.
-pub(crate) async fn publish(bus: &dyn Bus, metrics: &Metrics, changes: &[Change], now_ms: i64) {
+/// Queues `changes` for the bus in order at `now_ms` and updates the event
+/// metrics (an event counts as published once it is in the outbox).
+pub(crate) fn push(outbox: &Outbox, metrics: &Metrics, changes: &[Change], now_ms: i64) {
     if changes.is_empty() {
         return;
     }
-    let messages: Vec<Outgoing> = changes
-        .iter()
-        .map(|c| {
-            let (channel, payload) = message(c);
-            Outgoing::new(channel, payload)
-        })
-        .collect();
-    if let Err(e) = bus.publish_many(&messages).await {
-        metrics.publish_failures.inc();
-        tracing::warn!(error = %e, events = changes.len(), "publishing presence events failed");
-        return;
-    }
+    outbox.push(changes.iter().map(|c| {
+        let (channel, payload) = message(c);
+        Outgoing::new(channel, payload)
+    }));
     for change in changes {
         match change {
             Change::Presence(p) => {
                 metrics.events.with_label_values(&[p.status.as_str()]).inc();
                 let lag_ms = now_ms.saturating_sub(p.cause_ms).max(0);
                 metrics.event_lag.observe(lag_ms as f64 / 1000.0);
-                tracing::debug!(user_id = %p.user.id, status = p.status.as_str(), lag_ms, "presence published");
+                tracing::debug!(user_id = %p.user.id, status = p.status.as_str(), lag_ms, "presence queued");
             }
             Change::Typing(_) => metrics.typing_events.inc(),
         }
@@ -83,8 +80,12 @@ pub(crate) async fn publish(bus: &dyn Bus, metrics: &Metrics, changes: &[Change]
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use serde_json::{Value, json};
+    use telepath_shared::bus::Bus;
     use telepath_shared::bus::memory::MemoryBroker;
+    use telepath_shared::bus::outbox::{OutboxLimits, OutboxMetrics};
     use telepath_shared::protocol::{Status, StatusChoice, UserRef};
 
     use super::*;
@@ -171,7 +172,12 @@ mod tests {
         let metrics = Metrics::new(&registry);
         let (bus, mut rx) = MemoryBroker::new().connect(8);
         bus.subscribe("presence").await.unwrap();
-        publish(&bus, &metrics, &[offline()], 1_700_000_001_250).await;
+        let outbox = Outbox::new(
+            Arc::new(bus),
+            OutboxLimits::default(),
+            OutboxMetrics::detached(),
+        );
+        push(&outbox, &metrics, &[offline()], 1_700_000_001_250);
         assert_eq!(rx.recv().await.unwrap().channel, "presence");
         assert_eq!(metrics.events.with_label_values(&["offline"]).get(), 1);
         assert_eq!(metrics.event_lag.get_sample_count(), 1);

@@ -6,9 +6,10 @@
 //!
 //! - [`store`]: the [`store::PresenceStore`] trait and its state machine,
 //!   with memory and Redis implementations; it returns [`change::Change`]s.
-//! - `events`: publishes changes — `PresenceBroadcast` JSON on the
-//!   `presence` channel (with the user's choice record, which gateways
-//!   repeat in their heartbeats), `typing` frames on `room:{id}`.
+//! - `events`: publishes changes through an outbox that retries while
+//!   Redis is away — `PresenceBroadcast` JSON on the `presence` channel
+//!   (with the user's choice record, which gateways repeat in their
+//!   heartbeats), `typing` frames on `room:{id}`.
 //! - [`PresenceState`]: the shared state; [`routes`]/[`router`] serve it over
 //!   HTTP: gateways' `POST /internal/presence/{reports,heartbeat}`,
 //!   the api's `GET /internal/presence/users/{user_id}/connections`
@@ -63,7 +64,8 @@ pub fn router(state: PresenceState) -> Router {
     http.layer(routes(state).merge(ops).fallback(not_found))
 }
 
-/// Serves [`router`] on `listener`, with the sweeper, until `shutdown` is cancelled.
+/// Serves [`router`] on `listener`, with the sweeper, until `shutdown` is
+/// cancelled; then publishes the events still queued ([`PresenceState::close`]).
 pub async fn run(
     listener: TcpListener,
     state: PresenceState,
@@ -74,7 +76,11 @@ pub async fn run(
     }
     spawn_sweeper(&state, shutdown.clone());
     let drain = state.drain();
-    telepath_shared::http::serve_gracefully(listener, router(state), shutdown, drain).await
+    let served =
+        telepath_shared::http::serve_gracefully(listener, router(state.clone()), shutdown, drain)
+            .await;
+    state.close().await;
+    served
 }
 
 /// Starts the sweeper on `state` (it stops when `shutdown` is cancelled).

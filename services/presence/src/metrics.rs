@@ -1,10 +1,11 @@
 //! Presence metrics, registered once in the service's Prometheus registry.
 //!
-//! Names follow `telepath_presence_<thing>_<unit|total>`. The only label is
-//! `status` (five values): nothing per user, room or connection ever becomes
-//! a label.
+//! Names follow `telepath_presence_<thing>_<unit|total>`. The only labels
+//! are `status` (five values) and `outbox` (one, `events`): nothing per
+//! user, room or connection ever becomes a label.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use telepath_shared::bus::outbox::{OutboxMetricFamilies, OutboxMetrics};
 use telepath_shared::telemetry::register;
 
 /// Buckets of the event lag histogram, seconds: from "at once" (report
@@ -30,8 +31,9 @@ pub(crate) struct Metrics {
     pub(crate) events: IntCounterVec,
     /// Typing events published (started and stopped).
     pub(crate) typing_events: IntCounter,
-    /// Bus publishes that failed (their events are lost).
-    pub(crate) publish_failures: IntCounter,
+    /// The event outbox's depth, drops and failed publish attempts
+    /// (`telepath_presence_publish_failures_total{outbox="events"}`).
+    pub(crate) outbox: OutboxMetrics,
     /// Seconds from the moment a presence change became due to its publish.
     pub(crate) event_lag: Histogram,
 }
@@ -92,10 +94,7 @@ impl Metrics {
                 "telepath_presence_typing_events_total",
                 "Typing events published on the bus",
             ),
-            publish_failures: counter(
-                "telepath_presence_publish_failures_total",
-                "Bus publishes of presence or typing events that failed",
-            ),
+            outbox: OutboxMetricFamilies::register(registry, "telepath_presence").outbox("events"),
             event_lag: register(registry, lag),
         }
     }

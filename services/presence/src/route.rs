@@ -90,7 +90,7 @@ async fn apply(
     now_ms: i64,
 ) -> Result<StatusCode, ApiError> {
     let result = state.store().apply(reports, now_ms).await;
-    let changes = state.announce(result, |changes| changes).await?;
+    let changes = state.announce(result, |changes| changes)?;
     tracing::debug!(
         reports = reports.len(),
         changes = changes.len(),
@@ -126,7 +126,7 @@ async fn heartbeat(
     check_heartbeat(&report)?;
     state.metrics().heartbeats.inc();
     let result = state.store().heartbeat(&report, now).await;
-    state.announce(result, |changes| changes).await?;
+    state.announce(result, |changes| changes)?;
     tracing::debug!("heartbeat stored");
     Ok(StatusCode::NO_CONTENT)
 }

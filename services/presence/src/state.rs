@@ -1,8 +1,10 @@
 //! The service state every handler and the sweeper share: the store, the
-//! bus events go to, the token keys, the settings, the clock and the metrics.
+//! outbox events go to the bus through, the token keys, the settings, the
+//! clock and the metrics.
 //!
-//! Cloning is cheap (one `Arc`). The state owns no task: the sweeper, which
-//! works on the state, is started beside it (`spawn_sweeper` in `lib.rs`).
+//! Cloning is cheap (one `Arc`). The state owns one task, the outbox's;
+//! the sweeper, which works on the state, is started beside it
+//! (`spawn_sweeper` in `lib.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use anyhow::Context;
 use prometheus::Registry;
 use telepath_shared::auth::JwtKeys;
 use telepath_shared::bus::Bus;
+use telepath_shared::bus::outbox::{Outbox, OutboxLimits};
 use telepath_shared::config::Common;
 use telepath_shared::http::ApiError;
 
@@ -34,7 +37,8 @@ pub struct PresenceState {
 
 struct Inner {
     store: Arc<dyn PresenceStore>,
-    bus: Arc<dyn Bus>,
+    /// Events on their way to the bus, in order, retried while Redis is away.
+    outbox: Outbox,
     keys: JwtKeys,
     internal_token: String,
     heartbeat_ms: u64,
@@ -55,8 +59,8 @@ impl std::fmt::Debug for PresenceState {
 
 impl PresenceState {
     /// Uses a Redis store when `common.redis_url` is set, else the
-    /// in-memory one; presence events go to `bus`; registers the metrics in
-    /// `registry`.
+    /// in-memory one; presence events go to `bus` (through an outbox, whose
+    /// task starts here); registers the metrics in `registry`.
     pub async fn build(
         common: Common,
         config: PresenceConfig,
@@ -96,16 +100,18 @@ impl PresenceState {
         store: Arc<dyn PresenceStore>,
         clock: Clock,
     ) -> Self {
+        let metrics = Metrics::new(&registry);
+        let outbox = Outbox::new(bus, OutboxLimits::default(), metrics.outbox.clone());
         PresenceState {
             inner: Arc::new(Inner {
                 store,
-                bus,
+                outbox,
                 keys: JwtKeys::new(&common.jwt_secret),
                 internal_token: common.internal_token(),
                 drain: common.drain(),
                 heartbeat_ms: common.heartbeat_ms.max(1),
                 clock,
-                metrics: Metrics::new(&registry),
+                metrics,
                 registry,
             }),
         }
@@ -146,29 +152,35 @@ impl PresenceState {
         self.inner.clock.now_ms()
     }
 
-    /// Publishes `changes` on the bus (failures are logged and counted).
-    pub(crate) async fn publish(&self, changes: &[Change]) {
+    /// Queues `changes` for the bus, without waiting for it.
+    pub(crate) fn publish(&self, changes: &[Change]) {
         let now = self.now_ms();
-        events::publish(self.inner.bus.as_ref(), &self.inner.metrics, changes, now).await;
+        events::push(&self.inner.outbox, &self.inner.metrics, changes, now);
     }
 
     /// Publishes what a store operation changed, also when it failed part-way
     /// (those changes happened and nobody else will announce them).
-    pub(crate) async fn announce<T>(
+    pub(crate) fn announce<T>(
         &self,
         result: Result<T, Interrupted>,
         changes: impl FnOnce(&T) -> &[Change],
     ) -> Result<T, store::Error> {
         match result {
             Ok(done) => {
-                self.publish(changes(&done)).await;
+                self.publish(changes(&done));
                 Ok(done)
             }
             Err(Interrupted { changes, error }) => {
-                self.publish(&changes).await;
+                self.publish(&changes);
                 Err(error)
             }
         }
+    }
+
+    /// The end of a graceful shutdown: publishes the events still in the
+    /// outbox, for at most `TELEPATH_DRAIN_SECS`.
+    pub async fn close(&self) {
+        self.inner.outbox.close(self.inner.drain).await;
     }
 
     /// How often the sweeper runs: a quarter heartbeat, at most 250 ms.

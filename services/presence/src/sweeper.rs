@@ -48,7 +48,7 @@ pub(crate) async fn run(state: PresenceState, shutdown: CancellationToken) {
 /// expired; with `count`, also recount the gauges.
 pub(crate) async fn sweep_once(state: &PresenceState, count: bool) -> Result<Swept, Error> {
     let result = state.store().sweep(state.now_ms()).await;
-    let swept = state.announce(result, |swept| &swept.changes).await?;
+    let swept = state.announce(result, |swept| &swept.changes)?;
     for conn_id in &swept.expired {
         tracing::debug!(conn_id = %conn_id, "connection expired");
     }

@@ -11,7 +11,11 @@
 //! stored. After the commit every new DM goes out in one pipeline: to the
 //! recipient's `user:` channel (the number of nodes there says whether the
 //! recipient is connected: `delivered`) and to the sender's (their other
-//! devices).
+//! devices). That pipeline is tried at once only when the `dms` outbox is
+//! empty, for at most [`DM_PUBLISH_WITHIN`]; otherwise, or when it fails or
+//! times out, the DMs queue in the outbox behind the earlier ones and the
+//! reply says `delivered: false` (the DMs are in the offline queue either
+//! way).
 
 use std::collections::HashMap;
 
@@ -27,6 +31,7 @@ use telepath_shared::telemetry;
 
 use super::{DM_COLUMNS, DmRow};
 use crate::ApiState;
+use crate::outbox::DM_PUBLISH_WITHIN;
 use crate::store::{self, db_err, now};
 
 /// Rows per `INSERT` statement (7 parameters each, far below SQLite's limit).
@@ -253,8 +258,10 @@ async fn insert(
 
 /// Publishes the batch's new DMs in one pipeline, in order: each to its
 /// recipient's and its sender's other devices. Returns, by DM index,
-/// whether the recipient had a live connection. A failed publish leaves
-/// the DMs queued (they come on the recipient's next connect).
+/// whether the recipient had a live connection, when the pipeline went out
+/// at once; when it was queued in the outbox instead, none (`delivered:
+/// false`). A DM the outbox drops stays in the offline queue (it comes on
+/// the recipient's next connect).
 async fn publish(
     state: &ApiState,
     decided: &[Decided],
@@ -284,15 +291,13 @@ async fn publish(
     if messages.is_empty() {
         return HashMap::new();
     }
-    match state.bus().publish_many(&messages).await {
-        Ok(receivers) => recipients
+    let outbox = &state.outboxes().dms;
+    match outbox.publish_or_push(messages, DM_PUBLISH_WITHIN).await {
+        Some(receivers) => recipients
             .into_iter()
             .map(|(i, at)| (i, receivers.get(at).is_some_and(|n| *n > 0)))
             .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, dms = recipients.len(), "DM publish failed; they stay queued");
-            HashMap::new()
-        }
+        None => HashMap::new(),
     }
 }
 

@@ -87,7 +87,7 @@ async fn presence_changes_on_the_bus_are_persisted_to_the_user() {
     use telepath_shared::bus::Bus;
     let api = spawn_api().await;
     let ada = api.login("ada").await;
-    let (publisher, _rx) = api.broker.connect(4);
+    let (publisher, _rx) = api.broker().connect(4);
     let change = json!({"rooms": [], "event": {"user": {"id": ada.id, "name": "ada"}, "status": "meditating",
         "text": "om", "last_seen": "2026-11-23T11:00:00Z"}});
     let db = api.db().await;

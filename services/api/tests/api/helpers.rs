@@ -1,4 +1,5 @@
-//! Spawning an api on port 0 with a temp database and an in-memory bus.
+//! Spawning an api on port 0 with a temp database and an in-memory bus (or
+//! a given one: Redis).
 
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ pub(crate) struct TestApi {
     pub(crate) url: String,
     pub(crate) http: Client,
     pub(crate) internal_token: String,
-    pub(crate) broker: MemoryBroker,
+    /// The in-memory bus the api is on, unless it was given another.
+    pub(crate) broker: Option<MemoryBroker>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) dir: tempfile::TempDir,
 }
@@ -37,16 +39,27 @@ pub(crate) async fn spawn_api() -> TestApi {
 
 /// An api whose settings `tweak` adjusts first (the shared ones, and its own).
 pub(crate) async fn spawn_api_with(tweak: impl FnOnce(&mut Common, &mut ApiConfig)) -> TestApi {
+    let broker = MemoryBroker::new();
+    let (bus, inbound) = broker.connect(16);
+    let mut api = spawn_api_on(Arc::new(bus), inbound, tweak).await;
+    api.broker = Some(broker);
+    api
+}
+
+/// An api on `bus` (receiving on `inbound`), its settings adjusted by `tweak`.
+pub(crate) async fn spawn_api_on(
+    bus: Arc<dyn Bus>,
+    inbound: Inbound,
+    tweak: impl FnOnce(&mut Common, &mut ApiConfig),
+) -> TestApi {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("api.db").display());
     let mut common = Common::for_tests(SECRET);
     let mut config = ApiConfig::for_tests(&db);
     tweak(&mut common, &mut config);
     let internal_token = common.internal_token();
-    let broker = MemoryBroker::new();
-    let (bus, inbound) = broker.connect(16);
     let registry = prometheus::Registry::new();
-    let state = ApiState::build(common, config, Arc::new(bus), inbound, registry)
+    let state = ApiState::build(common, config, bus, inbound, registry)
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -57,7 +70,7 @@ pub(crate) async fn spawn_api_with(tweak: impl FnOnce(&mut Common, &mut ApiConfi
         url,
         http: Client::new(),
         internal_token,
-        broker,
+        broker: None,
         shutdown,
         dir,
     }
@@ -137,9 +150,15 @@ impl TestApi {
         answer["dms"][0].take()
     }
 
-    /// A bus node subscribed to `channel`, to watch what the api publishes.
+    /// The in-memory bus of an api spawned on one.
+    pub(crate) fn broker(&self) -> &MemoryBroker {
+        self.broker.as_ref().expect("an api on the in-memory bus")
+    }
+
+    /// A bus node subscribed to `channel`, to watch what the api publishes
+    /// (an api on the in-memory bus).
     pub(crate) async fn watch(&self, channel: &str) -> (impl Bus, Inbound) {
-        let (bus, rx) = self.broker.connect(1024);
+        let (bus, rx) = self.broker().connect(1024);
         bus.subscribe(channel).await.unwrap();
         (bus, rx)
     }

@@ -5,4 +5,5 @@ mod batches;
 mod connections;
 mod helpers;
 mod messages;
+mod outage;
 mod rooms;

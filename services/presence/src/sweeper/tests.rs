@@ -90,7 +90,7 @@ impl Rig {
     /// Applies reports now and publishes their changes, like the route does.
     async fn report(&self, reports: &[PresenceReport]) {
         let result = self.state.store().apply(reports, self.state.now_ms()).await;
-        self.state.announce(result, |c| c).await.unwrap();
+        self.state.announce(result, |c| c).unwrap();
     }
 
     /// The next bus message within `within` (virtual time), as (channel, JSON).

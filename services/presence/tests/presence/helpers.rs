@@ -1,5 +1,5 @@
 //! Test helpers: a presence service running in-process on a free port,
-//! publishing on an in-memory bus the test listens to; a client that speaks
+//! publishing on a bus the test listens to (in memory, or Redis); a client that speaks
 //! to it like a gateway or a user would; and [`eventually`] for waiting on a
 //! condition instead of sleeping.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use telepath_presence::{PresenceConfig, PresenceState, PresenceSummary, UserConnections, run};
 use telepath_shared::auth::{INTERNAL_HEADER, JwtKeys};
-use telepath_shared::bus::memory::{MemoryBroker, MemoryBus};
+use telepath_shared::bus::memory::MemoryBroker;
 use telepath_shared::bus::{Bus, BusMessage, Inbound};
 use telepath_shared::config::Common;
 use telepath_shared::protocol::{
@@ -47,8 +47,8 @@ pub(crate) struct TestPresence {
     pub(crate) client: reqwest::Client,
     internal_token: String,
     shutdown: CancellationToken,
-    /// A bus node of the service's broker, subscribed to `presence`.
-    listener: MemoryBus,
+    /// A node of the service's bus, subscribed to `presence`.
+    listener: Box<dyn Bus>,
     events: Mutex<Inbound>,
 }
 
@@ -61,25 +61,37 @@ impl Drop for TestPresence {
 /// Starts presence with `config` on 127.0.0.1:0, publishing on an in-memory
 /// bus whose `presence` channel the returned handle listens to.
 pub(crate) async fn spawn_presence(config: TestConfig) -> TestPresence {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let internal_token = config.common.internal_token();
     let broker = MemoryBroker::new();
     let (bus, _inbound) = broker.connect(16);
-    let (bus_listener, events) = broker.connect(4096);
-    bus_listener.subscribe("presence").await.unwrap();
+    let (listener, events) = broker.connect(4096);
+    spawn_presence_on(config, Arc::new(bus), Box::new(listener), events).await
+}
+
+/// Starts presence with `config` on 127.0.0.1:0, publishing on `bus`;
+/// `listener`, another node of that bus receiving on `events`, is
+/// subscribed to `presence` for the returned handle.
+pub(crate) async fn spawn_presence_on(
+    config: TestConfig,
+    bus: Arc<dyn Bus>,
+    listener: Box<dyn Bus>,
+    events: Inbound,
+) -> TestPresence {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let internal_token = config.common.internal_token();
+    listener.subscribe("presence").await.unwrap();
     let registry = prometheus::Registry::new();
-    let state = PresenceState::build(config.common, config.presence, Arc::new(bus), registry)
+    let state = PresenceState::build(config.common, config.presence, bus, registry)
         .await
         .expect("presence builds");
     let shutdown = CancellationToken::new();
-    tokio::spawn(run(listener, state, shutdown.clone()));
+    tokio::spawn(run(tcp, state, shutdown.clone()));
     TestPresence {
         addr,
         client: reqwest::Client::new(),
         internal_token,
         shutdown,
-        listener: bus_listener,
+        listener,
         events: Mutex::new(events),
     }
 }

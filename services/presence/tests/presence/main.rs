@@ -6,6 +6,7 @@ mod events;
 mod expiry;
 mod helpers;
 mod online;
+mod outage;
 mod query;
 mod repair;
 mod typing;
