@@ -15,6 +15,7 @@
 
 mod batch;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
@@ -26,7 +27,8 @@ use serde::Deserialize;
 use sqlx::SqlitePool;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
-    DirectMessage, DmState, ErrorEnvelope, InternalAcks, PendingDms, UserRef, is_canonical_id,
+    DirectMessage, DmState, ErrorEnvelope, InternalAcks, InternalPendingDms, PendingDms,
+    PendingDmsByUser, UserPendingDms, UserRef, is_canonical_id,
 };
 
 pub(crate) use batch::store;
@@ -144,6 +146,34 @@ async fn pending_of(pool: &SqlitePool, user_id: &str, limit: i64) -> Result<Pend
     })
 }
 
+/// The queued, unexpired DMs of each of `user_ids`, oldest first, at most
+/// `limit` each, in one statement; users with none are absent.
+async fn pending_of_many(
+    pool: &SqlitePool,
+    user_ids: &[String],
+    limit: i64,
+) -> Result<HashMap<String, Vec<DirectMessage>>, ApiError> {
+    // User ids are canonical UUIDs (checked by the caller), safe in JSON.
+    let ids = serde_json::to_string(user_ids).expect("strings serialise");
+    let sql = sqlx::AssertSqlSafe(format!(
+        "{DM_COLUMNS} JOIN dm_queue q2 ON q2.message_id = m.id WHERE q2.recipient_id IN (SELECT value FROM json_each(?)) AND q2.expires_at > ? ORDER BY q2.recipient_id, q2.queued_at, m.id"
+    ));
+    let rows: Vec<DmRow> = sqlx::query_as(sql)
+        .bind(ids)
+        .bind(now())
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    let mut by_user: HashMap<String, Vec<DirectMessage>> = HashMap::new();
+    for row in &rows {
+        let queue = by_user.entry(row.recipient_id.clone()).or_default();
+        if (queue.len() as i64) < limit {
+            queue.push(row.message());
+        }
+    }
+    Ok(by_user)
+}
+
 /// `?user_id=` of the internal pending route.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -169,6 +199,29 @@ pub(crate) async fn pending_internal(
         )
         .await?,
     ))
+}
+
+/// The offline queues of several users at once, for a gateway catching up
+/// after its bus subscription came back.
+#[utoipa::path(post, path = "/internal/dms/pending", tag = "internal", request_body = InternalPendingDms,
+    responses((status = 200, description = "One entry per user id asked about, in order: their queued DMs, oldest first, as GET /internal/dms/pending returns them", body = PendingDmsByUser), (status = 400, description = "Invalid input: more than 100 user ids, or one that is not a lowercase UUID", body = ErrorEnvelope),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+pub(crate) async fn pending_internal_many(
+    State(state): State<ApiState>,
+    _: Internal,
+    JsonBody(req): JsonBody<InternalPendingDms>,
+) -> Result<Json<PendingDmsByUser>, ApiError> {
+    req.check()?;
+    let limit = state.config().offline_queue_max;
+    let by_user = pending_of_many(&state.db().read, &req.user_ids, limit).await?;
+    let users = req.user_ids.into_iter().map(|user_id| UserPendingDms {
+        messages: by_user.get(&user_id).cloned().unwrap_or_default(),
+        user_id,
+    });
+    Ok(Json(PendingDmsByUser {
+        users: users.collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/dms/pending", tag = "dms",

@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
-    self, DmOutcome, ErrorBody, InternalJoin, InternalSendBatch, InternalSendResults, JoinResult,
-    MAX_SEND_BATCH, MemberAction, MessagePage, Role, SendOutcome,
+    self, DmOutcome, ErrorBody, InternalJoin, InternalMemberships, InternalSendBatch,
+    InternalSendResults, JoinResult, MAX_SEND_BATCH, MemberAction, Memberships, MessagePage, Role,
+    SendOutcome,
 };
 
 use crate::auth::Internal;
@@ -137,6 +138,24 @@ fn split<T>(result: Result<T, ApiError>) -> (Option<T>, Option<ErrorBody>) {
         Ok(made) => (Some(made), None),
         Err(e) => (None, Some(e.body())),
     }
+}
+
+/// Largest memberships body. The most a query may hold, 10,000 user ids
+/// and 1,000 room ids, is under half of it; a larger body gets 413.
+pub(crate) const MAX_MEMBERSHIPS_BYTES: usize = 1 << 20;
+
+/// Which rooms are still active and who still takes part in them, for a
+/// gateway catching up after its bus subscription came back.
+#[utoipa::path(post, path = "/internal/memberships", tag = "internal", request_body = InternalMemberships,
+    responses((status = 200, description = "One entry per room asked about, in order: whether it exists and is active, and which of the listed users are active participants (none when it is not active)", body = Memberships), (status = 400, description = "Invalid input: more than 1,000 rooms or 10,000 user ids, or an id that is not a lowercase UUID", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large (1 MiB)", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+pub(crate) async fn memberships(
+    State(state): State<ApiState>,
+    _: Internal,
+    JsonBody(req): JsonBody<InternalMemberships>,
+) -> Result<Json<Memberships>, ApiError> {
+    req.check()?;
+    Ok(Json(store::memberships(&state.db().read, &req).await?))
 }
 
 /// History for the gateway (resume, gap repair): no membership check.

@@ -206,11 +206,15 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(internal::leave))
         .routes(routes!(internal::messages))
         .routes(
+            routes!(internal::memberships)
+                .layer(DefaultBodyLimit::max(internal::MAX_MEMBERSHIPS_BYTES)),
+        )
+        .routes(
             routes!(internal::send_batch)
                 .layer(DefaultBodyLimit::max(internal::MAX_SEND_BATCH_BYTES)),
         )
         .routes(routes!(dms::ack))
-        .routes(routes!(dms::pending_internal))
+        .routes(routes!(dms::pending_internal, dms::pending_internal_many))
         .routes(routes!(dms::pending))
         .routes(routes!(dms::state_of))
         .routes(routes!(ops::openapi_json))

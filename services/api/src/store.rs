@@ -2,10 +2,15 @@
 //! pool or connection; writes are called inside a write transaction by the
 //! caller. Rows map to protocol types here and nowhere else.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{ErrorCode, Message, Participant, Role, Room, UserRef};
+use telepath_shared::protocol::{
+    ErrorCode, InternalMemberships, Memberships, Message, Participant, Role, Room, RoomMembership,
+    UserRef,
+};
 
 /// Now, truncated to milliseconds so stored and returned times agree.
 pub(crate) fn now() -> DateTime<Utc> {
@@ -319,6 +324,77 @@ pub(crate) async fn participants(
             online: false,
         })
         .collect())
+}
+
+/// For each room of `query`, in order: whether it is active, and which of
+/// its listed users are active participants (none for an inactive room).
+/// Two statements whatever the size: the active rooms among those listed,
+/// then the listed (room, user) pairs that are memberships, each pair one
+/// lookup in the participants' primary key (the JSON array drives the
+/// join; ids are canonical UUIDs, checked by the caller, so safe in JSON).
+pub(crate) async fn memberships(
+    pool: &SqlitePool,
+    query: &InternalMemberships,
+) -> Result<Memberships, ApiError> {
+    let rooms: Vec<&str> = query.rooms.iter().map(|r| r.room.as_str()).collect();
+    let active: HashSet<String> = sqlx::query_scalar(
+        "SELECT id FROM rooms WHERE is_active = 1 AND id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_array(&rooms))
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?
+    .into_iter()
+    .collect();
+    let pairs: Vec<(&str, &str)> = query
+        .rooms
+        .iter()
+        .filter(|r| active.contains(&r.room))
+        .flat_map(|r| r.users.iter().map(|u| (r.room.as_str(), u.as_str())))
+        .collect();
+    let rows: Vec<(String, String)> = if pairs.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "SELECT p.room_id, p.user_id
+             FROM json_each(?) AS j
+             CROSS JOIN room_participants p
+               ON p.room_id = j.value ->> 0 AND p.user_id = j.value ->> 1
+             WHERE p.is_active = 1",
+        )
+        .bind(json_array(&pairs))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?
+    };
+    // room -> its listed users who are members.
+    let mut members: HashMap<String, HashSet<String>> = HashMap::new();
+    for (room, user) in rows {
+        members.entry(room).or_default().insert(user);
+    }
+    let rooms = query.rooms.iter().map(|r| {
+        let of_room = members.get(&r.room);
+        let mut listed = HashSet::new();
+        let members = r
+            .users
+            .iter()
+            .filter(|u| of_room.is_some_and(|m| m.contains(*u)) && listed.insert(u.as_str()))
+            .cloned()
+            .collect();
+        RoomMembership {
+            room: r.room.clone(),
+            active: active.contains(&r.room),
+            members,
+        }
+    });
+    Ok(Memberships {
+        rooms: rooms.collect(),
+    })
+}
+
+/// A JSON array of ids (or of arrays of ids) for `json_each`.
+fn json_array(values: &impl serde::Serialize) -> String {
+    serde_json::to_string(values).expect("strings serialise")
 }
 
 /// Which slice of history a page reads.

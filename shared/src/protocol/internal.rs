@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    ErrorBody, ErrorCode, Message, OnlineUser, PresenceEvent, Status, UserRef, check_body,
-    check_user, integer,
+    DirectMessage, ErrorBody, ErrorCode, Message, OnlineUser, PresenceEvent, Status, UserRef,
+    check_body, check_user, integer, is_canonical_id,
 };
 
 /// Gateway -> api: join `room` on behalf of `user`.
@@ -209,6 +209,123 @@ pub struct InternalAcks {
     #[serde(default)]
     #[schema(max_items = 1000)]
     pub cursors: Vec<RoomCursor>,
+}
+
+/// Most rooms in one [`InternalMemberships`].
+pub const MAX_MEMBERSHIP_ROOMS: usize = 1000;
+/// Most user ids in one [`InternalMemberships`], over all its rooms.
+pub const MAX_MEMBERSHIP_USERS: usize = 10_000;
+
+/// Gateway -> api (`POST /internal/memberships`): which of these rooms are
+/// still active, and which of these users still take part in each. A
+/// gateway asks after its bus subscription was lost and restored (the
+/// `member` and `room_closed` events published meanwhile were missed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct InternalMemberships {
+    #[schema(max_items = 1000)]
+    pub rooms: Vec<RoomUsers>,
+}
+
+/// One room of an [`InternalMemberships`] and the users to check in it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoomUsers {
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub room: String,
+    /// User ids (lowercase UUIDs).
+    #[serde(default)]
+    #[schema(max_items = 10_000)]
+    pub users: Vec<String>,
+}
+
+impl InternalMemberships {
+    /// At most [`MAX_MEMBERSHIP_ROOMS`] rooms and [`MAX_MEMBERSHIP_USERS`]
+    /// user ids in all, every id canonical; an error names the first bad item.
+    pub fn check(&self) -> Result<(), ErrorBody> {
+        let users: usize = self.rooms.iter().map(|r| r.users.len()).sum();
+        if self.rooms.len() > MAX_MEMBERSHIP_ROOMS || users > MAX_MEMBERSHIP_USERS {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "at most {MAX_MEMBERSHIP_ROOMS} rooms and {MAX_MEMBERSHIP_USERS} user ids in all"
+                ),
+            ));
+        }
+        for (i, r) in self.rooms.iter().enumerate() {
+            if !is_canonical_id(&r.room) {
+                return Err(not_an_id(format!("rooms[{i}].room")));
+            }
+            if let Some(j) = r.users.iter().position(|u| !is_canonical_id(u)) {
+                return Err(not_an_id(format!("rooms[{i}].users[{j}]")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Api -> gateway: one entry per room of the [`InternalMemberships`], in its order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Memberships {
+    pub rooms: Vec<RoomMembership>,
+}
+
+/// Where one room stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RoomMembership {
+    pub room: String,
+    /// The room exists and is not closed.
+    pub active: bool,
+    /// The users asked about who are active participants, in the order
+    /// asked, each once; none when the room is not active.
+    pub members: Vec<String>,
+}
+
+/// Most users in one [`InternalPendingDms`].
+pub const MAX_PENDING_USERS: usize = 100;
+
+/// Gateway -> api (`POST /internal/dms/pending`): the offline queues of
+/// these users (after a bus outage, the DMs published meanwhile were missed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct InternalPendingDms {
+    /// User ids (lowercase UUIDs).
+    #[schema(max_items = 100)]
+    pub user_ids: Vec<String>,
+}
+
+impl InternalPendingDms {
+    /// At most [`MAX_PENDING_USERS`] ids, each canonical.
+    pub fn check(&self) -> Result<(), ErrorBody> {
+        if self.user_ids.len() > MAX_PENDING_USERS {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("at most {MAX_PENDING_USERS} user ids"),
+            ));
+        }
+        match self.user_ids.iter().position(|u| !is_canonical_id(u)) {
+            Some(i) => Err(not_an_id(format!("user_ids[{i}]"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Api -> gateway: one entry per user id of the [`InternalPendingDms`], in its order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PendingDmsByUser {
+    pub users: Vec<UserPendingDms>,
+}
+
+/// One user's queued DMs, oldest first: what `GET /internal/dms/pending` returns for them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserPendingDms {
+    pub user_id: String,
+    pub messages: Vec<DirectMessage>,
+}
+
+/// The refusal of `what`, which is not a lowercase UUID.
+fn not_an_id(what: String) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::BadRequest,
+        format!("{what}: ids are lowercase UUIDs"),
+    )
 }
 
 /// One live connection, as gateways report it to presence.
@@ -425,6 +542,37 @@ mod tests {
     use serde_json::json;
 
     use crate::protocol::*;
+
+    #[test]
+    fn membership_and_pending_queries_are_bounded_and_take_canonical_ids_only() {
+        let id = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+        let rooms = |n: usize, users: usize| InternalMemberships {
+            rooms: (0..n)
+                .map(|i| RoomUsers {
+                    room: id(i),
+                    users: (0..users).map(id).collect(),
+                })
+                .collect(),
+        };
+        assert!(rooms(1000, 10).check().is_ok());
+        assert!(rooms(1001, 0).check().is_err());
+        assert!(rooms(100, 101).check().is_err(), "10,100 user ids");
+        let refusal = |q: &InternalMemberships| q.check().unwrap_err().message;
+        let mut bad = rooms(3, 2);
+        bad.rooms[2].users[1] = "ADA".into();
+        assert!(refusal(&bad).starts_with("rooms[2].users[1]:"));
+        bad.rooms[1].room = "room:*".into();
+        assert!(refusal(&bad).starts_with("rooms[1].room:"));
+
+        let users = |n: usize| InternalPendingDms {
+            user_ids: (0..n).map(id).collect(),
+        };
+        assert!(users(100).check().is_ok());
+        assert!(users(101).check().is_err());
+        let mut bad = users(2);
+        bad.user_ids[1] = String::new();
+        assert!(bad.check().unwrap_err().message.starts_with("user_ids[1]:"));
+    }
 
     #[test]
     fn node_control_messages_use_op_tags() {

@@ -2,6 +2,7 @@
 
 mod access;
 mod batches;
+mod catchup;
 mod connections;
 mod helpers;
 mod messages;
