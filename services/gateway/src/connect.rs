@@ -134,14 +134,34 @@ pub(crate) async fn connect(
             }
             Err(_) => return tracing::error!("upgraded connection is not a TcpStream"),
         };
-        let ws = WebSocket::after_handshake(tcp, Role::Server);
         // Moved out of the capture first, so the box is freed here and not
         // when the session ends.
         let (state, claims, client) = {
             let setup = setup;
             *setup
         };
+        find_dead_peers(&tcp, state.common().heartbeat());
+        let ws = WebSocket::after_handshake(tcp, Role::Server);
         session::serve(ws, state, claims, id, client).await
     });
     resp.into_response()
+}
+
+/// Lets the kernel give up on a peer that is gone without a word: data
+/// unacknowledged for two heartbeats ends the connection
+/// (`TCP_USER_TIMEOUT`), and an idle one is probed from one heartbeat on
+/// (keepalive), so a half-open connection is found even when the writer is
+/// blocked on it.
+fn find_dead_peers(tcp: &TcpStream, heartbeat: std::time::Duration) {
+    let socket = socket2::SockRef::from(tcp);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(heartbeat)
+        .with_interval(heartbeat / 3)
+        .with_retries(3);
+    if let Err(e) = socket
+        .set_tcp_keepalive(&keepalive)
+        .and_then(|()| socket.set_tcp_user_timeout(Some(heartbeat * 2)))
+    {
+        tracing::debug!(error = %e, "could not set the socket's dead-peer timeouts");
+    }
 }

@@ -86,7 +86,9 @@ pub(crate) fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     let cfg = state.config();
     ws.set_max_message_size(cfg.max_frame_bytes);
-    ws.set_auto_pong(true);
+    // Pings reach the reader, which counts them against the rate limit
+    // and answers each (see `reader.rs`); the close echo is automatic.
+    ws.set_auto_pong(false);
     ws.set_auto_close(true);
     let (read, write) = ws.split(|s| {
         let (r, w) = s.into_split();

@@ -40,11 +40,37 @@ impl WsClient {
         Self::connect_request(req).await
     }
 
+    /// Like [`WsClient::connect`], over a socket whose receive buffer is
+    /// about `bytes`: a client that then stops reading fills it quickly.
+    pub async fn connect_small(base: &str, token: &str, bytes: u32) -> Result<WsClient, WsError> {
+        let addr: std::net::SocketAddr = base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("base is http://ip:port");
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(bytes)?;
+        let tcp = socket.connect(addr).await?;
+        let url = format!("{}/connect", base.replacen("http", "ws", 1));
+        let mut req = url.into_client_request()?;
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+        let (ws, _) = tokio_tungstenite::client_async(req, stream).await?;
+        Self::after_handshake(ws).await
+    }
+
     /// Connects with a prepared handshake request.
     pub async fn connect_request(
         req: tokio_tungstenite::tungstenite::handshake::client::Request,
     ) -> Result<WsClient, WsError> {
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        Self::after_handshake(ws).await
+    }
+
+    /// A client on `ws`, once the server's `welcome` came.
+    async fn after_handshake(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ) -> Result<WsClient, WsError> {
         let mut client = WsClient {
             ws,
             pending: VecDeque::new(),

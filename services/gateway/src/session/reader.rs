@@ -44,24 +44,18 @@ pub(super) fn read_loop(
         let max = session.state.config().max_frame_bytes;
         // A fragmented text message being collected (browsers rarely fragment).
         let mut partial: Option<Vec<u8>> = None;
-        // The pongs and close echo fastwebsockets owes the client go to the
-        // writer. The echo waits (a little) for the replies to the client's
-        // sends still with the api: they go out before it.
+        // The close echo fastwebsockets owes the client goes to the writer.
+        // It waits (a little) for the replies to the client's sends still
+        // with the api: they go out before it.
         let handle = session.handle.clone();
         let mut send_fn = |frame: Frame<'_>| {
-            let op = match frame.opcode {
-                OpCode::Close => Some(Op::CloseEcho),
-                OpCode::Pong => Some(Op::Pong),
-                _ => None,
-            };
-            let out = op.map(|op| Outbound::control(Bytes::copy_from_slice(&frame.payload), op));
+            let out = (frame.opcode == OpCode::Close)
+                .then(|| Outbound::control(Bytes::copy_from_slice(&frame.payload), Op::CloseEcho));
             let handle = handle.clone();
             async move {
                 let Some(out) = out else { return Ok(()) };
-                if out.op == Op::CloseEcho {
-                    let answered = handle.control().pipelined_below(1);
-                    let _ = tokio::time::timeout(CLOSE_GRACE, answered).await;
-                }
+                let answered = handle.control().pipelined_below(1);
+                let _ = tokio::time::timeout(CLOSE_GRACE, answered).await;
                 handle
                     .queue_when_room(out)
                     .await
@@ -101,7 +95,21 @@ pub(super) fn read_loop(
             }
             match frame.opcode {
                 OpCode::Close => return End::Closed(client_close_code(&frame.payload)),
-                OpCode::Pong | OpCode::Ping => continue,
+                // Counted like any frame (a flood of them ends in 4008); a
+                // ping is answered with its payload, after what is queued.
+                OpCode::Ping => {
+                    request::admit(session);
+                    let pong = Outbound::control(Bytes::copy_from_slice(&frame.payload), Op::Pong);
+                    if Box::pin(session.handle.queue_when_room(pong))
+                        .await
+                        .is_err()
+                    {
+                        return End::Gone;
+                    }
+                }
+                OpCode::Pong => {
+                    request::admit(session);
+                }
                 OpCode::Binary => return End::Violation(CloseCode::UnsupportedData),
                 OpCode::Text if frame.fin && partial.is_none() => {
                     // Boxed: handling a request awaits the api, and that future

@@ -42,6 +42,21 @@ const MAX_PIPELINED: u32 = 32;
 /// The answer to one request: data for its reply (`None`: nothing to say), or an error.
 type Answer = Result<Option<Value>, ErrorBody>;
 
+/// Counts one frame from the client (a request, a ping or a pong) against
+/// its rate limit: false when it is over it. [`MAX_STRIKES`] refusals in a
+/// row close the connection with 4008.
+pub(super) fn admit(session: &mut Session) -> bool {
+    if session.limiter.check().is_ok() {
+        session.strikes = 0;
+        return true;
+    }
+    session.strikes += 1;
+    if session.strikes >= MAX_STRIKES {
+        session.handle.close(CloseCode::RateLimit, None);
+    }
+    false
+}
+
 /// Handles one complete text message from the client.
 pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
     let frame: ClientFrame = match serde_json::from_slice(text) {
@@ -62,16 +77,13 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
         .frames_in
         .with_label_values(&[name])
         .inc();
-    if session.limiter.check().is_err() {
-        session.strikes += 1;
-        if session.strikes >= MAX_STRIKES {
-            session.handle.close(CloseCode::RateLimit, None);
+    if !admit(session) {
+        if session.handle.control().closing.is_cancelled() {
             return;
         }
         let err = ErrorBody::new(ErrorCode::RateLimited, "slow down");
         return reply_in_turn(session, frame.reference, Err(err)).await;
     }
-    session.strikes = 0;
     if frame.reference.as_ref().is_some_and(|r| r.len() > 64) {
         let err = bad("ref is longer than 64 bytes");
         return reply_in_turn(session, None, Err(err)).await;

@@ -5,7 +5,10 @@
 //! connection has one queue, not two), pings on the heartbeat,
 //! closes clients that went silent, and closes with 4001 when the token
 //! expires. On close it sends `bye` (when there is a reason to give) and the
-//! close frame. With `TELEPATH_WRITE_DELAY_MS` a connection's writes are at
+//! close frame. A write that cannot finish because the client stopped
+//! reading (its socket buffer full) does not stop those timers: a write
+//! still blocked `2 × heartbeat` after it began, or at the token's expiry,
+//! ends the connection without another frame (there is no room for one). With `TELEPATH_WRITE_DELAY_MS` a connection's writes are at
 //! least that far apart: a text frame that comes sooner after the last
 //! write waits, and the frames arriving meanwhile share its write (fewer
 //! writes for a busy connection, no added latency for a quiet one).
@@ -90,7 +93,8 @@ pub(super) fn run(
                             .map(|at| at + delay)
                             .filter(|until| !cut && *until > tokio::time::Instant::now());
                         // Boxed: the batch's timestamps (half a KiB) exist only while it is written.
-                        cut = Box::pin(write_batch(&mut ws, &mut out, first, hold, &state)).await?;
+                        let write = write_batch(&mut ws, &mut out, first, hold, &state);
+                        cut = Box::pin(bounded(write, timer.as_mut(), expires, heartbeat * 2, &control)).await?;
                         if !delay.is_zero() {
                             last_write = Some(tokio::time::Instant::now());
                         }
@@ -113,7 +117,8 @@ pub(super) fn run(
                                 return Ok(());
                             }
                             let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b"hb"));
-                            Box::pin(write_one(&mut ws, ping)).await?;
+                            let write = write_one(&mut ws, ping);
+                            Box::pin(bounded(write, timer.as_mut(), expires, heartbeat * 2, &control)).await?;
                             // Late ticks are not caught up: the next ping is a heartbeat from now.
                             next_ping = now + heartbeat;
                         }
@@ -125,6 +130,42 @@ pub(super) fn run(
         .await;
         if result.is_ok() {
             let _ = Box::pin(close(&mut ws, &control, &state)).await;
+        }
+    }
+}
+
+/// Awaits `write`, but not past `limit` after it began nor past the
+/// token's expiry (`expires`): a client that stopped reading blocks the
+/// write, and is then closed without another frame (for the logs: a slow
+/// consumer, or an expired token). `timer` is the writer's one timer; it is
+/// only re-armed when a write is still blocked when it fires.
+async fn bounded<T>(
+    write: impl Future<Output = Result<T, WebSocketError>>,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    expires: tokio::time::Instant,
+    limit: Duration,
+    control: &Control,
+) -> Result<T, WebSocketError> {
+    let began = tokio::time::Instant::now();
+    tokio::pin!(write);
+    loop {
+        tokio::select! {
+            biased;
+            written = &mut write => return written,
+            _ = timer.as_mut() => {
+                let now = tokio::time::Instant::now();
+                let reason = if now >= expires {
+                    (CloseCode::TokenExpired, Some(ByeReason::TokenExpired))
+                } else if now >= began + limit {
+                    (CloseCode::TryAgainLater, Some(ByeReason::SlowConsumer))
+                } else {
+                    timer.as_mut().reset((began + limit).min(expires));
+                    continue;
+                };
+                tracing::debug!(conn_id = %control.conn_id, "a write stayed blocked: closing");
+                control.close(reason);
+                return Err(WebSocketError::ConnectionClosed);
+            }
         }
     }
 }

@@ -279,6 +279,38 @@ async fn a_ping_frame_is_answered_with_its_payload_after_the_replies_queued_befo
 }
 
 #[tokio::test]
+async fn a_ping_flood_is_rate_limited_like_any_frame_and_ends_in_4008() {
+    use futures_util::{SinkExt, StreamExt};
+    let (_stack, mut ws) = raw_session(|_, gw| gw.max_rate_per_s = 5).await;
+    // Far more pings than the limit allows, read as they are answered.
+    let flood = async {
+        for i in 0..400u32 {
+            if ws
+                .send(WsMessage::Ping(i.to_be_bytes().to_vec().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), flood)
+        .await
+        .expect("the pings are taken");
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the gateway closes the connection")
+        {
+            Some(Ok(WsMessage::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            _ => break None,
+        }
+    };
+    assert_eq!(code, Some(4008));
+}
+
+#[tokio::test]
 async fn with_a_write_delay_writes_are_that_far_apart_and_share_what_queued_but_pongs_do_not_wait()
 {
     use futures_util::{SinkExt, StreamExt};

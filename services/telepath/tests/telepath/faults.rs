@@ -124,3 +124,116 @@ async fn a_gateway_whose_redis_replies_stall_heals_and_catches_up() {
 async fn a_gateway_whose_redis_requests_are_blackholed_heals_and_catches_up() {
     heals_from(|c| c.proxies[1].set(Fault::Drop(Direction::ToUpstream))).await;
 }
+
+/// Posts `n` messages of `chars` characters to `room` as `user`, in
+/// batches through the api's internal route (a backend flooding the room).
+async fn flood(
+    http: &Client,
+    api: &str,
+    user: &crate::helpers::TestUser,
+    room: &str,
+    n: usize,
+    chars: usize,
+) {
+    let body = "x".repeat(chars);
+    let send =
+        json!({"room": room, "send": {"from": {"id": user.id, "name": user.name}, "body": body}});
+    for batch in (0..n).collect::<Vec<_>>().chunks(25) {
+        let sends = vec![send.clone(); batch.len()];
+        let resp = http
+            .post(format!("{api}/internal/messages"))
+            .header(
+                telepath_shared::auth::INTERNAL_HEADER,
+                telepath_shared::auth::derive_internal_token(crate::helpers::SECRET),
+            )
+            .json(&json!({ "sends": sends }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
+/// The gateway's open connections, and its disconnects labelled `reason`.
+async fn gateway_counts(http: &Client, gw: &str, reason: &str) -> (f64, f64) {
+    let page = telepath_shared::testing::get_text(http, &format!("{gw}/metrics")).await;
+    let open = telepath_shared::testing::metric(&page, "telepath_gateway_connections_active");
+    let closed: f64 = page
+        .lines()
+        .filter(|l| {
+            l.starts_with("telepath_gateway_disconnects_total")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    (open.unwrap_or(-1.0), closed)
+}
+
+/// A queue long enough that a flood blocks the socket before it fills the
+/// queue (which would close the connection as a slow consumer anyway).
+fn big_queue() -> (&'static str, String) {
+    ("TELEPATH_OUTBOUND_QUEUE", "8192".to_owned())
+}
+
+/// Bob joins a room over a socket with a tiny receive buffer and stops
+/// reading; a backend then floods the room with more than the socket
+/// buffers hold (but fewer frames than his queue), so the gateway's write
+/// to him blocks. Returns bob's client (kept open, never read again).
+async fn a_client_that_stops_reading(
+    cluster: &crate::cluster::Cluster,
+    http: &Client,
+    token_ttl_secs: Option<i64>,
+) -> WsClient {
+    let ada = crate::helpers::login(http, &cluster.api.url, "ada").await;
+    let bob = crate::helpers::login(http, &cluster.api.url, "bob").await;
+    let room = create_room(http, &cluster.api.url, &ada, "flood").await;
+    let token = match token_ttl_secs {
+        Some(ttl) => telepath_shared::auth::JwtKeys::new(crate::helpers::SECRET).mint(
+            &telepath_shared::protocol::UserInfo {
+                id: bob.id.clone(),
+                name: bob.name.clone(),
+                role: telepath_shared::protocol::Role::User,
+            },
+            ttl,
+        ),
+        None => bob.token.clone(),
+    };
+    let mut b = WsClient::connect_small(&cluster.gateways[0].url, &token, 4096)
+        .await
+        .unwrap();
+    b.join(&room).await;
+    // 1,500 frames of 4 KB: 6 MB, more than the 4 MB a socket may buffer,
+    // in fewer frames than bob's queue holds (see [`big_queue`]).
+    flood(http, &cluster.api.url, &ada, &room, 1500, 4000).await;
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_when_its_writes_stay_blocked() {
+    // Heartbeat 500 ms: a write blocked for 1 s ends the connection.
+    let cluster = crate::cluster::start_cluster_with(1, 1, &[big_queue()]).await;
+    let http = Client::new();
+    let _bob = a_client_that_stops_reading(&cluster, &http, None).await;
+    let gw = cluster.gateways[0].url.clone();
+    telepath_shared::testing::eventually(Duration::from_secs(10), "bob closed", || {
+        let (http, gw) = (http.clone(), gw.clone());
+        async move { gateway_counts(&http, &gw, "slow_consumer").await == (0.0, 1.0) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_still_closed_when_its_token_expires() {
+    // Heartbeats far apart, so the token's expiry comes first.
+    let slow = [big_queue(), ("TELEPATH_HEARTBEAT_MS", "20000".to_owned())];
+    let cluster = crate::cluster::start_cluster_with(1, 1, &slow).await;
+    let http = Client::new();
+    // Valid for 2 s, plus the 5 s of leeway.
+    let _bob = a_client_that_stops_reading(&cluster, &http, Some(2)).await;
+    let gw = cluster.gateways[0].url.clone();
+    telepath_shared::testing::eventually(Duration::from_secs(15), "bob closed at expiry", || {
+        let (http, gw) = (http.clone(), gw.clone());
+        async move { gateway_counts(&http, &gw, "token_expired").await == (0.0, 1.0) }
+    })
+    .await;
+}

@@ -50,7 +50,6 @@ pub(crate) use telepath_shared::testing::{
     TestUser, create_room, eventually, get_json, get_text, login, login_as,
 };
 
-/// The directory holding the workspace's binaries (next to `telepath`).
 /// Where the service binaries are: this build's, or another build's named
 /// by `TELEPATH_TEST_BIN_DIR` (to see a test fail against an older build).
 fn bin_dir() -> PathBuf {
