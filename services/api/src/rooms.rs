@@ -319,7 +319,8 @@ pub(crate) async fn close(
             "only the owner or an admin may close a room",
         ));
     }
-    sqlx::query("UPDATE rooms SET is_active = 0 WHERE id = ?")
+    sqlx::query("UPDATE rooms SET is_active = 0, closed_by = ? WHERE id = ?")
+        .bind(&claims.sub)
         .bind(id)
         .execute(&mut *tx)
         .await

@@ -337,15 +337,26 @@ pub(crate) async fn memberships(
     query: &InternalMemberships,
 ) -> Result<Memberships, ApiError> {
     let rooms: Vec<&str> = query.rooms.iter().map(|r| r.room.as_str()).collect();
-    let active: HashSet<String> = sqlx::query_scalar(
-        "SELECT id FROM rooms WHERE is_active = 1 AND id IN (SELECT value FROM json_each(?))",
+    // Every listed room that exists: whether it is open, and who closed it.
+    let found: Vec<(String, bool, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT r.id, r.is_active, u.id, u.username
+         FROM rooms r
+         LEFT JOIN users u ON u.id = COALESCE(r.closed_by, r.created_by) AND r.is_active = 0
+         WHERE r.id IN (SELECT value FROM json_each(?))",
     )
     .bind(json_array(&rooms))
     .fetch_all(pool)
     .await
-    .map_err(db_err)?
-    .into_iter()
-    .collect();
+    .map_err(db_err)?;
+    let mut active: HashSet<String> = HashSet::new();
+    let mut closed_by: HashMap<String, UserRef> = HashMap::new();
+    for (room, is_active, closer, name) in found {
+        if is_active {
+            active.insert(room);
+        } else if let (Some(id), Some(name)) = (closer, name) {
+            closed_by.insert(room, UserRef { id, name });
+        }
+    }
     let pairs: Vec<(&str, &str)> = query
         .rooms
         .iter()
@@ -385,6 +396,7 @@ pub(crate) async fn memberships(
             room: r.room.clone(),
             active: active.contains(&r.room),
             members,
+            closed_by: closed_by.get(&r.room).cloned(),
         }
     });
     Ok(Memberships {

@@ -16,6 +16,7 @@
 //! their latest status choice (so heartbeats can repeat it to presence), and
 //! where it stands in each followed room ([`positions`], for gap repair).
 
+mod census;
 mod gate;
 mod members;
 mod positions;

@@ -263,7 +263,7 @@ impl GatewayMetrics {
             ),
             replayed: vec(
                 "telepath_gateway_replayed_messages_total",
-                "Room messages sent from the api's history, by source (join replay or gap repair)",
+                "Messages sent again from the api, by source (join replay, gap repair, DMs after an outage)",
                 &["source"],
             ),
             recoveries: vec(
@@ -285,7 +285,7 @@ impl GatewayMetrics {
         for code in ErrorCode::ALL {
             self.reply_errors.with_label_values(&[code.as_str()]);
         }
-        for source in ["join", "repair"] {
+        for source in ["join", "repair", "dm"] {
             self.replayed.with_label_values(&[source]);
         }
         for recovered in ["true", "false"] {

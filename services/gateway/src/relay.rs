@@ -21,11 +21,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use telepath_shared::bus::{Bus, BusMessage, Inbound};
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, ByeReason, CloseCode, MemberAction, NodeControl, PRESENCE_CHANNEL,
-    PresenceBroadcast, PresenceReport, ServerFrame, is_canonical_id, room_channel, user_channel,
+    PresenceBroadcast, ServerFrame, is_canonical_id, room_channel, user_channel,
 };
 use telepath_shared::telemetry;
 use tracing::Instrument;
@@ -36,12 +37,15 @@ use crate::hub::Hub;
 use crate::metrics::OutKind;
 use crate::upstream::{ApiClient, PresenceReporter};
 
+mod recover;
+
 /// How often the relay probes its own node channel.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// A probe not back within this long marks the bus unhealthy.
 const PROBE_DEADLINE: Duration = Duration::from_secs(3);
-/// Most messages one repair fetches (pages of 500).
-const REPAIR_LIMIT: i64 = 10_000;
+/// What a catch-up reads back starts this long before the last probe that
+/// came back (DMs sent earlier are not sent again).
+const LOSS_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 /// The fields of a room frame the relay needs.
 #[derive(Deserialize)]
@@ -113,11 +117,14 @@ pub(crate) async fn run(mut inbound: Inbound, relay: Relay) {
     } = &relay;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     let mut nonce = 0u64;
-    // After the subscription connection was lost, the first probe sent after
-    // noticing it proves the resubscription delivers: then catch up.
     let mut epoch = bus.epoch();
     let mut dropped = bus.dropped();
-    let mut catch_up_after: Option<u64> = None;
+    // When a probe last came back: what the bus brought until then is safe.
+    let mut delivered_until = Utc::now();
+    // A catch-up owed since the bus lost messages (from about the time
+    // given), due once a probe sent after the loss was noticed comes back:
+    // that proves the subscription delivers again.
+    let mut owed: Option<(DateTime<Utc>, u64)> = None;
     // When this node last asked the bus for a new subscription connection.
     let mut reconnected: Option<Instant> = None;
     loop {
@@ -129,11 +136,14 @@ pub(crate) async fn run(mut inbound: Inbound, relay: Relay) {
                     && let Ok(NodeControl::Probe { nonce: back }) = serde_json::from_slice(&msg.payload)
                 {
                     probe.back();
-                    if catch_up_after.is_some_and(|sent| back > sent) {
-                        catch_up_after = None;
-                        tracing::info!("bus subscription restored: catching rooms up from the api");
-                        catch_up(&relay).await;
+                    if let Some((lost_at, sent)) = owed
+                        && back > sent
+                    {
+                        owed = None;
+                        tracing::info!("bus subscription delivers again: catching up from the api");
+                        recover::catch_up(&relay, lost_at).await;
                     }
+                    delivered_until = Utc::now();
                     continue;
                 }
                 relay_one(&relay, msg).await;
@@ -142,16 +152,22 @@ pub(crate) async fn run(mut inbound: Inbound, relay: Relay) {
                 let now_dropped = bus.dropped();
                 metrics.bus_dropped.inc_by(now_dropped.saturating_sub(dropped));
                 dropped = now_dropped;
-                if bus.epoch() != epoch {
+                let lost = bus.epoch() != epoch;
+                if lost {
                     metrics.bus_reconnects.inc_by(bus.epoch().saturating_sub(epoch));
                     epoch = bus.epoch();
-                    catch_up_after = Some(nonce);
                 }
                 let healthy = bus.is_healthy() && probe.fresh();
                 let was_healthy = probe.healthy.swap(healthy, Ordering::Relaxed);
                 if !healthy && was_healthy {
                     metrics.probe_failures.inc();
                     tracing::warn!("bus subscription is not delivering");
+                }
+                if lost || (!healthy && was_healthy) {
+                    // From shortly before the last probe came back (a
+                    // message published just before it may be lost too).
+                    let since = owed.map_or(delivered_until - LOSS_MARGIN, |(at, _)| at);
+                    owed = Some((since, nonce));
                 }
                 // Up by the bus's account but deaf by ours: a new connection
                 // (every channel subscribed again), at most once per deadline.
@@ -167,12 +183,8 @@ pub(crate) async fn run(mut inbound: Inbound, relay: Relay) {
                 for (channel, last, expected) in relay.hub.overdue(Instant::now()) {
                     if let Some(room) = channel.strip_prefix("room:") {
                         tracing::info!(room, last, expected, "a joined seq never came: fetching it");
-                        repair(&relay, room, &channel, last, None).await;
+                        recover::repair(&relay, room, &channel, last, None).await;
                     }
-                }
-                if healthy && !was_healthy {
-                    tracing::info!("bus is back: catching rooms up from the api");
-                    catch_up(&relay).await;
                 }
                 nonce += 1;
                 // Published aside: a stalled publish must not hold up relaying.
@@ -234,18 +246,7 @@ fn member_left(relay: &Relay, channel: &str, frame: &[u8]) -> OutKind {
         && is_canonical_id(&event.room)
         && user_channel(&event.user.id) == channel
     {
-        let left = relay.hub.leave_everywhere(&event.user.id, &event.room);
-        tracing::debug!(
-            connections = left.len(),
-            "left the room on another connection"
-        );
-        for conn_id in left {
-            relay.presence.report(PresenceReport::Leave {
-                conn_id,
-                user_id: event.user.id.clone(),
-                room: event.room.clone(),
-            });
-        }
+        recover::left(relay, &event.user.id, &event.room);
     }
     OutKind::Member
 }
@@ -264,58 +265,21 @@ async fn relay_room(relay: &Relay, room: &str, channel: &str, out: Outbound) {
         .map_or(OutKind::Message, |h| OutKind::of_type(&h.kind));
     let seq = head.filter(|h| h.kind == "message").and_then(|h| h.seq);
     let Some(seq) = seq else {
+        if kind == OutKind::RoomClosed {
+            // Its members leave it here too, as after a catch-up.
+            return recover::room_closed(relay, room, &out);
+        }
         hub.fan_out_room(channel, &out, kind, None);
         return;
     };
     match hub.advance(channel, seq) {
         Some(last) if seq <= last => {} // already relayed (a repair got there first)
         Some(last) if seq > last + 1 => {
-            repair(relay, room, channel, last, Some(seq)).await;
+            recover::repair(relay, room, channel, last, Some(seq)).await;
             hub.fan_out_room(channel, &out, kind, Some(seq));
         }
         _ => {
             hub.fan_out_room(channel, &out, kind, Some(seq));
-        }
-    }
-}
-
-/// Fetches the messages of `room` after `after` (and below `before`) from the
-/// api and relays them in order.
-async fn repair(relay: &Relay, room: &str, channel: &str, mut after: i64, before: Option<i64>) {
-    let hub = relay.hub.as_ref();
-    let start = after;
-    while after - start < REPAIR_LIMIT {
-        let page = match relay.api.history(room, after, before, 500).await {
-            Ok(page) => page,
-            Err(e) => {
-                // Members resume with `since` on their next join; nothing else to do here.
-                tracing::warn!(room, after, error = %e.message, "gap repair failed");
-                return;
-            }
-        };
-        for m in &page.messages {
-            hub.advance(channel, m.seq);
-            let frame = Outbound::local(Bytes::from(ServerFrame::Message(m.clone()).to_json()));
-            hub.fan_out_room(channel, &frame, OutKind::Message, Some(m.seq));
-            after = m.seq;
-        }
-        relay
-            .metrics
-            .replayed
-            .with_label_values(&["repair"])
-            .inc_by(page.messages.len() as u64);
-        if !page.has_more || page.messages.is_empty() {
-            break;
-        }
-    }
-    tracing::info!(room, from = start, to = after, "gap repaired from the api");
-}
-
-/// After the bus was down: relay whatever every followed room missed.
-async fn catch_up(relay: &Relay) {
-    for (channel, last) in relay.hub.positions() {
-        if let Some(room) = channel.strip_prefix("room:") {
-            repair(relay, room, &channel, last, None).await;
         }
     }
 }

@@ -277,6 +277,10 @@ pub struct RoomMembership {
     /// The users asked about who are active participants, in the order
     /// asked, each once; none when the room is not active.
     pub members: Vec<String>,
+    /// Who closed it, when it exists and is closed (its creator for a room
+    /// closed before closers were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<UserRef>,
 }
 
 /// Most users in one [`InternalPendingDms`].

@@ -203,7 +203,10 @@ async fn pump(
         if now.fault == Fault::Drop(way) {
             continue;
         }
-        if truncate.as_ref().is_some_and(|t| t.swap(false, Ordering::Relaxed)) {
+        if truncate
+            .as_ref()
+            .is_some_and(|t| t.swap(false, Ordering::Relaxed))
+        {
             let _ = to.write_all(&buf[..n / 2]).await;
             return;
         }

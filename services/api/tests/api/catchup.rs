@@ -86,7 +86,9 @@ async fn memberships_say_which_rooms_are_active_and_which_listed_users_take_part
             // Participants, in the order asked, once each; not carol
             // (never joined) nor dave (left).
             {"room": open, "active": true, "members": [ada.id, bob.id]},
-            {"room": closed, "active": false, "members": []},
+            // With who closed it, for the `room_closed` a gateway may owe.
+            {"room": closed, "active": false, "members": [],
+             "closed_by": {"id": ada.id, "name": "ada"}},
             {"room": UNKNOWN, "active": false, "members": []},
             {"room": open, "active": true, "members": []},
         ])

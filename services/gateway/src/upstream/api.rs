@@ -1,4 +1,5 @@
-//! The api client: join, leave, history and the offline queue, over the
+//! The api client: join, leave, history, the offline queue and the
+//! catch-up reads (memberships, several offline queues), over the
 //! api's `/internal/` routes. Every call goes through the shared internal
 //! client (timeouts, token, trace context, error mapping); room ids are
 //! checked canonical before they are put in a path.
@@ -7,8 +8,9 @@ use serde::Serialize;
 use telepath_shared::http::ApiError;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::protocol::{
-    InternalAcks, InternalJoin, InternalSendBatch, InternalSendResults, JoinResult, MessagePage,
-    PendingDms, UserRef,
+    InternalAcks, InternalJoin, InternalMemberships, InternalPendingDms, InternalSendBatch,
+    InternalSendResults, JoinResult, Memberships, MessagePage, PendingDms, PendingDmsByUser,
+    UserRef,
 };
 
 /// Calls the api's `/internal/` routes; cheap to clone.
@@ -73,6 +75,22 @@ impl ApiClient {
         self.client
             .get("/internal/dms/pending", &[("user_id", user_id)])
             .await
+    }
+
+    /// The offline queues of several users (at most `MAX_PENDING_USERS`).
+    pub(crate) async fn pending_dms_of(
+        &self,
+        users: &InternalPendingDms,
+    ) -> Result<PendingDmsByUser, ApiError> {
+        self.client.post("/internal/dms/pending", users).await
+    }
+
+    /// Which of the listed rooms are open and which listed users take part.
+    pub(crate) async fn memberships(
+        &self,
+        query: &InternalMemberships,
+    ) -> Result<Memberships, ApiError> {
+        self.client.post("/internal/memberships", query).await
     }
 
     /// Records acks (DMs received, room cursors).

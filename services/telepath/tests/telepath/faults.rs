@@ -39,16 +39,22 @@ async fn ready(http: &Client, url: &str) -> bool {
 
 /// Waits up to `secs` seconds for `url`'s readiness to be `want`, reading
 /// `clients` meanwhile (so they answer pings; what they receive is kept).
-async fn until_ready(http: &Client, url: &str, want: bool, secs: u64, clients: [&mut WsClient; 2]) {
+async fn until_ready(
+    http: &Client,
+    url: &str,
+    want: bool,
+    secs: u64,
+    clients: &mut [&mut WsClient],
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    let [a, b] = clients;
     while ready(http, url).await != want {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{url} ready={want} not within {secs} s"
         );
-        a.sees_within(Duration::from_millis(50), |_| false).await;
-        b.sees_within(Duration::from_millis(50), |_| false).await;
+        for c in clients.iter_mut() {
+            c.sees_within(Duration::from_millis(50), |_| false).await;
+        }
     }
 }
 
@@ -85,7 +91,7 @@ async fn heals_from(fault: impl FnOnce(&crate::cluster::Cluster)) {
     }
     a.ok(json!({"type": "send", "room": quiet, "body": "while deaf"}))
         .await;
-    until_ready(&http, &gw1, false, 10, [&mut a, &mut b]).await;
+    until_ready(&http, &gw1, false, 10, &mut [&mut a, &mut b]).await;
 
     cluster.proxies[1].set(Fault::None);
     for i in 16..=20 {
@@ -93,7 +99,7 @@ async fn heals_from(fault: impl FnOnce(&crate::cluster::Cluster)) {
             .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    until_ready(&http, &gw1, true, 15, [&mut a, &mut b]).await;
+    until_ready(&http, &gw1, true, 15, &mut [&mut a, &mut b]).await;
     assert_eq!(
         room_seqs(&mut b, &room, 15).await,
         (6..=20).collect::<Vec<_>>(),
@@ -123,6 +129,73 @@ async fn a_gateway_whose_redis_replies_stall_heals_and_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_whose_redis_requests_are_blackholed_heals_and_catches_up() {
     heals_from(|c| c.proxies[1].set(Fault::Drop(Direction::ToUpstream))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_has_no_seq_is_read_back_after_an_outage_dms_leaves_and_closed_rooms() {
+    let cluster = start_cluster_proxied(2, 1).await;
+    let http = Client::new();
+    let api = cluster.api.url.clone();
+    let Pair {
+        ada,
+        room,
+        mut a,
+        mut b,
+        ..
+    } = ada_and_bob(&cluster).await;
+    let carol = crate::helpers::login(&http, &api, "carol").await;
+    let closing = create_room(&http, &api, &ada, "closing").await;
+    b.join(&closing).await;
+    // Carol on gateway 1, in the room too.
+    let mut c = WsClient::connect(&cluster.gateways[1].url, &carol.token)
+        .await
+        .unwrap();
+    c.join(&room).await;
+
+    cluster.proxies[1].set(Fault::Drop(Direction::ToClient));
+    let gw1 = cluster.gateways[1].url.clone();
+    until_ready(&http, &gw1, false, 10, &mut [&mut a, &mut b, &mut c]).await;
+    // While gateway 1 hears nothing: a DM to bob, carol leaving the room
+    // from another device, ada closing the other room.
+    let dm = a
+        .ok(json!({"type": "dm", "to": "bob", "body": "psst"}))
+        .await;
+    let left = http
+        .delete(format!("{api}/rooms/{room}/leave"))
+        .bearer_auth(&carol.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), 204);
+    let closed = http
+        .delete(format!("{api}/rooms/{closing}"))
+        .bearer_auth(&ada.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 204);
+
+    cluster.proxies[1].set(Fault::None);
+    until_ready(&http, &gw1, true, 15, &mut [&mut a, &mut b, &mut c]).await;
+    let got = b.wait_for(|f| f["type"] == "dm").await;
+    assert_eq!((&got["id"], &got["body"]), (&dm["id"], &json!("psst")));
+    let gone = b
+        .wait_for(|f| f["type"] == "room_closed" && f["room"] == closing)
+        .await;
+    assert_eq!(gone["by"]["name"], "ada");
+    let went = c
+        .wait_for(|f| f["type"] == "member" && f["room"] == room && f["action"] == "left")
+        .await;
+    assert_eq!(went["user"]["name"], "carol");
+    // And the gateway acts on them: room-scoped requests are refused.
+    let typing = c
+        .request(json!({"type": "typing", "room": room, "active": true}))
+        .await;
+    assert_eq!(typing["error"]["code"], "forbidden", "{typing}");
+    let typing = b
+        .request(json!({"type": "typing", "room": closing, "active": true}))
+        .await;
+    assert_eq!(typing["error"]["code"], "forbidden", "{typing}");
 }
 
 /// Posts `n` messages of `chars` characters to `room` as `user`, in

@@ -84,7 +84,10 @@ async fn behind(proxy: &Proxy, channel: &str) -> (RedisBus, Inbound) {
 async fn until(secs: u64, what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {secs} s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {secs} s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -94,8 +97,13 @@ async fn until(secs: u64, what: &str, cond: impl Fn() -> bool) {
 async fn gets_through(publisher: &RedisBus, channel: &str, rx: &mut Inbound, body: &'static str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        assert!(tokio::time::Instant::now() < deadline, "{body} never arrived");
-        let _ = publisher.publish(channel, Bytes::from_static(body.as_bytes())).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{body} never arrived"
+        );
+        let _ = publisher
+            .publish(channel, Bytes::from_static(body.as_bytes()))
+            .await;
         if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
             && m.payload == body.as_bytes()
         {
@@ -120,7 +128,10 @@ async fn heals_from(fault: Fault) {
         .publish("room:deaf", Bytes::from_static(b"lost"))
         .await
         .unwrap();
-    until(6, "the loss noticed", || bus.epoch() > epoch && !bus.is_healthy()).await;
+    until(6, "the loss noticed", || {
+        bus.epoch() > epoch && !bus.is_healthy()
+    })
+    .await;
 
     proxy.set(Fault::None);
     until(6, "healthy again", || bus.is_healthy()).await;
