@@ -16,13 +16,13 @@
 //! above repair gaps by `seq` from the api.
 
 pub mod envelope;
+pub mod inbound;
 pub mod memory;
 pub mod outbox;
 pub mod redis;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 /// One message received from the bus.
 #[derive(Debug, Clone)]
@@ -88,12 +88,7 @@ impl Outgoing {
     }
 }
 
-/// The receiving end of a bus connection: what this node subscribed to.
-pub type Inbound = mpsc::Receiver<BusMessage>;
-
-/// How many received messages may wait for the node's dispatcher before the
-/// bus drops new ones (counted by [`Bus::dropped`]).
-pub const DEFAULT_INBOUND_CAPACITY: usize = 65_536;
+pub use inbound::{DEFAULT_INBOUND_BYTES, DEFAULT_INBOUND_CAPACITY, Inbound};
 
 /// Why a bus operation failed.
 #[derive(Debug, thiserror::Error)]

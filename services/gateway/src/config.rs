@@ -45,6 +45,20 @@ pub struct GatewayConfig {
     #[arg(long, env = "TELEPATH_WRITE_DELAY_MS", default_value_t = 0,
         value_parser = clap::value_parser!(u64).range(0..=1000), help_heading = ADVANCED)]
     pub write_delay_ms: u64,
+    /// Bus messages that may wait for this node's relay; one more (or one
+    /// past TELEPATH_INBOUND_BYTES) is dropped, and its channel read back
+    /// from the api.
+    #[arg(long, env = "TELEPATH_INBOUND_QUEUE",
+        default_value_t = telepath_shared::bus::DEFAULT_INBOUND_CAPACITY,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = ADVANCED)]
+    pub inbound_queue: usize,
+    /// Bytes of bus messages that may wait for this node's relay.
+    #[arg(long, env = "TELEPATH_INBOUND_BYTES",
+        default_value_t = telepath_shared::bus::DEFAULT_INBOUND_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = ADVANCED)]
+    pub inbound_bytes: usize,
 }
 
 impl GatewayConfig {
@@ -130,6 +144,8 @@ mod tests {
             "TELEPATH_AWAY_AFTER_MS",
             "TELEPATH_REPLAY_CAP",
             "TELEPATH_WRITE_DELAY_MS",
+            "TELEPATH_INBOUND_QUEUE",
+            "TELEPATH_INBOUND_BYTES",
             "RUST_LOG",
         ] {
             assert!(help.contains(var), "{var} missing from --help");

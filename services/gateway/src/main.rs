@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::CommandFactory;
 use telepath_gateway::{Cli, GatewayState};
-use telepath_shared::bus::{DEFAULT_INBOUND_CAPACITY, redis::RedisBus};
+use telepath_shared::bus::redis::RedisBus;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
@@ -20,9 +20,10 @@ async fn serve(Cli { common, gateway }: Cli) -> anyhow::Result<()> {
         .redis_url
         .clone()
         .context("REDIS_URL must be set for telepath-gateway")?;
-    let (bus, inbound) = RedisBus::connect(&redis_url, DEFAULT_INBOUND_CAPACITY)
-        .await
-        .context("connecting to Redis")?;
+    let (bus, inbound) =
+        RedisBus::connect_bounded(&redis_url, gateway.inbound_queue, gateway.inbound_bytes)
+            .await
+            .context("connecting to Redis")?;
     let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .context("binding TELEPATH_LISTEN")?;

@@ -124,6 +124,8 @@ pub struct GatewayMetrics {
     pub bus_out: IntCounter,
     /// Bus messages dropped because this node's inbound queue was full.
     pub bus_dropped: IntCounter,
+    /// Channels read back from the api because the inbound queue dropped some of theirs.
+    pub bus_resyncs: IntCounter,
     /// Times the bus subscription connection was lost (and re-established).
     pub bus_reconnects: IntCounter,
     /// Bus channels this node is subscribed to.
@@ -247,7 +249,11 @@ impl GatewayMetrics {
             ),
             bus_dropped: counter(
                 "telepath_gateway_bus_dropped_messages_total",
-                "Bus messages dropped on a full inbound queue",
+                "Bus messages dropped on a full inbound queue (count or bytes)",
+            ),
+            bus_resyncs: counter(
+                "telepath_gateway_bus_resyncs_total",
+                "Channels read back from the api after the inbound queue dropped messages of theirs",
             ),
             bus_reconnects: counter(
                 "telepath_gateway_bus_reconnects_total",

@@ -125,6 +125,7 @@ pub(crate) async fn run(mut inbound: Inbound, relay: Relay) {
     // given), due once a probe sent after the loss was noticed comes back:
     // that proves the subscription delivers again.
     let mut owed: Option<(DateTime<Utc>, u64)> = None;
+    let mut last_tick = Utc::now();
     // When this node last asked the bus for a new subscription connection.
     let mut reconnected: Option<Instant> = None;
     loop {
@@ -152,6 +153,14 @@ pub(crate) async fn run(mut inbound: Inbound, relay: Relay) {
                 let now_dropped = bus.dropped();
                 metrics.bus_dropped.inc_by(now_dropped.saturating_sub(dropped));
                 dropped = now_dropped;
+                // What a full inbound queue dropped since the last tick.
+                let lost = inbound.take_lost();
+                if !lost.is_empty() {
+                    metrics.bus_resyncs.inc_by(lost.len() as u64);
+                    tracing::warn!(channels = lost.len(), "the inbound queue overflowed: reading back");
+                    recover::resync(&relay, lost, last_tick - LOSS_MARGIN).await;
+                }
+                last_tick = Utc::now();
                 let lost = bus.epoch() != epoch;
                 if lost {
                     metrics.bus_reconnects.inc_by(bus.epoch().saturating_sub(epoch));

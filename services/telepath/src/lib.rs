@@ -25,7 +25,7 @@ use telepath_presence::PresenceConfig;
 use telepath_presence::PresenceState;
 use telepath_shared::bus::memory::MemoryBroker;
 use telepath_shared::bus::redis::RedisBus;
-use telepath_shared::bus::{Bus, DEFAULT_INBOUND_CAPACITY, Inbound};
+use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::Common;
 use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::http::{ApiError, not_found};
@@ -89,16 +89,18 @@ pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node>
     // Each service is its own node on the bus, as in a split deployment.
     let broker = MemoryBroker::new();
     let redis_url = config.common.redis_url.clone();
+    // Every node's inbound queue is bounded like the gateway's.
+    let (capacity, bytes) = (config.gateway.inbound_queue, config.gateway.inbound_bytes);
     let connect = || async {
         let node: (Arc<dyn Bus>, Inbound) = match &redis_url {
             Some(url) => {
-                let (bus, inbound) = RedisBus::connect(url, DEFAULT_INBOUND_CAPACITY)
+                let (bus, inbound) = RedisBus::connect_bounded(url, capacity, bytes)
                     .await
                     .context("connecting to Redis")?;
                 (Arc::new(bus), inbound)
             }
             None => {
-                let (bus, inbound) = broker.connect(DEFAULT_INBOUND_CAPACITY);
+                let (bus, inbound) = broker.connect_bounded(capacity, bytes);
                 (Arc::new(bus), inbound)
             }
         };

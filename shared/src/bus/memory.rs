@@ -6,13 +6,12 @@
 //! counts it, exactly like a Redis subscriber that falls behind.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
+use super::inbound::{self, InboundSender};
 use super::{Bus, BusError, BusMessage, Inbound, Meta, Outgoing, unix_micros};
 
 /// Routes published messages to subscribed [`MemoryBus`] nodes.
@@ -31,8 +30,7 @@ struct BrokerState {
 }
 
 struct Node {
-    tx: mpsc::Sender<BusMessage>,
-    dropped: Arc<AtomicU64>,
+    inbox: Arc<InboundSender>,
 }
 
 impl MemoryBroker {
@@ -43,23 +41,32 @@ impl MemoryBroker {
 
     /// Connects a new node whose inbound queue holds `capacity` messages.
     pub fn connect(&self, capacity: usize) -> (MemoryBus, Inbound) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let dropped = Arc::new(AtomicU64::new(0));
+        let (inbox, rx) = inbound::inbound(capacity);
+        self.join(inbox, rx)
+    }
+
+    /// Like [`MemoryBroker::connect`], with at most `max_bytes` of messages waiting.
+    pub fn connect_bounded(&self, capacity: usize, max_bytes: usize) -> (MemoryBus, Inbound) {
+        let (inbox, rx) = inbound::inbound_bounded(capacity, max_bytes);
+        self.join(inbox, rx)
+    }
+
+    fn join(&self, inbox: InboundSender, rx: Inbound) -> (MemoryBus, Inbound) {
+        let inbox = Arc::new(inbox);
         let mut state = self.inner.lock().expect("broker lock poisoned");
         state.next_id += 1;
         let id = state.next_id;
         state.nodes.insert(
             id,
             Node {
-                tx,
-                dropped: dropped.clone(),
+                inbox: inbox.clone(),
             },
         );
         (
             MemoryBus {
                 broker: self.clone(),
                 id,
-                dropped,
+                inbox,
             },
             rx,
         )
@@ -70,7 +77,7 @@ impl MemoryBroker {
 pub struct MemoryBus {
     broker: MemoryBroker,
     id: u64,
-    dropped: Arc<AtomicU64>,
+    inbox: Arc<InboundSender>,
 }
 
 impl MemoryBus {
@@ -91,12 +98,8 @@ impl MemoryBus {
                 payload: payload.clone(),
                 meta: meta.clone(),
             };
-            match node.tx.try_send(msg) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    node.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
+            if node.inbox.offer(msg).is_err() {
+                gone.push(*id);
             }
         }
         // Nodes whose receiver was dropped leave the broker.
@@ -157,7 +160,7 @@ impl Bus for MemoryBus {
     }
 
     fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.inbox.dropped()
     }
 }
 

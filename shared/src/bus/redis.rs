@@ -38,6 +38,7 @@ use deadpool_redis::redis::{
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::inbound::{self, InboundSender};
 use super::{Bus, BusError, BusMessage, Inbound, Meta, Outgoing, envelope, unix_micros};
 
 /// How often the subscription connection is probed.
@@ -63,9 +64,10 @@ pub struct RedisBus {
 /// What the supervisor and the bus handle both read.
 struct Shared {
     healthy: AtomicBool,
-    dropped: AtomicU64,
     /// Losses of the subscription connection so far.
     epoch: AtomicU64,
+    /// Where received messages go.
+    inbound: InboundSender,
 }
 
 /// A request to the subscriber's supervisor.
@@ -126,17 +128,26 @@ fn timed_out(what: &str) -> BusError {
 
 impl RedisBus {
     /// Connects to Redis at `url` (failing if it cannot be reached now);
-    /// received messages queue up to `capacity`.
+    /// received messages queue up to `capacity` (and 64 MiB).
     pub async fn connect(url: &str, capacity: usize) -> Result<(Self, Inbound), BusError> {
-        let (inbound, rx) = mpsc::channel(capacity);
+        Self::connect_bounded(url, capacity, super::DEFAULT_INBOUND_BYTES).await
+    }
+
+    /// Like [`RedisBus::connect`], with at most `max_bytes` of received
+    /// messages waiting.
+    pub async fn connect_bounded(
+        url: &str,
+        capacity: usize,
+        max_bytes: usize,
+    ) -> Result<(Self, Inbound), BusError> {
+        let (inbound, rx) = inbound::inbound_bounded(capacity, max_bytes);
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
+            inbound,
         });
         let sub = Subscriber {
             client: client(&resp3_url(url))?,
-            inbound,
             shared: shared.clone(),
             generation: Arc::new(AtomicU64::new(0)),
         };
@@ -181,7 +192,6 @@ impl Drop for RedisBus {
 /// their pushes go.
 struct Subscriber {
     client: redis::Client,
-    inbound: mpsc::Sender<BusMessage>,
     shared: Arc<Shared>,
     /// The connection whose pushes count; older ones' are ignored.
     generation: Arc<AtomicU64>,
@@ -207,7 +217,6 @@ impl Subscriber {
                 generation,
                 self.generation.clone(),
                 lost.clone(),
-                self.inbound.clone(),
                 self.shared.clone(),
             ));
         let open = self
@@ -373,7 +382,6 @@ fn push_sender(
     mine: u64,
     current: Arc<AtomicU64>,
     lost: Arc<Notify>,
-    tx: mpsc::Sender<BusMessage>,
     shared: Arc<Shared>,
 ) -> impl Fn(PushInfo) -> Result<(), redis::aio::SendError> + Send + Sync + 'static {
     move |info: PushInfo| {
@@ -396,16 +404,12 @@ fn push_sender(
                     _ => return Ok(()),
                 };
                 let (meta, payload) = envelope::decode(raw);
-                if tx
-                    .try_send(BusMessage {
-                        channel,
-                        payload,
-                        meta,
-                    })
-                    .is_err()
-                {
-                    shared.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                // A gone receiver: the node is shutting down.
+                let _ = shared.inbound.offer(BusMessage {
+                    channel,
+                    payload,
+                    meta,
+                });
             }
             _ => {}
         }
@@ -533,7 +537,7 @@ impl Bus for RedisBus {
     }
 
     fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.shared.inbound.dropped()
     }
 
     fn epoch(&self) -> u64 {

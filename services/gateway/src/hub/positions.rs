@@ -100,7 +100,6 @@ impl Hub {
     }
 
     /// The position of `channel`, if this node follows it.
-    #[cfg(test)]
     pub(crate) fn position(&self, channel: &str) -> Option<i64> {
         self.positions_lock().relayed.get(channel).copied()
     }

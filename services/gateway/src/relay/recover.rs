@@ -77,6 +77,35 @@ pub(super) async fn catch_up(relay: &Relay, lost_at: DateTime<Utc>) {
     dms(relay, &relay.hub.users(), lost_at).await;
 }
 
+/// Reads back the channels a full inbound queue dropped messages of, since
+/// about `since`: a room's messages after this node's position; for a
+/// user's channel, their DMs and (for `member` events) the memberships.
+/// Presence changes and broadcasts have nothing to read back.
+pub(super) async fn resync(relay: &Relay, channels: Vec<String>, since: DateTime<Utc>) {
+    let mut users = Vec::new();
+    for channel in channels {
+        if let Some(room) = channel.strip_prefix("room:") {
+            if let Some(last) = relay.hub.position(&channel) {
+                repair(relay, room, &channel, last, None).await;
+            }
+        } else if let Some(user) = channel.strip_prefix("user:") {
+            users.push(user.to_owned());
+        } else {
+            tracing::warn!(%channel, "messages dropped that cannot be read back");
+        }
+    }
+    if !users.is_empty() {
+        let here: Vec<UserRef> = relay
+            .hub
+            .users()
+            .into_iter()
+            .filter(|u| users.contains(&u.id))
+            .collect();
+        dms(relay, &here, since).await;
+        memberships(relay).await;
+    }
+}
+
 /// Re-reads whether the rooms local users are in are still open and whether
 /// those users still take part, and carries out what the bus did not
 /// bring: a closed room's `room_closed`, a user's `member` `left`.

@@ -187,6 +187,43 @@ async fn a_seq_a_join_named_that_never_comes_is_fetched() {
     assert_eq!(seqs(&mut b, 1).await, vec![1]);
 }
 
+#[tokio::test]
+async fn what_a_full_inbound_queue_drops_is_read_back_from_the_api() {
+    let stack = crate::helpers::spawn_stack_with_inbound(8).await;
+    let ada = stack.login("ada").await;
+    let bob = stack.login("bob").await;
+    let room = stack.room(&ada).await;
+    let mut b = stack.connect(0, &bob).await;
+    b.join(&room).await;
+    // Fifty messages published in one go: the queue takes eight, the rest
+    // are dropped, and nothing follows them in this room.
+    let sends: Vec<_> = (1..=50)
+        .map(|i| {
+            serde_json::json!({"room": room, "send": {
+                "from": {"id": ada.id, "name": ada.name}, "body": format!("m{i}")}})
+        })
+        .collect();
+    let resp = stack
+        .http
+        .post(format!("{}/internal/messages", stack.api))
+        .header("x-telepath-internal", &stack.internal_token)
+        .json(&serde_json::json!({ "sends": sends }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(seqs(&mut b, 50).await, (1..=50).collect::<Vec<_>>());
+    let page =
+        telepath_shared::testing::get_text(&stack.http, &format!("{}/metrics", stack.gw(0))).await;
+    let dropped =
+        telepath_shared::testing::metric(&page, "telepath_gateway_bus_dropped_messages_total");
+    assert!(dropped.is_some_and(|n| n > 0.0), "the queue did overflow");
+    assert_eq!(
+        telepath_shared::testing::metric(&page, "telepath_gateway_bus_resyncs_total"),
+        Some(1.0)
+    );
+}
+
 /// A bus whose subscriptions never deliver: open but silent.
 struct SilentBus(telepath_shared::bus::memory::MemoryBus);
 

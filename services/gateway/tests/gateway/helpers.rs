@@ -95,6 +95,22 @@ pub(crate) async fn spawn_stack_without_presence(
     n: usize,
     tweak: impl FnOnce(&mut Common, &mut GatewayConfig),
 ) -> Stack {
+    build_stack(n, tweak, 1024).await
+}
+
+/// One gateway whose inbound bus queue holds only `capacity` messages, and
+/// the rest of the stack.
+pub(crate) async fn spawn_stack_with_inbound(capacity: usize) -> Stack {
+    let stack = build_stack(1, |_, _| {}, capacity).await;
+    stack.start_presence().await;
+    stack
+}
+
+async fn build_stack(
+    n: usize,
+    tweak: impl FnOnce(&mut Common, &mut GatewayConfig),
+    inbound: usize,
+) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let broker = MemoryBroker::new();
@@ -116,7 +132,7 @@ pub(crate) async fn spawn_stack_without_presence(
         let (listener, url) = bind().await;
         let mut c = common.clone();
         c.node_id = format!("gw{i}");
-        let (bus, inbound) = broker.connect(1024);
+        let (bus, inbound) = broker.connect(inbound);
         let registry = prometheus::Registry::new();
         let gw = GatewayState::build(c, gateway.clone(), Arc::new(bus), inbound, registry);
         let stop = CancellationToken::new();

@@ -310,3 +310,34 @@ async fn a_client_that_stops_reading_is_still_closed_when_its_token_expires() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_gateways_full_inbound_queue_drops_is_read_back() {
+    // A gateway whose relay may have only 4 bus messages waiting.
+    let small = [("TELEPATH_INBOUND_QUEUE", "4".to_owned())];
+    let cluster = crate::cluster::start_cluster_with(1, 1, &small).await;
+    let http = Client::new();
+    let api = cluster.api.url.clone();
+    let ada = crate::helpers::login(&http, &api, "ada").await;
+    let bob = crate::helpers::login(&http, &api, "bob").await;
+    let room = create_room(&http, &api, &ada, "burst").await;
+    let mut b = WsClient::connect(&cluster.gateways[0].url, &bob.token)
+        .await
+        .unwrap();
+    b.join(&room).await;
+    // 300 messages in bursts of 25, and then nothing.
+    flood(&http, &api, &ada, &room, 300, 10).await;
+    assert_eq!(
+        room_seqs(&mut b, &room, 300).await,
+        (1..=300).collect::<Vec<_>>(),
+        "every message, in order"
+    );
+    let gw = cluster.gateways[0].url.clone();
+    let page = telepath_shared::testing::get_text(&http, &format!("{gw}/metrics")).await;
+    let metric = |name| telepath_shared::testing::metric(&page, name).unwrap_or(0.0);
+    assert!(
+        metric("telepath_gateway_bus_dropped_messages_total") > 0.0,
+        "the queue overflowed (else this test proves nothing)"
+    );
+    assert!(metric("telepath_gateway_bus_resyncs_total") >= 1.0);
+}
