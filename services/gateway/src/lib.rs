@@ -54,6 +54,7 @@ struct Inner {
     hub: Arc<hub::Hub>,
     bus: Arc<dyn Bus>,
     api: upstream::ApiClient,
+    replays: upstream::Replays,
     sends: upstream::SendPipe,
     presence: upstream::PresenceReporter,
     logs: upstream::LogReporter,
@@ -129,6 +130,7 @@ impl GatewayState {
                 config,
                 hub,
                 bus,
+                replays: upstream::Replays::new(api.clone()),
                 api,
                 sends,
                 presence,
@@ -190,6 +192,11 @@ impl GatewayState {
     /// The api's internal routes.
     pub(crate) fn api(&self) -> &upstream::ApiClient {
         &self.inner.api
+    }
+
+    /// Join replays, shared per room.
+    pub(crate) fn replays(&self) -> &upstream::Replays {
+        &self.inner.replays
     }
 
     /// The ordered pipe of room messages and DMs to the api.

@@ -2,7 +2,8 @@
 //! [`InternalClient`](telepath_shared::http::client::InternalClient):
 //!
 //! - [`ApiClient`]: durable operations a session waits for (join, leave,
-//!   history, the offline queue);
+//!   history, the offline queue), and the relay's catch-up reads;
+//! - [`Replays`]: join replays, one shared history read per room;
 //! - [`SendPipe`]: room messages and DMs, pipelined in ordered batches;
 //! - [`AckReporter`]: clients' acks, written in batches (or at once, for an
 //!   ack the client waits for);
@@ -17,12 +18,14 @@ mod acks;
 mod api;
 mod logs;
 mod presence;
+mod replays;
 mod sends;
 
 pub(crate) use acks::{Ack, AckReporter};
 pub(crate) use api::ApiClient;
 pub(crate) use logs::LogReporter;
 pub(crate) use presence::{Drain, PresenceReporter};
+pub(crate) use replays::Replays;
 pub(crate) use sends::{Done, Outcome, PendingSend, SendPipe, Sendable};
 
 /// Reports waiting to be sent, per reporter.

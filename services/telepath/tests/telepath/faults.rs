@@ -341,3 +341,52 @@ async fn what_a_gateways_full_inbound_queue_drops_is_read_back() {
     );
     assert!(metric("telepath_gateway_bus_resyncs_total") >= 1.0);
 }
+
+/// How many history reads the api has served gateways so far.
+async fn history_reads(http: &Client, api: &str) -> f64 {
+    let page = telepath_shared::testing::get_text(http, &format!("{api}/metrics")).await;
+    page.lines()
+        .filter(|l| {
+            l.starts_with("telepath_http_request_duration_seconds_count")
+                && l.contains("route=\"/internal/rooms/{id}/messages\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_reads_a_rooms_history_about_once() {
+    let cluster = crate::cluster::start_cluster(1, 1).await;
+    let http = Client::new();
+    let api = cluster.api.url.clone();
+    let ada = crate::helpers::login(&http, &api, "ada").await;
+    let bob = crate::helpers::login(&http, &api, "bob").await;
+    let room = create_room(&http, &api, &ada, "storm").await;
+    flood(&http, &api, &ada, &room, 20, 10).await;
+    // Forty clients come back at once, each resuming from seq 0.
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        clients.push(
+            WsClient::connect(&cluster.gateways[0].url, &bob.token)
+                .await
+                .unwrap(),
+        );
+    }
+    let before = history_reads(&http, &api).await;
+    for c in clients.iter_mut() {
+        c.send(json!({"type": "join", "room": room, "since": 0, "ref": "j"}))
+            .await;
+    }
+    for c in clients.iter_mut() {
+        let reply = c
+            .wait_for(|f| f["type"] == "reply" && f["ref"] == "j")
+            .await;
+        assert_eq!(reply["ok"], true, "{reply}");
+        assert_eq!(room_seqs(c, &room, 20).await, (1..=20).collect::<Vec<_>>());
+    }
+    let reads = history_reads(&http, &api).await - before;
+    assert!(
+        (1.0..=3.0).contains(&reads),
+        "{reads} history reads for 40 joins of one room"
+    );
+}

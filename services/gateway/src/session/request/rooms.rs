@@ -117,18 +117,13 @@ async fn replay(
     if upto - since > cap {
         return Ok(false);
     }
-    let page = session
+    let messages = session
         .state
-        .api()
-        .history(room, since, None, cap)
+        .replays()
+        .replay(room, since, upto, cap)
         .await
         .map_err(|e| e.body())?;
-    then.extend(
-        page.messages
-            .into_iter()
-            .filter(|m| m.seq <= upto)
-            .map(ServerFrame::Message),
-    );
+    then.extend(messages.into_iter().map(ServerFrame::Message));
     Ok(true)
 }
 
