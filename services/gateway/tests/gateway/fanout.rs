@@ -3,7 +3,9 @@
 use serde_json::json;
 use telepath_shared::testing::WsClient;
 
-use crate::helpers::spawn_stack;
+use telepath_shared::testing::TestUser;
+
+use crate::helpers::{Stack, spawn_stack};
 
 #[tokio::test]
 async fn a_message_sent_on_gateway_a_reaches_members_on_both_gateways_once_and_in_order() {
@@ -128,14 +130,20 @@ async fn a_join_with_since_while_messages_flow_sees_every_seq_once_in_order() {
     );
 }
 
-#[tokio::test]
-async fn a_gap_in_pub_sub_is_repaired_from_the_api_before_the_next_message() {
+/// One gateway, and bob joined to a new room of ada's on it.
+async fn bob_in_a_room_of_adas() -> (Stack, TestUser, String, WsClient) {
     let stack = spawn_stack(1).await;
     let ada = stack.login("ada").await;
     let bob = stack.login("bob").await;
     let room = stack.room(&ada).await;
     let mut b = stack.connect(0, &bob).await;
     b.join(&room).await;
+    (stack, ada, room, b)
+}
+
+#[tokio::test]
+async fn a_gap_in_pub_sub_is_repaired_from_the_api_before_the_next_message() {
+    let (stack, ada, room, mut b) = bob_in_a_room_of_adas().await;
     assert_eq!(stack.send_via(&stack.api, &ada, &room, "m1").await, 1);
     assert_eq!(seqs(&mut b, 1).await, vec![1]);
     // Two messages are committed but their publishes never reach the gateway.
@@ -154,14 +162,9 @@ async fn a_gap_in_pub_sub_is_repaired_from_the_api_before_the_next_message() {
 
 #[tokio::test]
 async fn the_first_message_in_a_quiet_room_is_checked_against_the_joins_position() {
-    let stack = spawn_stack(1).await;
-    let ada = stack.login("ada").await;
-    let bob = stack.login("bob").await;
-    let room = stack.room(&ada).await;
-    let mut b = stack.connect(0, &bob).await;
     // Nothing was ever relayed in this room here: the join's seq (0) is
     // the gateway's position.
-    b.join(&room).await;
+    let (stack, ada, room, mut b) = bob_in_a_room_of_adas().await;
     let lossy = stack.lossy_api().await;
     assert_eq!(stack.send_via(&lossy, &ada, &room, "lost").await, 1);
     // Seq 2 arrives first: a jump from the join's position, so 1 comes first.
@@ -171,12 +174,7 @@ async fn the_first_message_in_a_quiet_room_is_checked_against_the_joins_position
 
 #[tokio::test]
 async fn a_seq_a_join_named_that_never_comes_is_fetched() {
-    let stack = spawn_stack(1).await;
-    let ada = stack.login("ada").await;
-    let bob = stack.login("bob").await;
-    let room = stack.room(&ada).await;
-    let mut b = stack.connect(0, &bob).await;
-    b.join(&room).await;
+    let (stack, ada, room, mut b) = bob_in_a_room_of_adas().await;
     // Lost on the bus, and nothing follows it in this quiet room.
     let lossy = stack.lossy_api().await;
     assert_eq!(stack.send_via(&lossy, &ada, &room, "lost").await, 1);

@@ -281,34 +281,33 @@ async fn a_client_that_stops_reading(
     b
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_stops_reading_is_closed_when_its_writes_stay_blocked() {
-    // Heartbeat 500 ms: a write blocked for 1 s ends the connection.
-    let cluster = crate::cluster::start_cluster_with(1, 1, &[big_queue()]).await;
+/// A cluster with `env`, a client that stops reading (with a token valid
+/// for `ttl` seconds, if given), and the wait for the gateway to have closed
+/// it, counted under `reason`.
+async fn closes_a_reader_that_stopped(env: &[(&str, String)], ttl: Option<i64>, reason: &str) {
+    let cluster = crate::cluster::start_cluster_with(1, 1, env).await;
     let http = Client::new();
-    let _bob = a_client_that_stops_reading(&cluster, &http, None).await;
+    let _bob = a_client_that_stops_reading(&cluster, &http, ttl).await;
     let gw = cluster.gateways[0].url.clone();
-    telepath_shared::testing::eventually(Duration::from_secs(10), "bob closed", || {
+    telepath_shared::testing::eventually(Duration::from_secs(15), reason, || {
         let (http, gw) = (http.clone(), gw.clone());
-        async move { gateway_counts(&http, &gw, "slow_consumer").await == (0.0, 1.0) }
+        async move { gateway_counts(&http, &gw, reason).await == (0.0, 1.0) }
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_when_its_writes_stay_blocked() {
+    // Heartbeat 500 ms: a write blocked for 1 s ends the connection.
+    closes_a_reader_that_stopped(&[big_queue()], None, "slow_consumer").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_still_closed_when_its_token_expires() {
-    // Heartbeats far apart, so the token's expiry comes first.
+    // Heartbeats far apart, so the token's expiry (2 s, plus the 5 s of
+    // leeway) comes first.
     let slow = [big_queue(), ("TELEPATH_HEARTBEAT_MS", "20000".to_owned())];
-    let cluster = crate::cluster::start_cluster_with(1, 1, &slow).await;
-    let http = Client::new();
-    // Valid for 2 s, plus the 5 s of leeway.
-    let _bob = a_client_that_stops_reading(&cluster, &http, Some(2)).await;
-    let gw = cluster.gateways[0].url.clone();
-    telepath_shared::testing::eventually(Duration::from_secs(15), "bob closed at expiry", || {
-        let (http, gw) = (http.clone(), gw.clone());
-        async move { gateway_counts(&http, &gw, "token_expired").await == (0.0, 1.0) }
-    })
-    .await;
+    closes_a_reader_that_stopped(&slow, Some(2), "token_expired").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
