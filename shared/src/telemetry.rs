@@ -194,8 +194,9 @@ pub fn adopt_traceparent(span: &tracing::Span, traceparent: &str) {
 }
 
 /// A registry for `service` with the process metrics (`process_*`: CPU
-/// seconds, resident memory, open file descriptors, threads) and
-/// `telepath_build_info{service,version}` already in it.
+/// seconds, resident memory, open file descriptors, threads),
+/// `tokio_alive_tasks` and `telepath_build_info{service,version}` already
+/// in it.
 pub fn registry(service: &str) -> Registry {
     let registry = Registry::new();
     #[cfg(target_os = "linux")]
@@ -204,6 +205,9 @@ pub fn registry(service: &str) -> Registry {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .expect("process metrics registered once");
+    registry
+        .register(Box::new(RuntimeCollector::new()))
+        .expect("runtime metrics registered once");
     let info = prometheus::IntGaugeVec::new(
         prometheus::Opts::new(
             "telepath_build_info",
@@ -216,6 +220,42 @@ pub fn registry(service: &str) -> Registry {
         .set(1);
     register(&registry, info);
     registry
+}
+
+/// `tokio_alive_tasks`: the tasks alive in the tokio runtime that renders
+/// the metrics (read when scraped), so a leak of spawned tasks shows
+/// before its memory does.
+struct RuntimeCollector {
+    alive: prometheus::IntGauge,
+}
+
+impl RuntimeCollector {
+    fn new() -> Self {
+        Self {
+            alive: prometheus::IntGauge::new(
+                "tokio_alive_tasks",
+                "Tasks alive in the process's tokio runtime",
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+impl prometheus::core::Collector for RuntimeCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.alive.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let alive = handle.metrics().num_alive_tasks();
+                self.alive.set(i64::try_from(alive).unwrap_or(i64::MAX));
+                self.alive.collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 /// Renders every metric of `registry` in the Prometheus text format.
@@ -302,6 +342,33 @@ mod tests {
         );
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_registry_counts_the_runtime_s_alive_tasks() {
+        let registry = registry("api");
+        let alive = |registry: &Registry| {
+            registry
+                .gather()
+                .iter()
+                .find(|f| f.name() == "tokio_alive_tasks")
+                .map(|f| f.get_metric()[0].get_gauge().get_value() as i64)
+                .expect("tokio_alive_tasks")
+        };
+        let before = alive(&registry);
+        let (tx, rx) = tokio::sync::watch::channel(());
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let mut rx = rx.clone();
+                tokio::spawn(async move { rx.changed().await })
+            })
+            .collect();
+        assert_eq!(alive(&registry), before + 5);
+        drop(tx);
+        for t in tasks {
+            let _ = t.await;
+        }
+        assert_eq!(alive(&registry), before);
     }
 
     #[test]

@@ -49,6 +49,24 @@ pub const BROADCAST_CHANNEL: &str = "broadcast";
 /// Bus channel of presence changes; every gateway and the api subscribe to it.
 pub const PRESENCE_CHANNEL: &str = "presence";
 
+/// The pattern of a canonical id ([`is_canonical_id`]) in the OpenAPI document.
+pub const ID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+/// The OpenAPI schema of a list of at most `max` canonical ids, so that a
+/// client generated from the document (or a fuzzer) sends only ids the
+/// route accepts.
+pub fn id_list_schema(max: usize) -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(ID_PATTERN)),
+        )
+        .max_items(Some(max))
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use crate::protocol::*;

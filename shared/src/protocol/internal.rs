@@ -233,8 +233,12 @@ pub struct RoomUsers {
     pub room: String,
     /// User ids (lowercase UUIDs).
     #[serde(default)]
-    #[schema(max_items = 10_000)]
+    #[schema(schema_with = membership_users)]
     pub users: Vec<String>,
+}
+
+fn membership_users() -> utoipa::openapi::schema::Array {
+    super::ids::id_list_schema(MAX_MEMBERSHIP_USERS)
 }
 
 impl InternalMemberships {
@@ -291,8 +295,12 @@ pub const MAX_PENDING_USERS: usize = 100;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct InternalPendingDms {
     /// User ids (lowercase UUIDs).
-    #[schema(max_items = 100)]
+    #[schema(schema_with = pending_users)]
     pub user_ids: Vec<String>,
+}
+
+fn pending_users() -> utoipa::openapi::schema::Array {
+    super::ids::id_list_schema(MAX_PENDING_USERS)
 }
 
 impl InternalPendingDms {
