@@ -18,7 +18,10 @@ concurrency=${3:-64}
 batches=${COMMIT_BATCHES:-256 1}
 bin=${TELEPATH_BIN_DIR:-target/release}
 
-cargo build --release --locked -p telepath-api -p telepath-loadtest --bins >&2
+# Two builds: one would enable telepath-shared's `testing` feature (which the
+# generator uses) in the servers too, and rebuild them unlike a plain build.
+cargo build --release --locked -p telepath-api --bins >&2
+cargo build --release --locked -p telepath-loadtest --bins >&2
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

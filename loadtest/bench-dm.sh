@@ -16,7 +16,10 @@ pairs=${2:-50}
 count=${3:-20}
 rate=${4:-10}
 
-cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence -p telepath-loadtest --bins >&2
+# Two builds: one would enable telepath-shared's `testing` feature (which the
+# generator uses) in the servers too, and rebuild them unlike a plain build.
+cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence --bins >&2
+cargo build --release --locked -p telepath-loadtest --bins >&2
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 . loadtest/lib/cluster.sh

@@ -14,15 +14,25 @@
 //!   publisher each; time from send to delivery, lost and repeated seqs.
 //! - `rest`: a client's REST mix (rooms, joins, history pages,
 //!   participants, presence, pending DMs); latency per route, errors by status.
+//! - `chaos`: rooms with members resuming as a careful SDK does while
+//!   `loadtest/chaos.sh` injects faults; holes, repeats and losses against
+//!   SQLite.
+//! - `churn`: connect, join, send, leave, close in a loop, for
+//!   `loadtest/soak.sh`.
+//! - `proxy` (not a scenario): the services' fault-injecting TCP proxy as a
+//!   process, with an HTTP control endpoint, for `chaos.sh`.
 //!
-//! `dm` and `rest` exit non-zero, after the summary, when the server got
-//! something wrong.
+//! `dm`, `rest` and `chaos` exit non-zero, after the summary, when the
+//! server got something wrong.
 
 mod api_send;
+mod chaos;
+mod churn;
 mod client;
 mod connections;
 mod dm;
 mod proto;
+mod proxy;
 mod reconnect;
 mod report;
 mod rest;
@@ -43,6 +53,10 @@ struct Cli {
 enum Scenario {
     /// Persist room messages through the api alone (commit, then ack).
     ApiSend(api_send::Args),
+    /// Delivery while loadtest/chaos.sh injects faults: holes, repeats, losses against SQLite.
+    Chaos(chaos::Args),
+    /// Connect, join, send, leave, close in a loop (the load of loadtest/soak.sh).
+    Churn(churn::Args),
     /// Many idle authenticated connections to one gateway: handshakes/s, memory per connection.
     Connections(connections::Args),
     /// DMs to online and offline recipients: send-to-receipt latency, offline drain, loss, repeats.
@@ -53,6 +67,8 @@ enum Scenario {
     Rest(rest::Args),
     /// Rooms with members over several gateways, one publisher each: send-to-delivery latency, loss, repeats.
     RoomFanout(room_fanout::Args),
+    /// A fault-injecting TCP proxy with an HTTP control endpoint (for loadtest/chaos.sh).
+    Proxy(proxy::Args),
 }
 
 #[tokio::main]
@@ -60,6 +76,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (summary, failure) = match cli.scenario {
         Scenario::ApiSend(args) => (serde_json::to_value(api_send::run(args).await?)?, None),
+        Scenario::Chaos(args) => judged(chaos::run(args).await?, chaos::Summary::failure)?,
+        Scenario::Churn(args) => (serde_json::to_value(churn::run(args).await?)?, None),
+        Scenario::Proxy(args) => return proxy::run(args).await,
         Scenario::Reconnect(args) => (serde_json::to_value(reconnect::run(args).await?)?, None),
         Scenario::Connections(args) => (serde_json::to_value(connections::run(args).await?)?, None),
         Scenario::Dm(args) => judged(dm::run(args).await?, dm::Summary::failure)?,
