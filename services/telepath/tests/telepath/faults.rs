@@ -1,7 +1,8 @@
 //! Delivery under network faults, with real processes: a gateway whose
 //! Redis subscription goes deaf (its replies blackholed or stalled, or cut
 //! in the middle of one) while messages flow heals by itself, catches up
-//! every room it follows (quiet ones too) and becomes ready again.
+//! every room it follows (quiet ones too) and becomes ready again; a
+//! frozen Redis holds no acknowledgement hostage.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use serde_json::json;
 use telepath_shared::testing::WsClient;
 use telepath_shared::testing::proxy::{Direction, Fault};
 
-use crate::cluster::{Pair, ada_and_bob, start_cluster_proxied};
+use crate::cluster::{Pair, ada_and_bob, start_cluster, start_cluster_proxied};
 use crate::helpers::create_room;
 
 /// The next `n` distinct seqs `c` receives in room `room`, in arrival
@@ -129,6 +130,55 @@ async fn a_gateway_whose_redis_replies_stall_heals_and_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_whose_redis_requests_are_blackholed_heals_and_catches_up() {
     heals_from(|c| c.proxies[1].set(Fault::Drop(Direction::ToUpstream))).await;
+}
+
+/// With Redis frozen (SIGSTOP), sends without a `client_id` are still
+/// answered `ok` at once, since the api answers a message when it is
+/// committed and publishes it afterwards; once Redis runs again, a member on
+/// the other gateway gets every one of them, in order, once. (Before the
+/// outbox, each batch waited for its publish: seconds per send, then
+/// `unavailable` for committed messages, which a client resends.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_holds_no_ack_hostage_and_nothing_is_lost_or_repeated() {
+    let cluster = start_cluster(2, 1).await;
+    let Pair {
+        room, mut a, mut b, ..
+    } = ada_and_bob(&cluster).await;
+    for i in 1..=3 {
+        a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
+            .await;
+    }
+    assert_eq!(room_seqs(&mut b, &room, 3).await, vec![1, 2, 3]);
+
+    cluster.redis.pause();
+    let started = tokio::time::Instant::now();
+    for i in 4..=13 {
+        let reply = a
+            .request(json!({"type": "send", "room": room, "body": format!("m{i}")}))
+            .await;
+        assert_eq!(reply["ok"], true, "send {i} with Redis frozen: {reply}");
+        assert_eq!(reply["data"]["seq"], i, "{reply}");
+    }
+    // Ten sends one after the other; each waiting for a publish took
+    // seconds, and the gateway gives up on the api after 5 s.
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.redis.resume();
+    assert!(
+        took < Duration::from_secs(3),
+        "ten sends took {took:?} with Redis frozen"
+    );
+
+    assert_eq!(
+        room_seqs(&mut b, &room, 10).await,
+        (4..=13).collect::<Vec<_>>(),
+        "every message sent while Redis was frozen, in order"
+    );
+    assert!(
+        !b.sees_within(Duration::from_secs(2), |f| f["type"] == "message")
+            .await,
+        "no message twice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
