@@ -60,9 +60,16 @@ pub(crate) struct Args {
     /// Members per room, dealt round robin over the gateways.
     #[arg(long, default_value_t = 20)]
     members: usize,
-    /// Messages per second over all rooms.
+    /// Messages per second over all busy rooms.
     #[arg(long, default_value_t = 200)]
     rate: u32,
+    /// Of the rooms, how many are quiet: each hears `quiet_rate` msgs/s, so
+    /// a message lost in it is not followed at once by one exposing the hole.
+    #[arg(long, default_value_t = 0)]
+    quiet_rooms: usize,
+    /// Messages per second in each quiet room.
+    #[arg(long, default_value_t = 0.1)]
+    quiet_rate: f64,
     /// Publishing stops when this file appears (the fault loop is done).
     #[arg(long)]
     stop_file: Option<PathBuf>,
@@ -284,6 +291,8 @@ pub(crate) struct Summary {
     rooms: usize,
     members_per_room: usize,
     rate: u32,
+    quiet_rooms: usize,
+    quiet_rate: f64,
     publishing_s: f64,
     /// Faults the script injected, by kind (from its log).
     faults: BTreeMap<String, u64>,
@@ -430,7 +439,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let cpu_before = own_cpu_seconds();
     let started = Instant::now();
     ctx.t0_ms.store(now_ms(), Ordering::Relaxed);
-    let rate = f64::from(args.rate.max(1)) / room_ids.len() as f64;
+    let quiet = args.quiet_rooms.min(room_ids.len().saturating_sub(1));
+    let busy_rate = f64::from(args.rate.max(1)) / (room_ids.len() - quiet) as f64;
     let publishers: Vec<_> = publisher_tokens
         .iter()
         .enumerate()
@@ -440,7 +450,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
                 token: token.clone(),
                 home: r % ctx.gateways.len(),
                 sticky: (r / 2).is_multiple_of(2),
-                rate,
+                // The last `quiet` rooms are the quiet ones.
+                rate: if r + quiet >= room_ids.len() {
+                    args.quiet_rate
+                } else {
+                    busy_rate
+                },
                 settle: args.settle,
                 seed: now_us() as u64 ^ (r as u64) << 40,
             };
@@ -543,6 +558,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         rooms: room_ids.len(),
         members_per_room: args.members,
         rate: args.rate,
+        quiet_rooms: quiet,
+        quiet_rate: args.quiet_rate,
         publishing_s,
         faults_total: faults.len() as u64,
         faults: by_kind,
