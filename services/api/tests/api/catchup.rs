@@ -133,23 +133,24 @@ async fn memberships_take_a_thousand_rooms_and_ten_thousand_users_and_no_more() 
     assert_error(resp, 413, "too_large").await;
 }
 
+/// `good` posted to `path` without the internal token, or with a wrong one, is 401.
+async fn refuses_without_the_internal_token(api: &TestApi, path: &str, good: Value) {
+    for token in [None, Some("nope")] {
+        assert_error(
+            api.post_internal_as(token, path, good.clone()).await,
+            401,
+            "unauthorized",
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn memberships_refuse_a_missing_token_and_bad_ids() {
     let api = spawn_api().await;
     let path = "/internal/memberships";
     let good = json!({"rooms": [{"room": UNKNOWN, "users": [UNKNOWN]}]});
-    assert_error(
-        api.post_internal_as(None, path, good.clone()).await,
-        401,
-        "unauthorized",
-    )
-    .await;
-    assert_error(
-        api.post_internal_as(Some("nope"), path, good).await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    refuses_without_the_internal_token(&api, path, good).await;
     for (body, names) in [
         (json!({"rooms": [{"room": "room:*"}]}), "rooms[0].room"),
         (
@@ -240,18 +241,7 @@ async fn pending_dms_of_several_users_refuse_a_missing_token_bad_ids_and_too_man
     let api = spawn_api().await;
     let path = "/internal/dms/pending";
     let good = json!({"user_ids": [UNKNOWN]});
-    assert_error(
-        api.post_internal_as(None, path, good.clone()).await,
-        401,
-        "unauthorized",
-    )
-    .await;
-    assert_error(
-        api.post_internal_as(Some("nope"), path, good).await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    refuses_without_the_internal_token(&api, path, good).await;
     let hundred: Vec<String> = (0..100).map(id).collect();
     let resp = api
         .post_internal(path, json!({ "user_ids": hundred }))
