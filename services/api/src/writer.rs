@@ -3,10 +3,10 @@
 //! Handlers queue [`SendJob`]s; one task takes as many as are waiting (up to
 //! `TELEPATH_COMMIT_BATCH`, default 256), persists them in one
 //! `BEGIN IMMEDIATE` transaction of a few statements ([`batch`]; a refused
-//! job does not sink the batch, a database error does), commits, then
-//! pushes each new message for `room:{id}` to the `rooms` outbox in seq
-//! order and answers its caller at once: the outbox publishes later, and
-//! Redis being slow or away never delays a reply. One task means commits
+//! job does not sink the batch, a database error does), commits, answers
+//! its callers, then pushes each new message for `room:{id}` to the `rooms`
+//! outbox in seq order: the outbox publishes later, and Redis being slow or
+//! away never delays a reply. One task means commits
 //! and pushes happen in one order, and the outbox keeps it, so every
 //! subscriber sees a room's messages in seq order.
 //!
@@ -219,11 +219,14 @@ async fn commit_batch(
         })
         .collect();
     metrics.messages_persisted.inc_by(fresh.len() as u64);
-    push(outbox, &fresh);
+    let outgoing = outgoing(&fresh);
     for (job, outcome) in batch.into_iter().zip(outcomes) {
         // The caller may have gone away; the message is committed regardless.
         let _ = job.reply.send(outcome.map(|p| p.message));
     }
+    // After the answers: the outbox's task, woken by the push, then
+    // publishes while they are written rather than before.
+    outbox.push(outgoing);
 }
 
 /// One `message.commit` span per job in its caller's trace, when traces
@@ -245,15 +248,18 @@ fn commit_spans(batch: &[SendJob]) -> Vec<Option<tracing::Span>> {
         .collect()
 }
 
-/// Queues committed messages for the bus, in seq order, without waiting.
-/// The outbox retries while Redis is away; a message it drops when full is
-/// safe in SQLite and reaches members through gap repair and resume.
-fn push(outbox: &Outbox, messages: &[(&Message, Option<String>)]) {
-    outbox.push(messages.iter().map(|(m, trace)| Outgoing {
-        channel: room_channel(&m.room),
-        payload: Bytes::from(ServerFrame::Message((*m).clone()).to_json()),
-        traceparent: trace.clone(),
-    }));
+/// Committed messages as the bus carries them, in seq order, for the
+/// outbox. The outbox retries while Redis is away; a message it drops when
+/// full is safe in SQLite and reaches members through gap repair and resume.
+fn outgoing(messages: &[(&Message, Option<String>)]) -> Vec<Outgoing> {
+    messages
+        .iter()
+        .map(|(m, trace)| Outgoing {
+            channel: room_channel(&m.room),
+            payload: Bytes::from(ServerFrame::Message((*m).clone()).to_json()),
+            traceparent: trace.clone(),
+        })
+        .collect()
 }
 
 /// Persists the batch in one transaction (see [`batch`]).
