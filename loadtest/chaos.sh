@@ -52,18 +52,8 @@ down=${DOWN:-1}
 settle=${SETTLE:-60s}
 read -r -a kinds <<<"${KINDS:-gateway_kill redis_stop api_kill subscriber_blackhole redis_restart}"
 
-cargo build --release --locked -p telepath-loadtest --bins >&2
-for b in telepath-api telepath-gateway telepath-presence; do
-  if [ ! -x "$bin/$b" ]; then
-    cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence --bins >&2
-    break
-  fi
-done
 work=$(mktemp -d -t telepath-chaos.XXXXXX)
-mkdir -p "$work/bin" "$work/cluster"
-cp "$bin"/telepath-{api,gateway,presence} target/release/telepath-load "$work/bin/"
-bin=$work/bin
-load_bin=$work/bin/telepath-load
+cluster_bins "$work"
 rc=1
 finish() {
   kill "${gen:-}" 2>/dev/null || true

@@ -38,19 +38,8 @@ rss_ratio=${RSS_RATIO:-1.5}
 fd_slack=${FD_SLACK:-32}
 task_slack=${TASK_SLACK:-16}
 
-cargo build --release --locked -p telepath-loadtest --bins >&2
-for b in telepath-api telepath-gateway telepath-presence; do
-  if [ ! -x "$bin/$b" ]; then
-    cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence --bins >&2
-    break
-  fi
-done
 work=$(mktemp -d -t telepath-soak.XXXXXX)
-mkdir -p "$work/bin" "$work/cluster"
-# A rebuild during the run must not change what runs.
-cp "$bin"/telepath-{api,gateway,presence} target/release/telepath-load "$work/bin/"
-bin=$work/bin
-load_bin=$work/bin/telepath-load
+cluster_bins "$work"
 rc=1
 finish() {
   cluster_stop

@@ -29,6 +29,10 @@
 #                                /readyz (non-zero if not within SECS)
 #   proxy_fault I PATH           sets gateway I's proxy fault (/none,
 #                                /drop/to-client, /stall/to-client, /cut...)
+#   cluster_bins WORK            builds the generator (and the servers when
+#                                $bin lacks them), copies both into WORK/bin
+#                                and points $bin and $load_bin there, so a
+#                                rebuild during the run changes nothing
 #   cluster_watchdog SECS        after SECS, SIGKILLs whatever the cluster
 #                                still runs (in case this script is killed
 #                                before its EXIT trap)
@@ -67,6 +71,21 @@ to_secs() {
     *s) echo "${1%s}" ;;
     *) echo "$1" ;;
   esac
+}
+
+cluster_bins() {
+  local work=$1 b
+  cargo build --release --locked -p telepath-loadtest --bins >&2
+  for b in telepath-api telepath-gateway telepath-presence; do
+    if [ ! -x "$bin/$b" ]; then
+      cargo build --release --locked -p telepath-api -p telepath-gateway -p telepath-presence --bins >&2
+      break
+    fi
+  done
+  mkdir -p "$work/bin" "$work/cluster"
+  cp "$bin"/telepath-{api,gateway,presence} target/release/telepath-load "$work/bin/"
+  bin=$work/bin
+  load_bin=$work/bin/telepath-load
 }
 
 # The processes, by name; SERVER_PIDS is rebuilt from them.

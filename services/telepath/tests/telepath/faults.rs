@@ -132,6 +132,38 @@ async fn a_gateway_whose_redis_requests_are_blackholed_heals_and_catches_up() {
     heals_from(|c| c.proxies[1].set(Fault::Drop(Direction::ToUpstream))).await;
 }
 
+/// Gateway 1's connections to Redis are cut in the middle of the next
+/// chunk Redis sends (a message of the room, a reply): the gateway
+/// reconnects and bob still gets every message, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_redis_stream_is_cut_mid_reply_catches_up() {
+    let cluster = start_cluster_proxied(2, 1).await;
+    let Pair {
+        room, mut a, mut b, ..
+    } = ada_and_bob(&cluster).await;
+    for i in 1..=3 {
+        a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
+            .await;
+    }
+    assert_eq!(room_seqs(&mut b, &room, 3).await, vec![1, 2, 3]);
+    cluster.proxies[1].cut_mid_reply();
+    for i in 4..=10 {
+        a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        room_seqs(&mut b, &room, 7).await,
+        (4..=10).collect::<Vec<_>>(),
+        "every message after the cut, in order"
+    );
+    assert!(
+        !b.sees_within(Duration::from_secs(2), |f| f["type"] == "message")
+            .await,
+        "no message twice"
+    );
+}
+
 /// With Redis frozen (SIGSTOP), sends without a `client_id` are still
 /// answered `ok` at once, since the api answers a message when it is
 /// committed and publishes it afterwards; once Redis runs again, a member on
