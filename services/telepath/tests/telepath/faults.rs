@@ -132,36 +132,45 @@ async fn a_gateway_whose_redis_requests_are_blackholed_heals_and_catches_up() {
     heals_from(|c| c.proxies[1].set(Fault::Drop(Direction::ToUpstream))).await;
 }
 
+/// Ada (gateway 0) sends m1..=m3 to the pair's room and bob (gateway 1)
+/// has them: the cluster works before the fault.
+async fn three_delivered(cluster: &crate::cluster::Cluster) -> (String, WsClient, WsClient) {
+    let Pair {
+        room, mut a, mut b, ..
+    } = ada_and_bob(cluster).await;
+    for i in 1..=3 {
+        a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
+            .await;
+    }
+    assert_eq!(room_seqs(&mut b, &room, 3).await, vec![1, 2, 3]);
+    (room, a, b)
+}
+
+/// `b` gets exactly `seqs` of `room` next, in order, and then no message.
+async fn gets_each_once(b: &mut WsClient, room: &str, seqs: std::ops::RangeInclusive<i64>) {
+    let want: Vec<i64> = seqs.collect();
+    assert_eq!(room_seqs(b, room, want.len()).await, want, "in order");
+    assert!(
+        !b.sees_within(Duration::from_secs(2), |f| f["type"] == "message")
+            .await,
+        "no message twice"
+    );
+}
+
 /// Gateway 1's connections to Redis are cut in the middle of the next
 /// chunk Redis sends (a message of the room, a reply): the gateway
 /// reconnects and bob still gets every message, in order, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_whose_redis_stream_is_cut_mid_reply_catches_up() {
     let cluster = start_cluster_proxied(2, 1).await;
-    let Pair {
-        room, mut a, mut b, ..
-    } = ada_and_bob(&cluster).await;
-    for i in 1..=3 {
-        a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
-            .await;
-    }
-    assert_eq!(room_seqs(&mut b, &room, 3).await, vec![1, 2, 3]);
+    let (room, mut a, mut b) = three_delivered(&cluster).await;
     cluster.proxies[1].cut_mid_reply();
     for i in 4..=10 {
         a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
             .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        room_seqs(&mut b, &room, 7).await,
-        (4..=10).collect::<Vec<_>>(),
-        "every message after the cut, in order"
-    );
-    assert!(
-        !b.sees_within(Duration::from_secs(2), |f| f["type"] == "message")
-            .await,
-        "no message twice"
-    );
+    gets_each_once(&mut b, &room, 4..=10).await;
 }
 
 /// With Redis frozen (SIGSTOP), sends without a `client_id` are still
@@ -173,15 +182,7 @@ async fn a_gateway_whose_redis_stream_is_cut_mid_reply_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_redis_holds_no_ack_hostage_and_nothing_is_lost_or_repeated() {
     let cluster = start_cluster(2, 1).await;
-    let Pair {
-        room, mut a, mut b, ..
-    } = ada_and_bob(&cluster).await;
-    for i in 1..=3 {
-        a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
-            .await;
-    }
-    assert_eq!(room_seqs(&mut b, &room, 3).await, vec![1, 2, 3]);
-
+    let (room, mut a, mut b) = three_delivered(&cluster).await;
     cluster.redis.pause();
     let started = tokio::time::Instant::now();
     for i in 4..=13 {
@@ -201,16 +202,7 @@ async fn a_frozen_redis_holds_no_ack_hostage_and_nothing_is_lost_or_repeated() {
         "ten sends took {took:?} with Redis frozen"
     );
 
-    assert_eq!(
-        room_seqs(&mut b, &room, 10).await,
-        (4..=13).collect::<Vec<_>>(),
-        "every message sent while Redis was frozen, in order"
-    );
-    assert!(
-        !b.sees_within(Duration::from_secs(2), |f| f["type"] == "message")
-            .await,
-        "no message twice"
-    );
+    gets_each_once(&mut b, &room, 4..=13).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
