@@ -23,6 +23,10 @@ pub(crate) struct Stack {
     /// Presence's URL (nothing listens there until [`Stack::start_presence`]
     /// when the stack was made without it).
     pub(crate) presence: String,
+    /// Bound to presence's port until presence starts on it, so no other
+    /// test takes the port meanwhile (dropped for a stack made without
+    /// presence: reports to it are refused until it starts).
+    presence_listener: std::sync::Mutex<Option<TcpListener>>,
     common: Common,
     pub(crate) gateways: Vec<Gateway>,
     pub(crate) http: reqwest::Client,
@@ -84,7 +88,7 @@ pub(crate) async fn spawn_stack_with(
     n: usize,
     tweak: impl FnOnce(&mut Common, &mut GatewayConfig),
 ) -> Stack {
-    let stack = spawn_stack_without_presence(n, tweak).await;
+    let stack = build_stack(n, tweak, 1024).await;
     stack.start_presence().await;
     stack
 }
@@ -95,7 +99,9 @@ pub(crate) async fn spawn_stack_without_presence(
     n: usize,
     tweak: impl FnOnce(&mut Common, &mut GatewayConfig),
 ) -> Stack {
-    build_stack(n, tweak, 1024).await
+    let stack = build_stack(n, tweak, 1024).await;
+    drop(stack.presence_listener.lock().unwrap().take());
+    stack
 }
 
 /// One gateway whose inbound bus queue holds only `capacity` messages, and
@@ -119,9 +125,8 @@ async fn build_stack(
     tweak(&mut common, &mut gateway);
     common.drain_secs = 3;
 
-    // Presence's port, free until presence starts on it.
+    // Presence's port, held until presence starts on it.
     let (presence_listener, presence_url) = bind().await;
-    drop(presence_listener);
     common.presence_url = presence_url.clone();
 
     let api_url = spawn_api(&common, dir.path(), &broker, &shutdown).await;
@@ -146,6 +151,7 @@ async fn build_stack(
     Stack {
         api: api_url,
         presence: presence_url,
+        presence_listener: std::sync::Mutex::new(Some(presence_listener)),
         common: common.clone(),
         gateways,
         http: reqwest::Client::new(),
@@ -159,10 +165,13 @@ async fn build_stack(
 impl Stack {
     /// Starts presence on its port, publishing on the stack's bus.
     pub(crate) async fn start_presence(&self) {
-        let addr = self.presence.trim_start_matches("http://");
-        let listener = TcpListener::bind(addr)
-            .await
-            .expect("presence's port is free");
+        let held = self.presence_listener.lock().unwrap().take();
+        let listener = match held {
+            Some(listener) => listener,
+            None => TcpListener::bind(self.presence.trim_start_matches("http://"))
+                .await
+                .expect("presence's port is free"),
+        };
         let (bus, _) = self.broker.connect(16);
         let presence = PresenceState::build(
             self.common.clone(),
