@@ -57,6 +57,16 @@ pub(super) fn admit(session: &mut Session) -> bool {
     false
 }
 
+/// Answers a frame over the rate limit with `rate_limited` (nothing once
+/// the strikes have closed the connection).
+async fn refuse(session: &mut Session, reference: Option<String>) {
+    if session.handle.control().closing.is_cancelled() {
+        return;
+    }
+    let err = ErrorBody::new(ErrorCode::RateLimited, "slow down");
+    reply_in_turn(session, reference, Err(err)).await
+}
+
 /// Handles one complete text message from the client.
 pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
     let frame: ClientFrame = match serde_json::from_slice(text) {
@@ -66,6 +76,10 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
             let reference = serde_json::from_slice::<RefOnly>(text)
                 .ok()
                 .and_then(|r| r.reference);
+            // Counted like any frame: a flood of garbage is refused, then closed (4008).
+            if !admit(session) {
+                return refuse(session, reference).await;
+            }
             let err = bad(format!("malformed frame: {e}"));
             return reply_in_turn(session, reference, Err(err)).await;
         }
@@ -78,11 +92,7 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
         .with_label_values(&[name])
         .inc();
     if !admit(session) {
-        if session.handle.control().closing.is_cancelled() {
-            return;
-        }
-        let err = ErrorBody::new(ErrorCode::RateLimited, "slow down");
-        return reply_in_turn(session, frame.reference, Err(err)).await;
+        return refuse(session, frame.reference).await;
     }
     if frame.reference.as_ref().is_some_and(|r| r.len() > 64) {
         let err = bad("ref is longer than 64 bytes");

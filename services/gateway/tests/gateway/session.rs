@@ -173,6 +173,31 @@ async fn flooding_past_the_rate_limit_gets_rate_limited_replies() {
 }
 
 #[tokio::test]
+async fn a_flood_of_malformed_frames_is_rate_limited_and_ends_in_4008() {
+    let stack = spawn_stack_with(1, |_, gw| gw.max_rate_per_s = 5).await;
+    let ada = stack.login("ada").await;
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
+    let garbage = |i: u32| WsMessage::text(format!("{{\"type\":\"nope\",\"ref\":\"g{i}\"}}"));
+    // Past the limit: the frames that do not decode are refused like any.
+    for i in 0..20 {
+        c.send_raw(garbage(i)).await.unwrap();
+    }
+    let first = c.wait_for(|f| f["ref"] == "g0").await;
+    assert_eq!(first["error"]["code"], "bad_request", "{first}");
+    let limited = c
+        .wait_for(|f| f["type"] == "reply" && f["error"]["code"] == "rate_limited")
+        .await;
+    assert!(limited["ref"].is_string(), "{limited}");
+    // And a flood of them closes the connection.
+    for i in 20..400 {
+        if c.send_raw(garbage(i)).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(c.closed().await, Some(4008));
+}
+
+#[tokio::test]
 async fn an_expiring_token_gets_bye_token_expired_and_close_4001_unless_refreshed() {
     let stack = spawn_stack(1).await;
     let ada = stack.login("ada").await;
