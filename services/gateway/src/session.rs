@@ -85,7 +85,10 @@ pub(crate) fn serve(
     client: ClientInfo,
 ) -> impl Future<Output = ()> + Send + 'static {
     let cfg = state.config();
-    ws.set_max_message_size(cfg.max_frame_bytes);
+    // fastwebsockets refuses a frame of its bound or more; a message of
+    // exactly `max_frame_bytes` is allowed (and fragments are summed in the
+    // reader against the same bound).
+    ws.set_max_message_size(cfg.max_frame_bytes.saturating_add(1));
     // Pings reach the reader, which counts them against the rate limit
     // and answers each (see `reader.rs`); the close echo is automatic.
     ws.set_auto_pong(false);

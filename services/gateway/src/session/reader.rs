@@ -121,7 +121,7 @@ pub(super) fn read_loop(
                     let Some(buf) = partial.as_mut() else {
                         return End::Violation(CloseCode::ProtocolError);
                     };
-                    if buf.len() + frame.payload.len() >= max {
+                    if buf.len() + frame.payload.len() > max {
                         return End::Violation(CloseCode::TooBig);
                     }
                     buf.extend_from_slice(&frame.payload);

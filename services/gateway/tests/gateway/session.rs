@@ -129,6 +129,48 @@ async fn a_message_over_the_frame_limit_closes_with_1009() {
     assert_eq!(c.closed().await, Some(1009));
 }
 
+/// A ping frame padded with spaces to exactly `len` bytes.
+fn ping_of(len: usize, reference: &str) -> String {
+    let frame = format!("{{\"type\":\"ping\",\"ref\":\"{reference}\"}}");
+    format!("{frame:<len$}")
+}
+
+#[tokio::test]
+async fn a_message_of_exactly_the_limit_is_taken_and_one_byte_more_closes_with_1009() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let stack = spawn_stack_with(1, |_, gw| gw.max_frame_bytes = 1024).await;
+    let ada = stack.login("ada").await;
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
+    // One frame of exactly 1024 bytes.
+    c.send_raw(WsMessage::text(ping_of(1024, "whole")))
+        .await
+        .unwrap();
+    assert_eq!(c.wait_for(|f| f["ref"] == "whole").await["ok"], true);
+    // Two fragments of 1024 bytes in all.
+    let fragments = ping_of(1024, "split").into_bytes();
+    let (head, tail) = fragments.split_at(600);
+    let first = Frame::message(head.to_vec(), OpCode::Data(Data::Text), false);
+    let last = Frame::message(tail.to_vec(), OpCode::Data(Data::Continue), true);
+    c.send_raw(WsMessage::Frame(first)).await.unwrap();
+    c.send_raw(WsMessage::Frame(last)).await.unwrap();
+    assert_eq!(c.wait_for(|f| f["ref"] == "split").await["ok"], true);
+    // One byte more, in fragments: closed.
+    let over = ping_of(1025, "over").into_bytes();
+    let (head, tail) = over.split_at(600);
+    let first = Frame::message(head.to_vec(), OpCode::Data(Data::Text), false);
+    let last = Frame::message(tail.to_vec(), OpCode::Data(Data::Continue), true);
+    c.send_raw(WsMessage::Frame(first)).await.unwrap();
+    c.send_raw(WsMessage::Frame(last)).await.unwrap();
+    assert_eq!(c.closed().await, Some(1009));
+    // And in one frame, on a new connection.
+    let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
+    c.send_raw(WsMessage::text(ping_of(1025, "over")))
+        .await
+        .unwrap();
+    assert_eq!(c.closed().await, Some(1009));
+}
+
 #[tokio::test]
 async fn a_binary_frame_closes_with_1003() {
     let stack = spawn_stack(1).await;
