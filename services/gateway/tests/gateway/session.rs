@@ -135,10 +135,21 @@ fn ping_of(len: usize, reference: &str) -> String {
     format!("{frame:<len$}")
 }
 
-#[tokio::test]
-async fn a_message_of_exactly_the_limit_is_taken_and_one_byte_more_closes_with_1009() {
+/// Sends `text` as two fragments: a text frame of its first 600 bytes and
+/// a final continuation frame of the rest.
+async fn send_in_two(c: &mut WsClient, text: String) {
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let bytes = text.into_bytes();
+    let (head, tail) = bytes.split_at(600);
+    let first = Frame::message(head.to_vec(), OpCode::Data(Data::Text), false);
+    let last = Frame::message(tail.to_vec(), OpCode::Data(Data::Continue), true);
+    c.send_raw(WsMessage::Frame(first)).await.unwrap();
+    c.send_raw(WsMessage::Frame(last)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_of_exactly_the_limit_is_taken_and_one_byte_more_closes_with_1009() {
     let stack = spawn_stack_with(1, |_, gw| gw.max_frame_bytes = 1024).await;
     let ada = stack.login("ada").await;
     let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
@@ -148,20 +159,10 @@ async fn a_message_of_exactly_the_limit_is_taken_and_one_byte_more_closes_with_1
         .unwrap();
     assert_eq!(c.wait_for(|f| f["ref"] == "whole").await["ok"], true);
     // Two fragments of 1024 bytes in all.
-    let fragments = ping_of(1024, "split").into_bytes();
-    let (head, tail) = fragments.split_at(600);
-    let first = Frame::message(head.to_vec(), OpCode::Data(Data::Text), false);
-    let last = Frame::message(tail.to_vec(), OpCode::Data(Data::Continue), true);
-    c.send_raw(WsMessage::Frame(first)).await.unwrap();
-    c.send_raw(WsMessage::Frame(last)).await.unwrap();
+    send_in_two(&mut c, ping_of(1024, "split")).await;
     assert_eq!(c.wait_for(|f| f["ref"] == "split").await["ok"], true);
     // One byte more, in fragments: closed.
-    let over = ping_of(1025, "over").into_bytes();
-    let (head, tail) = over.split_at(600);
-    let first = Frame::message(head.to_vec(), OpCode::Data(Data::Text), false);
-    let last = Frame::message(tail.to_vec(), OpCode::Data(Data::Continue), true);
-    c.send_raw(WsMessage::Frame(first)).await.unwrap();
-    c.send_raw(WsMessage::Frame(last)).await.unwrap();
+    send_in_two(&mut c, ping_of(1025, "over")).await;
     assert_eq!(c.closed().await, Some(1009));
     // And in one frame, on a new connection.
     let mut c = WsClient::connect(stack.gw(0), &ada.token).await.unwrap();
