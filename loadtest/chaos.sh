@@ -55,15 +55,7 @@ read -r -a kinds <<<"${KINDS:-gateway_kill redis_stop api_kill subscriber_blackh
 work=$(mktemp -d -t telepath-chaos.XXXXXX)
 cluster_bins "$work"
 rc=1
-finish() {
-  kill "${gen:-}" 2>/dev/null || true
-  kill -CONT "${REDIS_PID:-}" 2>/dev/null || true
-  cluster_stop
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  if [ "$rc" = 0 ] && [ "${KEEP:-0}" != 1 ]; then rm -rf "$work"; else echo "work dir kept: $work" >&2; fi
-}
-trap finish EXIT
+trap cluster_exit EXIT
 ulimit -n "$(ulimit -Hn)"
 
 limit=$(( duration * 3 + 900 ))

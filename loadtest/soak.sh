@@ -41,13 +41,7 @@ task_slack=${TASK_SLACK:-16}
 work=$(mktemp -d -t telepath-soak.XXXXXX)
 cluster_bins "$work"
 rc=1
-finish() {
-  cluster_stop
-  kill $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  if [ "$rc" = 0 ] && [ "${KEEP:-0}" != 1 ]; then rm -rf "$work"; else echo "work dir kept: $work" >&2; fi
-}
-trap finish EXIT
+trap cluster_exit EXIT
 ulimit -n "$(ulimit -Hn)"
 
 cluster_start "$work/cluster" 2

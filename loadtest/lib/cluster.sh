@@ -33,6 +33,8 @@
 #                                $bin lacks them), copies both into WORK/bin
 #                                and points $bin and $load_bin there, so a
 #                                rebuild during the run changes nothing
+#   cluster_exit                 the EXIT trap: stops everything, removes
+#                                $work unless $rc is not 0 or KEEP=1
 #   cluster_watchdog SECS        after SECS, SIGKILLs whatever the cluster
 #                                still runs (in case this script is killed
 #                                before its EXIT trap)
@@ -86,6 +88,17 @@ cluster_bins() {
   cp "$bin"/telepath-{api,gateway,presence} target/release/telepath-load "$work/bin/"
   bin=$work/bin
   load_bin=$work/bin/telepath-load
+}
+
+# The EXIT trap of chaos.sh and soak.sh: stops the cluster (a stopped Redis
+# is continued first) and every job, then removes $work unless the run
+# failed ($rc not 0) or KEEP=1.
+cluster_exit() {
+  kill -CONT "${REDIS_PID:-}" 2>/dev/null || true
+  cluster_stop
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ "${rc:-1}" = 0 ] && [ "${KEEP:-0}" != 1 ]; then rm -rf "$work"; else echo "work dir kept: $work" >&2; fi
 }
 
 # The processes, by name; SERVER_PIDS is rebuilt from them.

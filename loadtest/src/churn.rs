@@ -51,23 +51,15 @@ pub(crate) struct Summary {
     users: usize,
     rooms: usize,
     duration_s: f64,
-    visits: u64,
     visits_per_s: f64,
-    connects: u64,
-    joins: u64,
-    sends: u64,
-    typing: u64,
-    leaves: u64,
-    closes: u64,
-    drops: u64,
-    messages_received: u64,
-    /// Failed steps by kind (`connect`, `join:<code>`, `send:timeout`...).
-    errors: BTreeMap<String, u64>,
+    /// Every user's counts, added up.
+    #[serde(flatten)]
+    counts: Counts,
     generator_cpu_percent: f64,
 }
 
-/// What one virtual user counted.
-#[derive(Default)]
+/// What one virtual user counted (and, added up, all of them).
+#[derive(Debug, Default, Serialize)]
 struct Counts {
     visits: u64,
     connects: u64,
@@ -77,8 +69,27 @@ struct Counts {
     leaves: u64,
     closes: u64,
     drops: u64,
+    #[serde(rename = "messages_received")]
     received: u64,
+    /// Failed steps by kind (`connect`, `join:<code>`, `send:timeout`...).
     errors: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    fn add(&mut self, c: Counts) {
+        self.visits += c.visits;
+        self.connects += c.connects;
+        self.joins += c.joins;
+        self.sends += c.sends;
+        self.typing += c.typing;
+        self.leaves += c.leaves;
+        self.closes += c.closes;
+        self.drops += c.drops;
+        self.received += c.received;
+        for (k, n) in c.errors {
+            *self.errors.entry(k).or_default() += n;
+        }
+    }
 }
 
 /// How long a step may take before it counts as failed.
@@ -115,23 +126,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         ..Summary::default()
     };
     for t in tasks {
-        let c = t.await?;
-        s.visits += c.visits;
-        s.connects += c.connects;
-        s.joins += c.joins;
-        s.sends += c.sends;
-        s.typing += c.typing;
-        s.leaves += c.leaves;
-        s.closes += c.closes;
-        s.drops += c.drops;
-        s.messages_received += c.received;
-        for (k, n) in c.errors {
-            *s.errors.entry(k).or_default() += n;
-        }
+        s.counts.add(t.await?);
     }
     let wall = started.elapsed();
     s.duration_s = wall.as_secs_f64();
-    s.visits_per_s = s.visits as f64 / s.duration_s;
+    s.visits_per_s = s.counts.visits as f64 / s.duration_s;
     s.generator_cpu_percent = cpu_percent(own_cpu_seconds() - cpu_before, wall);
     Ok(s)
 }

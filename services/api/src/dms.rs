@@ -154,7 +154,7 @@ async fn pending_of_many(
     limit: i64,
 ) -> Result<HashMap<String, Vec<DirectMessage>>, ApiError> {
     // User ids are canonical UUIDs (checked by the caller), safe in JSON.
-    let ids = serde_json::to_string(user_ids).expect("strings serialise");
+    let ids = crate::store::json_array(&user_ids);
     let sql = sqlx::AssertSqlSafe(format!(
         "{DM_COLUMNS} JOIN dm_queue q2 ON q2.message_id = m.id WHERE q2.recipient_id IN (SELECT value FROM json_each(?)) AND q2.expires_at > ? ORDER BY q2.recipient_id, q2.queued_at, m.id"
     ));

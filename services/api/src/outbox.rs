@@ -1,9 +1,11 @@
 //! What the api publishes after a commit goes through two outboxes
 //! (`telepath_shared::bus::outbox`), so Redis trouble never holds a reply:
 //!
-//! - `rooms`: room messages, pushed by the writer right after each COMMIT
-//!   in seq order, and the `member` and `room_closed` events, all in the
-//!   order they were committed;
+//! - `rooms`: room messages, pushed by the writer after each COMMIT in seq
+//!   order, and the `member` and `room_closed` events, pushed by their
+//!   handlers after their own commits (a room's messages keep seq order; an
+//!   event may go out before or after messages committed at about the same
+//!   time, which members do not depend on);
 //! - `dms`: DMs on their recipients' and senders' `user:` channels. A DM
 //!   batch is published at once when nothing waits in this outbox, for at
 //!   most [`DM_PUBLISH_WITHIN`], so its reply can say whether the recipient

@@ -405,7 +405,7 @@ pub(crate) async fn memberships(
 }
 
 /// A JSON array of ids (or of arrays of ids) for `json_each`.
-fn json_array(values: &impl serde::Serialize) -> String {
+pub(crate) fn json_array(values: &impl serde::Serialize) -> String {
     serde_json::to_string(values).expect("strings serialise")
 }
 

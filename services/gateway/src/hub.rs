@@ -66,6 +66,13 @@ struct Local {
     rooms: Vec<Joined>,
 }
 
+impl Local {
+    /// Whether its join of `room` is confirmed (not merely in progress).
+    fn in_room(&self, room: &str) -> bool {
+        self.rooms.iter().any(|j| j.room == room && j.confirmed)
+    }
+}
+
 /// A room of a connection.
 struct Joined {
     room: String,
@@ -249,10 +256,7 @@ impl Hub {
     pub(crate) fn leave_room(&self, room: &str, conn: ConnId) -> bool {
         let (was_in, emptied) = {
             let mut registry = self.registry();
-            let was_in = registry
-                .conns
-                .get(&conn)
-                .is_some_and(|l| l.rooms.iter().any(|j| j.room == room && j.confirmed));
+            let was_in = registry.conns.get(&conn).is_some_and(|l| l.in_room(room));
             (was_in, registry.leave_room(room, conn))
         };
         if emptied {
@@ -285,7 +289,7 @@ impl Hub {
                 let Some(local) = registry.conns.get(&conn) else {
                     continue;
                 };
-                if !local.rooms.iter().any(|j| j.room == room && j.confirmed) {
+                if !local.in_room(room) {
                     continue;
                 }
                 left.push(local.handle.control().conn_id.clone());
@@ -304,7 +308,7 @@ impl Hub {
         self.registry()
             .conns
             .get(&conn)
-            .is_some_and(|l| l.rooms.iter().any(|j| j.room == room && j.confirmed))
+            .is_some_and(|l| l.in_room(room))
     }
 
     /// Local connections.

@@ -42,6 +42,16 @@ impl TestApi {
     }
 }
 
+/// Ada, bob, carol and dave, logged in.
+async fn four_users(api: &TestApi) -> [TestUser; 4] {
+    [
+        api.login("ada").await,
+        api.login("bob").await,
+        api.login("carol").await,
+        api.login("dave").await,
+    ]
+}
+
 /// A room's entry in a memberships query.
 fn ask(room: &str, users: &[&TestUser]) -> Value {
     let users: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
@@ -51,12 +61,7 @@ fn ask(room: &str, users: &[&TestUser]) -> Value {
 #[tokio::test]
 async fn memberships_say_which_rooms_are_active_and_which_listed_users_take_part() {
     let api = spawn_api().await;
-    let [ada, bob, carol, dave] = [
-        api.login("ada").await,
-        api.login("bob").await,
-        api.login("carol").await,
-        api.login("dave").await,
-    ];
+    let [ada, bob, carol, dave] = four_users(&api).await;
     let open = api.room_id(&ada, "open").await;
     let closed = api.room_id(&ada, "closed").await;
     for user in [&bob, &dave] {
@@ -177,12 +182,7 @@ async fn memberships_refuse_a_missing_token_and_bad_ids() {
 #[tokio::test]
 async fn pending_dms_of_several_users_come_in_the_order_asked_each_oldest_first() {
     let api = spawn_api().await;
-    let [ada, bob, carol, dave] = [
-        api.login("ada").await,
-        api.login("bob").await,
-        api.login("carol").await,
-        api.login("dave").await,
-    ];
+    let [ada, bob, carol, dave] = four_users(&api).await;
     let mut sent = Vec::new();
     for (to, body) in [(&bob, "b1"), (&carol, "c1"), (&bob, "b2")] {
         let outcome = api

@@ -49,7 +49,7 @@ impl Hub {
             let inside: Vec<_> = registry
                 .conns
                 .iter()
-                .filter(|(_, local)| local.rooms.iter().any(|j| j.room == room && j.confirmed))
+                .filter(|(_, local)| local.in_room(room))
                 .map(|(conn, local)| {
                     let control = local.handle.control();
                     (*conn, control.conn_id.clone(), control.user.id.clone())

@@ -188,13 +188,12 @@ fn apply(relay: &Relay, membership: RoomMembership, users: &[UserRef]) {
 /// `user_id` no longer takes part in `room`: their connections here leave
 /// it, and presence hears of each.
 pub(super) fn left(relay: &Relay, user_id: &str, room: &str) {
-    for conn_id in relay.hub.leave_everywhere(user_id, room) {
-        relay.presence.report(PresenceReport::Leave {
-            conn_id,
-            user_id: user_id.to_owned(),
-            room: room.to_owned(),
-        });
-    }
+    let conns = relay.hub.leave_everywhere(user_id, room);
+    report_leaves(
+        relay,
+        room,
+        conns.into_iter().map(|c| (c, user_id.to_owned())),
+    );
 }
 
 /// `room` was closed: its local members get `frame` (the `room_closed`
@@ -208,7 +207,12 @@ pub(super) fn room_closed(relay: &Relay, room: &str, frame: &Outbound) {
 
 /// Takes every local connection out of `room`, telling presence.
 fn leave_all(relay: &Relay, room: &str) {
-    for (conn_id, user_id) in relay.hub.close_room(room) {
+    report_leaves(relay, room, relay.hub.close_room(room));
+}
+
+/// Tells presence that these connections (with their users) left `room`.
+fn report_leaves(relay: &Relay, room: &str, left: impl IntoIterator<Item = (String, String)>) {
+    for (conn_id, user_id) in left {
         relay.presence.report(PresenceReport::Leave {
             conn_id,
             user_id,
