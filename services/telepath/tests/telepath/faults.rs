@@ -88,7 +88,8 @@ async fn heals_from(fault: impl FnOnce(&crate::cluster::Cluster)) {
     for i in 6..=15 {
         a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
             .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Bob reads meanwhile (answering pings); what comes is kept.
+        b.sees_within(Duration::from_millis(100), |_| false).await;
     }
     a.ok(json!({"type": "send", "room": quiet, "body": "while deaf"}))
         .await;
@@ -98,7 +99,7 @@ async fn heals_from(fault: impl FnOnce(&crate::cluster::Cluster)) {
     for i in 16..=20 {
         a.ok(json!({"type": "send", "room": room, "body": format!("m{i}")}))
             .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        b.sees_within(Duration::from_millis(100), |_| false).await;
     }
     until_ready(&http, &gw1, true, 15, &mut [&mut a, &mut b]).await;
     assert_eq!(
