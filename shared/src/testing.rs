@@ -163,6 +163,7 @@ impl Drop for RedisServer {
 pub mod proxy;
 mod rest;
 mod ws;
+pub mod wsraw;
 pub use rest::{
     TestUser, create_room, eventually, get_json, get_text, internal_send, login, login_as, metric,
 };

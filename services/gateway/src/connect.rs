@@ -46,6 +46,41 @@ fn authenticate(state: &GatewayState, req: &Request) -> Result<Claims, ApiError>
         .map_err(|_| ApiError::unauthorized())
 }
 
+/// What RFC 6455 (4.2.1) asks of an opening handshake beyond the `Upgrade`
+/// and `Connection` headers: HTTP/1.1, version 13, and a key that is the
+/// base64 of 16 bytes. `Err` says what is wrong; the request gets 400.
+fn check_handshake(req: &Request) -> Result<(), &'static str> {
+    use base64::Engine as _;
+    let headers = req.headers();
+    // No WebSocket headers at all: a plain request, answered 426 below.
+    if !headers.contains_key(header::SEC_WEBSOCKET_KEY)
+        && !headers.contains_key(header::SEC_WEBSOCKET_VERSION)
+        && !headers.contains_key(header::UPGRADE)
+    {
+        return Ok(());
+    }
+    if req.version() != axum::http::Version::HTTP_11 {
+        return Err("a WebSocket handshake must be HTTP/1.1");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err("Sec-WebSocket-Version must be 13");
+    }
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(key), None) => key,
+        (None, _) => return Err("Sec-WebSocket-Key is missing"),
+        (Some(_), Some(_)) => return Err("more than one Sec-WebSocket-Key"),
+    };
+    match base64::engine::general_purpose::STANDARD.decode(key.as_bytes()) {
+        Ok(nonce) if nonce.len() == 16 => Ok(()),
+        _ => Err("Sec-WebSocket-Key must be the base64 of 16 bytes"),
+    }
+}
+
 fn refuse(state: &GatewayState, reason: &str, err: ApiError) -> Response {
     state.metrics().refused.with_label_values(&[reason]).inc();
     err.into_response()
@@ -62,6 +97,12 @@ pub(crate) async fn connect(
             "draining",
             ApiError::unavailable("this node is restarting; reconnect"),
         );
+    }
+    if let Err(why) = check_handshake(&req) {
+        let mut resp = refuse(&state, "bad_handshake", ApiError::bad_request(why));
+        resp.headers_mut()
+            .insert("sec-websocket-version", HeaderValue::from_static("13"));
+        return resp;
     }
     let claims = match authenticate(&state, &req) {
         Ok(c) => c,

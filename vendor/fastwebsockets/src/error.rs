@@ -28,6 +28,10 @@ pub enum WebSocketError {
   ControlFrameFragmented,
   #[error("Ping frame too large")]
   PingFrameTooLarge,
+  #[error("Control frame payload over 125 bytes")]
+  ControlFrameTooLarge,
+  #[error("Client frame is not masked")]
+  UnmaskedFrame,
   #[error("Frame too large")]
   FrameTooLarge,
   #[error("Sec-Websocket-Version must be 13")]

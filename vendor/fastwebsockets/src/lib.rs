@@ -716,6 +716,12 @@ impl ReadHalf {
     let opcode = frame::OpCode::try_from(self.buffer[0] & 0b00001111)?;
     let masked = self.buffer[1] & 0b10000000 != 0;
 
+    // RFC 6455 5.1: a server closes the connection on an unmasked client
+    // frame (Telepath patch).
+    if self.role == Role::Server && !masked {
+      return Err(WebSocketError::UnmaskedFrame);
+    }
+
     let length_code = self.buffer[1] & 0x7F;
     let extra = match length_code {
       126 => 2,
@@ -756,8 +762,10 @@ impl ReadHalf {
       return Err(WebSocketError::ControlFrameFragmented);
     }
 
-    if opcode == OpCode::Ping && payload_len > 125 {
-      return Err(WebSocketError::PingFrameTooLarge);
+    // RFC 6455 5.5: every control frame (close, ping, pong) carries at most
+    // 125 bytes (Telepath patch: upstream checks pings only).
+    if frame::is_control(opcode) && payload_len > 125 {
+      return Err(WebSocketError::ControlFrameTooLarge);
     }
 
     if payload_len >= self.max_message_size {

@@ -19,6 +19,10 @@ use crate::handle::{Op, Outbound};
 /// The read half of a connection.
 pub(super) type Read = WebSocketRead<tokio::net::tcp::OwnedReadHalf>;
 
+/// The most frames one message may come in: past it the connection closes
+/// with 1009, like a message over the size limit (docs/PROTOCOL.md, limits).
+pub(crate) const MAX_FRAGMENTS: usize = 1024;
+
 /// How the reader saw the connection end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum End {
@@ -42,8 +46,10 @@ pub(super) fn read_loop(
     // An async block, not an async fn: see `session::live`.
     async move {
         let max = session.state.config().max_frame_bytes;
-        // A fragmented text message being collected (browsers rarely fragment).
+        // A fragmented text message being collected (browsers rarely
+        // fragment), and how many frames it came in so far.
         let mut partial: Option<Vec<u8>> = None;
+        let mut fragments = 0usize;
         // The close echo fastwebsockets owes the client goes to the writer.
         // It waits (a little) for the replies to the client's sends still
         // with the api: they go out before it.
@@ -116,12 +122,18 @@ pub(super) fn read_loop(
                     // is large; inline it would sit in every idle connection.
                     Box::pin(request::handle_text(session, &frame.payload)).await;
                 }
-                OpCode::Text if partial.is_none() => partial = Some(frame.payload.to_vec()),
+                OpCode::Text if partial.is_none() => {
+                    partial = Some(frame.payload.to_vec());
+                    fragments = 1;
+                }
                 OpCode::Continuation => {
                     let Some(buf) = partial.as_mut() else {
                         return End::Violation(CloseCode::ProtocolError);
                     };
-                    if buf.len() + frame.payload.len() > max {
+                    // Empty continuations cost nothing to send and would
+                    // otherwise keep a message open for ever.
+                    fragments += 1;
+                    if fragments > MAX_FRAGMENTS || buf.len() + frame.payload.len() > max {
                         return End::Violation(CloseCode::TooBig);
                     }
                     buf.extend_from_slice(&frame.payload);

@@ -7,6 +7,7 @@ mod delivery;
 mod deploy;
 mod dms;
 mod drain;
+mod edge;
 mod faults;
 mod helpers;
 mod local;
