@@ -86,6 +86,13 @@ pub struct Common {
         default_value = "http://127.0.0.1:8082"
     )]
     pub presence_url: String,
+    /// HTTP connections one process serves at once (a WebSocket no longer
+    /// counts once upgraded): past it the process stops accepting until one
+    /// ends. Every request head must arrive within 10 s, which also closes
+    /// a keep-alive connection idle for 10 s.
+    #[arg(long, env = "TELEPATH_MAX_HTTP_CONNS", default_value_t = crate::http::serve::MAX_CONNECTIONS,
+        help_heading = ADVANCED, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_http_conns: u64,
     /// Log format.
     #[arg(long, env = "TELEPATH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -122,6 +129,14 @@ impl Common {
     /// How long a graceful shutdown may take.
     pub fn drain(&self) -> Duration {
         Duration::from_secs(self.drain_secs)
+    }
+
+    /// The accept loop's limits (`telepath_shared::http::serve`).
+    pub fn http_policy(&self) -> crate::http::serve::Policy {
+        crate::http::serve::Policy {
+            max_connections: usize::try_from(self.max_http_conns).unwrap_or(usize::MAX),
+            ..Default::default()
+        }
     }
 
     /// The heartbeat interval.

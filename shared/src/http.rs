@@ -7,6 +7,9 @@
 
 pub mod client;
 pub mod observe;
+pub mod serve;
+
+pub use serve::serve_gracefully;
 
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
@@ -91,39 +94,6 @@ pub fn check_internal(headers: &HeaderMap, token: &str) -> Result<(), ApiError> 
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::Unauthorized, "internal route"))
-    }
-}
-
-/// Serves `app` on `listener` until `shutdown` is cancelled, then stops
-/// accepting and lets the requests in flight finish, for at most `drain`
-/// (then they are cut off). Handlers see the peer address (`ConnectInfo`).
-pub async fn serve_gracefully(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    shutdown: tokio_util::sync::CancellationToken,
-    drain: std::time::Duration,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    // Small responses go out at once: with Nagle's algorithm a response
-    // written while the previous one is unacknowledged waits for that ack.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let deadline = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(drain).await;
-    };
-    tokio::select! {
-        served = serve => served,
-        _ = deadline => {
-            tracing::warn!("requests still in flight at the drain deadline");
-            Ok(())
-        }
     }
 }
 

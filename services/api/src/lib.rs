@@ -269,7 +269,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let drain = state.common().drain();
-    let served = serve_gracefully(listener, router(state.clone()), shutdown, drain).await;
+    let policy = state.common().http_policy();
+    let served = serve_gracefully(listener, router(state.clone()), policy, shutdown, drain).await;
     if tokio::time::timeout(drain, state.close()).await.is_err() {
         tracing::warn!("the writer and outboxes did not finish within the drain deadline");
     }

@@ -76,9 +76,15 @@ pub async fn run(
     }
     spawn_sweeper(&state, shutdown.clone());
     let drain = state.drain();
-    let served =
-        telepath_shared::http::serve_gracefully(listener, router(state.clone()), shutdown, drain)
-            .await;
+    let policy = state.http_policy();
+    let served = telepath_shared::http::serve_gracefully(
+        listener,
+        router(state.clone()),
+        policy,
+        shutdown,
+        drain,
+    )
+    .await;
     state.close().await;
     served
 }

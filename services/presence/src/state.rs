@@ -44,6 +44,7 @@ struct Inner {
     heartbeat_ms: u64,
     /// How long a graceful shutdown may take (`TELEPATH_DRAIN_SECS`).
     drain: Duration,
+    http_policy: telepath_shared::http::serve::Policy,
     clock: Clock,
     metrics: Metrics,
     registry: Registry,
@@ -109,6 +110,7 @@ impl PresenceState {
                 keys: JwtKeys::new(&common.jwt_secret),
                 internal_token: common.internal_token(),
                 drain: common.drain(),
+                http_policy: common.http_policy(),
                 heartbeat_ms: common.heartbeat_ms.max(1),
                 clock,
                 metrics,
@@ -145,6 +147,11 @@ impl PresenceState {
     /// How long a graceful shutdown may take.
     pub(crate) fn drain(&self) -> Duration {
         self.inner.drain
+    }
+
+    /// The accept loop's limits.
+    pub(crate) fn http_policy(&self) -> telepath_shared::http::serve::Policy {
+        self.inner.http_policy
     }
 
     /// Now, in ms since the epoch.

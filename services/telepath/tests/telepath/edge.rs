@@ -14,7 +14,7 @@ use telepath_shared::testing::wsraw::{
 };
 
 use crate::cluster::start_cluster_with;
-use crate::helpers::{create_room, login, spawn_node};
+use crate::helpers::{Service, create_room, login, spawn_node};
 
 /// The message size limit every target runs with (the default).
 const LIMIT: usize = 65_536;
@@ -487,4 +487,127 @@ async fn a_gateway_of_the_split_deployment_follows_rfc_6455_frame_by_frame() {
         ..t
     };
     suite(&t).await;
+}
+
+/// Whether the server ends the connection `tcp` within `within` (reading
+/// and discarding whatever it sends first); `trickle` writes one header
+/// line a second meanwhile, as a slowloris does.
+async fn ended_within(tcp: &mut tokio::net::TcpStream, within: Duration, trickle: bool) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            read = tcp.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            },
+            _ = tick.tick(), if trickle => {
+                if tcp.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                    return true;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => return false,
+        }
+    }
+}
+
+/// The api, presence and a gateway each: a request head trickled a line a
+/// second is cut off within the 10 s header timeout, so is a keep-alive
+/// connection left idle, and past `TELEPATH_MAX_HTTP_CONNS` a connection
+/// waits until another one ends.
+#[tokio::test]
+async fn every_service_times_out_slow_clients_and_bounds_its_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    const CAP: usize = 4;
+    let cluster = start_cluster_with(1, 1, &[]).await;
+    // One more of each with a small cap, that no other service calls (the
+    // cluster's own services keep pooled connections to each other).
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("capped.db").display());
+    let cap = ("TELEPATH_MAX_HTTP_CONNS", CAP.to_string());
+    let redis = ("REDIS_URL", cluster.redis.url());
+    let presence_url = ("TELEPATH_PRESENCE_URL", cluster.presence[0].url.clone());
+    let capped = [
+        Service::start(
+            "telepath-api",
+            &[
+                cap.clone(),
+                redis.clone(),
+                presence_url.clone(),
+                ("DATABASE_URL", db),
+            ],
+        )
+        .await,
+        Service::start("telepath-presence", &[cap.clone(), redis.clone()]).await,
+        Service::start(
+            "telepath-gateway",
+            &[
+                cap.clone(),
+                redis.clone(),
+                presence_url.clone(),
+                ("TELEPATH_API_URL", cluster.api.url.clone()),
+            ],
+        )
+        .await,
+    ];
+    let services = [
+        ("api", cluster.api.url.clone(), capped[0].url.clone()),
+        (
+            "presence",
+            cluster.presence[0].url.clone(),
+            capped[1].url.clone(),
+        ),
+        (
+            "gateway",
+            cluster.gateways[0].url.clone(),
+            capped[2].url.clone(),
+        ),
+    ];
+    let checks = services.iter().map(|(name, url, capped)| async move {
+        let addr = url.trim_start_matches("http://").to_owned();
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        // A slowloris and an idle keep-alive connection.
+        let mut slow = TcpStream::connect(&addr).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut idle = TcpStream::connect(&addr).await.unwrap();
+        idle.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        idle.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "{name}");
+        let (slow_ended, idle_ended) = tokio::join!(
+            ended_within(&mut slow, Duration::from_secs(13), true),
+            ended_within(&mut idle, Duration::from_secs(13), false),
+        );
+        assert!(slow_ended, "{name}: a trickled head is cut off");
+        assert!(
+            idle_ended,
+            "{name}: an idle keep-alive connection is closed"
+        );
+
+        // CAP silent connections hold every slot: one more is not served...
+        let addr = capped.trim_start_matches("http://").to_owned();
+        let mut holders = Vec::new();
+        for _ in 0..CAP {
+            holders.push(TcpStream::connect(&addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut waiting = TcpStream::connect(&addr).await.unwrap();
+        waiting.write_all(request.as_bytes()).await.unwrap();
+        let mut first = [0u8; 1];
+        let early = tokio::time::timeout(Duration::from_secs(1), waiting.read(&mut first)).await;
+        assert!(early.is_err(), "{name}: served past the connection cap");
+        // ...until one of them ends.
+        drop(holders.pop());
+        let served = tokio::time::timeout(Duration::from_secs(3), waiting.read_exact(&mut head))
+            .await
+            .expect("served once a slot is free")
+            .map(|_| head);
+        assert_eq!(&served.unwrap(), b"HTTP/1.1 200", "{name}");
+    });
+    futures_util::future::join_all(checks).await;
 }
