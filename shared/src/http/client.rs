@@ -52,6 +52,9 @@ impl InternalClient {
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(64)
+            // Well before the callee closes an idle connection (after
+            // HEADER_READ_TIMEOUT), so a call never races that close.
+            .pool_idle_timeout(super::serve::HEADER_READ_TIMEOUT / 2)
             .tcp_nodelay(true)
             .build()
             .expect("a plain-HTTP client always builds");
