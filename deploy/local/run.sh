@@ -128,15 +128,20 @@ wait_ready() { # port path
   die "$name did not become ready on port $1 within 60 s (see $state/logs/$name.log)"
 }
 
-# Starts a Telepath service on a free port and waits for its /readyz; when
-# it dies at start-up (another process took the port meanwhile), it tries
-# again on another port. Sets $port.
+# Starts a Telepath service on a free port, its internal listener
+# (TELEPATH_INTERNAL_LISTEN: the /internal/ routes other services call) on
+# another, and waits for its /readyz; when it dies at start-up (another
+# process took a port meanwhile), it tries again on other ports. Sets $port
+# and $internal_port.
 serve() { # name, binary, then environment assignments
   local name=$1 bin=$2 attempt
   shift 2
   for attempt in 1 2 3; do
     free_port
-    start "$name" env TELEPATH_LISTEN="127.0.0.1:$port" "$@" "$bin_dir/$bin"
+    internal_port=$port
+    free_port
+    start "$name" env TELEPATH_LISTEN="127.0.0.1:$port" \
+      TELEPATH_INTERNAL_LISTEN="127.0.0.1:$internal_port" "$@" "$bin_dir/$bin"
     wait_ready "$port" /readyz && return 0
     log "$name exited at start-up (attempt $attempt):"
     tail -n 5 "$state/logs/$name.log" >&2 || true
@@ -188,15 +193,17 @@ export REDIS_URL="redis://127.0.0.1:$port"
 serve presence telepath-presence TELEPATH_NODE_ID=presence
 presence_port=$port
 presence_url="http://127.0.0.1:$presence_port"
+presence_internal_url="http://127.0.0.1:$internal_port"
 serve api telepath-api TELEPATH_NODE_ID=api \
-  DATABASE_URL="sqlite://$state/telepath.db" TELEPATH_PRESENCE_URL="$presence_url"
+  DATABASE_URL="sqlite://$state/telepath.db" TELEPATH_PRESENCE_URL="$presence_internal_url"
 api_port=$port
 api_url="http://127.0.0.1:$api_port"
+api_internal_url="http://127.0.0.1:$internal_port"
 
 gw_ports=()
 for i in $(seq 1 "$gateways"); do
   serve "gw$i" telepath-gateway TELEPATH_NODE_ID="gw$i" \
-    TELEPATH_API_URL="$api_url" TELEPATH_PRESENCE_URL="$presence_url"
+    TELEPATH_API_URL="$api_internal_url" TELEPATH_PRESENCE_URL="$presence_internal_url"
   gw_ports+=("$port")
 done
 
@@ -263,8 +270,10 @@ pid_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && ech
   echo "LB_METRICS_URL=http://127.0.0.1:$lb_metrics_port"
   echo "REDIS_URL=$REDIS_URL"
   echo "API_URL=$api_url"
+  echo "API_INTERNAL_URL=$api_internal_url"
   echo "API_PID=$(pid_of api)"
   echo "PRESENCE_URL=$presence_url"
+  echo "PRESENCE_INTERNAL_URL=$presence_internal_url"
   echo "PRESENCE_PID=$(pid_of presence)"
   echo "GATEWAYS=$gateways"
   for i in $(seq 1 "$gateways"); do
@@ -280,7 +289,7 @@ mv "$state/topology.env.tmp" "$state/topology.env"
 
 log "ready: Telepath on http://127.0.0.1:$lb_port ($gateways gateways behind HAProxy)"
 log "  gateways:   ${gw_ports[*]/#/127.0.0.1:}"
-log "  api:        $api_url   presence: $presence_url   redis: $REDIS_URL"
+log "  api:        $api_url (internal $api_internal_url)   presence: $presence_url (internal $presence_internal_url)   redis: $REDIS_URL"
 log "  LB metrics: http://127.0.0.1:$lb_metrics_port/metrics (stats at /stats)"
 [ -n "$prometheus_url" ] && log "  prometheus: $prometheus_url"
 log "  state, logs and topology.env in $state"

@@ -125,13 +125,15 @@ start_redis() {
 }
 
 start_presence() {
-  TELEPATH_LISTEN="127.0.0.1:$PRESENCE_PORT" "$bin/telepath-presence" 2>>"$CLUSTER_DIR/presence.log" &
+  TELEPATH_LISTEN="127.0.0.1:$PRESENCE_PORT" TELEPATH_INTERNAL_LISTEN="127.0.0.1:$PRESENCE_INTERNAL_PORT" \
+    "$bin/telepath-presence" 2>>"$CLUSTER_DIR/presence.log" &
   PRESENCE_PID=$!
 }
 
 start_api() {
-  TELEPATH_LISTEN="127.0.0.1:$API_PORT" DATABASE_URL="sqlite://$CLUSTER_DIR/bench.db" \
-    TELEPATH_PRESENCE_URL="$PRESENCE_URL" "$bin/telepath-api" 2>>"$CLUSTER_DIR/api.log" &
+  TELEPATH_LISTEN="127.0.0.1:$API_PORT" TELEPATH_INTERNAL_LISTEN="127.0.0.1:$API_INTERNAL_PORT" \
+    DATABASE_URL="sqlite://$CLUSTER_DIR/bench.db" \
+    TELEPATH_PRESENCE_URL="$PRESENCE_INTERNAL_URL" "$bin/telepath-api" 2>>"$CLUSTER_DIR/api.log" &
   API_PID=$!
 }
 
@@ -141,7 +143,7 @@ start_gateway() {
   # A publisher is one connection: lift the per-connection rate limit (default 50/s).
   REDIS_URL="${GATEWAY_REDIS[$((i - 1))]}" TELEPATH_MAX_RATE_PER_S=100000 \
     TELEPATH_LISTEN="127.0.0.1:${GATEWAY_PORTS[$((i - 1))]}" TELEPATH_NODE_ID="gw$i" \
-    TELEPATH_API_URL="$API_URL" TELEPATH_PRESENCE_URL="$PRESENCE_URL" \
+    TELEPATH_API_URL="$API_INTERNAL_URL" TELEPATH_PRESENCE_URL="$PRESENCE_INTERNAL_URL" \
     "$bin/telepath-gateway" 2>>"$CLUSTER_DIR/gw$i.log" &
   GATEWAY_PIDS[$((i - 1))]=$!
 }
@@ -164,9 +166,12 @@ cluster_start() {
   CLUSTER_DIR=$1
   local gateways=$2 i url
   REDIS_PORT=$(free_port); PRESENCE_PORT=$(free_port); API_PORT=$(free_port)
+  PRESENCE_INTERNAL_PORT=$(free_port); API_INTERNAL_PORT=$(free_port)
   export TELEPATH_JWT_SECRET=bench RUST_LOG=${CLUSTER_RUST_LOG:-warn} REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
   API_URL="http://127.0.0.1:$API_PORT"
   PRESENCE_URL="http://127.0.0.1:$PRESENCE_PORT"
+  API_INTERNAL_URL="http://127.0.0.1:$API_INTERNAL_PORT"
+  PRESENCE_INTERNAL_URL="http://127.0.0.1:$PRESENCE_INTERNAL_PORT"
   SERVER_PIDS=(); GATEWAY_PIDS=(); GATEWAY_PORTS=(); GATEWAY_REDIS=(); GATEWAY_URLS=""
   PROXY_PIDS=(); PROXY_CONTROLS=()
   start_redis

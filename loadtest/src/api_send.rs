@@ -19,9 +19,13 @@ use crate::report::{Latency, cpu_percent, own_cpu_seconds};
 /// `telepath-load api-send`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Base URL of the api (or an all-in-one node).
+    /// Base URL of the api (dev login, rooms).
     #[arg(long, env = "TELEPATH_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// The api's internal listener (`TELEPATH_INTERNAL_LISTEN`), where the
+    /// batches go; an all-in-one node serves its internal routes nowhere.
+    #[arg(long, default_value = "http://127.0.0.1:9081")]
+    internal_url: String,
     /// JWT secret of the deployment (the internal token is derived from it).
     #[arg(long, env = "TELEPATH_JWT_SECRET", default_value = telepath_shared::config::DEV_JWT_SECRET)]
     secret: String,
@@ -106,9 +110,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let deadline = started + args.duration;
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
-        let (http, base, token, body, user) = (
+        let (http, internal, token, body, user) = (
             http.clone(),
-            base.clone(),
+            args.internal_url.trim_end_matches('/').to_owned(),
             token.clone(),
             body.clone(),
             user.clone(),
@@ -120,7 +124,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
             .collect();
         let batch = json!({ "sends": sends });
         workers.push(tokio::spawn(async move {
-            let url = format!("{base}/internal/messages");
+            let url = format!("{internal}/internal/messages");
             let mut local =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
             let (mut acked, mut errors) = (0u64, 0u64);

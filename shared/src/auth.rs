@@ -7,7 +7,7 @@
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::protocol::{Role, UserInfo, UserRef};
 
@@ -128,9 +128,16 @@ pub fn bearer(header: &str) -> Option<&str> {
 }
 
 /// The service-to-service token derived from the JWT secret, used when
-/// `TELEPATH_INTERNAL_TOKEN` is unset, so every service of one deployment agrees.
+/// `TELEPATH_INTERNAL_TOKEN` is unset, so every service of one deployment
+/// agrees: HMAC-SHA256 keyed with the secret over a fixed label, in hex.
+/// Nobody without the secret can compute it (split services refuse to
+/// start with the development secret, which everyone knows).
 pub fn derive_internal_token(jwt_secret: &str) -> String {
-    let digest = Sha256::digest(format!("telepath-internal:{jwt_secret}").as_bytes());
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(jwt_secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(b"telepath internal token v2");
+    let digest = mac.finalize().into_bytes();
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -236,6 +243,10 @@ mod tests {
     fn the_internal_token_is_stable_and_secret_dependent() {
         assert_eq!(derive_internal_token("a"), derive_internal_token("a"));
         assert_ne!(derive_internal_token("a"), derive_internal_token("b"));
-        assert_eq!(derive_internal_token("a").len(), 64);
+        // HMAC-SHA256(key "a", "telepath internal token v2"), as Python's hmac computes it.
+        assert_eq!(
+            derive_internal_token("a"),
+            "0129576949689c860b4e35c213216a5c9b0d2e87ec17937db5790af4bb42732d"
+        );
     }
 }

@@ -93,6 +93,15 @@ pub struct Common {
     #[arg(long, env = "TELEPATH_MAX_HTTP_CONNS", default_value_t = crate::http::serve::MAX_CONNECTIONS,
         help_heading = ADVANCED, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_http_conns: u64,
+    /// Where this process serves its `/internal/` routes (never on
+    /// TELEPATH_LISTEN) [default: 127.0.0.1:9081 for the api, 127.0.0.1:9082
+    /// for presence; the gateway and the all-in-one have none unless set].
+    #[arg(long, env = "TELEPATH_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
+    /// Serve `/metrics` on the internal listener only, not on TELEPATH_LISTEN.
+    #[arg(long, env = "TELEPATH_METRICS_INTERNAL", default_value = "0",
+        value_parser = boolish(), action = SET)]
+    pub metrics_internal: bool,
     /// Log format.
     #[arg(long, env = "TELEPATH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -129,6 +138,19 @@ impl Common {
     /// How long a graceful shutdown may take.
     pub fn drain(&self) -> Duration {
         Duration::from_secs(self.drain_secs)
+    }
+
+    /// `Err` naming the problem when a split service would run with the
+    /// development secret: anyone could mint tokens for it and derive its
+    /// internal token. Only the all-in-one may (and it warns).
+    pub fn check_secret(&self, service: &str) -> Result<(), String> {
+        if self.jwt_secret == DEV_JWT_SECRET {
+            return Err(format!(
+                "{service} refuses the development secret: set TELEPATH_JWT_SECRET to a secret of your own \
+                 (e.g. openssl rand -hex 32), the same for every service of the deployment"
+            ));
+        }
+        Ok(())
     }
 
     /// The accept loop's limits (`telepath_shared::http::serve`).

@@ -32,13 +32,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use prometheus::Registry;
 use telepath_shared::auth::JwtKeys;
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::Common;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::http::observe::HttpMetrics;
-use telepath_shared::http::{ApiError, not_found, serve_gracefully};
+use telepath_shared::http::serve::serve_surfaces;
+use telepath_shared::http::{ApiError, not_found};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -75,12 +77,28 @@ impl ApiState {
     /// Opens (and migrates) the database, starts the writer task.
     /// Presence changes arriving on `inbound` (after it subscribes to them)
     /// are persisted to the users table.
+    /// Presence is called over HTTP at `TELEPATH_PRESENCE_URL`.
     pub async fn build(
         common: Common,
         config: ApiConfig,
         bus: Arc<dyn Bus>,
         inbound: Inbound,
         registry: Registry,
+    ) -> anyhow::Result<ApiState> {
+        let presence =
+            InternalClient::new("presence", &common.presence_url, &common.internal_token());
+        Self::build_with(common, config, bus, inbound, registry, presence).await
+    }
+
+    /// [`build`](Self::build), calling presence through `presence` (the
+    /// all-in-one calls it in process).
+    pub async fn build_with(
+        common: Common,
+        config: ApiConfig,
+        bus: Arc<dyn Bus>,
+        inbound: Inbound,
+        registry: Registry,
+        presence: InternalClient,
     ) -> anyhow::Result<ApiState> {
         let db = db::open(&config.database_url).await?;
         let write = &db.write;
@@ -92,8 +110,7 @@ impl ApiState {
         let writer = writer::spawn(write.clone(), outboxes.rooms.clone(), metrics, batch);
         let keys = JwtKeys::new(&common.jwt_secret);
         let internal_token = common.internal_token();
-        let client = InternalClient::new("presence", &common.presence_url, &internal_token);
-        let presence = presence::PresenceClient::new(client);
+        let presence = presence::PresenceClient::new(presence);
         Ok(ApiState {
             inner: Arc::new(Inner {
                 common,
@@ -185,7 +202,10 @@ impl ApiState {
     }
 }
 
-/// Every REST and internal route of the api, each with its OpenAPI path.
+/// Where the api serves its internal routes when `TELEPATH_INTERNAL_LISTEN` is unset.
+pub const DEFAULT_INTERNAL_LISTEN: &str = "127.0.0.1:9081";
+
+/// Every public REST route of the api, each with its OpenAPI path.
 fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(login::login))
@@ -198,6 +218,17 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(admin::broadcast))
         .routes(routes!(admin::disconnect))
         .routes(routes!(admin::analytics))
+        .routes(routes!(dms::pending))
+        .routes(routes!(dms::state_of))
+        .routes(routes!(ops::openapi_json))
+        .routes(routes!(web::index))
+        .routes(routes!(web::app_file))
+        .routes(routes!(web::sdk_file))
+}
+
+/// The api's `/internal/` routes (gateways call them), each with its OpenAPI path.
+fn internal_api_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
         .routes(
             routes!(connections::report)
                 .layer(DefaultBodyLimit::max(connections::MAX_REPORT_BYTES)),
@@ -215,12 +246,6 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         )
         .routes(routes!(dms::ack))
         .routes(routes!(dms::pending_internal, dms::pending_internal_many))
-        .routes(routes!(dms::pending))
-        .routes(routes!(dms::state_of))
-        .routes(routes!(ops::openapi_json))
-        .routes(routes!(web::index))
-        .routes(routes!(web::app_file))
-        .routes(routes!(web::sdk_file))
 }
 
 /// `/healthz`, `/readyz` and `/metrics` of the api as its own process.
@@ -231,32 +256,84 @@ fn ops_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(ops::metrics))
 }
 
-/// The whole OpenAPI document: the api's routes, its ops routes, and the
-/// gateway's and presence's public routes behind the same origin.
+/// The whole OpenAPI document: the api's routes, internal ones included,
+/// its ops routes, and the gateway's and presence's routes (what
+/// `GET /openapi.json` serves on an internal listener).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api_routes().into_openapi();
+    doc.merge(internal_api_routes().into_openapi());
     doc.merge(ops_routes().into_openapi());
     doc
 }
 
-/// The api's routes, without health and metrics endpoints (for merging into
-/// the all-in-one router).
+/// [`openapi`] without the `/internal/` routes: what the public listener
+/// serves at `GET /openapi.json` (internal routes are never served there).
+pub fn public_openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = openapi();
+    doc.paths.paths.retain(|path, _| !is_internal(path));
+    doc
+}
+
+/// The api's own `/internal/` routes only (presence's are served by
+/// presence): what the api's internal listener serves at `GET /openapi.json`.
+pub fn internal_openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = openapi();
+    doc.paths
+        .paths
+        .retain(|path, _| is_internal(path) && !path.starts_with("/internal/presence/"));
+    doc
+}
+
+/// Whether `path` is one of the services' internal routes.
+pub fn is_internal(path: &str) -> bool {
+    path.starts_with("/internal/")
+}
+
+/// The api's public routes, without health and metrics endpoints (for
+/// merging into the all-in-one router).
 pub fn routes(state: ApiState) -> Router {
     let limit = state.config().max_request_bytes;
     let (router, _) = api_routes().split_for_parts();
     router.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
-/// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404, with
-/// request metrics (call once per registry).
-pub fn router(state: ApiState) -> Router {
-    let http = HttpMetrics::new(state.registry());
+/// The api's `/internal/` routes: served on the internal listener
+/// (`TELEPATH_INTERNAL_LISTEN`), or called in process by the all-in-one.
+pub fn internal_routes(state: ApiState) -> Router {
+    let limit = state.config().max_request_bytes;
+    let (router, _) = internal_api_routes().split_for_parts();
+    router.layer(DefaultBodyLimit::max(limit)).with_state(state)
+}
+
+/// [`routes`] plus `/healthz`, `/readyz`, `/metrics` (unless
+/// `TELEPATH_METRICS_INTERNAL`) and a JSON 404, with request metrics.
+pub fn router(state: ApiState, http: &HttpMetrics) -> Router {
     let (ops, _) = ops_routes().split_for_parts();
-    let router = ops
-        .with_state(state.clone())
-        .merge(routes(state))
-        .fallback(not_found);
-    http.layer(router)
+    let mut ops = ops.with_state(state.clone());
+    if state.common().metrics_internal {
+        ops = Router::new()
+            .route("/healthz", get(ops::healthz))
+            .route("/readyz", get(ops::readyz))
+            .with_state(state.clone());
+    }
+    http.layer(ops.merge(routes(state)).fallback(not_found))
+}
+
+/// What the internal listener serves: [`internal_routes`], `/healthz`, the
+/// document of those routes ([`internal_openapi`]) at `/openapi.json`,
+/// `/metrics` with `TELEPATH_METRICS_INTERNAL`, and a JSON 404.
+pub fn internal_router(state: ApiState, http: &HttpMetrics) -> Router {
+    let mut ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/openapi.json", get(ops::internal_openapi_json));
+    if state.common().metrics_internal {
+        ops = ops.route("/metrics", get(ops::metrics));
+    }
+    http.layer(
+        ops.with_state(state.clone())
+            .merge(internal_routes(state))
+            .fallback(not_found),
+    )
 }
 
 /// Serves [`router`] on `listener` until `shutdown` is cancelled, then shuts
@@ -265,12 +342,16 @@ pub fn router(state: ApiState) -> Router {
 /// then [`ApiState::close`] flushes the writer and the outboxes.
 pub async fn run(
     listener: TcpListener,
+    internal: Option<TcpListener>,
     state: ApiState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let drain = state.common().drain();
     let policy = state.common().http_policy();
-    let served = serve_gracefully(listener, router(state.clone()), policy, shutdown, drain).await;
+    let http = HttpMetrics::new(state.registry());
+    let public = (listener, router(state.clone(), &http));
+    let internal = internal.map(|l| (l, internal_router(state.clone(), &http)));
+    let served = serve_surfaces(public, internal, policy, shutdown, drain).await;
     if tokio::time::timeout(drain, state.close()).await.is_err() {
         tracing::warn!("the writer and outboxes did not finish within the drain deadline");
     }

@@ -17,6 +17,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(Cli { common, api }: Cli) -> anyhow::Result<()> {
     let telemetry = telepath_shared::telemetry::init("api", common.log_format, &common.node_id);
+    common
+        .check_secret("telepath-api")
+        .map_err(anyhow::Error::msg)?;
     let redis_url = common
         .redis_url
         .clone()
@@ -28,14 +31,19 @@ async fn serve(Cli { common, api }: Cli) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .context("binding TELEPATH_LISTEN")?;
+    let internal_addr = match common.internal_listen {
+        Some(addr) => addr,
+        None => telepath_api::DEFAULT_INTERNAL_LISTEN.parse()?,
+    };
+    let internal = telepath_shared::http::serve::bind_internal(internal_addr).await?;
     let registry = telepath_shared::telemetry::registry("api");
     let state = ApiState::build(common, api, Arc::new(bus), inbound, registry).await?;
-    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    tracing::info!(addr = %listener.local_addr()?, internal = %internal.local_addr()?, "api listening");
     let shutdown = CancellationToken::new();
     tokio::spawn(telepath_shared::telemetry::shutdown_on_signal(
         shutdown.clone(),
     ));
-    telepath_api::run(listener, state, shutdown).await?;
+    telepath_api::run(listener, Some(internal), state, shutdown).await?;
     telemetry.shutdown();
     Ok(())
 }

@@ -33,10 +33,26 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
 
 /// The document, rendered once.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    crate::openapi()
+    crate::public_openapi()
         .to_json()
         .expect("the OpenAPI document serialises")
 });
+
+/// The document of the api's internal routes, rendered once.
+static INTERNAL_DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    crate::internal_openapi()
+        .to_json()
+        .expect("the OpenAPI document serialises")
+});
+
+/// The document of the api's internal routes, on its internal listener.
+pub(crate) async fn internal_openapi_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        INTERNAL_DOCUMENT.as_str(),
+    )
+        .into_response()
+}
 
 /// This OpenAPI 3 document.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]

@@ -75,12 +75,31 @@ struct Inner {
 impl GatewayState {
     /// Builds a gateway on `bus`, relaying what arrives on `inbound` to
     /// local connections; its metrics go to `registry`.
+    /// The api and presence are called over HTTP at `TELEPATH_API_URL` and
+    /// `TELEPATH_PRESENCE_URL`.
     pub fn build(
         common: Common,
         config: GatewayConfig,
         bus: Arc<dyn Bus>,
         inbound: Inbound,
         registry: Registry,
+    ) -> GatewayState {
+        let token = common.internal_token();
+        let api = InternalClient::new("api", &config.api_url, &token);
+        let presence = InternalClient::new("presence", &common.presence_url, &token);
+        Self::build_with(common, config, bus, inbound, registry, api, presence)
+    }
+
+    /// [`build`](Self::build), calling the api and presence through the
+    /// clients given (the all-in-one calls them in process).
+    pub fn build_with(
+        common: Common,
+        config: GatewayConfig,
+        bus: Arc<dyn Bus>,
+        inbound: Inbound,
+        registry: Registry,
+        api_client: InternalClient,
+        presence_client: InternalClient,
     ) -> GatewayState {
         let metrics = GatewayMetrics::new(&registry);
         let node = common.node_id.clone();
@@ -92,11 +111,10 @@ impl GatewayState {
         let hub = hub::Hub::new(bus.clone(), metrics.clone(), permanent);
         let shutdown = CancellationToken::new();
         let sessions = TaskTracker::new();
-        let token = common.internal_token();
-        let api = upstream::ApiClient::new(&config.api_url, &token);
+        let api = upstream::ApiClient::new(api_client.clone());
         let sends = upstream::SendPipe::spawn(api.clone(), metrics.clone());
         let (presence, presence_task) = upstream::PresenceReporter::spawn(
-            InternalClient::new("presence", &common.presence_url, &token),
+            presence_client,
             hub.clone(),
             node.clone(),
             common.heartbeat(),
@@ -105,10 +123,7 @@ impl GatewayState {
                 sessions: sessions.clone(),
             },
         );
-        let (logs, logs_task) = upstream::LogReporter::spawn(
-            InternalClient::new("api", &config.api_url, &token),
-            shutdown.clone(),
-        );
+        let (logs, logs_task) = upstream::LogReporter::spawn(api_client, shutdown.clone());
         let (acks, acks_task) = upstream::AckReporter::spawn(api.clone(), shutdown.clone());
         let probe = Arc::new(relay::Probe::new());
         tokio::spawn(relay::run(
@@ -165,7 +180,7 @@ impl GatewayState {
     }
 
     /// The settings this gateway shares with the other services.
-    pub(crate) fn common(&self) -> &Common {
+    pub fn common(&self) -> &Common {
         &self.inner.common
     }
 
@@ -261,26 +276,43 @@ pub fn routes(state: GatewayState) -> Router {
         .with_state(state)
 }
 
-/// [`routes`] plus `/healthz`, `/readyz`, `/metrics` and a JSON 404, with
-/// request metrics (call once per registry).
+/// [`routes`] plus `/healthz`, `/readyz`, `/metrics` (unless
+/// `TELEPATH_METRICS_INTERNAL`) and a JSON 404, with request metrics (call
+/// once per registry).
 pub fn router(state: GatewayState) -> Router {
     let http = HttpMetrics::new(state.registry());
-    let router = Router::new()
+    let mut ops = Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route("/readyz", get(readyz))
-        .route(
-            "/metrics",
-            get(|State(s): State<GatewayState>| async move {
-                telepath_shared::telemetry::render(s.registry())
-            }),
-        )
+        .route("/readyz", get(readyz));
+    if !state.common().metrics_internal {
+        ops = ops.route("/metrics", get(metrics));
+    }
+    let router = ops
         .with_state(state.clone())
         .merge(routes(state))
         .fallback(not_found);
     http.layer(router)
+}
+
+/// What a gateway's internal listener (`TELEPATH_INTERNAL_LISTEN`, none by
+/// default) serves: `/healthz`, `/metrics` with `TELEPATH_METRICS_INTERNAL`,
+/// and a JSON 404. A gateway has no internal routes.
+pub fn internal_router(state: GatewayState) -> Router {
+    let mut ops = Router::new().route(
+        "/healthz",
+        get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+    );
+    if state.common().metrics_internal {
+        ops = ops.route("/metrics", get(metrics));
+    }
+    ops.with_state(state).fallback(not_found)
+}
+
+async fn metrics(State(s): State<GatewayState>) -> axum::response::Response {
+    telepath_shared::telemetry::render(s.registry())
 }
 
 async fn readyz(

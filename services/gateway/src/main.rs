@@ -16,6 +16,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(Cli { common, gateway }: Cli) -> anyhow::Result<()> {
     let telemetry = telepath_shared::telemetry::init("gateway", common.log_format, &common.node_id);
+    common
+        .check_secret("telepath-gateway")
+        .map_err(anyhow::Error::msg)?;
     let redis_url = common
         .redis_url
         .clone()
@@ -27,6 +30,13 @@ async fn serve(Cli { common, gateway }: Cli) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .context("binding TELEPATH_LISTEN")?;
+    let internal = match common.internal_listen {
+        Some(addr) => Some(telepath_shared::http::serve::bind_internal(addr).await?),
+        None if common.metrics_internal => {
+            anyhow::bail!("TELEPATH_METRICS_INTERNAL needs TELEPATH_INTERNAL_LISTEN")
+        }
+        None => None,
+    };
     tracing::info!(addr = %listener.local_addr()?, node = %common.node_id, "gateway listening");
     let registry = telepath_shared::telemetry::registry("gateway");
     let state = GatewayState::build(common, gateway, Arc::new(bus), inbound, registry);
@@ -34,7 +44,7 @@ async fn serve(Cli { common, gateway }: Cli) -> anyhow::Result<()> {
     tokio::spawn(telepath_shared::telemetry::shutdown_on_signal(
         shutdown.clone(),
     ));
-    telepath_gateway::run(listener, state, shutdown).await?;
+    telepath_gateway::run(listener, internal, state, shutdown).await?;
     telemetry.shutdown();
     Ok(())
 }

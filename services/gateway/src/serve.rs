@@ -4,6 +4,7 @@
 //! the reporters send what the sessions queued last.
 
 use axum::Router;
+use telepath_shared::http::serve::{Surface, serve_gracefully};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -12,10 +13,19 @@ use crate::GatewayState;
 /// Serves [`router`](crate::router) on `listener` until `shutdown` is cancelled, then drains.
 pub async fn run(
     listener: TcpListener,
+    internal: Option<TcpListener>,
     state: GatewayState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_app(listener, crate::router(state.clone()), state, shutdown).await
+    let internal = internal.map(|l| (l, crate::internal_router(state.clone())));
+    serve_app(
+        listener,
+        crate::router(state.clone()),
+        internal,
+        state,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves `app` (which must contain [`routes`](crate::routes) of `state`) and drains the
@@ -26,12 +36,27 @@ pub async fn run(
 /// 2. every session says `bye` (restart) and closes with 1012;
 /// 3. the reporters send what the sessions queued last, so presence drops
 ///    this node's connections at once instead of after their expiry.
+///
+/// `internal`, when given, is served beside it until `shutdown` (no drain:
+/// it holds no sessions).
 pub async fn serve_app(
     listener: TcpListener,
     app: Router,
+    internal: Option<Surface>,
     state: GatewayState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let internal = internal.map(|(listener, app)| {
+        let policy = state.common().http_policy();
+        let drain = state.common().drain();
+        tokio::spawn(serve_gracefully(
+            listener,
+            app,
+            policy,
+            shutdown.clone(),
+            drain,
+        ))
+    });
     let drain = state.clone();
     let signal = async move {
         shutdown.cancelled().await;
@@ -60,5 +85,8 @@ pub async fn serve_app(
         }
     }
     tracing::info!("drained");
+    if let Some(task) = internal {
+        let _ = task.await;
+    }
     served
 }

@@ -48,26 +48,49 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, PresenceConfig};
 pub use report::{MAX_FIELD_BYTES, MAX_HEARTBEAT_CONNS, MAX_REPORTS};
-pub use route::routes;
+pub use route::{internal_routes, routes};
 pub use state::PresenceState;
 pub use telepath_shared::protocol::{PresenceSummary, UserConnections};
 
-/// [`routes`] plus `GET /healthz`, `GET /readyz`, `GET /metrics` and the
-/// JSON 404 fallback, with request metrics (call once per registry).
-pub fn router(state: PresenceState) -> Router {
-    let http = HttpMetrics::new(state.registry());
-    let ops = Router::new()
+/// Where presence serves its internal routes when `TELEPATH_INTERNAL_LISTEN` is unset.
+pub const DEFAULT_INTERNAL_LISTEN: &str = "127.0.0.1:9082";
+
+/// [`routes`] plus `GET /healthz`, `GET /readyz`, `GET /metrics` (unless
+/// `TELEPATH_METRICS_INTERNAL`) and the JSON 404 fallback, with request metrics.
+pub fn router(state: PresenceState, http: &HttpMetrics) -> Router {
+    let mut ops = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(state.clone());
-    http.layer(routes(state).merge(ops).fallback(not_found))
+        .route("/readyz", get(readyz));
+    if !state.metrics_internal() {
+        ops = ops.route("/metrics", get(metrics_text));
+    }
+    http.layer(
+        routes(state.clone())
+            .merge(ops.with_state(state))
+            .fallback(not_found),
+    )
 }
 
-/// Serves [`router`] on `listener`, with the sweeper, until `shutdown` is
-/// cancelled; then publishes the events still queued ([`PresenceState::close`]).
+/// What the internal listener serves: [`internal_routes`], `/healthz`,
+/// `/metrics` with `TELEPATH_METRICS_INTERNAL`, and the JSON 404.
+pub fn internal_router(state: PresenceState, http: &HttpMetrics) -> Router {
+    let mut ops = Router::new().route("/healthz", get(healthz));
+    if state.metrics_internal() {
+        ops = ops.route("/metrics", get(metrics_text));
+    }
+    http.layer(
+        internal_routes(state.clone())
+            .merge(ops.with_state(state))
+            .fallback(not_found),
+    )
+}
+
+/// Serves [`router`] on `listener` and [`internal_router`] on `internal`,
+/// with the sweeper, until `shutdown` is cancelled; then publishes the
+/// events still queued ([`PresenceState::close`]).
 pub async fn run(
     listener: TcpListener,
+    internal: Option<TcpListener>,
     state: PresenceState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -77,14 +100,12 @@ pub async fn run(
     spawn_sweeper(&state, shutdown.clone());
     let drain = state.drain();
     let policy = state.http_policy();
-    let served = telepath_shared::http::serve_gracefully(
-        listener,
-        router(state.clone()),
-        policy,
-        shutdown,
-        drain,
-    )
-    .await;
+    let http = HttpMetrics::new(state.registry());
+    let public = (listener, router(state.clone(), &http));
+    let internal = internal.map(|l| (l, internal_router(state.clone(), &http)));
+    let served =
+        telepath_shared::http::serve::serve_surfaces(public, internal, policy, shutdown, drain)
+            .await;
     state.close().await;
     served
 }

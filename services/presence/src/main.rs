@@ -22,19 +22,29 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(Cli { common, presence }: Cli) -> anyhow::Result<()> {
     let telemetry = telemetry::init("presence", common.log_format, &common.node_id);
+    common
+        .check_secret("telepath-presence")
+        .map_err(anyhow::Error::msg)?;
     let url = common.redis_url.clone().context("REDIS_URL is required")?;
     let (bus, _inbound) = RedisBus::connect(&url, INBOUND_CAPACITY)
         .await
         .context("connect the redis bus")?;
     let listen = common.listen;
+    let internal_addr = match common.internal_listen {
+        Some(addr) => addr,
+        None => telepath_presence::DEFAULT_INTERNAL_LISTEN.parse()?,
+    };
     let registry = telemetry::registry("presence");
     let state = PresenceState::build(common, presence, Arc::new(bus), registry).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("bind {listen}"))?;
+    let internal = telepath_shared::http::serve::bind_internal(internal_addr).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(telemetry::shutdown_on_signal(shutdown.clone()));
-    run(listener, state, shutdown).await.context("serve")?;
+    run(listener, Some(internal), state, shutdown)
+        .await
+        .context("serve")?;
     telemetry.shutdown();
     Ok(())
 }

@@ -33,9 +33,18 @@ use crate::report::{
 use crate::state::PresenceState;
 use telepath_shared::protocol::{PresenceSummary, UserConnections};
 
-/// The presence routes only: no `/healthz`, `/readyz`, `/metrics` or fallback.
+/// The public presence route only (`/presence/online`): no `/healthz`,
+/// `/readyz`, `/metrics` or fallback.
 pub fn routes(state: PresenceState) -> Router {
-    let internal = Router::new()
+    Router::new()
+        .route("/presence/online", get(online))
+        .with_state(state)
+}
+
+/// Presence's `/internal/` routes: served on the internal listener
+/// (`TELEPATH_INTERNAL_LISTEN`), or called in process by the all-in-one.
+pub fn internal_routes(state: PresenceState) -> Router {
+    Router::new()
         .route(
             "/internal/presence/reports",
             post(reports).layer(DefaultBodyLimit::max(MAX_REPORTS_BYTES)),
@@ -53,10 +62,7 @@ pub fn routes(state: PresenceState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_internal,
-        ));
-    Router::new()
-        .route("/presence/online", get(online))
-        .merge(internal)
+        ))
         .with_state(state)
 }
 

@@ -45,6 +45,7 @@ struct Inner {
     /// How long a graceful shutdown may take (`TELEPATH_DRAIN_SECS`).
     drain: Duration,
     http_policy: telepath_shared::http::serve::Policy,
+    metrics_internal: bool,
     clock: Clock,
     metrics: Metrics,
     registry: Registry,
@@ -111,6 +112,7 @@ impl PresenceState {
                 internal_token: common.internal_token(),
                 drain: common.drain(),
                 http_policy: common.http_policy(),
+                metrics_internal: common.metrics_internal,
                 heartbeat_ms: common.heartbeat_ms.max(1),
                 clock,
                 metrics,
@@ -147,6 +149,11 @@ impl PresenceState {
     /// How long a graceful shutdown may take.
     pub(crate) fn drain(&self) -> Duration {
         self.inner.drain
+    }
+
+    /// Whether `/metrics` is served on the internal listener only.
+    pub(crate) fn metrics_internal(&self) -> bool {
+        self.inner.metrics_internal
     }
 
     /// The accept loop's limits.

@@ -1,15 +1,16 @@
-//! telepath: the all-in-one node. The gateway, api and presence routers on
-//! one port in one process.
+//! telepath: the all-in-one node. The gateway, api and presence in one
+//! process, their public routes on one port.
 //!
 //! Without `REDIS_URL` it runs on the in-memory bus and presence store, with
 //! no outside services at all; with `REDIS_URL` set it uses Redis for both,
 //! so an all-in-one node can join a cluster of separate services. The
-//! gateway reaches the api and presence over HTTP on its own port, the same
-//! path a split deployment takes.
+//! gateway calls the api's and presence's internal routes in process (the
+//! same handlers, through their routers, with no socket): they are served
+//! on no port at all, and `/metrics` moves to `TELEPATH_INTERNAL_LISTEN`
+//! with `TELEPATH_METRICS_INTERNAL`.
 
 pub mod cli;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -27,6 +28,7 @@ use telepath_shared::bus::memory::MemoryBroker;
 use telepath_shared::bus::redis::RedisBus;
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::Common;
+use telepath_shared::http::client::InternalClient;
 use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::http::{ApiError, not_found};
 use tokio::net::TcpListener;
@@ -66,26 +68,13 @@ pub struct Node {
     pub gateway: GatewayState,
     pub presence: PresenceState,
     registry: Registry,
+    http: HttpMetrics,
 }
 
-/// The loopback URL a process listening on `addr` can call itself on.
-fn self_url(addr: SocketAddr) -> String {
-    let host = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        addr.ip().to_string()
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    format!("http://{host}:{}", addr.port())
-}
-
-/// Builds the node for a listener bound at `addr`.
-pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node> {
+/// Builds the node.
+pub async fn build(config: Config) -> anyhow::Result<Node> {
     let registry = telepath_shared::telemetry::registry("telepath");
+    let http = HttpMetrics::new(&registry);
     // Each service is its own node on the bus, as in a split deployment.
     let broker = MemoryBroker::new();
     let redis_url = config.common.redis_url.clone();
@@ -109,56 +98,84 @@ pub async fn build(mut config: Config, addr: SocketAddr) -> anyhow::Result<Node>
     let (api_bus, api_inbound) = connect().await?;
     let (presence_bus, _) = connect().await?;
     let (gateway_bus, gateway_inbound) = connect().await?;
-    // The gateway calls the api and presence, and the api presence, on this very port.
-    config.gateway.api_url = self_url(addr);
-    config.common.presence_url = self_url(addr);
     let Config {
         common,
         gateway,
         api,
         presence,
     } = config;
-    let api = ApiState::build(common.clone(), api, api_bus, api_inbound, registry.clone()).await?;
+    let token = common.internal_token();
+    // Presence calls nobody; the api calls presence; the gateway both.
     let presence =
         PresenceState::build(common.clone(), presence, presence_bus, registry.clone()).await?;
-    let gateway = GatewayState::build(
+    let presence_routes = telepath_presence::internal_routes(presence.clone()).fallback(not_found);
+    let presence_client = InternalClient::local("presence", http.layer(presence_routes), &token);
+    let api = ApiState::build_with(
+        common.clone(),
+        api,
+        api_bus,
+        api_inbound,
+        registry.clone(),
+        presence_client.clone(),
+    )
+    .await?;
+    let api_routes = telepath_api::internal_routes(api.clone()).fallback(not_found);
+    let api_client = InternalClient::local("api", http.layer(api_routes), &token);
+    let gateway = GatewayState::build_with(
         common,
         gateway,
         gateway_bus,
         gateway_inbound,
         registry.clone(),
+        api_client,
+        presence_client,
     );
     Ok(Node {
         api,
         gateway,
         presence,
         registry,
+        http,
     })
 }
 
-/// Every route of the node, with one `/healthz`, `/readyz` and `/metrics`,
-/// and request metrics (call once per node).
+/// Every public route of the node, with one `/healthz`, `/readyz` and
+/// `/metrics` (unless `TELEPATH_METRICS_INTERNAL`), and request metrics.
 pub fn router(node: Node) -> Router {
-    let http = HttpMetrics::new(&node.registry);
-    let router =
-        Router::new()
-            .route(
-                "/healthz",
-                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-            )
-            .route("/readyz", get(readyz))
-            .route(
-                "/metrics",
-                get(|State(n): State<Node>| async move {
-                    telepath_shared::telemetry::render(&n.registry)
-                }),
-            )
-            .with_state(node.clone())
-            .merge(telepath_api::routes(node.api))
-            .merge(telepath_presence::routes(node.presence))
-            .merge(telepath_gateway::routes(node.gateway))
-            .fallback(not_found);
-    http.layer(router)
+    let mut ops = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz));
+    if !node.gateway.common().metrics_internal {
+        ops = ops.route("/metrics", get(metrics));
+    }
+    let router = ops
+        .with_state(node.clone())
+        .merge(telepath_api::routes(node.api))
+        .merge(telepath_presence::routes(node.presence))
+        .merge(telepath_gateway::routes(node.gateway))
+        .fallback(not_found);
+    node.http.layer(router)
+}
+
+/// What the node's internal listener (`TELEPATH_INTERNAL_LISTEN`) serves:
+/// `/healthz`, and `/metrics` with `TELEPATH_METRICS_INTERNAL`. The internal
+/// routes are called in process and served nowhere.
+pub fn internal_router(node: Node) -> Router {
+    let mut ops = Router::new().route(
+        "/healthz",
+        get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+    );
+    if node.gateway.common().metrics_internal {
+        ops = ops.route("/metrics", get(metrics));
+    }
+    ops.with_state(node).fallback(not_found)
+}
+
+async fn metrics(State(n): State<Node>) -> axum::response::Response {
+    telepath_shared::telemetry::render(&n.registry)
 }
 
 async fn readyz(State(node): State<Node>) -> Result<axum::Json<serde_json::Value>, ApiError> {
@@ -168,17 +185,20 @@ async fn readyz(State(node): State<Node>) -> Result<axum::Json<serde_json::Value
     Ok(axum::Json(serde_json::json!({"status": "ready"})))
 }
 
-/// Serves the node on `listener` until `shutdown`, then drains the gateway
-/// and flushes the api's writer.
+/// Serves the node on `listener` (and [`internal_router`] on `internal`)
+/// until `shutdown`, then drains the gateway and flushes the api's writer.
 pub async fn run(
     listener: TcpListener,
+    internal: Option<TcpListener>,
     node: Node,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     telepath_presence::spawn_sweeper(&node.presence, shutdown.clone());
     let gateway = node.gateway.clone();
     let api = node.api.clone();
-    let served = telepath_gateway::serve_app(listener, router(node), gateway, shutdown).await;
+    let internal = internal.map(|l| (l, internal_router(node.clone())));
+    let served =
+        telepath_gateway::serve_app(listener, router(node), internal, gateway, shutdown).await;
     api.close().await;
     served
 }

@@ -27,13 +27,20 @@ async fn serve(config: telepath::Config) -> anyhow::Result<()> {
         .await
         .context("binding TELEPATH_LISTEN")?;
     let addr = listener.local_addr()?;
-    let node = telepath::build(config, addr).await?;
+    let internal = match common.internal_listen {
+        Some(addr) => Some(telepath_shared::http::serve::bind_internal(addr).await?),
+        None if common.metrics_internal => {
+            anyhow::bail!("TELEPATH_METRICS_INTERNAL needs TELEPATH_INTERNAL_LISTEN")
+        }
+        None => None,
+    };
+    let node = telepath::build(config).await?;
     tracing::info!(%addr, "telepath all-in-one listening (try POST /auth/login, then GET /connect)");
     let shutdown = CancellationToken::new();
     tokio::spawn(telepath_shared::telemetry::shutdown_on_signal(
         shutdown.clone(),
     ));
-    telepath::run(listener, node, shutdown).await?;
+    telepath::run(listener, internal, node, shutdown).await?;
     telemetry.shutdown();
     Ok(())
 }

@@ -28,12 +28,25 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Calls one service's `/internal/` routes; cheap to clone.
 #[derive(Clone)]
 pub struct InternalClient {
-    http: reqwest::Client,
+    transport: Transport,
     base: Arc<str>,
     token: Arc<str>,
     /// The callee, as logs and error messages name it ("api", "presence").
     service: &'static str,
 }
+
+/// How calls reach the callee.
+#[derive(Clone)]
+enum Transport {
+    /// Over HTTP (the split deployment).
+    Http(reqwest::Client),
+    /// Straight into the callee's router in this process (the all-in-one):
+    /// the same handlers, extractors and limits, with no socket at all.
+    Local(axum::Router),
+}
+
+/// The largest answer a local call reads.
+const MAX_LOCAL_ANSWER: usize = 64 << 20;
 
 impl std::fmt::Debug for InternalClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,8 +72,19 @@ impl InternalClient {
             .build()
             .expect("a plain-HTTP client always builds");
         InternalClient {
-            http,
+            transport: Transport::Http(http),
             base: base.trim_end_matches('/').into(),
+            token: token.into(),
+            service,
+        }
+    }
+
+    /// A client of `service` that calls `router` (the callee's internal
+    /// routes) in this process, sending `token` as the HTTP client does.
+    pub fn local(service: &'static str, router: axum::Router, token: &str) -> Self {
+        InternalClient {
+            transport: Transport::Local(router),
+            base: "".into(),
             token: token.into(),
             service,
         }
@@ -72,10 +96,15 @@ impl InternalClient {
         Q: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let resp = self
-            .send(self.http.get(self.url(path)).query(query))
-            .await?;
-        self.decode(resp).await
+        let query = serde_urlencoded::to_string(query)
+            .map_err(|e| ApiError::internal(format!("unencodable query: {e}")))?;
+        let path = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        let body = self.call(reqwest::Method::GET, &path, None).await?;
+        self.decode(&body)
     }
 
     /// `POST path` with a JSON body, decoding the JSON answer.
@@ -84,8 +113,10 @@ impl InternalClient {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let resp = self.send(self.http.post(self.url(path)).json(body)).await?;
-        self.decode(resp).await
+        let answer = self
+            .call(reqwest::Method::POST, path, Some(encode(body)?))
+            .await?;
+        self.decode(&answer)
     }
 
     /// `POST path` with a JSON body, for routes that answer without a body (204).
@@ -94,30 +125,57 @@ impl InternalClient {
         path: &str,
         body: &B,
     ) -> Result<(), ApiError> {
-        self.send(self.http.post(self.url(path)).json(body))
+        self.call(reqwest::Method::POST, path, Some(encode(body)?))
             .await
             .map(drop)
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Sends with the internal token and trace context; a success, or the
-    /// call's error as [`ApiError`].
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
-        let mut trace = reqwest::header::HeaderMap::new();
-        crate::telemetry::inject(&mut trace);
-        let resp = req
-            .header(INTERNAL_HEADER, &*self.token)
-            .headers(trace)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if resp.status().is_success() {
-            return Ok(resp);
+    /// One call with the internal token and trace context, within
+    /// [`CALL_TIMEOUT`]: the answer's body on success, else the call's
+    /// error as [`ApiError`].
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<bytes::Bytes, ApiError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        crate::telemetry::inject(&mut headers);
+        headers.insert(
+            INTERNAL_HEADER,
+            reqwest::header::HeaderValue::from_str(&self.token)
+                .map_err(|_| ApiError::internal("the internal token is not a header value"))?,
+        );
+        if body.is_some() {
+            headers.insert(
+                reqwest::header::CONTENT_TYPE,
+                reqwest::header::HeaderValue::from_static("application/json"),
+            );
         }
-        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+        let (status, answer) = match &self.transport {
+            Transport::Http(http) => {
+                let mut req = http
+                    .request(method, format!("{}{path}", self.base))
+                    .headers(headers);
+                if let Some(body) = body {
+                    req = req.body(body);
+                }
+                let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+                let status = resp.status();
+                let answer = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+                (status, answer)
+            }
+            Transport::Local(router) => {
+                let call = self.call_local(router, method, path, headers, body);
+                tokio::time::timeout(CALL_TIMEOUT, call)
+                    .await
+                    .map_err(|_| self.unreachable("timed out"))??
+            }
+        };
+        if status.is_success() {
+            return Ok(answer);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
             // Only the internal token is checked on these routes: the
             // deployment's services disagree on it. Not the caller's fault.
             return Err(ApiError::internal(format!(
@@ -125,8 +183,8 @@ impl InternalClient {
                 self.service
             )));
         }
-        let status = resp.status().as_u16();
-        Err(match resp.json::<ErrorEnvelope>().await {
+        let status = status.as_u16();
+        Err(match serde_json::from_slice::<ErrorEnvelope>(&answer) {
             Ok(env) => ApiError::new(env.error.code, env.error.message),
             Err(_) => ApiError::new(
                 ErrorCode::from_http_status(status),
@@ -135,22 +193,49 @@ impl InternalClient {
         })
     }
 
-    async fn decode<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ApiError> {
-        match resp.json().await {
-            Ok(body) => Ok(body),
-            // A body cut off by a timeout is the callee being slow, not broken.
-            Err(e) if e.is_timeout() => Err(self.unreachable(e)),
-            Err(e) => Err(ApiError::internal(format!(
-                "{} sent an unreadable answer: {e}",
-                self.service
-            ))),
-        }
+    /// A call into `router` in this process.
+    async fn call_local(
+        &self,
+        router: &axum::Router,
+        method: reqwest::Method,
+        path: &str,
+        headers: reqwest::header::HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), ApiError> {
+        use tower::ServiceExt as _;
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::from(body.unwrap_or_default()))
+            .map_err(|e| ApiError::internal(format!("bad internal request: {e}")))?;
+        *req.headers_mut() = headers;
+        let resp = router
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let status = resp.status();
+        let answer = axum::body::to_bytes(resp.into_body(), MAX_LOCAL_ANSWER)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok((status, answer))
     }
 
-    fn unreachable(&self, e: reqwest::Error) -> ApiError {
+    fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, ApiError> {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::internal(format!("{} sent an unreadable answer: {e}", self.service))
+        })
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> ApiError {
         tracing::warn!(service = self.service, error = %e, "internal call failed");
         ApiError::unavailable(format!("{} is unavailable", self.service))
     }
+}
+
+/// A request body as JSON.
+fn encode<B: Serialize + ?Sized>(body: &B) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(body).map_err(|e| ApiError::internal(format!("unencodable body: {e}")))
 }
 
 #[cfg(test)]
@@ -165,7 +250,16 @@ mod tests {
 
     /// A callee on port 0 with a few routes that answer the ways services do.
     async fn callee() -> String {
-        let app = Router::new()
+        let app = routes();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// The callee's routes.
+    fn routes() -> Router {
+        Router::new()
             .route(
                 "/echo",
                 get(|headers: HeaderMap, Query(q): Query<Value>| async move {
@@ -180,11 +274,7 @@ mod tests {
             .route("/bare", post(|| async { StatusCode::TOO_MANY_REQUESTS }))
             .route("/locked", post(|| async { ApiError::unauthorized() }))
             .route("/empty", post(|| async { StatusCode::NO_CONTENT }))
-            .route("/garbage", get(|| async { "not json" }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
+            .route("/garbage", get(|| async { "not json" }))
     }
 
     #[tokio::test]
@@ -201,6 +291,23 @@ mod tests {
     #[tokio::test]
     async fn the_callees_error_passes_through_and_a_bare_status_maps_to_its_code() {
         let client = InternalClient::new("api", &callee().await, "tok");
+        errors_map_the_same_way(client).await;
+    }
+
+    /// In process, the same calls get the same answers, token and query included.
+    #[tokio::test]
+    async fn a_local_client_calls_the_router_in_process_the_same_way() {
+        let client = InternalClient::local("api", routes(), "tok");
+        let got: Value = client
+            .get("/echo", &[("user_id", "a&b=c d"), ("n", "1")])
+            .await
+            .unwrap();
+        assert_eq!(got["query"], json!({"user_id": "a&b=c d", "n": "1"}));
+        assert_eq!(got["token"], "tok");
+        errors_map_the_same_way(client).await;
+    }
+
+    async fn errors_map_the_same_way(client: InternalClient) {
         let refused = client.post::<_, Value>("/refused", &json!({})).await;
         let e = refused.unwrap_err();
         assert_eq!(

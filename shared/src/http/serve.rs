@@ -136,3 +136,40 @@ pub async fn serve_gracefully(
 ) -> std::io::Result<()> {
     serve(listener, app, policy, shutdown.cancelled_owned(), drain).await
 }
+
+/// A listener and what it serves.
+pub type Surface = (TcpListener, axum::Router);
+
+/// [`serve_gracefully`] on the public surface and, when there is one, the
+/// internal surface (`TELEPATH_INTERNAL_LISTEN`), side by side; both stop
+/// on `shutdown`.
+pub async fn serve_surfaces(
+    public: Surface,
+    internal: Option<Surface>,
+    policy: Policy,
+    shutdown: CancellationToken,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let (listener, app) = public;
+    let public = serve_gracefully(listener, app, policy, shutdown.clone(), drain);
+    let internal = async {
+        match internal {
+            Some((listener, app)) => {
+                serve_gracefully(listener, app, policy, shutdown.clone(), drain).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (public, internal) = tokio::join!(public, internal);
+    public.and(internal)
+}
+
+/// Binds `addr` for the internal surface, naming the setting on failure.
+pub async fn bind_internal(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("binding TELEPATH_INTERNAL_LISTEN {addr}: {e}"),
+        )
+    })
+}

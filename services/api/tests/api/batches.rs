@@ -107,7 +107,7 @@ async fn a_batch_needs_the_internal_token_and_stays_within_its_bounds() {
     let room = api.room_id(&ada, "r").await;
     let resp = api
         .http
-        .post(format!("{}/internal/messages", api.url))
+        .post(format!("{}/internal/messages", api.internal))
         .json(&json!({"sends": []}))
         .send()
         .await

@@ -19,7 +19,10 @@ fn id(i: usize) -> String {
 impl TestApi {
     /// POSTs `body` to the internal route `path` with `token` (if any).
     async fn post_internal_as(&self, token: Option<&str>, path: &str, body: Value) -> Response {
-        let mut req = self.http.post(format!("{}{path}", self.url)).json(&body);
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.internal))
+            .json(&body);
         if let Some(token) = token {
             req = req.header("x-telepath-internal", token);
         }
@@ -223,7 +226,7 @@ async fn pending_dms_of_several_users_come_in_the_order_asked_each_oldest_first(
         .http
         .get(format!(
             "{}/internal/dms/pending?user_id={}",
-            api.url, bob.id
+            api.internal, bob.id
         ))
         .header("x-telepath-internal", &api.internal_token)
         .send()

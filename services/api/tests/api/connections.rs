@@ -24,7 +24,7 @@ async fn connects_and_disconnects_become_log_rows_and_move_last_online() {
         {"event": "disconnect", "conn_id": "c1", "user": {"id": ada.id, "name": "ada"}, "node": "gw1",
          "ip": "127.0.0.9", "user_agent": "k6/1.1", "reason": "1000", "at": "2026-11-23T10:05:00Z"},
     ]});
-    let url = format!("{}/internal/connections", api.url);
+    let url = format!("{}/internal/connections", api.internal);
     let resp = api
         .http
         .post(&url)

@@ -19,6 +19,8 @@ pub(crate) const SECRET: &str = "api-test-secret";
 /// A running api and what the tests need to talk to it.
 pub(crate) struct TestApi {
     pub(crate) url: String,
+    /// The internal listener (`/internal/` routes).
+    pub(crate) internal: String,
     pub(crate) http: Client,
     pub(crate) internal_token: String,
     /// The in-memory bus the api is on, unless it was given another.
@@ -64,10 +66,18 @@ pub(crate) async fn spawn_api_on(
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let internal_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal = format!("http://{}", internal_listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    tokio::spawn(telepath_api::run(listener, state, shutdown.clone()));
+    tokio::spawn(telepath_api::run(
+        listener,
+        Some(internal_listener),
+        state,
+        shutdown.clone(),
+    ));
     TestApi {
         url,
+        internal,
         http: Client::new(),
         internal_token,
         broker: None,
@@ -118,7 +128,7 @@ impl TestApi {
     /// outcome: `{"message"}` or `{"error"}`.
     pub(crate) async fn internal_send(&self, user: &TestUser, room: &str, send: Value) -> Value {
         let token = &self.internal_token;
-        testing::internal_send(&self.http, &self.url, token, user, room, send).await
+        testing::internal_send(&self.http, &self.internal, token, user, room, send).await
     }
 
     /// Sends a room message that must be committed; returns the message.
@@ -131,7 +141,7 @@ impl TestApi {
     /// Posts `batch` (`{"sends"?,"dms"?}`) to `POST /internal/messages`, as a gateway does.
     pub(crate) async fn post_batch(&self, batch: Value) -> Response {
         self.http
-            .post(format!("{}/internal/messages", self.url))
+            .post(format!("{}/internal/messages", self.internal))
             .header("x-telepath-internal", &self.internal_token)
             .json(&batch)
             .send()

@@ -124,7 +124,7 @@ async fn internal_routes_need_the_internal_token() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
     let id = api.room_id(&ada, "r").await;
-    let url = format!("{}/internal/messages", api.url);
+    let url = format!("{}/internal/messages", api.internal);
     let send = json!({"from": {"id": ada.id, "name": "ada"}, "body": "x"});
     let body = json!({"sends": [{"room": id, "send": send}]});
     assert_error(
@@ -241,7 +241,7 @@ async fn acks_move_room_cursors_forward_only_and_only_the_recipient_acks_a_dm() 
     let ada = api.login("ada").await;
     let bob = api.login("bob").await;
     let room = api.room_id(&ada, "r").await;
-    let url = format!("{}/internal/acks", api.url);
+    let url = format!("{}/internal/acks", api.internal);
     let post = |body: Value| {
         api.http
             .post(&url)

@@ -29,10 +29,8 @@ struct HistoryQuery {
 }
 
 impl ApiClient {
-    pub(crate) fn new(base: &str, token: &str) -> Self {
-        ApiClient {
-            client: InternalClient::new("api", base, token),
-        }
+    pub(crate) fn new(client: InternalClient) -> Self {
+        ApiClient { client }
     }
 
     /// Makes `user` a participant of `room`.

@@ -101,7 +101,7 @@ async fn a_join_with_since_while_messages_flow_sees_every_seq_once_in_order() {
     }
     // Publish continuously, as another gateway would, while bob joins with since.
     let (api, http, token) = (
-        stack.api.clone(),
+        stack.api_internal.clone(),
         stack.http.clone(),
         stack.internal_token.clone(),
     );
@@ -144,7 +144,10 @@ async fn bob_in_a_room_of_adas() -> (Stack, TestUser, String, WsClient) {
 #[tokio::test]
 async fn a_gap_in_pub_sub_is_repaired_from_the_api_before_the_next_message() {
     let (stack, ada, room, mut b) = bob_in_a_room_of_adas().await;
-    assert_eq!(stack.send_via(&stack.api, &ada, &room, "m1").await, 1);
+    assert_eq!(
+        stack.send_via(&stack.api_internal, &ada, &room, "m1").await,
+        1
+    );
     assert_eq!(seqs(&mut b, 1).await, vec![1]);
     // Two messages are committed but their publishes never reach the gateway.
     let lossy = stack.lossy_api().await;
@@ -156,7 +159,10 @@ async fn a_gap_in_pub_sub_is_repaired_from_the_api_before_the_next_message() {
             .await
     );
     // The next one arrives with seq 4: the gateway fetches 2 and 3 first.
-    assert_eq!(stack.send_via(&stack.api, &ada, &room, "m4").await, 4);
+    assert_eq!(
+        stack.send_via(&stack.api_internal, &ada, &room, "m4").await,
+        4
+    );
     assert_eq!(seqs(&mut b, 3).await, vec![2, 3, 4]);
 }
 
@@ -168,7 +174,10 @@ async fn the_first_message_in_a_quiet_room_is_checked_against_the_joins_position
     let lossy = stack.lossy_api().await;
     assert_eq!(stack.send_via(&lossy, &ada, &room, "lost").await, 1);
     // Seq 2 arrives first: a jump from the join's position, so 1 comes first.
-    assert_eq!(stack.send_via(&stack.api, &ada, &room, "m2").await, 2);
+    assert_eq!(
+        stack.send_via(&stack.api_internal, &ada, &room, "m2").await,
+        2
+    );
     assert_eq!(seqs(&mut b, 2).await, vec![1, 2]);
 }
 
@@ -203,7 +212,7 @@ async fn what_a_full_inbound_queue_drops_is_read_back_from_the_api() {
         .collect();
     let resp = stack
         .http
-        .post(format!("{}/internal/messages", stack.api))
+        .post(format!("{}/internal/messages", stack.api_internal))
         .header("x-telepath-internal", &stack.internal_token)
         .json(&serde_json::json!({ "sends": sends }))
         .send()

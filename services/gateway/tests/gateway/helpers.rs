@@ -19,14 +19,19 @@ pub(crate) const SECRET: &str = "gateway-test-secret";
 
 /// The api, presence and `n` gateways sharing one memory bus.
 pub(crate) struct Stack {
+    /// The api's public URL (REST).
     pub(crate) api: String,
-    /// Presence's URL (nothing listens there until [`Stack::start_presence`]
-    /// when the stack was made without it).
+    /// The api's internal listener (what gateways call).
+    pub(crate) api_internal: String,
+    /// Presence's public URL (nothing listens there until
+    /// [`Stack::start_presence`] when the stack was made without it).
     pub(crate) presence: String,
-    /// Bound to presence's port until presence starts on it, so no other
-    /// test takes the port meanwhile (dropped for a stack made without
-    /// presence: reports to it are refused until it starts).
-    presence_listener: std::sync::Mutex<Option<TcpListener>>,
+    /// Presence's internal listener (what gateways report to).
+    pub(crate) presence_internal: String,
+    /// Bound to presence's ports (public, internal) until presence starts
+    /// on them, so no other test takes them meanwhile (dropped for a stack
+    /// made without presence: reports to it are refused until it starts).
+    presence_listener: std::sync::Mutex<Option<(TcpListener, TcpListener)>>,
     common: Common,
     pub(crate) gateways: Vec<Gateway>,
     pub(crate) http: reqwest::Client,
@@ -59,13 +64,14 @@ async fn bind() -> (TcpListener, String) {
     (listener, url)
 }
 
-/// An api on the database in `dir`, publishing on `broker`'s bus; its URL.
+/// An api on the database in `dir`, publishing on `broker`'s bus; its
+/// public and internal URLs.
 async fn spawn_api(
     common: &Common,
     dir: &std::path::Path,
     broker: &MemoryBroker,
     shutdown: &CancellationToken,
-) -> String {
+) -> (String, String) {
     let db = format!("sqlite://{}", dir.join("gw.db").display());
     let (bus, inbound) = broker.connect(1024);
     let registry = prometheus::Registry::new();
@@ -74,8 +80,14 @@ async fn spawn_api(
         .await
         .unwrap();
     let (listener, url) = bind().await;
-    tokio::spawn(telepath_api::run(listener, api, shutdown.clone()));
-    url
+    let (internal, internal_url) = bind().await;
+    tokio::spawn(telepath_api::run(
+        listener,
+        Some(internal),
+        api,
+        shutdown.clone(),
+    ));
+    (url, internal_url)
 }
 
 /// The api, presence and `n` gateways with every setting at its default.
@@ -125,13 +137,14 @@ async fn build_stack(
     tweak(&mut common, &mut gateway);
     common.drain_secs = 3;
 
-    // Presence's port, held until presence starts on it.
+    // Presence's ports, held until presence starts on them.
     let (presence_listener, presence_url) = bind().await;
-    common.presence_url = presence_url.clone();
+    let (presence_internal, presence_internal_url) = bind().await;
+    common.presence_url = presence_internal_url.clone();
 
-    let api_url = spawn_api(&common, dir.path(), &broker, &shutdown).await;
+    let (api_url, api_internal) = spawn_api(&common, dir.path(), &broker, &shutdown).await;
 
-    gateway.api_url = api_url.clone();
+    gateway.api_url = api_internal.clone();
     let mut gateways = Vec::new();
     for i in 0..n {
         let (listener, url) = bind().await;
@@ -141,7 +154,7 @@ async fn build_stack(
         let registry = prometheus::Registry::new();
         let gw = GatewayState::build(c, gateway.clone(), Arc::new(bus), inbound, registry);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(telepath_gateway::run(listener, gw, stop.clone()));
+        let task = tokio::spawn(telepath_gateway::run(listener, None, gw, stop.clone()));
         gateways.push(Gateway {
             url,
             shutdown: stop,
@@ -150,8 +163,10 @@ async fn build_stack(
     }
     Stack {
         api: api_url,
+        api_internal,
         presence: presence_url,
-        presence_listener: std::sync::Mutex::new(Some(presence_listener)),
+        presence_internal: presence_internal_url,
+        presence_listener: std::sync::Mutex::new(Some((presence_listener, presence_internal))),
         common: common.clone(),
         gateways,
         http: reqwest::Client::new(),
@@ -166,11 +181,22 @@ impl Stack {
     /// Starts presence on its port, publishing on the stack's bus.
     pub(crate) async fn start_presence(&self) {
         let held = self.presence_listener.lock().unwrap().take();
-        let listener = match held {
-            Some(listener) => listener,
-            None => TcpListener::bind(self.presence.trim_start_matches("http://"))
-                .await
-                .expect("presence's port is free"),
+        let (listener, internal) = match held {
+            Some(pair) => pair,
+            None => {
+                let rebind = |url: &str| {
+                    let addr = url.trim_start_matches("http://").to_owned();
+                    async move {
+                        TcpListener::bind(addr)
+                            .await
+                            .expect("presence's port is free")
+                    }
+                };
+                (
+                    rebind(&self.presence).await,
+                    rebind(&self.presence_internal).await,
+                )
+            }
         };
         let (bus, _) = self.broker.connect(16);
         let presence = PresenceState::build(
@@ -183,6 +209,7 @@ impl Stack {
         .unwrap();
         tokio::spawn(telepath_presence::run(
             listener,
+            Some(internal),
             presence,
             self.shutdown.clone(),
         ));
@@ -231,10 +258,12 @@ impl Stack {
 
     /// A second api on the same database whose publishes go to a bus no
     /// gateway listens to: what it commits is lost to pub/sub, as when
-    /// Redis drops messages. Returns its URL.
+    /// Redis drops messages. Returns its internal URL.
     pub(crate) async fn lossy_api(&self) -> String {
         let elsewhere = MemoryBroker::new();
-        spawn_api(&self.common, self.dir.path(), &elsewhere, &self.shutdown).await
+        spawn_api(&self.common, self.dir.path(), &elsewhere, &self.shutdown)
+            .await
+            .1
     }
 }
 

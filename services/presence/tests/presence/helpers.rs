@@ -44,6 +44,8 @@ pub(crate) fn config(heartbeat_ms: u64, redis_url: Option<String>) -> TestConfig
 /// A running presence service; shut down when dropped.
 pub(crate) struct TestPresence {
     pub(crate) addr: SocketAddr,
+    /// The internal listener's address.
+    pub(crate) internal_addr: SocketAddr,
     pub(crate) client: reqwest::Client,
     internal_token: String,
     shutdown: CancellationToken,
@@ -78,6 +80,8 @@ pub(crate) async fn spawn_presence_on(
 ) -> TestPresence {
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
+    let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal_addr = internal.local_addr().unwrap();
     let internal_token = config.common.internal_token();
     listener.subscribe("presence").await.unwrap();
     let registry = prometheus::Registry::new();
@@ -85,9 +89,10 @@ pub(crate) async fn spawn_presence_on(
         .await
         .expect("presence builds");
     let shutdown = CancellationToken::new();
-    tokio::spawn(run(tcp, state, shutdown.clone()));
+    tokio::spawn(run(tcp, Some(internal), state, shutdown.clone()));
     TestPresence {
         addr,
+        internal_addr,
         client: reqwest::Client::new(),
         internal_token,
         shutdown,
@@ -168,8 +173,15 @@ pub(crate) fn token(user: &UserRef) -> String {
 }
 
 impl TestPresence {
+    /// `path` on the listener that serves it: the internal one for
+    /// `/internal/` routes, the public one for the rest.
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let addr = if path.starts_with("/internal/") {
+            self.internal_addr
+        } else {
+            self.addr
+        };
+        format!("http://{addr}{path}")
     }
 
     /// POSTs `body` to an internal route with the right token.

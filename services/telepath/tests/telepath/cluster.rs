@@ -80,7 +80,7 @@ async fn start(
         ("DATABASE_URL", db),
         ("TELEPATH_DEV_LOGIN", "1".into()),
         ("TELEPATH_NODE_ID", "api".into()),
-        ("TELEPATH_PRESENCE_URL", presence[0].url.clone()),
+        ("TELEPATH_PRESENCE_URL", presence[0].internal_url.clone()),
     ];
     let api = Service::start("telepath-api", &[&api_env[..], extra].concat()).await;
     let mut gws = Vec::new();
@@ -96,8 +96,11 @@ async fn start(
         };
         let env = [
             ("REDIS_URL", redis_url),
-            ("TELEPATH_API_URL", api.url.clone()),
-            ("TELEPATH_PRESENCE_URL", presence[i % replicas].url.clone()),
+            ("TELEPATH_API_URL", api.internal_url.clone()),
+            (
+                "TELEPATH_PRESENCE_URL",
+                presence[i % replicas].internal_url.clone(),
+            ),
             ("TELEPATH_NODE_ID", format!("gw{i}")),
             ("TELEPATH_HEARTBEAT_MS", HEARTBEAT_MS.to_string()),
         ];

@@ -359,7 +359,7 @@ async fn a_join_with_since_while_messages_are_committed_sees_every_seq_once_in_o
     // would send them) while bob joins with since.
     let internal = telepath_shared::auth::derive_internal_token(crate::helpers::SECRET);
     let (api, room2, http2, from) = (
-        cluster.api.url.clone(),
+        cluster.api.internal_url.clone(),
         room.clone(),
         http.clone(),
         ada.clone(),

@@ -313,7 +313,7 @@ async fn sigterm_drains_a_gateway_behind_haproxy_within_the_drain_deadline_and_i
     let (gw1_url, pid) = topo.gateway(1);
     // A client that completes the upgrade and then never answers anything.
     let _mute = mute_client(&gw1_url, &draining[0].0.token).await;
-    let presence = topo.env["PRESENCE_URL"].clone();
+    let presence = topo.env["PRESENCE_INTERNAL_URL"].clone();
     let gw1_connections = || {
         let (http, presence) = (http.clone(), presence.clone());
         async move {

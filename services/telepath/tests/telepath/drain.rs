@@ -72,7 +72,7 @@ async fn sigterm_to_the_api_acknowledges_only_what_it_committed_and_commits_what
     let ada = login(&http, &api.url, "ada").await;
     let room = create_room(&http, &api.url, &ada, "closing time").await;
     let from = json!({"id": ada.id, "name": "ada"});
-    let url = format!("{}/internal/messages", api.url);
+    let url = format!("{}/internal/messages", api.internal_url);
     let senders: Vec<_> = (0..64)
         .map(|n| {
             let (url, room) = (url.clone(), room.clone());

@@ -529,7 +529,10 @@ async fn every_service_times_out_slow_clients_and_bounds_its_connections() {
     let db = format!("sqlite://{}", dir.path().join("capped.db").display());
     let cap = ("TELEPATH_MAX_HTTP_CONNS", CAP.to_string());
     let redis = ("REDIS_URL", cluster.redis.url());
-    let presence_url = ("TELEPATH_PRESENCE_URL", cluster.presence[0].url.clone());
+    let presence_url = (
+        "TELEPATH_PRESENCE_URL",
+        cluster.presence[0].internal_url.clone(),
+    );
     let capped = [
         Service::start(
             "telepath-api",
@@ -548,7 +551,7 @@ async fn every_service_times_out_slow_clients_and_bounds_its_connections() {
                 cap.clone(),
                 redis.clone(),
                 presence_url.clone(),
-                ("TELEPATH_API_URL", cluster.api.url.clone()),
+                ("TELEPATH_API_URL", cluster.api.internal_url.clone()),
             ],
         )
         .await,

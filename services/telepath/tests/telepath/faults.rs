@@ -357,7 +357,7 @@ async fn a_client_that_stops_reading(
     b.join(&room).await;
     // 1,500 frames of 4 KB: 6 MB, more than the 4 MB a socket may buffer,
     // in fewer frames than bob's queue holds (see [`big_queue`]).
-    flood(http, &cluster.api.url, &ada, &room, 1500, 4000).await;
+    flood(http, &cluster.api.internal_url, &ada, &room, 1500, 4000).await;
     b
 }
 
@@ -405,7 +405,7 @@ async fn what_a_gateways_full_inbound_queue_drops_is_read_back() {
         .unwrap();
     b.join(&room).await;
     // 300 messages in bursts of 25, and then nothing.
-    flood(&http, &api, &ada, &room, 300, 10).await;
+    flood(&http, &cluster.api.internal_url, &ada, &room, 300, 10).await;
     assert_eq!(
         room_seqs(&mut b, &room, 300).await,
         (1..=300).collect::<Vec<_>>(),
@@ -441,7 +441,7 @@ async fn a_reconnect_storm_reads_a_rooms_history_about_once() {
     let ada = crate::helpers::login(&http, &api, "ada").await;
     let bob = crate::helpers::login(&http, &api, "bob").await;
     let room = create_room(&http, &api, &ada, "storm").await;
-    flood(&http, &api, &ada, &room, 20, 10).await;
+    flood(&http, &cluster.api.internal_url, &ada, &room, 20, 10).await;
     // Forty clients come back at once, each resuming from seq 0.
     let mut clients = Vec::new();
     for _ in 0..40 {

@@ -34,9 +34,9 @@ pub(crate) async fn spawn_node(tweak: impl FnOnce(&mut telepath::Config)) -> Tes
     tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let node = telepath::build(config, addr).await.unwrap();
+    let node = telepath::build(config).await.unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(telepath::run(listener, node, shutdown.clone()));
+    let task = tokio::spawn(telepath::run(listener, None, node, shutdown.clone()));
     TestNode {
         url: format!("http://{addr}"),
         http: Client::new(),
@@ -66,6 +66,8 @@ fn bin_dir() -> PathBuf {
 /// A service process killed on drop.
 pub(crate) struct Service {
     pub(crate) url: String,
+    /// Its internal listener (`TELEPATH_INTERNAL_LISTEN`, on a free port).
+    pub(crate) internal_url: String,
     child: Child,
 }
 
@@ -73,6 +75,7 @@ impl Service {
     /// Starts binary `name` with `env`, on a free port, and waits for `/healthz`.
     pub(crate) async fn start(name: &str, env: &[(&str, String)]) -> Service {
         let port = telepath_shared::testing::free_port();
+        let internal_port = telepath_shared::testing::free_port();
         let path = bin_dir().join(name);
         assert!(
             path.exists(),
@@ -83,6 +86,10 @@ impl Service {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TELEPATH_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "TELEPATH_INTERNAL_LISTEN",
+                format!("127.0.0.1:{internal_port}"),
+            )
             .env("TELEPATH_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -94,6 +101,7 @@ impl Service {
         let child = cmd.spawn().unwrap();
         let service = Service {
             url: format!("http://127.0.0.1:{port}"),
+            internal_url: format!("http://127.0.0.1:{internal_port}"),
             child,
         };
         let http = Client::new();

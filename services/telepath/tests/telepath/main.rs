@@ -15,4 +15,5 @@ mod multinode;
 mod openapi;
 mod presence;
 mod roundtrip;
+mod surface;
 mod traces;
