@@ -34,6 +34,7 @@ wait_ok() { # url
 port=$(free_port)
 secret="schemathesis-$(date +%s%N)"
 TELEPATH_LISTEN="127.0.0.1:$port" DATABASE_URL="sqlite://$dir/st.db" TELEPATH_JWT_SECRET="$secret" \
+  TELEPATH_DEV_ADMINS=schemathesis \
   RUST_LOG=warn "$bin" >"$dir/server.log" 2>&1 &
 pids+=($!)
 

@@ -23,6 +23,16 @@ pub struct Claims {
     pub role: Role,
     /// Expiry, seconds since the Unix epoch (required).
     pub exp: i64,
+    /// Issued at, seconds since the Unix epoch (0 when the token has none).
+    /// A token issued before its user's revocation (`POST
+    /// /admin/users/{id}/revoke`) is refused, and so is a future `iat`.
+    /// (`nbf`, when present, is checked by the validation, not kept.)
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub iat: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl Claims {
@@ -47,6 +57,12 @@ impl Claims {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+
+    /// Whether a revocation of this user's tokens issued before
+    /// `valid_after` (seconds since the epoch) covers this token.
+    pub fn revoked_by(&self, valid_after: i64) -> bool {
+        self.iat < valid_after
+    }
 }
 
 /// Why a token was refused. Clients only ever see "unauthorized".
@@ -56,6 +72,8 @@ pub enum AuthError {
     Missing,
     #[error("invalid token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("token issued in the future")]
+    IssuedInTheFuture,
 }
 
 /// Keys and validation rules for one deployment's tokens.
@@ -85,6 +103,7 @@ impl JwtKeys {
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         // A few seconds of clock skew between services, not the default minute.
         validation.leeway = LEEWAY_SECS;
         JwtKeys {
@@ -96,11 +115,13 @@ impl JwtKeys {
 
     /// Signs a token for `user` valid for `ttl_secs` seconds.
     pub fn mint(&self, user: &UserInfo, ttl_secs: i64) -> String {
+        let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user.id.clone(),
             name: user.name.clone(),
             role: user.role,
-            exp: Utc::now().timestamp() + ttl_secs,
+            exp: now + ttl_secs,
+            iat: now,
         };
         self.sign(&claims)
     }
@@ -111,9 +132,14 @@ impl JwtKeys {
             .expect("HS256 signing of plain claims cannot fail")
     }
 
-    /// Verifies a token: HS256 signature, `exp` in the future, `sub` present.
+    /// Verifies a token: HS256 signature, `exp` in the future, `sub`
+    /// present, `nbf` (when present) passed, `iat` (when present) not in the
+    /// future, each with [`LEEWAY_SECS`] of clock skew.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
+        if data.claims.iat > Utc::now().timestamp() + LEEWAY_SECS as i64 {
+            return Err(AuthError::IssuedInTheFuture);
+        }
         Ok(data.claims)
     }
 }
@@ -248,5 +274,63 @@ mod tests {
             derive_internal_token("a"),
             "0129576949689c860b4e35c213216a5c9b0d2e87ec17937db5790af4bb42732d"
         );
+    }
+}
+
+/// The users whose tokens issued before some instant are revoked, as one
+/// process knows them: loaded once from the api (or its database), then
+/// kept current by revocation messages. One entry per revoked user at most
+/// (a later revocation replaces an earlier one), so it is bounded by the
+/// users table.
+#[derive(Debug, Default)]
+pub struct RevocationList {
+    valid_after: std::sync::RwLock<std::collections::HashMap<String, i64>>,
+    loaded: tokio::sync::watch::Sender<bool>,
+}
+
+impl RevocationList {
+    /// An empty list, not yet loaded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `user_id`'s tokens issued before `valid_after` are
+    /// revoked; whether that is news (later than what was known).
+    pub fn record(&self, user_id: &str, valid_after: i64) -> bool {
+        let mut map = self.valid_after.write().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(user_id) {
+            Some(known) if *known >= valid_after => false,
+            Some(known) => {
+                *known = valid_after;
+                true
+            }
+            None => {
+                map.insert(user_id.to_owned(), valid_after);
+                true
+            }
+        }
+    }
+
+    /// Records every revocation of `list` and marks the list loaded.
+    pub fn load(&self, list: &[crate::protocol::Revocation]) {
+        for r in list {
+            self.record(&r.user_id, r.valid_after);
+        }
+        self.loaded.send_replace(true);
+    }
+
+    /// Whether `claims` is a token a revocation covers.
+    pub fn is_revoked(&self, claims: &Claims) -> bool {
+        let map = self.valid_after.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&claims.sub)
+            .is_some_and(|&valid_after| claims.revoked_by(valid_after))
+    }
+
+    /// Waits until the list has been loaded once, at most `within`; whether it was.
+    pub async fn loaded_within(&self, within: std::time::Duration) -> bool {
+        let mut rx = self.loaded.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|loaded| *loaded))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }

@@ -83,7 +83,7 @@ pub struct Common {
     #[arg(
         long,
         env = "TELEPATH_PRESENCE_URL",
-        default_value = "http://127.0.0.1:8082"
+        default_value = "http://127.0.0.1:9082"
     )]
     pub presence_url: String,
     /// HTTP connections one process serves at once (a WebSocket no longer

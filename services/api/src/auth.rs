@@ -29,6 +29,9 @@ impl FromRequestParts<ApiState> for AuthUser {
             .keys()
             .verify(token)
             .map_err(|_| ApiError::unauthorized())?;
+        if state.revocations().is_revoked(&claims) {
+            return Err(ApiError::unauthorized());
+        }
         Ok(AuthUser(claims))
     }
 }

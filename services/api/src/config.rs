@@ -17,6 +17,16 @@ pub struct ApiConfig {
     /// Serve `POST /auth/login` (dev login: anyone gets a token for any name).
     #[arg(long, env = "TELEPATH_DEV_LOGIN", default_value = "0", value_parser = boolish(), action = SET)]
     pub dev_login: bool,
+    /// Usernames dev login may make admins (comma-separated; `*` is anyone,
+    /// for tests and demos only). Anyone else asking for `"role":"admin"`
+    /// gets 403.
+    #[arg(
+        long,
+        env = "TELEPATH_DEV_ADMINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub dev_admins: Vec<String>,
     /// Largest REST request body, bytes (larger: 413).
     #[arg(long, env = "TELEPATH_MAX_REQUEST_BYTES", default_value_t = 65_536)]
     pub max_request_bytes: usize,
@@ -37,12 +47,21 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
+    /// Whether dev login may make `username` an admin (`TELEPATH_DEV_ADMINS`).
+    pub fn may_be_dev_admin(&self, username: &str) -> bool {
+        self.dev_admins
+            .iter()
+            .map(|name| name.trim())
+            .any(|name| name == "*" || name == username)
+    }
+
     /// Every setting at its default, with SQLite at `database_url` and dev
     /// login on (tests).
     pub fn for_tests(database_url: &str) -> Self {
         ApiConfig {
             database_url: database_url.to_owned(),
             dev_login: true,
+            dev_admins: vec!["*".to_owned()],
             ..telepath_shared::config::defaults()
         }
     }

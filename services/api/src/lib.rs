@@ -23,6 +23,7 @@ mod ops;
 mod outbox;
 mod presence;
 mod presence_events;
+mod revoke;
 mod rooms;
 mod store;
 mod web;
@@ -34,7 +35,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use prometheus::Registry;
-use telepath_shared::auth::JwtKeys;
+use telepath_shared::auth::{JwtKeys, RevocationList};
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::Common;
 use telepath_shared::http::client::InternalClient;
@@ -71,6 +72,8 @@ struct Inner {
     bus: Arc<dyn Bus>,
     presence: presence::PresenceClient,
     registry: Registry,
+    /// Users whose older tokens are refused.
+    revocations: RevocationList,
 }
 
 impl ApiState {
@@ -111,6 +114,8 @@ impl ApiState {
         let keys = JwtKeys::new(&common.jwt_secret);
         let internal_token = common.internal_token();
         let presence = presence::PresenceClient::new(presence);
+        let revocations = RevocationList::new();
+        revocations.load(&revoke::load(&db.read).await?);
         Ok(ApiState {
             inner: Arc::new(Inner {
                 common,
@@ -123,6 +128,7 @@ impl ApiState {
                 bus,
                 presence,
                 registry,
+                revocations,
             }),
         })
     }
@@ -185,6 +191,11 @@ impl ApiState {
         self.inner.bus.as_ref()
     }
 
+    /// The revoked users, for every token check.
+    pub(crate) fn revocations(&self) -> &RevocationList {
+        &self.inner.revocations
+    }
+
     /// Presence's query routes.
     pub(crate) fn presence(&self) -> &presence::PresenceClient {
         &self.inner.presence
@@ -218,6 +229,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(admin::broadcast))
         .routes(routes!(admin::disconnect))
         .routes(routes!(admin::analytics))
+        .routes(routes!(revoke::revoke))
         .routes(routes!(dms::pending))
         .routes(routes!(dms::state_of))
         .routes(routes!(ops::openapi_json))
@@ -245,6 +257,7 @@ fn internal_api_routes() -> OpenApiRouter<ApiState> {
                 .layer(DefaultBodyLimit::max(internal::MAX_SEND_BATCH_BYTES)),
         )
         .routes(routes!(dms::ack))
+        .routes(routes!(revoke::list))
         .routes(routes!(dms::pending_internal, dms::pending_internal_many))
 }
 

@@ -1,5 +1,6 @@
 //! Dev login: `POST /auth/login` creates the user if new and returns a token.
-//! Only mounted behaviour when `TELEPATH_DEV_LOGIN=1`; otherwise 404.
+//! Only mounted behaviour when `TELEPATH_DEV_LOGIN=1`; otherwise 404. It
+//! grants the admin role only to the users `TELEPATH_DEV_ADMINS` names (403).
 
 use axum::Json;
 use axum::extract::State;
@@ -13,7 +14,7 @@ use crate::ApiState;
 use crate::store::{db_err, now};
 
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, description = "A token for the (possibly new) user", body = LoginResponse), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 404, description = "Dev login is off", body = ErrorEnvelope)))]
+    responses((status = 200, description = "A token for the (possibly new) user", body = LoginResponse), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 403, description = "Admin asked for a user TELEPATH_DEV_ADMINS does not name", body = ErrorEnvelope), (status = 404, description = "Dev login is off", body = ErrorEnvelope)))]
 pub(crate) async fn login(
     State(state): State<ApiState>,
     JsonBody(req): JsonBody<LoginRequest>,
@@ -27,8 +28,20 @@ pub(crate) async fn login(
         ));
     }
     let role = req.role.unwrap_or(Role::User);
+    if role == Role::Admin && !state.config().may_be_dev_admin(&req.username) {
+        return Err(ApiError::forbidden(
+            "dev login makes admins only of the users TELEPATH_DEV_ADMINS names",
+        ));
+    }
     let role_name = if role == Role::Admin { "admin" } else { "user" };
     let fresh_id = user_id_for(&req.username);
+    // A role change revokes the user's older tokens (a demoted admin's
+    // tokens stop working), after the new role is stored.
+    let before: Option<(String,)> = sqlx::query_as("SELECT role FROM users WHERE username = ?")
+        .bind(&req.username)
+        .fetch_optional(&state.db().read)
+        .await
+        .map_err(db_err)?;
     // One statement: create the user or update its role, and read its id.
     let (id,): (String,) = sqlx::query_as(
         "INSERT INTO users (id, username, role, created_at) VALUES (?, ?, ?, ?)
@@ -42,6 +55,9 @@ pub(crate) async fn login(
     .fetch_one(&state.db().write)
     .await
     .map_err(db_err)?;
+    if before.is_some_and(|(was,)| was != role_name) {
+        crate::revoke::revoke_user(&state, &id).await?;
+    }
     let user = UserInfo {
         id,
         name: req.username,

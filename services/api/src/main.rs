@@ -36,6 +36,12 @@ async fn serve(Cli { common, api }: Cli) -> anyhow::Result<()> {
         None => telepath_api::DEFAULT_INTERNAL_LISTEN.parse()?,
     };
     let internal = telepath_shared::http::serve::bind_internal(internal_addr).await?;
+    if api.dev_login {
+        tracing::warn!(
+            "DEV LOGIN IS ON (TELEPATH_DEV_LOGIN): anyone who reaches this api gets a token for \
+             any user name (admins only if TELEPATH_DEV_ADMINS names them); never in production"
+        );
+    }
     let registry = telepath_shared::telemetry::registry("api");
     let state = ApiState::build(common, api, Arc::new(bus), inbound, registry).await?;
     tracing::info!(addr = %listener.local_addr()?, internal = %internal.local_addr()?, "api listening");

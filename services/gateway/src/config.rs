@@ -16,7 +16,7 @@ pub struct GatewayConfig {
     #[arg(
         long,
         env = "TELEPATH_API_URL",
-        default_value = "http://127.0.0.1:8081"
+        default_value = "http://127.0.0.1:9081"
     )]
     pub api_url: String,
     /// Largest client message, whole (across fragments), bytes; one more closes with 1009.
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_protocol() {
         let cli = parse(&[]).unwrap();
-        assert_eq!(cli.gateway.api_url, "http://127.0.0.1:8081");
+        assert_eq!(cli.gateway.api_url, "http://127.0.0.1:9081");
         assert_eq!(
             cli.gateway.write_delay_ms, 0,
             "writes are not delayed unless asked"

@@ -17,6 +17,9 @@ use tokio::net::TcpStream;
 
 use crate::{GatewayState, session};
 
+/// Longest a connect waits for a starting node to read the revocations.
+const REVOCATIONS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The subprotocol offered back when a client asks for it.
 const SUBPROTOCOL: &str = "telepath.v1";
 
@@ -108,6 +111,18 @@ pub(crate) async fn connect(
         Ok(c) => c,
         Err(e) => return refuse(&state, "unauthorized", e),
     };
+    // A node that has not read the revocations yet cannot tell a revoked
+    // token: it waits a little for them, then asks the client to retry.
+    if !state.revocations().loaded_within(REVOCATIONS_WAIT).await {
+        return refuse(
+            &state,
+            "starting",
+            ApiError::unavailable("this node is starting; reconnect"),
+        );
+    }
+    if state.revocations().is_revoked(&claims) {
+        return refuse(&state, "unauthorized", ApiError::unauthorized());
+    }
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         let mut resp = refuse(
             &state,

@@ -25,13 +25,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use prometheus::Registry;
-use telepath_shared::auth::JwtKeys;
+use telepath_shared::auth::{JwtKeys, RevocationList};
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::Common;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::http::{ApiError, not_found};
-use telepath_shared::protocol::{BROADCAST_CHANNEL, PRESENCE_CHANNEL, node_channel};
+use telepath_shared::protocol::{BROADCAST_CHANNEL, NODES_CHANNEL, PRESENCE_CHANNEL, node_channel};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -51,6 +51,8 @@ struct Inner {
     common: Common,
     config: GatewayConfig,
     keys: JwtKeys,
+    /// Users whose older tokens are refused (from the api, then the bus).
+    revocations: Arc<RevocationList>,
     hub: Arc<hub::Hub>,
     bus: Arc<dyn Bus>,
     api: upstream::ApiClient,
@@ -106,6 +108,7 @@ impl GatewayState {
         let permanent = vec![
             BROADCAST_CHANNEL.to_owned(),
             PRESENCE_CHANNEL.to_owned(),
+            NODES_CHANNEL.to_owned(),
             node_channel(&node),
         ];
         let hub = hub::Hub::new(bus.clone(), metrics.clone(), permanent);
@@ -126,6 +129,12 @@ impl GatewayState {
         let (logs, logs_task) = upstream::LogReporter::spawn(api_client, shutdown.clone());
         let (acks, acks_task) = upstream::AckReporter::spawn(api.clone(), shutdown.clone());
         let probe = Arc::new(relay::Probe::new());
+        let revocations = Arc::new(RevocationList::new());
+        tokio::spawn(relay::load_revocations(
+            api.clone(),
+            revocations.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(relay::run(
             inbound,
             relay::Relay {
@@ -135,6 +144,7 @@ impl GatewayState {
                 presence: presence.clone(),
                 metrics: metrics.clone(),
                 probe: probe.clone(),
+                revocations: revocations.clone(),
                 own_channel: node_channel(&node),
             },
         ));
@@ -156,6 +166,7 @@ impl GatewayState {
                 shutdown,
                 sessions,
                 probe,
+                revocations,
                 reporters: std::sync::Mutex::new(vec![presence_task, logs_task, acks_task]),
                 next_conn: AtomicU64::new(1),
             }),
@@ -190,6 +201,10 @@ impl GatewayState {
     }
 
     /// The keys user tokens are verified with.
+    pub(crate) fn revocations(&self) -> &RevocationList {
+        &self.inner.revocations
+    }
+
     pub(crate) fn keys(&self) -> &JwtKeys {
         &self.inner.keys
     }

@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use telepath_shared::auth::RevocationList;
 use telepath_shared::bus::{Bus, BusMessage, Inbound};
 use telepath_shared::protocol::{
-    BROADCAST_CHANNEL, ByeReason, CloseCode, MemberAction, NodeControl, PRESENCE_CHANNEL,
-    PresenceBroadcast, ServerFrame, is_canonical_id, room_channel, user_channel,
+    BROADCAST_CHANNEL, ByeReason, CloseCode, MemberAction, NODES_CHANNEL, NodeControl,
+    PRESENCE_CHANNEL, PresenceBroadcast, ServerFrame, is_canonical_id, room_channel, user_channel,
 };
 use telepath_shared::telemetry;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::GatewayMetrics;
@@ -102,6 +104,8 @@ pub(crate) struct Relay {
     pub(crate) presence: PresenceReporter,
     pub(crate) metrics: GatewayMetrics,
     pub(crate) probe: Arc<Probe>,
+    /// Users whose older tokens are refused.
+    pub(crate) revocations: Arc<RevocationList>,
     /// This node's control channel (`node:{id}`), where its probes come back.
     pub(crate) own_channel: String,
 }
@@ -233,6 +237,8 @@ async fn relay_one(relay: &Relay, msg: BusMessage) {
         fan_out_presence(hub, &out);
     } else if channel.starts_with("node:") {
         control(hub, &msg.payload);
+    } else if channel == NODES_CHANNEL {
+        revocation(relay, &msg.payload);
     } else if let Some(room) = channel.strip_prefix("room:") {
         drop(_entered);
         relay_room(relay, room, channel, out).instrument(span).await;
@@ -318,6 +324,53 @@ fn fan_out_presence(hub: &Hub, out: &Outbound) {
     hub.fan_out_union(&channels, &frame);
 }
 
+/// A revocation from the api: older tokens of the user are refused from
+/// now on, and the user's connections here close with 4001.
+fn revocation(relay: &Relay, payload: &[u8]) {
+    match serde_json::from_slice::<NodeControl>(payload) {
+        Ok(NodeControl::Revoke {
+            user_id,
+            valid_after,
+        }) => {
+            if !relay.revocations.record(&user_id, valid_after) {
+                return;
+            }
+            let n = relay.hub.close_all(
+                &user_channel(&user_id),
+                CloseCode::TokenExpired,
+                Some(ByeReason::TokenRevoked),
+            );
+            tracing::info!(user_id, connections = n, "tokens revoked");
+        }
+        Ok(_) => revocation_misrouted(),
+        Err(e) => tracing::warn!(error = %e, "unknown message on the nodes channel"),
+    }
+}
+
+/// A control message on a channel it does not belong to.
+fn revocation_misrouted() {
+    tracing::warn!("a control message on the wrong channel");
+}
+
+/// Loads the revocations from the api until it answers (every 500 ms), so
+/// that a connect waits for them (`connect.rs`) at a node's start.
+pub(crate) async fn load_revocations(
+    api: ApiClient,
+    revocations: Arc<RevocationList>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match api.revocations().await {
+            Ok(list) => return revocations.load(&list.revocations),
+            Err(e) => tracing::warn!(error = %e, "could not load the revocations; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Carries out a control message from this node's channel.
 fn control(hub: &Hub, payload: &[u8]) {
     match serde_json::from_slice::<NodeControl>(payload) {
@@ -330,6 +383,7 @@ fn control(hub: &Hub, payload: &[u8]) {
             tracing::info!(user_id, connections = n, "disconnected by an admin");
         }
         Ok(NodeControl::Probe { .. }) => {}
+        Ok(NodeControl::Revoke { .. }) => revocation_misrouted(),
         Err(e) => tracing::warn!(error = %e, "unknown control message"),
     }
 }

@@ -23,6 +23,9 @@ async fn serve(config: telepath::Config) -> anyhow::Result<()> {
             "TELEPATH_JWT_SECRET is unset: using the development secret (fine on a laptop only)"
         );
     }
+    if config.api.dev_login {
+        check_dev_login(common.listen)?;
+    }
     let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .context("binding TELEPATH_LISTEN")?;
@@ -42,5 +45,27 @@ async fn serve(config: telepath::Config) -> anyhow::Result<()> {
     ));
     telepath::run(listener, internal, node, shutdown).await?;
     telemetry.shutdown();
+    Ok(())
+}
+
+/// Dev login hands a token for any name to whoever asks. It is on by
+/// default here, so by default it listens on loopback only: another
+/// address needs `TELEPATH_DEV_LOGIN` set explicitly (to 0 to turn it off,
+/// or to 1 to keep it on there on purpose). Either way it says so, loudly.
+fn check_dev_login(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let explicit = std::env::var_os("TELEPATH_DEV_LOGIN").is_some_and(|v| !v.is_empty())
+        || std::env::args().any(|a| a.starts_with("--dev-login"));
+    if !listen.ip().is_loopback() && !explicit {
+        anyhow::bail!(
+            "dev login (on by default here) hands a token for any user name to whoever asks, \
+             so it listens on loopback only: TELEPATH_LISTEN={listen} needs TELEPATH_DEV_LOGIN=0 \
+             (tokens from `telepath token`), or TELEPATH_DEV_LOGIN=1 to keep dev login on there"
+        );
+    }
+    tracing::warn!(
+        %listen,
+        "DEV LOGIN IS ON: anyone who reaches this port gets a token for any user name \
+         (admins only if TELEPATH_DEV_ADMINS names them); set TELEPATH_DEV_LOGIN=0 outside development"
+    );
     Ok(())
 }

@@ -46,6 +46,9 @@ pub fn node_channel(node_id: &str) -> String {
 /// Bus channel every node subscribes to for admin broadcasts.
 pub const BROADCAST_CHANNEL: &str = "broadcast";
 
+/// Bus channel of control messages for every gateway (token revocations).
+pub const NODES_CHANNEL: &str = "nodes";
+
 /// Bus channel of presence changes; every gateway and the api subscribe to it.
 pub const PRESENCE_CHANNEL: &str = "presence";
 

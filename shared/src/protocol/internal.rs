@@ -494,6 +494,25 @@ pub enum NodeControl {
     /// The node's own liveness probe: it publishes these to itself and
     /// expects them back, which proves its subscription delivers.
     Probe { nonce: u64 },
+    /// On [`NODES_CHANNEL`](crate::protocol::NODES_CHANNEL): tokens of
+    /// `user_id` issued before `valid_after` (seconds since the epoch) are
+    /// refused from now on, and the user's live connections close with
+    /// `bye` `token_revoked` and 4001.
+    Revoke { user_id: String, valid_after: i64 },
+}
+
+/// `GET /internal/revocations`: every user whose older tokens are revoked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Revocations {
+    pub revocations: Vec<Revocation>,
+}
+
+/// One user's revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Revocation {
+    pub user_id: String,
+    /// Tokens issued (`iat`) before this, seconds since the epoch, are refused.
+    pub valid_after: i64,
 }
 
 /// What a connection log row records.

@@ -197,6 +197,8 @@ pub enum ByeReason {
     Admin,
     Restart,
     TokenExpired,
+    /// The user's tokens were revoked (close 4001: get a new token).
+    TokenRevoked,
     SlowConsumer,
     Replaced,
 }

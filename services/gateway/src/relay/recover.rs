@@ -13,9 +13,10 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use telepath_shared::protocol::{
-    InternalMemberships, InternalPendingDms, MAX_MEMBERSHIP_ROOMS, MAX_MEMBERSHIP_USERS,
-    MAX_PENDING_USERS, MemberAction, MemberEvent, PresenceReport, RoomClosed, RoomMembership,
-    RoomUsers, ServerFrame, UserRef, room_channel, user_channel,
+    ByeReason, CloseCode, InternalMemberships, InternalPendingDms, MAX_MEMBERSHIP_ROOMS,
+    MAX_MEMBERSHIP_USERS, MAX_PENDING_USERS, MemberAction, MemberEvent, NODES_CHANNEL,
+    PresenceReport, RoomClosed, RoomMembership, RoomUsers, ServerFrame, UserRef, room_channel,
+    user_channel,
 };
 
 use super::Relay;
@@ -75,6 +76,26 @@ pub(super) async fn catch_up(relay: &Relay, lost_at: DateTime<Utc>) {
     }
     memberships(relay).await;
     dms(relay, &relay.hub.users(), lost_at).await;
+    revocations(relay).await;
+}
+
+/// Reads the revocations again (one may have been published while the bus
+/// lost messages), and closes the local connections they cover.
+pub(super) async fn revocations(relay: &Relay) {
+    let list = match relay.api.revocations().await {
+        Ok(list) => list.revocations,
+        Err(e) => return tracing::warn!(error = %e, "could not read the revocations back"),
+    };
+    // The news among them may cover connections opened before: closed.
+    for r in list {
+        if relay.revocations.record(&r.user_id, r.valid_after) {
+            relay.hub.close_all(
+                &user_channel(&r.user_id),
+                CloseCode::TokenExpired,
+                Some(ByeReason::TokenRevoked),
+            );
+        }
+    }
 }
 
 /// Reads back the channels a full inbound queue dropped messages of, since
@@ -90,6 +111,8 @@ pub(super) async fn resync(relay: &Relay, channels: Vec<String>, since: DateTime
             }
         } else if let Some(user) = channel.strip_prefix("user:") {
             users.push(user.to_owned());
+        } else if channel == NODES_CHANNEL {
+            revocations(relay).await;
         } else {
             tracing::warn!(%channel, "messages dropped that cannot be read back");
         }

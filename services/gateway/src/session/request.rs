@@ -236,6 +236,9 @@ fn refresh(session: &mut Session, token: &str) -> Result<Value, ErrorBody> {
         .keys()
         .verify(token)
         .map_err(|_| ErrorBody::new(ErrorCode::Unauthorized, "invalid token"))?;
+    if session.state.revocations().is_revoked(&claims) {
+        return Err(ErrorBody::new(ErrorCode::Unauthorized, "revoked token"));
+    }
     if claims.sub != session.claims.sub {
         return Err(ErrorBody::new(
             ErrorCode::Forbidden,

@@ -10,7 +10,7 @@ use telepath_shared::http::client::InternalClient;
 use telepath_shared::protocol::{
     InternalAcks, InternalJoin, InternalMemberships, InternalPendingDms, InternalSendBatch,
     InternalSendResults, JoinResult, Memberships, MessagePage, PendingDms, PendingDmsByUser,
-    UserRef,
+    Revocations, UserRef,
 };
 
 /// Calls the api's `/internal/` routes; cheap to clone.
@@ -89,6 +89,11 @@ impl ApiClient {
         query: &InternalMemberships,
     ) -> Result<Memberships, ApiError> {
         self.client.post("/internal/memberships", query).await
+    }
+
+    /// Every user whose older tokens are revoked.
+    pub(crate) async fn revocations(&self) -> Result<Revocations, ApiError> {
+        self.client.get("/internal/revocations", &()).await
     }
 
     /// Records acks (DMs received, room cursors).

@@ -34,6 +34,7 @@ async fn a_missing_forged_or_expired_token_gets_401_before_any_upgrade() {
         name: "x".into(),
         role: Role::Admin,
         exp: i64::MAX / 2,
+        iat: 0,
     });
     assert_eq!(
         http_status(WsClient::connect(stack.gw(0), &forged).await.err().unwrap()),
@@ -44,6 +45,7 @@ async fn a_missing_forged_or_expired_token_gets_401_before_any_upgrade() {
         name: "x".into(),
         role: Role::User,
         exp: 1,
+        iat: 0,
     });
     assert_eq!(
         http_status(

@@ -79,6 +79,7 @@ async fn start(
         ("REDIS_URL", redis.url()),
         ("DATABASE_URL", db),
         ("TELEPATH_DEV_LOGIN", "1".into()),
+        ("TELEPATH_DEV_ADMINS", "*".into()),
         ("TELEPATH_NODE_ID", "api".into()),
         ("TELEPATH_PRESENCE_URL", presence[0].internal_url.clone()),
     ];

@@ -14,6 +14,7 @@ mod local;
 mod multinode;
 mod openapi;
 mod presence;
+mod revoke;
 mod roundtrip;
 mod surface;
 mod traces;

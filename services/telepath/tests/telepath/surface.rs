@@ -202,3 +202,83 @@ fn split_services_refuse_the_development_secret() {
         assert!(err.contains("development secret"), "{name}: {err}");
     }
 }
+
+/// Runs the all-in-one with `env` until it exits (within 10 s); its stderr.
+fn all_in_one_exits(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let bin = env!("CARGO_BIN_EXE_telepath");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("t.db").display()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the all-in-one kept running with {env:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status, err)
+}
+
+#[test]
+fn dev_login_on_by_default_refuses_to_listen_beyond_loopback() {
+    // Refused before anything is bound.
+    let (status, err) = all_in_one_exits(&[("TELEPATH_LISTEN", "0.0.0.0:1")]);
+    assert!(!status.success());
+    assert!(err.contains("loopback only"), "{err}");
+}
+
+#[tokio::test]
+async fn dev_login_grants_admin_only_to_the_users_telepath_dev_admins_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let http = Client::new();
+    let try_admin = |base: String, name: &'static str| {
+        let http = http.clone();
+        async move {
+            http.post(format!("{base}/auth/login"))
+                .json(&json!({"username": name, "role": "admin"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Nobody by default.
+    let node = Service::start("telepath", &[("DATABASE_URL", db.clone())]).await;
+    let resp = try_admin(node.url.clone(), "root").await;
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert_eq!(login(&http, &node.url, "plain").await.name, "plain");
+    drop(node);
+    // Only the named ones.
+    let node = Service::start(
+        "telepath",
+        &[
+            ("DATABASE_URL", db),
+            ("TELEPATH_DEV_ADMINS", "root,ops".into()),
+        ],
+    )
+    .await;
+    let resp = try_admin(node.url.clone(), "root").await;
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["user"]["role"], "admin");
+    assert_eq!(try_admin(node.url.clone(), "eve").await.status(), 403);
+}

@@ -46,6 +46,15 @@ export declare class TelepathRest {
     disconnectUser(userId: string): Promise<{
         disconnected: number;
     }>;
+    /**
+     * Admins only: every token of the user issued before now is refused from
+     * now on (REST 401, handshake 401), and their live connections close with
+     * `bye` `token_revoked` and 4001 on every gateway.
+     */
+    revokeUser(userId: string): Promise<{
+        user_id: string;
+        valid_after: number;
+    }>;
     /** Admins only. */
     analytics(): Promise<ConnectionAnalytics>;
     /** Any route: JSON in, JSON out (undefined for 204). */

@@ -73,6 +73,14 @@ export class TelepathRest {
     disconnectUser(userId) {
         return this.call("POST", "/admin/disconnect", { user_id: userId });
     }
+    /**
+     * Admins only: every token of the user issued before now is refused from
+     * now on (REST 401, handshake 401), and their live connections close with
+     * `bye` `token_revoked` and 4001 on every gateway.
+     */
+    revokeUser(userId) {
+        return this.call("POST", `/admin/users/${encodeURIComponent(userId)}/revoke`);
+    }
     /** Admins only. */
     analytics() {
         return this.call("GET", "/analytics/connections");

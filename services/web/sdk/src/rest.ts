@@ -107,6 +107,18 @@ export class TelepathRest {
     return this.call<{ disconnected: number }>("POST", "/admin/disconnect", { user_id: userId });
   }
 
+  /**
+   * Admins only: every token of the user issued before now is refused from
+   * now on (REST 401, handshake 401), and their live connections close with
+   * `bye` `token_revoked` and 4001 on every gateway.
+   */
+  revokeUser(userId: string): Promise<{ user_id: string; valid_after: number }> {
+    return this.call<{ user_id: string; valid_after: number }>(
+      "POST",
+      `/admin/users/${encodeURIComponent(userId)}/revoke`,
+    );
+  }
+
   /** Admins only. */
   analytics(): Promise<ConnectionAnalytics> {
     return this.call<ConnectionAnalytics>("GET", "/analytics/connections");

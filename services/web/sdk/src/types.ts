@@ -148,7 +148,7 @@ export interface ServerError {
 /** Sent just before the server closes the connection. */
 export interface Bye {
   type?: "bye";
-  reason: "admin" | "restart" | "token_expired" | "slow_consumer" | "replaced" | string;
+  reason: "admin" | "restart" | "token_expired" | "token_revoked" | "slow_consumer" | "replaced" | string;
 }
 
 /** A room was closed by its owner or an admin (Telepath's own frame). */

@@ -84,6 +84,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
           TELEPATH_LISTEN: `127.0.0.1:${port}`,
           DATABASE_URL: `sqlite://${join(dir, "t.db")}`,
           TELEPATH_JWT_SECRET: "sdk-test-secret",
+          TELEPATH_DEV_ADMINS: "*",
           TELEPATH_WORKER_THREADS: "2",
           TELEPATH_DRAIN_SECS: "1",
           RUST_LOG: "warn",
