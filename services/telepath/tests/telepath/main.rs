@@ -5,6 +5,7 @@ mod admin;
 mod cluster;
 mod delivery;
 mod deploy;
+mod deploy_config;
 mod dms;
 mod drain;
 mod faults;

@@ -1,0 +1,113 @@
+//! The deployment's files, checked with the real tools and without running
+//! anything: the compose file, HAProxy's and Prometheus's configs, and the
+//! Grafana dashboard. deploy.rs runs the same files as processes.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::local::{repo, require};
+
+/// Runs `cmd` in the repository and asserts it succeeds.
+fn succeeds(cmd: &mut Command) {
+    let out = cmd.current_dir(repo()).output().expect("the tool runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The Grafana dashboard the deployment provisions.
+fn dashboard() -> Value {
+    let path = repo().join("deploy/grafana/dashboards/telepath.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("the dashboard is JSON")
+}
+
+/// Every PromQL expression of the dashboard.
+pub(crate) fn dashboard_queries() -> Vec<String> {
+    dashboard()["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The metric names in a PromQL expression (ours, HAProxy's and the process ones).
+pub(crate) fn metric_names(expr: &str) -> BTreeSet<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| {
+            ["telepath_", "haproxy_", "process_"]
+                .iter()
+                .any(|p| w.starts_with(p))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_compose_file_and_every_deploy_config_validate() {
+    for tool in ["docker-compose", "haproxy", "promtool"] {
+        require(tool);
+    }
+    for profile in [None, Some("tracing")] {
+        let mut cmd = Command::new("docker-compose");
+        cmd.env("TELEPATH_JWT_SECRET", "validation-only");
+        if let Some(p) = profile {
+            cmd.args(["--profile", p]);
+        }
+        succeeds(cmd.args(["-f", "docker-compose.yml", "config", "-q"]));
+    }
+    succeeds(
+        Command::new("haproxy")
+            .args(["-c", "-q", "-f", "deploy/haproxy/haproxy.cfg"])
+            .args(["-f", "deploy/haproxy/compose.cfg"])
+            .env("TELEPATH_LB_BIND", "127.0.0.1:1")
+            .env("TELEPATH_LB_METRICS_BIND", "127.0.0.1:2")
+            .env("TELEPATH_LB_MAXCONN", "1000"),
+    );
+    succeeds(Command::new("promtool").args(["check", "config", "deploy/prometheus.yml"]));
+
+    // The dashboard: at least 12 panels, each querying the provisioned datasource.
+    let dash = dashboard();
+    let panels: Vec<&Value> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] != "row")
+        .collect();
+    assert!(panels.len() >= 12, "only {} panels", panels.len());
+    for p in &panels {
+        assert_eq!(p["datasource"]["uid"], "prometheus", "{}", p["title"]);
+        assert!(
+            !p["targets"].as_array().unwrap().is_empty(),
+            "{} has no query",
+            p["title"]
+        );
+    }
+    let datasource = std::fs::read_to_string(
+        repo().join("deploy/grafana/provisioning/datasources/prometheus.yml"),
+    )
+    .unwrap();
+    assert!(
+        datasource.contains("uid: prometheus") && datasource.contains("http://prometheus:9090")
+    );
+
+    // The image holds every binary the compose file runs.
+    let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    for bin in ["telepath-api", "telepath-presence", "telepath-gateway"] {
+        assert!(
+            compose.contains(&format!("[\"{bin}\"]")),
+            "compose runs {bin}"
+        );
+        assert!(
+            dockerfile.contains(&format!("target/release/{bin}")),
+            "image has {bin}"
+        );
+    }
+}
