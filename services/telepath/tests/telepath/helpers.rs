@@ -70,8 +70,17 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    /// Starts binary `name` with `env`, on a free port, and waits for `/healthz`.
+    /// Starts binary `name` with `env`, on a free port, and waits for `/readyz`.
     pub(crate) async fn start(name: &str, env: &[(&str, String)]) -> Service {
+        Self::start_logging_to(name, env, Stdio::inherit()).await
+    }
+
+    /// [`Service::start`], with the process's stderr (its log) going to `log`.
+    pub(crate) async fn start_logging_to(
+        name: &str,
+        env: &[(&str, String)],
+        log: Stdio,
+    ) -> Service {
         let port = telepath_shared::testing::free_port();
         let path = bin_dir().join(name);
         assert!(
@@ -87,7 +96,7 @@ impl Service {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -11,6 +11,7 @@ mod drain;
 mod faults;
 mod helpers;
 mod local;
+mod logs;
 mod multinode;
 mod openapi;
 mod presence;
