@@ -72,7 +72,7 @@ fn the_compose_file_and_every_deploy_config_validate() {
     );
     succeeds(Command::new("promtool").args(["check", "config", "deploy/prometheus.yml"]));
 
-    // The dashboard: at least 12 panels, each querying the provisioned datasource.
+    // The dashboard: at least 12 panels, each with a query.
     let dash = dashboard();
     let panels: Vec<&Value> = dash["panels"]
         .as_array()
@@ -82,7 +82,6 @@ fn the_compose_file_and_every_deploy_config_validate() {
         .collect();
     assert!(panels.len() >= 12, "only {} panels", panels.len());
     for p in &panels {
-        assert_eq!(p["datasource"]["uid"], "prometheus", "{}", p["title"]);
         assert!(
             !p["targets"].as_array().unwrap().is_empty(),
             "{} has no query",
@@ -110,4 +109,55 @@ fn the_compose_file_and_every_deploy_config_validate() {
             "image has {bin}"
         );
     }
+}
+
+/// Every `datasource` object in `v`, and every `uid` anywhere below it.
+fn walk<'a>(v: &'a Value, datasources: &mut Vec<&'a Value>, uids: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                match k.as_str() {
+                    "datasource" => datasources.push(child),
+                    "uid" => uids.push(child),
+                    _ => {}
+                }
+                walk(child, datasources, uids);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| walk(i, datasources, uids)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_dashboard_takes_its_datasource_from_a_variable_and_names_no_datasource_uid() {
+    let dash = dashboard();
+    let variable = dash["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "datasource")
+        .expect("a `datasource` template variable");
+    assert_eq!(variable["type"], "datasource");
+    assert_eq!(
+        variable["query"], "prometheus",
+        "it offers Prometheus datasources"
+    );
+
+    // Every panel and every query takes the variable; no uid is written in.
+    let (mut datasources, mut uids) = (Vec::new(), Vec::new());
+    walk(&dash["panels"], &mut datasources, &mut uids);
+    let queries = dashboard_queries().len();
+    assert!(
+        datasources.len() > queries,
+        "panels and queries name their datasource"
+    );
+    for ds in &datasources {
+        assert_eq!(ds["type"], "prometheus", "{ds}");
+        assert_eq!(ds["uid"], "${datasource}", "{ds}");
+    }
+    assert!(
+        uids.iter().all(|u| *u == "${datasource}"),
+        "a hard-coded uid is left: {uids:?}"
+    );
 }
