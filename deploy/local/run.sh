@@ -2,7 +2,8 @@
 # The compose topology as plain processes, without Docker: redis-server,
 # the api (SQLite), presence, three gateways and HAProxy in front, with the
 # same HAProxy routing as docker-compose.yml (deploy/haproxy/haproxy.cfg),
-# plus Prometheus scraping all of them when `prometheus` is installed.
+# plus Prometheus scraping all of them when `prometheus` is installed, with
+# the same alert rules (deploy/prometheus/alerts.yml).
 #
 #   deploy/local/run.sh                 # LB on 127.0.0.1:8080; Ctrl-C stops everything
 #
@@ -240,8 +241,9 @@ if [ "${TELEPATH_LOCAL_PROMETHEUS:-auto}" != "0" ] && command -v prometheus >/de
   free_port
   prom_port=$port
   {
-    echo "# Written by deploy/local/run.sh: deploy/prometheus.yml with this topology's ports."
+    echo "# Written by deploy/local/run.sh: deploy/prometheus/prometheus.yml with this topology's ports."
     echo "global: {scrape_interval: $scrape, evaluation_interval: $scrape}"
+    echo "rule_files: ['$repo/deploy/prometheus/alerts.yml']"
     echo "scrape_configs:"
     echo "  - {job_name: api, static_configs: [{targets: ['127.0.0.1:$api_port']}]}"
     echo "  - {job_name: presence, static_configs: [{targets: ['127.0.0.1:$presence_port']}]}"
@@ -282,7 +284,7 @@ log "ready: Telepath on http://127.0.0.1:$lb_port ($gateways gateways behind HAP
 log "  gateways:   ${gw_ports[*]/#/127.0.0.1:}"
 log "  api:        $api_url   presence: $presence_url   redis: $REDIS_URL"
 log "  LB metrics: http://127.0.0.1:$lb_metrics_port/metrics (stats at /stats)"
-[ -n "$prometheus_url" ] && log "  prometheus: $prometheus_url"
+[ -n "$prometheus_url" ] && log "  prometheus: $prometheus_url (alerts at /alerts)"
 log "  state, logs and topology.env in $state"
 log "Ctrl-C stops everything"
 

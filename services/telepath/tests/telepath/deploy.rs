@@ -1,7 +1,7 @@
 //! The deployment as processes (deploy/local/run.sh: redis-server, api,
 //! presence, three gateways, HAProxy, Prometheus): it works through the
-//! load balancer and its dashboard finds its metrics. deploy_config.rs
-//! checks the files themselves.
+//! load balancer, and its dashboard and alerts find their metrics.
+//! deploy_config.rs checks the files themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::deploy_config::{dashboard_queries, metric_names};
+use crate::deploy_config::{alert_names, alert_rules, dashboard_queries, metric_names};
 use crate::helpers::{TestUser, create_room, eventually, get_json, get_text, login};
 use crate::local::{LocalTopology, alive, require, signal};
 
@@ -317,7 +317,8 @@ async fn mute_client(base: &str, token: &str) -> tokio::net::TcpStream {
 }
 
 #[tokio::test]
-async fn every_dashboard_metric_exists_in_a_live_scrape_and_logs_are_json_without_tokens() {
+async fn every_dashboard_and_alert_metric_exists_in_a_live_scrape_and_logs_are_json_without_tokens()
+{
     require("haproxy");
     let topo = LocalTopology::start(&[
         ("TELEPATH_LOG_FORMAT", "json"),
@@ -396,6 +397,14 @@ async fn every_dashboard_metric_exists_in_a_live_scrape_and_logs_are_json_withou
             );
         }
     }
+    // So is every metric the alert rules use or name (a histogram by its
+    // base name, as their descriptions call it).
+    for name in metric_names(&alert_rules()) {
+        assert!(
+            exposed.contains(&name) || exposed.contains(&format!("{name}_count")),
+            "alerts.yml uses {name}, which no process exposes"
+        );
+    }
 
     // And with Prometheus scraping the topology, every panel's query returns series.
     if let Some(prom) = topo.env.get("PROMETHEUS_URL").filter(|u| !u.is_empty()) {
@@ -418,8 +427,36 @@ async fn every_dashboard_metric_exists_in_a_live_scrape_and_logs_are_json_withou
             })
             .await;
         }
+        // Prometheus loaded every alert (run.sh points it at alerts.yml) and
+        // evaluates each without error; none fires on a healthy cluster.
+        let alerts = alert_names();
+        eventually(Duration::from_secs(30), "every alert evaluated", || {
+            let (http, prom, alerts) = (http.clone(), prom.clone(), alerts.clone());
+            async move {
+                let url = format!("{prom}/api/v1/rules?type=alert");
+                let body: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+                let rules: Vec<Value> = body["data"]["groups"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|g| g["rules"].as_array().unwrap().clone())
+                    .collect();
+                let names: BTreeSet<String> = rules
+                    .iter()
+                    .map(|r| r["name"].as_str().unwrap().to_owned())
+                    .collect();
+                assert_eq!(names, alerts, "the alerts Prometheus loaded");
+                for r in &rules {
+                    assert_ne!(r["state"], "firing", "{r}");
+                }
+                rules.iter().all(|r| r["health"] == "ok")
+            }
+        })
+        .await;
     } else {
-        eprintln!("prometheus is not installed: the dashboard queries were checked by name only");
+        eprintln!(
+            "prometheus is not installed: the dashboard queries and alerts were checked by name only"
+        );
     }
 
     // Logs: JSON lines from every service, and no token anywhere (HAProxy's included).

@@ -1,16 +1,17 @@
 //! The deployment's files, checked with the real tools and without running
-//! anything: the compose file, HAProxy's and Prometheus's configs, and the
-//! Grafana dashboard. deploy.rs runs the same files as processes.
+//! anything: the compose file, HAProxy's config, Prometheus's config and
+//! alert rules (with their unit tests), and the Grafana dashboard.
+//! deploy.rs runs the same files as processes.
 
 use std::collections::BTreeSet;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
 use crate::local::{repo, require};
 
-/// Runs `cmd` in the repository and asserts it succeeds.
-fn succeeds(cmd: &mut Command) {
+/// Runs `cmd` in the repository and asserts it succeeds; returns its output.
+fn succeeds(cmd: &mut Command) -> Output {
     let out = cmd.current_dir(repo()).output().expect("the tool runs");
     assert!(
         out.status.success(),
@@ -18,6 +19,7 @@ fn succeeds(cmd: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
 }
 
 /// The Grafana dashboard the deployment provisions.
@@ -37,7 +39,22 @@ pub(crate) fn dashboard_queries() -> Vec<String> {
         .collect()
 }
 
-/// The metric names in a PromQL expression (ours, HAProxy's and the process ones).
+/// The alert rules Prometheus loads (deploy/prometheus/alerts.yml).
+pub(crate) fn alert_rules() -> String {
+    std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap()
+}
+
+/// The names of the alerts in alerts.yml.
+pub(crate) fn alert_names() -> BTreeSet<String> {
+    alert_rules()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The metric names in a PromQL expression, or in a whole rules file (ours,
+/// HAProxy's and the process ones).
 pub(crate) fn metric_names(expr: &str) -> BTreeSet<String> {
     expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .filter(|w| {
@@ -70,7 +87,16 @@ fn the_compose_file_and_every_deploy_config_validate() {
             .env("TELEPATH_LB_METRICS_BIND", "127.0.0.1:2")
             .env("TELEPATH_LB_MAXCONN", "1000"),
     );
-    succeeds(Command::new("promtool").args(["check", "config", "deploy/prometheus.yml"]));
+    let checked = succeeds(Command::new("promtool").args([
+        "check",
+        "config",
+        "deploy/prometheus/prometheus.yml",
+    ]));
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        report.contains("alerts.yml"),
+        "prometheus.yml loads the alert rules:\n{report}"
+    );
 
     // The dashboard: at least 12 panels, each with a query.
     let dash = dashboard();
@@ -159,5 +185,49 @@ fn the_dashboard_takes_its_datasource_from_a_variable_and_names_no_datasource_ui
     assert!(
         uids.iter().all(|u| *u == "${datasource}"),
         "a hard-coded uid is left: {uids:?}"
+    );
+}
+
+#[test]
+fn the_alert_rules_check_and_each_alert_fires_on_a_synthetic_series() {
+    require("promtool");
+    succeeds(Command::new("promtool").args(["check", "rules", "deploy/prometheus/alerts.yml"]));
+    // Each alert fires on trouble and stays quiet without (alerts.test.yml).
+    succeeds(Command::new("promtool").args(["test", "rules", "deploy/prometheus/alerts.test.yml"]));
+    let tests = std::fs::read_to_string(repo().join("deploy/prometheus/alerts.test.yml")).unwrap();
+    let names = alert_names();
+    assert!(names.len() >= 5, "{names:?}");
+    for name in &names {
+        assert!(
+            tests.contains(&format!(
+                "alertname: {name}\n        exp_alerts:\n          - "
+            )),
+            "alerts.test.yml shows {name} firing"
+        );
+    }
+
+    // "Near full" is near the writer's real queue (services/api/src/writer.rs).
+    let writer = std::fs::read_to_string(repo().join("services/api/src/writer.rs")).unwrap();
+    let queue: f64 = writer
+        .lines()
+        .find_map(|l| l.strip_prefix("const QUEUE: usize = "))
+        .and_then(|v| v.trim_end_matches(';').parse().ok())
+        .expect("the writer's QUEUE constant");
+    let rules = alert_rules();
+    let threshold: f64 = rules
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("expr: telepath_api_writer_queue_messages > ")
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("the writer queue alert");
+    assert!(
+        (0.7 * queue..queue).contains(&threshold),
+        "{threshold} of {queue}"
+    );
+    assert!(
+        rules.contains(&format!("of {queue}")),
+        "the summary says {queue}"
     );
 }
