@@ -232,7 +232,7 @@ start haproxy env TELEPATH_LB_BIND="127.0.0.1:$lb_port" \
   TELEPATH_LB_METRICS_BIND="127.0.0.1:$lb_metrics_port" TELEPATH_LB_MAXCONN="$maxconn" \
   haproxy -db -f "$repo/deploy/haproxy/haproxy.cfg" -f "$state/haproxy-backends.cfg"
 wait_ready "$lb_port" /healthz || die "haproxy exited (see $state/logs/haproxy.log)"
-wait_ready "$lb_metrics_port" /metrics || die "haproxy exited (see $state/logs/haproxy.log)"
+wait_ready "$lb_metrics_port" /healthz || die "haproxy exited (see $state/logs/haproxy.log)"
 
 # --- Prometheus (optional) ---------------------------------------------------
 

@@ -1,16 +1,20 @@
 //! The deployment as processes (deploy/local/run.sh: redis-server, api,
 //! presence, three gateways, HAProxy, Prometheus): it works through the
-//! load balancer, and its dashboard and alerts find their metrics.
-//! deploy_config.rs checks the files themselves.
+//! load balancer, its dashboard and alerts find their metrics, and the
+//! compose file's health checks pass against it. deploy_config.rs checks
+//! the files themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::Client;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
-use crate::deploy_config::{alert_names, alert_rules, dashboard_queries, metric_names};
+use crate::deploy_config::{
+    alert_names, alert_rules, compose_health_check, dashboard_queries, metric_names,
+};
 use crate::helpers::{TestUser, create_room, eventually, get_json, get_text, login};
 use crate::local::{LocalTopology, alive, require, signal};
 
@@ -479,4 +483,54 @@ async fn every_dashboard_and_alert_metric_exists_in_a_live_scrape_and_logs_are_j
             }
         }
     }
+}
+
+/// Runs a compose health check command here; whether it passed.
+fn passes(check: &[String]) -> bool {
+    Command::new(&check[0])
+        .args(&check[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `check` with `from` (an address it probes) replaced by `to`.
+fn aimed(check: &[String], from: &str, to: &str) -> Vec<String> {
+    assert!(
+        check.iter().any(|a| a.contains(from)),
+        "{check:?} probes {from}"
+    );
+    check.iter().map(|a| a.replace(from, to)).collect()
+}
+
+#[tokio::test]
+async fn the_compose_health_checks_pass_against_the_same_processes_and_fail_without_them() {
+    for tool in ["haproxy", "curl", "docker-compose"] {
+        require(tool);
+    }
+    // Stopping it at the end takes a gateway up to its drain deadline.
+    let topo = LocalTopology::start(&[("TELEPATH_DRAIN_SECS", "2")]);
+    let nobody = format!("127.0.0.1:{}", telepath_shared::testing::free_port());
+    // Telepath's services: curl on their /readyz, in compose on port 8080.
+    for (name, url) in [
+        ("api", topo.env["API_URL"].clone()),
+        ("presence", topo.env["PRESENCE_URL"].clone()),
+        ("gateway", topo.gateway(2).0),
+    ] {
+        let check = compose_health_check(name);
+        let here = url.trim_start_matches("http://");
+        assert!(passes(&aimed(&check, "127.0.0.1:8080", here)), "{name}");
+        assert!(!passes(&aimed(&check, "127.0.0.1:8080", &nobody)), "{name}");
+    }
+    // HAProxy: bash's /dev/tcp and monitor-uri on the metrics port (8405 in compose).
+    let check = compose_health_check("haproxy");
+    let port = topo.env["LB_METRICS_URL"].rsplit(':').next().unwrap();
+    assert!(passes(&aimed(
+        &check,
+        "127.0.0.1/8405",
+        &format!("127.0.0.1/{port}")
+    )));
+    let nobody = nobody.replace(':', "/");
+    assert!(!passes(&aimed(&check, "127.0.0.1/8405", &nobody)));
 }

@@ -1,12 +1,14 @@
 //! The deployment's files, checked with the real tools and without running
-//! anything: the compose file, HAProxy's config, Prometheus's config and
+//! anything: the compose file (health checks, start order), HAProxy's
+//! config, Prometheus's config and
 //! alert rules (with their unit tests), and the Grafana dashboard.
 //! deploy.rs runs the same files as processes.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::local::{repo, require};
 
@@ -185,6 +187,107 @@ fn the_dashboard_takes_its_datasource_from_a_variable_and_names_no_datasource_ui
     assert!(
         uids.iter().all(|u| *u == "${datasource}"),
         "a hard-coded uid is left: {uids:?}"
+    );
+}
+
+/// The compose file as docker-compose resolves it (anchors merged, the
+/// services of every profile), as JSON.
+fn compose_config() -> Value {
+    require("docker-compose");
+    let out = succeeds(
+        Command::new("docker-compose")
+            .env("TELEPATH_JWT_SECRET", "validation-only")
+            .args(["--profile", "tracing", "-f", "docker-compose.yml", "config"]),
+    );
+    // docker-compose prints YAML; python3's yaml module comes with it.
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    python.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let json = python.wait_with_output().unwrap();
+    assert!(json.status.success(), "the compose config converts to JSON");
+    serde_json::from_slice(&json.stdout).unwrap()
+}
+
+/// The health check command of compose service `name` (after `CMD`).
+pub(crate) fn compose_health_check(name: &str) -> Vec<String> {
+    let compose = compose_config();
+    let test = compose["services"][name]["healthcheck"]["test"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} has no health check"))
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(test[0], "CMD", "{name}: exec form, no shell assumed");
+    test[1..].to_vec()
+}
+
+#[test]
+fn every_compose_service_has_a_health_check_and_starts_once_what_it_needs_is_healthy() {
+    let compose = compose_config();
+    let services = compose["services"].as_object().unwrap();
+    // The collector's image is its binary alone: nothing to probe it with.
+    let unprobed = ["otel-collector"];
+    for (name, service) in services {
+        let check = &service["healthcheck"];
+        if unprobed.contains(&name.as_str()) {
+            // `disable: true`, which docker-compose writes as test [NONE].
+            assert_eq!(check["test"], json!(["NONE"]), "{name}: off on purpose");
+            continue;
+        }
+        let test = check["test"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has no health check"));
+        assert!(
+            test.len() > 1 && test[0] == "CMD",
+            "{name}: a command to run: {test:?}"
+        );
+    }
+    // Telepath's services are healthy when ready, not merely alive.
+    for name in ["api", "presence", "gateway"] {
+        let test = compose_health_check(name).join(" ");
+        assert!(test.contains("/readyz"), "{name}: {test}");
+    }
+
+    // Start order: each waits for what it calls to be healthy.
+    let needs: [(&str, &[&str]); 6] = [
+        ("api", &["redis"]),
+        ("presence", &["redis"]),
+        ("gateway", &["api", "presence", "redis"]),
+        ("haproxy", &["api", "gateway", "presence"]),
+        ("grafana", &["prometheus"]),
+        ("otel-collector", &["jaeger"]),
+    ];
+    for (name, service) in services {
+        let deps = service["depends_on"].as_object();
+        let got: Vec<&str> = deps
+            .map(|d| d.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let want = needs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.to_vec())
+            .unwrap_or_default();
+        assert_eq!(got, want, "{name} depends on");
+        for (dep, how) in deps.into_iter().flatten() {
+            assert_eq!(
+                how["condition"], "service_healthy",
+                "{name} waits for {dep} to be healthy"
+            );
+        }
+    }
+
+    // The alert rules are mounted next to prometheus.yml.
+    let mounts = services["prometheus"]["volumes"].to_string();
+    assert!(
+        mounts.contains("deploy/prometheus:/etc/prometheus:ro"),
+        "{mounts}"
     );
 }
 
