@@ -8,12 +8,17 @@
 #   deploy/local/run.sh                 # LB on 127.0.0.1:8080; Ctrl-C stops everything
 #
 # Everything binds loopback only. The load balancer listens on
-# TELEPATH_LB_PORT (default 8080); every other process gets a free port.
+# TELEPATH_LB_PORT (default 8080) for HTTP and WS, and on
+# TELEPATH_LB_TLS_PORT (default 8443) for HTTPS and WSS, with a throwaway
+# self-signed certificate made for this run (tls/cert.pem in the state
+# directory: trust that file, e.g. `curl --cacert`); every other process
+# gets a free port.
 # It runs in the foreground and stops every process it started on SIGINT or
 # SIGTERM (gateways drain: clients get `bye` restart and close 1012).
 #
 # Settings (environment):
 #   TELEPATH_LB_PORT          load balancer port (default 8080)
+#   TELEPATH_LB_TLS_PORT      load balancer's TLS port (default 8443)
 #   TELEPATH_GATEWAYS         number of gateways (default 3)
 #   TELEPATH_BIN_DIR          where the binaries are; unset: target/release,
 #                             built first with `cargo build --release`
@@ -35,6 +40,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 lb_port="${TELEPATH_LB_PORT:-8080}"
+lb_tls_port="${TELEPATH_LB_TLS_PORT:-8443}"
 gateways="${TELEPATH_GATEWAYS:-3}"
 state="${TELEPATH_LOCAL_DIR:-$(mktemp -d -t telepath-local.XXXXXX)}"
 max_secs="${TELEPATH_LOCAL_MAX_SECS:-0}"
@@ -63,6 +69,7 @@ need() {
 }
 need redis-server redis-server
 need haproxy haproxy
+need openssl openssl
 
 if [ -z "${TELEPATH_BIN_DIR:-}" ]; then
   log "building release binaries (cargo build --release)"
@@ -80,7 +87,7 @@ done
 
 # A port nothing listens on right now (the services bind it a moment later),
 # below the kernel's ephemeral range so outgoing connections never hold it.
-taken=" $lb_port "
+taken=" $lb_port $lb_tls_port "
 low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 # Sets $port (not a subshell: the ports handed out are remembered).
 free_port() {
@@ -203,6 +210,28 @@ done
 
 # --- HAProxy: the shared frontends, and backends for these processes -------
 
+# A self-signed certificate for 127.0.0.1 and localhost, valid for a week:
+# an end-entity certificate (CA:FALSE), so clients that pin it as their
+# only trust anchor accept it. HAProxy wants the key in the same PEM.
+mkdir -p "$state/tls"
+cat >"$state/tls/openssl.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+x509_extensions = ext
+prompt = no
+[dn]
+CN = localhost
+[ext]
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+CNF
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+  -config "$state/tls/openssl.cnf" -keyout "$state/tls/key.pem" -out "$state/tls/cert.pem" \
+  2>"$state/logs/openssl.log" || die "openssl could not make a certificate (see $state/logs/openssl.log)"
+cat "$state/tls/cert.pem" "$state/tls/key.pem" >"$state/tls/haproxy.pem"
+
 free_port
 lb_metrics_port=$port
 {
@@ -229,6 +258,7 @@ fds=$(ulimit -n)
 maxconn=$(( (fds - 200) / 2 ))
 [ "$maxconn" -gt 100000 ] && maxconn=100000
 start haproxy env TELEPATH_LB_BIND="127.0.0.1:$lb_port" \
+  TELEPATH_LB_TLS_BIND="127.0.0.1:$lb_tls_port" TELEPATH_LB_TLS_CERT="$state/tls/haproxy.pem" \
   TELEPATH_LB_METRICS_BIND="127.0.0.1:$lb_metrics_port" TELEPATH_LB_MAXCONN="$maxconn" \
   haproxy -db -f "$repo/deploy/haproxy/haproxy.cfg" -f "$state/haproxy-backends.cfg"
 wait_ready "$lb_port" /healthz || die "haproxy exited (see $state/logs/haproxy.log)"
@@ -262,6 +292,8 @@ fi
 pid_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "${pids[$i]}"; done; }
 {
   echo "TELEPATH_URL=http://127.0.0.1:$lb_port"
+  echo "TELEPATH_TLS_URL=https://127.0.0.1:$lb_tls_port"
+  echo "TLS_CERT=$state/tls/cert.pem"
   echo "LB_METRICS_URL=http://127.0.0.1:$lb_metrics_port"
   echo "REDIS_URL=$REDIS_URL"
   echo "API_URL=$api_url"
@@ -281,6 +313,7 @@ pid_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && ech
 mv "$state/topology.env.tmp" "$state/topology.env"
 
 log "ready: Telepath on http://127.0.0.1:$lb_port ($gateways gateways behind HAProxy)"
+log "  TLS:        https://127.0.0.1:$lb_tls_port (wss:// too; trust $state/tls/cert.pem)"
 log "  gateways:   ${gw_ports[*]/#/127.0.0.1:}"
 log "  api:        $api_url   presence: $presence_url   redis: $REDIS_URL"
 log "  LB metrics: http://127.0.0.1:$lb_metrics_port/metrics (stats at /stats)"

@@ -1,8 +1,7 @@
 //! The deployment's files, checked with the real tools and without running
 //! anything: the compose file (health checks, start order), HAProxy's
-//! config, Prometheus's config and
-//! alert rules (with their unit tests), and the Grafana dashboard.
-//! deploy.rs runs the same files as processes.
+//! config, Prometheus's config and alert rules (with their unit tests), and
+//! the Grafana dashboard. deploy.rs runs the same files as processes.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -68,6 +67,26 @@ pub(crate) fn metric_names(expr: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// A throwaway certificate and key in one PEM file (HAProxy's format), in `dir`.
+fn throwaway_certificate(dir: &std::path::Path) -> std::path::PathBuf {
+    require("openssl");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    succeeds(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    let both = dir.join("haproxy.pem");
+    let pem = [std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap()].concat();
+    std::fs::write(&both, pem).unwrap();
+    both
+}
+
 #[test]
 fn the_compose_file_and_every_deploy_config_validate() {
     for tool in ["docker-compose", "haproxy", "promtool"] {
@@ -81,11 +100,16 @@ fn the_compose_file_and_every_deploy_config_validate() {
         }
         succeeds(cmd.args(["-f", "docker-compose.yml", "config", "-q"]));
     }
+    // HAProxy's config with both public addresses, TLS included.
+    let tls = tempfile::tempdir().unwrap();
+    let cert = throwaway_certificate(tls.path());
     succeeds(
         Command::new("haproxy")
             .args(["-c", "-q", "-f", "deploy/haproxy/haproxy.cfg"])
             .args(["-f", "deploy/haproxy/compose.cfg"])
             .env("TELEPATH_LB_BIND", "127.0.0.1:1")
+            .env("TELEPATH_LB_TLS_BIND", "127.0.0.1:3")
+            .env("TELEPATH_LB_TLS_CERT", &cert)
             .env("TELEPATH_LB_METRICS_BIND", "127.0.0.1:2")
             .env("TELEPATH_LB_MAXCONN", "1000"),
     );
@@ -283,12 +307,25 @@ fn every_compose_service_has_a_health_check_and_starts_once_what_it_needs_is_hea
         }
     }
 
-    // The alert rules are mounted next to prometheus.yml.
-    let mounts = services["prometheus"]["volumes"].to_string();
+    // The alert rules are mounted next to prometheus.yml, the certificate
+    // where haproxy.cfg's TLS bind reads it.
+    let mounts = |name: &str| services[name]["volumes"].to_string();
     assert!(
-        mounts.contains("deploy/prometheus:/etc/prometheus:ro"),
-        "{mounts}"
+        mounts("prometheus").contains("deploy/prometheus:/etc/prometheus:ro"),
+        "{}",
+        mounts("prometheus")
     );
+    let haproxy = &services["haproxy"];
+    let cert = haproxy["environment"]["TELEPATH_LB_TLS_CERT"]
+        .as_str()
+        .unwrap();
+    let cert_dir = std::path::Path::new(cert).parent().unwrap();
+    assert!(
+        mounts("haproxy").contains(&format!("deploy/tls:{}:ro", cert_dir.display())),
+        "{}",
+        mounts("haproxy")
+    );
+    assert!(haproxy["ports"].to_string().contains("8443"));
 }
 
 #[test]

@@ -16,4 +16,5 @@ mod multinode;
 mod openapi;
 mod presence;
 mod roundtrip;
+mod tls;
 mod traces;
