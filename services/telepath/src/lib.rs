@@ -7,6 +7,7 @@
 //! gateway reaches the api and presence over HTTP on its own port, the same
 //! path a split deployment takes.
 
+pub mod backup;
 pub mod cli;
 
 use std::net::SocketAddr;

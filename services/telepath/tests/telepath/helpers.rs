@@ -52,7 +52,7 @@ pub(crate) use telepath_shared::testing::{
 
 /// Where the service binaries are: this build's, or another build's named
 /// by `TELEPATH_TEST_BIN_DIR` (to see a test fail against an older build).
-fn bin_dir() -> PathBuf {
+pub(crate) fn bin_dir() -> PathBuf {
     std::env::var_os("TELEPATH_TEST_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
