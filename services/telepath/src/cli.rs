@@ -1,4 +1,5 @@
-//! The `telepath` command line: serve (the default) or mint a token.
+//! The `telepath` command line: serve (the default), mint a token, or back
+//! up the database.
 //! `telepath --help` lists every setting of the three services with its
 //! environment variable and default; the all-in-one's own defaults (dev
 //! login on, a development JWT secret) are set here.
@@ -11,6 +12,7 @@ use telepath_shared::config::{DEV_JWT_SECRET, MORE_VARIABLES};
 use telepath_shared::protocol::{Role, UserInfo, user_id_for};
 
 use crate::Config;
+use crate::backup::BackupArgs;
 
 /// Telepath all-in-one: gateway, api and presence in one process.
 #[derive(Debug, Parser)]
@@ -49,6 +51,9 @@ pub enum Command {
     Serve,
     /// Print a token signed with TELEPATH_JWT_SECRET, for deployments without dev login.
     Token(TokenArgs),
+    /// Copy the SQLite database DATABASE_URL names to FILE while it is in use
+    /// (a consistent snapshot; restore by copying FILE back while the api is stopped).
+    Backup(BackupArgs),
 }
 
 /// `telepath token --user NAME [--role admin] [--ttl 1h]`.
@@ -144,6 +149,26 @@ mod tests {
             "telepath", "token", "--user", "ada", "--role", "root", "--secret", "s",
         ];
         assert!(try_parse(&args).is_err());
+    }
+
+    #[test]
+    fn backup_takes_a_file_and_replaces_one_only_with_force() {
+        let parse = |args: &[&str]| match try_parse(args).unwrap().command {
+            Some(Command::Backup(b)) => (b.to, b.force),
+            other => panic!("expected backup, got {other:?}"),
+        };
+        assert_eq!(
+            parse(&["telepath", "backup", "--to", "b.db"]),
+            ("b.db".into(), false)
+        );
+        assert_eq!(
+            parse(&["telepath", "backup", "--to", "b.db", "--force"]),
+            ("b.db".into(), true)
+        );
+        assert!(
+            try_parse(&["telepath", "backup"]).is_err(),
+            "--to is required"
+        );
     }
 
     #[test]

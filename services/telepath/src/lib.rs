@@ -9,6 +9,7 @@
 //! on no port at all, and `/metrics` moves to `TELEPATH_INTERNAL_LISTEN`
 //! with `TELEPATH_METRICS_INTERNAL`.
 
+pub mod backup;
 pub mod cli;
 
 use std::sync::Arc;

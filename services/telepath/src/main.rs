@@ -7,11 +7,23 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_args();
-    if let Some(Command::Token(args)) = &cli.command {
-        println!("{}", args.mint()?);
-        return Ok(());
+    match &cli.command {
+        Some(Command::Token(args)) => println!("{}", args.mint()?),
+        Some(Command::Backup(args)) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            println!(
+                "{}",
+                rt.block_on(telepath::backup::run(&cli.config.api.database_url, args))?
+            );
+        }
+        Some(Command::Serve) | None => {
+            telepath_shared::config::runtime(cli.config.common.worker_threads)?
+                .block_on(serve(cli.config))?;
+        }
     }
-    telepath_shared::config::runtime(cli.config.common.worker_threads)?.block_on(serve(cli.config))
+    Ok(())
 }
 
 async fn serve(config: telepath::Config) -> anyhow::Result<()> {

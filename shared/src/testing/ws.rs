@@ -67,8 +67,9 @@ impl WsClient {
         Self::after_handshake(ws).await
     }
 
-    /// A client on `ws`, once the server's `welcome` came.
-    async fn after_handshake(
+    /// A client on `ws`, a WebSocket already upgraded (over TLS, say, with
+    /// a connector of the test's own), once the server's `welcome` came.
+    pub async fn after_handshake(
         ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     ) -> Result<WsClient, WsError> {
         let mut client = WsClient {

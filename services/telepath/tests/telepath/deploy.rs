@@ -1,7 +1,8 @@
-//! The deployment: the compose file and every config under deploy/ validate
-//! with the real tools, and the same topology as processes
-//! (deploy/local/run.sh: redis-server, api, presence, three gateways,
-//! HAProxy, Prometheus) works through the load balancer.
+//! The deployment as processes (deploy/local/run.sh: redis-server, api,
+//! presence, three gateways, HAProxy, Prometheus): it works through the
+//! load balancer, its dashboard and alerts find their metrics, and the
+//! compose file's health checks pass against it. deploy_config.rs checks
+//! the files themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -11,48 +12,11 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use telepath_shared::testing::WsClient;
 
+use crate::deploy_config::{
+    alert_names, alert_rules, compose_health_check, dashboard_queries, metric_names,
+};
 use crate::helpers::{TestUser, create_room, eventually, get_json, get_text, login};
-use crate::local::{LocalTopology, alive, repo, require, signal};
-
-/// Runs `cmd` in the repository and asserts it succeeds.
-fn succeeds(cmd: &mut Command) {
-    let out = cmd.current_dir(repo()).output().expect("the tool runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The Grafana dashboard the deployment provisions.
-fn dashboard() -> Value {
-    let path = repo().join("deploy/grafana/dashboards/telepath.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("the dashboard is JSON")
-}
-
-/// Every PromQL expression of the dashboard.
-fn dashboard_queries() -> Vec<String> {
-    dashboard()["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-        .map(|t| t["expr"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// The metric names in a PromQL expression (ours, HAProxy's and the process ones).
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .filter(|w| {
-            ["telepath_", "haproxy_", "process_"]
-                .iter()
-                .any(|p| w.starts_with(p))
-        })
-        .map(str::to_owned)
-        .collect()
-}
+use crate::local::{LocalTopology, alive, require, signal};
 
 /// The metric names in a Prometheus text exposition.
 fn exposed_names(text: &str) -> BTreeSet<String> {
@@ -61,69 +25,6 @@ fn exposed_names(text: &str) -> BTreeSet<String> {
         .filter_map(|l| l.split(['{', ' ']).next())
         .map(str::to_owned)
         .collect()
-}
-
-#[test]
-fn the_compose_file_and_every_deploy_config_validate() {
-    for tool in ["docker-compose", "haproxy", "promtool"] {
-        require(tool);
-    }
-    for profile in [None, Some("tracing")] {
-        let mut cmd = Command::new("docker-compose");
-        cmd.env("TELEPATH_JWT_SECRET", "validation-only");
-        if let Some(p) = profile {
-            cmd.args(["--profile", p]);
-        }
-        succeeds(cmd.args(["-f", "docker-compose.yml", "config", "-q"]));
-    }
-    succeeds(
-        Command::new("haproxy")
-            .args(["-c", "-q", "-f", "deploy/haproxy/haproxy.cfg"])
-            .args(["-f", "deploy/haproxy/compose.cfg"])
-            .env("TELEPATH_LB_BIND", "127.0.0.1:1")
-            .env("TELEPATH_LB_METRICS_BIND", "127.0.0.1:2")
-            .env("TELEPATH_LB_MAXCONN", "1000"),
-    );
-    succeeds(Command::new("promtool").args(["check", "config", "deploy/prometheus.yml"]));
-
-    // The dashboard: at least 12 panels, each querying the provisioned datasource.
-    let dash = dashboard();
-    let panels: Vec<&Value> = dash["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["type"] != "row")
-        .collect();
-    assert!(panels.len() >= 12, "only {} panels", panels.len());
-    for p in &panels {
-        assert_eq!(p["datasource"]["uid"], "prometheus", "{}", p["title"]);
-        assert!(
-            !p["targets"].as_array().unwrap().is_empty(),
-            "{} has no query",
-            p["title"]
-        );
-    }
-    let datasource = std::fs::read_to_string(
-        repo().join("deploy/grafana/provisioning/datasources/prometheus.yml"),
-    )
-    .unwrap();
-    assert!(
-        datasource.contains("uid: prometheus") && datasource.contains("http://prometheus:9090")
-    );
-
-    // The image holds every binary the compose file runs.
-    let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
-    let compose = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
-    for bin in ["telepath-api", "telepath-presence", "telepath-gateway"] {
-        assert!(
-            compose.contains(&format!("[\"{bin}\"]")),
-            "compose runs {bin}"
-        );
-        assert!(
-            dockerfile.contains(&format!("target/release/{bin}")),
-            "image has {bin}"
-        );
-    }
 }
 
 /// The node (`gw1`..) each client landed on.
@@ -420,7 +321,8 @@ async fn mute_client(base: &str, token: &str) -> tokio::net::TcpStream {
 }
 
 #[tokio::test]
-async fn every_dashboard_metric_exists_in_a_live_scrape_and_logs_are_json_without_tokens() {
+async fn every_dashboard_and_alert_metric_exists_in_a_live_scrape_and_logs_are_json_without_tokens()
+{
     require("haproxy");
     let topo = LocalTopology::start(&[
         ("TELEPATH_LOG_FORMAT", "json"),
@@ -499,6 +401,14 @@ async fn every_dashboard_metric_exists_in_a_live_scrape_and_logs_are_json_withou
             );
         }
     }
+    // So is every metric the alert rules use or name (a histogram by its
+    // base name, as their descriptions call it).
+    for name in metric_names(&alert_rules()) {
+        assert!(
+            exposed.contains(&name) || exposed.contains(&format!("{name}_count")),
+            "alerts.yml uses {name}, which no process exposes"
+        );
+    }
 
     // And with Prometheus scraping the topology, every panel's query returns series.
     if let Some(prom) = topo.env.get("PROMETHEUS_URL").filter(|u| !u.is_empty()) {
@@ -521,8 +431,36 @@ async fn every_dashboard_metric_exists_in_a_live_scrape_and_logs_are_json_withou
             })
             .await;
         }
+        // Prometheus loaded every alert (run.sh points it at alerts.yml) and
+        // evaluates each without error; none fires on a healthy cluster.
+        let alerts = alert_names();
+        eventually(Duration::from_secs(30), "every alert evaluated", || {
+            let (http, prom, alerts) = (http.clone(), prom.clone(), alerts.clone());
+            async move {
+                let url = format!("{prom}/api/v1/rules?type=alert");
+                let body: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+                let rules: Vec<Value> = body["data"]["groups"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|g| g["rules"].as_array().unwrap().clone())
+                    .collect();
+                let names: BTreeSet<String> = rules
+                    .iter()
+                    .map(|r| r["name"].as_str().unwrap().to_owned())
+                    .collect();
+                assert_eq!(names, alerts, "the alerts Prometheus loaded");
+                for r in &rules {
+                    assert_ne!(r["state"], "firing", "{r}");
+                }
+                rules.iter().all(|r| r["health"] == "ok")
+            }
+        })
+        .await;
     } else {
-        eprintln!("prometheus is not installed: the dashboard queries were checked by name only");
+        eprintln!(
+            "prometheus is not installed: the dashboard queries and alerts were checked by name only"
+        );
     }
 
     // Logs: JSON lines from every service, and no token anywhere (HAProxy's included).
@@ -545,4 +483,54 @@ async fn every_dashboard_metric_exists_in_a_live_scrape_and_logs_are_json_withou
             }
         }
     }
+}
+
+/// Runs a compose health check command here; whether it passed.
+fn passes(check: &[String]) -> bool {
+    Command::new(&check[0])
+        .args(&check[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `check` with `from` (an address it probes) replaced by `to`.
+fn aimed(check: &[String], from: &str, to: &str) -> Vec<String> {
+    assert!(
+        check.iter().any(|a| a.contains(from)),
+        "{check:?} probes {from}"
+    );
+    check.iter().map(|a| a.replace(from, to)).collect()
+}
+
+#[tokio::test]
+async fn the_compose_health_checks_pass_against_the_same_processes_and_fail_without_them() {
+    for tool in ["haproxy", "curl", "docker-compose"] {
+        require(tool);
+    }
+    // Stopping it at the end takes a gateway up to its drain deadline.
+    let topo = LocalTopology::start(&[("TELEPATH_DRAIN_SECS", "2")]);
+    let nobody = format!("127.0.0.1:{}", telepath_shared::testing::free_port());
+    // Telepath's services: curl on their /readyz, in compose on port 8080.
+    for (name, url) in [
+        ("api", topo.env["API_URL"].clone()),
+        ("presence", topo.env["PRESENCE_URL"].clone()),
+        ("gateway", topo.gateway(2).0),
+    ] {
+        let check = compose_health_check(name);
+        let here = url.trim_start_matches("http://");
+        assert!(passes(&aimed(&check, "127.0.0.1:8080", here)), "{name}");
+        assert!(!passes(&aimed(&check, "127.0.0.1:8080", &nobody)), "{name}");
+    }
+    // HAProxy: bash's /dev/tcp and monitor-uri on the metrics port (8405 in compose).
+    let check = compose_health_check("haproxy");
+    let port = topo.env["LB_METRICS_URL"].rsplit(':').next().unwrap();
+    assert!(passes(&aimed(
+        &check,
+        "127.0.0.1/8405",
+        &format!("127.0.0.1/{port}")
+    )));
+    let nobody = nobody.replace(':', "/");
+    assert!(!passes(&aimed(&check, "127.0.0.1/8405", &nobody)));
 }

@@ -52,7 +52,7 @@ pub(crate) use telepath_shared::testing::{
 
 /// Where the service binaries are: this build's, or another build's named
 /// by `TELEPATH_TEST_BIN_DIR` (to see a test fail against an older build).
-fn bin_dir() -> PathBuf {
+pub(crate) fn bin_dir() -> PathBuf {
     std::env::var_os("TELEPATH_TEST_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -72,8 +72,17 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    /// Starts binary `name` with `env`, on a free port, and waits for `/healthz`.
+    /// Starts binary `name` with `env`, on a free port, and waits for `/readyz`.
     pub(crate) async fn start(name: &str, env: &[(&str, String)]) -> Service {
+        Self::start_logging_to(name, env, Stdio::inherit()).await
+    }
+
+    /// [`Service::start`], with the process's stderr (its log) going to `log`.
+    pub(crate) async fn start_logging_to(
+        name: &str,
+        env: &[(&str, String)],
+        log: Stdio,
+    ) -> Service {
         let port = telepath_shared::testing::free_port();
         let internal_port = telepath_shared::testing::free_port();
         let path = bin_dir().join(name);
@@ -94,7 +103,7 @@ impl Service {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         for (k, v) in env {
             cmd.env(k, v);
         }

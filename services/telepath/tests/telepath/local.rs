@@ -1,7 +1,7 @@
 //! The deployment topology as plain processes, started through
 //! `deploy/local/run.sh` exactly as a user starts it: redis-server, the api,
-//! presence, three gateways and HAProxy (and Prometheus when installed),
-//! with the test's binaries and a state directory of its own.
+//! presence, three gateways and HAProxy (HTTP and TLS; Prometheus too when
+//! installed), with the test's binaries and a state directory of its own.
 
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
@@ -34,10 +34,12 @@ impl LocalTopology {
             .unwrap()
             .to_path_buf();
         let lb_port = telepath_shared::testing::free_port().to_string();
+        let lb_tls_port = telepath_shared::testing::free_port().to_string();
         let mut cmd = Command::new("bash");
         cmd.arg(repo().join("deploy/local/run.sh"))
             .env("TELEPATH_BIN_DIR", &bin_dir)
             .env("TELEPATH_LB_PORT", &lb_port)
+            .env("TELEPATH_LB_TLS_PORT", &lb_tls_port)
             .env("TELEPATH_LOCAL_DIR", dir.path())
             .env("TELEPATH_JWT_SECRET", SECRET)
             .env("TELEPATH_LOCAL_MAX_SECS", "300")

@@ -2,19 +2,23 @@
 //! deployment (real processes over a real redis-server).
 
 mod admin;
+mod backup;
 mod cluster;
 mod delivery;
 mod deploy;
+mod deploy_config;
 mod dms;
 mod drain;
 mod edge;
 mod faults;
 mod helpers;
 mod local;
+mod logs;
 mod multinode;
 mod openapi;
 mod presence;
 mod revoke;
 mod roundtrip;
 mod surface;
+mod tls;
 mod traces;
