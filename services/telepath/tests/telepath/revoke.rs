@@ -136,7 +136,8 @@ async fn a_demoted_admins_tokens_stop_working_at_once() {
     let mut live = WsClient::connect(&cluster.gateways[0].url, &admin.token)
         .await
         .unwrap();
-    live.sees_within(Duration::from_millis(1100), |_| false).await;
+    live.sees_within(Duration::from_millis(1100), |_| false)
+        .await;
     // Logging in again with another role is a role change.
     let demoted = login(&http, &api, "boss").await;
     let (reason, code) = bye_and_close(&mut live).await;
