@@ -11,8 +11,9 @@
 # virtualenvs under target/tools. The web tests (scripts/web-test.sh) add
 # chromium through apt, Node.js from PyPI when the machine's is missing or
 # older than 20, and the npm dev dependencies. cargo-machete (the unused
-# dependency check) is built from crates.io into target/tools the first
-# time. Nothing is left running afterwards.
+# dependency check) and cargo-fuzz (the fuzz smoke, scripts/fuzz.sh, with
+# g++ from apt for libFuzzer) are built from crates.io into target/tools
+# the first time. Nothing is left running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +59,8 @@ done
 if cargo fmt --version >/dev/null 2>&1; then
   log "cargo fmt --check"
   cargo fmt --all -- --check
+  # The fuzz targets are a workspace of their own (fuzz/Cargo.toml).
+  rustfmt --edition 2024 --check fuzz/fuzz_targets/*.rs
 fi
 
 if cargo clippy --version >/dev/null 2>&1; then
@@ -79,6 +82,9 @@ log "vendored fastwebsockets = published 0.10.0 + telepath.patch"
 # The multi-process tests start these binaries from the target directory.
 log "building the service binaries"
 cargo build --workspace --bins --locked
+
+log "fuzz smoke: every fuzz target briefly from its seed corpus"
+./scripts/fuzz.sh smoke
 
 log "schemathesis against /openapi.json"
 ./scripts/schemathesis.sh target/debug/telepath
