@@ -11,9 +11,8 @@
 # virtualenvs under target/tools. The web tests (scripts/web-test.sh) add
 # chromium through apt, Node.js from PyPI when the machine's is missing or
 # older than 20, and the npm dev dependencies. cargo-machete (the unused
-# dependency check) and cargo-fuzz (the fuzz smoke, scripts/fuzz.sh, with
-# g++ from apt for libFuzzer) are built from crates.io into target/tools
-# the first time. Nothing is left running afterwards.
+# dependency check) is built from crates.io into target/tools the first
+# time. Nothing is left running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,6 +82,8 @@ log "vendored fastwebsockets = published 0.10.0 + telepath.patch"
 log "building the service binaries"
 cargo build --workspace --bins --locked
 
+# cargo-fuzz is built from crates.io into target/tools the first time, and
+# g++ (for libFuzzer) comes from apt when missing; see docs/FUZZING.md.
 log "fuzz smoke: every fuzz target briefly from its seed corpus"
 ./scripts/fuzz.sh smoke
 
