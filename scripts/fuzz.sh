@@ -64,8 +64,14 @@ cargo_fuzz() {
 targets() { cargo_fuzz list; }
 
 build() {
-  # The committed lockfile as it is (cargo fuzz has no --locked).
-  cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml --target "$(rustc -vV | sed -n 's/^host: //p')"
+  # fuzz/Cargo.lock is committed, but a change to shared's dependencies
+  # outdates it: cargo then adds what is new and keeps every other version.
+  local before
+  before=$(cksum <fuzz/Cargo.lock)
+  cargo fetch --quiet --manifest-path fuzz/Cargo.toml --target "$(rustc -vV | sed -n 's/^host: //p')"
+  if [ "$(cksum <fuzz/Cargo.lock)" != "$before" ]; then
+    printf 'fuzz: fuzz/Cargo.lock was behind the crates it builds and is updated: commit it\n' >&2
+  fi
   cargo_fuzz build "${target_dir[@]}" --sanitizer "$sanitizer" "$@"
 }
 
