@@ -60,6 +60,8 @@ done
 if cargo fmt --version >/dev/null 2>&1; then
   log "cargo fmt --check"
   cargo fmt --all -- --check
+  # The fuzz targets are a workspace of their own (fuzz/Cargo.toml).
+  rustfmt --edition 2024 --check fuzz/fuzz_targets/*.rs
 fi
 
 if cargo clippy --version >/dev/null 2>&1; then
@@ -81,6 +83,11 @@ log "vendored fastwebsockets = published 0.10.0 + telepath.patch"
 # The multi-process tests start these binaries from the target directory.
 log "building the service binaries"
 cargo build --workspace --bins --locked
+
+# cargo-fuzz is built from crates.io into target/tools the first time, and
+# g++ (for libFuzzer) comes from apt when missing; see docs/FUZZING.md.
+log "fuzz smoke: every fuzz target briefly from its seed corpus"
+./scripts/fuzz.sh smoke
 
 log "schemathesis against /openapi.json"
 ./scripts/schemathesis.sh target/debug/telepath

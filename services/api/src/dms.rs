@@ -81,17 +81,7 @@ pub(crate) async fn ack(
     _: Internal,
     JsonBody(acks): JsonBody<InternalAcks>,
 ) -> Result<StatusCode, ApiError> {
-    if acks.user_id.is_empty()
-        || acks.user_id.chars().count() > 64
-        || acks.dms.len() > 1000
-        || acks.cursors.len() > 1000
-        || acks
-            .cursors
-            .iter()
-            .any(|c| !is_canonical_id(&c.room) || c.seq < 0)
-    {
-        return Err(ApiError::bad_request("bad acks"));
-    }
+    acks.check()?;
     let at = now();
     let mut tx = state.db().begin_write().await?;
     for id in &acks.dms {

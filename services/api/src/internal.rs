@@ -9,8 +9,7 @@ use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
     self, DmOutcome, ErrorBody, InternalJoin, InternalMemberships, InternalSendBatch,
-    InternalSendResults, JoinResult, MAX_SEND_BATCH, MemberAction, Memberships, MessagePage, Role,
-    SendOutcome,
+    InternalSendResults, JoinResult, MemberAction, Memberships, MessagePage, Role, SendOutcome,
 };
 
 use crate::auth::Internal;
@@ -76,32 +75,10 @@ pub(crate) async fn send_batch(
     _: Internal,
     JsonBody(req): JsonBody<InternalSendBatch>,
 ) -> Result<Json<InternalSendResults>, ApiError> {
-    if req.sends.len() > MAX_SEND_BATCH || req.dms.len() > MAX_SEND_BATCH {
-        return Err(ApiError::bad_request(format!(
-            "at most {MAX_SEND_BATCH} sends and {MAX_SEND_BATCH} DMs per batch"
-        )));
-    }
     // What the schema bounds refuses the whole batch (a gateway checks the
     // same before it sends, so only another caller can get this); what
     // depends on this api (its byte limit, the room) refuses that send alone.
-    for (i, s) in req.sends.iter().enumerate() {
-        let bounded = s.send.check(usize::MAX);
-        let room = (1..=64).contains(&s.room.chars().count());
-        let trace = s.traceparent.as_ref().is_none_or(|t| t.len() <= 128);
-        if let Err(e) = bounded {
-            return Err(ApiError::new(e.code, format!("sends[{i}]: {}", e.message)));
-        }
-        if !room || !trace {
-            return Err(ApiError::bad_request(format!(
-                "sends[{i}]: room (1-64) or traceparent (≤128) out of bounds"
-            )));
-        }
-    }
-    for (i, dm) in req.dms.iter().enumerate() {
-        if let Err(e) = dm.check(usize::MAX) {
-            return Err(ApiError::new(e.code, format!("dms[{i}]: {}", e.message)));
-        }
-    }
+    req.check()?;
     let max = state.common().max_body_bytes;
     let jobs = req.sends.into_iter().map(|s| {
         room_id(&s.room)?;

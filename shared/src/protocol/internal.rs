@@ -91,6 +91,44 @@ pub struct InternalSendBatch {
     pub dms: Vec<InternalDm>,
 }
 
+impl InternalSendBatch {
+    /// The bounds its schema states, checked before anything of the batch
+    /// is done: at most [`MAX_SEND_BATCH`] sends and DMs, each send's
+    /// [`InternalSend::check`] (with no byte limit: that one is the api's
+    /// own and refuses the send alone), its room 1–64 characters and
+    /// traceparent ≤ 128 bytes, each DM's [`InternalDm::check`]. An error
+    /// names the first bad item. What `POST /internal/messages` refuses the
+    /// whole batch for.
+    pub fn check(&self) -> Result<(), ErrorBody> {
+        if self.sends.len() > MAX_SEND_BATCH || self.dms.len() > MAX_SEND_BATCH {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("at most {MAX_SEND_BATCH} sends and {MAX_SEND_BATCH} DMs per batch"),
+            ));
+        }
+        for (i, s) in self.sends.iter().enumerate() {
+            let bounded = s.send.check(usize::MAX);
+            let room = (1..=64).contains(&s.room.chars().count());
+            let trace = s.traceparent.as_ref().is_none_or(|t| t.len() <= 128);
+            if let Err(e) = bounded {
+                return Err(ErrorBody::new(e.code, format!("sends[{i}]: {}", e.message)));
+            }
+            if !room || !trace {
+                return Err(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    format!("sends[{i}]: room (1-64) or traceparent (≤128) out of bounds"),
+                ));
+            }
+        }
+        for (i, dm) in self.dms.iter().enumerate() {
+            if let Err(e) = dm.check(usize::MAX) {
+                return Err(ErrorBody::new(e.code, format!("dms[{i}]: {}", e.message)));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One send of an [`InternalSendBatch`].
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InternalRoomSend {
@@ -209,6 +247,25 @@ pub struct InternalAcks {
     #[serde(default)]
     #[schema(max_items = 1000)]
     pub cursors: Vec<RoomCursor>,
+}
+
+impl InternalAcks {
+    /// A user id of 1–64 characters, at most 1000 DMs and 1000 cursors,
+    /// each cursor's room canonical and its seq not negative.
+    pub fn check(&self) -> Result<(), ErrorBody> {
+        if self.user_id.is_empty()
+            || self.user_id.chars().count() > 64
+            || self.dms.len() > 1000
+            || self.cursors.len() > 1000
+            || self
+                .cursors
+                .iter()
+                .any(|c| !is_canonical_id(&c.room) || c.seq < 0)
+        {
+            return Err(ErrorBody::new(ErrorCode::BadRequest, "bad acks"));
+        }
+        Ok(())
+    }
 }
 
 /// Most rooms in one [`InternalMemberships`].
@@ -603,6 +660,55 @@ mod tests {
         let mut bad = users(2);
         bad.user_ids[1] = String::new();
         assert!(bad.check().unwrap_err().message.starts_with("user_ids[1]:"));
+    }
+
+    #[test]
+    fn send_batches_and_acks_are_bounded_and_name_the_first_bad_item() {
+        let room = "0190f5a4-7c1e-7c3a-9d2e-1a2b3c4d5e6f";
+        let batch: InternalSendBatch = serde_json::from_value(json!({
+            "sends": [
+                {"room": room, "send": {"from": {"id": "u1", "name": "ada"}, "body": "hi"}},
+                {"room": room, "send": {"from": {"id": "u1", "name": "ada"}, "body": "yo", "kind": "text"}},
+            ],
+            "dms": [{"from": {"id": "u1", "name": "ada"}, "to": "bob", "body": "psst"}],
+        }))
+        .unwrap();
+        assert!(batch.check().is_ok());
+        let mut bad = batch.clone();
+        bad.sends[1].send.kind = Some(String::new());
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .message
+                .starts_with("sends[1]: kind")
+        );
+        let mut bad = batch.clone();
+        bad.sends[1].traceparent = Some("x".repeat(129));
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .message
+                .starts_with("sends[1]: room")
+        );
+        let mut bad = batch.clone();
+        bad.dms[0].body = "x".repeat(MAX_BODY_CHARS + 1);
+        let e = bad.check().unwrap_err();
+        assert_eq!((e.code, &e.message[..7]), (ErrorCode::TooLarge, "dms[0]:"));
+        let mut bad = batch;
+        bad.dms = vec![bad.dms[0].clone(); MAX_SEND_BATCH + 1];
+        assert!(bad.check().is_err());
+
+        let acks = |user: &str, seq: i64| InternalAcks {
+            user_id: user.into(),
+            dms: vec!["m1".into()],
+            cursors: vec![RoomCursor {
+                room: room.into(),
+                seq,
+            }],
+        };
+        assert!(acks("u1", 0).check().is_ok());
+        assert!(acks("u1", -1).check().is_err());
+        assert!(acks("", 3).check().is_err());
     }
 
     #[test]
