@@ -25,14 +25,35 @@ use crate::protocol::{ErrorBody, ErrorCode, ErrorEnvelope};
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// An HTTP status other than the code's own (415, 405, 507).
+    pub status: Option<StatusCode>,
 }
+
+/// What `Retry-After` says on a 503 or 429, seconds.
+pub const RETRY_AFTER_SECS: u32 = 1;
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             code,
             message: message.into(),
+            status: None,
         }
+    }
+    /// This error answered with `status` instead of its code's.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+    /// A request body that is not `application/json`: `bad_request`, 415.
+    pub fn unsupported_media_type() -> Self {
+        Self::bad_request("expected Content-Type: application/json")
+            .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+    }
+    /// The database has no room left: `unavailable`, 507. Writes work again
+    /// once space returns.
+    pub fn storage_full() -> Self {
+        Self::unavailable("the database is full").with_status(StatusCode::INSUFFICIENT_STORAGE)
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
@@ -56,7 +77,10 @@ impl ApiError {
     }
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        self.status.unwrap_or_else(|| {
+            StatusCode::from_u16(self.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        })
     }
     /// The wire body of this error.
     pub fn body(&self) -> ErrorBody {
@@ -79,8 +103,15 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
+    /// The JSON error; a 503 or 429 says when to retry (`Retry-After`).
     fn into_response(self) -> Response {
-        (self.status(), Json(ErrorEnvelope { error: self.body() })).into_response()
+        let status = self.status();
+        let mut resp = (status, Json(ErrorEnvelope { error: self.body() })).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+        }
+        resp
     }
 }
 
@@ -102,15 +133,20 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
+/// Fallback for a route asked with a method it does not serve: 405 in the
+/// JSON error shape (axum adds the `Allow` header listing the methods it
+/// serves). Set it on a router after its last route.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::bad_request("method not allowed on this route (see Allow)")
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+}
+
 /// Maps axum's JSON extractor failures to our error shape (400 malformed,
 /// 413 too large, 415 wrong content type).
 pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
     use axum::extract::rejection::JsonRejection as R;
     match rejection {
-        R::MissingJsonContentType(_) => ApiError::new(
-            ErrorCode::BadRequest,
-            "expected Content-Type: application/json",
-        ),
+        R::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
         R::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(ErrorCode::TooLarge, "request body too large")
         }

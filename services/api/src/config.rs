@@ -40,6 +40,11 @@ pub struct ApiConfig {
     /// How long a DM waits in the offline queue, e.g. `7d`, `12h`.
     #[arg(long, env = "TELEPATH_OFFLINE_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
     pub offline_ttl: Duration,
+    /// Largest the database may grow, bytes [default: as large as the disk
+    /// allows]. Past it writes get 507 (`unavailable`) until space is freed.
+    #[arg(long, env = "TELEPATH_DB_MAX_BYTES", help_heading = ADVANCED,
+        value_parser = clap::value_parser!(u64).range(65_536..))]
+    pub db_max_bytes: Option<u64>,
     /// Most room messages per group-commit transaction (1 turns group commit off).
     #[arg(long, env = "TELEPATH_COMMIT_BATCH", default_value_t = 256,
         value_parser = clap::value_parser!(u16).range(1..), help_heading = ADVANCED)]

@@ -63,12 +63,13 @@ pub(crate) async fn begin_write(
 
 /// Opens `url` (creating the file if needed), migrates it, starts the
 /// checkpointer, and returns the pools.
-pub(crate) async fn open(url: &str) -> anyhow::Result<Pools> {
-    open_with(url, WRITER_CHECKPOINT_PAGES).await
+/// `max_bytes` bounds the file (`PRAGMA max_page_count` on the writer).
+pub(crate) async fn open(url: &str, max_bytes: Option<u64>) -> anyhow::Result<Pools> {
+    open_with(url, WRITER_CHECKPOINT_PAGES, max_bytes).await
 }
 
 /// [`open`], with the writer checkpointing after `writer_pages` WAL pages.
-async fn open_with(url: &str, writer_pages: u32) -> anyhow::Result<Pools> {
+async fn open_with(url: &str, writer_pages: u32, max_bytes: Option<u64>) -> anyhow::Result<Pools> {
     let opts = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -84,6 +85,21 @@ async fn open_with(url: &str, writer_pages: u32) -> anyhow::Result<Pools> {
     let write = SqlitePoolOptions::new()
         .max_connections(1)
         .test_before_acquire(false)
+        // The size bound is per connection: set on each writer connection
+        // (readers never grow the file).
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if let Some(max) = max_bytes {
+                    use sqlx::Executor as _;
+                    let (page_size,): (i64,) =
+                        sqlx::query_as("PRAGMA page_size").fetch_one(&mut *conn).await?;
+                    let pages = max / page_size.max(512) as u64;
+                    conn.execute(format!("PRAGMA max_page_count = {pages}").as_str())
+                        .await?;
+                }
+                Ok(())
+            })
+        })
         .connect_with(
             opts.clone()
                 .pragma("wal_autocheckpoint", writer_pages.to_string())
@@ -144,7 +160,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         // A low threshold, so a few thousand pages show what 10,000 would.
-        let pools = open_with(&url, 200).await.unwrap();
+        let pools = open_with(&url, 200, None).await.unwrap();
         sqlx::query("CREATE TABLE scratch (b BLOB)")
             .execute(&pools.write)
             .await

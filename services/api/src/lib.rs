@@ -41,7 +41,7 @@ use telepath_shared::config::Common;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::http::serve::serve_surfaces;
-use telepath_shared::http::{ApiError, not_found};
+use telepath_shared::http::{ApiError, method_not_allowed, not_found};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -103,7 +103,7 @@ impl ApiState {
         registry: Registry,
         presence: InternalClient,
     ) -> anyhow::Result<ApiState> {
-        let db = db::open(&config.database_url).await?;
+        let db = db::open(&config.database_url, config.db_max_bytes).await?;
         let write = &db.write;
         presence_events::spawn(bus.clone(), inbound, write.clone());
         dms::spawn_cleanup(write.clone());
@@ -276,6 +276,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api_routes().into_openapi();
     doc.merge(internal_api_routes().into_openapi());
     doc.merge(ops_routes().into_openapi());
+    openapi::add_common_responses(&mut doc);
     doc
 }
 
@@ -329,7 +330,8 @@ pub fn router(state: ApiState, http: &HttpMetrics) -> Router {
             .route("/readyz", get(ops::readyz))
             .with_state(state.clone());
     }
-    http.layer(ops.merge(routes(state)).fallback(not_found))
+    http.layer(ops.merge(routes(state)).fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed))
 }
 
 /// What the internal listener serves: [`internal_routes`], `/healthz`, the
@@ -345,7 +347,8 @@ pub fn internal_router(state: ApiState, http: &HttpMetrics) -> Router {
     http.layer(
         ops.with_state(state.clone())
             .merge(internal_routes(state))
-            .fallback(not_found),
+            .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed),
     )
 }
 

@@ -129,3 +129,35 @@ fn presence_user_connections() {}
     security(("internal" = [])))]
 #[allow(dead_code)]
 fn presence_reports() {}
+
+/// Adds the answers every route may give beyond its own: 415 to every
+/// operation that takes a JSON body, 507 to every operation that writes
+/// (the database is full).
+pub(crate) fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let writes = [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        for op in writes.into_iter().flatten() {
+            let responses = &mut op.responses.responses;
+            if op.request_body.is_some() {
+                responses
+                    .entry("415".into())
+                    .or_insert_with(|| error("Content-Type is not application/json").into());
+            }
+            responses
+                .entry("507".into())
+                .or_insert_with(|| error("The database is full").into());
+        }
+    }
+}

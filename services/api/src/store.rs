@@ -19,7 +19,18 @@ pub(crate) fn now() -> DateTime<Utc> {
 
 /// Maps a database error to a logged internal error.
 pub(crate) fn db_err(e: sqlx::Error) -> ApiError {
+    if is_full(&e) {
+        tracing::warn!(error = %e, "the database is full");
+        return ApiError::storage_full();
+    }
     ApiError::internal(e)
+}
+
+/// Whether `e` is SQLite's "database or disk is full" (`SQLITE_FULL`): the
+/// disk, or `TELEPATH_DB_MAX_BYTES`.
+pub(crate) fn is_full(e: &sqlx::Error) -> bool {
+    const SQLITE_FULL: &str = "13";
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_FULL))
 }
 
 #[derive(FromRow)]

@@ -194,8 +194,9 @@ async fn commit_batch(
     let outcomes = match persist_all(pool, &batch).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
-            // The transaction failed as a whole: nothing was committed.
-            let err = ApiError::internal(e);
+            // The transaction failed as a whole: nothing was committed (a
+            // full database: `unavailable`, and the next batch tries again).
+            let err = crate::store::db_err(e);
             for job in batch {
                 let _ = job.reply.send(Err(err.clone()));
             }

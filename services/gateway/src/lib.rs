@@ -30,7 +30,7 @@ use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::Common;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::http::observe::HttpMetrics;
-use telepath_shared::http::{ApiError, not_found};
+use telepath_shared::http::{ApiError, method_not_allowed, not_found};
 use telepath_shared::protocol::{BROADCAST_CHANNEL, NODES_CHANNEL, PRESENCE_CHANNEL, node_channel};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -308,7 +308,8 @@ pub fn router(state: GatewayState) -> Router {
     let router = ops
         .with_state(state.clone())
         .merge(routes(state))
-        .fallback(not_found);
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     http.layer(router)
 }
 
@@ -324,6 +325,7 @@ pub fn internal_router(state: GatewayState) -> Router {
         ops = ops.route("/metrics", get(metrics));
     }
     ops.with_state(state).fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn metrics(State(s): State<GatewayState>) -> axum::response::Response {

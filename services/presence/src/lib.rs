@@ -40,7 +40,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use telepath_shared::http::not_found;
+use telepath_shared::http::{method_not_allowed, not_found};
 use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::telemetry;
 use tokio::net::TcpListener;
@@ -67,7 +67,8 @@ pub fn router(state: PresenceState, http: &HttpMetrics) -> Router {
     http.layer(
         routes(state.clone())
             .merge(ops.with_state(state))
-            .fallback(not_found),
+            .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed),
     )
 }
 
@@ -81,7 +82,8 @@ pub fn internal_router(state: PresenceState, http: &HttpMetrics) -> Router {
     http.layer(
         internal_routes(state.clone())
             .merge(ops.with_state(state))
-            .fallback(not_found),
+            .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed),
     )
 }
 

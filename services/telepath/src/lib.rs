@@ -31,7 +31,7 @@ use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::config::Common;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::http::observe::HttpMetrics;
-use telepath_shared::http::{ApiError, not_found};
+use telepath_shared::http::{ApiError, method_not_allowed, not_found};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -109,7 +109,8 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     // Presence calls nobody; the api calls presence; the gateway both.
     let presence =
         PresenceState::build(common.clone(), presence, presence_bus, registry.clone()).await?;
-    let presence_routes = telepath_presence::internal_routes(presence.clone()).fallback(not_found);
+    let presence_routes = telepath_presence::internal_routes(presence.clone()).fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     let presence_client = InternalClient::local("presence", http.layer(presence_routes), &token);
     let api = ApiState::build_with(
         common.clone(),
@@ -120,7 +121,8 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         presence_client.clone(),
     )
     .await?;
-    let api_routes = telepath_api::internal_routes(api.clone()).fallback(not_found);
+    let api_routes = telepath_api::internal_routes(api.clone()).fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     let api_client = InternalClient::local("api", http.layer(api_routes), &token);
     let gateway = GatewayState::build_with(
         common,
@@ -157,7 +159,8 @@ pub fn router(node: Node) -> Router {
         .merge(telepath_api::routes(node.api))
         .merge(telepath_presence::routes(node.presence))
         .merge(telepath_gateway::routes(node.gateway))
-        .fallback(not_found);
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     node.http.layer(router)
 }
 
@@ -173,6 +176,7 @@ pub fn internal_router(node: Node) -> Router {
         ops = ops.route("/metrics", get(metrics));
     }
     ops.with_state(node).fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn metrics(State(n): State<Node>) -> axum::response::Response {

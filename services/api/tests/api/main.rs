@@ -8,3 +8,4 @@ mod helpers;
 mod messages;
 mod outage;
 mod rooms;
+mod semantics;
