@@ -55,10 +55,23 @@ impl Pools {
 /// A write transaction that takes SQLite's write lock at once (`BEGIN
 /// IMMEDIATE`), so it waits for the lock up front instead of failing
 /// half-way when a read turns into a write.
+///
+/// A write that failed inside SQLite (a full database) can leave the
+/// connection believing a transaction is still open after SQLite rolled it
+/// back itself; `BEGIN` is then refused on it for good. Such a connection is
+/// closed here and the pool opens a fresh one, so writes work again once
+/// space returns.
 pub(crate) async fn begin_write(
     pool: &SqlitePool,
 ) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
+    match pool.begin_with("BEGIN IMMEDIATE").await {
+        Err(sqlx::Error::InvalidSavePointStatement) => {
+            tracing::warn!("the writer connection was left in a failed transaction: reopening it");
+            pool.acquire().await?.close().await?;
+            pool.begin_with("BEGIN IMMEDIATE").await
+        }
+        began => began,
+    }
 }
 
 /// Opens `url` (creating the file if needed), migrates it, starts the
@@ -91,10 +104,12 @@ async fn open_with(url: &str, writer_pages: u32, max_bytes: Option<u64>) -> anyh
             Box::pin(async move {
                 if let Some(max) = max_bytes {
                     use sqlx::Executor as _;
-                    let (page_size,): (i64,) =
-                        sqlx::query_as("PRAGMA page_size").fetch_one(&mut *conn).await?;
+                    let (page_size,): (i64,) = sqlx::query_as("PRAGMA page_size")
+                        .fetch_one(&mut *conn)
+                        .await?;
                     let pages = max / page_size.max(512) as u64;
-                    conn.execute(format!("PRAGMA max_page_count = {pages}").as_str())
+                    let pragma = format!("PRAGMA max_page_count = {pages}");
+                    conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(pragma)))
                         .await?;
                 }
                 Ok(())

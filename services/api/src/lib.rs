@@ -330,8 +330,11 @@ pub fn router(state: ApiState, http: &HttpMetrics) -> Router {
             .route("/readyz", get(ops::readyz))
             .with_state(state.clone());
     }
-    http.layer(ops.merge(routes(state)).fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed))
+    http.layer(
+        ops.merge(routes(state))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed),
+    )
 }
 
 /// What the internal listener serves: [`internal_routes`], `/healthz`, the
@@ -348,7 +351,7 @@ pub fn internal_router(state: ApiState, http: &HttpMetrics) -> Router {
         ops.with_state(state.clone())
             .merge(internal_routes(state))
             .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed),
+            .method_not_allowed_fallback(method_not_allowed),
     )
 }
 

@@ -147,7 +147,12 @@ pub(crate) fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
             .build()
     };
     for item in doc.paths.paths.values_mut() {
-        let writes = [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        let writes = [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
         for op in writes.into_iter().flatten() {
             let responses = &mut op.responses.responses;
             if op.request_body.is_some() {

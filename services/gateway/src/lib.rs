@@ -324,7 +324,8 @@ pub fn internal_router(state: GatewayState) -> Router {
     if state.common().metrics_internal {
         ops = ops.route("/metrics", get(metrics));
     }
-    ops.with_state(state).fallback(not_found)
+    ops.with_state(state)
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 

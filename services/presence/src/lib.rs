@@ -40,8 +40,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use telepath_shared::http::{method_not_allowed, not_found};
 use telepath_shared::http::observe::HttpMetrics;
+use telepath_shared::http::{method_not_allowed, not_found};
 use telepath_shared::telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -68,7 +68,7 @@ pub fn router(state: PresenceState, http: &HttpMetrics) -> Router {
         routes(state.clone())
             .merge(ops.with_state(state))
             .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed),
+            .method_not_allowed_fallback(method_not_allowed),
     )
 }
 
@@ -83,7 +83,7 @@ pub fn internal_router(state: PresenceState, http: &HttpMetrics) -> Router {
         internal_routes(state.clone())
             .merge(ops.with_state(state))
             .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed),
+            .method_not_allowed_fallback(method_not_allowed),
     )
 }
 

@@ -109,7 +109,8 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
     // Presence calls nobody; the api calls presence; the gateway both.
     let presence =
         PresenceState::build(common.clone(), presence, presence_bus, registry.clone()).await?;
-    let presence_routes = telepath_presence::internal_routes(presence.clone()).fallback(not_found)
+    let presence_routes = telepath_presence::internal_routes(presence.clone())
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let presence_client = InternalClient::local("presence", http.layer(presence_routes), &token);
     let api = ApiState::build_with(
@@ -121,7 +122,8 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         presence_client.clone(),
     )
     .await?;
-    let api_routes = telepath_api::internal_routes(api.clone()).fallback(not_found)
+    let api_routes = telepath_api::internal_routes(api.clone())
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let api_client = InternalClient::local("api", http.layer(api_routes), &token);
     let gateway = GatewayState::build_with(
@@ -175,7 +177,8 @@ pub fn internal_router(node: Node) -> Router {
     if node.gateway.common().metrics_internal {
         ops = ops.route("/metrics", get(metrics));
     }
-    ops.with_state(node).fallback(not_found)
+    ops.with_state(node)
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
 

@@ -411,7 +411,10 @@ async fn close_frames(t: &Target) {
             Err(_) => break false,
         }
     };
-    assert!(ended, "the TCP connection ends within 1 s of the echo: {frames:?}");
+    assert!(
+        ended,
+        "the TCP connection ends within 1 s of the echo: {frames:?}"
+    );
     assert_eq!(
         frames.last().and_then(|f| f.close_code()),
         Some(1000),
