@@ -22,12 +22,14 @@ bin=${TELEPATH_BIN_DIR:-target/release}
 # generator uses) in the servers too, and rebuild them unlike a plain build.
 cargo build --release --locked -p telepath-api --bins >&2
 cargo build --release --locked -p telepath-loadtest --bins >&2
+# An explicit internal token: builds derive it differently (an A/B baseline).
+export TELEPATH_INTERNAL_TOKEN=bench-internal-token
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 one_run() { # $1 = commit batch, $2 = output file
-  local dir redis_port api_port internal_port redis_pid api_pid
+  local dir redis_port api_port internal_port internal_url redis_pid api_pid
   dir=$(mktemp -d -p "$work")
   redis_port=$(free_port)
   redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
@@ -38,9 +40,13 @@ one_run() { # $1 = commit batch, $2 = output file
     DATABASE_URL="sqlite://$dir/bench.db" TELEPATH_JWT_SECRET=bench TELEPATH_DEV_LOGIN=1 \
     TELEPATH_COMMIT_BATCH="$1" RUST_LOG=warn "$bin/telepath-api" 2>"$dir/api.log" &
   api_pid=$!
+  # Builds from before internal listeners (an A/B baseline) serve the
+  # internal routes on their public port.
+  internal_url="http://127.0.0.1:$internal_port"
+  "$bin/telepath-api" --help | grep -q TELEPATH_INTERNAL_LISTEN || internal_url="http://127.0.0.1:$api_port"
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   TELEPATH_JWT_SECRET=bench target/release/telepath-load api-send --url "http://127.0.0.1:$api_port" \
-    --internal-url "http://127.0.0.1:$internal_port" \
+    --internal-url "$internal_url" \
     --duration "$duration" --concurrency "$concurrency" --rooms 10 >"$2"
   kill "$api_pid" "$redis_pid"
   wait "$api_pid" "$redis_pid" 2>/dev/null || true

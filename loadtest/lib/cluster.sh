@@ -172,6 +172,11 @@ cluster_start() {
   PRESENCE_URL="http://127.0.0.1:$PRESENCE_PORT"
   API_INTERNAL_URL="http://127.0.0.1:$API_INTERNAL_PORT"
   PRESENCE_INTERNAL_URL="http://127.0.0.1:$PRESENCE_INTERNAL_PORT"
+  # Builds from before internal listeners (an A/B baseline) serve their
+  # internal routes on their public port.
+  if ! "$bin/telepath-api" --help 2>/dev/null | grep -q TELEPATH_INTERNAL_LISTEN; then
+    API_INTERNAL_URL=$API_URL PRESENCE_INTERNAL_URL=$PRESENCE_URL
+  fi
   SERVER_PIDS=(); GATEWAY_PIDS=(); GATEWAY_PORTS=(); GATEWAY_REDIS=(); GATEWAY_URLS=""
   PROXY_PIDS=(); PROXY_CONTROLS=()
   start_redis

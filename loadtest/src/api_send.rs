@@ -29,6 +29,10 @@ pub(crate) struct Args {
     /// JWT secret of the deployment (the internal token is derived from it).
     #[arg(long, env = "TELEPATH_JWT_SECRET", default_value = telepath_shared::config::DEV_JWT_SECRET)]
     secret: String,
+    /// The internal token, when the deployment sets one explicitly
+    /// (`TELEPATH_INTERNAL_TOKEN`) [default: derived from the secret].
+    #[arg(long, env = "TELEPATH_INTERNAL_TOKEN", hide_env_values = true)]
+    internal_token: Option<String>,
     /// Rooms to spread the messages over.
     #[arg(long, default_value_t = 10)]
     rooms: usize,
@@ -100,7 +104,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let (user, rooms) = setup(&http, &base, args.rooms).await?;
-    let token = derive_internal_token(&args.secret);
+    let token = args
+        .internal_token
+        .clone()
+        .unwrap_or_else(|| derive_internal_token(&args.secret));
     let body = "x".repeat(args.body_bytes);
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 60_000_000, 3,

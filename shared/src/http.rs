@@ -165,9 +165,15 @@ where
 {
     type Rejection = ApiError;
 
+    /// A body with another `Content-Type` gets 415; a request with no
+    /// `Content-Type` at all (no body) 400, like any missing field.
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let typed = req.headers().contains_key(axum::http::header::CONTENT_TYPE);
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(_)) if !typed => {
+                Err(ApiError::bad_request("a JSON body is required"))
+            }
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
