@@ -328,6 +328,10 @@ impl RevocationList {
 
     /// Waits until the list has been loaded once, at most `within`; whether it was.
     pub async fn loaded_within(&self, within: std::time::Duration) -> bool {
+        // Loaded once, loaded for good: no subscription nor timer then.
+        if *self.loaded.borrow() {
+            return true;
+        }
         let mut rx = self.loaded.subscribe();
         tokio::time::timeout(within, rx.wait_for(|loaded| *loaded))
             .await
