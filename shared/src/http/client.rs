@@ -58,7 +58,7 @@ impl std::fmt::Debug for InternalClient {
 }
 
 impl InternalClient {
-    /// A client of `service` at `base` (e.g. `http://127.0.0.1:8081`),
+    /// A client of `service` at `base` (e.g. `http://127.0.0.1:9081`),
     /// sending `token` as `X-Telepath-Internal`.
     pub fn new(service: &'static str, base: &str, token: &str) -> Self {
         let http = reqwest::Client::builder()

@@ -623,3 +623,89 @@ async fn every_service_times_out_slow_clients_and_bounds_its_connections() {
     });
     futures_util::future::join_all(checks).await;
 }
+
+/// HOSTILE.md 3: an oversized request head (one 1 MB header value, or
+/// 10,000 headers) gets 431 or a close, at once, on every kind of service,
+/// and the service goes on answering others.
+#[tokio::test]
+async fn an_oversized_request_head_is_refused_and_the_service_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = start_cluster_with(1, 1, &[]).await;
+    let targets = [
+        cluster.api.url.clone(),
+        cluster.presence[0].url.clone(),
+        cluster.gateways[0].url.clone(),
+    ];
+    let huge_value = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let many_headers = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..10_000)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
+    for base in &targets {
+        let addr = base.trim_start_matches("http://");
+        for (case, head) in [
+            ("a 1 MB header", &huge_value),
+            ("10,000 headers", &many_headers),
+        ] {
+            let started = std::time::Instant::now();
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // The server may stop reading (and close) before all of it is written.
+            let _ = tcp.write_all(head.as_bytes()).await;
+            let mut answer = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+            assert!(read.is_ok(), "{base}, {case}: the connection is not ended");
+            let text = String::from_utf8_lossy(&answer);
+            assert!(
+                text.is_empty() || text.starts_with("HTTP/1.1 431"),
+                "{base}, {case}: {text}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(5), "{base}, {case}");
+        }
+        // Still serving.
+        let status = Client::new()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{base}");
+    }
+}
+
+/// HOSTILE.md 36 and 37: a client that never answers the server's pings
+/// (or vanished without a FIN) is closed within two heartbeats.
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed_within_two_heartbeats() {
+    let cluster = start_cluster_with(1, 1, &[]).await;
+    let heartbeat = cluster.heartbeat();
+    let t = Target::new(&cluster.api.url).await;
+    let t = Target {
+        base: cluster.gateways[0].url.clone(),
+        ..t
+    };
+    let mut ws = t.open().await;
+    let started = std::time::Instant::now();
+    // Read what comes (pings among it) and answer nothing.
+    let mut pings = 0;
+    let code = loop {
+        match ws.next_frame(heartbeat * 4).await {
+            Ok(Some(f)) if f.opcode == op::PING => pings += 1,
+            Ok(Some(f)) if f.opcode == op::CLOSE => break f.close_code(),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break None,
+        }
+    };
+    let took = started.elapsed();
+    assert!(pings >= 1, "the server pinged");
+    assert_eq!(code, Some(1011));
+    assert!(
+        took <= heartbeat * 3,
+        "closed after {took:?} (heartbeat {heartbeat:?})"
+    );
+}
