@@ -73,7 +73,7 @@ struct Inner {
     presence: presence::PresenceClient,
     registry: Registry,
     /// Users whose older tokens are refused.
-    revocations: RevocationList,
+    revocations: Arc<RevocationList>,
 }
 
 impl ApiState {
@@ -114,7 +114,7 @@ impl ApiState {
         let keys = JwtKeys::new(&common.jwt_secret);
         let internal_token = common.internal_token();
         let presence = presence::PresenceClient::new(presence);
-        let revocations = RevocationList::new();
+        let revocations = Arc::new(RevocationList::new());
         revocations.load(&revoke::load(&db.read).await?);
         Ok(ApiState {
             inner: Arc::new(Inner {
@@ -194,6 +194,12 @@ impl ApiState {
     /// The revoked users, for every token check.
     pub(crate) fn revocations(&self) -> &RevocationList {
         &self.inner.revocations
+    }
+
+    /// The same list, for another part of the same process to check tokens
+    /// against (the all-in-one's presence).
+    pub fn shared_revocations(&self) -> Arc<RevocationList> {
+        self.inner.revocations.clone()
     }
 
     /// Presence's query routes.

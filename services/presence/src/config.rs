@@ -17,6 +17,15 @@ pub struct PresenceConfig {
     /// A typing indicator not refreshed for this long is announced `active:false`, ms.
     #[arg(long, env = "TELEPATH_TYPING_TTL_MS", default_value_t = 6_000)]
     pub typing_ttl_ms: u64,
+    /// The api's internal listener, to read the token revocations from
+    /// (then `GET /presence/online` refuses revoked tokens) [default: none;
+    /// the all-in-one shares the api's list].
+    #[arg(
+        id = "presence_api_url",
+        long = "presence-api-url",
+        env = "TELEPATH_API_URL"
+    )]
+    pub api_url: Option<String>,
 }
 
 impl PresenceConfig {

@@ -50,6 +50,8 @@ pub use config::{Cli, PresenceConfig};
 pub use report::{MAX_FIELD_BYTES, MAX_HEARTBEAT_CONNS, MAX_REPORTS};
 pub use route::{internal_routes, routes};
 pub use state::PresenceState;
+
+pub mod revocations;
 pub use telepath_shared::protocol::{PresenceSummary, UserConnections};
 
 /// Where presence serves its internal routes when `TELEPATH_INTERNAL_LISTEN` is unset.

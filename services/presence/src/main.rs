@@ -26,16 +26,28 @@ async fn serve(Cli { common, presence }: Cli) -> anyhow::Result<()> {
         .check_secret("telepath-presence")
         .map_err(anyhow::Error::msg)?;
     let url = common.redis_url.clone().context("REDIS_URL is required")?;
-    let (bus, _inbound) = RedisBus::connect(&url, INBOUND_CAPACITY)
+    let (bus, inbound) = RedisBus::connect(&url, INBOUND_CAPACITY)
         .await
         .context("connect the redis bus")?;
+    let bus: Arc<dyn telepath_shared::bus::Bus> = Arc::new(bus);
     let listen = common.listen;
     let internal_addr = match common.internal_listen {
         Some(addr) => addr,
         None => telepath_presence::DEFAULT_INTERNAL_LISTEN.parse()?,
     };
     let registry = telemetry::registry("presence");
-    let state = PresenceState::build(common, presence, Arc::new(bus), registry).await?;
+    let api = presence.api_url.clone().map(|url| {
+        telepath_shared::http::client::InternalClient::new("api", &url, &common.internal_token())
+    });
+    let state = PresenceState::build(common, presence, bus.clone(), registry).await?;
+    // Revoked tokens are refused too when presence knows the api.
+    if let Some(api) = api {
+        let list = Arc::new(telepath_shared::auth::RevocationList::new());
+        state.check_revocations(list.clone());
+        tokio::spawn(telepath_presence::revocations::follow(
+            list, api, bus, inbound,
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("bind {listen}"))?;

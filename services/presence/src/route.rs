@@ -77,16 +77,28 @@ async fn require_internal(
 }
 
 /// The verified claims of the request's bearer token, or 401.
-fn authenticate(state: &PresenceState, headers: &HeaderMap) -> Result<Claims, ApiError> {
+async fn authenticate(state: &PresenceState, headers: &HeaderMap) -> Result<Claims, ApiError> {
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer)
         .ok_or_else(ApiError::unauthorized)?;
-    state.keys().verify(token).map_err(|e| {
+    let claims = state.keys().verify(token).map_err(|e| {
         tracing::debug!(error = %e, "token refused");
         ApiError::unauthorized()
-    })
+    })?;
+    if let Some(revocations) = state.revocations() {
+        if !revocations
+            .loaded_within(std::time::Duration::from_secs(2))
+            .await
+        {
+            return Err(ApiError::unavailable("the revocations are not read yet"));
+        }
+        if revocations.is_revoked(&claims) {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    Ok(claims)
 }
 
 /// Applies `reports` received at `now_ms` and publishes what they changed.
@@ -144,7 +156,7 @@ async fn online(
     State(state): State<PresenceState>,
     headers: HeaderMap,
 ) -> Result<Json<OnlineUsers>, ApiError> {
-    authenticate(&state, &headers)?;
+    authenticate(&state, &headers).await?;
     let mut users = state.store().online(state.now_ms()).await?;
     sort_users(&mut users);
     Ok(Json(OnlineUsers { users }))

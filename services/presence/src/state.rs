@@ -46,6 +46,9 @@ struct Inner {
     drain: Duration,
     http_policy: telepath_shared::http::serve::Policy,
     metrics_internal: bool,
+    /// The revoked users, once someone hands them over
+    /// ([`PresenceState::check_revocations`]).
+    revocations: std::sync::OnceLock<Arc<telepath_shared::auth::RevocationList>>,
     clock: Clock,
     metrics: Metrics,
     registry: Registry,
@@ -113,6 +116,7 @@ impl PresenceState {
                 drain: common.drain(),
                 http_policy: common.http_policy(),
                 metrics_internal: common.metrics_internal,
+                revocations: std::sync::OnceLock::new(),
                 heartbeat_ms: common.heartbeat_ms.max(1),
                 clock,
                 metrics,
@@ -128,6 +132,16 @@ impl PresenceState {
 
     pub(crate) fn store(&self) -> &dyn PresenceStore {
         self.inner.store.as_ref()
+    }
+
+    /// From now on, tokens `list` covers are refused (set once).
+    pub fn check_revocations(&self, list: Arc<telepath_shared::auth::RevocationList>) {
+        let _ = self.inner.revocations.set(list);
+    }
+
+    /// The revoked users, when presence checks them.
+    pub(crate) fn revocations(&self) -> Option<&telepath_shared::auth::RevocationList> {
+        self.inner.revocations.get().map(|l| l.as_ref())
     }
 
     pub(crate) fn keys(&self) -> &JwtKeys {

@@ -122,6 +122,7 @@ pub async fn build(config: Config) -> anyhow::Result<Node> {
         presence_client.clone(),
     )
     .await?;
+    presence.check_revocations(api.shared_revocations());
     let api_routes = telepath_api::internal_routes(api.clone())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -48,6 +48,24 @@ async fn a_revoked_users_connections_close_on_every_gateway_within_a_second_and_
     let ada = login(&http, &api, "ada").await;
     let bob = login(&http, &api, "bob").await;
     let (gw0, gw1) = (&cluster.gateways[0].url, &cluster.gateways[1].url);
+    // A presence that reads the revocations from the api.
+    let checking_presence = Service::start(
+        "telepath-presence",
+        &[
+            ("REDIS_URL", cluster.redis.url()),
+            ("TELEPATH_API_URL", cluster.api.internal_url.clone()),
+        ],
+    )
+    .await;
+    let online_url = format!("{}/presence/online", checking_presence.url);
+    let status = http
+        .get(&online_url)
+        .bearer_auth(&ada.token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "before the revocation");
     let mut on0 = WsClient::connect(gw0, &ada.token).await.unwrap();
     let mut on1 = WsClient::connect(gw1, &ada.token).await.unwrap();
     let mut bystander = WsClient::connect(gw1, &bob.token).await.unwrap();
@@ -100,11 +118,24 @@ async fn a_revoked_users_connections_close_on_every_gateway_within_a_second_and_
             .await
     );
 
-    // The old token: refused on every gateway and by the api.
+    // The old token: refused on every gateway, by the api and by a
+    // presence that knows the api.
     for gw in [gw0, gw1] {
         assert_eq!(refused(WsClient::connect(gw, &ada.token).await), 401);
     }
     assert_eq!(rooms_status(&http, &api, &ada.token).await, 401);
+    let online = |token: String| {
+        let (http, url) = (http.clone(), checking_presence.url.clone());
+        async move {
+            http.get(format!("{url}/presence/online"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    eventually_status(|| online(ada.token.clone()), 401).await;
     // A gateway started after the revocation refuses it too.
     let late = Service::start(
         "telepath-gateway",
@@ -122,6 +153,7 @@ async fn a_revoked_users_connections_close_on_every_gateway_within_a_second_and_
     // A token issued from now on works.
     let fresh = login(&http, &api, "ada").await;
     assert_eq!(rooms_status(&http, &api, &fresh.token).await, 200);
+    assert_eq!(online(fresh.token.clone()).await, 200);
     let mut again = WsClient::connect(gw0, &fresh.token).await.unwrap();
     assert!(again.ok(json!({"type": "ping"})).await["pong"].is_i64());
     WsClient::connect(&late.url, &fresh.token).await.unwrap();
@@ -196,4 +228,51 @@ async fn nbf_in_the_future_and_iat_in_the_future_are_refused() {
         assert_eq!(rooms_status(&http, &api, &token).await, 200, "{case}");
         WsClient::connect(gw, &token).await.unwrap();
     }
+}
+
+/// Polls `status` until it returns `want` (the bus takes a moment), at most 2 s.
+async fn eventually_status<F, Fut>(mut status: F, want: u16)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StatusCode>,
+{
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let got = status().await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {got}, not {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn in_the_all_in_one_a_revoked_token_is_refused_everywhere() {
+    let node = crate::helpers::spawn_node(|_| {}).await;
+    let http = Client::new();
+    let root = login_as(&http, &node.url, "root", "admin").await;
+    let ada = login(&http, &node.url, "ada").await;
+    let mut live = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    live.sees_within(Duration::from_millis(1100), |_| false)
+        .await;
+    let resp = http
+        .post(format!("{}/admin/users/{}/revoke", node.url, ada.id))
+        .bearer_auth(&root.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (reason, code) = bye_and_close(&mut live).await;
+    assert_eq!((reason, code), (json!("token_revoked"), Some(4001)));
+    assert_eq!(refused(WsClient::connect(&node.url, &ada.token).await), 401);
+    assert_eq!(rooms_status(&http, &node.url, &ada.token).await, 401);
+    let online = http
+        .get(format!("{}/presence/online", node.url))
+        .bearer_auth(&ada.token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(online, 401, "presence shares the api's list");
 }
