@@ -2,7 +2,9 @@
 //! and the acks and pending-DM routes in dms.rs), decoded as axum's `Json`
 //! decodes them and validated as the handlers validate them before they
 //! touch the database: the send batch (`POST /internal/messages`), joins
-//! and leaves, memberships, acks, pending DMs, connection events. Each
+//! and leaves, memberships, acks, pending DMs, connection events; and
+//! presence's (services/presence/src/report.rs): the gateways' report
+//! batches and heartbeats, checked before they touch the store. Each
 //! input is tried as every body. Nothing may panic; a refusal names an
 //! item that exists; a body encodes and decodes back to itself, with the
 //! same verdict.
@@ -12,8 +14,9 @@ use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use telepath_shared::protocol::{
-    ConnectionEvents, ErrorBody, InternalAcks, InternalJoin, InternalMemberships,
-    InternalPendingDms, InternalSendBatch, MAX_SEND_BATCH, check_user, is_canonical_id,
+    ConnectionEvents, ErrorBody, HeartbeatReport, InternalAcks, InternalJoin, InternalMemberships,
+    InternalPendingDms, InternalSendBatch, MAX_SEND_BATCH, PresenceReports, check_user,
+    is_canonical_id,
 };
 
 /// `TELEPATH_MAX_BODY_BYTES`' default: the api's own bound on each item.
@@ -53,6 +56,13 @@ fuzz_target!(|data: &[u8]| {
     // POST /internal/connections (the api bounds the strings further)
     body(data, |c: &ConnectionEvents| {
         c.events.iter().try_for_each(|e| check_user(&e.user))
+    });
+    // Presence: POST /internal/presence/reports and /heartbeat
+    body(data, |r: &PresenceReports| {
+        telepath_presence::check_reports(r).map_err(|e| e.body())
+    });
+    body(data, |h: &HeartbeatReport| {
+        telepath_presence::check_heartbeat(h).map_err(|e| e.body())
     });
 });
 

@@ -178,3 +178,30 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_503_and_a_429_say_when_to_retry_and_other_errors_do_not() {
+        for (err, retry) in [
+            (ApiError::unavailable("down"), true),
+            (ApiError::new(ErrorCode::RateLimited, "slow down"), true),
+            (ApiError::storage_full(), false),
+            (ApiError::bad_request("no"), false),
+        ] {
+            let status = err.status();
+            let resp = err.into_response();
+            assert_eq!(
+                resp.headers()
+                    .get(axum::http::header::RETRY_AFTER)
+                    .is_some(),
+                retry,
+                "{status}"
+            );
+        }
+        assert_eq!(ApiError::storage_full().status(), 507);
+        assert_eq!(ApiError::unsupported_media_type().status(), 415);
+    }
+}

@@ -47,7 +47,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Cli, PresenceConfig};
-pub use report::{MAX_FIELD_BYTES, MAX_HEARTBEAT_CONNS, MAX_REPORTS};
+pub use report::{
+    MAX_FIELD_BYTES, MAX_HEARTBEAT_CONNS, MAX_REPORTS, check_heartbeat, check_reports,
+};
 pub use route::{internal_routes, routes};
 pub use state::PresenceState;
 

@@ -87,7 +87,7 @@ fn check_live(conn: &LiveConn) -> Result<(), ApiError> {
 }
 
 /// Checks a heartbeat and each connection in it.
-pub(crate) fn check_heartbeat(report: &HeartbeatReport) -> Result<(), ApiError> {
+pub fn check_heartbeat(report: &HeartbeatReport) -> Result<(), ApiError> {
     field("node", &report.node)?;
     if report.conns.len() > MAX_HEARTBEAT_CONNS {
         return Err(ApiError::bad_request(format!(
@@ -175,7 +175,7 @@ fn check_report(report: &PresenceReport) -> Result<(), ApiError> {
 }
 
 /// Checks a batch of reports and each report in it.
-pub(crate) fn check_reports(batch: &PresenceReports) -> Result<(), ApiError> {
+pub fn check_reports(batch: &PresenceReports) -> Result<(), ApiError> {
     field("node", &batch.node)?;
     if batch.reports.len() > MAX_REPORTS {
         return Err(ApiError::bad_request(format!(
