@@ -145,8 +145,12 @@ serve() { # name, binary, then environment assignments
   local name=$1 bin=$2 attempt
   shift 2
   for attempt in 1 2 3; do
-    free_port
-    internal_port=$port
+    if [ -n "${next_internal_port:-}" ]; then
+      internal_port=$next_internal_port
+    else
+      free_port
+      internal_port=$port
+    fi
     free_port
     start "$name" env TELEPATH_LISTEN="127.0.0.1:$port" \
       TELEPATH_INTERNAL_LISTEN="127.0.0.1:$internal_port" "$@" "$bin_dir/$bin"
@@ -198,11 +202,16 @@ done
 [ "$redis_up" -eq 1 ] || die "redis-server could not start (see $state/logs/redis.log)"
 export REDIS_URL="redis://127.0.0.1:$port"
 
-serve presence telepath-presence TELEPATH_NODE_ID=presence
+# The api's internal port is chosen first: presence reads the token
+# revocations there (TELEPATH_API_URL), and starts before the api.
+free_port
+api_internal_port=$port
+serve presence telepath-presence TELEPATH_NODE_ID=presence \
+  TELEPATH_API_URL="http://127.0.0.1:$api_internal_port"
 presence_port=$port
 presence_url="http://127.0.0.1:$presence_port"
 presence_internal_url="http://127.0.0.1:$internal_port"
-serve api telepath-api TELEPATH_NODE_ID=api \
+next_internal_port=$api_internal_port serve api telepath-api TELEPATH_NODE_ID=api \
   DATABASE_URL="sqlite://$state/telepath.db" TELEPATH_PRESENCE_URL="$presence_internal_url"
 api_port=$port
 api_url="http://127.0.0.1:$api_port"

@@ -534,3 +534,57 @@ async fn the_compose_health_checks_pass_against_the_same_processes_and_fail_with
     let nobody = nobody.replace(':', "/");
     assert!(!passes(&aimed(&check, "127.0.0.1/8405", &nobody)));
 }
+
+/// Behind HAProxy, a revoked token is refused by every part a client
+/// reaches: the api's REST routes, presence's `/presence/online` (run.sh
+/// gives presence the api's internal listener) and the gateways.
+#[tokio::test]
+async fn behind_haproxy_a_revoked_token_is_refused_by_the_api_presence_and_the_gateways() {
+    require("haproxy");
+    let topo = LocalTopology::start(&[("TELEPATH_DEV_ADMINS", "root")]);
+    let url = topo.url().to_owned();
+    let http = Client::new();
+    let root = crate::helpers::login_as(&http, &url, "root", "admin").await;
+    let ada = login(&http, &url, "ada").await;
+    let status = |path: &'static str, token: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("/presence/online", ada.token.clone()).await, 200);
+    // An earlier second than the revocation.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resp = http
+        .post(format!("{url}/admin/users/{}/revoke", ada.id))
+        .bearer_auth(&root.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    eventually(
+        Duration::from_secs(3),
+        "presence to refuse the token",
+        || {
+            let check = status("/presence/online", ada.token.clone());
+            async move { check.await == 401 }
+        },
+    )
+    .await;
+    assert_eq!(status("/rooms", ada.token.clone()).await, 401);
+    match WsClient::connect(&url, &ada.token).await {
+        Err(telepath_shared::testing::WsError::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401)
+        }
+        other => panic!(
+            "the handshake was not refused with 401: {:?}",
+            other.is_ok()
+        ),
+    }
+}
