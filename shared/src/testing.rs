@@ -18,13 +18,23 @@ pub struct RedisServer {
     child: Option<Child>,
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released at once).
+/// A free TCP port on 127.0.0.1 for a process a test starts.
+///
+/// Drawn at random from 20000..32000, below the kernel's ephemeral range
+/// (32768..60999 by default), and checked by binding it: a port the kernel
+/// handed out with `bind(0)` is an ephemeral one, which the many outgoing
+/// connections of concurrent tests may take as their local port before the
+/// service binds it ("Address already in use"). Outside that range only
+/// another test's pick can collide, and the draw makes that unlikely.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind port 0")
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..1000 {
+        let draw = uuid::Uuid::new_v4().as_u128();
+        let port = 20_000 + (draw % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000 on 127.0.0.1")
 }
 
 impl RedisServer {

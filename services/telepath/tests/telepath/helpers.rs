@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Client;
 use tokio_util::sync::CancellationToken;
@@ -78,53 +78,69 @@ impl Service {
     }
 
     /// [`Service::start`], with the process's stderr (its log) going to `log`.
+    ///
+    /// A process that exits before it is ready (its port was taken between
+    /// the draw and its bind) is started again on other ports, up to three
+    /// times.
     pub(crate) async fn start_logging_to(
         name: &str,
         env: &[(&str, String)],
         log: Stdio,
     ) -> Service {
-        let port = telepath_shared::testing::free_port();
-        let internal_port = telepath_shared::testing::free_port();
         let path = bin_dir().join(name);
         assert!(
             path.exists(),
             "{} is missing: build the workspace binaries first (cargo build --workspace --bins)",
             path.display()
         );
-        let mut cmd = Command::new(path);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TELEPATH_LISTEN", format!("127.0.0.1:{port}"))
-            .env(
-                "TELEPATH_INTERNAL_LISTEN",
-                format!("127.0.0.1:{internal_port}"),
-            )
-            .env("TELEPATH_JWT_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        let service = Service {
-            url: format!("http://127.0.0.1:{port}"),
-            internal_url: format!("http://127.0.0.1:{internal_port}"),
-            child,
-        };
+        let mut log = Some(log);
         let http = Client::new();
-        eventually(
-            Duration::from_secs(20),
-            &format!("{name} to become ready"),
-            || {
-                let url = format!("{}/readyz", service.url);
-                let http = http.clone();
-                async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
-            },
-        )
-        .await;
-        service
+        for _attempt in 0..3 {
+            let port = telepath_shared::testing::free_port();
+            let internal_port = telepath_shared::testing::free_port();
+            let mut cmd = Command::new(&path);
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("TELEPATH_LISTEN", format!("127.0.0.1:{port}"))
+                .env(
+                    "TELEPATH_INTERNAL_LISTEN",
+                    format!("127.0.0.1:{internal_port}"),
+                )
+                .env("TELEPATH_JWT_SECRET", SECRET)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log.take().unwrap_or_else(Stdio::inherit));
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let mut service = Service {
+                url: format!("http://127.0.0.1:{port}"),
+                internal_url: format!("http://127.0.0.1:{internal_port}"),
+                child: cmd.spawn().unwrap(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let ready = http
+                    .get(format!("{}/readyz", service.url))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                if ready {
+                    return service;
+                }
+                if let Ok(Some(status)) = service.child.try_wait() {
+                    eprintln!("{name} exited before it was ready ({status}); starting it again");
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {name} to become ready"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        panic!("{name} exited before it was ready three times")
     }
 }
 
