@@ -1,5 +1,5 @@
 import { TelepathError } from "./errors.js";
-import type { Broadcast, Bye, ChosenStatus, DirectMessage, DmReply, HistoryQuery, JoinReply, MemberEvent, MessagePage, PresenceEvent, RoomClosed, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
+import type { Broadcast, Bye, ChosenStatus, DeleteReply, DirectMessage, DmReply, EditReply, HistoryQuery, JoinReply, MemberEvent, MessageDeletedEvent, MessageEditedEvent, MessagePage, PresenceEvent, ReactionEvent, ReactReply, ReadReply, ReceiptEvent, RoomClosed, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 /** A token, or a callback giving one (called on every (re)connect and before `exp` to `refresh`). */
 export type TokenSource = string | (() => string | Promise<string>);
@@ -77,8 +77,26 @@ export interface StateChange {
 export interface TelepathEvents {
     state: StateChange;
     welcome: Welcome;
+    /** A room message, in seq order with the room's changes (each seq once, no hole). */
     message: RoomMessage;
+    /**
+     * A room message's body changed (`room`, `seq`: in the room's order like a
+     * message), or a DM's (`dm`, `to`, no `seq`).
+     */
+    message_edited: MessageEditedEvent;
+    /** A room message (`room`, `seq`) or a DM (`dm`, `to`) was deleted: keep a tombstone. */
+    message_deleted: MessageDeletedEvent;
+    /** A reaction changed (in the room's order); `count` is absolute: apply the latest. */
+    reaction: ReactionEvent;
+    /** A reader's read cursor in a room (not in the log, not replayed). */
+    receipt: ReceiptEvent;
+    /** A DM seen for the first time. */
     dm: DirectMessage;
+    /**
+     * A DM already seen came again in a newer state (`edited_at` later than
+     * the one seen, or `deleted`): replace it by `id`. Plain repeats are dropped.
+     */
+    dm_updated: DirectMessage;
     broadcast: Broadcast;
     presence: PresenceEvent;
     typing: TypingEvent;
@@ -139,6 +157,8 @@ export declare class Telepath {
     private statusWanted?;
     private statusWaiters;
     private readonly seenDms;
+    /** Per room: the read cursor the server last confirmed. */
+    private readonly readCursor;
     private readonly acks;
     private pendingDmAcks;
     private rest?;
@@ -197,6 +217,28 @@ export declare class Telepath {
     dm(to: string, body: string, opts?: {
         clientId?: string;
     }): Promise<DmReply>;
+    /**
+     * Edits one of our room messages (`forbidden` for another user's,
+     * `not_found` for a deleted one). Queued while disconnected and written
+     * again after a drop (an edit to the current body changes nothing).
+     */
+    edit(room: string, id: string, body: string): Promise<EditReply>;
+    /** Deletes a room message (its author, the room's owner or an admin); queued like edit. */
+    delete(room: string, id: string): Promise<DeleteReply>;
+    /** The same as delete(). */
+    deleteMessage(room: string, id: string): Promise<DeleteReply>;
+    /** Adds (`on`, the default) or removes our reaction `emoji` on a room message; queued like edit. */
+    react(room: string, id: string, emoji: string, on?: boolean): Promise<ReactReply>;
+    /**
+     * Moves our read cursor in `room` to `seq` (only forward; `receipt` events
+     * tell the room). A seq at or below the cursor the server last confirmed
+     * resolves at once with it, without a frame.
+     */
+    markRead(room: string, seq: number): Promise<ReadReply>;
+    /** Edits one of our DMs (the frame names it as both `dm` and `id`). */
+    editDm(id: string, body: string): Promise<EditReply>;
+    /** Deletes one of our DMs. */
+    deleteDm(id: string): Promise<DeleteReply>;
     /** Sets the user's status; re-applied after every reconnect. */
     setStatus(status: ChosenStatus, text?: string): Promise<{
         status: string;
@@ -224,7 +266,7 @@ export declare class Telepath {
     lastSeq(room: string): number | undefined;
     /** Rooms joined (or being joined) on this client. */
     rooms(): string[];
-    /** Sends and DMs queued or in flight. */
+    /** Sends and DMs queued or in flight (edits, deletes, reactions and reads are not counted). */
     pending(): number;
     private setState;
     private token;
@@ -250,9 +292,18 @@ export declare class Telepath {
     private later;
     private onJoinReply;
     private onMessage;
+    /**
+     * An edit, delete or reaction. A room's takes a seq and goes through the
+     * room's log exactly like a message (dropped when repeated, held behind a
+     * hole); a DM's (`dm`, no seq) goes out at once unless it is older than
+     * what we have of that DM.
+     */
+    private onChange;
+    /** Emits one item of a room's log (or a change outside it) as its own event. */
+    private emitItem;
     /** The highest seq with nothing missing below it (delivered, or where the seqs continue). */
     private contiguous;
-    /** Takes one message of a joined room (from the socket or from history): delivered, held, or dropped. */
+    /** Takes one item of a joined room's log (from the socket or from history): delivered, held, or dropped. */
     private ingest;
     /**
      * A join without since was answered with `reply`: the replay from the

@@ -2,7 +2,7 @@ import { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { TelepathError } from "./errors.js";
 import { TelepathRest } from "./rest.js";
-import { BoundedSet, randomId, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
+import { BoundedMap, randomId, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
 const TRANSIENT = new Set(["unavailable", "internal", "rate_limited", "timeout"]);
 /** History errors not worth a retry: the room is gone or not ours; the rejoin says so. */
 const GAP_FINAL = new Set(["not_found", "forbidden"]);
@@ -44,6 +44,8 @@ export class Telepath {
     statusWanted;
     statusWaiters = [];
     seenDms;
+    /** Per room: the read cursor the server last confirmed. */
+    readCursor = new Map();
     acks = new Map();
     pendingDmAcks = new Set();
     rest;
@@ -64,7 +66,7 @@ export class Telepath {
             throw new TypeError("Telepath: opts.token is required");
         this.opts = { ...opts };
         this.tokenSource = opts.token;
-        this.seenDms = new BoundedSet(opts.dmMemory ?? 2000);
+        this.seenDms = new BoundedMap(opts.dmMemory ?? 2000);
     }
     // -------------------------------------------------------------------------
     // Public API
@@ -174,6 +176,49 @@ export class Telepath {
     dm(to, body, opts) {
         return this.enqueueRequest("dm", { type: "dm", to, body, client_id: opts?.clientId ?? randomId() });
     }
+    /**
+     * Edits one of our room messages (`forbidden` for another user's,
+     * `not_found` for a deleted one). Queued while disconnected and written
+     * again after a drop (an edit to the current body changes nothing).
+     */
+    edit(room, id, body) {
+        return this.enqueueRequest("change", { type: "edit", room, id, body });
+    }
+    /** Deletes a room message (its author, the room's owner or an admin); queued like edit. */
+    delete(room, id) {
+        return this.enqueueRequest("change", { type: "delete", room, id });
+    }
+    /** The same as delete(). */
+    deleteMessage(room, id) {
+        return this.delete(room, id);
+    }
+    /** Adds (`on`, the default) or removes our reaction `emoji` on a room message; queued like edit. */
+    react(room, id, emoji, on = true) {
+        return this.enqueueRequest("change", { type: "react", room, id, emoji, on });
+    }
+    /**
+     * Moves our read cursor in `room` to `seq` (only forward; `receipt` events
+     * tell the room). A seq at or below the cursor the server last confirmed
+     * resolves at once with it, without a frame.
+     */
+    markRead(room, seq) {
+        const cursor = this.readCursor.get(room);
+        if (cursor !== undefined && seq <= cursor)
+            return Promise.resolve({ room, seq: cursor });
+        return this.enqueueRequest("change", { type: "read", room, seq }).then((r) => {
+            if (typeof r?.seq === "number")
+                this.readCursor.set(room, Math.max(this.readCursor.get(room) ?? 0, r.seq));
+            return r;
+        });
+    }
+    /** Edits one of our DMs (the frame names it as both `dm` and `id`). */
+    editDm(id, body) {
+        return this.enqueueRequest("change", { type: "edit", dm: id, id, body });
+    }
+    /** Deletes one of our DMs. */
+    deleteDm(id) {
+        return this.enqueueRequest("change", { type: "delete", dm: id, id });
+    }
     /** Sets the user's status; re-applied after every reconnect. */
     setStatus(status, text) {
         if (this._state === "closed")
@@ -252,7 +297,7 @@ export class Telepath {
     rooms() {
         return [...this.roomMap.keys()];
     }
-    /** Sends and DMs queued or in flight. */
+    /** Sends and DMs queued or in flight (edits, deletes, reactions and reads are not counted). */
     pending() {
         let n = 0;
         for (const it of this.outbox)
@@ -482,7 +527,7 @@ export class Telepath {
         for (const it of this.inflight.values()) {
             if (reattach(it))
                 continue;
-            if (it.kind === "send" || it.kind === "dm")
+            if (it.kind === "send" || it.kind === "dm" || it.kind === "change")
                 keep.push(it);
             else if (it.kind === "fire")
                 continue;
@@ -539,6 +584,14 @@ export class Telepath {
                 break;
             case "message":
                 this.onMessage(frame);
+                break;
+            case "message_edited":
+            case "message_deleted":
+            case "reaction":
+                this.onChange(frame);
+                break;
+            case "receipt":
+                this.events.emit("receipt", frame);
                 break;
             case "dm":
                 this.onDm(frame);
@@ -636,7 +689,8 @@ export class Telepath {
                 return;
             case "send":
             case "dm":
-                // Idempotent by client_id: a rate-limited attempt is retried.
+            case "change":
+                // Idempotent (by client_id, or by nature for changes): a rate-limited attempt is retried.
                 if (err && err.code === "rate_limited" && (it.retries ?? 0) < 5) {
                     it.retries = (it.retries ?? 0) + 1;
                     this.later(500 * it.retries, () => {
@@ -747,6 +801,49 @@ export class Telepath {
         this.ingest(entry, m);
         this.settle(entry);
     }
+    /**
+     * An edit, delete or reaction. A room's takes a seq and goes through the
+     * room's log exactly like a message (dropped when repeated, held behind a
+     * hole); a DM's (`dm`, no seq) goes out at once unless it is older than
+     * what we have of that DM.
+     */
+    onChange(f) {
+        const c = f;
+        if (typeof c.room === "string" && typeof c.seq === "number") {
+            const entry = this.roomMap.get(c.room);
+            if (entry) {
+                this.ingest(entry, c);
+                this.settle(entry);
+                return;
+            }
+        }
+        else if (typeof c.dm === "string" && c.type !== "reaction") {
+            const prev = this.seenDms.get(c.id);
+            if (prev) {
+                const next = c.type === "message_deleted" ? { deleted: true, edited: prev.edited } : { deleted: prev.deleted, edited: editedMs(c.edited_at) };
+                if (!newerDm(next, prev))
+                    return;
+                this.seenDms.set(c.id, next);
+            }
+        }
+        this.emitItem(c);
+    }
+    /** Emits one item of a room's log (or a change outside it) as its own event. */
+    emitItem(c) {
+        switch (c.type) {
+            case "message_edited":
+                this.events.emit("message_edited", c);
+                return;
+            case "message_deleted":
+                this.events.emit("message_deleted", c);
+                return;
+            case "reaction":
+                this.events.emit("reaction", c);
+                return;
+            default:
+                this.events.emit("message", c);
+        }
+    }
     // -------------------------------------------------------------------------
     // Room order: each room's messages reach the app in seq order, without
     // holes or repeats. A message past the next seq due is held while the
@@ -756,7 +853,7 @@ export class Telepath {
     contiguous(entry) {
         return entry.delivered ?? entry.base;
     }
-    /** Takes one message of a joined room (from the socket or from history): delivered, held, or dropped. */
+    /** Takes one item of a joined room's log (from the socket or from history): delivered, held, or dropped. */
     ingest(entry, m) {
         let upto = this.contiguous(entry);
         if (upto === undefined) {
@@ -806,7 +903,7 @@ export class Telepath {
         entry.delivered = m.seq;
         if (entry.replayUntil !== undefined && m.seq >= entry.replayUntil)
             entry.replayUntil = undefined;
-        this.events.emit("message", m);
+        this.emitItem(m);
         if ((this.opts.autoAck ?? true) && this.roomMap.get(entry.room) === entry)
             this.ackRoom(entry.room, m.seq);
     }
@@ -910,7 +1007,14 @@ export class Telepath {
                     this.settle(entry);
                     if (!live())
                         return; // filled (or given up, or left)
-                    if (!page?.has_more || !progress)
+                    if (!page?.has_more) {
+                        // History has all it holds of the range, and seqs are still
+                        // missing: edits, deletes and reactions take seqs but are not
+                        // history items. A join with since replays them in order.
+                        this.rejoinForGap(entry);
+                        return;
+                    }
+                    if (!progress)
                         break;
                 }
                 error = new TelepathError("bad_response", `history has no seq ${this.contiguous(entry) + 1} in room ${entry.room}`);
@@ -1002,10 +1106,17 @@ export class Telepath {
         entry.sincelessReply = undefined;
     }
     onDm(d) {
-        const repeat = this.seenDms.has(d.id);
-        this.seenDms.add(d.id);
-        if (!repeat)
+        const prev = this.seenDms.get(d.id);
+        const version = { deleted: d.deleted === true, edited: editedMs(d.edited_at) };
+        if (!prev) {
+            this.seenDms.set(d.id, version);
             this.events.emit("dm", d);
+        }
+        else if (newerDm(version, prev)) {
+            // An edited or deleted DM is queued again in its current state: an update, not a repeat.
+            this.seenDms.set(d.id, version);
+            this.events.emit("dm_updated", d);
+        }
         // Only the recipient's ack counts (the sender's other devices get copies too).
         // Repeats are acked again: the server re-sends a DM until its ack lands.
         const me = this._welcome?.user;
@@ -1234,6 +1345,21 @@ export class Telepath {
         this.currentToken = token;
         this.scheduleRefresh(token);
     }
+}
+/** edited_at in ms; 0 when absent, 1 when it does not parse (edited, time unknown). */
+function editedMs(at) {
+    if (typeof at !== "string" || at === "")
+        return 0;
+    const t = Date.parse(at);
+    return Number.isFinite(t) ? Math.max(1, t) : 1;
+}
+/** Whether `next` is a later state of a DM than `prev`: deleted since, or edited later. */
+function newerDm(next, prev) {
+    if (prev.deleted)
+        return false;
+    if (next.deleted)
+        return true;
+    return next.edited > prev.edited;
 }
 /** The REST api's origin for a gateway URL: ws(s) becomes http(s), the path goes. */
 function restBase(url) {

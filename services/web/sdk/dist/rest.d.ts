@@ -1,4 +1,4 @@
-import type { ConnectionAnalytics, CreateRoom, DirectMessage, DmState, HistoryQuery, MessagePage, OnlineUser, Participant, Room, User } from "./types.js";
+import type { ConnectionAnalytics, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, MessagePage, OnlineUser, Participant, Room, SearchPage, SearchQuery, ThreadQuery, User } from "./types.js";
 export interface TelepathRestOptions {
     /** The api's origin, e.g. `http://127.0.0.1:8080` ("" for the page's own origin in a browser). */
     baseUrl: string;
@@ -23,6 +23,7 @@ export declare class TelepathRest {
         token: string;
         user: User;
     }>;
+    /** Active public rooms and the caller's rooms; the caller's carry `unread`, `unread_capped` and `read_seq`. */
     listRooms(): Promise<Room[]>;
     createRoom(r: CreateRoom): Promise<Room>;
     /** Becomes a participant (409 `room_full`, 404 for private rooms). */
@@ -32,6 +33,19 @@ export declare class TelepathRest {
     closeRoom(id: string): Promise<void>;
     /** A page of history in seq order: `before` alone gives the newest below it, `after` the oldest above it. */
     history(room: string, q?: HistoryQuery): Promise<MessagePage>;
+    /** The replies to a message, in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
+    thread(room: string, messageId: string, q?: ThreadQuery): Promise<MessagePage>;
+    /**
+     * Full-text search over the caller's rooms and DMs: every word must occur
+     * (the last as a prefix); snippets mark matches with « and ». Page with
+     * `offset` = the previous page's `next_offset`.
+     */
+    search(q: string, opts?: SearchQuery): Promise<SearchPage>;
+    /** The caller's conversation with one user (id or name), both directions; DM ids as `before`/`after` cursors. */
+    dmConversation(withUser: string, q?: DmQuery): Promise<DmPage>;
+    /** The caller's conversations, most recent first (at most 200), each with its last DM and unread count. */
+    dmConversations(): Promise<DmConversation[]>;
+    /** Each participant carries `read_seq`, their read cursor. */
     participants(room: string): Promise<Participant[]>;
     online(): Promise<OnlineUser[]>;
     /** The caller's DMs not acked yet, oldest first. */

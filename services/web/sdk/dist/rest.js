@@ -22,6 +22,7 @@ export class TelepathRest {
             body["role"] = role;
         return new TelepathRest({ baseUrl }).call("POST", "/auth/login", body, false);
     }
+    /** Active public rooms and the caller's rooms; the caller's carry `unread`, `unread_capped` and `read_seq`. */
     async listRooms() {
         return (await this.call("GET", "/rooms")).rooms;
     }
@@ -51,6 +52,31 @@ export class TelepathRest {
         const qs = params.toString();
         return this.call("GET", `/rooms/${enc(room)}/messages${qs ? `?${qs}` : ""}`);
     }
+    /** The replies to a message, in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
+    thread(room, messageId, q = {}) {
+        const qs = query({ before: q.before, after: q.after, limit: q.limit });
+        return this.call("GET", `/rooms/${enc(room)}/messages/${enc(messageId)}/thread${qs}`);
+    }
+    /**
+     * Full-text search over the caller's rooms and DMs: every word must occur
+     * (the last as a prefix); snippets mark matches with « and ». Page with
+     * `offset` = the previous page's `next_offset`.
+     */
+    search(q, opts = {}) {
+        const before = opts.before instanceof Date ? opts.before.toISOString() : opts.before;
+        const qs = query({ q, room: opts.room, before, limit: opts.limit, offset: opts.offset });
+        return this.call("GET", `/search${qs}`);
+    }
+    /** The caller's conversation with one user (id or name), both directions; DM ids as `before`/`after` cursors. */
+    dmConversation(withUser, q = {}) {
+        const qs = query({ with: withUser, before: q.before, after: q.after, limit: q.limit });
+        return this.call("GET", `/dms${qs}`);
+    }
+    /** The caller's conversations, most recent first (at most 200), each with its last DM and unread count. */
+    async dmConversations() {
+        return (await this.call("GET", "/dms")).conversations;
+    }
+    /** Each participant carries `read_seq`, their read cursor. */
     async participants(room) {
         return (await this.call("GET", `/rooms/${enc(room)}/participants`)).participants;
     }
@@ -124,6 +150,15 @@ export class TelepathRest {
         }
         return json;
     }
+}
+/** `?a=1&b=2` of the defined values ("" when none). */
+function query(q) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(q))
+        if (v !== undefined)
+            params.set(k, String(v));
+    const s = params.toString();
+    return s ? `?${s}` : "";
 }
 function enc(id) {
     return encodeURIComponent(id);

@@ -50,29 +50,108 @@ export interface ReplyErr {
 }
 /** The answer to a request that carried a `ref`. */
 export type Reply<T = unknown> = ReplyOk<T> | ReplyErr;
-/** A room message (`message` frame). The REST form is the same without `type`. */
+/** One emoji on a message: how many users put it there; `me` (REST only) whether the caller did. */
+export interface ReactionSummary {
+    emoji: string;
+    count: number;
+    me?: boolean;
+}
+/**
+ * A room message (`message` frame). The REST form is the same without `type`.
+ * It is the message's state when it was read: `edited_at` once edited; a
+ * deleted message is a tombstone (`deleted: true`, no `body`); `reactions`
+ * when it has any; a thread parent carries `reply_count` and `last_reply_at`.
+ */
 export interface RoomMessage {
     type?: "message";
     room: string;
     id: string;
     seq: number;
     from: UserRef;
-    body: string;
+    /** Absent on a tombstone (`deleted: true`). */
+    body?: string;
     kind: string;
     /** RFC 3339. */
     ts: string;
+    /** The thread parent's id for a reply in a thread. */
     reply_to?: string | null;
+    /** RFC 3339, when the body was last edited. */
+    edited_at?: string | null;
+    deleted?: boolean;
+    reactions?: ReactionSummary[];
+    reply_count?: number;
+    last_reply_at?: string | null;
 }
-/** A direct message (`dm` frame; also `GET /dms/pending`). */
+/** A direct message (`dm` frame; also `GET /dms/pending`, `GET /dms?with=`). */
 export interface DirectMessage {
     type?: "dm";
     id: string;
     from: UserRef;
     /** The recipient's user id. */
     to: string;
-    body: string;
+    /** Absent when deleted. */
+    body?: string;
     ts: string;
+    /** RFC 3339, when the body was last edited. */
+    edited_at?: string | null;
+    deleted?: boolean;
 }
+/**
+ * A message's body changed (`message_edited` frame). A room's carries `room`
+ * and `seq` (it takes the room's next seq, like a message); a DM's carries
+ * `dm` (= `id`) and `to` instead.
+ */
+export interface MessageEditedEvent {
+    type?: "message_edited";
+    room?: string;
+    seq?: number;
+    dm?: string;
+    to?: string;
+    id: string;
+    body: string;
+    edited_at: string;
+    by: UserRef;
+}
+/** A message was deleted (`message_deleted` frame); room or DM as for `message_edited`. */
+export interface MessageDeletedEvent {
+    type?: "message_deleted";
+    room?: string;
+    seq?: number;
+    dm?: string;
+    to?: string;
+    id: string;
+    by: UserRef;
+}
+/** A reaction was added (`on`) or removed (`reaction` frame); `count` is absolute after the change. */
+export interface ReactionEvent {
+    type?: "reaction";
+    room: string;
+    id: string;
+    seq: number;
+    emoji: string;
+    user: UserRef;
+    on: boolean;
+    count: number;
+}
+/** A reader's read cursor moved (`receipt` frame; not in the log: `seq` is the cursor). */
+export interface ReceiptEvent {
+    type?: "receipt";
+    room: string;
+    user: UserRef;
+    seq: number;
+}
+/** A room change that takes a seq in the room's log (room `message_edited`, `message_deleted`, `reaction`). */
+export type RoomChange = (MessageEditedEvent & {
+    type: "message_edited";
+    room: string;
+    seq: number;
+}) | (MessageDeletedEvent & {
+    type: "message_deleted";
+    room: string;
+    seq: number;
+}) | (ReactionEvent & {
+    type: "reaction";
+});
 /** An admin broadcast (`broadcast` frame). */
 export interface Broadcast {
     type?: "broadcast";
@@ -149,8 +228,20 @@ export type ByeFrame = Bye & {
 export type RoomClosedFrame = RoomClosed & {
     type: "room_closed";
 };
+export type MessageEditedFrame = MessageEditedEvent & {
+    type: "message_edited";
+};
+export type MessageDeletedFrame = MessageDeletedEvent & {
+    type: "message_deleted";
+};
+export type ReactionFrame = ReactionEvent & {
+    type: "reaction";
+};
+export type ReceiptFrame = ReceiptEvent & {
+    type: "receipt";
+};
 /** Every frame the server sends, tagged by `type`. */
-export type ServerFrame = WelcomeFrame | ReplyFrame | MessageFrame | DmFrame | BroadcastFrame | PresenceFrame | TypingFrame | MemberFrame | ErrorFrame | ByeFrame | RoomClosedFrame;
+export type ServerFrame = WelcomeFrame | ReplyFrame | MessageFrame | DmFrame | BroadcastFrame | PresenceFrame | TypingFrame | MemberFrame | ErrorFrame | ByeFrame | RoomClosedFrame | MessageEditedFrame | MessageDeletedFrame | ReactionFrame | ReceiptFrame;
 export type ServerFrameType = ServerFrame["type"];
 export type ClientFrame = {
     type: "join";
@@ -205,6 +296,40 @@ export type ClientFrame = {
 } | {
     type: "ping";
     ref?: string;
+} | {
+    type: "edit";
+    ref?: string;
+    room: string;
+    id: string;
+    body: string;
+} | {
+    type: "edit";
+    ref?: string;
+    dm: string;
+    id: string;
+    body: string;
+} | {
+    type: "delete";
+    ref?: string;
+    room: string;
+    id: string;
+} | {
+    type: "delete";
+    ref?: string;
+    dm: string;
+    id: string;
+} | {
+    type: "react";
+    ref?: string;
+    room: string;
+    id: string;
+    emoji: string;
+    on: boolean;
+} | {
+    type: "read";
+    ref?: string;
+    room: string;
+    seq: number;
 };
 /** `join` reply data: `seq` is the room's latest; `recovered` false means the gap was over the replay cap. */
 export interface JoinReply {
@@ -223,6 +348,31 @@ export interface DmReply {
     /** Whether the recipient had a live connection. */
     delivered: boolean;
 }
+/**
+ * `edit` reply data (`seq` absent for a DM). An edit that changed nothing
+ * names the seq of the change that produced the current state (0 if none).
+ */
+export interface EditReply {
+    id: string;
+    seq?: number;
+    edited_at: string;
+}
+/** `delete` reply data (`seq` absent for a DM). */
+export interface DeleteReply {
+    id: string;
+    seq?: number;
+}
+/** `react` reply data: `count` users have that emoji on the message now. */
+export interface ReactReply {
+    id: string;
+    seq: number;
+    count: number;
+}
+/** `read` reply data: the caller's read cursor after the call (it only moves forward). */
+export interface ReadReply {
+    room: string;
+    seq: number;
+}
 export interface Room {
     id: string;
     name: string;
@@ -232,6 +382,12 @@ export interface Room {
     created_by: string;
     created_at: string;
     is_active: boolean;
+    /** For rooms the caller takes part in: messages above their read cursor, not their own, not deleted. */
+    unread?: number;
+    /** `unread` stopped counting (at 10,000). */
+    unread_capped?: boolean;
+    /** The caller's read cursor. */
+    read_seq?: number;
 }
 export interface CreateRoom {
     name: string;
@@ -244,6 +400,8 @@ export interface Participant {
     role: string;
     joined_at: string;
     online: boolean;
+    /** The participant's read cursor. */
+    read_seq?: number;
 }
 export interface OnlineUser {
     id: string;
@@ -261,6 +419,52 @@ export interface HistoryQuery {
     before?: number;
     after?: number;
     limit?: number;
+}
+/** `GET /rooms/{id}/messages/{message_id}/thread`: like history (`before`/`after`/`limit`). */
+export type ThreadQuery = HistoryQuery;
+export interface SearchQuery {
+    /** Only this room (404 if the caller is not in it). */
+    room?: string;
+    /** Only messages sent before this time (RFC 3339, or a Date). */
+    before?: string | Date;
+    /** 1–50 (default 20). */
+    limit?: number;
+    /** 0–1000: the `next_offset` of the previous page. */
+    offset?: number;
+}
+/**
+ * One search hit: a room message (`room`, `seq`) or a DM (`with`: the other
+ * user). `snippet` is an excerpt with the matches between `«` and `»`.
+ */
+export interface SearchResult {
+    id: string;
+    room?: string;
+    seq?: number;
+    with?: UserRef | string;
+    from: UserRef;
+    ts: string;
+    snippet: string;
+}
+export interface SearchPage {
+    results: SearchResult[];
+    next_offset?: number | null;
+}
+/** `GET /dms?with=`: DM ids (time-ordered) as cursors, newest first. */
+export interface DmQuery {
+    before?: string;
+    after?: string;
+    /** 1–500 (default 50). */
+    limit?: number;
+}
+export interface DmPage {
+    messages: DirectMessage[];
+    has_more: boolean;
+}
+/** One conversation of `GET /dms`: its latest DM, and the other user's DMs not acked yet. */
+export interface DmConversation {
+    user: UserRef;
+    last: DirectMessage;
+    unread: number;
 }
 export interface LoginResponse {
     token: string;

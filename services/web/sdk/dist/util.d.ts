@@ -15,3 +15,13 @@ export declare class BoundedSet<T> {
 }
 /** ws(s):// URL of the gateway with `?token=`: http(s) becomes ws(s), an empty path becomes /connect. */
 export declare function socketUrl(url: string, token: string): string;
+/** A bounded map: the oldest keys (by first insertion) are forgotten past `max`. */
+export declare class BoundedMap<K, V> {
+    private readonly max;
+    private items;
+    constructor(max: number);
+    get(k: K): V | undefined;
+    has(k: K): boolean;
+    set(k: K, v: V): void;
+    get size(): number;
+}

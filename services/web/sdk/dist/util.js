@@ -72,3 +72,27 @@ export function socketUrl(url, token) {
     u.searchParams.set("token", token);
     return u.toString();
 }
+/** A bounded map: the oldest keys (by first insertion) are forgotten past `max`. */
+export class BoundedMap {
+    max;
+    items = new Map();
+    constructor(max) {
+        this.max = max;
+    }
+    get(k) {
+        return this.items.get(k);
+    }
+    has(k) {
+        return this.items.has(k);
+    }
+    set(k, v) {
+        this.items.set(k, v);
+        while (this.items.size > this.max) {
+            const oldest = this.items.keys().next().value;
+            this.items.delete(oldest);
+        }
+    }
+    get size() {
+        return this.items.size;
+    }
+}

@@ -6,14 +6,23 @@ import type {
   Broadcast,
   Bye,
   ChosenStatus,
+  DeleteReply,
   DirectMessage,
   DmReply,
+  EditReply,
   HistoryQuery,
   JoinReply,
   MemberEvent,
+  MessageDeletedEvent,
+  MessageEditedEvent,
   MessagePage,
   PresenceEvent,
+  ReactionEvent,
+  ReactReply,
+  ReadReply,
+  ReceiptEvent,
   Reply,
+  RoomChange,
   RoomClosed,
   RoomMessage,
   SendReply,
@@ -23,7 +32,7 @@ import type {
   User,
   Welcome,
 } from "./types.js";
-import { BoundedSet, randomId, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
+import { BoundedMap, randomId, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
 
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
@@ -108,8 +117,26 @@ export interface StateChange {
 export interface TelepathEvents {
   state: StateChange;
   welcome: Welcome;
+  /** A room message, in seq order with the room's changes (each seq once, no hole). */
   message: RoomMessage;
+  /**
+   * A room message's body changed (`room`, `seq`: in the room's order like a
+   * message), or a DM's (`dm`, `to`, no `seq`).
+   */
+  message_edited: MessageEditedEvent;
+  /** A room message (`room`, `seq`) or a DM (`dm`, `to`) was deleted: keep a tombstone. */
+  message_deleted: MessageDeletedEvent;
+  /** A reaction changed (in the room's order); `count` is absolute: apply the latest. */
+  reaction: ReactionEvent;
+  /** A reader's read cursor in a room (not in the log, not replayed). */
+  receipt: ReceiptEvent;
+  /** A DM seen for the first time. */
   dm: DirectMessage;
+  /**
+   * A DM already seen came again in a newer state (`edited_at` later than
+   * the one seen, or `deleted`): replace it by `id`. Plain repeats are dropped.
+   */
+  dm_updated: DirectMessage;
   broadcast: Broadcast;
   presence: PresenceEvent;
   typing: TypingEvent;
@@ -132,7 +159,22 @@ export interface TelepathEvents {
 type Frame = { type: string; [k: string]: unknown };
 type Waiter<T> = { resolve: (v: T) => void; reject: (e: TelepathError) => void };
 
-type ItemKind = "send" | "dm" | "join" | "status" | "request" | "refresh" | "fire";
+/**
+ * `change`: edit, delete, react and read: idempotent on the server (a repeat
+ * changes nothing), so like sends they stay queued across drops and are
+ * written again after the reconnect.
+ */
+type ItemKind = "send" | "dm" | "change" | "join" | "status" | "request" | "refresh" | "fire";
+
+/** What travels in a room's ordered log: messages and the changes that take a seq. */
+type LogItem = (RoomMessage & { type?: "message" }) | RoomChange;
+
+/** What the client knows of a DM's state, to tell a repeat from an update. */
+interface DmVersion {
+  deleted: boolean;
+  /** edited_at in ms (0: never edited). */
+  edited: number;
+}
 
 interface Item {
   /** Creation order: restores the queue's order after a drop. */
@@ -159,8 +201,8 @@ interface RoomEntry {
   base?: number;
   /** A join without since was answered with this seq: its first message tells where the replay began. */
   sincelessReply?: number;
-  /** Messages past a hole, by seq, until it is filled. */
-  held: Map<number, RoomMessage>;
+  /** Messages and changes past a hole, by seq, until it is filled. */
+  held: Map<number, LogItem>;
   /** A join's replay is due up to this seq: holes below it are the replay's to fill. */
   replayUntil?: number;
   /** A stalled replay: fetch the hole anyway when this fires. */
@@ -236,7 +278,9 @@ export class Telepath {
   private readonly roomMap = new Map<string, RoomEntry>();
   private statusWanted?: { status: ChosenStatus; text?: string };
   private statusWaiters: Waiter<{ status: string }>[] = [];
-  private readonly seenDms: BoundedSet<string>;
+  private readonly seenDms: BoundedMap<string, DmVersion>;
+  /** Per room: the read cursor the server last confirmed. */
+  private readonly readCursor = new Map<string, number>();
   private readonly acks = new Map<string, AckState>();
   private pendingDmAcks = new Set<string>();
   private rest?: TelepathRest;
@@ -258,7 +302,7 @@ export class Telepath {
     if (opts.token === undefined) throw new TypeError("Telepath: opts.token is required");
     this.opts = { ...opts };
     this.tokenSource = opts.token;
-    this.seenDms = new BoundedSet(opts.dmMemory ?? 2000);
+    this.seenDms = new BoundedMap(opts.dmMemory ?? 2000);
   }
 
   // -------------------------------------------------------------------------
@@ -377,6 +421,54 @@ export class Telepath {
     return this.enqueueRequest("dm", { type: "dm", to, body, client_id: opts?.clientId ?? randomId() });
   }
 
+  /**
+   * Edits one of our room messages (`forbidden` for another user's,
+   * `not_found` for a deleted one). Queued while disconnected and written
+   * again after a drop (an edit to the current body changes nothing).
+   */
+  edit(room: string, id: string, body: string): Promise<EditReply> {
+    return this.enqueueRequest("change", { type: "edit", room, id, body });
+  }
+
+  /** Deletes a room message (its author, the room's owner or an admin); queued like edit. */
+  delete(room: string, id: string): Promise<DeleteReply> {
+    return this.enqueueRequest("change", { type: "delete", room, id });
+  }
+
+  /** The same as delete(). */
+  deleteMessage(room: string, id: string): Promise<DeleteReply> {
+    return this.delete(room, id);
+  }
+
+  /** Adds (`on`, the default) or removes our reaction `emoji` on a room message; queued like edit. */
+  react(room: string, id: string, emoji: string, on = true): Promise<ReactReply> {
+    return this.enqueueRequest("change", { type: "react", room, id, emoji, on });
+  }
+
+  /**
+   * Moves our read cursor in `room` to `seq` (only forward; `receipt` events
+   * tell the room). A seq at or below the cursor the server last confirmed
+   * resolves at once with it, without a frame.
+   */
+  markRead(room: string, seq: number): Promise<ReadReply> {
+    const cursor = this.readCursor.get(room);
+    if (cursor !== undefined && seq <= cursor) return Promise.resolve({ room, seq: cursor });
+    return this.enqueueRequest<ReadReply>("change", { type: "read", room, seq }).then((r) => {
+      if (typeof r?.seq === "number") this.readCursor.set(room, Math.max(this.readCursor.get(room) ?? 0, r.seq));
+      return r;
+    });
+  }
+
+  /** Edits one of our DMs (the frame names it as both `dm` and `id`). */
+  editDm(id: string, body: string): Promise<EditReply> {
+    return this.enqueueRequest("change", { type: "edit", dm: id, id, body });
+  }
+
+  /** Deletes one of our DMs. */
+  deleteDm(id: string): Promise<DeleteReply> {
+    return this.enqueueRequest("change", { type: "delete", dm: id, id });
+  }
+
   /** Sets the user's status; re-applied after every reconnect. */
   setStatus(status: ChosenStatus, text?: string): Promise<{ status: string }> {
     if (this._state === "closed") return Promise.reject(new TelepathError("closed", "the client is closed"));
@@ -454,7 +546,7 @@ export class Telepath {
     return [...this.roomMap.keys()];
   }
 
-  /** Sends and DMs queued or in flight. */
+  /** Sends and DMs queued or in flight (edits, deletes, reactions and reads are not counted). */
   pending(): number {
     let n = 0;
     for (const it of this.outbox) if (it.kind === "send" || it.kind === "dm") n++;
@@ -652,7 +744,7 @@ export class Telepath {
     };
     for (const it of this.inflight.values()) {
       if (reattach(it)) continue;
-      if (it.kind === "send" || it.kind === "dm") keep.push(it);
+      if (it.kind === "send" || it.kind === "dm" || it.kind === "change") keep.push(it);
       else if (it.kind === "fire") continue;
       else this.failItem(it, err);
     }
@@ -700,6 +792,14 @@ export class Telepath {
         break;
       case "message":
         this.onMessage(frame);
+        break;
+      case "message_edited":
+      case "message_deleted":
+      case "reaction":
+        this.onChange(frame);
+        break;
+      case "receipt":
+        this.events.emit("receipt", frame);
         break;
       case "dm":
         this.onDm(frame);
@@ -789,7 +889,8 @@ export class Telepath {
         return;
       case "send":
       case "dm":
-        // Idempotent by client_id: a rate-limited attempt is retried.
+      case "change":
+        // Idempotent (by client_id, or by nature for changes): a rate-limited attempt is retried.
         if (err && err.code === "rate_limited" && (it.retries ?? 0) < 5) {
           it.retries = (it.retries ?? 0) + 1;
           this.later(500 * it.retries, () => {
@@ -889,6 +990,50 @@ export class Telepath {
     this.settle(entry);
   }
 
+  /**
+   * An edit, delete or reaction. A room's takes a seq and goes through the
+   * room's log exactly like a message (dropped when repeated, held behind a
+   * hole); a DM's (`dm`, no seq) goes out at once unless it is older than
+   * what we have of that DM.
+   */
+  private onChange(f: MessageEditedEvent | MessageDeletedEvent | ReactionEvent): void {
+    const c = f as LogItem & { dm?: string };
+    if (typeof c.room === "string" && typeof c.seq === "number") {
+      const entry = this.roomMap.get(c.room);
+      if (entry) {
+        this.ingest(entry, c);
+        this.settle(entry);
+        return;
+      }
+    } else if (typeof c.dm === "string" && c.type !== "reaction") {
+      const prev = this.seenDms.get(c.id);
+      if (prev) {
+        const next: DmVersion =
+          c.type === "message_deleted" ? { deleted: true, edited: prev.edited } : { deleted: prev.deleted, edited: editedMs(c.edited_at) };
+        if (!newerDm(next, prev)) return;
+        this.seenDms.set(c.id, next);
+      }
+    }
+    this.emitItem(c);
+  }
+
+  /** Emits one item of a room's log (or a change outside it) as its own event. */
+  private emitItem(c: LogItem): void {
+    switch (c.type) {
+      case "message_edited":
+        this.events.emit("message_edited", c);
+        return;
+      case "message_deleted":
+        this.events.emit("message_deleted", c);
+        return;
+      case "reaction":
+        this.events.emit("reaction", c);
+        return;
+      default:
+        this.events.emit("message", c);
+    }
+  }
+
   // -------------------------------------------------------------------------
   // Room order: each room's messages reach the app in seq order, without
   // holes or repeats. A message past the next seq due is held while the
@@ -900,8 +1045,8 @@ export class Telepath {
     return entry.delivered ?? entry.base;
   }
 
-  /** Takes one message of a joined room (from the socket or from history): delivered, held, or dropped. */
-  private ingest(entry: RoomEntry, m: RoomMessage): void {
+  /** Takes one item of a joined room's log (from the socket or from history): delivered, held, or dropped. */
+  private ingest(entry: RoomEntry, m: LogItem): void {
     let upto = this.contiguous(entry);
     if (upto === undefined) {
       if (entry.sincelessReply !== undefined) {
@@ -938,14 +1083,14 @@ export class Telepath {
     }
   }
 
-  private hold(entry: RoomEntry, m: RoomMessage): void {
+  private hold(entry: RoomEntry, m: LogItem): void {
     if (!entry.held.has(m.seq)) entry.held.set(m.seq, m);
   }
 
-  private deliver(entry: RoomEntry, m: RoomMessage): void {
+  private deliver(entry: RoomEntry, m: LogItem): void {
     entry.delivered = m.seq;
     if (entry.replayUntil !== undefined && m.seq >= entry.replayUntil) entry.replayUntil = undefined;
-    this.events.emit("message", m);
+    this.emitItem(m);
     if ((this.opts.autoAck ?? true) && this.roomMap.get(entry.room) === entry) this.ackRoom(entry.room, m.seq);
   }
 
@@ -1036,7 +1181,14 @@ export class Telepath {
           }
           this.settle(entry);
           if (!live()) return; // filled (or given up, or left)
-          if (!page?.has_more || !progress) break;
+          if (!page?.has_more) {
+            // History has all it holds of the range, and seqs are still
+            // missing: edits, deletes and reactions take seqs but are not
+            // history items. A join with since replays them in order.
+            this.rejoinForGap(entry);
+            return;
+          }
+          if (!progress) break;
         }
         error = new TelepathError("bad_response", `history has no seq ${this.contiguous(entry)! + 1} in room ${entry.room}`);
       } catch (err) {
@@ -1126,9 +1278,16 @@ export class Telepath {
   }
 
   private onDm(d: DirectMessage): void {
-    const repeat = this.seenDms.has(d.id);
-    this.seenDms.add(d.id);
-    if (!repeat) this.events.emit("dm", d);
+    const prev = this.seenDms.get(d.id);
+    const version: DmVersion = { deleted: d.deleted === true, edited: editedMs(d.edited_at) };
+    if (!prev) {
+      this.seenDms.set(d.id, version);
+      this.events.emit("dm", d);
+    } else if (newerDm(version, prev)) {
+      // An edited or deleted DM is queued again in its current state: an update, not a repeat.
+      this.seenDms.set(d.id, version);
+      this.events.emit("dm_updated", d);
+    }
     // Only the recipient's ack counts (the sender's other devices get copies too).
     // Repeats are acked again: the server re-sends a DM until its ack lands.
     const me = this._welcome?.user;
@@ -1338,6 +1497,20 @@ export class Telepath {
     this.currentToken = token;
     this.scheduleRefresh(token);
   }
+}
+
+/** edited_at in ms; 0 when absent, 1 when it does not parse (edited, time unknown). */
+function editedMs(at: string | null | undefined): number {
+  if (typeof at !== "string" || at === "") return 0;
+  const t = Date.parse(at);
+  return Number.isFinite(t) ? Math.max(1, t) : 1;
+}
+
+/** Whether `next` is a later state of a DM than `prev`: deleted since, or edited later. */
+function newerDm(next: DmVersion, prev: DmVersion): boolean {
+  if (prev.deleted) return false;
+  if (next.deleted) return true;
+  return next.edited > prev.edited;
 }
 
 /** The REST api's origin for a gateway URL: ws(s) becomes http(s), the path goes. */

@@ -3,6 +3,9 @@ import type {
   ConnectionAnalytics,
   CreateRoom,
   DirectMessage,
+  DmConversation,
+  DmPage,
+  DmQuery,
   DmState,
   HistoryQuery,
   LoginResponse,
@@ -10,6 +13,9 @@ import type {
   OnlineUser,
   Participant,
   Room,
+  SearchPage,
+  SearchQuery,
+  ThreadQuery,
   User,
 } from "./types.js";
 
@@ -47,6 +53,7 @@ export class TelepathRest {
     return new TelepathRest({ baseUrl }).call<LoginResponse>("POST", "/auth/login", body, false);
   }
 
+  /** Active public rooms and the caller's rooms; the caller's carry `unread`, `unread_capped` and `read_seq`. */
   async listRooms(): Promise<Room[]> {
     return (await this.call<{ rooms: Room[] }>("GET", "/rooms")).rooms;
   }
@@ -79,6 +86,35 @@ export class TelepathRest {
     return this.call<MessagePage>("GET", `/rooms/${enc(room)}/messages${qs ? `?${qs}` : ""}`);
   }
 
+  /** The replies to a message, in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
+  thread(room: string, messageId: string, q: ThreadQuery = {}): Promise<MessagePage> {
+    const qs = query({ before: q.before, after: q.after, limit: q.limit });
+    return this.call<MessagePage>("GET", `/rooms/${enc(room)}/messages/${enc(messageId)}/thread${qs}`);
+  }
+
+  /**
+   * Full-text search over the caller's rooms and DMs: every word must occur
+   * (the last as a prefix); snippets mark matches with « and ». Page with
+   * `offset` = the previous page's `next_offset`.
+   */
+  search(q: string, opts: SearchQuery = {}): Promise<SearchPage> {
+    const before = opts.before instanceof Date ? opts.before.toISOString() : opts.before;
+    const qs = query({ q, room: opts.room, before, limit: opts.limit, offset: opts.offset });
+    return this.call<SearchPage>("GET", `/search${qs}`);
+  }
+
+  /** The caller's conversation with one user (id or name), both directions; DM ids as `before`/`after` cursors. */
+  dmConversation(withUser: string, q: DmQuery = {}): Promise<DmPage> {
+    const qs = query({ with: withUser, before: q.before, after: q.after, limit: q.limit });
+    return this.call<DmPage>("GET", `/dms${qs}`);
+  }
+
+  /** The caller's conversations, most recent first (at most 200), each with its last DM and unread count. */
+  async dmConversations(): Promise<DmConversation[]> {
+    return (await this.call<{ conversations: DmConversation[] }>("GET", "/dms")).conversations;
+  }
+
+  /** Each participant carries `read_seq`, their read cursor. */
   async participants(room: string): Promise<Participant[]> {
     return (await this.call<{ participants: Participant[] }>("GET", `/rooms/${enc(room)}/participants`)).participants;
   }
@@ -157,6 +193,14 @@ export class TelepathRest {
     }
     return json as T;
   }
+}
+
+/** `?a=1&b=2` of the defined values ("" when none). */
+function query(q: Record<string, string | number | undefined>): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
+  const s = params.toString();
+  return s ? `?${s}` : "";
 }
 
 function enc(id: string): string {

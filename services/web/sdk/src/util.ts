@@ -66,3 +66,29 @@ export function socketUrl(url: string, token: string): string {
   u.searchParams.set("token", token);
   return u.toString();
 }
+
+/** A bounded map: the oldest keys (by first insertion) are forgotten past `max`. */
+export class BoundedMap<K, V> {
+  private items = new Map<K, V>();
+  constructor(private readonly max: number) {}
+
+  get(k: K): V | undefined {
+    return this.items.get(k);
+  }
+
+  has(k: K): boolean {
+    return this.items.has(k);
+  }
+
+  set(k: K, v: V): void {
+    this.items.set(k, v);
+    while (this.items.size > this.max) {
+      const oldest = this.items.keys().next().value as K;
+      this.items.delete(oldest);
+    }
+  }
+
+  get size(): number {
+    return this.items.size;
+  }
+}

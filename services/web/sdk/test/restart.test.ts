@@ -145,7 +145,7 @@ describe("server restart", () => {
     ] as const) {
       assertContiguous(ms, who);
       assert.deepEqual(
-        ms.filter((m) => m.body.startsWith("after-")).map((m) => m.body),
+        ms.filter((m) => m.body?.startsWith("after-")).map((m) => m.body),
         ["after-1", "after-2", "after-3"],
         `${who} got C's messages from before its rejoin`,
       );
