@@ -1,18 +1,23 @@
 // Telepath demo app: every feature of the SDK on one page, no framework.
-// All user-provided text goes into the page through textContent only.
+// All user-provided text goes into the page through textContent only, and no
+// style is set from script (the CSP allows same-origin scripts and styles only).
 
 import { Telepath, TelepathRest, TelepathError } from '/sdk/index.js';
 
 const SESSION_KEY = 'telepath.session';
 const LAST_ROOM_KEY = 'telepath.room';
 const HISTORY_PAGE = 50;
+const THREAD_PAGE = 500;
 const TYPING_SHOWN_MS = 8000; // the server sends active:false after 6 s; a safety net
 const REFRESH_PEOPLE_MS = 10000;
+const READ_DELAY_MS = 150; // coalesces the read cursor of a burst of messages
+const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '👀'];
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, props = {}, ...children) => {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null) continue;
     if (k === 'class') node.className = v;
     else if (k === 'text') node.textContent = v;
     else if (k.startsWith('data-') || k.startsWith('aria-')) node.setAttribute(k, v);
@@ -29,12 +34,22 @@ const state = {
   rest: null,
   rooms: new Map(), // id -> room
   joined: new Set(), // room ids this page joined
-  conversations: new Map(), // key -> {messages: Map<seq|id, msg>, pending: Map<clientId, msg>, hasMore, unread}
+  // key -> {messages: Map<id, msg>, pending: Map<clientId, msg>, notices, hasMore, unread, ...}
+  conversations: new Map(),
   current: null,
   people: new Map(), // user id -> {id, name, status, text, last_seen}
   typing: new Map(), // room id -> Map<user id, {name, at}>
+  reads: new Map(), // room id -> Map<user id, {name, seq}>: read cursors (participants, receipts)
+  dms: new Map(), // user id -> {user, last}: DM conversations (GET /dms and live)
+  editing: null, // {key, id, draft}
+  picker: null, // message id whose emoji picker is open
+  thread: null, // {room, id, loading, error}
+  search: null, // {q, offset, results, next}
+  readTimers: new Map(), // room id -> timer
   timers: [],
 };
+
+const me = () => state.session.user;
 
 // ---------------------------------------------------------------- session
 
@@ -124,6 +139,7 @@ function start(session) {
   state.tp = tp;
   window.telepath = tp; // for the console (and the browser test)
 
+  let opened = 0;
   tp.on('state', ({ state: s, attempt, delayMs }) => {
     const badge = $('connection');
     badge.dataset.state = s;
@@ -131,14 +147,28 @@ function start(session) {
       s === 'open' ? 'connected'
         : s === 'reconnecting' ? `reconnecting${attempt ? ` (#${attempt}${delayMs != null ? `, ${Math.round(delayMs / 100) / 10}s` : ''})` : ''}`
           : s;
-    if (s === 'open') refreshPeople();
+    if (s === 'open') {
+      refreshPeople();
+      // Back after a drop: unread counts, DM conversations and read cursors may have moved meanwhile.
+      if (opened++ > 0) {
+        loadRooms();
+        loadDms();
+        if (state.current?.startsWith('dm:')) loadDmHistory(state.current.slice(3), { reset: true });
+        if (state.current?.startsWith('room:')) scheduleRead(state.current.slice(5));
+      }
+    }
   });
   tp.on('message', onMessage);
+  tp.on('message_edited', onEdited);
+  tp.on('message_deleted', onDeleted);
+  tp.on('reaction', onReaction);
+  tp.on('receipt', onReceipt);
   tp.on('dm', onDm);
+  tp.on('dm_updated', onDmUpdated);
   tp.on('typing', onTyping);
   tp.on('presence', onPresence);
   tp.on('member', (m) => {
-    if (m.user.id === state.session.user.id) {
+    if (m.user.id === me().id) {
       if (m.action === 'left') {
         state.joined.delete(m.room);
         notice(`room:${m.room}`, 'You left this room (on another device). Open it again to rejoin.');
@@ -172,6 +202,7 @@ function start(session) {
     $('connection').textContent = `cannot connect: ${e.message}`;
   });
   loadRooms();
+  loadDms();
   state.timers.push(setInterval(refreshPeople, REFRESH_PEOPLE_MS));
   state.timers.push(setInterval(renderPeople, 30_000)); // "last seen" ages
 }
@@ -181,7 +212,13 @@ function start(session) {
 async function loadRooms() {
   try {
     const rooms = await state.rest.listRooms();
-    for (const r of rooms) state.rooms.set(r.id, r);
+    for (const r of rooms) {
+      state.rooms.set(r.id, r);
+      // The server counts what is above our read cursor; the room on screen is being read.
+      const key = `room:${r.id}`;
+      if (typeof r.unread === 'number') conversation(key).unread = state.current === key ? 0 : r.unread;
+      if (typeof r.unread === 'number') conversation(key).unreadCapped = r.unread_capped === true;
+    }
     renderRooms();
     const last = localStorage.getItem(LAST_ROOM_KEY);
     if (!state.current && last && state.rooms.has(last)) openRoom(last);
@@ -197,11 +234,12 @@ function renderRooms() {
     .sort((a, b) => a.name.localeCompare(b.name));
   for (const r of rooms) {
     const key = `room:${r.id}`;
-    const unread = state.conversations.get(key)?.unread || 0;
+    const conv = state.conversations.get(key);
+    const unread = conv?.unread || 0;
     const li = el('li', { 'data-room-id': r.id, 'aria-current': String(state.current === key) },
       el('span', { text: `# ${r.name}` }),
       r.private ? el('span', { class: 'muted', text: '🔒' }) : null,
-      unread ? el('span', { class: 'unread', text: String(unread) }) : null);
+      unread ? el('span', { class: 'unread', 'data-testid': 'unread', text: conv.unreadCapped ? `${unread}+` : String(unread) }) : null);
     li.addEventListener('click', () => openRoom(r.id));
     list.append(li);
   }
@@ -226,6 +264,7 @@ async function createRoom(event) {
 async function openRoom(id) {
   closeMenu();
   const key = `room:${id}`;
+  if (state.thread && state.thread.room !== id) closeThread();
   setCurrent(key);
   if (!state.joined.has(id)) {
     try {
@@ -239,6 +278,7 @@ async function openRoom(id) {
   const conv = conversation(key);
   if (conv.messages.size === 0) await loadHistory(id, { reset: true });
   refreshParticipants(id);
+  scheduleRead(id);
 }
 
 async function loadHistory(room, { reset = false } = {}) {
@@ -246,13 +286,16 @@ async function loadHistory(room, { reset = false } = {}) {
   const conv = conversation(key);
   if (conv.loading) return;
   conv.loading = true;
-  const seqs = [...conv.messages.keys()];
+  const seqs = [...conv.messages.values()].map((m) => m.seq).filter((s) => typeof s === 'number');
   const before = reset || seqs.length === 0 ? undefined : Math.min(...seqs);
   try {
     const page = await state.rest.history(room, { before, limit: HISTORY_PAGE });
-    for (const m of page.messages) conv.messages.set(m.seq, m);
+    for (const m of page.messages) putMessage(conv, m);
     conv.hasMore = page.has_more;
-    if (state.current === key) renderMessages({ keepTop: before !== undefined });
+    if (state.current === key) {
+      renderMessages({ keepTop: before !== undefined });
+      scheduleRead(room);
+    }
   } catch (e) {
     notice(key, `Could not load history: ${e.message}`);
   } finally {
@@ -260,15 +303,60 @@ async function loadHistory(room, { reset = false } = {}) {
   }
 }
 
+/** The newest seq this page knows in a room (delivered by the SDK, or read from history). */
+function latestSeq(room) {
+  let seq = state.tp.lastSeq(room) ?? 0;
+  for (const m of conversation(`room:${room}`).messages.values()) if (m.seq > seq) seq = m.seq;
+  return seq;
+}
+
+/** Sends `read` for the room on screen (coalesced): its unread count goes to 0 and others see "seen by". */
+function scheduleRead(room) {
+  if (state.readTimers.has(room)) return;
+  state.readTimers.set(room, setTimeout(() => {
+    state.readTimers.delete(room);
+    if (state.current !== `room:${room}` || document.hidden || !state.joined.has(room)) return;
+    const seq = latestSeq(room);
+    if (seq > 0) state.tp.markRead(room, seq).catch(() => { /* the next view tries again */ });
+  }, READ_DELAY_MS));
+}
+
 // ---------------------------------------------------------------- conversations
 
 function conversation(key) {
   let conv = state.conversations.get(key);
   if (!conv) {
-    conv = { messages: new Map(), pending: new Map(), notices: [], hasMore: key.startsWith('room:'), unread: 0 };
+    conv = {
+      messages: new Map(), pending: new Map(), notices: [], hasMore: key.startsWith('room:'), unread: 0,
+      unreadIds: new Set(), loaded: false,
+    };
     state.conversations.set(key, conv);
   }
   return conv;
+}
+
+/**
+ * Stores a message as the server says it is now, keeping what only this page
+ * knows: which reactions are ours (the socket's messages do not say).
+ */
+function putMessage(conv, m) {
+  const old = conv.messages.get(m.id);
+  const next = { ...m };
+  if (next.deleted) delete next.body;
+  if (old?.reactions && Array.isArray(next.reactions)) {
+    next.reactions = next.reactions.map((r) => {
+      if (r.me !== undefined) return { ...r };
+      const was = old.reactions.find((o) => o.emoji === r.emoji);
+      return was?.me !== undefined ? { ...r, me: was.me } : { ...r };
+    });
+  }
+  // A parent read from the socket knows nothing of replies counted here.
+  if (old && next.reply_count === undefined && old.reply_count) {
+    next.reply_count = old.reply_count;
+    next.last_reply_at = old.last_reply_at;
+  }
+  conv.messages.set(m.id, next);
+  return next;
 }
 
 function setCurrent(key) {
@@ -276,19 +364,24 @@ function setCurrent(key) {
   if (key.startsWith('room:')) localStorage.setItem(LAST_ROOM_KEY, key.slice(5));
   const conv = conversation(key);
   conv.unread = 0;
+  conv.unreadIds.clear();
+  conv.restUnread = 0;
+  state.editing = null;
+  state.picker = null;
   const [kind, id] = key.split(/:(.*)/s);
   if (kind === 'room') {
     const room = state.rooms.get(id);
     $('conv-title').textContent = room ? `# ${room.name}` : '# room';
     $('conv-note').textContent = room?.description || '';
   } else {
-    const who = state.people.get(id);
+    const who = state.people.get(id) ?? state.dms.get(id)?.user;
     $('conv-title').textContent = `@ ${who?.name ?? 'direct message'}`;
-    $('conv-note').textContent = 'Direct messages of this session; undelivered ones wait until they connect.';
+    $('conv-note').textContent = 'Direct messages; undelivered ones wait until they connect.';
   }
   $('message-input').disabled = false;
   $('composer').querySelector('button').disabled = false;
   renderRooms();
+  renderDms();
   renderPeople();
   renderMessages();
   renderTyping();
@@ -298,30 +391,226 @@ function setCurrent(key) {
 function onMessage(m) {
   const key = `room:${m.room}`;
   const conv = conversation(key);
-  conv.messages.set(m.seq, m);
+  const isNew = !conv.messages.has(m.id);
+  putMessage(conv, m);
+  if (isNew && m.reply_to) {
+    const parent = conv.messages.get(m.reply_to);
+    if (parent) {
+      parent.reply_count = (parent.reply_count ?? 0) + 1;
+      parent.last_reply_at = m.ts;
+    }
+  }
   const typing = state.typing.get(m.room);
   if (typing?.delete(m.from.id)) renderTyping();
   seen(m.from);
-  if (state.current === key) renderMessages({ stick: true });
-  else if (m.from.id !== state.session.user.id) {
+  if (state.current === key) {
+    renderMessages({ stick: true });
+    scheduleRead(m.room);
+  } else if (isNew && m.from.id !== me().id && !m.deleted) {
     conv.unread++;
     renderRooms();
   }
+  if (state.thread?.room === m.room && (m.reply_to === state.thread.id || m.id === state.thread.id)) renderThread({ stick: true });
+}
+
+/** The conversation key and stored message for a change event (room or DM). */
+function changed(e) {
+  if (e.room) {
+    const key = `room:${e.room}`;
+    return { key, m: conversation(key).messages.get(e.id) };
+  }
+  const id = e.dm ?? e.id;
+  const peer = e.to === me().id ? e.by?.id : e.to;
+  const key = peer ? `dm:${peer}` : null;
+  return { key, m: key ? conversation(key).messages.get(id) : undefined };
+}
+
+/** Re-renders what shows the message `id` of conversation `key`. */
+function rerender(key, id) {
+  if (state.current === key) renderMessages();
+  if (state.thread && key === `room:${state.thread.room}`) renderThread();
+  if (key?.startsWith('dm:')) {
+    const entry = state.dms.get(key.slice(3));
+    if (entry?.last?.id === id) {
+      entry.last = conversation(key).messages.get(id) ?? entry.last;
+      renderDms();
+    }
+  }
+}
+
+function onEdited(e) {
+  const { key, m } = changed(e);
+  if (!m || m.deleted) return;
+  m.body = e.body;
+  m.edited_at = e.edited_at;
+  rerender(key, e.id);
+  if (e.room && state.current === key) scheduleRead(e.room);
+}
+
+function onDeleted(e) {
+  const { key, m } = changed(e);
+  if (!m) return;
+  m.deleted = true;
+  delete m.body;
+  delete m.reactions;
+  if (state.editing?.id === e.id) state.editing = null;
+  rerender(key, e.id);
+  if (e.room && state.current === key) scheduleRead(e.room);
+}
+
+function onReaction(e) {
+  const { key, m } = changed(e);
+  if (e.room && state.current === key) scheduleRead(e.room);
+  if (!m || m.deleted) return;
+  applyReaction(m, e.emoji, e.count, e.user.id === me().id ? e.on : undefined);
+  rerender(key, e.id);
+}
+
+/** Sets the absolute count of `emoji` on `m` (and whether it is ours, when known). */
+function applyReaction(m, emoji, count, mine) {
+  const list = Array.isArray(m.reactions) ? m.reactions.map((r) => ({ ...r })) : [];
+  let r = list.find((x) => x.emoji === emoji);
+  if (!r) {
+    r = { emoji, count: 0 };
+    list.push(r);
+  }
+  r.count = count;
+  if (mine !== undefined) r.me = mine;
+  m.reactions = list.filter((x) => x.count > 0);
+}
+
+function onReceipt(r) {
+  let reads = state.reads.get(r.room);
+  if (!reads) state.reads.set(r.room, (reads = new Map()));
+  const was = reads.get(r.user.id);
+  if (!was || r.seq > was.seq) reads.set(r.user.id, { name: r.user.name, seq: r.seq });
+  if (r.user.id === me().id) {
+    // Read on another device of ours.
+    const key = `room:${r.room}`;
+    if (state.current !== key && r.seq >= latestSeq(r.room)) {
+      conversation(key).unread = 0;
+      renderRooms();
+    }
+    return;
+  }
+  seen(r.user);
+  if (state.current === `room:${r.room}`) renderSeenBy();
+}
+
+function dmPeer(d) {
+  return d.from.id === me().id ? d.to : d.from.id;
+}
+
+/** Records a DM in its conversation and in the list of conversations. */
+function putDm(d) {
+  const peer = dmPeer(d);
+  const key = `dm:${peer}`;
+  const conv = conversation(key);
+  const stored = putMessage(conv, d);
+  const peerUser = d.from.id === me().id ? state.people.get(peer) ?? state.dms.get(peer)?.user : d.from;
+  let entry = state.dms.get(peer);
+  if (!entry) state.dms.set(peer, (entry = { user: peerUser ?? { id: peer, name: 'someone' }, last: stored }));
+  if (peerUser && entry.user.name === 'someone') entry.user = { id: peer, name: peerUser.name };
+  if (!entry.last || dmOrder(entry.last, stored) <= 0) entry.last = stored;
+  return { key, conv, stored };
 }
 
 function onDm(d) {
-  const me = state.session.user.id;
-  const peer = d.from.id === me ? d.to : d.from.id;
-  const key = `dm:${peer}`;
-  const conv = conversation(key);
-  conv.messages.set(d.id, d);
+  const { key, conv } = putDm(d);
   seen(d.from);
   if (state.current === key) renderMessages({ stick: true });
-  else if (d.from.id !== me) {
-    conv.unread++;
+  else if (d.from.id !== me().id && !d.deleted) {
+    conv.unreadIds.add(d.id);
     renderPeople();
   }
+  renderDms();
 }
+
+function onDmUpdated(d) {
+  const { key } = putDm(d);
+  rerender(key, d.id);
+  renderDms();
+}
+
+function dmOrder(a, b) {
+  return String(a.ts).localeCompare(String(b.ts)) || String(a.id).localeCompare(String(b.id));
+}
+
+function dmUnread(conv) {
+  return Math.max(conv.unreadIds.size, conv.restUnread ?? 0);
+}
+
+// ---------------------------------------------------------------- DM conversations
+
+async function loadDms() {
+  if (!state.rest) return;
+  try {
+    const convs = await state.rest.dmConversations();
+    for (const c of convs) {
+      const key = `dm:${c.user.id}`;
+      const entry = state.dms.get(c.user.id);
+      if (entry) entry.user = c.user;
+      else state.dms.set(c.user.id, { user: c.user, last: null });
+      if (c.last) putDm(c.last);
+      // Unacked DMs are the ones the socket is (re)delivering: the larger count wins.
+      if (state.current !== key) conversation(key).restUnread = c.unread ?? 0;
+      if (!state.people.has(c.user.id)) state.people.set(c.user.id, { id: c.user.id, name: c.user.name, status: 'offline' });
+    }
+    renderDms();
+    renderPeople();
+  } catch (e) {
+    console.warn('could not list DM conversations', e);
+  }
+}
+
+function renderDms() {
+  const list = $('dm-list');
+  const entries = [...state.dms.values()].filter((e) => e.last)
+    .sort((a, b) => dmOrder(b.last, a.last));
+  list.replaceChildren(...entries.map((e) => {
+    const key = `dm:${e.user.id}`;
+    const conv = state.conversations.get(key);
+    const unread = conv ? dmUnread(conv) : 0;
+    const preview = e.last.deleted ? 'message deleted' : `${e.last.from.id === me().id ? 'you: ' : ''}${e.last.body ?? ''}`;
+    const li = el('li', { 'data-user-id': e.user.id, 'data-name': e.user.name, 'aria-current': String(state.current === key) },
+      el('span', {}, `@ ${e.user.name}`, el('span', { class: 'preview', text: preview })),
+      unread ? el('span', { class: 'unread', 'data-testid': 'unread', text: String(unread) }) : null);
+    li.addEventListener('click', () => openDm(e.user.id));
+    return li;
+  }));
+}
+
+async function openDm(peer) {
+  closeMenu();
+  closeThread();
+  const key = `dm:${peer}`;
+  setCurrent(key);
+  if (!conversation(key).loaded) await loadDmHistory(peer, { reset: true });
+}
+
+/** A page of the conversation with `peer` (GET /dms?with=): the newest, or older than what is shown. */
+async function loadDmHistory(peer, { reset = false } = {}) {
+  const key = `dm:${peer}`;
+  const conv = conversation(key);
+  if (conv.loading) return;
+  conv.loading = true;
+  const shown = [...conv.messages.values()].sort(dmOrder);
+  const before = reset || !conv.loaded || shown.length === 0 ? undefined : shown[0].id;
+  try {
+    const page = await state.rest.dmConversation(peer, { before, limit: HISTORY_PAGE });
+    for (const d of page.messages) putDm(d);
+    conv.hasMore = page.has_more;
+    conv.loaded = true;
+    if (state.current === key) renderMessages({ keepTop: before !== undefined });
+    renderDms();
+  } catch (e) {
+    notice(key, `Could not load the conversation: ${e.message}`);
+  } finally {
+    conv.loading = false;
+  }
+}
+
+// ---------------------------------------------------------------- rendering
 
 function notice(key, text) {
   if (!key) key = state.current;
@@ -339,39 +628,308 @@ function renderMessages({ stick = false, keepTop = false } = {}) {
   const key = state.current;
   if (!key) return;
   const conv = conversation(key);
+  const isRoom = key.startsWith('room:');
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
   const oldHeight = box.scrollHeight;
-  const me = state.session.user.id;
-  const sorted = [...conv.messages.values()].sort((a, b) =>
-    a.seq != null && b.seq != null ? a.seq - b.seq : String(a.ts).localeCompare(String(b.ts)));
+  // A room's main list shows the top-level messages; replies live in their thread.
+  const sorted = [...conv.messages.values()].filter((m) => !(isRoom && m.reply_to))
+    .sort((a, b) => (isRoom ? a.seq - b.seq : dmOrder(a, b)));
   // Notices go between the messages by time; pending sends last.
   const notices = [...conv.notices];
   const rows = [];
   for (const m of sorted) {
     const at = new Date(m.ts).getTime();
     while (notices.length && notices[0].at < at) rows.push(el('li', { class: 'notice', text: notices.shift().text }));
-    rows.push(messageRow(m, m.from.id === me, false));
+    rows.push(messageRow(key, m, {}));
   }
   for (const n of notices) rows.push(el('li', { class: 'notice', text: n.text }));
   for (const p of conv.pending.values()) {
-    if (!sorted.some((m) => p.id && m.id === p.id)) rows.push(messageRow(p, true, true));
+    if (p.threadOf) continue;
+    if (!sorted.some((m) => p.id && m.id === p.id)) rows.push(messageRow(key, p, { pending: true }));
   }
   items.replaceChildren(...rows);
-  $('older').hidden = !key.startsWith('room:') || !conv.hasMore;
+  $('older').hidden = !conv.hasMore || (!isRoom && !conv.loaded);
+  renderSeenBy();
+  focusEditor(items);
   if (keepTop) box.scrollTop = box.scrollHeight - oldHeight;
   else if (stick ? atBottom || rows.length < 3 : true) box.scrollTop = box.scrollHeight;
 }
 
-function messageRow(m, mine, pending) {
+/** "Seen by …" under a room's last message: the other participants whose read cursor reached it. */
+function renderSeenBy() {
+  const p = $('seen-by');
+  const key = state.current;
+  if (!key?.startsWith('room:')) {
+    p.hidden = true;
+    return;
+  }
+  const room = key.slice(5);
+  const conv = conversation(key);
+  let last = null;
+  for (const m of conv.messages.values()) if (!m.reply_to && !m.deleted && (!last || m.seq > last.seq)) last = m;
+  const reads = state.reads.get(room);
+  const names = last && reads
+    ? [...reads.entries()].filter(([id, r]) => id !== me().id && id !== last.from.id && r.seq >= last.seq).map(([, r]) => r.name).sort()
+    : [];
+  p.hidden = names.length === 0;
+  p.textContent = names.length ? `Seen by ${names.join(', ')}` : '';
+}
+
+function isAdmin() {
+  return (state.tp?.user?.role ?? me().role) === 'admin';
+}
+
+function messageRow(key, m, { pending = false, inThread = false, parent = false }) {
+  const isRoom = key.startsWith('room:');
+  const mine = m.from.id === me().id;
   const time = m.ts ? new Date(m.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
-  const meta = pending ? `${m.from.name} · sending…` : `${m.from.name} · ${time}${m.seq != null ? ` · #${m.seq}` : ''}`;
-  return el('li', {
-    class: `${mine ? 'mine' : ''} ${pending ? 'pending' : ''}`.trim(),
+  const meta = el('span', { class: 'meta' },
+    pending ? `${m.from.name} · sending…` : `${m.from.name} · ${time}${m.seq != null ? ` · #${m.seq}` : ''}`,
+    m.edited_at && !m.deleted ? el('span', { class: 'edited', 'data-testid': 'edited', text: ' · (edited)' }) : null);
+  const li = el('li', {
+    class: [mine ? 'mine' : '', pending ? 'pending' : '', m.deleted ? 'deleted' : ''].filter(Boolean).join(' '),
     'data-seq': m.seq != null ? String(m.seq) : '',
     'data-id': m.id ?? '',
     'data-from': m.from.name,
-  }, el('span', { class: 'meta', text: meta }), el('span', { class: 'body', text: m.body }));
+    'data-key': key,
+  }, meta);
+  const editing = !pending && state.editing?.id === m.id && state.editing.key === key;
+  if (editing) {
+    li.classList.add('editing');
+    const input = el('input', { class: 'edit-input', 'data-testid': 'edit-input', value: state.editing.draft, maxLength: 4096, 'aria-label': 'Edit the message' });
+    li.append(el('form', { class: 'edit-form', 'data-action': 'edit-save' }, input,
+      el('button', { type: 'submit', 'data-testid': 'edit-save', text: 'Save' }),
+      el('button', { type: 'button', class: 'link', 'data-action': 'edit-cancel', text: 'Cancel' })));
+  } else {
+    li.append(el('span', { class: 'body', text: m.deleted ? 'This message was deleted.' : m.body ?? '' }));
+  }
+  if (pending || m.deleted) {
+    if (!pending && isRoom && !inThread && m.reply_count) li.append(threadLink(m));
+    return li;
+  }
+  if (isRoom && Array.isArray(m.reactions) && m.reactions.length) {
+    li.append(el('div', { class: 'reactions', 'data-testid': 'reactions' }, ...m.reactions.map((r) =>
+      el('button', {
+        type: 'button', class: 'reaction', 'data-action': 'react', 'data-emoji': r.emoji,
+        'aria-pressed': String(r.me === true), 'data-count': String(r.count), text: `${r.emoji} ${r.count}`,
+        title: r.me ? 'Click to take your reaction back' : 'Click to react too',
+      }))));
+  }
+  if (isRoom && !inThread && !parent && m.reply_count) li.append(threadLink(m));
+  const actions = [];
+  if (isRoom) actions.push(el('button', { type: 'button', 'data-action': 'pick', 'aria-label': 'Add a reaction', text: '☺ React' }));
+  if (isRoom && !inThread && !parent && !m.reply_to) actions.push(el('button', { type: 'button', 'data-action': 'reply', text: 'Reply in thread' }));
+  if (mine) actions.push(el('button', { type: 'button', 'data-action': 'edit', text: 'Edit' }));
+  const room = isRoom ? state.rooms.get(key.slice(5)) : null;
+  if (mine || (isRoom && (isAdmin() || room?.created_by === me().id))) {
+    actions.push(el('button', { type: 'button', 'data-action': 'delete', text: 'Delete' }));
+  }
+  if (actions.length && !editing) li.append(el('div', { class: 'actions' }, ...actions));
+  if (state.picker === m.id && isRoom) {
+    li.append(el('div', { class: 'picker', 'data-testid': 'emoji-picker' }, ...EMOJI.map((e) =>
+      el('button', { type: 'button', 'data-action': 'react-pick', 'data-emoji': e, text: e }))));
+  }
+  return li;
 }
+
+function threadLink(m) {
+  const n = m.reply_count;
+  return el('button', { type: 'button', class: 'thread-link', 'data-action': 'thread', 'data-testid': 'thread-link', text: `💬 ${n} ${n === 1 ? 'reply' : 'replies'}` });
+}
+
+/** Keeps the caret in the edit box across re-renders. */
+function focusEditor(container) {
+  const input = container.querySelector('.edit-input');
+  if (!input || document.activeElement === input) return;
+  input.focus();
+  input.setSelectionRange(input.value.length, input.value.length);
+}
+
+// ---------------------------------------------------------------- message actions
+
+/** Clicks on the buttons of message rows (main list and thread pane), delegated. */
+function onMessageClick(event) {
+  const button = event.target.closest('button[data-action]');
+  const li = event.target.closest('li[data-id]');
+  if (!button || !li || !li.dataset.id) return;
+  const key = li.dataset.key;
+  const id = li.dataset.id;
+  const m = conversation(key).messages.get(id);
+  if (!m) return;
+  const action = button.dataset.action;
+  if (action === 'edit') {
+    state.editing = { key, id, draft: m.body ?? '' };
+    state.picker = null;
+    renderAll(key);
+  } else if (action === 'edit-cancel') {
+    state.editing = null;
+    renderAll(key);
+  } else if (action === 'delete') {
+    deleteMessage(key, m);
+  } else if (action === 'pick') {
+    state.picker = state.picker === id ? null : id;
+    renderAll(key);
+  } else if (action === 'react' || action === 'react-pick') {
+    const emoji = button.dataset.emoji;
+    const r = m.reactions?.find((x) => x.emoji === emoji);
+    state.picker = null;
+    react(key, m, emoji, !(r?.me === true));
+  } else if (action === 'reply' || action === 'thread') {
+    openThread(key.slice(5), id);
+  }
+}
+
+function renderAll(key) {
+  if (state.current === key) renderMessages();
+  if (state.thread && key === `room:${state.thread.room}`) renderThread();
+}
+
+function onMessageInput(event) {
+  if (event.target.classList.contains('edit-input') && state.editing) state.editing.draft = event.target.value;
+}
+
+function onMessageKey(event) {
+  if (event.key === 'Escape' && event.target.classList.contains('edit-input') && state.editing) {
+    const key = state.editing.key;
+    state.editing = null;
+    renderAll(key);
+  }
+}
+
+async function onMessageSubmit(event) {
+  const form = event.target.closest('form[data-action="edit-save"]');
+  if (!form) return;
+  event.preventDefault();
+  const ed = state.editing;
+  if (!ed) return;
+  const body = form.querySelector('input').value;
+  const m = conversation(ed.key).messages.get(ed.id);
+  state.editing = null;
+  if (!m || !body.trim() || body === m.body) {
+    renderAll(ed.key);
+    return;
+  }
+  renderAll(ed.key);
+  try {
+    const reply = ed.key.startsWith('room:')
+      ? await state.tp.edit(ed.key.slice(5), ed.id, body)
+      : await state.tp.editDm(ed.id, body);
+    if (!m.deleted) {
+      m.body = body;
+      m.edited_at = reply.edited_at ?? m.edited_at ?? new Date().toISOString();
+    }
+    rerender(ed.key, ed.id);
+  } catch (e) {
+    notice(ed.key, `Could not edit (${e.code ?? 'error'}): ${e.message}`);
+  }
+}
+
+async function deleteMessage(key, m) {
+  try {
+    if (key.startsWith('room:')) await state.tp.delete(key.slice(5), m.id);
+    else await state.tp.deleteDm(m.id);
+    m.deleted = true;
+    delete m.body;
+    delete m.reactions;
+    rerender(key, m.id);
+  } catch (e) {
+    notice(key, `Could not delete (${e.code ?? 'error'}): ${e.message}`);
+  }
+}
+
+async function react(key, m, emoji, on) {
+  renderAll(key);
+  try {
+    const reply = await state.tp.react(key.slice(5), m.id, emoji, on);
+    if (!m.deleted) applyReaction(m, emoji, reply.count, on);
+    renderAll(key);
+  } catch (e) {
+    notice(key, `Could not react (${e.code ?? 'error'}): ${e.message}`);
+  }
+}
+
+// ---------------------------------------------------------------- threads
+
+async function openThread(room, id) {
+  state.thread = { room, id, loading: true, error: null };
+  state.picker = null;
+  $('thread').hidden = false;
+  $('chat').classList.add('thread-open');
+  renderThread();
+  const conv = conversation(`room:${room}`);
+  try {
+    let after;
+    let count = 0;
+    for (;;) {
+      const page = await state.rest.thread(room, id, { after, limit: THREAD_PAGE });
+      for (const r of page.messages) putMessage(conv, r);
+      count += page.messages.length;
+      if (!page.has_more || page.messages.length === 0) break;
+      after = page.messages.at(-1).seq;
+    }
+    const parent = conv.messages.get(id);
+    if (parent && count > (parent.reply_count ?? 0)) parent.reply_count = count;
+  } catch (e) {
+    if (state.thread?.id === id) state.thread.error = e.message;
+  }
+  if (state.thread?.id !== id) return;
+  state.thread.loading = false;
+  renderThread({ stick: true });
+  if (state.current === `room:${room}`) renderMessages();
+  $('thread-input').focus();
+}
+
+function closeThread() {
+  state.thread = null;
+  $('thread').hidden = true;
+  $('chat').classList.remove('thread-open');
+}
+
+function renderThread({ stick = false } = {}) {
+  const t = state.thread;
+  if (!t) return;
+  const key = `room:${t.room}`;
+  const conv = conversation(key);
+  const parent = conv.messages.get(t.id);
+  $('thread-parent').replaceChildren(...(parent ? [messageRow(key, parent, { parent: true })] : []));
+  const replies = [...conv.messages.values()].filter((m) => m.reply_to === t.id).sort((a, b) => a.seq - b.seq);
+  const rows = replies.map((m) => messageRow(key, m, { inThread: true }));
+  for (const p of conv.pending.values()) if (p.threadOf === t.id) rows.push(messageRow(key, p, { pending: true, inThread: true }));
+  $('thread-items').replaceChildren(...rows);
+  $('thread-note').textContent = t.error ? `Could not load the thread: ${t.error}`
+    : t.loading ? 'Loading the replies…'
+      : replies.length === 0 ? 'No replies yet.' : `${replies.length} ${replies.length === 1 ? 'reply' : 'replies'}`;
+  focusEditor($('thread'));
+  if (stick) $('thread-scroll').scrollTop = $('thread-scroll').scrollHeight;
+}
+
+async function sendThreadReply(event) {
+  event.preventDefault();
+  const t = state.thread;
+  const input = $('thread-input');
+  const body = input.value;
+  if (!t || !body.trim()) return;
+  input.value = '';
+  const key = `room:${t.room}`;
+  const conv = conversation(key);
+  const clientId = globalThis.crypto?.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  const pending = { body, from: { id: me().id, name: me().name }, clientId, threadOf: t.id };
+  conv.pending.set(clientId, pending);
+  renderThread({ stick: true });
+  try {
+    const reply = await state.tp.send(t.room, body, { clientId, replyTo: t.id });
+    if (!conv.messages.has(reply.id)) {
+      onMessage({ room: t.room, id: reply.id, seq: reply.seq, ts: reply.ts, body, kind: 'text', from: pending.from, reply_to: t.id });
+    }
+  } catch (e) {
+    notice(key, `Reply not sent (${e.code ?? 'error'}): ${e.message}`);
+  } finally {
+    conv.pending.delete(clientId);
+    if (state.thread?.id === t.id) renderThread({ stick: true });
+  }
+}
+
+// ---------------------------------------------------------------- sending
 
 async function send(event) {
   event.preventDefault();
@@ -383,8 +941,7 @@ async function send(event) {
   const [kind, id] = key.split(/:(.*)/s);
   const conv = conversation(key);
   const clientId = globalThis.crypto?.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
-  const me = state.session.user;
-  const pending = { body, from: { id: me.id, name: me.name }, clientId };
+  const pending = { body, from: { id: me().id, name: me().name }, clientId };
   conv.pending.set(clientId, pending);
   renderMessages({ stick: true });
   try {
@@ -392,14 +949,13 @@ async function send(event) {
       state.tp.stopTyping(id);
       const reply = await state.tp.send(id, body, { clientId });
       // The message event usually came first; if not, show the reply now.
-      if (!conv.messages.has(reply.seq)) {
-        conv.messages.set(reply.seq, { room: id, id: reply.id, seq: reply.seq, ts: reply.ts, body, kind: 'text', from: pending.from });
+      if (!conv.messages.has(reply.id)) {
+        conv.messages.set(reply.id, { room: id, id: reply.id, seq: reply.seq, ts: reply.ts, body, kind: 'text', from: pending.from });
       }
     } else {
       const reply = await state.tp.dm(id, body, { clientId });
-      if (!conv.messages.has(reply.id)) {
-        conv.messages.set(reply.id, { id: reply.id, ts: reply.ts, body, from: pending.from, to: id });
-      }
+      if (!conv.messages.has(reply.id)) putDm({ id: reply.id, ts: reply.ts, body, from: pending.from, to: id });
+      renderDms();
       if (!reply.delivered) notice(key, `${state.people.get(id)?.name ?? 'They'} will get it when they connect.`);
     }
   } catch (e) {
@@ -408,6 +964,74 @@ async function send(event) {
     conv.pending.delete(clientId);
     if (state.current === key) renderMessages({ stick: true });
   }
+}
+
+// ---------------------------------------------------------------- search
+
+/** A snippet with its matches between « and » as text and <mark> nodes (never HTML). */
+function snippetNodes(s) {
+  const out = [];
+  let rest = String(s ?? '');
+  while (rest) {
+    const i = rest.indexOf('«');
+    if (i < 0) {
+      out.push(rest);
+      break;
+    }
+    if (i > 0) out.push(rest.slice(0, i));
+    const j = rest.indexOf('»', i + 1);
+    if (j < 0) {
+      out.push(rest.slice(i + 1));
+      break;
+    }
+    out.push(el('mark', { text: rest.slice(i + 1, j) }));
+    rest = rest.slice(j + 1);
+  }
+  return out;
+}
+
+async function runSearch(event, { more = false } = {}) {
+  event?.preventDefault();
+  const q = more ? state.search?.q : $('search-input').value.trim();
+  if (!q) return;
+  const offset = more ? state.search.next : 0;
+  $('search-box').hidden = false;
+  $('search-note').textContent = 'Searching…';
+  try {
+    const page = await state.rest.search(q, { offset });
+    const results = more ? [...state.search.results, ...page.results] : page.results;
+    state.search = { q, results, next: page.next_offset ?? null };
+    renderSearch();
+  } catch (e) {
+    $('search-note').textContent = e.code === 'bad_request' ? 'Type a word to search for.' : `Search failed: ${e.message}`;
+  }
+}
+
+function renderSearch() {
+  const s = state.search;
+  if (!s) return;
+  $('search-note').textContent = s.results.length ? `Results for “${s.q}”` : `Nothing found for “${s.q}”.`;
+  $('search-more').hidden = s.next == null;
+  $('search-results').replaceChildren(...s.results.map((r) => {
+    const other = r.with == null ? null
+      : typeof r.with === 'object' ? r.with : { id: r.with, name: state.people.get(r.with)?.name ?? state.dms.get(r.with)?.user.name ?? 'someone' };
+    const where = r.room ? `# ${state.rooms.get(r.room)?.name ?? 'room'}` : `@ ${other?.name ?? 'direct message'}`;
+    const time = r.ts ? new Date(r.ts).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' }) : '';
+    const li = el('li', { 'data-testid': 'search-result', 'data-id': r.id },
+      el('span', { class: 'where', text: `${where} · ${r.from?.name ?? ''} · ${time}` }),
+      el('span', { class: 'snippet' }, ...snippetNodes(r.snippet)));
+    li.addEventListener('click', () => {
+      if (r.room) openRoom(r.room);
+      else if (other) openDm(other.id);
+    });
+    return li;
+  }));
+}
+
+function closeSearch() {
+  state.search = null;
+  $('search-box').hidden = true;
+  $('search-results').replaceChildren();
 }
 
 // ---------------------------------------------------------------- typing
@@ -421,7 +1045,7 @@ function onInput() {
 }
 
 function onTyping(t) {
-  if (t.user.id === state.session.user.id) return;
+  if (t.user.id === me().id) return;
   let who = state.typing.get(t.room);
   if (!who) state.typing.set(t.room, (who = new Map()));
   if (t.active) who.set(t.user.id, { name: t.user.name, at: Date.now() });
@@ -456,7 +1080,7 @@ function onPresence(p) {
   entry.text = p.text;
   entry.last_seen = p.last_seen;
   state.people.set(p.user.id, entry);
-  if (p.user.id === state.session.user.id) {
+  if (p.user.id === me().id) {
     $('status-select').value = p.status === 'offline' ? 'online' : p.status;
     if (document.activeElement !== $('status-text')) $('status-text').value = p.text ?? '';
   }
@@ -489,13 +1113,20 @@ async function refreshPeople() {
 async function refreshParticipants(room) {
   try {
     const participants = await state.rest.participants(room);
+    let reads = state.reads.get(room);
+    if (!reads) state.reads.set(room, (reads = new Map()));
     for (const p of participants) {
+      if (typeof p.read_seq === 'number') {
+        const was = reads.get(p.user.id);
+        if (!was || p.read_seq > was.seq) reads.set(p.user.id, { name: p.user.name, seq: p.read_seq });
+      }
       const entry = state.people.get(p.user.id) ?? { id: p.user.id, name: p.user.name, status: 'offline' };
       if (p.online && entry.status === 'offline') entry.status = 'online';
       if (!p.online) entry.status = 'offline';
       state.people.set(p.user.id, entry);
     }
     renderPeople();
+    if (state.current === `room:${room}`) renderSeenBy();
   } catch {
     /* not a member any more, or presence unreachable */
   }
@@ -511,13 +1142,14 @@ function ago(ts) {
 
 function renderPeople() {
   const list = $('presence-list');
-  const me = state.session.user.id;
+  const myId = me().id;
   const order = { online: 0, busy: 1, meditating: 2, away: 3, offline: 4 };
   const people = [...state.people.values()].sort((a, b) =>
-    (a.id === me ? -1 : b.id === me ? 1 : 0) || (order[a.status] ?? 5) - (order[b.status] ?? 5) || a.name.localeCompare(b.name));
+    (a.id === myId ? -1 : b.id === myId ? 1 : 0) || (order[a.status] ?? 5) - (order[b.status] ?? 5) || a.name.localeCompare(b.name));
   list.replaceChildren(...people.map((p) => {
     const key = `dm:${p.id}`;
-    const unread = state.conversations.get(key)?.unread || 0;
+    const conv = state.conversations.get(key);
+    const unread = conv ? dmUnread(conv) : 0;
     const sub = p.status === 'offline'
       ? (p.last_seen ? `offline · last seen ${ago(p.last_seen)}` : 'offline')
       : `${p.status}${p.text ? ` · ${p.text}` : ''}`;
@@ -526,9 +1158,9 @@ function renderPeople() {
       'aria-current': String(state.current === key),
     },
     el('span', { class: 'dot', 'data-status': p.status ?? 'offline' }),
-    el('span', {}, p.id === me ? `${p.name} (you)` : p.name, el('span', { class: 'sub', text: sub })),
+    el('span', {}, p.id === myId ? `${p.name} (you)` : p.name, el('span', { class: 'sub', text: sub })),
     unread ? el('span', { class: 'unread', text: String(unread) }) : null);
-    if (p.id !== me) li.addEventListener('click', () => { closeMenu(); setCurrent(key); });
+    if (p.id !== myId) li.addEventListener('click', () => openDm(p.id));
     return li;
   }));
 }
@@ -567,10 +1199,29 @@ $('message-input').addEventListener('blur', () => {
 });
 $('status-select').addEventListener('change', setStatus);
 $('status-form').addEventListener('submit', setStatus);
-$('older').addEventListener('click', () => state.current && loadHistory(state.current.slice(5)));
-$('messages').addEventListener('scroll', () => {
+function loadOlder() {
   const key = state.current;
-  if ($('messages').scrollTop === 0 && key?.startsWith('room:') && conversation(key).hasMore) loadHistory(key.slice(5));
+  if (!key || !conversation(key).hasMore) return;
+  if (key.startsWith('room:')) loadHistory(key.slice(5));
+  else loadDmHistory(key.slice(3));
+}
+$('older').addEventListener('click', loadOlder);
+$('messages').addEventListener('scroll', () => {
+  if ($('messages').scrollTop === 0) loadOlder();
+});
+for (const id of ['message-items', 'thread-parent', 'thread-items']) {
+  $(id).addEventListener('click', onMessageClick);
+  $(id).addEventListener('submit', onMessageSubmit);
+  $(id).addEventListener('input', onMessageInput);
+  $(id).addEventListener('keydown', onMessageKey);
+}
+$('thread-composer').addEventListener('submit', sendThreadReply);
+$('thread-close').addEventListener('click', closeThread);
+$('search-form').addEventListener('submit', runSearch);
+$('search-more').addEventListener('click', () => runSearch(null, { more: true }));
+$('search-close').addEventListener('click', closeSearch);
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && state.current?.startsWith('room:')) scheduleRead(state.current.slice(5));
 });
 $('menu').addEventListener('click', toggleMenu);
 setInterval(renderTyping, 1000);

@@ -12,7 +12,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { Telepath, TelepathRest } from '../sdk/dist/index.js';
@@ -26,12 +26,55 @@ const PRESENT = { ...WAIT, state: 'attached' };
 let server;
 let browser;
 
+const WEB = path.join(repoRoot, 'services/web');
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml' };
+
+/**
+ * The pages run the app and SDK of this tree (services/web/app and
+ * sdk/dist), which the binary under test may embed an older build of; the
+ * server's own headers (its Content-Security-Policy above all) are kept.
+ */
+async function serveTree(context) {
+  await context.route((url) => url.pathname === '/' || /^\/(app|sdk)\/[^/]+$/.test(url.pathname), async (route) => {
+    const { pathname } = new URL(route.request().url());
+    const file = pathname === '/' ? path.join(WEB, 'app/index.html')
+      : pathname.startsWith('/app/') ? path.join(WEB, 'app', path.basename(pathname))
+        : path.join(WEB, 'sdk/dist', path.basename(pathname));
+    const response = await route.fetch({ headers: { ...route.request().headers(), 'if-none-match': '' } });
+    if (!existsSync(file)) return route.fulfill({ response });
+    const headers = { ...response.headers() };
+    delete headers.etag;
+    delete headers['content-length'];
+    headers['content-type'] = TYPES[path.extname(file)] ?? headers['content-type'];
+    return route.fulfill({ status: 200, headers, body: readFileSync(file) });
+  });
+}
+
+/** A browser context on the tree's app, and a page whose errors (uncaught, or refused by the CSP) are collected. */
+async function newPage(viewport = { width: 1100, height: 720 }, context = null) {
+  context ??= await browser.newContext({ viewport });
+  if (!context.servesTree) {
+    await serveTree(context);
+    context.servesTree = true;
+  }
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content.Security.Policy/i.test(m.text())) errors.push(new Error(m.text()));
+  });
+  return { context, page, errors };
+}
+
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   server = await startServer();
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    // LocalNetworkAccessChecks: a document served by a route (serveTree) counts
+    // as public, and Chromium would then refuse its WebSocket to 127.0.0.1.
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-features=LocalNetworkAccessChecks'],
   });
 });
 
@@ -42,10 +85,7 @@ after(async () => {
 
 /** A new browser context (its own storage: its own user) logged in as `name`. */
 async function loggedIn(name, viewport = { width: 1100, height: 720 }) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e));
+  const { context, page, errors } = await newPage(viewport);
   await page.goto(server.url);
   await page.getByTestId('login-name').fill(name);
   await page.getByTestId('login-submit').click();
@@ -147,12 +187,7 @@ test('two users chat, type, see each other, and survive a server restart', async
 });
 
 test('a message lost on the way to the page is read from history: shown in order, never acked past the hole', async () => {
-  // The page runs the SDK of this tree (sdk/dist), which the binary under
-  // test may embed an older build of.
-  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
-  const sdkDir = path.join(repoRoot, 'services/web/sdk/dist');
-  await context.route(/\/sdk\/[^/]+\.js$/, (route) =>
-    route.fulfill({ path: path.join(sdkDir, path.basename(new URL(route.request().url()).pathname)), contentType: 'text/javascript' }));
+  const { context, page, errors } = await newPage();
   // The gateway's frames pass through, but one message gets lost (as pub/sub between gateways may lose it).
   const LOST = 'lost on the way';
   const acks = [];
@@ -178,9 +213,6 @@ test('a message lost on the way to the page is read from history: shown in order
     await route.continue();
   });
 
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e));
   await page.goto(server.url);
   await page.getByTestId('login-name').fill('gwen');
   await page.getByTestId('login-submit').click();
