@@ -4,11 +4,16 @@
 //
 // Env: TELEPATH_BIN (default target/debug/telepath), CHROMIUM (default
 // /usr/bin/chromium), TELEPATH_ARTIFACTS (where the screenshots go, default
-// target/artifacts/browser). Two browser contexts (two users) log in and
+// target/artifacts/browser). The pages run this tree's app and SDK (see
+// serveTree). Two browser contexts (two users) log in and
 // join one room; a message from one appears in the other; typing shows and
 // clears; both show the other online; then the server is SIGKILLed and
 // started again on the same port and database, and the pages reconnect by
 // themselves and show the messages sent meanwhile, each once, in order.
+// Messages that live: edits, deletes and reactions made while a user is
+// away are there when they come back (after a reconnect: replayed in seq
+// order; after a reload: from history); a thread reply; unread badges and
+// seen-by; search; a DM conversation that survives reloads on both sides.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -313,4 +318,282 @@ test('scroll-back pages through history, and a DM sent while offline waits for i
   erin.close();
   assert.deepEqual(d.errors, []);
   await d.context.close();
+});
+
+// ---------------------------------------------------------------- messages that live
+
+/** A message row of the main list (or of `scope`) holding `text`. */
+const row = (page, text, scope = '#message-items') => page.locator(`${scope} > li[data-id]:not([data-id=""])`, { hasText: text });
+
+/** Sends `body` from the composer and waits until it is committed on the page. */
+async function say(page, body) {
+  await page.getByTestId('message-input').fill(body);
+  await page.getByTestId('message-send').click();
+  await row(page, body).waitFor(WAIT); // pending rows have no id yet
+}
+
+/** Clicks one of a message's action buttons (they show on hover). */
+async function act(page, text, action, scope) {
+  const li = row(page, text, scope);
+  await li.hover();
+  await li.locator(`.actions button[data-action="${action}"]`).click();
+}
+
+async function openRoomIn(page, name) {
+  await page.getByTestId('room-list').locator('li', { hasText: name }).click();
+  await page.locator('#conv-title', { hasText: name }).waitFor(WAIT);
+}
+
+const roomIdOf = (page, name) => page.getByTestId('room-list').locator('li', { hasText: name }).getAttribute('data-room-id');
+
+/** The reactions shown on a message: {emoji: [count, pressed]}. */
+async function reactionsOf(page, text) {
+  const chips = await row(page, text).locator('button.reaction').evaluateAll((els) =>
+    els.map((e) => [e.dataset.emoji, Number(e.dataset.count), e.getAttribute('aria-pressed') === 'true']));
+  return Object.fromEntries(chips.map(([emoji, count, pressed]) => [emoji, [count, pressed]]));
+}
+
+/** Waits until the reactions on a message are exactly `want`. */
+async function waitReactions(page, text, want) {
+  for (let i = 0; ; i++) {
+    const got = await reactionsOf(page, text);
+    try {
+      assert.deepEqual(got, want);
+      return;
+    } catch (e) {
+      if (i > 150) throw e;
+    }
+    await page.waitForTimeout(100);
+  }
+}
+
+test('edits, deletes and reactions made while a user is away: the final state after a reconnect and after a reload', async () => {
+  const a = await loggedIn('ada');
+  await a.page.getByTestId('room-create-name').fill('living');
+  await a.page.getByTestId('room-create-submit').click();
+  await a.page.locator('#conv-title', { hasText: 'living' }).waitFor(WAIT);
+  const roomId = await roomIdOf(a.page, 'living');
+  const b = await loggedIn('ben');
+  await openRoomIn(b.page, 'living');
+
+  for (const body of ['first words', 'second thoughts', 'third time']) await say(a.page, body);
+  for (const body of ['first words', 'second thoughts', 'third time']) await row(b.page, body).waitFor(WAIT);
+
+  // Live: a reaction counts up on both pages, and a click on it toggles one's own.
+  await act(a.page, 'first words', 'pick');
+  await row(a.page, 'first words').locator('[data-testid="emoji-picker"] button[data-emoji="👍"]').click();
+  await waitReactions(b.page, 'first words', { '👍': [1, false] });
+  await row(b.page, 'first words').locator('button.reaction[data-emoji="👍"]').click();
+  await waitReactions(b.page, 'first words', { '👍': [2, true] });
+  await waitReactions(a.page, 'first words', { '👍': [2, true] });
+  await row(b.page, 'first words').locator('button.reaction[data-emoji="👍"]').click();
+  await waitReactions(a.page, 'first words', { '👍': [1, true] });
+  await waitReactions(b.page, 'first words', { '👍': [1, false] });
+
+  // Ben's connection goes away (the page stays).
+  const benSeq = await b.page.evaluate((room) => window.telepath.lastSeq(room), roomId);
+  await b.page.evaluate(() => window.telepath.close());
+  await b.page.locator('[data-testid="connection-state"][data-state="closed"]').waitFor(WAIT);
+
+  // Meanwhile Ada edits, deletes and reacts in the app, and Cara through the SDK.
+  await act(a.page, 'first words', 'edit');
+  await a.page.getByTestId('edit-input').fill('first words, edited');
+  await a.page.getByTestId('edit-input').press('Enter');
+  await row(a.page, 'first words, edited').getByTestId('edited').waitFor(WAIT);
+  await act(a.page, 'second thoughts', 'delete');
+  await a.page.locator('#message-items li.deleted').waitFor(WAIT);
+  await row(a.page, 'first words, edited').locator('button.reaction[data-emoji="👍"]').click(); // takes hers back
+  await act(a.page, 'third time', 'pick');
+  await row(a.page, 'third time').locator('[data-testid="emoji-picker"] button[data-emoji="🎉"]').click();
+  const { token } = await TelepathRest.login(server.url, 'cara');
+  const cara = new Telepath({ url: server.wsUrl, token, reconnect: false });
+  await cara.connect();
+  await cara.join(roomId);
+  const thirdId = await row(a.page, 'third time').getAttribute('data-id');
+  await cara.react(roomId, thirdId, '👍', true);
+  await cara.react(roomId, thirdId, '👀', true);
+  const last = await cara.react(roomId, thirdId, '👀', false);
+  assert.equal(last.count, 0);
+  cara.close();
+  await waitReactions(a.page, 'third time', { '🎉': [1, true], '👍': [1, false] });
+  await waitReactions(a.page, 'first words, edited', {});
+  assert.ok(last.seq > benSeq + 5, `the changes took seqs (${benSeq} -> ${last.seq})`);
+
+  /** What Ben must see, whichever way he got it. */
+  async function finalState(page) {
+    await row(page, 'first words, edited').getByTestId('edited').waitFor(WAIT);
+    const deleted = page.locator('#message-items li.deleted');
+    await deleted.waitFor(WAIT);
+    assert.equal(await deleted.locator('.body').textContent(), 'This message was deleted.');
+    assert.equal(await row(page, 'second thoughts').count(), 0, 'the deleted body is gone');
+    await waitReactions(page, 'third time', { '🎉': [1, false], '👍': [1, false] });
+    await waitReactions(page, 'first words, edited', {});
+    assert.deepEqual(await messageBodies(page), ['first words, edited', 'This message was deleted.', 'third time']);
+  }
+
+  // Ben's client connects again: the rejoin with since replays the changes in order.
+  await b.page.evaluate(() => window.telepath.connect());
+  await b.page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+  await finalState(b.page);
+  await b.page.waitForFunction(([room, seq]) => window.telepath.lastSeq(room) === seq, [roomId, last.seq], WAIT);
+
+  // Ben's page is closed, and opened again: the same state, from history this time.
+  assert.deepEqual(b.errors, []);
+  await b.page.close();
+  const b2 = await newPage(undefined, b.context);
+  await b2.page.goto(server.url);
+  await b2.page.locator('#conv-title', { hasText: 'living' }).waitFor(WAIT);
+  await finalState(b2.page);
+
+  // Search finds the edit, not the deleted text.
+  await a.page.getByTestId('search-input').fill('edited');
+  await a.page.getByTestId('search-submit').click();
+  const hit = a.page.getByTestId('search-result').first();
+  await hit.waitFor(WAIT);
+  assert.equal(await hit.locator('mark').first().textContent(), 'edited');
+  assert.match(await hit.locator('.where').textContent(), /# living · ada/);
+  await a.page.getByTestId('search-input').fill('thoughts');
+  await a.page.getByTestId('search-submit').click();
+  await a.page.locator('#search-note', { hasText: 'Nothing found' }).waitFor(WAIT);
+
+  await a.page.screenshot({ path: path.join(ARTIFACTS, 'living.png') });
+  await b2.page.screenshot({ path: path.join(ARTIFACTS, 'living-after-reload.png') });
+  assert.deepEqual(a.errors, []);
+  assert.deepEqual(b2.errors, []);
+  await a.context.close();
+  await b.context.close();
+});
+
+test('a reply in a thread, an unread badge, seen-by, and a search', async () => {
+  const f = await loggedIn('finn');
+  await f.page.getByTestId('room-create-name').fill('lunch');
+  await f.page.getByTestId('room-create-submit').click();
+  await f.page.locator('#conv-title', { hasText: 'lunch' }).waitFor(WAIT);
+  const g = await loggedIn('gina');
+  await openRoomIn(g.page, 'lunch');
+
+  await say(f.page, 'what about lunch');
+  await row(g.page, 'what about lunch').waitFor(WAIT);
+
+  // Finn answers in a thread.
+  await act(f.page, 'what about lunch', 'reply');
+  await f.page.getByTestId('thread-pane').waitFor(WAIT);
+  await f.page.getByTestId('thread-input').fill('pizza at noon');
+  await f.page.getByTestId('thread-send').click();
+  await row(f.page, 'pizza at noon', '#thread-items').and(f.page.locator('[data-seq]:not([data-seq=""])')).waitFor(WAIT);
+
+  // Gina sees the count on the parent, not the reply in the main list, and opens the thread.
+  const link = row(g.page, 'what about lunch').getByTestId('thread-link');
+  await link.filter({ hasText: '1 reply' }).waitFor(WAIT);
+  assert.equal(await row(g.page, 'pizza at noon').count(), 0, 'replies stay in their thread');
+  const threadRead = g.page.waitForResponse((r) => /\/rooms\/[^/]+\/messages\/[^/]+\/thread/.test(new URL(r.url()).pathname), WAIT);
+  await link.click();
+  assert.equal((await threadRead).status(), 200);
+  await row(g.page, 'pizza at noon', '#thread-items').waitFor(WAIT);
+  await g.page.getByTestId('thread-close').click();
+
+  // Gina looks elsewhere; two messages make an unread badge on the room.
+  await g.page.getByTestId('room-create-name').fill('elsewhere');
+  await g.page.getByTestId('room-create-submit').click();
+  await g.page.locator('#conv-title', { hasText: 'elsewhere' }).waitFor(WAIT);
+  await say(f.page, 'are you there');
+  await say(f.page, 'hello?');
+  const badge = g.page.getByTestId('room-list').locator('li', { hasText: 'lunch' }).getByTestId('unread');
+  await badge.filter({ hasText: /^2$/ }).waitFor(WAIT);
+  assert.equal(await f.page.getByTestId('seen-by').isHidden(), true, 'nobody has seen the last message yet');
+
+  // After a reload the badge comes from GET /rooms.
+  await g.page.reload();
+  await g.page.locator('#conv-title', { hasText: 'elsewhere' }).waitFor(WAIT);
+  await badge.filter({ hasText: /^2$/ }).waitFor(WAIT);
+
+  // Gina opens the room: her badge goes, and Finn sees that she has seen it.
+  await openRoomIn(g.page, 'lunch');
+  await badge.waitFor({ ...WAIT, state: 'detached' });
+  await f.page.getByTestId('seen-by').filter({ hasText: 'Seen by gina' }).waitFor(WAIT);
+  // And it survives Finn's reload (participants' read_seq).
+  await f.page.reload();
+  await f.page.locator('#conv-title', { hasText: 'lunch' }).waitFor(WAIT);
+  await f.page.getByTestId('seen-by').filter({ hasText: 'Seen by gina' }).waitFor(WAIT);
+  // Gina's other tab of the same room would count nothing: the server's count is 0 now.
+  const { token } = await TelepathRest.login(server.url, 'gina');
+  const rooms = await new TelepathRest({ baseUrl: server.url, token }).listRooms();
+  const lunch = rooms.find((r) => r.name === 'lunch');
+  assert.equal(lunch.unread, 0);
+  assert.ok(lunch.read_seq >= 4, `read_seq ${lunch.read_seq}`);
+
+  // A search by a prefix of a word finds the thread reply, highlighted.
+  await f.page.getByTestId('search-input').fill('pizz');
+  await f.page.getByTestId('search-submit').click();
+  const hit = f.page.getByTestId('search-result').first();
+  await hit.waitFor(WAIT);
+  assert.equal(await hit.locator('mark').first().textContent(), 'pizza');
+  assert.match(await hit.textContent(), /pizza at noon/);
+
+  await f.page.screenshot({ path: path.join(ARTIFACTS, 'thread.png') });
+  assert.deepEqual(f.errors, []);
+  assert.deepEqual(g.errors, []);
+  await f.context.close();
+  await g.context.close();
+});
+
+test('a DM conversation survives a reload; an edit made while the reader is away is there when they are back', async () => {
+  const i = await loggedIn('ivan');
+  const h = await loggedIn('hana');
+  // Ivan is online, so Hana's people list shows him: she opens a conversation.
+  await person(h.page, 'ivan').click();
+  await h.page.locator('#conv-title', { hasText: '@ ivan' }).waitFor(WAIT);
+  await say(h.page, 'a private note');
+  const fromHana = i.page.getByTestId('dm-list').locator('li[data-name="hana"]');
+  await fromHana.getByTestId('unread').waitFor(WAIT);
+  await fromHana.click();
+  await row(i.page, 'a private note').waitFor(WAIT);
+
+  // Ivan goes away (his page is closed); Hana edits the note and writes again.
+  await i.page.close();
+  await act(h.page, 'a private note', 'edit');
+  await h.page.getByTestId('edit-input').fill('a private note, edited');
+  await h.page.getByTestId('edit-input').press('Enter');
+  await row(h.page, 'a private note, edited').getByTestId('edited').waitFor(WAIT);
+  await say(h.page, 'and one more');
+
+  // Hana reloads: the conversation is listed (GET /dms) and read back (GET /dms?with=).
+  await h.page.reload();
+  await h.page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+  const withIvan = h.page.getByTestId('dm-list').locator('li[data-name="ivan"]');
+  await withIvan.filter({ hasText: 'you: and one more' }).waitFor(WAIT);
+  const read = h.page.waitForResponse((r) => new URL(r.url()).pathname === '/dms' && new URL(r.url()).searchParams.has('with'), WAIT);
+  await withIvan.click();
+  assert.equal((await read).status(), 200);
+  await row(h.page, 'a private note, edited').getByTestId('edited').waitFor(WAIT);
+  await row(h.page, 'and one more').waitFor(WAIT);
+  assert.deepEqual(await h.page.locator('#message-items > li[data-id] .body').allTextContents(), ['a private note, edited', 'and one more']);
+
+  // Ivan is back: the edited note (and the new one) are there, each once.
+  const i2 = await newPage(undefined, i.context);
+  await i2.page.goto(server.url);
+  await i2.page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+  await i2.page.getByTestId('dm-list').locator('li[data-name="hana"]').click();
+  await row(i2.page, 'a private note, edited').getByTestId('edited').waitFor(WAIT);
+  await row(i2.page, 'and one more').waitFor(WAIT);
+  assert.deepEqual(await i2.page.locator('#message-items > li[data-id] .body').allTextContents(), ['a private note, edited', 'and one more']);
+
+  // A delete reaches the other side live.
+  await act(h.page, 'and one more', 'delete');
+  await i2.page.locator('#message-items li.deleted').waitFor(WAIT);
+  assert.equal(await row(i2.page, 'and one more').count(), 0);
+
+  // DMs are searchable by both of their users.
+  await i2.page.getByTestId('search-input').fill('private');
+  await i2.page.getByTestId('search-submit').click();
+  const hit = i2.page.getByTestId('search-result').first();
+  await hit.waitFor(WAIT);
+  assert.match(await hit.locator('.where').textContent(), /@ hana/);
+
+  await i2.page.screenshot({ path: path.join(ARTIFACTS, 'dm.png') });
+  assert.deepEqual(i.errors, []);
+  assert.deepEqual(i2.errors, []);
+  assert.deepEqual(h.errors, []);
+  await h.context.close();
+  await i.context.close();
 });
