@@ -862,6 +862,7 @@ async function openThread(room, id) {
     let count = 0;
     for (;;) {
       const page = await state.rest.thread(room, id, { after, limit: THREAD_PAGE });
+      if (page.parent?.id === id && page.parent.seq != null) putMessage(conv, page.parent);
       for (const r of page.messages) putMessage(conv, r);
       count += page.messages.length;
       if (!page.has_more || page.messages.length === 0) break;

@@ -1,4 +1,4 @@
-import type { ConnectionAnalytics, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, MessagePage, OnlineUser, Participant, Room, SearchPage, SearchQuery, ThreadQuery, User } from "./types.js";
+import type { ConnectionAnalytics, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, MessagePage, OnlineUser, Participant, Room, SearchPage, SearchQuery, ThreadPage, ThreadQuery, User } from "./types.js";
 export interface TelepathRestOptions {
     /** The api's origin, e.g. `http://127.0.0.1:8080` ("" for the page's own origin in a browser). */
     baseUrl: string;
@@ -34,7 +34,7 @@ export declare class TelepathRest {
     /** A page of history in seq order: `before` alone gives the newest below it, `after` the oldest above it. */
     history(room: string, q?: HistoryQuery): Promise<MessagePage>;
     /** The replies to a message, in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
-    thread(room: string, messageId: string, q?: ThreadQuery): Promise<MessagePage>;
+    thread(room: string, messageId: string, q?: ThreadQuery): Promise<ThreadPage>;
     /**
      * Full-text search over the caller's rooms and DMs: every word must occur
      * (the last as a prefix); snippets mark matches with « and ». Page with

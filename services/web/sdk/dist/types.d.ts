@@ -422,6 +422,10 @@ export interface HistoryQuery {
 }
 /** `GET /rooms/{id}/messages/{message_id}/thread`: like history (`before`/`after`/`limit`). */
 export type ThreadQuery = HistoryQuery;
+/** A page of a thread: the replies in seq order (and, from this server, the parent as it is now). */
+export interface ThreadPage extends MessagePage {
+    parent?: RoomMessage;
+}
 export interface SearchQuery {
     /** Only this room (404 if the caller is not in it). */
     room?: string;

@@ -15,6 +15,7 @@ import type {
   Room,
   SearchPage,
   SearchQuery,
+  ThreadPage,
   ThreadQuery,
   User,
 } from "./types.js";
@@ -87,9 +88,9 @@ export class TelepathRest {
   }
 
   /** The replies to a message, in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
-  thread(room: string, messageId: string, q: ThreadQuery = {}): Promise<MessagePage> {
+  thread(room: string, messageId: string, q: ThreadQuery = {}): Promise<ThreadPage> {
     const qs = query({ before: q.before, after: q.after, limit: q.limit });
-    return this.call<MessagePage>("GET", `/rooms/${enc(room)}/messages/${enc(messageId)}/thread${qs}`);
+    return this.call<ThreadPage>("GET", `/rooms/${enc(room)}/messages/${enc(messageId)}/thread${qs}`);
   }
 
   /**
