@@ -65,9 +65,12 @@ describe("telepath client (real server)", () => {
     assert.deepEqual(joinedA, [{ ...ja, rejoin: false }]);
     assert.deepEqual(a.tp.rooms(), [room.id]);
 
+    // A thread's parent first: reply_to must name a message of the room.
+    const parent = await b.tp.send(room.id, "the parent");
+    await waitFor(() => a.tp.lastSeq(room.id) === parent.seq && b.tp.lastSeq(room.id) === parent.seq, "the parent at both");
     const atB = record(b.tp, "message");
     const atA = record(a.tp, "message");
-    const reply = await a.tp.send(room.id, "hello there", { kind: "note", replyTo: "m-parent" });
+    const reply = await a.tp.send(room.id, "hello there", { kind: "note", replyTo: parent.id });
     assert.ok(reply.id && reply.seq > 0 && reply.ts);
     await waitFor(() => atB.length >= 1 && atA.length >= 1, "the message at both");
     await sleep(300);
@@ -81,7 +84,7 @@ describe("telepath client (real server)", () => {
     assert.deepEqual(m.from, { id: a.user.id, name: a.user.name });
     assert.equal(m.body, "hello there");
     assert.equal(m.kind, "note");
-    assert.equal(m.reply_to, "m-parent");
+    assert.equal(m.reply_to, parent.id);
     assert.ok(!Number.isNaN(Date.parse(m.ts)));
     assert.equal(b.tp.lastSeq(room.id), reply.seq);
 
@@ -93,6 +96,7 @@ describe("telepath client (real server)", () => {
     assert.deepEqual(
       page.messages.map((x) => [x.seq, x.body]),
       [
+        [parent.seq, "the parent"],
         [reply.seq, "hello there"],
         [r2.seq, "second"],
       ],

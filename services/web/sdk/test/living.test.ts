@@ -130,7 +130,11 @@ describe("messages that live", () => {
     const a = await client(s, owner);
     // Cid's socket loses the first edit and the first reaction.
     let lost = 0;
-    const Lossy = lossyWebSocket((f) => (f["type"] === "message_edited" || f["type"] === "reaction") && lost++ < 2);
+    const Lossy = lossyWebSocket((f) => {
+      if ((f["type"] !== "message_edited" && f["type"] !== "reaction") || lost >= 2) return false;
+      lost++;
+      return true;
+    });
     const c = await client(s, uname("cid"), { WebSocket: Lossy });
     const cLog = logOf(c.tp);
     await a.tp.connect();
