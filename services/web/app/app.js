@@ -217,7 +217,7 @@ async function loadRooms() {
       // The server counts what is above our read cursor; the room on screen is being read.
       const key = `room:${r.id}`;
       if (typeof r.unread === 'number') conversation(key).unread = state.current === key ? 0 : r.unread;
-      if (typeof r.unread === 'number') conversation(key).unreadCapped = r.unread_capped === true;
+      if (typeof r.unread === 'number') conversation(key).unreadCapped = r.unread_capped === true || r.unread >= 10000;
     }
     renderRooms();
     const last = localStorage.getItem(LAST_ROOM_KEY);
