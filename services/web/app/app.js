@@ -10,6 +10,7 @@ const HISTORY_PAGE = 50;
 const THREAD_PAGE = 500;
 const TYPING_SHOWN_MS = 8000; // the server sends active:false after 6 s; a safety net
 const REFRESH_PEOPLE_MS = 10000;
+const REFRESH_ROOMS_MS = 15000;
 const READ_DELAY_MS = 150; // coalesces the read cursor of a burst of messages
 const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '👀'];
 
@@ -204,12 +205,14 @@ function start(session) {
   loadRooms();
   loadDms();
   state.timers.push(setInterval(refreshPeople, REFRESH_PEOPLE_MS));
+  // Rooms this page has not joined get no live messages: their unread counts come from GET /rooms.
+  state.timers.push(setInterval(() => loadRooms({ quiet: true }), REFRESH_ROOMS_MS));
   state.timers.push(setInterval(renderPeople, 30_000)); // "last seen" ages
 }
 
 // ---------------------------------------------------------------- rooms
 
-async function loadRooms() {
+async function loadRooms({ quiet = false } = {}) {
   try {
     const rooms = await state.rest.listRooms();
     for (const r of rooms) {
@@ -223,7 +226,7 @@ async function loadRooms() {
     const last = localStorage.getItem(LAST_ROOM_KEY);
     if (!state.current && last && state.rooms.has(last)) openRoom(last);
   } catch (e) {
-    notice(null, `Could not list rooms: ${e.message}`);
+    if (!quiet) notice(null, `Could not list rooms: ${e.message}`);
   }
 }
 
