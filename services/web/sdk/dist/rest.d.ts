@@ -33,7 +33,7 @@ export declare class TelepathRest {
     closeRoom(id: string): Promise<void>;
     /** A page of history in seq order: `before` alone gives the newest below it, `after` the oldest above it. */
     history(room: string, q?: HistoryQuery): Promise<MessagePage>;
-    /** The replies to a message, in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
+    /** The message (`parent`, as it is now) and a page of its replies in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
     thread(room: string, messageId: string, q?: ThreadQuery): Promise<ThreadPage>;
     /**
      * Full-text search over the caller's rooms and DMs: every word must occur
@@ -41,7 +41,7 @@ export declare class TelepathRest {
      * `offset` = the previous page's `next_offset`.
      */
     search(q: string, opts?: SearchQuery): Promise<SearchPage>;
-    /** The caller's conversation with one user (id or name), both directions; DM ids as `before`/`after` cursors. */
+    /** The caller's conversation with one user (id or name), both directions, a page in time order; DM ids as `before`/`after` anchors. */
     dmConversation(withUser: string, q?: DmQuery): Promise<DmPage>;
     /** The caller's conversations, most recent first (at most 200), each with its last DM and unread count. */
     dmConversations(): Promise<DmConversation[]>;

@@ -52,7 +52,7 @@ export class TelepathRest {
         const qs = params.toString();
         return this.call("GET", `/rooms/${enc(room)}/messages${qs ? `?${qs}` : ""}`);
     }
-    /** The replies to a message, in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
+    /** The message (`parent`, as it is now) and a page of its replies in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
     thread(room, messageId, q = {}) {
         const qs = query({ before: q.before, after: q.after, limit: q.limit });
         return this.call("GET", `/rooms/${enc(room)}/messages/${enc(messageId)}/thread${qs}`);
@@ -67,7 +67,7 @@ export class TelepathRest {
         const qs = query({ q, room: opts.room, before, limit: opts.limit, offset: opts.offset });
         return this.call("GET", `/search${qs}`);
     }
-    /** The caller's conversation with one user (id or name), both directions; DM ids as `before`/`after` cursors. */
+    /** The caller's conversation with one user (id or name), both directions, a page in time order; DM ids as `before`/`after` anchors. */
     dmConversation(withUser, q = {}) {
         const qs = query({ with: withUser, before: q.before, after: q.after, limit: q.limit });
         return this.call("GET", `/dms${qs}`);

@@ -422,9 +422,9 @@ export interface HistoryQuery {
 }
 /** `GET /rooms/{id}/messages/{message_id}/thread`: like history (`before`/`after`/`limit`). */
 export type ThreadQuery = HistoryQuery;
-/** A page of a thread: the replies in seq order (and, from this server, the parent as it is now). */
+/** A page of a thread: the parent as it is now, and a page of its replies in seq order. */
 export interface ThreadPage extends MessagePage {
-    parent?: RoomMessage;
+    parent: RoomMessage;
 }
 export interface SearchQuery {
     /** Only this room (404 if the caller is not in it). */
@@ -453,7 +453,11 @@ export interface SearchPage {
     results: SearchResult[];
     next_offset?: number | null;
 }
-/** `GET /dms?with=`: DM ids (time-ordered) as cursors, newest first. */
+/**
+ * `GET /dms?with=`, paged like room history with DM ids (time-ordered) as
+ * anchors: none gives the newest `limit`, `before` the newest older than it,
+ * `after` the oldest newer than it; a page is in time order.
+ */
 export interface DmQuery {
     before?: string;
     after?: string;

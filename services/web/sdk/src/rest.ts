@@ -87,7 +87,7 @@ export class TelepathRest {
     return this.call<MessagePage>("GET", `/rooms/${enc(room)}/messages${qs ? `?${qs}` : ""}`);
   }
 
-  /** The replies to a message, in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
+  /** The message (`parent`, as it is now) and a page of its replies in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */
   thread(room: string, messageId: string, q: ThreadQuery = {}): Promise<ThreadPage> {
     const qs = query({ before: q.before, after: q.after, limit: q.limit });
     return this.call<ThreadPage>("GET", `/rooms/${enc(room)}/messages/${enc(messageId)}/thread${qs}`);
@@ -104,7 +104,7 @@ export class TelepathRest {
     return this.call<SearchPage>("GET", `/search${qs}`);
   }
 
-  /** The caller's conversation with one user (id or name), both directions; DM ids as `before`/`after` cursors. */
+  /** The caller's conversation with one user (id or name), both directions, a page in time order; DM ids as `before`/`after` anchors. */
   dmConversation(withUser: string, q: DmQuery = {}): Promise<DmPage> {
     const qs = query({ with: withUser, before: q.before, after: q.after, limit: q.limit });
     return this.call<DmPage>("GET", `/dms${qs}`);

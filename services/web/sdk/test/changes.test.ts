@@ -426,7 +426,11 @@ describe("REST of messages that live", () => {
               ? { messages: [], has_more: false }
               : path === "/dms"
                 ? { conversations: [{ user: BOB, last: { id: "d", from: BOB, to: ME.id, body: "x", ts: "t" }, unread: 2 }] }
-                : { messages: [{ room: ROOM, id: "id7", seq: 7, from: BOB, body: "reply", kind: "text", ts: "t", reply_to: "id6" }], has_more: false };
+                : {
+                    parent: { room: ROOM, id: "id6", seq: 6, from: BOB, body: "parent", kind: "text", ts: "t", reply_count: 1 },
+                    messages: [{ room: ROOM, id: "id7", seq: 7, from: BOB, body: "reply", kind: "text", ts: "t", reply_to: "id6" }],
+                    has_more: false,
+                  };
         res.writeHead(200, { "content-type": "application/json" });
         res.end(JSON.stringify(body));
       },
@@ -435,6 +439,7 @@ describe("REST of messages that live", () => {
     const api = new TelepathRest({ baseUrl: srv.url.replace("ws:", "http:").replace("/connect", ""), token: "tok" });
     const thread = await api.thread(ROOM, "id6", { after: 3, limit: 10 });
     assert.equal(thread.messages[0]!.reply_to, "id6");
+    assert.equal(thread.parent.reply_count, 1);
     const found = await api.search("cat «NEAR» *", { room: ROOM, before: new Date("2026-01-02T00:00:00Z"), limit: 20, offset: 0 });
     assert.equal(found.results[0]!.snippet, "a «cat»");
     assert.equal(found.next_offset, 20);

@@ -198,6 +198,8 @@ describe("messages that live", () => {
     await assert.rejects(a.tp.send(other.id, "elsewhere", { replyTo: parent.id }), (e: TelepathError) => e.code === "not_found");
     const api = (await rest(s, owner)).api;
     const thread = await api.thread(room.id, parent.id);
+    assert.equal(thread.parent.id, parent.id);
+    assert.equal(thread.parent.reply_count, 2);
     assert.deepEqual(thread.messages.map((m) => [m.id, m.reply_to]), [
       [r1.id, parent.id],
       [r2.id, parent.id],
