@@ -820,7 +820,9 @@ export class Telepath {
         else if (typeof c.dm === "string" && c.type !== "reaction") {
             const prev = this.seenDms.get(c.id);
             if (prev) {
-                const next = c.type === "message_deleted" ? { deleted: true, edited: prev.edited } : { deleted: prev.deleted, edited: editedMs(c.edited_at) };
+                const next = c.type === "message_deleted"
+                    ? { ...prev, deleted: true }
+                    : { deleted: prev.deleted, edited: editedMs(c.edited_at), at: c.edited_at ?? undefined };
                 if (!newerDm(next, prev))
                     return;
                 this.seenDms.set(c.id, next);
@@ -1108,6 +1110,8 @@ export class Telepath {
     onDm(d) {
         const prev = this.seenDms.get(d.id);
         const version = { deleted: d.deleted === true, edited: editedMs(d.edited_at) };
+        if (typeof d.edited_at === "string")
+            version.at = d.edited_at;
         if (!prev) {
             this.seenDms.set(d.id, version);
             this.events.emit("dm", d);
@@ -1359,7 +1363,10 @@ function newerDm(next, prev) {
         return false;
     if (next.deleted)
         return true;
-    return next.edited > prev.edited;
+    if (next.edited !== prev.edited)
+        return next.edited > prev.edited;
+    // The same ms: the server's own text of the time (finer digits) decides.
+    return next.at !== undefined && prev.at !== undefined && next.at > prev.at;
 }
 /** The REST api's origin for a gateway URL: ws(s) becomes http(s), the path goes. */
 function restBase(url) {

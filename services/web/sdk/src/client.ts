@@ -174,6 +174,8 @@ interface DmVersion {
   deleted: boolean;
   /** edited_at in ms (0: never edited). */
   edited: number;
+  /** edited_at as the server wrote it: orders two edits within one ms. */
+  at?: string;
 }
 
 interface Item {
@@ -1009,7 +1011,9 @@ export class Telepath {
       const prev = this.seenDms.get(c.id);
       if (prev) {
         const next: DmVersion =
-          c.type === "message_deleted" ? { deleted: true, edited: prev.edited } : { deleted: prev.deleted, edited: editedMs(c.edited_at) };
+          c.type === "message_deleted"
+            ? { ...prev, deleted: true }
+            : { deleted: prev.deleted, edited: editedMs(c.edited_at), at: c.edited_at ?? undefined };
         if (!newerDm(next, prev)) return;
         this.seenDms.set(c.id, next);
       }
@@ -1280,6 +1284,7 @@ export class Telepath {
   private onDm(d: DirectMessage): void {
     const prev = this.seenDms.get(d.id);
     const version: DmVersion = { deleted: d.deleted === true, edited: editedMs(d.edited_at) };
+    if (typeof d.edited_at === "string") version.at = d.edited_at;
     if (!prev) {
       this.seenDms.set(d.id, version);
       this.events.emit("dm", d);
@@ -1510,7 +1515,9 @@ function editedMs(at: string | null | undefined): number {
 function newerDm(next: DmVersion, prev: DmVersion): boolean {
   if (prev.deleted) return false;
   if (next.deleted) return true;
-  return next.edited > prev.edited;
+  if (next.edited !== prev.edited) return next.edited > prev.edited;
+  // The same ms: the server's own text of the time (finer digits) decides.
+  return next.at !== undefined && prev.at !== undefined && next.at > prev.at;
 }
 
 /** The REST api's origin for a gateway URL: ws(s) becomes http(s), the path goes. */

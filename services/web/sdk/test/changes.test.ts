@@ -396,6 +396,11 @@ describe("DM updates", () => {
     // An edit of a DM this client never saw goes out; its DM comes later as a first sighting.
     await send({ type: "message_edited", dm: "dm-2", to: ME.id, id: "dm-2", body: "new", edited_at: "2026-01-01T00:03:00Z", by: BOB });
     await send(dm({ id: "dm-2", body: "new", edited_at: "2026-01-01T00:03:00Z" }));
+    // Two edits within one millisecond: the server's finer digits order them.
+    await send(dm({ id: "dm-3", body: "v1" }));
+    await send(dm({ id: "dm-3", body: "v2", edited_at: "2026-01-01T00:05:00.000100Z" }));
+    await send(dm({ id: "dm-3", body: "v3", edited_at: "2026-01-01T00:05:00.000200Z" }));
+    await send(dm({ id: "dm-3", body: "v2", edited_at: "2026-01-01T00:05:00.000100Z" }));
     assert.deepEqual(seen, [
       "dm:hello",
       "updated:hello, edited",
@@ -403,6 +408,9 @@ describe("DM updates", () => {
       "updated:deleted",
       "edited:new",
       "dm:new",
+      "dm:v1",
+      "updated:v2",
+      "updated:v3",
     ]);
     // Each copy addressed to us is acked, repeats included: the server queues it again until acked.
     await sleep(30);
