@@ -219,7 +219,10 @@ async function loadRooms({ quiet = false } = {}) {
       state.rooms.set(r.id, r);
       // The server counts what is above our read cursor; the room on screen is being read.
       const key = `room:${r.id}`;
-      if (typeof r.unread === 'number') conversation(key).unread = state.current === key ? 0 : r.unread;
+      if (typeof r.unread === 'number') {
+        conversation(key).unread = state.current === key ? 0 : r.unread;
+        conversation(key).unreadIds.clear(); // counted by the server now
+      }
       if (typeof r.unread === 'number') conversation(key).unreadCapped = r.unread_capped === true || r.unread >= 10000;
     }
     renderRooms();
@@ -411,6 +414,7 @@ function onMessage(m) {
     scheduleRead(m.room);
   } else if (isNew && m.from.id !== me().id && !m.deleted) {
     conv.unread++;
+    conv.unreadIds.add(m.id);
     renderRooms();
   }
   if (state.thread?.room === m.room && (m.reply_to === state.thread.id || m.id === state.thread.id)) renderThread({ stick: true });
@@ -457,6 +461,12 @@ function onDeleted(e) {
   delete m.body;
   delete m.reactions;
   if (state.editing?.id === e.id) state.editing = null;
+  // A deleted message is no longer unread (the server's count leaves it out too).
+  const conv = conversation(key);
+  if (e.room && conv.unreadIds.delete(e.id) && conv.unread > 0) {
+    conv.unread--;
+    renderRooms();
+  }
   rerender(key, e.id);
   if (e.room && state.current === key) scheduleRead(e.room);
 }

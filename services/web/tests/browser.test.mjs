@@ -498,11 +498,15 @@ test('a reply in a thread, an unread badge, seen-by, and a search', async () => 
   await g.page.locator('#conv-title', { hasText: 'elsewhere' }).waitFor(WAIT);
   await say(f.page, 'are you there');
   await say(f.page, 'hello?');
+  await say(f.page, 'never mind');
   const badge = g.page.getByTestId('room-list').locator('li', { hasText: 'lunch' }).getByTestId('unread');
+  await badge.filter({ hasText: /^3$/ }).waitFor(WAIT);
+  // A deleted message is not unread any more.
+  await act(f.page, 'never mind', 'delete');
   await badge.filter({ hasText: /^2$/ }).waitFor(WAIT);
   assert.equal(await f.page.getByTestId('seen-by').isHidden(), true, 'nobody has seen the last message yet');
 
-  // After a reload the badge comes from GET /rooms.
+  // After a reload the badge comes from GET /rooms (which leaves the deleted message out too).
   await g.page.reload();
   await g.page.locator('#conv-title', { hasText: 'elsewhere' }).waitFor(WAIT);
   await badge.filter({ hasText: /^2$/ }).waitFor(WAIT);
