@@ -30,9 +30,8 @@ const P99_MS = num('P99_MS', 500);
 const JOIN_S = num('JOIN_S', 2);
 // How long members wait after the last op for the last replies and events.
 const DRAIN_S = num('DRAIN_S', 3);
-const MIX = parseMix(env('MIX', 'send=70,react=15,read=10,edit=5'));
-
 const OPS = ['send', 'react', 'read', 'edit', 'delete'];
+const MIX = parseMix(env('MIX', 'send=70,react=15,read=10,edit=5'));
 const EMOJI = ['👍', '❤️', '😂', '🎉', '👀', '🙏'];
 const LOG_KINDS = ['message', 'message_edited', 'message_deleted', 'reaction'];
 
@@ -95,6 +94,16 @@ export function setup() {
 }
 
 export async function member(data) {
+  // An exception in an iteration does not fail k6 by itself: a failed check does.
+  try {
+    await memberRun(data);
+  } catch (e) {
+    console.error(`member: ${e.message || e}`);
+    check(e, { 'the member ran to the end': () => false });
+  }
+}
+
+async function memberRun(data) {
   const i = exec.scenario.iterationInTest;
   const room = data.rooms[i % ROOMS];
   const rank = Math.floor(i / ROOMS);
