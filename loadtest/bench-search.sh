@@ -87,7 +87,9 @@ print(f"runs={runs} duration={duration} concurrency={concurrency} limit={r0['lim
       f"{r0['seeded_messages']} messages in {r0['rooms']} rooms, {r0['vocabulary']} words\n")
 print("| query | queries/s | results/page | empty | p50 ms | p90 ms | p99 ms (range) | max ms | errors |")
 print("|---|---|---|---|---|---|---|---|---|")
-for shape in r0["by_shape"]:
+order = ["1 common", "1 rare", "2 common", "common + rare", "3 words", "prefix"]
+shapes = sorted(r0["by_shape"], key=lambda k: (order.index(k.split(",")[0]) if k.split(",")[0] in order else 99, k))
+for shape in shapes:
     b = lambda k: (lambda r: r["by_shape"][shape]["latency"][k])
     print(f"| {shape} | {median(rs, lambda r: r['by_shape'][shape]['queries'] / r['duration_s']):.1f} | "
           f"{median(rs, lambda r: r['by_shape'][shape]['mean_results']):.1f} | "
