@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
     // POST /internal/messages
     if let Some(Ok(())) = body(data, InternalSendBatch::check) {
         let batch: InternalSendBatch = serde_json::from_slice(data).expect("decoded once");
-        assert!(batch.sends.len() <= MAX_SEND_BATCH && batch.dms.len() <= MAX_SEND_BATCH);
+        assert!(
+            batch.sends.len() <= MAX_SEND_BATCH
+                && batch.dms.len() <= MAX_SEND_BATCH
+                && batch.changes.len() <= MAX_SEND_BATCH
+        );
         // What the api then refuses item by item (`send_batch`).
         for s in &batch.sends {
             let _ = is_canonical_id(&s.room) && s.send.check(MAX_BODY_BYTES).is_ok();
@@ -34,10 +38,15 @@ fuzz_target!(|data: &[u8]| {
         for dm in &batch.dms {
             let _ = dm.check(MAX_BODY_BYTES);
         }
+        for c in &batch.changes {
+            // Checked whole already: the api's own body limit is all that is left.
+            let _ = c.check(MAX_BODY_BYTES);
+        }
     } else if let Ok(batch) = serde_json::from_slice::<InternalSendBatch>(data) {
         let e = batch.check().expect_err("refused above");
         named_item_exists(&e, "sends[", batch.sends.len());
         named_item_exists(&e, "dms[", batch.dms.len());
+        named_item_exists(&e, "changes[", batch.changes.len());
     }
     // POST /internal/rooms/{id}/join and /leave
     body(data, |j: &InternalJoin| check_user(&j.user));

@@ -14,6 +14,8 @@
 //! removes them every minute.
 
 mod batch;
+mod change;
+pub(crate) mod history;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,6 +34,7 @@ use telepath_shared::protocol::{
 };
 
 pub(crate) use batch::store;
+pub(crate) use change::change_many;
 
 use crate::ApiState;
 use crate::auth::{AuthUser, Internal};
@@ -51,6 +54,8 @@ struct DmRow {
     created_at: DateTime<Utc>,
     delivered_at: Option<DateTime<Utc>>,
     queued: bool,
+    edited_at: Option<DateTime<Utc>>,
+    deleted: bool,
 }
 
 impl DmRow {
@@ -62,14 +67,21 @@ impl DmRow {
                 name: self.sender_name.clone(),
             },
             to: self.recipient_id.clone(),
-            body: self.content.clone(),
+            body: if self.deleted {
+                String::new()
+            } else {
+                self.content.clone()
+            },
             ts: self.created_at,
+            edited_at: self.edited_at,
+            deleted: self.deleted,
         }
     }
 }
 
 const DM_COLUMNS: &str = "SELECT m.id, m.sender_id, u.username AS sender_name, m.recipient_id, m.content, m.created_at, m.delivered_at,
-        EXISTS (SELECT 1 FROM dm_queue q WHERE q.message_id = m.id) AS queued
+        EXISTS (SELECT 1 FROM dm_queue q WHERE q.message_id = m.id) AS queued,
+        m.edited_at, m.deleted_at IS NOT NULL AS deleted
  FROM messages m JOIN users u ON u.id = m.sender_id";
 
 #[utoipa::path(post, path = "/internal/acks", tag = "internal", request_body = InternalAcks,

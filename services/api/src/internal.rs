@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
-    self, DmOutcome, ErrorBody, InternalJoin, InternalMemberships, InternalSendBatch,
-    InternalSendResults, JoinResult, MemberAction, Memberships, MessagePage, Role, SendOutcome,
+    self, ChangeOutcome, DmOutcome, ErrorBody, InternalJoin, InternalMemberships,
+    InternalSendBatch, InternalSendResults, JoinResult, LogPage, MemberAction, Memberships, Role,
+    SendOutcome,
 };
 
 use crate::auth::Internal;
@@ -90,8 +91,49 @@ pub(crate) async fn send_batch(
         })
     });
     let dms = dms::store(&state, req.dms);
-    let (messages, dms) = tokio::join!(state.writer().send_many(jobs.collect()), dms);
+    // Room changes go to the writer after the sends; DM changes to their own
+    // transaction. Each list keeps its order; the answers come back in the
+    // batch's order.
+    let (mut room_changes, mut dm_changes, mut is_dm) = (Vec::new(), Vec::new(), Vec::new());
+    for c in req.changes {
+        let checked = c.check(max).map_err(ApiError::from).and_then(|()| {
+            if let Some(room) = &c.room {
+                room_id(room)?;
+            }
+            Ok(c)
+        });
+        let dm = checked.as_ref().is_ok_and(|c| c.dm.is_some());
+        is_dm.push(dm);
+        if dm {
+            dm_changes.push(checked);
+        } else {
+            room_changes.push(checked);
+        }
+    }
+    let writer = state.writer();
+    let room_work = async {
+        let messages = writer.send_many(jobs.collect()).await;
+        let changes = writer.change_many(room_changes).await;
+        (messages, changes)
+    };
+    let ((messages, room_changes), dms, dm_changes) =
+        tokio::join!(room_work, dms, dms::change_many(&state, dm_changes));
+    let (mut room_changes, mut dm_changes) = (room_changes.into_iter(), dm_changes.into_iter());
+    let changes = is_dm
+        .into_iter()
+        .map(|dm| {
+            let next = if dm {
+                dm_changes.next()
+            } else {
+                room_changes.next()
+            };
+            let (change, error) =
+                split(next.unwrap_or_else(|| Err(ApiError::internal("no outcome"))));
+            ChangeOutcome { change, error }
+        })
+        .collect();
     Ok(Json(InternalSendResults {
+        changes,
         results: messages
             .into_iter()
             .map(|r| {
@@ -138,16 +180,16 @@ pub(crate) async fn memberships(
 /// History for the gateway (resume, gap repair): no membership check.
 #[utoipa::path(get, path = "/internal/rooms/{id}/messages", tag = "internal",
     params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"), HistoryQuery),
-    responses((status = 200, description = "A page of messages in seq order", body = MessagePage), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
+    responses((status = 200, description = "A page of the room's log: its messages (as they are now) and the changes to them (edits, deletes, reactions), in seq order", body = LogPage), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn messages(
     State(state): State<ApiState>,
     _: Internal,
     Path(id): Path<String>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
-) -> Result<Json<MessagePage>, ApiError> {
+) -> Result<Json<LogPage>, ApiError> {
     let id = room_id(&id)?;
     let (anchor, limit) = HistoryQuery::parse(query)?;
-    let (messages, has_more) = store::page(&state.db().read, id, anchor, limit).await?;
-    Ok(Json(MessagePage { messages, has_more }))
+    let (entries, has_more) = store::log_page(&state.db().read, id, anchor, limit).await?;
+    Ok(Json(LogPage { entries, has_more }))
 }

@@ -16,6 +16,7 @@ mod connections;
 mod db;
 mod dms;
 mod internal;
+mod live;
 mod login;
 mod metrics;
 mod openapi;
@@ -231,6 +232,9 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(rooms::join))
         .routes(routes!(rooms::leave))
         .routes(routes!(rooms::messages))
+        .routes(routes!(live::thread))
+        .routes(routes!(live::search))
+        .routes(routes!(dms::history::list))
         .routes(routes!(rooms::participants))
         .routes(routes!(admin::broadcast))
         .routes(routes!(admin::disconnect))

@@ -13,7 +13,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use telepath_shared::protocol::{
-    ErrorEnvelope, HeartbeatReport, OnlineUsers, PresenceReports, PresenceSummary, UserConnections,
+    ErrorEnvelope, HeartbeatReport, LogEntry, MessageDeleted, MessageEdited, OnlineUsers,
+    PresenceReports, PresenceSummary, ReactionEvent, Receipt, UserConnections,
 };
 
 /// The document's fixed parts; paths are added by the router.
@@ -28,13 +29,16 @@ use telepath_shared::protocol::{
         presence_summary,
         presence_user_connections
     ),
-    components(schemas(ErrorEnvelope)),
+    // The WebSocket events of messages that live (docs/PROTOCOL.md), so
+    // clients generated from this document have their types.
+    components(schemas(ErrorEnvelope, LogEntry, MessageEdited, MessageDeleted, ReactionEvent, Receipt)),
     modifiers(&Security),
     tags(
         (name = "auth", description = "Dev login"),
         (name = "rooms", description = "Rooms, membership and history"),
         (name = "admin", description = "Admin only"),
-        (name = "dms", description = "Direct messages and the offline queue"),
+        (name = "dms", description = "Direct messages, conversations and the offline queue"),
+        (name = "search", description = "Full-text search over the caller's rooms and DMs"),
         (name = "presence", description = "Who is online (served by presence)"),
         (name = "websocket", description = "The WebSocket upgrade (served by gateways)"),
         (name = "internal", description = "Service to service; never routed by the load balancer"),
@@ -81,6 +85,7 @@ fn presence_online() {}
 /// Upgrades to the WebSocket protocol (served by gateways; `?token=` works too).
 #[utoipa::path(
     get, path = "/connect", tag = "websocket",
+    description = "Upgrades to the WebSocket protocol of docs/PROTOCOL.md. Client frames: join, leave, send (reply_to), dm, typing, status, ack, broadcast, refresh, ping, edit (room|dm, id, body), delete (room|dm, id), react (room, id, emoji, on), read (room, seq). Server events: welcome, reply, error, message, dm, typing, presence, broadcast, member, room_closed, bye, message_edited, message_deleted, reaction, receipt (schemas LogEntry, MessageEdited, MessageDeleted, ReactionEvent, Receipt).",
     params(("token" = Option<String>, Query, description = "JWT, for clients that cannot set headers")),
     responses(
         (status = 101, description = "Switching protocols"),

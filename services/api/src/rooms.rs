@@ -76,6 +76,8 @@ pub(crate) async fn create(
         created_by: user.id.clone(),
         created_at: now(),
         is_active: true,
+        unread: None,
+        read_seq: None,
     };
     let mut tx = state.db().begin_write().await?;
     store::ensure_user(&mut tx, &user, claims.role).await?;
@@ -246,6 +248,16 @@ pub(crate) async fn messages(
 ) -> Result<Json<MessagePage>, ApiError> {
     let id = room_id(&id)?;
     let (anchor, limit) = HistoryQuery::parse(query)?;
+    readable(&state, id, &claims.sub).await?;
+    let pool = &state.db().read;
+    let (mut messages, has_more) = store::page(pool, id, anchor, limit).await?;
+    store::with_reactions(pool, &mut messages, Some(&claims.sub)).await?;
+    Ok(Json(MessagePage { messages, has_more }))
+}
+
+/// Whether `user_id` may read room `id` over REST: an open room, public or
+/// theirs (404 otherwise, so ids reveal nothing).
+pub(crate) async fn readable(state: &ApiState, id: &str, user_id: &str) -> Result<(), ApiError> {
     let mut conn = state.db().read.acquire().await.map_err(db_err)?;
     // Closed rooms are gone for REST readers (gateways still replay them).
     let room = store::room(&mut conn, id)
@@ -254,12 +266,10 @@ pub(crate) async fn messages(
         .filter(|r| r.is_active)
         .ok_or_else(|| ApiError::not_found("no such room"))?;
     // Private rooms are readable by their members only, and invisible to others.
-    if room.private && !store::is_member(&mut conn, id, &claims.sub).await? {
+    if room.private && !store::is_member(&mut conn, id, user_id).await? {
         return Err(ApiError::not_found("no such room"));
     }
-    drop(conn);
-    let (messages, has_more) = store::page(&state.db().read, id, anchor, limit).await?;
-    Ok(Json(MessagePage { messages, has_more }))
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/rooms/{id}/participants", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),

@@ -8,8 +8,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::{FromRow, SqliteConnection, SqlitePool};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    ErrorCode, InternalMemberships, Memberships, Message, Participant, Role, Room, RoomMembership,
-    UserRef,
+    ErrorCode, InternalMemberships, LogEntry, Memberships, Message, MessageDeleted, MessageEdited,
+    Participant, ReactionCount, ReactionEvent, Role, Room, RoomMembership, UserRef,
 };
 
 /// Now, truncated to milliseconds so stored and returned times agree.
@@ -58,8 +58,21 @@ impl RoomRow {
             created_by: self.created_by,
             created_at: self.created_at,
             is_active: self.is_active,
+            unread: None,
+            read_seq: None,
         }
     }
+}
+
+/// The columns a [`MessageRow`] reads, from `messages m JOIN users u ON
+/// u.id = m.sender_id` (a DM's room is '' and its seq 0).
+#[macro_export]
+macro_rules! message_columns {
+    () => {
+        "m.id, COALESCE(m.room_id, '') AS room_id, COALESCE(m.seq, 0) AS seq, m.sender_id,
+         u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to, m.edited_at,
+         m.deleted_at IS NOT NULL AS deleted, m.reply_count, m.last_reply_at"
+    };
 }
 
 #[derive(FromRow)]
@@ -73,9 +86,14 @@ pub(crate) struct MessageRow {
     kind: String,
     created_at: DateTime<Utc>,
     reply_to: Option<String>,
+    edited_at: Option<DateTime<Utc>>,
+    deleted: bool,
+    reply_count: i64,
+    last_reply_at: Option<DateTime<Utc>>,
 }
 
 impl MessageRow {
+    /// The message as it is now, without its reactions (see [`with_reactions`]).
     pub(crate) fn into_message(self) -> Message {
         Message {
             room: self.room_id,
@@ -85,12 +103,62 @@ impl MessageRow {
                 id: self.sender_id,
                 name: self.sender_name,
             },
-            body: self.content,
+            body: if self.deleted {
+                String::new()
+            } else {
+                self.content
+            },
             kind: self.kind,
             ts: self.created_at,
             reply_to: self.reply_to,
+            edited_at: self.edited_at,
+            deleted: self.deleted,
+            reactions: Vec::new(),
+            reply_count: self.reply_count,
+            last_reply_at: self.last_reply_at,
         }
     }
+}
+
+/// Fills in each message's reactions (`[{emoji, count}]`, in the order the
+/// emoji first came; with `me` when `viewer` is given), in one statement.
+pub(crate) async fn with_reactions(
+    pool: &SqlitePool,
+    messages: &mut [Message],
+    viewer: Option<&str>,
+) -> Result<(), ApiError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+    let rows: Vec<(String, String, i64, bool)> = sqlx::query_as(
+        "SELECT r.message_id, r.emoji, COUNT(*), COALESCE(MAX(r.user_id = ?), 0)
+         FROM json_each(?) AS j CROSS JOIN reactions r ON r.message_id = j.value
+         GROUP BY r.message_id, r.emoji
+         ORDER BY r.message_id, MIN(r.seq)",
+    )
+    .bind(viewer.unwrap_or(""))
+    .bind(json_array(&ids))
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut by_message: HashMap<String, Vec<ReactionCount>> = HashMap::new();
+    for (message, emoji, count, me) in rows {
+        by_message.entry(message).or_default().push(ReactionCount {
+            emoji,
+            count,
+            me: viewer.map(|_| me),
+        });
+    }
+    for m in messages {
+        if let Some(r) = by_message.remove(&m.id) {
+            m.reactions = r;
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure `user` has a row (tokens minted outside dev login name users
@@ -167,7 +235,33 @@ pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Ve
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
-    Ok(rows.into_iter().map(RoomRow::into_room).collect())
+    let mut rooms: Vec<Room> = rows.into_iter().map(RoomRow::into_room).collect();
+    // The caller's cursor and unread count in each room they take part in:
+    // one statement, each count bounded (an index walk of at most 10,000 rows).
+    let unread: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT p.room_id, p.read_seq,
+                (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
+                   WHERE m.room_id = p.room_id AND m.seq > p.read_seq
+                     AND m.sender_id <> p.user_id AND m.deleted_at IS NULL
+                   LIMIT 10000))
+         FROM room_participants p
+         WHERE p.user_id = ? AND p.is_active = 1",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    let unread: HashMap<String, (i64, i64)> = unread
+        .into_iter()
+        .map(|(room, read, n)| (room, (read, n)))
+        .collect();
+    for room in &mut rooms {
+        if let Some((read, n)) = unread.get(&room.id) {
+            room.read_seq = Some(*read);
+            room.unread = Some(*n);
+        }
+    }
+    Ok(rooms)
 }
 
 /// Makes `user` an active participant of `room_id` with `role`, enforcing
@@ -197,6 +291,7 @@ pub(crate) async fn join(
             role: role.clone(),
             joined_at: *joined_at,
             online: false,
+            read_seq: 0,
         };
         return Ok(Joined {
             participant,
@@ -217,8 +312,8 @@ pub(crate) async fn join(
     // history from before they joined is paged over REST, not replayed.
     // A returning one keeps the cursor they left with.
     sqlx::query(
-        "INSERT INTO room_participants (room_id, user_id, role, joined_at, is_active, delivered_seq)
-         VALUES (?, ?, ?, ?, 1, ?)
+        "INSERT INTO room_participants (room_id, user_id, role, joined_at, is_active, delivered_seq, read_seq)
+         VALUES (?, ?, ?, ?, 1, ?5, ?5)
          ON CONFLICT (room_id, user_id) DO UPDATE SET is_active = 1, joined_at = excluded.joined_at",
     )
     .bind(room_id)
@@ -243,6 +338,7 @@ pub(crate) async fn join(
         role,
         joined_at,
         online: false,
+        read_seq: room.last_seq,
     };
     Ok(Joined {
         participant,
@@ -315,8 +411,8 @@ pub(crate) async fn participants(
     conn: &mut SqliteConnection,
     room_id: &str,
 ) -> Result<Vec<Participant>, ApiError> {
-    let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT u.id, u.username, p.role, p.joined_at
+    let rows: Vec<(String, String, String, DateTime<Utc>, i64)> = sqlx::query_as(
+        "SELECT u.id, u.username, p.role, p.joined_at, p.read_seq
          FROM room_participants p JOIN users u ON u.id = p.user_id
          WHERE p.room_id = ? AND p.is_active = 1
          ORDER BY p.joined_at, p.rowid
@@ -328,11 +424,12 @@ pub(crate) async fn participants(
     .map_err(db_err)?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, role, joined_at)| Participant {
+        .map(|(id, name, role, joined_at, read_seq)| Participant {
             user: UserRef { id, name },
             role,
             joined_at,
             online: false,
+            read_seq,
         })
         .collect())
 }
@@ -448,9 +545,9 @@ pub(crate) async fn page(
     // would compile its SQL anew (17% of the api's CPU in a connect storm).
     let mut rows: Vec<MessageRow> = match anchor {
         PageAnchor::After(after) => sqlx::query_as(
-            "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
+            concat!("SELECT ", crate::message_columns!(), "
              FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.room_id = ? AND m.seq > ? ORDER BY m.seq ASC LIMIT CAST(? AS INTEGER)",
+             WHERE m.room_id = ? AND m.seq > ? ORDER BY m.seq ASC LIMIT CAST(? AS INTEGER)"),
         )
         .bind(room_id)
         .bind(after)
@@ -458,9 +555,9 @@ pub(crate) async fn page(
         .fetch_all(pool)
         .await,
         PageAnchor::Between { after, before } => sqlx::query_as(
-            "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
+            concat!("SELECT ", crate::message_columns!(), "
              FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq ASC LIMIT CAST(? AS INTEGER)",
+             WHERE m.room_id = ? AND m.seq > ? AND m.seq < ? ORDER BY m.seq ASC LIMIT CAST(? AS INTEGER)"),
         )
         .bind(room_id)
         .bind(after)
@@ -469,9 +566,9 @@ pub(crate) async fn page(
         .fetch_all(pool)
         .await,
         PageAnchor::Before(before) => sqlx::query_as(
-            "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
+            concat!("SELECT ", crate::message_columns!(), "
              FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.room_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT CAST(? AS INTEGER)",
+             WHERE m.room_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT CAST(? AS INTEGER)"),
         )
         .bind(room_id)
         .bind(before)
@@ -479,9 +576,9 @@ pub(crate) async fn page(
         .fetch_all(pool)
         .await,
         PageAnchor::Latest => sqlx::query_as(
-            "SELECT m.id, m.room_id, m.seq, m.sender_id, u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to
+            concat!("SELECT ", crate::message_columns!(), "
              FROM messages m JOIN users u ON u.id = m.sender_id
-             WHERE m.room_id = ? ORDER BY m.seq DESC LIMIT CAST(? AS INTEGER)",
+             WHERE m.room_id = ? ORDER BY m.seq DESC LIMIT CAST(? AS INTEGER)"),
         )
         .bind(room_id)
         .bind(limit + 1)
@@ -498,4 +595,184 @@ pub(crate) async fn page(
         rows.into_iter().map(MessageRow::into_message).collect(),
         has_more,
     ))
+}
+
+/// A change entry of a room's log as stored.
+#[derive(FromRow)]
+struct EventRow {
+    room_id: String,
+    seq: i64,
+    kind: String,
+    message_id: String,
+    user_id: String,
+    username: String,
+    body: Option<String>,
+    emoji: Option<String>,
+    active: Option<bool>,
+    count: Option<i64>,
+    created_at: DateTime<Utc>,
+}
+
+impl EventRow {
+    fn into_entry(self) -> LogEntry {
+        let by = UserRef {
+            id: self.user_id,
+            name: self.username,
+        };
+        match self.kind.as_str() {
+            "message_edited" => LogEntry::MessageEdited(MessageEdited {
+                room: Some(self.room_id),
+                id: self.message_id,
+                seq: Some(self.seq),
+                body: self.body.unwrap_or_default(),
+                edited_at: self.created_at,
+                by,
+                dm: None,
+                to: None,
+            }),
+            "reaction" => LogEntry::Reaction(ReactionEvent {
+                room: self.room_id,
+                id: self.message_id,
+                seq: self.seq,
+                emoji: self.emoji.unwrap_or_default(),
+                user: by,
+                on: self.active.unwrap_or(false),
+                count: self.count.unwrap_or(0),
+            }),
+            // message_deleted, and the edits a delete turned into deletes.
+            _ => LogEntry::MessageDeleted(MessageDeleted {
+                room: Some(self.room_id),
+                id: self.message_id,
+                seq: Some(self.seq),
+                by,
+                dm: None,
+                to: None,
+            }),
+        }
+    }
+}
+
+/// The SQL of a page of `select` (ending in a `WHERE` whose parameters
+/// come first) ordered by the column `seq`, for `anchor`, in the direction
+/// it walks, reading `limit + 1` rows.
+fn anchored(select: &str, seq: &str, anchor: PageAnchor) -> String {
+    let (cond, order) = match anchor {
+        PageAnchor::After(_) => (format!(" AND {seq} > ?"), "ASC"),
+        PageAnchor::Between { .. } => (format!(" AND {seq} > ? AND {seq} < ?"), "ASC"),
+        PageAnchor::Before(_) => (format!(" AND {seq} < ?"), "DESC"),
+        PageAnchor::Latest => (String::new(), "DESC"),
+    };
+    format!("{select}{cond} ORDER BY {seq} {order} LIMIT CAST(? AS INTEGER)")
+}
+
+/// Binds an anchor's seqs and the limit to a query built by [`anchored`].
+macro_rules! bind_anchor {
+    ($q:expr, $anchor:expr, $limit:expr) => {{
+        let q = match $anchor {
+            PageAnchor::After(a) => $q.bind(a),
+            PageAnchor::Between { after, before } => $q.bind(after).bind(before),
+            PageAnchor::Before(b) => $q.bind(b),
+            PageAnchor::Latest => $q,
+        };
+        q.bind($limit + 1)
+    }};
+}
+
+/// One page of `room_id`'s log, messages (as they are now, with their
+/// reactions' counts) and changes, in seq order, and whether more exist in
+/// the direction of paging. What joins replay and gap repair read.
+pub(crate) async fn log_page(
+    pool: &SqlitePool,
+    room_id: &str,
+    anchor: PageAnchor,
+    limit: i64,
+) -> Result<(Vec<LogEntry>, bool), ApiError> {
+    let (mut messages, more_messages) = page(pool, room_id, anchor, limit).await?;
+    with_reactions(pool, &mut messages, None).await?;
+    let sql = anchored(
+        "SELECT x.room_id, x.seq, x.kind, x.message_id, x.user_id, u.username, x.body, x.emoji,
+                x.active, x.count, x.created_at
+         FROM room_events x JOIN users u ON u.id = x.user_id
+         WHERE x.room_id = ?",
+        "x.seq",
+        anchor,
+    );
+    let q = sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql)).bind(room_id);
+    let mut events: Vec<EventRow> = bind_anchor!(q, anchor, limit)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    let more_events = events.len() as i64 > limit;
+    events.truncate(limit as usize);
+    let mut entries: Vec<LogEntry> = messages
+        .into_iter()
+        .map(LogEntry::Message)
+        .chain(events.into_iter().map(EventRow::into_entry))
+        .collect();
+    entries.sort_by_key(LogEntry::seq);
+    let over = entries.len() as i64 > limit;
+    if over {
+        if matches!(anchor, PageAnchor::Before(_) | PageAnchor::Latest) {
+            // The newest `limit` of both lists.
+            entries.drain(..entries.len() - limit as usize);
+        } else {
+            entries.truncate(limit as usize);
+        }
+    }
+    Ok((entries, more_messages || more_events || over))
+}
+
+/// The replies to `parent` in `room_id` (as they are now), in seq order.
+pub(crate) async fn thread(
+    pool: &SqlitePool,
+    room_id: &str,
+    parent: &str,
+    anchor: PageAnchor,
+    limit: i64,
+) -> Result<(Vec<Message>, bool), ApiError> {
+    let sql = anchored(
+        concat!(
+            "SELECT ",
+            crate::message_columns!(),
+            " FROM messages m JOIN users u ON u.id = m.sender_id
+              WHERE m.reply_to = ? AND m.room_id = ?"
+        ),
+        "m.seq",
+        anchor,
+    );
+    let q = sqlx::query_as::<_, MessageRow>(sqlx::AssertSqlSafe(sql))
+        .bind(parent)
+        .bind(room_id);
+    let mut rows: Vec<MessageRow> = bind_anchor!(q, anchor, limit)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    if matches!(anchor, PageAnchor::Before(_) | PageAnchor::Latest) {
+        rows.reverse();
+    }
+    Ok((
+        rows.into_iter().map(MessageRow::into_message).collect(),
+        has_more,
+    ))
+}
+
+/// One message of `room_id` as it is now, if it is there.
+pub(crate) async fn message(
+    pool: &SqlitePool,
+    room_id: &str,
+    id: &str,
+) -> Result<Option<Message>, ApiError> {
+    let row: Option<MessageRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        crate::message_columns!(),
+        " FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.id = ? AND m.room_id = ?"
+    ))
+    .bind(id)
+    .bind(room_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(row.map(MessageRow::into_message))
 }

@@ -1,6 +1,8 @@
-//! The single writer: group commit of room messages.
+//! The single writer: group commit of each room's log (messages, and the
+//! edits, deletes and reaction changes that take seqs like them) and of read
+//! cursors.
 //!
-//! Handlers queue [`SendJob`]s; one task takes as many as are waiting (up to
+//! Handlers queue [`Job`]s; one task takes as many as are waiting (up to
 //! `TELEPATH_COMMIT_BATCH`, default 256), persists them in one
 //! `BEGIN IMMEDIATE` transaction of a few statements ([`batch`]; a refused
 //! job does not sink the batch, a database error does), commits, answers
@@ -23,7 +25,9 @@ use bytes::Bytes;
 use sqlx::SqlitePool;
 use telepath_shared::bus::Outgoing;
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{InternalSend, Message, ServerFrame, room_channel};
+use telepath_shared::protocol::{
+    ChangeResult, InternalChange, InternalSend, LogEntry, Message, Receipt, room_channel,
+};
 use telepath_shared::telemetry;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -33,25 +37,37 @@ use crate::metrics::ApiMetrics;
 use crate::outbox::Outbox;
 
 mod batch;
+pub(crate) mod receipts;
 
 /// Jobs that may wait for the writer before callers get `unavailable`.
 const QUEUE: usize = 8192;
 /// How long a caller waits for a place in the queue.
 const ENQUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One room message to persist.
-pub(crate) struct SendJob {
-    room: String,
-    send: InternalSend,
-    reply: oneshot::Sender<Result<Message, ApiError>>,
+/// One job for the writer: a room message, or a change (an edit, a delete,
+/// a reaction, a read cursor), with where its outcome goes.
+pub(crate) struct Job {
+    work: Work,
+    reply: oneshot::Sender<Result<Done, ApiError>>,
     /// The caller's trace (when traces are exported).
     trace: Option<String>,
 }
 
+/// What a [`Job`] asks for.
+pub(crate) enum Work {
+    Send { room: String, send: InternalSend },
+    Change(InternalChange),
+}
+
+/// What a [`Job`] made.
+pub(crate) enum Done {
+    Message(Message),
+    Change(ChangeResult),
+}
 /// Handle to queue work for the writer task.
 #[derive(Clone)]
 pub(crate) struct WriterHandle {
-    tx: mpsc::Sender<SendJob>,
+    tx: mpsc::Sender<Job>,
     /// Cancelled by [`WriterHandle::close`].
     stop: CancellationToken,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
@@ -73,17 +89,62 @@ impl WriterHandle {
         &self,
         sends: Vec<Result<Queued, ApiError>>,
     ) -> Vec<Result<Message, ApiError>> {
-        let mut waiting = Vec::with_capacity(sends.len());
-        for send in sends {
-            let queued = match send {
-                Ok(q) => {
-                    let (reply, rx) = oneshot::channel();
-                    let job = SendJob {
+        let work = sends.into_iter().map(|s| {
+            s.map(|q| {
+                (
+                    Work::Send {
                         room: q.room,
                         send: q.send,
-                        reply,
-                        trace: q.trace,
-                    };
+                    },
+                    q.trace,
+                )
+            })
+        });
+        self.run_many(work.collect())
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(Done::Message(m)) => Ok(m),
+                Ok(Done::Change(_)) => Err(ApiError::internal("a send made a change")),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Applies several changes, queued in this order after anything queued
+    /// before; one outcome each, in order.
+    pub(crate) async fn change_many(
+        &self,
+        changes: Vec<Result<InternalChange, ApiError>>,
+    ) -> Vec<Result<ChangeResult, ApiError>> {
+        let work = changes.into_iter().map(|c| {
+            c.map(|c| {
+                let trace = c.traceparent.clone();
+                (Work::Change(c), trace)
+            })
+        });
+        self.run_many(work.collect())
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(Done::Change(c)) => Ok(c),
+                Ok(Done::Message(_)) => Err(ApiError::internal("a change made a message")),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Queues every job (in order) and waits for each outcome.
+    async fn run_many(
+        &self,
+        work: Vec<Result<(Work, Option<String>), ApiError>>,
+    ) -> Vec<Result<Done, ApiError>> {
+        let mut waiting = Vec::with_capacity(work.len());
+        for w in work {
+            let queued = match w {
+                Ok((work, trace)) => {
+                    let (reply, rx) = oneshot::channel();
+                    let job = Job { work, reply, trace };
                     self.enqueue(job).await.map(|()| rx)
                 }
                 Err(e) => Err(e),
@@ -102,7 +163,7 @@ impl WriterHandle {
         outcomes
     }
 
-    async fn enqueue(&self, job: SendJob) -> Result<(), ApiError> {
+    async fn enqueue(&self, job: Job) -> Result<(), ApiError> {
         self.tx
             .send_timeout(job, ENQUEUE_TIMEOUT)
             .await
@@ -131,10 +192,11 @@ pub(crate) fn spawn(
 ) -> WriterHandle {
     let (tx, rx) = mpsc::channel(QUEUE);
     let stop = CancellationToken::new();
+    let receipts = receipts::Receipts::spawn(outbox.clone(), stop.clone());
     let task = tokio::spawn(run(
         rx,
         pool,
-        outbox,
+        Sinks { outbox, receipts },
         metrics,
         max_batch.max(1),
         stop.clone(),
@@ -149,9 +211,9 @@ pub(crate) fn spawn(
 /// Runs until every [`WriterHandle`] is dropped, or until `stop`: then it
 /// refuses new jobs and commits the queued ones before returning.
 async fn run(
-    mut rx: mpsc::Receiver<SendJob>,
+    mut rx: mpsc::Receiver<Job>,
     pool: SqlitePool,
-    outbox: Arc<Outbox>,
+    sinks: Sinks,
     metrics: ApiMetrics,
     max_batch: usize,
     stop: CancellationToken,
@@ -170,25 +232,30 @@ async fn run(
             break;
         }
         metrics.writer_queue.set(rx.len() as i64);
-        commit_batch(&pool, &outbox, &metrics, std::mem::take(&mut batch)).await;
+        commit_batch(&pool, &sinks, &metrics, std::mem::take(&mut batch)).await;
     }
     metrics.writer_queue.set(0);
     tracing::debug!("message writer stopped");
 }
 
-/// What persisting one job produced.
-struct Persisted {
-    message: Message,
-    /// False when `client_id` matched an earlier message (nothing new stored or published).
-    fresh: bool,
+/// Where committed work goes: log entries to the `rooms` outbox, read
+/// cursors that moved to the receipts' coalescer.
+struct Sinks {
+    outbox: Arc<Outbox>,
+    receipts: receipts::Receipts,
 }
 
-async fn commit_batch(
-    pool: &SqlitePool,
-    outbox: &Outbox,
-    metrics: &ApiMetrics,
-    batch: Vec<SendJob>,
-) {
+/// What persisting one job produced.
+struct Persisted {
+    done: Done,
+    /// The new log entry, when it made one (a repeated `client_id`, and a
+    /// change that changed nothing, make none: nothing is published).
+    entry: Option<LogEntry>,
+    /// A read cursor that moved.
+    receipt: Option<Receipt>,
+}
+
+async fn commit_batch(pool: &SqlitePool, sinks: &Sinks, metrics: &ApiMetrics, batch: Vec<Job>) {
     let started = Instant::now();
     let spans = commit_spans(&batch);
     let outcomes = match persist_all(pool, &batch).await {
@@ -207,32 +274,38 @@ async fn commit_batch(
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     metrics.batch_size.observe(batch.len() as f64);
-    // Every new message of the batch goes to the outbox in seq order, each in its trace.
-    let fresh: Vec<(&Message, Option<String>)> = outcomes
+    // Every new log entry of the batch goes to the outbox in seq order, each in its trace.
+    let mut fresh: Vec<(&LogEntry, Option<String>)> = Vec::new();
+    let mut receipts = Vec::new();
+    for (o, span) in outcomes.iter().zip(&spans) {
+        if let Ok(p) = o {
+            if let Some(entry) = &p.entry {
+                fresh.push((entry, span.as_ref().and_then(telemetry::traceparent_of)));
+            }
+            if let Some(r) = &p.receipt {
+                receipts.push(r.clone());
+            }
+        }
+    }
+    let messages = fresh
         .iter()
-        .zip(&spans)
-        .filter_map(|(o, span)| match o {
-            Ok(p) if p.fresh => Some((
-                &p.message,
-                span.as_ref().and_then(telemetry::traceparent_of),
-            )),
-            _ => None,
-        })
-        .collect();
-    metrics.messages_persisted.inc_by(fresh.len() as u64);
+        .filter(|(e, _)| matches!(e, LogEntry::Message(_)))
+        .count();
+    metrics.messages_persisted.inc_by(messages as u64);
     let outgoing = outgoing(&fresh);
     for (job, outcome) in batch.into_iter().zip(outcomes) {
-        // The caller may have gone away; the message is committed regardless.
-        let _ = job.reply.send(outcome.map(|p| p.message));
+        // The caller may have gone away; the work is committed regardless.
+        let _ = job.reply.send(outcome.map(|p| p.done));
     }
     // After the answers: the outbox's task, woken by the push, then
     // publishes while they are written rather than before.
-    outbox.push(outgoing);
+    sinks.outbox.push(outgoing);
+    sinks.receipts.moved(receipts);
 }
 
 /// One `message.commit` span per job in its caller's trace, when traces
 /// are exported (none otherwise: this is the hot path).
-fn commit_spans(batch: &[SendJob]) -> Vec<Option<tracing::Span>> {
+fn commit_spans(batch: &[Job]) -> Vec<Option<tracing::Span>> {
     batch
         .iter()
         .map(|job| {
@@ -249,15 +322,15 @@ fn commit_spans(batch: &[SendJob]) -> Vec<Option<tracing::Span>> {
         .collect()
 }
 
-/// Committed messages as the bus carries them, in seq order, for the
-/// outbox. The outbox retries while Redis is away; a message it drops when
+/// Committed log entries as the bus carries them, in seq order, for the
+/// outbox. The outbox retries while Redis is away; an entry it drops when
 /// full is safe in SQLite and reaches members through gap repair and resume.
-fn outgoing(messages: &[(&Message, Option<String>)]) -> Vec<Outgoing> {
-    messages
+fn outgoing(entries: &[(&LogEntry, Option<String>)]) -> Vec<Outgoing> {
+    entries
         .iter()
-        .map(|(m, trace)| Outgoing {
-            channel: room_channel(&m.room),
-            payload: Bytes::from(ServerFrame::Message((*m).clone()).to_json()),
+        .map(|(e, trace)| Outgoing {
+            channel: room_channel(e.room()),
+            payload: Bytes::from(e.to_json()),
             traceparent: trace.clone(),
         })
         .collect()
@@ -266,7 +339,7 @@ fn outgoing(messages: &[(&Message, Option<String>)]) -> Vec<Outgoing> {
 /// Persists the batch in one transaction (see [`batch`]).
 async fn persist_all(
     pool: &SqlitePool,
-    batch: &[SendJob],
+    batch: &[Job],
 ) -> Result<Vec<Result<Persisted, ApiError>>, sqlx::Error> {
     let mut tx = crate::db::begin_write(pool).await?;
     let outcomes = batch::persist(&mut tx, batch).await?;

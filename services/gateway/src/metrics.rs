@@ -25,10 +25,14 @@ pub(crate) enum OutKind {
     Member,
     RoomClosed,
     Bye,
+    MessageEdited,
+    MessageDeleted,
+    Reaction,
+    Receipt,
 }
 
 impl OutKind {
-    const ALL: [OutKind; 11] = [
+    const ALL: [OutKind; 15] = [
         OutKind::Welcome,
         OutKind::Reply,
         OutKind::Error,
@@ -40,6 +44,10 @@ impl OutKind {
         OutKind::Member,
         OutKind::RoomClosed,
         OutKind::Bye,
+        OutKind::MessageEdited,
+        OutKind::MessageDeleted,
+        OutKind::Reaction,
+        OutKind::Receipt,
     ];
 
     fn name(self) -> &'static str {
@@ -55,6 +63,10 @@ impl OutKind {
             OutKind::Member => "member",
             OutKind::RoomClosed => "room_closed",
             OutKind::Bye => "bye",
+            OutKind::MessageEdited => "message_edited",
+            OutKind::MessageDeleted => "message_deleted",
+            OutKind::Reaction => "reaction",
+            OutKind::Receipt => "receipt",
         }
     }
 

@@ -27,7 +27,8 @@ use telepath_shared::auth::RevocationList;
 use telepath_shared::bus::{Bus, BusMessage, Inbound};
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, ByeReason, CloseCode, MemberAction, NODES_CHANNEL, NodeControl,
-    PRESENCE_CHANNEL, PresenceBroadcast, ServerFrame, is_canonical_id, room_channel, user_channel,
+    PRESENCE_CHANNEL, PresenceBroadcast, ServerFrame, is_canonical_id, is_log_type, room_channel,
+    user_channel,
 };
 use telepath_shared::telemetry;
 use tokio_util::sync::CancellationToken;
@@ -278,7 +279,8 @@ async fn relay_room(relay: &Relay, room: &str, channel: &str, out: Outbound) {
     let kind = head
         .as_ref()
         .map_or(OutKind::Message, |h| OutKind::of_type(&h.kind));
-    let seq = head.filter(|h| h.kind == "message").and_then(|h| h.seq);
+    // Messages and the changes to them share the room's log and its seqs.
+    let seq = head.filter(|h| is_log_type(&h.kind)).and_then(|h| h.seq);
     let Some(seq) = seq else {
         if kind == OutKind::RoomClosed {
             // Its members leave it here too, as after a catch-up.

@@ -94,6 +94,7 @@ pub async fn run(database_url: &str, args: &BackupArgs) -> anyhow::Result<Summar
         .await
         .with_context(|| format!("copying {} (VACUUM INTO)", from.display()))?;
     drop(conn);
+    reindex(&partial.path).await?;
 
     File::open(&partial.path)?.sync_all()?;
     let (rooms, messages) = check(&partial.path).await?;
@@ -106,6 +107,24 @@ pub async fn run(database_url: &str, args: &BackupArgs) -> anyhow::Result<Summar
         rooms,
         messages,
     })
+}
+
+/// Rebuilds the copy's search index. It is keyed by the messages' rowids,
+/// which `VACUUM` may renumber (the messages table has a text primary key),
+/// so the copy's index is built again from the copy's own rows.
+async fn reindex(path: &Path) -> anyhow::Result<()> {
+    let mut conn: SqliteConnection = SqliteConnectOptions::new().filename(path).connect().await?;
+    let has_index: bool =
+        sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE name = 'messages_fts'")
+            .fetch_one(&mut conn)
+            .await?;
+    if has_index {
+        sqlx::query("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+            .execute(&mut conn)
+            .await
+            .context("rebuilding the copy's search index")?;
+    }
+    Ok(())
 }
 
 /// Opens the copy at `path` read-only, checks its integrity, and counts

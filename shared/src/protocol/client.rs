@@ -67,11 +67,41 @@ pub enum ClientOp {
         token: String,
     },
     Ping,
+    /// Change a message's body: a room message (`room`) or a DM (`dm`, the
+    /// DM's id, equal to `id`).
+    Edit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dm: Option<String>,
+        id: String,
+        body: String,
+    },
+    /// Delete a message (a tombstone stays).
+    Delete {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dm: Option<String>,
+        id: String,
+    },
+    /// Put an emoji on a room message (`on`) or take it off.
+    React {
+        room: String,
+        id: String,
+        emoji: String,
+        on: bool,
+    },
+    /// Move the caller's read cursor in a room forward.
+    Read {
+        room: String,
+        seq: i64,
+    },
 }
 
 impl ClientOp {
     /// Every client frame type, as [`ClientOp::name`] returns them.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 14] = [
         "join",
         "leave",
         "send",
@@ -82,6 +112,10 @@ impl ClientOp {
         "ack",
         "refresh",
         "ping",
+        "edit",
+        "delete",
+        "react",
+        "read",
     ];
 
     /// The frame's `type` name, for metrics labels and logs.
@@ -97,6 +131,10 @@ impl ClientOp {
             ClientOp::Ack { .. } => "ack",
             ClientOp::Refresh { .. } => "refresh",
             ClientOp::Ping => "ping",
+            ClientOp::Edit { .. } => "edit",
+            ClientOp::Delete { .. } => "delete",
+            ClientOp::React { .. } => "react",
+            ClientOp::Read { .. } => "read",
         }
     }
 }
@@ -138,6 +176,11 @@ mod tests {
         round_trip_client(json!({"type":"typing","room":room,"active":true}));
         round_trip_client(json!({"type":"status","status":"meditating","text":"om"}));
         round_trip_client(json!({"type":"ack","room":room,"seq":7}));
+        round_trip_client(json!({"type":"edit","ref":"9","room":room,"id":"m1","body":"fixed"}));
+        round_trip_client(json!({"type":"edit","dm":"d1","id":"d1","body":"fixed"}));
+        round_trip_client(json!({"type":"delete","room":room,"id":"m1"}));
+        round_trip_client(json!({"type":"react","room":room,"id":"m1","emoji":"👍","on":true}));
+        round_trip_client(json!({"type":"read","room":room,"seq":12}));
         round_trip_client(json!({"type":"ack","dm":"m9"}));
         round_trip_client(json!({"type":"refresh","token":"t"}));
         round_trip_client(json!({"type":"ping","ref":"9"}));

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    DirectMessage, ErrorBody, ErrorCode, Message, OnlineUser, PresenceEvent, Status, UserRef,
-    check_body, check_user, integer, is_canonical_id,
+    DirectMessage, ErrorBody, ErrorCode, LogEntry, Message, OnlineUser, PresenceEvent, Status,
+    UserRef, check_body, check_emoji, check_user, integer, is_canonical_id,
 };
 
 /// Gateway -> api: join `room` on behalf of `user`.
@@ -89,6 +89,11 @@ pub struct InternalSendBatch {
     #[serde(default)]
     #[schema(max_items = 1000)]
     pub dms: Vec<InternalDm>,
+    /// Edits, deletes, reactions and read cursors, in the order their
+    /// senders sent them; committed after the batch's sends.
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub changes: Vec<InternalChange>,
 }
 
 impl InternalSendBatch {
@@ -100,11 +105,22 @@ impl InternalSendBatch {
     /// names the first bad item. What `POST /internal/messages` refuses the
     /// whole batch for.
     pub fn check(&self) -> Result<(), ErrorBody> {
-        if self.sends.len() > MAX_SEND_BATCH || self.dms.len() > MAX_SEND_BATCH {
+        if self.sends.len() > MAX_SEND_BATCH
+            || self.dms.len() > MAX_SEND_BATCH
+            || self.changes.len() > MAX_SEND_BATCH
+        {
             return Err(ErrorBody::new(
                 ErrorCode::BadRequest,
-                format!("at most {MAX_SEND_BATCH} sends and {MAX_SEND_BATCH} DMs per batch"),
+                format!("at most {MAX_SEND_BATCH} sends, DMs and changes per batch"),
             ));
+        }
+        for (i, c) in self.changes.iter().enumerate() {
+            if let Err(e) = c.check(usize::MAX) {
+                return Err(ErrorBody::new(
+                    e.code,
+                    format!("changes[{i}]: {}", e.message),
+                ));
+            }
         }
         for (i, s) in self.sends.iter().enumerate() {
             let bounded = s.send.check(usize::MAX);
@@ -150,6 +166,151 @@ pub struct InternalSendResults {
     pub results: Vec<SendOutcome>,
     #[serde(default)]
     pub dms: Vec<DmOutcome>,
+    #[serde(default)]
+    pub changes: Vec<ChangeOutcome>,
+}
+
+/// What an [`InternalChange`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeOp {
+    Edit,
+    Delete,
+    React,
+    Read,
+}
+
+/// Gateway -> api: a change to a message (`edit`, `delete`, `react`) or a
+/// read cursor (`read`), from `from`. A room's changes take its next seq
+/// like messages; a DM's (`dm`) are edits and deletes by its sender.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InternalChange {
+    pub op: ChangeOp,
+    pub from: UserRef,
+    /// The sender's token says admin (may delete any room message).
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
+    pub room: Option<String>,
+    /// The DM's id (equal to `id`), instead of `room`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
+    pub dm: Option<String>,
+    /// The message (edit, delete, react).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
+    pub id: Option<String>,
+    /// The new body (edit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 4096)]
+    pub body: Option<String>,
+    /// One grapheme cluster of at most 32 bytes (react).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 32)]
+    pub emoji: Option<String>,
+    /// On or off (react).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<bool>,
+    /// The seq read up to (read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub traceparent: Option<String>,
+}
+
+impl InternalChange {
+    /// The fields its op needs, and their bounds: `room` xor `dm` (1–64
+    /// characters; `dm` only for edit and delete, and equal to `id`), `id`
+    /// 1–64 for edit, delete and react, a body as [`check_body`] wants it
+    /// for edit, an emoji as [`check_emoji`] wants it and `on` for react,
+    /// `seq` ≥ 0 for read, `traceparent` ≤ 128. What a gateway checks
+    /// before it sends, and the api again.
+    pub fn check(&self, max_body_bytes: usize) -> Result<(), ErrorBody> {
+        let bad = |m: &str| Err(ErrorBody::new(ErrorCode::BadRequest, m.to_owned()));
+        check_user(&self.from)?;
+        let bounded = |s: &Option<String>| {
+            s.as_ref()
+                .is_none_or(|s| (1..=64).contains(&s.chars().count()))
+        };
+        if !bounded(&self.room) || !bounded(&self.dm) || !bounded(&self.id) {
+            return bad("room, dm and id are 1-64 characters");
+        }
+        if self.traceparent.as_ref().is_some_and(|t| t.len() > 128) {
+            return bad("traceparent is at most 128 bytes");
+        }
+        let dm_allowed = matches!(self.op, ChangeOp::Edit | ChangeOp::Delete);
+        match (&self.room, &self.dm) {
+            (Some(_), None) => {}
+            (None, Some(dm)) if dm_allowed => {
+                if self.id.as_deref() != Some(dm.as_str()) {
+                    return bad("dm and id name the same direct message");
+                }
+            }
+            _ if dm_allowed => return bad("name exactly one of room and dm"),
+            _ => return bad("room is required"),
+        }
+        if self.op != ChangeOp::Read && self.id.is_none() {
+            return bad("id is required");
+        }
+        match self.op {
+            ChangeOp::Edit => match &self.body {
+                Some(body) => check_body(body, max_body_bytes)?,
+                None => return bad("body is required"),
+            },
+            ChangeOp::Delete => {}
+            ChangeOp::React => {
+                match &self.emoji {
+                    Some(e) => check_emoji(e)?,
+                    None => return bad("emoji is required"),
+                }
+                if self.on.is_none() {
+                    return bad("on is required");
+                }
+            }
+            ChangeOp::Read => match self.seq {
+                Some(seq) if seq >= 0 => {}
+                _ => return bad("seq must be an integer >= 0"),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// What an [`InternalChange`] did: the change's seq in the room's log (0
+/// for a change that changed nothing and had no earlier one), and what its
+/// reply tells; or why it was refused.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ChangeResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+}
+
+/// The outcome of one change of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChangeOutcome {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// A page of a room's log (messages and changes in seq order), for joins'
+/// replays and gap repair.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogPage {
+    pub entries: Vec<LogEntry>,
+    pub has_more: bool,
 }
 
 /// The committed message, or why the send was refused.

@@ -53,6 +53,14 @@ pub struct Room {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub is_active: bool,
+    /// `GET /rooms`, rooms the caller takes part in: messages above their
+    /// read cursor that are not their own and not deleted (counted up to
+    /// 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<i64>,
+    /// `GET /rooms`, rooms the caller takes part in: their read cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_seq: Option<i64>,
 }
 
 /// `GET /rooms`.
@@ -76,6 +84,67 @@ pub struct Participant {
     pub joined_at: DateTime<Utc>,
     #[serde(default)]
     pub online: bool,
+    /// The participant's read cursor (`read`).
+    #[serde(default)]
+    pub read_seq: i64,
+}
+
+/// `GET /rooms/{id}/messages/{message_id}/thread`: replies in seq order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ThreadPage {
+    /// The message the replies answer, as it is now.
+    pub parent: Message,
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// One hit of `GET /search`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchHit {
+    pub id: String,
+    /// A room message's room and seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// A DM's other user (id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
+    pub from: UserRef,
+    pub ts: DateTime<Utc>,
+    /// An excerpt with each match between `«` and `»`.
+    pub snippet: String,
+}
+
+/// `GET /search`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResults {
+    pub results: Vec<SearchHit>,
+    /// The `offset` of the next page, when there may be one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<i64>,
+}
+
+/// `GET /dms?with=`: one conversation, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DmPage {
+    pub messages: Vec<DirectMessage>,
+    pub has_more: bool,
+}
+
+/// One conversation of `GET /dms`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DmConversation {
+    pub user: UserRef,
+    pub last: DirectMessage,
+    /// Their DMs to the caller not acked yet.
+    pub unread: i64,
+}
+
+/// `GET /dms`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DmConversations {
+    pub conversations: Vec<DmConversation>,
 }
 
 /// `GET /rooms/{id}/participants`.

@@ -23,6 +23,10 @@ pub enum ServerFrame {
     Error(ErrorBody),
     Bye(Bye),
     RoomClosed(RoomClosed),
+    MessageEdited(MessageEdited),
+    MessageDeleted(MessageDeleted),
+    Reaction(ReactionEvent),
+    Receipt(Receipt),
 }
 
 impl ServerFrame {
@@ -40,6 +44,10 @@ impl ServerFrame {
             ServerFrame::Error(_) => "error",
             ServerFrame::Bye(_) => "bye",
             ServerFrame::RoomClosed(_) => "room_closed",
+            ServerFrame::MessageEdited(_) => "message_edited",
+            ServerFrame::MessageDeleted(_) => "message_deleted",
+            ServerFrame::Reaction(_) => "reaction",
+            ServerFrame::Receipt(_) => "receipt",
         }
     }
 
@@ -108,28 +116,227 @@ impl Reply {
 }
 
 /// A room message: the `message` event, and (without `type`) the REST form.
+/// It is the message as it was when read: edited (`edited_at`), deleted (a
+/// tombstone: `deleted`, no body), with its reactions and, for a thread's
+/// parent, its replies' count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Message {
     pub room: String,
     pub id: String,
-    /// Position in the room, assigned at commit: 1, 2, 3... without holes.
+    /// Position in the room's log, assigned at commit. The log also holds
+    /// edits, deletes and reaction changes, so a room's messages alone may
+    /// skip seqs; the log has no holes.
     pub seq: i64,
     pub from: UserRef,
+    /// Absent (empty) for a deleted message.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub body: String,
     pub kind: String,
     pub ts: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// When the body last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// A tombstone: the body is gone.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
+    /// Replies that name this message in `reply_to`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reply_count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reply_at: Option<DateTime<Utc>>,
 }
 
-/// A direct message between two users.
+impl Message {
+    /// A new message as the writer stores it (not edited, no reactions or replies).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a message's own fields, in wire order"
+    )]
+    pub fn new(
+        room: String,
+        id: String,
+        seq: i64,
+        from: UserRef,
+        body: String,
+        kind: String,
+        ts: DateTime<Utc>,
+        reply_to: Option<String>,
+    ) -> Self {
+        Message {
+            room,
+            id,
+            seq,
+            from,
+            body,
+            kind,
+            ts,
+            reply_to,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
+            reply_count: 0,
+            last_reply_at: None,
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// How many users put one emoji on a message; `me` (REST only) whether the
+/// caller is one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub me: Option<bool>,
+}
+
+/// A message's body changed. Room messages: `room` and `seq` (the change's
+/// own place in the room's log). DMs: `dm` (the DM's id) and `to`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MessageEdited {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    pub body: String,
+    pub edited_at: DateTime<Utc>,
+    pub by: UserRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// A message was deleted (its body is gone; the id and seq stay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MessageDeleted {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    pub by: UserRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// A user put an emoji on a message (`on`) or took it off; `count` is how
+/// many users have it on the message after the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReactionEvent {
+    pub room: String,
+    pub id: String,
+    pub seq: i64,
+    pub emoji: String,
+    pub user: UserRef,
+    pub on: bool,
+    pub count: i64,
+}
+
+/// A member's read cursor moved (coalesced; not in the room's log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Receipt {
+    pub room: String,
+    pub user: UserRef,
+    pub seq: i64,
+}
+
+/// One entry of a room's ordered log: a message or a change to one. What
+/// join replays and gap repair read back, in seq order; on the wire it is
+/// the server frame of the same `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LogEntry {
+    Message(Message),
+    MessageEdited(MessageEdited),
+    MessageDeleted(MessageDeleted),
+    Reaction(ReactionEvent),
+}
+
+impl LogEntry {
+    /// Its place in the room's log.
+    pub fn seq(&self) -> i64 {
+        match self {
+            LogEntry::Message(m) => m.seq,
+            LogEntry::MessageEdited(e) => e.seq.unwrap_or(0),
+            LogEntry::MessageDeleted(e) => e.seq.unwrap_or(0),
+            LogEntry::Reaction(e) => e.seq,
+        }
+    }
+
+    /// Its frame's `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LogEntry::Message(_) => "message",
+            LogEntry::MessageEdited(_) => "message_edited",
+            LogEntry::MessageDeleted(_) => "message_deleted",
+            LogEntry::Reaction(_) => "reaction",
+        }
+    }
+
+    /// The room it belongs to.
+    pub fn room(&self) -> &str {
+        match self {
+            LogEntry::Message(m) => &m.room,
+            LogEntry::MessageEdited(e) => e.room.as_deref().unwrap_or(""),
+            LogEntry::MessageDeleted(e) => e.room.as_deref().unwrap_or(""),
+            LogEntry::Reaction(e) => &e.room,
+        }
+    }
+
+    /// The server frame that carries it.
+    pub fn into_frame(self) -> ServerFrame {
+        match self {
+            LogEntry::Message(m) => ServerFrame::Message(m),
+            LogEntry::MessageEdited(e) => ServerFrame::MessageEdited(e),
+            LogEntry::MessageDeleted(e) => ServerFrame::MessageDeleted(e),
+            LogEntry::Reaction(e) => ServerFrame::Reaction(e),
+        }
+    }
+
+    /// Serialised as its server frame (the same JSON).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("log entries always serialise")
+    }
+}
+
+/// Whether a frame `type` is an entry of a room's log (carries its `seq`).
+pub fn is_log_type(kind: &str) -> bool {
+    matches!(
+        kind,
+        "message" | "message_edited" | "message_deleted" | "reaction"
+    )
+}
+
+/// A direct message between two users, as it is now: edited
+/// (`edited_at`), or deleted (`deleted`, no body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DirectMessage {
     pub id: String,
     pub from: UserRef,
     pub to: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub body: String,
     pub ts: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
 }
 
 /// An admin broadcast to everyone connected.
@@ -239,15 +446,37 @@ mod tests {
                 "2".into(),
                 ErrorBody::new(ErrorCode::RoomFull, "full"),
             )),
-            ServerFrame::Message(Message {
-                room: "r".into(),
-                id: "m".into(),
-                seq: 3,
-                from: user.clone(),
-                body: "b".into(),
-                kind: "text".into(),
+            ServerFrame::Message(Message::new(
+                "r".into(),
+                "m".into(),
+                3,
+                user.clone(),
+                "b".into(),
+                "text".into(),
                 ts,
-                reply_to: Some("m0".into()),
+                Some("m0".into()),
+            )),
+            ServerFrame::Message(Message {
+                body: String::new(),
+                deleted: true,
+                edited_at: Some(ts),
+                reactions: vec![ReactionCount {
+                    emoji: "👍".into(),
+                    count: 2,
+                    me: None,
+                }],
+                reply_count: 3,
+                last_reply_at: Some(ts),
+                ..Message::new(
+                    "r".into(),
+                    "m".into(),
+                    3,
+                    user.clone(),
+                    String::new(),
+                    "text".into(),
+                    ts,
+                    None,
+                )
             }),
             ServerFrame::Dm(DirectMessage {
                 id: "d".into(),
@@ -255,6 +484,40 @@ mod tests {
                 to: "u2".into(),
                 body: "x".into(),
                 ts,
+                edited_at: None,
+                deleted: false,
+            }),
+            ServerFrame::MessageEdited(MessageEdited {
+                room: Some("r".into()),
+                id: "m".into(),
+                seq: Some(4),
+                body: "c".into(),
+                edited_at: ts,
+                by: user.clone(),
+                dm: None,
+                to: None,
+            }),
+            ServerFrame::MessageDeleted(MessageDeleted {
+                room: None,
+                id: "d".into(),
+                seq: None,
+                by: user.clone(),
+                dm: Some("d".into()),
+                to: Some("u2".into()),
+            }),
+            ServerFrame::Reaction(ReactionEvent {
+                room: "r".into(),
+                id: "m".into(),
+                seq: 5,
+                emoji: "🎉".into(),
+                user: user.clone(),
+                on: true,
+                count: 1,
+            }),
+            ServerFrame::Receipt(Receipt {
+                room: "r".into(),
+                user: user.clone(),
+                seq: 5,
             }),
             ServerFrame::Broadcast(BroadcastEvent {
                 id: "b".into(),

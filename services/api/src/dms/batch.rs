@@ -203,6 +203,8 @@ impl Batch {
             to,
             body: req.body,
             ts: now(),
+            edited_at: None,
+            deleted: false,
         };
         if let Some(client_id) = req.client_id {
             self.keys.insert((dm.from.id.clone(), client_id.clone()), i);

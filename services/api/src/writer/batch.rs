@@ -1,5 +1,10 @@
 //! Persisting one group commit in a handful of statements, whatever its size.
 //!
+//! A batch holds room messages and changes (edits, deletes, reactions, read
+//! cursors). Each is decided in order against the state the batch has built
+//! so far, so a message and its edit, or two toggles of one reaction, in the
+//! same batch come out as if committed one by one.
+//!
 //! sqlx runs each SQLite statement on the connection's own thread, so every
 //! statement is a round trip between threads (two thread switches, far
 //! slower than the statement itself when the machine is idle or busy):
@@ -17,14 +22,18 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{ErrorCode, Message};
+use telepath_shared::protocol::{
+    ChangeOp, ChangeResult, ErrorCode, InternalChange, LogEntry, MAX_EMOJI_PER_MESSAGE, Message,
+    MessageDeleted, MessageEdited, ReactionEvent, Receipt, UserRef,
+};
 
-use super::{Persisted, SendJob};
+use super::{Done, Job, Persisted, Work};
 use crate::store::{MessageRow, now};
 
-/// Rows per `INSERT` statement (9 parameters each, far below SQLite's limit).
+/// Rows per `INSERT` statement (at most 10 parameters each, far below SQLite's limit).
 const INSERT_ROWS: usize = 500;
 
 /// A room as the batch sees it.
@@ -35,85 +44,438 @@ struct RoomState {
     moved: bool,
 }
 
+impl RoomState {
+    fn next_seq(&mut self) -> i64 {
+        self.last_seq += 1;
+        self.moved = true;
+        self.last_seq
+    }
+}
+
+/// An active participant as the batch sees it.
+struct Member {
+    role: String,
+    read_seq: i64,
+    /// Whether this batch moved `read_seq`.
+    moved: bool,
+}
+
+/// A message a change or a reply names, as the batch sees it.
+struct Target {
+    room: Option<String>,
+    sender: String,
+    seq: i64,
+    body: String,
+    deleted: bool,
+    edit_seq: Option<i64>,
+    delete_seq: Option<i64>,
+    /// The batch edited it (its body and edit_seq need writing).
+    edited: bool,
+    /// The batch deleted it.
+    removed: bool,
+}
+
+/// The reactions of the messages the batch reacts to.
+#[derive(Default)]
+struct Reactions {
+    /// (message, emoji) -> how many users have it.
+    counts: HashMap<(String, String), i64>,
+    /// message -> its distinct emoji.
+    emoji: HashMap<String, HashSet<String>>,
+    /// (message, emoji, user) -> the seq that put it on, for those the batch names.
+    users: HashMap<(String, String, String), Option<i64>>,
+    /// The (message, emoji, user) whose state this batch changed.
+    changed: HashSet<(String, String, String)>,
+}
+
+/// Everything a batch reads before deciding, and what it decided.
+struct State {
+    rooms: HashMap<String, RoomState>,
+    members: HashMap<String, Member>,
+    targets: HashMap<String, Target>,
+    reactions: Reactions,
+    /// (sender, client_id) -> the message it names, earlier or in this batch.
+    by_client_id: HashMap<(String, String), Earlier>,
+    ts: DateTime<Utc>,
+    /// New messages and their client ids, in order.
+    fresh: Vec<(Message, Option<String>)>,
+    /// New change entries of the log, in order.
+    events: Vec<LogEntry>,
+    /// parent id -> replies added by this batch.
+    replies: HashMap<String, i64>,
+}
+
 /// Persists `batch` on `conn` (inside the caller's transaction); one
 /// outcome per job, in order.
 pub(super) async fn persist(
     conn: &mut SqliteConnection,
-    batch: &[SendJob],
+    batch: &[Job],
 ) -> Result<Vec<Result<Persisted, ApiError>>, sqlx::Error> {
-    // (sender, client_id) -> the message it names, earlier or in this batch.
-    let mut by_client_id = earlier_messages(conn, batch).await?;
-    let (mut rooms, members) = rooms_and_members(conn, batch).await?;
-    let ts = now();
-    let mut fresh = Vec::new();
+    let by_client_id = earlier_messages(conn, batch).await?;
+    let (rooms, members) = rooms_and_members(conn, batch).await?;
+    let targets = targets(conn, batch).await?;
+    let reactions = reactions(conn, batch).await?;
+    let mut state = State {
+        rooms,
+        members,
+        targets,
+        reactions,
+        by_client_id,
+        ts: now(),
+        fresh: Vec::new(),
+        events: Vec::new(),
+        replies: HashMap::new(),
+    };
     let mut outcomes = Vec::with_capacity(batch.len());
     for job in batch {
-        let from = &job.send.from;
-        let key = job
-            .send
-            .client_id
-            .as_ref()
-            .map(|c| (from.id.clone(), c.clone()));
-        match key.as_ref().and_then(|k| by_client_id.get(k)) {
-            Some(Earlier::Room(message)) => {
-                outcomes.push(Ok(Persisted {
-                    message: message.clone(),
-                    fresh: false,
-                }));
-                continue;
-            }
-            // One key, one message: storing this one would break the unique
-            // index and with it the whole batch.
-            Some(Earlier::Direct) => {
-                outcomes.push(Err(ApiError::new(
-                    ErrorCode::Conflict,
-                    "client_id already names a direct message of this sender",
-                )));
-                continue;
-            }
-            None => {}
-        }
-        let Some(room) = rooms.get_mut(job.room.as_str()) else {
-            outcomes.push(Err(ApiError::not_found("no such room")));
-            continue;
+        let outcome = match &job.work {
+            Work::Send { room, send } => decide_send(&mut state, room, send),
+            Work::Change(change) => decide_change(conn, &mut state, change).await?,
         };
-        if !members.contains(&member_key(&job.room, &from.id)) {
-            outcomes.push(Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "join the room before sending to it",
-            )));
-            continue;
+        outcomes.push(outcome);
+    }
+    write(conn, &state).await?;
+    Ok(outcomes)
+}
+
+fn decide_send(
+    state: &mut State,
+    room_id: &str,
+    send: &telepath_shared::protocol::InternalSend,
+) -> Result<Persisted, ApiError> {
+    let from = &send.from;
+    let key = send
+        .client_id
+        .as_ref()
+        .map(|c| (from.id.clone(), c.clone()));
+    match key.as_ref().and_then(|k| state.by_client_id.get(k)) {
+        Some(Earlier::Room(message)) => {
+            return Ok(Persisted {
+                done: Done::Message(message.clone()),
+                entry: None,
+                receipt: None,
+            });
         }
-        // Checked after membership so non-members learn nothing about the room's state.
-        if !room.active {
-            outcomes.push(Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "the room is closed",
-            )));
-            continue;
+        // One key, one message: storing this one would break the unique
+        // index and with it the whole batch.
+        Some(Earlier::Direct) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "client_id already names a direct message of this sender",
+            ));
         }
-        room.last_seq += 1;
-        room.moved = true;
-        let message = Message {
-            room: job.room.clone(),
-            id: uuid::Uuid::now_v7().hyphenated().to_string(),
-            seq: room.last_seq,
-            from: from.clone(),
-            body: job.send.body.clone(),
-            kind: job.send.kind.clone().unwrap_or_else(|| "text".to_owned()),
-            ts,
-            reply_to: job.send.reply_to.clone(),
-        };
-        if let Some(k) = key {
-            by_client_id.insert(k, Earlier::Room(message.clone()));
+        None => {}
+    }
+    let Some(room) = state.rooms.get_mut(room_id) else {
+        return Err(ApiError::not_found("no such room"));
+    };
+    if !state.members.contains_key(&member_key(room_id, &from.id)) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "join the room before sending to it",
+        ));
+    }
+    // Checked after membership so non-members learn nothing about the room's state.
+    if !room.active {
+        return Err(ApiError::new(ErrorCode::Forbidden, "the room is closed"));
+    }
+    if let Some(parent) = &send.reply_to {
+        let same_room = state
+            .targets
+            .get(parent)
+            .is_some_and(|t| t.room.as_deref() == Some(room_id));
+        if !same_room {
+            return Err(ApiError::not_found(
+                "reply_to names no message of this room",
+            ));
         }
-        fresh.push((message.clone(), job.send.client_id.as_deref()));
-        outcomes.push(Ok(Persisted {
-            message,
-            fresh: true,
+    }
+    let seq = room.next_seq();
+    let message = Message::new(
+        room_id.to_owned(),
+        uuid::Uuid::now_v7().hyphenated().to_string(),
+        seq,
+        from.clone(),
+        send.body.clone(),
+        send.kind.clone().unwrap_or_else(|| "text".to_owned()),
+        state.ts,
+        send.reply_to.clone(),
+    );
+    if let Some(parent) = &send.reply_to {
+        *state.replies.entry(parent.clone()).or_default() += 1;
+    }
+    state.targets.insert(
+        message.id.clone(),
+        Target {
+            room: Some(room_id.to_owned()),
+            sender: from.id.clone(),
+            seq,
+            body: message.body.clone(),
+            deleted: false,
+            edit_seq: None,
+            delete_seq: None,
+            edited: false,
+            removed: false,
+        },
+    );
+    if let Some(k) = key {
+        state.by_client_id.insert(k, Earlier::Room(message.clone()));
+    }
+    state.fresh.push((message.clone(), send.client_id.clone()));
+    Ok(Persisted {
+        entry: Some(LogEntry::Message(message.clone())),
+        done: Done::Message(message),
+        receipt: None,
+    })
+}
+
+/// A change that changed nothing: its reply, no entry.
+fn unchanged(result: ChangeResult) -> Result<Result<Persisted, ApiError>, sqlx::Error> {
+    Ok(Ok(Persisted {
+        done: Done::Change(result),
+        entry: None,
+        receipt: None,
+    }))
+}
+
+async fn decide_change(
+    conn: &mut SqliteConnection,
+    state: &mut State,
+    change: &InternalChange,
+) -> Result<Result<Persisted, ApiError>, sqlx::Error> {
+    let Some(room_id) = change.room.as_deref() else {
+        // DM changes never reach the writer.
+        return Ok(Err(ApiError::bad_request("room is required")));
+    };
+    let from = &change.from;
+    let Some(room) = state.rooms.get_mut(room_id) else {
+        return Ok(Err(ApiError::not_found("no such room")));
+    };
+    let member = state.members.get_mut(&member_key(room_id, &from.id));
+    let is_owner = member.as_ref().is_some_and(|m| m.role == "owner");
+    if member.is_none() && !(change.admin && change.op == ChangeOp::Delete) {
+        return Ok(Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "join the room first",
+        )));
+    }
+    if !room.active {
+        return Ok(Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "the room is closed",
+        )));
+    }
+    if change.op == ChangeOp::Read {
+        let member = member.expect("checked above");
+        let wanted = change.seq.unwrap_or(0).min(room.last_seq);
+        if wanted <= member.read_seq {
+            return unchanged(ChangeResult {
+                room: Some(room_id.to_owned()),
+                seq: Some(member.read_seq),
+                ..ChangeResult::default()
+            });
+        }
+        member.read_seq = wanted;
+        member.moved = true;
+        return Ok(Ok(Persisted {
+            done: Done::Change(ChangeResult {
+                room: Some(room_id.to_owned()),
+                seq: Some(wanted),
+                ..ChangeResult::default()
+            }),
+            entry: None,
+            receipt: Some(Receipt {
+                room: room_id.to_owned(),
+                user: from.clone(),
+                seq: wanted,
+            }),
         }));
     }
-    let moved: Vec<(&str, i64)> = rooms
+    let id = change.id.clone().unwrap_or_default();
+    let Some(target) = state
+        .targets
+        .get_mut(&id)
+        .filter(|t| t.room.as_deref() == Some(room_id))
+    else {
+        return Ok(Err(ApiError::not_found("no such message in this room")));
+    };
+    let ts = state.ts;
+    match change.op {
+        ChangeOp::Read => unreachable!("answered above"),
+        ChangeOp::Edit => {
+            if target.deleted {
+                return Ok(Err(ApiError::not_found("the message was deleted")));
+            }
+            if target.sender != from.id {
+                return Ok(Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "only its author may edit a message",
+                )));
+            }
+            let body = change.body.clone().unwrap_or_default();
+            if body == target.body {
+                return unchanged(ChangeResult {
+                    id: Some(id),
+                    seq: Some(target.edit_seq.unwrap_or(target.seq)),
+                    ..ChangeResult::default()
+                });
+            }
+            let seq = room.next_seq();
+            target.body = body.clone();
+            target.edit_seq = Some(seq);
+            target.edited = true;
+            let event = MessageEdited {
+                room: Some(room_id.to_owned()),
+                id: id.clone(),
+                seq: Some(seq),
+                body,
+                edited_at: ts,
+                by: from.clone(),
+                dm: None,
+                to: None,
+            };
+            state.events.push(LogEntry::MessageEdited(event.clone()));
+            Ok(Ok(Persisted {
+                done: Done::Change(ChangeResult {
+                    id: Some(id),
+                    seq: Some(seq),
+                    edited_at: Some(ts),
+                    ..ChangeResult::default()
+                }),
+                entry: Some(LogEntry::MessageEdited(event)),
+                receipt: None,
+            }))
+        }
+        ChangeOp::Delete => {
+            if target.sender != from.id && !is_owner && !change.admin {
+                return Ok(Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "only its author, the room's owner or an admin may delete a message",
+                )));
+            }
+            if target.deleted {
+                return unchanged(ChangeResult {
+                    id: Some(id),
+                    seq: target.delete_seq,
+                    ..ChangeResult::default()
+                });
+            }
+            let seq = room.next_seq();
+            target.body.clear();
+            target.deleted = true;
+            target.removed = true;
+            target.delete_seq = Some(seq);
+            let event = MessageDeleted {
+                room: Some(room_id.to_owned()),
+                id: id.clone(),
+                seq: Some(seq),
+                by: from.clone(),
+                dm: None,
+                to: None,
+            };
+            state.events.push(LogEntry::MessageDeleted(event.clone()));
+            Ok(Ok(Persisted {
+                done: Done::Change(ChangeResult {
+                    id: Some(id),
+                    seq: Some(seq),
+                    ..ChangeResult::default()
+                }),
+                entry: Some(LogEntry::MessageDeleted(event)),
+                receipt: None,
+            }))
+        }
+        ChangeOp::React => {
+            if target.deleted {
+                return Ok(Err(ApiError::not_found("the message was deleted")));
+            }
+            let emoji = change.emoji.clone().unwrap_or_default();
+            let on = change.on.unwrap_or(true);
+            let r = &mut state.reactions;
+            let key = (id.clone(), emoji.clone(), from.id.clone());
+            let has = r.users.get(&key).copied().flatten();
+            let count_key = (id.clone(), emoji.clone());
+            let count = r.counts.get(&count_key).copied().unwrap_or(0);
+            if has.is_some() == on {
+                // Already so: the seq of the change that made it so.
+                let seq = match has {
+                    Some(seq) => seq,
+                    None => last_reaction_seq(conn, &key).await?,
+                };
+                return unchanged(ChangeResult {
+                    id: Some(id),
+                    seq: Some(seq),
+                    count: Some(count),
+                    ..ChangeResult::default()
+                });
+            }
+            let distinct = r.emoji.entry(id.clone()).or_default();
+            if on
+                && count == 0
+                && !distinct.contains(&emoji)
+                && distinct.len() >= MAX_EMOJI_PER_MESSAGE
+            {
+                return Ok(Err(ApiError::bad_request(format!(
+                    "a message carries at most {MAX_EMOJI_PER_MESSAGE} distinct emoji"
+                ))));
+            }
+            let seq = room.next_seq();
+            let count = if on { count + 1 } else { count - 1 };
+            if count > 0 {
+                distinct.insert(emoji.clone());
+            } else {
+                distinct.remove(&emoji);
+            }
+            r.counts.insert(count_key, count);
+            r.users.insert(key.clone(), on.then_some(seq));
+            r.changed.insert(key);
+            let event = ReactionEvent {
+                room: room_id.to_owned(),
+                id: id.clone(),
+                seq,
+                emoji,
+                user: from.clone(),
+                on,
+                count,
+            };
+            state.events.push(LogEntry::Reaction(event.clone()));
+            Ok(Ok(Persisted {
+                done: Done::Change(ChangeResult {
+                    id: Some(id),
+                    seq: Some(seq),
+                    count: Some(count),
+                    ..ChangeResult::default()
+                }),
+                entry: Some(LogEntry::Reaction(event)),
+                receipt: None,
+            }))
+        }
+    }
+}
+
+/// The seq of the latest reaction change of (message, emoji, user), 0 if none.
+async fn last_reaction_seq(
+    conn: &mut SqliteConnection,
+    (message, emoji, user): &(String, String, String),
+) -> Result<i64, sqlx::Error> {
+    let seq: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(seq) FROM room_events
+         WHERE message_id = ? AND kind = 'reaction' AND emoji = ? AND user_id = ?",
+    )
+    .bind(message)
+    .bind(emoji)
+    .bind(user)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(seq.unwrap_or(0))
+}
+
+/// Writes what the batch decided: the rooms' seqs, the new messages, their
+/// parents' reply counts, edits and deletes, the log's change entries,
+/// reactions and read cursors. A handful of statements, each over JSON
+/// arrays or multi-row values.
+async fn write(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::Error> {
+    let moved: Vec<(&str, i64)> = state
+        .rooms
         .iter()
         .filter(|(_, r)| r.moved)
         .map(|(id, r)| (id.as_str(), r.last_seq))
@@ -128,10 +490,199 @@ pub(super) async fn persist(
         .execute(&mut *conn)
         .await?;
     }
-    for chunk in fresh.chunks(INSERT_ROWS) {
+    for chunk in state.fresh.chunks(INSERT_ROWS) {
         insert(conn, chunk).await?;
     }
-    Ok(outcomes)
+    if !state.replies.is_empty() {
+        let replies: Vec<(&str, i64)> = state
+            .replies
+            .iter()
+            .map(|(id, n)| (id.as_str(), *n))
+            .collect();
+        sqlx::query(
+            "UPDATE messages SET reply_count = reply_count + (j.value ->> 1), last_reply_at = ?
+             FROM json_each(?) AS j WHERE messages.id = j.value ->> 0",
+        )
+        .bind(state.ts)
+        .bind(json(&replies))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let edited: Vec<(&str, &str, i64)> = state
+        .targets
+        .iter()
+        .filter(|(_, t)| t.edited && !t.removed)
+        .map(|(id, t)| (id.as_str(), t.body.as_str(), t.edit_seq.unwrap_or(0)))
+        .collect();
+    if !edited.is_empty() {
+        // Bodies travel in the JSON array, escaped by serde_json, in one bound parameter.
+        sqlx::query(
+            "UPDATE messages SET content = j.value ->> 1, edit_seq = j.value ->> 2, edited_at = ?
+             FROM json_each(?) AS j WHERE messages.id = j.value ->> 0",
+        )
+        .bind(state.ts)
+        .bind(json(&edited))
+        .execute(&mut *conn)
+        .await?;
+    }
+    for chunk in state.events.chunks(INSERT_ROWS) {
+        insert_events(conn, chunk, state.ts).await?;
+    }
+    let removed: Vec<(&str, i64)> = state
+        .targets
+        .iter()
+        .filter(|(_, t)| t.removed)
+        .map(|(id, t)| (id.as_str(), t.delete_seq.unwrap_or(0)))
+        .collect();
+    if !removed.is_empty() {
+        let ids = json(&removed);
+        sqlx::query(
+            "UPDATE messages SET content = '', delete_seq = j.value ->> 1, deleted_at = ?
+             FROM json_each(?) AS j WHERE messages.id = j.value ->> 0",
+        )
+        .bind(state.ts)
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+        // No body survives a delete: its earlier edits become deletes too.
+        sqlx::query(
+            "UPDATE room_events SET kind = 'message_deleted', body = NULL
+             WHERE kind = 'message_edited'
+               AND message_id IN (SELECT j.value ->> 0 FROM json_each(?) AS j)",
+        )
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "DELETE FROM reactions WHERE message_id IN (SELECT j.value ->> 0 FROM json_each(?) AS j)",
+        )
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    }
+    write_reactions(conn, state).await?;
+    let reads: Vec<(&str, i64)> = state
+        .members
+        .iter()
+        .filter(|(_, m)| m.moved)
+        .map(|(k, m)| (k.as_str(), m.read_seq))
+        .collect();
+    if !reads.is_empty() {
+        let reads: Vec<(&str, &str, i64)> = reads
+            .into_iter()
+            .filter_map(|(k, seq)| k.split_once(' ').map(|(r, u)| (r, u, seq)))
+            .collect();
+        sqlx::query(
+            "UPDATE room_participants SET read_seq = j.value ->> 2
+             FROM json_each(?) AS j
+             WHERE room_participants.room_id = j.value ->> 0
+               AND room_participants.user_id = j.value ->> 1
+               AND room_participants.read_seq < j.value ->> 2",
+        )
+        .bind(json(&reads))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The reactions whose state the batch changed: those now on are written
+/// (with the seq that put them on), those now off deleted.
+async fn write_reactions(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::Error> {
+    let r = &state.reactions;
+    let removed_messages: HashSet<&str> = state
+        .targets
+        .iter()
+        .filter(|(_, t)| t.removed)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for key in &r.changed {
+        if removed_messages.contains(key.0.as_str()) {
+            continue;
+        }
+        match r.users.get(key).copied().flatten() {
+            Some(seq) => on.push((key.0.as_str(), key.1.as_str(), key.2.as_str(), seq)),
+            None => off.push((key.0.as_str(), key.1.as_str(), key.2.as_str())),
+        }
+    }
+    if !off.is_empty() {
+        sqlx::query(
+            "DELETE FROM reactions WHERE (message_id, emoji, user_id) IN
+               (SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(?) AS j)",
+        )
+        .bind(json(&off))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !on.is_empty() {
+        sqlx::query(
+            "INSERT OR REPLACE INTO reactions (message_id, emoji, user_id, seq)
+             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3 FROM json_each(?) AS j",
+        )
+        .bind(json(&on))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts change entries of the log in one statement.
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    events: &[LogEntry],
+    ts: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO room_events (room_id, seq, kind, message_id, user_id, body, emoji, active, count, created_at) ",
+    );
+    q.push_values(events, |mut row, e| {
+        let (kind, id, user, body, emoji, active, count): (
+            &str,
+            &str,
+            &UserRef,
+            Option<&str>,
+            Option<&str>,
+            Option<bool>,
+            Option<i64>,
+        ) = match e {
+            LogEntry::MessageEdited(e) => (
+                "message_edited",
+                &e.id,
+                &e.by,
+                Some(&e.body),
+                None,
+                None,
+                None,
+            ),
+            LogEntry::MessageDeleted(e) => {
+                ("message_deleted", &e.id, &e.by, None, None, None, None)
+            }
+            LogEntry::Reaction(e) => (
+                "reaction",
+                &e.id,
+                &e.user,
+                None,
+                Some(&e.emoji),
+                Some(e.on),
+                Some(e.count),
+            ),
+            LogEntry::Message(m) => ("message", &m.id, &m.from, None, None, None, None),
+        };
+        row.push_bind(e.room().to_owned())
+            .push_bind(e.seq())
+            .push_bind(kind)
+            .push_bind(id.to_owned())
+            .push_bind(user.id.clone())
+            .push_bind(body.map(str::to_owned))
+            .push_bind(emoji.map(str::to_owned))
+            .push_bind(active)
+            .push_bind(count)
+            .push_bind(ts);
+    });
+    q.build().execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// What a (sender, client_id) already names.
@@ -142,15 +693,28 @@ enum Earlier {
     Direct,
 }
 
+fn sends(batch: &[Job]) -> impl Iterator<Item = (&str, &telepath_shared::protocol::InternalSend)> {
+    batch.iter().filter_map(|j| match &j.work {
+        Work::Send { room, send } => Some((room.as_str(), send)),
+        Work::Change(_) => None,
+    })
+}
+
+fn changes(batch: &[Job]) -> impl Iterator<Item = &InternalChange> {
+    batch.iter().filter_map(|j| match &j.work {
+        Work::Change(c) => Some(c),
+        Work::Send { .. } => None,
+    })
+}
+
 /// The messages already stored under the batch's `client_id`s, by (sender,
 /// client_id): room messages, and DMs (which share the idempotency index).
 async fn earlier_messages(
     conn: &mut SqliteConnection,
-    batch: &[SendJob],
+    batch: &[Job],
 ) -> Result<HashMap<(String, String), Earlier>, sqlx::Error> {
-    let keys: Vec<(&str, &str)> = batch
-        .iter()
-        .filter_map(|j| Some((j.send.from.id.as_str(), j.send.client_id.as_deref()?)))
+    let keys: Vec<(&str, &str)> = sends(batch)
+        .filter_map(|(_, s)| Some((s.from.id.as_str(), s.client_id.as_deref()?)))
         .collect();
     if keys.is_empty() {
         return Ok(HashMap::new());
@@ -158,12 +722,12 @@ async fn earlier_messages(
     // The keys drive the join (CROSS JOIN fixes the order), so each is one
     // lookup in the idempotency index; `IN (VALUES ...)` made SQLite scan
     // every room message instead.
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT m.id, COALESCE(m.room_id, '') AS room_id, COALESCE(m.seq, 0) AS seq, m.sender_id,
-                u.username AS sender_name, m.content, m.kind, m.created_at, m.reply_to, m.client_id,
-                m.room_id IS NULL AS direct
-         FROM (",
-    );
+    let mut q = QueryBuilder::<Sqlite>::new(concat!(
+        "SELECT ",
+        crate::message_columns!(),
+        ", m.client_id, m.room_id IS NULL AS direct
+         FROM ("
+    ));
     q.push_values(&keys, |mut row, (sender, client_id)| {
         row.push_bind(*sender).push_bind(*client_id);
     });
@@ -197,35 +761,60 @@ struct ClientIdRow {
     direct: bool,
 }
 
-/// Every room the batch sends to, by id (active or closed, and its latest
-/// seq), and the batch's (room, sender) pairs where the sender is an active
-/// participant (keys from [`member_key`]), in one statement.
+/// Every room the batch writes to, by id (active or closed, and its latest
+/// seq), and the batch's (room, user) pairs where the user is an active
+/// participant (keys from [`member_key`]: role and read cursor), in one
+/// statement.
 async fn rooms_and_members(
     conn: &mut SqliteConnection,
-    batch: &[SendJob],
-) -> Result<(HashMap<String, RoomState>, HashSet<String>), sqlx::Error> {
-    let rooms: HashSet<&str> = batch.iter().map(|j| j.room.as_str()).collect();
-    let senders: HashSet<&str> = batch.iter().map(|j| j.send.from.id.as_str()).collect();
+    batch: &[Job],
+) -> Result<(HashMap<String, RoomState>, HashMap<String, Member>), sqlx::Error> {
+    let mut rooms: HashSet<&str> = HashSet::new();
+    let mut users: HashSet<&str> = HashSet::new();
+    for (room, send) in sends(batch) {
+        rooms.insert(room);
+        users.insert(&send.from.id);
+    }
+    for c in changes(batch) {
+        if let Some(room) = &c.room {
+            rooms.insert(room);
+            users.insert(&c.from.id);
+        }
+    }
     // One row per room and matching participant (user NULL when none
-    // matches). A sender who is a member of another room of the batch
+    // matches). A user who is a member of another room of the batch
     // matches too; only the pairs the jobs name are looked up.
-    let rows: Vec<(String, bool, i64, Option<String>)> = sqlx::query_as(
-        "SELECT r.id, r.is_active, r.last_seq, p.user_id
-         FROM rooms r
-         LEFT JOIN room_participants p
-           ON p.room_id = r.id AND p.is_active = 1
-          AND p.user_id IN (SELECT value FROM json_each(?))
-         WHERE r.id IN (SELECT value FROM json_each(?))",
+    let rows: Vec<(
+        String,
+        bool,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    )> = sqlx::query_as(
+        "SELECT r.id, r.is_active, r.last_seq, p.user_id, p.role, p.read_seq
+             FROM rooms r
+             LEFT JOIN room_participants p
+               ON p.room_id = r.id AND p.is_active = 1
+              AND p.user_id IN (SELECT value FROM json_each(?))
+             WHERE r.id IN (SELECT value FROM json_each(?))",
     )
-    .bind(json(&senders))
+    .bind(json(&users))
     .bind(json(&rooms))
     .fetch_all(&mut *conn)
     .await?;
     let mut states = HashMap::new();
-    let mut members = HashSet::new();
-    for (id, active, last_seq, user) in rows {
+    let mut members = HashMap::new();
+    for (id, active, last_seq, user, role, read_seq) in rows {
         if let Some(user) = user {
-            members.insert(member_key(&id, &user));
+            members.insert(
+                member_key(&id, &user),
+                Member {
+                    role: role.unwrap_or_default(),
+                    read_seq: read_seq.unwrap_or(0),
+                    moved: false,
+                },
+            );
         }
         states.entry(id).or_insert(RoomState {
             active,
@@ -234,6 +823,106 @@ async fn rooms_and_members(
         });
     }
     Ok((states, members))
+}
+
+/// The stored messages the batch's changes and replies name, by id.
+async fn targets(
+    conn: &mut SqliteConnection,
+    batch: &[Job],
+) -> Result<HashMap<String, Target>, sqlx::Error> {
+    let mut ids: HashSet<&str> = changes(batch)
+        .filter(|c| c.room.is_some())
+        .filter_map(|c| c.id.as_deref())
+        .collect();
+    ids.extend(sends(batch).filter_map(|(_, s)| s.reply_to.as_deref()));
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<TargetRow> = sqlx::query_as(
+        "SELECT m.id, m.room_id, m.sender_id, COALESCE(m.seq, 0) AS seq, m.content,
+                m.deleted_at IS NOT NULL AS deleted, m.edit_seq, m.delete_seq
+         FROM json_each(?) AS j CROSS JOIN messages m ON m.id = j.value",
+    )
+    .bind(json(&ids))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.id,
+                Target {
+                    room: r.room_id,
+                    sender: r.sender_id,
+                    seq: r.seq,
+                    body: r.content,
+                    deleted: r.deleted,
+                    edit_seq: r.edit_seq,
+                    delete_seq: r.delete_seq,
+                    edited: false,
+                    removed: false,
+                },
+            )
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    id: String,
+    room_id: Option<String>,
+    sender_id: String,
+    seq: i64,
+    content: String,
+    deleted: bool,
+    edit_seq: Option<i64>,
+    delete_seq: Option<i64>,
+}
+
+/// The reactions of the messages the batch reacts to: counts per emoji,
+/// and whether each (message, emoji, user) the batch names is on. Two
+/// statements.
+async fn reactions(conn: &mut SqliteConnection, batch: &[Job]) -> Result<Reactions, sqlx::Error> {
+    let named: HashSet<(&str, &str, &str)> = changes(batch)
+        .filter(|c| c.op == ChangeOp::React)
+        .filter_map(|c| Some((c.id.as_deref()?, c.emoji.as_deref()?, c.from.id.as_str())))
+        .collect();
+    let mut out = Reactions::default();
+    if named.is_empty() {
+        return Ok(out);
+    }
+    let messages: HashSet<&str> = named.iter().map(|(m, _, _)| *m).collect();
+    let counts: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT r.message_id, r.emoji, COUNT(*)
+         FROM json_each(?) AS j CROSS JOIN reactions r ON r.message_id = j.value
+         GROUP BY r.message_id, r.emoji",
+    )
+    .bind(json(&messages))
+    .fetch_all(&mut *conn)
+    .await?;
+    for (message, emoji, count) in counts {
+        out.emoji
+            .entry(message.clone())
+            .or_default()
+            .insert(emoji.clone());
+        out.counts.insert((message, emoji), count);
+    }
+    let found: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT r.message_id, r.emoji, r.user_id, r.seq
+         FROM json_each(?) AS j CROSS JOIN reactions r
+           ON r.message_id = j.value ->> 0 AND r.emoji = j.value ->> 1 AND r.user_id = j.value ->> 2",
+    )
+    .bind(json(&named))
+    .fetch_all(&mut *conn)
+    .await?;
+    for (m, e, u) in &named {
+        out.users
+            .insert(((*m).to_owned(), (*e).to_owned(), (*u).to_owned()), None);
+    }
+    for (m, e, u, seq) in found {
+        out.users.insert((m, e, u), Some(seq));
+    }
+    Ok(out)
 }
 
 /// A JSON array of ids (and seqs) for `json_each`.
@@ -249,7 +938,7 @@ fn member_key(room: &str, user: &str) -> String {
 /// Inserts new messages in one statement.
 async fn insert(
     conn: &mut SqliteConnection,
-    rows: &[(Message, Option<&str>)],
+    rows: &[(Message, Option<String>)],
 ) -> Result<(), sqlx::Error> {
     let mut q = QueryBuilder::<Sqlite>::new(
         "INSERT INTO messages (id, room_id, sender_id, content, kind, seq, client_id, reply_to, created_at) ",
@@ -261,7 +950,7 @@ async fn insert(
             .push_bind(&m.body)
             .push_bind(&m.kind)
             .push_bind(m.seq)
-            .push_bind(*client_id)
+            .push_bind(client_id.as_deref())
             .push_bind(&m.reply_to)
             .push_bind(m.ts);
     });

@@ -46,18 +46,20 @@ pub(super) async fn repair(
                 return;
             }
         };
-        for m in &page.messages {
-            hub.advance(channel, m.seq);
-            let frame = Outbound::local(Bytes::from(ServerFrame::Message(m.clone()).to_json()));
-            hub.fan_out_room(channel, &frame, OutKind::Message, Some(m.seq));
-            after = m.seq;
+        for m in &page.entries {
+            let seq = m.seq();
+            hub.advance(channel, seq);
+            let frame = Outbound::local(Bytes::from(m.to_json()));
+            let kind = OutKind::of_type(m.name());
+            hub.fan_out_room(channel, &frame, kind, Some(seq));
+            after = seq;
         }
         relay
             .metrics
             .replayed
             .with_label_values(&["repair"])
-            .inc_by(page.messages.len() as u64);
-        if !page.has_more || page.messages.is_empty() {
+            .inc_by(page.entries.len() as u64);
+        if !page.has_more || page.entries.is_empty() {
             break;
         }
     }

@@ -22,8 +22,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use telepath_shared::protocol::{
-    ClientFrame, ClientOp, CloseCode, ErrorBody, ErrorCode, RefOnly, Reply, ServerFrame,
-    is_canonical_id,
+    ChangeOp, ClientFrame, ClientOp, CloseCode, ErrorBody, ErrorCode, InternalChange, RefOnly,
+    Reply, ServerFrame, is_canonical_id,
 };
 use telepath_shared::telemetry;
 use tracing::Instrument;
@@ -124,6 +124,40 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
             body,
             client_id,
         } => return sends::dm(session, asked, to, body, client_id).await,
+        ClientOp::Edit { room, dm, id, body } => {
+            let change = sends::change(session, ChangeOp::Edit, room, dm, Some(id));
+            let change = InternalChange {
+                body: Some(body),
+                ..change
+            };
+            return sends::change_pipelined(session, asked, change).await;
+        }
+        ClientOp::Delete { room, dm, id } => {
+            let change = sends::change(session, ChangeOp::Delete, room, dm, Some(id));
+            return sends::change_pipelined(session, asked, change).await;
+        }
+        ClientOp::React {
+            room,
+            id,
+            emoji,
+            on,
+        } => {
+            let change = sends::change(session, ChangeOp::React, Some(room), None, Some(id));
+            let change = InternalChange {
+                emoji: Some(emoji),
+                on: Some(on),
+                ..change
+            };
+            return sends::change_pipelined(session, asked, change).await;
+        }
+        ClientOp::Read { room, seq } => {
+            let change = sends::change(session, ChangeOp::Read, Some(room), None, None);
+            let change = InternalChange {
+                seq: Some(seq),
+                ..change
+            };
+            return sends::change_pipelined(session, asked, change).await;
+        }
         _ => {}
     }
     // Every earlier send and DM is answered before this request runs.
@@ -180,9 +214,14 @@ async fn run(
             acks::ack(session, room, seq, dm, sure).await.map(|_| None)
         }
         // Pipelined before it gets here (see `handle_text`).
-        ClientOp::Send { .. } | ClientOp::Dm { .. } => Err(ErrorBody::new(
+        ClientOp::Send { .. }
+        | ClientOp::Dm { .. }
+        | ClientOp::Edit { .. }
+        | ClientOp::Delete { .. }
+        | ClientOp::React { .. }
+        | ClientOp::Read { .. } => Err(ErrorBody::new(
             ErrorCode::Internal,
-            "sends and DMs are pipelined",
+            "sends, DMs and changes are pipelined",
         )),
     }
 }

@@ -9,7 +9,7 @@ use telepath_shared::http::ApiError;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::protocol::{
     InternalAcks, InternalJoin, InternalMemberships, InternalPendingDms, InternalSendBatch,
-    InternalSendResults, JoinResult, Memberships, MessagePage, PendingDms, PendingDmsByUser,
+    InternalSendResults, JoinResult, LogPage, Memberships, PendingDms, PendingDmsByUser,
     Revocations, UserRef,
 };
 
@@ -49,20 +49,25 @@ impl ApiClient {
             .await
     }
 
-    /// Persists room messages and DMs (each list in its order); one outcome
-    /// per send and per DM, in order.
+    /// Persists room messages, DMs and changes (each list in its order); one
+    /// outcome per item, in order.
     pub(crate) async fn send_batch(
         &self,
         batch: &InternalSendBatch,
     ) -> Result<InternalSendResults, ApiError> {
         let results: InternalSendResults = self.client.post("/internal/messages", batch).await?;
-        if results.results.len() != batch.sends.len() || results.dms.len() != batch.dms.len() {
+        if results.results.len() != batch.sends.len()
+            || results.dms.len() != batch.dms.len()
+            || results.changes.len() != batch.changes.len()
+        {
             return Err(ApiError::internal(format!(
-                "the api answered {} sends and {} DMs with {} and {} outcomes",
+                "the api answered {} sends, {} DMs and {} changes with {}, {} and {} outcomes",
                 batch.sends.len(),
                 batch.dms.len(),
+                batch.changes.len(),
                 results.results.len(),
-                results.dms.len()
+                results.dms.len(),
+                results.changes.len()
             )));
         }
         Ok(results)
@@ -108,7 +113,7 @@ impl ApiClient {
         after: i64,
         before: Option<i64>,
         limit: i64,
-    ) -> Result<MessagePage, ApiError> {
+    ) -> Result<LogPage, ApiError> {
         let query = HistoryQuery {
             after,
             before,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::Message;
+use telepath_shared::protocol::LogEntry;
 use tokio::sync::OnceCell;
 
 use super::ApiClient;
@@ -24,7 +24,7 @@ struct Read {
     after: i64,
     limit: i64,
     started: Instant,
-    page: OnceCell<Result<Arc<Vec<Message>>, ApiError>>,
+    page: OnceCell<Result<Arc<Vec<LogEntry>>, ApiError>>,
 }
 
 impl Read {
@@ -36,7 +36,7 @@ impl Read {
             && self.started.elapsed() < FRESH_FOR
             && self.page.get().is_none_or(|page| {
                 page.as_ref()
-                    .is_ok_and(|m| m.last().is_some_and(|last| last.seq >= upto))
+                    .is_ok_and(|m| m.last().is_some_and(|last| last.seq() >= upto))
             })
     }
 }
@@ -56,7 +56,7 @@ impl Replays {
         }
     }
 
-    /// The messages of `room` in `(since, upto]`, in seq order, from a
+    /// The log entries (messages and changes) of `room` in `(since, upto]`, in seq order, from a
     /// shared read when one covers them. `limit` bounds a read (the replay
     /// cap); the caller checks `upto - since` against it first.
     pub(crate) async fn replay(
@@ -65,7 +65,7 @@ impl Replays {
         since: i64,
         upto: i64,
         limit: i64,
-    ) -> Result<Vec<Message>, ApiError> {
+    ) -> Result<Vec<LogEntry>, ApiError> {
         let read = self.read_for(room, since, upto, limit);
         let page = read
             .page
@@ -73,13 +73,13 @@ impl Replays {
                 self.api
                     .history(room, read.after, None, read.limit)
                     .await
-                    .map(|p| Arc::new(p.messages))
+                    .map(|p| Arc::new(p.entries))
             })
             .await;
         match page {
-            Ok(messages) if messages.last().is_some_and(|m| m.seq >= upto) => Ok(messages
+            Ok(entries) if entries.last().is_some_and(|m| m.seq() >= upto) => Ok(entries
                 .iter()
-                .filter(|m| m.seq > since && m.seq <= upto)
+                .filter(|m| m.seq() > since && m.seq() <= upto)
                 .cloned()
                 .collect()),
             // Read before `upto` was committed: read for this join alone.
@@ -116,12 +116,12 @@ impl Replays {
         since: i64,
         upto: i64,
         limit: i64,
-    ) -> Result<Vec<Message>, ApiError> {
+    ) -> Result<Vec<LogEntry>, ApiError> {
         let page = self.api.history(room, since, None, limit).await?;
         Ok(page
-            .messages
+            .entries
             .into_iter()
-            .filter(|m| m.seq <= upto)
+            .filter(|m| m.seq() <= upto)
             .collect())
     }
 }

@@ -14,7 +14,8 @@
 
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
-    DmResult, ErrorBody, InternalDm, InternalRoomSend, InternalSendBatch, Message,
+    ChangeOp, ChangeResult, DmResult, ErrorBody, InternalChange, InternalDm, InternalRoomSend,
+    InternalSendBatch, Message,
 };
 use tokio::sync::mpsc;
 
@@ -32,6 +33,7 @@ const QUEUE: usize = 8192;
 pub(crate) enum Sendable {
     Room(InternalRoomSend),
     Dm(InternalDm),
+    Change(InternalChange),
 }
 
 impl Sendable {
@@ -39,6 +41,7 @@ impl Sendable {
         match self {
             Sendable::Room(s) => s.send.body.len(),
             Sendable::Dm(d) => d.body.len(),
+            Sendable::Change(c) => c.body.as_ref().map_or(0, String::len),
         }
     }
 }
@@ -47,6 +50,8 @@ impl Sendable {
 pub(crate) enum Outcome {
     Message(Message),
     Dm(DmResult),
+    /// What a change did, and which op it was.
+    Change(ChangeOp, ChangeResult),
 }
 
 /// What to do with an item's outcome (queue the sender's reply).
@@ -145,6 +150,10 @@ async fn post(api: &ApiClient, items: Vec<PendingSend>) {
                 body.dms.push(dm);
                 kinds.push(Kind::Dm);
             }
+            Some(Sendable::Change(c)) => {
+                kinds.push(Kind::Change(c.op));
+                body.changes.push(c);
+            }
             None => continue,
         }
         pending.push(p);
@@ -153,12 +162,16 @@ async fn post(api: &ApiClient, items: Vec<PendingSend>) {
         Ok(answer) => {
             let mut rooms = answer.results.into_iter();
             let mut dms = answer.dms.into_iter();
+            let mut changes = answer.changes.into_iter();
             for (p, kind) in pending.into_iter().zip(kinds) {
                 let outcome = match kind {
                     Kind::Room => rooms
                         .next()
                         .map(|o| outcome_of(o.message, o.error, Outcome::Message)),
                     Kind::Dm => dms.next().map(|o| outcome_of(o.dm, o.error, Outcome::Dm)),
+                    Kind::Change(op) => changes
+                        .next()
+                        .map(|o| outcome_of(o.change, o.error, |c| Outcome::Change(op, c))),
                 };
                 // `send_batch` checked there is one outcome per item.
                 p.finish(outcome.unwrap_or_else(|| Err(ApiError::internal("no outcome"))));
@@ -173,6 +186,7 @@ async fn post(api: &ApiClient, items: Vec<PendingSend>) {
 enum Kind {
     Room,
     Dm,
+    Change(ChangeOp),
 }
 
 /// An item's outcome from the api's answer: what it made, or why not.

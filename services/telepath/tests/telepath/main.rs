@@ -12,6 +12,7 @@ mod drain;
 mod edge;
 mod faults;
 mod helpers;
+mod live;
 mod local;
 mod logs;
 mod multinode;

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use telepath_shared::protocol::{ErrorBody, ErrorCode, PresenceReport, ServerFrame, room_channel};
+use telepath_shared::protocol::{
+    ErrorBody, ErrorCode, LogEntry, PresenceReport, ServerFrame, room_channel,
+};
 
 use super::{bad, checked_room};
 use crate::handle::Outbound;
@@ -123,7 +125,7 @@ async fn replay(
         .replay(room, since, upto, cap)
         .await
         .map_err(|e| e.body())?;
-    then.extend(messages.into_iter().map(ServerFrame::Message));
+    then.extend(messages.into_iter().map(LogEntry::into_frame));
     Ok(true)
 }
 
@@ -138,13 +140,13 @@ async fn fill_gap(session: &Session, room: &str, channel: &str, seq: i64) {
     let limit = state.config().replay_cap.min(upto - after);
     match state.api().history(room, after, Some(upto), limit).await {
         Ok(page) => {
-            let n = page.messages.len() as u64;
+            let n = page.entries.len() as u64;
             let fetched = page
-                .messages
+                .entries
                 .into_iter()
                 .map(|m| {
-                    let seq = m.seq;
-                    let frame = Outbound::local(Bytes::from(ServerFrame::Message(m).to_json()));
+                    let seq = m.seq();
+                    let frame = Outbound::local(Bytes::from(m.to_json()));
                     (seq, frame)
                 })
                 .collect();

@@ -1,4 +1,4 @@
-//! `send` and `dm`: checked here, then pipelined through the gateway's send
+//! `send`, `dm` and the changes (`edit`, `delete`, `react`, `read`): checked here, then pipelined through the gateway's send
 //! pipe without waiting for the api; the pipe queues each reply when the api
 //! answers. A request refused here is answered in turn, after the
 //! connection's earlier sends and DMs.
@@ -8,7 +8,9 @@
 //! batch that breaks its schema as a whole).
 
 use serde_json::json;
-use telepath_shared::protocol::{InternalDm, InternalRoomSend, InternalSend};
+use telepath_shared::protocol::{
+    ChangeOp, InternalChange, InternalDm, InternalRoomSend, InternalSend, Role,
+};
 use telepath_shared::telemetry;
 
 use super::{Answer, Asked, MAX_PIPELINED, checked_room, reply, reply_in_turn};
@@ -68,6 +70,51 @@ pub(super) async fn dm(
     pipeline(session, asked, "dm", Sendable::Dm(dm)).await;
 }
 
+/// A change of `op` by the session's user, its other fields empty.
+pub(super) fn change(
+    session: &Session,
+    op: ChangeOp,
+    room: Option<String>,
+    dm: Option<String>,
+    id: Option<String>,
+) -> InternalChange {
+    InternalChange {
+        op,
+        from: session.claims.user_ref(),
+        admin: session.claims.role == Role::Admin,
+        room,
+        dm,
+        id,
+        body: None,
+        emoji: None,
+        on: None,
+        seq: None,
+        traceparent: None,
+    }
+}
+
+/// An edit, delete, reaction or read cursor: committed by the api (a room's
+/// in its log, through the writer), pipelined like sends.
+pub(super) async fn change_pipelined(
+    session: &mut Session,
+    asked: Asked,
+    mut change: InternalChange,
+) {
+    let max = session.state.common().max_body_bytes;
+    let room = change.room.as_deref().map_or(Ok(()), checked_room);
+    if let Err(e) = room.and_then(|()| change.check(max)) {
+        return reply_in_turn(session, asked.reference, Err(e)).await;
+    }
+    change.traceparent = asked.span.in_scope(telemetry::traceparent);
+    let name = match change.op {
+        ChangeOp::Edit => "edit",
+        ChangeOp::Delete => "delete",
+        ChangeOp::React => "react",
+        ChangeOp::Read => "read",
+    };
+    pipeline(session, asked, name, Sendable::Change(change)).await;
+}
+
 /// Queues `item` on the send pipe once fewer than [`MAX_PIPELINED`] of the
 /// connection's items wait; its reply is queued when the api answers.
 async fn pipeline(session: &mut Session, asked: Asked, name: &'static str, item: Sendable) {
@@ -95,6 +142,7 @@ async fn pipeline(session: &mut Session, asked: Asked, name: &'static str, item:
                     Outcome::Dm(d) => {
                         json!({"id": d.id, "ts": d.ts, "delivered": d.delivered})
                     }
+                    Outcome::Change(op, c) => change_reply(op, c),
                 })
             })
             .map_err(|e| e.body());
@@ -107,4 +155,26 @@ async fn pipeline(session: &mut Session, asked: Asked, name: &'static str, item:
         .sends()
         .submit(PendingSend::new(item, done))
         .await;
+}
+
+/// The reply data of a change, by its op (see PROTOCOL.md).
+fn change_reply(op: ChangeOp, c: telepath_shared::protocol::ChangeResult) -> serde_json::Value {
+    match op {
+        ChangeOp::Edit => {
+            let mut v = json!({"id": c.id, "edited_at": c.edited_at});
+            if let Some(seq) = c.seq {
+                v["seq"] = json!(seq);
+            }
+            v
+        }
+        ChangeOp::Delete => {
+            let mut v = json!({"id": c.id});
+            if let Some(seq) = c.seq {
+                v["seq"] = json!(seq);
+            }
+            v
+        }
+        ChangeOp::React => json!({"id": c.id, "seq": c.seq, "count": c.count}),
+        ChangeOp::Read => json!({"room": c.room, "seq": c.seq}),
+    }
 }
