@@ -596,7 +596,13 @@ impl Summary {
 /// Connects to `gateway` and joins `room`; returns the socket and the join's seq.
 async fn joined(gateway: &str, token: &str, room: &str) -> anyhow::Result<(Ws, i64)> {
     let mut ws = connect(gateway, token).await?;
-    let reply = request(&mut ws, json!({"type": "join", "room": room}), "join", |_| {}).await?;
+    let reply = request(
+        &mut ws,
+        json!({"type": "join", "room": room}),
+        "join",
+        |_| {},
+    )
+    .await?;
     Ok((ws, reply["seq"].as_i64().context("join seq")?))
 }
 
@@ -626,7 +632,11 @@ fn log_mismatch(mut acked: Vec<i64>, base: i64, end: i64) -> u64 {
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     if args.active > args.members {
-        bail!("--active ({}) is more than --members ({})", args.active, args.members);
+        bail!(
+            "--active ({}) is more than --members ({})",
+            args.active,
+            args.members
+        );
     }
     let api = args.cluster.api();
     let http = reqwest::Client::new();
@@ -688,7 +698,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
             }
         });
         let index = (r, rooms[r].clone());
-        members.push(tokio::spawn(member(ws, index, base, act, args.settle, deadline)));
+        members.push(tokio::spawn(member(
+            ws,
+            index,
+            base,
+            act,
+            args.settle,
+            deadline,
+        )));
     }
     for d in dones {
         let _ = d.await;
@@ -744,7 +761,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
             ops_total.acked[i] += ops.acked[i];
             ops_total.refused[i] += ops.refused[i];
             ops_total.no_reply[i] += ops.no_reply[i];
-            ops_total.latency[i].add(&ops.latency[i]).expect("same bounds");
+            ops_total.latency[i]
+                .add(&ops.latency[i])
+                .expect("same bounds");
             all_ack.add(&ops.latency[i]).expect("same bounds");
         }
         for (code, n) in ops.refused_by_code {
@@ -854,7 +873,8 @@ mod tests {
         let f: Incoming = serde_json::from_str(t).unwrap();
         assert_eq!((f.kind.as_ref(), f.seq), ("message_edited", Some(12)));
         assert_eq!(f.body.as_deref(), Some("1|a\"b"));
-        let t = r#"{"type":"reply","ref":"7","ok":false,"error":{"code":"not_found","message":"no"}}"#;
+        let t =
+            r#"{"type":"reply","ref":"7","ok":false,"error":{"code":"not_found","message":"no"}}"#;
         let f: Incoming = serde_json::from_str(t).unwrap();
         assert_eq!(f.error.unwrap().code, "not_found");
         let t = r#"{"type":"reply","ref":"8","ok":true,"data":{"id":"m","seq":14,"count":3}}"#;
