@@ -210,4 +210,39 @@ async fn a_backup_taken_while_messages_flow_restores_to_a_consistent_prefix_of_e
     eprintln!(
         "per room (acknowledged before the backup, in the copy, after it, in all): {counts:?}"
     );
+
+    // The copy's search index points at the copy's own rows: a hit for a
+    // word is a message that has it.
+    let found: serde_json::Value = http
+        .get(format!("{}/search?q=7&limit=50", node.url))
+        .bearer_auth(&ada.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hits = found["results"].as_array().unwrap();
+    assert!(!hits.is_empty(), "{found}");
+    for hit in hits {
+        let room = hit["room"].as_str().unwrap();
+        let seq = hit["seq"].as_i64().unwrap();
+        let page: serde_json::Value = http
+            .get(format!(
+                "{}/rooms/{room}/messages?after={}&limit=1",
+                node.url,
+                seq - 1
+            ))
+            .bearer_auth(&ada.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let message = &page["messages"][0];
+        assert_eq!(message["id"], hit["id"], "{hit}");
+        let body = message["body"].as_str().unwrap();
+        assert!(body.split(' ').any(|w| w == "7"), "{body} for {hit}");
+    }
 }

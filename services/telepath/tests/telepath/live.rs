@@ -818,3 +818,124 @@ async fn a_redis_restart_while_edits_and_reactions_flow_leaves_every_client_conv
     let truth = history(&http, &api, &bob, &room).await;
     assert_eq!(mb.messages, truth, "bob converged through the restart");
 }
+
+#[tokio::test]
+async fn the_new_routes_refuse_hostile_queries_and_reveal_nothing_of_other_rooms() {
+    let node = spawn_node(|_| {}).await;
+    let http = Client::new();
+    let url = &node.url;
+    let ada = login(&http, url, "ada").await;
+    let eve = login(&http, url, "eve").await;
+    let room = create_room(&http, url, &ada, "open").await;
+    let private: Value = http
+        .post(format!("{url}/rooms"))
+        .bearer_auth(&eve.token)
+        .json(&json!({"name": "eve only", "private": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let private = private["id"].as_str().unwrap().to_owned();
+    let mut a = WsClient::connect(url, &ada.token).await.unwrap();
+    let mut e = WsClient::connect(url, &eve.token).await.unwrap();
+    a.join(&room).await;
+    e.join(&private).await;
+    let m = a
+        .ok(json!({"type":"send","room":room,"body":"hello"}))
+        .await;
+    let secret = e
+        .ok(json!({"type":"send","room":private,"body":"hidden"}))
+        .await;
+    let status = |path: String, user: TestUser| {
+        let http = http.clone();
+        let url = format!("{url}{path}");
+        async move {
+            let resp = http.get(url).bearer_auth(&user.token).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    let id = m["id"].as_str().unwrap();
+    let long = "%".repeat(10_000);
+    let bad: Vec<String> = vec![
+        "/search?q=%25%27%20OR%201%3D1--&limit=0".into(),
+        "/search?q=hello&limit=-1".into(),
+        "/search?q=hello&limit=10000000".into(),
+        "/search?q=hello&offset=1e18".into(),
+        "/search?q=hello&offset=-1".into(),
+        "/search?q=hello&before=abc".into(),
+        "/search?q=hello&room=abc".into(),
+        format!("/search?q={long}"),
+        format!("/rooms/{room}/messages/{id}/thread?before=abc"),
+        format!("/rooms/{room}/messages/{id}/thread?limit=0"),
+        format!("/rooms/{room}/messages/not-an-id/thread"),
+        "/dms?with=eve&before=abc".into(),
+        "/dms?with=eve&limit=-1".into(),
+    ];
+    for path in bad {
+        let (code, body) = status(path.clone(), ada.clone()).await;
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(body.contains("\"error\""), "{path}: {body}");
+    }
+    // SQL and FTS5 probes are text: 200 with what the caller may read.
+    for q in [
+        "%' OR 1=1--",
+        "\"unterminated",
+        "NEAR(a b",
+        "a OR",
+        "author:x",
+        "hidden OR hello",
+    ] {
+        let (code, body) = status(format!("/search?q={}", urlencode(q)), ada.clone()).await;
+        assert_eq!(code, 200, "{q}: {body}");
+        assert!(
+            !body.contains("hidden"),
+            "{q} found eve's private message: {body}"
+        );
+    }
+    // Another room's thread and messages are 404, as if they did not exist.
+    let secret_id = secret["id"].as_str().unwrap();
+    for path in [
+        format!("/rooms/{private}/messages/{secret_id}/thread"),
+        format!("/rooms/{room}/messages/{secret_id}/thread"),
+        format!("/search?q=hidden&room={private}"),
+    ] {
+        let (code, body) = status(path.clone(), ada.clone()).await;
+        assert_eq!(code, 404, "{path}: {body}");
+        assert!(!body.contains("hidden"), "{path}: {body}");
+    }
+    // Over WebSocket: nothing of eve's room can be changed by ada, and nothing is written.
+    for frame in [
+        json!({"type":"react","room":private,"id":secret_id,"emoji":"👍","on":true}),
+        json!({"type":"edit","room":private,"id":secret_id,"body":"mine"}),
+        json!({"type":"delete","room":private,"id":secret_id}),
+        json!({"type":"read","room":private,"seq":1}),
+        json!({"type":"edit","dm":secret_id,"id":secret_id,"body":"mine"}),
+    ] {
+        let reply = a.request(frame.clone()).await;
+        assert_eq!(reply["ok"], false, "{frame}");
+    }
+    assert!(
+        !e.sees_within(Duration::from_millis(300), |f| f["type"] == "reaction"
+            || f["type"] == "message_edited"
+            || f["type"] == "message_deleted"
+            || f["type"] == "receipt")
+            .await,
+        "eve's room heard nothing"
+    );
+    assert_eq!(latest(&mut e, &private).await, 1, "no seq was taken");
+}
+
+/// Percent-encodes a query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
