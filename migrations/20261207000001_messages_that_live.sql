@@ -43,12 +43,16 @@ CREATE TABLE reactions (
 
 -- Full-text search over message bodies (room messages and DMs), kept in step
 -- by triggers, so in the same transaction as the send, edit or delete. An
--- external-content index: the text lives once, in messages.
+-- external-content index: the text lives once, in messages. Prefixes of 2
+-- and 3 characters are indexed too: search takes its last word as a prefix,
+-- and without these a short one ("th*") merges the lists of every word it
+-- begins (seconds over a million messages, against tens of milliseconds).
 CREATE VIRTUAL TABLE messages_fts USING fts5(
     content,
     content = 'messages',
     content_rowid = 'rowid',
-    tokenize = 'unicode61 remove_diacritics 2'
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '2 3'
 );
 CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
     INSERT INTO messages_fts (rowid, content) VALUES (new.rowid, new.content);

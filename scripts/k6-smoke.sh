@@ -30,7 +30,7 @@ trap cleanup EXIT
 # Smoke scale: seconds each, a handful of clients.
 smoke() { # target name, base URL
   local name=$1 url=$2
-  for script in fanout connections dm rest reconnect; do
+  for script in fanout connections dm rest reconnect mix; do
     echo "--> k6 $script.js against the $name"
     case $script in
       fanout) args=(-e ROOMS=2 -e MEMBERS=4 -e RATE=5 -e DURATION_S=4 -e JOIN_S=2 -e DRAIN_S=2) ;;
@@ -38,6 +38,7 @@ smoke() { # target name, base URL
       dm) args=(-e PAIRS=4 -e COUNT=5 -e RATE=10) ;;
       rest) args=(-e VUS=3 -e DURATION_S=4) ;;
       reconnect) args=(-e CLIENTS=15 -e RATE=10 -e DURATION_S=5 -e JOIN_S=2 -e STORM_AT_S=3 -e DRAIN_S=2) ;;
+      mix) args=(-e ROOMS=2 -e MEMBERS=4 -e ACTIVE=2 -e RATE=10 -e DURATION_S=4 -e JOIN_S=2 -e DRAIN_S=2) ;;
     esac
     if ! "$k6" run --quiet --no-color -e TELEPATH_URL="$url" "${args[@]}" \
         "loadtest/k6/$script.js" >"$work/$name-$script.log" 2>&1; then

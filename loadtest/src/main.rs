@@ -10,6 +10,11 @@
 //! - `dm`: direct messages to online and offline recipients; send to
 //!   receipt, offline queue drain, missing, repeated and refused DMs.
 //! - `reconnect`: a reconnect storm; every client resumes with `since`.
+//! - `mix`: messages that live: members of rooms over every gateway send,
+//!   react, read and edit; per-op ack latency, and every seq of each
+//!   room's log (messages and change events) delivered once and in order.
+//! - `search`: `GET /search` queries at a concurrency over a database
+//!   `loadtest/lib/search_seed.py` filled; latency per query shape.
 //! - `room-fanout`: rooms with members spread over gateways and one
 //!   publisher each; time from send to delivery, lost and repeated seqs.
 //! - `rest`: a client's REST mix (rooms, joins, history pages,
@@ -22,7 +27,7 @@
 //! - `proxy` (not a scenario): the services' fault-injecting TCP proxy as a
 //!   process, with an HTTP control endpoint, for `chaos.sh`.
 //!
-//! `dm`, `rest` and `chaos` exit non-zero, after the summary, when the
+//! `dm`, `rest`, `mix`, `search` and `chaos` exit non-zero, after the summary, when the
 //! server got something wrong.
 
 mod api_send;
@@ -31,12 +36,14 @@ mod churn;
 mod client;
 mod connections;
 mod dm;
+mod mix;
 mod proto;
 mod proxy;
 mod reconnect;
 mod report;
 mod rest;
 mod room_fanout;
+mod search;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -61,12 +68,16 @@ enum Scenario {
     Connections(connections::Args),
     /// DMs to online and offline recipients: send-to-receipt latency, offline drain, loss, repeats.
     Dm(dm::Args),
+    /// Members of rooms over every gateway send, react, read and edit: per-op ack latency, delivery of every seq.
+    Mix(mix::Args),
     /// Everybody drops at once and resumes with `since`: time to be back, gaps, repeats.
     Reconnect(reconnect::Args),
     /// A REST mix at a rate or a concurrency: latency per route kind, errors by status.
     Rest(rest::Args),
     /// Rooms with members over several gateways, one publisher each: send-to-delivery latency, loss, repeats.
     RoomFanout(room_fanout::Args),
+    /// `GET /search` queries at a concurrency over a seeded database: latency per query shape.
+    Search(search::Args),
     /// A fault-injecting TCP proxy with an HTTP control endpoint (for loadtest/chaos.sh).
     Proxy(proxy::Args),
 }
@@ -81,6 +92,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Proxy(args) => return proxy::run(args).await,
         Scenario::Reconnect(args) => (serde_json::to_value(reconnect::run(args).await?)?, None),
         Scenario::Connections(args) => (serde_json::to_value(connections::run(args).await?)?, None),
+        Scenario::Mix(args) => judged(mix::run(args).await?, mix::Summary::failure)?,
+        Scenario::Search(args) => judged(search::run(args).await?, search::Summary::failure)?,
         Scenario::Dm(args) => judged(dm::run(args).await?, dm::Summary::failure)?,
         Scenario::Rest(args) => judged(rest::run(args).await?, rest::Summary::failure)?,
         Scenario::RoomFanout(args) => (serde_json::to_value(room_fanout::run(args).await?)?, None),

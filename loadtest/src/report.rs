@@ -11,6 +11,7 @@ use serde::Serialize;
 pub(crate) struct Latency {
     pub(crate) p50_ms: f64,
     pub(crate) p90_ms: f64,
+    pub(crate) p95_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) max_ms: f64,
 }
@@ -22,6 +23,7 @@ impl Latency {
         Latency {
             p50_ms: ms(h.value_at_quantile(0.50)),
             p90_ms: ms(h.value_at_quantile(0.90)),
+            p95_ms: ms(h.value_at_quantile(0.95)),
             p99_ms: ms(h.value_at_quantile(0.99)),
             max_ms: ms(h.max()),
         }

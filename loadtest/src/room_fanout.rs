@@ -103,6 +103,15 @@ impl SeqSet {
         self.len += u64::from(fresh);
         fresh
     }
+
+    /// Whether `seq` was recorded.
+    pub(crate) fn contains(&self, seq: i64) -> bool {
+        usize::try_from(seq).is_ok_and(|seq| {
+            self.bits
+                .get(seq / 64)
+                .is_some_and(|w| w & (1u64 << (seq % 64)) != 0)
+        })
+    }
 }
 
 /// What one receiver saw.

@@ -78,11 +78,15 @@ pub(crate) struct SearchQuery {
     offset: Option<i64>,
 }
 
+/// How many of the newest readable matches a query ranks.
+pub(crate) const RANKED_MATCHES: i64 = 2000;
+
 /// Most words of a query, and the longest word.
 const MAX_WORDS: usize = 8;
 const MAX_WORD_CHARS: usize = 64;
 
-/// An FTS5 query that means "every word, the last as a prefix", whatever
+/// An FTS5 query that means "every word, the last as a prefix (of 2
+/// characters or more)", whatever
 /// `q` holds: only runs of letters and digits are kept, each in double
 /// quotes (they contain none), so no FTS5 operator, column filter or
 /// syntax error can come from user input.
@@ -108,7 +112,8 @@ pub(crate) fn fts_query(q: &str) -> Result<String, ApiError> {
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            if i == last {
+            // A one-letter prefix would match most of the index: only 2+.
+            if i == last && w.chars().count() >= 2 {
                 format!("\"{w}\"*")
             } else {
                 format!("\"{w}\"")
@@ -153,24 +158,37 @@ pub(crate) async fn search(
             return Err(ApiError::not_found("no such room"));
         }
     }
-    // Ranked by bm25 over every match, then filtered to what the caller may
-    // read: the cost grows with the matches of the words (bounded by the
-    // query's 8 words and the page's 50 + 1000 rows).
+    // Bounded: the matches are walked newest first (the index's rowid order,
+    // no ranking), each checked against what the caller may read, and the
+    // walk stops at the newest RANKED_MATCHES readable ones; only those are
+    // ranked (bm25), and only the page gets snippets. A common word over a
+    // million messages costs that walk, not a ranking of every match.
     let rows: Vec<HitRow> = sqlx::query_as(
-        "SELECT m.id, m.room_id, m.seq, m.recipient_id, m.sender_id, u.username, m.created_at,
+        "WITH recent AS (
+            SELECT messages_fts.rowid AS rid, bm25(messages_fts) AS score
+            FROM messages_fts
+            JOIN messages m ON m.rowid = messages_fts.rowid
+            WHERE messages_fts MATCH ?1
+              AND m.deleted_at IS NULL
+              AND (m.room_id IN (SELECT p.room_id FROM room_participants p JOIN rooms r ON r.id = p.room_id
+                                 WHERE p.user_id = ?2 AND p.is_active = 1 AND r.is_active = 1)
+                   OR (m.room_id IS NULL AND (m.recipient_id = ?2 OR m.sender_id = ?2)))
+              AND (?3 IS NULL OR m.room_id = ?3)
+              AND (?4 IS NULL OR m.created_at < ?4)
+            ORDER BY messages_fts.rowid DESC
+            LIMIT CAST(?7 AS INTEGER)
+         ),
+         page AS (
+            SELECT rid, score FROM recent ORDER BY score, rid DESC
+            LIMIT CAST(?5 AS INTEGER) OFFSET CAST(?6 AS INTEGER)
+         )
+         SELECT m.id, m.room_id, m.seq, m.recipient_id, m.sender_id, u.username, m.created_at,
                 snippet(messages_fts, 0, '«', '»', '…', 16) AS snippet
-         FROM messages_fts
-         JOIN messages m ON m.rowid = messages_fts.rowid
+         FROM page
+         JOIN messages_fts ON messages_fts.rowid = page.rid AND messages_fts MATCH ?1
+         JOIN messages m ON m.rowid = page.rid
          JOIN users u ON u.id = m.sender_id
-         WHERE messages_fts MATCH ?1
-           AND m.deleted_at IS NULL
-           AND (m.room_id IN (SELECT p.room_id FROM room_participants p JOIN rooms r ON r.id = p.room_id
-                              WHERE p.user_id = ?2 AND p.is_active = 1 AND r.is_active = 1)
-                OR (m.room_id IS NULL AND (m.recipient_id = ?2 OR m.sender_id = ?2)))
-           AND (?3 IS NULL OR m.room_id = ?3)
-           AND (?4 IS NULL OR m.created_at < ?4)
-         ORDER BY messages_fts.rank, m.created_at DESC
-         LIMIT CAST(?5 AS INTEGER) OFFSET CAST(?6 AS INTEGER)",
+         ORDER BY page.score, page.rid DESC",
     )
     .bind(&fts)
     .bind(&claims.sub)
@@ -178,6 +196,7 @@ pub(crate) async fn search(
     .bind(q.before)
     .bind(limit + 1)
     .bind(offset)
+    .bind(RANKED_MATCHES)
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
@@ -220,6 +239,7 @@ mod tests {
     #[test]
     fn fts5_syntax_in_a_query_is_only_text() {
         assert_eq!(fts_query("hello").unwrap(), "\"hello\"*");
+        assert_eq!(fts_query("a").unwrap(), "\"a\"", "no one-letter prefix");
         assert_eq!(fts_query("hello wor").unwrap(), "\"hello\" \"wor\"*");
         for hostile in [
             "\"",
