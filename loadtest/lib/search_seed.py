@@ -136,8 +136,9 @@ def main():
               "seeding the messages only", file=sys.stderr)
     elif mode == "rebuild" and not external:
         sys.exit(f"--fts rebuild: the FTS5 tables {fts_names} are not external-content tables over messages")
-    elif not fts_triggers and mode == "triggers":
-        print(f"search_seed: no trigger on messages writes to {fts_names}: rebuilding the index after the insert",
+    elif mode == "triggers" and not any(re.search(r"\bAFTER\s+INSERT\b", s, re.I) for _, s in fts_triggers):
+        # The api indexes new messages itself (one statement per batch), not by trigger.
+        print(f"search_seed: no insert trigger on messages writes to {fts_names}: rebuilding the index after the insert",
               file=sys.stderr)
         mode = "rebuild"
 

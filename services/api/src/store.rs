@@ -517,6 +517,26 @@ pub(crate) fn json_array(values: &impl serde::Serialize) -> String {
     serde_json::to_string(values).expect("strings serialise")
 }
 
+/// Adds newly inserted messages (by id) to the full-text index, in one
+/// statement: the writers call it in the transaction that inserts them.
+/// (Edits and deletes keep the index in step by triggers.)
+pub(crate) async fn index_new(
+    conn: &mut SqliteConnection,
+    ids: &[&str],
+) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO messages_fts (rowid, content)
+         SELECT m.rowid, m.content FROM json_each(?) AS j JOIN messages m ON m.id = j.value",
+    )
+    .bind(json_array(&ids))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Which slice of history a page reads.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum PageAnchor {

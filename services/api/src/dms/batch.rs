@@ -244,6 +244,8 @@ async fn insert(
                 .push_bind(dm.ts);
         });
         messages.build().execute(&mut *conn).await.map_err(db_err)?;
+        let ids: Vec<&str> = chunk.iter().map(|dm| dm.id.as_str()).collect();
+        store::index_new(conn, &ids).await.map_err(db_err)?;
         let mut queue: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO dm_queue (message_id, recipient_id, queued_at, expires_at) ",
         );

@@ -493,6 +493,8 @@ async fn write(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::E
     for chunk in state.fresh.chunks(INSERT_ROWS) {
         insert(conn, chunk).await?;
     }
+    let ids: Vec<&str> = state.fresh.iter().map(|(m, _)| m.id.as_str()).collect();
+    crate::store::index_new(conn, &ids).await?;
     if !state.replies.is_empty() {
         let replies: Vec<(&str, i64)> = state
             .replies
