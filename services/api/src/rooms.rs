@@ -78,6 +78,7 @@ pub(crate) async fn create(
         is_active: true,
         unread: None,
         read_seq: None,
+        unread_capped: false,
     };
     let mut tx = state.db().begin_write().await?;
     store::ensure_user(&mut tx, &user, claims.role).await?;

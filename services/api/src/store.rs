@@ -60,6 +60,7 @@ impl RoomRow {
             is_active: self.is_active,
             unread: None,
             read_seq: None,
+            unread_capped: false,
         }
     }
 }
@@ -219,6 +220,9 @@ pub(crate) async fn is_member(
     Ok(row.is_some_and(|(active,)| active))
 }
 
+/// Where `GET /rooms` stops counting a room's unread messages.
+const UNREAD_CAP: i64 = 10_000;
+
 /// Rooms `user_id` may see: active public rooms and every active room they belong to.
 pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Vec<Room>, ApiError> {
     let rows = sqlx::query_as::<_, RoomRow>(
@@ -243,11 +247,12 @@ pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Ve
                 (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
                    WHERE m.room_id = p.room_id AND m.seq > p.read_seq
                      AND m.sender_id <> p.user_id AND m.deleted_at IS NULL
-                   LIMIT 10000))
+                   LIMIT CAST(?2 AS INTEGER)))
          FROM room_participants p
-         WHERE p.user_id = ? AND p.is_active = 1",
+         WHERE p.user_id = ?1 AND p.is_active = 1",
     )
     .bind(user_id)
+    .bind(UNREAD_CAP)
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
@@ -259,6 +264,7 @@ pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Ve
         if let Some((read, n)) = unread.get(&room.id) {
             room.read_seq = Some(*read);
             room.unread = Some(*n);
+            room.unread_capped = *n >= UNREAD_CAP;
         }
     }
     Ok(rooms)

@@ -61,6 +61,9 @@ pub struct Room {
     /// `GET /rooms`, rooms the caller takes part in: their read cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_seq: Option<i64>,
+    /// True when `unread` stopped counting at 10,000 (there may be more).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unread_capped: bool,
 }
 
 /// `GET /rooms`.

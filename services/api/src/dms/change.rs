@@ -57,6 +57,16 @@ pub(crate) async fn change_many(
     }
 }
 
+/// The DM a change names, as stored.
+#[derive(sqlx::FromRow)]
+struct DmTarget {
+    sender_id: String,
+    recipient_id: String,
+    content: String,
+    edited_at: Option<chrono::DateTime<chrono::Utc>>,
+    deleted: bool,
+}
+
 /// One DM change inside the transaction: its outcome, and its events in `events`.
 async fn apply(
     conn: &mut SqliteConnection,
@@ -68,23 +78,22 @@ async fn apply(
     if !is_canonical_id(&id) {
         return Ok(Err(ApiError::not_found("no such direct message")));
     }
-    let row: Option<(
-        String,
-        String,
-        String,
-        Option<chrono::DateTime<chrono::Utc>>,
-        bool,
-    )> = sqlx::query_as(
-        "SELECT sender_id, recipient_id, content, edited_at, deleted_at IS NOT NULL
-             FROM messages WHERE id = ? AND recipient_id IS NOT NULL",
+    let row: Option<DmTarget> = sqlx::query_as(
+        "SELECT sender_id, recipient_id, content, edited_at, deleted_at IS NOT NULL AS deleted
+         FROM messages WHERE id = ? AND recipient_id IS NOT NULL",
     )
     .bind(&id)
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)?;
     // Only its two users know it exists.
-    let Some((sender, recipient, body, edited_at, deleted)) =
-        row.filter(|(s, r, ..)| *s == c.from.id || *r == c.from.id)
+    let Some(DmTarget {
+        sender_id: sender,
+        recipient_id: recipient,
+        content: body,
+        edited_at,
+        deleted,
+    }) = row.filter(|r| r.sender_id == c.from.id || r.recipient_id == c.from.id)
     else {
         return Ok(Err(ApiError::not_found("no such direct message")));
     };

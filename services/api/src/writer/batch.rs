@@ -151,7 +151,7 @@ fn decide_send(
     match key.as_ref().and_then(|k| state.by_client_id.get(k)) {
         Some(Earlier::Room(message)) => {
             return Ok(Persisted {
-                done: Done::Message(message.clone()),
+                done: Done::Message((**message).clone()),
                 entry: None,
                 receipt: None,
             });
@@ -219,7 +219,9 @@ fn decide_send(
         },
     );
     if let Some(k) = key {
-        state.by_client_id.insert(k, Earlier::Room(message.clone()));
+        state
+            .by_client_id
+            .insert(k, Earlier::Room(Box::new(message.clone())));
     }
     state.fresh.push((message.clone(), send.client_id.clone()));
     Ok(Persisted {
@@ -630,6 +632,45 @@ async fn write_reactions(conn: &mut SqliteConnection, state: &State) -> Result<(
     Ok(())
 }
 
+/// A change entry as the columns of its `room_events` row.
+struct EventFields<'a> {
+    kind: &'static str,
+    id: &'a str,
+    user: &'a UserRef,
+    body: Option<&'a str>,
+    emoji: Option<&'a str>,
+    active: Option<bool>,
+    count: Option<i64>,
+}
+
+impl<'a> EventFields<'a> {
+    fn of(e: &'a LogEntry) -> Self {
+        let plain = |kind, id: &'a str, user: &'a UserRef| EventFields {
+            kind,
+            id,
+            user,
+            body: None,
+            emoji: None,
+            active: None,
+            count: None,
+        };
+        match e {
+            LogEntry::MessageEdited(e) => EventFields {
+                body: Some(&e.body),
+                ..plain("message_edited", &e.id, &e.by)
+            },
+            LogEntry::MessageDeleted(e) => plain("message_deleted", &e.id, &e.by),
+            LogEntry::Reaction(e) => EventFields {
+                emoji: Some(&e.emoji),
+                active: Some(e.on),
+                count: Some(e.count),
+                ..plain("reaction", &e.id, &e.user)
+            },
+            LogEntry::Message(m) => plain("message", &m.id, &m.from),
+        }
+    }
+}
+
 /// Inserts change entries of the log in one statement.
 async fn insert_events(
     conn: &mut SqliteConnection,
@@ -640,47 +681,16 @@ async fn insert_events(
         "INSERT INTO room_events (room_id, seq, kind, message_id, user_id, body, emoji, active, count, created_at) ",
     );
     q.push_values(events, |mut row, e| {
-        let (kind, id, user, body, emoji, active, count): (
-            &str,
-            &str,
-            &UserRef,
-            Option<&str>,
-            Option<&str>,
-            Option<bool>,
-            Option<i64>,
-        ) = match e {
-            LogEntry::MessageEdited(e) => (
-                "message_edited",
-                &e.id,
-                &e.by,
-                Some(&e.body),
-                None,
-                None,
-                None,
-            ),
-            LogEntry::MessageDeleted(e) => {
-                ("message_deleted", &e.id, &e.by, None, None, None, None)
-            }
-            LogEntry::Reaction(e) => (
-                "reaction",
-                &e.id,
-                &e.user,
-                None,
-                Some(&e.emoji),
-                Some(e.on),
-                Some(e.count),
-            ),
-            LogEntry::Message(m) => ("message", &m.id, &m.from, None, None, None, None),
-        };
+        let f = EventFields::of(e);
         row.push_bind(e.room().to_owned())
             .push_bind(e.seq())
-            .push_bind(kind)
-            .push_bind(id.to_owned())
-            .push_bind(user.id.clone())
-            .push_bind(body.map(str::to_owned))
-            .push_bind(emoji.map(str::to_owned))
-            .push_bind(active)
-            .push_bind(count)
+            .push_bind(f.kind)
+            .push_bind(f.id.to_owned())
+            .push_bind(f.user.id.clone())
+            .push_bind(f.body.map(str::to_owned))
+            .push_bind(f.emoji.map(str::to_owned))
+            .push_bind(f.active)
+            .push_bind(f.count)
             .push_bind(ts);
     });
     q.build().execute(&mut *conn).await?;
@@ -690,7 +700,7 @@ async fn insert_events(
 /// What a (sender, client_id) already names.
 enum Earlier {
     /// A room message: a repeat of it returns it.
-    Room(Message),
+    Room(Box<Message>),
     /// A direct message: the key is taken.
     Direct,
 }
@@ -747,7 +757,7 @@ async fn earlier_messages(
             if r.direct {
                 (key, Earlier::Direct)
             } else {
-                (key, Earlier::Room(message))
+                (key, Earlier::Room(Box::new(message)))
             }
         })
         .collect())
@@ -786,14 +796,7 @@ async fn rooms_and_members(
     // One row per room and matching participant (user NULL when none
     // matches). A user who is a member of another room of the batch
     // matches too; only the pairs the jobs name are looked up.
-    let rows: Vec<(
-        String,
-        bool,
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-    )> = sqlx::query_as(
+    let rows: Vec<RoomMemberRow> = sqlx::query_as(
         "SELECT r.id, r.is_active, r.last_seq, p.user_id, p.role, p.read_seq
              FROM rooms r
              LEFT JOIN room_participants p
@@ -807,7 +810,15 @@ async fn rooms_and_members(
     .await?;
     let mut states = HashMap::new();
     let mut members = HashMap::new();
-    for (id, active, last_seq, user, role, read_seq) in rows {
+    for RoomMemberRow {
+        id,
+        is_active: active,
+        last_seq,
+        user_id: user,
+        role,
+        read_seq,
+    } in rows
+    {
         if let Some(user) = user {
             members.insert(
                 member_key(&id, &user),
@@ -825,6 +836,17 @@ async fn rooms_and_members(
         });
     }
     Ok((states, members))
+}
+
+/// A room of the batch, with one of its participants the batch names (if any).
+#[derive(sqlx::FromRow)]
+struct RoomMemberRow {
+    id: String,
+    is_active: bool,
+    last_seq: i64,
+    user_id: Option<String>,
+    role: Option<String>,
+    read_seq: Option<i64>,
 }
 
 /// The stored messages the batch's changes and replies name, by id.
