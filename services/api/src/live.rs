@@ -52,11 +52,12 @@ pub(crate) async fn thread(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct SearchQuery {
-    /// 1–256 characters; its words (runs of letters and digits, at most 8,
-    /// each at most 64 characters) must all occur, the last as a prefix.
-    /// Anything else is a separator.
+    /// 1–256 characters; its words (runs of letters and digits; the first
+    /// 8) must all occur, the last (of 2 characters or more) as a prefix.
+    /// Anything else is a separator; no word, or one over 64 characters,
+    /// finds nothing.
     #[param(min_length = 1, max_length = 256)]
-    q: Option<String>,
+    q: String,
     /// Only this room (one the caller takes part in).
     #[param(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     room: Option<String>,
@@ -86,11 +87,12 @@ const MAX_WORDS: usize = 8;
 const MAX_WORD_CHARS: usize = 64;
 
 /// An FTS5 query that means "every word, the last as a prefix (of 2
-/// characters or more)", whatever
-/// `q` holds: only runs of letters and digits are kept, each in double
-/// quotes (they contain none), so no FTS5 operator, column filter or
-/// syntax error can come from user input.
-pub(crate) fn fts_query(q: &str) -> Result<String, ApiError> {
+/// characters or more)", whatever `q` holds: only runs of letters and
+/// digits are kept (the first [`MAX_WORDS`]), each in double quotes (they
+/// contain none), so no FTS5 operator, column filter or syntax error can
+/// come from user input. `None` when nothing can match: no word, or a word
+/// longer than [`MAX_WORD_CHARS`]. `q` must be 1–256 characters.
+pub(crate) fn fts_query(q: &str) -> Result<Option<String>, ApiError> {
     let len = q.chars().count();
     if !(1..=256).contains(&len) {
         return Err(ApiError::bad_request("q: 1-256 characters"));
@@ -98,29 +100,27 @@ pub(crate) fn fts_query(q: &str) -> Result<String, ApiError> {
     let words: Vec<&str> = q
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
+        .take(MAX_WORDS)
         .collect();
-    if words.is_empty() {
-        return Err(ApiError::bad_request("q has no word to search for"));
-    }
-    if words.len() > MAX_WORDS || words.iter().any(|w| w.chars().count() > MAX_WORD_CHARS) {
-        return Err(ApiError::bad_request(format!(
-            "q: at most {MAX_WORDS} words of at most {MAX_WORD_CHARS} characters"
-        )));
+    if words.is_empty() || words.iter().any(|w| w.chars().count() > MAX_WORD_CHARS) {
+        return Ok(None);
     }
     let last = words.len() - 1;
-    Ok(words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            // A one-letter prefix would match most of the index: only 2+.
-            if i == last && w.chars().count() >= 2 {
-                format!("\"{w}\"*")
-            } else {
-                format!("\"{w}\"")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" "))
+    Ok(Some(
+        words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                // A one-letter prefix would match most of the index: only 2+.
+                if i == last && w.chars().count() >= 2 {
+                    format!("\"{w}\"*")
+                } else {
+                    format!("\"{w}\"")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    ))
 }
 
 #[derive(sqlx::FromRow)]
@@ -144,12 +144,18 @@ pub(crate) async fn search(
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<SearchResults>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let fts = fts_query(q.q.as_deref().unwrap_or(""))?;
+    let fts = fts_query(&q.q)?;
     let limit = q.limit.unwrap_or(20);
     let offset = q.offset.unwrap_or(0);
     if !(1..=50).contains(&limit) || !(0..=1000).contains(&offset) {
         return Err(ApiError::bad_request("limit: 1-50, offset: 0-1000"));
     }
+    let Some(fts) = fts else {
+        return Ok(Json(SearchResults {
+            results: Vec::new(),
+            next_offset: None,
+        }));
+    };
     let pool = &state.db().read;
     if let Some(room) = &q.room {
         let room = room_id(room)?;
@@ -238,9 +244,10 @@ mod tests {
 
     #[test]
     fn fts5_syntax_in_a_query_is_only_text() {
-        assert_eq!(fts_query("hello").unwrap(), "\"hello\"*");
-        assert_eq!(fts_query("a").unwrap(), "\"a\"", "no one-letter prefix");
-        assert_eq!(fts_query("hello wor").unwrap(), "\"hello\" \"wor\"*");
+        let q = |s: &str| fts_query(s).unwrap().unwrap();
+        assert_eq!(q("hello"), "\"hello\"*");
+        assert_eq!(q("a"), "\"a\"", "no one-letter prefix");
+        assert_eq!(q("hello wor"), "\"hello\" \"wor\"*");
         for hostile in [
             "\"",
             "*",
@@ -255,8 +262,7 @@ mod tests {
             "{content}: x",
             "x AND NOT y",
         ] {
-            let q = fts_query(hostile);
-            if let Ok(q) = q {
+            if let Ok(Some(q)) = fts_query(hostile) {
                 // Only quoted words: every character outside quotes is a space or `*`.
                 let outside: String = q.split('"').step_by(2).collect();
                 assert!(
@@ -266,10 +272,14 @@ mod tests {
             }
         }
         assert!(fts_query("").is_err());
-        assert!(fts_query("\"*()").is_err(), "no word");
-        assert!(fts_query(&"a ".repeat(9)).is_err(), "too many words");
-        assert!(fts_query(&"a".repeat(65)).is_err(), "too long a word");
         assert!(fts_query(&"a".repeat(257)).is_err());
-        assert_eq!(fts_query("café naïve").unwrap(), "\"café\" \"naïve\"*");
+        assert_eq!(fts_query("\"*()").unwrap(), None, "no word: nothing");
+        assert_eq!(fts_query(&"a".repeat(65)).unwrap(), None, "too long a word");
+        assert_eq!(
+            q(&"ab ".repeat(9)).matches('"').count(),
+            16,
+            "the first 8 words"
+        );
+        assert_eq!(q("café naïve"), "\"café\" \"naïve\"*");
     }
 }

@@ -115,7 +115,7 @@ impl InternalSendBatch {
             ));
         }
         for (i, c) in self.changes.iter().enumerate() {
-            if let Err(e) = c.check(usize::MAX) {
+            if let Err(e) = c.check_bounds() {
                 return Err(ErrorBody::new(
                     e.code,
                     format!("changes[{i}]: {}", e.message),
@@ -222,6 +222,36 @@ pub struct InternalChange {
 }
 
 impl InternalChange {
+    /// The bounds its schema states, each field alone: the sender, `room`,
+    /// `dm` and `id` 1–64 characters, a body of 1–4096 characters, an
+    /// emoji of 1–32, `seq` ≥ 0, `traceparent` ≤ 128 bytes. What
+    /// `POST /internal/messages` refuses a whole batch for; which fields an
+    /// op needs ([`InternalChange::check`]) refuses the change alone.
+    pub fn check_bounds(&self) -> Result<(), ErrorBody> {
+        let bad = |m: &str| Err(ErrorBody::new(ErrorCode::BadRequest, m.to_owned()));
+        check_user(&self.from)?;
+        let chars = |s: &Option<String>, max: usize| {
+            s.as_ref()
+                .is_none_or(|s| (1..=max).contains(&s.chars().count()))
+        };
+        if !chars(&self.room, 64) || !chars(&self.dm, 64) || !chars(&self.id, 64) {
+            return bad("room, dm and id are 1-64 characters");
+        }
+        if !chars(&self.emoji, 32) {
+            return bad("emoji is 1-32 characters");
+        }
+        if let Some(body) = &self.body {
+            check_body(body, usize::MAX)?;
+        }
+        if self.seq.is_some_and(|s| s < 0) {
+            return bad("seq must be >= 0");
+        }
+        if self.traceparent.as_ref().is_some_and(|t| t.len() > 128) {
+            return bad("traceparent is at most 128 bytes");
+        }
+        Ok(())
+    }
+
     /// The fields its op needs, and their bounds: `room` xor `dm` (1–64
     /// characters; `dm` only for edit and delete, and equal to `id`), `id`
     /// 1–64 for edit, delete and react, a body as [`check_body`] wants it
