@@ -150,12 +150,6 @@ pub(crate) async fn search(
     if !(1..=50).contains(&limit) || !(0..=1000).contains(&offset) {
         return Err(ApiError::bad_request("limit: 1-50, offset: 0-1000"));
     }
-    let Some(fts) = fts else {
-        return Ok(Json(SearchResults {
-            results: Vec::new(),
-            next_offset: None,
-        }));
-    };
     let pool = &state.db().read;
     if let Some(room) = &q.room {
         let room = room_id(room)?;
@@ -164,6 +158,14 @@ pub(crate) async fn search(
             return Err(ApiError::not_found("no such room"));
         }
     }
+    // Every parameter is checked (the room too) before a query that can
+    // match nothing answers.
+    let Some(fts) = fts else {
+        return Ok(Json(SearchResults {
+            results: Vec::new(),
+            next_offset: None,
+        }));
+    };
     // Bounded: the matches are walked newest first (the index's rowid order,
     // no ranking), each checked against what the caller may read, and the
     // walk stops at the newest RANKED_MATCHES readable ones; only those are

@@ -883,6 +883,7 @@ async fn the_new_routes_refuse_hostile_queries_and_reveal_nothing_of_other_rooms
         "/search?q=hello&offset=-1".into(),
         "/search?q=hello&before=abc".into(),
         "/search?q=hello&room=abc".into(),
+        "/search?q=%22&room=abc".into(),
         format!("/search?q={long}"),
         format!("/rooms/{room}/messages/{id}/thread?before=abc"),
         format!("/rooms/{room}/messages/{id}/thread?limit=0"),
