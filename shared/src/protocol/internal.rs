@@ -213,7 +213,11 @@ pub struct InternalChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on: Option<bool>,
     /// The seq read up to (read).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integer::option"
+    )]
     #[schema(minimum = 0)]
     pub seq: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
