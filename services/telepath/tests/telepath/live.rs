@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use telepath_shared::testing::{TestUser, WsClient};
 
 use crate::cluster::start_cluster;
-use crate::helpers::{create_room, login, spawn_node};
+use crate::helpers::{create_room, get_json, login, spawn_node};
 
 /// A client's picture of a room, built from the frames it got.
 #[derive(Default, Debug)]
@@ -42,19 +42,7 @@ impl Mirror {
         let id = f["id"].as_str().unwrap().to_owned();
         match f["type"].as_str().unwrap() {
             "message" => {
-                let reactions = f["reactions"]
-                    .as_array()
-                    .map(|r| {
-                        r.iter()
-                            .map(|r| {
-                                (
-                                    r["emoji"].as_str().unwrap().to_owned(),
-                                    r["count"].as_i64().unwrap(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let reactions = reactions_of(f);
                 let body = f["body"].as_str().unwrap_or("").to_owned();
                 self.messages
                     .insert(id, (body, f["deleted"] == true, reactions));
@@ -108,43 +96,40 @@ async fn history(
     user: &TestUser,
     room: &str,
 ) -> BTreeMap<String, (String, bool, BTreeMap<String, i64>)> {
-    let page: Value = http
-        .get(format!("{api}/rooms/{room}/messages?limit=500"))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{api}/rooms/{room}/messages?limit=500");
+    let page = get_json(http, &url, |r| r.bearer_auth(&user.token)).await;
     page["messages"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| {
-            let reactions = m["reactions"]
-                .as_array()
-                .map(|r| {
-                    r.iter()
-                        .map(|r| {
-                            (
-                                r["emoji"].as_str().unwrap().to_owned(),
-                                r["count"].as_i64().unwrap(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
             (
                 m["id"].as_str().unwrap().to_owned(),
                 (
                     m["body"].as_str().unwrap_or("").to_owned(),
                     m["deleted"] == true,
-                    reactions,
+                    reactions_of(m),
                 ),
             )
         })
         .collect()
+}
+
+/// A message's `reactions` as emoji -> count (none when absent).
+fn reactions_of(m: &Value) -> BTreeMap<String, i64> {
+    m["reactions"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .map(|r| {
+                    (
+                        r["emoji"].as_str().unwrap().to_owned(),
+                        r["count"].as_i64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The whole story on one deployment: `gw_a` and `gw_b` are the gateways
@@ -260,15 +245,10 @@ async fn a_client_that_was_away_converges(gw_a: &str, gw_b: &str, api: &str) {
     assert_eq!(truth[&m3_id].2, BTreeMap::from([("👍".to_owned(), 1)]));
 
     // History: the thread parent counts its reply; `me` says whose reaction.
-    let page: Value = http
-        .get(format!("{api}/rooms/{room}/messages"))
-        .bearer_auth(&ada.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&http, &format!("{api}/rooms/{room}/messages"), |r| {
+        r.bearer_auth(&ada.token)
+    })
+    .await;
     let msgs = page["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 3, "changes are not history items");
     assert_eq!(msgs[0]["reply_count"], 1);
@@ -285,15 +265,12 @@ async fn a_client_that_was_away_converges(gw_a: &str, gw_b: &str, api: &str) {
     assert!(msgs[1].get("body").is_none() && msgs[1]["deleted"] == true);
 
     // The thread route pages the replies (the deleted reply stays as a tombstone).
-    let thread: Value = http
-        .get(format!("{api}/rooms/{room}/messages/{m1_id}/thread"))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let thread = get_json(
+        &http,
+        &format!("{api}/rooms/{room}/messages/{m1_id}/thread"),
+        |r| r.bearer_auth(&bob.token),
+    )
+    .await;
     assert_eq!(thread["parent"]["id"], m1_id.as_str());
     assert_eq!(thread["messages"].as_array().unwrap().len(), 1);
     assert_eq!(thread["messages"][0]["deleted"], true);
@@ -464,15 +441,7 @@ async fn reads_move_cursors_send_coalesced_receipts_and_count_unread() {
     let rooms = |user: TestUser| {
         let (http, url) = (http.clone(), format!("{api}/rooms"));
         async move {
-            let v: Value = http
-                .get(url)
-                .bearer_auth(&user.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = get_json(&http, &url, |r| r.bearer_auth(&user.token)).await;
             v
         }
     };
@@ -515,15 +484,10 @@ async fn reads_move_cursors_send_coalesced_receipts_and_count_unread() {
         (mine["unread"].as_i64(), mine["read_seq"].as_i64()),
         (Some(0), Some(30))
     );
-    let parts: Value = http
-        .get(format!("{api}/rooms/{room}/participants"))
-        .bearer_auth(&ada.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let parts = get_json(&http, &format!("{api}/rooms/{room}/participants"), |r| {
+        r.bearer_auth(&ada.token)
+    })
+    .await;
     let bob_part = parts["participants"]
         .as_array()
         .unwrap()
@@ -722,16 +686,11 @@ async fn dm_conversations_page_and_dm_edits_reach_both_sides_and_the_offline_que
     assert_eq!(own["to"], bob.id.as_str());
 
     // History of the conversation, in time order, pages by DM id.
-    let page: Value = http
-        .get(format!("{api}/dms"))
-        .query(&[("with", "ada"), ("limit", "3")])
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = get_json(&http, &format!("{api}/dms"), |r| {
+        r.query(&[("with", "ada"), ("limit", "3")])
+            .bearer_auth(&bob.token)
+    })
+    .await;
     let got_ids: Vec<&str> = page["messages"]
         .as_array()
         .unwrap()
@@ -743,27 +702,14 @@ async fn dm_conversations_page_and_dm_edits_reach_both_sides_and_the_offline_que
         ids[2..].iter().map(String::as_str).collect::<Vec<_>>()
     );
     assert_eq!(page["has_more"], true);
-    let older: Value = http
-        .get(format!("{api}/dms"))
-        .query(&[("with", ada.id.as_str()), ("before", ids[2].as_str())])
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let older = get_json(&http, &format!("{api}/dms"), |r| {
+        r.query(&[("with", ada.id.as_str()), ("before", ids[2].as_str())])
+            .bearer_auth(&bob.token)
+    })
+    .await;
     assert_eq!(older["messages"].as_array().unwrap().len(), 2);
     assert_eq!(older["messages"][1]["deleted"], true);
-    let list: Value = http
-        .get(format!("{api}/dms"))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&http, &format!("{api}/dms"), |r| r.bearer_auth(&bob.token)).await;
     let conv = &list["conversations"][0];
     assert_eq!(conv["user"]["name"], "ada");
     assert_eq!(conv["last"]["id"], ids[4].as_str());
