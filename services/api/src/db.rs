@@ -140,40 +140,9 @@ async fn open_with(url: &str, writer_pages: u32, max_bytes: Option<u64>) -> anyh
     })
 }
 
-/// Pages of search-index merging per step (a few milliseconds of the write lock).
-const MERGE_PAGES: i64 = 32;
-/// The most time merging takes per checkpoint tick.
-const MERGE_BUDGET: Duration = Duration::from_millis(60);
-
-/// Merges the search index's segments (FTS5 `merge`) a step at a time until
-/// nothing is left to merge or [`MERGE_BUDGET`] is spent. The index merges
-/// nothing by itself (`automerge` 0, migration 20261207000002), so this
-/// keeps its segments few without holding any commit of the writer.
-async fn merge_search_index(own: &SqlitePool) -> Result<(), sqlx::Error> {
-    let started = std::time::Instant::now();
-    let mut conn = own.acquire().await?;
-    while started.elapsed() < MERGE_BUDGET {
-        let (before,): (i64,) = sqlx::query_as("SELECT total_changes()")
-            .fetch_one(&mut *conn)
-            .await?;
-        sqlx::query("INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?)")
-            .bind(MERGE_PAGES)
-            .execute(&mut *conn)
-            .await?;
-        let (after,): (i64,) = sqlx::query_as("SELECT total_changes()")
-            .fetch_one(&mut *conn)
-            .await?;
-        // A step that found nothing to merge changes fewer than two rows.
-        if after - before < 2 {
-            break;
-        }
-    }
-    Ok(())
-}
-
 /// Copies the WAL into the database file every [`CHECKPOINT_EVERY`] on its
 /// own connection, without waiting for readers or the writer (`PASSIVE`),
-/// until that connection's pool is closed; merges the search index first.
+/// until that connection's pool is closed.
 async fn checkpoint(own: SqlitePool) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -181,9 +150,6 @@ async fn checkpoint(own: SqlitePool) {
         tokio::select! {
             _ = tick.tick() => {}
             _ = own.close_event() => return,
-        }
-        if let Err(e) = merge_search_index(&own).await {
-            tracing::warn!(error = %e, "merging the search index failed");
         }
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&own)
