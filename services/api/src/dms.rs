@@ -145,6 +145,7 @@ async fn pending_of(pool: &SqlitePool, user_id: &str, limit: i64) -> Result<Pend
         .map_err(db_err)?;
     Ok(PendingDms {
         messages: rows.iter().map(DmRow::message).collect(),
+        invites: Vec::new(),
     })
 }
 
@@ -184,7 +185,7 @@ pub(crate) struct PendingQuery {
 }
 
 #[utoipa::path(get, path = "/internal/dms/pending", tag = "internal", params(PendingQuery),
-    responses((status = 200, description = "Queued DMs, oldest first", body = PendingDms), (status = 400, description = "Invalid input", body = ErrorEnvelope),
+    responses((status = 200, description = "Queued DMs, oldest first, and pending room invitations", body = PendingDms), (status = 400, description = "Invalid input", body = ErrorEnvelope),
         (status = 401, description = "Missing internal token", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn pending_internal(
@@ -193,14 +194,15 @@ pub(crate) async fn pending_internal(
     query: Result<Query<PendingQuery>, QueryRejection>,
 ) -> Result<Json<PendingDms>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Json(
-        pending_of(
-            &state.db().read,
-            &q.user_id,
-            state.config().offline_queue_max,
-        )
-        .await?,
-    ))
+    let mut pending = pending_of(
+        &state.db().read,
+        &q.user_id,
+        state.config().offline_queue_max,
+    )
+    .await?;
+    let mut conn = state.db().read.acquire().await.map_err(db_err)?;
+    pending.invites = crate::manage::invites::pending(&mut conn, &q.user_id).await?;
+    Ok(Json(pending))
 }
 
 /// The offline queues of several users at once, for a gateway catching up

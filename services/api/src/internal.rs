@@ -43,6 +43,10 @@ pub(crate) async fn join(
         room: id.to_owned(),
         seq: joined.seq,
         cursor: joined.cursor,
+        muted_until: joined
+            .participant
+            .muted_until
+            .filter(|until| *until > store::now()),
     }))
 }
 

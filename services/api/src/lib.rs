@@ -18,12 +18,14 @@ mod dms;
 mod internal;
 mod live;
 mod login;
+mod manage;
 mod metrics;
 mod openapi;
 mod ops;
 mod outbox;
 mod presence;
 mod presence_events;
+mod profiles;
 mod revoke;
 mod rooms;
 mod store;
@@ -228,7 +230,28 @@ fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(login::login))
         .routes(routes!(rooms::create, rooms::list))
-        .routes(routes!(rooms::close))
+        .routes(routes!(
+            rooms::close,
+            manage::settings::get,
+            manage::settings::patch
+        ))
+        .routes(routes!(manage::settings::role))
+        .routes(routes!(manage::moderation::kick))
+        .routes(routes!(manage::moderation::ban))
+        .routes(routes!(manage::moderation::unban))
+        .routes(routes!(manage::moderation::bans))
+        .routes(routes!(manage::moderation::mute))
+        .routes(routes!(manage::moderation::unmute))
+        .routes(routes!(manage::audit_log))
+        .routes(routes!(manage::invites::create))
+        .routes(routes!(manage::invites::list))
+        .routes(routes!(manage::invites::accept))
+        .routes(routes!(manage::invites::decline))
+        .routes(routes!(manage::invites::create_link))
+        .routes(routes!(manage::invites::join_by_link))
+        .routes(routes!(profiles::me, profiles::patch))
+        .routes(routes!(profiles::get))
+        .routes(routes!(profiles::search))
         .routes(routes!(rooms::join))
         .routes(routes!(rooms::leave))
         .routes(routes!(rooms::messages))

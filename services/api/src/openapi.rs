@@ -39,6 +39,9 @@ use telepath_shared::protocol::{
         (name = "admin", description = "Admin only"),
         (name = "dms", description = "Direct messages, conversations and the offline queue"),
         (name = "search", description = "Full-text search over the caller's rooms and DMs"),
+        (name = "moderation", description = "Kick, ban, mute and the audit log (room owners and moderators)"),
+        (name = "invites", description = "Invitations and invite links: the ways into a private room"),
+        (name = "users", description = "Profiles, last seen, finding users by name"),
         (name = "presence", description = "Who is online (served by presence)"),
         (name = "websocket", description = "The WebSocket upgrade (served by gateways)"),
         (name = "internal", description = "Service to service; never routed by the load balancer"),
@@ -85,7 +88,7 @@ fn presence_online() {}
 /// Upgrades to the WebSocket protocol (served by gateways; `?token=` works too).
 #[utoipa::path(
     get, path = "/connect", tag = "websocket",
-    description = "Upgrades to the WebSocket protocol of docs/PROTOCOL.md. Client frames: join, leave, send (reply_to), dm, typing, status, ack, broadcast, refresh, ping, edit (room|dm, id, body), delete (room|dm, id), react (room, id, emoji, on), read (room, seq). Server events: welcome, reply, error, message, dm, typing, presence, broadcast, member, room_closed, bye, message_edited, message_deleted, reaction, receipt (schemas LogEntry, MessageEdited, MessageDeleted, ReactionEvent, Receipt).",
+    description = "Upgrades to the WebSocket protocol of docs/PROTOCOL.md. Client frames: join, leave, send (reply_to), dm, typing, status, ack, broadcast, refresh, ping, edit (room|dm, id, body), delete (room|dm, id), react (room, id, emoji, on), read (room, seq). Server events: welcome, reply, error, message, dm, typing, presence, broadcast, member, room_closed, bye, message_edited, message_deleted, reaction, receipt (schemas LogEntry, MessageEdited, MessageDeleted, ReactionEvent, Receipt), invite (schema Invite), room_created and room_updated ({room: Room, by}), profile (schema Profile). member events carry action joined, left (reason kicked or banned, by), role (role, by), muted (until?, by) or unmuted (by).",
     params(("token" = Option<String>, Query, description = "JWT, for clients that cannot set headers")),
     responses(
         (status = 101, description = "Switching protocols"),

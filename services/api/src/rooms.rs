@@ -9,18 +9,20 @@ use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
     CreateRoom, ErrorCode, MemberAction, MemberEvent, MessagePage, Participant, ParticipantList,
-    Room, RoomClosed, RoomList, ServerFrame, UserRef, is_canonical_id, room_channel, user_channel,
+    Room, RoomClosed, RoomEvent, RoomList, RoomRole, ServerFrame, UserRef, is_canonical_id,
+    room_channel, user_channel,
 };
 
 use telepath_shared::bus::Outgoing;
 
 use crate::ApiState;
 use crate::auth::AuthUser;
+use crate::manage;
 use crate::outbox::Outbox;
 use crate::store::{self, PageAnchor, db_err, now};
 
 /// Largest `max_participants` a room may ask for.
-const MAX_PARTICIPANTS: i64 = 100_000;
+pub(crate) const MAX_PARTICIPANTS: i64 = 100_000;
 /// Participants when the creator does not say.
 const DEFAULT_PARTICIPANTS: i64 = 100;
 
@@ -33,7 +35,7 @@ pub(crate) fn room_id(id: &str) -> Result<&str, ApiError> {
     }
 }
 
-fn valid_room_name(name: &str) -> bool {
+pub(crate) fn valid_room_name(name: &str) -> bool {
     let len = name.chars().count();
     (1..=64).contains(&len) && !name.chars().any(char::is_control) && name.trim() == name
 }
@@ -76,6 +78,10 @@ pub(crate) async fn create(
         created_by: user.id.clone(),
         created_at: now(),
         is_active: true,
+        topic: None,
+        member_count: None,
+        online_count: None,
+        role: None,
         unread: None,
         read_seq: None,
         unread_capped: false,
@@ -96,8 +102,17 @@ pub(crate) async fn create(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
-    store::join(&mut tx, &room.id, &user, "owner").await?;
+    store::join(&mut tx, &room.id, &user, store::Admission::Creator).await?;
     tx.commit().await.map_err(db_err)?;
+    let mut room = room;
+    room.member_count = Some(1);
+    // The directory: everyone connected hears of a public room, the owner of a private one.
+    let frame = ServerFrame::RoomCreated(RoomEvent {
+        room: room.clone(),
+        by: user.clone(),
+    });
+    manage::publish_directory(&state, &frame, !room.private, vec![user.id.clone()]);
+    room.role = Some(RoomRole::Owner);
     Ok((StatusCode::CREATED, Json(room)))
 }
 
@@ -153,25 +168,25 @@ pub(crate) async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Tells the room that `user` joined or left (a `member` event). A leave
-/// also goes to the user's own channel: every gateway holding one of their
-/// connections stops relaying the room to it, as the user is no longer a
-/// participant. After commit, through the `rooms` outbox (in the order of
-/// the room's commits); an event the outbox drops is not repaired (the
-/// database is the truth, and the user's connections get `forbidden` on
-/// their next send).
+/// Tells the room that `user` joined or left (a `member` event).
 pub(crate) fn announce_member(outbox: &Outbox, room: &str, user: UserRef, action: MemberAction) {
-    let user_id = user.id.clone();
-    let frame = bytes::Bytes::from(
-        ServerFrame::Member(MemberEvent {
-            room: room.to_owned(),
-            user,
-            action,
-        })
-        .to_json(),
-    );
-    let mut channels = vec![room_channel(room)];
-    if action == MemberAction::Left {
+    announce(outbox, MemberEvent::new(room.to_owned(), user, action));
+}
+
+/// Publishes a `member` event to the room. Any event but a join also goes
+/// to the user's own channel: every gateway holding one of their
+/// connections stops relaying the room to it after a leave, a kick or a
+/// ban, and learns a mute (for `typing`) or a new role. After commit,
+/// through the `rooms` outbox (in the order of the room's commits); an
+/// event the outbox drops is not repaired (the database is the truth, and
+/// the user's connections get `forbidden` on their next send).
+pub(crate) fn announce(outbox: &Outbox, event: MemberEvent) {
+    let room = event.room.clone();
+    let user_id = event.user.id.clone();
+    let own = event.action != MemberAction::Joined;
+    let frame = bytes::Bytes::from(ServerFrame::Member(event).to_json());
+    let mut channels = vec![room_channel(&room)];
+    if own {
         channels.push(user_channel(&user_id));
     }
     outbox.push(
@@ -267,7 +282,15 @@ pub(crate) async fn readable(state: &ApiState, id: &str, user_id: &str) -> Resul
         .filter(|r| r.is_active)
         .ok_or_else(|| ApiError::not_found("no such room"))?;
     // Private rooms are readable by their members only, and invisible to others.
-    if room.private && !store::is_member(&mut conn, id, user_id).await? {
+    let member = store::is_member(&mut conn, id, user_id).await?;
+    if room.private && !member {
+        return Err(ApiError::not_found("no such room"));
+    }
+    // Nor do users a moderator removed read on (until they come back).
+    if !member
+        && (store::removed_by_moderator(&mut conn, id, user_id).await?
+            || store::banned(&mut conn, id, user_id).await?)
+    {
         return Err(ApiError::not_found("no such room"));
     }
     Ok(())
@@ -313,18 +336,8 @@ pub(crate) async fn close(
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
     let mut tx = state.db().begin_write().await?;
-    let room = store::room(&mut tx, id)
-        .await?
-        .map(store::RoomRow::into_room)
-        .filter(|r| r.is_active);
-    let Some(room) = room else {
-        return Err(ApiError::not_found("no such room"));
-    };
-    let member = store::is_member(&mut tx, id, &claims.sub).await?;
-    if room.private && !member && !claims.is_admin() {
-        return Err(ApiError::not_found("no such room"));
-    }
-    if room.created_by != claims.sub && !claims.is_admin() {
+    let access = manage::access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
+    if access.power() != Some(RoomRole::Owner) {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             "only the owner or an admin may close a room",
@@ -336,12 +349,15 @@ pub(crate) async fn close(
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+    manage::audit(&mut tx, id, &claims.sub, "close", None, None).await?;
+    let members = store::member_ids(&mut tx, id).await?;
     tx.commit().await.map_err(db_err)?;
+    // To everyone for a public room (the directory), to the participants of
+    // a private one; every gateway takes its connections out of the room.
     let frame = ServerFrame::RoomClosed(RoomClosed {
         room: id.to_owned(),
         by: claims.user_ref(),
     });
-    let closed = Outgoing::new(room_channel(id), bytes::Bytes::from(frame.to_json()));
-    state.outboxes().rooms.push([closed]);
+    manage::publish_directory(&state, &frame, !access.room.is_private, members);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,7 @@ use sqlx::{FromRow, SqliteConnection, SqlitePool};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
     ErrorCode, InternalMemberships, LogEntry, Memberships, Message, MessageDeleted, MessageEdited,
-    Participant, ReactionCount, ReactionEvent, Role, Room, RoomMembership, UserRef,
+    Participant, ReactionCount, ReactionEvent, Role, Room, RoomMembership, RoomRole, UserRef,
 };
 
 /// Now, truncated to milliseconds so stored and returned times agree.
@@ -35,16 +35,17 @@ pub(crate) fn is_full(e: &sqlx::Error) -> bool {
 
 #[derive(FromRow)]
 pub(crate) struct RoomRow {
-    id: String,
+    pub(crate) id: String,
     name: String,
     description: Option<String>,
     max_participants: i64,
-    is_private: bool,
-    is_active: bool,
+    pub(crate) is_private: bool,
+    pub(crate) is_active: bool,
     created_by: String,
     created_at: DateTime<Utc>,
     pub(crate) last_seq: i64,
     pub(crate) participant_count: i64,
+    topic: Option<String>,
 }
 
 impl RoomRow {
@@ -58,6 +59,10 @@ impl RoomRow {
             created_by: self.created_by,
             created_at: self.created_at,
             is_active: self.is_active,
+            topic: self.topic,
+            member_count: Some(self.participant_count),
+            online_count: None,
+            role: None,
             unread: None,
             read_seq: None,
             unread_capped: false,
@@ -195,7 +200,7 @@ pub(crate) async fn room(
     id: &str,
 ) -> Result<Option<RoomRow>, ApiError> {
     sqlx::query_as::<_, RoomRow>(
-        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count
+        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count, topic
          FROM rooms WHERE id = ?",
     )
     .bind(id)
@@ -226,7 +231,7 @@ const UNREAD_CAP: i64 = 10_000;
 /// Rooms `user_id` may see: active public rooms and every active room they belong to.
 pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Vec<Room>, ApiError> {
     let rows = sqlx::query_as::<_, RoomRow>(
-        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count
+        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count, topic
          FROM rooms r
          WHERE r.is_active = 1
            AND (r.is_private = 0 OR EXISTS (
@@ -242,8 +247,8 @@ pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Ve
     let mut rooms: Vec<Room> = rows.into_iter().map(RoomRow::into_room).collect();
     // The caller's cursor and unread count in each room they take part in:
     // one statement, each count bounded (an index walk of at most 10,000 rows).
-    let unread: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT p.room_id, p.read_seq,
+    let unread: Vec<(String, i64, String, i64)> = sqlx::query_as(
+        "SELECT p.room_id, p.read_seq, p.role,
                 (SELECT COUNT(*) FROM (SELECT 1 FROM messages m
                    WHERE m.room_id = p.room_id AND m.seq > p.read_seq
                      AND m.sender_id <> p.user_id AND m.deleted_at IS NULL
@@ -256,12 +261,13 @@ pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Ve
     .fetch_all(pool)
     .await
     .map_err(db_err)?;
-    let unread: HashMap<String, (i64, i64)> = unread
+    let unread: HashMap<String, (i64, String, i64)> = unread
         .into_iter()
-        .map(|(room, read, n)| (room, (read, n)))
+        .map(|(room, read, role, n)| (room, (read, role, n)))
         .collect();
     for room in &mut rooms {
-        if let Some((read, n)) = unread.get(&room.id) {
+        if let Some((read, role, n)) = unread.get(&room.id) {
+            room.role = Some(RoomRole::parse(role));
             room.read_seq = Some(*read);
             room.unread = Some(*n);
             room.unread_capped = *n >= UNREAD_CAP;
@@ -270,7 +276,19 @@ pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Ve
     Ok(rooms)
 }
 
-/// Makes `user` an active participant of `room_id` with `role`, enforcing
+/// How a user comes into a room: private rooms admit their creator and
+/// invited users only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A join of their own (public rooms only).
+    Open,
+    /// The room's creator, as its owner.
+    Creator,
+    /// With an invitation or an invite link.
+    Invited,
+}
+
+/// Makes `user` an active participant of `room_id`, enforcing bans,
 /// `max_participants` and private-room membership. Runs inside the caller's
 /// write transaction, so the count check and the insert are atomic.
 /// Returns the participant and the room's latest seq.
@@ -278,26 +296,29 @@ pub(crate) async fn join(
     conn: &mut SqliteConnection,
     room_id: &str,
     user: &UserRef,
-    role: &str,
+    how: Admission,
 ) -> Result<Joined, ApiError> {
     let room = room(conn, room_id)
         .await?
         .filter(|r| r.is_active)
         .ok_or_else(|| ApiError::not_found("no such room"))?;
-    let existing: Option<(bool, DateTime<Utc>, String, i64)> =
-        sqlx::query_as("SELECT is_active, joined_at, role, delivered_seq FROM room_participants WHERE room_id = ? AND user_id = ?")
-            .bind(room_id)
-            .bind(&user.id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
-    if let Some((true, joined_at, role, cursor)) = &existing {
+    let existing: Option<(bool, DateTime<Utc>, String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT is_active, joined_at, role, delivered_seq, muted_until FROM room_participants WHERE room_id = ? AND user_id = ?",
+    )
+    .bind(room_id)
+    .bind(&user.id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if let Some((true, joined_at, role, cursor, muted_until)) = &existing {
         let participant = Participant {
             user: user.clone(),
             role: role.clone(),
             joined_at: *joined_at,
             online: false,
             read_seq: 0,
+            last_seen: None,
+            muted_until: *muted_until,
         };
         return Ok(Joined {
             participant,
@@ -307,24 +328,40 @@ pub(crate) async fn join(
         });
     }
     // Private rooms do not admit anyone by themselves and do not reveal that they exist.
-    if room.is_private && role != "owner" {
+    if room.is_private && how == Admission::Open {
         return Err(ApiError::not_found("no such room"));
+    }
+    if banned(conn, room_id, &user.id).await? {
+        if room.is_private && how == Admission::Open {
+            return Err(ApiError::not_found("no such room"));
+        }
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "you are banned from this room",
+        ));
     }
     if room.participant_count >= room.max_participants {
         return Err(ApiError::new(ErrorCode::RoomFull, "the room is full"));
     }
+    let role = if how == Admission::Creator {
+        RoomRole::Owner
+    } else {
+        RoomRole::Member
+    };
     let joined_at = now();
     // A new participant's delivery cursor starts at the room's latest seq:
     // history from before they joined is paged over REST, not replayed.
-    // A returning one keeps the cursor they left with.
+    // A returning one keeps the cursor they left with, and comes back as a
+    // member (whatever role they had).
     sqlx::query(
         "INSERT INTO room_participants (room_id, user_id, role, joined_at, is_active, delivered_seq, read_seq)
          VALUES (?, ?, ?, ?, 1, ?5, ?5)
-         ON CONFLICT (room_id, user_id) DO UPDATE SET is_active = 1, joined_at = excluded.joined_at",
+         ON CONFLICT (room_id, user_id) DO UPDATE SET is_active = 1, joined_at = excluded.joined_at,
+             role = excluded.role, removed = NULL",
     )
     .bind(room_id)
     .bind(&user.id)
-    .bind(role)
+    .bind(role.as_str())
     .bind(joined_at)
     .bind(room.last_seq)
     .execute(&mut *conn)
@@ -335,22 +372,44 @@ pub(crate) async fn join(
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    let cursor = existing.as_ref().map_or(room.last_seq, |(_, _, _, c)| *c);
-    let role = existing
-        .map(|(_, _, r, _)| r)
-        .unwrap_or_else(|| role.to_owned());
+    let cursor = existing
+        .as_ref()
+        .map_or(room.last_seq, |(_, _, _, c, _)| *c);
+    let muted_until = existing.and_then(|(_, _, _, _, m)| m);
     let participant = Participant {
         user: user.clone(),
-        role,
+        role: role.as_str().to_owned(),
         joined_at,
         online: false,
         read_seq: room.last_seq,
+        last_seen: None,
+        muted_until,
     };
     Ok(Joined {
         participant,
         seq: room.last_seq,
         cursor,
         new: true,
+    })
+}
+
+/// Whether a ban keeps `user_id` out of `room_id` now.
+pub(crate) async fn banned(
+    conn: &mut SqliteConnection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<bool, ApiError> {
+    let until: Option<(Option<DateTime<Utc>>,)> =
+        sqlx::query_as("SELECT until FROM room_bans WHERE room_id = ? AND user_id = ?")
+            .bind(room_id)
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    Ok(match until {
+        None => false,
+        Some((None,)) => true,
+        Some((Some(until),)) => until > now(),
     })
 }
 
@@ -373,7 +432,7 @@ pub(crate) async fn join_room(
 ) -> Result<Joined, ApiError> {
     let mut tx = crate::db::begin_write(pool).await.map_err(db_err)?;
     ensure_user(&mut tx, user, role).await?;
-    let joined = join(&mut tx, room_id, user, "member").await?;
+    let joined = join(&mut tx, room_id, user, Admission::Open).await?;
     tx.commit().await.map_err(db_err)?;
     Ok(joined)
 }
@@ -389,18 +448,45 @@ pub(crate) async fn leave_room(
     tx.commit().await.map_err(db_err)
 }
 
-/// Ends `user_id`'s participation in `room_id`; not a member is `not_found`.
+/// Ends `user_id`'s participation in `room_id` by their own choice; not a
+/// member is `not_found`. The owner of an open room hands it over first.
 pub(crate) async fn leave(
     conn: &mut SqliteConnection,
     room_id: &str,
     user_id: &str,
 ) -> Result<(), ApiError> {
-    let done = sqlx::query("UPDATE room_participants SET is_active = 0 WHERE room_id = ? AND user_id = ? AND is_active = 1")
-        .bind(room_id)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    let role = role_of(conn, room_id, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("not a member of this room"))?;
+    let open = room(conn, room_id).await?.is_some_and(|r| r.is_active);
+    if role == RoomRole::Owner && open {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the owner hands the room over first (PATCH /rooms/{id}/participants/{user_id} {\"role\":\"owner\"}) or closes it",
+        ));
+    }
+    remove(conn, room_id, user_id, "left").await
+}
+
+/// Ends an active participation (`why`: `left`, `kicked`, `banned`); not a
+/// member is `not_found`.
+pub(crate) async fn remove(
+    conn: &mut SqliteConnection,
+    room_id: &str,
+    user_id: &str,
+    why: &str,
+) -> Result<(), ApiError> {
+    let done = sqlx::query(
+        // A mute outlives the participation: leaving and coming back does not lift it.
+        "UPDATE room_participants SET is_active = 0, removed = ?
+         WHERE room_id = ? AND user_id = ? AND is_active = 1",
+    )
+    .bind(why)
+    .bind(room_id)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
     if done.rows_affected() == 0 {
         return Err(ApiError::not_found("not a member of this room"));
     }
@@ -412,31 +498,111 @@ pub(crate) async fn leave(
     Ok(())
 }
 
+/// `user_id`'s role in `room_id`, if they are an active participant.
+pub(crate) async fn role_of(
+    conn: &mut SqliteConnection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<Option<RoomRole>, ApiError> {
+    let role: Option<(String,)> = sqlx::query_as(
+        "SELECT role FROM room_participants WHERE room_id = ? AND user_id = ? AND is_active = 1",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(role.map(|(r,)| RoomRole::parse(&r)))
+}
+
+/// Whether `user_id` was removed from `room_id` by a moderator (kicked or
+/// banned) and has not come back: REST reads of the room answer 404.
+pub(crate) async fn removed_by_moderator(
+    conn: &mut SqliteConnection,
+    room_id: &str,
+    user_id: &str,
+) -> Result<bool, ApiError> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM room_participants
+         WHERE room_id = ? AND user_id = ? AND is_active = 0 AND removed IN ('kicked', 'banned')",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(row.is_some())
+}
+
+/// The user with id or username `who`.
+pub(crate) async fn find_user(
+    conn: &mut SqliteConnection,
+    who: &str,
+) -> Result<Option<UserRef>, ApiError> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT id, username FROM users WHERE id = ?1 OR username = ?1 LIMIT 1")
+            .bind(who)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    Ok(row.map(|(id, name)| UserRef { id, name }))
+}
+
+/// The ids of `room_id`'s active participants (at most 100,000, the
+/// largest room).
+pub(crate) async fn member_ids(
+    conn: &mut SqliteConnection,
+    room_id: &str,
+) -> Result<Vec<String>, ApiError> {
+    sqlx::query_scalar(
+        "SELECT user_id FROM room_participants WHERE room_id = ? AND is_active = 1 LIMIT 100000",
+    )
+    .bind(room_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)
+}
+
 /// The active participants of `room_id`, oldest first (at most 10,000).
 pub(crate) async fn participants(
     conn: &mut SqliteConnection,
     room_id: &str,
 ) -> Result<Vec<Participant>, ApiError> {
-    let rows: Vec<(String, String, String, DateTime<Utc>, i64)> = sqlx::query_as(
-        "SELECT u.id, u.username, p.role, p.joined_at, p.read_seq
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+        i64,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT u.id, u.username, p.role, p.joined_at, p.read_seq, u.last_online,
+                CASE WHEN p.muted_until > ?2 THEN p.muted_until END
          FROM room_participants p JOIN users u ON u.id = p.user_id
-         WHERE p.room_id = ? AND p.is_active = 1
+         WHERE p.room_id = ?1 AND p.is_active = 1
          ORDER BY p.joined_at, p.rowid
          LIMIT 10000",
     )
     .bind(room_id)
+    .bind(now())
     .fetch_all(&mut *conn)
     .await
     .map_err(db_err)?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, role, joined_at, read_seq)| Participant {
-            user: UserRef { id, name },
-            role,
-            joined_at,
-            online: false,
-            read_seq,
-        })
+        .map(
+            |(id, name, role, joined_at, read_seq, last_seen, muted_until)| Participant {
+                user: UserRef { id, name },
+                role,
+                joined_at,
+                online: false,
+                read_seq,
+                last_seen,
+                muted_until,
+            },
+        )
         .collect())
 }
 

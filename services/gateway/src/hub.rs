@@ -57,6 +57,9 @@ struct Registry {
     conns: HashMap<ConnId, Local>,
     /// user id -> their latest status choice, for users with a local connection.
     choices: HashMap<String, StatusChoice>,
+    /// (user id, room) -> until when (ms since the epoch) the user is muted
+    /// there, for users with a local connection; `typing` is refused meanwhile.
+    mutes: HashMap<(String, String), i64>,
 }
 
 /// One local connection.
@@ -193,6 +196,7 @@ impl Hub {
             let channel = user_channel(user);
             if registry.remove_member(&channel, conn) {
                 registry.choices.remove(user);
+                registry.mutes.retain(|(u, _), _| u != user);
                 self.metrics.users.dec();
                 emptied.push(channel);
             }
@@ -385,6 +389,35 @@ impl Hub {
             registry.choices.insert(user_id.to_owned(), choice.clone());
         }
         choice
+    }
+
+    /// Records that `user_id` is muted in `room` until `until_ms` (none:
+    /// no longer muted), if they have a local connection.
+    pub(crate) fn set_mute(&self, user_id: &str, room: &str, until_ms: Option<i64>) {
+        let mut registry = self.registry();
+        let key = (user_id.to_owned(), room.to_owned());
+        match until_ms {
+            Some(until) if registry.channels.contains_key(&user_channel(user_id)) => {
+                registry.mutes.insert(key, until);
+            }
+            _ => {
+                registry.mutes.remove(&key);
+            }
+        }
+    }
+
+    /// Whether `user_id` is muted in `room` at `now_ms` (an ended mute is forgotten).
+    pub(crate) fn muted(&self, user_id: &str, room: &str, now_ms: i64) -> bool {
+        let mut registry = self.registry();
+        let key = (user_id.to_owned(), room.to_owned());
+        match registry.mutes.get(&key) {
+            Some(until) if *until > now_ms => true,
+            Some(_) => {
+                registry.mutes.remove(&key);
+                false
+            }
+            None => false,
+        }
     }
 
     /// Whether any local connection is in `channel`.

@@ -31,7 +31,9 @@ use telepath_shared::config::Common;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::http::observe::HttpMetrics;
 use telepath_shared::http::{ApiError, method_not_allowed, not_found};
-use telepath_shared::protocol::{BROADCAST_CHANNEL, NODES_CHANNEL, PRESENCE_CHANNEL, node_channel};
+use telepath_shared::protocol::{
+    BROADCAST_CHANNEL, NODES_CHANNEL, PRESENCE_CHANNEL, USERS_CHANNEL, node_channel,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -109,6 +111,7 @@ impl GatewayState {
             BROADCAST_CHANNEL.to_owned(),
             PRESENCE_CHANNEL.to_owned(),
             NODES_CHANNEL.to_owned(),
+            USERS_CHANNEL.to_owned(),
             node_channel(&node),
         ];
         let hub = hub::Hub::new(bus.clone(), metrics.clone(), permanent);

@@ -29,10 +29,14 @@ pub(crate) enum OutKind {
     MessageDeleted,
     Reaction,
     Receipt,
+    Invite,
+    RoomCreated,
+    RoomUpdated,
+    Profile,
 }
 
 impl OutKind {
-    const ALL: [OutKind; 15] = [
+    const ALL: [OutKind; 19] = [
         OutKind::Welcome,
         OutKind::Reply,
         OutKind::Error,
@@ -48,6 +52,10 @@ impl OutKind {
         OutKind::MessageDeleted,
         OutKind::Reaction,
         OutKind::Receipt,
+        OutKind::Invite,
+        OutKind::RoomCreated,
+        OutKind::RoomUpdated,
+        OutKind::Profile,
     ];
 
     fn name(self) -> &'static str {
@@ -67,6 +75,10 @@ impl OutKind {
             OutKind::MessageDeleted => "message_deleted",
             OutKind::Reaction => "reaction",
             OutKind::Receipt => "receipt",
+            OutKind::Invite => "invite",
+            OutKind::RoomCreated => "room_created",
+            OutKind::RoomUpdated => "room_updated",
+            OutKind::Profile => "profile",
         }
     }
 

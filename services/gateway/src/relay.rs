@@ -27,8 +27,8 @@ use telepath_shared::auth::RevocationList;
 use telepath_shared::bus::{Bus, BusMessage, Inbound};
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, ByeReason, CloseCode, MemberAction, NODES_CHANNEL, NodeControl,
-    PRESENCE_CHANNEL, PresenceBroadcast, ServerFrame, is_canonical_id, is_log_type, room_channel,
-    user_channel,
+    PRESENCE_CHANNEL, PresenceBroadcast, ServerFrame, USERS_CHANNEL, UsersBroadcast,
+    is_canonical_id, is_log_type, room_channel, user_channel,
 };
 use telepath_shared::telemetry;
 use tokio_util::sync::CancellationToken;
@@ -234,6 +234,12 @@ async fn relay_one(relay: &Relay, msg: BusMessage) {
     let out = Outbound::bus(msg.payload.clone(), msg.meta.published_us);
     if channel == BROADCAST_CHANNEL {
         hub.fan_out_all(&out);
+        // A public room closed (the directory): nobody here stays in it.
+        if let Some(room) = closed_room(out.frame()) {
+            recover::leave_all(relay, &room);
+        }
+    } else if channel == USERS_CHANNEL {
+        for_users(relay, &msg.payload, msg.meta.published_us);
     } else if channel == PRESENCE_CHANNEL {
         fan_out_presence(hub, &out);
     } else if channel.starts_with("node:") {
@@ -249,22 +255,69 @@ async fn relay_one(relay: &Relay, msg: BusMessage) {
     }
 }
 
-/// A `member` `left` event on a user channel: the user is no longer in the
-/// room, so their connections on this node leave it (they stop receiving
-/// it, and room-scoped requests for it are refused); the event itself still
-/// reaches them. Returns the kind of the frame, for counting.
+/// A frame on a user channel. A `member` event about that user is carried
+/// out here first: after `left` (their own, a kick or a ban) their
+/// connections on this node leave the room (they stop receiving it, and
+/// room-scoped requests for it are refused); `muted` and `unmuted` set
+/// whether their `typing` is refused. The event itself still reaches
+/// them. Returns the kind of the frame, for counting.
 fn member_left(relay: &Relay, channel: &str, frame: &[u8]) -> OutKind {
-    if !frame.starts_with(br#"{"type":"member""#) {
+    if frame.starts_with(br#"{"type":"dm""#) {
         return OutKind::Dm;
     }
+    if !frame.starts_with(br#"{"type":"member""#) {
+        return serde_json::from_slice::<Head>(frame)
+            .map_or(OutKind::Dm, |h| OutKind::of_type(&h.kind));
+    }
     if let Ok(ServerFrame::Member(event)) = serde_json::from_slice::<ServerFrame>(frame)
-        && event.action == MemberAction::Left
         && is_canonical_id(&event.room)
         && user_channel(&event.user.id) == channel
     {
-        recover::left(relay, &event.user.id, &event.room);
+        let (user, room) = (&event.user.id, &event.room);
+        match event.action {
+            MemberAction::Left => recover::left(relay, user, room),
+            MemberAction::Muted => {
+                // Without an end: as long as any real time.
+                let until = event.until.map_or(i64::MAX, |t| t.timestamp_millis());
+                relay.hub.set_mute(user, room, Some(until));
+            }
+            MemberAction::Unmuted => relay.hub.set_mute(user, room, None),
+            MemberAction::Joined | MemberAction::Role => {}
+        }
     }
     OutKind::Member
+}
+
+/// The room of a `room_closed` frame.
+fn closed_room(frame: &[u8]) -> Option<String> {
+    if !frame.starts_with(br#"{"type":"room_closed""#) {
+        return None;
+    }
+    match serde_json::from_slice::<ServerFrame>(frame) {
+        Ok(ServerFrame::RoomClosed(closed)) if is_canonical_id(&closed.room) => Some(closed.room),
+        _ => None,
+    }
+}
+
+/// A frame for a list of users (a private room's directory event, a
+/// profile change): once to each local connection of each listed user. A
+/// `room_closed` also takes those users' connections out of the room.
+fn for_users(relay: &Relay, payload: &[u8], published_us: u64) {
+    let message: UsersBroadcast = match serde_json::from_slice(payload) {
+        Ok(m) => m,
+        Err(e) => return tracing::warn!(error = %e, "malformed users message"),
+    };
+    let frame = Bytes::from(message.frame);
+    let kind = serde_json::from_slice::<Head>(&frame)
+        .map_or(OutKind::Message, |h| OutKind::of_type(&h.kind));
+    let closed = closed_room(&frame);
+    let out = Outbound::bus(frame, published_us);
+    for user in message.users.iter().filter(|u| is_canonical_id(u)) {
+        relay.hub.fan_out(&user_channel(user), &out, kind);
+        if let Some(room) = &closed {
+            recover::left(relay, user, room);
+        }
+    }
 }
 
 /// The kind of channel (for span fields: never the id).

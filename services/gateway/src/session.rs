@@ -247,14 +247,20 @@ async fn register(session: &Session) {
     });
 }
 
-/// Sends the DMs waiting in the user's offline queue, oldest first. The
-/// user channel is subscribed already, so a DM sent meanwhile may arrive
-/// twice; clients drop repeats by id.
+/// Sends the DMs waiting in the user's offline queue, oldest first, then
+/// their pending room invitations. The user channel is subscribed already,
+/// so a DM or an invitation sent meanwhile may arrive twice; clients drop
+/// repeats by id.
 async fn queue_pending_dms(session: &Session) {
     match session.state.api().pending_dms(&session.claims.sub).await {
         Ok(pending) => {
             for dm in pending.messages {
                 if !session.queue_frame(&ServerFrame::Dm(dm)) {
+                    return;
+                }
+            }
+            for invite in pending.invites {
+                if !session.queue_frame(&ServerFrame::Invite(invite)) {
                     return;
                 }
             }

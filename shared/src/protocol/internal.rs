@@ -26,6 +26,9 @@ pub struct JoinResult {
     /// `since` replays from it.
     #[serde(default)]
     pub cursor: i64,
+    /// The participant is muted until then: `typing` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Gateway -> api: persist a room message from `from`.

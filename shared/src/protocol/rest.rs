@@ -53,6 +53,18 @@ pub struct Room {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub is_active: bool,
+    /// What the room is about now (settable by owners and moderators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Active participants (`GET /rooms/{id}`, `GET /rooms`, room events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<i64>,
+    /// `GET /rooms/{id}`: participants online now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_count: Option<i64>,
+    /// `GET /rooms/{id}` and `GET /rooms`: the caller's role, when they take part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<super::RoomRole>,
     /// `GET /rooms`, rooms the caller takes part in: messages above their
     /// read cursor that are not their own and not deleted (counted up to
     /// 10,000).
@@ -90,6 +102,12 @@ pub struct Participant {
     /// The participant's read cursor (`read`).
     #[serde(default)]
     pub read_seq: i64,
+    /// When the user was last seen online (persisted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Until when the participant is muted (far future: until lifted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until: Option<DateTime<Utc>>,
 }
 
 /// `GET /rooms/{id}/messages/{message_id}/thread`: replies in seq order.
@@ -178,6 +196,10 @@ pub struct OnlineUsers {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PendingDms {
     pub messages: Vec<DirectMessage>,
+    /// The internal route (a gateway's connect): the user's pending room
+    /// invitations too, sent as `invite` events after `welcome`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invites: Vec<super::Invite>,
 }
 
 /// `GET /dms/{id}`: where a DM stands.

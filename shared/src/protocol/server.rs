@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::{ErrorBody, Status, UserInfo, UserRef};
+use super::{ErrorBody, Invite, Profile, RoomEvent, RoomRole, Status, UserInfo, UserRef};
 
 /// Every frame the server sends, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,10 @@ pub enum ServerFrame {
     MessageDeleted(MessageDeleted),
     Reaction(ReactionEvent),
     Receipt(Receipt),
+    Invite(Invite),
+    RoomCreated(RoomEvent),
+    RoomUpdated(RoomEvent),
+    Profile(Profile),
 }
 
 impl ServerFrame {
@@ -48,6 +52,10 @@ impl ServerFrame {
             ServerFrame::MessageDeleted(_) => "message_deleted",
             ServerFrame::Reaction(_) => "reaction",
             ServerFrame::Receipt(_) => "receipt",
+            ServerFrame::Invite(_) => "invite",
+            ServerFrame::RoomCreated(_) => "room_created",
+            ServerFrame::RoomUpdated(_) => "room_updated",
+            ServerFrame::Profile(_) => "profile",
         }
     }
 
@@ -366,12 +374,39 @@ pub struct TypingEvent {
     pub active: bool,
 }
 
-/// Someone joined or left a room.
+/// Someone joined or left a room, or a moderator changed their standing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberEvent {
     pub room: String,
     pub user: UserRef,
     pub action: MemberAction,
+    /// `left`: why, when not by their own choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<LeftReason>,
+    /// Who did it, when not the user themself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<UserRef>,
+    /// `role`: the user's new role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoomRole>,
+    /// `muted`: until when (absent: until lifted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl MemberEvent {
+    /// A `member` event with only its three base fields.
+    pub fn new(room: String, user: UserRef, action: MemberAction) -> Self {
+        MemberEvent {
+            room,
+            user,
+            action,
+            reason: None,
+            by: None,
+            role: None,
+            until: None,
+        }
+    }
 }
 
 /// What a `member` event reports.
@@ -380,6 +415,18 @@ pub struct MemberEvent {
 pub enum MemberAction {
     Joined,
     Left,
+    /// The user's room role changed (`role`).
+    Role,
+    Muted,
+    Unmuted,
+}
+
+/// Why a user left a room when it was not their own choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    Kicked,
+    Banned,
 }
 
 /// A room was deactivated by its owner or an admin: no more sends or joins.
@@ -536,11 +583,7 @@ mod tests {
                 user: user.clone(),
                 active: false,
             }),
-            ServerFrame::Member(MemberEvent {
-                room: "r".into(),
-                user,
-                action: MemberAction::Left,
-            }),
+            ServerFrame::Member(MemberEvent::new("r".into(), user, MemberAction::Left)),
             ServerFrame::Error(ErrorBody::new(ErrorCode::BadRequest, "bad")),
             ServerFrame::Bye(Bye {
                 reason: ByeReason::TokenExpired,

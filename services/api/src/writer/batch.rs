@@ -56,6 +56,8 @@ impl RoomState {
 struct Member {
     role: String,
     read_seq: i64,
+    /// Until when the member may not send, edit or react.
+    muted_until: Option<DateTime<Utc>>,
     /// Whether this batch moved `read_seq`.
     moved: bool,
 }
@@ -169,15 +171,18 @@ fn decide_send(
     let Some(room) = state.rooms.get_mut(room_id) else {
         return Err(ApiError::not_found("no such room"));
     };
-    if !state.members.contains_key(&member_key(room_id, &from.id)) {
+    let Some(member) = state.members.get(&member_key(room_id, &from.id)) else {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             "join the room before sending to it",
         ));
-    }
+    };
     // Checked after membership so non-members learn nothing about the room's state.
     if !room.active {
         return Err(ApiError::new(ErrorCode::Forbidden, "the room is closed"));
+    }
+    if member.muted_until.is_some_and(|until| until > state.ts) {
+        return Err(muted_error());
     }
     if let Some(parent) = &send.reply_to {
         let same_room = state
@@ -231,6 +236,11 @@ fn decide_send(
     })
 }
 
+/// The refusal of a muted member's send, edit or reaction.
+fn muted_error() -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, "you are muted in this room")
+}
+
 /// A change that changed nothing: its reply, no entry.
 fn unchanged(result: ChangeResult) -> Result<Result<Persisted, ApiError>, sqlx::Error> {
     Ok(Ok(Persisted {
@@ -254,7 +264,13 @@ async fn decide_change(
         return Ok(Err(ApiError::not_found("no such room")));
     };
     let member = state.members.get_mut(&member_key(room_id, &from.id));
-    let is_owner = member.as_ref().is_some_and(|m| m.role == "owner");
+    // Owners and moderators may delete anyone's message.
+    let moderates = member
+        .as_ref()
+        .is_some_and(|m| m.role == "owner" || m.role == "moderator");
+    let muted = member
+        .as_ref()
+        .is_some_and(|m| m.muted_until.is_some_and(|until| until > state.ts));
     if member.is_none() && !(change.admin && change.op == ChangeOp::Delete) {
         return Ok(Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -302,6 +318,9 @@ async fn decide_change(
         return Ok(Err(ApiError::not_found("no such message in this room")));
     };
     let ts = state.ts;
+    if muted && matches!(change.op, ChangeOp::Edit | ChangeOp::React) {
+        return Ok(Err(muted_error()));
+    }
     match change.op {
         ChangeOp::Read => unreachable!("answered above"),
         ChangeOp::Edit => {
@@ -349,10 +368,10 @@ async fn decide_change(
             }))
         }
         ChangeOp::Delete => {
-            if target.sender != from.id && !is_owner && !change.admin {
+            if target.sender != from.id && !moderates && !change.admin {
                 return Ok(Err(ApiError::new(
                     ErrorCode::Forbidden,
-                    "only its author, the room's owner or an admin may delete a message",
+                    "only its author, the room's owner and moderators or an admin may delete a message",
                 )));
             }
             if target.deleted {
@@ -797,7 +816,7 @@ async fn rooms_and_members(
     // matches). A user who is a member of another room of the batch
     // matches too; only the pairs the jobs name are looked up.
     let rows: Vec<RoomMemberRow> = sqlx::query_as(
-        "SELECT r.id, r.is_active, r.last_seq, p.user_id, p.role, p.read_seq
+        "SELECT r.id, r.is_active, r.last_seq, p.user_id, p.role, p.read_seq, p.muted_until
              FROM rooms r
              LEFT JOIN room_participants p
                ON p.room_id = r.id AND p.is_active = 1
@@ -817,6 +836,7 @@ async fn rooms_and_members(
         user_id: user,
         role,
         read_seq,
+        muted_until,
     } in rows
     {
         if let Some(user) = user {
@@ -825,6 +845,7 @@ async fn rooms_and_members(
                 Member {
                     role: role.unwrap_or_default(),
                     read_seq: read_seq.unwrap_or(0),
+                    muted_until,
                     moved: false,
                 },
             );
@@ -847,6 +868,7 @@ struct RoomMemberRow {
     user_id: Option<String>,
     role: Option<String>,
     read_seq: Option<i64>,
+    muted_until: Option<DateTime<Utc>>,
 }
 
 /// The stored messages the batch's changes and replies name, by id.

@@ -5,6 +5,7 @@ mod batches;
 mod catchup;
 mod connections;
 mod helpers;
+mod manage;
 mod messages;
 mod outage;
 mod rooms;

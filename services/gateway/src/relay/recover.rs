@@ -196,11 +196,11 @@ fn apply(relay: &Relay, membership: RoomMembership, users: &[UserRef]) {
         return;
     }
     for user in users.iter().filter(|u| !membership.members.contains(&u.id)) {
-        let frame = ServerFrame::Member(MemberEvent {
-            room: room.clone(),
-            user: user.clone(),
-            action: MemberAction::Left,
-        });
+        let frame = ServerFrame::Member(MemberEvent::new(
+            room.clone(),
+            user.clone(),
+            MemberAction::Left,
+        ));
         let out = Outbound::local(Bytes::from(frame.to_json()));
         relay
             .hub
@@ -231,7 +231,7 @@ pub(super) fn room_closed(relay: &Relay, room: &str, frame: &Outbound) {
 }
 
 /// Takes every local connection out of `room`, telling presence.
-fn leave_all(relay: &Relay, room: &str) {
+pub(super) fn leave_all(relay: &Relay, room: &str) {
     report_leaves(relay, room, relay.hub.close_room(room));
 }
 

@@ -280,7 +280,8 @@ pub(crate) struct TwoDevices {
 pub(crate) async fn two_devices_and_a_peer(stack: &Stack) -> TwoDevices {
     let ada = stack.login("ada").await;
     let bob = stack.login("bob").await;
-    let room = stack.room(&ada).await;
+    // Bob's room: ada, a member, may leave it (an owner hands over first).
+    let room = stack.room(&bob).await;
     let mut phone = stack.connect(0, &ada).await;
     let mut laptop = stack.connect(1, &ada).await;
     let mut b = stack.connect(1, &bob).await;

@@ -52,11 +52,13 @@ async fn after_a_leave_on_another_device_every_room_request_of_that_user_is_refu
 async fn a_connection_may_join_at_most_its_share_of_rooms() {
     let stack = crate::helpers::spawn_stack_with(1, |_, gw| gw.max_rooms_per_conn = 2).await;
     let ada = stack.login("ada").await;
+    let bob = stack.login("bob").await;
     let mut a = stack.connect(0, &ada).await;
+    // Bob's rooms: ada, a member, may leave them (an owner hands over first).
     let rooms = [
-        stack.room(&ada).await,
-        stack.room(&ada).await,
-        stack.room(&ada).await,
+        stack.room(&bob).await,
+        stack.room(&bob).await,
+        stack.room(&bob).await,
     ];
     a.join(&rooms[0]).await;
     a.join(&rooms[1]).await;

@@ -15,6 +15,7 @@ mod helpers;
 mod live;
 mod local;
 mod logs;
+mod manage;
 mod multinode;
 mod openapi;
 mod presence;

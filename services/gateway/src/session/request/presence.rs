@@ -17,8 +17,19 @@ use crate::session::Session;
 /// type in it.
 pub(super) fn typing(session: &mut Session, room: String, active: bool) -> Result<(), ErrorBody> {
     checked_room(&room)?;
-    if !session.state.hub().in_room(&room, session.id) {
+    let hub = session.state.hub();
+    if !hub.in_room(&room, session.id) {
         return Err(ErrorBody::new(ErrorCode::Forbidden, "join the room first"));
+    }
+    if hub.muted(
+        &session.claims.sub,
+        &room,
+        chrono::Utc::now().timestamp_millis(),
+    ) {
+        return Err(ErrorBody::new(
+            ErrorCode::Forbidden,
+            "you are muted in this room",
+        ));
     }
     session.state.presence().report(PresenceReport::Typing {
         conn_id: session.conn_id().to_owned(),

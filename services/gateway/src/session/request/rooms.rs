@@ -66,6 +66,9 @@ pub(super) async fn join(
     let confirmed = hub.confirm_join(&room, session.id);
     if confirmed.is_some() {
         hub.anchor(&channel, joined.seq, Instant::now());
+        // A mute the api knows of (typing is refused here until it ends).
+        let until = joined.muted_until.map(|t| t.timestamp_millis());
+        hub.set_mute(&session.claims.sub, &room, until);
     }
     match confirmed {
         Some(true) => state.presence().report(PresenceReport::Join {

@@ -1,0 +1,418 @@
+//! Invitations (one user, accepted or declined by them) and invite links
+//! (a secret token, bounded in uses and time): the ways into a private
+//! room. The invitee gets an `invite` event live on their own channel, and
+//! their pending invitations with their offline DMs when they connect.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::SqliteConnection;
+use telepath_shared::bus::Outgoing;
+use telepath_shared::http::{ApiError, JsonBody};
+use telepath_shared::protocol::{
+    CreateInviteLink, DEFAULT_LINK_SECS, ErrorCode, ErrorEnvelope, Invite, InviteLink, InviteList,
+    InviteState, JoinedRoom, MAX_LINK_SECS, MAX_LINK_USES, MIN_LINK_SECS, MemberAction, RoomRef,
+    RoomRole, ServerFrame, UserRef, UserTarget, is_canonical_id, user_channel,
+};
+
+use super::{access, audit, room_for};
+use crate::ApiState;
+use crate::auth::AuthUser;
+use crate::rooms::{announce_member, room_id};
+use crate::store::{self, Admission, db_err, now};
+
+/// Most pending invitations `GET /invites` and a connect return.
+pub(crate) const MAX_PENDING_INVITES: i64 = 100;
+
+/// The start of every invitation read: an [`InviteRow`] from the
+/// invitation, its room, the invitee and the inviter.
+macro_rules! invite_select {
+    () => {
+        "SELECT i.id, r.id AS room_id, r.name AS room_name, r.is_private,
+            u.id AS user_id, u.username AS user_name, f.id AS from_id, f.username AS from_name,
+            i.state, i.created_at
+         FROM room_invites i
+         JOIN rooms r ON r.id = i.room_id JOIN users u ON u.id = i.user_id JOIN users f ON f.id = i.invited_by"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct InviteRow {
+    id: String,
+    room_id: String,
+    room_name: String,
+    is_private: bool,
+    user_id: String,
+    user_name: String,
+    from_id: String,
+    from_name: String,
+    state: String,
+    created_at: DateTime<Utc>,
+}
+
+impl InviteRow {
+    fn into_invite(self) -> Invite {
+        Invite {
+            id: self.id,
+            room: RoomRef {
+                id: self.room_id,
+                name: self.room_name,
+                private: self.is_private,
+            },
+            user: UserRef {
+                id: self.user_id,
+                name: self.user_name,
+            },
+            from: UserRef {
+                id: self.from_id,
+                name: self.from_name,
+            },
+            state: match self.state.as_str() {
+                "accepted" => InviteState::Accepted,
+                "declined" => InviteState::Declined,
+                "revoked" => InviteState::Revoked,
+                _ => InviteState::Pending,
+            },
+            created_at: self.created_at,
+        }
+    }
+}
+
+async fn invite_by_id(conn: &mut SqliteConnection, id: &str) -> Result<Option<Invite>, ApiError> {
+    let row: Option<InviteRow> = sqlx::query_as(concat!(invite_select!(), " WHERE i.id = ?"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(row.map(InviteRow::into_invite))
+}
+
+/// `user_id`'s pending invitations into open rooms, newest first.
+pub(crate) async fn pending(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+) -> Result<Vec<Invite>, ApiError> {
+    let rows: Vec<InviteRow> = sqlx::query_as(concat!(
+        invite_select!(),
+        " WHERE i.user_id = ? AND i.state = 'pending' AND r.is_active = 1
+          ORDER BY i.created_at DESC LIMIT ?"
+    ))
+    .bind(user_id)
+    .bind(MAX_PENDING_INVITES)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(InviteRow::into_invite).collect())
+}
+
+#[utoipa::path(post, path = "/rooms/{id}/invites", tag = "invites", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = UserTarget,
+    responses((status = 201, description = "The invitation; the invitee gets an invite event (live, or when they next connect)", body = Invite), (status = 200, description = "The user's pending invitation into this room, already made", body = Invite), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Owners and moderators only", body = ErrorEnvelope), (status = 404, description = "No such room or user", body = ErrorEnvelope), (status = 409, description = "Already a participant, or banned", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UserTarget>,
+) -> Result<(StatusCode, Json<Invite>), ApiError> {
+    let id = room_id(&id)?;
+    if req.user.is_empty() || req.user.len() > 64 {
+        return Err(ApiError::bad_request("user: 1-64 characters"));
+    }
+    let mut tx = state.db().begin_write().await?;
+    let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
+    access.require(RoomRole::Moderator)?;
+    let user = store::find_user(&mut tx, &req.user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    if store::role_of(&mut tx, id, &user.id).await?.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the user already takes part in this room",
+        ));
+    }
+    if store::banned(&mut tx, id, &user.id).await? {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the user is banned from this room (lift the ban first)",
+        ));
+    }
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM room_invites WHERE room_id = ? AND user_id = ? AND state = 'pending'",
+    )
+    .bind(id)
+    .bind(&user.id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    if let Some(existing) = existing {
+        let invite = invite_by_id(&mut tx, &existing)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such invitation"))?;
+        return Ok((StatusCode::OK, Json(invite)));
+    }
+    let invite_id = uuid::Uuid::now_v7().hyphenated().to_string();
+    store::ensure_user(&mut tx, &claims.user_ref(), claims.role).await?;
+    sqlx::query(
+        "INSERT INTO room_invites (id, room_id, user_id, invited_by, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&invite_id)
+    .bind(id)
+    .bind(&user.id)
+    .bind(&claims.sub)
+    .bind(now())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    audit(&mut tx, id, &claims.sub, "invite", Some(&user.id), None).await?;
+    let invite = invite_by_id(&mut tx, &invite_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the invitation just written is missing"))?;
+    tx.commit().await.map_err(db_err)?;
+    let frame = ServerFrame::Invite(invite.clone()).to_json();
+    state.outboxes().rooms.push([Outgoing::new(
+        user_channel(&user.id),
+        bytes::Bytes::from(frame),
+    )]);
+    Ok((StatusCode::CREATED, Json(invite)))
+}
+
+#[utoipa::path(get, path = "/invites", tag = "invites",
+    responses((status = 200, description = "The caller's pending invitations, newest first (at most 100)", body = InviteList), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+) -> Result<Json<InviteList>, ApiError> {
+    let mut conn = state.db().read.acquire().await.map_err(db_err)?;
+    Ok(Json(InviteList {
+        invites: pending(&mut conn, &claims.sub).await?,
+    }))
+}
+
+/// The caller's pending invitation `id` (404 for anyone else's, or one
+/// already decided).
+async fn own_pending(
+    conn: &mut SqliteConnection,
+    id: &str,
+    caller: &str,
+) -> Result<Invite, ApiError> {
+    if !is_canonical_id(id) {
+        return Err(ApiError::not_found("no such invitation"));
+    }
+    invite_by_id(conn, id)
+        .await?
+        .filter(|i| i.user.id == caller && i.state == InviteState::Pending)
+        .ok_or_else(|| ApiError::not_found("no such invitation"))
+}
+
+#[utoipa::path(post, path = "/invites/{id}/accept", tag = "invites", params(("id" = String, Path, description = "Invitation id")),
+    responses((status = 200, description = "Joined: the room and the caller's role", body = JoinedRoom), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Banned from the room", body = ErrorEnvelope), (status = 404, description = "No such pending invitation of the caller (or the room is closed)", body = ErrorEnvelope), (status = 409, description = "room_full", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub(crate) async fn accept(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<JoinedRoom>, ApiError> {
+    let mut tx = state.db().begin_write().await?;
+    let invite = own_pending(&mut tx, &id, &claims.sub).await?;
+    let user = claims.user_ref();
+    let joined = store::join(&mut tx, &invite.room.id, &user, Admission::Invited).await?;
+    decide(&mut tx, &invite.id, "accepted").await?;
+    let row = store::room(&mut tx, &invite.room.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such room"))?;
+    tx.commit().await.map_err(db_err)?;
+    if joined.new {
+        announce_member(
+            &state.outboxes().rooms,
+            &invite.room.id,
+            user,
+            MemberAction::Joined,
+        );
+    }
+    let role = RoomRole::parse(&joined.participant.role);
+    Ok(Json(JoinedRoom {
+        room: room_for(row, Some(role)),
+        role,
+    }))
+}
+
+#[utoipa::path(post, path = "/invites/{id}/decline", tag = "invites", params(("id" = String, Path, description = "Invitation id")),
+    responses((status = 204, description = "Declined"), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such pending invitation of the caller", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub(crate) async fn decline(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.db().begin_write().await?;
+    let invite = own_pending(&mut tx, &id, &claims.sub).await?;
+    decide(&mut tx, &invite.id, "declined").await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn decide(conn: &mut SqliteConnection, id: &str, state: &str) -> Result<(), ApiError> {
+    sqlx::query("UPDATE room_invites SET state = ?, decided_at = ? WHERE id = ?")
+        .bind(state)
+        .bind(now())
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// The stored form of a link's token: its SHA-256, hex.
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `token` has the shape of a token we issue (43 base64url characters).
+fn token_shape(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[utoipa::path(post, path = "/rooms/{id}/invite-links", tag = "invites", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = CreateInviteLink,
+    responses((status = 201, description = "The link's token (shown once: only its hash is stored)", body = InviteLink), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Owners and moderators only", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub(crate) async fn create_link(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<CreateInviteLink>,
+) -> Result<(StatusCode, Json<InviteLink>), ApiError> {
+    let id = room_id(&id)?;
+    if req
+        .max_uses
+        .is_some_and(|m| !(1..=MAX_LINK_USES).contains(&m))
+    {
+        return Err(ApiError::bad_request(format!(
+            "max_uses: 1-{MAX_LINK_USES}"
+        )));
+    }
+    let secs = req.expires_in.unwrap_or(DEFAULT_LINK_SECS);
+    if !(MIN_LINK_SECS..=MAX_LINK_SECS).contains(&secs) {
+        return Err(ApiError::bad_request(format!(
+            "expires_in: {MIN_LINK_SECS}-{MAX_LINK_SECS} seconds"
+        )));
+    }
+    let mut tx = state.db().begin_write().await?;
+    let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
+    access.require(RoomRole::Moderator)?;
+    store::ensure_user(&mut tx, &claims.user_ref(), claims.role).await?;
+    // 32 random bytes (two v4 UUIDs' 244 random bits, and 12 more fixed ones).
+    let mut bytes = [0u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let expires_at = now() + Duration::seconds(secs);
+    sqlx::query(
+        "INSERT INTO room_invite_links (token_hash, room_id, created_by, max_uses, expires_at, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(token_hash(&token))
+    .bind(id)
+    .bind(&claims.sub)
+    .bind(req.max_uses)
+    .bind(expires_at)
+    .bind(now())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    audit(
+        &mut tx,
+        id,
+        &claims.sub,
+        "invite_link",
+        None,
+        Some(json!({ "max_uses": req.max_uses, "expires_at": expires_at })),
+    )
+    .await?;
+    tx.commit().await.map_err(db_err)?;
+    let room = access.room.into_room();
+    Ok((
+        StatusCode::CREATED,
+        Json(InviteLink {
+            token,
+            room: RoomRef {
+                id: room.id,
+                name: room.name,
+                private: room.private,
+            },
+            max_uses: req.max_uses,
+            expires_at,
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/join/{token}", tag = "invites", params(("token" = String, Path, description = "An invite link's token", pattern = "^[A-Za-z0-9_-]{43}$")),
+    responses((status = 200, description = "Joined (or already a participant): the room and the caller's role", body = JoinedRoom), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Banned from the room", body = ErrorEnvelope), (status = 404, description = "No such link, or it expired, was used up, or its room is closed", body = ErrorEnvelope), (status = 409, description = "room_full", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub(crate) async fn join_by_link(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(token): Path<String>,
+) -> Result<Json<JoinedRoom>, ApiError> {
+    let gone = || ApiError::not_found("no such invite link (or it expired or was used up)");
+    if !token_shape(&token) {
+        return Err(gone());
+    }
+    let mut tx = state.db().begin_write().await?;
+    let link: Option<(String, Option<i64>, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT room_id, max_uses, uses, expires_at FROM room_invite_links WHERE token_hash = ?",
+    )
+    .bind(token_hash(&token))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    let Some((room, max_uses, uses, expires_at)) = link else {
+        return Err(gone());
+    };
+    // A participant already is answered as one, whatever is left of the link.
+    let member = store::role_of(&mut tx, &room, &claims.sub).await?.is_some();
+    if !member && (expires_at <= now() || max_uses.is_some_and(|m| uses >= m)) {
+        return Err(gone());
+    }
+    let user = claims.user_ref();
+    store::ensure_user(&mut tx, &user, claims.role).await?;
+    let joined = store::join(&mut tx, &room, &user, Admission::Invited).await?;
+    if joined.new {
+        sqlx::query("UPDATE room_invite_links SET uses = uses + 1 WHERE token_hash = ?")
+            .bind(token_hash(&token))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        // A pending invitation into the room is spent too.
+        sqlx::query(
+            "UPDATE room_invites SET state = 'accepted', decided_at = ?
+             WHERE room_id = ? AND user_id = ? AND state = 'pending'",
+        )
+        .bind(now())
+        .bind(&room)
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    let row = store::room(&mut tx, &room).await?.ok_or_else(gone)?;
+    tx.commit().await.map_err(db_err)?;
+    if joined.new {
+        announce_member(&state.outboxes().rooms, &room, user, MemberAction::Joined);
+    }
+    let role = RoomRole::parse(&joined.participant.role);
+    Ok(Json(JoinedRoom {
+        room: room_for(row, Some(role)),
+        role,
+    }))
+}
