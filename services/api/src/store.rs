@@ -302,7 +302,8 @@ pub(crate) async fn join(
         .await?
         .filter(|r| r.is_active)
         .ok_or_else(|| ApiError::not_found("no such room"))?;
-    let existing: Option<(bool, DateTime<Utc>, String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+    type Existing = (bool, DateTime<Utc>, String, i64, Option<DateTime<Utc>>);
+    let existing: Option<Existing> = sqlx::query_as(
         "SELECT is_active, joined_at, role, delivered_seq, muted_until FROM room_participants WHERE room_id = ? AND user_id = ?",
     )
     .bind(room_id)

@@ -440,10 +440,7 @@ async fn reads_move_cursors_send_coalesced_receipts_and_count_unread() {
         .await;
     let rooms = |user: TestUser| {
         let (http, url) = (http.clone(), format!("{api}/rooms"));
-        async move {
-            let v = get_json(&http, &url, |r| r.bearer_auth(&user.token)).await;
-            v
-        }
+        async move { get_json(&http, &url, |r| r.bearer_auth(&user.token)).await }
     };
     let listed = rooms(bob.clone()).await;
     let mine = listed["rooms"]

@@ -125,6 +125,8 @@ async fn a_kick_or_ban_reaches_every_connection_on_every_gateway_within_a_second
             .await;
             assert_eq!(status, 204);
         }
+        // Paced under the per-connection frame rate limit (50/s).
+        tokio::time::sleep(Duration::from_millis(30)).await;
         b0.join(&room).await;
         b1.join(&room).await;
         drain(&mut b0, is_left).await;
