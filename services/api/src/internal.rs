@@ -51,7 +51,7 @@ pub(crate) async fn join(
 }
 
 #[utoipa::path(post, path = "/internal/rooms/{id}/leave", tag = "internal", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = InternalJoin,
-    responses((status = 204, description = "Left"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
+    responses((status = 204, description = "Left"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "The owner of an open room hands it over first", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn leave(
     State(state): State<ApiState>,

@@ -144,6 +144,15 @@ pub(crate) fn users_message(users: Vec<String>, frame: String) -> Outgoing {
     Outgoing::new(USERS_CHANNEL.to_owned(), bytes::Bytes::from(body))
 }
 
+/// A body whose fields are all optional, read from a JSON object only
+/// (serde would take `[null, null]` for such a struct too).
+pub(crate) fn from_object<T: serde::de::DeserializeOwned>(
+    body: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}
+
 /// The room as the caller sees it (their role, counts).
 pub(crate) fn room_for(row: RoomRow, role: Option<RoomRole>) -> Room {
     let mut room = row.into_room();

@@ -133,13 +133,13 @@ fn check(patch: &ProfilePatch) -> Result<(), ApiError> {
     }
     if let Some(url) = patch.avatar_url.as_deref()
         && !url.is_empty()
-        && (url.len() > MAX_AVATAR_URL
+        && (url.chars().count() > MAX_AVATAR_URL
             || !url.starts_with("https://")
             || url.len() == "https://".len()
             || url.chars().any(|c| c.is_control() || c.is_whitespace()))
     {
         return Err(ApiError::bad_request(
-            "avatar_url: an https:// URL of at most 512 bytes",
+            "avatar_url: an https:// URL of at most 512 characters, no spaces",
         ));
     }
     if let Some(abilities) = &patch.abilities {
@@ -164,8 +164,9 @@ fn check(patch: &ProfilePatch) -> Result<(), ApiError> {
 pub(crate) async fn patch(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
-    JsonBody(req): JsonBody<ProfilePatch>,
+    JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<Profile>, ApiError> {
+    let req: ProfilePatch = crate::manage::from_object(body)?;
     check(&req)?;
     let clear = |s: &Option<String>| s.as_ref().map(|s| (!s.is_empty()).then(|| s.clone()));
     let display_name = clear(&req.display_name);
@@ -234,7 +235,8 @@ pub(crate) async fn patch(
 #[into_params(parameter_in = Query)]
 pub(crate) struct UserQuery {
     /// The start of the username (1-64 characters; case-sensitive).
-    q: Option<String>,
+    #[param(min_length = 1, max_length = 64)]
+    q: String,
     /// The last username of the previous page.
     after: Option<String>,
     /// Page size: default 20, at most 50 (larger is clamped).
@@ -252,7 +254,7 @@ pub(crate) async fn search(
     query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Result<Json<UserHits>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let Some(prefix) = q.q.filter(|p| !p.is_empty() && p.chars().count() <= 64) else {
+    let Some(prefix) = Some(q.q).filter(|p| !p.is_empty() && p.chars().count() <= 64) else {
         return Err(ApiError::bad_request("q: 1-64 characters"));
     };
     let limit = match q.limit {

@@ -150,7 +150,7 @@ pub(crate) async fn join(
 }
 
 #[utoipa::path(delete, path = "/rooms/{id}/leave", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
-    responses((status = 204, description = "No longer a participant"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope)),
+    responses((status = 204, description = "No longer a participant"), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "The owner of an open room hands it over first", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn leave(
     State(state): State<ApiState>,

@@ -51,9 +51,9 @@ pub struct RoomPatch {
     #[serde(default)]
     #[schema(max_length = 1024)]
     pub description: Option<String>,
-    /// `""` clears it.
+    /// `""` clears it. No control characters.
     #[serde(default)]
-    #[schema(max_length = 256)]
+    #[schema(max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub topic: Option<String>,
     /// Not below the current number of participants (409).
     #[serde(default, deserialize_with = "integer::option")]
@@ -233,20 +233,42 @@ pub struct Profile {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
+    /// No control characters or outer spaces.
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(
+        max_length = 64,
+        pattern = r"^$|^[^\x00-\x1f\x7f-\x9f\s]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\s])?$"
+    )]
     pub display_name: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = r"^[^\x00]*$")]
     pub bio: Option<String>,
-    /// `https://` only.
+    /// `https://` only, no spaces or control characters.
     #[serde(default)]
-    #[schema(max_length = 512)]
+    #[schema(max_length = 512, pattern = r"^$|^https://[^\s\x00-\x1f\x7f-\x9f]+$")]
     pub avatar_url: Option<String>,
-    /// At most 16 tags of 1-32 characters.
+    /// At most 16 tags of 1-32 characters, no control characters or outer spaces.
     #[serde(default)]
-    #[schema(max_items = 16)]
+    #[schema(schema_with = abilities_schema)]
     pub abilities: Option<Vec<String>>,
+}
+
+/// The schema of `abilities`: the bounds of each tag are in the document too.
+fn abilities_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    let tag = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_ABILITY))
+        .pattern(Some(
+            r"^[^\x00-\x1f\x7f-\x9f\s]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\s])?$",
+        ));
+    // Nullable like the other fields: null leaves the tags as they are.
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(tag)
+        .max_items(Some(MAX_ABILITIES))
+        .build()
 }
 
 /// Bounds of a profile.

@@ -19,7 +19,7 @@ use telepath_shared::protocol::{
     RoomRole, ServerFrame, UserRef, UserTarget, is_canonical_id, user_channel,
 };
 
-use super::{access, audit, room_for};
+use super::{access, audit, from_object, room_for};
 use crate::ApiState;
 use crate::auth::AuthUser;
 use crate::rooms::{announce_member, room_id};
@@ -119,7 +119,7 @@ pub(crate) async fn create(
     JsonBody(req): JsonBody<UserTarget>,
 ) -> Result<(StatusCode, Json<Invite>), ApiError> {
     let id = room_id(&id)?;
-    if req.user.is_empty() || req.user.len() > 64 {
+    if req.user.is_empty() || req.user.chars().count() > 64 {
         return Err(ApiError::bad_request("user: 1-64 characters"));
     }
     let mut tx = state.db().begin_write().await?;
@@ -290,9 +290,10 @@ pub(crate) async fn create_link(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
     Path(id): Path<String>,
-    JsonBody(req): JsonBody<CreateInviteLink>,
+    JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<(StatusCode, Json<InviteLink>), ApiError> {
     let id = room_id(&id)?;
+    let req: CreateInviteLink = from_object(body)?;
     if req
         .max_uses
         .is_some_and(|m| !(1..=MAX_LINK_USES).contains(&m))

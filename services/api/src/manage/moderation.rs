@@ -50,7 +50,7 @@ async fn target(
     member: bool,
 ) -> Result<(UserRef, Option<RoomRole>), ApiError> {
     let power = access.require(RoomRole::Moderator)?;
-    if who.is_empty() || who.len() > 64 {
+    if who.is_empty() || who.chars().count() > 64 {
         return Err(ApiError::bad_request("user: 1-64 characters"));
     }
     let user = store::find_user(conn, who)
@@ -66,6 +66,14 @@ async fn target(
         ));
     }
     Ok((user, role))
+}
+
+/// A user named in a path: no user has an empty name or one over 64 bytes.
+fn no_such_name(who: &str) -> Result<(), ApiError> {
+    if who.is_empty() || who.len() > 64 {
+        return Err(ApiError::not_found("no such user"));
+    }
+    Ok(())
 }
 
 /// A `member` event by the caller about `user`.
@@ -177,6 +185,7 @@ pub(crate) async fn unban(
     let id = room_id(&id)?;
     let mut tx = state.db().begin_write().await?;
     let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
+    no_such_name(&who)?;
     let (user, _) = target(&mut tx, &access, &who, false).await?;
     let done = sqlx::query("DELETE FROM room_bans WHERE room_id = ? AND user_id = ?")
         .bind(id)
@@ -286,6 +295,7 @@ pub(crate) async fn unmute(
     let id = room_id(&id)?;
     let mut tx = state.db().begin_write().await?;
     let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
+    no_such_name(&who)?;
     let (user, _) = target(&mut tx, &access, &who, true).await?;
     set_mute(&mut tx, id, &user.id, None).await?;
     audit(&mut tx, id, &claims.sub, "unmute", Some(&user.id), None).await?;

@@ -12,7 +12,7 @@ use telepath_shared::protocol::{
     RoomPatch, RoomRole, ServerFrame, UserRef,
 };
 
-use super::{access, audit, publish_directory, room_for};
+use super::{access, audit, from_object, publish_directory, room_for};
 use crate::ApiState;
 use crate::auth::AuthUser;
 use crate::rooms::{MAX_PARTICIPANTS, announce, room_id, valid_room_name};
@@ -64,9 +64,10 @@ pub(crate) async fn patch(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
     Path(id): Path<String>,
-    JsonBody(req): JsonBody<RoomPatch>,
+    JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<Room>, ApiError> {
     let id = room_id(&id)?;
+    let req: RoomPatch = from_object(body)?;
     check_patch(&req)?;
     let mut tx = state.db().begin_write().await?;
     let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
