@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::SubsecRound;
 use sqlx::SqlitePool;
 use telepath_shared::bus::{Bus, Inbound};
 use telepath_shared::protocol::{PRESENCE_CHANNEL, PresenceBroadcast};
@@ -44,6 +45,9 @@ async fn persist(pool: &SqlitePool, changes: &[PresenceBroadcast]) -> Result<(),
     let mut tx = crate::db::begin_write(pool).await?;
     for change in changes {
         let e = &change.event;
+        // Stored to the millisecond like every time the api writes, so the
+        // text comparison below orders it with the connection log's.
+        let seen = e.last_seen.trunc_subsecs(3);
         // last_online only moves forward: events from several replicas may interleave.
         sqlx::query(
             "UPDATE users SET status = ?, status_text = ?,
@@ -52,8 +56,8 @@ async fn persist(pool: &SqlitePool, changes: &[PresenceBroadcast]) -> Result<(),
         )
         .bind(e.status.as_str())
         .bind(&e.text)
-        .bind(e.last_seen)
-        .bind(e.last_seen)
+        .bind(seen)
+        .bind(seen)
         .bind(&e.user.id)
         .execute(&mut *tx)
         .await?;

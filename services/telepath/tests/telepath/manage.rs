@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use telepath_shared::testing::{TestUser, WsClient};
 
 use crate::cluster::start_cluster;
-use crate::helpers::{create_room, get_json, login, spawn_node};
+use crate::helpers::{Service, create_room, get_json, login, spawn_node};
 
 /// `method path` as `user` with an optional JSON body; the status and JSON answer.
 async fn call(
@@ -411,4 +411,67 @@ async fn on_two_gateways_mutes_invitations_and_the_directory_work() {
         &cluster.api.url,
     )
     .await;
+}
+
+#[tokio::test]
+async fn last_seen_is_persisted_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("telepath.db").display()),
+        ),
+        ("TELEPATH_HEARTBEAT_MS", "500".to_owned()),
+        ("TELEPATH_PRESENCE_GRACE_MS", "200".to_owned()),
+        ("TELEPATH_DRAIN_SECS", "2".to_owned()),
+    ];
+    let mut node = Service::start("telepath", &env).await;
+    let http = Client::new();
+    let ada = login(&http, &node.url, "ada").await;
+    let bob = login(&http, &node.url, "bob").await;
+    let room = create_room(&http, &node.url, &ada, "porch").await;
+    let mut a = WsClient::connect(&node.url, &ada.token).await.unwrap();
+    a.join(&room).await;
+    let url = format!("{}/users/ada", node.url);
+    drop(a);
+    // Offline after the grace period, with the time she was last seen.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let p = get_json(&http, &url, |r| r.bearer_auth(&bob.token)).await;
+        if p["online"] == false && p["last_seen"].is_string() {
+            break p["last_seen"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ada offline with a last_seen: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The connection log's disconnect and presence's offline both write it:
+    // let the later one land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = get_json(&http, &url, |r| r.bearer_auth(&bob.token)).await["last_seen"].clone();
+    assert!(seen.is_string());
+    // The participants list shows it too.
+    let parts = get_json(
+        &http,
+        &format!("{}/rooms/{room}/participants", node.url),
+        |r| r.bearer_auth(&ada.token),
+    )
+    .await;
+    let ada_part = parts["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["user"]["name"] == "ada")
+        .unwrap()
+        .clone();
+    assert_eq!(ada_part["last_seen"], seen);
+    // A restart (presence's state is gone: the all-in-one keeps it in memory).
+    node.terminate();
+    let node = Service::start("telepath", &env).await;
+    let url = format!("{}/users/ada", node.url);
+    let after = get_json(&http, &url, |r| r.bearer_auth(&bob.token)).await;
+    assert_eq!(after["last_seen"], seen, "{after}");
+    assert_eq!(after["status"], "offline");
 }
