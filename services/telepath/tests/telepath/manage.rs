@@ -436,17 +436,17 @@ async fn last_seen_is_persisted_and_survives_a_restart() {
     drop(a);
     // Offline after the grace period, with the time she was last seen.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let seen = loop {
+    loop {
         let p = get_json(&http, &url, |r| r.bearer_auth(&bob.token)).await;
         if p["online"] == false && p["last_seen"].is_string() {
-            break p["last_seen"].clone();
+            break;
         }
         assert!(
             Instant::now() < deadline,
             "ada offline with a last_seen: {p}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
     // The connection log's disconnect and presence's offline both write it:
     // let the later one land.
     tokio::time::sleep(Duration::from_millis(500)).await;
