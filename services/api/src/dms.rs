@@ -200,8 +200,14 @@ pub(crate) async fn pending_internal(
         state.config().offline_queue_max,
     )
     .await?;
-    let mut conn = state.db().read.acquire().await.map_err(db_err)?;
-    pending.invites = crate::manage::invites::pending(&mut conn, &q.user_id).await?;
+    // Most users have no invitation waiting: their connect reads nothing more.
+    if let Some(version) = state.invitees().may_have(&q.user_id) {
+        let mut conn = state.db().read.acquire().await.map_err(db_err)?;
+        pending.invites = crate::manage::invites::pending(&mut conn, &q.user_id).await?;
+        if pending.invites.is_empty() {
+            state.invitees().none_for(&q.user_id, version);
+        }
+    }
     Ok(Json(pending))
 }
 

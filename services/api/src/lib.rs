@@ -77,6 +77,8 @@ struct Inner {
     registry: Registry,
     /// Users whose older tokens are refused.
     revocations: Arc<RevocationList>,
+    /// Users who may have a pending room invitation (see `manage::invites::Invitees`).
+    invitees: manage::invites::Invitees,
 }
 
 impl ApiState {
@@ -119,6 +121,7 @@ impl ApiState {
         let presence = presence::PresenceClient::new(presence);
         let revocations = Arc::new(RevocationList::new());
         revocations.load(&revoke::load(&db.read).await?);
+        let invitees = manage::invites::Invitees::load(&db.read).await?;
         Ok(ApiState {
             inner: Arc::new(Inner {
                 common,
@@ -132,6 +135,7 @@ impl ApiState {
                 presence,
                 registry,
                 revocations,
+                invitees,
             }),
         })
     }
@@ -197,6 +201,11 @@ impl ApiState {
     /// The revoked users, for every token check.
     pub(crate) fn revocations(&self) -> &RevocationList {
         &self.inner.revocations
+    }
+
+    /// Who may have a pending room invitation.
+    pub(crate) fn invitees(&self) -> &manage::invites::Invitees {
+        &self.inner.invitees
     }
 
     /// The same list, for another part of the same process to check tokens

@@ -25,6 +25,49 @@ use crate::auth::AuthUser;
 use crate::rooms::{announce_member, room_id};
 use crate::store::{self, Admission, db_err, now};
 
+/// The users who may have a pending invitation, so a connect (which sends
+/// the user's pending invitations after `welcome`) reads the invitations
+/// table only for them. Never misses one: a user is added before the
+/// invitation's commit and again after it, and removed only when a read found none pending and
+/// nothing was added for them since that read began (an invitation decided
+/// meanwhile leaves a user here until the next such read).
+#[derive(Default)]
+pub(crate) struct Invitees(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl Invitees {
+    /// The users with a pending invitation now.
+    pub(crate) async fn load(pool: &sqlx::SqlitePool) -> Result<Invitees, sqlx::Error> {
+        let users: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT user_id FROM room_invites WHERE state = 'pending'")
+                .fetch_all(pool)
+                .await?;
+        Ok(Invitees(std::sync::Mutex::new(
+            users.into_iter().map(|u| (u, 0)).collect(),
+        )))
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, user_id: &str) {
+        *self.map().entry(user_id.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Whether `user_id` may have one: the version to pass to [`Self::none_for`].
+    pub(crate) fn may_have(&self, user_id: &str) -> Option<u64> {
+        self.map().get(user_id).copied()
+    }
+
+    /// A read begun at `version` found none pending for `user_id`.
+    pub(crate) fn none_for(&self, user_id: &str, version: u64) {
+        let mut map = self.map();
+        if map.get(user_id) == Some(&version) {
+            map.remove(user_id);
+        }
+    }
+}
+
 /// Most pending invitations `GET /invites` and a connect return.
 pub(crate) const MAX_PENDING_INVITES: i64 = 100;
 
@@ -156,6 +199,8 @@ pub(crate) async fn create(
     }
     let invite_id = uuid::Uuid::now_v7().hyphenated().to_string();
     store::ensure_user(&mut tx, &claims.user_ref(), claims.role).await?;
+    // Before the commit: a connect from now on reads the invitations.
+    state.invitees().add(&user.id);
     sqlx::query(
         "INSERT INTO room_invites (id, room_id, user_id, invited_by, created_at) VALUES (?, ?, ?, ?, ?)",
     )
@@ -172,6 +217,9 @@ pub(crate) async fn create(
         .await?
         .ok_or_else(|| ApiError::internal("the invitation just written is missing"))?;
     tx.commit().await.map_err(db_err)?;
+    // And after it: a connect that read before the commit saw none, and
+    // may have taken the user out meanwhile.
+    state.invitees().add(&user.id);
     let frame = ServerFrame::Invite(invite.clone()).to_json();
     state.outboxes().rooms.push([Outgoing::new(
         user_channel(&user.id),
