@@ -1376,7 +1376,7 @@ function onMember(m) {
   const by = m.by ? ` by ${m.by.name}` : '';
   const text = m.action === 'joined' ? `${m.user.name} joined the room.`
     : m.action === 'left' ? (m.reason ? `${m.user.name} was ${m.reason === 'banned' ? 'banned' : 'removed'}${by}.` : `${m.user.name} left the room.`)
-      : m.action === 'role' ? `${m.user.name} is ${m.role === 'owner' ? 'the owner' : `a ${m.role}`} now${by}.`
+      : m.action === 'role' ? (m.by ? `${m.by.name} made ${m.user.name} ${m.role === 'owner' ? 'the owner' : `a ${m.role}`}.` : `${m.user.name} is ${m.role === 'owner' ? 'the owner' : `a ${m.role}`} now.`)
         : m.action === 'muted' ? `${m.user.name} was muted${by}.`
           : m.action === 'unmuted' ? `${m.user.name} was unmuted${by}.` : null;
   if (text && state.conversations.has(key)) notice(key, text);
@@ -1939,11 +1939,16 @@ function closeProfile() {
   $('profile-card').close();
 }
 
+const PROFILE_FIELDS = ['profile-display-name', 'profile-bio', 'profile-avatar', 'profile-abilities'];
+
+/** The editor opens with its fields disabled until the profile is read, so nothing typed is overwritten. */
 async function openProfileEditor() {
   closeProfile();
   $('profile-error').textContent = '';
-  const dialog = $('profile-edit');
-  dialog.showModal();
+  const save = $('profile-form').querySelector('button[type="submit"]');
+  for (const id of PROFILE_FIELDS) $(id).disabled = true;
+  save.disabled = true;
+  $('profile-edit').showModal();
   try {
     const p = await state.rest.me();
     state.profiles.set(p.id, p);
@@ -1952,8 +1957,13 @@ async function openProfileEditor() {
     $('profile-avatar').value = p.avatar_url ?? '';
     $('profile-abilities').value = (p.abilities ?? []).join(', ');
   } catch (e) {
+    // Saving blank fields would clear the profile: the form stays shut.
     $('profile-error').textContent = `Could not read your profile: ${e.message}`;
+    return;
   }
+  for (const id of PROFILE_FIELDS) $(id).disabled = false;
+  save.disabled = false;
+  $('profile-display-name').focus();
 }
 
 async function saveProfile(event) {
