@@ -654,6 +654,12 @@ test('an owner invites a user into a private room: the invite arrives live, is a
   const pavelThere = o.page.getByTestId('participant-list').locator('li[data-name="pavel"][data-role="member"]');
   await pavelThere.waitFor(WAIT);
   await o.page.screenshot({ path: path.join(ARTIFACTS, 'rooms-owner-panel.png') });
+  // Pavel's panel shows who is who, and no moderation tools for a member.
+  await p.page.getByTestId('room-panel-open').click();
+  await p.page.getByTestId('participant-list').locator('li[data-name="olga"][data-role="owner"]').waitFor(WAIT);
+  assert.equal(await p.page.getByTestId('room-settings').isHidden(), true);
+  assert.equal(await p.page.locator('#sanction-box').isHidden(), true);
+  assert.equal(await p.page.getByTestId('participant-list').locator('button[data-action="kick"]').count(), 0);
 
   // Olga kicks him: his page leaves the room at once, without a reload.
   await pavelThere.locator('button[data-action="kick"]').click();
@@ -662,6 +668,7 @@ test('an owner invites a user into a private room: the invite arrives live, is a
   assert.equal(await roomItem(p.page, 'hideout').count(), 0, 'the room left his lists');
   assert.equal(await p.page.locator('#message-items > li').count(), 0, 'its messages are off the screen');
   assert.equal(await p.page.getByTestId('message-input').isDisabled(), true);
+  assert.equal(await p.page.getByTestId('room-panel').isHidden(), true, 'its panel closed too');
   assert.equal(await p.page.evaluate(() => window.sameDocument), true, 'no reload');
   assert.deepEqual(await p.page.evaluate(() => window.telepath.rooms()), [], 'the SDK forgot the room');
   await o.page.getByTestId('messages').getByText('pavel was removed by olga.').waitFor(WAIT);
