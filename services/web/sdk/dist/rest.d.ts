@@ -61,7 +61,7 @@ export declare class TelepathRest {
     /** Owner/moderators: changes any of name, description, topic, max_participants, private (`""` clears description/topic); `room_updated` follows. */
     updateRoom(id: string, patch: RoomPatch): Promise<Room>;
     /**
-     * Owner/admins: sets a participant's role (`userId` is the user's id);
+     * Owner/admins: sets a participant's role (`userId`: the user's id, or their username);
      * `owner` hands the room over (the old owner becomes a moderator).
      * Resolves with the participant.
      */

@@ -163,7 +163,7 @@ export class TelepathRest {
   }
 
   /**
-   * Owner/admins: sets a participant's role (`userId` is the user's id);
+   * Owner/admins: sets a participant's role (`userId`: the user's id, or their username);
    * `owner` hands the room over (the old owner becomes a moderator).
    * Resolves with the participant.
    */
