@@ -11,6 +11,8 @@ const HISTORY_PAGE = 500;
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_MS = 5000;
 const MAX_TIMER_MS = 2_147_483_647;
+/** How long a socket that erred before its welcome may take to close before it is given up. */
+const ERROR_CLOSE_GRACE_MS = 100;
 /** A member event about us identical to the previous one within this window is the server's second copy. */
 const SELF_MEMBER_REPEAT_MS = 10_000;
 /**
@@ -391,7 +393,24 @@ export class Telepath {
             this.disconnected(ev.code ?? 1006, ev.reason ?? "", this.ready);
         };
         ws.onerror = () => {
-            /* a close event follows */
+            // Browsers follow an error with a close event. Node 20's WebSocket does
+            // not when the handshake fails (refused, reset: a server restarting),
+            // which would leave the attempt waiting for the welcome timeout: a
+            // socket that errs before its welcome and gets no close is given up.
+            if (this.ws !== ws || this.ready)
+                return;
+            setTimeout(() => {
+                if (this.ws !== ws || this.ready)
+                    return;
+                this.detach(ws);
+                try {
+                    ws.close();
+                }
+                catch {
+                    /* not open yet */
+                }
+                this.disconnected(undefined, "the connection failed", false);
+            }, ERROR_CLOSE_GRACE_MS);
         };
         const connectTimeout = this.opts.connectTimeoutMs ?? this.opts.requestTimeoutMs ?? 10_000;
         this.welcomeTimer = setTimeout(() => {
