@@ -11,10 +11,14 @@ const THREAD_PAGE = 500;
 const TYPING_SHOWN_MS = 8000; // the server sends active:false after 6 s; a safety net
 const REFRESH_PEOPLE_MS = 10000;
 const REFRESH_ROOMS_MS = 15000;
+const ROLE_RANK = { member: 0, moderator: 1, owner: 2 };
+const AUDIT_PAGE = 20;
 const READ_DELAY_MS = 150; // coalesces the read cursor of a burst of messages
 const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '👀'];
 
 const $ = (id) => document.getElementById(id);
+/** Replaces a node's children, skipping null and undefined (replaceChildren would write them as text). */
+const fill = (node, ...children) => node.replaceChildren(...children.filter((c) => c != null));
 const el = (tag, props = {}, ...children) => {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
@@ -48,7 +52,18 @@ const state = {
   search: null, // {q, offset, results, next}
   readTimers: new Map(), // room id -> timer
   timers: [],
+  invites: new Map(), // invitation id -> invite (pending ones)
+  profiles: new Map(), // user id -> profile, as last read or announced
+  profileShown: null, // the user id (or name) whose card is open
+  panel: null, // the room panel: {room, participants, bans, audit, auditMore, dirty, status}
+  pendingLink: null, // an invite-link token from the URL (#join=...), joined once logged in
+  roomClock: 0, // counts changes to state.rooms, so a GET /rooms answer does not undo a newer one
+  roomTouched: new Map(), // room id -> roomClock of its latest change from an event or an action
+  leftHere: new Set(), // rooms this page left (their member left event needs no notice)
 };
+
+/** Marks a room as changed now: a GET /rooms asked before this does not overwrite it. */
+const touchRoom = (id) => state.roomTouched.set(id, ++state.roomClock);
 
 const me = () => state.session.user;
 
@@ -150,6 +165,7 @@ function start(session) {
           : s;
     if (s === 'open') {
       refreshPeople();
+      loadInvites();
       // Back after a drop: unread counts, DM conversations and read cursors may have moved meanwhile.
       if (opened++ > 0) {
         loadRooms();
@@ -168,23 +184,37 @@ function start(session) {
   tp.on('dm_updated', onDmUpdated);
   tp.on('typing', onTyping);
   tp.on('presence', onPresence);
-  tp.on('member', (m) => {
-    if (m.user.id === me().id) {
-      if (m.action === 'left') {
-        state.joined.delete(m.room);
-        notice(`room:${m.room}`, 'You left this room (on another device). Open it again to rejoin.');
-      }
-      return;
+  tp.on('member', onMember);
+  tp.on('invite', onInvite);
+  tp.on('room_created', onRoomCreated);
+  tp.on('room_updated', onRoomUpdated);
+  tp.on('profile', onProfile);
+  tp.on('rejoin_error', ({ room, error }) => {
+    // Closed, or we were removed while away: the SDK forgot it.
+    state.joined.delete(room);
+    const r = state.rooms.get(room);
+    if (r && (error.code === 'not_found' || error.code === 'forbidden')) {
+      touchRoom(room);
+      delete r.role;
+      if (r.private) state.rooms.delete(room);
+      if (state.current === `room:${room}`) leaveView(room, `You are no longer in # ${r.name}.`);
+      renderRooms();
     }
-    if (m.action === 'joined') seen(m.user);
-    notice(`room:${m.room}`, `${m.user.name} ${m.action === 'joined' ? 'joined' : 'left'} the room.`);
   });
   tp.on('broadcast', (b) => notice(state.current, `📢 ${b.from?.name ?? 'admin'}: ${b.body}`));
   tp.on('room_closed', (c) => {
     state.joined.delete(c.room);
     const room = state.rooms.get(c.room);
     if (room) room.is_active = false;
-    notice(`room:${c.room}`, `This room was closed by ${c.by.name}.`);
+    touchRoom(c.room);
+    // Public rooms' closings reach everyone: only a room this page has opened gets a notice.
+    if (state.conversations.has(`room:${c.room}`)) notice(`room:${c.room}`, `This room was closed by ${c.by.name}.`);
+    if (state.panel?.room === c.room) closePanel();
+    if (state.current === `room:${c.room}`) {
+      $('message-input').disabled = true;
+      $('composer').querySelector('button').disabled = true;
+      $('room-panel-open').hidden = true;
+    }
     renderRooms();
   });
   tp.on('recovery', ({ room }) => {
@@ -202,11 +232,20 @@ function start(session) {
   tp.connect().catch((e) => {
     $('connection').textContent = `cannot connect: ${e.message}`;
   });
-  loadRooms();
+  loadRooms().then(() => {
+    if (state.pendingLink) {
+      const token = state.pendingLink;
+      state.pendingLink = null;
+      joinByLink(token);
+    }
+  });
   loadDms();
   state.timers.push(setInterval(refreshPeople, REFRESH_PEOPLE_MS));
   // Rooms this page has not joined get no live messages: their unread counts come from GET /rooms.
-  state.timers.push(setInterval(() => loadRooms({ quiet: true }), REFRESH_ROOMS_MS));
+  state.timers.push(setInterval(() => {
+    loadRooms({ quiet: true });
+    loadInvites(); // accepted or declined on another device
+  }, REFRESH_ROOMS_MS));
   state.timers.push(setInterval(renderPeople, 30_000)); // "last seen" ages
 }
 
@@ -214,9 +253,15 @@ function start(session) {
 
 async function loadRooms({ quiet = false } = {}) {
   try {
+    const asked = state.roomClock;
     const rooms = await state.rest.listRooms();
+    // The server's list is the truth (rooms closed, turned private or left meanwhile drop out),
+    // except for rooms an event or an action changed since it was asked for.
+    const newer = (id) => (state.roomTouched.get(id) ?? 0) > asked;
+    const listed = new Set(rooms.map((r) => r.id));
+    for (const id of [...state.rooms.keys()]) if (!listed.has(id) && !newer(id)) state.rooms.delete(id);
     for (const r of rooms) {
-      state.rooms.set(r.id, r);
+      if (!newer(r.id)) state.rooms.set(r.id, r);
       // The server counts what is above our read cursor; the room on screen is being read.
       const key = `room:${r.id}`;
       if (typeof r.unread === 'number') {
@@ -227,28 +272,36 @@ async function loadRooms({ quiet = false } = {}) {
     }
     renderRooms();
     const last = localStorage.getItem(LAST_ROOM_KEY);
-    if (!state.current && last && state.rooms.has(last)) openRoom(last);
+    if (!state.current && last && state.rooms.has(last) && !state.pendingLink) openRoom(last);
+    if (state.current?.startsWith('room:')) updateTitle();
   } catch (e) {
     if (!quiet) notice(null, `Could not list rooms: ${e.message}`);
   }
 }
 
+/** Rooms the user takes part in carry their `role` (GET /rooms, GET /rooms/{id}); the others are public rooms to join. */
 function renderRooms() {
-  const list = $('room-list');
-  list.replaceChildren();
   const rooms = [...state.rooms.values()].filter((r) => r.is_active !== false)
     .sort((a, b) => a.name.localeCompare(b.name));
-  for (const r of rooms) {
+  const item = (r) => {
     const key = `room:${r.id}`;
     const conv = state.conversations.get(key);
     const unread = conv?.unread || 0;
-    const li = el('li', { 'data-room-id': r.id, 'aria-current': String(state.current === key) },
-      el('span', { text: `# ${r.name}` }),
-      r.private ? el('span', { class: 'muted', text: '🔒' }) : null,
-      unread ? el('span', { class: 'unread', 'data-testid': 'unread', text: conv.unreadCapped ? `${unread}+` : String(unread) }) : null);
+    const li = el('li', {
+      'data-room-id': r.id, 'data-role': r.role ?? '', 'data-private': String(r.private === true),
+      'aria-current': String(state.current === key), title: r.topic || r.description || undefined,
+    },
+    el('span', { text: `# ${r.name}` }),
+    r.private ? el('span', { class: 'muted', text: '🔒' }) : null,
+    r.role === 'owner' || r.role === 'moderator' ? el('span', { class: `tag ${r.role}`, text: r.role }) : null,
+    unread ? el('span', { class: 'unread', 'data-testid': 'unread', text: conv.unreadCapped ? `${unread}+` : String(unread) }) : null);
     li.addEventListener('click', () => openRoom(r.id));
-    list.append(li);
-  }
+    return li;
+  };
+  const mine = rooms.filter(isMember);
+  const open = rooms.filter((r) => !isMember(r) && !r.private);
+  $('my-rooms').replaceChildren(...(mine.length ? mine.map(item) : [el('li', { class: 'muted empty', text: 'None yet: create one or join one.' })]));
+  $('public-rooms').replaceChildren(...(open.length ? open.map(item) : [el('li', { class: 'muted empty', text: 'No other public rooms.' })]));
 }
 
 async function createRoom(event) {
@@ -257,9 +310,11 @@ async function createRoom(event) {
   const name = input.value.trim();
   if (!name) return;
   try {
-    const room = await state.rest.createRoom({ name });
-    state.rooms.set(room.id, room);
+    const priv = $('room-create-private').checked;
+    const room = await state.rest.createRoom(priv ? { name, private: true } : { name });
+    mergeRoom({ role: 'owner', ...room });
     input.value = '';
+    $('room-create-private').checked = false;
     renderRooms();
     await openRoom(room.id);
   } catch (e) {
@@ -277,9 +332,16 @@ async function openRoom(id) {
       await state.tp.join(id);
       state.joined.add(id);
     } catch (e) {
-      notice(key, `Could not join: ${e.message}`);
+      notice(key, e.code === 'forbidden' ? 'You are banned from this room.' : `Could not join: ${e.message}`);
       return;
     }
+    const room = state.rooms.get(id);
+    if (room && !room.role) {
+      touchRoom(id);
+      room.role = 'member'; // a participant now; GET /rooms/{id} says exactly
+      renderRooms();
+    }
+    refreshRoom(id);
   }
   const conv = conversation(key);
   if (conv.messages.size === 0) await loadHistory(id, { reset: true });
@@ -376,14 +438,15 @@ function setCurrent(key) {
   state.picker = null;
   const [kind, id] = key.split(/:(.*)/s);
   if (kind === 'room') {
-    const room = state.rooms.get(id);
-    $('conv-title').textContent = room ? `# ${room.name}` : '# room';
-    $('conv-note').textContent = room?.description || '';
+    updateTitle();
+    if (state.panel && state.panel.room !== id) closePanel();
   } else {
+    closePanel();
     const who = state.people.get(id) ?? state.dms.get(id)?.user;
     $('conv-title').textContent = `@ ${who?.name ?? 'direct message'}`;
     $('conv-note').textContent = 'Direct messages; undelivered ones wait until they connect.';
   }
+  $('room-panel-open').hidden = kind !== 'room';
   $('message-input').disabled = false;
   $('composer').querySelector('button').disabled = false;
   renderRooms();
@@ -628,7 +691,7 @@ async function loadDmHistory(peer, { reset = false } = {}) {
 function notice(key, text) {
   if (!key) key = state.current;
   if (!key) {
-    console.warn(text);
+    showBanner(text);
     return;
   }
   conversation(key).notices.push({ text, at: Date.now() });
@@ -697,7 +760,8 @@ function messageRow(key, m, { pending = false, inThread = false, parent = false 
   const mine = m.from.id === me().id;
   const time = m.ts ? new Date(m.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : '';
   const meta = el('span', { class: 'meta' },
-    pending ? `${m.from.name} · sending…` : `${m.from.name} · ${time}${m.seq != null ? ` · #${m.seq}` : ''}`,
+    pending ? `${m.from.name} · sending…` : el('button', { type: 'button', class: 'author', 'data-action': 'profile', 'data-user-id': m.from.id, text: m.from.name }),
+    pending ? null : ` · ${time}${m.seq != null ? ` · #${m.seq}` : ''}`,
     m.edited_at && !m.deleted ? el('span', { class: 'edited', 'data-testid': 'edited', text: ' · (edited)' }) : null);
   const li = el('li', {
     class: [mine ? 'mine' : '', pending ? 'pending' : '', m.deleted ? 'deleted' : ''].filter(Boolean).join(' '),
@@ -734,7 +798,7 @@ function messageRow(key, m, { pending = false, inThread = false, parent = false 
   if (isRoom && !inThread && !parent && !m.reply_to) actions.push(el('button', { type: 'button', 'data-action': 'reply', text: 'Reply in thread' }));
   if (mine) actions.push(el('button', { type: 'button', 'data-action': 'edit', text: 'Edit' }));
   const room = isRoom ? state.rooms.get(key.slice(5)) : null;
-  if (mine || (isRoom && (isAdmin() || room?.created_by === me().id))) {
+  if (mine || (isRoom && canModerate(room))) {
     actions.push(el('button', { type: 'button', 'data-action': 'delete', text: 'Delete' }));
   }
   if (actions.length && !editing) li.append(el('div', { class: 'actions' }, ...actions));
@@ -763,6 +827,10 @@ function focusEditor(container) {
 /** Clicks on the buttons of message rows (main list and thread pane), delegated. */
 function onMessageClick(event) {
   const button = event.target.closest('button[data-action]');
+  if (button?.dataset.action === 'profile') {
+    openProfile(button.dataset.userId);
+    return;
+  }
   const li = event.target.closest('li[data-id]');
   if (!button || !li || !li.dataset.id) return;
   const key = li.dataset.key;
@@ -864,6 +932,7 @@ async function react(key, m, emoji, on) {
 // ---------------------------------------------------------------- threads
 
 async function openThread(room, id) {
+  closePanel();
   state.thread = { room, id, loading: true, error: null };
   state.picker = null;
   $('thread').hidden = false;
@@ -896,7 +965,7 @@ async function openThread(room, id) {
 function closeThread() {
   state.thread = null;
   $('thread').hidden = true;
-  $('chat').classList.remove('thread-open');
+  $('chat').classList.toggle('thread-open', !$('room-panel').hidden);
 }
 
 function renderThread({ stick = false } = {}) {
@@ -1174,7 +1243,14 @@ function renderPeople() {
     el('span', { class: 'dot', 'data-status': p.status ?? 'offline' }),
     el('span', {}, p.id === myId ? `${p.name} (you)` : p.name, el('span', { class: 'sub', text: sub })),
     unread ? el('span', { class: 'unread', text: String(unread) }) : null);
+    const info = el('button', { type: 'button', class: 'info', 'data-testid': 'profile-open', 'aria-label': `Profile of ${p.name}`, title: 'Profile', text: 'i' });
+    info.addEventListener('click', (e) => {
+      e.stopPropagation();
+      openProfile(p.id);
+    });
+    li.append(info);
     if (p.id !== myId) li.addEventListener('click', () => openDm(p.id));
+    else li.addEventListener('click', () => openProfile(p.id));
     return li;
   }));
 }
@@ -1187,6 +1263,725 @@ async function setStatus(event) {
     await state.tp.setStatus(status, status === 'online' ? undefined : text);
   } catch (e) {
     notice(state.current, `Could not set the status: ${e.message}`);
+  }
+}
+
+// ---------------------------------------------------------------- rooms people can run
+
+/** The caller takes part in the room (GET /rooms and GET /rooms/{id} give participants their `role`). */
+const isMember = (r) => typeof r?.role === 'string' && r.role !== '';
+/** Settings, invitations, kicks, bans, mutes and the audit log: owner, moderators, admins. */
+const canModerate = (r) => isAdmin() || r?.role === 'owner' || r?.role === 'moderator';
+/** Roles, handing over, closing: the owner and admins. */
+const isOwner = (r) => isAdmin() || r?.role === 'owner';
+/** Moderation needs a role above the target's; nobody acts on the owner. */
+function outranks(room, target) {
+  if (target.role === 'owner' || target.user.id === me().id) return false;
+  if (isAdmin()) return true;
+  return (ROLE_RANK[room?.role] ?? -1) > (ROLE_RANK[target.role] ?? 0);
+}
+
+/**
+ * Stores a room as the server shows it now. Directory events carry no `role`
+ * or unread counts: those stay; `topic` is absent when cleared.
+ */
+function mergeRoom(r) {
+  touchRoom(r.id);
+  const old = state.rooms.get(r.id);
+  const next = { ...old, ...r, topic: r.topic ?? null };
+  state.rooms.set(r.id, next);
+  return next;
+}
+
+function updateTitle() {
+  const key = state.current;
+  if (!key?.startsWith('room:')) return;
+  const room = state.rooms.get(key.slice(5));
+  $('conv-title').textContent = room ? `# ${room.name}` : '# room';
+  $('conv-note').textContent = room?.topic || room?.description || '';
+}
+
+/** Reads one room (its role, topic and counts) and shows it. */
+async function refreshRoom(id) {
+  try {
+    const room = await state.rest.getRoom(id);
+    const next = mergeRoom(room);
+    if (!room.role) delete next.role;
+    renderRooms();
+    updateTitle();
+    if (state.panel?.room === id) renderPanel();
+  } catch {
+    /* gone, or not ours any more: the events say so */
+  }
+}
+
+function onRoomCreated({ room, by }) {
+  // The creator's own event (another device of ours, too): they own it.
+  mergeRoom(by?.id === me().id ? { role: 'owner', ...room } : room);
+  renderRooms();
+}
+
+function onRoomUpdated({ room }) {
+  const old = state.rooms.get(room.id);
+  if (room.private && !isMember(old)) {
+    // Turned private, and not ours: it leaves the list.
+    touchRoom(room.id);
+    state.rooms.delete(room.id);
+  } else {
+    mergeRoom(room);
+  }
+  renderRooms();
+  if (state.current === `room:${room.id}`) updateTitle();
+  if (state.panel?.room === room.id) {
+    if (!state.panel.dirty) fillSettings();
+    renderPanel();
+  }
+}
+
+/** A member event: about us (removed, a new role, a mute) or about someone in a room we follow. */
+function onMember(m) {
+  const key = `room:${m.room}`;
+  const room = state.rooms.get(m.room);
+  if (m.user.id === me().id) {
+    if (m.action !== 'joined') touchRoom(m.room);
+    if (m.action === 'left') {
+      state.joined.delete(m.room);
+      if (m.reason === 'kicked' || m.reason === 'banned') {
+        const how = m.reason === 'banned' ? ' (banned)' : '';
+        leaveView(m.room, `You were removed from # ${room?.name ?? 'a room'}${m.by ? ` by ${m.by.name}` : ''}${how}.`);
+        return;
+      }
+      if (room) {
+        delete room.role;
+        if (room.private) state.rooms.delete(m.room);
+      }
+      if (!state.leftHere.delete(m.room)) notice(key, 'You left this room (on another device). Open it again to rejoin.');
+      renderRooms();
+      if (state.panel?.room === m.room) closePanel();
+    } else if (m.action === 'role') {
+      if (room) room.role = m.role;
+      const what = m.role === 'owner' ? 'the owner' : `a ${m.role}`;
+      notice(key, m.by && m.by.id !== me().id ? `${m.by.name} made you ${what} of this room.` : `You are ${what} of this room now.`);
+      renderRooms();
+      if (state.current === key) renderMessages();
+    } else if (m.action === 'muted') {
+      notice(key, `${m.by?.name ?? 'A moderator'} muted you here${m.until && !forever(m.until) ? ` until ${new Date(m.until).toLocaleString()}` : ''}: you can read, not write.`);
+    } else if (m.action === 'unmuted') {
+      notice(key, `${m.by?.name ?? 'A moderator'} unmuted you here.`);
+    }
+    if (state.panel?.room === m.room) loadPanel();
+    return;
+  }
+  if (m.action === 'joined') seen(m.user);
+  const by = m.by ? ` by ${m.by.name}` : '';
+  const text = m.action === 'joined' ? `${m.user.name} joined the room.`
+    : m.action === 'left' ? (m.reason ? `${m.user.name} was ${m.reason === 'banned' ? 'banned' : 'removed'}${by}.` : `${m.user.name} left the room.`)
+      : m.action === 'role' ? (m.by ? `${m.by.name} made ${m.user.name} ${m.role === 'owner' ? 'the owner' : `a ${m.role}`}.` : `${m.user.name} is ${m.role === 'owner' ? 'the owner' : `a ${m.role}`} now.`)
+        : m.action === 'muted' ? `${m.user.name} was muted${by}.`
+          : m.action === 'unmuted' ? `${m.user.name} was unmuted${by}.` : null;
+  if (text && state.conversations.has(key)) notice(key, text);
+  if (state.panel?.room === m.room) loadPanel();
+}
+
+/** A mute "until lifted" ends far in the future. */
+function forever(until) {
+  return new Date(until).getFullYear() > new Date().getFullYear() + 50;
+}
+
+/** We are out of a room (kicked, banned, gone while away): close its view and say why. */
+function leaveView(id, text) {
+  const key = `room:${id}`;
+  const room = state.rooms.get(id);
+  touchRoom(id);
+  if (room) {
+    delete room.role;
+    delete room.unread;
+    if (room.private) state.rooms.delete(id);
+  }
+  state.joined.delete(id);
+  state.conversations.delete(key);
+  state.typing.delete(id);
+  state.reads.delete(id);
+  if (localStorage.getItem(LAST_ROOM_KEY) === id) localStorage.removeItem(LAST_ROOM_KEY);
+  if (state.panel?.room === id) closePanel();
+  if (state.thread?.room === id) closeThread();
+  if (state.current === key) clearCurrent();
+  showBanner(text);
+  renderRooms();
+}
+
+/** No conversation on screen. */
+function clearCurrent() {
+  state.current = null;
+  state.editing = null;
+  state.picker = null;
+  $('conv-title').textContent = 'Pick a room';
+  $('conv-note').textContent = '';
+  $('message-items').replaceChildren();
+  $('older').hidden = true;
+  $('seen-by').hidden = true;
+  $('typing').textContent = '';
+  $('message-input').value = '';
+  $('message-input').disabled = true;
+  $('composer').querySelector('button').disabled = true;
+  $('room-panel-open').hidden = true;
+  renderRooms();
+  renderDms();
+  renderPeople();
+}
+
+function showBanner(text) {
+  $('banner-text').textContent = text;
+  $('banner').hidden = false;
+}
+
+// ---------------------------------------------------------------- invitations and links
+
+function onInvite(inv) {
+  if (inv.state && inv.state !== 'pending') return;
+  state.invites.set(inv.id, inv);
+  renderInvites();
+}
+
+async function loadInvites() {
+  if (!state.rest) return;
+  try {
+    const list = await state.rest.invites();
+    state.invites = new Map(list.map((i) => [i.id, i]));
+    renderInvites();
+  } catch {
+    /* the next tick tries again */
+  }
+}
+
+function renderInvites() {
+  const invites = [...state.invites.values()].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+  $('invites-section').hidden = invites.length === 0;
+  $('invite-badge').hidden = invites.length === 0;
+  $('invite-count').textContent = String(invites.length);
+  $('invite-list').replaceChildren(...invites.map((inv) => el('li', { 'data-invite-id': inv.id, 'data-room-name': inv.room.name },
+    el('span', { text: `# ${inv.room.name}` }),
+    inv.room.private ? el('span', { class: 'muted', text: '🔒' }) : null,
+    el('button', { type: 'button', 'data-action': 'accept', 'data-testid': 'invite-accept', text: 'Accept' }),
+    el('button', { type: 'button', class: 'link', 'data-action': 'decline', 'data-testid': 'invite-decline', text: 'Decline' }),
+    el('span', { class: 'sub', text: `from ${inv.from.name} · ${ago(inv.created_at)}` }))));
+}
+
+async function onInviteClick(event) {
+  const button = event.target.closest('button[data-action]');
+  const li = event.target.closest('li[data-invite-id]');
+  if (!button || !li) return;
+  const id = li.dataset.inviteId;
+  const inv = state.invites.get(id);
+  if (!inv) return;
+  button.disabled = true;
+  try {
+    if (button.dataset.action === 'accept') {
+      const { room, role } = await state.rest.acceptInvite(id);
+      state.invites.delete(id);
+      renderInvites();
+      mergeRoom({ ...room, role });
+      renderRooms();
+      await openRoom(room.id);
+    } else {
+      await state.rest.declineInvite(id);
+      state.invites.delete(id);
+      renderInvites();
+    }
+  } catch (e) {
+    // Revoked, decided elsewhere, or the room closed: it is no longer pending.
+    if (e.code === 'not_found' || e.code === 'forbidden') state.invites.delete(id);
+    renderInvites();
+    showBanner(e.code === 'forbidden' ? `You are banned from # ${inv.room.name}.`
+      : e.code === 'not_found' ? `The invitation to # ${inv.room.name} is no longer valid.`
+        : `Could not answer the invitation: ${e.message}`);
+  }
+}
+
+function openInvites() {
+  if (window.matchMedia('(max-width: 700px)').matches && !$('chat').classList.contains('menu-open')) toggleMenu();
+  $('invites-section').scrollIntoView({ block: 'nearest' });
+  $('invite-list').querySelector('button')?.focus();
+}
+
+/** The token of an invite link: `…#join=TOKEN`, `…/join/TOKEN`, or the token itself. */
+function linkToken(text) {
+  const s = String(text ?? '').trim();
+  const m = s.match(/[#&?]join=([A-Za-z0-9_-]+)/) ?? s.match(/\/join\/([A-Za-z0-9_-]+)/);
+  if (m) return m[1];
+  return /^[A-Za-z0-9_-]{16,}$/.test(s) ? s : null;
+}
+
+/** An invite link in the page's URL (#join=TOKEN): taken out of the URL so a reload does not use it again. */
+function takeLinkFromUrl() {
+  const token = linkToken(location.hash);
+  if (token) history.replaceState(null, '', location.pathname + location.search);
+  return token;
+}
+
+async function joinByLink(token) {
+  try {
+    const { room, role } = await state.rest.joinByLink(token);
+    mergeRoom({ ...room, role });
+    renderRooms();
+    $('join-link-input').value = '';
+    await openRoom(room.id);
+  } catch (e) {
+    showBanner(e.code === 'not_found' ? 'That invite link does not work: it is unknown, expired or used up.'
+      : e.code === 'forbidden' ? 'You are banned from that room.'
+        : e.code === 'room_full' ? 'That room is full.' : `Could not join: ${e.message}`);
+  }
+}
+
+function submitJoinLink(event) {
+  event.preventDefault();
+  const token = linkToken($('join-link-input').value);
+  if (!token) {
+    showBanner('Paste an invite link (…#join=…) or its token.');
+    return;
+  }
+  closeMenu();
+  joinByLink(token);
+}
+
+// ---------------------------------------------------------------- the room panel
+
+function openPanel() {
+  const key = state.current;
+  if (!key?.startsWith('room:')) return;
+  closeThread();
+  const room = key.slice(5);
+  state.panel = { room, participants: [], bans: [], audit: [], auditMore: false, dirty: false, status: null };
+  $('room-panel').hidden = false;
+  $('chat').classList.add('thread-open');
+  $('invite-link-output').hidden = true;
+  $('invite-link-output').value = '';
+  fillSettings();
+  renderPanel();
+  loadPanel();
+}
+
+function closePanel() {
+  state.panel = null;
+  $('room-panel').hidden = true;
+  $('chat').classList.toggle('thread-open', !$('thread').hidden);
+}
+
+/** Reads what the panel shows: the room, its participants, and for moderators its bans and audit log. */
+async function loadPanel() {
+  const p = state.panel;
+  if (!p) return;
+  const id = p.room;
+  try {
+    const room = await state.rest.getRoom(id);
+    if (state.panel !== p) return;
+    const next = mergeRoom(room);
+    if (!room.role) delete next.role;
+    const mod = canModerate(next);
+    const [participants, bans, audit] = await Promise.all([
+      state.rest.participants(id),
+      mod ? state.rest.bans(id) : Promise.resolve([]),
+      mod ? state.rest.audit(id, { limit: AUDIT_PAGE }) : Promise.resolve({ entries: [], has_more: false }),
+    ]);
+    if (state.panel !== p) return;
+    p.participants = participants;
+    p.bans = bans;
+    p.audit = audit.entries;
+    p.auditMore = audit.has_more;
+    if (!p.dirty) fillSettings();
+    renderRooms();
+    updateTitle();
+    renderPanel();
+  } catch (e) {
+    if (state.panel === p) panelStatus(`Could not read the room: ${e.message}`, 'error');
+  }
+}
+
+function panelStatus(text, kind = 'info') {
+  const line = $('panel-status');
+  line.textContent = text;
+  line.dataset.kind = kind;
+}
+
+/** Puts the room's settings into the form (when the user is not editing it). */
+function fillSettings() {
+  const room = state.panel && state.rooms.get(state.panel.room);
+  if (!room) return;
+  $('settings-name').value = room.name ?? '';
+  $('settings-topic').value = room.topic ?? '';
+  $('settings-description').value = room.description ?? '';
+  $('settings-private').checked = room.private === true;
+  $('settings-max').value = String(room.max_participants ?? 100);
+}
+
+function renderPanel() {
+  const p = state.panel;
+  if (!p) return;
+  const room = state.rooms.get(p.room);
+  if (!room) return;
+  const mod = canModerate(room);
+  const owner = isOwner(room);
+  $('panel-title').textContent = `# ${room.name}`;
+  const counts = [
+    room.private ? 'private' : 'public',
+    room.member_count != null ? `${room.member_count} ${room.member_count === 1 ? 'participant' : 'participants'}` : null,
+    room.online_count != null ? `${room.online_count} online` : null,
+    room.role ? `you: ${room.role}` : null,
+  ].filter(Boolean).join(' · ');
+  fill($('panel-summary'),
+    el('span', { text: counts }),
+    room.topic ? el('span', { class: 'sub', text: ` — ${room.topic}` }) : null,
+    room.description ? el('span', { class: 'sub', text: ` — ${room.description}` }) : null);
+  $('settings-form').hidden = !mod;
+  $('invite-tools').hidden = !mod;
+  $('sanction-box').hidden = !mod;
+  $('bans-section').hidden = !mod;
+  $('audit-section').hidden = !mod;
+  $('room-close').hidden = !owner;
+  $('room-leave').hidden = room.role === 'owner' || !isMember(room);
+
+  const order = { owner: 0, moderator: 1, member: 2 };
+  const people = [...p.participants].sort((a, b) => (order[a.role] ?? 3) - (order[b.role] ?? 3) || a.user.name.localeCompare(b.user.name));
+  $('participant-list').replaceChildren(...people.map((x) => {
+    const muted = x.muted_until && new Date(x.muted_until).getTime() > Date.now();
+    const acts = [];
+    const act = (action, text, cls) => acts.push(el('button', { type: 'button', 'data-action': action, class: cls, text }));
+    if (x.user.id !== me().id) {
+      if (owner && x.role === 'member') act('promote', 'Make moderator');
+      if (owner && x.role === 'moderator') act('demote', 'Make member');
+      if (owner && x.role !== 'owner' && room.role === 'owner') {
+        if (p.handOver === x.user.id) act('owner-confirm', 'Confirm: hand over', 'danger');
+        else act('owner', 'Hand over');
+      }
+      if (mod && outranks(room, x)) {
+        act(muted ? 'unmute' : 'mute', muted ? 'Unmute' : 'Mute');
+        act('kick', 'Kick', 'danger');
+        act('ban', 'Ban', 'danger');
+      }
+    }
+    return el('li', { 'data-user-id': x.user.id, 'data-name': x.user.name, 'data-role': x.role, 'data-muted': String(!!muted) },
+      el('span', { class: 'dot', 'data-status': x.online ? 'online' : 'offline' }),
+      el('button', { type: 'button', class: 'who', 'data-action': 'profile', text: x.user.id === me().id ? `${x.user.name} (you)` : x.user.name }),
+      x.role !== 'member' ? el('span', { class: `tag ${x.role}`, text: x.role }) : null,
+      muted ? el('span', { class: 'tag muted', 'data-testid': 'muted', title: forever(x.muted_until) ? 'until lifted' : `until ${new Date(x.muted_until).toLocaleString()}`, text: 'muted' }) : null,
+      !x.online && x.last_seen ? el('span', { class: 'sub', text: `last seen ${ago(x.last_seen)}` }) : null,
+      acts.length ? el('span', { class: 'acts' }, ...acts) : null);
+  }));
+  $('ban-list').replaceChildren(...(p.bans.length ? p.bans.map((b) => el('li', { 'data-user-id': b.user.id, 'data-name': b.user.name },
+    el('span', { text: b.user.name }),
+    el('span', { class: 'sub', text: `by ${b.by.name}${b.until ? `, until ${new Date(b.until).toLocaleString()}` : ', until lifted'}` }),
+    el('span', { class: 'acts' }, el('button', { type: 'button', 'data-action': 'unban', text: 'Lift the ban' }))))
+    : [el('li', { class: 'muted', text: 'Nobody is banned.' })]));
+  $('audit-list').replaceChildren(...p.audit.map((e) => el('li', { 'data-action': e.action },
+    el('span', { text: auditText(e) }),
+    el('span', { class: 'meta', text: new Date(e.ts).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' }) }))));
+  $('audit-more').hidden = !p.auditMore;
+}
+
+const AUDIT_VERBS = {
+  update: 'changed the settings', role: 'changed the role of', invite: 'invited', invite_link: 'created an invite link',
+  kick: 'removed', ban: 'banned', unban: 'lifted the ban of', mute: 'muted', unmute: 'unmuted', close: 'closed the room',
+};
+
+function auditText(e) {
+  const detail = e.detail && typeof e.detail === 'object'
+    ? Object.entries(e.detail).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ') : '';
+  return `${e.actor.name} ${AUDIT_VERBS[e.action] ?? e.action}${e.target ? ` ${e.target.name}` : ''}${detail ? ` (${detail})` : ''}`;
+}
+
+async function moreAudit() {
+  const p = state.panel;
+  if (!p || !p.audit.length) return;
+  try {
+    const page = await state.rest.audit(p.room, { before: p.audit.at(-1).id, limit: AUDIT_PAGE });
+    if (state.panel !== p) return;
+    p.audit.push(...page.entries);
+    p.auditMore = page.has_more;
+    renderPanel();
+  } catch (e) {
+    panelStatus(`Could not read the audit log: ${e.message}`, 'error');
+  }
+}
+
+async function saveSettings(event) {
+  event.preventDefault();
+  const p = state.panel;
+  const room = p && state.rooms.get(p.room);
+  if (!room) return;
+  const patch = {};
+  const name = $('settings-name').value.trim();
+  const topic = $('settings-topic').value.trim();
+  const description = $('settings-description').value.trim();
+  const max = Number($('settings-max').value);
+  if (name && name !== room.name) patch.name = name;
+  if (topic !== (room.topic ?? '')) patch.topic = topic;
+  if (description !== (room.description ?? '')) patch.description = description;
+  if ($('settings-private').checked !== (room.private === true)) patch.private = $('settings-private').checked;
+  if (Number.isFinite(max) && max !== room.max_participants) patch.max_participants = max;
+  if (Object.keys(patch).length === 0) {
+    panelStatus('Nothing to change.');
+    return;
+  }
+  try {
+    const updated = await state.rest.updateRoom(p.room, patch);
+    const next = mergeRoom(updated);
+    if (!updated.role && room.role) next.role = room.role;
+    p.dirty = false;
+    fillSettings();
+    panelStatus('Saved.');
+    renderRooms();
+    updateTitle();
+    renderPanel();
+  } catch (e) {
+    panelStatus(e.code === 'conflict' ? 'There are more participants than that.' : `Not saved: ${e.message}`, 'error');
+  }
+}
+
+async function inviteUser(event) {
+  event.preventDefault();
+  const p = state.panel;
+  const user = $('invite-user-input').value.trim();
+  if (!p || !user) return;
+  try {
+    const inv = await state.rest.invite(p.room, user);
+    $('invite-user-input').value = '';
+    panelStatus(`Invited ${inv.user.name}.`);
+    loadPanel();
+  } catch (e) {
+    panelStatus(e.code === 'not_found' ? `There is no user ${user}.`
+      : e.code === 'conflict' ? `${user} is already here, or banned.` : `Could not invite: ${e.message}`, 'error');
+  }
+}
+
+let suggestTimer = null;
+/** Usernames starting with what is typed, as suggestions for the invite box. */
+function suggestUsers() {
+  clearTimeout(suggestTimer);
+  const q = $('invite-user-input').value.trim();
+  if (!q) return;
+  suggestTimer = setTimeout(async () => {
+    try {
+      const { users } = await state.rest.searchUsers(q, { limit: 8 });
+      $('invite-user-suggestions').replaceChildren(...users.map((u) => el('option', { value: u.name, label: u.display_name ? `${u.display_name} (${u.name})` : u.name })));
+    } catch {
+      /* suggestions are optional */
+    }
+  }, 200);
+}
+
+async function createLink(event) {
+  event.preventDefault();
+  const p = state.panel;
+  if (!p) return;
+  const uses = Number($('invite-link-uses').value);
+  const opts = { expiresIn: Number($('invite-link-expiry').value) };
+  if ($('invite-link-uses').value && Number.isFinite(uses)) opts.maxUses = uses;
+  try {
+    const link = await state.rest.createInviteLink(p.room, opts);
+    const url = new URL(location.href);
+    url.search = '';
+    url.hash = `join=${link.token}`;
+    const out = $('invite-link-output');
+    out.value = url.href;
+    out.hidden = false;
+    out.focus();
+    out.select();
+    panelStatus(`A link${link.max_uses ? ` for ${link.max_uses} ${link.max_uses === 1 ? 'use' : 'uses'}` : ''} until ${new Date(link.expires_at).toLocaleString()}; it is shown only now.`);
+    loadPanel();
+  } catch (e) {
+    panelStatus(`Could not create a link: ${e.message}`, 'error');
+  }
+}
+
+/** The buttons of the participant and ban lists. */
+async function onPanelClick(event) {
+  const button = event.target.closest('button[data-action]');
+  const li = event.target.closest('li[data-user-id]');
+  const p = state.panel;
+  if (!button || !li || !p) return;
+  const room = p.room;
+  const userId = li.dataset.userId;
+  const name = li.dataset.name;
+  const action = button.dataset.action;
+  if (action === 'profile') {
+    openProfile(userId);
+    return;
+  }
+  if (action === 'owner') {
+    p.handOver = userId;
+    renderPanel();
+    return;
+  }
+  const duration = Number($('sanction-duration').value) || undefined;
+  const opts = duration ? { duration } : {};
+  button.disabled = true;
+  try {
+    if (action === 'promote') await state.rest.setRole(room, userId, 'moderator');
+    else if (action === 'demote') await state.rest.setRole(room, userId, 'member');
+    else if (action === 'owner-confirm') await state.rest.setRole(room, userId, 'owner');
+    else if (action === 'kick') await state.rest.kick(room, userId);
+    else if (action === 'ban') await state.rest.ban(room, userId, opts);
+    else if (action === 'unban') await state.rest.unban(room, userId);
+    else if (action === 'mute') await state.rest.mute(room, userId, opts);
+    else if (action === 'unmute') await state.rest.unmute(room, userId);
+    else return;
+    p.handOver = null;
+    const done = {
+      promote: `${name} is a moderator now.`, demote: `${name} is a member now.`, 'owner-confirm': `${name} owns the room now.`,
+      kick: `${name} was removed.`, ban: `${name} was banned.`, unban: `${name}'s ban was lifted.`, mute: `${name} was muted.`, unmute: `${name} was unmuted.`,
+    };
+    panelStatus(done[action]);
+    if (action === 'owner-confirm') refreshRoom(room);
+  } catch (e) {
+    panelStatus(`Could not do that: ${e.message}`, 'error');
+  }
+  loadPanel();
+}
+
+async function leaveCurrentRoom() {
+  const p = state.panel;
+  if (!p) return;
+  const id = p.room;
+  const name = state.rooms.get(id)?.name ?? 'the room';
+  try {
+    state.leftHere.add(id);
+    await state.tp.leave(id);
+    leaveView(id, `You left # ${name}.`);
+  } catch (e) {
+    state.leftHere.delete(id);
+    panelStatus(e.code === 'conflict' ? 'The owner hands the room over (or closes it) before leaving.' : `Could not leave: ${e.message}`, 'error');
+  }
+}
+
+async function closeCurrentRoom(event) {
+  const p = state.panel;
+  if (!p) return;
+  const button = event.currentTarget;
+  if (button.dataset.confirm !== 'yes') {
+    button.dataset.confirm = 'yes';
+    button.textContent = 'Really close it? Click again';
+    return;
+  }
+  delete button.dataset.confirm;
+  button.textContent = 'Close this room for everyone';
+  try {
+    await state.rest.closeRoom(p.room);
+  } catch (e) {
+    panelStatus(`Could not close the room: ${e.message}`, 'error');
+  }
+}
+
+// ---------------------------------------------------------------- profiles
+
+function onProfile(p) {
+  state.profiles.set(p.id, p);
+  const entry = state.people.get(p.id);
+  if (entry) entry.display_name = p.display_name ?? null;
+  if (state.profileShown === p.id || state.profileShown === p.name) renderProfile(p);
+}
+
+async function openProfile(idOrName) {
+  const dialog = $('profile-card');
+  state.profileShown = idOrName;
+  const known = state.profiles.get(idOrName);
+  if (known) renderProfile(known);
+  else $('profile-body').replaceChildren(el('p', { class: 'muted', text: 'Loading the profile…' }));
+  $('profile-message').hidden = true;
+  $('profile-edit-open').hidden = true;
+  if (!dialog.open) dialog.showModal();
+  try {
+    const p = await state.rest.user(idOrName);
+    state.profiles.set(p.id, p);
+    if (state.profileShown === idOrName) renderProfile(p);
+  } catch (e) {
+    if (state.profileShown === idOrName) {
+      $('profile-body').replaceChildren(el('p', { class: 'error', text: e.code === 'not_found' ? 'No such user.' : `Could not read the profile: ${e.message}` }));
+    }
+  }
+}
+
+/** An https avatar: an image when the page's Content-Security-Policy lets it load (same origin), else a link. */
+function avatarNodes(p) {
+  const initial = el('span', { class: 'avatar', 'aria-hidden': 'true', text: (p.display_name || p.name || '?').slice(0, 1).toUpperCase() });
+  let url = null;
+  try {
+    url = p.avatar_url ? new URL(p.avatar_url) : null;
+  } catch {
+    url = null;
+  }
+  if (!url || url.protocol !== 'https:') return { picture: initial, link: null };
+  if (url.origin === location.origin) return { picture: el('img', { class: 'avatar', src: url.href, alt: '' }), link: null };
+  return { picture: initial, link: el('a', { href: url.href, target: '_blank', rel: 'noopener noreferrer', 'data-testid': 'profile-avatar-link', text: 'avatar ↗' }) };
+}
+
+function renderProfile(p) {
+  state.profileShown = p.id;
+  const mine = p.id === me().id;
+  const { picture, link } = avatarNodes(p);
+  const status = p.online ? p.status : 'offline';
+  $('profile-card').dataset.userId = p.id;
+  fill($('profile-body'),
+    el('div', { class: 'head' }, picture,
+      el('div', {},
+        el('h2', { 'data-testid': 'profile-name', text: p.display_name || p.name }),
+        el('span', { class: 'handle', text: `@${p.name}` }), link ? ' · ' : null, link)),
+    el('p', { class: 'status', 'data-testid': 'profile-status', 'data-status': status },
+      el('span', { class: 'dot', 'data-status': status }),
+      `${status}${p.status_text ? ` · ${p.status_text}` : ''}${!p.online && p.last_seen ? ` · last seen ${ago(p.last_seen)}` : ''}`),
+    p.bio ? el('p', { class: 'bio', 'data-testid': 'profile-bio-text', text: p.bio }) : null,
+    p.abilities?.length ? el('ul', { class: 'tags', 'data-testid': 'profile-abilities-list' }, ...p.abilities.map((a) => el('li', { text: a }))) : null);
+  $('profile-message').hidden = mine;
+  $('profile-edit-open').hidden = !mine;
+}
+
+function closeProfile() {
+  state.profileShown = null;
+  $('profile-card').close();
+}
+
+const PROFILE_FIELDS = ['profile-display-name', 'profile-bio', 'profile-avatar', 'profile-abilities'];
+
+/** The editor opens with its fields disabled until the profile is read, so nothing typed is overwritten. */
+async function openProfileEditor() {
+  closeProfile();
+  $('profile-error').textContent = '';
+  const save = $('profile-form').querySelector('button[type="submit"]');
+  for (const id of PROFILE_FIELDS) $(id).disabled = true;
+  save.disabled = true;
+  $('profile-edit').showModal();
+  try {
+    const p = await state.rest.me();
+    state.profiles.set(p.id, p);
+    $('profile-display-name').value = p.display_name ?? '';
+    $('profile-bio').value = p.bio ?? '';
+    $('profile-avatar').value = p.avatar_url ?? '';
+    $('profile-abilities').value = (p.abilities ?? []).join(', ');
+  } catch (e) {
+    // Saving blank fields would clear the profile: the form stays shut.
+    $('profile-error').textContent = `Could not read your profile: ${e.message}`;
+    return;
+  }
+  for (const id of PROFILE_FIELDS) $(id).disabled = false;
+  save.disabled = false;
+  $('profile-display-name').focus();
+}
+
+async function saveProfile(event) {
+  event.preventDefault();
+  const abilities = $('profile-abilities').value.split(',').map((a) => a.trim()).filter(Boolean);
+  const patch = {
+    display_name: $('profile-display-name').value.trim(),
+    bio: $('profile-bio').value.trim(),
+    avatar_url: $('profile-avatar').value.trim(),
+    abilities,
+  };
+  try {
+    const p = await state.rest.updateProfile(patch);
+    state.profiles.set(p.id, p);
+    $('profile-edit').close();
+    openProfile(p.id);
+  } catch (e) {
+    $('profile-error').textContent = `Not saved: ${e.message}`;
   }
 }
 
@@ -1238,8 +2033,52 @@ document.addEventListener('visibilitychange', () => {
   if (!document.hidden && state.current?.startsWith('room:')) scheduleRead(state.current.slice(5));
 });
 $('menu').addEventListener('click', toggleMenu);
+$('me').addEventListener('click', () => openProfile(me().id));
+$('invite-badge').addEventListener('click', openInvites);
+$('invite-list').addEventListener('click', onInviteClick);
+$('join-link-form').addEventListener('submit', submitJoinLink);
+$('banner-close').addEventListener('click', () => {
+  $('banner').hidden = true;
+});
+$('room-panel-open').addEventListener('click', () => (state.panel ? closePanel() : openPanel()));
+$('panel-close').addEventListener('click', closePanel);
+$('settings-form').addEventListener('submit', saveSettings);
+$('settings-form').addEventListener('input', () => {
+  if (state.panel) state.panel.dirty = true;
+});
+$('invite-user-form').addEventListener('submit', inviteUser);
+$('invite-user-input').addEventListener('input', suggestUsers);
+$('invite-link-form').addEventListener('submit', createLink);
+$('participant-list').addEventListener('click', onPanelClick);
+$('ban-list').addEventListener('click', onPanelClick);
+$('audit-more').addEventListener('click', moreAudit);
+$('room-leave').addEventListener('click', leaveCurrentRoom);
+$('room-close').addEventListener('click', closeCurrentRoom);
+$('profile-close').addEventListener('click', closeProfile);
+$('profile-card').addEventListener('close', () => {
+  state.profileShown = null;
+});
+$('profile-message').addEventListener('click', () => {
+  const id = $('profile-card').dataset.userId;
+  closeProfile();
+  if (id && id !== me().id) {
+    const p = state.profiles.get(id);
+    if (p && !state.people.has(id)) state.people.set(id, { id, name: p.name, status: p.online ? p.status : 'offline' });
+    openDm(id);
+  }
+});
+$('profile-edit-open').addEventListener('click', openProfileEditor);
+$('profile-form').addEventListener('submit', saveProfile);
+$('profile-cancel').addEventListener('click', () => $('profile-edit').close());
+window.addEventListener('hashchange', () => {
+  const token = takeLinkFromUrl();
+  if (!token) return;
+  if (state.rest) joinByLink(token);
+  else state.pendingLink = token;
+});
 setInterval(renderTyping, 1000);
 
+state.pendingLink = takeLinkFromUrl();
 const saved = loadSession();
 if (saved) start(saved);
 else $('login').hidden = false;

@@ -14,6 +14,11 @@
 // away are there when they come back (after a reconnect: replayed in seq
 // order; after a reload: from history); a thread reply; unread badges and
 // seen-by; search; a DM conversation that survives reloads on both sides.
+// Rooms people can run: an invitation into a private room arrives live and
+// is accepted, and a kick takes the room off the kicked user's page at once;
+// public rooms appear, change, turn private and close in another user's list
+// without a reload, and an invite link (#join=…) brings them in; a profile
+// edited by one user shows on another's card and follows changes live.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -600,4 +605,190 @@ test('a DM conversation survives a reload; an edit made while the reader is away
   assert.deepEqual(h.errors, []);
   await h.context.close();
   await i.context.close();
+});
+
+// ---------------------------------------------------------------- rooms people can run
+
+/** A room's entry in the sidebar lists (yours and public). */
+const roomItem = (page, name) => page.getByTestId('room-list').locator('li[data-room-id]', { hasText: name });
+
+test('an owner invites a user into a private room: the invite arrives live, is accepted, the two chat; a kick takes the room away at once', async () => {
+  const o = await loggedIn('olga');
+  const p = await loggedIn('pavel', { width: 390, height: 844 }); // a phone
+  await p.page.evaluate(() => {
+    window.sameDocument = true; // gone if the page reloads
+  });
+
+  // Olga creates a private room: Pavel's lists do not show it.
+  await o.page.getByTestId('room-create-name').fill('hideout');
+  await o.page.getByTestId('room-create-private').check();
+  await o.page.getByTestId('room-create-submit').click();
+  await o.page.locator('#conv-title', { hasText: 'hideout' }).waitFor(WAIT);
+  const roomId = await roomItem(o.page, 'hideout').getAttribute('data-room-id');
+  assert.equal(await o.page.getByTestId('my-rooms').locator(`li[data-room-id="${roomId}"][data-private="true"][data-role="owner"]`).count(), 1);
+  assert.equal(await roomItem(p.page, 'hideout').count(), 0, 'a private room is not listed for others');
+
+  // She invites Pavel by name from the room panel.
+  await o.page.getByTestId('room-panel-open').click();
+  await o.page.getByTestId('room-panel').waitFor(WAIT);
+  await o.page.getByTestId('invite-user-input').fill('pavel');
+  await o.page.getByTestId('invite-user-submit').click();
+  await o.page.getByTestId('panel-status').filter({ hasText: 'Invited pavel.' }).waitFor(WAIT);
+
+  // Pavel's inbox gets it live: a badge, then accept.
+  await p.page.getByTestId('invite-count').filter({ hasText: /^1$/ }).waitFor(WAIT);
+  await p.page.getByTestId('invite-badge').click();
+  const invite = p.page.getByTestId('invite-list').locator('li[data-room-name="hideout"]');
+  await invite.getByText('from olga').waitFor(WAIT);
+  await invite.getByTestId('invite-accept').click();
+  await p.page.locator('#conv-title', { hasText: 'hideout' }).waitFor(WAIT);
+  await p.page.getByTestId('invite-badge').waitFor({ ...WAIT, state: 'hidden' });
+  await p.page.getByTestId('my-rooms').locator(`li[data-room-id="${roomId}"][data-role="member"]`).waitFor(PRESENT);
+
+  // The two chat.
+  await say(p.page, 'thanks for having me');
+  await row(o.page, 'thanks for having me').waitFor(WAIT);
+  await say(o.page, 'welcome, pavel');
+  await row(p.page, 'welcome, pavel').waitFor(WAIT);
+  // Olga's panel lists him (live, from his join).
+  const pavelThere = o.page.getByTestId('participant-list').locator('li[data-name="pavel"][data-role="member"]');
+  await pavelThere.waitFor(WAIT);
+  await o.page.screenshot({ path: path.join(ARTIFACTS, 'rooms-owner-panel.png') });
+  // Pavel's panel shows who is who, and no moderation tools for a member.
+  await p.page.getByTestId('room-panel-open').click();
+  await p.page.getByTestId('participant-list').locator('li[data-name="olga"][data-role="owner"]').waitFor(WAIT);
+  assert.equal(await p.page.getByTestId('room-settings').isHidden(), true);
+  assert.equal(await p.page.locator('#sanction-box').isHidden(), true);
+  assert.equal(await p.page.getByTestId('participant-list').locator('button[data-action="kick"]').count(), 0);
+
+  // Olga kicks him: his page leaves the room at once, without a reload.
+  await pavelThere.locator('button[data-action="kick"]').click();
+  await p.page.getByTestId('banner').filter({ hasText: 'You were removed from # hideout by olga.' }).waitFor(WAIT);
+  await p.page.locator('#conv-title', { hasText: 'Pick a room' }).waitFor(WAIT);
+  assert.equal(await roomItem(p.page, 'hideout').count(), 0, 'the room left his lists');
+  assert.equal(await p.page.locator('#message-items > li').count(), 0, 'its messages are off the screen');
+  assert.equal(await p.page.getByTestId('message-input').isDisabled(), true);
+  assert.equal(await p.page.getByTestId('room-panel').isHidden(), true, 'its panel closed too');
+  assert.equal(await p.page.evaluate(() => window.sameDocument), true, 'no reload');
+  assert.deepEqual(await p.page.evaluate(() => window.telepath.rooms()), [], 'the SDK forgot the room');
+  await o.page.getByTestId('messages').getByText('pavel was removed by olga.').waitFor(WAIT);
+  await pavelThere.waitFor({ ...WAIT, state: 'detached' });
+  await o.page.getByTestId('audit-log').locator('li[data-action="kick"]', { hasText: 'olga removed pavel' }).waitFor(WAIT);
+  // Nothing of the room reaches him any more.
+  await say(o.page, 'after he left');
+  await p.page.waitForTimeout(300);
+  assert.equal(await p.page.getByText('after he left').count(), 0);
+
+  await p.page.screenshot({ path: path.join(ARTIFACTS, 'rooms-kicked-phone.png') });
+  assert.deepEqual(o.errors, []);
+  assert.deepEqual(p.errors, []);
+  await o.context.close();
+  await p.context.close();
+});
+
+test('a user already on the page sees a new public room appear, change and go without a reload; an invite link brings them in', async () => {
+  const q = await loggedIn('quinn');
+  await q.page.evaluate(() => {
+    window.sameDocument = true;
+  });
+  const r = await loggedIn('rosa');
+
+  // Rosa creates a public room: it appears in Quinn's public rooms.
+  await r.page.getByTestId('room-create-name').fill('greenhouse');
+  await r.page.getByTestId('room-create-submit').click();
+  await r.page.locator('#conv-title', { hasText: 'greenhouse' }).waitFor(WAIT);
+  await q.page.getByTestId('public-rooms').locator('li', { hasText: 'greenhouse' }).waitFor(WAIT);
+
+  // She renames it and gives it a topic: Quinn's list follows.
+  await r.page.getByTestId('room-panel-open').click();
+  await r.page.getByTestId('settings-name').fill('glasshouse');
+  await r.page.getByTestId('settings-topic').fill('tomatoes and basil');
+  await r.page.getByTestId('settings-save').click();
+  await r.page.getByTestId('panel-status').filter({ hasText: 'Saved.' }).waitFor(WAIT);
+  await r.page.locator('#conv-note', { hasText: 'tomatoes and basil' }).waitFor(WAIT);
+  const renamed = q.page.getByTestId('public-rooms').locator('li', { hasText: 'glasshouse' });
+  await renamed.waitFor(WAIT);
+  assert.equal(await renamed.getAttribute('title'), 'tomatoes and basil');
+  assert.equal(await roomItem(q.page, 'greenhouse').count(), 0);
+
+  // It turns private: it leaves Quinn's list.
+  await r.page.getByTestId('settings-private').check();
+  await r.page.getByTestId('settings-save').click();
+  await renamed.waitFor({ ...WAIT, state: 'detached' });
+
+  // An invite link from the panel; Quinn opens it (the page's own URL with #join=…).
+  await r.page.getByTestId('invite-link-create').click();
+  const output = r.page.getByTestId('invite-link-output');
+  await output.waitFor(WAIT);
+  const link = await output.inputValue();
+  assert.match(link, /#join=[A-Za-z0-9_-]{43}$/);
+  await q.page.goto(link);
+  await q.page.locator('#conv-title', { hasText: 'glasshouse' }).waitFor(WAIT);
+  await q.page.getByTestId('my-rooms').locator('li[data-private="true"]', { hasText: 'glasshouse' }).waitFor(PRESENT);
+  assert.equal(await q.page.evaluate(() => location.hash), '', 'the token leaves the URL');
+  await say(q.page, 'came in through the link');
+  await row(r.page, 'came in through the link').waitFor(WAIT);
+
+  // Rosa closes it: it goes from Quinn's list too.
+  await r.page.getByTestId('room-close').click();
+  await r.page.getByTestId('room-close').click(); // confirm
+  await q.page.getByTestId('messages').getByText('This room was closed by rosa.').waitFor(WAIT);
+  await roomItem(q.page, 'glasshouse').waitFor({ ...WAIT, state: 'detached' });
+  assert.equal(await q.page.evaluate(() => window.sameDocument), true, 'no reload');
+
+  await q.page.screenshot({ path: path.join(ARTIFACTS, 'rooms-directory.png') });
+  assert.deepEqual(q.errors, []);
+  assert.deepEqual(r.errors, []);
+  await q.context.close();
+  await r.context.close();
+});
+
+test('profiles: a user edits theirs; another sees the card from a message, and it follows changes live', async () => {
+  const s = await loggedIn('sana');
+  await s.page.getByTestId('room-create-name').fill('studio');
+  await s.page.getByTestId('room-create-submit').click();
+  await s.page.locator('#conv-title', { hasText: 'studio' }).waitFor(WAIT);
+  const t = await loggedIn('tomas');
+  await openRoomIn(t.page, 'studio');
+  await say(s.page, 'hello from sana');
+  await row(t.page, 'hello from sana').waitFor(WAIT);
+
+  // Sana edits her profile from her name in the top bar.
+  await s.page.getByTestId('my-profile').click();
+  await s.page.getByTestId('profile-edit-open').click();
+  await s.page.getByTestId('profile-display-name').fill('Sana S.');
+  await s.page.getByTestId('profile-bio').fill('draws and codes');
+  await s.page.getByTestId('profile-abilities').fill('drawing, rust, drawing');
+  await s.page.getByTestId('profile-avatar').fill('https://example.com/sana.png');
+  await s.page.getByTestId('profile-save').click();
+  const mine = s.page.getByTestId('profile-card');
+  await mine.getByTestId('profile-name').filter({ hasText: 'Sana S.' }).waitFor(WAIT);
+  assert.deepEqual(await mine.getByTestId('profile-abilities-list').locator('li').allTextContents(), ['drawing', 'rust']);
+  await s.page.getByTestId('profile-close').click();
+
+  // Tomas opens her card from her message.
+  await row(t.page, 'hello from sana').locator('button.author').click();
+  const card = t.page.getByTestId('profile-card');
+  await card.getByTestId('profile-name').filter({ hasText: 'Sana S.' }).waitFor(WAIT);
+  await card.getByText('@sana').waitFor(WAIT);
+  assert.equal(await card.getByTestId('profile-bio-text').textContent(), 'draws and codes');
+  assert.deepEqual(await card.getByTestId('profile-abilities-list').locator('li').allTextContents(), ['drawing', 'rust']);
+  assert.equal(await card.getByTestId('profile-status').getAttribute('data-status'), 'online');
+  // The avatar is on another origin: the page's CSP keeps images same-origin, so it is a link.
+  assert.equal(await card.getByTestId('profile-avatar-link').getAttribute('href'), 'https://example.com/sana.png');
+  assert.equal(await t.page.getByTestId('profile-edit-open').isHidden(), true, 'not his to edit');
+
+  // She changes her display name: the open card follows (the profile event).
+  await s.page.getByTestId('my-profile').click();
+  await s.page.getByTestId('profile-edit-open').click();
+  await s.page.getByTestId('profile-display-name').fill('Sana the Painter');
+  await s.page.getByTestId('profile-save').click();
+  await card.getByTestId('profile-name').filter({ hasText: 'Sana the Painter' }).waitFor(WAIT);
+
+  await t.page.screenshot({ path: path.join(ARTIFACTS, 'rooms-profile.png') });
+  await t.page.getByTestId('profile-close').click();
+  assert.deepEqual(s.errors, []);
+  assert.deepEqual(t.errors, []);
+  await s.context.close();
+  await t.context.close();
 });

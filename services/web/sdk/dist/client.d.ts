@@ -1,5 +1,5 @@
 import { TelepathError } from "./errors.js";
-import type { Broadcast, Bye, ChosenStatus, DeleteReply, DirectMessage, DmReply, EditReply, HistoryQuery, JoinReply, MemberEvent, MessageDeletedEvent, MessageEditedEvent, MessagePage, PresenceEvent, ReactionEvent, ReactReply, ReadReply, ReceiptEvent, RoomClosed, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
+import type { Broadcast, Bye, ChosenStatus, DeleteReply, DirectMessage, DmReply, EditReply, HistoryQuery, Invite, JoinReply, MemberEvent, MessageDeletedEvent, MessageEditedEvent, MessagePage, PresenceEvent, Profile, ReactionEvent, ReactReply, ReadReply, ReceiptEvent, RoomClosed, RoomEvent, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 /** A token, or a callback giving one (called on every (re)connect and before `exp` to `refresh`). */
 export type TokenSource = string | (() => string | Promise<string>);
@@ -100,8 +100,22 @@ export interface TelepathEvents {
     broadcast: Broadcast;
     presence: PresenceEvent;
     typing: TypingEvent;
+    /**
+     * Joined, left (`reason` `kicked`/`banned` when a moderator removed them),
+     * a new `role`, `muted` (`until`), `unmuted`. When the user is us and the
+     * action is `left`, the room is forgotten (not rejoined after reconnects);
+     * the server's second copy of an event about us is dropped.
+     */
     member: MemberEvent;
+    /** An invitation for us (live, and pending ones after each welcome): each id once per client. */
+    invite: Invite;
+    /** A room was created: public rooms for everyone, a private one for its creator. */
+    room_created: RoomEvent;
+    /** A room changed (a public one, one that just turned private, or a private one we take part in). */
+    room_updated: RoomEvent;
     room_closed: RoomClosed;
+    /** A profile changed: ours, or that of someone sharing a room with us. */
+    profile: Profile;
     bye: Bye;
     error: ServerError;
     /** After every successful (re)join. */
@@ -163,6 +177,10 @@ export declare class Telepath {
     private pendingDmAcks;
     private rest?;
     private typingSentAt;
+    /** Invitation ids already emitted (the server sends pending ones again after every welcome). */
+    private readonly seenInvites;
+    /** Per room: the last member event about us that was not `joined`, to drop the server's second copy. */
+    private readonly lastSelfMember;
     private tokens;
     private capacity;
     private ratePerMs;
@@ -203,7 +221,11 @@ export declare class Telepath {
     join(room: string, opts?: {
         since?: number;
     }): Promise<JoinReply>;
-    /** Leaves a room (ends participation); it is forgotten at once, so it is not rejoined. */
+    /**
+     * Leaves a room (ends participation); it is forgotten at once, so it is not
+     * rejoined. The room's owner may not leave it (`conflict`: they hand it
+     * over or close it first): the room is then joined again with `since`.
+     */
     leave(room: string): Promise<{
         room: string;
     }>;
@@ -286,6 +308,15 @@ export declare class Telepath {
     private salvage;
     private failItem;
     private onData;
+    /**
+     * A `member` event. One about us (not `joined`) also comes through our own
+     * channel, so it may arrive twice: a copy identical to the previous one for
+     * that room, with no successful join of the room in between, is dropped.
+     * Our own `left` (on another connection, or `kicked`/`banned` by a
+     * moderator) forgets the room: the server stopped relaying it to this
+     * connection, and it is not rejoined after reconnects.
+     */
+    private onMember;
     private onWelcome;
     private onReply;
     /** Runs `fn` after `ms` on this connection; if the socket drops first, `it` goes back to the queue. */

@@ -11,6 +11,10 @@ const HISTORY_PAGE = 500;
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_MS = 5000;
 const MAX_TIMER_MS = 2_147_483_647;
+/** How long a socket that erred before its welcome may take to close before it is given up. */
+const ERROR_CLOSE_GRACE_MS = 100;
+/** A member event about us identical to the previous one within this window is the server's second copy. */
+const SELF_MEMBER_REPEAT_MS = 10_000;
 /**
  * A Telepath WebSocket client: reconnects with backoff, rejoins rooms with
  * `since` so nothing is missed or repeated, queues sends and DMs while
@@ -50,6 +54,10 @@ export class Telepath {
     pendingDmAcks = new Set();
     rest;
     typingSentAt = new Map();
+    /** Invitation ids already emitted (the server sends pending ones again after every welcome). */
+    seenInvites;
+    /** Per room: the last member event about us that was not `joined`, to drop the server's second copy. */
+    lastSelfMember = new Map();
     tokens = 0;
     capacity = 40;
     ratePerMs = 0.045;
@@ -67,6 +75,7 @@ export class Telepath {
         this.opts = { ...opts };
         this.tokenSource = opts.token;
         this.seenDms = new BoundedMap(opts.dmMemory ?? 2000);
+        this.seenInvites = new BoundedMap(1000);
     }
     // -------------------------------------------------------------------------
     // Public API
@@ -156,12 +165,27 @@ export class Telepath {
             this.pump();
         });
     }
-    /** Leaves a room (ends participation); it is forgotten at once, so it is not rejoined. */
+    /**
+     * Leaves a room (ends participation); it is forgotten at once, so it is not
+     * rejoined. The room's owner may not leave it (`conflict`: they hand it
+     * over or close it first): the room is then joined again with `since`.
+     */
     leave(room) {
         const entry = this.roomMap.get(room);
+        const since = entry?.joined ? this.contiguous(entry) : undefined;
         if (entry)
             this.forgetRoom(entry, new TelepathError("cancelled", "left the room"));
-        return this.enqueueRequest("request", { type: "leave", room });
+        const p = this.enqueueRequest("request", { type: "leave", room });
+        if (entry?.joined) {
+            p.catch((err) => {
+                if (err?.code !== "conflict" || this.roomMap.has(room) || this._state === "closed")
+                    return;
+                this.join(room, since !== undefined ? { since } : undefined).catch(() => {
+                    /* rejoin_error and the join's own failure say enough */
+                });
+            });
+        }
+        return p;
     }
     /** Sends a room message; queued while disconnected and resent after a drop with the same client_id. */
     send(room, body, opts) {
@@ -369,7 +393,24 @@ export class Telepath {
             this.disconnected(ev.code ?? 1006, ev.reason ?? "", this.ready);
         };
         ws.onerror = () => {
-            /* a close event follows */
+            // Browsers follow an error with a close event. Node 20's WebSocket does
+            // not when the handshake fails (refused, reset: a server restarting),
+            // which would leave the attempt waiting for the welcome timeout: a
+            // socket that errs before its welcome and gets no close is given up.
+            if (this.ws !== ws || this.ready)
+                return;
+            setTimeout(() => {
+                if (this.ws !== ws || this.ready)
+                    return;
+                this.detach(ws);
+                try {
+                    ws.close();
+                }
+                catch {
+                    /* not open yet */
+                }
+                this.disconnected(undefined, "the connection failed", false);
+            }, ERROR_CLOSE_GRACE_MS);
         };
         const connectTimeout = this.opts.connectTimeoutMs ?? this.opts.requestTimeoutMs ?? 10_000;
         this.welcomeTimer = setTimeout(() => {
@@ -605,15 +646,24 @@ export class Telepath {
             case "typing":
                 this.events.emit("typing", frame);
                 break;
-            case "member": {
-                // Left on another connection of ours: the server stopped relaying the
-                // room to this one too, so it is no longer rejoined after reconnects.
-                const e = frame.action === "left" && frame.user.id === this.user?.id ? this.roomMap.get(frame.room) : undefined;
-                if (e && e.joined)
-                    this.forgetRoom(e, new TelepathError("cancelled", "left the room on another connection"));
-                this.events.emit("member", frame);
+            case "member":
+                this.onMember(frame);
                 break;
-            }
+            case "invite":
+                if (typeof frame.id !== "string" || this.seenInvites.has(frame.id))
+                    break;
+                this.seenInvites.set(frame.id, true);
+                this.events.emit("invite", frame);
+                break;
+            case "room_created":
+                this.events.emit("room_created", frame);
+                break;
+            case "room_updated":
+                this.events.emit("room_updated", frame);
+                break;
+            case "profile":
+                this.events.emit("profile", frame);
+                break;
             case "room_closed": {
                 const e = this.roomMap.get(frame.room);
                 if (e)
@@ -628,6 +678,41 @@ export class Telepath {
                 this.events.emit("error", frame);
                 break;
         }
+    }
+    /**
+     * A `member` event. One about us (not `joined`) also comes through our own
+     * channel, so it may arrive twice: a copy identical to the previous one for
+     * that room, with no successful join of the room in between, is dropped.
+     * Our own `left` (on another connection, or `kicked`/`banned` by a
+     * moderator) forgets the room: the server stopped relaying it to this
+     * connection, and it is not rejoined after reconnects.
+     */
+    onMember(frame) {
+        const me = this.user?.id;
+        if (me === undefined || frame.user?.id !== me || frame.action === "joined") {
+            this.events.emit("member", frame);
+            return;
+        }
+        const key = JSON.stringify([frame.action, frame.reason ?? null, frame.by?.id ?? null, frame.role ?? null, frame.until ?? null]);
+        const last = this.lastSelfMember.get(frame.room);
+        const now = Date.now();
+        if (last && last.key === key && now - last.at < SELF_MEMBER_REPEAT_MS)
+            return;
+        this.lastSelfMember.set(frame.room, { key, at: now });
+        if (this.lastSelfMember.size > 1000)
+            this.lastSelfMember.delete(this.lastSelfMember.keys().next().value);
+        if (frame.action === "left") {
+            const e = this.roomMap.get(frame.room);
+            // Removed by a moderator: forget even a join still under way (its room is not ours any more).
+            const removed = frame.reason === "kicked" || frame.reason === "banned";
+            if (e && (e.joined || removed)) {
+                const err = removed
+                    ? new TelepathError("forbidden", `removed from the room (${frame.reason})`)
+                    : new TelepathError("cancelled", "left the room on another connection");
+                this.forgetRoom(e, err);
+            }
+        }
+        this.events.emit("member", frame);
     }
     onWelcome(w) {
         if (this.welcomeTimer)
@@ -758,6 +843,8 @@ export class Telepath {
             return;
         }
         const rejoin = entry.joined;
+        // A participant again: the next member event about us is news, even if it looks like the last one.
+        this.lastSelfMember.delete(entry.room);
         entry.joined = true;
         entry.rejoinFailures = 0;
         entry.replySeq = data.seq;

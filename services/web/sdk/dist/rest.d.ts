@@ -1,4 +1,4 @@
-import type { ConnectionAnalytics, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, MessagePage, OnlineUser, Participant, Room, SearchPage, SearchQuery, ThreadPage, ThreadQuery, User } from "./types.js";
+import type { AuditPage, Ban, ConnectionAnalytics, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, Invite, InviteLink, JoinedRoom, MessagePage, OnlineUser, Participant, Profile, ProfilePatch, Room, RoomPatch, RoomRole, SearchPage, SearchQuery, ThreadPage, ThreadQuery, User, UserHits } from "./types.js";
 export interface TelepathRestOptions {
     /** The api's origin, e.g. `http://127.0.0.1:8080` ("" for the page's own origin in a browser). */
     baseUrl: string;
@@ -7,7 +7,7 @@ export interface TelepathRestOptions {
     /** fetch implementation (default globalThis.fetch). */
     fetch?: typeof fetch;
 }
-type Method = "GET" | "POST" | "DELETE";
+type Method = "GET" | "POST" | "PATCH" | "DELETE";
 /**
  * The REST api over fetch. Every non-2xx answer rejects with
  * TelepathError(code, message, status) from the `{"error":{code,message}}`
@@ -52,6 +52,68 @@ export declare class TelepathRest {
     pendingDms(): Promise<DirectMessage[]>;
     /** Where one DM stands (sender or recipient only). */
     dmState(id: string): Promise<DmState>;
+    /**
+     * One room with `member_count`, `online_count`, `topic` and the caller's
+     * `role` (absent when not a participant); 404 for a private room the caller
+     * is not in, and for one they were kicked or banned from.
+     */
+    getRoom(id: string): Promise<Room>;
+    /** Owner/moderators: changes any of name, description, topic, max_participants, private (`""` clears description/topic); `room_updated` follows. */
+    updateRoom(id: string, patch: RoomPatch): Promise<Room>;
+    /**
+     * Owner/admins: sets a participant's role (`userId`: the user's id, or their username);
+     * `owner` hands the room over (the old owner becomes a moderator).
+     * Resolves with the participant.
+     */
+    setRole(room: string, userId: string, role: RoomRole): Promise<Participant>;
+    /** Owner/moderators: invites a user (id or username); the pending invitation if there is one already. */
+    invite(room: string, user: string): Promise<Invite>;
+    /** The caller's pending invitations into open rooms, newest first. */
+    invites(): Promise<Invite[]>;
+    /** The invitee joins the room (even a private one). */
+    acceptInvite(id: string): Promise<JoinedRoom>;
+    declineInvite(id: string): Promise<void>;
+    /**
+     * Owner/moderators: a link anyone can join the room with. `maxUses`
+     * 1–100000 (default unlimited), `expiresIn` seconds 60–2592000 (default 7
+     * days). The token is shown once.
+     */
+    createInviteLink(room: string, opts?: {
+        maxUses?: number;
+        expiresIn?: number;
+    }): Promise<InviteLink>;
+    /** Joins the room of an invite link (a participant already: the same answer, no use counted). */
+    joinByLink(token: string): Promise<JoinedRoom>;
+    /** Owner/moderators: removes a participant (`member` `left` `reason: "kicked"`); they may join a public room again. */
+    kick(room: string, user: string): Promise<void>;
+    /** Owner/moderators: bans a user (`duration` in seconds; absent: until lifted), removing them if they take part. */
+    ban(room: string, user: string, opts?: {
+        duration?: number;
+    }): Promise<void>;
+    unban(room: string, user: string): Promise<void>;
+    /** Owner/moderators: the bans in force, newest first. */
+    bans(room: string): Promise<Ban[]>;
+    /** Owner/moderators: a participant may read but not send, edit, react or type (`duration` seconds; absent: until lifted). */
+    mute(room: string, user: string, opts?: {
+        duration?: number;
+    }): Promise<void>;
+    unmute(room: string, user: string): Promise<void>;
+    /** Owner/moderators: the room's audit log, newest first; `before` an entry id, `limit` 1–200 (default 50). */
+    audit(room: string, q?: {
+        before?: number;
+        limit?: number;
+    }): Promise<AuditPage>;
+    /** A user's profile, by id or username (404 for an unknown user). */
+    user(idOrName: string): Promise<Profile>;
+    /** The caller's profile. */
+    me(): Promise<Profile>;
+    /** Changes the caller's profile (`""`/`[]` clears a field); resolves with it, and a `profile` event follows. */
+    updateProfile(patch: ProfilePatch): Promise<Profile>;
+    /** Users whose username starts with `q` (case-sensitive), by username; pass `next` as `after` for the next page. `limit` 1–50 (default 20). */
+    searchUsers(q: string, opts?: {
+        after?: string;
+        limit?: number;
+    }): Promise<UserHits>;
     /** Admins only. */
     broadcast(body: string): Promise<{
         id: string;

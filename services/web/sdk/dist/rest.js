@@ -91,6 +91,109 @@ export class TelepathRest {
     dmState(id) {
         return this.call("GET", `/dms/${enc(id)}`);
     }
+    // ---------------------------------------------------------------------
+    // Rooms people can run: settings, roles, invitations, moderation, profiles
+    // ---------------------------------------------------------------------
+    /**
+     * One room with `member_count`, `online_count`, `topic` and the caller's
+     * `role` (absent when not a participant); 404 for a private room the caller
+     * is not in, and for one they were kicked or banned from.
+     */
+    getRoom(id) {
+        return this.call("GET", `/rooms/${enc(id)}`);
+    }
+    /** Owner/moderators: changes any of name, description, topic, max_participants, private (`""` clears description/topic); `room_updated` follows. */
+    updateRoom(id, patch) {
+        return this.call("PATCH", `/rooms/${enc(id)}`, patch);
+    }
+    /**
+     * Owner/admins: sets a participant's role (`userId`: the user's id, or their username);
+     * `owner` hands the room over (the old owner becomes a moderator).
+     * Resolves with the participant.
+     */
+    setRole(room, userId, role) {
+        return this.call("PATCH", `/rooms/${enc(room)}/participants/${enc(userId)}`, { role });
+    }
+    /** Owner/moderators: invites a user (id or username); the pending invitation if there is one already. */
+    invite(room, user) {
+        return this.call("POST", `/rooms/${enc(room)}/invites`, { user });
+    }
+    /** The caller's pending invitations into open rooms, newest first. */
+    async invites() {
+        return (await this.call("GET", "/invites")).invites;
+    }
+    /** The invitee joins the room (even a private one). */
+    acceptInvite(id) {
+        return this.call("POST", `/invites/${enc(id)}/accept`);
+    }
+    async declineInvite(id) {
+        await this.call("POST", `/invites/${enc(id)}/decline`);
+    }
+    /**
+     * Owner/moderators: a link anyone can join the room with. `maxUses`
+     * 1–100000 (default unlimited), `expiresIn` seconds 60–2592000 (default 7
+     * days). The token is shown once.
+     */
+    createInviteLink(room, opts = {}) {
+        const body = {};
+        if (opts.maxUses !== undefined)
+            body["max_uses"] = opts.maxUses;
+        if (opts.expiresIn !== undefined)
+            body["expires_in"] = opts.expiresIn;
+        return this.call("POST", `/rooms/${enc(room)}/invite-links`, body);
+    }
+    /** Joins the room of an invite link (a participant already: the same answer, no use counted). */
+    joinByLink(token) {
+        return this.call("POST", `/join/${enc(token)}`);
+    }
+    /** Owner/moderators: removes a participant (`member` `left` `reason: "kicked"`); they may join a public room again. */
+    async kick(room, user) {
+        await this.call("POST", `/rooms/${enc(room)}/kick`, { user });
+    }
+    /** Owner/moderators: bans a user (`duration` in seconds; absent: until lifted), removing them if they take part. */
+    async ban(room, user, opts = {}) {
+        const body = { user };
+        if (opts.duration !== undefined)
+            body["duration"] = opts.duration;
+        await this.call("POST", `/rooms/${enc(room)}/ban`, body);
+    }
+    async unban(room, user) {
+        await this.call("DELETE", `/rooms/${enc(room)}/ban/${enc(user)}`);
+    }
+    /** Owner/moderators: the bans in force, newest first. */
+    async bans(room) {
+        return (await this.call("GET", `/rooms/${enc(room)}/bans`)).bans;
+    }
+    /** Owner/moderators: a participant may read but not send, edit, react or type (`duration` seconds; absent: until lifted). */
+    async mute(room, user, opts = {}) {
+        const body = { user };
+        if (opts.duration !== undefined)
+            body["duration"] = opts.duration;
+        await this.call("POST", `/rooms/${enc(room)}/mute`, body);
+    }
+    async unmute(room, user) {
+        await this.call("DELETE", `/rooms/${enc(room)}/mute/${enc(user)}`);
+    }
+    /** Owner/moderators: the room's audit log, newest first; `before` an entry id, `limit` 1–200 (default 50). */
+    audit(room, q = {}) {
+        return this.call("GET", `/rooms/${enc(room)}/audit${query({ before: q.before, limit: q.limit })}`);
+    }
+    /** A user's profile, by id or username (404 for an unknown user). */
+    user(idOrName) {
+        return this.call("GET", `/users/${enc(idOrName)}`);
+    }
+    /** The caller's profile. */
+    me() {
+        return this.call("GET", "/users/me");
+    }
+    /** Changes the caller's profile (`""`/`[]` clears a field); resolves with it, and a `profile` event follows. */
+    updateProfile(patch) {
+        return this.call("PATCH", "/users/me", patch);
+    }
+    /** Users whose username starts with `q` (case-sensitive), by username; pass `next` as `after` for the next page. `limit` 1–50 (default 20). */
+    searchUsers(q, opts = {}) {
+        return this.call("GET", `/users${query({ q, after: opts.after, limit: opts.limit })}`);
+    }
     /** Admins only. */
     broadcast(body) {
         return this.call("POST", "/messages/broadcast", { body });

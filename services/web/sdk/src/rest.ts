@@ -1,5 +1,7 @@
 import { TelepathError } from "./errors.js";
 import type {
+  AuditPage,
+  Ban,
   ConnectionAnalytics,
   CreateRoom,
   DirectMessage,
@@ -8,16 +10,24 @@ import type {
   DmQuery,
   DmState,
   HistoryQuery,
+  Invite,
+  InviteLink,
+  JoinedRoom,
   LoginResponse,
   MessagePage,
   OnlineUser,
   Participant,
+  Profile,
+  ProfilePatch,
   Room,
+  RoomPatch,
+  RoomRole,
   SearchPage,
   SearchQuery,
   ThreadPage,
   ThreadQuery,
   User,
+  UserHits,
 } from "./types.js";
 
 export interface TelepathRestOptions {
@@ -29,7 +39,7 @@ export interface TelepathRestOptions {
   fetch?: typeof fetch;
 }
 
-type Method = "GET" | "POST" | "DELETE";
+type Method = "GET" | "POST" | "PATCH" | "DELETE";
 
 /**
  * The REST api over fetch. Every non-2xx answer rejects with
@@ -132,6 +142,126 @@ export class TelepathRest {
   /** Where one DM stands (sender or recipient only). */
   dmState(id: string): Promise<DmState> {
     return this.call<DmState>("GET", `/dms/${enc(id)}`);
+  }
+
+  // ---------------------------------------------------------------------
+  // Rooms people can run: settings, roles, invitations, moderation, profiles
+  // ---------------------------------------------------------------------
+
+  /**
+   * One room with `member_count`, `online_count`, `topic` and the caller's
+   * `role` (absent when not a participant); 404 for a private room the caller
+   * is not in, and for one they were kicked or banned from.
+   */
+  getRoom(id: string): Promise<Room> {
+    return this.call<Room>("GET", `/rooms/${enc(id)}`);
+  }
+
+  /** Owner/moderators: changes any of name, description, topic, max_participants, private (`""` clears description/topic); `room_updated` follows. */
+  updateRoom(id: string, patch: RoomPatch): Promise<Room> {
+    return this.call<Room>("PATCH", `/rooms/${enc(id)}`, patch);
+  }
+
+  /**
+   * Owner/admins: sets a participant's role (`userId`: the user's id, or their username);
+   * `owner` hands the room over (the old owner becomes a moderator).
+   * Resolves with the participant.
+   */
+  setRole(room: string, userId: string, role: RoomRole): Promise<Participant> {
+    return this.call<Participant>("PATCH", `/rooms/${enc(room)}/participants/${enc(userId)}`, { role });
+  }
+
+  /** Owner/moderators: invites a user (id or username); the pending invitation if there is one already. */
+  invite(room: string, user: string): Promise<Invite> {
+    return this.call<Invite>("POST", `/rooms/${enc(room)}/invites`, { user });
+  }
+
+  /** The caller's pending invitations into open rooms, newest first. */
+  async invites(): Promise<Invite[]> {
+    return (await this.call<{ invites: Invite[] }>("GET", "/invites")).invites;
+  }
+
+  /** The invitee joins the room (even a private one). */
+  acceptInvite(id: string): Promise<JoinedRoom> {
+    return this.call<JoinedRoom>("POST", `/invites/${enc(id)}/accept`);
+  }
+
+  async declineInvite(id: string): Promise<void> {
+    await this.call<void>("POST", `/invites/${enc(id)}/decline`);
+  }
+
+  /**
+   * Owner/moderators: a link anyone can join the room with. `maxUses`
+   * 1–100000 (default unlimited), `expiresIn` seconds 60–2592000 (default 7
+   * days). The token is shown once.
+   */
+  createInviteLink(room: string, opts: { maxUses?: number; expiresIn?: number } = {}): Promise<InviteLink> {
+    const body: Record<string, number> = {};
+    if (opts.maxUses !== undefined) body["max_uses"] = opts.maxUses;
+    if (opts.expiresIn !== undefined) body["expires_in"] = opts.expiresIn;
+    return this.call<InviteLink>("POST", `/rooms/${enc(room)}/invite-links`, body);
+  }
+
+  /** Joins the room of an invite link (a participant already: the same answer, no use counted). */
+  joinByLink(token: string): Promise<JoinedRoom> {
+    return this.call<JoinedRoom>("POST", `/join/${enc(token)}`);
+  }
+
+  /** Owner/moderators: removes a participant (`member` `left` `reason: "kicked"`); they may join a public room again. */
+  async kick(room: string, user: string): Promise<void> {
+    await this.call<void>("POST", `/rooms/${enc(room)}/kick`, { user });
+  }
+
+  /** Owner/moderators: bans a user (`duration` in seconds; absent: until lifted), removing them if they take part. */
+  async ban(room: string, user: string, opts: { duration?: number } = {}): Promise<void> {
+    const body: Record<string, unknown> = { user };
+    if (opts.duration !== undefined) body["duration"] = opts.duration;
+    await this.call<void>("POST", `/rooms/${enc(room)}/ban`, body);
+  }
+
+  async unban(room: string, user: string): Promise<void> {
+    await this.call<void>("DELETE", `/rooms/${enc(room)}/ban/${enc(user)}`);
+  }
+
+  /** Owner/moderators: the bans in force, newest first. */
+  async bans(room: string): Promise<Ban[]> {
+    return (await this.call<{ bans: Ban[] }>("GET", `/rooms/${enc(room)}/bans`)).bans;
+  }
+
+  /** Owner/moderators: a participant may read but not send, edit, react or type (`duration` seconds; absent: until lifted). */
+  async mute(room: string, user: string, opts: { duration?: number } = {}): Promise<void> {
+    const body: Record<string, unknown> = { user };
+    if (opts.duration !== undefined) body["duration"] = opts.duration;
+    await this.call<void>("POST", `/rooms/${enc(room)}/mute`, body);
+  }
+
+  async unmute(room: string, user: string): Promise<void> {
+    await this.call<void>("DELETE", `/rooms/${enc(room)}/mute/${enc(user)}`);
+  }
+
+  /** Owner/moderators: the room's audit log, newest first; `before` an entry id, `limit` 1–200 (default 50). */
+  audit(room: string, q: { before?: number; limit?: number } = {}): Promise<AuditPage> {
+    return this.call<AuditPage>("GET", `/rooms/${enc(room)}/audit${query({ before: q.before, limit: q.limit })}`);
+  }
+
+  /** A user's profile, by id or username (404 for an unknown user). */
+  user(idOrName: string): Promise<Profile> {
+    return this.call<Profile>("GET", `/users/${enc(idOrName)}`);
+  }
+
+  /** The caller's profile. */
+  me(): Promise<Profile> {
+    return this.call<Profile>("GET", "/users/me");
+  }
+
+  /** Changes the caller's profile (`""`/`[]` clears a field); resolves with it, and a `profile` event follows. */
+  updateProfile(patch: ProfilePatch): Promise<Profile> {
+    return this.call<Profile>("PATCH", "/users/me", patch);
+  }
+
+  /** Users whose username starts with `q` (case-sensitive), by username; pass `next` as `after` for the next page. `limit` 1–50 (default 20). */
+  searchUsers(q: string, opts: { after?: string; limit?: number } = {}): Promise<UserHits> {
+    return this.call<UserHits>("GET", `/users${query({ q, after: opts.after, limit: opts.limit })}`);
   }
 
   /** Admins only. */

@@ -208,12 +208,78 @@ export interface TypingEvent {
   active: boolean;
 }
 
-/** Someone joined or left a room (`member` frame; defined, not emitted by this server version). */
+/** A participant's role in a room. */
+export type RoomRole = "owner" | "moderator" | "member";
+
+/**
+ * Someone joined or left a room, or a moderator changed their standing
+ * (`member` frame). `left` carries `reason` when a moderator caused it
+ * (`kicked`, `banned`); `by` names who did it when it was not the user;
+ * `role` is the new role (action `role`); `until` the end of a mute (absent:
+ * until lifted). Every action but `joined` also goes to every connection of
+ * the user concerned (the SDK drops the repeat of one it just emitted).
+ */
 export interface MemberEvent {
   type?: "member";
   room: string;
   user: UserRef;
-  action: "joined" | "left";
+  action: "joined" | "left" | "role" | "muted" | "unmuted";
+  reason?: "kicked" | "banned";
+  by?: UserRef;
+  role?: RoomRole;
+  /** RFC 3339 (action `muted`); absent: until lifted. */
+  until?: string | null;
+}
+
+/** A room as an invitation or an invite link shows it. */
+export interface RoomRef {
+  id: string;
+  name: string;
+  private: boolean;
+}
+
+/**
+ * An invitation of `user` into a room (`invite` frame, `GET /invites`,
+ * `POST /rooms/{id}/invites`). A pending one is sent again after every
+ * `welcome` until accepted, declined or revoked (the SDK emits each id once).
+ */
+export interface Invite {
+  type?: "invite";
+  id: string;
+  room: RoomRef;
+  /** The invitee. */
+  user: UserRef;
+  /** Who invited them. */
+  from: UserRef;
+  state: "pending" | "accepted" | "declined" | "revoked" | string;
+  created_at: string;
+}
+
+/** A room was created (`room_created`) or changed (`room_updated`): the room as it is now, and who did it. */
+export interface RoomEvent {
+  type?: "room_created" | "room_updated";
+  room: Room;
+  by: UserRef;
+}
+
+/**
+ * A user's profile (`GET /users/{user}`, `PATCH /users/me`, and the
+ * `profile` frame). `status` is `offline` unless the user has a connection;
+ * `last_seen` is persisted.
+ */
+export interface Profile {
+  type?: "profile";
+  id: string;
+  name: string;
+  display_name?: string | null;
+  bio?: string | null;
+  /** `https://` only. */
+  avatar_url?: string | null;
+  abilities: string[];
+  status: PresenceStatus | string;
+  status_text?: string | null;
+  last_seen?: string | null;
+  online: boolean;
 }
 
 /** A failing request without `ref` (`error` frame). */
@@ -247,6 +313,10 @@ export type MemberFrame = MemberEvent & { type: "member" };
 export type ErrorFrame = ServerError & { type: "error" };
 export type ByeFrame = Bye & { type: "bye" };
 export type RoomClosedFrame = RoomClosed & { type: "room_closed" };
+export type InviteFrame = Invite & { type: "invite" };
+export type RoomCreatedFrame = RoomEvent & { type: "room_created" };
+export type RoomUpdatedFrame = RoomEvent & { type: "room_updated" };
+export type ProfileFrame = Profile & { type: "profile" };
 export type MessageEditedFrame = MessageEditedEvent & { type: "message_edited" };
 export type MessageDeletedFrame = MessageDeletedEvent & { type: "message_deleted" };
 export type ReactionFrame = ReactionEvent & { type: "reaction" };
@@ -265,6 +335,10 @@ export type ServerFrame =
   | ErrorFrame
   | ByeFrame
   | RoomClosedFrame
+  | InviteFrame
+  | RoomCreatedFrame
+  | RoomUpdatedFrame
+  | ProfileFrame
   | MessageEditedFrame
   | MessageDeletedFrame
   | ReactionFrame
@@ -367,6 +441,24 @@ export interface Room {
   unread_capped?: boolean;
   /** The caller's read cursor. */
   read_seq?: number;
+  /** ≤ 256 characters (`PATCH /rooms/{id}`). */
+  topic?: string | null;
+  /** Participants (`GET /rooms/{id}`, `room_created`, `room_updated`, ...). */
+  member_count?: number;
+  /** Participants with a live connection (`GET /rooms/{id}`). */
+  online_count?: number;
+  /** The caller's role; absent when not a participant (and on directory events). */
+  role?: RoomRole;
+}
+
+/** `PATCH /rooms/{id}` (owner/moderators): the fields to change; `""` clears `description`/`topic`. */
+export interface RoomPatch {
+  name?: string;
+  description?: string;
+  topic?: string;
+  /** 1–100000, not below the current participants (409). */
+  max_participants?: number;
+  private?: boolean;
 }
 
 export interface CreateRoom {
@@ -378,11 +470,83 @@ export interface CreateRoom {
 
 export interface Participant {
   user: UserRef;
-  role: string;
+  role: RoomRole | string;
   joined_at: string;
   online: boolean;
   /** The participant's read cursor. */
   read_seq?: number;
+  /** When the user was last seen online (persisted). */
+  last_seen?: string | null;
+  /** Until when the participant is muted (far in the future: until lifted). */
+  muted_until?: string | null;
+}
+
+/** An invite link (`POST /rooms/{id}/invite-links`): the token is shown once. */
+export interface InviteLink {
+  /** 43 URL-safe characters: whoever holds it joins with `joinByLink(token)`. */
+  token: string;
+  room: RoomRef;
+  /** Absent: no limit. */
+  max_uses?: number | null;
+  expires_at: string;
+}
+
+/** The room joined (`acceptInvite`, `joinByLink`). */
+export interface JoinedRoom {
+  room: Room;
+  role: RoomRole;
+}
+
+/** A ban in force (`GET /rooms/{id}/bans`). */
+export interface Ban {
+  user: UserRef;
+  by: UserRef;
+  /** Absent: until lifted. */
+  until?: string | null;
+  created_at: string;
+}
+
+/** One line of a room's audit log. */
+export interface AuditEntry {
+  id: number;
+  /** `update`, `role`, `invite`, `invite_link`, `kick`, `ban`, `unban`, `mute`, `unmute`, `close`. */
+  action: string;
+  actor: UserRef;
+  target?: UserRef | null;
+  /** What the action set (a role, a duration, the changed fields). */
+  detail?: Record<string, unknown> | null;
+  ts: string;
+}
+
+/** `GET /rooms/{id}/audit`: newest first; page with `before` = the last entry's id. */
+export interface AuditPage {
+  entries: AuditEntry[];
+  has_more: boolean;
+}
+
+/** `PATCH /users/me`: the fields to change; `""` (or `[]`) clears one. */
+export interface ProfilePatch {
+  /** ≤ 64 characters, no control characters or outer spaces. */
+  display_name?: string;
+  /** ≤ 1024 characters. */
+  bio?: string;
+  /** `https://` only, ≤ 512 bytes, no spaces. */
+  avatar_url?: string;
+  /** ≤ 16 tags of 1–32 characters (repeats dropped). */
+  abilities?: string[];
+}
+
+/** One user found by `searchUsers`. */
+export interface UserHit {
+  id: string;
+  name: string;
+  display_name?: string | null;
+}
+
+/** `GET /users?q=`: users whose username starts with `q`, by username; `next` is the `after` of the next page (absent on the last). */
+export interface UserHits {
+  users: UserHit[];
+  next?: string | null;
 }
 
 export interface OnlineUser {

@@ -143,6 +143,38 @@ describe("against a fake gateway", () => {
     assert.equal(states.at(-1)!.state, "closed");
   });
 
+  it("a handshake that errs with no close event (Node 20's WebSocket when refused) is retried at once, not after the welcome timeout", async () => {
+    const srv = await fakeServer((c) => c.send(welcomeFrame()));
+    after(() => srv.stop());
+    let attempts = 0;
+    /** The first attempt only errs, as Node 20's WebSocket does for a refused connection; the next ones are real. */
+    class Refused extends WebSocket {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        if (++attempts > 1) {
+          super(url, protocols);
+          return;
+        }
+        super(srv.url.replace(/^http/, "ws"), protocols);
+        const self = this as unknown as { onerror: ((ev: Event) => void) | null; onclose: unknown; onmessage: unknown };
+        // Silence the real socket and report an error that no close follows.
+        queueMicrotask(() => {
+          self.onclose = null;
+          self.onmessage = null;
+          setTimeout(() => self.onerror?.(new Event("error")), 10);
+        });
+      }
+    }
+    const tp = make({ url: srv.url, token: "t", WebSocket: Refused, connectTimeoutMs: 10_000, reconnect: { initialDelayMs: 10, maxDelayMs: 10 } });
+    const states: StateChange[] = [];
+    tp.on("state", (s) => states.push(s));
+    const started = Date.now();
+    await tp.connect();
+    assert.ok(Date.now() - started < 2000, `open after ${Date.now() - started} ms`);
+    assert.equal(attempts, 2);
+    assert.match(states.find((s) => s.state === "reconnecting")?.reason ?? "", /failed/);
+    tp.close();
+  });
+
   it("4003 (admin) closes for good; 4008 backs off at least the max delay", async () => {
     const admin = await gateway((c) => setTimeout(() => c.close(4003, "admin"), 30));
     const tp = make({ url: admin.url, token: "t", reconnect: { initialDelayMs: 10, maxDelayMs: 50 } });
