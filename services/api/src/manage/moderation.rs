@@ -8,7 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
-use sqlx::SqliteConnection;
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+use telepath_shared::auth::Claims;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
     Ban, BanList, ErrorEnvelope, LeftReason, MAX_SANCTION_SECS, MemberAction, MemberEvent,
@@ -68,6 +69,26 @@ async fn target(
     Ok((user, role))
 }
 
+/// What a moderation action on one user starts with: its write
+/// transaction, the user and their role in the room (see [`target`]). A
+/// user named in the path (`from_path`) who cannot exist is 404, not 400.
+async fn begin(
+    state: &ApiState,
+    claims: &Claims,
+    id: &str,
+    who: &str,
+    member: bool,
+    from_path: bool,
+) -> Result<(Transaction<'static, Sqlite>, UserRef, Option<RoomRole>), ApiError> {
+    let mut tx = state.db().begin_write().await?;
+    let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
+    if from_path {
+        no_such_name(who)?;
+    }
+    let (user, role) = target(&mut tx, &access, who, member).await?;
+    Ok((tx, user, role))
+}
+
 /// A user named in a path: no user has an empty name or one over 64 bytes.
 fn no_such_name(who: &str) -> Result<(), ApiError> {
     if who.is_empty() || who.len() > 64 {
@@ -93,9 +114,7 @@ pub(crate) async fn kick(
     JsonBody(req): JsonBody<UserTarget>,
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
-    let mut tx = state.db().begin_write().await?;
-    let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
-    let (user, _) = target(&mut tx, &access, &req.user, true).await?;
+    let (mut tx, user, _) = begin(&state, &claims, id, &req.user, true, false).await?;
     store::remove(&mut tx, id, &user.id, "kicked").await?;
     audit(&mut tx, id, &claims.sub, "kick", Some(&user.id), None).await?;
     tx.commit().await.map_err(db_err)?;
@@ -116,9 +135,7 @@ pub(crate) async fn ban(
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
     let until = until(req.duration)?;
-    let mut tx = state.db().begin_write().await?;
-    let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
-    let (user, role) = target(&mut tx, &access, &req.user, false).await?;
+    let (mut tx, user, role) = begin(&state, &claims, id, &req.user, false, false).await?;
     sqlx::query(
         "INSERT INTO room_bans (room_id, user_id, banned_by, until, created_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (room_id, user_id) DO UPDATE SET banned_by = excluded.banned_by,
@@ -183,10 +200,7 @@ pub(crate) async fn unban(
     Path((id, who)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
-    let mut tx = state.db().begin_write().await?;
-    let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
-    no_such_name(&who)?;
-    let (user, _) = target(&mut tx, &access, &who, false).await?;
+    let (mut tx, user, _) = begin(&state, &claims, id, &who, false, true).await?;
     let done = sqlx::query("DELETE FROM room_bans WHERE room_id = ? AND user_id = ?")
         .bind(id)
         .bind(&user.id)
@@ -263,9 +277,7 @@ pub(crate) async fn mute(
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
     let until = until(req.duration)?;
-    let mut tx = state.db().begin_write().await?;
-    let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
-    let (user, _) = target(&mut tx, &access, &req.user, true).await?;
+    let (mut tx, user, _) = begin(&state, &claims, id, &req.user, true, false).await?;
     set_mute(&mut tx, id, &user.id, Some(until.unwrap_or_else(forever))).await?;
     audit(
         &mut tx,
@@ -293,10 +305,7 @@ pub(crate) async fn unmute(
     Path((id, who)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
-    let mut tx = state.db().begin_write().await?;
-    let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
-    no_such_name(&who)?;
-    let (user, _) = target(&mut tx, &access, &who, true).await?;
+    let (mut tx, user, _) = begin(&state, &claims, id, &who, true, true).await?;
     set_mute(&mut tx, id, &user.id, None).await?;
     audit(&mut tx, id, &claims.sub, "unmute", Some(&user.id), None).await?;
     tx.commit().await.map_err(db_err)?;
