@@ -394,6 +394,57 @@ async fn room_life(gw_a: &str, gw_b: &str, api: &str) {
     .await;
     assert_eq!(seen["display_name"], "Ada");
     assert_eq!(seen["online"], true);
+
+    // The room's info: counts and the caller's role.
+    let info = get_json(&http, &format!("{api}/rooms/{shared}"), |r| {
+        r.bearer_auth(&bob.token)
+    })
+    .await;
+    assert_eq!(info["member_count"], 2, "{info}");
+    assert_eq!(info["online_count"], 2, "{info}");
+    assert_eq!(info["role"], "member", "{info}");
+    assert_eq!(info["name"], "shared");
+
+    // A kick takes the room away from bob's connection at once.
+    let (status, _) = call(
+        &http,
+        api,
+        &ada,
+        "POST",
+        &format!("/rooms/{shared}/kick"),
+        Some(json!({"user": "bob"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let left = b
+        .wait_for(|f| {
+            f["type"] == "member" && f["action"] == "left" && f["room"] == shared.as_str()
+        })
+        .await;
+    assert_eq!(left["reason"], "kicked");
+    assert_eq!(left["by"]["name"], "ada");
+    let reply = b
+        .request(json!({"type": "typing", "room": shared, "active": true}))
+        .await;
+    assert_eq!(reply["error"]["code"], "forbidden", "{reply}");
+    a.join(&shared).await;
+    a.ok(json!({"type": "send", "room": shared, "body": "after the kick"}))
+        .await;
+    assert!(
+        !b.sees_within(Duration::from_millis(300), |f| f["body"]
+            == "after the kick")
+            .await
+    );
+    let (status, _) = call(
+        &http,
+        api,
+        &bob,
+        "GET",
+        &format!("/rooms/{shared}/messages"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
