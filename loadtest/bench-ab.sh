@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two builds under one benchmark: runs SCRIPT one run at a time,
 # alternating the servers of a baseline build (TELEPATH_BIN_DIR=BASELINE)
-# and of this checkout, PAIRS times, so both see the same machine load.
+# and of this checkout, PAIRS times (ABBA order), so both see the same
+# machine load.
 # The load generator is always this checkout's. Prints each run's table
 # row, labelled, grouped by build; every run's JSON goes to stderr.
 #
@@ -18,9 +19,17 @@ shift 3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# The order within a pair alternates (baseline first in odd pairs, this
+# checkout first in even ones): the second run of a pair measured slower
+# by itself (a build against itself), so a fixed order biases the ratio.
 for i in $(seq "$pairs"); do
-  TELEPATH_BIN_DIR="$baseline" "$script" 1 "$@" >"$work/baseline$i.md"
-  "$script" 1 "$@" >"$work/current$i.md"
+  if [ $((i % 2)) = 1 ]; then
+    TELEPATH_BIN_DIR="$baseline" "$script" 1 "$@" >"$work/baseline$i.md"
+    "$script" 1 "$@" >"$work/current$i.md"
+  else
+    "$script" 1 "$@" >"$work/current$i.md"
+    TELEPATH_BIN_DIR="$baseline" "$script" 1 "$@" >"$work/baseline$i.md"
+  fi
 done
 
 for build in baseline current; do
