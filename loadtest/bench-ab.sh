@@ -20,8 +20,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # The order within a pair alternates (baseline first in odd pairs, this
-# checkout first in even ones): the second run of a pair measured slower
-# by itself (a build against itself), so a fixed order biases the ratio.
+# checkout first in even ones): in one A/B the build doing strictly less
+# work, always second, measured slower, so a fixed order may bias the ratio.
 for i in $(seq "$pairs"); do
   if [ $((i % 2)) = 1 ]; then
     TELEPATH_BIN_DIR="$baseline" "$script" 1 "$@" >"$work/baseline$i.md"
