@@ -18,6 +18,7 @@ use telepath_shared::protocol::{
 use crate::ApiState;
 use crate::auth::AuthUser;
 use crate::manage::users_message;
+use crate::rooms::patched;
 use crate::store::{self, db_err};
 
 /// Most users one profile event goes to (those sharing a room with the user).
@@ -168,10 +169,9 @@ pub(crate) async fn patch(
 ) -> Result<Json<Profile>, ApiError> {
     let req: ProfilePatch = crate::manage::from_object(body)?;
     check(&req)?;
-    let clear = |s: &Option<String>| s.as_ref().map(|s| (!s.is_empty()).then(|| s.clone()));
-    let display_name = clear(&req.display_name);
-    let bio = clear(&req.bio);
-    let avatar_url = clear(&req.avatar_url);
+    let display_name = patched(&req.display_name);
+    let bio = patched(&req.bio);
+    let avatar_url = patched(&req.avatar_url);
     let abilities = req.abilities.as_ref().map(|a| {
         let mut seen = Vec::new();
         for tag in a {

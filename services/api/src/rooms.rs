@@ -22,7 +22,7 @@ use crate::outbox::Outbox;
 use crate::store::{self, PageAnchor, db_err, now};
 
 /// Largest `max_participants` a room may ask for.
-pub(crate) const MAX_PARTICIPANTS: i64 = 100_000;
+const MAX_PARTICIPANTS: i64 = 100_000;
 /// Participants when the creator does not say.
 const DEFAULT_PARTICIPANTS: i64 = 100;
 
@@ -35,9 +35,40 @@ pub(crate) fn room_id(id: &str) -> Result<&str, ApiError> {
     }
 }
 
-pub(crate) fn valid_room_name(name: &str) -> bool {
+fn valid_room_name(name: &str) -> bool {
     let len = name.chars().count();
     (1..=64).contains(&len) && !name.chars().any(char::is_control) && name.trim() == name
+}
+
+/// The bounds of a room's name, description and size, at creation and in
+/// `PATCH /rooms/{id}` (absent: not being set).
+pub(crate) fn check_fields(
+    name: Option<&str>,
+    description: Option<&str>,
+    max_participants: Option<i64>,
+) -> Result<(), ApiError> {
+    if name.is_some_and(|n| !valid_room_name(n)) {
+        return Err(ApiError::bad_request(
+            "name: 1-64 characters, no control characters or outer spaces",
+        ));
+    }
+    if description.is_some_and(|d| d.chars().count() > 1024) {
+        return Err(ApiError::bad_request(
+            "description: at most 1024 characters",
+        ));
+    }
+    if max_participants.is_some_and(|m| !(1..=MAX_PARTICIPANTS).contains(&m)) {
+        return Err(ApiError::bad_request(format!(
+            "max_participants: 1-{MAX_PARTICIPANTS}"
+        )));
+    }
+    Ok(())
+}
+
+/// A patched optional text: absent leaves it (`None`), `""` clears it
+/// (`Some(None)`), anything else sets it.
+pub(crate) fn patched(text: &Option<String>) -> Option<Option<String>> {
+    text.as_ref().map(|t| (!t.is_empty()).then(|| t.clone()))
 }
 
 #[utoipa::path(post, path = "/rooms", tag = "rooms", request_body = CreateRoom,
@@ -48,26 +79,8 @@ pub(crate) async fn create(
     AuthUser(claims): AuthUser,
     JsonBody(req): JsonBody<CreateRoom>,
 ) -> Result<(StatusCode, Json<Room>), ApiError> {
-    if !valid_room_name(&req.name) {
-        return Err(ApiError::bad_request(
-            "name: 1-64 characters, no control characters or outer spaces",
-        ));
-    }
-    if req
-        .description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 1024)
-    {
-        return Err(ApiError::bad_request(
-            "description: at most 1024 characters",
-        ));
-    }
     let max = req.max_participants.unwrap_or(DEFAULT_PARTICIPANTS);
-    if !(1..=MAX_PARTICIPANTS).contains(&max) {
-        return Err(ApiError::bad_request(format!(
-            "max_participants: 1-{MAX_PARTICIPANTS}"
-        )));
-    }
+    check_fields(Some(&req.name), req.description.as_deref(), Some(max))?;
     let user = claims.user_ref();
     let room = Room {
         id: uuid::Uuid::now_v7().hyphenated().to_string(),
@@ -287,10 +300,7 @@ pub(crate) async fn readable(state: &ApiState, id: &str, user_id: &str) -> Resul
         return Err(ApiError::not_found("no such room"));
     }
     // Nor do users a moderator removed read on (until they come back).
-    if !member
-        && (store::removed_by_moderator(&mut conn, id, user_id).await?
-            || store::banned(&mut conn, id, user_id).await?)
-    {
+    if !member && store::shut_out(&mut conn, id, user_id).await? {
         return Err(ApiError::not_found("no such room"));
     }
     Ok(())

@@ -516,14 +516,15 @@ pub(crate) async fn role_of(
     Ok(role.map(|(r,)| RoomRole::parse(&r)))
 }
 
-/// Whether `user_id` was removed from `room_id` by a moderator (kicked or
-/// banned) and has not come back: REST reads of the room answer 404.
-pub(crate) async fn removed_by_moderator(
+/// Whether a moderator shut `user_id` out of `room_id`: banned now, or
+/// kicked or banned and not back since. REST reads of the room answer 404
+/// to them (as to a stranger to a private room).
+pub(crate) async fn shut_out(
     conn: &mut SqliteConnection,
     room_id: &str,
     user_id: &str,
 ) -> Result<bool, ApiError> {
-    let row: Option<(i64,)> = sqlx::query_as(
+    let removed: Option<(i64,)> = sqlx::query_as(
         "SELECT 1 FROM room_participants
          WHERE room_id = ? AND user_id = ? AND is_active = 0 AND removed IN ('kicked', 'banned')",
     )
@@ -532,7 +533,7 @@ pub(crate) async fn removed_by_moderator(
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err)?;
-    Ok(row.is_some())
+    Ok(removed.is_some() || banned(conn, room_id, user_id).await?)
 }
 
 /// The user with id or username `who`.

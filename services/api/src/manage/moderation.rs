@@ -159,18 +159,9 @@ pub(crate) async fn ban(
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
+    // (A non-participant's history stays closed through the ban itself.)
     if role.is_some() {
         store::remove(&mut tx, id, &user.id, "banned").await?;
-    } else {
-        // Not a participant now: history stays closed to them all the same.
-        sqlx::query(
-            "UPDATE room_participants SET removed = 'banned' WHERE room_id = ? AND user_id = ? AND is_active = 0",
-        )
-        .bind(id)
-        .bind(&user.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
     }
     audit(
         &mut tx,

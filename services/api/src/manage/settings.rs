@@ -15,13 +15,11 @@ use telepath_shared::protocol::{
 use super::{access, audit, from_object, publish_directory, room_for};
 use crate::ApiState;
 use crate::auth::AuthUser;
-use crate::rooms::{MAX_PARTICIPANTS, announce, room_id, valid_room_name};
+use crate::rooms::{announce, check_fields, patched, room_id};
 use crate::store::{self, db_err};
 
 /// Longest topic, in characters.
 const MAX_TOPIC: usize = 256;
-/// Longest description, in characters.
-const MAX_DESCRIPTION: usize = 1024;
 
 #[utoipa::path(get, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 200, description = "The room with its member count, online count and the caller's role (absent when not a participant)", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
@@ -35,10 +33,7 @@ pub(crate) async fn get(
     let mut conn = state.db().read.acquire().await.map_err(db_err)?;
     let access = access(&mut conn, id, &claims.sub, claims.is_admin()).await?;
     // Kicked or banned users see no more of it than a stranger would of a private room.
-    if access.role.is_none()
-        && (store::banned(&mut conn, id, &claims.sub).await?
-            || store::removed_by_moderator(&mut conn, id, &claims.sub).await?)
-    {
+    if access.role.is_none() && store::shut_out(&mut conn, id, &claims.sub).await? {
         return Err(ApiError::not_found("no such room"));
     }
     let members: HashSet<String> = store::member_ids(&mut conn, id)
@@ -84,10 +79,8 @@ pub(crate) async fn patch(
         ));
     }
     let was_private = access.room.is_private;
-    // Empty strings clear the optional texts.
-    let clear = |s: &Option<String>| s.as_ref().map(|s| (!s.is_empty()).then(|| s.clone()));
-    let description = clear(&req.description);
-    let topic = clear(&req.topic);
+    let description = patched(&req.description);
+    let topic = patched(&req.topic);
     sqlx::query(
         "UPDATE rooms SET
             name = COALESCE(?2, name),
@@ -137,24 +130,13 @@ pub(crate) async fn patch(
     Ok(Json(room))
 }
 
-/// The bounds of a settings change (the same as at creation).
+/// The bounds of a settings change: the creation's, and the topic's.
 fn check_patch(req: &RoomPatch) -> Result<(), ApiError> {
-    if let Some(name) = &req.name
-        && !valid_room_name(name)
-    {
-        return Err(ApiError::bad_request(
-            "name: 1-64 characters, no control characters or outer spaces",
-        ));
-    }
-    if req
-        .description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
-    {
-        return Err(ApiError::bad_request(
-            "description: at most 1024 characters",
-        ));
-    }
+    check_fields(
+        req.name.as_deref(),
+        req.description.as_deref(),
+        req.max_participants,
+    )?;
     if req
         .topic
         .as_ref()
@@ -163,13 +145,6 @@ fn check_patch(req: &RoomPatch) -> Result<(), ApiError> {
         return Err(ApiError::bad_request(
             "topic: at most 256 characters, no control characters",
         ));
-    }
-    if let Some(max) = req.max_participants
-        && !(1..=MAX_PARTICIPANTS).contains(&max)
-    {
-        return Err(ApiError::bad_request(format!(
-            "max_participants: 1-{MAX_PARTICIPANTS}"
-        )));
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use telepath_shared::http::ApiError;
 use telepath_shared::protocol::{
     ChangeOp, ChangeResult, ErrorCode, InternalChange, LogEntry, MAX_EMOJI_PER_MESSAGE, Message,
-    MessageDeleted, MessageEdited, ReactionEvent, Receipt, UserRef,
+    MessageDeleted, MessageEdited, ReactionEvent, Receipt, RoomRole, UserRef,
 };
 
 use super::{Done, Job, Persisted, Work};
@@ -267,7 +267,7 @@ async fn decide_change(
     // Owners and moderators may delete anyone's message.
     let moderates = member
         .as_ref()
-        .is_some_and(|m| m.role == "owner" || m.role == "moderator");
+        .is_some_and(|m| RoomRole::parse(&m.role) >= RoomRole::Moderator);
     let muted = member
         .as_ref()
         .is_some_and(|m| m.muted_until.is_some_and(|until| until > state.ts));

@@ -183,3 +183,21 @@ export async function createRoom(server: Server, owner: string, name = uname("ro
   const room = await api.createRoom({ name });
   return { room, api, token, user };
 }
+
+/** A WebSocket whose live instances the test can drop (a client-side close the SDK did not ask for: it reconnects). */
+export function droppableWebSocket() {
+  const live = new Set<WebSocket>();
+  class Droppable extends WebSocket {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols);
+      live.add(this);
+      this.addEventListener("close", () => live.delete(this));
+    }
+  }
+  return {
+    WebSocket: Droppable,
+    drop() {
+      for (const ws of live) ws.close(4000, "test drop");
+    },
+  };
+}

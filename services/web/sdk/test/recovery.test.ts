@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
 import { Telepath, type RoomMessage } from "../dist/index.js";
-import { client, closeAll, createRoom, login, record, rest, sleep, startServer, track, uname, waitFor, type Server } from "./helpers.js";
+import { client, closeAll, createRoom, droppableWebSocket, login, record, rest, sleep, startServer, track, uname, waitFor, type Server } from "./helpers.js";
 
 const CAP = 5;
 let s: Server;
@@ -15,24 +15,6 @@ after(async () => {
   closeAll();
   await s?.stop();
 });
-
-/** A WebSocket whose live instances the test can drop (a client-side close the SDK did not ask for). */
-function droppableWebSocket() {
-  const live = new Set<WebSocket>();
-  class Droppable extends WebSocket {
-    constructor(url: string | URL, protocols?: string | string[]) {
-      super(url, protocols);
-      live.add(this);
-      this.addEventListener("close", () => live.delete(this));
-    }
-  }
-  return {
-    WebSocket: Droppable,
-    drop() {
-      for (const ws of live) ws.close(4000, "test drop");
-    },
-  };
-}
 
 /** A WebSocket that loses the `message` frames whose body `lose` picks (as pub/sub between gateways may). */
 function lossyWebSocket(lose: (body: string) => boolean) {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
 import { Telepath, TelepathError, type MemberEvent, type ServerError } from "../dist/index.js";
-import { client, closeAll, createRoom, login, record, rest, sleep, startServer, track, uname, waitFor, type Server } from "./helpers.js";
+import { client, closeAll, createRoom, droppableWebSocket, login, record, rest, sleep, startServer, track, uname, waitFor, type Server } from "./helpers.js";
 
 let s: Server;
 before(async () => {
@@ -17,24 +17,6 @@ after(async () => {
   closeAll();
   await s?.stop();
 });
-
-/** A WebSocket whose live instances the test can drop (a close the SDK did not ask for: it reconnects). */
-function droppableWebSocket() {
-  const live = new Set<WebSocket>();
-  class Droppable extends WebSocket {
-    constructor(url: string | URL, protocols?: string | string[]) {
-      super(url, protocols);
-      live.add(this);
-      this.addEventListener("close", () => live.delete(this));
-    }
-  }
-  return {
-    WebSocket: Droppable,
-    drop() {
-      for (const ws of live) ws.close(4000, "test drop");
-    },
-  };
-}
 
 /** A client of a fresh user whose socket the test can drop. */
 async function droppable(name: string) {
