@@ -701,15 +701,17 @@ pub(crate) async fn index_new(
     if ids.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO messages_fts (rowid, content)
-         SELECT m.rowid, m.content FROM json_each(?) AS j JOIN messages m ON m.id = j.value",
-    )
-    .bind(json_array(&ids))
-    .execute(&mut *conn)
-    .await?;
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INDEX_NEW_SQL_HEAD);
+    q.push_bind(json_array(&ids)).push(INDEX_NEW_SQL_TAIL);
+    q.build().execute(&mut *conn).await?;
     Ok(())
 }
+
+/// [`index_new`]'s statement around its one parameter (a JSON array of
+/// message ids), for writers that join it to other statements.
+pub(crate) const INDEX_NEW_SQL_HEAD: &str =
+    "INSERT INTO messages_fts (rowid, content) SELECT m.rowid, m.content FROM json_each(";
+pub(crate) const INDEX_NEW_SQL_TAIL: &str = ") AS j JOIN messages m ON m.id = j.value";
 
 /// Which slice of history a page reads.
 #[derive(Debug, Clone, Copy)]

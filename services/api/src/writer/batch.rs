@@ -12,11 +12,12 @@
 //! cost. A batch is instead read in one statement (the rooms' state and
 //! seq, with the senders' memberships; a second one only when sends carry a
 //! `client_id`: earlier messages with it), decided in Rust (which job is a
-//! repeat, refused, or gets which seq), and written in one `UPDATE` for
-//! every room it moved and one multi-row `INSERT`. Ids and seqs travel as
-//! JSON arrays (`json_each`), so those statements' texts never change and
-//! stay prepared; what users wrote (bodies, client ids, kinds) is always
-//! bound as parameters of its own. The caller wraps it in one
+//! repeat, refused, or gets which seq), and written in one round trip: the
+//! `UPDATE` of every room it moved, one multi-row `INSERT`, the full-text
+//! entries and whatever changes the batch holds, as one multi-statement
+//! query. Ids and seqs travel as JSON arrays (`json_each`); what users
+//! wrote (bodies, client ids, kinds) is always bound as parameters of its
+//! own. The caller wraps it in one
 //! `BEGIN IMMEDIATE` transaction: a database error aborts the whole batch,
 //! so no seq is ever taken without its message.
 
@@ -490,11 +491,14 @@ async fn last_reaction_seq(
     Ok(seq.unwrap_or(0))
 }
 
-/// Writes what the batch decided: the rooms' seqs, the new messages, their
-/// parents' reply counts, edits and deletes, the log's change entries,
-/// reactions and read cursors. A handful of statements, each over JSON
-/// arrays or multi-row values.
+/// Writes what the batch decided: the rooms' seqs, the new messages (and
+/// their full-text entries), their parents' reply counts, edits and
+/// deletes, the log's change entries, reactions and read cursors. The
+/// statements that apply go to SQLite as one multi-statement query (sqlx
+/// runs them in order, binding each its own parameters): one round trip to
+/// the connection's thread for the whole write, whatever the batch holds.
 async fn write(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::Error> {
+    let mut w = Statements::default();
     let moved: Vec<(&str, i64)> = state
         .rooms
         .iter()
@@ -503,33 +507,32 @@ async fn write(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::E
         .collect();
     if !moved.is_empty() {
         // [[room id, seq], ...]: room ids are canonical UUIDs, safe in JSON.
-        sqlx::query(
-            "UPDATE rooms SET last_seq = j.value ->> 1
-             FROM json_each(?) AS j WHERE rooms.id = j.value ->> 0",
-        )
-        .bind(json(&moved))
-        .execute(&mut *conn)
-        .await?;
+        w.next("UPDATE rooms SET last_seq = j.value ->> 1 FROM json_each(")
+            .push_bind(json(&moved))
+            .push(") AS j WHERE rooms.id = j.value ->> 0");
     }
     for chunk in state.fresh.chunks(INSERT_ROWS) {
-        insert(conn, chunk).await?;
+        insert(&mut w, chunk);
     }
-    let ids: Vec<&str> = state.fresh.iter().map(|(m, _)| m.id.as_str()).collect();
-    crate::store::index_new(conn, &ids).await?;
+    if !state.fresh.is_empty() {
+        // In the same transaction as the messages (edits and deletes keep
+        // the index in step by triggers).
+        let ids: Vec<&str> = state.fresh.iter().map(|(m, _)| m.id.as_str()).collect();
+        w.next(crate::store::INDEX_NEW_SQL_HEAD)
+            .push_bind(json(&ids))
+            .push(crate::store::INDEX_NEW_SQL_TAIL);
+    }
     if !state.replies.is_empty() {
         let replies: Vec<(&str, i64)> = state
             .replies
             .iter()
             .map(|(id, n)| (id.as_str(), *n))
             .collect();
-        sqlx::query(
-            "UPDATE messages SET reply_count = reply_count + (j.value ->> 1), last_reply_at = ?
-             FROM json_each(?) AS j WHERE messages.id = j.value ->> 0",
-        )
-        .bind(state.ts)
-        .bind(json(&replies))
-        .execute(&mut *conn)
-        .await?;
+        w.next("UPDATE messages SET reply_count = reply_count + (j.value ->> 1), last_reply_at = ")
+            .push_bind(state.ts)
+            .push(" FROM json_each(")
+            .push_bind(json(&replies))
+            .push(") AS j WHERE messages.id = j.value ->> 0");
     }
     let edited: Vec<(&str, &str, i64)> = state
         .targets
@@ -539,17 +542,14 @@ async fn write(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::E
         .collect();
     if !edited.is_empty() {
         // Bodies travel in the JSON array, escaped by serde_json, in one bound parameter.
-        sqlx::query(
-            "UPDATE messages SET content = j.value ->> 1, edit_seq = j.value ->> 2, edited_at = ?
-             FROM json_each(?) AS j WHERE messages.id = j.value ->> 0",
-        )
-        .bind(state.ts)
-        .bind(json(&edited))
-        .execute(&mut *conn)
-        .await?;
+        w.next("UPDATE messages SET content = j.value ->> 1, edit_seq = j.value ->> 2, edited_at = ")
+            .push_bind(state.ts)
+            .push(" FROM json_each(")
+            .push_bind(json(&edited))
+            .push(") AS j WHERE messages.id = j.value ->> 0");
     }
     for chunk in state.events.chunks(INSERT_ROWS) {
-        insert_events(conn, chunk, state.ts).await?;
+        insert_events(&mut w, chunk, state.ts);
     }
     let removed: Vec<(&str, i64)> = state
         .targets
@@ -559,59 +559,76 @@ async fn write(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::E
         .collect();
     if !removed.is_empty() {
         let ids = json(&removed);
-        sqlx::query(
-            "UPDATE messages SET content = '', delete_seq = j.value ->> 1, deleted_at = ?
-             FROM json_each(?) AS j WHERE messages.id = j.value ->> 0",
-        )
-        .bind(state.ts)
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
+        w.next("UPDATE messages SET content = '', delete_seq = j.value ->> 1, deleted_at = ")
+            .push_bind(state.ts)
+            .push(" FROM json_each(")
+            .push_bind(ids.clone())
+            .push(") AS j WHERE messages.id = j.value ->> 0");
         // No body survives a delete: its earlier edits become deletes too.
-        sqlx::query(
+        w.next(
             "UPDATE room_events SET kind = 'message_deleted', body = NULL
              WHERE kind = 'message_edited'
-               AND message_id IN (SELECT j.value ->> 0 FROM json_each(?) AS j)",
+               AND message_id IN (SELECT j.value ->> 0 FROM json_each(",
         )
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "DELETE FROM reactions WHERE message_id IN (SELECT j.value ->> 0 FROM json_each(?) AS j)",
-        )
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
+        .push_bind(ids.clone())
+        .push(") AS j)");
+        w.next("DELETE FROM reactions WHERE message_id IN (SELECT j.value ->> 0 FROM json_each(")
+            .push_bind(ids)
+            .push(") AS j)");
     }
-    write_reactions(conn, state).await?;
-    let reads: Vec<(&str, i64)> = state
+    write_reactions(&mut w, state);
+    let reads: Vec<(&str, &str, i64)> = state
         .members
         .iter()
         .filter(|(_, m)| m.moved)
-        .map(|(k, m)| (k.as_str(), m.read_seq))
+        .filter_map(|(k, m)| k.split_once(' ').map(|(r, u)| (r, u, m.read_seq)))
         .collect();
     if !reads.is_empty() {
-        let reads: Vec<(&str, &str, i64)> = reads
-            .into_iter()
-            .filter_map(|(k, seq)| k.split_once(' ').map(|(r, u)| (r, u, seq)))
-            .collect();
-        sqlx::query(
+        w.next(
             "UPDATE room_participants SET read_seq = j.value ->> 2
-             FROM json_each(?) AS j
+             FROM json_each(",
+        )
+        .push_bind(json(&reads))
+        .push(
+            ") AS j
              WHERE room_participants.room_id = j.value ->> 0
                AND room_participants.user_id = j.value ->> 1
                AND room_participants.read_seq < j.value ->> 2",
-        )
-        .bind(json(&reads))
-        .execute(&mut *conn)
-        .await?;
+        );
     }
-    Ok(())
+    w.execute(conn).await
+}
+
+/// Statements joined into one query, each binding its own parameters.
+#[derive(Default)]
+struct Statements {
+    query: Option<QueryBuilder<Sqlite>>,
+}
+
+impl Statements {
+    /// Starts the next statement with `sql`.
+    fn next(&mut self, sql: &str) -> &mut QueryBuilder<Sqlite> {
+        match &mut self.query {
+            Some(q) => {
+                q.push(";\n").push(sql);
+            }
+            None => self.query = Some(QueryBuilder::new(sql)),
+        }
+        self.query.as_mut().expect("just set")
+    }
+
+    /// Runs them all (nothing when there are none).
+    async fn execute(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        if let Some(mut q) = self.query {
+            q.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The reactions whose state the batch changed: those now on are written
 /// (with the seq that put them on), those now off deleted.
-async fn write_reactions(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::Error> {
+fn write_reactions(w: &mut Statements, state: &State) {
     let r = &state.reactions;
     let removed_messages: HashSet<&str> = state
         .targets
@@ -631,24 +648,21 @@ async fn write_reactions(conn: &mut SqliteConnection, state: &State) -> Result<(
         }
     }
     if !off.is_empty() {
-        sqlx::query(
+        w.next(
             "DELETE FROM reactions WHERE (message_id, emoji, user_id) IN
-               (SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(?) AS j)",
+               (SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(",
         )
-        .bind(json(&off))
-        .execute(&mut *conn)
-        .await?;
+        .push_bind(json(&off))
+        .push(") AS j)");
     }
     if !on.is_empty() {
-        sqlx::query(
+        w.next(
             "INSERT OR REPLACE INTO reactions (message_id, emoji, user_id, seq)
-             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3 FROM json_each(?) AS j",
+             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3 FROM json_each(",
         )
-        .bind(json(&on))
-        .execute(&mut *conn)
-        .await?;
+        .push_bind(json(&on))
+        .push(") AS j");
     }
-    Ok(())
 }
 
 /// A change entry as the columns of its `room_events` row.
@@ -691,29 +705,23 @@ impl<'a> EventFields<'a> {
 }
 
 /// Inserts change entries of the log in one statement.
-async fn insert_events(
-    conn: &mut SqliteConnection,
-    events: &[LogEntry],
-    ts: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let mut q = QueryBuilder::<Sqlite>::new(
+fn insert_events(w: &mut Statements, events: &[LogEntry], ts: DateTime<Utc>) {
+    let q = w.next(
         "INSERT INTO room_events (room_id, seq, kind, message_id, user_id, body, emoji, active, count, created_at) ",
     );
     q.push_values(events, |mut row, e| {
         let f = EventFields::of(e);
-        row.push_bind(e.room().to_owned())
+        row.push_bind(e.room())
             .push_bind(e.seq())
             .push_bind(f.kind)
-            .push_bind(f.id.to_owned())
-            .push_bind(f.user.id.clone())
-            .push_bind(f.body.map(str::to_owned))
-            .push_bind(f.emoji.map(str::to_owned))
+            .push_bind(f.id)
+            .push_bind(&f.user.id)
+            .push_bind(f.body)
+            .push_bind(f.emoji)
             .push_bind(f.active)
             .push_bind(f.count)
             .push_bind(ts);
     });
-    q.build().execute(&mut *conn).await?;
-    Ok(())
 }
 
 /// What a (sender, client_id) already names.
@@ -982,11 +990,8 @@ fn member_key(room: &str, user: &str) -> String {
 }
 
 /// Inserts new messages in one statement.
-async fn insert(
-    conn: &mut SqliteConnection,
-    rows: &[(Message, Option<String>)],
-) -> Result<(), sqlx::Error> {
-    let mut q = QueryBuilder::<Sqlite>::new(
+fn insert(w: &mut Statements, rows: &[(Message, Option<String>)]) {
+    let q = w.next(
         "INSERT INTO messages (id, room_id, sender_id, content, kind, seq, client_id, reply_to, created_at) ",
     );
     q.push_values(rows, |mut row, (m, client_id)| {
@@ -1000,6 +1005,4 @@ async fn insert(
             .push_bind(&m.reply_to)
             .push_bind(m.ts);
     });
-    q.build().execute(&mut *conn).await?;
-    Ok(())
 }
