@@ -102,6 +102,13 @@ pub struct Common {
     #[arg(long, env = "TELEPATH_METRICS_INTERNAL", default_value = "0",
         value_parser = boolish(), action = SET)]
     pub metrics_internal: bool,
+    /// Browser origins allowed to connect and to call the REST API
+    /// cross-origin: a comma list (https://app.example.com), or * for any.
+    /// Unset: the page's own origin only. Clients that send no Origin
+    /// (servers, apps) are never refused for it.
+    #[arg(long, env = "TELEPATH_ALLOWED_ORIGINS", default_value = "", hide_default_value = true,
+        value_parser = crate::http::origins::AllowedOrigins::parse)]
+    pub allowed_origins: crate::http::origins::AllowedOrigins,
     /// Log format.
     #[arg(long, env = "TELEPATH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

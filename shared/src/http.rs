@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod observe;
+pub mod origins;
 pub mod serve;
 
 pub use serve::serve_gracefully;

@@ -372,11 +372,17 @@ pub fn router(state: ApiState, http: &HttpMetrics) -> Router {
             .route("/readyz", get(ops::readyz))
             .with_state(state.clone());
     }
-    http.layer(
+    let cors = state.common().allowed_origins.cors();
+    let router = http.layer(
         ops.merge(routes(state))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed),
-    )
+    );
+    // Outermost: a CORS preflight is answered before routing.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// What the internal listener serves: [`internal_routes`], `/healthz`, the

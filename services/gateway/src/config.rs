@@ -26,6 +26,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "TELEPATH_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
     /// Rooms one connection may be joined to at once.
+    /// WebSocket connections this node holds at most; a handshake over it
+    /// gets 503 before the upgrade (0: no cap).
+    #[arg(long, env = "TELEPATH_MAX_CONNS", default_value_t = 100_000)]
+    pub max_conns: usize,
     #[arg(long, env = "TELEPATH_MAX_ROOMS_PER_CONN", default_value_t = 100)]
     pub max_rooms_per_conn: usize,
     /// Frames per second one connection may send before `rate_limited`.

@@ -1,8 +1,10 @@
 //! `GET /connect`: authenticate, then upgrade to WebSocket and start a session.
 //!
 //! Everything that can refuse a client happens before the upgrade, as a plain
-//! HTTP error in the JSON shape: 401 for a missing or bad token, 426 for a
-//! request that is not a WebSocket upgrade, 503 while draining.
+//! HTTP error in the JSON shape: 401 for a missing or bad token, 403 for a
+//! browser origin that may not connect (`TELEPATH_ALLOWED_ORIGINS`), 426 for
+//! a request that is not a WebSocket upgrade, 503 while draining and when
+//! the node holds `TELEPATH_MAX_CONNS` connections.
 
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -100,6 +102,22 @@ pub(crate) async fn connect(
             "draining",
             ApiError::unavailable("this node is restarting; reconnect"),
         );
+    }
+    let max = state.config().max_conns;
+    if max > 0 && state.sessions().len() >= max {
+        // Checked before any other work: a full node sheds load cheaply. A
+        // burst of simultaneous handshakes may overshoot by the few in flight.
+        let mut resp = refuse(
+            &state,
+            "node_full",
+            ApiError::unavailable("this node is full; try another or retry"),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    }
+    if let Err(why) = state.common().allowed_origins.check(req.headers()) {
+        return refuse(&state, "origin", ApiError::forbidden(why));
     }
     if let Err(why) = check_handshake(&req) {
         let mut resp = refuse(&state, "bad_handshake", ApiError::bad_request(why));

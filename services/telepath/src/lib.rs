@@ -161,10 +161,15 @@ pub fn router(node: Node) -> Router {
         .with_state(node.clone())
         .merge(telepath_api::routes(node.api))
         .merge(telepath_presence::routes(node.presence))
-        .merge(telepath_gateway::routes(node.gateway))
+        .merge(telepath_gateway::routes(node.gateway.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    node.http.layer(router)
+    let router = node.http.layer(router);
+    // Outermost: a CORS preflight is answered before routing.
+    match node.gateway.common().allowed_origins.cors() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// What the node's internal listener (`TELEPATH_INTERNAL_LISTEN`) serves:

@@ -12,6 +12,7 @@ mod drain;
 mod edge;
 mod faults;
 mod helpers;
+mod limits;
 mod live;
 mod local;
 mod logs;
