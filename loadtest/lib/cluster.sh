@@ -141,7 +141,11 @@ start_api() {
 start_gateway() {
   local i=$1
   # A publisher is one connection: lift the per-connection rate limit (default 50/s).
+  # Generators open up to 100 connections per user (S2): the per-user cap
+  # (default 16) is raised, not lifted, so every connect is still admitted
+  # by presence as in production.
   REDIS_URL="${GATEWAY_REDIS[$((i - 1))]}" TELEPATH_MAX_RATE_PER_S=100000 \
+    TELEPATH_MAX_CONNS_PER_USER=1000 \
     TELEPATH_LISTEN="127.0.0.1:${GATEWAY_PORTS[$((i - 1))]}" TELEPATH_NODE_ID="gw$i" \
     TELEPATH_API_URL="$API_INTERNAL_URL" TELEPATH_PRESENCE_URL="$PRESENCE_INTERNAL_URL" \
     "$bin/telepath-gateway" 2>>"$CLUSTER_DIR/gw$i.log" &

@@ -13,8 +13,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use telepath_shared::protocol::{
-    ErrorEnvelope, HeartbeatReport, LogEntry, MessageDeleted, MessageEdited, OnlineUsers,
-    PresenceReports, PresenceSummary, ReactionEvent, Receipt, UserConnections,
+    AdmitRequest, AdmitResult, ErrorEnvelope, HeartbeatReport, LogEntry, MessageDeleted,
+    MessageEdited, OnlineUsers, PresenceReports, PresenceSummary, ReactionEvent, Receipt,
+    UserConnections,
 };
 
 /// The document's fixed parts; paths are added by the router.
@@ -26,6 +27,7 @@ use telepath_shared::protocol::{
         connect,
         presence_heartbeat,
         presence_reports,
+        presence_admit,
         presence_summary,
         presence_user_connections
     ),
@@ -93,8 +95,9 @@ fn presence_online() {}
     responses(
         (status = 101, description = "Switching protocols"),
         (status = 401, description = "Missing or bad token", body = ErrorEnvelope),
+        (status = 403, description = "A browser Origin that may not connect (TELEPATH_ALLOWED_ORIGINS)", body = ErrorEnvelope),
         (status = 426, description = "Not a WebSocket upgrade", body = ErrorEnvelope),
-        (status = 503, description = "The gateway is draining", body = ErrorEnvelope),
+        (status = 503, description = "The gateway is draining, or holds TELEPATH_MAX_CONNS connections (Retry-After)", body = ErrorEnvelope),
     ),
     security(("bearer" = []))
 )]
@@ -111,6 +114,17 @@ fn connect() {}
     security(("internal" = [])))]
 #[allow(dead_code)]
 fn presence_heartbeat() {}
+
+/// Admits new connections under the per-user cap (served by presence).
+#[utoipa::path(post, path = "/internal/presence/admit", tag = "internal", request_body = AdmitRequest,
+    responses((status = 200, description = "One answer per connection, in order", body = AdmitResult),
+        (status = 400, description = "Invalid input", body = ErrorEnvelope),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope),
+        (status = 413, description = "Body too large (1 MiB)", body = ErrorEnvelope),
+        (status = 503, description = "Store unavailable", body = ErrorEnvelope)),
+    security(("internal" = [])))]
+#[allow(dead_code)]
+fn presence_admit() {}
 
 /// Everyone live, with per-node counts (served by presence).
 #[utoipa::path(get, path = "/internal/presence/summary", tag = "internal",

@@ -30,6 +30,11 @@ pub struct GatewayConfig {
     /// gets 503 before the upgrade (0: no cap).
     #[arg(long, env = "TELEPATH_MAX_CONNS", default_value_t = 100_000)]
     pub max_conns: usize,
+    /// WebSocket connections one user may hold across every gateway (counted
+    /// by presence); the one over is closed with 4009 before its welcome
+    /// (0: no cap).
+    #[arg(long, env = "TELEPATH_MAX_CONNS_PER_USER", default_value_t = 16)]
+    pub max_conns_per_user: u32,
     #[arg(long, env = "TELEPATH_MAX_ROOMS_PER_CONN", default_value_t = 100)]
     pub max_rooms_per_conn: usize,
     /// Frames per second one connection may send before `rate_limited`.

@@ -4,7 +4,10 @@
 //! HTTP error in the JSON shape: 401 for a missing or bad token, 403 for a
 //! browser origin that may not connect (`TELEPATH_ALLOWED_ORIGINS`), 426 for
 //! a request that is not a WebSocket upgrade, 503 while draining and when
-//! the node holds `TELEPATH_MAX_CONNS` connections.
+//! the node holds `TELEPATH_MAX_CONNS` connections. After the upgrade and
+//! before the `welcome`, a connection over its user's cap
+//! (`TELEPATH_MAX_CONNS_PER_USER`, counted by presence across gateways) is
+//! closed with 4009.
 
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -14,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use telepath_shared::auth::{Claims, bearer};
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::ErrorCode;
+use telepath_shared::protocol::{CloseCode, ErrorCode};
 use tokio::net::TcpStream;
 
 use crate::{GatewayState, session};
@@ -215,10 +218,38 @@ pub(crate) async fn connect(
             *setup
         };
         find_dead_peers(&tcp, state.common().heartbeat());
-        let ws = WebSocket::after_handshake(tcp, Role::Server);
-        session::serve(ws, state, claims, id, client).await
+        let mut ws = WebSocket::after_handshake(tcp, Role::Server);
+        let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
+        if !state.admitter().admit(&conn_id, &claims.sub).await {
+            state
+                .metrics()
+                .refused
+                .with_label_values(&["too_many_connections"])
+                .inc();
+            return refuse_upgraded(&mut ws).await;
+        }
+        session::serve(ws, state, claims, id, conn_id, client).await
     });
     resp.into_response()
+}
+
+/// Closes a connection over its user's cap with 4009 before any other
+/// frame, and waits a little for the client's close so the close frame is
+/// read before the TCP connection ends.
+async fn refuse_upgraded(ws: &mut WebSocket<TcpStream>) {
+    let code = CloseCode::TooManyConnections as u16;
+    let close = fastwebsockets::Frame::close(code, b"too many connections for this user");
+    if ws.write_frame(close).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Ok(frame) = ws.read_frame().await {
+            if frame.opcode == fastwebsockets::OpCode::Close {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Lets the kernel give up on a peer that is gone without a word: data

@@ -63,6 +63,7 @@ struct Inner {
     presence: upstream::PresenceReporter,
     logs: upstream::LogReporter,
     acks: upstream::AckReporter,
+    admitter: upstream::Admitter,
     metrics: GatewayMetrics,
     registry: Registry,
     /// Cancelled when the gateway drains: sessions say `bye` (restart) and close 1012.
@@ -119,6 +120,8 @@ impl GatewayState {
         let sessions = TaskTracker::new();
         let api = upstream::ApiClient::new(api_client.clone());
         let sends = upstream::SendPipe::spawn(api.clone(), metrics.clone());
+        let admitter =
+            upstream::Admitter::spawn(presence_client.clone(), config.max_conns_per_user);
         let (presence, presence_task) = upstream::PresenceReporter::spawn(
             presence_client,
             hub.clone(),
@@ -164,6 +167,7 @@ impl GatewayState {
                 presence,
                 logs,
                 acks,
+                admitter,
                 metrics,
                 registry,
                 shutdown,
@@ -191,6 +195,11 @@ impl GatewayState {
     /// Starts draining: sessions get `bye` (restart) and close with 1012.
     pub fn drain(&self) {
         self.inner.shutdown.cancel();
+    }
+
+    /// The per-user connection cap's admissions.
+    pub(crate) fn admitter(&self) -> &upstream::Admitter {
+        &self.inner.admitter
     }
 
     /// The settings this gateway shares with the other services.

@@ -82,6 +82,7 @@ pub(crate) fn serve(
     state: GatewayState,
     claims: Claims,
     id: ConnId,
+    conn_id: String,
     client: ClientInfo,
 ) -> impl Future<Output = ()> + Send + 'static {
     let cfg = state.config();
@@ -100,7 +101,6 @@ pub(crate) fn serve(
 
     // Everything the writer writes, in order: text frames, and the pongs and
     // close echo the reader owes the client.
-    let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
     let (handle, rx) = SessionHandle::new(
         cfg.outbound_queue,
         conn_id.clone(),

@@ -9,12 +9,14 @@
 //!   ack the client waits for);
 //! - [`PresenceReporter`]: what happens to connections, in order, and
 //!   heartbeats carrying each connection's whole state;
-//! - [`LogReporter`]: the connection log.
+//! - [`LogReporter`]: the connection log;
+//! - [`Admitter`]: the per-user connection cap, asked of presence.
 //!
 //! Each reporter is one bounded queue drained by one task in order, so
 //! reports keep their order and never slow a session down.
 
 mod acks;
+mod admit;
 mod api;
 mod logs;
 mod presence;
@@ -22,6 +24,7 @@ mod replays;
 mod sends;
 
 pub(crate) use acks::{Ack, AckReporter};
+pub(crate) use admit::Admitter;
 pub(crate) use api::ApiClient;
 pub(crate) use logs::LogReporter;
 pub(crate) use presence::{Drain, PresenceReporter};

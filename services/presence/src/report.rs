@@ -70,6 +70,10 @@ pub(crate) fn check_user_id(user_id: &str) -> Result<(), ApiError> {
     field("user_id", user_id)
 }
 
+pub(crate) fn check_conn_id(conn_id: &str) -> Result<(), ApiError> {
+    field("conn_id", conn_id)
+}
+
 fn check_live(conn: &LiveConn) -> Result<(), ApiError> {
     field("conn_id", &conn.conn_id)?;
     user(&conn.user)?;

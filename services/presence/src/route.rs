@@ -24,7 +24,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use telepath_shared::auth::{Claims, bearer};
 use telepath_shared::http::{ApiError, JsonBody, check_internal};
-use telepath_shared::protocol::{HeartbeatReport, OnlineUsers, PresenceReport, PresenceReports};
+use telepath_shared::protocol::{
+    AdmitRequest, AdmitResult, HeartbeatReport, OnlineUsers, PresenceReport, PresenceReports,
+};
 
 use crate::query::{sort_users, sorted_connections};
 use crate::report::{
@@ -58,6 +60,10 @@ pub fn internal_routes(state: PresenceState) -> Router {
             get(user_connections),
         )
         .route("/internal/presence/summary", get(summary))
+        .route(
+            "/internal/presence/admit",
+            post(admit).layer(DefaultBodyLimit::max(MAX_ADMIT_BYTES)),
+        )
         // Applies to the routes above only, so it must stay after them.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -147,6 +153,40 @@ async fn heartbeat(
     state.announce(result, |changes| changes)?;
     tracing::debug!("heartbeat stored");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Most connections one admission request may ask for.
+const MAX_ADMIT: usize = 1000;
+/// Largest admission body, bytes.
+const MAX_ADMIT_BYTES: usize = 1024 * 1024;
+
+/// `POST /internal/presence/admit`: a gateway asks, before a new
+/// connection's `welcome`, whether its user may have one more connection
+/// (`max`, `TELEPATH_MAX_CONNS_PER_USER`) across every gateway. Counted in
+/// the store atomically, so two gateways cannot both admit the one over.
+#[tracing::instrument(skip_all, fields(conns = request.conns.len()))]
+async fn admit(
+    State(state): State<PresenceState>,
+    JsonBody(request): JsonBody<AdmitRequest>,
+) -> Result<Json<AdmitResult>, ApiError> {
+    if request.max == 0 {
+        return Err(ApiError::bad_request("max must be at least 1"));
+    }
+    if request.conns.is_empty() || request.conns.len() > MAX_ADMIT {
+        return Err(ApiError::bad_request(format!(
+            "conns: 1..={MAX_ADMIT} connections"
+        )));
+    }
+    for (i, c) in request.conns.iter().enumerate() {
+        crate::report::check_conn_id(&c.conn_id)
+            .and_then(|()| check_user_id(&c.user_id))
+            .map_err(|e| ApiError::bad_request(format!("conns[{i}]: {}", e.message)))?;
+    }
+    let admitted = state
+        .store()
+        .admit(&request.conns, request.max, state.now_ms())
+        .await?;
+    Ok(Json(AdmitResult { admitted }))
 }
 
 /// `GET /presence/online`: users with a live connection, sorted by name,

@@ -54,7 +54,9 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use telepath_shared::config::Common;
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, PresenceReport, Status};
+use telepath_shared::protocol::{
+    AdmitConn, ConnReport, HeartbeatReport, OnlineUser, PresenceReport, Status,
+};
 
 use crate::change::Change;
 use crate::config::PresenceConfig;
@@ -180,6 +182,11 @@ pub trait PresenceStore: Send + Sync {
     async fn connections(&self, user_id: &str, now_ms: i64) -> Result<Vec<ConnReport>, Error>;
     /// Every connection not yet expired at `now_ms`, counted per user and per node alike.
     async fn summary(&self, now_ms: i64) -> Result<Summary, Error>;
+    /// Admits each connection, in order, while its user has fewer than
+    /// `max`: their registered connections plus those admitted within the
+    /// expiry and not registered yet (registering one moves it from the
+    /// second count to the first). One answer per connection.
+    async fn admit(&self, conns: &[AdmitConn], max: u32, now_ms: i64) -> Result<Vec<bool>, Error>;
     /// Succeeds when the store answers.
     async fn ping(&self) -> Result<(), Error>;
 }

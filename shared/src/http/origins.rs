@@ -139,11 +139,7 @@ impl Origin {
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = split_host_port(rest)?;
         let port = port.filter(|p| Some(*p) != default_port(&scheme));
-        Some(Origin {
-            scheme,
-            host,
-            port,
-        })
+        Some(Origin { scheme, host, port })
     }
 
     /// Whether a `Host` header names this origin's host and port.
@@ -245,7 +241,8 @@ mod tests {
             "",
         ] {
             assert!(
-                same.check(&headers(Some(refused), "hub.test:8080")).is_err(),
+                same.check(&headers(Some(refused), "hub.test:8080"))
+                    .is_err(),
                 "{refused}"
             );
         }
@@ -253,8 +250,7 @@ mod tests {
 
     #[test]
     fn a_list_allows_exactly_its_origins() {
-        let list =
-            AllowedOrigins::parse("https://app.test, http://localhost:5173/").unwrap();
+        let list = AllowedOrigins::parse("https://app.test, http://localhost:5173/").unwrap();
         assert_eq!(
             list,
             AllowedOrigins::List(vec![
@@ -262,10 +258,22 @@ mod tests {
                 "http://localhost:5173".into()
             ])
         );
-        assert!(list.check(&headers(Some("https://app.test:443"), "hub")).is_ok());
-        assert!(list.check(&headers(Some("http://localhost:5173"), "hub")).is_ok());
-        assert!(list.check(&headers(Some("http://app.test"), "hub")).is_err());
-        assert!(list.check(&headers(Some("http://hub"), "hub")).is_err(), "the list replaces same-origin");
+        assert!(
+            list.check(&headers(Some("https://app.test:443"), "hub"))
+                .is_ok()
+        );
+        assert!(
+            list.check(&headers(Some("http://localhost:5173"), "hub"))
+                .is_ok()
+        );
+        assert!(
+            list.check(&headers(Some("http://app.test"), "hub"))
+                .is_err()
+        );
+        assert!(
+            list.check(&headers(Some("http://hub"), "hub")).is_err(),
+            "the list replaces same-origin"
+        );
         assert!(list.check(&headers(None, "hub")).is_ok());
         assert!(list.cors().is_some());
         assert!(AllowedOrigins::default().cors().is_none());
@@ -275,8 +283,17 @@ mod tests {
     fn any_and_bad_values() {
         let any = AllowedOrigins::parse("*").unwrap();
         assert!(any.check(&headers(Some("http://x.test"), "hub")).is_ok());
-        assert_eq!(AllowedOrigins::parse(" ").unwrap(), AllowedOrigins::SameOrigin);
-        for bad in ["app.test", "ftp://x", "https://x/path", "https://x:99999", "https://"] {
+        assert_eq!(
+            AllowedOrigins::parse(" ").unwrap(),
+            AllowedOrigins::SameOrigin
+        );
+        for bad in [
+            "app.test",
+            "ftp://x",
+            "https://x/path",
+            "https://x:99999",
+            "https://",
+        ] {
             assert!(AllowedOrigins::parse(bad).is_err(), "{bad}");
         }
     }

@@ -726,6 +726,32 @@ pub struct PresenceReports {
     pub reports: Vec<PresenceReport>,
 }
 
+/// Gateway -> presence (`POST /internal/presence/admit`): connections just
+/// upgraded, to admit while their user has fewer than `max` connections
+/// (`TELEPATH_MAX_CONNS_PER_USER`) across every gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdmitRequest {
+    #[schema(minimum = 1)]
+    pub max: u32,
+    #[schema(min_items = 1, max_items = 1000)]
+    pub conns: Vec<AdmitConn>,
+}
+
+/// One connection to admit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdmitConn {
+    #[schema(min_length = 1, max_length = 256)]
+    pub conn_id: String,
+    #[schema(min_length = 1, max_length = 256)]
+    pub user_id: String,
+}
+
+/// Presence -> gateway: whether each connection asked for was admitted, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdmitResult {
+    pub admitted: Vec<bool>,
+}
+
 /// Presence -> every gateway (bus channel [`PRESENCE_CHANNEL`]): a user's
 /// presence changed; tell the connections in `rooms` and the user's own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -40,6 +40,33 @@ impl WsClient {
         Self::connect_request(req).await
     }
 
+    /// Like [`WsClient::connect`], but a connection the server closes before
+    /// its `welcome` is `Err` with the close code (None: no close frame).
+    pub async fn connect_or_close(base: &str, token: &str) -> Result<WsClient, Option<u16>> {
+        let url = format!("{}/connect", base.replacen("http", "ws", 1));
+        let mut req = url.into_client_request().expect("a client request");
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("the upgrade");
+        let mut client = WsClient {
+            ws,
+            pending: VecDeque::new(),
+            next_ref: 0,
+            welcome: Value::Null,
+            close_code: None,
+        };
+        match client.next_frame().await {
+            Some(welcome) if welcome["type"] == "welcome" => {
+                client.welcome = welcome;
+                Ok(client)
+            }
+            Some(other) => panic!("first frame must be welcome: {other}"),
+            None => Err(client.close_code),
+        }
+    }
+
     /// Like [`WsClient::connect`], over a socket whose receive buffer is
     /// about `bytes`: a client that then stops reading fills it quickly.
     pub async fn connect_small(base: &str, token: &str, bytes: u32) -> Result<WsClient, WsError> {

@@ -542,11 +542,13 @@ async fn write(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::E
         .collect();
     if !edited.is_empty() {
         // Bodies travel in the JSON array, escaped by serde_json, in one bound parameter.
-        w.next("UPDATE messages SET content = j.value ->> 1, edit_seq = j.value ->> 2, edited_at = ")
-            .push_bind(state.ts)
-            .push(" FROM json_each(")
-            .push_bind(json(&edited))
-            .push(") AS j WHERE messages.id = j.value ->> 0");
+        w.next(
+            "UPDATE messages SET content = j.value ->> 1, edit_seq = j.value ->> 2, edited_at = ",
+        )
+        .push_bind(state.ts)
+        .push(" FROM json_each(")
+        .push_bind(json(&edited))
+        .push(") AS j WHERE messages.id = j.value ->> 0");
     }
     for chunk in state.events.chunks(INSERT_ROWS) {
         insert_events(&mut w, chunk, state.ts);

@@ -68,7 +68,8 @@ async fn per_connection_futures_keep_their_size() {
         ip: "127.0.0.1".into(),
         user_agent: None,
     };
-    let session = serve(ws, state.clone(), claims(), 1, client);
+    let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let session = serve(ws, state.clone(), claims(), 1, conn_id, client);
     let size = size_of_val(&session);
     assert!(
         size <= SESSION_FUTURE,

@@ -198,7 +198,8 @@ macro_rules! suite {
             a_conn_id_reported_for_another_user_moves_to_that_user,
             queries_list_live_connections_with_status_and_last_seen,
             the_offline_reaches_rooms_joined_by_connections_that_closed_earlier,
-            a_room_left_on_every_connection_is_dropped_from_the_offline
+            a_room_left_on_every_connection_is_dropped_from_the_offline,
+            admission_holds_the_per_user_cap
         );
         $crate::store::conformance::suite!(@each $fixture; repair:
             a_heartbeat_repairs_a_lost_join,

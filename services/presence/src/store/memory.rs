@@ -13,7 +13,9 @@ mod machine;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use telepath_shared::protocol::{ConnReport, HeartbeatReport, OnlineUser, PresenceReport};
+use telepath_shared::protocol::{
+    AdmitConn, ConnReport, HeartbeatReport, OnlineUser, PresenceReport,
+};
 
 use super::{Error, Interrupted, PresenceStore, Summary, Swept, Timing};
 use crate::change::Change;
@@ -83,6 +85,15 @@ impl PresenceStore for MemoryStore {
     async fn summary(&self, now_ms: i64) -> Result<Summary, Error> {
         let live_from = now_ms.saturating_sub(self.timing.expiry_ms);
         Ok(self.lock().live(live_from))
+    }
+
+    async fn admit(&self, conns: &[AdmitConn], max: u32, now_ms: i64) -> Result<Vec<bool>, Error> {
+        let since = now_ms.saturating_sub(self.timing.expiry_ms);
+        let mut inner = self.lock();
+        Ok(conns
+            .iter()
+            .map(|c| inner.admit(&c.conn_id, &c.user_id, max, since, now_ms))
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -32,6 +32,9 @@
 //!   even when the connection that joined it closed first. Same TTL handling
 //!   as the status hash (key TTL, key TTL + grace while pending offline);
 //!   deleted when the user goes offline.
+//! - `presence:admitted:{user_id}` — ZSET, conn id -> when a gateway
+//!   admitted it (`admit`), until its connect registers it; entries older
+//!   than the expiry are dropped. Key TTL.
 //! - `presence:pending` — ZSET, user id -> end of grace: users whose last
 //!   connection closed. Swept; PEXPIRE key TTL + grace on every add.
 //! - `presence:typing` — ZSET, `{room_id}|{user_id}` -> expiry, and
@@ -63,7 +66,7 @@ use async_trait::async_trait;
 use deadpool_redis::redis::{Cmd, Pipeline, cmd, pipe};
 use deadpool_redis::{Connection, Pool};
 use telepath_shared::protocol::{
-    ConnReport, HeartbeatReport, LiveConn, OnlineUser, PresenceReport, UserRef,
+    AdmitConn, ConnReport, HeartbeatReport, LiveConn, OnlineUser, PresenceReport, UserRef,
 };
 
 use super::{Error, Interrupted, MAX_ROOMS_PER_CONN, PresenceStore, Summary, Swept, Tally, Timing};
@@ -384,6 +387,24 @@ impl PresenceStore for RedisStore {
                 text.clone().filter(|t| !t.is_empty()),
             ))
         }))
+    }
+
+    async fn admit(&self, conns: &[AdmitConn], max: u32, now_ms: i64) -> Result<Vec<bool>, Error> {
+        let pairs: Vec<[&str; 2]> = conns
+            .iter()
+            .map(|c| [c.conn_id.as_str(), c.user_id.as_str()])
+            .collect();
+        let payload = serde_json::json!({"max": max, "conns": pairs}).to_string();
+        let mut c = self.conn().await?;
+        let reply = self.script(&mut c, "admit", &payload, now_ms).await?;
+        if reply.admitted.len() != conns.len() {
+            return Err(Error::Reply(format!(
+                "{} answers to {} admissions",
+                reply.admitted.len(),
+                conns.len()
+            )));
+        }
+        Ok(reply.admitted)
     }
 
     async fn ping(&self) -> Result<(), Error> {

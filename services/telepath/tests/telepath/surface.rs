@@ -41,6 +41,7 @@ fn internal_routes(room: &str, user: &str) -> Vec<(&'static str, String)> {
         ("POST", "/internal/dms/pending".into()),
         ("POST", "/internal/presence/reports".into()),
         ("POST", "/internal/presence/heartbeat".into()),
+        ("POST", "/internal/presence/admit".into()),
         ("GET", "/internal/presence/summary".into()),
         (
             "GET",

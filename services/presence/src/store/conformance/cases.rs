@@ -518,3 +518,67 @@ pub(crate) async fn a_room_left_on_every_connection_is_dropped_from_the_offline(
     .await;
     assert_eq!(offline_rooms(store, T + 1 + GRACE).await, [ROOM_A]);
 }
+
+/// Admission counts registered connections and admitted ones not yet
+/// registered, once each; a disconnect frees a place; an admission that
+/// never registers is forgotten after the expiry.
+pub(crate) async fn admission_holds_the_per_user_cap(store: &dyn PresenceStore) {
+    use telepath_shared::protocol::AdmitConn;
+    let ask = |conn: &str, name: &str| AdmitConn {
+        conn_id: conn.into(),
+        user_id: super::user(name).id,
+    };
+    // Three asked at once for a cap of 2: the third is refused; another user is not counted.
+    let answers = store
+        .admit(
+            &[
+                ask("a1", "ada"),
+                ask("a2", "ada"),
+                ask("a3", "ada"),
+                ask("b1", "bob"),
+            ],
+            2,
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answers, [true, true, false, true]);
+    // Registering an admitted connection does not count it twice.
+    apply(store, &[connect("a1", "ada"), connect("a2", "ada")], T + 10).await;
+    assert_eq!(
+        store.admit(&[ask("a4", "ada")], 2, T + 20).await.unwrap(),
+        [false]
+    );
+    assert_eq!(
+        store.admit(&[ask("a4", "ada")], 3, T + 20).await.unwrap(),
+        [true]
+    );
+    // a4 never registers; a disconnect frees a place at once.
+    apply(store, &[disconnect("a1", "ada")], T + 30).await;
+    assert_eq!(
+        store.admit(&[ask("a5", "ada")], 3, T + 40).await.unwrap(),
+        [true]
+    );
+    assert_eq!(
+        store.admit(&[ask("a6", "ada")], 3, T + 50).await.unwrap(),
+        [false]
+    );
+    // After the expiry (1.5 heartbeats of the suite) unregistered admissions
+    // no longer count: a2 is registered, so one place is taken.
+    let later = T + 50 + 1_600;
+    store
+        .heartbeat(&heartbeat(vec![live("a2", "ada", &[], false)]), later)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .admit(
+                &[ask("a7", "ada"), ask("a8", "ada"), ask("a9", "ada")],
+                3,
+                later
+            )
+            .await
+            .unwrap(),
+        [true, true, false]
+    );
+}

@@ -26,6 +26,8 @@ pub(super) struct Inner {
     users: HashMap<String, User>,
     /// (room, user id) -> typing indicator.
     typing: HashMap<(String, String), Typing>,
+    /// user id -> conn id -> when it was admitted, until it is registered.
+    admitted: HashMap<String, HashMap<String, i64>>,
 }
 
 #[derive(Debug)]
@@ -197,6 +199,13 @@ impl Op<'_> {
                     rooms,
                 };
                 self.inner.conns.insert(conn_id.to_owned(), conn);
+            }
+        }
+        // Admitted and now registered: counted once, as a connection.
+        if let Some(admitted) = self.inner.admitted.get_mut(&user.id) {
+            admitted.remove(conn_id);
+            if admitted.is_empty() {
+                self.inner.admitted.remove(&user.id);
             }
         }
         let entry = self.inner.users.entry(user.id.clone()).or_default();
@@ -513,6 +522,30 @@ impl Op<'_> {
 }
 
 impl Inner {
+    /// Admits `conn_id` while `user_id` has fewer than `max` connections:
+    /// registered ones plus those admitted at or after `since` and not
+    /// registered yet (older admissions are forgotten).
+    pub(super) fn admit(
+        &mut self,
+        conn_id: &str,
+        user_id: &str,
+        max: u32,
+        since: i64,
+        now: i64,
+    ) -> bool {
+        let registered = self.users.get(user_id).map_or(0, |u| u.conns.len());
+        let admitted = self.admitted.entry(user_id.to_owned()).or_default();
+        admitted.retain(|_, at| *at >= since);
+        if registered + admitted.len() >= max as usize {
+            if admitted.is_empty() {
+                self.admitted.remove(user_id);
+            }
+            return false;
+        }
+        admitted.insert(conn_id.to_owned(), now);
+        true
+    }
+
     /// Every connection heard from at or after `live_from`.
     pub(super) fn live(&self, live_from: i64) -> Summary {
         let mut tally = Tally::default();

@@ -14,9 +14,10 @@
 -- passed as KEYS: single-instance Redis (or a primary with replicas), not
 -- Redis Cluster.
 --
--- ARGV: 1 op ('reports' | 'heartbeat' | 'sweep'), 2 now (ms), 3 expiry (ms),
--- 4 grace (ms), 5 typing TTL (ms), 6 key TTL (ms), 7 payload (JSON for
--- reports and heartbeat, the batch size for sweep), 8 max rooms per conn.
+-- ARGV: 1 op ('reports' | 'heartbeat' | 'sweep' | 'admit'), 2 now (ms),
+-- 3 expiry (ms), 4 grace (ms), 5 typing TTL (ms), 6 key TTL (ms), 7 payload
+-- (JSON for reports, heartbeat and admit, the batch size for sweep), 8 max
+-- rooms per conn.
 --
 -- Reply: an array of changes, each an array of strings:
 --   {'p', user_id, name, status, text, last_seen_ms, cause_ms, rooms_csv,
@@ -26,6 +27,7 @@
 --   {'t', room, user_id, name, '1' | '0'}
 --   {'x', conn_id}   (sweep: an expired connection)
 --   {'more'}         (sweep: a batch was full, call again)
+--   {'a', '1' | '0'} (admit: one per connection asked for, admitted or not)
 
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -46,6 +48,7 @@ local function user_key(id) return 'presence:user:' .. id end
 local function status_key(id) return 'presence:status:' .. id end
 local function seen_key(id) return 'presence:seenrooms:' .. id end
 local function room_key(id) return 'presence:room:' .. id end
+local function admit_key(id) return 'presence:admitted:' .. id end
 
 -- Integral milliseconds as text (tostring would switch to exponents).
 local function num(x) return string.format('%.0f', x) end
@@ -216,6 +219,8 @@ local function register(c, user, name, node, idle, rooms)
   redis.call('PEXPIRE', conn_rooms_key(c), key_ttl)
   redis.call('SADD', user_key(user), c)
   redis.call('PEXPIRE', user_key(user), key_ttl)
+  -- Admitted and now registered: counted once, as a connection.
+  redis.call('ZREM', admit_key(user), c)
   local skey = status_key(user)
   redis.call('HSET', skey, 'name', name)
   redis.call('HDEL', skey, 'ended', 'rooms')
@@ -435,6 +440,30 @@ local function sweep(batch)
   if more then out[#out + 1] = {'more'} end
 end
 
+-- Admits each {conn_id, user_id} while the user has fewer than max
+-- connections: registered ones plus those admitted in the last expiry and
+-- not registered yet (a gateway reports the connect right after), so two
+-- gateways admitting at once cannot both pass the cap.
+local function admit(conns, max)
+  local pruned = {}
+  for _, l in ipairs(conns) do
+    local c, user = l[1], l[2]
+    local akey = admit_key(user)
+    if not pruned[user] then
+      pruned[user] = true
+      redis.call('ZREMRANGEBYSCORE', akey, '-inf', '(' .. num(now - expiry))
+    end
+    local count = redis.call('SCARD', user_key(user)) + redis.call('ZCARD', akey)
+    if count < max then
+      redis.call('ZADD', akey, now, c)
+      redis.call('PEXPIRE', akey, key_ttl)
+      out[#out + 1] = {'a', '1'}
+    else
+      out[#out + 1] = {'a', '0'}
+    end
+  end
+end
+
 if op == 'reports' then
   -- Each entry starts with its kind; see store/redis/codec.rs.
   for _, r in ipairs(cjson.decode(ARGV[7])) do
@@ -455,5 +484,8 @@ elseif op == 'heartbeat' then
   heartbeat(cjson.decode(ARGV[7]))
 elseif op == 'sweep' then
   sweep(tonumber(ARGV[7]))
+elseif op == 'admit' then
+  local a = cjson.decode(ARGV[7])
+  admit(a.conns, tonumber(a.max))
 end
 return out
