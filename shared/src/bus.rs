@@ -15,6 +15,7 @@
 //! published while a subscriber is disconnected is lost, and the layers
 //! above repair gaps by `seq` from the api.
 
+pub mod admit;
 pub mod envelope;
 pub mod inbound;
 pub mod memory;

@@ -220,13 +220,15 @@ pub(crate) async fn connect(
         find_dead_peers(&tcp, state.common().heartbeat());
         let mut ws = WebSocket::after_handshake(tcp, Role::Server);
         let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
-        if !state.admitter().admit(&conn_id, &claims.sub).await {
+        // Boxed, as the refusal below: the task's future keeps room for
+        // every future it awaits for the connection's whole life.
+        if !Box::pin(state.admitter().admit(&conn_id, &claims.sub)).await {
             state
                 .metrics()
                 .refused
                 .with_label_values(&["too_many_connections"])
                 .inc();
-            return refuse_upgraded(&mut ws).await;
+            return Box::pin(refuse_upgraded(&mut ws)).await;
         }
         session::serve(ws, state, claims, id, conn_id, client).await
     });

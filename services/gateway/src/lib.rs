@@ -120,8 +120,20 @@ impl GatewayState {
         let sessions = TaskTracker::new();
         let api = upstream::ApiClient::new(api_client.clone());
         let sends = upstream::SendPipe::spawn(api.clone(), metrics.clone());
-        let admitter =
-            upstream::Admitter::spawn(presence_client.clone(), config.max_conns_per_user);
+        // With Redis, the count is run there directly; otherwise presence is asked.
+        let counter = common
+            .redis_url
+            .as_deref()
+            .and_then(|url| telepath_shared::bus::redis::pool(url).ok())
+            .map_or_else(
+                || upstream::AdmitCounter::Presence(presence_client.clone()),
+                |pool| {
+                    let expiry =
+                        telepath_shared::bus::admit::presence_expiry_ms(common.heartbeat_ms);
+                    upstream::AdmitCounter::Redis(pool, expiry)
+                },
+            );
+        let admitter = upstream::Admitter::spawn(counter, config.max_conns_per_user);
         let (presence, presence_task) = upstream::PresenceReporter::spawn(
             presence_client,
             hub.clone(),

@@ -24,7 +24,7 @@ mod replays;
 mod sends;
 
 pub(crate) use acks::{Ack, AckReporter};
-pub(crate) use admit::Admitter;
+pub(crate) use admit::{Admitter, Counter as AdmitCounter};
 pub(crate) use api::ApiClient;
 pub(crate) use logs::LogReporter;
 pub(crate) use presence::{Drain, PresenceReporter};

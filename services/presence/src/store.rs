@@ -82,6 +82,17 @@ pub enum Error {
     Reply(String),
 }
 
+impl From<telepath_shared::bus::BusError> for Error {
+    fn from(e: telepath_shared::bus::BusError) -> Self {
+        use telepath_shared::bus::BusError;
+        match e {
+            BusError::Redis(e) => Error::Redis(e),
+            BusError::Pool(e) => Error::Pool(e),
+            BusError::Closed => Error::Reply("the connection closed".into()),
+        }
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         tracing::warn!(error = %e, "presence store failed");
@@ -260,7 +271,7 @@ impl Tally {
 /// intervals, so with a sweep every quarter interval a dead gateway's users
 /// are offline within two intervals of its last heartbeat.
 pub fn expiry_ms(heartbeat_ms: u64) -> i64 {
-    i64::try_from(heartbeat_ms.saturating_mul(3) / 2).unwrap_or(i64::MAX)
+    telepath_shared::bus::admit::presence_expiry_ms(heartbeat_ms)
 }
 
 /// Milliseconds since the epoch as a UTC time (the epoch itself if out of range).

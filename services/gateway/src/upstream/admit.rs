@@ -1,44 +1,62 @@
 //! The per-user connection cap (`TELEPATH_MAX_CONNS_PER_USER`): before a
-//! new connection's `welcome`, presence is asked whether its user may have
-//! one more connection across every gateway. Presence counts atomically in
-//! its store (registered connections plus admitted ones not registered
-//! yet), so two gateways cannot both admit the one over the cap.
+//! new connection's `welcome`, presence's count decides whether its user
+//! may have one more connection across every gateway. The count is atomic
+//! in presence's store (registered connections plus admitted ones not
+//! registered yet), so two gateways cannot both admit the one over the cap.
+//! A gateway with Redis runs presence's admission script there itself
+//! (`telepath_shared::bus::admit`: one round trip, no hop through the
+//! presence service); without Redis (the all-in-one) it asks presence
+//! (`POST /internal/presence/admit`), which runs the same count.
 //!
 //! Connects that arrive together share one request: one task drains the
-//! queue and asks for all of them at once, so a reconnect storm costs a few
-//! requests, not one per connection. When presence cannot answer (down,
+//! queue and asks for all of them at once (up to four requests in flight),
+//! so a reconnect storm costs a few requests, not one per connection. When presence cannot answer (down,
 //! slow, refusing), connections are admitted: the cap guards against abuse
 //! and must not turn a presence outage into a gateway outage.
 
 use std::time::Duration;
 
+use std::sync::Arc;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::protocol::{AdmitConn, AdmitRequest, AdmitResult};
-use tokio::sync::{mpsc, oneshot};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Connections asked for in one request at most (presence's bound).
 const BATCH: usize = 1000;
 /// Connects that may wait for an answer.
 const QUEUE: usize = 16_384;
+/// Requests in flight at once: connects arriving while one is answered
+/// need not wait for it.
+const IN_FLIGHT: usize = 4;
 /// How long a connect waits for presence before it is admitted anyway.
 const WAIT: Duration = Duration::from_secs(2);
 
 type Waiting = (AdmitConn, oneshot::Sender<bool>);
 
-/// Asks presence to admit connections; cheap to clone.
+/// Asks presence's count to admit connections; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Admitter {
     tx: mpsc::Sender<Waiting>,
     max: u32,
 }
 
+/// Where the count is kept.
+#[derive(Clone)]
+pub(crate) enum Counter {
+    /// Presence's keys in Redis, with presence's expiry (ms).
+    Redis(telepath_shared::bus::admit::RedisPool, i64),
+    /// The presence service (its store).
+    Presence(InternalClient),
+}
+
 impl Admitter {
     /// Starts the task asking `presence` for at most `max` connections per
     /// user (0: no cap, nothing is asked).
-    pub(crate) fn spawn(presence: InternalClient, max: u32) -> Self {
+    pub(crate) fn spawn(counter: Counter, max: u32) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         if max > 0 {
-            tokio::spawn(run(presence, rx, max));
+            tokio::spawn(run(counter, rx, max));
         }
         Admitter { tx, max }
     }
@@ -65,21 +83,55 @@ impl Admitter {
     }
 }
 
-async fn run(presence: InternalClient, mut rx: mpsc::Receiver<Waiting>, max: u32) {
+async fn run(counter: Counter, mut rx: mpsc::Receiver<Waiting>, max: u32) {
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let waiting = std::mem::take(&mut batch);
+        let counter = counter.clone();
+        tokio::spawn(async move {
+            ask(&counter, waiting, max).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One request for `waiting`; answers each.
+async fn ask(counter: &Counter, waiting: Vec<Waiting>, max: u32) {
+    {
         let (conns, waiting): (Vec<AdmitConn>, Vec<oneshot::Sender<bool>>) =
-            std::mem::take(&mut batch).into_iter().unzip();
-        let request = AdmitRequest { max, conns };
-        let asked = presence.post::<_, AdmitResult>("/internal/presence/admit", &request);
+            waiting.into_iter().unzip();
+        let asked = async {
+            match counter {
+                Counter::Redis(pool, expiry_ms) => {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    telepath_shared::bus::admit::admit(pool, &conns, max, now, *expiry_ms)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Counter::Presence(presence) => {
+                    let request = AdmitRequest { max, conns };
+                    presence
+                        .post::<_, AdmitResult>("/internal/presence/admit", &request)
+                        .await
+                        .map(|r| r.admitted)
+                        .map_err(|e| e.to_string())
+                }
+            }
+        };
         let answers = match tokio::time::timeout(WAIT, asked).await {
-            Ok(Ok(result)) if result.admitted.len() == waiting.len() => result.admitted,
+            Ok(Ok(admitted)) if admitted.len() == waiting.len() => admitted,
             Ok(Ok(_)) => {
                 tracing::warn!("presence answered admissions in a wrong count; admitting");
                 vec![true; waiting.len()]
             }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "presence refused admissions; admitting");
+                tracing::warn!(error = %e, "presence's count did not answer; admitting");
                 vec![true; waiting.len()]
             }
             Err(_) => {

@@ -390,21 +390,18 @@ impl PresenceStore for RedisStore {
     }
 
     async fn admit(&self, conns: &[AdmitConn], max: u32, now_ms: i64) -> Result<Vec<bool>, Error> {
-        let pairs: Vec<[&str; 2]> = conns
-            .iter()
-            .map(|c| [c.conn_id.as_str(), c.user_id.as_str()])
-            .collect();
-        let payload = serde_json::json!({"max": max, "conns": pairs}).to_string();
-        let mut c = self.conn().await?;
-        let reply = self.script(&mut c, "admit", &payload, now_ms).await?;
-        if reply.admitted.len() != conns.len() {
-            return Err(Error::Reply(format!(
-                "{} answers to {} admissions",
-                reply.admitted.len(),
-                conns.len()
-            )));
+        // The script gateways run too (one definition of the count).
+        let admitted = telepath_shared::bus::admit::admit(
+            &self.pool,
+            conns,
+            max,
+            now_ms,
+            self.timing.expiry_ms,
+        );
+        match timed(admitted).await {
+            Ok(answers) => Ok(answers),
+            Err(e) => Err(e),
         }
-        Ok(reply.admitted)
     }
 
     async fn ping(&self) -> Result<(), Error> {

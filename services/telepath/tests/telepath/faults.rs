@@ -436,12 +436,9 @@ async fn history_reads(http: &Client, api: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_storm_reads_a_rooms_history_about_once() {
     // Forty connections of one user: over the default per-user cap.
-    let cluster = crate::cluster::start_cluster_with(
-        1,
-        1,
-        &[("TELEPATH_MAX_CONNS_PER_USER", "100".into())],
-    )
-    .await;
+    let cluster =
+        crate::cluster::start_cluster_with(1, 1, &[("TELEPATH_MAX_CONNS_PER_USER", "100".into())])
+            .await;
     let http = Client::new();
     let api = cluster.api.url.clone();
     let ada = crate::helpers::login(&http, &api, "ada").await;

@@ -110,8 +110,6 @@ pub(super) struct Reply {
     pub(super) expired: Vec<String>,
     /// A sweep batch was full: call again.
     pub(super) more: bool,
-    /// An admission: whether each connection asked for was admitted.
-    pub(super) admitted: Vec<bool>,
 }
 
 fn int(s: &str) -> Result<i64, Error> {
@@ -182,7 +180,6 @@ pub(super) fn decode(rows: Vec<Vec<String>>) -> Result<Reply, Error> {
             })),
             ["x", conn_id] => reply.expired.push((*conn_id).to_owned()),
             ["more"] => reply.more = true,
-            ["a", yes] => reply.admitted.push(*yes == "1"),
             other => return Err(Error::Reply(format!("row {other:?}"))),
         }
     }

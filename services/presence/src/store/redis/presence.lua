@@ -14,10 +14,12 @@
 -- passed as KEYS: single-instance Redis (or a primary with replicas), not
 -- Redis Cluster.
 --
--- ARGV: 1 op ('reports' | 'heartbeat' | 'sweep' | 'admit'), 2 now (ms),
--- 3 expiry (ms), 4 grace (ms), 5 typing TTL (ms), 6 key TTL (ms), 7 payload
--- (JSON for reports, heartbeat and admit, the batch size for sweep), 8 max
--- rooms per conn.
+-- ARGV: 1 op ('reports' | 'heartbeat' | 'sweep'), 2 now (ms), 3 expiry (ms),
+-- 4 grace (ms), 5 typing TTL (ms), 6 key TTL (ms), 7 payload (JSON for
+-- reports and heartbeat, the batch size for sweep), 8 max rooms per conn.
+-- (Admission under the per-user cap is shared/src/bus/admit.lua, on the
+-- same keys: register() below moves an admitted connection out of
+-- presence:admitted:{user}.)
 --
 -- Reply: an array of changes, each an array of strings:
 --   {'p', user_id, name, status, text, last_seen_ms, cause_ms, rooms_csv,
@@ -27,7 +29,6 @@
 --   {'t', room, user_id, name, '1' | '0'}
 --   {'x', conn_id}   (sweep: an expired connection)
 --   {'more'}         (sweep: a batch was full, call again)
---   {'a', '1' | '0'} (admit: one per connection asked for, admitted or not)
 
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -440,30 +441,6 @@ local function sweep(batch)
   if more then out[#out + 1] = {'more'} end
 end
 
--- Admits each {conn_id, user_id} while the user has fewer than max
--- connections: registered ones plus those admitted in the last expiry and
--- not registered yet (a gateway reports the connect right after), so two
--- gateways admitting at once cannot both pass the cap.
-local function admit(conns, max)
-  local pruned = {}
-  for _, l in ipairs(conns) do
-    local c, user = l[1], l[2]
-    local akey = admit_key(user)
-    if not pruned[user] then
-      pruned[user] = true
-      redis.call('ZREMRANGEBYSCORE', akey, '-inf', '(' .. num(now - expiry))
-    end
-    local count = redis.call('SCARD', user_key(user)) + redis.call('ZCARD', akey)
-    if count < max then
-      redis.call('ZADD', akey, now, c)
-      redis.call('PEXPIRE', akey, key_ttl)
-      out[#out + 1] = {'a', '1'}
-    else
-      out[#out + 1] = {'a', '0'}
-    end
-  end
-end
-
 if op == 'reports' then
   -- Each entry starts with its kind; see store/redis/codec.rs.
   for _, r in ipairs(cjson.decode(ARGV[7])) do
@@ -484,8 +461,5 @@ elseif op == 'heartbeat' then
   heartbeat(cjson.decode(ARGV[7]))
 elseif op == 'sweep' then
   sweep(tonumber(ARGV[7]))
-elseif op == 'admit' then
-  local a = cjson.decode(ARGV[7])
-  admit(a.conns, tonumber(a.max))
 end
 return out
