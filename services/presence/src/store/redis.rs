@@ -398,10 +398,7 @@ impl PresenceStore for RedisStore {
             now_ms,
             self.timing.expiry_ms,
         );
-        match timed(admitted).await {
-            Ok(answers) => Ok(answers),
-            Err(e) => Err(e),
-        }
+        timed(admitted).await
     }
 
     async fn ping(&self) -> Result<(), Error> {
