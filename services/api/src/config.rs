@@ -40,6 +40,10 @@ pub struct ApiConfig {
     /// How long a DM waits in the offline queue, e.g. `7d`, `12h`.
     #[arg(long, env = "TELEPATH_OFFLINE_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
     pub offline_ttl: Duration,
+    /// Days connection-log rows are kept; older ones are deleted every
+    /// minute in small batches (0: kept forever).
+    #[arg(long, env = "TELEPATH_CONNECTION_LOG_DAYS", default_value_t = 30)]
+    pub connection_log_days: u32,
     /// Largest the database may grow, bytes [default: as large as the disk
     /// allows]. Past it writes get 507 (`unavailable`) until space is freed.
     #[arg(long, env = "TELEPATH_DB_MAX_BYTES", help_heading = ADVANCED,

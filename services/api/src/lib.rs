@@ -27,6 +27,7 @@ mod presence;
 mod presence_events;
 mod profiles;
 mod revoke;
+mod retention;
 mod rooms;
 mod store;
 mod web;
@@ -112,6 +113,7 @@ impl ApiState {
         let write = &db.write;
         presence_events::spawn(bus.clone(), inbound, write.clone());
         dms::spawn_cleanup(write.clone());
+        retention::spawn(write.clone(), config.connection_log_days);
         let metrics = ApiMetrics::new(&registry);
         let outboxes = outbox::Outboxes::new(bus.clone(), &metrics.outboxes);
         let batch = usize::from(config.commit_batch);
