@@ -95,7 +95,12 @@ mod tests {
         let db = crate::db::open(&url, None).await.unwrap();
         let now = now();
         // Two and a half batches of old rows, some just inside the window.
-        insert(&db.write, 2 * BATCH as usize + 500, now - chrono::Duration::days(31)).await;
+        insert(
+            &db.write,
+            2 * BATCH as usize + 500,
+            now - chrono::Duration::days(31),
+        )
+        .await;
         insert(&db.write, 7, now - chrono::Duration::days(29)).await;
         insert(&db.write, 3, now).await;
         let deleted = connection_logs(&db.write, 30, now).await.unwrap();
