@@ -17,6 +17,19 @@ pub use tokio_tungstenite::tungstenite::Error as WsError;
 /// How long a test waits for any single frame.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The handshake request for `{base}/connect` with `token` in the
+/// Authorization header.
+fn connect_request(
+    base: &str,
+    token: &str,
+) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, WsError> {
+    let url = format!("{}/connect", base.replacen("http", "ws", 1));
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    Ok(req)
+}
+
 /// A connected Telepath client.
 pub struct WsClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -33,20 +46,13 @@ impl WsClient {
     /// Connects to `base` (`http://host:port`) with `token` in the Authorization
     /// header and reads the `welcome` frame.
     pub async fn connect(base: &str, token: &str) -> Result<WsClient, WsError> {
-        let url = format!("{}/connect", base.replacen("http", "ws", 1));
-        let mut req = url.into_client_request()?;
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        Self::connect_request(req).await
+        Self::connect_request(connect_request(base, token)?).await
     }
 
     /// Like [`WsClient::connect`], but a connection the server closes before
     /// its `welcome` is `Err` with the close code (None: no close frame).
     pub async fn connect_or_close(base: &str, token: &str) -> Result<WsClient, Option<u16>> {
-        let url = format!("{}/connect", base.replacen("http", "ws", 1));
-        let mut req = url.into_client_request().expect("a client request");
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let req = connect_request(base, token).expect("a client request");
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .expect("the upgrade");
@@ -77,10 +83,7 @@ impl WsClient {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.set_recv_buffer_size(bytes)?;
         let tcp = socket.connect(addr).await?;
-        let url = format!("{}/connect", base.replacen("http", "ws", 1));
-        let mut req = url.into_client_request()?;
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let req = connect_request(base, token)?;
         let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
         let (ws, _) = tokio_tungstenite::client_async(req, stream).await?;
         Self::after_handshake(ws).await

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Method};
 use serde_json::json;
 use telepath_shared::http::origins::AllowedOrigins;
-use telepath_shared::testing::WsClient;
 use telepath_shared::testing::wsraw::{RawFrame, RawWs, close_payload, handshake_request, op};
+use telepath_shared::testing::{WsClient, get_text};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::cluster::start_cluster_with;
@@ -142,15 +142,7 @@ async fn a_full_node_answers_503_before_the_upgrade_and_admits_again_once_one_le
     let (status, head) = connect_from(&node.url, &ada.token, None).await;
     assert_eq!(status, 503, "{head}");
     assert!(head.contains("retry-after: 1"), "{head}");
-    let metrics = node
-        .http
-        .get(format!("{}/metrics", node.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&node.http, &format!("{}/metrics", node.url)).await;
     assert!(
         metrics.contains("telepath_gateway_handshakes_refused_total{reason=\"node_full\"} 1"),
         "{metrics}"
@@ -240,14 +232,7 @@ async fn a_user_holds_sixteen_connections_across_two_gateways_and_the_seventeent
         y.err().unwrap()
     };
     assert_eq!(refused, Some(4009));
-    let metrics = http
-        .get(format!("{}/metrics", gws[0]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &format!("{}/metrics", gws[0])).await;
     assert!(
         metrics
             .contains("telepath_gateway_handshakes_refused_total{reason=\"too_many_connections\"}"),
