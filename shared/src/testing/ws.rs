@@ -56,13 +56,7 @@ impl WsClient {
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .expect("the upgrade");
-        let mut client = WsClient {
-            ws,
-            pending: VecDeque::new(),
-            next_ref: 0,
-            welcome: Value::Null,
-            close_code: None,
-        };
+        let mut client = WsClient::on(ws);
         match client.next_frame().await {
             Some(welcome) if welcome["type"] == "welcome" => {
                 client.welcome = welcome;
@@ -97,18 +91,23 @@ impl WsClient {
         Self::after_handshake(ws).await
     }
 
-    /// A client on `ws`, a WebSocket already upgraded (over TLS, say, with
-    /// a connector of the test's own), once the server's `welcome` came.
-    pub async fn after_handshake(
-        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    ) -> Result<WsClient, WsError> {
-        let mut client = WsClient {
+    /// A client on `ws` that has read nothing yet.
+    fn on(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
+        WsClient {
             ws,
             pending: VecDeque::new(),
             next_ref: 0,
             welcome: Value::Null,
             close_code: None,
-        };
+        }
+    }
+
+    /// A client on `ws`, a WebSocket already upgraded (over TLS, say, with
+    /// a connector of the test's own), once the server's `welcome` came.
+    pub async fn after_handshake(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ) -> Result<WsClient, WsError> {
+        let mut client = WsClient::on(ws);
         let welcome = client.next_frame().await.expect("a welcome frame");
         assert_eq!(
             welcome["type"], "welcome",
