@@ -103,44 +103,42 @@ async fn run(counter: Counter, mut rx: mpsc::Receiver<Waiting>, max: u32) {
 
 /// One request for `waiting`; answers each.
 async fn ask(counter: &Counter, waiting: Vec<Waiting>, max: u32) {
-    {
-        let (conns, waiting): (Vec<AdmitConn>, Vec<oneshot::Sender<bool>>) =
-            waiting.into_iter().unzip();
-        let asked = async {
-            match counter {
-                Counter::Redis(pool, expiry_ms) => {
-                    let now = chrono::Utc::now().timestamp_millis();
-                    telepath_shared::bus::admit::admit(pool, &conns, max, now, *expiry_ms)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                Counter::Presence(presence) => {
-                    let request = AdmitRequest { max, conns };
-                    presence
-                        .post::<_, AdmitResult>("/internal/presence/admit", &request)
-                        .await
-                        .map(|r| r.admitted)
-                        .map_err(|e| e.to_string())
-                }
+    let (conns, waiting): (Vec<AdmitConn>, Vec<oneshot::Sender<bool>>) =
+        waiting.into_iter().unzip();
+    let asked = async {
+        match counter {
+            Counter::Redis(pool, expiry_ms) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                telepath_shared::bus::admit::admit(pool, &conns, max, now, *expiry_ms)
+                    .await
+                    .map_err(|e| e.to_string())
             }
-        };
-        let answers = match tokio::time::timeout(WAIT, asked).await {
-            Ok(Ok(admitted)) if admitted.len() == waiting.len() => admitted,
-            Ok(Ok(_)) => {
-                tracing::warn!("presence answered admissions in a wrong count; admitting");
-                vec![true; waiting.len()]
+            Counter::Presence(presence) => {
+                let request = AdmitRequest { max, conns };
+                presence
+                    .post::<_, AdmitResult>("/internal/presence/admit", &request)
+                    .await
+                    .map(|r| r.admitted)
+                    .map_err(|e| e.to_string())
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "presence's count did not answer; admitting");
-                vec![true; waiting.len()]
-            }
-            Err(_) => {
-                tracing::warn!("presence did not answer admissions in time; admitting");
-                vec![true; waiting.len()]
-            }
-        };
-        for (done, admitted) in waiting.into_iter().zip(answers) {
-            let _ = done.send(admitted);
         }
+    };
+    let answers = match tokio::time::timeout(WAIT, asked).await {
+        Ok(Ok(admitted)) if admitted.len() == waiting.len() => admitted,
+        Ok(Ok(_)) => {
+            tracing::warn!("presence answered admissions in a wrong count; admitting");
+            vec![true; waiting.len()]
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "presence's count did not answer; admitting");
+            vec![true; waiting.len()]
+        }
+        Err(_) => {
+            tracing::warn!("presence did not answer admissions in time; admitting");
+            vec![true; waiting.len()]
+        }
+    };
+    for (done, admitted) in waiting.into_iter().zip(answers) {
+        let _ = done.send(admitted);
     }
 }
