@@ -124,7 +124,13 @@ impl GatewayState {
         let counter = common
             .redis_url
             .as_deref()
-            .and_then(|url| telepath_shared::bus::redis::pool(url).ok())
+            .and_then(|url| {
+                telepath_shared::bus::redis::pool(url)
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "no Redis pool for admissions; asking presence");
+                    })
+                    .ok()
+            })
             .map_or_else(
                 || upstream::AdmitCounter::Presence(presence_client.clone()),
                 |pool| {

@@ -111,4 +111,19 @@ mod tests {
     }
 
     conformance::suite!(((), store()));
+
+    #[tokio::test]
+    async fn the_sweep_forgets_admissions_that_never_registered() {
+        let store = store();
+        let ask = AdmitConn {
+            conn_id: "c1".into(),
+            user_id: "u1".into(),
+        };
+        let t = conformance::T;
+        assert_eq!(store.admit(&[ask], 2, t).await.unwrap(), [true]);
+        store.sweep(t + 1).await.unwrap();
+        assert_eq!(store.lock().admissions(), 1, "still within the expiry");
+        store.sweep(t + store.timing.expiry_ms + 1).await.unwrap();
+        assert_eq!(store.lock().admissions(), 0);
+    }
 }

@@ -33,8 +33,9 @@
 //!   as the status hash (key TTL, key TTL + grace while pending offline);
 //!   deleted when the user goes offline.
 //! - `presence:admitted:{user_id}` — ZSET, conn id -> when a gateway
-//!   admitted it (`admit`), until its connect registers it; entries older
-//!   than the expiry are dropped. Key TTL.
+//!   admitted it (`shared/src/bus/admit.lua`), until its connect registers
+//!   it; entries older than the expiry are dropped by the next admission,
+//!   and the key expires twice the expiry after the last one.
 //! - `presence:pending` — ZSET, user id -> end of grace: users whose last
 //!   connection closed. Swept; PEXPIRE key TTL + grace on every add.
 //! - `presence:typing` — ZSET, `{room_id}|{user_id}` -> expiry, and

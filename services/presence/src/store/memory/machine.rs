@@ -446,6 +446,13 @@ impl Op<'_> {
     /// returns the expired conn ids.
     pub(super) fn sweep(&mut self) -> Vec<String> {
         let cutoff = self.now.saturating_sub(self.timing.expiry_ms);
+        // Admissions never registered (their connection never came up) stop
+        // counting after the expiry; forget them here too, so users who
+        // never connect again leave nothing behind.
+        self.inner.admitted.retain(|_, conns| {
+            conns.retain(|_, at| *at >= cutoff);
+            !conns.is_empty()
+        });
         let mut stale: Vec<(i64, String)> = self
             .inner
             .conns
@@ -522,6 +529,12 @@ impl Op<'_> {
 }
 
 impl Inner {
+    /// Admissions not registered yet, over every user.
+    #[cfg(test)]
+    pub(super) fn admissions(&self) -> usize {
+        self.admitted.values().map(HashMap::len).sum()
+    }
+
     /// Admits `conn_id` while `user_id` has fewer than `max` connections:
     /// registered ones plus those admitted at or after `since` and not
     /// registered yet (older admissions are forgotten).
