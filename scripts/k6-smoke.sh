@@ -52,7 +52,7 @@ smoke() { # target name, base URL
 
 # 1. The all-in-one, as `cargo run --release` starts it (debug build here).
 port=$(free_port)
-TELEPATH_LISTEN="127.0.0.1:$port" DATABASE_URL="sqlite://$work/aio.db" RUST_LOG=warn \
+TELEPATH_LISTEN="127.0.0.1:$port" DATABASE_URL="sqlite://$work/aio.db" RUST_LOG=warn TELEPATH_IP_LOGIN_RATE_PER_S=0 TELEPATH_IP_ROOM_RATE_PER_S=0 \
   TELEPATH_JWT_SECRET=k6-smoke "$bin_dir/telepath" >"$work/aio.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -69,7 +69,7 @@ lb=$(free_port)
 lb_tls=$(free_port)
 TELEPATH_BIN_DIR="$bin_dir" TELEPATH_LB_PORT="$lb" TELEPATH_LB_TLS_PORT="$lb_tls" \
   TELEPATH_LOCAL_DIR="$work/local" TELEPATH_LOCAL_PROMETHEUS=0 TELEPATH_LOCAL_MAX_SECS=900 \
-  TELEPATH_LOCAL_WATCH_PID=$$ RUST_LOG=warn deploy/local/run.sh >"$work/local.log" 2>&1 &
+  TELEPATH_LOCAL_WATCH_PID=$$ RUST_LOG=warn TELEPATH_IP_LOGIN_RATE_PER_S=0 TELEPATH_IP_ROOM_RATE_PER_S=0 deploy/local/run.sh >"$work/local.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 600); do grep -q READY=1 "$work/local/topology.env" 2>/dev/null && break; sleep 0.1; done
 grep -q READY=1 "$work/local/topology.env" || { cat "$work/local.log"; exit 1; }

@@ -35,7 +35,7 @@ port=$(free_port)
 secret="schemathesis-$(date +%s%N)"
 TELEPATH_LISTEN="127.0.0.1:$port" DATABASE_URL="sqlite://$dir/st.db" TELEPATH_JWT_SECRET="$secret" \
   TELEPATH_DEV_ADMINS=schemathesis \
-  RUST_LOG=warn "$bin" >"$dir/server.log" 2>&1 &
+  RUST_LOG=warn TELEPATH_IP_LOGIN_RATE_PER_S=0 TELEPATH_IP_ROOM_RATE_PER_S=0 "$bin" >"$dir/server.log" 2>&1 &
 pids+=($!)
 
 base="http://127.0.0.1:$port"
@@ -67,7 +67,7 @@ api_port=$(free_port)
 internal_port=$(free_port)
 REDIS_URL="redis://127.0.0.1:$redis_port" TELEPATH_LISTEN="127.0.0.1:$api_port" \
   TELEPATH_INTERNAL_LISTEN="127.0.0.1:$internal_port" DATABASE_URL="sqlite://$dir/internal.db" \
-  TELEPATH_JWT_SECRET="$secret" TELEPATH_DEV_LOGIN=1 RUST_LOG=warn \
+  TELEPATH_JWT_SECRET="$secret" TELEPATH_DEV_LOGIN=1 RUST_LOG=warn TELEPATH_IP_LOGIN_RATE_PER_S=0 TELEPATH_IP_ROOM_RATE_PER_S=0 \
   "$bin_dir/telepath-api" >"$dir/api.log" 2>&1 &
 pids+=($!)
 wait_ok "http://127.0.0.1:$internal_port/healthz"

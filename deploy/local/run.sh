@@ -27,6 +27,8 @@
 #   TELEPATH_JWT_SECRET       token secret (default: a random one, written to
 #                             topology.env; mint tokens with `telepath token`)
 #   TELEPATH_DEV_LOGIN        dev login on the api (default 1 here, 0 in compose)
+#   TELEPATH_TRUSTED_PROXIES  whose X-Forwarded-For is believed (default
+#                             loopback: HAProxy here)
 #   TELEPATH_LOCAL_PROMETHEUS 0 to skip Prometheus (default: start it if installed)
 #   TELEPATH_LOCAL_SCRAPE     Prometheus scrape interval (default 5s)
 #   TELEPATH_LOCAL_MAX_SECS   stop by itself after this many seconds (default: never)
@@ -47,6 +49,8 @@ max_secs="${TELEPATH_LOCAL_MAX_SECS:-0}"
 watch_pid="${TELEPATH_LOCAL_WATCH_PID:-}"
 scrape="${TELEPATH_LOCAL_SCRAPE:-5s}"
 export TELEPATH_DEV_LOGIN="${TELEPATH_DEV_LOGIN:-1}"
+# HAProxy runs here and appends X-Forwarded-For: trust loopback's.
+export TELEPATH_TRUSTED_PROXIES="${TELEPATH_TRUSTED_PROXIES:-127.0.0.1,::1}"
 if [ -z "${TELEPATH_JWT_SECRET:-}" ]; then
   TELEPATH_JWT_SECRET="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
 fi

@@ -133,6 +133,7 @@ start_presence() {
 start_api() {
   TELEPATH_LISTEN="127.0.0.1:$API_PORT" TELEPATH_INTERNAL_LISTEN="127.0.0.1:$API_INTERNAL_PORT" \
     DATABASE_URL="sqlite://$CLUSTER_DIR/bench.db" \
+    TELEPATH_IP_LOGIN_RATE_PER_S=0 TELEPATH_IP_ROOM_RATE_PER_S=0 \
     TELEPATH_PRESENCE_URL="$PRESENCE_INTERNAL_URL" "$bin/telepath-api" 2>>"$CLUSTER_DIR/api.log" &
   API_PID=$!
 }
@@ -140,11 +141,13 @@ start_api() {
 # Gateway I (1-based; node id gwI).
 start_gateway() {
   local i=$1
-  # A publisher is one connection: lift the per-connection rate limit (default 50/s).
+  # A publisher is one connection and one user: lift the per-connection rate
+  # limit (default 50/s) and raise the per-user budget (default 50/s; still
+  # checked on every send, through leases from Redis).
   # Generators open up to 100 connections per user (S2): the per-user cap
   # (default 16) is raised, not lifted, so every connect is still admitted
   # by presence as in production.
-  REDIS_URL="${GATEWAY_REDIS[$((i - 1))]}" TELEPATH_MAX_RATE_PER_S=100000 \
+  REDIS_URL="${GATEWAY_REDIS[$((i - 1))]}" TELEPATH_MAX_RATE_PER_S=100000 TELEPATH_USER_RATE_PER_S=100000 \
     TELEPATH_MAX_CONNS_PER_USER=1000 \
     TELEPATH_LISTEN="127.0.0.1:${GATEWAY_PORTS[$((i - 1))]}" TELEPATH_NODE_ID="gw$i" \
     TELEPATH_API_URL="$API_INTERNAL_URL" TELEPATH_PRESENCE_URL="$PRESENCE_INTERNAL_URL" \

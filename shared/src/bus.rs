@@ -20,7 +20,9 @@ pub mod envelope;
 pub mod inbound;
 pub mod memory;
 pub mod outbox;
+pub mod rate;
 pub mod redis;
+pub mod script;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -109,6 +109,12 @@ pub struct Common {
     #[arg(long, env = "TELEPATH_ALLOWED_ORIGINS", default_value = "", hide_default_value = true,
         value_parser = crate::http::origins::AllowedOrigins::parse)]
     pub allowed_origins: crate::http::origins::AllowedOrigins,
+    /// Load balancers and proxies (comma list of addresses and CIDR blocks)
+    /// whose X-Forwarded-For names the client: its address for the per-IP
+    /// rate limits and the connection log. Unset: the TCP peer is the client.
+    #[arg(long, env = "TELEPATH_TRUSTED_PROXIES", default_value = "", hide_default_value = true,
+        value_parser = crate::http::client_ip::TrustedProxies::parse)]
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// Log format.
     #[arg(long, env = "TELEPATH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -6,6 +6,7 @@
 //! metrics and spans are in [`observe`].
 
 pub mod client;
+pub mod client_ip;
 pub mod observe;
 pub mod origins;
 pub mod serve;
@@ -28,6 +29,8 @@ pub struct ApiError {
     pub message: String,
     /// An HTTP status other than the code's own (415, 405, 507).
     pub status: Option<StatusCode>,
+    /// `Retry-After` on a 503 or 429 other than [`RETRY_AFTER_SECS`].
+    pub retry_after_secs: Option<u64>,
 }
 
 /// What `Retry-After` says on a 503 or 429, seconds.
@@ -39,6 +42,7 @@ impl ApiError {
             code,
             message: message.into(),
             status: None,
+            retry_after_secs: None,
         }
     }
     /// This error answered with `status` instead of its code's.
@@ -67,6 +71,12 @@ impl ApiError {
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, message)
+    }
+    /// Over a rate limit: `rate_limited`, 429, retry after `secs`.
+    pub fn rate_limited(secs: u64) -> Self {
+        let mut err = Self::new(ErrorCode::RateLimited, "too many requests; slow down");
+        err.retry_after_secs = Some(secs.max(1));
+        err
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unavailable, message)
@@ -109,8 +119,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut resp = (status, Json(ErrorEnvelope { error: self.body() })).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            let secs = self.retry_after_secs.unwrap_or(u64::from(RETRY_AFTER_SECS));
             resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         resp
     }

@@ -4,6 +4,7 @@
 //! - [`bus`]: the pub/sub bus between nodes, with Redis and in-memory implementations.
 //! - [`auth`]: JWT (HS256) verification and minting, roles, the internal token.
 //! - [`config`]: one typed configuration struct per service, read from the environment.
+//! - [`rate`]: rate limits shared by every node through Redis.
 //! - [`telemetry`]: tracing initialisation and the Prometheus `/metrics` endpoint.
 //!
 //! It deliberately holds no service logic: gateways, the api and presence live
@@ -14,6 +15,7 @@ pub mod bus;
 pub mod config;
 pub mod http;
 pub mod protocol;
+pub mod rate;
 pub mod telemetry;
 
 #[cfg(feature = "testing")]

@@ -44,6 +44,14 @@ pub struct ApiConfig {
     /// minute in small batches (0: kept forever).
     #[arg(long, env = "TELEPATH_CONNECTION_LOG_DAYS", default_value_t = 30)]
     pub connection_log_days: u32,
+    /// `POST /auth/login` calls per second from one client address (across
+    /// api nodes, through Redis), burst twice that; more get 429 (0: no limit).
+    #[arg(long, env = "TELEPATH_IP_LOGIN_RATE_PER_S", default_value_t = 5)]
+    pub ip_login_rate_per_s: u32,
+    /// Rooms created per second from one client address (across api nodes),
+    /// burst twice that; more get 429 (0: no limit).
+    #[arg(long, env = "TELEPATH_IP_ROOM_RATE_PER_S", default_value_t = 10)]
+    pub ip_room_rate_per_s: u32,
     /// Largest the database may grow, bytes [default: as large as the disk
     /// allows]. Past it writes get 507 (`unavailable`) until space is freed.
     #[arg(long, env = "TELEPATH_DB_MAX_BYTES", help_heading = ADVANCED,
@@ -64,11 +72,14 @@ impl ApiConfig {
             .any(|name| name == "*" || name == username)
     }
 
-    /// Every setting at its default, with SQLite at `database_url` and dev
-    /// login on (tests).
+    /// Every setting at its default, with SQLite at `database_url`, dev
+    /// login on and no per-address limits (tests log in and create rooms
+    /// fast from one address; the limits' own tests set them).
     pub fn for_tests(database_url: &str) -> Self {
         ApiConfig {
             database_url: database_url.to_owned(),
+            ip_login_rate_per_s: 0,
+            ip_room_rate_per_s: 0,
             dev_login: true,
             dev_admins: vec!["*".to_owned()],
             ..telepath_shared::config::defaults()

@@ -16,6 +16,7 @@ mod connections;
 mod db;
 mod dms;
 mod internal;
+mod limits;
 mod live;
 mod login;
 mod manage;
@@ -80,6 +81,8 @@ struct Inner {
     revocations: Arc<RevocationList>,
     /// Users who may have a pending room invitation (see `manage::invites::Invitees`).
     invitees: manage::invites::Invitees,
+    /// The per-address limits on logins and room creation.
+    limits: limits::Limits,
 }
 
 impl ApiState {
@@ -124,6 +127,7 @@ impl ApiState {
         let revocations = Arc::new(RevocationList::new());
         revocations.load(&revoke::load(&db.read).await?);
         let invitees = manage::invites::Invitees::load(&db.read).await?;
+        let limits = limits::Limits::new(&common, &config);
         Ok(ApiState {
             inner: Arc::new(Inner {
                 common,
@@ -138,6 +142,7 @@ impl ApiState {
                 registry,
                 revocations,
                 invitees,
+                limits,
             }),
         })
     }
@@ -152,6 +157,11 @@ impl ApiState {
             return Err(ApiError::unavailable("bus unreachable"));
         }
         Ok(())
+    }
+
+    /// The per-address limits.
+    pub(crate) fn limits(&self) -> &limits::Limits {
+        &self.inner.limits
     }
 
     /// The metrics registry this state registered in.

@@ -11,17 +11,20 @@ use telepath_shared::protocol::{
 };
 
 use crate::ApiState;
+use crate::limits::ClientIp;
 use crate::store::{db_err, now};
 
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, description = "A token for the (possibly new) user", body = LoginResponse), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 403, description = "Admin asked for a user TELEPATH_DEV_ADMINS does not name", body = ErrorEnvelope), (status = 404, description = "Dev login is off", body = ErrorEnvelope)))]
+    responses((status = 200, description = "A token for the (possibly new) user", body = LoginResponse), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 403, description = "Admin asked for a user TELEPATH_DEV_ADMINS does not name", body = ErrorEnvelope), (status = 404, description = "Dev login is off", body = ErrorEnvelope), (status = 429, description = "Too many logins from this address (TELEPATH_IP_LOGIN_RATE_PER_S); see Retry-After", body = ErrorEnvelope)))]
 pub(crate) async fn login(
     State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     if !state.config().dev_login {
         return Err(ApiError::not_found("dev login is off"));
     }
+    state.limits().login(ip).await?;
     if !is_valid_username(&req.username) {
         return Err(ApiError::bad_request(
             "username: 1-32 characters of A-Z a-z 0-9 _ . -",

@@ -17,6 +17,7 @@ use telepath_shared::bus::Outgoing;
 
 use crate::ApiState;
 use crate::auth::AuthUser;
+use crate::limits::ClientIp;
 use crate::manage;
 use crate::outbox::Outbox;
 use crate::store::{self, PageAnchor, db_err, now};
@@ -72,15 +73,17 @@ pub(crate) fn patched(text: &Option<String>) -> Option<Option<String>> {
 }
 
 #[utoipa::path(post, path = "/rooms", tag = "rooms", request_body = CreateRoom,
-    responses((status = 201, description = "The room; the caller is its owner", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    responses((status = 201, description = "The room; the caller is its owner", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 429, description = "Too many rooms created from this address (TELEPATH_IP_ROOM_RATE_PER_S); see Retry-After", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn create(
     State(state): State<ApiState>,
     AuthUser(claims): AuthUser,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<CreateRoom>,
 ) -> Result<(StatusCode, Json<Room>), ApiError> {
     let max = req.max_participants.unwrap_or(DEFAULT_PARTICIPANTS);
     check_fields(Some(&req.name), req.description.as_deref(), Some(max))?;
+    state.limits().room(ip).await?;
     let user = claims.user_ref();
     let room = Room {
         id: uuid::Uuid::now_v7().hyphenated().to_string(),

@@ -3,8 +3,9 @@
 //! Everything that can refuse a client happens before the upgrade, as a plain
 //! HTTP error in the JSON shape: 401 for a missing or bad token, 403 for a
 //! browser origin that may not connect (`TELEPATH_ALLOWED_ORIGINS`), 426 for
-//! a request that is not a WebSocket upgrade, 503 while draining and when
-//! the node holds `TELEPATH_MAX_CONNS` connections. After the upgrade and
+//! a request that is not a WebSocket upgrade, 429 (with `Retry-After`) for
+//! a client address over `TELEPATH_IP_CONNECT_RATE_PER_S`, 503 while
+//! draining and when the node holds `TELEPATH_MAX_CONNS` connections. After the upgrade and
 //! before the `welcome`, a connection over its user's cap
 //! (`TELEPATH_MAX_CONNS_PER_USER`, counted by presence across gateways) is
 //! closed with 4009.
@@ -122,6 +123,17 @@ pub(crate) async fn connect(
     if let Err(why) = state.common().allowed_origins.check(req.headers()) {
         return refuse(&state, "origin", ApiError::forbidden(why));
     }
+    let ip = state
+        .common()
+        .trusted_proxies
+        .client_ip(peer.ip(), req.headers());
+    if let Err(take) = state.connects().check(&ip.to_string()).await {
+        return refuse(
+            &state,
+            "rate_limited",
+            ApiError::rate_limited(take.retry_after_secs()),
+        );
+    }
     if let Err(why) = check_handshake(&req) {
         let mut resp = refuse(&state, "bad_handshake", ApiError::bad_request(why));
         resp.headers_mut()
@@ -182,7 +194,7 @@ pub(crate) async fn connect(
         );
     }
     let client = session::ClientInfo {
-        ip: peer.ip().to_string(),
+        ip: ip.to_string(),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)

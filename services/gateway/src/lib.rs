@@ -8,6 +8,7 @@
 //! arrives on the bus to the hub. [`serve`] runs the HTTP/1.1 server and
 //! the drain.
 
+mod budget;
 mod config;
 mod connect;
 mod handle;
@@ -34,6 +35,7 @@ use telepath_shared::http::{ApiError, method_not_allowed, not_found};
 use telepath_shared::protocol::{
     BROADCAST_CHANNEL, NODES_CHANNEL, PRESENCE_CHANNEL, USERS_CHANNEL, node_channel,
 };
+use telepath_shared::rate::{Limiter, Rate};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -64,6 +66,8 @@ struct Inner {
     logs: upstream::LogReporter,
     acks: upstream::AckReporter,
     admitter: upstream::Admitter,
+    budget: budget::UserBudget,
+    connects: Limiter,
     metrics: GatewayMetrics,
     registry: Registry,
     /// Cancelled when the gateway drains: sessions say `bye` (restart) and close 1012.
@@ -120,25 +124,32 @@ impl GatewayState {
         let sessions = TaskTracker::new();
         let api = upstream::ApiClient::new(api_client.clone());
         let sends = upstream::SendPipe::spawn(api.clone(), metrics.clone());
-        // With Redis, the count is run there directly; otherwise presence is asked.
-        let counter = common
-            .redis_url
-            .as_deref()
-            .and_then(|url| {
-                telepath_shared::bus::redis::pool(url)
-                    .inspect_err(|e| {
-                        tracing::warn!(error = %e, "no Redis pool for admissions; asking presence");
-                    })
-                    .ok()
-            })
-            .map_or_else(
-                || upstream::AdmitCounter::Presence(presence_client.clone()),
-                |pool| {
-                    let expiry =
-                        telepath_shared::bus::admit::presence_expiry_ms(common.heartbeat_ms);
-                    upstream::AdmitCounter::Redis(pool, expiry)
-                },
-            );
+        // With Redis, the per-user count and the rate limits' buckets are
+        // kept there directly; otherwise presence is asked and the buckets
+        // are this process's.
+        let pool = common.redis_url.as_deref().and_then(|url| {
+            telepath_shared::bus::redis::pool(url)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "no Redis pool for admissions and rate limits");
+                })
+                .ok()
+        });
+        let counter = pool.clone().map_or_else(
+            || upstream::AdmitCounter::Presence(presence_client.clone()),
+            |pool| {
+                let expiry = telepath_shared::bus::admit::presence_expiry_ms(common.heartbeat_ms);
+                upstream::AdmitCounter::Redis(pool, expiry)
+            },
+        );
+        let budget = budget::UserBudget::new(
+            Rate::with_double_burst(config.user_rate_per_s),
+            pool.clone(),
+        );
+        let connects = Limiter::new(
+            "ip_connect",
+            Rate::with_double_burst(config.ip_connect_rate_per_s),
+            pool,
+        );
         let admitter = upstream::Admitter::spawn(counter, config.max_conns_per_user);
         let (presence, presence_task) = upstream::PresenceReporter::spawn(
             presence_client,
@@ -186,6 +197,8 @@ impl GatewayState {
                 logs,
                 acks,
                 admitter,
+                budget,
+                connects,
                 metrics,
                 registry,
                 shutdown,
@@ -213,6 +226,16 @@ impl GatewayState {
     /// Starts draining: sessions get `bye` (restart) and close with 1012.
     pub fn drain(&self) {
         self.inner.shutdown.cancel();
+    }
+
+    /// The per-user budget of frames.
+    pub(crate) fn budget(&self) -> &budget::UserBudget {
+        &self.inner.budget
+    }
+
+    /// The per-address limit on handshakes.
+    pub(crate) fn connects(&self) -> &Limiter {
+        &self.inner.connects
     }
 
     /// The per-user connection cap's admissions.

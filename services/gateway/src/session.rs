@@ -121,6 +121,7 @@ pub(crate) fn serve(
             limits: Limits {
                 max_frame_bytes: cfg.max_frame_bytes,
                 max_rate_per_s: cfg.max_rate_per_s,
+                max_user_rate_per_s: state.budget().rate().per_s,
                 max_body_bytes: state.common().max_body_bytes,
                 max_rooms_per_conn: cfg.max_rooms_per_conn,
             },

@@ -49,6 +49,9 @@ export async function startServer(env = {}) {
           TELEPATH_JWT_SECRET: 'web-tests-secret',
           TELEPATH_NODE_ID: 'web-test',
           TELEPATH_DRAIN_SECS: '1',
+          // The tests log in and create rooms fast from one address.
+          TELEPATH_IP_LOGIN_RATE_PER_S: '0',
+          TELEPATH_IP_ROOM_RATE_PER_S: '0',
           RUST_LOG: 'warn',
           ...env,
         },

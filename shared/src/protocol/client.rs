@@ -137,6 +137,21 @@ impl ClientOp {
             ClientOp::Read { .. } => "read",
         }
     }
+
+    /// Whether the frame draws on its user's budget
+    /// (`TELEPATH_USER_RATE_PER_S`): what writes or fans out to others
+    /// (sends, DMs, edits, deletes, reactions, typing).
+    pub fn spends_user_budget(&self) -> bool {
+        matches!(
+            self,
+            ClientOp::Send { .. }
+                | ClientOp::Dm { .. }
+                | ClientOp::Edit { .. }
+                | ClientOp::Delete { .. }
+                | ClientOp::React { .. }
+                | ClientOp::Typing { .. }
+        )
+    }
 }
 
 /// Just the `ref` of a frame, read when the frame as a whole does not decode,

@@ -83,6 +83,11 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Frames per second a connection may send before `rate_limited`.
     pub max_rate_per_s: u32,
+    /// Sends, DMs, edits, deletes, reactions and typing per second the user
+    /// may send over all their connections before `rate_limited` (burst
+    /// twice that; 0: no per-user limit).
+    #[serde(default)]
+    pub max_user_rate_per_s: u32,
     /// Largest message body, in bytes.
     pub max_body_bytes: usize,
     /// Rooms one connection may be joined to at once.
@@ -484,6 +489,7 @@ mod tests {
                 limits: Limits {
                     max_frame_bytes: 65536,
                     max_rate_per_s: 50,
+                    max_user_rate_per_s: 50,
                     max_body_bytes: 4096,
                     max_rooms_per_conn: 100,
                 },

@@ -42,19 +42,44 @@ const MAX_PIPELINED: u32 = 32;
 /// The answer to one request: data for its reply (`None`: nothing to say), or an error.
 type Answer = Result<Option<Value>, ErrorBody>;
 
-/// Counts one frame from the client (a request, a ping or a pong) against
-/// its rate limit: false when it is over it. [`MAX_STRIKES`] refusals in a
-/// row close the connection with 4008.
+/// Counts one frame from the client (a ping, a pong, one that does not
+/// decode) against its connection's rate limit: false when it is over it
+/// (a strike); a frame admitted ends the strikes.
 pub(super) fn admit(session: &mut Session) -> bool {
     if session.limiter.check().is_ok() {
         session.strikes = 0;
         return true;
     }
+    strike(session);
+    false
+}
+
+/// One more frame refused in a row: [`MAX_STRIKES`] close the connection
+/// with 4008.
+fn strike(session: &mut Session) {
     session.strikes += 1;
     if session.strikes >= MAX_STRIKES {
         session.handle.close(CloseCode::RateLimit, None);
     }
-    false
+}
+
+/// Counts a request against its connection's limit and, when it spends
+/// the user's budget (across connections and gateways), against that too:
+/// false when either refuses it. A request both admit ends the strikes.
+async fn admit_request(session: &mut Session, op: &ClientOp) -> bool {
+    if session.limiter.check().is_err() {
+        strike(session);
+        return false;
+    }
+    if op.spends_user_budget() {
+        let budget = session.state.budget();
+        if !Box::pin(budget.spend(&session.claims.sub)).await {
+            strike(session);
+            return false;
+        }
+    }
+    session.strikes = 0;
+    true
 }
 
 /// Answers a frame over the rate limit with `rate_limited` (nothing once
@@ -91,7 +116,7 @@ pub(super) async fn handle_text(session: &mut Session, text: &[u8]) {
         .frames_in
         .with_label_values(&[name])
         .inc();
-    if !admit(session) {
+    if !admit_request(session, &frame.op).await {
         return refuse(session, frame.reference).await;
     }
     if frame.reference.as_ref().is_some_and(|r| r.len() > 64) {

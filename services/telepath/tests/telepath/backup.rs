@@ -116,6 +116,7 @@ async fn a_backup_taken_while_messages_flow_restores_to_a_consistent_prefix_of_e
         &[
             ("DATABASE_URL", format!("sqlite://{}", db.display())),
             ("TELEPATH_MAX_RATE_PER_S", "100000".to_owned()),
+            ("TELEPATH_USER_RATE_PER_S", "0".to_owned()),
             ("TELEPATH_DRAIN_SECS", "2".to_owned()),
         ],
     )

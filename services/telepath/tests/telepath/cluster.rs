@@ -28,6 +28,11 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
+    /// The api's SQLite database file.
+    pub(crate) fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("api.db")
+    }
+
     /// The heartbeat interval.
     pub(crate) fn heartbeat(&self) -> Duration {
         Duration::from_millis(HEARTBEAT_MS)
@@ -79,6 +84,10 @@ async fn start(
         ("REDIS_URL", redis.url()),
         ("DATABASE_URL", db),
         ("TELEPATH_DEV_LOGIN", "1".into()),
+        // Tests log in and create rooms fast from one address; the limits'
+        // own tests set them (later entries win).
+        ("TELEPATH_IP_LOGIN_RATE_PER_S", "0".into()),
+        ("TELEPATH_IP_ROOM_RATE_PER_S", "0".into()),
         ("TELEPATH_DEV_ADMINS", "*".into()),
         ("TELEPATH_NODE_ID", "api".into()),
         ("TELEPATH_PRESENCE_URL", presence[0].internal_url.clone()),
@@ -104,6 +113,8 @@ async fn start(
             ),
             ("TELEPATH_NODE_ID", format!("gw{i}")),
             ("TELEPATH_HEARTBEAT_MS", HEARTBEAT_MS.to_string()),
+            // Tests send fast as one user; the budget's own tests set it.
+            ("TELEPATH_USER_RATE_PER_S", "0".into()),
         ];
         gws.push(Service::start("telepath-gateway", &[&env[..], extra].concat()).await);
     }

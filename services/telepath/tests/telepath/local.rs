@@ -46,6 +46,9 @@ impl LocalTopology {
             .env("TELEPATH_LOCAL_WATCH_PID", std::process::id().to_string())
             .env("TELEPATH_LOCAL_SCRAPE", "1s")
             .env("RUST_LOG", "warn")
+            // The tests log in and create rooms from one address, fast.
+            .env("TELEPATH_IP_LOGIN_RATE_PER_S", "0")
+            .env("TELEPATH_IP_ROOM_RATE_PER_S", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -20,6 +20,7 @@ mod manage;
 mod multinode;
 mod openapi;
 mod presence;
+mod rates;
 mod revoke;
 mod roundtrip;
 mod surface;

@@ -38,6 +38,8 @@ export type ClientErrorCode = "timeout" | "disconnected" | "closed" | "cancelled
 export interface Limits {
   max_frame_bytes: number;
   max_rate_per_s: number;
+  /** Sends, DMs, edits, deletes, reactions and typing per second over all of the user's connections (burst twice that; 0: none). */
+  max_user_rate_per_s?: number;
   max_body_bytes: number;
   max_rooms_per_conn: number;
   [k: string]: unknown;
