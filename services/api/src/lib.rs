@@ -10,6 +10,7 @@
 //! state (the presence service does).
 
 mod admin;
+mod announcements;
 mod auth;
 mod config;
 mod connections;
@@ -21,6 +22,7 @@ mod live;
 mod login;
 mod manage;
 mod metrics;
+mod notifications;
 mod openapi;
 mod ops;
 mod outbox;
@@ -83,6 +85,8 @@ struct Inner {
     invitees: manage::invites::Invitees,
     /// The per-address limits on logins and room creation.
     limits: limits::Limits,
+    /// The announcements that have not expired.
+    announcements: announcements::Active,
 }
 
 impl ApiState {
@@ -128,6 +132,10 @@ impl ApiState {
         revocations.load(&revoke::load(&db.read).await?);
         let invitees = manage::invites::Invitees::load(&db.read).await?;
         let limits = limits::Limits::new(&common, &config);
+        let announcements = {
+            let mut conn = db.read.acquire().await?;
+            announcements::Active::load(&mut conn).await?
+        };
         Ok(ApiState {
             inner: Arc::new(Inner {
                 common,
@@ -143,6 +151,7 @@ impl ApiState {
                 revocations,
                 invitees,
                 limits,
+                announcements,
             }),
         })
     }
@@ -157,6 +166,11 @@ impl ApiState {
             return Err(ApiError::unavailable("bus unreachable"));
         }
         Ok(())
+    }
+
+    /// The active announcements.
+    pub(crate) fn announcements(&self) -> &announcements::Active {
+        &self.inner.announcements
     }
 
     /// The per-address limits.
@@ -280,6 +294,10 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(live::search))
         .routes(routes!(dms::history::list))
         .routes(routes!(rooms::participants))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::mark_read))
+        .routes(routes!(announcements::create, announcements::list))
+        .routes(routes!(announcements::dismiss))
         .routes(routes!(admin::broadcast))
         .routes(routes!(admin::disconnect))
         .routes(routes!(admin::analytics))
@@ -313,6 +331,7 @@ fn internal_api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(dms::ack))
         .routes(routes!(revoke::list))
         .routes(routes!(dms::pending_internal, dms::pending_internal_many))
+        .routes(routes!(notifications::unread_internal))
 }
 
 /// `/healthz`, `/readyz` and `/metrics` of the api as its own process.

@@ -258,8 +258,8 @@ struct Persisted {
 async fn commit_batch(pool: &SqlitePool, sinks: &Sinks, metrics: &ApiMetrics, batch: Vec<Job>) {
     let started = Instant::now();
     let spans = commit_spans(&batch);
-    let outcomes = match persist_all(pool, &batch).await {
-        Ok(outcomes) => outcomes,
+    let (outcomes, notified) = match persist_all(pool, &batch).await {
+        Ok(persisted) => persisted,
         Err(e) => {
             // The transaction failed as a whole: nothing was committed (a
             // full database: `unavailable`, and the next batch tries again).
@@ -292,7 +292,8 @@ async fn commit_batch(pool: &SqlitePool, sinks: &Sinks, metrics: &ApiMetrics, ba
         .filter(|(e, _)| matches!(e, LogEntry::Message(_)))
         .count();
     metrics.messages_persisted.inc_by(messages as u64);
-    let outgoing = outgoing(&fresh);
+    let mut outgoing = outgoing(&fresh);
+    outgoing.extend(crate::notifications::outgoing(&notified));
     for (job, outcome) in batch.into_iter().zip(outcomes) {
         // The caller may have gone away; the work is committed regardless.
         let _ = job.reply.send(outcome.map(|p| p.done));
@@ -340,9 +341,9 @@ fn outgoing(entries: &[(&LogEntry, Option<String>)]) -> Vec<Outgoing> {
 async fn persist_all(
     pool: &SqlitePool,
     batch: &[Job],
-) -> Result<Vec<Result<Persisted, ApiError>>, sqlx::Error> {
+) -> Result<(Vec<Result<Persisted, ApiError>>, batch::Notified), sqlx::Error> {
     let mut tx = crate::db::begin_write(pool).await?;
-    let outcomes = batch::persist(&mut tx, batch).await?;
+    let persisted = batch::persist(&mut tx, batch).await?;
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(persisted)
 }

@@ -234,7 +234,15 @@ pub(crate) async fn connect(
         let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
         // Boxed, as the refusal below: the task's future keeps room for
         // every future it awaits for the connection's whole life.
-        if !Box::pin(state.admitter().admit(&conn_id, &claims.sub)).await {
+        // The admission and the welcome's unread count, asked together.
+        let (admitted, unread) = Box::pin(async {
+            tokio::join!(
+                state.admitter().admit(&conn_id, &claims.sub),
+                state.unread().unread(&claims.sub)
+            )
+        })
+        .await;
+        if !admitted {
             state
                 .metrics()
                 .refused
@@ -242,7 +250,7 @@ pub(crate) async fn connect(
                 .inc();
             return Box::pin(refuse_upgraded(&mut ws)).await;
         }
-        session::serve(ws, state, claims, id, conn_id, client).await
+        session::serve(ws, state, claims, id, conn_id, client, unread).await
     });
     resp.into_response()
 }

@@ -66,6 +66,7 @@ struct Inner {
     logs: upstream::LogReporter,
     acks: upstream::AckReporter,
     admitter: upstream::Admitter,
+    unread: upstream::UnreadCounter,
     budget: budget::UserBudget,
     connects: Limiter,
     metrics: GatewayMetrics,
@@ -151,6 +152,7 @@ impl GatewayState {
             pool,
         );
         let admitter = upstream::Admitter::spawn(counter, config.max_conns_per_user);
+        let unread = upstream::UnreadCounter::spawn(api.clone());
         let (presence, presence_task) = upstream::PresenceReporter::spawn(
             presence_client,
             hub.clone(),
@@ -197,6 +199,7 @@ impl GatewayState {
                 logs,
                 acks,
                 admitter,
+                unread,
                 budget,
                 connects,
                 metrics,
@@ -226,6 +229,11 @@ impl GatewayState {
     /// Starts draining: sessions get `bye` (restart) and close with 1012.
     pub fn drain(&self) {
         self.inner.shutdown.cancel();
+    }
+
+    /// The unread-notification counts for `welcome`.
+    pub(crate) fn unread(&self) -> &upstream::UnreadCounter {
+        &self.inner.unread
     }
 
     /// The per-user budget of frames.

@@ -84,6 +84,7 @@ pub(crate) fn serve(
     id: ConnId,
     conn_id: String,
     client: ClientInfo,
+    notifications_unread: Option<i64>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let cfg = state.config();
     // fastwebsockets refuses a frame of its bound or more; a message of
@@ -125,6 +126,7 @@ pub(crate) fn serve(
                 max_body_bytes: state.common().max_body_bytes,
                 max_rooms_per_conn: cfg.max_rooms_per_conn,
             },
+            notifications_unread,
         }),
         state.metrics(),
     );
@@ -249,7 +251,8 @@ async fn register(session: &Session) {
 }
 
 /// Sends the DMs waiting in the user's offline queue, oldest first, then
-/// their pending room invitations. The user channel is subscribed already,
+/// their pending room invitations, then the active announcements they have
+/// not dismissed. The user channel is subscribed already,
 /// so a DM or an invitation sent meanwhile may arrive twice; clients drop
 /// repeats by id.
 async fn queue_pending_dms(session: &Session) {
@@ -262,6 +265,11 @@ async fn queue_pending_dms(session: &Session) {
             }
             for invite in pending.invites {
                 if !session.queue_frame(&ServerFrame::Invite(invite)) {
+                    return;
+                }
+            }
+            for announcement in pending.announcements {
+                if !session.queue_frame(&ServerFrame::Announcement(announcement)) {
                     return;
                 }
             }

@@ -10,7 +10,8 @@
 //! - [`PresenceReporter`]: what happens to connections, in order, and
 //!   heartbeats carrying each connection's whole state;
 //! - [`LogReporter`]: the connection log;
-//! - [`Admitter`]: the per-user connection cap, asked of presence.
+//! - [`Admitter`]: the per-user connection cap, asked of presence;
+//! - [`UnreadCounter`]: the unread notifications a `welcome` carries.
 //!
 //! Each reporter is one bounded queue drained by one task in order, so
 //! reports keep their order and never slow a session down.
@@ -22,6 +23,7 @@ mod logs;
 mod presence;
 mod replays;
 mod sends;
+mod unread;
 
 pub(crate) use acks::{Ack, AckReporter};
 pub(crate) use admit::{Admitter, Counter as AdmitCounter};
@@ -30,6 +32,7 @@ pub(crate) use logs::LogReporter;
 pub(crate) use presence::{Drain, PresenceReporter};
 pub(crate) use replays::Replays;
 pub(crate) use sends::{Done, Outcome, PendingSend, SendPipe, Sendable};
+pub(crate) use unread::UnreadCounter;
 
 /// Reports waiting to be sent, per reporter.
 const REPORT_QUEUE: usize = 16_384;

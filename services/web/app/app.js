@@ -15,6 +15,14 @@ const ROLE_RANK = { member: 0, moderator: 1, owner: 2 };
 const AUDIT_PAGE = 20;
 const READ_DELAY_MS = 150; // coalesces the read cursor of a burst of messages
 const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '👀'];
+const NOTIFICATION_PAGE = 50;
+const TOAST_MS = 5000;
+const TOASTS_SHOWN = 4;
+const KIND_LABEL = { mention: 'mention', reply: 'reply', reaction: 'reaction', invite: 'invite', dm: 'DM' };
+const KIND_VERB = {
+  mention: 'mentioned you', reply: 'replied to you', reaction: 'reacted to your message', invite: 'invited you', dm: 'sent you a message',
+};
+const LEVEL_RANK = { critical: 0, warning: 1, info: 2 };
 
 const $ = (id) => document.getElementById(id);
 /** Replaces a node's children, skipping null and undefined (replaceChildren would write them as text). */
@@ -60,6 +68,10 @@ const state = {
   roomClock: 0, // counts changes to state.rooms, so a GET /rooms answer does not undo a newer one
   roomTouched: new Map(), // room id -> roomClock of its latest change from an event or an action
   leftHere: new Set(), // rooms this page left (their member left event needs no notice)
+  // Notifications as far as read (GET /notifications and live): id -> notification with `read`.
+  notes: { items: new Map(), more: false, loaded: false, loading: false, error: null },
+  announcements: new Map(), // id -> active announcement not dismissed
+  dismissed: new Set(), // announcement ids dismissed here or on another device
 };
 
 /** Marks a room as changed now: a GET /rooms asked before this does not overwrite it. */
@@ -166,6 +178,7 @@ function start(session) {
     if (s === 'open') {
       refreshPeople();
       loadInvites();
+      loadAnnouncements();
       // Back after a drop: unread counts, DM conversations and read cursors may have moved meanwhile.
       if (opened++ > 0) {
         loadRooms();
@@ -189,6 +202,12 @@ function start(session) {
   tp.on('room_created', onRoomCreated);
   tp.on('room_updated', onRoomUpdated);
   tp.on('profile', onProfile);
+  tp.on('welcome', onWelcome);
+  tp.on('notification', onNotification);
+  tp.on('notifications_read', onNotificationsRead);
+  tp.on('notifications_unread', renderBell);
+  tp.on('announcement', onAnnouncement);
+  tp.on('announcement_dismissed', ({ id }) => hideAnnouncement(id));
   tp.on('rejoin_error', ({ room, error }) => {
     // Closed, or we were removed while away: the SDK forgot it.
     state.joined.delete(room);
@@ -247,6 +266,11 @@ function start(session) {
     loadInvites(); // accepted or declined on another device
   }, REFRESH_ROOMS_MS));
   state.timers.push(setInterval(renderPeople, 30_000)); // "last seen" ages
+  state.timers.push(setInterval(() => {
+    renderAnnouncements(); // expired ones go
+    if (!$('notifications-panel').hidden) renderNotifications(); // ages
+  }, 30_000));
+  $('announce-section').hidden = !isAdmin();
 }
 
 // ---------------------------------------------------------------- rooms
@@ -1544,6 +1568,267 @@ function submitJoinLink(event) {
   joinByLink(token);
 }
 
+// ---------------------------------------------------------------- notifications
+
+function onWelcome(w) {
+  $('announce-section').hidden = !isAdmin();
+  // No count in the welcome (the server could not tell): the list says. An open panel is read again after a drop.
+  if (typeof w.notifications_unread !== 'number' || !$('notifications-panel').hidden) loadNotifications();
+  renderBell();
+}
+
+function renderBell() {
+  const n = state.tp?.unreadNotifications ?? 0;
+  const count = $('bell-count');
+  count.textContent = n > 99 ? '99+' : String(n);
+  count.hidden = n === 0;
+  $('bell').dataset.unread = String(n);
+  $('bell').setAttribute('aria-label', n ? `Notifications: ${n} unread` : 'Notifications');
+  if (!$('notifications-panel').hidden) $('notifications-read-all').disabled = !canReadAll();
+}
+
+/** Newest first (UUIDv7 ids sort by creation). */
+const byIdDesc = (a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+
+/** The newest page (or, with `more`, the page older than what is listed) of GET /notifications. */
+async function loadNotifications({ more = false } = {}) {
+  const notes = state.notes;
+  if (!state.rest || notes.loading) return;
+  notes.loading = true;
+  renderNotifications();
+  const listed = [...notes.items.values()].sort(byIdDesc);
+  const before = more && listed.length ? listed.at(-1).id : undefined;
+  try {
+    const page = await state.rest.notifications({ before, limit: NOTIFICATION_PAGE });
+    if (!more) {
+      // The server's page is the truth (coalesced and trimmed ones drop out); live ones newer than it stay.
+      const newest = page.notifications[0]?.id ?? '';
+      const live = listed.filter((n) => n.id > newest);
+      notes.items = new Map([...live, ...page.notifications].map((n) => [n.id, { ...n, read: n.read === true }]));
+    } else {
+      for (const n of page.notifications) notes.items.set(n.id, { ...n, read: n.read === true });
+    }
+    notes.more = page.has_more;
+    notes.loaded = true;
+    notes.error = null;
+    if (typeof page.unread === 'number') state.tp.setUnreadNotifications(page.unread);
+  } catch (e) {
+    notes.error = `Could not load notifications: ${e.message}`;
+  } finally {
+    notes.loading = false;
+  }
+  renderNotifications();
+}
+
+function canReadAll() {
+  return (state.tp?.unreadNotifications ?? 0) > 0 || [...state.notes.items.values()].some((n) => !n.read);
+}
+
+function renderNotifications() {
+  const notes = state.notes;
+  const items = [...notes.items.values()].sort(byIdDesc);
+  $('notifications-note').textContent = notes.error ?? (notes.loading && items.length === 0 ? 'Loading…' : '');
+  $('notification-list').replaceChildren(...(items.length ? items.map(notificationRow)
+    : notes.loaded ? [el('li', { class: 'empty', text: 'Nothing yet: mentions, replies, reactions, invitations and DMs that came while you were away show here.' })] : []));
+  $('notifications-more').hidden = !notes.more || items.length === 0;
+  $('notifications-read-all').disabled = !canReadAll();
+}
+
+function notificationRow(n) {
+  const room = n.room ? state.rooms.get(n.room) : null;
+  return el('li', {
+    class: `notification${n.read ? '' : ' unread'}`, 'data-id': n.id, 'data-kind': n.kind, 'data-read': String(n.read === true),
+    tabIndex: 0, title: n.read ? undefined : 'Unread: open to mark it read',
+  },
+  el('span', { class: 'kind', text: KIND_LABEL[n.kind] ?? n.kind }),
+  el('span', { class: 'from', text: n.from?.name ?? 'Telepath' }),
+  el('time', { class: 'when', dateTime: n.ts, title: new Date(n.ts).toLocaleString(), text: ago(n.ts) }),
+  el('span', { class: 'text', text: n.text }),
+  room ? el('span', { class: 'where', text: `# ${room.name}` }) : null);
+}
+
+function onNotification(n) {
+  const notes = state.notes;
+  if (n.kind === 'reaction' && n.message_id) {
+    // One reaction notification per message: the newer replaces the older (the server's count did not grow).
+    for (const [id, old] of [...notes.items]) {
+      if (id === n.id || old.kind !== 'reaction' || old.message_id !== n.message_id) continue;
+      notes.items.delete(id);
+      if (!old.read) state.tp.setUnreadNotifications(state.tp.unreadNotifications - 1);
+    }
+  }
+  notes.items.set(n.id, { ...n, read: n.read === true });
+  renderNotifications();
+  toast(n);
+}
+
+/** Marks `ids`, or everything `up_to` an id, read in the list shown; how many of them were unread. */
+function applyRead({ ids, up_to: upTo }) {
+  const set = Array.isArray(ids) ? new Set(ids) : null;
+  let changed = 0;
+  for (const n of state.notes.items.values()) {
+    if (n.read) continue;
+    if ((set && set.has(n.id)) || (typeof upTo === 'string' && n.id <= upTo)) {
+      n.read = true;
+      changed++;
+    }
+  }
+  return changed;
+}
+
+function onNotificationsRead(r) {
+  applyRead(r);
+  renderNotifications(); // the count comes with notifications_unread
+}
+
+async function markNotificationsRead(which) {
+  const changed = applyRead(which);
+  if ('up_to' in which) state.tp.setUnreadNotifications(0);
+  else if (changed) state.tp.setUnreadNotifications(state.tp.unreadNotifications - changed);
+  renderNotifications();
+  try {
+    const r = await state.rest.markNotificationsRead(which);
+    if (typeof r?.unread === 'number') state.tp.setUnreadNotifications(r.unread);
+  } catch (e) {
+    state.notes.error = `Could not mark read: ${e.message}`;
+    renderNotifications();
+    loadNotifications(); // what the server holds
+  }
+}
+
+function markAllNotificationsRead() {
+  const newest = [...state.notes.items.values()].sort(byIdDesc)[0];
+  if (newest) markNotificationsRead({ up_to: newest.id });
+}
+
+/** Goes where a notification points: its room, the invitation, the DM conversation; and marks it read. */
+function openNotification(n) {
+  closeNotifications();
+  if (!n.read) markNotificationsRead({ ids: [n.id] });
+  const room = n.room ? state.rooms.get(n.room) : null;
+  if (n.kind === 'invite' && !isMember(room) && [...state.invites.values()].some((i) => i.room.id === n.room)) openInvites();
+  else if (n.room) openRoom(n.room);
+  else if (n.kind === 'dm' && n.from && n.from.id !== me().id) openDm(n.from.id);
+}
+
+function onNotificationClick(event) {
+  const li = event.target.closest('li.notification[data-id]');
+  const n = li && state.notes.items.get(li.dataset.id);
+  if (n) openNotification(n);
+}
+
+function openNotifications() {
+  $('notifications-panel').hidden = false;
+  $('bell').setAttribute('aria-expanded', 'true');
+  renderNotifications();
+  loadNotifications();
+}
+
+function closeNotifications() {
+  $('notifications-panel').hidden = true;
+  $('bell').setAttribute('aria-expanded', 'false');
+}
+
+/** A new notification, shown for a few seconds (a click goes where it points). */
+function toast(n) {
+  const box = $('toasts');
+  const t = el('div', { class: 'toast', 'data-id': n.id, 'data-kind': n.kind, title: 'Open' },
+    el('span', { class: 'kind', text: `${n.from?.name ?? 'Telepath'} ${KIND_VERB[n.kind] ?? n.kind}` }),
+    n.text);
+  t.addEventListener('click', () => {
+    t.remove();
+    openNotification(state.notes.items.get(n.id) ?? n);
+  });
+  box.append(t);
+  while (box.children.length > TOASTS_SHOWN) box.firstElementChild.remove();
+  setTimeout(() => t.remove(), TOAST_MS);
+}
+
+// ---------------------------------------------------------------- announcements
+
+function onAnnouncement(a) {
+  if (a.dismissed || state.dismissed.has(a.id)) return;
+  state.announcements.set(a.id, a);
+  renderAnnouncements();
+}
+
+/** The active ones (the socket sends them after each welcome too; this also covers a server that could not). */
+async function loadAnnouncements() {
+  if (!state.rest) return;
+  try {
+    for (const a of await state.rest.announcements()) {
+      if (a.dismissed) hideAnnouncement(a.id);
+      else onAnnouncement(a);
+    }
+  } catch {
+    /* the socket's copies are enough */
+  }
+}
+
+function renderAnnouncements() {
+  const now = Date.now();
+  const shown = [...state.announcements.values()]
+    .filter((a) => !state.dismissed.has(a.id) && !(a.expires_at && Date.parse(a.expires_at) <= now))
+    .sort((a, b) => (LEVEL_RANK[a.level] ?? 3) - (LEVEL_RANK[b.level] ?? 3) || String(b.created_at).localeCompare(String(a.created_at)));
+  const box = $('announcements');
+  box.hidden = shown.length === 0;
+  box.replaceChildren(...shown.map((a) => el('div', { class: 'announcement', 'data-id': a.id, 'data-level': a.level },
+    el('strong', { class: 'title', text: a.title }),
+    el('span', { class: 'body', text: a.body }),
+    el('span', { class: 'by', text: `— ${a.created_by?.name ?? 'admin'}` }),
+    el('button', { type: 'button', class: 'dismiss', 'data-testid': 'announcement-dismiss', 'aria-label': `Dismiss: ${a.title}`, text: 'Dismiss' }))));
+}
+
+function hideAnnouncement(id) {
+  state.dismissed.add(id);
+  state.announcements.delete(id);
+  renderAnnouncements();
+}
+
+async function dismissAnnouncement(id) {
+  state.dismissed.add(id);
+  renderAnnouncements();
+  try {
+    await state.rest.dismissAnnouncement(id);
+    state.announcements.delete(id);
+  } catch (e) {
+    if (e.code === 'not_found') {
+      state.announcements.delete(id); // expired or deleted meanwhile
+      return;
+    }
+    state.dismissed.delete(id);
+    renderAnnouncements();
+    showBanner(`Could not dismiss the announcement: ${e.message}`);
+  }
+}
+
+function onAnnouncementsClick(event) {
+  const box = event.target.closest('.announcement[data-id]');
+  if (box && event.target.closest('.dismiss')) dismissAnnouncement(box.dataset.id);
+}
+
+/** Admins: an announcement to everyone. */
+async function postAnnouncement(event) {
+  event.preventDefault();
+  const form = $('announce-form');
+  const title = $('announce-title').value.trim();
+  const body = $('announce-body').value.trim();
+  if (!title || !body) return;
+  const button = form.querySelector('button[type="submit"]');
+  button.disabled = true;
+  $('announce-status').textContent = '';
+  try {
+    const a = await state.rest.createAnnouncement({ title, body, level: $('announce-level').value });
+    onAnnouncement(a);
+    form.reset();
+    $('announce-status').textContent = 'Posted.';
+  } catch (e) {
+    $('announce-status').textContent = e.code === 'forbidden' ? 'Only admins may post announcements.' : `Could not post: ${e.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // ---------------------------------------------------------------- the room panel
 
 function openPanel() {
@@ -2035,6 +2320,28 @@ document.addEventListener('visibilitychange', () => {
 $('menu').addEventListener('click', toggleMenu);
 $('me').addEventListener('click', () => openProfile(me().id));
 $('invite-badge').addEventListener('click', openInvites);
+$('bell').addEventListener('click', () => ($('notifications-panel').hidden ? openNotifications() : closeNotifications()));
+$('notifications-close').addEventListener('click', closeNotifications);
+$('notifications-read-all').addEventListener('click', markAllNotificationsRead);
+$('notifications-more').addEventListener('click', () => loadNotifications({ more: true }));
+$('notification-list').addEventListener('click', onNotificationClick);
+$('notification-list').addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' || event.key === ' ') {
+    event.preventDefault();
+    onNotificationClick(event);
+  }
+});
+document.addEventListener('click', (event) => {
+  // A click elsewhere closes the panel.
+  if ($('notifications-panel').hidden) return;
+  if (!event.target.isConnected || $('notifications-panel').contains(event.target) || $('bell').contains(event.target)) return;
+  closeNotifications();
+});
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && !$('notifications-panel').hidden) closeNotifications();
+});
+$('announcements').addEventListener('click', onAnnouncementsClick);
+$('announce-form').addEventListener('submit', postAnnouncement);
 $('invite-list').addEventListener('click', onInviteClick);
 $('join-link-form').addEventListener('submit', submitJoinLink);
 $('banner-close').addEventListener('click', () => {

@@ -19,6 +19,10 @@
 // public rooms appear, change, turn private and close in another user's list
 // without a reload, and an invite link (#join=…) brings them in; a profile
 // edited by one user shows on another's card and follows changes live.
+// Notifications and announcements: a mention made while a user was away
+// rings the bell when they come back, its panel lists it and opens its room,
+// a live one shows a toast; an admin's announcement shows as a banner until
+// dismissed (on every tab, and after a reload), and the admin's form posts one.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,7 +82,8 @@ async function newPage(viewport = { width: 1100, height: 720 }, context = null) 
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  server = await startServer();
+  // root may log in as an admin (announcements).
+  server = await startServer({ TELEPATH_DEV_ADMINS: 'root' });
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     // LocalNetworkAccessChecks: a document served by a route (serveTree) counts
@@ -791,4 +796,138 @@ test('profiles: a user edits theirs; another sees the card from a message, and i
   assert.deepEqual(t.errors, []);
   await s.context.close();
   await t.context.close();
+});
+
+// ---------------------------------------------------------------- notifications and announcements
+
+test('a mention made while away rings the bell; an announcement shows until dismissed, on every tab and after a reload', async () => {
+  const roomName = 'bulletin';
+  const ada = await TelepathRest.login(server.url, 'ada');
+  const room = await new TelepathRest({ baseUrl: server.url, token: ada.token }).createRoom({ name: roomName });
+
+  // Bob joins Ada's room in the app once, then his page closes: he is away.
+  const b = await loggedIn('bob');
+  await openRoomIn(b.page, roomName);
+  // The next visit opens no room, so nothing is read just by coming back.
+  await b.page.evaluate(() => localStorage.removeItem('telepath.room'));
+  assert.deepEqual(b.errors, []);
+  await b.page.close();
+
+  // Meanwhile Ada mentions him, and an admin announces something.
+  const adaTp = new Telepath({ url: server.wsUrl, token: ada.token, reconnect: false });
+  await adaTp.connect();
+  await adaTp.join(room.id);
+  await adaTp.send(room.id, '@bob hello');
+  const root = await TelepathRest.login(server.url, 'root', 'admin');
+  assert.equal(root.user.role, 'admin');
+  const first = await new TelepathRest({ baseUrl: server.url, token: root.token })
+    .createAnnouncement({ title: 'Maintenance tonight', body: 'The server restarts at 22:00.', level: 'warning' });
+  assert.equal(first.level, 'warning');
+
+  // Bob is back: the bell shows the mention, the banner the announcement.
+  const b2 = await newPage(undefined, b.context);
+  await b2.page.goto(server.url);
+  await b2.page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+  const bell = b2.page.locator('#bell');
+  await b2.page.locator('#bell-count:not([hidden])').waitFor(WAIT);
+  const unread = Number(await bell.getAttribute('data-unread'));
+  assert.ok(unread >= 1, `the bell shows ${unread} unread`);
+  assert.equal(await b2.page.locator('#bell-count').textContent(), String(unread));
+  const banner = (page, title) => page.locator('#announcements .announcement', { hasText: title });
+  await banner(b2.page, 'Maintenance tonight').waitFor(WAIT);
+  assert.equal(await banner(b2.page, 'Maintenance tonight').getAttribute('data-level'), 'warning');
+  assert.match(await banner(b2.page, 'Maintenance tonight').textContent(), /The server restarts at 22:00\.[\s\S]*root/);
+  assert.equal(await b2.page.getByTestId('announce-section').isHidden(), true, 'no announcement form for a user');
+
+  // The panel lists the mention, unread.
+  await roomItem(b2.page, roomName).waitFor(PRESENT);
+  await bell.click();
+  await b2.page.locator('#notifications-panel').waitFor(WAIT);
+  const mention = b2.page.locator('#notifications-panel .notification[data-kind="mention"]', { hasText: '@bob hello' });
+  await mention.waitFor(WAIT);
+  assert.equal(await mention.getAttribute('data-read'), 'false');
+  assert.match(await mention.getAttribute('class'), /\bunread\b/);
+  assert.equal(await mention.locator('.from').textContent(), 'ada');
+  assert.equal(await mention.locator('.where').textContent(), `# ${roomName}`);
+  await b2.page.screenshot({ path: path.join(ARTIFACTS, 'notifications.png') });
+
+  // A live one: a toast for a few seconds, the badge goes up, the open panel lists it.
+  await adaTp.send(room.id, '@bob are you there?');
+  const toast = b2.page.locator('#toasts .toast', { hasText: '@bob are you there?' });
+  await toast.waitFor(WAIT);
+  assert.match(await toast.textContent(), /ada mentioned you/);
+  await b2.page.locator(`#bell[data-unread="${unread + 1}"]`).waitFor(WAIT);
+  await b2.page.locator('#notifications-panel .notification.unread', { hasText: 'are you there' }).waitFor(WAIT);
+  await toast.waitFor({ state: 'detached', timeout: 9000 });
+
+  // A click on the mention marks it read and opens its room.
+  const mentionId = await mention.getAttribute('data-id');
+  const marked = b2.page.waitForResponse((r) => new URL(r.url()).pathname === '/notifications/read', WAIT);
+  await mention.click();
+  const markedRes = await marked;
+  assert.equal(markedRes.status(), 200);
+  assert.deepEqual(JSON.parse(markedRes.request().postData()), { ids: [mentionId] });
+  await b2.page.locator('#conv-title', { hasText: roomName }).waitFor(WAIT);
+  await b2.page.locator('#notifications-panel').waitFor({ ...WAIT, state: 'hidden' });
+  await b2.page.waitForFunction((n) => Number(document.getElementById('bell').dataset.unread) <= n, unread, WAIT);
+
+  // Mark all read: the badge goes, and the server agrees.
+  await bell.click();
+  await b2.page.locator('#notifications-panel .notification', { hasText: 'are you there' }).waitFor(WAIT);
+  await b2.page.getByTestId('notifications-read-all').click();
+  await b2.page.locator('#bell[data-unread="0"]').waitFor(WAIT);
+  await b2.page.locator('#bell-count').waitFor({ ...WAIT, state: 'hidden' });
+  assert.equal(await b2.page.locator('#notifications-panel .notification.unread').count(), 0);
+  const bobApi = new TelepathRest({ baseUrl: server.url, token: (await TelepathRest.login(server.url, 'bob')).token });
+  const list = await bobApi.notifications();
+  assert.equal(list.unread, 0);
+  assert.ok(list.notifications.some((n) => n.kind === 'mention' && n.text.includes('@bob hello') && n.read === true), JSON.stringify(list));
+  await b2.page.getByTestId('notifications-close').click();
+
+  // An admin posts from the app's form: Bob's page shows it live.
+  const r = await newPage();
+  await r.page.addInitScript((session) => localStorage.setItem('telepath.session', session),
+    JSON.stringify({ token: root.token, user: root.user, viaLogin: false }));
+  await r.page.goto(server.url);
+  await r.page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+  await r.page.getByTestId('announce-section').waitFor(WAIT);
+  await r.page.getByTestId('announce-title').fill('New room');
+  await r.page.getByTestId('announce-body').fill(`Say hi in # ${roomName}.`);
+  await r.page.getByTestId('announce-level').selectOption('info');
+  await r.page.getByTestId('announce-submit').click();
+  await r.page.locator('#announce-status', { hasText: 'Posted.' }).waitFor(WAIT);
+  await banner(r.page, 'New room').waitFor(WAIT);
+  await banner(b2.page, 'New room').and(b2.page.locator('[data-level="info"]')).waitFor(WAIT);
+
+  // A second tab of Bob's; he dismisses the maintenance notice in the first: it goes from both.
+  const b3 = await newPage(undefined, b.context);
+  await b3.page.goto(server.url);
+  await banner(b3.page, 'Maintenance tonight').waitFor(WAIT);
+  await banner(b3.page, 'New room').waitFor(WAIT);
+  await b2.page.screenshot({ path: path.join(ARTIFACTS, 'announcements.png') });
+  const dismissed = b2.page.waitForResponse((res) => /^\/announcements\/[^/]+\/dismiss$/.test(new URL(res.url()).pathname), WAIT);
+  await banner(b2.page, 'Maintenance tonight').locator('.dismiss').click();
+  assert.equal((await dismissed).status(), 204);
+  await banner(b2.page, 'Maintenance tonight').waitFor({ ...WAIT, state: 'detached' });
+  await banner(b3.page, 'Maintenance tonight').waitFor({ ...WAIT, state: 'detached' });
+  assert.equal(await banner(b3.page, 'New room').count(), 1, 'the other one stays');
+
+  // After a reload it stays hidden; the other one is still there.
+  const listed = b2.page.waitForResponse((res) => new URL(res.url()).pathname === '/announcements' && res.request().method() === 'GET', WAIT);
+  await b2.page.reload();
+  await b2.page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+  await banner(b2.page, 'New room').waitFor(WAIT);
+  assert.equal((await listed).status(), 200);
+  await b2.page.waitForTimeout(300);
+  assert.equal(await banner(b2.page, 'Maintenance tonight').count(), 0, 'a dismissed announcement stays hidden');
+  const active = await bobApi.announcements();
+  assert.deepEqual(active.filter((a) => a.title === 'Maintenance tonight').map((a) => a.dismissed), [true]);
+  assert.deepEqual(active.filter((a) => a.title === 'New room').map((a) => a.dismissed), [false]);
+
+  adaTp.close();
+  assert.deepEqual(b2.errors, []);
+  assert.deepEqual(b3.errors, []);
+  assert.deepEqual(r.errors, []);
+  await b.context.close();
+  await r.context.close();
 });

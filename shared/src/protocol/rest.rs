@@ -200,6 +200,10 @@ pub struct PendingDms {
     /// invitations too, sent as `invite` events after `welcome`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invites: Vec<super::Invite>,
+    /// The internal route: the active announcements the user has not
+    /// dismissed, sent as `announcement` events after `welcome`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announcements: Vec<super::Announcement>,
 }
 
 /// `GET /dms/{id}`: where a DM stands.

@@ -31,6 +31,10 @@ pub enum ServerFrame {
     RoomCreated(RoomEvent),
     RoomUpdated(RoomEvent),
     Profile(Profile),
+    Notification(super::Notification),
+    NotificationsRead(super::NotificationsRead),
+    Announcement(super::Announcement),
+    AnnouncementDismissed(super::AnnouncementDismissed),
 }
 
 impl ServerFrame {
@@ -56,6 +60,10 @@ impl ServerFrame {
             ServerFrame::RoomCreated(_) => "room_created",
             ServerFrame::RoomUpdated(_) => "room_updated",
             ServerFrame::Profile(_) => "profile",
+            ServerFrame::Notification(_) => "notification",
+            ServerFrame::NotificationsRead(_) => "notifications_read",
+            ServerFrame::Announcement(_) => "announcement",
+            ServerFrame::AnnouncementDismissed(_) => "announcement_dismissed",
         }
     }
 
@@ -74,6 +82,10 @@ pub struct Welcome {
     pub node: String,
     pub heartbeat_ms: u64,
     pub limits: Limits,
+    /// The user's unread notifications when they connected (absent when
+    /// the api could not tell in time: read `GET /notifications`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications_unread: Option<i64>,
 }
 
 /// The bounds a client must respect, announced in `welcome`.
@@ -493,6 +505,28 @@ mod tests {
                     max_body_bytes: 4096,
                     max_rooms_per_conn: 100,
                 },
+                notifications_unread: Some(3),
+            }),
+            ServerFrame::Notification(crate::protocol::Notification {
+                id: "n1".into(),
+                kind: crate::protocol::NotificationKind::Mention,
+                room: Some("r1".into()),
+                message_id: Some("m1".into()),
+                from: Some(UserRef {
+                    id: "u2".into(),
+                    name: "bob".into(),
+                }),
+                text: "hi @ada".into(),
+                ts: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                read: None,
+            }),
+            ServerFrame::NotificationsRead(crate::protocol::NotificationsRead {
+                ids: None,
+                up_to: Some("n1".into()),
+                unread: 0,
+            }),
+            ServerFrame::AnnouncementDismissed(crate::protocol::AnnouncementDismissed {
+                id: "a1".into(),
             }),
             ServerFrame::Reply(Reply::ok("1".into(), json!({"pong": 5}))),
             ServerFrame::Reply(Reply::err(

@@ -65,6 +65,7 @@ pub(crate) async fn store(
         }
     };
     let delivered = publish(state, &decided, &spans).await;
+    notify_offline(state, &decided, &delivered);
     let mut results: Vec<Result<DmResult, ApiError>> = Vec::with_capacity(decided.len());
     for (i, d) in decided.into_iter().enumerate() {
         let result = match d {
@@ -303,6 +304,49 @@ async fn publish(
             .collect(),
         None => HashMap::new(),
     }
+}
+
+/// A `dm` notification for each new DM whose recipient had no live
+/// connection when it was published (known only when the publish went out
+/// at once). Written after the DMs' commit, in a task of its own: the
+/// DM's answer does not wait for it.
+fn notify_offline(state: &ApiState, decided: &[Decided], delivered: &HashMap<usize, bool>) {
+    use crate::notifications::{NewNotification, excerpt};
+    let new: Vec<NewNotification> = decided
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match d {
+            Decided::Fresh(dm) if delivered.get(&i) == Some(&false) && dm.to != dm.from.id => {
+                Some(NewNotification {
+                    user_id: dm.to.clone(),
+                    kind: telepath_shared::protocol::NotificationKind::Dm,
+                    room: None,
+                    message_id: Some(dm.id.clone()),
+                    from: Some(dm.from.clone()),
+                    text: excerpt(&dm.body),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let written = async {
+            let mut tx = state.db().begin_write().await?;
+            let written = crate::notifications::insert(&mut tx, new, now())
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok::<_, ApiError>(written)
+        };
+        match written.await {
+            Ok(written) => crate::notifications::publish(&state, &written),
+            Err(e) => tracing::warn!(error = %e.message, "a DM's notification was not written"),
+        }
+    });
 }
 
 /// The recipient's user id, from an id or a username.

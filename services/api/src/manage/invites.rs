@@ -216,6 +216,20 @@ pub(crate) async fn create(
     let invite = invite_by_id(&mut tx, &invite_id)
         .await?
         .ok_or_else(|| ApiError::internal("the invitation just written is missing"))?;
+    let notified = crate::notifications::insert(
+        &mut tx,
+        vec![crate::notifications::NewNotification {
+            user_id: user.id.clone(),
+            kind: telepath_shared::protocol::NotificationKind::Invite,
+            room: Some(id.to_owned()),
+            message_id: None,
+            from: Some(invite.from.clone()),
+            text: format!("{} invited you to {}", invite.from.name, invite.room.name),
+        }],
+        now(),
+    )
+    .await
+    .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     // And after it: a connect that read before the commit saw none, and
     // may have taken the user out meanwhile.
@@ -225,6 +239,7 @@ pub(crate) async fn create(
         user_channel(&user.id),
         bytes::Bytes::from(frame),
     )]);
+    crate::notifications::publish(&state, &notified);
     Ok((StatusCode::CREATED, Json(invite)))
 }
 

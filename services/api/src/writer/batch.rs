@@ -113,7 +113,7 @@ struct State {
 pub(super) async fn persist(
     conn: &mut SqliteConnection,
     batch: &[Job],
-) -> Result<Vec<Result<Persisted, ApiError>>, sqlx::Error> {
+) -> Result<(Vec<Result<Persisted, ApiError>>, Notified), sqlx::Error> {
     let by_client_id = earlier_messages(conn, batch).await?;
     let (rooms, members) = rooms_and_members(conn, batch).await?;
     let targets = targets(conn, batch).await?;
@@ -138,7 +138,111 @@ pub(super) async fn persist(
         outcomes.push(outcome);
     }
     write(conn, &state).await?;
-    Ok(outcomes)
+    let notified = notify(conn, &state).await?;
+    Ok((outcomes, notified))
+}
+
+/// The notifications a batch wrote: (user, notification), to publish.
+pub(super) type Notified = Vec<(String, telepath_shared::protocol::Notification)>;
+
+/// The notifications the batch's new messages and reactions make: a
+/// mention of a participant, a reply to a message, a reaction put on a
+/// message (its author's; never one's own). Nothing to read when the batch
+/// has none: no `@`, no reply, no reaction.
+async fn notify(conn: &mut SqliteConnection, state: &State) -> Result<Notified, sqlx::Error> {
+    use crate::notifications::{NewNotification, excerpt, mentions};
+    use telepath_shared::protocol::NotificationKind;
+    let mut new = Vec::new();
+    let mut named: Vec<(usize, Vec<String>)> = Vec::new();
+    for (i, (m, _)) in state.fresh.iter().enumerate() {
+        let names = mentions(&m.body);
+        if !names.is_empty() {
+            named.push((i, names));
+        }
+        let Some(parent) = m.reply_to.as_deref() else {
+            continue;
+        };
+        let author = state
+            .targets
+            .get(parent)
+            .map(|t| t.sender.clone())
+            .or_else(|| {
+                state
+                    .fresh
+                    .iter()
+                    .find(|(p, _)| p.id == parent)
+                    .map(|(p, _)| p.from.id.clone())
+            });
+        if let Some(author) = author {
+            new.push(NewNotification {
+                user_id: author,
+                kind: NotificationKind::Reply,
+                room: Some(m.room.clone()),
+                message_id: Some(m.id.clone()),
+                from: Some(m.from.clone()),
+                text: excerpt(&m.body),
+            });
+        }
+    }
+    if !named.is_empty() {
+        let names: HashSet<&str> = named
+            .iter()
+            .flat_map(|(_, n)| n.iter().map(String::as_str))
+            .collect();
+        let users: Vec<(String, String)> = sqlx::query_as(
+            "SELECT username, id FROM users WHERE username IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json(&names))
+        .fetch_all(&mut *conn)
+        .await?;
+        let ids: HashMap<String, String> = users.into_iter().collect();
+        for (i, names) in named {
+            let m = &state.fresh[i].0;
+            for name in names {
+                if let Some(id) = ids.get(&name) {
+                    new.push(NewNotification {
+                        user_id: id.clone(),
+                        kind: NotificationKind::Mention,
+                        room: Some(m.room.clone()),
+                        message_id: Some(m.id.clone()),
+                        from: Some(m.from.clone()),
+                        text: excerpt(&m.body),
+                    });
+                }
+            }
+        }
+    }
+    for e in &state.events {
+        let LogEntry::Reaction(r) = e else { continue };
+        if !r.on {
+            continue;
+        }
+        if let Some(t) = state.targets.get(&r.id) {
+            new.push(NewNotification {
+                user_id: t.sender.clone(),
+                kind: NotificationKind::Reaction,
+                room: Some(r.room.clone()),
+                message_id: Some(r.id.clone()),
+                from: Some(r.user.clone()),
+                text: format!("{} on: {}", r.emoji, excerpt(&t.body)),
+            });
+        }
+    }
+    // Never one's own; a reply that mentions its parent's author notifies once.
+    new.retain(|n| n.from.as_ref().is_none_or(|f| f.id != n.user_id));
+    let mut seen = HashSet::new();
+    new.retain(|n| {
+        seen.insert((
+            n.user_id.clone(),
+            n.message_id.clone(),
+            n.kind == NotificationKind::Reaction,
+        ))
+    });
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let new = crate::notifications::only_participants(conn, new).await?;
+    crate::notifications::insert(conn, new, state.ts).await
 }
 
 fn decide_send(

@@ -69,7 +69,7 @@ async fn per_connection_futures_keep_their_size() {
         user_agent: None,
     };
     let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
-    let session = serve(ws, state.clone(), claims(), 1, conn_id, client);
+    let session = serve(ws, state.clone(), claims(), 1, conn_id, client, None);
     let size = size_of_val(&session);
     assert!(
         size <= SESSION_FUTURE,

@@ -10,7 +10,7 @@ use telepath_shared::http::client::InternalClient;
 use telepath_shared::protocol::{
     InternalAcks, InternalJoin, InternalMemberships, InternalPendingDms, InternalSendBatch,
     InternalSendResults, JoinResult, LogPage, Memberships, PendingDms, PendingDmsByUser,
-    Revocations, UserRef,
+    Revocations, UnreadCounts, UnreadRequest, UserRef,
 };
 
 /// Calls the api's `/internal/` routes; cheap to clone.
@@ -77,6 +77,13 @@ impl ApiClient {
     pub(crate) async fn pending_dms(&self, user_id: &str) -> Result<PendingDms, ApiError> {
         self.client
             .get("/internal/dms/pending", &[("user_id", user_id)])
+            .await
+    }
+
+    /// The unread notifications of several users (at most `MAX_UNREAD_USERS`).
+    pub(crate) async fn unread(&self, users: &UnreadRequest) -> Result<UnreadCounts, ApiError> {
+        self.client
+            .post("/internal/notifications/unread", users)
             .await
     }
 

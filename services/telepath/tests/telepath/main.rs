@@ -18,6 +18,7 @@ mod local;
 mod logs;
 mod manage;
 mod multinode;
+mod notify;
 mod openapi;
 mod presence;
 mod rates;

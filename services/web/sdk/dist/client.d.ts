@@ -1,5 +1,5 @@
 import { TelepathError } from "./errors.js";
-import type { Broadcast, Bye, ChosenStatus, DeleteReply, DirectMessage, DmReply, EditReply, HistoryQuery, Invite, JoinReply, MemberEvent, MessageDeletedEvent, MessageEditedEvent, MessagePage, PresenceEvent, Profile, ReactionEvent, ReactReply, ReadReply, ReceiptEvent, RoomClosed, RoomEvent, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
+import type { Announcement, AnnouncementDismissed, Broadcast, Bye, ChosenStatus, DeleteReply, DirectMessage, DmReply, EditReply, HistoryQuery, Invite, JoinReply, MemberEvent, MessageDeletedEvent, MessageEditedEvent, MessagePage, Notification, NotificationsRead, PresenceEvent, Profile, ReactionEvent, ReactReply, ReadReply, ReceiptEvent, RoomClosed, RoomEvent, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 /** A token, or a callback giving one (called on every (re)connect and before `exp` to `refresh`). */
 export type TokenSource = string | (() => string | Promise<string>);
@@ -116,6 +116,25 @@ export interface TelepathEvents {
     room_closed: RoomClosed;
     /** A profile changed: ours, or that of someone sharing a room with us. */
     profile: Profile;
+    /** A new personal notification (unread), delivered to every connection of ours: each id once per client. */
+    notification: Notification;
+    /** Notifications were marked read (on any device of ours); `unread` is the new total. */
+    notifications_read: NotificationsRead;
+    /**
+     * `unreadNotifications` changed: from `welcome`, +1 for a new
+     * `notification`, the total of `notifications_read`, or
+     * `setUnreadNotifications()`.
+     */
+    notifications_unread: {
+        unread: number;
+    };
+    /**
+     * An admin's announcement: live when posted, and the active ones not
+     * dismissed after each welcome. Each id once per client (across reconnects).
+     */
+    announcement: Announcement;
+    /** We dismissed an announcement on some device: hide it. */
+    announcement_dismissed: AnnouncementDismissed;
     bye: Bye;
     error: ServerError;
     /** After every successful (re)join. */
@@ -181,6 +200,11 @@ export declare class Telepath {
     private readonly seenInvites;
     /** Per room: the last member event about us that was not `joined`, to drop the server's second copy. */
     private readonly lastSelfMember;
+    /** Notification ids already emitted (and counted). */
+    private readonly seenNotifications;
+    /** Announcement ids already emitted or dismissed (the server sends active ones again after every welcome). */
+    private readonly seenAnnouncements;
+    private unreadNotes;
     private tokens;
     private capacity;
     private ratePerMs;
@@ -199,6 +223,19 @@ export declare class Telepath {
     } | undefined;
     /** The latest welcome frame. */
     get welcome(): Welcome | undefined;
+    /**
+     * The user's unread notifications as this client knows them: the count of
+     * the latest `welcome` that carried one, +1 per new `notification` since,
+     * replaced by the total of every `notifications_read`. A reaction
+     * notification that replaces an earlier one still counts +1 until the
+     * next `notifications_read` or welcome corrects it. 0 before anything told.
+     */
+    get unreadNotifications(): number;
+    /**
+     * Sets `unreadNotifications` from elsewhere, e.g. the `unread` of `GET
+     * /notifications` when a welcome came without `notifications_unread`.
+     */
+    setUnreadNotifications(unread: number): void;
     /** Resolves on the first welcome (at once when open); rejects if closed before. Restarts a closed client. */
     connect(): Promise<Welcome>;
     /** Normal close (1000), no reconnect; state "closed". Everything waiting rejects with `closed`. */
@@ -317,6 +354,10 @@ export declare class Telepath {
      * connection, and it is not rejoined after reconnects.
      */
     private onMember;
+    /** A new notification: emitted and counted once per id. */
+    private onNotification;
+    private onNotificationsRead;
+    private setUnreadNotes;
     private onWelcome;
     private onReply;
     /** Runs `fn` after `ms` on this connection; if the socket drops first, `it` goes back to the queue. */

@@ -58,6 +58,11 @@ export class Telepath {
     seenInvites;
     /** Per room: the last member event about us that was not `joined`, to drop the server's second copy. */
     lastSelfMember = new Map();
+    /** Notification ids already emitted (and counted). */
+    seenNotifications;
+    /** Announcement ids already emitted or dismissed (the server sends active ones again after every welcome). */
+    seenAnnouncements = new Set();
+    unreadNotes = 0;
     tokens = 0;
     capacity = 40;
     ratePerMs = 0.045;
@@ -76,6 +81,7 @@ export class Telepath {
         this.tokenSource = opts.token;
         this.seenDms = new BoundedMap(opts.dmMemory ?? 2000);
         this.seenInvites = new BoundedMap(1000);
+        this.seenNotifications = new BoundedMap(2000);
     }
     // -------------------------------------------------------------------------
     // Public API
@@ -89,6 +95,25 @@ export class Telepath {
     /** The latest welcome frame. */
     get welcome() {
         return this._welcome;
+    }
+    /**
+     * The user's unread notifications as this client knows them: the count of
+     * the latest `welcome` that carried one, +1 per new `notification` since,
+     * replaced by the total of every `notifications_read`. A reaction
+     * notification that replaces an earlier one still counts +1 until the
+     * next `notifications_read` or welcome corrects it. 0 before anything told.
+     */
+    get unreadNotifications() {
+        return this.unreadNotes;
+    }
+    /**
+     * Sets `unreadNotifications` from elsewhere, e.g. the `unread` of `GET
+     * /notifications` when a welcome came without `notifications_unread`.
+     */
+    setUnreadNotifications(unread) {
+        if (typeof unread !== "number" || !Number.isFinite(unread))
+            return;
+        this.setUnreadNotes(unread);
     }
     /** Resolves on the first welcome (at once when open); rejects if closed before. Restarts a closed client. */
     connect() {
@@ -664,6 +689,25 @@ export class Telepath {
             case "profile":
                 this.events.emit("profile", frame);
                 break;
+            case "notification":
+                this.onNotification(frame);
+                break;
+            case "notifications_read":
+                this.onNotificationsRead(frame);
+                break;
+            case "announcement":
+                if (typeof frame.id !== "string" || this.seenAnnouncements.has(frame.id))
+                    break;
+                this.seenAnnouncements.add(frame.id);
+                this.events.emit("announcement", frame);
+                break;
+            case "announcement_dismissed":
+                if (typeof frame.id !== "string")
+                    break;
+                // A copy that comes later (sent before the dismissal) is not shown again.
+                this.seenAnnouncements.add(frame.id);
+                this.events.emit("announcement_dismissed", frame);
+                break;
             case "room_closed": {
                 const e = this.roomMap.get(frame.room);
                 if (e)
@@ -714,6 +758,33 @@ export class Telepath {
         }
         this.events.emit("member", frame);
     }
+    /** A new notification: emitted and counted once per id. */
+    onNotification(n) {
+        if (typeof n.id !== "string" || this.seenNotifications.has(n.id))
+            return;
+        this.seenNotifications.set(n.id, true);
+        const before = this.unreadNotes;
+        if (n.read !== true)
+            this.unreadNotes++;
+        this.events.emit("notification", n);
+        if (this.unreadNotes !== before)
+            this.events.emit("notifications_unread", { unread: this.unreadNotes });
+    }
+    onNotificationsRead(r) {
+        const before = this.unreadNotes;
+        if (typeof r.unread === "number" && Number.isFinite(r.unread))
+            this.unreadNotes = Math.max(0, r.unread);
+        this.events.emit("notifications_read", r);
+        if (this.unreadNotes !== before)
+            this.events.emit("notifications_unread", { unread: this.unreadNotes });
+    }
+    setUnreadNotes(unread) {
+        const next = Math.max(0, Math.floor(unread));
+        if (next === this.unreadNotes)
+            return;
+        this.unreadNotes = next;
+        this.events.emit("notifications_unread", { unread: next });
+    }
     onWelcome(w) {
         if (this.welcomeTimer)
             clearTimeout(this.welcomeTimer);
@@ -746,8 +817,15 @@ export class Telepath {
             this.pushFire({ type: "ack", dm: id });
         this.pendingDmAcks.clear();
         this.outbox.push(...rest);
+        const unreadBefore = this.unreadNotes;
+        // Absent when the server could not tell: the last known count stands (setUnreadNotifications() corrects it).
+        if (typeof w.notifications_unread === "number" && Number.isFinite(w.notifications_unread)) {
+            this.unreadNotes = Math.max(0, Math.floor(w.notifications_unread));
+        }
         this.setState("open");
         this.events.emit("welcome", w);
+        if (this.unreadNotes !== unreadBefore)
+            this.events.emit("notifications_unread", { unread: this.unreadNotes });
         for (const c of this.connectWaiters.splice(0))
             c.resolve(w);
         if (this.currentToken)

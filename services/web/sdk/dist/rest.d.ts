@@ -1,4 +1,4 @@
-import type { AuditPage, Ban, ConnectionAnalytics, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, Invite, InviteLink, JoinedRoom, MessagePage, OnlineUser, Participant, Profile, ProfilePatch, Room, RoomPatch, RoomRole, SearchPage, SearchQuery, ThreadPage, ThreadQuery, User, UserHits } from "./types.js";
+import type { Announcement, AuditPage, Ban, ConnectionAnalytics, CreateAnnouncement, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, Invite, InviteLink, JoinedRoom, MarkNotificationsRead, MessagePage, NotificationList, NotificationQuery, NotificationsRead, OnlineUser, Participant, Profile, ProfilePatch, Room, RoomPatch, RoomRole, SearchPage, SearchQuery, ThreadPage, ThreadQuery, User, UserHits } from "./types.js";
 export interface TelepathRestOptions {
     /** The api's origin, e.g. `http://127.0.0.1:8080` ("" for the page's own origin in a browser). */
     baseUrl: string;
@@ -114,6 +114,25 @@ export declare class TelepathRest {
         after?: string;
         limit?: number;
     }): Promise<UserHits>;
+    /**
+     * The caller's notifications, newest first, with their `read` flag, the
+     * `unread` total and `has_more`: `unread` true/false for unread or read
+     * ones only, `before` a notification id (the last one of the previous
+     * page), `limit` 1–100 (default 50).
+     */
+    notifications(opts?: NotificationQuery): Promise<NotificationList>;
+    /**
+     * Marks notifications read: `{ids}` (1–500; unknown ids are ignored) or
+     * `{up_to}` (every one up to that id, included). Resolves with the new
+     * `unread` total; every connection of the user gets `notifications_read`.
+     */
+    markNotificationsRead(which: MarkNotificationsRead): Promise<NotificationsRead>;
+    /** The active announcements, newest first, each with `dismissed` (whether the caller dismissed it). */
+    announcements(): Promise<Announcement[]>;
+    /** Admins only: an announcement to everyone (`announcement` events follow). */
+    createAnnouncement(a: CreateAnnouncement): Promise<Announcement>;
+    /** Dismisses an announcement for the caller on every device (`announcement_dismissed` follows). */
+    dismissAnnouncement(id: string): Promise<void>;
     /** Admins only. */
     broadcast(body: string): Promise<{
         id: string;

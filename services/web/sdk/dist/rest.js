@@ -194,6 +194,43 @@ export class TelepathRest {
     searchUsers(q, opts = {}) {
         return this.call("GET", `/users${query({ q, after: opts.after, limit: opts.limit })}`);
     }
+    // ---------------------------------------------------------------------
+    // Notifications and announcements
+    // ---------------------------------------------------------------------
+    /**
+     * The caller's notifications, newest first, with their `read` flag, the
+     * `unread` total and `has_more`: `unread` true/false for unread or read
+     * ones only, `before` a notification id (the last one of the previous
+     * page), `limit` 1–100 (default 50).
+     */
+    notifications(opts = {}) {
+        const qs = query({ unread: opts.unread === undefined ? undefined : String(opts.unread), before: opts.before, limit: opts.limit });
+        return this.call("GET", `/notifications${qs}`);
+    }
+    /**
+     * Marks notifications read: `{ids}` (1–500; unknown ids are ignored) or
+     * `{up_to}` (every one up to that id, included). Resolves with the new
+     * `unread` total; every connection of the user gets `notifications_read`.
+     */
+    markNotificationsRead(which) {
+        const body = "ids" in which ? { ids: which.ids } : { up_to: which.up_to };
+        return this.call("POST", "/notifications/read", body);
+    }
+    /** The active announcements, newest first, each with `dismissed` (whether the caller dismissed it). */
+    async announcements() {
+        return (await this.call("GET", "/announcements")).announcements;
+    }
+    /** Admins only: an announcement to everyone (`announcement` events follow). */
+    createAnnouncement(a) {
+        const body = { title: a.title, body: a.body, level: a.level };
+        if (a.expires_at !== undefined)
+            body["expires_at"] = a.expires_at instanceof Date ? a.expires_at.toISOString() : a.expires_at;
+        return this.call("POST", "/announcements", body);
+    }
+    /** Dismisses an announcement for the caller on every device (`announcement_dismissed` follows). */
+    async dismissAnnouncement(id) {
+        await this.call("POST", `/announcements/${enc(id)}/dismiss`);
+    }
     /** Admins only. */
     broadcast(body) {
         return this.call("POST", "/messages/broadcast", { body });

@@ -3,6 +3,8 @@ import { Emitter } from "./emitter.js";
 import { TelepathError } from "./errors.js";
 import { TelepathRest } from "./rest.js";
 import type {
+  Announcement,
+  AnnouncementDismissed,
   Broadcast,
   Bye,
   ChosenStatus,
@@ -17,6 +19,8 @@ import type {
   MessageDeletedEvent,
   MessageEditedEvent,
   MessagePage,
+  Notification,
+  NotificationsRead,
   PresenceEvent,
   Profile,
   ReactionEvent,
@@ -159,6 +163,23 @@ export interface TelepathEvents {
   room_closed: RoomClosed;
   /** A profile changed: ours, or that of someone sharing a room with us. */
   profile: Profile;
+  /** A new personal notification (unread), delivered to every connection of ours: each id once per client. */
+  notification: Notification;
+  /** Notifications were marked read (on any device of ours); `unread` is the new total. */
+  notifications_read: NotificationsRead;
+  /**
+   * `unreadNotifications` changed: from `welcome`, +1 for a new
+   * `notification`, the total of `notifications_read`, or
+   * `setUnreadNotifications()`.
+   */
+  notifications_unread: { unread: number };
+  /**
+   * An admin's announcement: live when posted, and the active ones not
+   * dismissed after each welcome. Each id once per client (across reconnects).
+   */
+  announcement: Announcement;
+  /** We dismissed an announcement on some device: hide it. */
+  announcement_dismissed: AnnouncementDismissed;
   bye: Bye;
   error: ServerError;
   /** After every successful (re)join. */
@@ -312,6 +333,11 @@ export class Telepath {
   private readonly seenInvites: BoundedMap<string, true>;
   /** Per room: the last member event about us that was not `joined`, to drop the server's second copy. */
   private readonly lastSelfMember = new Map<string, { key: string; at: number }>();
+  /** Notification ids already emitted (and counted). */
+  private readonly seenNotifications: BoundedMap<string, true>;
+  /** Announcement ids already emitted or dismissed (the server sends active ones again after every welcome). */
+  private readonly seenAnnouncements = new Set<string>();
+  private unreadNotes = 0;
 
   private tokens = 0;
   private capacity = 40;
@@ -331,6 +357,7 @@ export class Telepath {
     this.tokenSource = opts.token;
     this.seenDms = new BoundedMap(opts.dmMemory ?? 2000);
     this.seenInvites = new BoundedMap(1000);
+    this.seenNotifications = new BoundedMap(2000);
   }
 
   // -------------------------------------------------------------------------
@@ -348,6 +375,26 @@ export class Telepath {
   /** The latest welcome frame. */
   get welcome(): Welcome | undefined {
     return this._welcome;
+  }
+
+  /**
+   * The user's unread notifications as this client knows them: the count of
+   * the latest `welcome` that carried one, +1 per new `notification` since,
+   * replaced by the total of every `notifications_read`. A reaction
+   * notification that replaces an earlier one still counts +1 until the
+   * next `notifications_read` or welcome corrects it. 0 before anything told.
+   */
+  get unreadNotifications(): number {
+    return this.unreadNotes;
+  }
+
+  /**
+   * Sets `unreadNotifications` from elsewhere, e.g. the `unread` of `GET
+   * /notifications` when a welcome came without `notifications_unread`.
+   */
+  setUnreadNotifications(unread: number): void {
+    if (typeof unread !== "number" || !Number.isFinite(unread)) return;
+    this.setUnreadNotes(unread);
   }
 
   /** Resolves on the first welcome (at once when open); rejects if closed before. Restarts a closed client. */
@@ -886,6 +933,23 @@ export class Telepath {
       case "profile":
         this.events.emit("profile", frame);
         break;
+      case "notification":
+        this.onNotification(frame);
+        break;
+      case "notifications_read":
+        this.onNotificationsRead(frame);
+        break;
+      case "announcement":
+        if (typeof frame.id !== "string" || this.seenAnnouncements.has(frame.id)) break;
+        this.seenAnnouncements.add(frame.id);
+        this.events.emit("announcement", frame);
+        break;
+      case "announcement_dismissed":
+        if (typeof frame.id !== "string") break;
+        // A copy that comes later (sent before the dismissal) is not shown again.
+        this.seenAnnouncements.add(frame.id);
+        this.events.emit("announcement_dismissed", frame);
+        break;
       case "room_closed": {
         const e = this.roomMap.get(frame.room);
         if (e) this.forgetRoom(e, new TelepathError("not_found", "the room was closed"));
@@ -935,6 +999,30 @@ export class Telepath {
     this.events.emit("member", frame);
   }
 
+  /** A new notification: emitted and counted once per id. */
+  private onNotification(n: Notification): void {
+    if (typeof n.id !== "string" || this.seenNotifications.has(n.id)) return;
+    this.seenNotifications.set(n.id, true);
+    const before = this.unreadNotes;
+    if (n.read !== true) this.unreadNotes++;
+    this.events.emit("notification", n);
+    if (this.unreadNotes !== before) this.events.emit("notifications_unread", { unread: this.unreadNotes });
+  }
+
+  private onNotificationsRead(r: NotificationsRead): void {
+    const before = this.unreadNotes;
+    if (typeof r.unread === "number" && Number.isFinite(r.unread)) this.unreadNotes = Math.max(0, r.unread);
+    this.events.emit("notifications_read", r);
+    if (this.unreadNotes !== before) this.events.emit("notifications_unread", { unread: this.unreadNotes });
+  }
+
+  private setUnreadNotes(unread: number): void {
+    const next = Math.max(0, Math.floor(unread));
+    if (next === this.unreadNotes) return;
+    this.unreadNotes = next;
+    this.events.emit("notifications_unread", { unread: next });
+  }
+
   private onWelcome(w: Welcome): void {
     if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
     this.welcomeTimer = undefined;
@@ -964,8 +1052,15 @@ export class Telepath {
     this.pendingDmAcks.clear();
     this.outbox.push(...rest);
 
+    const unreadBefore = this.unreadNotes;
+    // Absent when the server could not tell: the last known count stands (setUnreadNotifications() corrects it).
+    if (typeof w.notifications_unread === "number" && Number.isFinite(w.notifications_unread)) {
+      this.unreadNotes = Math.max(0, Math.floor(w.notifications_unread));
+    }
+
     this.setState("open");
     this.events.emit("welcome", w);
+    if (this.unreadNotes !== unreadBefore) this.events.emit("notifications_unread", { unread: this.unreadNotes });
     for (const c of this.connectWaiters.splice(0)) c.resolve(w);
     if (this.currentToken) this.scheduleRefresh(this.currentToken);
     this.pump();

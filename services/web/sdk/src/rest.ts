@@ -1,8 +1,11 @@
 import { TelepathError } from "./errors.js";
 import type {
+  Announcement,
+  AnnouncementList,
   AuditPage,
   Ban,
   ConnectionAnalytics,
+  CreateAnnouncement,
   CreateRoom,
   DirectMessage,
   DmConversation,
@@ -14,7 +17,11 @@ import type {
   InviteLink,
   JoinedRoom,
   LoginResponse,
+  MarkNotificationsRead,
   MessagePage,
+  NotificationList,
+  NotificationQuery,
+  NotificationsRead,
   OnlineUser,
   Participant,
   Profile,
@@ -262,6 +269,48 @@ export class TelepathRest {
   /** Users whose username starts with `q` (case-sensitive), by username; pass `next` as `after` for the next page. `limit` 1–50 (default 20). */
   searchUsers(q: string, opts: { after?: string; limit?: number } = {}): Promise<UserHits> {
     return this.call<UserHits>("GET", `/users${query({ q, after: opts.after, limit: opts.limit })}`);
+  }
+
+  // ---------------------------------------------------------------------
+  // Notifications and announcements
+  // ---------------------------------------------------------------------
+
+  /**
+   * The caller's notifications, newest first, with their `read` flag, the
+   * `unread` total and `has_more`: `unread` true/false for unread or read
+   * ones only, `before` a notification id (the last one of the previous
+   * page), `limit` 1–100 (default 50).
+   */
+  notifications(opts: NotificationQuery = {}): Promise<NotificationList> {
+    const qs = query({ unread: opts.unread === undefined ? undefined : String(opts.unread), before: opts.before, limit: opts.limit });
+    return this.call<NotificationList>("GET", `/notifications${qs}`);
+  }
+
+  /**
+   * Marks notifications read: `{ids}` (1–500; unknown ids are ignored) or
+   * `{up_to}` (every one up to that id, included). Resolves with the new
+   * `unread` total; every connection of the user gets `notifications_read`.
+   */
+  markNotificationsRead(which: MarkNotificationsRead): Promise<NotificationsRead> {
+    const body = "ids" in which ? { ids: which.ids } : { up_to: which.up_to };
+    return this.call<NotificationsRead>("POST", "/notifications/read", body);
+  }
+
+  /** The active announcements, newest first, each with `dismissed` (whether the caller dismissed it). */
+  async announcements(): Promise<Announcement[]> {
+    return (await this.call<AnnouncementList>("GET", "/announcements")).announcements;
+  }
+
+  /** Admins only: an announcement to everyone (`announcement` events follow). */
+  createAnnouncement(a: CreateAnnouncement): Promise<Announcement> {
+    const body: Record<string, string> = { title: a.title, body: a.body, level: a.level };
+    if (a.expires_at !== undefined) body["expires_at"] = a.expires_at instanceof Date ? a.expires_at.toISOString() : a.expires_at;
+    return this.call<Announcement>("POST", "/announcements", body);
+  }
+
+  /** Dismisses an announcement for the caller on every device (`announcement_dismissed` follows). */
+  async dismissAnnouncement(id: string): Promise<void> {
+    await this.call<void>("POST", `/announcements/${enc(id)}/dismiss`);
   }
 
   /** Admins only. */

@@ -57,6 +57,11 @@ export interface Welcome {
   node: string;
   heartbeat_ms: number;
   limits: Limits;
+  /**
+   * The user's unread notifications when they connected; absent when the
+   * server could not tell in time (read `GET /notifications` then).
+   */
+  notifications_unread?: number;
 }
 
 export interface ErrorBody {
@@ -284,6 +289,113 @@ export interface Profile {
   online: boolean;
 }
 
+/** What a notification is about. */
+export type NotificationKind = "mention" | "reply" | "reaction" | "invite" | "dm";
+
+/**
+ * One personal notification (`notification` frame, `GET /notifications`).
+ * A new one is unread; `read` is in lists only. A `reaction` notification
+ * is one per message: a later one for the same `message_id` replaces the
+ * earlier (with a new id; the old id leaves the list).
+ */
+export interface Notification {
+  type?: "notification";
+  /** A UUIDv7: ids sort by creation. */
+  id: string;
+  kind: NotificationKind;
+  /** The room it is about (mentions, replies, reactions, invitations). */
+  room?: string | null;
+  /** The message it is about (a room message, or the DM). */
+  message_id?: string | null;
+  /** Who caused it. */
+  from?: UserRef | null;
+  /** What to show (at most 200 characters of the message it is about). */
+  text: string;
+  /** RFC 3339. */
+  ts: string;
+  /** `GET /notifications` only: whether the user marked it read. */
+  read?: boolean;
+}
+
+/** `GET /notifications`: newest first; page with `before` = the last one's id. */
+export interface NotificationList {
+  notifications: Notification[];
+  /** The user's unread notifications in all. */
+  unread: number;
+  has_more: boolean;
+}
+
+/** `GET /notifications` query. */
+export interface NotificationQuery {
+  /** true: unread ones only; false: read ones only; absent: all. */
+  unread?: boolean;
+  /** Older than this notification id. */
+  before?: string;
+  /** 1–100 (default 50). */
+  limit?: number;
+}
+
+/**
+ * Notifications were marked read (`notifications_read` frame, on every
+ * connection of the user; also the answer to `POST /notifications/read`):
+ * these `ids`, or all `up_to` an id (included). `unread` is the new total.
+ */
+export interface NotificationsRead {
+  type?: "notifications_read";
+  ids?: string[];
+  up_to?: string;
+  unread: number;
+}
+
+/** `POST /notifications/read`: exactly one of these. */
+export type MarkNotificationsRead = { ids: string[] } | { up_to: string };
+
+/** How loud an announcement is. */
+export type AnnouncementLevel = "info" | "warning" | "critical";
+
+/**
+ * An admin's announcement to everyone (`announcement` frame, `GET
+ * /announcements`, `POST /announcements`). Sent live when posted, and again
+ * after every `welcome` while active and not dismissed (the SDK emits each
+ * id once).
+ */
+export interface Announcement {
+  type?: "announcement";
+  id: string;
+  title: string;
+  body: string;
+  level: AnnouncementLevel;
+  created_by: UserRef;
+  /** RFC 3339. */
+  created_at: string;
+  /** RFC 3339; absent: until deleted. */
+  expires_at?: string | null;
+  /** `GET /announcements` only: whether the caller dismissed it. */
+  dismissed?: boolean;
+}
+
+/** `GET /announcements`: the active ones, newest first. */
+export interface AnnouncementList {
+  announcements: Announcement[];
+}
+
+/** `POST /announcements` (admins only). */
+export interface CreateAnnouncement {
+  /** 1–200 characters. */
+  title: string;
+  /** 1–4000 characters. */
+  body: string;
+  level: AnnouncementLevel;
+  /** When it stops being shown (RFC 3339 or a Date; in the future); absent: until deleted. */
+  expires_at?: string | Date;
+}
+
+/** The user dismissed an announcement on some device (`announcement_dismissed` frame). */
+export interface AnnouncementDismissed {
+  type?: "announcement_dismissed";
+  id: string;
+}
+
 /** A failing request without `ref` (`error` frame). */
 export interface ServerError {
   type?: "error";
@@ -323,6 +435,10 @@ export type MessageEditedFrame = MessageEditedEvent & { type: "message_edited" }
 export type MessageDeletedFrame = MessageDeletedEvent & { type: "message_deleted" };
 export type ReactionFrame = ReactionEvent & { type: "reaction" };
 export type ReceiptFrame = ReceiptEvent & { type: "receipt" };
+export type NotificationFrame = Notification & { type: "notification" };
+export type NotificationsReadFrame = NotificationsRead & { type: "notifications_read" };
+export type AnnouncementFrame = Announcement & { type: "announcement" };
+export type AnnouncementDismissedFrame = AnnouncementDismissed & { type: "announcement_dismissed" };
 
 /** Every frame the server sends, tagged by `type`. */
 export type ServerFrame =
@@ -344,7 +460,11 @@ export type ServerFrame =
   | MessageEditedFrame
   | MessageDeletedFrame
   | ReactionFrame
-  | ReceiptFrame;
+  | ReceiptFrame
+  | NotificationFrame
+  | NotificationsReadFrame
+  | AnnouncementFrame
+  | AnnouncementDismissedFrame;
 
 export type ServerFrameType = ServerFrame["type"];
 

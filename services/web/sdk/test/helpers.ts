@@ -87,6 +87,9 @@ export async function startServer(env: Record<string, string> = {}): Promise<Ser
           TELEPATH_DEV_ADMINS: "*",
           TELEPATH_WORKER_THREADS: "2",
           TELEPATH_DRAIN_SECS: "1",
+          // The tests log in and create rooms fast from one address.
+          TELEPATH_IP_LOGIN_RATE_PER_S: "0",
+          TELEPATH_IP_ROOM_RATE_PER_S: "0",
           RUST_LOG: "warn",
           ...env,
         },
