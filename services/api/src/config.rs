@@ -44,6 +44,16 @@ pub struct ApiConfig {
     /// minute in small batches (0: kept forever).
     #[arg(long, env = "TELEPATH_CONNECTION_LOG_DAYS", default_value_t = 30)]
     pub connection_log_days: u32,
+    /// Days room messages and DMs are kept when their room sets no
+    /// `retention` [default: forever]; older ones are deleted every minute in
+    /// small batches (DMs still in an offline queue stay).
+    #[arg(long, env = "TELEPATH_RETENTION_DAYS",
+        value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub retention_days: Option<u32>,
+    /// How often the cleanup of old messages and connection-log rows runs, ms.
+    #[arg(long, env = "TELEPATH_RETENTION_EVERY_MS", default_value_t = 60_000,
+        value_parser = clap::value_parser!(u64).range(100..), help_heading = ADVANCED)]
+    pub retention_every_ms: u64,
     /// `POST /auth/login` calls per second from one client address (across
     /// api nodes, through Redis), burst twice that; more get 429 (0: no limit).
     #[arg(long, env = "TELEPATH_IP_LOGIN_RATE_PER_S", default_value_t = 5)]

@@ -47,6 +47,7 @@ pub(crate) async fn join(
             .participant
             .muted_until
             .filter(|until| *until > store::now()),
+        pruned_seq: joined.pruned_seq,
     }))
 }
 

@@ -120,7 +120,12 @@ impl ApiState {
         let write = &db.write;
         presence_events::spawn(bus.clone(), inbound, write.clone());
         dms::spawn_cleanup(write.clone());
-        retention::spawn(write.clone(), config.connection_log_days);
+        retention::spawn(
+            write.clone(),
+            config.connection_log_days,
+            config.retention_days,
+            std::time::Duration::from_millis(config.retention_every_ms),
+        );
         let metrics = ApiMetrics::new(&registry);
         let outboxes = outbox::Outboxes::new(bus.clone(), &metrics.outboxes);
         let batch = usize::from(config.commit_batch);
@@ -176,6 +181,23 @@ impl ApiState {
     /// The per-address limits.
     pub(crate) fn limits(&self) -> &limits::Limits {
         &self.inner.limits
+    }
+
+    /// Runs the retention cleanup once as of `now` (what the api does every
+    /// minute): messages past their room's retention or
+    /// `TELEPATH_RETENTION_DAYS`, and old connection-log rows. Returns the
+    /// messages deleted.
+    pub async fn prune_at(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, ApiError> {
+        let pool = &self.inner.db.write;
+        let days = self.inner.config.connection_log_days;
+        if days > 0 {
+            retention::connection_logs(pool, days, now)
+                .await
+                .map_err(crate::store::db_err)?;
+        }
+        retention::messages(pool, self.inner.config.retention_days, now)
+            .await
+            .map_err(crate::store::db_err)
     }
 
     /// The metrics registry this state registered in.

@@ -101,6 +101,7 @@ pub(crate) async fn create(
         unread: None,
         read_seq: None,
         unread_capped: false,
+        retention: None,
     };
     let mut tx = state.db().begin_write().await?;
     store::ensure_user(&mut tx, &user, claims.role).await?;

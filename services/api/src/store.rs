@@ -46,6 +46,9 @@ pub(crate) struct RoomRow {
     pub(crate) last_seq: i64,
     pub(crate) participant_count: i64,
     topic: Option<String>,
+    retention_days: Option<i64>,
+    /// History up to this seq was deleted by retention.
+    pub(crate) pruned_seq: i64,
 }
 
 impl RoomRow {
@@ -66,6 +69,7 @@ impl RoomRow {
             unread: None,
             read_seq: None,
             unread_capped: false,
+            retention: self.retention_days,
         }
     }
 }
@@ -200,7 +204,7 @@ pub(crate) async fn room(
     id: &str,
 ) -> Result<Option<RoomRow>, ApiError> {
     sqlx::query_as::<_, RoomRow>(
-        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count, topic
+        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count, topic, retention_days, pruned_seq
          FROM rooms WHERE id = ?",
     )
     .bind(id)
@@ -231,7 +235,7 @@ const UNREAD_CAP: i64 = 10_000;
 /// Rooms `user_id` may see: active public rooms and every active room they belong to.
 pub(crate) async fn visible_rooms(pool: &SqlitePool, user_id: &str) -> Result<Vec<Room>, ApiError> {
     let rows = sqlx::query_as::<_, RoomRow>(
-        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count, topic
+        "SELECT id, name, description, max_participants, is_private, is_active, created_by, created_at, last_seq, participant_count, topic, retention_days, pruned_seq
          FROM rooms r
          WHERE r.is_active = 1
            AND (r.is_private = 0 OR EXISTS (
@@ -326,6 +330,7 @@ pub(crate) async fn join(
             seq: room.last_seq,
             cursor: *cursor,
             new: false,
+            pruned_seq: room.pruned_seq,
         });
     }
     // Private rooms do not admit anyone by themselves and do not reveal that they exist.
@@ -391,6 +396,7 @@ pub(crate) async fn join(
         seq: room.last_seq,
         cursor,
         new: true,
+        pruned_seq: room.pruned_seq,
     })
 }
 
@@ -421,6 +427,8 @@ pub(crate) struct Joined {
     pub(crate) cursor: i64,
     /// Whether this join made the user a participant (false: already one).
     pub(crate) new: bool,
+    /// History up to this seq was deleted by retention.
+    pub(crate) pruned_seq: i64,
 }
 
 /// Joins `user` to `room_id` as a member in its own write transaction,

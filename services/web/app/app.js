@@ -1897,6 +1897,9 @@ function fillSettings() {
   $('settings-description').value = room.description ?? '';
   $('settings-private').checked = room.private === true;
   $('settings-max').value = String(room.max_participants ?? 100);
+  $('settings-retention').value = room.retention != null ? String(room.retention) : '';
+  // Only the owner (or an admin) sets how long messages are kept.
+  $('settings-retention').disabled = !isOwner(room);
 }
 
 function renderPanel() {
@@ -2003,6 +2006,11 @@ async function saveSettings(event) {
   if (description !== (room.description ?? '')) patch.description = description;
   if ($('settings-private').checked !== (room.private === true)) patch.private = $('settings-private').checked;
   if (Number.isFinite(max) && max !== room.max_participants) patch.max_participants = max;
+  if (isOwner(room)) {
+    const raw = $('settings-retention').value.trim();
+    const retention = raw === '' ? 0 : Number(raw);
+    if (Number.isFinite(retention) && retention !== (room.retention ?? 0)) patch.retention = retention;
+  }
   if (Object.keys(patch).length === 0) {
     panelStatus('Nothing to change.');
     return;

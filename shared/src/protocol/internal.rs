@@ -29,6 +29,14 @@ pub struct JoinResult {
     /// The participant is muted until then: `typing` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muted_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The room's history up to this seq was deleted by retention: a
+    /// resume from below it cannot be replayed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pruned_seq: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// Gateway -> api: persist a room message from `from`.

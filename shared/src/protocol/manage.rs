@@ -61,6 +61,11 @@ pub struct RoomPatch {
     pub max_participants: Option<i64>,
     #[serde(default)]
     pub private: Option<bool>,
+    /// Owner (or admin) only: days the room's messages are kept, 1–36500;
+    /// 0 returns to the server's default.
+    #[serde(default, deserialize_with = "integer::option")]
+    #[schema(minimum = 0, maximum = 36_500)]
+    pub retention: Option<i64>,
 }
 
 /// `PATCH /rooms/{id}/participants/{user_id}`.

@@ -76,6 +76,10 @@ pub struct Room {
     /// True when `unread` stopped counting at 10,000 (there may be more).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unread_capped: bool,
+    /// Days its messages are kept (set by the owner); absent: the server's
+    /// default (`TELEPATH_RETENTION_DAYS`; unset there: forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<i64>,
 }
 
 /// `GET /rooms`.

@@ -53,7 +53,7 @@ pub(crate) async fn get(
 }
 
 #[utoipa::path(patch, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = RoomPatch,
-    responses((status = 200, description = "The room as it is now; its participants (everyone, for a public room) get room_updated", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Owners and moderators only", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "max_participants below the current participants", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    responses((status = 200, description = "The room as it is now; its participants (everyone, for a public room) get room_updated", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Owners and moderators only (retention: the owner only)", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "max_participants below the current participants", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn patch(
     State(state): State<ApiState>,
@@ -67,6 +67,9 @@ pub(crate) async fn patch(
     let mut tx = state.db().begin_write().await?;
     let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
     access.require(RoomRole::Moderator)?;
+    if req.retention.is_some() {
+        access.require(RoomRole::Owner)?;
+    }
     if let Some(max) = req.max_participants
         && max < access.room.participant_count
     {
@@ -87,7 +90,8 @@ pub(crate) async fn patch(
             description = CASE WHEN ?3 THEN ?4 ELSE description END,
             topic = CASE WHEN ?5 THEN ?6 ELSE topic END,
             max_participants = COALESCE(?7, max_participants),
-            is_private = COALESCE(?8, is_private)
+            is_private = COALESCE(?8, is_private),
+            retention_days = CASE WHEN ?9 THEN NULLIF(?10, 0) ELSE retention_days END
          WHERE id = ?1",
     )
     .bind(id)
@@ -98,6 +102,8 @@ pub(crate) async fn patch(
     .bind(topic.flatten())
     .bind(req.max_participants)
     .bind(req.private)
+    .bind(req.retention.is_some())
+    .bind(req.retention)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -144,6 +150,11 @@ fn check_patch(req: &RoomPatch) -> Result<(), ApiError> {
     {
         return Err(ApiError::bad_request(
             "topic: at most 256 characters, no control characters",
+        ));
+    }
+    if req.retention.is_some_and(|d| !(0..=36_500).contains(&d)) {
+        return Err(ApiError::bad_request(
+            "retention: 1-36500 days, or 0 for the server's default",
         ));
     }
     Ok(())

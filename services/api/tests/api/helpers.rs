@@ -27,6 +27,8 @@ pub(crate) struct TestApi {
     pub(crate) broker: Option<MemoryBroker>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) dir: tempfile::TempDir,
+    /// The api's state (its retention cleanup, run at a chosen time).
+    pub(crate) state: ApiState,
 }
 
 impl Drop for TestApi {
@@ -72,7 +74,7 @@ pub(crate) async fn spawn_api_on(
     tokio::spawn(telepath_api::run(
         listener,
         Some(internal_listener),
-        state,
+        state.clone(),
         shutdown.clone(),
     ));
     TestApi {
@@ -83,6 +85,7 @@ pub(crate) async fn spawn_api_on(
         broker: None,
         shutdown,
         dir,
+        state,
     }
 }
 

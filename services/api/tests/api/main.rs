@@ -8,5 +8,6 @@ mod helpers;
 mod manage;
 mod messages;
 mod outage;
+mod retention;
 mod rooms;
 mod semantics;

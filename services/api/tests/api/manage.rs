@@ -21,7 +21,7 @@ impl TestApi {
     }
 
     /// The JSON of a response that must have `status`.
-    async fn expect(&self, resp: reqwest::Response, status: u16) -> Value {
+    pub(crate) async fn expect(&self, resp: reqwest::Response, status: u16) -> Value {
         let got = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         assert_eq!(got, status, "{body}");

@@ -22,6 +22,7 @@ mod notify;
 mod openapi;
 mod presence;
 mod rates;
+mod retention;
 mod revoke;
 mod roundtrip;
 mod surface;

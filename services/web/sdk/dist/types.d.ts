@@ -588,6 +588,8 @@ export interface Room {
     online_count?: number;
     /** The caller's role; absent when not a participant (and on directory events). */
     role?: RoomRole;
+    /** Days its messages are kept (set by the owner); absent: the server's default. */
+    retention?: number;
 }
 /** `PATCH /rooms/{id}` (owner/moderators): the fields to change; `""` clears `description`/`topic`. */
 export interface RoomPatch {
@@ -597,6 +599,8 @@ export interface RoomPatch {
     /** 1–100000, not below the current participants (409). */
     max_participants?: number;
     private?: boolean;
+    /** Owner only: days messages are kept, 1–36500; 0 returns to the server's default. */
+    retention?: number;
 }
 export interface CreateRoom {
     name: string;

@@ -89,10 +89,12 @@ pub(super) async fn join(
     let since = since.or(Some(joined.cursor));
     let mut recovered = true;
     if let Some(since) = since.filter(|s| *s < joined.seq) {
-        // If the api cannot replay now, say so: the client pages history itself.
-        recovered = replay(session, &room, since, joined.seq, then)
-            .await
-            .unwrap_or(false);
+        // Below what retention kept there is nothing to replay; if the api
+        // cannot replay now, say so too: the client pages history itself.
+        recovered = since >= joined.pruned_seq
+            && replay(session, &room, since, joined.seq, then)
+                .await
+                .unwrap_or(false);
         let metrics = state.metrics();
         metrics
             .recoveries
