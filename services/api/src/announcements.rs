@@ -117,17 +117,15 @@ async fn dismissed_of(
 }
 
 /// The active announcements `user` has not dismissed (a connect's).
-pub(crate) async fn pending(
-    state: &ApiState,
-    conn: &mut SqliteConnection,
-    user: &str,
-) -> Result<Vec<Announcement>, ApiError> {
+pub(crate) async fn pending(state: &ApiState, user: &str) -> Result<Vec<Announcement>, ApiError> {
     let current = state.announcements().current(now());
+    // Most of the time none is active: a connect reads nothing.
     if current.is_empty() {
         return Ok(current);
     }
     let ids: Vec<&str> = current.iter().map(|a| a.id.as_str()).collect();
-    let dismissed = dismissed_of(conn, user, &ids).await.map_err(db_err)?;
+    let mut conn = state.db().read.acquire().await.map_err(db_err)?;
+    let dismissed = dismissed_of(&mut conn, user, &ids).await.map_err(db_err)?;
     Ok(current
         .into_iter()
         .filter(|a| !dismissed.contains(&a.id))

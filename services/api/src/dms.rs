@@ -201,11 +201,7 @@ pub(crate) async fn pending_internal(
         state.config().offline_queue_max,
     )
     .await?;
-    {
-        let mut conn = state.db().read.acquire().await.map_err(db_err)?;
-        pending.announcements =
-            crate::announcements::pending(&state, &mut conn, &q.user_id).await?;
-    }
+    pending.announcements = crate::announcements::pending(&state, &q.user_id).await?;
     // Most users have no invitation waiting: their connect reads nothing more.
     if let Some(version) = state.invitees().may_have(&q.user_id) {
         let mut conn = state.db().read.acquire().await.map_err(db_err)?;

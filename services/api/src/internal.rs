@@ -62,6 +62,7 @@ pub(crate) async fn leave(
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
     store::leave_room(&state.db().write, id, &req.user.id).await?;
+    state.unread().touch([&req.user.id]);
     announce_member(&state.outboxes().rooms, id, req.user, MemberAction::Left);
     Ok(StatusCode::NO_CONTENT)
 }

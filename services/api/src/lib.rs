@@ -87,6 +87,8 @@ struct Inner {
     limits: limits::Limits,
     /// The announcements that have not expired.
     announcements: announcements::Active,
+    /// The unread counts kept in Redis for gateways.
+    unread: notifications::UnreadSync,
 }
 
 impl ApiState {
@@ -128,15 +130,29 @@ impl ApiState {
         );
         let metrics = ApiMetrics::new(&registry);
         let outboxes = outbox::Outboxes::new(bus.clone(), &metrics.outboxes);
+        let redis = common.redis_url.as_deref().and_then(|url| {
+            telepath_shared::bus::redis::pool(url)
+                .inspect_err(
+                    |e| tracing::warn!(error = %e, "no Redis pool for limits and unread counts"),
+                )
+                .ok()
+        });
+        let unread = notifications::UnreadSync::spawn(db.read.clone(), redis.clone());
         let batch = usize::from(config.commit_batch);
-        let writer = writer::spawn(write.clone(), outboxes.rooms.clone(), metrics, batch);
+        let writer = writer::spawn(
+            write.clone(),
+            outboxes.rooms.clone(),
+            unread.clone(),
+            metrics,
+            batch,
+        );
         let keys = JwtKeys::new(&common.jwt_secret);
         let internal_token = common.internal_token();
         let presence = presence::PresenceClient::new(presence);
         let revocations = Arc::new(RevocationList::new());
         revocations.load(&revoke::load(&db.read).await?);
         let invitees = manage::invites::Invitees::load(&db.read).await?;
-        let limits = limits::Limits::new(&common, &config);
+        let limits = limits::Limits::new(&config, redis);
         let announcements = {
             let mut conn = db.read.acquire().await?;
             announcements::Active::load(&mut conn).await?
@@ -157,6 +173,7 @@ impl ApiState {
                 invitees,
                 limits,
                 announcements,
+                unread,
             }),
         })
     }
@@ -171,6 +188,11 @@ impl ApiState {
             return Err(ApiError::unavailable("bus unreachable"));
         }
         Ok(())
+    }
+
+    /// The unread counts kept in Redis: tell it whose changed.
+    pub(crate) fn unread(&self) -> &notifications::UnreadSync {
+        &self.inner.unread
     }
 
     /// The active announcements.

@@ -11,7 +11,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use telepath_shared::config::Common;
 use telepath_shared::http::ApiError;
 use telepath_shared::rate::{Limiter, Rate};
 
@@ -25,25 +24,18 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    /// From the settings; shared through `TELEPATH_REDIS_URL` when set.
-    pub(crate) fn new(common: &Common, config: &ApiConfig) -> Self {
-        let pool = || {
-            common.redis_url.as_deref().and_then(|url| {
-                telepath_shared::bus::redis::pool(url)
-                    .inspect_err(|e| tracing::warn!(error = %e, "no Redis pool for rate limits"))
-                    .ok()
-            })
-        };
+    /// From the settings; shared through Redis when `redis` is given.
+    pub(crate) fn new(config: &ApiConfig, redis: Option<deadpool_redis::Pool>) -> Self {
         Limits {
             login: Limiter::new(
                 "ip_login",
                 Rate::with_double_burst(config.ip_login_rate_per_s),
-                pool(),
+                redis.clone(),
             ),
             rooms: Limiter::new(
                 "ip_rooms",
                 Rate::with_double_burst(config.ip_room_rate_per_s),
-                pool(),
+                redis,
             ),
         }
     }

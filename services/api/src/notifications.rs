@@ -181,10 +181,11 @@ pub(crate) fn outgoing(written: &[(String, Notification)]) -> Vec<Outgoing> {
 }
 
 /// Publishes `written` after the commit (through the ordered outbox, which
-/// retries while Redis is away).
+/// retries while Redis is away), and updates the users' unread counts.
 pub(crate) fn publish(state: &ApiState, written: &[(String, Notification)]) {
     if !written.is_empty() {
         state.outboxes().rooms.push(outgoing(written));
+        state.unread().touch(written.iter().map(|(user, _)| user));
     }
 }
 
@@ -365,6 +366,7 @@ pub(crate) async fn mark_read(
         up_to: req.up_to,
         unread,
     };
+    state.unread().touch([&claims.sub]);
     let frame = ServerFrame::NotificationsRead(read.clone()).to_json();
     state
         .outboxes()
@@ -429,5 +431,96 @@ mod tests {
         let cut = excerpt(&long);
         assert_eq!(cut.chars().count(), 201);
         assert!(cut.ends_with('…'));
+    }
+}
+
+/// Keeps each user's unread count in Redis (`notif:unread:{id}`, absent:
+/// none), where a gateway reads it with the connection's admission, so a
+/// `welcome` costs no request to the api. Users whose notifications
+/// changed are queued; a task counts them in SQLite (one query per batch)
+/// and writes the counts (one pipeline). Without Redis (the all-in-one)
+/// nothing is kept: gateways there ask `POST /internal/notifications/unread`.
+/// At start every user with unread notifications is written (Redis may
+/// have been emptied meanwhile).
+#[derive(Clone)]
+pub(crate) struct UnreadSync {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+impl UnreadSync {
+    /// The task on `read` (SQLite) and `redis`; none without Redis.
+    pub(crate) fn spawn(read: sqlx::SqlitePool, redis: Option<deadpool_redis::Pool>) -> Self {
+        let Some(redis) = redis else {
+            return UnreadSync { tx: None };
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            let everyone: Result<Vec<String>, _> =
+                sqlx::query_scalar("SELECT DISTINCT user_id FROM notifications WHERE read = 0")
+                    .fetch_all(&read)
+                    .await;
+            if let Ok(users) = everyone {
+                for chunk in users.chunks(1000) {
+                    write_counts(&read, &redis, chunk).await;
+                }
+            }
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, 1000).await > 0 {
+                let mut users: Vec<String> = std::mem::take(&mut batch);
+                users.sort();
+                users.dedup();
+                write_counts(&read, &redis, &users).await;
+            }
+        });
+        UnreadSync { tx: Some(tx) }
+    }
+
+    /// `users`' counts changed (or may have).
+    pub(crate) fn touch<'a>(&self, users: impl IntoIterator<Item = &'a String>) {
+        if let Some(tx) = &self.tx {
+            for u in users {
+                let _ = tx.send(u.clone());
+            }
+        }
+    }
+}
+
+/// Counts `users`' unread notifications and writes them to Redis.
+async fn write_counts(read: &sqlx::SqlitePool, redis: &deadpool_redis::Pool, users: &[String]) {
+    let counted = async {
+        let rows: Vec<(String, i64)> = sqlx::query_as(concat!(
+            "SELECT n.user_id, COUNT(*) FROM notifications n
+             WHERE n.user_id IN (SELECT value FROM json_each(?)) AND n.read = 0 AND ",
+            visible!(),
+            " GROUP BY n.user_id"
+        ))
+        .bind(serde_json::to_string(users).expect("strings serialise"))
+        .fetch_all(read)
+        .await?;
+        Ok::<_, sqlx::Error>(
+            rows.into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        )
+    };
+    let counts = match counted.await {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!(error = %e, "counting unread notifications failed"),
+    };
+    let mut pipe = deadpool_redis::redis::pipe();
+    for user in users {
+        let key = telepath_shared::bus::admit::unread_key(user);
+        match counts.get(user) {
+            Some(n) => pipe.cmd("SET").arg(key).arg(*n).ignore(),
+            None => pipe.cmd("DEL").arg(key).ignore(),
+        };
+    }
+    let written = async {
+        let mut c = redis.get().await.map_err(|e| e.to_string())?;
+        pipe.query_async::<()>(&mut c)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(error = %e, "writing unread counts to Redis failed");
     }
 }

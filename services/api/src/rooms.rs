@@ -176,6 +176,8 @@ pub(crate) async fn leave(
 ) -> Result<StatusCode, ApiError> {
     let id = room_id(&id)?;
     store::leave_room(&state.db().write, id, &claims.sub).await?;
+    // Its notifications about the room are no longer shown, nor counted.
+    state.unread().touch([&claims.sub]);
     announce_member(
         &state.outboxes().rooms,
         id,

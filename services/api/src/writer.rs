@@ -187,6 +187,7 @@ impl WriterHandle {
 pub(crate) fn spawn(
     pool: SqlitePool,
     outbox: Arc<Outbox>,
+    unread: crate::notifications::UnreadSync,
     metrics: ApiMetrics,
     max_batch: usize,
 ) -> WriterHandle {
@@ -196,7 +197,11 @@ pub(crate) fn spawn(
     let task = tokio::spawn(run(
         rx,
         pool,
-        Sinks { outbox, receipts },
+        Sinks {
+            outbox,
+            receipts,
+            unread,
+        },
         metrics,
         max_batch.max(1),
         stop.clone(),
@@ -243,6 +248,8 @@ async fn run(
 struct Sinks {
     outbox: Arc<Outbox>,
     receipts: receipts::Receipts,
+    /// Users notified: their unread counts for gateways.
+    unread: crate::notifications::UnreadSync,
 }
 
 /// What persisting one job produced.
@@ -302,6 +309,7 @@ async fn commit_batch(pool: &SqlitePool, sinks: &Sinks, metrics: &ApiMetrics, ba
     // publishes while they are written rather than before.
     sinks.outbox.push(outgoing);
     sinks.receipts.moved(receipts);
+    sinks.unread.touch(notified.iter().map(|(user, _)| user));
 }
 
 /// One `message.commit` span per job in its caller's trace, when traces

@@ -234,14 +234,20 @@ pub(crate) async fn connect(
         let conn_id = uuid::Uuid::now_v7().hyphenated().to_string();
         // Boxed, as the refusal below: the task's future keeps room for
         // every future it awaits for the connection's whole life.
-        // The admission and the welcome's unread count, asked together.
-        let (admitted, unread) = Box::pin(async {
-            tokio::join!(
-                state.admitter().admit(&conn_id, &claims.sub),
-                state.unread().unread(&claims.sub)
-            )
+        // The admission and the welcome's unread count: one answer from
+        // Redis, else asked of presence and the api together.
+        let ((admitted, counted), unread) = Box::pin(async {
+            if state.admitter().counts_unread() {
+                (state.admitter().admit(&conn_id, &claims.sub).await, None)
+            } else {
+                tokio::join!(
+                    state.admitter().admit(&conn_id, &claims.sub),
+                    state.unread().unread(&claims.sub)
+                )
+            }
         })
         .await;
+        let unread = counted.or(unread);
         if !admitted {
             state
                 .metrics()

@@ -7,8 +7,12 @@
 -- connection). One run answers a batch atomically, so two gateways never
 -- both admit the one over the cap.
 --
+-- Each answer also carries the user's unread notifications, as the api
+-- keeps them in notif:unread:{id} (absent: none), for the `welcome`.
+--
 -- ARGV: 1 now (ms), 2 expiry (ms), 3 key TTL (ms), 4 max, then conn id and
--- user id pairs. Reply: one 1 (admitted) or 0 per pair, in order.
+-- user id pairs. Reply: two integers per pair, in order: 1 (admitted) or
+-- 0, and the unread count.
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
@@ -30,5 +34,6 @@ for i = 5, #ARGV - 1, 2 do
   else
     out[#out + 1] = 0
   end
+  out[#out + 1] = tonumber(redis.call('GET', 'notif:unread:' .. user) or '0') or 0
 end
 return out

@@ -20,16 +20,23 @@ pub fn presence_expiry_ms(heartbeat_ms: u64) -> i64 {
     i64::try_from(heartbeat_ms.saturating_mul(3) / 2).unwrap_or(i64::MAX)
 }
 
+/// The Redis key where the api keeps `user_id`'s unread notifications
+/// (absent: none), for the `welcome`.
+pub fn unread_key(user_id: &str) -> String {
+    format!("notif:unread:{user_id}")
+}
+
 /// Admits each of `conns` in order while its user has fewer than `max`
 /// connections (registered, plus admitted within `expiry_ms` of `now_ms`
-/// and not registered yet); one answer each.
+/// and not registered yet); one answer each: whether it was admitted, and
+/// its user's unread notifications ([`unread_key`]).
 pub async fn admit(
     pool: &deadpool_redis::Pool,
     conns: &[AdmitConn],
     max: u32,
     now_ms: i64,
     expiry_ms: i64,
-) -> Result<Vec<bool>, BusError> {
+) -> Result<Vec<(bool, i64)>, BusError> {
     let answers: Vec<i64> = SCRIPT
         .run(pool, |command| {
             command
@@ -42,5 +49,8 @@ pub async fn admit(
             }
         })
         .await?;
-    Ok(answers.into_iter().map(|a| a == 1).collect())
+    Ok(answers
+        .chunks_exact(2)
+        .map(|pair| (pair[0] == 1, pair[1]))
+        .collect())
 }

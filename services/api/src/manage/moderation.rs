@@ -118,6 +118,7 @@ pub(crate) async fn kick(
     store::remove(&mut tx, id, &user.id, "kicked").await?;
     audit(&mut tx, id, &claims.sub, "kick", Some(&user.id), None).await?;
     tx.commit().await.map_err(db_err)?;
+    state.unread().touch([&user.id]);
     let mut left = event(id, user, MemberAction::Left, claims.user_ref());
     left.reason = Some(LeftReason::Kicked);
     announce(&state.outboxes().rooms, left);
@@ -174,6 +175,7 @@ pub(crate) async fn ban(
     .await?;
     tx.commit().await.map_err(db_err)?;
     if role.is_some() {
+        state.unread().touch([&user.id]);
         let mut left = event(id, user, MemberAction::Left, claims.user_ref());
         left.reason = Some(LeftReason::Banned);
         announce(&state.outboxes().rooms, left);

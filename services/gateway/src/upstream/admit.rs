@@ -32,13 +32,19 @@ const IN_FLIGHT: usize = 4;
 /// How long a connect waits for presence before it is admitted anyway.
 const WAIT: Duration = Duration::from_secs(2);
 
-type Waiting = (AdmitConn, oneshot::Sender<bool>);
+/// An answer: admitted, and the user's unread notifications when the count
+/// came with it (Redis).
+type Answer = (bool, Option<i64>);
+
+type Waiting = (AdmitConn, oneshot::Sender<Answer>);
 
 /// Asks presence's count to admit connections; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Admitter {
     tx: mpsc::Sender<Waiting>,
     max: u32,
+    /// Whether an answer carries the user's unread notifications.
+    counts_unread: bool,
 }
 
 /// Where the count is kept.
@@ -55,17 +61,29 @@ impl Admitter {
     /// user (0: no cap, nothing is asked).
     pub(crate) fn spawn(counter: Counter, max: u32) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let counts_unread = max > 0 && matches!(counter, Counter::Redis(..));
         if max > 0 {
             tokio::spawn(run(counter, rx, max));
         }
-        Admitter { tx, max }
+        Admitter {
+            tx,
+            max,
+            counts_unread,
+        }
+    }
+
+    /// Whether [`admit`](Self::admit) answers the unread count too (the
+    /// count is asked of Redis with the admission: no other round trip).
+    pub(crate) fn counts_unread(&self) -> bool {
+        self.counts_unread
     }
 
     /// Whether `user_id` may open `conn_id`: false only when presence
-    /// answered that the user has `max` connections already.
-    pub(crate) async fn admit(&self, conn_id: &str, user_id: &str) -> bool {
+    /// answered that the user has `max` connections already; with the
+    /// user's unread notifications when the answer came from Redis.
+    pub(crate) async fn admit(&self, conn_id: &str, user_id: &str) -> Answer {
         if self.max == 0 {
-            return true;
+            return (true, None);
         }
         let (done, answer) = oneshot::channel();
         let ask = AdmitConn {
@@ -74,11 +92,11 @@ impl Admitter {
         };
         if self.tx.try_send((ask, done)).is_err() {
             tracing::warn!("admission queue full; admitting without asking presence");
-            return true;
+            return (true, None);
         }
         match tokio::time::timeout(WAIT, answer).await {
-            Ok(Ok(admitted)) => admitted,
-            _ => true,
+            Ok(Ok(answer)) => answer,
+            _ => (true, None),
         }
     }
 }
@@ -103,7 +121,7 @@ async fn run(counter: Counter, mut rx: mpsc::Receiver<Waiting>, max: u32) {
 
 /// One request for `waiting`; answers each.
 async fn ask(counter: &Counter, waiting: Vec<Waiting>, max: u32) {
-    let (conns, waiting): (Vec<AdmitConn>, Vec<oneshot::Sender<bool>>) =
+    let (conns, waiting): (Vec<AdmitConn>, Vec<oneshot::Sender<Answer>>) =
         waiting.into_iter().unzip();
     let asked = async {
         match counter {
@@ -111,6 +129,7 @@ async fn ask(counter: &Counter, waiting: Vec<Waiting>, max: u32) {
                 let now = chrono::Utc::now().timestamp_millis();
                 telepath_shared::bus::admit::admit(pool, &conns, max, now, *expiry_ms)
                     .await
+                    .map(|answers| answers.into_iter().map(|(a, n)| (a, Some(n))).collect())
                     .map_err(|e| e.to_string())
             }
             Counter::Presence(presence) => {
@@ -118,7 +137,12 @@ async fn ask(counter: &Counter, waiting: Vec<Waiting>, max: u32) {
                 presence
                     .post::<_, AdmitResult>("/internal/presence/admit", &request)
                     .await
-                    .map(|r| r.admitted)
+                    .map(|r| {
+                        r.admitted
+                            .into_iter()
+                            .map(|a| (a, None))
+                            .collect::<Vec<_>>()
+                    })
                     .map_err(|e| e.to_string())
             }
         }
@@ -127,15 +151,15 @@ async fn ask(counter: &Counter, waiting: Vec<Waiting>, max: u32) {
         Ok(Ok(admitted)) if admitted.len() == waiting.len() => admitted,
         Ok(Ok(_)) => {
             tracing::warn!("presence answered admissions in a wrong count; admitting");
-            vec![true; waiting.len()]
+            vec![(true, None); waiting.len()]
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "presence's count did not answer; admitting");
-            vec![true; waiting.len()]
+            vec![(true, None); waiting.len()]
         }
         Err(_) => {
             tracing::warn!("presence did not answer admissions in time; admitting");
-            vec![true; waiting.len()]
+            vec![(true, None); waiting.len()]
         }
     };
     for (done, admitted) in waiting.into_iter().zip(answers) {

@@ -399,7 +399,8 @@ impl PresenceStore for RedisStore {
             now_ms,
             self.timing.expiry_ms,
         );
-        timed(admitted).await
+        let answers = timed(admitted).await?;
+        Ok(answers.into_iter().map(|(admitted, _)| admitted).collect())
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -29,6 +29,25 @@ async fn post(http: &Client, url: String, user: &TestUser, body: Value) -> (u16,
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Connects `user` to `gw` once the welcome counts `n` unread notifications
+/// (gateways with Redis read the count the api keeps there, written a
+/// moment after the change).
+async fn connect_counting(gw: &str, user: &TestUser, n: i64) -> WsClient {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let c = WsClient::connect(gw, &user.token).await.unwrap();
+        if c.welcome["notifications_unread"] == n {
+            return c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "welcome still says {}",
+            c.welcome
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn join_rest(http: &Client, api: &str, user: &TestUser, room: &str) {
     let resp = http
         .post(format!("{api}/rooms/{room}/join"))
@@ -79,14 +98,8 @@ async fn mentions_replies_and_reactions_wait_for_the_offline_and_reach_every_con
     );
 
     // Bob connects on both gateways: each welcome carries the count.
-    let mut b0 = WsClient::connect(&cluster.gateways[0].url, &bob.token)
-        .await
-        .unwrap();
-    let mut b1 = WsClient::connect(&cluster.gateways[1].url, &bob.token)
-        .await
-        .unwrap();
-    assert_eq!(b0.welcome["notifications_unread"], 1);
-    assert_eq!(b1.welcome["notifications_unread"], 1);
+    let mut b0 = connect_counting(&cluster.gateways[0].url, &bob, 1).await;
+    let mut b1 = connect_counting(&cluster.gateways[1].url, &bob, 1).await;
     b1.join(&room).await;
     let bobs = b1
         .ok(json!({"type": "send", "room": room, "body": "my message"}))
@@ -156,6 +169,7 @@ async fn mentions_replies_and_reactions_wait_for_the_offline_and_reach_every_con
     )
     .await;
     assert_eq!(read["unread"], 0);
+    connect_counting(&cluster.gateways[1].url, &bob, 0).await;
     // Paging: newest first, `before` the last one seen.
     let page = notifications(&http, api, &bob, "?limit=2").await;
     assert_eq!(page["has_more"], true);
@@ -174,7 +188,16 @@ async fn mentions_replies_and_reactions_wait_for_the_offline_and_reach_every_con
 
 #[tokio::test]
 async fn invitations_and_dms_while_offline_are_notified_and_bad_input_is_refused() {
-    let cluster = start_cluster_with(1, 1, &[("TELEPATH_HEARTBEAT_MS", "5000".into())]).await;
+    // Without the per-user cap a gateway asks the api for the welcome's count.
+    let cluster = start_cluster_with(
+        1,
+        1,
+        &[
+            ("TELEPATH_HEARTBEAT_MS", "5000".into()),
+            ("TELEPATH_MAX_CONNS_PER_USER", "0".into()),
+        ],
+    )
+    .await;
     let http = Client::new();
     let api = &cluster.api.url;
     let ada = login(&http, api, "ada").await;
