@@ -141,7 +141,7 @@ pub(crate) async fn create(
     JsonBody(req): JsonBody<CreateAnnouncement>,
 ) -> Result<(StatusCode, Json<Announcement>), ApiError> {
     let created_at = now();
-    req.check(created_at).map_err(ApiError::from)?;
+    req.check().map_err(ApiError::from)?;
     let announcement = Announcement {
         id: uuid::Uuid::now_v7().hyphenated().to_string(),
         title: req.title,
@@ -175,11 +175,14 @@ pub(crate) async fn create(
         .await
         .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
-    let frame = ServerFrame::Announcement(announcement.clone()).to_json();
-    state.outboxes().rooms.push([Outgoing::new(
-        BROADCAST_CHANNEL.to_owned(),
-        Bytes::from(frame),
-    )]);
+    // One already expired is kept on record but shown to nobody.
+    if announcement.expires_at.is_none_or(|e| e > created_at) {
+        let frame = ServerFrame::Announcement(announcement.clone()).to_json();
+        state.outboxes().rooms.push([Outgoing::new(
+            BROADCAST_CHANNEL.to_owned(),
+            Bytes::from(frame),
+        )]);
+    }
     Ok((StatusCode::CREATED, Json(announcement)))
 }
 

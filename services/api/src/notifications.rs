@@ -326,7 +326,7 @@ pub(crate) async fn list(
 }
 
 #[utoipa::path(post, path = "/notifications/read", tag = "notifications", request_body = MarkRead,
-    responses((status = 200, description = "Marked read (ids that are not the caller's are ignored); every connection of the caller gets `notifications_read`", body = NotificationsRead), (status = 400, description = "Invalid input: not exactly one of ids (1-500 lowercase UUIDs) or up_to", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    responses((status = 200, description = "Marked read (ids that are not the caller's are ignored); every connection of the caller gets `notifications_read`", body = NotificationsRead), (status = 400, description = "Invalid input: more than 500 ids, or an id that is not a lowercase UUID", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn mark_read(
     State(state): State<ApiState>,
@@ -335,34 +335,30 @@ pub(crate) async fn mark_read(
 ) -> Result<Json<NotificationsRead>, ApiError> {
     req.check().map_err(ApiError::from)?;
     let mut tx = state.db().begin_write().await?;
-    match (&req.ids, &req.up_to) {
-        (Some(ids), _) => {
-            sqlx::query(
-                "UPDATE notifications SET read = 1
-                 WHERE user_id = ? AND read = 0 AND id IN (SELECT value FROM json_each(?))",
-            )
-            .bind(&claims.sub)
-            .bind(serde_json::to_string(ids).expect("strings serialise"))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-        (None, Some(up_to)) => {
-            sqlx::query(
-                "UPDATE notifications SET read = 1 WHERE user_id = ? AND read = 0 AND id <= ?",
-            )
+    if !req.ids.is_empty() {
+        let ids = &req.ids;
+        sqlx::query(
+            "UPDATE notifications SET read = 1
+             WHERE user_id = ? AND read = 0 AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&claims.sub)
+        .bind(serde_json::to_string(ids).expect("strings serialise"))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    }
+    if let Some(up_to) = &req.up_to {
+        sqlx::query("UPDATE notifications SET read = 1 WHERE user_id = ? AND read = 0 AND id <= ?")
             .bind(&claims.sub)
             .bind(up_to)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        }
-        (None, None) => unreachable!("checked"),
     }
     let unread = unread_of(&mut tx, &claims.sub).await.map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     let read = NotificationsRead {
-        ids: req.ids,
+        ids: (!req.ids.is_empty()).then_some(req.ids),
         up_to: req.up_to,
         unread,
     };

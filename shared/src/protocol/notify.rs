@@ -92,36 +92,38 @@ pub struct NotificationList {
     pub has_more: bool,
 }
 
-/// `POST /notifications/read`: exactly one of `ids` or `up_to`.
+/// `POST /notifications/read`: `ids`, `up_to`, or both (neither: nothing
+/// changes, the answer says how many are unread).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkRead {
-    /// These notifications (1–500 ids; unknown or others' ids are ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_items = 500, min_items = 1)]
-    pub ids: Option<Vec<String>>,
+    /// These notifications (at most 500 ids; unknown or others' ids are ignored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = read_ids)]
+    pub ids: Vec<String>,
     /// Every notification up to this id, included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub up_to: Option<String>,
+}
+
+fn read_ids() -> utoipa::openapi::schema::Array {
+    super::ids::id_list_schema(MAX_READ_IDS)
 }
 
 impl MarkRead {
     pub fn check(&self) -> Result<(), ErrorBody> {
         let bad = |m: &str| Err(ErrorBody::new(ErrorCode::BadRequest, m));
-        match (&self.ids, &self.up_to) {
-            (Some(ids), None) => {
-                if ids.is_empty() || ids.len() > MAX_READ_IDS {
-                    return bad("ids: 1-500 notification ids");
-                }
-                if ids.iter().any(|id| !is_canonical_id(id)) {
-                    return bad("ids: each a lowercase UUID");
-                }
-                Ok(())
-            }
-            (None, Some(up_to)) if is_canonical_id(up_to) => Ok(()),
-            (None, Some(_)) => bad("up_to: a lowercase UUID"),
-            _ => bad("give exactly one of ids or up_to"),
+        if self.ids.len() > MAX_READ_IDS {
+            return bad("ids: at most 500 notification ids");
         }
+        if let Some(i) = self.ids.iter().position(|id| !is_canonical_id(id)) {
+            return bad(&format!("ids[{i}]: a lowercase UUID"));
+        }
+        if self.up_to.as_deref().is_some_and(|u| !is_canonical_id(u)) {
+            return bad("up_to: a lowercase UUID");
+        }
+        Ok(())
     }
 }
 
@@ -176,24 +178,20 @@ pub struct CreateAnnouncement {
     #[schema(min_length = 1, max_length = 4000)]
     pub body: String,
     pub level: AnnouncementLevel,
-    /// When it stops being shown; absent: until deleted. Must be in the future.
+    /// When it stops being shown; absent: never. One already past is
+    /// stored but shown to nobody.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl CreateAnnouncement {
-    pub fn check(&self, now: DateTime<Utc>) -> Result<(), ErrorBody> {
+    pub fn check(&self) -> Result<(), ErrorBody> {
         let bad = |m: &str| Err(ErrorBody::new(ErrorCode::BadRequest, m));
-        let title = self.title.trim().chars().count();
-        if title == 0 || self.title.chars().count() > MAX_ANNOUNCEMENT_TITLE {
+        if !(1..=MAX_ANNOUNCEMENT_TITLE).contains(&self.title.chars().count()) {
             return bad("title: 1-200 characters");
         }
-        let body = self.body.trim().chars().count();
-        if body == 0 || self.body.chars().count() > MAX_ANNOUNCEMENT_BODY {
+        if !(1..=MAX_ANNOUNCEMENT_BODY).contains(&self.body.chars().count()) {
             return bad("body: 1-4000 characters");
-        }
-        if self.expires_at.is_some_and(|t| t <= now) {
-            return bad("expires_at: must be in the future");
         }
         Ok(())
     }
@@ -231,9 +229,13 @@ pub struct AnnouncementDismissed {
 /// counts of users connecting.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct UnreadRequest {
-    /// 1–1000 user ids (lowercase UUIDs).
-    #[schema(max_items = 1000)]
+    /// At most 1000 user ids (lowercase UUIDs).
+    #[schema(schema_with = unread_users)]
     pub user_ids: Vec<String>,
+}
+
+fn unread_users() -> utoipa::openapi::schema::Array {
+    super::ids::id_list_schema(MAX_UNREAD_USERS)
 }
 
 impl UnreadRequest {
