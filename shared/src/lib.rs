@@ -11,6 +11,7 @@
 //! in their own crates under `services/`.
 
 pub mod auth;
+pub mod batch;
 pub mod bus;
 pub mod config;
 pub mod http;

@@ -20,8 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
-
+use crate::batch::Batcher;
 use crate::bus::rate::TakeFrom;
 
 /// How long a take waits for Redis before the process's buckets answer it.
@@ -116,8 +115,6 @@ impl LocalBuckets {
     }
 }
 
-type Waiting = (TakeFrom, oneshot::Sender<Take>);
-
 /// A set of rate-limited buckets under one scope (`user`, `ip_login`, ...);
 /// cheap to clone.
 #[derive(Clone)]
@@ -129,7 +126,7 @@ struct Inner {
     scope: &'static str,
     rate: Rate,
     local: LocalBuckets,
-    redis: Option<mpsc::Sender<Waiting>>,
+    redis: Option<Batcher<TakeFrom, Take>>,
     last_warned: AtomicI64,
 }
 
@@ -139,9 +136,24 @@ impl Limiter {
     /// this process. A rate of 0 limits nothing.
     pub fn new(scope: &'static str, rate: Rate, pool: Option<deadpool_redis::Pool>) -> Self {
         let redis = pool.filter(|_| rate.is_on()).map(|pool| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(run(pool, rx));
-            tx
+            Batcher::spawn(QUEUE, BATCH, IN_FLIGHT, move |takes: Vec<TakeFrom>| {
+                let pool = pool.clone();
+                async move {
+                    match crate::bus::rate::take(&pool, &takes, now_ms()).await {
+                        Ok(answers) => Some(
+                            answers
+                                .into_iter()
+                                .map(|(granted, retry)| Take::from_parts(granted, retry))
+                                .collect(),
+                        ),
+                        // Unanswered: each take falls back to the local buckets.
+                        Err(e) => {
+                            tracing::debug!(error = %e, "rate limit round trip failed");
+                            None
+                        }
+                    }
+                }
+            })
         });
         Limiter {
             inner: Arc::new(Inner {
@@ -174,14 +186,13 @@ impl Limiter {
         let Some(redis) = &inner.redis else {
             return inner.local.take(key, n, inner.rate, now as f64);
         };
-        let (done, answer) = oneshot::channel();
         let ask = TakeFrom {
             key: format!("rate:{}:{key}", inner.scope),
             interval_ms: inner.rate.interval_ms(),
             tolerance_ms: inner.rate.tolerance_ms(),
             n,
         };
-        if redis.try_send((ask, done)).is_ok()
+        if let Some(answer) = redis.ask(ask)
             && let Ok(Ok(take)) = tokio::time::timeout(REDIS_WAIT, answer).await
         {
             return take;
@@ -211,36 +222,6 @@ impl Limiter {
 /// Unix time in ms (the clock every node's buckets agree on through Redis).
 fn now_ms() -> i64 {
     i64::try_from(crate::bus::unix_micros() / 1000).unwrap_or(i64::MAX)
-}
-
-async fn run(pool: deadpool_redis::Pool, mut rx: mpsc::Receiver<Waiting>) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let permit = in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let waiting = std::mem::take(&mut batch);
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let (takes, waiting): (Vec<TakeFrom>, Vec<oneshot::Sender<Take>>) =
-                waiting.into_iter().unzip();
-            let now = now_ms();
-            match crate::bus::rate::take(&pool, &takes, now).await {
-                Ok(answers) if answers.len() == waiting.len() => {
-                    for (done, (granted, retry)) in waiting.into_iter().zip(answers) {
-                        let _ = done.send(Take::from_parts(granted, retry));
-                    }
-                }
-                // Dropped senders: each take falls back to the local buckets.
-                Ok(_) => tracing::warn!("Redis answered rate limits in a wrong count"),
-                Err(e) => tracing::debug!(error = %e, "rate limit round trip failed"),
-            }
-            drop(permit);
-        });
-    }
 }
 
 #[cfg(test)]

@@ -16,11 +16,9 @@
 
 use std::time::Duration;
 
-use std::sync::Arc;
+use telepath_shared::batch::Batcher;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::protocol::{AdmitConn, AdmitRequest, AdmitResult};
-
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Connections asked for in one request at most (presence's bound).
 const BATCH: usize = 1000;
@@ -36,12 +34,10 @@ const WAIT: Duration = Duration::from_secs(2);
 /// came with it (Redis).
 type Answer = (bool, Option<i64>);
 
-type Waiting = (AdmitConn, oneshot::Sender<Answer>);
-
 /// Asks presence's count to admit connections; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Admitter {
-    tx: mpsc::Sender<Waiting>,
+    batcher: Option<Batcher<AdmitConn, Answer>>,
     max: u32,
     /// Whether an answer carries the user's unread notifications.
     counts_unread: bool,
@@ -60,13 +56,15 @@ impl Admitter {
     /// Starts the task asking `presence` for at most `max` connections per
     /// user (0: no cap, nothing is asked).
     pub(crate) fn spawn(counter: Counter, max: u32) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
         let counts_unread = max > 0 && matches!(counter, Counter::Redis(..));
-        if max > 0 {
-            tokio::spawn(run(counter, rx, max));
-        }
+        let batcher = (max > 0).then(|| {
+            Batcher::spawn(QUEUE, BATCH, IN_FLIGHT, move |conns: Vec<AdmitConn>| {
+                let counter = counter.clone();
+                async move { ask(&counter, conns, max).await }
+            })
+        });
         Admitter {
-            tx,
+            batcher,
             max,
             counts_unread,
         }
@@ -85,15 +83,14 @@ impl Admitter {
         if self.max == 0 {
             return (true, None);
         }
-        let (done, answer) = oneshot::channel();
         let ask = AdmitConn {
             conn_id: conn_id.to_owned(),
             user_id: user_id.to_owned(),
         };
-        if self.tx.try_send((ask, done)).is_err() {
+        let Some(answer) = self.batcher.as_ref().and_then(|b| b.ask(ask)) else {
             tracing::warn!("admission queue full; admitting without asking presence");
             return (true, None);
-        }
+        };
         match tokio::time::timeout(WAIT, answer).await {
             Ok(Ok(answer)) => answer,
             _ => (true, None),
@@ -101,28 +98,8 @@ impl Admitter {
     }
 }
 
-async fn run(counter: Counter, mut rx: mpsc::Receiver<Waiting>, max: u32) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let permit = in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let waiting = std::mem::take(&mut batch);
-        let counter = counter.clone();
-        tokio::spawn(async move {
-            ask(&counter, waiting, max).await;
-            drop(permit);
-        });
-    }
-}
-
-/// One request for `waiting`; answers each.
-async fn ask(counter: &Counter, waiting: Vec<Waiting>, max: u32) {
-    let (conns, waiting): (Vec<AdmitConn>, Vec<oneshot::Sender<Answer>>) =
-        waiting.into_iter().unzip();
+/// One request for `conns`: an answer each, or none (each is then admitted).
+async fn ask(counter: &Counter, conns: Vec<AdmitConn>, max: u32) -> Option<Vec<Answer>> {
     let asked = async {
         match counter {
             Counter::Redis(pool, expiry_ms) => {
@@ -147,22 +124,15 @@ async fn ask(counter: &Counter, waiting: Vec<Waiting>, max: u32) {
             }
         }
     };
-    let answers = match tokio::time::timeout(WAIT, asked).await {
-        Ok(Ok(admitted)) if admitted.len() == waiting.len() => admitted,
-        Ok(Ok(_)) => {
-            tracing::warn!("presence answered admissions in a wrong count; admitting");
-            vec![(true, None); waiting.len()]
-        }
+    match tokio::time::timeout(WAIT, asked).await {
+        Ok(Ok(answers)) => Some(answers),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "presence's count did not answer; admitting");
-            vec![(true, None); waiting.len()]
+            None
         }
         Err(_) => {
             tracing::warn!("presence did not answer admissions in time; admitting");
-            vec![(true, None); waiting.len()]
+            None
         }
-    };
-    for (done, admitted) in waiting.into_iter().zip(answers) {
-        let _ = done.send(admitted);
     }
 }
