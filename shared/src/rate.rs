@@ -89,18 +89,28 @@ impl Take {
     }
 }
 
-/// Buckets kept in this process.
+/// Buckets kept in this process. Full buckets are forgotten when the map
+/// has doubled since the last pruning (at least [`PRUNE_AT`]), so pruning
+/// costs O(1) a take however many buckets are busy.
 #[derive(Default)]
 struct LocalBuckets {
-    tats: Mutex<HashMap<String, f64>>,
+    tats: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    tats: HashMap<String, f64>,
+    prune_at: usize,
 }
 
 impl LocalBuckets {
     fn take(&self, key: &str, n: u32, rate: Rate, now_ms: f64) -> Take {
         let (t, tau) = (rate.interval_ms(), rate.tolerance_ms());
-        let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
-        if tats.len() >= PRUNE_AT {
+        let mut buckets = self.tats.lock().unwrap_or_else(|p| p.into_inner());
+        let Buckets { tats, prune_at } = &mut *buckets;
+        if tats.len() >= (*prune_at).max(PRUNE_AT) {
             tats.retain(|_, tat| *tat > now_ms);
+            *prune_at = tats.len() * 2;
         }
         let tat = tats.get(key).copied().unwrap_or(now_ms).max(now_ms);
         let avail = ((now_ms + tau - tat) / t + 1e-9).floor();
@@ -257,7 +267,7 @@ mod tests {
         }
         // Later than any bucket's refill: every bucket is full and dropped.
         buckets.take("late", 1, rate, 10_000.0);
-        assert_eq!(buckets.tats.lock().unwrap().len(), 1);
+        assert_eq!(buckets.tats.lock().unwrap().tats.len(), 1);
     }
 
     #[test]
@@ -269,6 +279,20 @@ mod tests {
         let limiter = Limiter::new("t", Rate::with_double_burst(0), None);
         let take = rt.block_on(limiter.take("u", 1000));
         assert_eq!(take.granted, 1000);
+    }
+
+    #[tokio::test]
+    async fn without_an_answer_from_redis_the_process_buckets_hold_the_limit() {
+        // Nothing listens on port 1: every round trip fails at once.
+        let pool = crate::bus::redis::pool("redis://127.0.0.1:1").unwrap();
+        let limiter = Limiter::new("t", Rate::with_double_burst(5), Some(pool));
+        assert!(limiter.is_shared());
+        let mut granted = 0;
+        for _ in 0..20 {
+            granted += limiter.take("u", 1).await.granted;
+        }
+        // The burst (10), and at most a token or two refilled meanwhile.
+        assert!((10..=12).contains(&granted), "{granted}");
     }
 
     #[test]

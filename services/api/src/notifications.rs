@@ -440,8 +440,12 @@ mod tests {
 /// have been emptied meanwhile).
 #[derive(Clone)]
 pub(crate) struct UnreadSync {
-    tx: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    tx: Option<tokio::sync::mpsc::Sender<String>>,
 }
+
+/// Users whose counts wait to be written; past it a change is not written
+/// (that user's count is stale until their next change).
+const UNREAD_QUEUE: usize = 65_536;
 
 impl UnreadSync {
     /// The task on `read` (SQLite) and `redis`; none without Redis.
@@ -449,7 +453,7 @@ impl UnreadSync {
         let Some(redis) = redis else {
             return UnreadSync { tx: None };
         };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(UNREAD_QUEUE);
         tokio::spawn(async move {
             let everyone: Result<Vec<String>, _> =
                 sqlx::query_scalar("SELECT DISTINCT user_id FROM notifications WHERE read = 0")
@@ -475,7 +479,12 @@ impl UnreadSync {
     pub(crate) fn touch<'a>(&self, users: impl IntoIterator<Item = &'a String>) {
         if let Some(tx) = &self.tx {
             for u in users {
-                let _ = tx.send(u.clone());
+                if tx.try_send(u.clone()).is_err() {
+                    tracing::warn!(
+                        "unread-count queue full; a count stays stale until the next change"
+                    );
+                    return;
+                }
             }
         }
     }

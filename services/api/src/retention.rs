@@ -175,25 +175,16 @@ async fn compact_index(pool: &SqlitePool) -> Result<(), sqlx::Error> {
 
 /// Deletes DMs older than `cutoff` that no offline queue holds.
 async fn dms(pool: &SqlitePool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let mut deleted = 0;
-    loop {
-        let done = sqlx::query(
-            "DELETE FROM messages WHERE id IN
-               (SELECT m.id FROM messages m
-                WHERE m.recipient_id IS NOT NULL AND m.created_at < ?
-                  AND NOT EXISTS (SELECT 1 FROM dm_queue q WHERE q.message_id = m.id)
-                LIMIT ?)",
-        )
-        .bind(cutoff)
-        .bind(BATCH)
-        .execute(pool)
-        .await?;
-        deleted += done.rows_affected();
-        if done.rows_affected() < BATCH as u64 {
-            return Ok(deleted);
-        }
-        tokio::time::sleep(PAUSE).await;
-    }
+    in_batches(
+        pool,
+        "DELETE FROM messages WHERE id IN
+           (SELECT m.id FROM messages m
+            WHERE m.recipient_id IS NOT NULL AND m.created_at < ?
+              AND NOT EXISTS (SELECT 1 FROM dm_queue q WHERE q.message_id = m.id)
+            LIMIT ?)",
+        cutoff,
+    )
+    .await
 }
 
 /// Deletes the connection-log rows older than `days` before `now`, in
@@ -203,17 +194,30 @@ pub(crate) async fn connection_logs(
     days: u32,
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let cutoff = now - chrono::Duration::days(i64::from(days));
+    in_batches(
+        pool,
+        "DELETE FROM connection_logs WHERE id IN
+           (SELECT id FROM connection_logs WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+        now - chrono::Duration::days(i64::from(days)),
+    )
+    .await
+}
+
+/// Runs `delete` (parameters: the cutoff, then the batch size) until it
+/// deletes fewer than [`BATCH`] rows, pausing between batches; returns how
+/// many it deleted.
+async fn in_batches(
+    pool: &SqlitePool,
+    delete: &'static str,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
     let mut deleted = 0;
     loop {
-        let done = sqlx::query(
-            "DELETE FROM connection_logs WHERE id IN
-               (SELECT id FROM connection_logs WHERE created_at < ? ORDER BY created_at LIMIT ?)",
-        )
-        .bind(cutoff)
-        .bind(BATCH)
-        .execute(pool)
-        .await?;
+        let done = sqlx::query(delete)
+            .bind(cutoff)
+            .bind(BATCH)
+            .execute(pool)
+            .await?;
         deleted += done.rows_affected();
         if done.rows_affected() < BATCH as u64 {
             return Ok(deleted);

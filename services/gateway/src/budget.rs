@@ -46,7 +46,14 @@ impl Lease {
 pub(crate) struct UserBudget {
     limiter: Limiter,
     lease: u32,
-    leases: Mutex<HashMap<String, Lease>>,
+    leases: Mutex<Leases>,
+}
+
+/// Users' leases, pruned when the map has doubled since the last pruning.
+#[derive(Default)]
+struct Leases {
+    by_user: HashMap<String, Lease>,
+    prune_at: usize,
 }
 
 impl UserBudget {
@@ -61,7 +68,7 @@ impl UserBudget {
         UserBudget {
             limiter,
             lease,
-            leases: Mutex::new(HashMap::new()),
+            leases: Mutex::new(Leases::default()),
         }
     }
 
@@ -81,7 +88,7 @@ impl UserBudget {
         let now = Instant::now();
         {
             let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(lease) = leases.get_mut(user) {
+            if let Some(lease) = leases.by_user.get_mut(user) {
                 if lease.tokens > 0 && now < lease.until {
                     lease.tokens -= 1;
                     return true;
@@ -94,10 +101,12 @@ impl UserBudget {
         let take = self.limiter.take(user, self.lease).await;
         let now = Instant::now();
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        if leases.len() >= PRUNE_AT {
-            leases.retain(|_, lease| !lease.spent(now));
+        let Leases { by_user, prune_at } = &mut *leases;
+        if by_user.len() >= (*prune_at).max(PRUNE_AT) {
+            by_user.retain(|_, lease| !lease.spent(now));
+            *prune_at = by_user.len() * 2;
         }
-        let lease = leases.entry(user.to_owned()).or_insert(Lease {
+        let lease = by_user.entry(user.to_owned()).or_insert(Lease {
             tokens: 0,
             until: now,
             refused_until: None,

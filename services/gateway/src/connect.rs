@@ -127,7 +127,9 @@ pub(crate) async fn connect(
         .common()
         .trusted_proxies
         .client_ip(peer.ip(), req.headers());
-    if let Err(take) = state.connects().check(&ip.to_string()).await {
+    if state.connects().rate().is_on()
+        && let Err(take) = state.connects().check(&ip.to_string()).await
+    {
         return refuse(
             &state,
             "rate_limited",
