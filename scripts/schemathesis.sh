@@ -17,6 +17,15 @@ if [ ! -x "$venv/bin/st" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
+# openapi-spec-validator checks each served document against the OpenAPI
+# specification itself (unique operationIds, resolvable references...).
+if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator==0.7.2
+fi
+validate() { # url
+  curl -fsS "$1" >"$dir/doc.json"
+  "$venv/bin/openapi-spec-validator" "$dir/doc.json"
+}
 st="$venv/bin/st"
 
 dir=$(mktemp -d)
@@ -35,11 +44,13 @@ port=$(free_port)
 secret="schemathesis-$(date +%s%N)"
 TELEPATH_LISTEN="127.0.0.1:$port" DATABASE_URL="sqlite://$dir/st.db" TELEPATH_JWT_SECRET="$secret" \
   TELEPATH_DEV_ADMINS=schemathesis \
-  RUST_LOG=warn TELEPATH_IP_LOGIN_RATE_PER_S=0 TELEPATH_IP_ROOM_RATE_PER_S=0 "$bin" >"$dir/server.log" 2>&1 &
+  RUST_LOG=warn TELEPATH_IP_LOGIN_RATE_PER_S=0 TELEPATH_IP_ROOM_RATE_PER_S=0 TELEPATH_USER_RATE_PER_S=0 \
+  "$bin" >"$dir/server.log" 2>&1 &
 pids+=($!)
 
 base="http://127.0.0.1:$port"
 wait_ok "$base/readyz"
+validate "$base/openapi.json"
 token=$(curl -fsS -X POST "$base/auth/login" -H 'content-type: application/json' \
   -d '{"username":"schemathesis","role":"admin"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
@@ -71,6 +82,7 @@ REDIS_URL="redis://127.0.0.1:$redis_port" TELEPATH_LISTEN="127.0.0.1:$api_port" 
   "$bin_dir/telepath-api" >"$dir/api.log" 2>&1 &
 pids+=($!)
 wait_ok "http://127.0.0.1:$internal_port/healthz"
+validate "http://127.0.0.1:$internal_port/openapi.json"
 internal=$(python3 -c 'import hmac, hashlib, sys
 print(hmac.new(sys.argv[1].encode(), b"telepath internal token v2", hashlib.sha256).hexdigest())' "$secret")
 "$st" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$internal_port/openapi.json" \

@@ -115,6 +115,12 @@ pub struct Common {
     #[arg(long, env = "TELEPATH_TRUSTED_PROXIES", default_value = "", hide_default_value = true,
         value_parser = crate::http::client_ip::TrustedProxies::parse)]
     pub trusted_proxies: crate::http::client_ip::TrustedProxies,
+    /// Sends, DMs, edits, deletes, reactions and typing one user may make
+    /// per second over all their connections on every gateway and the REST
+    /// send (shared through Redis), with a burst of twice that; more are
+    /// answered `rate_limited` (0: no per-user limit).
+    #[arg(long, env = "TELEPATH_USER_RATE_PER_S", default_value_t = 50)]
+    pub user_rate_per_s: u32,
     /// Log format.
     #[arg(long, env = "TELEPATH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -186,6 +192,7 @@ impl Common {
         common.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         common.node_id = format!("test-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         common.drain_secs = 5;
+        common.user_rate_per_s = 0;
         common
     }
 }

@@ -132,7 +132,7 @@ pub(crate) async fn pending(state: &ApiState, user: &str) -> Result<Vec<Announce
         .collect())
 }
 
-#[utoipa::path(post, path = "/announcements", tag = "announcements", request_body = CreateAnnouncement,
+#[utoipa::path(post, path = "/announcements", operation_id = "create_announcement", tag = "announcements", request_body = CreateAnnouncement,
     responses((status = 201, description = "Stored, and sent to everyone connected as an `announcement` event (and after `welcome` to those who connect later, until it expires or they dismiss it)", body = Announcement), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Admins only", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn create(
@@ -186,7 +186,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(announcement)))
 }
 
-#[utoipa::path(get, path = "/announcements", tag = "announcements",
+#[utoipa::path(get, path = "/announcements", operation_id = "list_announcements", tag = "announcements",
     responses((status = 200, description = "The active announcements, newest first, each with whether the caller dismissed it", body = AnnouncementList), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn list(

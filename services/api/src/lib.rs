@@ -32,7 +32,9 @@ mod profiles;
 mod retention;
 mod revoke;
 mod rooms;
+mod secret;
 mod store;
+mod tickets;
 mod web;
 pub mod writer;
 
@@ -85,6 +87,7 @@ struct Inner {
     invitees: manage::invites::Invitees,
     /// The per-address limits on logins and room creation.
     limits: limits::Limits,
+    tickets: tickets::Tickets,
     /// The announcements that have not expired.
     announcements: announcements::Active,
     /// The unread counts kept in Redis for gateways.
@@ -152,7 +155,8 @@ impl ApiState {
         let revocations = Arc::new(RevocationList::new());
         revocations.load(&revoke::load(&db.read).await?);
         let invitees = manage::invites::Invitees::load(&db.read).await?;
-        let limits = limits::Limits::new(&config, redis);
+        let limits = limits::Limits::new(&config, common.user_rate_per_s, redis.clone());
+        let tickets = tickets::Tickets::new(redis);
         let announcements = {
             let mut conn = db.read.acquire().await?;
             announcements::Active::load(&mut conn).await?
@@ -172,6 +176,7 @@ impl ApiState {
                 revocations,
                 invitees,
                 limits,
+                tickets,
                 announcements,
                 unread,
             }),
@@ -203,6 +208,10 @@ impl ApiState {
     /// The per-address limits.
     pub(crate) fn limits(&self) -> &limits::Limits {
         &self.inner.limits
+    }
+
+    pub(crate) fn tickets(&self) -> &tickets::Tickets {
+        &self.inner.tickets
     }
 
     /// Runs the retention cleanup once as of `now` (what the api does every
@@ -308,6 +317,7 @@ pub const DEFAULT_INTERNAL_LISTEN: &str = "127.0.0.1:9081";
 fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(login::login))
+        .routes(routes!(tickets::issue))
         .routes(routes!(rooms::create, rooms::list))
         .routes(routes!(
             rooms::close,
@@ -333,7 +343,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(profiles::search))
         .routes(routes!(rooms::join))
         .routes(routes!(rooms::leave))
-        .routes(routes!(rooms::messages))
+        .routes(routes!(rooms::messages, rooms::send))
         .routes(routes!(live::thread))
         .routes(routes!(live::search))
         .routes(routes!(dms::history::list))
@@ -376,6 +386,7 @@ fn internal_api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(revoke::list))
         .routes(routes!(dms::pending_internal, dms::pending_internal_many))
         .routes(routes!(notifications::unread_internal))
+        .routes(routes!(tickets::redeem))
 }
 
 /// `/healthz`, `/readyz` and `/metrics` of the api as its own process.
@@ -394,6 +405,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(internal_api_routes().into_openapi());
     doc.merge(ops_routes().into_openapi());
     openapi::add_common_responses(&mut doc);
+    openapi::unique_operation_ids(&mut doc);
     doc
 }
 

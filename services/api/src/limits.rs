@@ -5,6 +5,11 @@
 //! limit: 429 `rate_limited` with `Retry-After`. The client address is the
 //! TCP peer, or the `X-Forwarded-For` client when the peer is a trusted
 //! proxy (`TELEPATH_TRUSTED_PROXIES`).
+//!
+//! The REST send also draws on its user's budget
+//! (`TELEPATH_USER_RATE_PER_S`): the bucket the gateways lease their sends
+//! from (`rate:user:{id}` in Redis), so one budget covers a user's
+//! connections and their REST calls.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -21,11 +26,17 @@ use crate::config::ApiConfig;
 pub(crate) struct Limits {
     login: Limiter,
     rooms: Limiter,
+    /// Per user: the gateways' bucket.
+    user: Limiter,
 }
 
 impl Limits {
     /// From the settings; shared through Redis when `redis` is given.
-    pub(crate) fn new(config: &ApiConfig, redis: Option<deadpool_redis::Pool>) -> Self {
+    pub(crate) fn new(
+        config: &ApiConfig,
+        user_rate_per_s: u32,
+        redis: Option<deadpool_redis::Pool>,
+    ) -> Self {
         Limits {
             login: Limiter::new(
                 "ip_login",
@@ -35,25 +46,31 @@ impl Limits {
             rooms: Limiter::new(
                 "ip_rooms",
                 Rate::with_double_burst(config.ip_room_rate_per_s),
-                redis,
+                redis.clone(),
             ),
+            user: Limiter::new("user", Rate::with_double_burst(user_rate_per_s), redis),
         }
     }
 
     /// One login from `ip`, or 429.
     pub(crate) async fn login(&self, ip: IpAddr) -> Result<(), ApiError> {
-        check(&self.login, ip).await
+        check(&self.login, &ip.to_string()).await
     }
 
     /// One room created from `ip`, or 429.
     pub(crate) async fn room(&self, ip: IpAddr) -> Result<(), ApiError> {
-        check(&self.rooms, ip).await
+        check(&self.rooms, &ip.to_string()).await
+    }
+
+    /// One send of `user_id`'s budget, or 429.
+    pub(crate) async fn user(&self, user_id: &str) -> Result<(), ApiError> {
+        check(&self.user, user_id).await
     }
 }
 
-async fn check(limiter: &Limiter, ip: IpAddr) -> Result<(), ApiError> {
+async fn check(limiter: &Limiter, key: &str) -> Result<(), ApiError> {
     limiter
-        .check(&ip.to_string())
+        .check(key)
         .await
         .map_err(|take| ApiError::rate_limited(take.retry_after_secs()))
 }

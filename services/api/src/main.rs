@@ -28,14 +28,13 @@ async fn serve(Cli { common, api }: Cli) -> anyhow::Result<()> {
     let (bus, inbound) = RedisBus::connect(&redis_url, DEFAULT_INBOUND_CAPACITY)
         .await
         .context("connecting to Redis")?;
-    let listener = tokio::net::TcpListener::bind(common.listen)
-        .await
-        .context("binding TELEPATH_LISTEN")?;
+    let listener =
+        telepath_shared::http::serve::bind(common.listen).context("binding TELEPATH_LISTEN")?;
     let internal_addr = match common.internal_listen {
         Some(addr) => addr,
         None => telepath_api::DEFAULT_INTERNAL_LISTEN.parse()?,
     };
-    let internal = telepath_shared::http::serve::bind_internal(internal_addr).await?;
+    let internal = telepath_shared::http::serve::bind_internal(internal_addr)?;
     if api.dev_login {
         tracing::warn!(
             "DEV LOGIN IS ON (TELEPATH_DEV_LOGIN): anyone who reaches this api gets a token for \

@@ -262,7 +262,7 @@ type Row = (
     bool,
 );
 
-#[utoipa::path(get, path = "/notifications", tag = "notifications", params(ListQuery),
+#[utoipa::path(get, path = "/notifications", operation_id = "list_notifications", tag = "notifications", params(ListQuery),
     responses((status = 200, description = "The caller's notifications, newest first, and how many are unread", body = NotificationList), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn list(

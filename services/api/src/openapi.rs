@@ -188,3 +188,31 @@ pub(crate) fn add_common_responses(doc: &mut utoipa::openapi::OpenApi) {
         }
     }
 }
+
+/// Gives every operation of an `/internal/` path an operationId of its own
+/// (`internal_` and the handler's name): the internal handlers share their
+/// names with the public ones they serve gateways for (`join`, `leave`,
+/// `messages`), and a document with one operationId twice is invalid.
+pub(crate) fn unique_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !crate::is_internal(path) {
+            continue;
+        }
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            if let Some(id) = op
+                .operation_id
+                .as_mut()
+                .filter(|id| !id.starts_with("internal_"))
+            {
+                *id = format!("internal_{id}");
+            }
+        }
+    }
+}

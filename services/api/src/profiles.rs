@@ -80,7 +80,7 @@ fn profile(row: ProfileRow) -> Profile {
     }
 }
 
-#[utoipa::path(get, path = "/users/{user}", tag = "users", params(("user" = String, Path, description = "User id or username")),
+#[utoipa::path(get, path = "/users/{user}", operation_id = "get_user", tag = "users", params(("user" = String, Path, description = "User id or username")),
     responses((status = 200, description = "The user's profile, status and last seen", body = Profile), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such user", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn get(
@@ -159,7 +159,7 @@ fn check(patch: &ProfilePatch) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[utoipa::path(patch, path = "/users/me", tag = "users", request_body = ProfilePatch,
+#[utoipa::path(patch, path = "/users/me", operation_id = "update_me", tag = "users", request_body = ProfilePatch,
     responses((status = 200, description = "The caller's profile as it is now; everyone who shares a room with them gets a profile event", body = Profile), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 409, description = "The token's username belongs to another user", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn patch(
@@ -245,7 +245,7 @@ pub(crate) struct UserQuery {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/users", tag = "users", params(UserQuery),
+#[utoipa::path(get, path = "/users", operation_id = "search_users", tag = "users", params(UserQuery),
     responses((status = 200, description = "Users whose name starts with q, by name", body = UserHits), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn search(

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
-    CreateRoom, ErrorCode, MemberAction, MemberEvent, MessagePage, Participant, ParticipantList,
-    Room, RoomClosed, RoomEvent, RoomList, RoomRole, ServerFrame, UserRef, is_canonical_id,
-    room_channel, user_channel,
+    CreateRoom, ErrorCode, InternalSend, MemberAction, MemberEvent, Message, MessagePage,
+    Participant, ParticipantList, Room, RoomClosed, RoomEvent, RoomList, RoomRole, SendMessage,
+    ServerFrame, UserRef, is_canonical_id, room_channel, user_channel,
 };
 
 use telepath_shared::bus::Outgoing;
@@ -21,6 +21,7 @@ use crate::limits::ClientIp;
 use crate::manage;
 use crate::outbox::Outbox;
 use crate::store::{self, PageAnchor, db_err, now};
+use crate::writer::Queued;
 
 /// Largest `max_participants` a room may ask for.
 const MAX_PARTICIPANTS: i64 = 100_000;
@@ -72,7 +73,7 @@ pub(crate) fn patched(text: &Option<String>) -> Option<Option<String>> {
     text.as_ref().map(|t| (!t.is_empty()).then(|| t.clone()))
 }
 
-#[utoipa::path(post, path = "/rooms", tag = "rooms", request_body = CreateRoom,
+#[utoipa::path(post, path = "/rooms", operation_id = "create_room", tag = "rooms", request_body = CreateRoom,
     responses((status = 201, description = "The room; the caller is its owner", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 429, description = "Too many rooms created from this address (TELEPATH_IP_ROOM_RATE_PER_S); see Retry-After", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn create(
@@ -133,7 +134,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(room)))
 }
 
-#[utoipa::path(get, path = "/rooms", tag = "rooms",
+#[utoipa::path(get, path = "/rooms", operation_id = "list_rooms", tag = "rooms",
     responses((status = 200, description = "Active public rooms and the caller's rooms", body = RoomList), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn list(
@@ -288,6 +289,47 @@ pub(crate) async fn messages(
     let (mut messages, has_more) = store::page(pool, id, anchor, limit).await?;
     store::with_reactions(pool, &mut messages, Some(&claims.sub)).await?;
     Ok(Json(MessagePage { messages, has_more }))
+}
+
+#[utoipa::path(post, path = "/rooms/{id}/messages", tag = "rooms",
+    params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    request_body = SendMessage,
+    responses((status = 201, description = "Committed (or, repeated with the same `client_id`, the message the first send stored): what the `send` frame's acknowledgement and the room's `message` event carry", body = Message), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Not a participant (join first), the room is closed, or the caller is muted", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller), or `reply_to` names no message of this room", body = ErrorEnvelope), (status = 409, description = "`client_id` already names a direct message of the caller", body = ErrorEnvelope), (status = 413, description = "The body is larger than `TELEPATH_MAX_BODY_BYTES`", body = ErrorEnvelope), (status = 429, description = "Over the caller's send budget (`TELEPATH_USER_RATE_PER_S`, shared with their connections); `Retry-After` says when to retry", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+/// Sends to a room over REST exactly as the `send` frame does: the same
+/// checks, the same group commit, acknowledged (201) only once committed,
+/// idempotent by `client_id`, and published to the room like any message.
+pub(crate) async fn send(
+    State(state): State<ApiState>,
+    AuthUser(claims): AuthUser,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<SendMessage>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let id = room_id(&id)?;
+    let send = InternalSend {
+        from: claims.user_ref(),
+        body: req.body,
+        kind: req.kind,
+        client_id: req.client_id,
+        reply_to: req.reply_to,
+    };
+    send.check(state.common().max_body_bytes)?;
+    // Outsiders of a private room, and users a moderator removed, learn
+    // nothing of it (404), as on every other route of the room.
+    readable(&state, id, &claims.sub).await?;
+    state.limits().user(&claims.sub).await?;
+    let queued = Queued {
+        room: id.to_owned(),
+        send,
+        trace: None,
+    };
+    let message = state
+        .writer()
+        .send_many(vec![Ok(queued)])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(ApiError::internal("no outcome")))?;
+    Ok((StatusCode::CREATED, Json(message)))
 }
 
 /// Whether `user_id` may read room `id` over REST: an open room, public or

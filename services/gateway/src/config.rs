@@ -40,12 +40,6 @@ pub struct GatewayConfig {
     /// Frames per second one connection may send before `rate_limited`.
     #[arg(long, env = "TELEPATH_MAX_RATE_PER_S", default_value_t = 50)]
     pub max_rate_per_s: u32,
-    /// Sends, DMs, edits, deletes, reactions and typing one user may send
-    /// per second over all their connections on every gateway (shared
-    /// through Redis), with a burst of twice that; more are answered
-    /// `rate_limited` (0: no per-user limit).
-    #[arg(long, env = "TELEPATH_USER_RATE_PER_S", default_value_t = 50)]
-    pub user_rate_per_s: u32,
     /// WebSocket handshakes per second from one client address (across
     /// gateways, through Redis), burst twice that; more get 429 (0: no limit).
     #[arg(long, env = "TELEPATH_IP_CONNECT_RATE_PER_S", default_value_t = 0)]
@@ -97,7 +91,6 @@ impl GatewayConfig {
     pub fn for_tests(api_url: &str) -> Self {
         GatewayConfig {
             api_url: api_url.to_owned(),
-            user_rate_per_s: 0,
             ..telepath_shared::config::defaults()
         }
     }

@@ -32,22 +32,53 @@ const SUBPROTOCOL: &str = "telepath.v1";
 #[derive(Deserialize)]
 struct ConnectQuery {
     token: Option<String>,
+    ticket: Option<String>,
 }
 
-/// The verified claims of the token in the `Authorization` header or `?token=`.
-fn authenticate(state: &GatewayState, req: &Request) -> Result<Claims, ApiError> {
+/// How the client says who it is.
+enum Credential {
+    /// A token, from the `Authorization` header or `?token=`.
+    Token(String),
+    /// `?ticket=` (`POST /auth/ticket`).
+    Ticket(String),
+}
+
+/// The credential of `req`: the header's token first, then `?token=`, then
+/// `?ticket=`.
+fn credential(req: &Request) -> Result<Credential, ApiError> {
     let from_header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .map(str::to_owned);
-    let token = match from_header {
-        Some(t) => t,
-        None => Query::<ConnectQuery>::try_from_uri(req.uri())
-            .ok()
-            .and_then(|q| q.0.token)
-            .ok_or_else(ApiError::unauthorized)?,
+        .and_then(bearer);
+    if let Some(token) = from_header {
+        return Ok(Credential::Token(token.to_owned()));
+    }
+    let query = Query::<ConnectQuery>::try_from_uri(req.uri())
+        .map(|q| q.0)
+        .map_err(|_| ApiError::unauthorized())?;
+    match (query.token, query.ticket) {
+        (Some(token), _) => Ok(Credential::Token(token)),
+        // Tickets are 43 characters: a longer one is not worth asking about.
+        (None, Some(ticket)) if ticket.len() <= 64 => Ok(Credential::Ticket(ticket)),
+        (None, Some(_)) => Err(ApiError::unauthorized()),
+        (None, None) => Err(ApiError::unauthorized()),
+    }
+}
+
+/// The verified claims of `credential`. A ticket is redeemed by the api
+/// (once: it is used up even when the connect fails later) for the token it
+/// was issued for, which is then checked like any other.
+async fn authenticate(state: &GatewayState, credential: Credential) -> Result<Claims, ApiError> {
+    let token = match credential {
+        Credential::Token(token) => token,
+        Credential::Ticket(ticket) => state.api().redeem_ticket(&ticket).await.map_err(|e| {
+            if e.status() == StatusCode::NOT_FOUND {
+                ApiError::new(ErrorCode::Unauthorized, "unknown, used or expired ticket")
+            } else {
+                e
+            }
+        })?,
     };
     state
         .keys()
@@ -142,7 +173,11 @@ pub(crate) async fn connect(
             .insert("sec-websocket-version", HeaderValue::from_static("13"));
         return resp;
     }
-    let claims = match authenticate(&state, &req) {
+    let credential = match credential(&req) {
+        Ok(c) => c,
+        Err(e) => return refuse(&state, "unauthorized", e),
+    };
+    let claims = match authenticate(&state, credential).await {
         Ok(c) => c,
         Err(e) => return refuse(&state, "unauthorized", e),
     };

@@ -143,7 +143,7 @@ impl GatewayState {
             },
         );
         let budget = budget::UserBudget::new(
-            Rate::with_double_burst(config.user_rate_per_s),
+            Rate::with_double_burst(common.user_rate_per_s),
             pool.clone(),
         );
         let connects = Limiter::new(

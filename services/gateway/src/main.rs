@@ -27,11 +27,10 @@ async fn serve(Cli { common, gateway }: Cli) -> anyhow::Result<()> {
         RedisBus::connect_bounded(&redis_url, gateway.inbound_queue, gateway.inbound_bytes)
             .await
             .context("connecting to Redis")?;
-    let listener = tokio::net::TcpListener::bind(common.listen)
-        .await
-        .context("binding TELEPATH_LISTEN")?;
+    let listener =
+        telepath_shared::http::serve::bind(common.listen).context("binding TELEPATH_LISTEN")?;
     let internal = match common.internal_listen {
-        Some(addr) => Some(telepath_shared::http::serve::bind_internal(addr).await?),
+        Some(addr) => Some(telepath_shared::http::serve::bind_internal(addr)?),
         None if common.metrics_internal => {
             anyhow::bail!("TELEPATH_METRICS_INTERNAL needs TELEPATH_INTERNAL_LISTEN")
         }

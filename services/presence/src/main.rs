@@ -48,10 +48,9 @@ async fn serve(Cli { common, presence }: Cli) -> anyhow::Result<()> {
             list, api, bus, inbound,
         ));
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("bind {listen}"))?;
-    let internal = telepath_shared::http::serve::bind_internal(internal_addr).await?;
+    let listener =
+        telepath_shared::http::serve::bind(listen).with_context(|| format!("bind {listen}"))?;
+    let internal = telepath_shared::http::serve::bind_internal(internal_addr)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(telemetry::shutdown_on_signal(shutdown.clone()));
     run(listener, Some(internal), state, shutdown)

@@ -38,12 +38,11 @@ async fn serve(config: telepath::Config) -> anyhow::Result<()> {
     if config.api.dev_login {
         check_dev_login(common.listen)?;
     }
-    let listener = tokio::net::TcpListener::bind(common.listen)
-        .await
-        .context("binding TELEPATH_LISTEN")?;
+    let listener =
+        telepath_shared::http::serve::bind(common.listen).context("binding TELEPATH_LISTEN")?;
     let addr = listener.local_addr()?;
     let internal = match common.internal_listen {
-        Some(addr) => Some(telepath_shared::http::serve::bind_internal(addr).await?),
+        Some(addr) => Some(telepath_shared::http::serve::bind_internal(addr)?),
         None if common.metrics_internal => {
             anyhow::bail!("TELEPATH_METRICS_INTERNAL needs TELEPATH_INTERNAL_LISTEN")
         }

@@ -164,12 +164,57 @@ pub async fn serve_surfaces(
     public.and(internal)
 }
 
-/// Binds `addr` for the internal surface, naming the setting on failure.
-pub async fn bind_internal(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
+/// Connections the kernel queues for the accept loop (capped by
+/// `net.core.somaxconn`). `TcpListener::bind` asks for 128, and a reconnect
+/// storm (thousands of clients after a gateway restart) overflows that:
+/// the kernel drops the SYNs past it and each of those clients waits a
+/// second for its retry.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `addr` (address reuse on, as `TcpListener::bind` does) with a
+/// listen queue of [`BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Binds `addr` for the internal surface ([`bind`]), naming the setting on
+/// failure.
+pub fn bind_internal(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    bind(addr).map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("binding TELEPATH_INTERNAL_LISTEN {addr}: {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of connects larger than `TcpListener::bind`'s queue (128)
+    /// all complete while nothing accepts: none of their SYNs is dropped.
+    #[tokio::test]
+    async fn the_listen_queue_holds_a_reconnect_burst() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..400).map(|_| {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::net::TcpStream::connect(addr),
+            )
+        });
+        let done = futures_util::future::join_all(connects).await;
+        let open = done.iter().filter(|c| matches!(c, Ok(Ok(_)))).count();
+        assert_eq!(open, 400, "connects completed while nothing accepted");
+        drop(listener);
+    }
 }

@@ -39,6 +39,19 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+/// Gateway -> api: `POST /internal/tickets/redeem`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RedeemTicket {
+    #[schema(max_length = 64)]
+    pub ticket: String,
+}
+
+/// The token a ticket was issued for.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RedeemedTicket {
+    pub token: String,
+}
+
 /// Gateway -> api: persist a room message from `from`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InternalSend {

@@ -22,6 +22,15 @@ pub struct LoginResponse {
     pub user: UserInfo,
 }
 
+/// `POST /auth/ticket` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConnectTicket {
+    /// Single use: `GET /connect?ticket=`.
+    pub ticket: String,
+    /// Seconds it stays valid.
+    pub expires_in: u64,
+}
+
 /// `POST /rooms`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateRoom {
@@ -40,6 +49,29 @@ pub struct CreateRoom {
     pub max_participants: Option<i64>,
     #[serde(default)]
     pub private: Option<bool>,
+}
+
+/// `POST /rooms/{id}/messages`: what the `send` frame carries, without the
+/// room (the path names it).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// 1-4096 characters, at most `TELEPATH_MAX_BODY_BYTES` bytes.
+    #[schema(min_length = 1, max_length = 4096)]
+    pub body: String,
+    /// Default `text`.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 32)]
+    pub kind: Option<String>,
+    /// The sender's idempotency key: a send repeated with it answers the
+    /// message the first one stored.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
+    pub client_id: Option<String>,
+    /// A message of the same room this one replies to.
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub reply_to: Option<String>,
 }
 
 /// A room as REST shows it.

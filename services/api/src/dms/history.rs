@@ -51,7 +51,7 @@ pub(crate) enum DmAnswer {
     Conversations(DmConversations),
 }
 
-#[utoipa::path(get, path = "/dms", tag = "dms", params(DmQuery),
+#[utoipa::path(get, path = "/dms", operation_id = "list_conversations", tag = "dms", params(DmQuery),
     responses((status = 200, description = "With `with`: a page of the conversation with that user, in time order (`before`: the newest `limit` before that DM; `after`: the oldest `limit` after it; neither: the newest), each DM as it is now. Without: the caller's conversations, most recent first, with the last DM and the count of their DMs not acked yet", body = DmAnswer), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such user", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn list(

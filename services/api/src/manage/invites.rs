@@ -6,10 +6,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use sqlx::SqliteConnection;
 use telepath_shared::bus::Outgoing;
 use telepath_shared::http::{ApiError, JsonBody};
@@ -20,10 +18,10 @@ use telepath_shared::protocol::{
 };
 
 use super::{access, audit, from_object, room_for};
-use crate::ApiState;
 use crate::auth::AuthUser;
 use crate::rooms::{announce_member, room_id};
 use crate::store::{self, Admission, db_err, now};
+use crate::{ApiState, secret};
 
 /// The users who may have a pending invitation, so a connect (which sends
 /// the user's pending invitations after `welcome`) reads the invitations
@@ -152,7 +150,7 @@ pub(crate) async fn pending(
     Ok(rows.into_iter().map(InviteRow::into_invite).collect())
 }
 
-#[utoipa::path(post, path = "/rooms/{id}/invites", tag = "invites", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = UserTarget,
+#[utoipa::path(post, path = "/rooms/{id}/invites", operation_id = "create_invite", tag = "invites", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = UserTarget,
     responses((status = 201, description = "The invitation; the invitee gets an invite event (live, or when they next connect)", body = Invite), (status = 200, description = "The user's pending invitation into this room, already made", body = Invite), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Owners and moderators only", body = ErrorEnvelope), (status = 404, description = "No such room or user", body = ErrorEnvelope), (status = 409, description = "Already a participant, or banned", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn create(
@@ -243,7 +241,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(invite)))
 }
 
-#[utoipa::path(get, path = "/invites", tag = "invites",
+#[utoipa::path(get, path = "/invites", operation_id = "list_invites", tag = "invites",
     responses((status = 200, description = "The caller's pending invitations, newest first (at most 100)", body = InviteList), (status = 401, description = "Missing or bad token", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn list(
@@ -330,22 +328,6 @@ async fn decide(conn: &mut SqliteConnection, id: &str, state: &str) -> Result<()
     Ok(())
 }
 
-/// The stored form of a link's token: its SHA-256, hex.
-fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Whether `token` has the shape of a token we issue (43 base64url characters).
-fn token_shape(token: &str) -> bool {
-    token.len() == 43
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 #[utoipa::path(post, path = "/rooms/{id}/invite-links", tag = "invites", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = CreateInviteLink,
     responses((status = 201, description = "The link's token (shown once: only its hash is stored)", body = InviteLink), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Owners and moderators only", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -375,17 +357,13 @@ pub(crate) async fn create_link(
     let access = access(&mut tx, id, &claims.sub, claims.is_admin()).await?;
     access.require(RoomRole::Moderator)?;
     store::ensure_user(&mut tx, &claims.user_ref(), claims.role).await?;
-    // 32 random bytes (two v4 UUIDs' 244 random bits, and 12 more fixed ones).
-    let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let token = secret::new_token();
     let expires_at = now() + Duration::seconds(secs);
     sqlx::query(
         "INSERT INTO room_invite_links (token_hash, room_id, created_by, max_uses, expires_at, created_at)
          VALUES (?, ?, ?, ?, ?, ?)",
     )
-    .bind(token_hash(&token))
+    .bind(secret::hash(&token))
     .bind(id)
     .bind(&claims.sub)
     .bind(req.max_uses)
@@ -429,14 +407,14 @@ pub(crate) async fn join_by_link(
     Path(token): Path<String>,
 ) -> Result<Json<JoinedRoom>, ApiError> {
     let gone = || ApiError::not_found("no such invite link (or it expired or was used up)");
-    if !token_shape(&token) {
+    if !secret::has_shape(&token) {
         return Err(gone());
     }
     let mut tx = state.db().begin_write().await?;
     let link: Option<(String, Option<i64>, i64, DateTime<Utc>)> = sqlx::query_as(
         "SELECT room_id, max_uses, uses, expires_at FROM room_invite_links WHERE token_hash = ?",
     )
-    .bind(token_hash(&token))
+    .bind(secret::hash(&token))
     .fetch_optional(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -453,7 +431,7 @@ pub(crate) async fn join_by_link(
     let joined = store::join(&mut tx, &room, &user, Admission::Invited).await?;
     if joined.new {
         sqlx::query("UPDATE room_invite_links SET uses = uses + 1 WHERE token_hash = ?")
-            .bind(token_hash(&token))
+            .bind(secret::hash(&token))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

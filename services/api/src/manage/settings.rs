@@ -21,7 +21,7 @@ use crate::store::{self, db_err};
 /// Longest topic, in characters.
 const MAX_TOPIC: usize = 256;
 
-#[utoipa::path(get, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+#[utoipa::path(get, path = "/rooms/{id}", operation_id = "get_room", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     responses((status = 200, description = "The room with its member count, online count and the caller's role (absent when not a participant)", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 503, description = "A dependency is unavailable", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn get(
@@ -52,7 +52,7 @@ pub(crate) async fn get(
     Ok(Json(room))
 }
 
-#[utoipa::path(patch, path = "/rooms/{id}", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = RoomPatch,
+#[utoipa::path(patch, path = "/rooms/{id}", operation_id = "update_room", tag = "rooms", params(("id" = String, Path, description = "Room id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")), request_body = RoomPatch,
     responses((status = 200, description = "The room as it is now; its participants (everyone, for a public room) get room_updated", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing or bad token", body = ErrorEnvelope), (status = 403, description = "Owners and moderators only (retention: the owner only)", body = ErrorEnvelope), (status = 404, description = "No such room (or not visible to the caller)", body = ErrorEnvelope), (status = 409, description = "max_participants below the current participants", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub(crate) async fn patch(

@@ -10,7 +10,7 @@ use telepath_shared::http::client::InternalClient;
 use telepath_shared::protocol::{
     InternalAcks, InternalJoin, InternalMemberships, InternalPendingDms, InternalSendBatch,
     InternalSendResults, JoinResult, LogPage, Memberships, PendingDms, PendingDmsByUser,
-    Revocations, UnreadCounts, UnreadRequest, UserRef,
+    RedeemTicket, RedeemedTicket, Revocations, UnreadCounts, UnreadRequest, UserRef,
 };
 
 /// Calls the api's `/internal/` routes; cheap to clone.
@@ -31,6 +31,16 @@ struct HistoryQuery {
 impl ApiClient {
     pub(crate) fn new(client: InternalClient) -> Self {
         ApiClient { client }
+    }
+
+    /// The token a connect ticket was issued for, using the ticket up
+    /// (`Err` with 404 when it is unknown, used or expired).
+    pub(crate) async fn redeem_ticket(&self, ticket: &str) -> Result<String, ApiError> {
+        let body = RedeemTicket {
+            ticket: ticket.to_owned(),
+        };
+        let redeemed: RedeemedTicket = self.client.post("/internal/tickets/redeem", &body).await?;
+        Ok(redeemed.token)
     }
 
     /// Makes `user` a participant of `room`.

@@ -97,3 +97,33 @@ async fn the_document_is_served_and_every_documented_operation_is_routed() {
         }
     }
 }
+
+#[test]
+fn every_operation_id_is_unique_in_every_document() {
+    for (name, doc) in [
+        ("whole", telepath_api::openapi()),
+        ("public", telepath_api::public_openapi()),
+        ("internal", telepath_api::internal_openapi()),
+    ] {
+        let doc = serde_json::to_value(&doc).unwrap();
+        let mut seen = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let ops = item.as_object().unwrap().iter().filter(|(m, _)| {
+                [
+                    "get", "put", "post", "delete", "patch", "head", "options", "trace",
+                ]
+                .contains(&m.as_str())
+            });
+            for (method, op) in ops {
+                let Some(id) = op["operationId"].as_str() else {
+                    panic!("{name}: {method} {path} has no operationId");
+                };
+                assert!(
+                    seen.insert(id.to_owned()),
+                    "{name}: operationId {id} twice ({method} {path})"
+                );
+            }
+        }
+        assert!(seen.len() > 5, "{name}: {seen:?}");
+    }
+}

@@ -267,7 +267,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
 
 #[tokio::test]
 async fn the_all_in_one_holds_a_user_to_one_budget_over_their_connections() {
-    let node = crate::helpers::spawn_node(|c| c.gateway.user_rate_per_s = 5).await;
+    let node = crate::helpers::spawn_node(|c| c.common.user_rate_per_s = 5).await;
     let ada = login(&node.http, &node.url, "ada").await;
     let room = create_room(&node.http, &node.url, &ada, "slow").await;
     let mut conns = Vec::new();
