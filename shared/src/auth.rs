@@ -1,8 +1,12 @@
-//! Authentication: HS256 JWTs for users, and the shared secret services use
-//! to call each other's `/internal/` routes.
+//! Authentication: JWTs for users (HS256 with the deployment's secret, and
+//! RS/PS/ES tokens from an identity provider when one is configured, see
+//! [`external`]), and the shared secret services use to call each other's
+//! `/internal/` routes.
 //!
-//! Only HS256 is accepted, `exp` and `sub` are required, and the signature is
-//! always checked; what a verified user may do is decided by the services.
+//! `exp` and `sub` are required and the signature is always checked; what a
+//! verified user may do is decided by the services.
+
+pub mod external;
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -65,15 +69,68 @@ impl Claims {
     }
 }
 
-/// Why a token was refused. Clients only ever see "unauthorized".
+/// Why a token was refused; [`AuthError::reason`] is what a client sees
+/// (the 401's message and its `WWW-Authenticate` description).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("no token")]
     Missing,
-    #[error("invalid token: {0}")]
-    Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("expired")]
+    Expired,
+    #[error("not valid yet")]
+    NotYetValid,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("wrong audience")]
+    WrongAudience,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("unknown key")]
+    UnknownKey,
+    #[error("unsupported algorithm")]
+    UnsupportedAlgorithm,
+    #[error("missing claim: {0}")]
+    MissingClaim(String),
+    #[error("malformed token")]
+    Malformed,
     #[error("token issued in the future")]
     IssuedInTheFuture,
+}
+
+impl AuthError {
+    /// The refusal as clients see it: `expired`, `bad_signature`,
+    /// `missing_claim: name` ...
+    pub fn reason(&self) -> String {
+        match self {
+            AuthError::Missing => "missing_token".to_owned(),
+            AuthError::Expired => "expired".to_owned(),
+            AuthError::NotYetValid => "not_yet_valid".to_owned(),
+            AuthError::BadSignature => "bad_signature".to_owned(),
+            AuthError::WrongAudience => "wrong_audience".to_owned(),
+            AuthError::WrongIssuer => "wrong_issuer".to_owned(),
+            AuthError::UnknownKey => "unknown_key".to_owned(),
+            AuthError::UnsupportedAlgorithm => "unsupported_algorithm".to_owned(),
+            AuthError::MissingClaim(c) => format!("missing_claim: {c}"),
+            AuthError::Malformed => "malformed".to_owned(),
+            AuthError::IssuedInTheFuture => "issued_in_the_future".to_owned(),
+        }
+    }
+
+    fn from_jwt(e: jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::ExpiredSignature => AuthError::Expired,
+            K::ImmatureSignature => AuthError::NotYetValid,
+            K::InvalidSignature => AuthError::BadSignature,
+            K::InvalidAudience => AuthError::WrongAudience,
+            K::InvalidIssuer => AuthError::WrongIssuer,
+            K::InvalidAlgorithm | K::UnsupportedAlgorithm | K::InvalidAlgorithmName => {
+                AuthError::UnsupportedAlgorithm
+            }
+            K::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
+            _ => AuthError::Malformed,
+        }
+    }
 }
 
 /// Keys and validation rules for one deployment's tokens.
@@ -82,6 +139,8 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// An identity provider's keys, when configured.
+    external: Option<std::sync::Arc<external::External>>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -110,7 +169,19 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            external: None,
         }
+    }
+
+    /// Keys for `secret` and, when `settings` name a key or a JWKS, for an
+    /// identity provider's tokens too.
+    pub fn with_external(
+        secret: &str,
+        settings: external::ExternalSettings,
+    ) -> Result<Self, String> {
+        let mut keys = JwtKeys::new(secret);
+        keys.external = external::External::new(settings)?;
+        Ok(keys)
     }
 
     /// Signs a token for `user` valid for `ttl_secs` seconds.
@@ -132,11 +203,33 @@ impl JwtKeys {
             .expect("HS256 signing of plain claims cannot fail")
     }
 
-    /// Verifies a token: HS256 signature, `exp` in the future, `sub`
-    /// present, `nbf` (when present) passed, `iat` (when present) not in the
-    /// future, each with [`LEEWAY_SECS`] of clock skew.
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
+    /// Verifies a token: an HS256 signature with the deployment's secret,
+    /// or an identity provider's signature (see [`external`]); `exp` in the
+    /// future, `sub` present, `nbf` (when present) passed, `iat` (when
+    /// present) not in the future, each with [`LEEWAY_SECS`] of clock skew.
+    /// Only a provider's token whose key must be fetched waits (at most
+    /// [`external::FETCH_TIMEOUT`]).
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let claims = match (header.alg, &self.external) {
+            (Algorithm::HS256, _) => self.verify_own(token)?,
+            (_, Some(external)) => {
+                external
+                    .verify(token, header.alg, header.kid.as_deref())
+                    .await?
+            }
+            (_, None) => return Err(AuthError::UnsupportedAlgorithm),
+        };
+        if claims.iat > Utc::now().timestamp() + LEEWAY_SECS as i64 {
+            return Err(AuthError::IssuedInTheFuture);
+        }
+        Ok(claims)
+    }
+
+    /// Verifies a token signed with the deployment's secret (HS256 only).
+    pub fn verify_own(&self, token: &str) -> Result<Claims, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(AuthError::from_jwt)?;
         if data.claims.iat > Utc::now().timestamp() + LEEWAY_SECS as i64 {
             return Err(AuthError::IssuedInTheFuture);
         }
@@ -185,7 +278,7 @@ mod tests {
     #[test]
     fn a_minted_token_verifies_with_its_claims() {
         let keys = JwtKeys::new("s3cret");
-        let claims = keys.verify(&keys.mint(&ada(), 60)).unwrap();
+        let claims = keys.verify_own(&keys.mint(&ada(), 60)).unwrap();
         assert_eq!(claims.sub, "u-1");
         assert_eq!(claims.name, "ada");
         assert_eq!(claims.role, Role::User);
@@ -194,13 +287,13 @@ mod tests {
     #[test]
     fn a_token_signed_with_another_key_is_refused() {
         let token = JwtKeys::new("other").mint(&ada(), 60);
-        assert!(JwtKeys::new("s3cret").verify(&token).is_err());
+        assert!(JwtKeys::new("s3cret").verify_own(&token).is_err());
     }
 
     #[test]
     fn an_expired_token_is_refused() {
         let keys = JwtKeys::new("s3cret");
-        assert!(keys.verify(&keys.mint(&ada(), -60)).is_err());
+        assert!(keys.verify_own(&keys.mint(&ada(), -60)).is_err());
     }
 
     fn b64(s: &str) -> String {
@@ -232,7 +325,7 @@ mod tests {
                 r#"{{"sub":"u","name":"a","role":"admin","exp":{far}}}"#
             ))
         );
-        assert!(keys.verify(&none).is_err());
+        assert!(keys.verify_own(&none).is_err());
         // Hand-sign claims without exp / with a string exp using the real key.
         for payload in [
             r#"{"sub":"u","name":"a"}"#.to_string(),
@@ -249,12 +342,12 @@ mod tests {
             )
             .unwrap();
             assert!(
-                keys.verify(&format!("{signing_input}.{sig}")).is_err(),
+                keys.verify_own(&format!("{signing_input}.{sig}")).is_err(),
                 "{payload}"
             );
         }
-        assert!(keys.verify("not.a.token").is_err());
-        assert!(keys.verify("").is_err());
+        assert!(keys.verify_own("not.a.token").is_err());
+        assert!(keys.verify_own("").is_err());
     }
 
     #[test]

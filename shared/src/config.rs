@@ -61,6 +61,31 @@ pub struct Common {
     #[arg(long, env = "TELEPATH_JWT_SECRET", hide_env_values = true,
         value_parser = NonEmptyStringValueParser::new())]
     pub jwt_secret: String,
+    /// An identity provider's public key (RSA or EC, PEM file): RS256-512,
+    /// PS256-512, ES256 and ES384 tokens signed with it are accepted
+    /// besides HS256 ones.
+    #[arg(long, env = "TELEPATH_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// An identity provider's JWKS (http(s) URL): tokens signed with its
+    /// keys are accepted besides HS256 ones; fetched when first needed,
+    /// again on an unknown key id (at most every 2 s) and when 10 minutes
+    /// old, each fetch bounded to 2 s and 256 KiB.
+    #[arg(long, env = "TELEPATH_JWT_JWKS_URL", value_parser = NonEmptyStringValueParser::new())]
+    pub jwt_jwks_url: Option<String>,
+    /// Required `aud` of identity-provider tokens [default: not checked].
+    #[arg(long, env = "TELEPATH_JWT_AUDIENCE", value_parser = NonEmptyStringValueParser::new())]
+    pub jwt_audience: Option<String>,
+    /// Required `iss` of identity-provider tokens [default: not checked].
+    #[arg(long, env = "TELEPATH_JWT_ISSUER", value_parser = NonEmptyStringValueParser::new())]
+    pub jwt_issuer: Option<String>,
+    /// The claim of identity-provider tokens holding the user's name
+    /// (unique per user, like a username; e.g. preferred_username or email).
+    #[arg(long, env = "TELEPATH_JWT_NAME_CLAIM", default_value = "name")]
+    pub jwt_name_claim: String,
+    /// The claim of identity-provider tokens holding the role: `admin`, or a
+    /// list holding `admin`, makes an admin; anything else a user.
+    #[arg(long, env = "TELEPATH_JWT_ROLE_CLAIM", default_value = "role")]
+    pub jwt_role_claim: String,
     /// Service-to-service secret [default: derived from the JWT secret, so
     /// every service of one deployment agrees].
     #[arg(long, env = "TELEPATH_INTERNAL_TOKEN", hide_env_values = true,
@@ -152,6 +177,30 @@ impl Common {
         self.internal_token
             .clone()
             .unwrap_or_else(|| derive_internal_token(&self.jwt_secret))
+    }
+
+    /// The keys user tokens are checked with: `TELEPATH_JWT_SECRET`, and an
+    /// identity provider's key or JWKS when configured. `Err` names a
+    /// setting that cannot be used.
+    pub fn jwt_keys(&self) -> Result<crate::auth::JwtKeys, String> {
+        let public_key_pem = match &self.jwt_public_key_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("TELEPATH_JWT_PUBLIC_KEY_FILE {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        crate::auth::JwtKeys::with_external(
+            &self.jwt_secret,
+            crate::auth::external::ExternalSettings {
+                public_key_pem,
+                jwks_url: self.jwt_jwks_url.clone(),
+                audience: self.jwt_audience.clone(),
+                issuer: self.jwt_issuer.clone(),
+                name_claim: self.jwt_name_claim.clone(),
+                role_claim: self.jwt_role_claim.clone(),
+            },
+        )
     }
 
     /// How long a graceful shutdown may take.

@@ -33,6 +33,9 @@ pub struct ApiError {
     pub retry_after_secs: Option<u64>,
 }
 
+/// The message of a 401 for a request without a usable token.
+const MISSING_TOKEN: &str = "missing or invalid token";
+
 /// What `Retry-After` says on a 503 or 429, seconds.
 pub const RETRY_AFTER_SECS: u32 = 1;
 
@@ -64,7 +67,12 @@ impl ApiError {
         Self::new(ErrorCode::BadRequest, message)
     }
     pub fn unauthorized() -> Self {
-        Self::new(ErrorCode::Unauthorized, "missing or invalid token")
+        Self::new(ErrorCode::Unauthorized, MISSING_TOKEN)
+    }
+    /// 401 for a token that was refused, saying why (`expired`,
+    /// `bad_signature`, `missing_claim: name` ...).
+    pub fn unauthorized_because(why: &crate::auth::AuthError) -> Self {
+        Self::new(ErrorCode::Unauthorized, why.reason())
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Forbidden, message)
@@ -122,6 +130,25 @@ impl IntoResponse for ApiError {
             let secs = self.retry_after_secs.unwrap_or(u64::from(RETRY_AFTER_SECS));
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: the scheme, and why a token that was sent failed.
+            let challenge = if self.message == MISSING_TOKEN {
+                "Bearer realm=\"telepath\"".to_owned()
+            } else {
+                let why: String = self
+                    .message
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\' || *c == ' ')
+                    .collect();
+                format!(
+                    "Bearer realm=\"telepath\", error=\"invalid_token\", error_description=\"{why}\""
+                )
+            };
+            if let Ok(v) = axum::http::HeaderValue::from_str(&challenge) {
+                resp.headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, v);
+            }
         }
         resp
     }

@@ -18,6 +18,7 @@ mod manage;
 mod notify;
 mod rest;
 mod server;
+mod server_api;
 mod user;
 
 pub use client::*;
@@ -29,4 +30,5 @@ pub use manage::*;
 pub use notify::*;
 pub use rest::*;
 pub use server::*;
+pub use server_api::*;
 pub use user::*;

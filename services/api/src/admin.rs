@@ -62,16 +62,25 @@ pub(crate) async fn disconnect(
     AdminUser(_): AdminUser,
     JsonBody(req): JsonBody<DisconnectRequest>,
 ) -> Result<Json<DisconnectResult>, ApiError> {
-    if !is_canonical_id(&req.user_id) {
+    Ok(Json(disconnect_user(&state, &req.user_id).await?))
+}
+
+/// Tells every gateway holding a connection of `user_id` (as presence knows
+/// them) to close it with 4003; how many there were.
+pub(crate) async fn disconnect_user(
+    state: &ApiState,
+    user_id: &str,
+) -> Result<DisconnectResult, ApiError> {
+    if !is_canonical_id(user_id) {
         return Err(ApiError::bad_request(
             "user_id must be a user id (lowercase UUID)",
         ));
     }
-    let conns = state.presence().connections(&req.user_id).await?;
+    let conns = state.presence().connections(user_id).await?;
     let nodes: BTreeSet<&str> = conns.iter().map(|c| c.node.as_str()).collect();
     let control = Bytes::from(
         serde_json::to_string(&NodeControl::DisconnectUser {
-            user_id: req.user_id.clone(),
+            user_id: user_id.to_owned(),
         })
         .expect("serialises"),
     );
@@ -85,9 +94,9 @@ pub(crate) async fn disconnect(
                 ApiError::unavailable("the bus is unavailable")
             })?;
     }
-    Ok(Json(DisconnectResult {
+    Ok(DisconnectResult {
         disconnected: conns.len() as u64,
-    }))
+    })
 }
 
 /// `GET /analytics/connections`.

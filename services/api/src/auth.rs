@@ -28,7 +28,8 @@ impl FromRequestParts<ApiState> for AuthUser {
         let claims = state
             .keys()
             .verify(token)
-            .map_err(|_| ApiError::unauthorized())?;
+            .await
+            .map_err(|e| ApiError::unauthorized_because(&e))?;
         if state.revocations().is_revoked(&claims) {
             return Err(ApiError::unauthorized());
         }

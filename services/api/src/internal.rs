@@ -94,6 +94,7 @@ pub(crate) async fn send_batch(
             room: s.room,
             send: s.send,
             trace: s.traceparent,
+            server: false,
         })
     });
     let dms = dms::store(&state, req.dms);

@@ -33,6 +33,7 @@ mod retention;
 mod revoke;
 mod rooms;
 mod secret;
+pub mod server_api;
 mod store;
 mod tickets;
 mod web;
@@ -149,7 +150,7 @@ impl ApiState {
             metrics,
             batch,
         );
-        let keys = JwtKeys::new(&common.jwt_secret);
+        let keys = common.jwt_keys().map_err(anyhow::Error::msg)?;
         let internal_token = common.internal_token();
         let presence = presence::PresenceClient::new(presence);
         let revocations = Arc::new(RevocationList::new());
@@ -353,6 +354,16 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(announcements::create, announcements::list))
         .routes(routes!(announcements::dismiss))
         .routes(routes!(admin::broadcast))
+        .routes(routes!(server_api::admin_create, server_api::admin_list))
+        .routes(routes!(server_api::admin_revoke))
+        .routes(routes!(server_api::publish))
+        .routes(routes!(server_api::publish_batch))
+        .routes(routes!(server_api::publish_to_user))
+        .routes(routes!(server_api::users_presence))
+        .routes(routes!(server_api::room_presence))
+        .routes(routes!(server_api::create_room))
+        .routes(routes!(server_api::add_members))
+        .routes(routes!(server_api::disconnect))
         .routes(routes!(admin::disconnect))
         .routes(routes!(admin::analytics))
         .routes(routes!(revoke::revoke))

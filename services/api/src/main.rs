@@ -20,6 +20,7 @@ async fn serve(Cli { common, api }: Cli) -> anyhow::Result<()> {
     common
         .check_secret("telepath-api")
         .map_err(anyhow::Error::msg)?;
+    common.jwt_keys().map_err(anyhow::Error::msg)?;
     let redis_url = common
         .redis_url
         .clone()

@@ -39,6 +39,7 @@ use telepath_shared::protocol::{
         (name = "auth", description = "Dev login"),
         (name = "rooms", description = "Rooms, membership and history"),
         (name = "admin", description = "Admin only"),
+        (name = "server", description = "The server API: an application backend with an API key (Authorization: Bearer tpk_...)"),
         (name = "dms", description = "Direct messages, conversations and the offline queue"),
         (name = "search", description = "Full-text search over the caller's rooms and DMs"),
         (name = "moderation", description = "Kick, ban, mute and the audit log (room owners and moderators)"),
@@ -64,6 +65,15 @@ impl Modify for Security {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("tpk_ API key")
                     .build(),
             ),
         );

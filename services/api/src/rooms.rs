@@ -9,8 +9,8 @@ use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
     CreateRoom, ErrorCode, InternalSend, MemberAction, MemberEvent, Message, MessagePage,
-    Participant, ParticipantList, Room, RoomClosed, RoomEvent, RoomList, RoomRole, SendMessage,
-    ServerFrame, UserRef, is_canonical_id, room_channel, user_channel,
+    Participant, ParticipantList, Role, Room, RoomClosed, RoomEvent, RoomList, RoomRole,
+    SendMessage, ServerFrame, UserRef, is_canonical_id, room_channel, user_channel,
 };
 
 use telepath_shared::bus::Outgoing;
@@ -85,13 +85,38 @@ pub(crate) async fn create(
     let max = req.max_participants.unwrap_or(DEFAULT_PARTICIPANTS);
     check_fields(Some(&req.name), req.description.as_deref(), Some(max))?;
     state.limits().room(ip).await?;
-    let user = claims.user_ref();
+    let room = insert_room(
+        &state,
+        &claims.user_ref(),
+        claims.role,
+        req.name,
+        req.description,
+        max,
+        req.private.unwrap_or(false),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(room)))
+}
+
+/// Creates a room owned by `user` (its fields checked by the caller) and
+/// announces it to the directory: everyone connected hears of a public
+/// room, the owner of a private one.
+pub(crate) async fn insert_room(
+    state: &ApiState,
+    user: &UserRef,
+    role: Role,
+    name: String,
+    description: Option<String>,
+    max: i64,
+    private: bool,
+) -> Result<Room, ApiError> {
+    let user = user.clone();
     let room = Room {
         id: uuid::Uuid::now_v7().hyphenated().to_string(),
-        name: req.name,
-        description: req.description,
+        name,
+        description,
         max_participants: max,
-        private: req.private.unwrap_or(false),
+        private,
         created_by: user.id.clone(),
         created_at: now(),
         is_active: true,
@@ -105,7 +130,7 @@ pub(crate) async fn create(
         retention: None,
     };
     let mut tx = state.db().begin_write().await?;
-    store::ensure_user(&mut tx, &user, claims.role).await?;
+    store::ensure_user(&mut tx, &user, role).await?;
     sqlx::query(
         "INSERT INTO rooms (id, name, description, max_participants, is_private, created_by, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -129,9 +154,9 @@ pub(crate) async fn create(
         room: room.clone(),
         by: user.clone(),
     });
-    manage::publish_directory(&state, &frame, !room.private, vec![user.id.clone()]);
+    manage::publish_directory(state, &frame, !room.private, vec![user.id.clone()]);
     room.role = Some(RoomRole::Owner);
-    Ok((StatusCode::CREATED, Json(room)))
+    Ok(room)
 }
 
 #[utoipa::path(get, path = "/rooms", operation_id = "list_rooms", tag = "rooms",
@@ -322,6 +347,7 @@ pub(crate) async fn send(
         room: id.to_owned(),
         send,
         trace: None,
+        server: false,
     };
     let message = state
         .writer()

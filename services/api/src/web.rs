@@ -120,6 +120,7 @@ fn content_type(name: &str) -> HeaderValue {
         "png" => "image/png",
         "ico" => "image/x-icon",
         "ts" => "text/plain; charset=utf-8",
+        "tgz" => "application/gzip",
         _ => "application/octet-stream",
     })
 }
@@ -142,5 +143,7 @@ mod tests {
         assert_eq!(content_type("a/b.js"), "text/javascript; charset=utf-8");
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
         assert_eq!(content_type("noext"), "application/octet-stream");
+        assert_eq!(content_type("telepath-sdk.tgz"), "application/gzip");
+        assert!(Sdk::get("telepath-sdk.tgz").is_some(), "the SDK package is embedded");
     }
 }

@@ -55,7 +55,13 @@ pub(crate) struct Job {
 
 /// What a [`Job`] asks for.
 pub(crate) enum Work {
-    Send { room: String, send: InternalSend },
+    /// A room message; `server`: sent by an application backend (the
+    /// server API), which needs no participant as sender.
+    Send {
+        room: String,
+        send: InternalSend,
+        server: bool,
+    },
     Change(InternalChange),
 }
 
@@ -79,6 +85,9 @@ pub(crate) struct Queued {
     pub(crate) send: InternalSend,
     /// The sender's trace, when traces are exported.
     pub(crate) trace: Option<String>,
+    /// Sent through the server API: the sender need not be a participant
+    /// (nor is held to a mute).
+    pub(crate) server: bool,
 }
 
 impl WriterHandle {
@@ -95,6 +104,7 @@ impl WriterHandle {
                     Work::Send {
                         room: q.room,
                         send: q.send,
+                        server: q.server,
                     },
                     q.trace,
                 )

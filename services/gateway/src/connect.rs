@@ -83,7 +83,8 @@ async fn authenticate(state: &GatewayState, credential: Credential) -> Result<Cl
     state
         .keys()
         .verify(&token)
-        .map_err(|_| ApiError::unauthorized())
+        .await
+        .map_err(|e| ApiError::unauthorized_because(&e))
 }
 
 /// What RFC 6455 (4.2.1) asks of an opening handshake beyond the `Upgrade`

@@ -187,7 +187,9 @@ impl GatewayState {
         ));
         GatewayState {
             inner: Arc::new(Inner {
-                keys: JwtKeys::new(&common.jwt_secret),
+                keys: common
+                    .jwt_keys()
+                    .expect("the TELEPATH_JWT_* settings are checked at start"),
                 common,
                 config,
                 hub,

@@ -19,6 +19,7 @@ async fn serve(Cli { common, gateway }: Cli) -> anyhow::Result<()> {
     common
         .check_secret("telepath-gateway")
         .map_err(anyhow::Error::msg)?;
+    common.jwt_keys().map_err(anyhow::Error::msg)?;
     let redis_url = common
         .redis_url
         .clone()

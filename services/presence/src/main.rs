@@ -25,6 +25,7 @@ async fn serve(Cli { common, presence }: Cli) -> anyhow::Result<()> {
     common
         .check_secret("telepath-presence")
         .map_err(anyhow::Error::msg)?;
+    common.jwt_keys().map_err(anyhow::Error::msg)?;
     let url = common.redis_url.clone().context("REDIS_URL is required")?;
     let (bus, inbound) = RedisBus::connect(&url, INBOUND_CAPACITY)
         .await

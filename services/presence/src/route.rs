@@ -89,10 +89,11 @@ async fn authenticate(state: &PresenceState, headers: &HeaderMap) -> Result<Clai
         .and_then(|v| v.to_str().ok())
         .and_then(bearer)
         .ok_or_else(ApiError::unauthorized)?;
-    let claims = state.keys().verify(token).map_err(|e| {
-        tracing::debug!(error = %e, "token refused");
-        ApiError::unauthorized()
-    })?;
+    let claims = state
+        .keys()
+        .verify(token)
+        .await
+        .map_err(|e| ApiError::unauthorized_because(&e))?;
     if let Some(revocations) = state.revocations() {
         if !revocations
             .loaded_within(std::time::Duration::from_secs(2))

@@ -111,7 +111,9 @@ impl PresenceState {
             inner: Arc::new(Inner {
                 store,
                 outbox,
-                keys: JwtKeys::new(&common.jwt_secret),
+                keys: common
+                    .jwt_keys()
+                    .expect("the TELEPATH_JWT_* settings are checked at start"),
                 internal_token: common.internal_token(),
                 drain: common.drain(),
                 http_policy: common.http_policy(),

@@ -74,6 +74,7 @@ pub struct Node {
 
 /// Builds the node.
 pub async fn build(config: Config) -> anyhow::Result<Node> {
+    config.common.jwt_keys().map_err(anyhow::Error::msg)?;
     let registry = telepath_shared::telemetry::registry("telepath");
     let http = HttpMetrics::new(&registry);
     // Each service is its own node on the bus, as in a split deployment.

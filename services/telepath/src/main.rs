@@ -18,6 +18,15 @@ fn main() -> anyhow::Result<()> {
                 rt.block_on(telepath::backup::run(&cli.config.api.database_url, args))?
             );
         }
+        Some(Command::Apikey(command)) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            println!(
+                "{}",
+                rt.block_on(command.run(&cli.config.api.database_url))?
+            );
+        }
         Some(Command::Serve) | None => {
             telepath_shared::config::runtime(cli.config.common.worker_threads)?
                 .block_on(serve(cli.config))?;

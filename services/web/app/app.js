@@ -163,7 +163,8 @@ function start(session) {
   state.rest = new TelepathRest({ baseUrl: location.origin, token: () => currentToken() });
   const url = new URL('/connect', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const tp = new Telepath({ url: url.href, token: () => currentToken() });
+  // A connect ticket (POST /auth/ticket) before every connect: the token never goes in a URL.
+  const tp = new Telepath({ url: url.href, token: () => currentToken(), auth: 'ticket' });
   state.tp = tp;
   window.telepath = tp; // for the console (and the browser test)
 

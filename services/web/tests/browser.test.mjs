@@ -23,6 +23,10 @@
 // rings the bell when they come back, its panel lists it and opens its room,
 // a live one shows a toast; an admin's announcement shows as a banner until
 // dismissed (on every tab, and after a reload), and the admin's form posts one.
+// Tokens stay out of URLs and logs: every page connects with a connect
+// ticket (`/connect?ticket=`, a fresh one per reconnect; the SDK's default in
+// a browser), and no WebSocket URL and nothing any page logs to its console
+// carries a token; the SDK's REST send arrives as the message event.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -64,7 +68,21 @@ async function serveTree(context) {
   });
 }
 
-/** A browser context on the tree's app, and a page whose errors (uncaught, or refused by the CSP) are collected. */
+/** What every page did that could leak a token: its WebSocket URLs and its console lines. */
+const audits = [];
+/** Every token a page logged in with. */
+const tokens = new Set();
+const SESSION_KEY = 'telepath.session';
+const JWT = /eyJ[\w-]*\.[\w-]+\.[\w-]+/;
+
+/** The token of the page's session (localStorage). */
+const sessionToken = (page) => page.evaluate((key) => JSON.parse(localStorage.getItem(key) ?? 'null')?.token ?? null, SESSION_KEY);
+
+/**
+ * A browser context on the tree's app, and a page whose errors (uncaught, or
+ * refused by the CSP) are collected, and whose WebSocket URLs and console
+ * lines go to its `audit`.
+ */
 async function newPage(viewport = { width: 1100, height: 720 }, context = null) {
   context ??= await browser.newContext({ viewport });
   if (!context.servesTree) {
@@ -73,11 +91,28 @@ async function newPage(viewport = { width: 1100, height: 720 }, context = null) 
   }
   const page = await context.newPage();
   const errors = [];
+  const audit = { wsUrls: [], console: [] };
+  audits.push(audit);
+  page.on('websocket', (ws) => audit.wsUrls.push(ws.url()));
   page.on('pageerror', (e) => errors.push(e));
   page.on('console', (m) => {
+    audit.console.push(`${m.type()}: ${m.text()}`);
     if (m.type() === 'error' && /Content.Security.Policy/i.test(m.text())) errors.push(new Error(m.text()));
   });
-  return { context, page, errors };
+  return { context, page, errors, audit };
+}
+
+/** Asserts the page's WebSocket URLs so far each carry a ticket (distinct ones), never a token. */
+function assertTickets(audit, token, atLeast = 1) {
+  const urls = audit.wsUrls.filter((u) => new URL(u).pathname === '/connect');
+  assert.ok(urls.length >= atLeast, `${urls.length} connects, expected ${atLeast} or more`);
+  const tickets = urls.map((u) => new URL(u).searchParams.get('ticket'));
+  for (const [i, u] of urls.entries()) {
+    assert.match(tickets[i] ?? '', /^[A-Za-z0-9_-]{43}$/, `a ticket on ${u.replace(/\?.*/, '?…')}`);
+    assert.equal(new URL(u).searchParams.get('token'), null, 'no token= on a WebSocket URL');
+    assert.ok(!u.includes(token) && !JWT.test(u), 'no token in a WebSocket URL');
+  }
+  assert.equal(new Set(tickets).size, tickets.length, 'a fresh ticket per connect');
 }
 
 before(async () => {
@@ -100,12 +135,15 @@ after(async () => {
 
 /** A new browser context (its own storage: its own user) logged in as `name`. */
 async function loggedIn(name, viewport = { width: 1100, height: 720 }) {
-  const { context, page, errors } = await newPage(viewport);
+  const { context, page, errors, audit } = await newPage(viewport);
   await page.goto(server.url);
   await page.getByTestId('login-name').fill(name);
   await page.getByTestId('login-submit').click();
   await page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
-  return { context, page, errors };
+  const token = await sessionToken(page);
+  assert.match(token ?? '', JWT);
+  tokens.add(token);
+  return { context, page, errors, audit, token };
 }
 
 const committed = '[data-testid="messages"] li[data-seq]:not([data-seq=""])';
@@ -192,6 +230,13 @@ test('two users chat, type, see each other, and survive a server restart', async
     shown.push(bodies);
   }
   assert.deepEqual(shown[0], shown[1], 'both pages show one order');
+
+  // Each page connected with a ticket, and again with a fresh one after the restart.
+  assertTickets(a.audit, a.token, 2);
+  assertTickets(b.audit, b.token, 2);
+  for (const { audit, token } of [a, b]) {
+    for (const line of audit.console) assert.ok(!line.includes(token), 'no token in the console');
+  }
 
   await a.page.screenshot({ path: path.join(ARTIFACTS, 'app.png') });
   await b.page.screenshot({ path: path.join(ARTIFACTS, 'app-phone.png') });
@@ -930,4 +975,44 @@ test('a mention made while away rings the bell; an announcement shows until dism
   assert.deepEqual(r.errors, []);
   await b.context.close();
   await r.context.close();
+});
+
+test("in a browser the SDK connects with a ticket by default; its REST client sends over POST /rooms/{id}/messages", async () => {
+  const { context, page, errors, audit } = await newPage();
+  await page.goto(server.url);
+  const result = await page.evaluate(async () => {
+    const { Telepath, TelepathRest } = await import('/sdk/index.js');
+    const { token } = await TelepathRest.login(location.origin, 'uma');
+    const rest = new TelepathRest({ baseUrl: location.origin, token });
+    const room = await rest.createRoom({ name: 'defaults' });
+    const tp = new Telepath({ url: location.origin, token }); // no auth option
+    const got = new Promise((resolve) => tp.on('message', resolve));
+    await tp.connect();
+    await tp.join(room.id);
+    const sent = await rest.sendMessage(room.id, 'posted over REST', { clientId: 'uma-1' });
+    const seen = await got;
+    tp.close();
+    return { token, same: seen.id === sent.id && seen.body === sent.body && seen.seq === sent.seq };
+  });
+  tokens.add(result.token);
+  assert.equal(result.same, true, 'the REST send arrived as the message event');
+  assertTickets(audit, result.token, 1);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('no page put a token in a WebSocket URL or logged one to its console', () => {
+  assert.ok(tokens.size >= 10, `${tokens.size} users logged in`);
+  const connects = audits.flatMap((a) => a.wsUrls).filter((u) => new URL(u).pathname === '/connect');
+  assert.ok(connects.length >= 20, `${connects.length} WebSocket connects seen`);
+  for (const u of connects) {
+    const params = new URL(u).searchParams;
+    assert.match(params.get('ticket') ?? '', /^[A-Za-z0-9_-]{43}$/, 'every WebSocket URL carries a ticket');
+    assert.equal(params.get('token'), null, 'no token= on a WebSocket URL');
+  }
+  const lines = audits.flatMap((a) => a.console);
+  for (const text of [...connects, ...lines]) {
+    assert.ok(!JWT.test(text), `a token in: ${text.replace(JWT, '<JWT>').slice(0, 200)}`);
+    for (const token of tokens) assert.ok(!text.includes(token), 'a token in a URL or a console line');
+  }
 });

@@ -25,6 +25,40 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest the connection may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A client for calls out of the deployment (an identity provider's JWKS):
+/// http, or https checked against the Mozilla root certificates
+/// (webpki-roots) with rustls on ring.
+pub type OutboundClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// A new [`OutboundClient`].
+pub fn outbound_client() -> Result<OutboundClient, String> {
+    #[expect(
+        deprecated,
+        reason = "ring is the workspace's rustls provider (aws-lc needs a C build); post-quantum key exchange is not needed to fetch a JWKS"
+    )]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    )
+}
+
 /// Calls one service's `/internal/` routes; cheap to clone.
 #[derive(Clone)]
 pub struct InternalClient {

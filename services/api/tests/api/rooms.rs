@@ -11,7 +11,7 @@ async fn dev_login_returns_a_token_for_a_new_or_known_user() {
     let again = api.login("ada").await;
     assert_eq!(a.id, again.id);
     let claims = telepath_shared::auth::JwtKeys::new(SECRET)
-        .verify(&a.token)
+        .verify_own(&a.token)
         .unwrap();
     assert_eq!(claims.sub, a.id);
 }

@@ -233,7 +233,7 @@ async fn run(
         ClientOp::Leave { room } => rooms::leave(session, room).await.map(Some),
         ClientOp::Typing { room, active } => presence::typing(session, room, active).map(|_| None),
         ClientOp::Status { status, text } => presence::status(session, status, text).map(Some),
-        ClientOp::Refresh { token } => refresh(session, &token).map(Some),
+        ClientOp::Refresh { token } => refresh(session, &token).await.map(Some),
         ClientOp::Broadcast { body } => admin::broadcast(session, body).await.map(Some),
         ClientOp::Ack { room, seq, dm } => {
             acks::ack(session, room, seq, dm, sure).await.map(|_| None)
@@ -294,12 +294,13 @@ fn checked_room(room: &str) -> Result<(), ErrorBody> {
 }
 
 /// A fresh token for the same user moves the session's expiry.
-fn refresh(session: &mut Session, token: &str) -> Result<Value, ErrorBody> {
+async fn refresh(session: &mut Session, token: &str) -> Result<Value, ErrorBody> {
     let claims = session
         .state
         .keys()
         .verify(token)
-        .map_err(|_| ErrorBody::new(ErrorCode::Unauthorized, "invalid token"))?;
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Unauthorized, e.reason()))?;
     if session.state.revocations().is_revoked(&claims) {
         return Err(ErrorBody::new(ErrorCode::Unauthorized, "revoked token"));
     }

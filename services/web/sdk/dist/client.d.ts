@@ -3,6 +3,21 @@ import type { Announcement, AnnouncementDismissed, Broadcast, Bye, ChosenStatus,
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 /** A token, or a callback giving one (called on every (re)connect and before `exp` to `refresh`). */
 export type TokenSource = string | (() => string | Promise<string>);
+/**
+ * How the socket proves who it is at the handshake (the token itself never
+ * goes in a URL with `ticket` or `header`):
+ * - `ticket` (the default in browsers): before every connect and reconnect,
+ *   `POST /auth/ticket` on the REST api (`restUrl`, by default the origin of
+ *   `url`) with the token in `Authorization`, then `GET /connect?ticket=`.
+ *   The ticket is single-use and valid 30 s. A failed ticket request is
+ *   retried with the reconnect backoff like a failed connect.
+ * - `token` (the default elsewhere, e.g. Node.js): `GET /connect?token=`.
+ * - `header`: `Authorization: Bearer` on the handshake request. Browsers
+ *   cannot set it; it needs a WebSocket implementation that can: Node's own
+ *   (called as `new WebSocket(url, { protocols, headers })`) or the `ws`
+ *   package's, and any other called as `new WebSocket(url, protocols, { headers })`.
+ */
+export type AuthMode = "ticket" | "token" | "header";
 export interface ReconnectOptions {
     initialDelayMs?: number;
     maxDelayMs?: number;
@@ -10,12 +25,23 @@ export interface ReconnectOptions {
     jitter?: number;
 }
 export interface TelepathOptions {
-    /** ws(s)://host/connect; http(s):// is accepted and converted (an empty path becomes /connect). The token goes in ?token=. */
+    /** ws(s)://host/connect; http(s):// is accepted and converted (an empty path becomes /connect). */
     url: string;
     /** A token, or a callback called on every (re)connect and again before `exp` to send `refresh`. */
     token: TokenSource;
-    /** WebSocket constructor (default globalThis.WebSocket). */
+    /**
+     * How the handshake carries the token: `ticket` (default in browsers),
+     * `token` (`?token=`, default elsewhere) or `header`; see `AuthMode`.
+     */
+    auth?: AuthMode;
+    /**
+     * WebSocket constructor (default globalThis.WebSocket). Required where
+     * there is none, e.g. Node.js 20 without `--experimental-websocket`:
+     * `import { WebSocket } from "ws"` and pass `{ WebSocket }`.
+     */
     WebSocket?: any;
+    /** fetch implementation for connect tickets and history reads (default globalThis.fetch). */
+    fetch?: typeof fetch;
     /** Per attempt (default 10000). */
     requestTimeoutMs?: number;
     /** How long to wait for `welcome` after opening a socket before giving up on it (default requestTimeoutMs). */
@@ -40,7 +66,10 @@ export interface TelepathOptions {
      * `restUrl` with the token the socket uses.
      */
     history?: (room: string, query: HistoryQuery) => Promise<MessagePage>;
-    /** The REST api's base URL for the default `history` (default: the origin of `url`, as http(s)). */
+    /**
+     * The REST api's base URL, for connect tickets (`auth: "ticket"`) and the
+     * default `history` (default: the origin of `url`, as http(s)).
+     */
     restUrl?: string;
     /** Per history request while filling a hole (default requestTimeoutMs). */
     gapFetchTimeoutMs?: number;
@@ -170,6 +199,7 @@ export interface TelepathEvents {
  */
 export declare class Telepath {
     private readonly opts;
+    private readonly auth;
     private readonly events;
     private tokenSource;
     private _state;
@@ -211,9 +241,17 @@ export declare class Telepath {
     private lastRefill;
     private reconnectTimer?;
     private welcomeTimer?;
+    private ticketTimer?;
     private refreshTimer?;
     private pumpTimer?;
     private readonly retryTimers;
+    /**
+     * Throws a TypeError for options it cannot work with: not an options
+     * object (a URL string, say), no `url` or `token`, an unknown `auth`, or no
+     * WebSocket implementation (none given and no global one, as on Node.js
+     * 20 without `--experimental-websocket`). Messages never quote the URL or
+     * the token.
+     */
     constructor(opts: TelepathOptions);
     get state(): ConnectionState;
     get user(): {
@@ -331,6 +369,10 @@ export declare class Telepath {
     private token;
     private openSocket;
     private detach;
+    /** A connect ticket for `token` (`POST /auth/ticket`), within the connect timeout. */
+    private connectTicket;
+    /** The REST api's base URL: `restUrl`, else the origin of the gateway's URL. */
+    private restBaseUrl;
     /** The socket is gone (or never came up): requeue, reject, and reconnect or stop. */
     private disconnected;
     /** Stops for good: state closed, everything waiting rejects with `closed`. */

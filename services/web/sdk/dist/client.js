@@ -2,7 +2,7 @@ import { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { TelepathError } from "./errors.js";
 import { TelepathRest } from "./rest.js";
-import { BoundedMap, randomId, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
+import { BoundedMap, isBrowser, randomId, redact, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
 const TRANSIENT = new Set(["unavailable", "internal", "rate_limited", "timeout"]);
 /** History errors not worth a retry: the room is gone or not ours; the rejoin says so. */
 const GAP_FINAL = new Set(["not_found", "forbidden"]);
@@ -15,6 +15,8 @@ const MAX_TIMER_MS = 2_147_483_647;
 const ERROR_CLOSE_GRACE_MS = 100;
 /** A member event about us identical to the previous one within this window is the server's second copy. */
 const SELF_MEMBER_REPEAT_MS = 10_000;
+const NO_WEBSOCKET = "no WebSocket implementation: this runtime has no global WebSocket (Node.js 20 has none without --experimental-websocket). " +
+    'Pass one as opts.WebSocket, e.g. `npm install ws`, then `import { WebSocket } from "ws"` and `new Telepath({ url, token, WebSocket })`';
 /**
  * A Telepath WebSocket client: reconnects with backoff, rejoins rooms with
  * `since` so nothing is missed or repeated, queues sends and DMs while
@@ -28,6 +30,7 @@ const SELF_MEMBER_REPEAT_MS = 10_000;
  */
 export class Telepath {
     opts;
+    auth;
     events = new Emitter();
     tokenSource;
     _state = "idle";
@@ -69,14 +72,44 @@ export class Telepath {
     lastRefill = 0;
     reconnectTimer;
     welcomeTimer;
+    ticketTimer;
     refreshTimer;
     pumpTimer;
     retryTimers = new Set();
+    /**
+     * Throws a TypeError for options it cannot work with: not an options
+     * object (a URL string, say), no `url` or `token`, an unknown `auth`, or no
+     * WebSocket implementation (none given and no global one, as on Node.js
+     * 20 without `--experimental-websocket`). Messages never quote the URL or
+     * the token.
+     */
     constructor(opts) {
-        if (!opts || typeof opts.url !== "string")
-            throw new TypeError("Telepath: opts.url is required");
-        if (opts.token === undefined)
-            throw new TypeError("Telepath: opts.token is required");
+        if (typeof opts === "string" || opts instanceof URL) {
+            throw new TypeError('Telepath: the constructor takes an options object, not a URL: new Telepath({ url: "wss://host/connect", token })');
+        }
+        if (!opts || typeof opts !== "object")
+            throw new TypeError('Telepath: the constructor takes an options object: new Telepath({ url: "wss://host/connect", token })');
+        if (typeof opts.url !== "string" || opts.url === "")
+            throw new TypeError("Telepath: opts.url is required (a string: the gateway's ws(s):// or http(s):// URL)");
+        if (typeof opts.token !== "string" && typeof opts.token !== "function") {
+            throw new TypeError("Telepath: opts.token is required (a string, or a function returning one)");
+        }
+        const auth = opts.auth ?? (isBrowser() ? "ticket" : "token");
+        if (auth !== "ticket" && auth !== "token" && auth !== "header") {
+            throw new TypeError('Telepath: opts.auth must be "ticket", "token" or "header"');
+        }
+        const WS = opts.WebSocket ?? globalThis.WebSocket;
+        if (typeof WS !== "function") {
+            throw new TypeError(opts.WebSocket !== undefined
+                ? "Telepath: opts.WebSocket must be a WebSocket constructor"
+                : `Telepath: ${NO_WEBSOCKET}`);
+        }
+        if (auth === "header" && opts.WebSocket === undefined && isBrowser()) {
+            throw new TypeError('Telepath: auth "header" needs a WebSocket that can set headers, and a browser\'s cannot: use auth "ticket"');
+        }
+        if (opts.fetch !== undefined && typeof opts.fetch !== "function")
+            throw new TypeError("Telepath: opts.fetch must be a function");
+        this.auth = auth;
         this.opts = { ...opts };
         this.tokenSource = opts.token;
         this.seenDms = new BoundedMap(opts.dmMemory ?? 2000);
@@ -386,23 +419,59 @@ export class Telepath {
         catch (err) {
             if (gen !== this.gen || this.stopped)
                 return;
-            this.disconnected(undefined, `token: ${err?.message ?? String(err)}`, false);
+            this.disconnected(undefined, `token: ${redact(err?.message ?? String(err))}`, false);
             return;
         }
         if (gen !== this.gen || this.stopped)
             return;
         const WS = this.opts.WebSocket ?? globalThis.WebSocket;
         if (typeof WS !== "function") {
-            this.shutdown(1006, "no WebSocket implementation: pass opts.WebSocket");
+            this.shutdown(1006, NO_WEBSOCKET);
             return;
+        }
+        let credential;
+        if (this.auth === "ticket") {
+            let ticket;
+            try {
+                ticket = await this.connectTicket(token);
+            }
+            catch (err) {
+                if (gen !== this.gen || this.stopped)
+                    return;
+                const e = err instanceof TelepathError ? err : new TelepathError("network", String(err));
+                const reason = `ticket: ${redact(e.message, [token])}${e.status ? ` (${e.status})` : ""}`;
+                // The token itself was refused: a static one will not get better.
+                if (e.status === 401 && typeof this.tokenSource !== "function") {
+                    this.shutdown(4001, reason);
+                    return;
+                }
+                this.disconnected(undefined, reason, false);
+                return;
+            }
+            if (gen !== this.gen || this.stopped)
+                return;
+            credential = { param: "ticket", value: ticket };
+        }
+        else if (this.auth === "token") {
+            credential = { param: "token", value: token };
         }
         let ws;
         try {
-            const url = socketUrl(this.opts.url, token);
-            ws = this.opts.subprotocol === false ? new WS(url) : new WS(url, ["telepath.v1"]);
+            const url = socketUrl(this.opts.url, credential);
+            const protocols = this.opts.subprotocol === false ? undefined : ["telepath.v1"];
+            if (this.auth === "header") {
+                const headers = { authorization: `Bearer ${token}` };
+                ws = isNodeWebSocket(WS)
+                    ? new WS(url, protocols ? { protocols, headers } : { headers })
+                    : new WS(url, protocols ?? [], { headers });
+            }
+            else {
+                ws = protocols ? new WS(url, protocols) : new WS(url);
+            }
         }
         catch (err) {
-            this.disconnected(undefined, `socket: ${err?.message ?? String(err)}`, false);
+            // A constructor's error may quote the URL, which carries the token or the ticket.
+            this.disconnected(undefined, `socket: ${redact(err?.message ?? String(err), [token, credential?.value])}`, false);
             return;
         }
         this.ws = ws;
@@ -457,7 +526,44 @@ export class Telepath {
             this.ws = undefined;
         ws.onmessage = null;
         ws.onclose = null;
-        ws.onerror = null;
+        // Not null: the ws package throws an 'error' event nobody listens to (closing
+        // a socket still connecting emits one).
+        ws.onerror = ignore;
+    }
+    /** A connect ticket for `token` (`POST /auth/ticket`), within the connect timeout. */
+    connectTicket(token) {
+        const opts = { baseUrl: this.restBaseUrl(), token };
+        if (this.opts.fetch)
+            opts.fetch = this.opts.fetch;
+        const rest = new TelepathRest(opts);
+        const ms = this.opts.connectTimeoutMs ?? this.opts.requestTimeoutMs ?? 10_000;
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => {
+                if (this.ticketTimer === timer)
+                    this.ticketTimer = undefined;
+                reject(new TelepathError("timeout", `POST /auth/ticket: no answer within ${ms} ms`));
+            }, ms);
+            this.ticketTimer = timer;
+            const done = () => {
+                clearTimeout(timer);
+                if (this.ticketTimer === timer)
+                    this.ticketTimer = undefined;
+            };
+            rest.ticket().then((r) => {
+                done();
+                if (r && typeof r.ticket === "string" && r.ticket !== "")
+                    resolve(r.ticket);
+                else
+                    reject(new TelepathError("bad_response", "POST /auth/ticket: no ticket in the answer"));
+            }, (e) => {
+                done();
+                reject(e);
+            });
+        });
+    }
+    /** The REST api's base URL: `restUrl`, else the origin of the gateway's URL. */
+    restBaseUrl() {
+        return this.opts.restUrl ?? restBase(this.opts.url);
     }
     /** The socket is gone (or never came up): requeue, reject, and reconnect or stop. */
     disconnected(code, reason, wasReady) {
@@ -541,6 +647,9 @@ export class Telepath {
         this.setState("closed", { code, reason });
     }
     clearConnectionTimers() {
+        if (this.ticketTimer)
+            clearTimeout(this.ticketTimer);
+        this.ticketTimer = undefined;
         if (this.welcomeTimer)
             clearTimeout(this.welcomeTimer);
         if (this.refreshTimer)
@@ -1189,7 +1298,7 @@ export class Telepath {
             catch (err) {
                 if (!live())
                     return;
-                error = err instanceof TelepathError ? err : new TelepathError("network", err?.message ?? String(err));
+                error = err instanceof TelepathError ? err : new TelepathError("network", redact(err?.message ?? String(err), [this.currentToken]));
                 if (GAP_FINAL.has(error.code))
                     break;
             }
@@ -1234,10 +1343,13 @@ export class Telepath {
         if (this.opts.history)
             return this.opts.history(room, query);
         if (!this.rest) {
-            this.rest = new TelepathRest({
-                baseUrl: this.opts.restUrl ?? restBase(this.opts.url),
+            const opts = {
+                baseUrl: this.restBaseUrl(),
                 token: () => this.currentToken ?? this.token(),
-            });
+            };
+            if (this.opts.fetch)
+                opts.fetch = this.opts.fetch;
+            this.rest = new TelepathRest(opts);
         }
         return this.rest.history(room, query);
     }
@@ -1532,6 +1644,21 @@ function newerDm(next, prev) {
         return next.edited > prev.edited;
     // The same ms: the server's own text of the time (finer digits) decides.
     return next.at !== undefined && prev.at !== undefined && next.at > prev.at;
+}
+function ignore() {
+    /* nothing */
+}
+/**
+ * Node's own WebSocket (undici's), or a subclass: it takes headers as
+ * `new WebSocket(url, { protocols, headers })`. The ws package's (which has
+ * `Server`) and others take `(url, protocols, { headers })`.
+ */
+function isNodeWebSocket(WS) {
+    const g = globalThis;
+    const native = g.WebSocket;
+    if (!g.process?.versions?.node || typeof native !== "function" || "Server" in native)
+        return false;
+    return WS === native || (typeof WS === "function" && WS.prototype instanceof native);
 }
 /** The REST api's origin for a gateway URL: ws(s) becomes http(s), the path goes. */
 function restBase(url) {

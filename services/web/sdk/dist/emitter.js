@@ -1,3 +1,4 @@
+import { redact } from "./util.js";
 /** A tiny typed event emitter; a throwing listener does not stop the others. */
 export class Emitter {
     listeners = new Map();
@@ -45,10 +46,17 @@ export class Emitter {
         return this.listeners.get(event)?.size ?? 0;
     }
 }
+/**
+ * A listener's exception: the page's `reportError` (an uncaught error) where
+ * there is one; else the SDK's only console call, with anything shaped like
+ * a token or a ticket taken out.
+ */
 function report(err) {
     const g = globalThis;
     if (typeof g.reportError === "function")
         g.reportError(err);
-    else
-        console.error("telepath: an event listener threw", err);
+    else {
+        const text = err instanceof Error ? err.stack ?? `${err.name}: ${err.message}` : String(err);
+        console.error(`telepath: an event listener threw: ${redact(text)}`);
+    }
 }

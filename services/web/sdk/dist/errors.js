@@ -4,16 +4,21 @@
  * request timeout), `disconnected` (the socket dropped with the request in
  * flight), `closed` (the client was closed), `cancelled` (superseded, e.g. a
  * join cancelled by `leave`), `network` and `bad_response` (REST only).
- * `status` is the HTTP status for REST errors.
+ * `status` is the HTTP status for REST errors, and `retryAfter` the seconds
+ * of a REST answer's `Retry-After` header (429 and 503 carry one).
+ * Messages never quote a token or a ticket.
  */
 export class TelepathError extends Error {
     code;
     status;
-    constructor(code, message, status) {
+    retryAfter;
+    constructor(code, message, status, retryAfter) {
         super(message ?? code);
         this.name = "TelepathError";
         this.code = code;
         if (status !== undefined)
             this.status = status;
+        if (retryAfter !== undefined)
+            this.retryAfter = retryAfter;
     }
 }

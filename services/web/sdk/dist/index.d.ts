@@ -1,5 +1,5 @@
 export { Telepath } from "./client.js";
-export type { ConnectionState, GapEvent, ReconnectOptions, StateChange, TelepathEvents, TelepathOptions, TokenSource, } from "./client.js";
+export type { AuthMode, ConnectionState, GapEvent, ReconnectOptions, StateChange, TelepathEvents, TelepathOptions, TokenSource, } from "./client.js";
 export { TelepathRest } from "./rest.js";
 export type { TelepathRestOptions } from "./rest.js";
 export { TelepathError } from "./errors.js";

@@ -1,4 +1,4 @@
-import type { Announcement, AuditPage, Ban, ConnectionAnalytics, CreateAnnouncement, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, Invite, InviteLink, JoinedRoom, MarkNotificationsRead, MessagePage, NotificationList, NotificationQuery, NotificationsRead, OnlineUser, Participant, Profile, ProfilePatch, Room, RoomPatch, RoomRole, SearchPage, SearchQuery, ThreadPage, ThreadQuery, User, UserHits } from "./types.js";
+import type { Announcement, AuditPage, Ban, ConnectionAnalytics, ConnectTicket, CreateAnnouncement, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, Invite, InviteLink, JoinedRoom, MarkNotificationsRead, MessagePage, NotificationList, NotificationQuery, NotificationsRead, OnlineUser, Participant, Profile, ProfilePatch, Room, RoomPatch, RoomMessage, RoomRole, SearchPage, SendMessageOptions, SearchQuery, ThreadPage, ThreadQuery, User, UserHits } from "./types.js";
 export interface TelepathRestOptions {
     /** The api's origin, e.g. `http://127.0.0.1:8080` ("" for the page's own origin in a browser). */
     baseUrl: string;
@@ -23,6 +23,13 @@ export declare class TelepathRest {
         token: string;
         user: User;
     }>;
+    /**
+     * A connect ticket (`POST /auth/ticket`): a single-use secret, valid 30 s,
+     * for `GET /connect?ticket=` instead of the token in the URL. `Telepath`
+     * asks for one before every (re)connect with `auth: "ticket"` (the
+     * default in browsers).
+     */
+    ticket(): Promise<ConnectTicket>;
     /** Active public rooms and the caller's rooms; the caller's carry `unread`, `unread_capped` and `read_seq`. */
     listRooms(): Promise<Room[]>;
     createRoom(r: CreateRoom): Promise<Room>;
@@ -31,6 +38,23 @@ export declare class TelepathRest {
     leaveRoom(id: string): Promise<void>;
     /** The owner or an admin closes the room. */
     closeRoom(id: string): Promise<void>;
+    /**
+     * Sends a room message over REST (`POST /rooms/{id}/messages`, the `send`
+     * frame's twin): resolves once it is committed with the message as the
+     * room's `message` event carries it (`id`, `seq`, `from`, `body`, `kind`,
+     * `ts`, `reply_to`), published to the room like any message. Only
+     * participants may send (`forbidden` 403: join first; also a closed room
+     * or a muted member). Errors: `bad_request` 400, `forbidden` 403,
+     * `not_found` 404 (a private room the caller is not in, or a `replyTo`
+     * naming no message of the room), `conflict` 409 (a `clientId` used for a
+     * DM), `too_large` 413 (over 4096 characters or the server's byte limit),
+     * `rate_limited` 429 (the sender's budget, shared with their connections;
+     * `retryAfter` seconds). With `clientId` a retry is safe: a repeat (over
+     * REST or the socket) answers the first message and stores nothing.
+     * `Telepath.send` stays the way to send from a connected client (queued
+     * while offline, resent after drops).
+     */
+    sendMessage(room: string, body: string, opts?: SendMessageOptions): Promise<RoomMessage>;
     /** A page of history in seq order: `before` alone gives the newest below it, `after` the oldest above it. */
     history(room: string, q?: HistoryQuery): Promise<MessagePage>;
     /** The message (`parent`, as it is now) and a page of its replies in seq order; `before`/`after`/`limit` like history (404 for a message not in the room). */

@@ -1,4 +1,5 @@
 import { TelepathError } from "./errors.js";
+import { redact } from "./util.js";
 /**
  * The REST api over fetch. Every non-2xx answer rejects with
  * TelepathError(code, message, status) from the `{"error":{code,message}}`
@@ -9,6 +10,18 @@ export class TelepathRest {
     tokenSource;
     fetchImpl;
     constructor(opts) {
+        if (typeof opts === "string") {
+            throw new TypeError('TelepathRest: pass an options object, not a string: new TelepathRest({ baseUrl: "http://host:8080", token })');
+        }
+        if (!opts || typeof opts !== "object")
+            throw new TypeError("TelepathRest: pass an options object: new TelepathRest({ baseUrl, token })");
+        if (opts.baseUrl !== undefined && typeof opts.baseUrl !== "string")
+            throw new TypeError("TelepathRest: opts.baseUrl must be a string");
+        if (opts.token !== undefined && typeof opts.token !== "string" && typeof opts.token !== "function") {
+            throw new TypeError("TelepathRest: opts.token must be a string or a function returning one");
+        }
+        if (opts.fetch !== undefined && typeof opts.fetch !== "function")
+            throw new TypeError("TelepathRest: opts.fetch must be a function");
         this.baseUrl = (opts.baseUrl ?? "").replace(/\/+$/, "");
         if (opts.token !== undefined)
             this.tokenSource = opts.token;
@@ -21,6 +34,15 @@ export class TelepathRest {
         if (role !== undefined)
             body["role"] = role;
         return new TelepathRest({ baseUrl }).call("POST", "/auth/login", body, false);
+    }
+    /**
+     * A connect ticket (`POST /auth/ticket`): a single-use secret, valid 30 s,
+     * for `GET /connect?ticket=` instead of the token in the URL. `Telepath`
+     * asks for one before every (re)connect with `auth: "ticket"` (the
+     * default in browsers).
+     */
+    ticket() {
+        return this.call("POST", "/auth/ticket");
     }
     /** Active public rooms and the caller's rooms; the caller's carry `unread`, `unread_capped` and `read_seq`. */
     async listRooms() {
@@ -39,6 +61,32 @@ export class TelepathRest {
     /** The owner or an admin closes the room. */
     async closeRoom(id) {
         await this.call("DELETE", `/rooms/${enc(id)}`);
+    }
+    /**
+     * Sends a room message over REST (`POST /rooms/{id}/messages`, the `send`
+     * frame's twin): resolves once it is committed with the message as the
+     * room's `message` event carries it (`id`, `seq`, `from`, `body`, `kind`,
+     * `ts`, `reply_to`), published to the room like any message. Only
+     * participants may send (`forbidden` 403: join first; also a closed room
+     * or a muted member). Errors: `bad_request` 400, `forbidden` 403,
+     * `not_found` 404 (a private room the caller is not in, or a `replyTo`
+     * naming no message of the room), `conflict` 409 (a `clientId` used for a
+     * DM), `too_large` 413 (over 4096 characters or the server's byte limit),
+     * `rate_limited` 429 (the sender's budget, shared with their connections;
+     * `retryAfter` seconds). With `clientId` a retry is safe: a repeat (over
+     * REST or the socket) answers the first message and stores nothing.
+     * `Telepath.send` stays the way to send from a connected client (queued
+     * while offline, resent after drops).
+     */
+    sendMessage(room, body, opts = {}) {
+        const payload = { body };
+        if (opts.kind !== undefined)
+            payload["kind"] = opts.kind;
+        if (opts.clientId !== undefined)
+            payload["client_id"] = opts.clientId;
+        if (opts.replyTo !== undefined)
+            payload["reply_to"] = opts.replyTo;
+        return this.call("POST", `/rooms/${enc(room)}/messages`, payload);
     }
     /** A page of history in seq order: `before` alone gives the newest below it, `after` the oldest above it. */
     history(room, q = {}) {
@@ -263,17 +311,20 @@ export class TelepathRest {
                 headers["authorization"] = `Bearer ${token}`;
         }
         const f = this.fetchImpl ?? globalThis.fetch;
+        // What error messages name: the path, with an invite link's token left out.
+        const label = `${method} ${safePath(path)}`;
         let res;
+        let text;
         try {
             const init = { method, headers };
             if (body !== undefined)
                 init.body = JSON.stringify(body);
             res = await f(`${this.baseUrl}${path}`, init);
+            text = await res.text();
         }
         catch (err) {
-            throw new TelepathError("network", `${method} ${path}: ${err?.message ?? String(err)}`);
+            throw new TelepathError("network", redact(`${label}: ${err?.message ?? String(err)}`, [headers["authorization"]?.slice(7), linkSecret(path)]));
         }
-        const text = await res.text();
         let json = undefined;
         if (text) {
             try {
@@ -281,12 +332,14 @@ export class TelepathRest {
             }
             catch {
                 if (res.ok)
-                    throw new TelepathError("bad_response", `${method} ${path}: not JSON`, res.status);
+                    throw new TelepathError("bad_response", `${label}: not JSON`, res.status);
             }
         }
         if (!res.ok) {
             const e = json?.error;
-            throw new TelepathError(e?.code ?? statusCode(res.status), e?.message ?? `${method} ${path}: HTTP ${res.status}`, res.status);
+            const code = typeof e?.code === "string" && e.code ? e.code : statusCode(res.status);
+            const message = typeof e?.message === "string" && e.message ? e.message : `${label}: HTTP ${res.status}`;
+            throw new TelepathError(code, message, res.status, retryAfter(res));
         }
         return json;
     }
@@ -303,9 +356,27 @@ function query(q) {
 function enc(id) {
     return encodeURIComponent(id);
 }
+/** A route for error messages: an invite link's token (`/join/{token}`) is a secret. */
+function safePath(path) {
+    return path.replace(/^\/join\/[^/?#]+/, "/join/[redacted]");
+}
+/** The invite link token in a `/join/{token}` path (as encoded there), else undefined. */
+function linkSecret(path) {
+    return /^\/join\/([^/?#]+)/.exec(path)?.[1];
+}
+/** `Retry-After` in seconds (the delta form), or undefined. */
+function retryAfter(res) {
+    const v = res.headers?.get?.("retry-after");
+    if (!v)
+        return undefined;
+    const n = Number(v.trim());
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
 function statusCode(status) {
     switch (status) {
         case 400:
+        case 405:
+        case 415:
             return "bad_request";
         case 401:
             return "unauthorized";
@@ -320,6 +391,7 @@ function statusCode(status) {
         case 429:
             return "rate_limited";
         case 503:
+        case 507:
             return "unavailable";
         default:
             return "internal";

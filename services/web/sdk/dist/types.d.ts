@@ -755,6 +755,24 @@ export interface LoginResponse {
     token: string;
     user: User;
 }
+/** `POST /auth/ticket`: a single-use secret for `GET /connect?ticket=`, valid `expires_in` seconds (30). */
+export interface ConnectTicket {
+    ticket: string;
+    expires_in: number;
+}
+/** Options of `TelepathRest.sendMessage` (`POST /rooms/{id}/messages`), as for the `send` frame. */
+export interface SendMessageOptions {
+    /** 1–32 characters (the server stores `text` when absent). */
+    kind?: string;
+    /** The thread parent: a message of the same room (`not_found` otherwise). */
+    replyTo?: string;
+    /**
+     * 1–128 characters: a repeat with the same `clientId` (over REST or the
+     * socket) answers the message the first one stored, and stores and
+     * delivers nothing; one the sender used for a DM is `conflict`.
+     */
+    clientId?: string;
+}
 export interface DmState {
     id: string;
     from: UserRef;

@@ -13,8 +13,24 @@ export declare class BoundedSet<T> {
     add(v: T): void;
     get size(): number;
 }
-/** ws(s):// URL of the gateway with `?token=`: http(s) becomes ws(s), an empty path becomes /connect. */
-export declare function socketUrl(url: string, token: string): string;
+/**
+ * ws(s):// URL of the gateway: http(s) becomes ws(s), an empty path becomes
+ * /connect, and `credential` (when given) goes in the query as `?token=` or
+ * `?ticket=`.
+ */
+export declare function socketUrl(url: string, credential?: {
+    param: "token" | "ticket";
+    value: string;
+}): string;
+/**
+ * `message` with every secret in `secrets`, every `token=`/`ticket=`
+ * query value and anything shaped like a JWT replaced by `[redacted]`: what the SDK puts in an error or
+ * event that quotes a foreign message (a WebSocket constructor's error names
+ * the URL it was given, which carries the token or the ticket).
+ */
+export declare function redact(message: string, secrets?: ReadonlyArray<string | undefined>): string;
+/** Whether this looks like a browser (a window or a worker): where the default `auth` is `ticket`. */
+export declare function isBrowser(): boolean;
 /** A bounded map: the oldest keys (by first insertion) are forgotten past `max`. */
 export declare class BoundedMap<K, V> {
     private readonly max;

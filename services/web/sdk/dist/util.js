@@ -59,8 +59,12 @@ export class BoundedSet {
         return this.items.size;
     }
 }
-/** ws(s):// URL of the gateway with `?token=`: http(s) becomes ws(s), an empty path becomes /connect. */
-export function socketUrl(url, token) {
+/**
+ * ws(s):// URL of the gateway: http(s) becomes ws(s), an empty path becomes
+ * /connect, and `credential` (when given) goes in the query as `?token=` or
+ * `?ticket=`.
+ */
+export function socketUrl(url, credential) {
     const base = globalThis.location?.href;
     const u = base ? new URL(url, base) : new URL(url);
     if (u.protocol === "http:")
@@ -69,8 +73,29 @@ export function socketUrl(url, token) {
         u.protocol = "wss:";
     if (u.pathname === "" || u.pathname === "/")
         u.pathname = "/connect";
-    u.searchParams.set("token", token);
+    if (credential)
+        u.searchParams.set(credential.param, credential.value);
     return u.toString();
+}
+/**
+ * `message` with every secret in `secrets`, every `token=`/`ticket=`
+ * query value and anything shaped like a JWT replaced by `[redacted]`: what the SDK puts in an error or
+ * event that quotes a foreign message (a WebSocket constructor's error names
+ * the URL it was given, which carries the token or the ticket).
+ */
+export function redact(message, secrets = []) {
+    let out = String(message);
+    for (const s of secrets)
+        if (s)
+            out = out.split(s).join("[redacted]");
+    return out
+        .replace(/([?&;](?:access_)?(?:token|ticket)=)[^&#\s'"`<>]+/gi, "$1[redacted]")
+        .replace(/\beyJ[\w-]*\.[\w-]+\.[\w-]*/g, "[redacted]");
+}
+/** Whether this looks like a browser (a window or a worker): where the default `auth` is `ticket`. */
+export function isBrowser() {
+    const g = globalThis;
+    return typeof g.document === "object" || typeof g.importScripts === "function";
 }
 /** A bounded map: the oldest keys (by first insertion) are forgotten past `max`. */
 export class BoundedMap {

@@ -39,12 +39,28 @@ import type {
   User,
   Welcome,
 } from "./types.js";
-import { BoundedMap, randomId, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
+import { BoundedMap, isBrowser, randomId, redact, socketUrl, tokenExpiry, decodeJwtPayload } from "./util.js";
 
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
 /** A token, or a callback giving one (called on every (re)connect and before `exp` to `refresh`). */
 export type TokenSource = string | (() => string | Promise<string>);
+
+/**
+ * How the socket proves who it is at the handshake (the token itself never
+ * goes in a URL with `ticket` or `header`):
+ * - `ticket` (the default in browsers): before every connect and reconnect,
+ *   `POST /auth/ticket` on the REST api (`restUrl`, by default the origin of
+ *   `url`) with the token in `Authorization`, then `GET /connect?ticket=`.
+ *   The ticket is single-use and valid 30 s. A failed ticket request is
+ *   retried with the reconnect backoff like a failed connect.
+ * - `token` (the default elsewhere, e.g. Node.js): `GET /connect?token=`.
+ * - `header`: `Authorization: Bearer` on the handshake request. Browsers
+ *   cannot set it; it needs a WebSocket implementation that can: Node's own
+ *   (called as `new WebSocket(url, { protocols, headers })`) or the `ws`
+ *   package's, and any other called as `new WebSocket(url, protocols, { headers })`.
+ */
+export type AuthMode = "ticket" | "token" | "header";
 
 export interface ReconnectOptions {
   initialDelayMs?: number;
@@ -54,12 +70,23 @@ export interface ReconnectOptions {
 }
 
 export interface TelepathOptions {
-  /** ws(s)://host/connect; http(s):// is accepted and converted (an empty path becomes /connect). The token goes in ?token=. */
+  /** ws(s)://host/connect; http(s):// is accepted and converted (an empty path becomes /connect). */
   url: string;
   /** A token, or a callback called on every (re)connect and again before `exp` to send `refresh`. */
   token: TokenSource;
-  /** WebSocket constructor (default globalThis.WebSocket). */
+  /**
+   * How the handshake carries the token: `ticket` (default in browsers),
+   * `token` (`?token=`, default elsewhere) or `header`; see `AuthMode`.
+   */
+  auth?: AuthMode;
+  /**
+   * WebSocket constructor (default globalThis.WebSocket). Required where
+   * there is none, e.g. Node.js 20 without `--experimental-websocket`:
+   * `import { WebSocket } from "ws"` and pass `{ WebSocket }`.
+   */
   WebSocket?: any;
+  /** fetch implementation for connect tickets and history reads (default globalThis.fetch). */
+  fetch?: typeof fetch;
   /** Per attempt (default 10000). */
   requestTimeoutMs?: number;
   /** How long to wait for `welcome` after opening a socket before giving up on it (default requestTimeoutMs). */
@@ -84,7 +111,10 @@ export interface TelepathOptions {
    * `restUrl` with the token the socket uses.
    */
   history?: (room: string, query: HistoryQuery) => Promise<MessagePage>;
-  /** The REST api's base URL for the default `history` (default: the origin of `url`, as http(s)). */
+  /**
+   * The REST api's base URL, for connect tickets (`auth: "ticket"`) and the
+   * default `history` (default: the origin of `url`, as http(s)).
+   */
   restUrl?: string;
   /** Per history request while filling a hole (default requestTimeoutMs). */
   gapFetchTimeoutMs?: number;
@@ -288,6 +318,9 @@ const MAX_TIMER_MS = 2_147_483_647;
 const ERROR_CLOSE_GRACE_MS = 100;
 /** A member event about us identical to the previous one within this window is the server's second copy. */
 const SELF_MEMBER_REPEAT_MS = 10_000;
+const NO_WEBSOCKET =
+  "no WebSocket implementation: this runtime has no global WebSocket (Node.js 20 has none without --experimental-websocket). " +
+  'Pass one as opts.WebSocket, e.g. `npm install ws`, then `import { WebSocket } from "ws"` and `new Telepath({ url, token, WebSocket })`';
 
 /**
  * A Telepath WebSocket client: reconnects with backoff, rejoins rooms with
@@ -302,6 +335,7 @@ const SELF_MEMBER_REPEAT_MS = 10_000;
  */
 export class Telepath {
   private readonly opts: TelepathOptions;
+  private readonly auth: AuthMode;
   private readonly events = new Emitter<TelepathEvents>();
   private tokenSource: TokenSource;
   private _state: ConnectionState = "idle";
@@ -346,13 +380,46 @@ export class Telepath {
 
   private reconnectTimer?: ReturnType<typeof setTimeout>;
   private welcomeTimer?: ReturnType<typeof setTimeout>;
+  private ticketTimer?: ReturnType<typeof setTimeout>;
   private refreshTimer?: ReturnType<typeof setTimeout>;
   private pumpTimer?: ReturnType<typeof setTimeout>;
   private readonly retryTimers = new Set<ReturnType<typeof setTimeout>>();
 
+  /**
+   * Throws a TypeError for options it cannot work with: not an options
+   * object (a URL string, say), no `url` or `token`, an unknown `auth`, or no
+   * WebSocket implementation (none given and no global one, as on Node.js
+   * 20 without `--experimental-websocket`). Messages never quote the URL or
+   * the token.
+   */
   constructor(opts: TelepathOptions) {
-    if (!opts || typeof opts.url !== "string") throw new TypeError("Telepath: opts.url is required");
-    if (opts.token === undefined) throw new TypeError("Telepath: opts.token is required");
+    if (typeof opts === "string" || (opts as unknown) instanceof URL) {
+      throw new TypeError(
+        'Telepath: the constructor takes an options object, not a URL: new Telepath({ url: "wss://host/connect", token })',
+      );
+    }
+    if (!opts || typeof opts !== "object") throw new TypeError('Telepath: the constructor takes an options object: new Telepath({ url: "wss://host/connect", token })');
+    if (typeof opts.url !== "string" || opts.url === "") throw new TypeError("Telepath: opts.url is required (a string: the gateway's ws(s):// or http(s):// URL)");
+    if (typeof opts.token !== "string" && typeof opts.token !== "function") {
+      throw new TypeError("Telepath: opts.token is required (a string, or a function returning one)");
+    }
+    const auth = opts.auth ?? (isBrowser() ? "ticket" : "token");
+    if (auth !== "ticket" && auth !== "token" && auth !== "header") {
+      throw new TypeError('Telepath: opts.auth must be "ticket", "token" or "header"');
+    }
+    const WS = opts.WebSocket ?? (globalThis as { WebSocket?: unknown }).WebSocket;
+    if (typeof WS !== "function") {
+      throw new TypeError(
+        opts.WebSocket !== undefined
+          ? "Telepath: opts.WebSocket must be a WebSocket constructor"
+          : `Telepath: ${NO_WEBSOCKET}`,
+      );
+    }
+    if (auth === "header" && opts.WebSocket === undefined && isBrowser()) {
+      throw new TypeError('Telepath: auth "header" needs a WebSocket that can set headers, and a browser\'s cannot: use auth "ticket"');
+    }
+    if (opts.fetch !== undefined && typeof opts.fetch !== "function") throw new TypeError("Telepath: opts.fetch must be a function");
+    this.auth = auth;
     this.opts = { ...opts };
     this.tokenSource = opts.token;
     this.seenDms = new BoundedMap(opts.dmMemory ?? 2000);
@@ -670,21 +737,52 @@ export class Telepath {
       token = await this.token();
     } catch (err) {
       if (gen !== this.gen || this.stopped) return;
-      this.disconnected(undefined, `token: ${(err as Error)?.message ?? String(err)}`, false);
+      this.disconnected(undefined, `token: ${redact((err as Error)?.message ?? String(err))}`, false);
       return;
     }
     if (gen !== this.gen || this.stopped) return;
     const WS = this.opts.WebSocket ?? (globalThis as { WebSocket?: unknown }).WebSocket;
     if (typeof WS !== "function") {
-      this.shutdown(1006, "no WebSocket implementation: pass opts.WebSocket");
+      this.shutdown(1006, NO_WEBSOCKET);
       return;
+    }
+    let credential: { param: "token" | "ticket"; value: string } | undefined;
+    if (this.auth === "ticket") {
+      let ticket: string;
+      try {
+        ticket = await this.connectTicket(token);
+      } catch (err) {
+        if (gen !== this.gen || this.stopped) return;
+        const e = err instanceof TelepathError ? err : new TelepathError("network", String(err));
+        const reason = `ticket: ${redact(e.message, [token])}${e.status ? ` (${e.status})` : ""}`;
+        // The token itself was refused: a static one will not get better.
+        if (e.status === 401 && typeof this.tokenSource !== "function") {
+          this.shutdown(4001, reason);
+          return;
+        }
+        this.disconnected(undefined, reason, false);
+        return;
+      }
+      if (gen !== this.gen || this.stopped) return;
+      credential = { param: "ticket", value: ticket };
+    } else if (this.auth === "token") {
+      credential = { param: "token", value: token };
     }
     let ws: any;
     try {
-      const url = socketUrl(this.opts.url, token);
-      ws = this.opts.subprotocol === false ? new (WS as any)(url) : new (WS as any)(url, ["telepath.v1"]);
+      const url = socketUrl(this.opts.url, credential);
+      const protocols = this.opts.subprotocol === false ? undefined : ["telepath.v1"];
+      if (this.auth === "header") {
+        const headers = { authorization: `Bearer ${token}` };
+        ws = isNodeWebSocket(WS)
+          ? new (WS as any)(url, protocols ? { protocols, headers } : { headers })
+          : new (WS as any)(url, protocols ?? [], { headers });
+      } else {
+        ws = protocols ? new (WS as any)(url, protocols) : new (WS as any)(url);
+      }
     } catch (err) {
-      this.disconnected(undefined, `socket: ${(err as Error)?.message ?? String(err)}`, false);
+      // A constructor's error may quote the URL, which carries the token or the ticket.
+      this.disconnected(undefined, `socket: ${redact((err as Error)?.message ?? String(err), [token, credential?.value])}`, false);
       return;
     }
     this.ws = ws;
@@ -732,7 +830,44 @@ export class Telepath {
     if (this.ws === ws) this.ws = undefined;
     ws.onmessage = null;
     ws.onclose = null;
-    ws.onerror = null;
+    // Not null: the ws package throws an 'error' event nobody listens to (closing
+    // a socket still connecting emits one).
+    ws.onerror = ignore;
+  }
+
+  /** A connect ticket for `token` (`POST /auth/ticket`), within the connect timeout. */
+  private connectTicket(token: string): Promise<string> {
+    const opts: ConstructorParameters<typeof TelepathRest>[0] = { baseUrl: this.restBaseUrl(), token };
+    if (this.opts.fetch) opts.fetch = this.opts.fetch;
+    const rest = new TelepathRest(opts);
+    const ms = this.opts.connectTimeoutMs ?? this.opts.requestTimeoutMs ?? 10_000;
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.ticketTimer === timer) this.ticketTimer = undefined;
+        reject(new TelepathError("timeout", `POST /auth/ticket: no answer within ${ms} ms`));
+      }, ms);
+      this.ticketTimer = timer;
+      const done = () => {
+        clearTimeout(timer);
+        if (this.ticketTimer === timer) this.ticketTimer = undefined;
+      };
+      rest.ticket().then(
+        (r) => {
+          done();
+          if (r && typeof r.ticket === "string" && r.ticket !== "") resolve(r.ticket);
+          else reject(new TelepathError("bad_response", "POST /auth/ticket: no ticket in the answer"));
+        },
+        (e) => {
+          done();
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** The REST api's base URL: `restUrl`, else the origin of the gateway's URL. */
+  private restBaseUrl(): string {
+    return this.opts.restUrl ?? restBase(this.opts.url);
   }
 
   /** The socket is gone (or never came up): requeue, reject, and reconnect or stop. */
@@ -805,6 +940,8 @@ export class Telepath {
   }
 
   private clearConnectionTimers(): void {
+    if (this.ticketTimer) clearTimeout(this.ticketTimer);
+    this.ticketTimer = undefined;
     if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (this.pumpTimer) clearTimeout(this.pumpTimer);
@@ -1391,7 +1528,7 @@ export class Telepath {
         error = new TelepathError("bad_response", `history has no seq ${this.contiguous(entry)! + 1} in room ${entry.room}`);
       } catch (err) {
         if (!live()) return;
-        error = err instanceof TelepathError ? err : new TelepathError("network", (err as Error)?.message ?? String(err));
+        error = err instanceof TelepathError ? err : new TelepathError("network", redact((err as Error)?.message ?? String(err), [this.currentToken]));
         if (GAP_FINAL.has(error.code)) break;
       }
     }
@@ -1436,10 +1573,12 @@ export class Telepath {
   private readHistory(room: string, query: HistoryQuery): Promise<MessagePage> {
     if (this.opts.history) return this.opts.history(room, query);
     if (!this.rest) {
-      this.rest = new TelepathRest({
-        baseUrl: this.opts.restUrl ?? restBase(this.opts.url),
+      const opts: ConstructorParameters<typeof TelepathRest>[0] = {
+        baseUrl: this.restBaseUrl(),
         token: () => this.currentToken ?? this.token(),
-      });
+      };
+      if (this.opts.fetch) opts.fetch = this.opts.fetch;
+      this.rest = new TelepathRest(opts);
     }
     return this.rest.history(room, query);
   }
@@ -1712,6 +1851,22 @@ function newerDm(next: DmVersion, prev: DmVersion): boolean {
   if (next.edited !== prev.edited) return next.edited > prev.edited;
   // The same ms: the server's own text of the time (finer digits) decides.
   return next.at !== undefined && prev.at !== undefined && next.at > prev.at;
+}
+
+function ignore(): void {
+  /* nothing */
+}
+
+/**
+ * Node's own WebSocket (undici's), or a subclass: it takes headers as
+ * `new WebSocket(url, { protocols, headers })`. The ws package's (which has
+ * `Server`) and others take `(url, protocols, { headers })`.
+ */
+function isNodeWebSocket(WS: unknown): boolean {
+  const g = globalThis as { WebSocket?: unknown; process?: { versions?: { node?: string } } };
+  const native = g.WebSocket;
+  if (!g.process?.versions?.node || typeof native !== "function" || "Server" in native) return false;
+  return WS === native || (typeof WS === "function" && WS.prototype instanceof (native as typeof WebSocket));
 }
 
 /** The REST api's origin for a gateway URL: ws(s) becomes http(s), the path goes. */

@@ -1,3 +1,5 @@
+import { redact } from "./util.js";
+
 type Listener<T> = (payload: T) => void;
 
 /** A tiny typed event emitter; a throwing listener does not stop the others. */
@@ -48,8 +50,16 @@ export class Emitter<Events extends { [K in keyof Events]: unknown }> {
   }
 }
 
+/**
+ * A listener's exception: the page's `reportError` (an uncaught error) where
+ * there is one; else the SDK's only console call, with anything shaped like
+ * a token or a ticket taken out.
+ */
 function report(err: unknown): void {
   const g = globalThis as { reportError?: (e: unknown) => void };
   if (typeof g.reportError === "function") g.reportError(err);
-  else console.error("telepath: an event listener threw", err);
+  else {
+    const text = err instanceof Error ? err.stack ?? `${err.name}: ${err.message}` : String(err);
+    console.error(`telepath: an event listener threw: ${redact(text)}`);
+  }
 }

@@ -1,6 +1,7 @@
 // @telepath/sdk: a client for Telepath (WebSocket gateway + REST), no dependencies.
 export { Telepath } from "./client.js";
 export type {
+  AuthMode,
   ConnectionState,
   GapEvent,
   ReconnectOptions,

@@ -1,10 +1,12 @@
 import { TelepathError } from "./errors.js";
+import { redact } from "./util.js";
 import type {
   Announcement,
   AnnouncementList,
   AuditPage,
   Ban,
   ConnectionAnalytics,
+  ConnectTicket,
   CreateAnnouncement,
   CreateRoom,
   DirectMessage,
@@ -28,8 +30,10 @@ import type {
   ProfilePatch,
   Room,
   RoomPatch,
+  RoomMessage,
   RoomRole,
   SearchPage,
+  SendMessageOptions,
   SearchQuery,
   ThreadPage,
   ThreadQuery,
@@ -59,6 +63,15 @@ export class TelepathRest {
   private readonly fetchImpl?: typeof fetch;
 
   constructor(opts: TelepathRestOptions) {
+    if (typeof opts === "string") {
+      throw new TypeError('TelepathRest: pass an options object, not a string: new TelepathRest({ baseUrl: "http://host:8080", token })');
+    }
+    if (!opts || typeof opts !== "object") throw new TypeError("TelepathRest: pass an options object: new TelepathRest({ baseUrl, token })");
+    if (opts.baseUrl !== undefined && typeof opts.baseUrl !== "string") throw new TypeError("TelepathRest: opts.baseUrl must be a string");
+    if (opts.token !== undefined && typeof opts.token !== "string" && typeof opts.token !== "function") {
+      throw new TypeError("TelepathRest: opts.token must be a string or a function returning one");
+    }
+    if (opts.fetch !== undefined && typeof opts.fetch !== "function") throw new TypeError("TelepathRest: opts.fetch must be a function");
     this.baseUrl = (opts.baseUrl ?? "").replace(/\/+$/, "");
     if (opts.token !== undefined) this.tokenSource = opts.token;
     if (opts.fetch !== undefined) this.fetchImpl = opts.fetch;
@@ -69,6 +82,16 @@ export class TelepathRest {
     const body: Record<string, string> = { username };
     if (role !== undefined) body["role"] = role;
     return new TelepathRest({ baseUrl }).call<LoginResponse>("POST", "/auth/login", body, false);
+  }
+
+  /**
+   * A connect ticket (`POST /auth/ticket`): a single-use secret, valid 30 s,
+   * for `GET /connect?ticket=` instead of the token in the URL. `Telepath`
+   * asks for one before every (re)connect with `auth: "ticket"` (the
+   * default in browsers).
+   */
+  ticket(): Promise<ConnectTicket> {
+    return this.call<ConnectTicket>("POST", "/auth/ticket");
   }
 
   /** Active public rooms and the caller's rooms; the caller's carry `unread`, `unread_capped` and `read_seq`. */
@@ -92,6 +115,30 @@ export class TelepathRest {
   /** The owner or an admin closes the room. */
   async closeRoom(id: string): Promise<void> {
     await this.call<void>("DELETE", `/rooms/${enc(id)}`);
+  }
+
+  /**
+   * Sends a room message over REST (`POST /rooms/{id}/messages`, the `send`
+   * frame's twin): resolves once it is committed with the message as the
+   * room's `message` event carries it (`id`, `seq`, `from`, `body`, `kind`,
+   * `ts`, `reply_to`), published to the room like any message. Only
+   * participants may send (`forbidden` 403: join first; also a closed room
+   * or a muted member). Errors: `bad_request` 400, `forbidden` 403,
+   * `not_found` 404 (a private room the caller is not in, or a `replyTo`
+   * naming no message of the room), `conflict` 409 (a `clientId` used for a
+   * DM), `too_large` 413 (over 4096 characters or the server's byte limit),
+   * `rate_limited` 429 (the sender's budget, shared with their connections;
+   * `retryAfter` seconds). With `clientId` a retry is safe: a repeat (over
+   * REST or the socket) answers the first message and stores nothing.
+   * `Telepath.send` stays the way to send from a connected client (queued
+   * while offline, resent after drops).
+   */
+  sendMessage(room: string, body: string, opts: SendMessageOptions = {}): Promise<RoomMessage> {
+    const payload: Record<string, string> = { body };
+    if (opts.kind !== undefined) payload["kind"] = opts.kind;
+    if (opts.clientId !== undefined) payload["client_id"] = opts.clientId;
+    if (opts.replyTo !== undefined) payload["reply_to"] = opts.replyTo;
+    return this.call<RoomMessage>("POST", `/rooms/${enc(room)}/messages`, payload);
   }
 
   /** A page of history in seq order: `before` alone gives the newest below it, `after` the oldest above it. */
@@ -350,26 +397,31 @@ export class TelepathRest {
       if (token) headers["authorization"] = `Bearer ${token}`;
     }
     const f = this.fetchImpl ?? globalThis.fetch;
+    // What error messages name: the path, with an invite link's token left out.
+    const label = `${method} ${safePath(path)}`;
     let res: Response;
+    let text: string;
     try {
       const init: RequestInit = { method, headers };
       if (body !== undefined) init.body = JSON.stringify(body);
       res = await f(`${this.baseUrl}${path}`, init);
+      text = await res.text();
     } catch (err) {
-      throw new TelepathError("network", `${method} ${path}: ${(err as Error)?.message ?? String(err)}`);
+      throw new TelepathError("network", redact(`${label}: ${(err as Error)?.message ?? String(err)}`, [headers["authorization"]?.slice(7), linkSecret(path)]));
     }
-    const text = await res.text();
     let json: unknown = undefined;
     if (text) {
       try {
         json = JSON.parse(text);
       } catch {
-        if (res.ok) throw new TelepathError("bad_response", `${method} ${path}: not JSON`, res.status);
+        if (res.ok) throw new TelepathError("bad_response", `${label}: not JSON`, res.status);
       }
     }
     if (!res.ok) {
       const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
-      throw new TelepathError(e?.code ?? statusCode(res.status), e?.message ?? `${method} ${path}: HTTP ${res.status}`, res.status);
+      const code = typeof e?.code === "string" && e.code ? e.code : statusCode(res.status);
+      const message = typeof e?.message === "string" && e.message ? e.message : `${label}: HTTP ${res.status}`;
+      throw new TelepathError(code, message, res.status, retryAfter(res));
     }
     return json as T;
   }
@@ -387,9 +439,29 @@ function enc(id: string): string {
   return encodeURIComponent(id);
 }
 
+/** A route for error messages: an invite link's token (`/join/{token}`) is a secret. */
+function safePath(path: string): string {
+  return path.replace(/^\/join\/[^/?#]+/, "/join/[redacted]");
+}
+
+/** The invite link token in a `/join/{token}` path (as encoded there), else undefined. */
+function linkSecret(path: string): string | undefined {
+  return /^\/join\/([^/?#]+)/.exec(path)?.[1];
+}
+
+/** `Retry-After` in seconds (the delta form), or undefined. */
+function retryAfter(res: Response): number | undefined {
+  const v = res.headers?.get?.("retry-after");
+  if (!v) return undefined;
+  const n = Number(v.trim());
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
 function statusCode(status: number): string {
   switch (status) {
     case 400:
+    case 405:
+    case 415:
       return "bad_request";
     case 401:
       return "unauthorized";
@@ -404,6 +476,7 @@ function statusCode(status: number): string {
     case 429:
       return "rate_limited";
     case 503:
+    case 507:
       return "unavailable";
     default:
       return "internal";

@@ -56,15 +56,39 @@ export class BoundedSet<T> {
   }
 }
 
-/** ws(s):// URL of the gateway with `?token=`: http(s) becomes ws(s), an empty path becomes /connect. */
-export function socketUrl(url: string, token: string): string {
+/**
+ * ws(s):// URL of the gateway: http(s) becomes ws(s), an empty path becomes
+ * /connect, and `credential` (when given) goes in the query as `?token=` or
+ * `?ticket=`.
+ */
+export function socketUrl(url: string, credential?: { param: "token" | "ticket"; value: string }): string {
   const base = (globalThis as { location?: { href?: string } }).location?.href;
   const u = base ? new URL(url, base) : new URL(url);
   if (u.protocol === "http:") u.protocol = "ws:";
   else if (u.protocol === "https:") u.protocol = "wss:";
   if (u.pathname === "" || u.pathname === "/") u.pathname = "/connect";
-  u.searchParams.set("token", token);
+  if (credential) u.searchParams.set(credential.param, credential.value);
   return u.toString();
+}
+
+/**
+ * `message` with every secret in `secrets`, every `token=`/`ticket=`
+ * query value and anything shaped like a JWT replaced by `[redacted]`: what the SDK puts in an error or
+ * event that quotes a foreign message (a WebSocket constructor's error names
+ * the URL it was given, which carries the token or the ticket).
+ */
+export function redact(message: string, secrets: ReadonlyArray<string | undefined> = []): string {
+  let out = String(message);
+  for (const s of secrets) if (s) out = out.split(s).join("[redacted]");
+  return out
+    .replace(/([?&;](?:access_)?(?:token|ticket)=)[^&#\s'"`<>]+/gi, "$1[redacted]")
+    .replace(/\beyJ[\w-]*\.[\w-]+\.[\w-]*/g, "[redacted]");
+}
+
+/** Whether this looks like a browser (a window or a worker): where the default `auth` is `ticket`. */
+export function isBrowser(): boolean {
+  const g = globalThis as { document?: unknown; WorkerGlobalScope?: unknown; importScripts?: unknown };
+  return typeof g.document === "object" || typeof g.importScripts === "function";
 }
 
 /** A bounded map: the oldest keys (by first insertion) are forgotten past `max`. */

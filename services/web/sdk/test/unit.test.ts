@@ -1,9 +1,13 @@
 // Pure functions, and the client against a scripted fake gateway:
 // timeouts, close codes, the rejoin seam, the in-flight resend.
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { after, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 
 import { backoffDelay, decodeJwtPayload, Telepath, TelepathError, tokenExpiry, type StateChange } from "../dist/index.js";
+import { redact, socketUrl } from "../dist/util.js";
 import { fakeJwt, fakeServer, replyOk, welcomeFrame, type FakeConn } from "./fake.js";
 import { sleep, waitFor } from "./helpers.js";
 
@@ -52,6 +56,53 @@ describe("tokens", () => {
     assert.equal(tokenExpiry(t), 1234567890);
     assert.equal(tokenExpiry("nope"), undefined);
     assert.equal(tokenExpiry("a.%%%.c"), undefined);
+  });
+});
+
+describe("secrets", () => {
+  it("redact() takes tokens and tickets out of a message, known or in a query", () => {
+    const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    assert.equal(
+      redact(`The URL 'ws://h/connect?token=${jwt}' is invalid (${jwt})`, [jwt]),
+      "The URL 'ws://h/connect?token=[redacted]' is invalid ([redacted])",
+    );
+    assert.equal(redact("ws://h/connect?a=1&ticket=abc_DEF-123&b=2"), "ws://h/connect?a=1&ticket=[redacted]&b=2");
+    assert.equal(redact("GET /x?access_token=zzz failed"), "GET /x?access_token=[redacted] failed");
+    assert.equal(redact("nothing to hide", [undefined, ""]), "nothing to hide");
+  });
+
+  it("socketUrl() puts the token or the ticket, or nothing, in the query", () => {
+    assert.equal(socketUrl("http://h:1", { param: "ticket", value: "t k" }), "ws://h:1/connect?ticket=t+k");
+    assert.equal(socketUrl("wss://h/gw", { param: "token", value: "x" }), "wss://h/gw?token=x");
+    assert.equal(socketUrl("https://h/"), "wss://h/connect");
+  });
+
+  it("the built SDK's only console call reports a listener's exception, redacted", async () => {
+    const dist = join(dirname(fileURLToPath(import.meta.url)), "..", "dist");
+    const calls = readdirSync(dist)
+      .filter((n) => n.endsWith(".js"))
+      .flatMap((f) => [...readFileSync(join(dist, f), "utf8").matchAll(/\bconsole\s*[.[][^\n]*/g)].map((m) => `${f}: ${m[0]}`));
+    assert.deepEqual(calls, ["emitter.js: console.error(`telepath: an event listener threw: ${redact(text)}`);"]);
+
+    const srv = await gateway();
+    const tp = make({ url: srv.url, token: "t" });
+    const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    const logged: unknown[][] = [];
+    const origError = console.error;
+    console.error = (...args: unknown[]) => logged.push(args);
+    try {
+      tp.on("welcome", () => {
+        throw new Error(`bad ${jwt} at ws://h/connect?ticket=abcdef`);
+      });
+      await tp.connect();
+    } finally {
+      console.error = origError;
+    }
+    tp.close();
+    assert.equal(logged.length, 1);
+    const line = String(logged[0]![0]);
+    assert.match(line, /^telepath: an event listener threw: Error: bad \[redacted\] at ws:\/\/h\/connect\?ticket=\[redacted\]/);
+    assert.ok(!line.includes(jwt) && !line.includes("abcdef"));
   });
 });
 
