@@ -159,7 +159,7 @@ pub(crate) async fn send_batch(
 }
 
 /// An outcome as the two optional fields of its wire form.
-fn split<T>(result: Result<T, ApiError>) -> (Option<T>, Option<ErrorBody>) {
+pub(crate) fn split<T>(result: Result<T, ApiError>) -> (Option<T>, Option<ErrorBody>) {
     match result {
         Ok(made) => (Some(made), None),
         Err(e) => (None, Some(e.body())),

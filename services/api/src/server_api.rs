@@ -27,8 +27,8 @@ use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
     AddMembers, AddedMembers, ApiCreateRoom, ApiKeyInfo, ApiKeyList, ApiPresence, CreateApiKey,
     CreatedApiKey, DisconnectResult, ErrorCode, ErrorEnvelope, InternalDm, InternalSend,
-    MemberAction, Message, Publish, PublishBatch, PublishOutcome, PublishResults, PublishToUser,
-    PublishedDm, Role, Room, Scope, UserRef, is_canonical_id, is_valid_username, user_id_for,
+    MemberAction, Message, Publish, PublishBatch, PublishResults, PublishToUser,
+    PublishedDm, Role, Room, Scope, SendOutcome, UserRef, is_canonical_id, is_valid_username, user_id_for,
 };
 
 use crate::auth::AdminUser;
@@ -307,15 +307,9 @@ pub(crate) async fn publish_batch(
         .send_many(jobs)
         .await
         .into_iter()
-        .map(|r| match r {
-            Ok(message) => PublishOutcome {
-                message: Some(message),
-                error: None,
-            },
-            Err(e) => PublishOutcome {
-                message: None,
-                error: Some(e.body()),
-            },
+        .map(|r| {
+            let (message, error) = crate::internal::split(r);
+            SendOutcome { message, error }
         })
         .collect();
     Ok(Json(PublishResults { results }))

@@ -271,7 +271,7 @@ function start(session) {
     renderAnnouncements(); // expired ones go
     if (!$('notifications-panel').hidden) renderNotifications(); // ages
   }, 30_000));
-  $('announce-section').hidden = !isAdmin();
+  renderAdmin();
 }
 
 // ---------------------------------------------------------------- rooms
@@ -1572,7 +1572,7 @@ function submitJoinLink(event) {
 // ---------------------------------------------------------------- notifications
 
 function onWelcome(w) {
-  $('announce-section').hidden = !isAdmin();
+  renderAdmin();
   // No count in the welcome (the server could not tell): the list says. An open panel is read again after a drop.
   if (typeof w.notifications_unread !== 'number' || !$('notifications-panel').hidden) loadNotifications();
   renderBell();
@@ -1828,6 +1828,120 @@ async function postAnnouncement(event) {
   } finally {
     button.disabled = false;
   }
+}
+
+// ---------------------------------------------------------------- admins: API keys
+
+/** The admin-only sections: the announcement form and the API keys. */
+function renderAdmin() {
+  const admin = isAdmin();
+  $('announce-section').hidden = !admin;
+  $('apikeys-section').hidden = !admin;
+  if (!admin) hideApiKeySecret();
+  else if ($('apikeys').open) loadApiKeys();
+}
+
+let apiKeysAsked = 0;
+async function loadApiKeys() {
+  if (!state.rest || !isAdmin()) return;
+  const asked = ++apiKeysAsked;
+  try {
+    const keys = await state.rest.listApiKeys();
+    if (asked === apiKeysAsked) renderApiKeys(keys); // an older answer never overwrites a newer one
+  } catch (e) {
+    if (asked === apiKeysAsked) $('apikey-status').textContent = `Could not list the keys: ${e.message}`;
+  }
+}
+
+function renderApiKeys(keys) {
+  const list = $('apikey-list');
+  if (keys.length === 0) {
+    fill(list, el('li', { class: 'empty muted', text: 'No keys yet.' }));
+    return;
+  }
+  fill(list, ...keys.map((k) => {
+    const revoked = Boolean(k.revoked_at);
+    const when = revoked ? `revoked ${ago(k.revoked_at)}` : `created ${ago(k.created_at)}`;
+    const sub = `${k.scopes.join(', ')}${k.room_prefix ? ` · rooms “${k.room_prefix}…”` : ''} · ${when}`;
+    return el('li', { 'data-id': k.id, 'data-name': k.name, 'data-revoked': String(revoked) },
+      el('span', { class: 'name', text: k.name }),
+      revoked ? el('span', { class: 'tag muted', text: 'revoked' })
+        : el('button', { type: 'button', class: 'revoke', 'data-testid': 'apikey-revoke', 'aria-label': `Revoke the key ${k.name}`, text: 'Revoke' }),
+      el('span', { class: 'sub', title: new Date(revoked ? k.revoked_at : k.created_at).toLocaleString(), text: sub }));
+  }));
+}
+
+/** Admins: a key for the server API; its secret is shown here once (it is kept nowhere else). */
+async function createApiKey(event) {
+  event.preventDefault();
+  const form = $('apikey-form');
+  const name = $('apikey-name').value.trim();
+  const scopes = [...form.querySelectorAll('input[name="scope"]:checked')].map((i) => i.value);
+  const prefix = $('apikey-prefix').value.trim();
+  const status = $('apikey-status');
+  if (!name) return;
+  if (scopes.length === 0) {
+    status.textContent = 'Pick at least one scope.';
+    return;
+  }
+  const button = form.querySelector('button[type="submit"]');
+  button.disabled = true;
+  status.textContent = '';
+  try {
+    const created = await state.rest.createApiKey(prefix ? { name, scopes, room_prefix: prefix } : { name, scopes });
+    form.reset();
+    $('apikey-secret-name').textContent = created.name;
+    $('apikey-secret').textContent = created.key;
+    $('apikey-secret-box').hidden = false;
+    status.textContent = 'Created.';
+    await loadApiKeys();
+  } catch (e) {
+    status.textContent = e.code === 'forbidden' ? 'Only admins may manage API keys.' : `Could not create the key: ${e.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function hideApiKeySecret() {
+  $('apikey-secret').textContent = '';
+  $('apikey-secret-name').textContent = '';
+  $('apikey-secret-box').hidden = true;
+}
+
+async function copyApiKeySecret() {
+  const code = $('apikey-secret');
+  try {
+    await navigator.clipboard.writeText(code.textContent);
+    $('apikey-status').textContent = 'Copied.';
+  } catch {
+    // No clipboard here: select it for the user to copy.
+    const range = document.createRange();
+    range.selectNodeContents(code);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    $('apikey-status').textContent = 'Selected: copy it with Ctrl+C.';
+  }
+}
+
+async function onApiKeyClick(event) {
+  const button = event.target.closest('button.revoke');
+  const item = button?.closest('li[data-id]');
+  if (!item) return;
+  // Two clicks: a revoked key cannot be brought back.
+  if (button.dataset.confirm !== 'yes') {
+    button.dataset.confirm = 'yes';
+    button.textContent = 'Really revoke? Click again';
+    return;
+  }
+  button.disabled = true;
+  try {
+    await state.rest.revokeApiKey(item.dataset.id);
+    $('apikey-status').textContent = `Revoked ${item.dataset.name}.`;
+  } catch (e) {
+    $('apikey-status').textContent = `Could not revoke the key: ${e.message}`;
+  }
+  await loadApiKeys();
 }
 
 // ---------------------------------------------------------------- the room panel
@@ -2351,6 +2465,13 @@ document.addEventListener('keydown', (event) => {
 });
 $('announcements').addEventListener('click', onAnnouncementsClick);
 $('announce-form').addEventListener('submit', postAnnouncement);
+$('apikeys').addEventListener('toggle', () => {
+  if ($('apikeys').open) loadApiKeys();
+});
+$('apikey-form').addEventListener('submit', createApiKey);
+$('apikey-copy').addEventListener('click', copyApiKeySecret);
+$('apikey-secret-done').addEventListener('click', hideApiKeySecret);
+$('apikey-list').addEventListener('click', onApiKeyClick);
 $('invite-list').addEventListener('click', onInviteClick);
 $('join-link-form').addEventListener('submit', submitJoinLink);
 $('banner-close').addEventListener('click', () => {

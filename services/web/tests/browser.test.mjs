@@ -22,7 +22,8 @@
 // Notifications and announcements: a mention made while a user was away
 // rings the bell when they come back, its panel lists it and opens its room,
 // a live one shows a toast; an admin's announcement shows as a banner until
-// dismissed (on every tab, and after a reload), and the admin's form posts one.
+// dismissed (on every tab, and after a reload), and the admin's form posts one;
+// the admin makes an API key in the page (its secret shown once) and revokes it.
 // Tokens stay out of URLs and logs: every page connects with a connect
 // ticket (`/connect?ticket=`, a fresh one per reconnect; the SDK's default in
 // a browser), and no WebSocket URL and nothing any page logs to its console
@@ -33,7 +34,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { Telepath, TelepathRest } from '../sdk/dist/index.js';
+import { Telepath, TelepathRest, TelepathServer } from '../sdk/dist/index.js';
 import { repoRoot, startServer } from './server.mjs';
 
 const ARTIFACTS = process.env.TELEPATH_ARTIFACTS ?? path.join(repoRoot, 'target/artifacts/browser');
@@ -943,6 +944,33 @@ test('a mention made while away rings the bell; an announcement shows until dism
   await r.page.locator('#announce-status', { hasText: 'Posted.' }).waitFor(WAIT);
   await banner(r.page, 'New room').waitFor(WAIT);
   await banner(b2.page, 'New room').and(b2.page.locator('[data-level="info"]')).waitFor(WAIT);
+
+  // The admin makes an API key in the page: its secret is shown once and works; revoked there, it is refused.
+  assert.equal(await b2.page.getByTestId('apikeys-section').isHidden(), true, 'no API keys for a user');
+  await r.page.getByTestId('apikeys-open').click();
+  await r.page.getByTestId('apikey-name').fill('billing backend');
+  await r.page.getByTestId('apikey-scope-presence').check();
+  await r.page.getByTestId('apikey-submit').click();
+  await r.page.getByTestId('apikey-secret-box').waitFor(WAIT);
+  const secret = (await r.page.getByTestId('apikey-secret').textContent()) ?? '';
+  assert.match(secret, /^tpk_[A-Za-z0-9_-]{43}$/);
+  tokens.add(secret); // never in a WebSocket URL or a console line either
+  const keyItem = r.page.locator('[data-testid="apikey-list"] li[data-revoked="false"]', { hasText: 'billing backend' });
+  await keyItem.waitFor(WAIT);
+  assert.match(await keyItem.textContent(), /publish, presence/);
+  assert.ok(!(await r.page.getByTestId('apikey-list').textContent()).includes(secret), 'the list never shows a secret');
+  const backend = new TelepathServer({ url: server.url, apiKey: secret });
+  assert.deepEqual((await backend.presence([root.user.id])).online.map((u) => u.id), [root.user.id]);
+  await r.page.screenshot({ path: path.join(ARTIFACTS, 'api-keys.png') });
+  await r.page.getByTestId('apikey-secret-done').click();
+  await r.page.getByTestId('apikey-secret-box').waitFor({ ...WAIT, state: 'hidden' });
+  assert.equal(await r.page.getByTestId('apikey-secret').textContent(), '', 'the secret is gone from the page');
+  const revoked = r.page.waitForResponse((res) => /^\/admin\/api-keys\/[^/]+$/.test(new URL(res.url()).pathname) && res.request().method() === 'DELETE', WAIT);
+  await keyItem.getByTestId('apikey-revoke').click(); // asks again
+  await keyItem.getByTestId('apikey-revoke').click();
+  assert.equal((await revoked).status(), 204);
+  await r.page.locator('[data-testid="apikey-list"] li[data-revoked="true"]', { hasText: 'billing backend' }).waitFor(WAIT);
+  await assert.rejects(backend.presence([root.user.id]), (e) => e.status === 401 && e.message === 'revoked_api_key');
 
   // A second tab of Bob's; he dismisses the maintenance notice in the first: it goes from both.
   const b3 = await newPage(undefined, b.context);

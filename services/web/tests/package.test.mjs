@@ -50,7 +50,7 @@ function npmInstall(dir, spec, extra = []) {
 }
 
 const CONSUMER = `
-import { Telepath, TelepathError, TelepathRest, type AuthMode, type ConnectTicket, type RoomMessage } from "@telepath/sdk";
+import { Telepath, TelepathError, TelepathRest, TelepathServer, type AuthMode, type ConnectTicket, type RoomMessage } from "@telepath/sdk";
 
 declare const process: { env: Record<string, string | undefined> };
 const base = process.env["TELEPATH_BASE"]!;
@@ -75,6 +75,12 @@ try {
   throw new Error("an empty body was accepted");
 } catch (e) {
   if (!(e instanceof TelepathError) || e.code !== "bad_request" || e.status !== 400) throw e;
+}
+try {
+  await new TelepathServer({ url: base, apiKey: "tpk_" + "A".repeat(43) }).presence([room.created_by]);
+  throw new Error("an unknown API key was accepted");
+} catch (e) {
+  if (!(e instanceof TelepathError) || e.status !== 401 || e.message !== "unknown_api_key") throw e;
 }
 let typeError = false;
 try {

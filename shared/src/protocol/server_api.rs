@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{DmResult, ErrorBody, Message, OnlineUser};
+use super::{DmResult, OnlineUser, SendOutcome};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -136,19 +136,11 @@ pub struct PublishBatch {
     pub items: Vec<PublishItem>,
 }
 
-/// One outcome of a batch: the message or why not.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PublishOutcome {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<Message>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
-}
-
-/// `POST /api/publish` answer, one outcome per item in order.
+/// `POST /api/publish` answer, one outcome per item in order: the
+/// message, or why that item was refused.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PublishResults {
-    pub results: Vec<PublishOutcome>,
+    pub results: Vec<SendOutcome>,
 }
 
 /// `POST /api/users/{id}/publish`: a direct message from the application.

@@ -1,6 +1,7 @@
 // @telepath/sdk: a client for Telepath (WebSocket gateway + REST), no dependencies.
 export { Telepath } from "./client.js";
 export { TelepathRest } from "./rest.js";
+export { TelepathServer } from "./server.js";
 export { TelepathError } from "./errors.js";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export { decodeJwtPayload, tokenExpiry, randomId } from "./util.js";

@@ -1,4 +1,5 @@
-import type { Announcement, AuditPage, Ban, ConnectionAnalytics, ConnectTicket, CreateAnnouncement, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, Invite, InviteLink, JoinedRoom, MarkNotificationsRead, MessagePage, NotificationList, NotificationQuery, NotificationsRead, OnlineUser, Participant, Profile, ProfilePatch, Room, RoomPatch, RoomMessage, RoomRole, SearchPage, SendMessageOptions, SearchQuery, ThreadPage, ThreadQuery, User, UserHits } from "./types.js";
+import { type Method } from "./http.js";
+import type { Announcement, ApiKeyInfo, AuditPage, Ban, ConnectionAnalytics, ConnectTicket, CreateAnnouncement, CreateApiKey, CreatedApiKey, CreateRoom, DirectMessage, DmConversation, DmPage, DmQuery, DmState, HistoryQuery, Invite, InviteLink, JoinedRoom, MarkNotificationsRead, MessagePage, NotificationList, NotificationQuery, NotificationsRead, OnlineUser, Participant, Profile, ProfilePatch, Room, RoomPatch, RoomMessage, RoomRole, SearchPage, SendMessageOptions, SearchQuery, ThreadPage, ThreadQuery, User, UserHits } from "./types.js";
 export interface TelepathRestOptions {
     /** The api's origin, e.g. `http://127.0.0.1:8080` ("" for the page's own origin in a browser). */
     baseUrl: string;
@@ -7,7 +8,6 @@ export interface TelepathRestOptions {
     /** fetch implementation (default globalThis.fetch). */
     fetch?: typeof fetch;
 }
-type Method = "GET" | "POST" | "PATCH" | "DELETE";
 /**
  * The REST api over fetch. Every non-2xx answer rejects with
  * TelepathError(code, message, status) from the `{"error":{code,message}}`
@@ -174,9 +174,18 @@ export declare class TelepathRest {
         user_id: string;
         valid_after: number;
     }>;
+    /**
+     * Admins only: an API key for the server API (`POST /admin/api-keys`;
+     * `TelepathServer` uses it). Its secret (`key`, `tpk_…`) is in this
+     * answer only: the server stores its hash.
+     */
+    createApiKey(k: CreateApiKey): Promise<CreatedApiKey>;
+    /** Admins only: every API key, newest first, revoked ones too (never their secrets). */
+    listApiKeys(): Promise<ApiKeyInfo[]>;
+    /** Admins only: the key is refused (401 `revoked_api_key`) from now on; 404 for an unknown id. */
+    revokeApiKey(id: string): Promise<void>;
     /** Admins only. */
     analytics(): Promise<ConnectionAnalytics>;
     /** Any route: JSON in, JSON out (undefined for 204). */
     call<T>(method: Method, path: string, body?: unknown, auth?: boolean): Promise<T>;
 }
-export {};

@@ -24,7 +24,8 @@ export declare function socketUrl(url: string, credential?: {
 }): string;
 /**
  * `message` with every secret in `secrets`, every `token=`/`ticket=`
- * query value and anything shaped like a JWT replaced by `[redacted]`: what the SDK puts in an error or
+ * query value, anything shaped like a JWT and any API key (`tpk_…`)
+ * replaced by `[redacted]`: what the SDK puts in an error or
  * event that quotes a foreign message (a WebSocket constructor's error names
  * the URL it was given, which carries the token or the ticket).
  */

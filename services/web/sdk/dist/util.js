@@ -79,7 +79,8 @@ export function socketUrl(url, credential) {
 }
 /**
  * `message` with every secret in `secrets`, every `token=`/`ticket=`
- * query value and anything shaped like a JWT replaced by `[redacted]`: what the SDK puts in an error or
+ * query value, anything shaped like a JWT and any API key (`tpk_…`)
+ * replaced by `[redacted]`: what the SDK puts in an error or
  * event that quotes a foreign message (a WebSocket constructor's error names
  * the URL it was given, which carries the token or the ticket).
  */
@@ -90,7 +91,8 @@ export function redact(message, secrets = []) {
             out = out.split(s).join("[redacted]");
     return out
         .replace(/([?&;](?:access_)?(?:token|ticket)=)[^&#\s'"`<>]+/gi, "$1[redacted]")
-        .replace(/\beyJ[\w-]*\.[\w-]+\.[\w-]*/g, "[redacted]");
+        .replace(/\beyJ[\w-]*\.[\w-]+\.[\w-]*/g, "[redacted]")
+        .replace(/\btpk_[\w-]+/g, "[redacted]");
 }
 /** Whether this looks like a browser (a window or a worker): where the default `auth` is `ticket`. */
 export function isBrowser() {

@@ -12,6 +12,8 @@ export type {
 } from "./client.js";
 export { TelepathRest } from "./rest.js";
 export type { TelepathRestOptions } from "./rest.js";
+export { TelepathServer } from "./server.js";
+export type { ApiKeySource, TelepathServerOptions } from "./server.js";
 export { TelepathError } from "./errors.js";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";

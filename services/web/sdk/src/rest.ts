@@ -1,13 +1,15 @@
-import { TelepathError } from "./errors.js";
-import { redact } from "./util.js";
+import { enc, query, requestJson, type JsonRequest, type Method } from "./http.js";
 import type {
   Announcement,
+  ApiKeyInfo,
   AnnouncementList,
   AuditPage,
   Ban,
   ConnectionAnalytics,
   ConnectTicket,
   CreateAnnouncement,
+  CreateApiKey,
+  CreatedApiKey,
   CreateRoom,
   DirectMessage,
   DmConversation,
@@ -49,8 +51,6 @@ export interface TelepathRestOptions {
   /** fetch implementation (default globalThis.fetch). */
   fetch?: typeof fetch;
 }
-
-type Method = "GET" | "POST" | "PATCH" | "DELETE";
 
 /**
  * The REST api over fetch. Every non-2xx answer rejects with
@@ -382,6 +382,27 @@ export class TelepathRest {
     );
   }
 
+  /**
+   * Admins only: an API key for the server API (`POST /admin/api-keys`;
+   * `TelepathServer` uses it). Its secret (`key`, `tpk_…`) is in this
+   * answer only: the server stores its hash.
+   */
+  createApiKey(k: CreateApiKey): Promise<CreatedApiKey> {
+    const body: Record<string, unknown> = { name: k.name, scopes: k.scopes };
+    if (k.room_prefix !== undefined) body["room_prefix"] = k.room_prefix;
+    return this.call<CreatedApiKey>("POST", "/admin/api-keys", body);
+  }
+
+  /** Admins only: every API key, newest first, revoked ones too (never their secrets). */
+  async listApiKeys(): Promise<ApiKeyInfo[]> {
+    return (await this.call<{ keys: ApiKeyInfo[] }>("GET", "/admin/api-keys")).keys;
+  }
+
+  /** Admins only: the key is refused (401 `revoked_api_key`) from now on; 404 for an unknown id. */
+  async revokeApiKey(id: string): Promise<void> {
+    await this.call<void>("DELETE", `/admin/api-keys/${enc(id)}`);
+  }
+
   /** Admins only. */
   analytics(): Promise<ConnectionAnalytics> {
     return this.call<ConnectionAnalytics>("GET", "/analytics/connections");
@@ -389,54 +410,23 @@ export class TelepathRest {
 
   /** Any route: JSON in, JSON out (undefined for 204). */
   async call<T>(method: Method, path: string, body?: unknown, auth = true): Promise<T> {
-    const headers: Record<string, string> = { accept: "application/json" };
-    if (body !== undefined) headers["content-type"] = "application/json";
+    let token: string | undefined;
     if (auth && this.tokenSource !== undefined) {
       const src = this.tokenSource;
-      const token = typeof src === "function" ? await src() : src;
-      if (token) headers["authorization"] = `Bearer ${token}`;
+      token = (typeof src === "function" ? await src() : src) || undefined;
     }
-    const f = this.fetchImpl ?? globalThis.fetch;
-    // What error messages name: the path, with an invite link's token left out.
-    const label = `${method} ${safePath(path)}`;
-    let res: Response;
-    let text: string;
-    try {
-      const init: RequestInit = { method, headers };
-      if (body !== undefined) init.body = JSON.stringify(body);
-      res = await f(`${this.baseUrl}${path}`, init);
-      text = await res.text();
-    } catch (err) {
-      throw new TelepathError("network", redact(`${label}: ${(err as Error)?.message ?? String(err)}`, [headers["authorization"]?.slice(7), linkSecret(path)]));
-    }
-    let json: unknown = undefined;
-    if (text) {
-      try {
-        json = JSON.parse(text);
-      } catch {
-        if (res.ok) throw new TelepathError("bad_response", `${label}: not JSON`, res.status);
-      }
-    }
-    if (!res.ok) {
-      const e = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
-      const code = typeof e?.code === "string" && e.code ? e.code : statusCode(res.status);
-      const message = typeof e?.message === "string" && e.message ? e.message : `${label}: HTTP ${res.status}`;
-      throw new TelepathError(code, message, res.status, retryAfter(res));
-    }
-    return json as T;
+    const req: JsonRequest = {
+      fetch: this.fetchImpl ?? globalThis.fetch,
+      method,
+      url: `${this.baseUrl}${path}`,
+      // What error messages name: the path, with an invite link's token left out.
+      label: `${method} ${safePath(path)}`,
+      body,
+      secrets: [linkSecret(path)],
+    };
+    if (token !== undefined) req.bearer = token;
+    return requestJson<T>(req);
   }
-}
-
-/** `?a=1&b=2` of the defined values ("" when none). */
-function query(q: Record<string, string | number | undefined>): string {
-  const params = new URLSearchParams();
-  for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
-  const s = params.toString();
-  return s ? `?${s}` : "";
-}
-
-function enc(id: string): string {
-  return encodeURIComponent(id);
 }
 
 /** A route for error messages: an invite link's token (`/join/{token}`) is a secret. */
@@ -449,36 +439,4 @@ function linkSecret(path: string): string | undefined {
   return /^\/join\/([^/?#]+)/.exec(path)?.[1];
 }
 
-/** `Retry-After` in seconds (the delta form), or undefined. */
-function retryAfter(res: Response): number | undefined {
-  const v = res.headers?.get?.("retry-after");
-  if (!v) return undefined;
-  const n = Number(v.trim());
-  return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
 
-function statusCode(status: number): string {
-  switch (status) {
-    case 400:
-    case 405:
-    case 415:
-      return "bad_request";
-    case 401:
-      return "unauthorized";
-    case 403:
-      return "forbidden";
-    case 404:
-      return "not_found";
-    case 409:
-      return "conflict";
-    case 413:
-      return "too_large";
-    case 429:
-      return "rate_limited";
-    case 503:
-    case 507:
-      return "unavailable";
-    default:
-      return "internal";
-  }
-}

@@ -803,3 +803,94 @@ export interface ConnectionAnalytics {
   rooms_total?: number;
   [k: string]: unknown;
 }
+
+// ---------------------------------------------------------------------------
+// The server API (`/api/`, an API key) and its keys (`/admin/api-keys`)
+// ---------------------------------------------------------------------------
+
+/**
+ * What an API key may do: `publish` (to rooms and to users), `presence`
+ * (read it), `rooms` (create rooms, add members), `users` (disconnect).
+ */
+export type ApiKeyScope = "publish" | "presence" | "rooms" | "users";
+
+/** `POST /admin/api-keys` (admins only; `TelepathRest.createApiKey`). */
+export interface CreateApiKey {
+  /** 1–64 characters. */
+  name: string;
+  /** At least one. */
+  scopes: ApiKeyScope[];
+  /** Limits the key to rooms whose name starts with this (1–64 characters). */
+  room_prefix?: string;
+}
+
+/** An API key as listed (`GET /admin/api-keys`): never its secret. */
+export interface ApiKeyInfo {
+  id: string;
+  name: string;
+  scopes: (ApiKeyScope | string)[];
+  room_prefix?: string | null;
+  /** RFC 3339. */
+  created_at: string;
+  /** RFC 3339; absent while the key works. */
+  revoked_at?: string | null;
+  /** RFC 3339. */
+  last_used_at?: string | null;
+}
+
+/** A new API key (`POST /admin/api-keys`): `key` is its secret, shown this once (only its hash is stored). */
+export interface CreatedApiKey extends ApiKeyInfo {
+  /** `tpk_` and 43 characters: `new TelepathServer({ url, apiKey: key })`. */
+  key: string;
+}
+
+/** Options of `TelepathServer.publish` and of a batch item. */
+export interface PublishOptions {
+  /** 1–32 characters (the server stores `text` when absent). */
+  kind?: string;
+  /**
+   * 1–128 characters: a repeat by the same sender (the same `as`) answers
+   * the message the first one stored, and stores and delivers nothing.
+   */
+  clientId?: string;
+  /** The bot user it is sent as (a username, created if new); absent: the `system` user. */
+  as?: string;
+}
+
+/** One item of `TelepathServer.publishBatch` (`POST /api/publish`). */
+export interface PublishItem extends PublishOptions {
+  /** Room id. */
+  room: string;
+  body: string;
+}
+
+/** One outcome of a batch, in the order of the items: the message, or why that item was refused. */
+export interface PublishOutcome {
+  message?: RoomMessage;
+  error?: ErrorBody;
+}
+
+/** Options of `TelepathServer.publishToUser`. */
+export interface PublishToUserOptions {
+  /** 1–128 characters: a repeat by the same sender answers the first DM. */
+  clientId?: string;
+  /** The bot user it is sent as (a username, created if new); absent: the `system` user. */
+  as?: string;
+}
+
+/** `GET /api/presence` and `GET /api/rooms/{id}/presence`. */
+export interface ApiPresence {
+  /** The users asked about who are online, with their status and connections. */
+  online: OnlineUser[];
+  /** The ids of those who are not. */
+  offline: string[];
+}
+
+/** `POST /api/rooms`: a room owned by the `system` user. */
+export type ApiCreateRoom = CreateRoom;
+
+/** `POST /api/users/{id}/disconnect` (and `TelepathRest.disconnectUser`). */
+export interface DisconnectResult {
+  /** Connections told to close (with 4003), as presence knew them. */
+  disconnected: number;
+}

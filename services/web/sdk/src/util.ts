@@ -73,7 +73,8 @@ export function socketUrl(url: string, credential?: { param: "token" | "ticket";
 
 /**
  * `message` with every secret in `secrets`, every `token=`/`ticket=`
- * query value and anything shaped like a JWT replaced by `[redacted]`: what the SDK puts in an error or
+ * query value, anything shaped like a JWT and any API key (`tpk_…`)
+ * replaced by `[redacted]`: what the SDK puts in an error or
  * event that quotes a foreign message (a WebSocket constructor's error names
  * the URL it was given, which carries the token or the ticket).
  */
@@ -82,7 +83,8 @@ export function redact(message: string, secrets: ReadonlyArray<string | undefine
   for (const s of secrets) if (s) out = out.split(s).join("[redacted]");
   return out
     .replace(/([?&;](?:access_)?(?:token|ticket)=)[^&#\s'"`<>]+/gi, "$1[redacted]")
-    .replace(/\beyJ[\w-]*\.[\w-]+\.[\w-]*/g, "[redacted]");
+    .replace(/\beyJ[\w-]*\.[\w-]+\.[\w-]*/g, "[redacted]")
+    .replace(/\btpk_[\w-]+/g, "[redacted]");
 }
 
 /** Whether this looks like a browser (a window or a worker): where the default `auth` is `ticket`. */

@@ -1,0 +1,75 @@
+import { type Method } from "./http.js";
+import type { ApiCreateRoom, ApiPresence, DisconnectResult, DmReply, PublishItem, PublishOptions, PublishOutcome, PublishToUserOptions, Room, RoomMessage } from "./types.js";
+/** An API key, or a callback giving one (called for every request). */
+export type ApiKeySource = string | (() => string | Promise<string>);
+export interface TelepathServerOptions {
+    /** The api's origin, e.g. `http://127.0.0.1:8080`. */
+    url: string;
+    /** An API key (`tpk_…`, made by an admin: `TelepathRest.createApiKey`), or a callback giving one. */
+    apiKey: ApiKeySource;
+    /** fetch implementation (default globalThis.fetch). */
+    fetch?: typeof fetch;
+}
+/**
+ * The server API (`/api/`) for application backends, over fetch, with an
+ * API key sent as `Authorization: Bearer tpk_…`. Keep the key on a server:
+ * it is not a user's token and must never reach a browser.
+ *
+ * Every non-2xx answer rejects with TelepathError(code, message, status,
+ * retryAfter) like `TelepathRest`: `unauthorized` 401 (message
+ * `missing_api_key`, `not_an_api_key` for a user's token, `unknown_api_key`,
+ * `revoked_api_key`), `forbidden` 403 (`missing scope: <scope>`, or a room
+ * outside the key's `room_prefix`), `bad_request` 400, `not_found` 404,
+ * `conflict` 409, `too_large` 413, `unavailable` 503; a failed fetch
+ * rejects with `network`. The key is never in an error message, and the
+ * object does not show it (it is held in a private field).
+ */
+export declare class TelepathServer {
+    #private;
+    readonly url: string;
+    constructor(opts: TelepathServerOptions);
+    /**
+     * Publishes a room message (`POST /api/rooms/{id}/publish`, scope
+     * `publish`) as the bot user `as` (a username, created if new) or the
+     * `system` user; neither needs to be a participant. Resolves once it is
+     * committed, with the message as the room's `message` event carries it.
+     * With `clientId` a retry is safe: a repeat by the same sender answers
+     * the first message and stores nothing. 404 for a room that does not
+     * exist or is closed.
+     */
+    publish(room: string, body: string, opts?: PublishOptions): Promise<RoomMessage>;
+    /**
+     * Publishes 1–100 room messages in one call (`POST /api/publish`, scope
+     * `publish`): one outcome per item, in order, `{message}` or `{error:
+     * {code, message}}` (a refused item does not hold the others back).
+     */
+    publishBatch(items: PublishItem[]): Promise<PublishOutcome[]>;
+    /**
+     * A direct message to a user (`POST /api/users/{id}/publish`, scope
+     * `publish`) from the bot user `as` or the `system` user, stored and
+     * delivered like any DM (queued while the user is offline). Resolves with
+     * `{id, ts, delivered}` (`delivered`: the user had a live connection).
+     */
+    publishToUser(userId: string, body: string, opts?: PublishToUserOptions): Promise<DmReply>;
+    /** Which of these users (1–1000 ids) are online (`GET /api/presence?users=`, scope `presence`). */
+    presence(userIds: string[]): Promise<ApiPresence>;
+    /** Which of a room's participants are online (`GET /api/rooms/{id}/presence`, scope `presence`). */
+    roomPresence(room: string): Promise<ApiPresence>;
+    /** A room owned by the `system` user (`POST /api/rooms`, scope `rooms`; the name within the key's prefix). */
+    createRoom(r: ApiCreateRoom): Promise<Room>;
+    /**
+     * Makes users (1–1000 ids of known users) participants of a room, private
+     * rooms too (`POST /api/rooms/{id}/members`, scope `rooms`). Resolves with
+     * the ids of those who were not participants before. 404 for an unknown
+     * user, 409 for a full room or a banned user.
+     */
+    addMembers(room: string, userIds: string[]): Promise<string[]>;
+    /** Closes every connection of a user with 4003 (`bye` `admin`) on every gateway (`POST /api/users/{id}/disconnect`, scope `users`). */
+    disconnect(userId: string): Promise<DisconnectResult>;
+    /** Any route with the API key: JSON in, JSON out (undefined for 204). */
+    call<T>(method: Method, path: string, body?: unknown): Promise<T>;
+    /** What `console.log` and `JSON.stringify` show: never the key. */
+    toJSON(): {
+        url: string;
+    };
+}
