@@ -27,8 +27,8 @@ use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
     AddMembers, AddedMembers, ApiCreateRoom, ApiKeyInfo, ApiKeyList, ApiPresence, CreateApiKey,
     CreatedApiKey, DisconnectResult, ErrorCode, ErrorEnvelope, InternalDm, InternalSend,
-    MemberAction, Message, Publish, PublishBatch, PublishResults, PublishToUser,
-    PublishedDm, Role, Room, Scope, SendOutcome, UserRef, is_canonical_id, is_valid_username, user_id_for,
+    MemberAction, Message, Publish, PublishBatch, PublishResults, PublishToUser, PublishedDm, Role,
+    Room, Scope, SendOutcome, UserRef, is_canonical_id, is_valid_username, user_id_for,
 };
 
 use crate::auth::AdminUser;
@@ -179,6 +179,24 @@ impl FromRequestParts<ApiState> for ApiKey {
         let row = row.ok_or_else(|| unauthorized("unknown_api_key"))?;
         if row.revoked_at.is_some() {
             return Err(unauthorized("revoked_api_key"));
+        }
+        // `last_used_at` to the minute: at most one write a minute per key,
+        // off the request's path.
+        let stale = row
+            .last_used_at
+            .is_none_or(|t| now() - t > chrono::Duration::seconds(60));
+        if stale {
+            let (write, id) = (state.db().write.clone(), row.id.clone());
+            tokio::spawn(async move {
+                let done = sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+                    .bind(now())
+                    .bind(id)
+                    .execute(&write)
+                    .await;
+                if let Err(e) = done {
+                    tracing::debug!(error = %e, "recording an API key's use failed");
+                }
+            });
         }
         Ok(ApiKey(row.info()))
     }

@@ -144,6 +144,9 @@ mod tests {
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
         assert_eq!(content_type("noext"), "application/octet-stream");
         assert_eq!(content_type("telepath-sdk.tgz"), "application/gzip");
-        assert!(Sdk::get("telepath-sdk.tgz").is_some(), "the SDK package is embedded");
+        assert!(
+            Sdk::get("telepath-sdk.tgz").is_some(),
+            "the SDK package is embedded"
+        );
     }
 }

@@ -81,6 +81,7 @@ async fn a_backend_publishes_reads_presence_manages_rooms_and_disconnects_with_a
         listed.contains("billing") && !listed.contains(&key[4..]),
         "{listed}"
     );
+    assert!(!listed.contains("last_used_at"), "not used yet: {listed}");
 
     // Publish as a bot: committed, ordered and delivered on both gateways
     // like a user's send; a repeat with its client_id stores nothing new.
@@ -393,4 +394,7 @@ async fn a_backend_publishes_reads_presence_manages_rooms_and_disconnects_with_a
         &["revoke", made["id"].as_str().unwrap()],
     );
     assert!(revoked.contains("revoked"));
+    // The keys used say when (to the minute).
+    let listed = cli(&cluster.db_path(), &["list"]);
+    assert_eq!(listed.matches("last_used_at").count(), 2, "{listed}");
 }

@@ -68,7 +68,7 @@ export declare class TelepathServer {
     disconnect(userId: string): Promise<DisconnectResult>;
     /** Any route with the API key: JSON in, JSON out (undefined for 204). */
     call<T>(method: Method, path: string, body?: unknown): Promise<T>;
-    /** What `console.log` and `JSON.stringify` show: never the key. */
+    /** What `JSON.stringify` shows (the url only): never the key. */
     toJSON(): {
         url: string;
     };

@@ -111,7 +111,7 @@ export class TelepathServer {
             req.bearer = key;
         return requestJson(req);
     }
-    /** What `console.log` and `JSON.stringify` show: never the key. */
+    /** What `JSON.stringify` shows (the url only): never the key. */
     toJSON() {
         return { url: this.url };
     }

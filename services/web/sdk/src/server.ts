@@ -140,7 +140,7 @@ export class TelepathServer {
     return requestJson<T>(req);
   }
 
-  /** What `console.log` and `JSON.stringify` show: never the key. */
+  /** What `JSON.stringify` shows (the url only): never the key. */
   toJSON(): { url: string } {
     return { url: this.url };
   }

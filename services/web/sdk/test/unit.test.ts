@@ -69,6 +69,7 @@ describe("secrets", () => {
     assert.equal(redact("ws://h/connect?a=1&ticket=abc_DEF-123&b=2"), "ws://h/connect?a=1&ticket=[redacted]&b=2");
     assert.equal(redact("GET /x?access_token=zzz failed"), "GET /x?access_token=[redacted] failed");
     assert.equal(redact("nothing to hide", [undefined, ""]), "nothing to hide");
+    assert.equal(redact("bad key tpk_EC68SnbnTHy92MZVxoFlHuCxGu0ZK0FwjTwhV2iNng4 here"), "bad key [redacted] here", "an API key");
   });
 
   it("socketUrl() puts the token or the ticket, or nothing, in the query", () => {
