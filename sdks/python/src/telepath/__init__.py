@@ -1,4 +1,4 @@
-"""Telepath SDK for Python: a realtime client and a REST client for the Telepath chat hub.
+"""Telepath SDK for Python: a realtime client, a REST client and a server-API client for the Telepath chat hub.
 
 import asyncio
 from telepath import TelepathClient, TelepathRest
@@ -19,6 +19,7 @@ from .client import ConnectionState, TelepathClient
 from .errors import TelepathError
 from .events import EventStream
 from .rest import TelepathRest
+from .server import TelepathServer
 from .types import *  # noqa: F401,F403
 from .types import __all__ as _types_all
 
@@ -31,6 +32,7 @@ __all__ = [
     "TelepathClient",
     "TelepathError",
     "TelepathRest",
+    "TelepathServer",
     "__version__",
     *_types_all,
 ]

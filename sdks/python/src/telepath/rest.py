@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, TypeVar
+from typing import Any, Literal, Mapping, Sequence, TypeVar
 
 import httpx
 
-from ._util import TokenSource, parse_retry_after, resolve
-from .errors import TelepathError, code_for_status
+from ._http import call, query, seg
+from ._util import TokenSource, resolve
 from .types import (
     Announcement,
+    ApiKeyInfo,
+    ApiScope,
+    CreatedApiKey,
     DirectMessage,
     DmConversation,
     DmPage,
@@ -36,22 +39,8 @@ T = TypeVar("T")
 Method = Literal["GET", "POST", "PATCH", "DELETE"]
 
 
-def _query(**params: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in params.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        out[key] = str(value)
-    return out
-
-
-def _seg(value: str) -> str:
-    """One path segment, percent-encoded."""
-    from urllib.parse import quote
-
-    return quote(str(value), safe="")
+_query = query
+_seg = seg
 
 
 class TelepathRest:
@@ -327,6 +316,37 @@ class TelepathRest:
         return str(data.get("id", ""))
 
     # ------------------------------------------------------------------
+    # Admin: the server API's keys
+    # ------------------------------------------------------------------
+
+    async def create_api_key(
+        self, name: str, scopes: Sequence[ApiScope], *, room_prefix: str | None = None
+    ) -> CreatedApiKey:
+        """Admins only: a new key for :class:`~telepath.TelepathServer` (``POST /admin/api-keys``).
+
+        ``scopes``: any of ``publish``, ``presence``, ``rooms``, ``users``;
+        ``room_prefix`` limits the key to rooms whose name starts with it.
+        The secret (``.key``, ``tpk_...``) is in this answer only: the server
+        stores its hash. ``repr()`` of the result leaves the secret out.
+        """
+        body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+        if room_prefix is not None:
+            body["room_prefix"] = room_prefix
+        return from_wire(CreatedApiKey, await self.request("POST", "/admin/api-keys", json=body))
+
+    async def list_api_keys(self) -> list[ApiKeyInfo]:
+        """Admins only: every key, newest first, revoked ones too (never their secrets)."""
+        data = await self.request("GET", "/admin/api-keys")
+        return [from_wire(ApiKeyInfo, k) for k in data.get("keys", [])]
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        """Admins only: revokes key ``key_id`` (its ``id``, not the secret); refused (401) from then on.
+
+        404 for no such key.
+        """
+        await self.request("DELETE", f"/admin/api-keys/{_seg(key_id)}")
+
+    # ------------------------------------------------------------------
     # Any route
     # ------------------------------------------------------------------
 
@@ -343,40 +363,11 @@ class TelepathRest:
 
         Raises :class:`~telepath.TelepathError` for a non-2xx answer or a failed request.
         """
-        headers = {"accept": "application/json"}
+        authorization: str | None = None
         if auth and self.token is not None:
             token = await resolve(self.token)
             if token:
-                headers["authorization"] = f"Bearer {token}"
-        url = f"{self.base_url}{path}"
-        try:
-            res = await self._http.request(
-                method, url, json=json, params=dict(params) if params else None, headers=headers
-            )
-        except httpx.TimeoutException as err:
-            raise TelepathError("timeout", f"{method} {path}: {err!r}") from err
-        except httpx.HTTPError as err:
-            raise TelepathError("network", f"{method} {path}: {err!r}") from err
-        data: Any = None
-        if res.content:
-            try:
-                data = res.json()
-            except ValueError:
-                if res.is_success:
-                    raise TelepathError(
-                        "bad_response", f"{method} {path}: the answer is not JSON", status=res.status_code
-                    ) from None
-        if not res.is_success:
-            err_body = data.get("error") if isinstance(data, dict) else None
-            code = code_for_status(res.status_code)
-            message = f"{method} {path}: HTTP {res.status_code}"
-            if isinstance(err_body, dict):
-                code = str(err_body.get("code") or code)
-                message = str(err_body.get("message") or message)
-            raise TelepathError(
-                code,
-                message,
-                status=res.status_code,
-                retry_after=parse_retry_after(res.headers.get("retry-after")),
-            )
-        return data
+                authorization = f"Bearer {token}"
+        return await call(
+            self._http, self.base_url, method, path, json=json, params=params, authorization=authorization
+        )

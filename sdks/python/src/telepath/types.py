@@ -76,6 +76,15 @@ __all__ = [
     "OnlineUser",
     "LoginResponse",
     "Ticket",
+    "ApiScope",
+    "ApiKeyInfo",
+    "CreatedApiKey",
+    "PublishItem",
+    "PublishOutcome",
+    "DmResult",
+    "ApiPresence",
+    "AddedMembers",
+    "DisconnectResult",
     "StateChange",
     "Joined",
     "Recovery",
@@ -94,6 +103,8 @@ ChosenStatus = Literal["online", "away", "busy", "meditating"]
 """Statuses a user may choose with ``status``."""
 PresenceStatus = Literal["online", "away", "busy", "meditating", "offline"]
 """Every status a ``presence`` event may carry (``offline`` is the server's)."""
+ApiScope = Literal["publish", "presence", "rooms", "users"]
+"""What an API key may do: publish (to rooms and users), presence, rooms (create, add members), users (disconnect)."""
 
 T = TypeVar("T")
 
@@ -745,6 +756,114 @@ class Ticket:
 
     ticket: str
     expires_in: int = 30
+    extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
+
+
+# ---------------------------------------------------------------------------
+# The server API (``/api/``, :class:`telepath.TelepathServer`) and its keys
+# ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class ApiKeyInfo:
+    """An API key as ``GET /admin/api-keys`` lists it (never its secret)."""
+
+    id: str
+    name: str
+    scopes: list[str] = field(default_factory=list)
+    """Any of ``publish``, ``presence``, ``rooms``, ``users``."""
+    room_prefix: str | None = None
+    """The key acts only on rooms whose name starts with this (``None``: any room)."""
+    created_at: str = ""
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
+
+
+@dataclass(slots=True, kw_only=True)
+class CreatedApiKey(ApiKeyInfo):
+    """A new API key (``POST /admin/api-keys``): ``key`` is its secret, shown this once.
+
+    ``repr()`` leaves the secret out.
+    """
+
+    key: str = field(repr=False)
+    """``tpk_`` and 43 characters: ``TelepathServer(base_url, key)``."""
+
+
+@dataclass(slots=True, kw_only=True)
+class PublishItem:
+    """One item of :meth:`telepath.TelepathServer.publish_batch` (``POST /api/publish``).
+
+    ``as_user`` (wire name ``as``) is the bot user it is sent as (a
+    username, created if new); ``None``: the ``system`` user.
+    """
+
+    room: str
+    body: str
+    kind: str | None = None
+    client_id: str | None = None
+    as_user: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object the server expects (``None`` fields left out)."""
+        out: dict[str, Any] = {"room": self.room, "body": self.body}
+        if self.kind is not None:
+            out["kind"] = self.kind
+        if self.client_id is not None:
+            out["client_id"] = self.client_id
+        if self.as_user is not None:
+            out["as"] = self.as_user
+        return out
+
+
+@dataclass(slots=True, kw_only=True)
+class PublishOutcome:
+    """One item's outcome in ``POST /api/publish``: the committed ``message``, or the ``error`` that refused it."""
+
+    message: Message | None = None
+    error: ErrorBody | None = None
+    extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.message is not None
+
+
+@dataclass(slots=True, kw_only=True)
+class DmResult:
+    """A DM stored by ``POST /api/users/{id}/publish``: ``delivered`` says the recipient had a live connection."""
+
+    id: str
+    ts: str = ""
+    delivered: bool = False
+    extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
+
+
+@dataclass(slots=True, kw_only=True)
+class ApiPresence:
+    """``GET /api/presence`` and ``GET /api/rooms/{id}/presence``: who of those asked about is online."""
+
+    online: list[OnlineUser] = field(default_factory=list)
+    """The online ones, with status and connection count."""
+    offline: list[str] = field(default_factory=list)
+    """The ids of the others."""
+    extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
+
+
+@dataclass(slots=True, kw_only=True)
+class AddedMembers:
+    """``POST /api/rooms/{id}/members``: the ids of the users who were not participants before."""
+
+    added: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
+
+
+@dataclass(slots=True, kw_only=True)
+class DisconnectResult:
+    """``POST /api/users/{id}/disconnect``: how many connections were told to close (4003)."""
+
+    disconnected: int = 0
     extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
 
 
