@@ -37,7 +37,7 @@ pub(crate) fn room_id(id: &str) -> Result<&str, ApiError> {
     }
 }
 
-fn valid_room_name(name: &str) -> bool {
+pub(crate) fn valid_room_name(name: &str) -> bool {
     let len = name.chars().count();
     (1..=64).contains(&len) && !name.chars().any(char::is_control) && name.trim() == name
 }

@@ -88,16 +88,26 @@ pub async fn create_key(
     scopes: &[Scope],
     room_prefix: Option<&str>,
 ) -> Result<CreatedApiKey, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("name: 1-64 characters"));
+    if !crate::rooms::valid_room_name(name) {
+        return Err(ApiError::bad_request(
+            "name: 1-64 characters, no control characters or outer spaces",
+        ));
     }
-    if scopes.is_empty() {
-        return Err(ApiError::bad_request("scopes: at least one"));
+    if scopes.is_empty() || scopes.len() > Scope::ALL.len() {
+        return Err(ApiError::bad_request(
+            "scopes: 1-4 of publish, presence, rooms, users",
+        ));
     }
     if room_prefix.is_some_and(|p| p.is_empty() || p.chars().count() > 64) {
         return Err(ApiError::bad_request("room_prefix: 1-64 characters"));
     }
+    let mut unique: Vec<Scope> = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        if !unique.contains(scope) {
+            unique.push(*scope);
+        }
+    }
+    let scopes = unique.as_slice();
     let key = format!("{KEY_PREFIX}{}", secret::new_token());
     let info = ApiKeyInfo {
         id: uuid::Uuid::now_v7().hyphenated().to_string(),
@@ -316,9 +326,14 @@ pub(crate) async fn publish_batch(
     if req.items.is_empty() || req.items.len() > 100 {
         return Err(ApiError::bad_request("items: 1-100"));
     }
+    for (i, item) in req.items.iter().enumerate() {
+        item.check()
+            .map_err(|why| ApiError::bad_request(format!("items[{i}]: {why}")))?;
+    }
     let mut jobs = Vec::with_capacity(req.items.len());
     for item in req.items {
-        jobs.push(queued(&state, &key, &item.room, item.publish).await);
+        let (room, publish) = item.into_publish();
+        jobs.push(queued(&state, &key, &room, publish).await);
     }
     let results = state
         .writer()
@@ -366,8 +381,12 @@ pub(crate) async fn publish_to_user(
 
 /// `?users=id,id` of `GET /api/presence`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UsersQuery {
-    /// Comma-separated user ids (lowercase UUIDs), at most 1000.
+    /// Comma-separated user ids (lowercase UUIDs), 1-1000.
+    #[param(
+        pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(,[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}){0,999}$"
+    )]
     users: String,
 }
 

@@ -58,8 +58,11 @@ impl Scope {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    /// 1-64 characters.
-    #[schema(min_length = 1, max_length = 64)]
+    /// 1-64 characters, no control characters, no leading or trailing space.
+    #[schema(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\s]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\s])?$"
+    )]
     pub name: String,
     #[schema(min_items = 1, max_items = 4)]
     pub scopes: Vec<Scope>,
@@ -118,14 +121,39 @@ pub struct Publish {
     pub as_user: Option<String>,
 }
 
-/// One item of `POST /api/publish`.
+/// One item of `POST /api/publish`: a [`Publish`] and its room.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishItem {
     /// Room id (lowercase UUID).
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub room: String,
-    #[serde(flatten)]
-    pub publish: Publish,
+    #[schema(min_length = 1, max_length = 4096)]
+    pub body: String,
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 32)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
+    pub client_id: Option<String>,
+    #[serde(default, rename = "as")]
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,32}$")]
+    pub as_user: Option<String>,
+}
+
+impl PublishItem {
+    /// The item without its room.
+    pub fn into_publish(self) -> (String, Publish) {
+        (
+            self.room,
+            Publish {
+                body: self.body,
+                kind: self.kind,
+                client_id: self.client_id,
+                as_user: self.as_user,
+            },
+        )
+    }
 }
 
 /// `POST /api/publish`: up to 100 room messages in one call.
@@ -177,12 +205,17 @@ pub struct ApiPresence {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiCreateRoom {
-    #[schema(max_length = 64)]
+    /// 1-64 characters, no control characters, no leading or trailing space.
+    #[schema(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f\s]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\s])?$"
+    )]
     pub name: String,
     #[serde(default)]
     #[schema(max_length = 1024)]
     pub description: Option<String>,
-    #[serde(default)]
+    /// Default 100.
+    #[serde(default, deserialize_with = "super::integer::option")]
     #[schema(minimum = 1, maximum = 100_000)]
     pub max_participants: Option<i64>,
     #[serde(default)]
@@ -194,8 +227,54 @@ pub struct ApiCreateRoom {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMembers {
-    #[schema(min_items = 1, max_items = 1000)]
+    /// User ids (lowercase UUIDs).
+    #[schema(schema_with = member_ids)]
     pub users: Vec<String>,
+}
+
+fn member_ids() -> utoipa::openapi::schema::Array {
+    let mut ids = super::ids::id_list_schema(1000);
+    ids.min_items = Some(1);
+    ids
+}
+
+impl PublishItem {
+    /// The bounds its schema states: a room id, a body of 1-4096
+    /// characters, `kind` 1-32, `client_id` 1-128, `as` a username. A batch
+    /// with an item out of them is refused whole; what depends on the
+    /// server (the room, the key's prefix, the byte limit) refuses that
+    /// item alone.
+    pub fn check(&self) -> Result<(), String> {
+        let chars = |s: &str| s.chars().count();
+        if !super::is_canonical_id(&self.room) {
+            return Err("room: a room id (lowercase UUID)".to_owned());
+        }
+        if self.body.is_empty() || chars(&self.body) > super::MAX_BODY_CHARS {
+            return Err("body: 1-4096 characters".to_owned());
+        }
+        if self
+            .kind
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || chars(k) > 32)
+        {
+            return Err("kind: 1-32 characters".to_owned());
+        }
+        if self
+            .client_id
+            .as_deref()
+            .is_some_and(|c| c.is_empty() || chars(c) > 128)
+        {
+            return Err("client_id: 1-128 characters".to_owned());
+        }
+        if self
+            .as_user
+            .as_deref()
+            .is_some_and(|a| !super::is_valid_username(a))
+        {
+            return Err("as: 1-32 of A-Z a-z 0-9 _ . -".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// `POST /api/rooms/{id}/members` answer.
