@@ -25,8 +25,8 @@ use sqlx::SqliteConnection;
 use telepath_shared::auth::bearer;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
-    AddMembers, AddedMembers, ApiCreateRoom, ApiKeyInfo, ApiKeyList, ApiPresence, CreateApiKey,
-    CreatedApiKey, DisconnectResult, ErrorCode, ErrorEnvelope, InternalDm, InternalSend,
+    AddMembers, AddedMembers, ApiKeyInfo, ApiKeyList, ApiPresence, CreateApiKey,
+    CreateRoom, CreatedApiKey, DisconnectResult, ErrorCode, ErrorEnvelope, InternalDm, InternalSend,
     MemberAction, Message, Publish, PublishBatch, PublishResults, PublishToUser, PublishedDm, Role,
     Room, Scope, SendOutcome, UserRef, is_canonical_id, is_valid_username, user_id_for,
 };
@@ -449,13 +449,13 @@ pub(crate) async fn room_presence(
     Ok(Json(presence_of(&state, members).await?))
 }
 
-#[utoipa::path(post, path = "/api/rooms", tag = "server", operation_id = "api_create_room", request_body = ApiCreateRoom,
+#[utoipa::path(post, path = "/api/rooms", tag = "server", operation_id = "api_create_room", request_body = CreateRoom,
     responses((status = 201, description = "The room, owned by the system user", body = Room), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing, unknown or revoked API key (or a user token)", body = ErrorEnvelope), (status = 403, description = "The key lacks the rooms scope, or the name is outside its prefix", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("api_key" = [])))]
 pub(crate) async fn create_room(
     State(state): State<ApiState>,
     key: ApiKey,
-    JsonBody(req): JsonBody<ApiCreateRoom>,
+    JsonBody(req): JsonBody<CreateRoom>,
 ) -> Result<(StatusCode, Json<Room>), ApiError> {
     key.require(Scope::Rooms)?;
     let max = req.max_participants.unwrap_or(100);

@@ -200,28 +200,6 @@ pub struct ApiPresence {
     pub offline: Vec<String>,
 }
 
-/// `POST /api/rooms`: a room the application owns (its owner is the
-/// `system` user).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApiCreateRoom {
-    /// 1-64 characters, no control characters, no leading or trailing space.
-    #[schema(
-        max_length = 64,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f\s]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\s])?$"
-    )]
-    pub name: String,
-    #[serde(default)]
-    #[schema(max_length = 1024)]
-    pub description: Option<String>,
-    /// Default 100.
-    #[serde(default, deserialize_with = "super::integer::option")]
-    #[schema(minimum = 1, maximum = 100_000)]
-    pub max_participants: Option<i64>,
-    #[serde(default)]
-    pub private: Option<bool>,
-}
-
 /// `POST /api/rooms/{id}/members`: users (ids of known users) made
 /// participants.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
