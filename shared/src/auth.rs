@@ -210,31 +210,35 @@ impl JwtKeys {
     /// Only a provider's token whose key must be fetched waits (at most
     /// [`external::FETCH_TIMEOUT`]).
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
-        let claims = match (header.alg, &self.external) {
-            (Algorithm::HS256, _) => self.verify_own(token)?,
-            (_, Some(external)) => {
-                external
-                    .verify(token, header.alg, header.kid.as_deref())
-                    .await?
-            }
-            (_, None) => return Err(AuthError::UnsupportedAlgorithm),
+        // Without a provider every token is ours: its header is read once,
+        // by the decoding itself (another algorithm is refused there).
+        let Some(external) = &self.external else {
+            return self.verify_own(token);
         };
-        if claims.iat > Utc::now().timestamp() + LEEWAY_SECS as i64 {
-            return Err(AuthError::IssuedInTheFuture);
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg == Algorithm::HS256 {
+            return self.verify_own(token);
         }
-        Ok(claims)
+        let claims = external
+            .verify(token, header.alg, header.kid.as_deref())
+            .await?;
+        not_from_the_future(claims)
     }
 
     /// Verifies a token signed with the deployment's secret (HS256 only).
     pub fn verify_own(&self, token: &str) -> Result<Claims, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(AuthError::from_jwt)?;
-        if data.claims.iat > Utc::now().timestamp() + LEEWAY_SECS as i64 {
-            return Err(AuthError::IssuedInTheFuture);
-        }
-        Ok(data.claims)
+        not_from_the_future(data.claims)
     }
+}
+
+/// `claims`, unless their `iat` is in the future (beyond the leeway).
+fn not_from_the_future(claims: Claims) -> Result<Claims, AuthError> {
+    if claims.iat > Utc::now().timestamp() + LEEWAY_SECS as i64 {
+        return Err(AuthError::IssuedInTheFuture);
+    }
+    Ok(claims)
 }
 
 /// The token from an `Authorization: Bearer <token>` header value.

@@ -89,6 +89,7 @@ struct Inner {
     /// The per-address limits on logins and room creation.
     limits: limits::Limits,
     tickets: tickets::Tickets,
+    senders: server_api::Senders,
     /// The announcements that have not expired.
     announcements: announcements::Active,
     /// The unread counts kept in Redis for gateways.
@@ -178,6 +179,7 @@ impl ApiState {
                 invitees,
                 limits,
                 tickets,
+                senders: server_api::Senders::default(),
                 announcements,
                 unread,
             }),
@@ -213,6 +215,10 @@ impl ApiState {
 
     pub(crate) fn tickets(&self) -> &tickets::Tickets {
         &self.inner.tickets
+    }
+
+    pub(crate) fn senders(&self) -> &server_api::Senders {
+        &self.inner.senders
     }
 
     /// Runs the retention cleanup once as of `now` (what the api does every

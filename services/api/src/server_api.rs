@@ -25,8 +25,8 @@ use sqlx::SqliteConnection;
 use telepath_shared::auth::bearer;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
-    AddMembers, AddedMembers, ApiKeyInfo, ApiKeyList, ApiPresence, CreateApiKey,
-    CreateRoom, CreatedApiKey, DisconnectResult, ErrorCode, ErrorEnvelope, InternalDm, InternalSend,
+    AddMembers, AddedMembers, ApiKeyInfo, ApiKeyList, ApiPresence, CreateApiKey, CreateRoom,
+    CreatedApiKey, DisconnectResult, ErrorCode, ErrorEnvelope, InternalDm, InternalSend,
     MemberAction, Message, Publish, PublishBatch, PublishResults, PublishToUser, PublishedDm, Role,
     Room, Scope, SendOutcome, UserRef, is_canonical_id, is_valid_username, user_id_for,
 };
@@ -249,6 +249,31 @@ async fn key_room(state: &ApiState, key: &ApiKey, id: &str) -> Result<Room, ApiE
     Ok(room)
 }
 
+/// The bot users this process has made sure exist, so a publish costs no
+/// write transaction of its own once its sender is known (at most
+/// [`Senders::MAX`]; forgotten all at once past it, then relearned).
+#[derive(Default)]
+pub(crate) struct Senders(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl Senders {
+    const MAX: usize = 10_000;
+
+    fn known(&self, id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
+    fn learn(&self, id: &str) {
+        let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= Self::MAX {
+            known.clear();
+        }
+        known.insert(id.to_owned());
+    }
+}
+
 /// The sender of a publish: the bot user `as_user` (created if new) or the
 /// system user.
 async fn sender(state: &ApiState, as_user: Option<&str>) -> Result<UserRef, ApiError> {
@@ -260,9 +285,12 @@ async fn sender(state: &ApiState, as_user: Option<&str>) -> Result<UserRef, ApiE
         id: user_id_for(name),
         name: name.to_owned(),
     };
-    let mut tx = state.db().begin_write().await?;
-    store::ensure_user(&mut tx, &user, Role::User).await?;
-    tx.commit().await.map_err(db_err)?;
+    if !state.senders().known(&user.id) {
+        let mut tx = state.db().begin_write().await?;
+        store::ensure_user(&mut tx, &user, Role::User).await?;
+        tx.commit().await.map_err(db_err)?;
+        state.senders().learn(&user.id);
+    }
     Ok(user)
 }
 
