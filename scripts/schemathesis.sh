@@ -73,7 +73,7 @@ token=$(curl -fsS -X POST "$base/auth/login" -H 'content-type: application/json'
 # user token there, which /api/ refuses with 401).
 key=$(curl -fsS -X POST "$base/admin/api-keys" -H "Authorization: Bearer $token" \
   -H 'content-type: application/json' \
-  -d '{"name":"schemathesis","scopes":["publish","presence","rooms","users"]}' \
+  -d '{"name":"schemathesis","scopes":["publish","presence","rooms","users","webhooks"]}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 "$st" --config-file scripts/schemathesis.toml run "$base/openapi.json" \
   --checks all \

@@ -71,6 +71,25 @@ pub struct ApiConfig {
     #[arg(long, env = "TELEPATH_COMMIT_BATCH", default_value_t = 256,
         value_parser = clap::value_parser!(u16).range(1..), help_heading = ADVANCED)]
     pub commit_batch: u16,
+    /// Let webhooks deliver to loopback, private, link-local and other
+    /// non-public addresses (refused by default: a webhook URL must not
+    /// reach into the network the server runs in).
+    #[arg(long, env = "TELEPATH_WEBHOOK_ALLOW_PRIVATE", default_value = "0", value_parser = boolish(), action = SET)]
+    pub webhook_allow_private: bool,
+    /// How long one webhook delivery attempt may take (connect, send, the
+    /// answer's status line), ms; longer is a failed attempt.
+    #[arg(long, env = "TELEPATH_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub webhook_timeout_ms: u64,
+    /// How long a webhook delivery is retried (with exponential backoff,
+    /// 1 s doubling to 1 h) before it is marked `failed`, e.g. `24h`.
+    #[arg(long, env = "TELEPATH_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub webhook_retry_for: Duration,
+    /// Deliveries one webhook may have waiting; events past it are not
+    /// queued for that webhook (counted in its `dropped`).
+    #[arg(long, env = "TELEPATH_WEBHOOK_MAX_PENDING", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub webhook_max_pending: u64,
 }
 
 impl ApiConfig {

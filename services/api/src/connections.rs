@@ -6,11 +6,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::ErrorEnvelope;
-use telepath_shared::protocol::{ConnectionEventKind, ConnectionEvents};
+use telepath_shared::protocol::{
+    ConnectionEvent, ConnectionEventKind, ConnectionEvents, WebhookEvent,
+};
 
 use crate::ApiState;
 use crate::auth::Internal;
 use crate::store::db_err;
+use crate::webhooks::Event;
 
 /// Most events in one report.
 pub(crate) const MAX_EVENTS: usize = 1000;
@@ -80,6 +83,52 @@ pub(crate) async fn report(
                 .map_err(db_err)?;
         }
     }
+    let events = webhook_events(&state, &report.events);
+    let hooked = state
+        .webhooks()
+        .record(&mut tx, &events)
+        .await
+        .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
+    if hooked {
+        state.webhooks().wake();
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a `user.connected` or `user.disconnected` webhook event says (the
+/// connection log's row without the address and user agent).
+#[derive(serde::Serialize)]
+struct ConnectionData<'a> {
+    user: &'a telepath_shared::protocol::UserRef,
+    conn_id: &'a str,
+    node: &'a str,
+    /// For disconnects: the close code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+fn webhook_events(state: &ApiState, events: &[ConnectionEvent]) -> Vec<Event> {
+    let hooks = state.webhooks();
+    events
+        .iter()
+        .filter_map(|e| {
+            let kind = match e.event {
+                ConnectionEventKind::Connect => WebhookEvent::UserConnected,
+                ConnectionEventKind::Disconnect => WebhookEvent::UserDisconnected,
+            };
+            if !hooks.wants(kind) {
+                return None;
+            }
+            let data = ConnectionData {
+                user: &e.user,
+                conn_id: &e.conn_id,
+                node: &e.node,
+                reason: e.reason.as_deref(),
+                at: e.at,
+            };
+            Event::new(kind, &data)
+        })
+        .collect()
 }

@@ -32,12 +32,7 @@ pub(crate) async fn join(
     protocol::check_user(&req.user)?;
     let joined = store::join_room(&state.db().write, id, &req.user, Role::User).await?;
     if joined.new {
-        announce_member(
-            &state.outboxes().rooms,
-            id,
-            req.user.clone(),
-            MemberAction::Joined,
-        );
+        announce_member(&state, id, req.user.clone(), MemberAction::Joined);
     }
     Ok(Json(JoinResult {
         room: id.to_owned(),
@@ -63,7 +58,7 @@ pub(crate) async fn leave(
     let id = room_id(&id)?;
     store::leave_room(&state.db().write, id, &req.user.id).await?;
     state.unread().touch([&req.user.id]);
-    announce_member(&state.outboxes().rooms, id, req.user, MemberAction::Left);
+    announce_member(&state, id, req.user, MemberAction::Left);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -37,6 +37,7 @@ pub mod server_api;
 mod store;
 mod tickets;
 mod web;
+mod webhooks;
 pub mod writer;
 
 use std::sync::Arc;
@@ -94,6 +95,8 @@ struct Inner {
     announcements: announcements::Active,
     /// The unread counts kept in Redis for gateways.
     unread: notifications::UnreadSync,
+    /// The webhooks: endpoints, their queues and workers.
+    webhooks: webhooks::Webhooks,
 }
 
 impl ApiState {
@@ -125,7 +128,6 @@ impl ApiState {
     ) -> anyhow::Result<ApiState> {
         let db = db::open(&config.database_url, config.db_max_bytes).await?;
         let write = &db.write;
-        presence_events::spawn(bus.clone(), inbound, write.clone());
         dms::spawn_cleanup(write.clone());
         retention::spawn(
             write.clone(),
@@ -144,10 +146,15 @@ impl ApiState {
         });
         let unread = notifications::UnreadSync::spawn(db.read.clone(), redis.clone());
         let batch = usize::from(config.commit_batch);
+        let webhooks =
+            webhooks::Webhooks::start(db.read.clone(), write.clone(), &config, metrics.clone())
+                .await?;
+        presence_events::spawn(bus.clone(), inbound, write.clone(), webhooks.clone());
         let writer = writer::spawn(
             write.clone(),
             outboxes.rooms.clone(),
             unread.clone(),
+            webhooks.clone(),
             metrics,
             batch,
         );
@@ -182,6 +189,7 @@ impl ApiState {
                 senders: server_api::Senders::default(),
                 announcements,
                 unread,
+                webhooks,
             }),
         })
     }
@@ -206,6 +214,11 @@ impl ApiState {
     /// The active announcements.
     pub(crate) fn announcements(&self) -> &announcements::Active {
         &self.inner.announcements
+    }
+
+    /// The webhooks.
+    pub(crate) fn webhooks(&self) -> &webhooks::Webhooks {
+        &self.inner.webhooks
     }
 
     /// The per-address limits.
@@ -311,6 +324,7 @@ impl ApiState {
     /// hold, for at most `TELEPATH_DRAIN_SECS`.
     pub async fn close(&self) {
         self.inner.writer.close().await;
+        self.inner.webhooks.close().await;
         self.inner.db.close().await;
         self.inner.outboxes.close(self.common().drain()).await;
         tracing::info!("api closed: writer flushed, database closed, outboxes flushed");
@@ -370,6 +384,9 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(server_api::create_room))
         .routes(routes!(server_api::add_members))
         .routes(routes!(server_api::disconnect))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
         .routes(routes!(admin::disconnect))
         .routes(routes!(admin::analytics))
         .routes(routes!(revoke::revoke))

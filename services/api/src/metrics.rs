@@ -1,6 +1,6 @@
 //! The api's Prometheus metrics.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use telepath_shared::bus::outbox::OutboxMetricFamilies;
 use telepath_shared::telemetry::register;
 
@@ -18,6 +18,15 @@ pub struct ApiMetrics {
     pub outboxes: OutboxMetricFamilies,
     /// Room messages waiting for the writer, as of its last batch.
     pub writer_queue: IntGauge,
+    /// Webhook delivery attempts, by `outcome` (`delivered`, `failed`).
+    pub webhook_attempts: IntCounterVec,
+    /// Webhook deliveries given up (`failed` after the retry window).
+    pub webhook_gave_up: IntCounter,
+    /// Webhook events not queued: the webhook's pending bound was reached,
+    /// or the queue of joins and leaves to record was full.
+    pub webhook_dropped: IntCounter,
+    /// Webhook deliveries waiting, over every webhook.
+    pub webhook_pending: IntGauge,
 }
 
 impl ApiMetrics {
@@ -60,6 +69,47 @@ impl ApiMetrics {
                 IntGauge::new(
                     "telepath_api_writer_queue_messages",
                     "Room messages waiting for the writer, as of its last batch",
+                )
+                .unwrap(),
+            ),
+            webhook_attempts: {
+                let attempts = register(
+                    registry,
+                    IntCounterVec::new(
+                        Opts::new(
+                            "telepath_api_webhook_attempts_total",
+                            "Webhook delivery attempts, by outcome (delivered: a 2xx answer)",
+                        ),
+                        &["outcome"],
+                    )
+                    .unwrap(),
+                );
+                for outcome in ["delivered", "failed"] {
+                    attempts.with_label_values(&[outcome]);
+                }
+                attempts
+            },
+            webhook_gave_up: register(
+                registry,
+                IntCounter::new(
+                    "telepath_api_webhook_gave_up_total",
+                    "Webhook deliveries given up after the retry window",
+                )
+                .unwrap(),
+            ),
+            webhook_dropped: register(
+                registry,
+                IntCounter::new(
+                    "telepath_api_webhook_dropped_total",
+                    "Webhook events not queued (a webhook at its pending bound)",
+                )
+                .unwrap(),
+            ),
+            webhook_pending: register(
+                registry,
+                IntGauge::new(
+                    "telepath_api_webhook_pending",
+                    "Webhook deliveries waiting, over every webhook",
                 )
                 .unwrap(),
             ),

@@ -57,6 +57,9 @@ pub(crate) struct NewNotification {
     pub(crate) message_id: Option<String>,
     pub(crate) from: Option<UserRef>,
     pub(crate) text: String,
+    /// An application's notification: its sender's `client_id`, which
+    /// makes a repeat return the first (see [`find_app`]).
+    pub(crate) app_key: Option<String>,
 }
 
 /// At most [`EXCERPT`] characters of `text`, with an ellipsis when cut.
@@ -109,9 +112,11 @@ pub(crate) async fn insert(
         if n.from.as_ref().is_some_and(|f| f.id == n.user_id) {
             continue;
         }
-        let coalesce = (n.kind == NotificationKind::Reaction)
-            .then(|| n.message_id.as_ref().map(|m| format!("reaction:{m}")))
-            .flatten();
+        let coalesce = match n.kind {
+            NotificationKind::Reaction => n.message_id.as_ref().map(|m| format!("reaction:{m}")),
+            NotificationKind::App => n.app_key.as_ref().map(|k| format!("app:{k}")),
+            _ => None,
+        };
         if let Some(key) = &coalesce {
             sqlx::query("DELETE FROM notifications WHERE user_id = ? AND coalesce_key = ?")
                 .bind(&n.user_id)
@@ -167,6 +172,43 @@ pub(crate) async fn insert(
         .await?;
     }
     Ok(written)
+}
+
+/// A listed notification from its row.
+fn notification_of(
+    (id, kind, room, message_id, from_id, from_name, text, ts, read): Row,
+) -> Notification {
+    Notification {
+        id,
+        kind: NotificationKind::parse(&kind).unwrap_or(NotificationKind::Mention),
+        room,
+        message_id,
+        from: from_id.map(|id| UserRef {
+            id,
+            name: from_name.unwrap_or_default(),
+        }),
+        text,
+        ts,
+        read: Some(read),
+    }
+}
+
+/// The application notification of `user` stored with `app_key` (see
+/// [`NewNotification::app_key`]), if there is one.
+pub(crate) async fn find_app(
+    conn: &mut SqliteConnection,
+    user: &str,
+    app_key: &str,
+) -> Result<Option<Notification>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT n.id, n.kind, n.room_id, n.message_id, n.from_id, n.from_name, n.text, n.ts, n.read
+         FROM notifications n WHERE n.user_id = ? AND n.coalesce_key = ?",
+    )
+    .bind(user)
+    .bind(format!("app:{app_key}"))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(notification_of))
 }
 
 /// The `notification` events of `written`, for the users' channels.
@@ -301,21 +343,7 @@ pub(crate) async fn list(
     let notifications = rows
         .into_iter()
         .take(limit as usize)
-        .map(
-            |(id, kind, room, message_id, from_id, from_name, text, ts, read)| Notification {
-                id,
-                kind: NotificationKind::parse(&kind).unwrap_or(NotificationKind::Mention),
-                room,
-                message_id,
-                from: from_id.map(|id| UserRef {
-                    id,
-                    name: from_name.unwrap_or_default(),
-                }),
-                text,
-                ts,
-                read: Some(read),
-            },
-        )
+        .map(notification_of)
         .collect();
     let unread = unread_of(&mut conn, &claims.sub).await.map_err(db_err)?;
     Ok(Json(NotificationList {

@@ -11,13 +11,22 @@ use std::time::Duration;
 use chrono::SubsecRound;
 use sqlx::SqlitePool;
 use telepath_shared::bus::{Bus, Inbound};
-use telepath_shared::protocol::{PRESENCE_CHANNEL, PresenceBroadcast};
+use telepath_shared::protocol::{PRESENCE_CHANNEL, PresenceBroadcast, WebhookEvent};
+
+use crate::webhooks::Event;
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;
 
-/// Subscribes to presence changes and persists them until the bus closes.
-pub(crate) fn spawn(bus: Arc<dyn Bus>, mut inbound: Inbound, pool: SqlitePool) {
+/// Subscribes to presence changes and persists them until the bus closes;
+/// each is a `presence.changed` webhook event, queued in the same
+/// transaction.
+pub(crate) fn spawn(
+    bus: Arc<dyn Bus>,
+    mut inbound: Inbound,
+    pool: SqlitePool,
+    webhooks: crate::webhooks::Webhooks,
+) {
     tokio::spawn(async move {
         // The subscription is retried until the bus takes it (Redis may be starting).
         while let Err(e) = bus.subscribe(PRESENCE_CHANNEL).await {
@@ -31,16 +40,25 @@ pub(crate) fn spawn(bus: Arc<dyn Bus>, mut inbound: Inbound, pool: SqlitePool) {
                 .filter(|m| m.channel == PRESENCE_CHANNEL)
                 .filter_map(|m| serde_json::from_slice(&m.payload).ok())
                 .collect();
-            if let Err(e) = persist(&pool, &changes).await {
-                tracing::warn!(error = %e, events = changes.len(), "persisting presence failed");
+            match persist(&pool, &webhooks, &changes).await {
+                Ok(true) => webhooks.wake(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, events = changes.len(), "persisting presence failed");
+                }
             }
         }
     });
 }
 
-async fn persist(pool: &SqlitePool, changes: &[PresenceBroadcast]) -> Result<(), sqlx::Error> {
+/// Persists `changes`; true when it queued webhook deliveries.
+async fn persist(
+    pool: &SqlitePool,
+    webhooks: &crate::webhooks::Webhooks,
+    changes: &[PresenceBroadcast],
+) -> Result<bool, sqlx::Error> {
     if changes.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let mut tx = crate::db::begin_write(pool).await?;
     for change in changes {
@@ -62,5 +80,15 @@ async fn persist(pool: &SqlitePool, changes: &[PresenceBroadcast]) -> Result<(),
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await
+    let events: Vec<Event> = if webhooks.wants(WebhookEvent::PresenceChanged) {
+        changes
+            .iter()
+            .filter_map(|c| Event::new(WebhookEvent::PresenceChanged, &c.event))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let hooked = webhooks.record(&mut tx, &events).await?;
+    tx.commit().await?;
+    Ok(hooked)
 }

@@ -10,7 +10,7 @@ use telepath_shared::protocol::ErrorEnvelope;
 use telepath_shared::protocol::{
     CreateRoom, ErrorCode, InternalSend, MemberAction, MemberEvent, Message, MessagePage,
     Participant, ParticipantList, Role, Room, RoomClosed, RoomEvent, RoomList, RoomRole,
-    SendMessage, ServerFrame, UserRef, is_canonical_id, room_channel, user_channel,
+    SendMessage, ServerFrame, UserRef, WebhookEvent, is_canonical_id, room_channel, user_channel,
 };
 
 use telepath_shared::bus::Outgoing;
@@ -19,7 +19,6 @@ use crate::ApiState;
 use crate::auth::AuthUser;
 use crate::limits::ClientIp;
 use crate::manage;
-use crate::outbox::Outbox;
 use crate::store::{self, PageAnchor, db_err, now};
 use crate::writer::Queued;
 
@@ -182,12 +181,7 @@ pub(crate) async fn join(
     let id = room_id(&id)?;
     let joined = store::join_room(&state.db().write, id, &claims.user_ref(), claims.role).await?;
     if joined.new {
-        announce_member(
-            &state.outboxes().rooms,
-            id,
-            claims.user_ref(),
-            MemberAction::Joined,
-        );
+        announce_member(&state, id, claims.user_ref(), MemberAction::Joined);
     }
     Ok(Json(joined.participant))
 }
@@ -204,18 +198,13 @@ pub(crate) async fn leave(
     store::leave_room(&state.db().write, id, &claims.sub).await?;
     // Its notifications about the room are no longer shown, nor counted.
     state.unread().touch([&claims.sub]);
-    announce_member(
-        &state.outboxes().rooms,
-        id,
-        claims.user_ref(),
-        MemberAction::Left,
-    );
+    announce_member(&state, id, claims.user_ref(), MemberAction::Left);
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Tells the room that `user` joined or left (a `member` event).
-pub(crate) fn announce_member(outbox: &Outbox, room: &str, user: UserRef, action: MemberAction) {
-    announce(outbox, MemberEvent::new(room.to_owned(), user, action));
+pub(crate) fn announce_member(state: &ApiState, room: &str, user: UserRef, action: MemberAction) {
+    announce(state, MemberEvent::new(room.to_owned(), user, action));
 }
 
 /// Publishes a `member` event to the room. Any event but a join also goes
@@ -225,7 +214,22 @@ pub(crate) fn announce_member(outbox: &Outbox, room: &str, user: UserRef, action
 /// through the `rooms` outbox (in the order of the room's commits); an
 /// event the outbox drops is not repaired (the database is the truth, and
 /// the user's connections get `forbidden` on their next send).
-pub(crate) fn announce(outbox: &Outbox, event: MemberEvent) {
+///
+/// A join is a `room.joined` webhook event, a leave (kicked and banned
+/// too) a `room.left`, queued right after the commit by the webhooks'
+/// recorder.
+pub(crate) fn announce(state: &ApiState, event: MemberEvent) {
+    let hook = match event.action {
+        MemberAction::Joined => Some(WebhookEvent::RoomJoined),
+        MemberAction::Left => Some(WebhookEvent::RoomLeft),
+        MemberAction::Role | MemberAction::Muted | MemberAction::Unmuted => None,
+    };
+    if let Some(kind) = hook.filter(|k| state.webhooks().wants(*k))
+        && let Some(e) = crate::webhooks::Event::new(kind, &event)
+    {
+        state.webhooks().emit(e);
+    }
+    let outbox = &state.outboxes().rooms;
     let room = event.room.clone();
     let user_id = event.user.id.clone();
     let own = event.action != MemberAction::Joined;

@@ -27,8 +27,9 @@ use telepath_shared::http::{ApiError, JsonBody};
 use telepath_shared::protocol::{
     AddMembers, AddedMembers, ApiKeyInfo, ApiKeyList, ApiPresence, CreateApiKey, CreateRoom,
     CreatedApiKey, DisconnectResult, ErrorCode, ErrorEnvelope, InternalDm, InternalSend,
-    MemberAction, Message, Publish, PublishBatch, PublishResults, PublishToUser, PublishedDm, Role,
-    Room, Scope, SendOutcome, UserRef, is_canonical_id, is_valid_username, user_id_for,
+    MemberAction, Message, Notification, NotificationKind, Publish, PublishBatch, PublishResults,
+    PublishToUser, PublishedDm, Role, Room, Scope, SendOutcome, UserPublishKind, UserRef,
+    is_canonical_id, is_valid_username, user_id_for,
 };
 
 use crate::auth::AdminUser;
@@ -95,7 +96,7 @@ pub async fn create_key(
     }
     if scopes.is_empty() || scopes.len() > Scope::ALL.len() {
         return Err(ApiError::bad_request(
-            "scopes: 1-4 of publish, presence, rooms, users",
+            "scopes: 1-5 of publish, presence, rooms, users, webhooks",
         ));
     }
     if room_prefix.is_some_and(|p| p.is_empty() || p.chars().count() > 64) {
@@ -214,7 +215,7 @@ impl FromRequestParts<ApiState> for ApiKey {
 
 impl ApiKey {
     /// 403 unless the key holds `scope`.
-    fn require(&self, scope: Scope) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.0.scopes.contains(&scope) {
             Ok(())
         } else {
@@ -223,6 +224,11 @@ impl ApiKey {
                 scope.as_str()
             )))
         }
+    }
+
+    /// The prefix of the rooms it is limited to, if any.
+    pub(crate) fn room_prefix(&self) -> Option<&str> {
+        self.0.room_prefix.as_deref()
     }
 
     /// 403 unless the key may act on a room named `name`.
@@ -379,7 +385,7 @@ pub(crate) async fn publish_batch(
 #[utoipa::path(post, path = "/api/users/{id}/publish", tag = "server", operation_id = "api_publish_to_user",
     params(("id" = String, Path, description = "User id (lowercase UUID)", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
     request_body = PublishToUser,
-    responses((status = 201, description = "A direct message from the bot (or system) user, stored and delivered like any DM (queued while the user is offline)", body = PublishedDm), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing, unknown or revoked API key (or a user token)", body = ErrorEnvelope), (status = 403, description = "The key lacks the publish scope", body = ErrorEnvelope), (status = 404, description = "No such user", body = ErrorEnvelope), (status = 409, description = "`client_id` already names a room message of this sender", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
+    responses((status = 201, description = "`dm` (the default): a direct message from the bot (or system) user, stored and delivered like any DM (queued while the user is offline). `notification`: a notification of kind `app` from that user, the `notification` event on the user's live connections, listed in GET /notifications; a repeat of its `client_id` returns the first", body = PublishedDm), (status = 400, description = "Invalid input", body = ErrorEnvelope), (status = 401, description = "Missing, unknown or revoked API key (or a user token)", body = ErrorEnvelope), (status = 403, description = "The key lacks the publish scope", body = ErrorEnvelope), (status = 404, description = "No such user", body = ErrorEnvelope), (status = 409, description = "`client_id` already names a room message of this sender", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("api_key" = [])))]
 pub(crate) async fn publish_to_user(
     State(state): State<ApiState>,
@@ -392,7 +398,24 @@ pub(crate) async fn publish_to_user(
         return Err(ApiError::bad_request("user ids are lowercase UUIDs"));
     }
     telepath_shared::protocol::check_body(&req.body, state.common().max_body_bytes)?;
+    if req
+        .client_id
+        .as_deref()
+        .is_some_and(|c| c.is_empty() || c.chars().count() > 128)
+    {
+        return Err(ApiError::bad_request("client_id: 1-128 characters"));
+    }
     let from = sender(&state, req.as_user.as_deref()).await?;
+    if req.kind == UserPublishKind::Notification {
+        let notification = notify(&state, from, &id, req.body, req.client_id).await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(PublishedDm {
+                dm: None,
+                notification: Some(notification),
+            }),
+        ));
+    }
     let dm = InternalDm {
         from,
         to: id,
@@ -404,7 +427,62 @@ pub(crate) async fn publish_to_user(
         .await
         .pop()
         .unwrap_or_else(|| Err(ApiError::internal("no outcome")))?;
-    Ok((StatusCode::CREATED, Json(PublishedDm { dm })))
+    Ok((
+        StatusCode::CREATED,
+        Json(PublishedDm {
+            dm: Some(dm),
+            notification: None,
+        }),
+    ))
+}
+
+/// An application notification from `from` to user `to`: stored, then
+/// published on the user's channel (every live connection gets the
+/// `notification` event). A repeat of `client_id` by the same sender
+/// returns the first, publishing nothing.
+async fn notify(
+    state: &ApiState,
+    from: UserRef,
+    to: &str,
+    body: String,
+    client_id: Option<String>,
+) -> Result<Notification, ApiError> {
+    let app_key = client_id.map(|c| format!("{}:{c}", from.id));
+    let mut tx = state.db().begin_write().await?;
+    let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = ?")
+        .bind(to)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if known.is_none() {
+        return Err(ApiError::not_found("no such user"));
+    }
+    if let Some(key) = &app_key
+        && let Some(first) = crate::notifications::find_app(&mut tx, to, key)
+            .await
+            .map_err(db_err)?
+    {
+        return Ok(first);
+    }
+    let new = crate::notifications::NewNotification {
+        user_id: to.to_owned(),
+        kind: NotificationKind::App,
+        room: None,
+        message_id: None,
+        from: Some(from),
+        text: body,
+        app_key,
+    };
+    let written = crate::notifications::insert(&mut tx, vec![new], now())
+        .await
+        .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    crate::notifications::publish(state, &written);
+    written
+        .into_iter()
+        .next()
+        .map(|(_, n)| n)
+        .ok_or_else(|| ApiError::bad_request("a user cannot notify themselves"))
 }
 
 /// `?users=id,id` of `GET /api/presence`.
@@ -542,12 +620,7 @@ pub(crate) async fn add_members(
     }
     tx.commit().await.map_err(db_err)?;
     for user in &added {
-        announce_member(
-            &state.outboxes().rooms,
-            id,
-            user.clone(),
-            MemberAction::Joined,
-        );
+        announce_member(&state, id, user.clone(), MemberAction::Joined);
     }
     state.unread().touch(added.iter().map(|u| &u.id));
     Ok(Json(AddedMembers {
@@ -629,6 +702,9 @@ mod tests {
         );
         assert!(Scope::parse_list("").is_err());
         assert!(Scope::parse_list("publish,admin").is_err());
-        assert_eq!(scopes_text(&Scope::ALL), "publish,presence,rooms,users");
+        assert_eq!(
+            scopes_text(&Scope::ALL),
+            "publish,presence,rooms,users,webhooks"
+        );
     }
 }

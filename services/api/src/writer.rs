@@ -198,6 +198,7 @@ pub(crate) fn spawn(
     pool: SqlitePool,
     outbox: Arc<Outbox>,
     unread: crate::notifications::UnreadSync,
+    webhooks: crate::webhooks::Webhooks,
     metrics: ApiMetrics,
     max_batch: usize,
 ) -> WriterHandle {
@@ -211,6 +212,7 @@ pub(crate) fn spawn(
             outbox,
             receipts,
             unread,
+            webhooks,
         },
         metrics,
         max_batch.max(1),
@@ -260,6 +262,8 @@ struct Sinks {
     receipts: receipts::Receipts,
     /// Users notified: their unread counts for gateways.
     unread: crate::notifications::UnreadSync,
+    /// Message events for webhooks, queued in the batch's transaction.
+    webhooks: crate::webhooks::Webhooks,
 }
 
 /// What persisting one job produced.
@@ -275,7 +279,7 @@ struct Persisted {
 async fn commit_batch(pool: &SqlitePool, sinks: &Sinks, metrics: &ApiMetrics, batch: Vec<Job>) {
     let started = Instant::now();
     let spans = commit_spans(&batch);
-    let (outcomes, notified) = match persist_all(pool, &batch).await {
+    let (outcomes, notified, hooked) = match persist_all(pool, &sinks.webhooks, &batch).await {
         Ok(persisted) => persisted,
         Err(e) => {
             // The transaction failed as a whole: nothing was committed (a
@@ -320,6 +324,9 @@ async fn commit_batch(pool: &SqlitePool, sinks: &Sinks, metrics: &ApiMetrics, ba
     sinks.outbox.push(outgoing);
     sinks.receipts.moved(receipts);
     sinks.unread.touch(notified.iter().map(|(user, _)| user));
+    if hooked {
+        sinks.webhooks.wake();
+    }
 }
 
 /// One `message.commit` span per job in its caller's trace, when traces
@@ -355,13 +362,50 @@ fn outgoing(entries: &[(&LogEntry, Option<String>)]) -> Vec<Outgoing> {
         .collect()
 }
 
-/// Persists the batch in one transaction (see [`batch`]).
+/// What one batch's transaction produced: each job's outcome, the users
+/// notified, and whether it queued webhook deliveries.
+type Committed = (Vec<Result<Persisted, ApiError>>, batch::Notified, bool);
+
+/// Persists the batch in one transaction (see [`batch`]), with the webhook
+/// deliveries of its log entries (none unless a webhook wants them).
 async fn persist_all(
     pool: &SqlitePool,
+    webhooks: &crate::webhooks::Webhooks,
     batch: &[Job],
-) -> Result<(Vec<Result<Persisted, ApiError>>, batch::Notified), sqlx::Error> {
+) -> Result<Committed, sqlx::Error> {
     let mut tx = crate::db::begin_write(pool).await?;
-    let persisted = batch::persist(&mut tx, batch).await?;
+    let (outcomes, notified) = batch::persist(&mut tx, batch).await?;
+    let events = webhook_events(webhooks, &outcomes);
+    let hooked = !events.is_empty() && webhooks.record(&mut tx, &events).await?;
     tx.commit().await?;
-    Ok(persisted)
+    Ok((outcomes, notified, hooked))
+}
+
+/// The webhook events of the batch's new log entries (reactions are not
+/// webhook events), for the kinds some webhook wants.
+fn webhook_events(
+    webhooks: &crate::webhooks::Webhooks,
+    outcomes: &[Result<Persisted, ApiError>],
+) -> Vec<crate::webhooks::Event> {
+    use crate::webhooks::Event;
+    use telepath_shared::protocol::WebhookEvent;
+    let wants = [
+        WebhookEvent::MessageCreated,
+        WebhookEvent::MessageEdited,
+        WebhookEvent::MessageDeleted,
+    ]
+    .map(|e| webhooks.wants(e));
+    if !wants.contains(&true) {
+        return Vec::new();
+    }
+    outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok()?.entry.as_ref())
+        .filter_map(|entry| match entry {
+            LogEntry::Message(m) if wants[0] => Event::new(WebhookEvent::MessageCreated, m),
+            LogEntry::MessageEdited(e) if wants[1] => Event::new(WebhookEvent::MessageEdited, e),
+            LogEntry::MessageDeleted(e) if wants[2] => Event::new(WebhookEvent::MessageDeleted, e),
+            _ => None,
+        })
+        .collect()
 }

@@ -28,13 +28,40 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A client for calls out of the deployment (an identity provider's JWKS):
 /// http, or https checked against the Mozilla root certificates
 /// (webpki-roots) with rustls on ring.
-pub type OutboundClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+pub type OutboundClient = OutboundClientWith<
+    hyper_util::client::legacy::connect::dns::GaiResolver,
     http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// An [`OutboundClient`] resolving names with `R` and sending bodies of type `B`.
+pub type OutboundClientWith<R, B> = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector<R>>,
+    B,
 >;
 
 /// A new [`OutboundClient`].
 pub fn outbound_client() -> Result<OutboundClient, String> {
+    outbound_client_with(hyper_util::client::legacy::connect::HttpConnector::new())
+}
+
+/// A new outbound client over `http` (its resolver and connect settings),
+/// with the same TLS as [`outbound_client`].
+pub fn outbound_client_with<R, B>(
+    mut http: hyper_util::client::legacy::connect::HttpConnector<R>,
+) -> Result<OutboundClientWith<R, B>, String>
+where
+    R: tower_service::Service<hyper_util::client::legacy::connect::dns::Name>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    R::Response: Iterator<Item = std::net::SocketAddr>,
+    R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    R::Future: Send,
+    B: hyper::body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     #[expect(
         deprecated,
         reason = "ring is the workspace's rustls provider (aws-lc needs a C build); post-quantum key exchange is not needed to fetch a JWKS"
@@ -48,11 +75,13 @@ pub fn outbound_client() -> Result<OutboundClient, String> {
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // https:// URLs are the TLS layer's; the plain connector must let them through.
+    http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(http);
     Ok(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(https),

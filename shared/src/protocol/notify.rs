@@ -34,6 +34,9 @@ pub enum NotificationKind {
     Invite,
     /// A DM that arrived while the user had no live connection.
     Dm,
+    /// From the application's backend (`POST /api/users/{id}/publish`
+    /// with `"kind": "notification"`).
+    App,
 }
 
 impl NotificationKind {
@@ -44,6 +47,7 @@ impl NotificationKind {
             NotificationKind::Reaction => "reaction",
             NotificationKind::Invite => "invite",
             NotificationKind::Dm => "dm",
+            NotificationKind::App => "app",
         }
     }
 
@@ -54,6 +58,7 @@ impl NotificationKind {
             "reaction" => NotificationKind::Reaction,
             "invite" => NotificationKind::Invite,
             "dm" => NotificationKind::Dm,
+            "app" => NotificationKind::App,
             _ => return None,
         })
     }
@@ -75,7 +80,8 @@ pub struct Notification {
     /// Who caused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<UserRef>,
-    /// What to show (at most 200 characters of the message it is about).
+    /// What to show: at most 200 characters of the message it is about,
+    /// or the body an application sent (`app`).
     pub text: String,
     pub ts: DateTime<Utc>,
     /// In lists only: whether the user marked it read.

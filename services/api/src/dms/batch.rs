@@ -320,6 +320,7 @@ fn notify_offline(state: &ApiState, decided: &[Decided], delivered: &HashMap<usi
                 Some(NewNotification {
                     user_id: dm.to.clone(),
                     kind: telepath_shared::protocol::NotificationKind::Dm,
+                    app_key: None,
                     room: None,
                     message_id: Some(dm.id.clone()),
                     from: Some(dm.from.clone()),

@@ -219,6 +219,7 @@ pub(crate) async fn create(
         vec![crate::notifications::NewNotification {
             user_id: user.id.clone(),
             kind: telepath_shared::protocol::NotificationKind::Invite,
+            app_key: None,
             room: Some(id.to_owned()),
             message_id: None,
             from: Some(invite.from.clone()),
@@ -288,12 +289,7 @@ pub(crate) async fn accept(
         .ok_or_else(|| ApiError::not_found("no such room"))?;
     tx.commit().await.map_err(db_err)?;
     if joined.new {
-        announce_member(
-            &state.outboxes().rooms,
-            &invite.room.id,
-            user,
-            MemberAction::Joined,
-        );
+        announce_member(&state, &invite.room.id, user, MemberAction::Joined);
     }
     let role = RoomRole::parse(&joined.participant.role);
     Ok(Json(JoinedRoom {
@@ -450,7 +446,7 @@ pub(crate) async fn join_by_link(
     let row = store::room(&mut tx, &room).await?.ok_or_else(gone)?;
     tx.commit().await.map_err(db_err)?;
     if joined.new {
-        announce_member(&state.outboxes().rooms, &room, user, MemberAction::Joined);
+        announce_member(&state, &room, user, MemberAction::Joined);
     }
     let role = RoomRole::parse(&joined.participant.role);
     Ok(Json(JoinedRoom {

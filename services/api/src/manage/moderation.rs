@@ -121,7 +121,7 @@ pub(crate) async fn kick(
     state.unread().touch([&user.id]);
     let mut left = event(id, user, MemberAction::Left, claims.user_ref());
     left.reason = Some(LeftReason::Kicked);
-    announce(&state.outboxes().rooms, left);
+    announce(&state, left);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -178,7 +178,7 @@ pub(crate) async fn ban(
         state.unread().touch([&user.id]);
         let mut left = event(id, user, MemberAction::Left, claims.user_ref());
         left.reason = Some(LeftReason::Banned);
-        announce(&state.outboxes().rooms, left);
+        announce(&state, left);
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -284,7 +284,7 @@ pub(crate) async fn mute(
     tx.commit().await.map_err(db_err)?;
     let mut muted = event(id, user, MemberAction::Muted, claims.user_ref());
     muted.until = until;
-    announce(&state.outboxes().rooms, muted);
+    announce(&state, muted);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -303,7 +303,7 @@ pub(crate) async fn unmute(
     audit(&mut tx, id, &claims.sub, "unmute", Some(&user.id), None).await?;
     tx.commit().await.map_err(db_err)?;
     let unmuted = event(id, user, MemberAction::Unmuted, claims.user_ref());
-    announce(&state.outboxes().rooms, unmuted);
+    announce(&state, unmuted);
     Ok(StatusCode::NO_CONTENT)
 }
 

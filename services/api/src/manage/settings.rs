@@ -238,7 +238,7 @@ pub(crate) async fn role(
         let mut event = MemberEvent::new(id.to_owned(), user, MemberAction::Role);
         event.role = Some(role);
         event.by = Some(claims.user_ref());
-        announce(&state.outboxes().rooms, event);
+        announce(&state, event);
     }
     Ok(Json(participant))
 }

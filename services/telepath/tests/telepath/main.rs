@@ -32,3 +32,4 @@ mod surface;
 mod tickets;
 mod tls;
 mod traces;
+mod webhooks;

@@ -398,3 +398,112 @@ async fn a_backend_publishes_reads_presence_manages_rooms_and_disconnects_with_a
     let listed = cli(&cluster.db_path(), &["list"]);
     assert_eq!(listed.matches("last_used_at").count(), 2, "{listed}");
 }
+
+#[tokio::test]
+async fn a_backend_notifies_a_user_live_and_offline_once_per_client_id() {
+    let node = crate::helpers::spawn_node(|_| {}).await;
+    let http = &node.http;
+    let admin = login_as(http, &node.url, "root", "admin").await;
+    let created: Value = http
+        .post(format!("{}/admin/api-keys", node.url))
+        .bearer_auth(&admin.token)
+        .json(&json!({"name": "exports", "scopes": ["publish"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let bob = login(http, &node.url, "bob").await;
+    let carol = login(http, &node.url, "carol").await;
+    let mut b = WsClient::connect(&node.url, &bob.token).await.unwrap();
+    let publish = |to: &str, body: Value| {
+        let (http, url, key) = (
+            http.clone(),
+            format!("{}/api/users/{to}/publish", node.url),
+            key.clone(),
+        );
+        async move { call(&http, "POST", url, &key, Some(body)).await }
+    };
+
+    // Live: the notification event on bob's connection, kind `app`.
+    let (status, sent) = publish(
+        &bob.id,
+        json!({"kind": "notification", "body": "Your export is ready", "as": "exports", "client_id": "exp-1"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{sent}");
+    assert!(sent.get("dm").is_none(), "{sent}");
+    let n = &sent["notification"];
+    assert_eq!(n["kind"], "app");
+    assert_eq!(n["text"], "Your export is ready");
+    assert_eq!(n["from"]["name"], "exports");
+    let event = b.next_of("notification").await;
+    assert_eq!(event["id"], n["id"]);
+    assert_eq!(event["kind"], "app");
+    // A repeat of its client_id: the first, and no second event.
+    let (status, again) = publish(
+        &bob.id,
+        json!({"kind": "notification", "body": "Your export is ready", "as": "exports", "client_id": "exp-1"}),
+    )
+    .await;
+    assert_eq!((status, &again["notification"]["id"]), (201, &n["id"]));
+    assert!(
+        !b.sees_within(std::time::Duration::from_millis(300), |f| f["type"]
+            == "notification")
+            .await,
+        "a repeat publishes nothing"
+    );
+
+    // Offline: kept, listed and counted for when carol comes.
+    let (status, _) = publish(
+        &carol.id,
+        json!({"kind": "notification", "body": "Welcome aboard"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let list = get_json(http, &format!("{}/notifications", node.url), |r| {
+        r.bearer_auth(&carol.token)
+    })
+    .await;
+    assert_eq!(list["unread"], 1, "{list}");
+    assert_eq!(list["notifications"][0]["kind"], "app");
+    assert_eq!(list["notifications"][0]["text"], "Welcome aboard");
+    assert_eq!(list["notifications"][0]["from"]["name"], "system");
+
+    // The default is still a DM.
+    let (status, dm) = publish(&bob.id, json!({"body": "a plain DM"})).await;
+    assert_eq!(status, 201, "{dm}");
+    assert!(
+        dm["dm"].is_object() && dm.get("notification").is_none(),
+        "{dm}"
+    );
+
+    // Bad input.
+    for (to, body, want) in [
+        (
+            carol.id.as_str(),
+            json!({"kind": "shout", "body": "x"}),
+            400,
+        ),
+        (
+            carol.id.as_str(),
+            json!({"kind": "notification", "body": ""}),
+            400,
+        ),
+        (
+            carol.id.as_str(),
+            json!({"kind": "notification", "body": "x", "client_id": ""}),
+            400,
+        ),
+        (
+            "0190a0a0-0000-7000-8000-000000000000",
+            json!({"kind": "notification", "body": "x"}),
+            404,
+        ),
+    ] {
+        let (status, answer) = publish(to, body.clone()).await;
+        assert_eq!(status, want, "{body} -> {answer}");
+    }
+}
