@@ -63,3 +63,14 @@ pub(crate) async fn openapi_json() -> Response {
     )
         .into_response()
 }
+
+/// The AsyncAPI 3.0 document of the WebSocket protocol (`docs/asyncapi.json`,
+/// checked against the protocol's types by `telepath/tests/telepath/asyncapi.rs`).
+#[utoipa::path(get, path = "/asyncapi.json", tag = "ops", responses((status = 200, description = "The AsyncAPI 3.0 document of the WebSocket protocol", content_type = "application/json")))]
+pub(crate) async fn asyncapi_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../docs/asyncapi.json"),
+    )
+        .into_response()
+}

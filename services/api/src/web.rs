@@ -32,6 +32,12 @@ struct App;
 #[folder = "../web/sdk/dist"]
 struct Sdk;
 
+/// Swagger UI (vendored from swagger-ui-dist) over `/openapi.json`.
+#[derive(RustEmbed)]
+#[folder = "../web/docs"]
+#[exclude = "*.md"]
+struct Docs;
+
 /// Scripts, styles and the WebSocket only from this origin; no inline
 /// script, no frames, no plugins.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -66,6 +72,27 @@ pub(crate) async fn app_file(Path(file): Path<String>, headers: HeaderMap) -> Re
               (status = 404, description = "No such file", body = ErrorEnvelope)))]
 pub(crate) async fn sdk_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
     lookup(Sdk::get(&file), &file, &headers)
+}
+
+/// Swagger UI: the REST API's reference, read from `/openapi.json`.
+#[utoipa::path(get, path = "/docs", tag = "ops", operation_id = "api_docs",
+    responses((status = 200, description = "Swagger UI over /openapi.json", content_type = "text/html"),
+              (status = 304, description = "Not modified (If-None-Match)")))]
+pub(crate) async fn docs_index(headers: HeaderMap) -> Response {
+    match Docs::get("index.html") {
+        Some(file) => serve("index.html", file, &headers, "no-cache"),
+        None => ApiError::not_found("no such route").into_response(),
+    }
+}
+
+/// A file of Swagger UI (`services/web/docs`).
+#[utoipa::path(get, path = "/docs/{file}", tag = "ops", operation_id = "api_docs_file",
+    params(("file" = String, Path, description = "File name, e.g. swagger-ui-bundle.js")),
+    responses((status = 200, description = "The file", content_type = "application/octet-stream"),
+              (status = 304, description = "Not modified (If-None-Match)"),
+              (status = 404, description = "No such file", body = ErrorEnvelope)))]
+pub(crate) async fn docs_file(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    lookup(Docs::get(&file), &file, &headers)
 }
 
 fn lookup(file: Option<EmbeddedFile>, name: &str, headers: &HeaderMap) -> Response {
@@ -136,6 +163,8 @@ mod tests {
         assert!(Sdk::get("index.js").is_some());
         assert!(App::get("../Cargo.toml").is_none());
         assert!(Sdk::get("/etc/passwd").is_none());
+        assert!(Docs::get("index.html").is_some());
+        assert!(Docs::get("swagger-ui-bundle.js").is_some());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! deployment (real processes over a real redis-server).
 
 mod admin;
+mod asyncapi;
 mod backup;
 mod cluster;
 mod delivery;
