@@ -58,6 +58,10 @@ if ! diff -r -x telepath-sdk.tgz "$fresh" sdk/dist; then
 fi
 # ... and its tarball what the SDK packs to (the unpacked files compared).
 node scripts/sdk-package.mjs check
+# The API documents people import: Swagger UI as vendored, the AsyncAPI
+# document served at /asyncapi.json, and the Postman collection fresh from
+# the served /openapi.json (a throwaway all-in-one on a free loopback port).
+"$root/scripts/api-docs-check.sh" --bin "$bin_dir/telepath"
 
 export TELEPATH_BIN="$bin_dir/telepath"
 export CHROMIUM="$chromium"

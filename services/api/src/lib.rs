@@ -451,6 +451,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn public_openapi() -> utoipa::openapi::OpenApi {
     let mut doc = openapi();
     doc.paths.paths.retain(|path, _| !is_internal(path));
+    // Nothing public uses the internal token, nor is tagged internal.
+    if let Some(components) = doc.components.as_mut() {
+        components.security_schemes.remove("internal");
+    }
+    if let Some(tags) = doc.tags.as_mut() {
+        tags.retain(|t| t.name != "internal");
+    }
     doc
 }
 
