@@ -73,6 +73,8 @@ class Server:
             "TELEPATH_USER_RATE_PER_S": "0",
             "TELEPATH_WORKER_THREADS": "2",
             "TELEPATH_DRAIN_SECS": "1",
+            # Webhooks deliver to the tests' receivers on 127.0.0.1.
+            "TELEPATH_WEBHOOK_ALLOW_PRIVATE": "1",
             "RUST_LOG": "warn",
             **self.extra_env,
         }

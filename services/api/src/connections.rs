@@ -126,7 +126,8 @@ fn webhook_events(state: &ApiState, events: &[ConnectionEvent]) -> Vec<Event> {
                 conn_id: &e.conn_id,
                 node: &e.node,
                 reason: e.reason.as_deref(),
-                at: e.at,
+                // To the millisecond, like every other time in the API.
+                at: chrono::SubsecRound::trunc_subsecs(e.at, 3),
             };
             Event::new(kind, &data)
         })

@@ -102,6 +102,11 @@ pub async fn create_key(
     if room_prefix.is_some_and(|p| p.is_empty() || p.chars().count() > 64) {
         return Err(ApiError::bad_request("room_prefix: 1-64 characters"));
     }
+    if room_prefix.is_some() && scopes.contains(&Scope::Webhooks) {
+        return Err(ApiError::bad_request(
+            "scopes: webhooks hear about every room, so a key with a room_prefix cannot hold the webhooks scope",
+        ));
+    }
     let mut unique: Vec<Scope> = Vec::with_capacity(scopes.len());
     for scope in scopes {
         if !unique.contains(scope) {
@@ -478,10 +483,14 @@ async fn notify(
         .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     crate::notifications::publish(state, &written);
+    // Answered as a repeat would find it: unread.
     written
         .into_iter()
         .next()
-        .map(|(_, n)| n)
+        .map(|(_, n)| Notification {
+            read: Some(false),
+            ..n
+        })
         .ok_or_else(|| ApiError::bad_request("a user cannot notify themselves"))
 }
 

@@ -79,9 +79,15 @@ pub async fn serve_app(
     {
         tracing::warn!("sessions still open at the drain deadline");
     }
-    for task in state.take_reporters() {
+    for (name, task) in ["presence", "connection log", "acks"]
+        .into_iter()
+        .zip(state.take_reporters())
+    {
         if tokio::time::timeout_at(deadline, task).await.is_err() {
-            tracing::warn!("a reporter did not finish by the drain deadline");
+            tracing::warn!(
+                reporter = name,
+                "a reporter did not finish by the drain deadline"
+            );
         }
     }
     tracing::info!("drained");

@@ -2,7 +2,7 @@
 // All user-provided text goes into the page through textContent only, and no
 // style is set from script (the CSP allows same-origin scripts and styles only).
 
-import { Telepath, TelepathRest, TelepathError } from '/sdk/index.js';
+import { Telepath, TelepathRest, TelepathServer, TelepathError } from '/sdk/index.js';
 
 const SESSION_KEY = 'telepath.session';
 const LAST_ROOM_KEY = 'telepath.room';
@@ -18,10 +18,13 @@ const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '👀'];
 const NOTIFICATION_PAGE = 50;
 const TOAST_MS = 5000;
 const TOASTS_SHOWN = 4;
-const KIND_LABEL = { mention: 'mention', reply: 'reply', reaction: 'reaction', invite: 'invite', dm: 'DM' };
+const KIND_LABEL = { mention: 'mention', reply: 'reply', reaction: 'reaction', invite: 'invite', dm: 'DM', app: 'app' };
 const KIND_VERB = {
   mention: 'mentioned you', reply: 'replied to you', reaction: 'reacted to your message', invite: 'invited you', dm: 'sent you a message',
+  app: 'notified you',
 };
+const DELIVERY_PAGE = 20;
+const REFRESH_DELIVERIES_MS = 3000;
 const LEVEL_RANK = { critical: 0, warning: 1, info: 2 };
 
 const $ = (id) => document.getElementById(id);
@@ -72,6 +75,11 @@ const state = {
   notes: { items: new Map(), more: false, loaded: false, loading: false, error: null },
   announcements: new Map(), // id -> active announcement not dismissed
   dismissed: new Set(), // announcement ids dismissed here or on another device
+  // Admins: API keys with the webhooks scope made (or pasted) on this page, in memory only
+  // (never in storage: a key's secret is shown once); and the webhooks one of them manages.
+  hookKeys: new Map(), // key id -> {id, name, key}
+  hookKey: null, // the key id in use
+  hooks: { list: [], open: null, deliveries: [], error: null, timer: null, asked: 0 },
 };
 
 /** Marks a room as changed now: a GET /rooms asked before this does not overwrite it. */
@@ -1837,8 +1845,16 @@ function renderAdmin() {
   const admin = isAdmin();
   $('announce-section').hidden = !admin;
   $('apikeys-section').hidden = !admin;
-  if (!admin) hideApiKeySecret();
-  else if ($('apikeys').open) loadApiKeys();
+  if (!admin) {
+    hideApiKeySecret();
+    hideWebhookSecret();
+    state.hookKeys.clear();
+    state.hookKey = null;
+    renderHookKeys();
+  } else if ($('apikeys').open) {
+    loadApiKeys();
+    loadWebhooks();
+  }
 }
 
 let apiKeysAsked = 0;
@@ -1889,6 +1905,7 @@ async function createApiKey(event) {
   status.textContent = '';
   try {
     const created = await state.rest.createApiKey(prefix ? { name, scopes, room_prefix: prefix } : { name, scopes });
+    if (created.scopes.includes('webhooks') && !created.room_prefix) rememberHookKey(created.id, created.name, created.key);
     form.reset();
     $('apikey-secret-name').textContent = created.name;
     $('apikey-secret').textContent = created.key;
@@ -1938,10 +1955,269 @@ async function onApiKeyClick(event) {
   try {
     await state.rest.revokeApiKey(item.dataset.id);
     $('apikey-status').textContent = `Revoked ${item.dataset.name}.`;
+    forgetHookKey(item.dataset.id);
   } catch (e) {
     $('apikey-status').textContent = `Could not revoke the key: ${e.message}`;
   }
   await loadApiKeys();
+}
+
+// ---------------------------------------------------------------- admins: webhooks
+
+/** The server API with the key in use (null without one). The key stays in memory. */
+function hookServer() {
+  const k = state.hookKey ? state.hookKeys.get(state.hookKey) : null;
+  return k ? new TelepathServer({ url: location.origin, apiKey: k.key }) : null;
+}
+
+function rememberHookKey(id, name, key) {
+  state.hookKeys.set(id, { id, name, key });
+  state.hookKey = id;
+  state.hooks.open = null;
+  renderHookKeys();
+  loadWebhooks();
+}
+
+function forgetHookKey(id) {
+  if (!state.hookKeys.delete(id)) return;
+  if (state.hookKey === id) {
+    state.hookKey = state.hookKeys.keys().next().value ?? null;
+    state.hooks.open = null;
+    state.hooks.list = [];
+  }
+  renderHookKeys();
+  loadWebhooks();
+}
+
+function renderHookKeys() {
+  const select = $('webhook-key');
+  const keys = [...state.hookKeys.values()];
+  fill(select, ...(keys.length ? keys.map((k) => el('option', { value: k.id, text: k.name, selected: k.id === state.hookKey }))
+    : [el('option', { value: '', text: 'no key with the webhooks scope yet' })]));
+  select.disabled = keys.length === 0;
+  $('webhook-form').hidden = !state.hookKey;
+  if (!state.hookKey) {
+    $('webhook-status').textContent = 'Create a key with the webhooks scope (and no room prefix) above, or paste one, to manage webhooks.';
+    fill($('webhook-list'));
+    stopDeliveryRefresh();
+  }
+}
+
+let pastedKeys = 0;
+function useHookKey(event) {
+  event.preventDefault();
+  const input = $('webhook-key-input');
+  const key = input.value.trim();
+  if (!/^tpk_[A-Za-z0-9_-]{43}$/.test(key)) {
+    $('webhook-status').textContent = 'That is not an API key (tpk_ and 43 characters).';
+    return;
+  }
+  input.value = '';
+  const known = [...state.hookKeys.values()].find((k) => k.key === key);
+  if (known) {
+    state.hookKey = known.id;
+    renderHookKeys();
+    loadWebhooks();
+    return;
+  }
+  const n = ++pastedKeys;
+  rememberHookKey(`pasted-${n}`, `pasted key ${n}`, key);
+}
+
+let webhooksAsked = 0;
+async function loadWebhooks() {
+  const server = hookServer();
+  if (!server || !isAdmin()) return;
+  const asked = ++webhooksAsked;
+  try {
+    const list = await server.listWebhooks();
+    if (asked !== webhooksAsked) return; // an older answer never overwrites a newer one
+    state.hooks.list = list;
+    if (state.hooks.open && !list.some((w) => w.id === state.hooks.open)) state.hooks.open = null;
+    $('webhook-status').textContent = list.length ? '' : 'No webhooks yet.';
+    renderWebhooks();
+  } catch (e) {
+    if (asked !== webhooksAsked) return;
+    state.hooks.list = [];
+    renderWebhooks();
+    $('webhook-status').textContent = e.code === 'forbidden' ? `This key may not manage webhooks: ${e.message}.`
+      : e.code === 'unauthorized' ? `This key no longer works (${e.message}).` : `Could not list the webhooks: ${e.message}`;
+  }
+}
+
+function renderWebhooks() {
+  const { list, open } = state.hooks;
+  fill($('webhook-list'), ...list.map((w) => {
+    const shown = w.id === open;
+    return el('li', { 'data-id': w.id, 'data-url': w.url, 'data-pending': String(w.pending), 'data-dropped': String(w.dropped) },
+      el('span', { class: 'name', text: w.url }),
+      el('button', { type: 'button', class: 'link deliveries', 'data-testid': 'webhook-deliveries', 'aria-expanded': String(shown), text: shown ? 'Hide deliveries' : 'Deliveries' }),
+      el('button', { type: 'button', class: 'revoke', 'data-testid': 'webhook-delete', 'aria-label': `Delete the webhook to ${w.url}`, text: 'Delete' }),
+      el('span', { class: 'sub', text: w.events.join(', ') }),
+      el('span', { class: 'sub counts', 'data-testid': 'webhook-counts', title: new Date(w.created_at).toLocaleString(), text: `pending ${w.pending} · dropped ${w.dropped} · added ${ago(w.created_at)}` }),
+      shown ? deliveriesBox() : null);
+  }));
+}
+
+function deliveriesBox() {
+  const { deliveries, error } = state.hooks;
+  const items = deliveries.map((d) => {
+    const bits = [d.event, `${d.attempts} attempt${d.attempts === 1 ? '' : 's'}`];
+    if (d.last_status != null) bits.push(`HTTP ${d.last_status}`);
+    bits.push(ago(d.delivered_at ?? d.last_attempt_at ?? d.created_at));
+    return el('li', { class: 'delivery', 'data-id': String(d.id), 'data-status': d.status, 'data-event': d.event, 'data-attempts': String(d.attempts) },
+      el('span', { class: 'status tag', text: d.status }),
+      el('span', { class: 'what', text: `#${d.id} ${bits.join(' · ')}` }),
+      d.last_error ? el('span', { class: 'sub error-text', text: d.last_error }) : null,
+      d.status === 'pending' && d.next_attempt_at ? el('span', { class: 'sub', text: `next attempt ${new Date(d.next_attempt_at).toLocaleTimeString()}` }) : null);
+  });
+  return el('div', { class: 'deliveries-box' },
+    el('div', { class: 'inline' },
+      el('span', { class: 'muted', text: error ?? (deliveries.length ? `The newest ${deliveries.length}` : 'No deliveries yet.') }),
+      el('button', { type: 'button', class: 'link refresh', 'data-testid': 'webhook-deliveries-refresh', text: 'Refresh' })),
+    el('ul', { class: 'deliveries', 'data-testid': 'webhook-delivery-list' }, ...items));
+}
+
+let deliveriesAsked = 0;
+async function loadDeliveries() {
+  const server = hookServer();
+  const id = state.hooks.open;
+  if (!server || !id) return;
+  const asked = ++deliveriesAsked;
+  try {
+    const [deliveries, hook] = await Promise.all([server.webhookDeliveries(id, { limit: DELIVERY_PAGE }), server.getWebhook(id)]);
+    if (asked !== deliveriesAsked || state.hooks.open !== id) return;
+    state.hooks.deliveries = deliveries;
+    state.hooks.error = null;
+    state.hooks.list = state.hooks.list.map((w) => (w.id === id ? hook : w));
+  } catch (e) {
+    if (asked !== deliveriesAsked || state.hooks.open !== id) return;
+    state.hooks.error = `Could not list its deliveries: ${e.message}`;
+    if (e.code === 'not_found') {
+      state.hooks.open = null;
+      loadWebhooks();
+    }
+  }
+  renderWebhooks();
+}
+
+/** While a webhook's deliveries are shown (and the page is seen), they are read again every few seconds. */
+function startDeliveryRefresh() {
+  stopDeliveryRefresh();
+  state.hooks.timer = setInterval(() => {
+    if (!state.hooks.open || !$('apikeys').open || $('apikeys-section').hidden) {
+      stopDeliveryRefresh();
+      return;
+    }
+    if (!document.hidden) loadDeliveries();
+  }, REFRESH_DELIVERIES_MS);
+}
+
+function stopDeliveryRefresh() {
+  if (state.hooks.timer) clearInterval(state.hooks.timer);
+  state.hooks.timer = null;
+}
+
+async function createWebhook(event) {
+  event.preventDefault();
+  const server = hookServer();
+  if (!server) return;
+  const form = $('webhook-form');
+  const url = $('webhook-url').value.trim();
+  const events = [...form.querySelectorAll('input[name="event"]:checked')].map((i) => i.value);
+  const status = $('webhook-status');
+  if (!url) return;
+  if (events.length === 0) {
+    status.textContent = 'Pick at least one event.';
+    return;
+  }
+  const button = form.querySelector('button[type="submit"]');
+  button.disabled = true;
+  status.textContent = '';
+  try {
+    const created = await server.createWebhook({ url, events });
+    form.reset();
+    $('webhook-secret-url').textContent = created.url;
+    $('webhook-secret').textContent = created.secret;
+    $('webhook-secret-box').hidden = false;
+    status.textContent = 'Added.';
+    state.hooks.open = created.id;
+    state.hooks.deliveries = [];
+    state.hooks.error = null;
+    await loadWebhooks();
+    startDeliveryRefresh();
+  } catch (e) {
+    status.textContent = `Could not add the webhook: ${e.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function hideWebhookSecret() {
+  $('webhook-secret').textContent = '';
+  $('webhook-secret-url').textContent = '';
+  $('webhook-secret-box').hidden = true;
+}
+
+async function copyWebhookSecret() {
+  const code = $('webhook-secret');
+  try {
+    await navigator.clipboard.writeText(code.textContent);
+    $('webhook-status').textContent = 'Copied.';
+  } catch {
+    const range = document.createRange();
+    range.selectNodeContents(code);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    $('webhook-status').textContent = 'Selected: copy it with Ctrl+C.';
+  }
+}
+
+async function onWebhookListClick(event) {
+  const item = event.target.closest('li[data-url]');
+  if (!item) return;
+  const id = item.dataset.id;
+  if (event.target.closest('button.refresh')) {
+    loadDeliveries();
+    return;
+  }
+  if (event.target.closest('button.deliveries')) {
+    if (state.hooks.open === id) {
+      state.hooks.open = null;
+      stopDeliveryRefresh();
+      renderWebhooks();
+      return;
+    }
+    state.hooks.open = id;
+    state.hooks.deliveries = [];
+    state.hooks.error = 'Loading…';
+    renderWebhooks();
+    await loadDeliveries();
+    startDeliveryRefresh();
+    return;
+  }
+  const button = event.target.closest('button.revoke');
+  if (!button) return;
+  // Two clicks: its pending deliveries go with it.
+  if (button.dataset.confirm !== 'yes') {
+    button.dataset.confirm = 'yes';
+    button.textContent = 'Really delete? Click again';
+    return;
+  }
+  button.disabled = true;
+  const server = hookServer();
+  try {
+    await server.deleteWebhook(id);
+    $('webhook-status').textContent = `Deleted the webhook to ${item.dataset.url}.`;
+    if (state.hooks.open === id) {
+      state.hooks.open = null;
+      stopDeliveryRefresh();
+    }
+  } catch (e) {
+    $('webhook-status').textContent = `Could not delete the webhook: ${e.message}`;
+  }
+  await loadWebhooks();
 }
 
 // ---------------------------------------------------------------- the room panel
@@ -2466,12 +2742,33 @@ document.addEventListener('keydown', (event) => {
 $('announcements').addEventListener('click', onAnnouncementsClick);
 $('announce-form').addEventListener('submit', postAnnouncement);
 $('apikeys').addEventListener('toggle', () => {
-  if ($('apikeys').open) loadApiKeys();
+  if ($('apikeys').open) {
+    loadApiKeys();
+    loadWebhooks();
+    if (state.hooks.open) startDeliveryRefresh();
+  } else {
+    stopDeliveryRefresh();
+  }
 });
 $('apikey-form').addEventListener('submit', createApiKey);
 $('apikey-copy').addEventListener('click', copyApiKeySecret);
 $('apikey-secret-done').addEventListener('click', hideApiKeySecret);
 $('apikey-list').addEventListener('click', onApiKeyClick);
+$('webhook-key').addEventListener('change', () => {
+  state.hookKey = $('webhook-key').value || null;
+  state.hooks.open = null;
+  state.hooks.list = [];
+  stopDeliveryRefresh();
+  renderHookKeys();
+  renderWebhooks();
+  loadWebhooks();
+});
+$('webhook-key-form').addEventListener('submit', useHookKey);
+$('webhook-form').addEventListener('submit', createWebhook);
+$('webhook-copy').addEventListener('click', copyWebhookSecret);
+$('webhook-secret-done').addEventListener('click', hideWebhookSecret);
+$('webhook-list').addEventListener('click', onWebhookListClick);
+renderHookKeys();
 $('invite-list').addEventListener('click', onInviteClick);
 $('join-link-form').addEventListener('submit', submitJoinLink);
 $('banner-close').addEventListener('click', () => {

@@ -24,6 +24,12 @@
 // a live one shows a toast; an admin's announcement shows as a banner until
 // dismissed (on every tab, and after a reload), and the admin's form posts one;
 // the admin makes an API key in the page (its secret shown once) and revokes it.
+// Webhooks: with a key made in the page (webhooks and publish scopes, kept in
+// the page's memory), the admin registers a webhook to a local receiver for
+// message.created; a user's message reaches the receiver, signed with the
+// secret the page showed once, and the page lists the delivery as delivered;
+// the same key's notification (kind app) pops up on the user's page; the
+// webhook is deleted in the page.
 // Tokens stay out of URLs and logs: every page connects with a connect
 // ticket (`/connect?ticket=`, a fresh one per reconnect; the SDK's default in
 // a browser), and no WebSocket URL and nothing any page logs to its console
@@ -32,9 +38,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { Telepath, TelepathRest, TelepathServer } from '../sdk/dist/index.js';
+import { Telepath, TelepathRest, TelepathServer, verifyWebhook } from '../sdk/dist/index.js';
 import { repoRoot, startServer } from './server.mjs';
 
 const ARTIFACTS = process.env.TELEPATH_ARTIFACTS ?? path.join(repoRoot, 'target/artifacts/browser');
@@ -1003,6 +1010,134 @@ test('a mention made while away rings the bell; an announcement shows until dism
   assert.deepEqual(r.errors, []);
   await b.context.close();
   await r.context.close();
+});
+
+/** A webhook receiver on 127.0.0.1: every request's headers and raw body. */
+async function webhookReceiver() {
+  const got = [];
+  const srv = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      got.push({ path: req.url, headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${srv.address().port}/telepath/events`,
+    got,
+    close: () => new Promise((resolve) => {
+      srv.closeAllConnections();
+      srv.close(resolve);
+    }),
+  };
+}
+
+test('an admin registers a webhook in the page: a message reaches the receiver, signed, and the page shows it delivered', async () => {
+  const receiver = await webhookReceiver();
+  try {
+    const root = await TelepathRest.login(server.url, 'root', 'admin');
+    const r = await newPage();
+    await r.page.addInitScript((session) => localStorage.setItem('telepath.session', session),
+      JSON.stringify({ token: root.token, user: root.user, viaLogin: false }));
+    await r.page.goto(server.url);
+    await r.page.locator('[data-testid="connection-state"][data-state="open"]').waitFor(WAIT);
+
+    // A key with the webhooks and publish scopes, made in the page; the webhooks form appears with it.
+    await r.page.getByTestId('apikeys-open').click();
+    assert.equal(await r.page.getByTestId('webhook-form').isHidden(), true, 'no webhooks form without a key');
+    await r.page.getByTestId('apikey-name').fill('events backend');
+    await r.page.getByTestId('apikey-scope-webhooks').check();
+    assert.equal(await r.page.getByTestId('apikey-scope-publish').isChecked(), true);
+    await r.page.getByTestId('apikey-submit').click();
+    await r.page.getByTestId('apikey-secret-box').waitFor(WAIT);
+    const key = (await r.page.getByTestId('apikey-secret').textContent()) ?? '';
+    assert.match(key, /^tpk_[A-Za-z0-9_-]{43}$/);
+    tokens.add(key);
+    await r.page.locator('[data-testid="apikey-list"] li', { hasText: 'events backend' }).getByText(/publish, webhooks/).waitFor(WAIT);
+    await r.page.getByTestId('apikey-secret-done').click();
+    await r.page.getByTestId('webhook-form').waitFor(WAIT);
+    assert.equal(await r.page.locator('[data-testid="webhook-key"] option:checked').textContent(), 'events backend');
+    const stored = await r.page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+    assert.ok(!stored.includes(key), 'the key is kept in memory only');
+
+    // A webhook to the receiver for message.created (checked by default): its secret shown once.
+    await r.page.getByTestId('webhook-url').fill(receiver.url);
+    assert.equal(await r.page.getByTestId('webhook-event-message.created').isChecked(), true);
+    const created = r.page.waitForResponse((res) => new URL(res.url()).pathname === '/api/webhooks' && res.request().method() === 'POST', WAIT);
+    await r.page.getByTestId('webhook-submit').click();
+    assert.equal((await created).status(), 201);
+    await r.page.getByTestId('webhook-secret-box').waitFor(WAIT);
+    const secret = (await r.page.getByTestId('webhook-secret').textContent()) ?? '';
+    assert.match(secret, /^whsec_[A-Za-z0-9_-]{43}$/);
+    tokens.add(secret);
+    const hook = r.page.locator(`[data-testid="webhook-list"] li[data-url="${receiver.url}"]`);
+    await hook.waitFor(WAIT);
+    assert.match(await hook.textContent(), /message\.created/);
+    assert.match(await hook.getByTestId('webhook-counts').textContent(), /pending 0 · dropped 0/);
+    assert.ok(!(await r.page.getByTestId('webhook-list').textContent()).includes(secret), 'the list never shows the secret');
+    const backend = new TelepathServer({ url: server.url, apiKey: key });
+    const [registered] = await backend.listWebhooks();
+    assert.deepEqual([registered?.url, registered?.events], [receiver.url, ['message.created']]);
+
+    // A user sends a message in a room: it reaches the receiver, signed with that secret.
+    const w = await loggedIn('wanda');
+    await w.page.getByTestId('room-create-name').fill('hooked');
+    await w.page.getByTestId('room-create-submit').click();
+    await w.page.locator('#conv-title', { hasText: 'hooked' }).waitFor(WAIT);
+    await say(w.page, 'ping the backend');
+    const delivery = await (async () => {
+      const until = Date.now() + 15_000;
+      while (Date.now() < until) {
+        const d = receiver.got.find((x) => x.headers['telepath-event'] === 'message.created');
+        if (d) return d;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      throw new Error('no delivery at the receiver');
+    })();
+    assert.equal(delivery.path, '/telepath/events');
+    assert.equal(await verifyWebhook({ secret, body: delivery.body, signature: delivery.headers['telepath-signature'] }), true, 'signed with the secret the page showed');
+    assert.equal(await verifyWebhook({ secret: key, body: delivery.body, signature: delivery.headers['telepath-signature'] }), false);
+    const payload = JSON.parse(delivery.body.toString('utf8'));
+    assert.equal(payload.type, 'message.created');
+    assert.equal(payload.id, delivery.headers['telepath-event-id']);
+    assert.equal(payload.data.body, 'ping the backend');
+    assert.equal(payload.data.from.name, 'wanda');
+
+    // The page shows the delivery delivered (its deliveries refresh by themselves while shown).
+    const shown = hook.locator(`[data-testid="webhook-delivery-list"] li[data-id="${delivery.headers['telepath-delivery']}"]`);
+    await shown.and(r.page.locator('[data-status="delivered"]')).waitFor(WAIT);
+    assert.equal(await shown.getAttribute('data-event'), 'message.created');
+    assert.match(await shown.textContent(), /delivered.*1 attempt.*HTTP 200/);
+    await r.page.getByTestId('webhook-secret-done').click();
+    assert.equal(await r.page.getByTestId('webhook-secret').textContent(), '', 'the secret is gone from the page');
+    await hook.scrollIntoViewIfNeeded();
+    await r.page.screenshot({ path: path.join(ARTIFACTS, 'webhooks.png') });
+
+    // The same key sends Wanda a notification: her page pops it up as an app notification.
+    const wanda = JSON.parse(await w.page.evaluate((k) => localStorage.getItem(k), SESSION_KEY)).user;
+    const note = await backend.publishToUser(wanda.id, 'your export is ready', { kind: 'notification', as: 'exporter' });
+    assert.equal(note.kind, 'app');
+    const toast = w.page.locator('#toasts .toast[data-kind="app"]', { hasText: 'your export is ready' });
+    await toast.waitFor(WAIT);
+    assert.match(await toast.textContent(), /exporter notified you/);
+
+    // Deleted in the page (two clicks): gone from the list and the server.
+    const deleted = r.page.waitForResponse((res) => /^\/api\/webhooks\/[^/]+$/.test(new URL(res.url()).pathname) && res.request().method() === 'DELETE', WAIT);
+    await hook.getByTestId('webhook-delete').click();
+    await hook.getByTestId('webhook-delete').click();
+    assert.equal((await deleted).status(), 204);
+    await hook.waitFor({ ...WAIT, state: 'detached' });
+    assert.deepEqual(await backend.listWebhooks(), []);
+
+    assert.deepEqual(r.errors, []);
+    assert.deepEqual(w.errors, []);
+    await r.context.close();
+    await w.context.close();
+  } finally {
+    await receiver.close();
+  }
 });
 
 test("in a browser the SDK connects with a ticket by default; its REST client sends over POST /rooms/{id}/messages", async () => {

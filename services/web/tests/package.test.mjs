@@ -50,7 +50,7 @@ function npmInstall(dir, spec, extra = []) {
 }
 
 const CONSUMER = `
-import { Telepath, TelepathError, TelepathRest, TelepathServer, type AuthMode, type ConnectTicket, type RoomMessage } from "@telepath/sdk";
+import { Telepath, TelepathError, TelepathRest, TelepathServer, verifyWebhook, type AuthMode, type ConnectTicket, type CreateWebhook, type RoomMessage, type WebhookPayload } from "@telepath/sdk";
 
 declare const process: { env: Record<string, string | undefined> };
 const base = process.env["TELEPATH_BASE"]!;
@@ -81,6 +81,13 @@ try {
   throw new Error("an unknown API key was accepted");
 } catch (e) {
   if (!(e instanceof TelepathError) || e.status !== 401 || e.message !== "unknown_api_key") throw e;
+}
+const hook: CreateWebhook = { url: base + "/hook", events: ["message.created", "presence.changed"] };
+if (hook.events.length !== 2) throw new Error("CreateWebhook");
+const payload = JSON.parse('{"id":"e","type":"message.created","created_at":"","data":{"body":"x"}}') as WebhookPayload;
+if (payload.type === "message.created" && payload.data.body !== "x") throw new Error("WebhookPayload");
+if (await verifyWebhook({ secret: "0123456789abcdef", body: "{}", signature: "t=1,v1=" + "0".repeat(64) })) {
+  throw new Error("a bad webhook signature was accepted");
 }
 let typeError = false;
 try {

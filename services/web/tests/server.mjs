@@ -52,6 +52,8 @@ export async function startServer(env = {}) {
           // The tests log in and create rooms fast from one address.
           TELEPATH_IP_LOGIN_RATE_PER_S: '0',
           TELEPATH_IP_ROOM_RATE_PER_S: '0',
+          // Webhooks deliver to the tests' receivers on 127.0.0.1.
+          TELEPATH_WEBHOOK_ALLOW_PRIVATE: '1',
           RUST_LOG: 'warn',
           ...env,
         },

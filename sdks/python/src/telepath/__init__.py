@@ -22,6 +22,7 @@ from .rest import TelepathRest
 from .server import TelepathServer
 from .types import *  # noqa: F401,F403
 from .types import __all__ as _types_all
+from .webhook import SIGNATURE_HEADER, verify_webhook
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,8 @@ __all__ = [
     "TelepathError",
     "TelepathRest",
     "TelepathServer",
+    "SIGNATURE_HEADER",
+    "verify_webhook",
     "__version__",
     *_types_all,
 ]

@@ -324,7 +324,7 @@ class TelepathRest:
     ) -> CreatedApiKey:
         """Admins only: a new key for :class:`~telepath.TelepathServer` (``POST /admin/api-keys``).
 
-        ``scopes``: any of ``publish``, ``presence``, ``rooms``, ``users``;
+        ``scopes``: any of ``publish``, ``presence``, ``rooms``, ``users``, ``webhooks``;
         ``room_prefix`` limits the key to rooms whose name starts with it.
         The secret (``.key``, ``tpk_...``) is in this answer only: the server
         stores its hash. ``repr()`` of the result leaves the secret out.

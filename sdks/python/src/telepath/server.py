@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 
 import httpx
 
-from ._http import call, seg
+from ._http import call, query, seg
 from ._util import TokenSource, resolve
+from .errors import TelepathError
 from .types import (
     AddedMembers,
     ApiPresence,
+    CreatedWebhook,
+    DeliveryStatus,
     DisconnectResult,
     DmResult,
     Message,
+    Notification,
     PublishItem,
     PublishOutcome,
+    PublishToUserKind,
     Room,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
     from_wire,
 )
 
@@ -33,8 +41,9 @@ class TelepathServer:
 
     Keys (``tpk_...``) come from ``telepath apikey create`` or
     :meth:`telepath.TelepathRest.create_api_key`. Each key holds scopes
-    (``publish``, ``presence``, ``rooms``, ``users``) and may be limited to
-    rooms whose name starts with a prefix. A key never works on the user
+    (``publish``, ``presence``, ``rooms``, ``users``, ``webhooks``) and may be
+    limited to rooms whose name starts with a prefix (such a key cannot
+    manage webhooks). A key never works on the user
     routes, and a user token never works here.
 
     Every non-2xx answer raises :class:`~telepath.TelepathError` with the
@@ -124,22 +133,64 @@ class TelepathServer:
         data = await self.request("POST", "/api/publish", json={"items": wire})
         return [from_wire(PublishOutcome, r) for r in data.get("results", [])]
 
+    @overload
     async def publish_to_user(
-        self, user: str, body: str, *, client_id: str | None = None, as_user: str | None = None
-    ) -> DmResult:
-        """Sends a direct message to a user (``POST /api/users/{id}/publish``), by user id.
+        self,
+        user: str,
+        body: str,
+        *,
+        kind: Literal["notification"],
+        client_id: str | None = None,
+        as_user: str | None = None,
+    ) -> Notification: ...
 
-        From the bot user ``as_user`` or the ``system`` user; delivered live
-        (``delivered`` true) or queued until the user connects. Idempotent by
-        ``client_id`` per sender. 404 for no such user.
+    @overload
+    async def publish_to_user(
+        self,
+        user: str,
+        body: str,
+        *,
+        kind: Literal["dm"] | None = None,
+        client_id: str | None = None,
+        as_user: str | None = None,
+    ) -> DmResult: ...
+
+    async def publish_to_user(
+        self,
+        user: str,
+        body: str,
+        *,
+        kind: PublishToUserKind | None = None,
+        client_id: str | None = None,
+        as_user: str | None = None,
+    ) -> DmResult | Notification:
+        """Sends a direct message or a notification to a user (``POST /api/users/{id}/publish``), by user id.
+
+        From the bot user ``as_user`` or the ``system`` user. ``kind`` ``"dm"``
+        (the default): a DM, delivered live (``delivered`` true) or queued
+        until the user connects; returns a :class:`DmResult`.
+        ``kind="notification"``: a personal notification of kind ``app``
+        (the ``notification`` event on every live connection of the user,
+        kept in ``GET /notifications`` and the unread count); returns the
+        :class:`Notification`. Idempotent by ``client_id`` per sender: a
+        repeat answers the first DM or notification and delivers nothing.
+        404 for no such user.
         """
         payload: dict[str, Any] = {"body": body}
+        if kind is not None:
+            payload["kind"] = kind
         if client_id is not None:
             payload["client_id"] = client_id
         if as_user is not None:
             payload["as"] = as_user
         data = await self.request("POST", f"/api/users/{seg(user)}/publish", json=payload)
-        return from_wire(DmResult, data.get("dm", {}))
+        want = "notification" if kind == "notification" else "dm"
+        inner = data.get(want) if isinstance(data, dict) else None
+        if not isinstance(inner, dict):
+            raise TelepathError("bad_response", f"POST /api/users/{{id}}/publish: no {want} in the answer", status=201)
+        if want == "notification":
+            return from_wire(Notification, inner)
+        return from_wire(DmResult, inner)
 
     # ------------------------------------------------------------------
     # Presence (scope presence)
@@ -197,6 +248,69 @@ class TelepathServer:
         ``closed``, code 4003): it does not reconnect.
         """
         return from_wire(DisconnectResult, await self.request("POST", f"/api/users/{seg(user)}/disconnect"))
+
+    # ------------------------------------------------------------------
+    # Webhooks (scope webhooks, a key without a room prefix)
+    # ------------------------------------------------------------------
+
+    async def create_webhook(
+        self, url: str, events: Sequence[WebhookEvent], *, secret: str | None = None
+    ) -> CreatedWebhook:
+        """Registers a webhook (``POST /api/webhooks``): Telepath POSTs each of ``events`` to ``url``, signed.
+
+        ``events``: 1-8 of :data:`telepath.WEBHOOK_EVENTS`. ``secret``: 16-128
+        printable ASCII characters without spaces; ``None``: the server makes
+        one (``whsec_...``). The answer's ``secret`` is shown this once: keep
+        it for :func:`telepath.verify_webhook`. Deliveries are retried with
+        backoff until a 2xx answer. 400 for a URL, events or secret the
+        server refuses (a host resolving to a private address among them,
+        unless the server sets ``TELEPATH_WEBHOOK_ALLOW_PRIVATE=1``), or when
+        64 webhooks exist; 403 for a key without the scope or with a room
+        prefix. A secret given is kept out of error messages.
+        """
+        body: dict[str, Any] = {"url": url, "events": list(events)}
+        if secret is not None:
+            body["secret"] = secret
+        try:
+            data = await self.request("POST", "/api/webhooks", json=body)
+        except TelepathError as err:
+            if secret and secret in err.message:
+                err.message = err.message.replace(secret, "[redacted]")
+                err.args = (err.message,)
+            raise
+        return from_wire(CreatedWebhook, data)
+
+    async def list_webhooks(self) -> list[Webhook]:
+        """Every webhook, oldest first, with its ``pending`` and ``dropped`` counts (``GET /api/webhooks``); no secrets."""
+        data = await self.request("GET", "/api/webhooks")
+        return [from_wire(Webhook, w) for w in data.get("webhooks", [])]
+
+    async def get_webhook(self, webhook: str) -> Webhook:
+        """One webhook (``GET /api/webhooks/{id}``); 404 for an unknown id."""
+        return from_wire(Webhook, await self.request("GET", f"/api/webhooks/{seg(webhook)}"))
+
+    async def delete_webhook(self, webhook: str) -> None:
+        """Deletes a webhook with its deliveries; pending ones are not sent (``DELETE /api/webhooks/{id}``)."""
+        await self.request("DELETE", f"/api/webhooks/{seg(webhook)}")
+
+    async def webhook_deliveries(
+        self,
+        webhook: str,
+        *,
+        status: DeliveryStatus | None = None,
+        before: int | None = None,
+        limit: int | None = None,
+    ) -> list[WebhookDelivery]:
+        """A webhook's deliveries, newest first (``GET /api/webhooks/{id}/deliveries``).
+
+        Each with its ``status``, ``attempts``, and the last attempt's HTTP
+        status and error. ``status`` filters; page with ``before`` = the last
+        one's ``id``; ``limit`` 1-100 (default 50). 400 on a bad parameter,
+        404 for an unknown webhook.
+        """
+        params = query(status=status, before=before, limit=limit)
+        data = await self.request("GET", f"/api/webhooks/{seg(webhook)}/deliveries", params=params)
+        return [from_wire(WebhookDelivery, d) for d in data.get("deliveries", [])]
 
     # ------------------------------------------------------------------
     # Any route

@@ -85,6 +85,14 @@ __all__ = [
     "ApiPresence",
     "AddedMembers",
     "DisconnectResult",
+    "PublishToUserKind",
+    "WebhookEvent",
+    "WEBHOOK_EVENTS",
+    "DeliveryStatus",
+    "Webhook",
+    "CreatedWebhook",
+    "WebhookDelivery",
+    "WebhookPayload",
     "StateChange",
     "Joined",
     "Recovery",
@@ -103,8 +111,26 @@ ChosenStatus = Literal["online", "away", "busy", "meditating"]
 """Statuses a user may choose with ``status``."""
 PresenceStatus = Literal["online", "away", "busy", "meditating", "offline"]
 """Every status a ``presence`` event may carry (``offline`` is the server's)."""
-ApiScope = Literal["publish", "presence", "rooms", "users"]
-"""What an API key may do: publish (to rooms and users), presence, rooms (create, add members), users (disconnect)."""
+ApiScope = Literal["publish", "presence", "rooms", "users", "webhooks"]
+"""What an API key may do: publish (to rooms and users), presence, rooms (create, add members), users (disconnect),
+webhooks (manage every webhook; only a key without a room prefix)."""
+PublishToUserKind = Literal["dm", "notification"]
+"""What :meth:`telepath.TelepathServer.publish_to_user` sends: a DM (the default) or a notification of kind ``app``."""
+WebhookEvent = Literal[
+    "user.connected",
+    "user.disconnected",
+    "room.joined",
+    "room.left",
+    "message.created",
+    "message.edited",
+    "message.deleted",
+    "presence.changed",
+]
+"""What a webhook can be told about."""
+WEBHOOK_EVENTS: tuple[str, ...] = typing.get_args(WebhookEvent)
+"""Every :data:`WebhookEvent`, in the protocol's order."""
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+"""Where a webhook delivery stands (``failed``: its retries ran out)."""
 
 T = TypeVar("T")
 
@@ -455,7 +481,9 @@ class Profile:
 
 @dataclass(slots=True, kw_only=True)
 class Notification:
-    """A personal notification (``mention``, ``reply``, ``reaction``, ``invite``, ``dm``)."""
+    """A personal notification (``mention``, ``reply``, ``reaction``, ``invite``, ``dm``, or ``app``: sent by an
+    application's backend with :meth:`telepath.TelepathServer.publish_to_user` ``kind="notification"``, ``text``
+    being the body it sent and ``from_`` its bot or ``system`` user)."""
 
     type: Literal["notification"] = "notification"
     id: str
@@ -771,7 +799,7 @@ class ApiKeyInfo:
     id: str
     name: str
     scopes: list[str] = field(default_factory=list)
-    """Any of ``publish``, ``presence``, ``rooms``, ``users``."""
+    """Any of ``publish``, ``presence``, ``rooms``, ``users``, ``webhooks``."""
     room_prefix: str | None = None
     """The key acts only on rooms whose name starts with this (``None``: any room)."""
     created_at: str = ""
@@ -864,6 +892,75 @@ class DisconnectResult:
     """``POST /api/users/{id}/disconnect``: how many connections were told to close (4003)."""
 
     disconnected: int = 0
+    extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
+
+
+@dataclass(slots=True, kw_only=True)
+class Webhook:
+    """A webhook as ``GET /api/webhooks`` lists it (never its secret)."""
+
+    id: str
+    url: str
+    events: list[str] = field(default_factory=list)
+    """:data:`WebhookEvent` names."""
+    created_at: str = ""
+    pending: int = 0
+    """Deliveries waiting (not yet delivered, not given up)."""
+    dropped: int = 0
+    """Events not queued because ``pending`` was at its bound (``TELEPATH_WEBHOOK_MAX_PENDING``)."""
+    extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
+
+
+@dataclass(slots=True, kw_only=True)
+class CreatedWebhook(Webhook):
+    """A new webhook (``POST /api/webhooks``): ``secret`` signs every delivery and is shown this once.
+
+    ``repr()`` leaves the secret out.
+    """
+
+    secret: str = field(repr=False)
+    """The one given, or ``whsec_`` and 43 characters made by the server: pass it to :func:`telepath.verify_webhook`."""
+
+
+@dataclass(slots=True, kw_only=True)
+class WebhookDelivery:
+    """One event's delivery to one webhook (``GET /api/webhooks/{id}/deliveries``)."""
+
+    id: int
+    """Increasing in the order events were queued; the ``Telepath-Delivery`` header."""
+    event_id: str
+    """The body's ``id`` and ``Telepath-Event-Id``: the same on every attempt and for every webhook."""
+    event: str
+    status: str
+    """A :data:`DeliveryStatus`."""
+    attempts: int = 0
+    created_at: str = ""
+    next_attempt_at: str | None = None
+    """When the next attempt is due (pending only)."""
+    last_attempt_at: str | None = None
+    last_status: int | None = None
+    """The HTTP status of the last attempt (``None`` when it got no answer)."""
+    last_error: str | None = None
+    """Why the last attempt failed."""
+    delivered_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
+
+
+@dataclass(slots=True, kw_only=True)
+class WebhookPayload:
+    """The JSON body of a webhook delivery (parse it once :func:`telepath.verify_webhook` accepted the raw bytes).
+
+    ``data`` is the event's JSON object as sent (for ``message.created``, the
+    ``message`` frame's fields: ``from_wire(Message, payload.data)`` makes it
+    a :class:`Message`). Delivery is at least once: drop an ``id`` already
+    handled.
+    """
+
+    id: str
+    type: str
+    """A :data:`WebhookEvent`."""
+    created_at: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=_extra, repr=False, compare=False)
 
 

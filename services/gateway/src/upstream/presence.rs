@@ -107,6 +107,10 @@ async fn report_task(
                     tracing::warn!(error = %e, "presence refused a heartbeat");
                 }
             }
+            // A branch's condition is read when the select starts: without
+            // this one, a drain beginning during the wait would be noticed
+            // only at the next heartbeat (the whole drain deadline by default).
+            _ = drain.shutdown.cancelled(), if !drain.shutdown.is_cancelled() => {}
             _ = drain_check.tick(), if drain.shutdown.is_cancelled() => {}
         }
     }

@@ -141,3 +141,41 @@ async fn sigterm_to_the_api_acknowledges_only_what_it_committed_and_commits_what
         acked.len()
     );
 }
+
+/// An idle node stops as soon as it has drained: nothing waits for the next
+/// heartbeat (15 s by default, past the 10 s drain deadline), which the
+/// presence reporter once did when the drain began during its wait.
+#[tokio::test]
+async fn sigterm_to_an_idle_node_with_default_heartbeats_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (binary, env) in [
+        (
+            "telepath",
+            vec![(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("a.db").display()),
+            )],
+        ),
+        ("telepath-gateway", {
+            // A gateway whose api and presence are absent: its reporters
+            // have nothing to flush and must not wait either.
+            let redis = Box::leak(Box::new(RedisServer::start()));
+            vec![
+                ("REDIS_URL", redis.url()),
+                ("TELEPATH_API_URL", "http://127.0.0.1:9".to_owned()),
+                ("TELEPATH_PRESENCE_URL", "http://127.0.0.1:9".to_owned()),
+            ]
+        }),
+    ] {
+        let mut node = Service::start(binary, &env).await;
+        // Past the first heartbeat, into the wait for the next.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        node.terminate();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "{binary} took {took:?} to stop (the drain deadline is 10 s)"
+        );
+    }
+}

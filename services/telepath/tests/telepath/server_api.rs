@@ -439,6 +439,7 @@ async fn a_backend_notifies_a_user_live_and_offline_once_per_client_id() {
     assert_eq!(n["kind"], "app");
     assert_eq!(n["text"], "Your export is ready");
     assert_eq!(n["from"]["name"], "exports");
+    assert_eq!(n["read"], false);
     let event = b.next_of("notification").await;
     assert_eq!(event["id"], n["id"]);
     assert_eq!(event["kind"], "app");

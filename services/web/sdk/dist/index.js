@@ -2,6 +2,7 @@
 export { Telepath } from "./client.js";
 export { TelepathRest } from "./rest.js";
 export { TelepathServer } from "./server.js";
+export { verifyWebhook } from "./webhook.js";
 export { TelepathError } from "./errors.js";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export { decodeJwtPayload, tokenExpiry, randomId } from "./util.js";

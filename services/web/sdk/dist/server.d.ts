@@ -1,5 +1,5 @@
 import { type Method } from "./http.js";
-import type { ApiCreateRoom, ApiPresence, DisconnectResult, DmReply, PublishItem, PublishOptions, PublishOutcome, PublishToUserOptions, Room, RoomMessage } from "./types.js";
+import type { ApiCreateRoom, ApiPresence, CreatedWebhook, CreateWebhook, DisconnectResult, DmReply, Notification, PublishItem, PublishOptions, PublishOutcome, PublishToUserOptions, Room, RoomMessage, Webhook, WebhookDelivery, WebhookDeliveryQuery } from "./types.js";
 /** An API key, or a callback giving one (called for every request). */
 export type ApiKeySource = string | (() => string | Promise<string>);
 export interface TelepathServerOptions {
@@ -49,8 +49,20 @@ export declare class TelepathServer {
      * `publish`) from the bot user `as` or the `system` user, stored and
      * delivered like any DM (queued while the user is offline). Resolves with
      * `{id, ts, delivered}` (`delivered`: the user had a live connection).
+     *
+     * With `kind: "notification"` it is a personal notification of kind `app`
+     * instead (the `notification` event on every live connection of the user,
+     * kept in their `GET /notifications` and unread count), and resolves with
+     * that notification. With `clientId`, a repeat by the same sender answers
+     * the first DM or notification and delivers nothing.
      */
-    publishToUser(userId: string, body: string, opts?: PublishToUserOptions): Promise<DmReply>;
+    publishToUser(userId: string, body: string, opts: PublishToUserOptions & {
+        kind: "notification";
+    }): Promise<Notification>;
+    publishToUser(userId: string, body: string, opts?: PublishToUserOptions & {
+        kind?: "dm";
+    }): Promise<DmReply>;
+    publishToUser(userId: string, body: string, opts?: PublishToUserOptions): Promise<DmReply | Notification>;
     /** Which of these users (1–1000 ids) are online (`GET /api/presence?users=`, scope `presence`). */
     presence(userIds: string[]): Promise<ApiPresence>;
     /** Which of a room's participants are online (`GET /api/rooms/{id}/presence`, scope `presence`). */
@@ -66,6 +78,29 @@ export declare class TelepathServer {
     addMembers(room: string, userIds: string[]): Promise<string[]>;
     /** Closes every connection of a user with 4003 (`bye` `admin`) on every gateway (`POST /api/users/{id}/disconnect`, scope `users`). */
     disconnect(userId: string): Promise<DisconnectResult>;
+    /**
+     * Registers a webhook (`POST /api/webhooks`, scope `webhooks`; a key
+     * limited to a room prefix gets 403): Telepath POSTs each of `events` to
+     * `url`, signed (check with `verifyWebhook`), retried with backoff until a
+     * 2xx answer. Resolves with the webhook and its signing `secret` (the one
+     * given, or `whsec_…` made by the server): shown this once, keep it. 400
+     * for a URL, events or secret it refuses (a host that resolves to a
+     * private address among them), or when 64 webhooks exist.
+     */
+    createWebhook(w: CreateWebhook): Promise<CreatedWebhook>;
+    /** Every webhook, oldest first, with its `pending` and `dropped` counts; never a secret (`GET /api/webhooks`). */
+    listWebhooks(): Promise<Webhook[]>;
+    /** One webhook (`GET /api/webhooks/{id}`); 404 for an unknown id. */
+    getWebhook(id: string): Promise<Webhook>;
+    /** Deletes a webhook with its deliveries: pending ones are not sent (`DELETE /api/webhooks/{id}`); 404 for an unknown id. */
+    deleteWebhook(id: string): Promise<void>;
+    /**
+     * A webhook's deliveries, newest first (`GET /api/webhooks/{id}/deliveries`):
+     * status, attempts, the last attempt's HTTP status and error. Page with
+     * `before` = the last one's `id`; `status` filters; `limit` 1–100
+     * (default 50). 400 on a bad parameter, 404 for an unknown webhook.
+     */
+    webhookDeliveries(id: string, q?: WebhookDeliveryQuery): Promise<WebhookDelivery[]>;
     /** Any route with the API key: JSON in, JSON out (undefined for 204). */
     call<T>(method: Method, path: string, body?: unknown): Promise<T>;
     /** What `JSON.stringify` shows (the url only): never the key. */

@@ -1,4 +1,5 @@
-import { enc, requestJson } from "./http.js";
+import { TelepathError } from "./errors.js";
+import { enc, query, requestJson } from "./http.js";
 /**
  * The server API (`/api/`) for application backends, over fetch, with an
  * API key sent as `Authorization: Bearer tpk_…`. Keep the key on a server:
@@ -56,19 +57,19 @@ export class TelepathServer {
         const wire = items.map(({ room, body, ...opts }) => ({ room, ...publishBody(body, opts) }));
         return (await this.call("POST", "/api/publish", { items: wire })).results;
     }
-    /**
-     * A direct message to a user (`POST /api/users/{id}/publish`, scope
-     * `publish`) from the bot user `as` or the `system` user, stored and
-     * delivered like any DM (queued while the user is offline). Resolves with
-     * `{id, ts, delivered}` (`delivered`: the user had a live connection).
-     */
     async publishToUser(userId, body, opts = {}) {
         const payload = { body };
+        if (opts.kind !== undefined)
+            payload["kind"] = opts.kind;
         if (opts.clientId !== undefined)
             payload["client_id"] = opts.clientId;
         if (opts.as !== undefined)
             payload["as"] = opts.as;
-        return (await this.call("POST", `/api/users/${enc(userId)}/publish`, payload)).dm;
+        const res = await this.call("POST", `/api/users/${enc(userId)}/publish`, payload);
+        const out = opts.kind === "notification" ? res?.notification : res?.dm;
+        if (!out)
+            throw new TelepathError("bad_response", `POST /api/users/{id}/publish: no ${opts.kind ?? "dm"} in the answer`, 201);
+        return out;
     }
     /** Which of these users (1–1000 ids) are online (`GET /api/presence?users=`, scope `presence`). */
     presence(userIds) {
@@ -96,8 +97,48 @@ export class TelepathServer {
     disconnect(userId) {
         return this.call("POST", `/api/users/${enc(userId)}/disconnect`);
     }
+    /**
+     * Registers a webhook (`POST /api/webhooks`, scope `webhooks`; a key
+     * limited to a room prefix gets 403): Telepath POSTs each of `events` to
+     * `url`, signed (check with `verifyWebhook`), retried with backoff until a
+     * 2xx answer. Resolves with the webhook and its signing `secret` (the one
+     * given, or `whsec_…` made by the server): shown this once, keep it. 400
+     * for a URL, events or secret it refuses (a host that resolves to a
+     * private address among them), or when 64 webhooks exist.
+     */
+    createWebhook(w) {
+        const body = { url: w.url, events: w.events };
+        if (w.secret !== undefined)
+            body.secret = w.secret;
+        return this.#request("POST", "/api/webhooks", body, [w.secret]);
+    }
+    /** Every webhook, oldest first, with its `pending` and `dropped` counts; never a secret (`GET /api/webhooks`). */
+    async listWebhooks() {
+        return (await this.call("GET", "/api/webhooks")).webhooks;
+    }
+    /** One webhook (`GET /api/webhooks/{id}`); 404 for an unknown id. */
+    getWebhook(id) {
+        return this.call("GET", `/api/webhooks/${enc(id)}`);
+    }
+    /** Deletes a webhook with its deliveries: pending ones are not sent (`DELETE /api/webhooks/{id}`); 404 for an unknown id. */
+    async deleteWebhook(id) {
+        await this.call("DELETE", `/api/webhooks/${enc(id)}`);
+    }
+    /**
+     * A webhook's deliveries, newest first (`GET /api/webhooks/{id}/deliveries`):
+     * status, attempts, the last attempt's HTTP status and error. Page with
+     * `before` = the last one's `id`; `status` filters; `limit` 1–100
+     * (default 50). 400 on a bad parameter, 404 for an unknown webhook.
+     */
+    async webhookDeliveries(id, q = {}) {
+        const qs = query({ status: q.status, before: q.before, limit: q.limit });
+        return (await this.call("GET", `/api/webhooks/${enc(id)}/deliveries${qs}`)).deliveries;
+    }
     /** Any route with the API key: JSON in, JSON out (undefined for 204). */
-    async call(method, path, body) {
+    call(method, path, body) {
+        return this.#request(method, path, body);
+    }
+    async #request(method, path, body, secrets) {
         const src = this.#apiKey;
         const key = typeof src === "function" ? await src() : src;
         const req = {
@@ -109,6 +150,8 @@ export class TelepathServer {
         };
         if (key)
             req.bearer = key;
+        if (secrets)
+            req.secrets = secrets;
         return requestJson(req);
     }
     /** What `JSON.stringify` shows (the url only): never the key. */

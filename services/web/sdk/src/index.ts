@@ -14,6 +14,8 @@ export { TelepathRest } from "./rest.js";
 export type { TelepathRestOptions } from "./rest.js";
 export { TelepathServer } from "./server.js";
 export type { ApiKeySource, TelepathServerOptions } from "./server.js";
+export { verifyWebhook } from "./webhook.js";
+export type { VerifyWebhookOptions } from "./webhook.js";
 export { TelepathError } from "./errors.js";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";

@@ -1,15 +1,23 @@
-import { enc, requestJson, type JsonRequest, type Method } from "./http.js";
+import { TelepathError } from "./errors.js";
+import { enc, query, requestJson, type JsonRequest, type Method } from "./http.js";
 import type {
   ApiCreateRoom,
   ApiPresence,
+  CreatedWebhook,
+  CreateWebhook,
   DisconnectResult,
   DmReply,
+  Notification,
+  PublishedToUser,
   PublishItem,
   PublishOptions,
   PublishOutcome,
   PublishToUserOptions,
   Room,
   RoomMessage,
+  Webhook,
+  WebhookDelivery,
+  WebhookDeliveryQuery,
 } from "./types.js";
 
 /** An API key, or a callback giving one (called for every request). */
@@ -86,12 +94,25 @@ export class TelepathServer {
    * `publish`) from the bot user `as` or the `system` user, stored and
    * delivered like any DM (queued while the user is offline). Resolves with
    * `{id, ts, delivered}` (`delivered`: the user had a live connection).
+   *
+   * With `kind: "notification"` it is a personal notification of kind `app`
+   * instead (the `notification` event on every live connection of the user,
+   * kept in their `GET /notifications` and unread count), and resolves with
+   * that notification. With `clientId`, a repeat by the same sender answers
+   * the first DM or notification and delivers nothing.
    */
-  async publishToUser(userId: string, body: string, opts: PublishToUserOptions = {}): Promise<DmReply> {
+  publishToUser(userId: string, body: string, opts: PublishToUserOptions & { kind: "notification" }): Promise<Notification>;
+  publishToUser(userId: string, body: string, opts?: PublishToUserOptions & { kind?: "dm" }): Promise<DmReply>;
+  publishToUser(userId: string, body: string, opts?: PublishToUserOptions): Promise<DmReply | Notification>;
+  async publishToUser(userId: string, body: string, opts: PublishToUserOptions = {}): Promise<DmReply | Notification> {
     const payload: Record<string, string> = { body };
+    if (opts.kind !== undefined) payload["kind"] = opts.kind;
     if (opts.clientId !== undefined) payload["client_id"] = opts.clientId;
     if (opts.as !== undefined) payload["as"] = opts.as;
-    return (await this.call<{ dm: DmReply }>("POST", `/api/users/${enc(userId)}/publish`, payload)).dm;
+    const res = await this.call<PublishedToUser>("POST", `/api/users/${enc(userId)}/publish`, payload);
+    const out = opts.kind === "notification" ? res?.notification : res?.dm;
+    if (!out) throw new TelepathError("bad_response", `POST /api/users/{id}/publish: no ${opts.kind ?? "dm"} in the answer`, 201);
+    return out;
   }
 
   /** Which of these users (1–1000 ids) are online (`GET /api/presence?users=`, scope `presence`). */
@@ -125,8 +146,53 @@ export class TelepathServer {
     return this.call<DisconnectResult>("POST", `/api/users/${enc(userId)}/disconnect`);
   }
 
+  /**
+   * Registers a webhook (`POST /api/webhooks`, scope `webhooks`; a key
+   * limited to a room prefix gets 403): Telepath POSTs each of `events` to
+   * `url`, signed (check with `verifyWebhook`), retried with backoff until a
+   * 2xx answer. Resolves with the webhook and its signing `secret` (the one
+   * given, or `whsec_…` made by the server): shown this once, keep it. 400
+   * for a URL, events or secret it refuses (a host that resolves to a
+   * private address among them), or when 64 webhooks exist.
+   */
+  createWebhook(w: CreateWebhook): Promise<CreatedWebhook> {
+    const body: CreateWebhook = { url: w.url, events: w.events };
+    if (w.secret !== undefined) body.secret = w.secret;
+    return this.#request<CreatedWebhook>("POST", "/api/webhooks", body, [w.secret]);
+  }
+
+  /** Every webhook, oldest first, with its `pending` and `dropped` counts; never a secret (`GET /api/webhooks`). */
+  async listWebhooks(): Promise<Webhook[]> {
+    return (await this.call<{ webhooks: Webhook[] }>("GET", "/api/webhooks")).webhooks;
+  }
+
+  /** One webhook (`GET /api/webhooks/{id}`); 404 for an unknown id. */
+  getWebhook(id: string): Promise<Webhook> {
+    return this.call<Webhook>("GET", `/api/webhooks/${enc(id)}`);
+  }
+
+  /** Deletes a webhook with its deliveries: pending ones are not sent (`DELETE /api/webhooks/{id}`); 404 for an unknown id. */
+  async deleteWebhook(id: string): Promise<void> {
+    await this.call<void>("DELETE", `/api/webhooks/${enc(id)}`);
+  }
+
+  /**
+   * A webhook's deliveries, newest first (`GET /api/webhooks/{id}/deliveries`):
+   * status, attempts, the last attempt's HTTP status and error. Page with
+   * `before` = the last one's `id`; `status` filters; `limit` 1–100
+   * (default 50). 400 on a bad parameter, 404 for an unknown webhook.
+   */
+  async webhookDeliveries(id: string, q: WebhookDeliveryQuery = {}): Promise<WebhookDelivery[]> {
+    const qs = query({ status: q.status, before: q.before, limit: q.limit });
+    return (await this.call<{ deliveries: WebhookDelivery[] }>("GET", `/api/webhooks/${enc(id)}/deliveries${qs}`)).deliveries;
+  }
+
   /** Any route with the API key: JSON in, JSON out (undefined for 204). */
-  async call<T>(method: Method, path: string, body?: unknown): Promise<T> {
+  call<T>(method: Method, path: string, body?: unknown): Promise<T> {
+    return this.#request<T>(method, path, body);
+  }
+
+  async #request<T>(method: Method, path: string, body?: unknown, secrets?: ReadonlyArray<string | undefined>): Promise<T> {
     const src = this.#apiKey;
     const key = typeof src === "function" ? await src() : src;
     const req: JsonRequest = {
@@ -137,6 +203,7 @@ export class TelepathServer {
       body,
     };
     if (key) req.bearer = key;
+    if (secrets) req.secrets = secrets;
     return requestJson<T>(req);
   }
 

@@ -289,8 +289,8 @@ export interface Profile {
   online: boolean;
 }
 
-/** What a notification is about. */
-export type NotificationKind = "mention" | "reply" | "reaction" | "invite" | "dm";
+/** What a notification is about (`app`: sent by an application's backend, `TelepathServer.publishToUser` with `kind: "notification"`). */
+export type NotificationKind = "mention" | "reply" | "reaction" | "invite" | "dm" | "app";
 
 /**
  * One personal notification (`notification` frame, `GET /notifications`).
@@ -307,9 +307,9 @@ export interface Notification {
   room?: string | null;
   /** The message it is about (a room message, or the DM). */
   message_id?: string | null;
-  /** Who caused it. */
+  /** Who caused it (for `app`: the bot user it was sent as, or `system`). */
   from?: UserRef | null;
-  /** What to show (at most 200 characters of the message it is about). */
+  /** What to show (at most 200 characters of the message it is about; for `app`, the body as sent). */
   text: string;
   /** RFC 3339. */
   ts: string;
@@ -810,9 +810,10 @@ export interface ConnectionAnalytics {
 
 /**
  * What an API key may do: `publish` (to rooms and to users), `presence`
- * (read it), `rooms` (create rooms, add members), `users` (disconnect).
+ * (read it), `rooms` (create rooms, add members), `users` (disconnect),
+ * `webhooks` (manage every webhook: only a key without a `room_prefix`).
  */
-export type ApiKeyScope = "publish" | "presence" | "rooms" | "users";
+export type ApiKeyScope = "publish" | "presence" | "rooms" | "users" | "webhooks";
 
 /** `POST /admin/api-keys` (admins only; `TelepathRest.createApiKey`). */
 export interface CreateApiKey {
@@ -870,12 +871,27 @@ export interface PublishOutcome {
   error?: ErrorBody;
 }
 
+/** What `TelepathServer.publishToUser` sends: a direct message (the default) or a notification of kind `app`. */
+export type PublishToUserKind = "dm" | "notification";
+
 /** Options of `TelepathServer.publishToUser`. */
 export interface PublishToUserOptions {
-  /** 1–128 characters: a repeat by the same sender answers the first DM. */
+  /** `dm` (the default) or `notification`. */
+  kind?: PublishToUserKind;
+  /**
+   * 1–128 characters: a repeat by the same sender answers the first DM (or
+   * the first notification) and stores and delivers nothing. DMs and
+   * notifications keep their `client_id`s apart.
+   */
   clientId?: string;
   /** The bot user it is sent as (a username, created if new); absent: the `system` user. */
   as?: string;
+}
+
+/** `POST /api/users/{id}/publish` as the wire has it: `dm` or `notification`, as sent. */
+export interface PublishedToUser {
+  dm?: DmReply;
+  notification?: Notification;
 }
 
 /** `GET /api/presence` and `GET /api/rooms/{id}/presence`. */
@@ -894,3 +910,128 @@ export interface DisconnectResult {
   /** Connections told to close (with 4003), as presence knew them. */
   disconnected: number;
 }
+
+// ---------------------------------------------------------------------------
+// Webhooks (`/api/webhooks`, scope `webhooks`)
+// ---------------------------------------------------------------------------
+
+/** What a webhook can be told about. */
+export type WebhookEvent =
+  | "user.connected"
+  | "user.disconnected"
+  | "room.joined"
+  | "room.left"
+  | "message.created"
+  | "message.edited"
+  | "message.deleted"
+  | "presence.changed";
+
+/** `POST /api/webhooks` (`TelepathServer.createWebhook`). */
+export interface CreateWebhook {
+  /**
+   * `http://` or `https://`, at most 2048 characters, no user info. Its host
+   * must resolve to public addresses only, unless the server sets
+   * `TELEPATH_WEBHOOK_ALLOW_PRIVATE=1`.
+   */
+  url: string;
+  /** 1–8 events, each once. */
+  events: WebhookEvent[];
+  /**
+   * The signing secret: 16–128 printable ASCII characters without spaces.
+   * Absent: the server makes one (`whsec_` and 43 characters) and answers
+   * it this once.
+   */
+  secret?: string;
+}
+
+/** A webhook as listed (`GET /api/webhooks`, `GET /api/webhooks/{id}`): never its secret. */
+export interface Webhook {
+  id: string;
+  url: string;
+  events: (WebhookEvent | string)[];
+  /** RFC 3339. */
+  created_at: string;
+  /** Deliveries waiting (not yet delivered, not given up). */
+  pending: number;
+  /** Events not queued because `pending` was at its bound (`TELEPATH_WEBHOOK_MAX_PENDING`). */
+  dropped: number;
+}
+
+/** A new webhook (`POST /api/webhooks`): `secret` signs every delivery and is shown this once. */
+export interface CreatedWebhook extends Webhook {
+  secret: string;
+}
+
+/** Where a delivery stands: `failed` once its retries ran out (`TELEPATH_WEBHOOK_RETRY_FOR`). */
+export type DeliveryStatus = "pending" | "delivered" | "failed";
+
+/** One event's delivery to one webhook (`GET /api/webhooks/{id}/deliveries`). */
+export interface WebhookDelivery {
+  /** Increasing in the order events were queued; the `Telepath-Delivery` header. */
+  id: number;
+  /** The event's id: the body's `id` and `Telepath-Event-Id`, the same on every attempt and for every webhook. */
+  event_id: string;
+  event: WebhookEvent | string;
+  status: DeliveryStatus | string;
+  /** Attempts made so far. */
+  attempts: number;
+  /** RFC 3339, when it was queued. */
+  created_at: string;
+  /** RFC 3339, when the next attempt is due (pending only). */
+  next_attempt_at?: string | null;
+  last_attempt_at?: string | null;
+  /** The HTTP status of the last attempt (absent when it got no answer). */
+  last_status?: number | null;
+  /** Why the last attempt failed. */
+  last_error?: string | null;
+  delivered_at?: string | null;
+}
+
+/** `TelepathServer.webhookDeliveries` query. */
+export interface WebhookDeliveryQuery {
+  /** Only deliveries in this state. */
+  status?: DeliveryStatus;
+  /** A delivery id: only older ones (the next page). */
+  before?: number;
+  /** 1–100 (default 50). */
+  limit?: number;
+}
+
+/** `data` of `user.connected` (and, with `reason`, of `user.disconnected`). */
+export interface WebhookConnection {
+  user: UserRef;
+  conn_id: string;
+  /** The gateway's node id. */
+  node: string;
+  /** RFC 3339. */
+  at: string;
+  /** `user.disconnected` only: the close code. */
+  reason?: string | number;
+}
+
+/** What `data` holds for each event. */
+export interface WebhookEventData {
+  "user.connected": WebhookConnection;
+  "user.disconnected": WebhookConnection;
+  "room.joined": MemberEvent;
+  "room.left": MemberEvent;
+  "message.created": RoomMessage;
+  "message.edited": MessageEditedEvent;
+  "message.deleted": MessageDeletedEvent;
+  "presence.changed": PresenceEvent;
+}
+
+/**
+ * The JSON body of a delivery (parse it after `verifyWebhook` accepted the
+ * raw bytes). Drop an `id` already handled: delivery is at least once.
+ */
+export type WebhookPayload = {
+  [E in WebhookEvent]: {
+    /** The event's id (= `Telepath-Event-Id`). */
+    id: string;
+    type: E;
+    /** RFC 3339. */
+    created_at: string;
+    data: WebhookEventData[E];
+  };
+}[WebhookEvent];

@@ -2,7 +2,8 @@
 // through TelepathRest's admin methods, against a real all-in-one: a key made
 // by an admin (its secret once, listed without it); a publish as a bot
 // reaching a connected client as its `message` event, idempotent by
-// client_id per sender; a batch with one refused item; a DM to a user;
+// client_id per sender; a batch with one refused item; a DM to a user; a
+// notification (kind `app`) to a user, as their client's `notification` event;
 // presence of users and of a room; a room created and members added;
 // a disconnect closing the user's client with 4003; 403 for a missing scope
 // or a room outside the key's prefix; 401 for a revoked or unknown key, for
@@ -11,7 +12,7 @@ import assert from "node:assert/strict";
 import { inspect } from "node:util";
 import { after, before, describe, it } from "node:test";
 
-import { TelepathError, TelepathRest, TelepathServer, type ApiKeyScope, type RoomMessage, type StateChange } from "../dist/index.js";
+import { TelepathError, TelepathRest, TelepathServer, type ApiKeyScope, type DmReply, type Notification, type RoomMessage, type StateChange } from "../dist/index.js";
 import { client, closeAll, login, record, rest, sleep, startServer, uname, waitFor, type Server } from "./helpers.js";
 
 const ALL: ApiKeyScope[] = ["publish", "presence", "rooms", "users"];
@@ -182,6 +183,46 @@ describe("TelepathServer: the server API (real server)", () => {
 
     await refused(api.publishToUser(NO_SUCH, "nobody"), "not_found", 404);
     await refused(api.publishToUser("not-a-user-id", "x"), "bad_request", 400);
+  });
+
+  it("sends a notification to a user: a connected client gets it as a notification event of kind app", async () => {
+    const { api } = await newKey(["publish"]);
+    const bot = uname("exportbot");
+    const online = await reader();
+    const notes = record(online.tp, "notification");
+    const counts = record(online.tp, "notifications_unread");
+
+    const n: Notification = await api.publishToUser(online.user.id, "your export is ready", { kind: "notification", as: bot, clientId: "export-1" });
+    assert.match(n.id, UUID);
+    assert.equal(n.kind, "app");
+    assert.equal(n.text, "your export is ready");
+    assert.equal(n.from?.name, bot);
+    assert.equal(n.room ?? null, null);
+    assert.equal(n.message_id ?? null, null);
+    assert.ok(!Number.isNaN(Date.parse(n.ts)));
+    await waitFor(() => notes.length === 1, "the notification event");
+    assert.equal(notes[0]!.id, n.id);
+    assert.equal(notes[0]!.kind, "app");
+    assert.equal(notes[0]!.text, "your export is ready");
+    assert.equal(notes[0]!.from?.name, bot);
+    await waitFor(() => online.tp.unreadNotifications === 1 && counts.at(-1)?.unread === 1, "the unread count");
+
+    // A repeat of its client_id answers the first and publishes nothing.
+    const again = await api.publishToUser(online.user.id, "your export is ready (again)", { kind: "notification", as: bot, clientId: "export-1" });
+    assert.equal(again.id, n.id);
+    assert.equal(again.text, "your export is ready");
+    await sleep(300);
+    assert.equal(notes.length, 1, "the repeat delivered nothing");
+
+    // Kept for later, like any notification; the DM is still the default (and `kind: "dm"` says so).
+    const { token } = await login(s, online.user.name);
+    const list = await new TelepathRest({ baseUrl: s.base, token }).notifications();
+    assert.deepEqual(list.notifications.filter((x) => x.kind === "app").map((x) => [x.id, x.text, x.read]), [[n.id, "your export is ready", false]]);
+    const dm: DmReply = await api.publishToUser(online.user.id, "a DM after all", { kind: "dm", as: bot });
+    assert.equal(dm.delivered, true);
+    assert.equal((await api.publishToUser(online.user.id, "and another")).delivered, true);
+    await refused(api.publishToUser(NO_SUCH, "nobody", { kind: "notification" }), "not_found", 404);
+    await refused(api.publishToUser(online.user.id, "x", { kind: "shout" as "dm" }), "bad_request", 400);
   });
 
   it("reads presence of users and of a room's participants", async () => {
