@@ -9,7 +9,10 @@
 # Usage: loadtest/bench-api.sh [runs=5] [duration=10s] [concurrency=64]
 # COMMIT_BATCHES (default "256 1") picks the group-commit settings to run;
 # TELEPATH_BIN_DIR runs the api from another build (the generator is
-# always this checkout's).
+# always this checkout's). WEBHOOK_URL registers a webhook for
+# message.created to that URL before each run (private addresses allowed,
+# no bound on its pending deliveries), e.g. http://127.0.0.1:9/ for one
+# whose endpoint is down: what a webhook costs the message path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -38,6 +41,7 @@ one_run() { # $1 = commit batch, $2 = output file
   internal_port=$(free_port)
   TELEPATH_LISTEN="127.0.0.1:$api_port" TELEPATH_INTERNAL_LISTEN="127.0.0.1:$internal_port" REDIS_URL="redis://127.0.0.1:$redis_port" \
     DATABASE_URL="sqlite://$dir/bench.db" TELEPATH_JWT_SECRET=bench TELEPATH_DEV_LOGIN=1 \
+    TELEPATH_DEV_ADMINS=bench-admin TELEPATH_WEBHOOK_ALLOW_PRIVATE=1 TELEPATH_WEBHOOK_MAX_PENDING=1000000 \
     TELEPATH_COMMIT_BATCH="$1" RUST_LOG=warn "$bin/telepath-api" 2>"$dir/api.log" &
   api_pid=$!
   # Builds from before internal listeners (an A/B baseline) serve the
@@ -45,6 +49,17 @@ one_run() { # $1 = commit batch, $2 = output file
   internal_url="http://127.0.0.1:$internal_port"
   "$bin/telepath-api" --help | grep -q TELEPATH_INTERNAL_LISTEN || internal_url="http://127.0.0.1:$api_port"
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$api_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  if [ -n "${WEBHOOK_URL:-}" ]; then
+    local token key
+    token=$(curl -fsS -X POST "http://127.0.0.1:$api_port/auth/login" -H 'content-type: application/json' \
+      -d '{"username":"bench-admin","role":"admin"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    key=$(curl -fsS -X POST "http://127.0.0.1:$api_port/admin/api-keys" -H "authorization: Bearer $token" \
+      -H 'content-type: application/json' -d '{"name":"bench","scopes":["webhooks"]}' \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+    curl -fsS -X POST "http://127.0.0.1:$api_port/api/webhooks" -H "authorization: Bearer $key" \
+      -H 'content-type: application/json' \
+      -d "{\"url\":\"$WEBHOOK_URL\",\"events\":[\"message.created\"]}" >/dev/null
+  fi
   TELEPATH_JWT_SECRET=bench target/release/telepath-load api-send --url "http://127.0.0.1:$api_port" \
     --internal-url "$internal_url" \
     --duration "$duration" --concurrency "$concurrency" --rooms 10 >"$2"

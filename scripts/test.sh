@@ -44,7 +44,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 redis-server --version
-haproxy -v | head -1
+# sed reads all of it: with head, haproxy may get SIGPIPE and fail the pipe.
+haproxy -v | sed -n 1p
 docker-compose version --short
 if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
   log "installing python3-venv"

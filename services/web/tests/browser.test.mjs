@@ -1179,3 +1179,34 @@ test('no page put a token in a WebSocket URL or logged one to its console', () =
     for (const token of tokens) assert.ok(!text.includes(token), 'a token in a URL or a console line');
   }
 });
+
+test('Swagger UI at /docs renders every operation of /openapi.json under the server CSP', async () => {
+  // The binary's own /docs (not the tree's app): its files are embedded.
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const page = await context.newPage();
+  const errors = [];
+  const foreign = [];
+  page.on('pageerror', (e) => errors.push(e));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(new Error(m.text()));
+  });
+  page.on('request', (r) => {
+    const url = new URL(r.url());
+    if (url.protocol.startsWith('http') && url.origin !== new URL(server.url).origin) foreign.push(r.url());
+  });
+  const response = await page.goto(`${server.url}/docs`);
+  assert.equal(response.status(), 200);
+  assert.match(response.headers()['content-security-policy'], /script-src 'self'/);
+  const doc = await (await fetch(`${server.url}/openapi.json`)).json();
+  const operations = Object.values(doc.paths).reduce((n, item) => n + Object.keys(item).filter((k) => k !== 'parameters').length, 0);
+  await page.locator('.opblock').first().waitFor(WAIT);
+  await page.waitForFunction((n) => document.querySelectorAll('.opblock').length >= n, operations, WAIT);
+  assert.equal(await page.locator('.opblock').count(), operations, 'one block per operation');
+  assert.ok(await page.getByText('/api/webhooks', { exact: true }).first().isVisible(), 'the webhook routes are listed');
+  await page.screenshot({ path: path.join(ARTIFACTS, 'docs.png') });
+  assert.deepEqual(errors.map(String), [], 'no script error and nothing refused by the CSP');
+  assert.deepEqual(foreign, [], 'nothing fetched from another origin');
+  const missing = await fetch(`${server.url}/docs/nope.js`);
+  assert.equal(missing.status, 404);
+  await context.close();
+});
