@@ -244,7 +244,8 @@ impl Webhooks {
                 }
             }
         }
-        if !rows.is_empty() {
+        let queued = !rows.is_empty();
+        if queued {
             // Joined to `webhooks`: an endpoint deleted meanwhile gets nothing.
             sqlx::query(
                 "INSERT INTO webhook_deliveries (webhook_id, event_id, event, payload, next_attempt_at, created_at)
@@ -253,7 +254,7 @@ impl Webhooks {
             )
             .bind(at.timestamp_millis())
             .bind(at)
-            .bind(serde_json::Value::Array(rows.clone()).to_string())
+            .bind(serde_json::Value::Array(rows).to_string())
             .execute(&mut *conn)
             .await?;
         }
@@ -265,7 +266,7 @@ impl Webhooks {
                 .execute(&mut *conn)
                 .await?;
         }
-        Ok(!rows.is_empty())
+        Ok(queued)
     }
 
     /// Wakes every worker: deliveries were committed.

@@ -1925,11 +1925,12 @@ function hideApiKeySecret() {
   $('apikey-secret-box').hidden = true;
 }
 
-async function copyApiKeySecret() {
-  const code = $('apikey-secret');
+/** Copies a secret shown once (the text of `codeId`), saying so in `statusId`. */
+async function copySecret(codeId, statusId) {
+  const code = $(codeId);
   try {
     await navigator.clipboard.writeText(code.textContent);
-    $('apikey-status').textContent = 'Copied.';
+    $(statusId).textContent = 'Copied.';
   } catch {
     // No clipboard here: select it for the user to copy.
     const range = document.createRange();
@@ -1937,7 +1938,7 @@ async function copyApiKeySecret() {
     const sel = window.getSelection();
     sel.removeAllRanges();
     sel.addRange(range);
-    $('apikey-status').textContent = 'Selected: copy it with Ctrl+C.';
+    $(statusId).textContent = 'Selected: copy it with Ctrl+C.';
   }
 }
 
@@ -2157,21 +2158,6 @@ function hideWebhookSecret() {
   $('webhook-secret').textContent = '';
   $('webhook-secret-url').textContent = '';
   $('webhook-secret-box').hidden = true;
-}
-
-async function copyWebhookSecret() {
-  const code = $('webhook-secret');
-  try {
-    await navigator.clipboard.writeText(code.textContent);
-    $('webhook-status').textContent = 'Copied.';
-  } catch {
-    const range = document.createRange();
-    range.selectNodeContents(code);
-    const sel = window.getSelection();
-    sel.removeAllRanges();
-    sel.addRange(range);
-    $('webhook-status').textContent = 'Selected: copy it with Ctrl+C.';
-  }
 }
 
 async function onWebhookListClick(event) {
@@ -2751,7 +2737,7 @@ $('apikeys').addEventListener('toggle', () => {
   }
 });
 $('apikey-form').addEventListener('submit', createApiKey);
-$('apikey-copy').addEventListener('click', copyApiKeySecret);
+$('apikey-copy').addEventListener('click', () => copySecret('apikey-secret', 'apikey-status'));
 $('apikey-secret-done').addEventListener('click', hideApiKeySecret);
 $('apikey-list').addEventListener('click', onApiKeyClick);
 $('webhook-key').addEventListener('change', () => {
@@ -2765,7 +2751,7 @@ $('webhook-key').addEventListener('change', () => {
 });
 $('webhook-key-form').addEventListener('submit', useHookKey);
 $('webhook-form').addEventListener('submit', createWebhook);
-$('webhook-copy').addEventListener('click', copyWebhookSecret);
+$('webhook-copy').addEventListener('click', () => copySecret('webhook-secret', 'webhook-status'));
 $('webhook-secret-done').addEventListener('click', hideWebhookSecret);
 $('webhook-list').addEventListener('click', onWebhookListClick);
 renderHookKeys();

@@ -27,7 +27,9 @@ fn cli(db: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn call(
+/// `METHOD url` with `key` as the bearer and `body` as JSON: the status
+/// and the JSON answer (null when there is none).
+pub(crate) async fn call(
     http: &Client,
     method: &str,
     url: String,

@@ -19,6 +19,7 @@ use crate::cluster::start_cluster_with;
 use crate::helpers::{
     Service, bin_dir, create_room, eventually, get_json, get_text, login, login_as, spawn_node,
 };
+use crate::server_api::call;
 
 const SECRET: &str = "whsec-test-0123456789abcdef";
 
@@ -179,22 +180,6 @@ fn key(db: &std::path::Path, scopes: &str, rooms: Option<&str>) -> String {
         .unwrap()
         .trim()
         .to_owned()
-}
-
-async fn call(
-    http: &Client,
-    method: &str,
-    url: String,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http.request(method.parse().unwrap(), url).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// A port nothing listens on.
