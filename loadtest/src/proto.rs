@@ -165,12 +165,16 @@ impl Proto {
     }
 }
 
-/// Reads one text frame and checks its start.
+/// Reads text frames until one starting with `prefix`, answering engine.io
+/// pings meanwhile (socketioxide pings as soon as the connection opens).
 async fn expect_prefix(ws: &mut Ws, prefix: &str) -> anyhow::Result<()> {
-    let msg = ws.next().await.context("closed during the handshake")??;
-    match msg {
-        WsMessage::Text(t) if t.starts_with(prefix) => Ok(()),
-        other => bail!("expected {prefix}…, got {other:?}"),
+    loop {
+        let msg = ws.next().await.context("closed during the handshake")??;
+        match msg {
+            WsMessage::Text(t) if t.starts_with(prefix) => return Ok(()),
+            WsMessage::Text(t) if t == "2" => ws.send(WsMessage::text("3")).await?,
+            other => bail!("expected {prefix}…, got {other:?}"),
+        }
     }
 }
 
