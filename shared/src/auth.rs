@@ -256,12 +256,23 @@ pub fn bearer(header: &str) -> Option<&str> {
 /// Nobody without the secret can compute it (split services refuse to
 /// start with the development secret, which everyone knows).
 pub fn derive_internal_token(jwt_secret: &str) -> String {
+    hmac_sha256_hex(jwt_secret.as_bytes(), &[b"telepath internal token v2"])
+}
+
+/// HMAC-SHA256 keyed with `key` over `parts` one after the other, in
+/// lowercase hex (the internal token, webhook signatures).
+pub fn hmac_sha256_hex(key: &[u8], parts: &[&[u8]]) -> String {
     use hmac::Mac as _;
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(jwt_secret.as_bytes())
-        .expect("HMAC takes a key of any length");
-    mac.update(b"telepath internal token v2");
-    let digest = mac.finalize().into_bytes();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut mac =
+        hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The header carrying the internal token.

@@ -92,7 +92,8 @@ pub(crate) struct Webhooks {
 }
 
 struct Shared {
-    endpoints: RwLock<Vec<Endpoint>>,
+    /// Replaced whole on a change, so a batch takes it without copying.
+    endpoints: RwLock<Arc<Vec<Endpoint>>>,
     /// The union of every endpoint's events: the one check on hot paths.
     wanted: AtomicU8,
     /// Deliveries waiting per endpoint (recounted from the table every minute).
@@ -165,7 +166,7 @@ impl Webhooks {
         let (tx, rx) = mpsc::channel(RECORDER_QUEUE);
         let hooks = Webhooks {
             shared: Arc::new(Shared {
-                endpoints: RwLock::new(Vec::new()),
+                endpoints: RwLock::new(Arc::new(Vec::new())),
                 wanted: AtomicU8::new(0),
                 pending: Mutex::new(
                     pending
@@ -210,7 +211,7 @@ impl Webhooks {
         if events.iter().all(|e| wanted & e.kind.bit() == 0) {
             return Ok(false);
         }
-        let endpoints = read(&self.shared.endpoints).clone();
+        let endpoints = Arc::clone(&read(&self.shared.endpoints));
         let at = now();
         let created = at.to_rfc3339_opts(SecondsFormat::Millis, true);
         let mut rows = Vec::new();
@@ -315,14 +316,23 @@ impl Webhooks {
                 stop: stop.clone(),
             },
         );
-        write(&self.shared.endpoints).push(endpoint.clone());
+        {
+            let mut endpoints = write(&self.shared.endpoints);
+            let mut next = Vec::clone(&endpoints);
+            next.push(endpoint.clone());
+            *endpoints = Arc::new(next);
+        }
         self.rewant();
         tokio::spawn(deliver::run(self.clone(), endpoint, wake, stop));
     }
 
     /// Removes endpoint `id` from the registry and stops its worker.
     fn remove(&self, id: &str) {
-        write(&self.shared.endpoints).retain(|e| e.id != id);
+        {
+            let mut endpoints = write(&self.shared.endpoints);
+            let next = endpoints.iter().filter(|e| e.id != id).cloned().collect();
+            *endpoints = Arc::new(next);
+        }
         self.rewant();
         if let Some(worker) = lock(&self.shared.workers).remove(id) {
             worker.stop.cancel();
@@ -473,10 +483,10 @@ pub(crate) async fn create(
         }
         None => format!("whsec_{}", secret::new_token()),
     };
+    let full =
+        || ApiError::bad_request(format!("at most {MAX_WEBHOOKS} webhooks: delete one first"));
     if read(&hooks.shared.endpoints).len() >= MAX_WEBHOOKS {
-        return Err(ApiError::bad_request(format!(
-            "at most {MAX_WEBHOOKS} webhooks: delete one first"
-        )));
+        return Err(full());
     }
     address::check_url(&req.url, state.config().webhook_allow_private).await?;
     let webhook = Webhook {
@@ -493,17 +503,23 @@ pub(crate) async fn create(
         .map(|e| e.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    sqlx::query(
-        "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?)",
+    // The bound holds in the statement: two creates at once cannot pass it.
+    let inserted = sqlx::query(
+        "INSERT INTO webhooks (id, url, events, secret, created_at)
+         SELECT ?, ?, ?, ?, ? WHERE (SELECT count(*) FROM webhooks) < ?",
     )
     .bind(&webhook.id)
     .bind(&webhook.url)
     .bind(names)
     .bind(&secret)
     .bind(webhook.created_at)
+    .bind(MAX_WEBHOOKS as i64)
     .execute(&state.db().write)
     .await
     .map_err(db_err)?;
+    if inserted.rows_affected() == 0 {
+        return Err(full());
+    }
     hooks.add(Endpoint {
         id: webhook.id.clone(),
         url: webhook.url.clone(),

@@ -77,8 +77,9 @@ struct Inner {
     sessions: TaskTracker,
     /// Whether this node's subscription still delivers (its own probes).
     probe: Arc<relay::Probe>,
-    /// The reporters' tasks: shutdown waits for them to send what is queued.
-    reporters: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The reporters' tasks, by name: shutdown waits for them to send what
+    /// is queued.
+    reporters: std::sync::Mutex<Vec<(&'static str, tokio::task::JoinHandle<()>)>>,
     next_conn: AtomicU64,
 }
 
@@ -210,7 +211,11 @@ impl GatewayState {
                 sessions,
                 probe,
                 revocations,
-                reporters: std::sync::Mutex::new(vec![presence_task, logs_task, acks_task]),
+                reporters: std::sync::Mutex::new(vec![
+                    ("presence", presence_task),
+                    ("connection log", logs_task),
+                    ("acks", acks_task),
+                ]),
                 next_conn: AtomicU64::new(1),
             }),
         }
@@ -333,7 +338,7 @@ impl GatewayState {
     }
 
     /// The reporters' tasks, for the drain to wait on (once).
-    pub(crate) fn take_reporters(&self) -> Vec<tokio::task::JoinHandle<()>> {
+    pub(crate) fn take_reporters(&self) -> Vec<(&'static str, tokio::task::JoinHandle<()>)> {
         let mut tasks = self
             .inner
             .reporters

@@ -79,10 +79,7 @@ pub async fn serve_app(
     {
         tracing::warn!("sessions still open at the drain deadline");
     }
-    for (name, task) in ["presence", "connection log", "acks"]
-        .into_iter()
-        .zip(state.take_reporters())
-    {
+    for (name, task) in state.take_reporters() {
         if tokio::time::timeout_at(deadline, task).await.is_err() {
             tracing::warn!(
                 reporter = name,

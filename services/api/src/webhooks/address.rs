@@ -261,6 +261,24 @@ mod tests {
             assert!(err.message.contains("non-public"), "{url}: {err:?}");
             check_url(url, true).await.unwrap();
         }
+        // The deliveries' resolver keeps public addresses only: a name
+        // that resolves to loopback alone resolves to nothing.
+        use tower_service::Service as _;
+        let name: Name = "localhost".parse().unwrap();
+        let refused = Resolver {
+            allow_private: false,
+        }
+        .call(name.clone())
+        .await;
+        assert!(refused.is_err(), "localhost is not public");
+        let allowed: Vec<SocketAddr> = Resolver {
+            allow_private: true,
+        }
+        .call(name)
+        .await
+        .unwrap()
+        .collect();
+        assert!(allowed.iter().any(|a| a.ip().is_loopback()), "{allowed:?}");
         let uri: hyper::Uri = "http://10.0.0.1/".parse().unwrap();
         assert!(!literal_allowed(&uri, false));
         assert!(literal_allowed(&uri, true));

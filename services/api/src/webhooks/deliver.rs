@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use hmac::Mac as _;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -80,16 +79,11 @@ struct Due {
 /// The `v1` signature of `body` sent at `t`: hex HMAC-SHA256 keyed with
 /// `secret` over `<t>.<body>`.
 pub(crate) fn sign(secret: &str, t: i64, body: &str) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes a key of any length");
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let t = t.to_string();
+    telepath_shared::auth::hmac_sha256_hex(
+        secret.as_bytes(),
+        &[t.as_bytes(), b".", body.as_bytes()],
+    )
 }
 
 /// An error and its causes, on one bounded line.
