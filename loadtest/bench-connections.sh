@@ -6,7 +6,9 @@
 # Prints each run's JSON and a Markdown table of medians.
 #
 # Usage: loadtest/bench-connections.sh [runs=3] [count=10000] [concurrency=200]
-# TELEPATH_BIN_DIR runs the servers from another build.
+# TELEPATH_BIN_DIR runs the servers from another build. USERS=100 gives the
+# connections to 100 users round robin (issue 24's shape; default: a user
+# of its own for each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -27,7 +29,7 @@ for i in $(seq "$runs"); do
   dir=$(mktemp -d -p "$work")
   cluster_start "$dir" 1
   target/release/telepath-load connections --gateway "$GATEWAY_URLS" --count "$count" \
-    --concurrency "$concurrency" --hold 6s --server-pid "${GATEWAY_PIDS[0]}" >"$work/run$i.json"
+    --concurrency "$concurrency" --users "${USERS:-0}" --hold 6s --server-pid "${GATEWAY_PIDS[0]}" >"$work/run$i.json"
   echo "run=$i: $(tr -d '\n ' <"$work/run$i.json")" >&2
   cluster_stop
 done
@@ -38,7 +40,7 @@ work, runs, count, concurrency = sys.argv[1:]
 rs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/run*.json"))]
 m = lambda f: statistics.median(f(r) for r in rs)
 rng = lambda f: f"{min(f(r) for r in rs):.1f}-{max(f(r) for r in rs):.1f}"
-print(f"runs={runs} count={count} concurrency={concurrency}\n")
+print(f"runs={runs} count={count} users={rs[0]['users']} concurrency={concurrency}\n")
 print("| connections | opened | open after hold | handshakes/s (range) | handshake p50 ms | p99 ms | gateway RSS KiB per connection (range) | generator CPU % |")
 print("|---|---|---|---|---|---|---|---|")
 print(f"| {count} | {m(lambda r: r['opened']):.0f} | {m(lambda r: r['open_after_hold']):.0f} | "

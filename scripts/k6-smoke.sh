@@ -30,11 +30,12 @@ trap cleanup EXIT
 # Smoke scale: seconds each, a handful of clients.
 smoke() { # target name, base URL
   local name=$1 url=$2
-  for script in fanout connections dm rest reconnect mix; do
+  for script in fanout connections handshakes dm rest reconnect mix; do
     echo "--> k6 $script.js against the $name"
     case $script in
       fanout) args=(-e ROOMS=2 -e MEMBERS=4 -e RATE=5 -e DURATION_S=4 -e JOIN_S=2 -e DRAIN_S=2) ;;
       connections) args=(-e VUS=30 -e RAMP_S=2 -e HOLD_S=2) ;;
+      handshakes) args=(-e USERS=4 -e CONNS=5 -e HOLD_S=1) ;;
       dm) args=(-e PAIRS=4 -e COUNT=5 -e RATE=10) ;;
       rest) args=(-e VUS=3 -e DURATION_S=4) ;;
       reconnect) args=(-e CLIENTS=15 -e RATE=10 -e DURATION_S=5 -e JOIN_S=2 -e STORM_AT_S=3 -e DRAIN_S=2) ;;

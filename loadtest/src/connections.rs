@@ -31,6 +31,11 @@ pub(crate) struct Args {
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Users the connections belong to, round robin (0: a user of its own
+    /// for each connection). The shape of issue 24: 100 users, each with
+    /// 100 of 10,000 connections.
+    #[arg(long, default_value_t = 0)]
+    users: usize,
     /// How long to hold the connections once all are open.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     hold: Duration,
@@ -44,6 +49,8 @@ pub(crate) struct Args {
 pub(crate) struct Summary {
     scenario: &'static str,
     count: usize,
+    /// Distinct users (as many as connections unless `--users`).
+    users: usize,
     concurrency: usize,
     opened: usize,
     failed: usize,
@@ -71,8 +78,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let users = Arc::new(Users::new(&args.secret));
     let run = format!("c{}", now_us() % 1_000_000_000);
     // Tokens first: signing is not part of a handshake.
-    let tokens: Vec<String> = (0..args.count)
+    let distinct = if args.users == 0 {
+        args.count
+    } else {
+        args.users.min(args.count)
+    };
+    let signed: Vec<String> = (0..distinct)
         .map(|i| users.token(&format!("{run}-{i}")))
+        .collect();
+    let tokens: Vec<String> = (0..args.count)
+        .map(|i| signed[i % distinct].clone())
         .collect();
     let rss_before = args.server_pid.and_then(rss_kib);
     let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
@@ -141,6 +156,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     Ok(Summary {
         scenario: "connections",
         count: args.count,
+        users: distinct,
         concurrency: args.concurrency,
         opened,
         failed: args.count - opened,

@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod inbound;
 pub mod memory;
 pub mod outbox;
+pub mod pending;
 pub mod rate;
 pub mod redis;
 pub mod script;

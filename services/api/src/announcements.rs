@@ -177,6 +177,8 @@ pub(crate) async fn create(
     tx.commit().await.map_err(db_err)?;
     // One already expired is kept on record but shown to nobody.
     if announcement.expires_at.is_none_or(|e| e > created_at) {
+        // Every connect reads the api until it finds nothing again.
+        state.marks().bump().await;
         let frame = ServerFrame::Announcement(announcement.clone()).to_json();
         state.outboxes().rooms.push([Outgoing::new(
             BROADCAST_CHANNEL.to_owned(),

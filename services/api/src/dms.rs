@@ -195,6 +195,9 @@ pub(crate) async fn pending_internal(
     query: Result<Query<PendingQuery>, QueryRejection>,
 ) -> Result<Json<PendingDms>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // Read before the offline read: a mark made with it is stale if
+    // anything was touched meanwhile (see crate::marks).
+    let snapshot = state.marks().snapshot(&q.user_id).await;
     let mut pending = pending_of(
         &state.db().read,
         &q.user_id,
@@ -209,6 +212,13 @@ pub(crate) async fn pending_internal(
         if pending.invites.is_empty() {
             state.invitees().none_for(&q.user_id, version);
         }
+    }
+    if let Some(snapshot) = snapshot
+        && pending.messages.is_empty()
+        && pending.invites.is_empty()
+        && pending.announcements.is_empty()
+    {
+        state.marks().mark_clean(&q.user_id, &snapshot).await;
     }
     Ok(Json(pending))
 }

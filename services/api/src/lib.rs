@@ -21,6 +21,7 @@ mod limits;
 mod live;
 mod login;
 mod manage;
+mod marks;
 mod metrics;
 mod notifications;
 mod openapi;
@@ -95,6 +96,8 @@ struct Inner {
     announcements: announcements::Active,
     /// The unread counts kept in Redis for gateways.
     unread: notifications::UnreadSync,
+    /// The connect marks in Redis.
+    marks: marks::Marks,
     /// The webhooks: endpoints, their queues and workers.
     webhooks: webhooks::Webhooks,
 }
@@ -145,6 +148,7 @@ impl ApiState {
                 .ok()
         });
         let unread = notifications::UnreadSync::spawn(db.read.clone(), redis.clone());
+        let marks = marks::Marks::spawn(redis.clone());
         let batch = usize::from(config.commit_batch);
         let webhooks =
             webhooks::Webhooks::start(db.read.clone(), write.clone(), &config, metrics.clone())
@@ -189,6 +193,7 @@ impl ApiState {
                 senders: server_api::Senders::default(),
                 announcements,
                 unread,
+                marks,
                 webhooks,
             }),
         })
@@ -209,6 +214,11 @@ impl ApiState {
     /// The unread counts kept in Redis: tell it whose changed.
     pub(crate) fn unread(&self) -> &notifications::UnreadSync {
         &self.inner.unread
+    }
+
+    /// The connect marks (what lets gateways skip the offline read).
+    pub(crate) fn marks(&self) -> &marks::Marks {
+        &self.inner.marks
     }
 
     /// The active announcements.

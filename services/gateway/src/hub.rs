@@ -171,10 +171,13 @@ impl Hub {
             let member = Member { handle, gate: None };
             registry.add_member(&channel, conn, member)
         };
-        if !first {
-            return true;
+        if first {
+            self.metrics.users.inc();
         }
-        self.metrics.users.inc();
+        // Another connection of the user asked first: this request queues
+        // behind its subscribe, so it too returns once the channel is
+        // subscribed (what the offline read's skip relies on, see
+        // `upstream::Marks`), without another bus call.
         self.subscribe(&channel).await
     }
 

@@ -66,6 +66,8 @@ struct Inner {
     logs: upstream::LogReporter,
     acks: upstream::AckReporter,
     admitter: upstream::Admitter,
+    /// The connect marks: whether a connect may skip the offline read.
+    marks: upstream::Marks,
     unread: upstream::UnreadCounter,
     budget: budget::UserBudget,
     connects: Limiter,
@@ -136,6 +138,7 @@ impl GatewayState {
                 })
                 .ok()
         });
+        let marks = upstream::Marks::spawn(pool.clone());
         let counter = pool.clone().map_or_else(
             || upstream::AdmitCounter::Presence(presence_client.clone()),
             |pool| {
@@ -202,6 +205,7 @@ impl GatewayState {
                 logs,
                 acks,
                 admitter,
+                marks,
                 unread,
                 budget,
                 connects,
@@ -254,6 +258,10 @@ impl GatewayState {
     }
 
     /// The per-user connection cap's admissions.
+    pub(crate) fn marks(&self) -> &upstream::Marks {
+        &self.inner.marks
+    }
+
     pub(crate) fn admitter(&self) -> &upstream::Admitter {
         &self.inner.admitter
     }

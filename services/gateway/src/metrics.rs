@@ -118,6 +118,9 @@ pub struct GatewayMetrics {
     pub users: IntGauge,
     /// Connections accepted.
     pub connects: IntCounter,
+    /// Connects whose offline read was skipped: Redis's connect mark said
+    /// nothing waits.
+    pub offline_reads_skipped: IntCounter,
     /// Connections ended, by close code and reason.
     pub disconnects: IntCounterVec,
     /// Upgrade attempts refused before the upgrade, by reason.
@@ -197,6 +200,10 @@ impl GatewayMetrics {
             connects: counter(
                 "telepath_gateway_connects_total",
                 "WebSocket connections accepted",
+            ),
+            offline_reads_skipped: counter(
+                "telepath_gateway_offline_reads_skipped_total",
+                "Connects that skipped the api's offline read: their user's connect mark in Redis said nothing waits",
             ),
             disconnects: vec(
                 "telepath_gateway_disconnects_total",

@@ -142,12 +142,21 @@ pub(crate) fn serve(
         claims,
         handle,
         state,
-        limiter: governor::RateLimiter::direct(quota),
+        limiter: governor::RateLimiter::direct_with_clock(quota, limiter_clock()),
         strikes: 0,
         client,
         ungate: None,
     };
     live(session, read, writer)
+}
+
+/// The clock of every connection's rate limiter: one for the process.
+/// `RateLimiter::direct` makes a clock of its own, and a new quanta clock
+/// reads CPUID and calibrates: a few percent of a gateway's CPU during a
+/// connect storm.
+fn limiter_clock() -> governor::clock::DefaultClock {
+    static CLOCK: std::sync::OnceLock<governor::clock::DefaultClock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(Default::default).clone()
 }
 
 /// A session from its registration to its end.
@@ -256,6 +265,13 @@ async fn register(session: &Session) {
 /// so a DM or an invitation sent meanwhile may arrive twice; clients drop
 /// repeats by id.
 async fn queue_pending_dms(session: &Session) {
+    // Most connects have nothing waiting: Redis's connect mark says so
+    // without asking the api (the user channel is subscribed by now, so
+    // anything committed and not yet marked comes on it).
+    if session.state.marks().clean(&session.claims.sub).await {
+        session.state.metrics().offline_reads_skipped.inc();
+        return;
+    }
     match session.state.api().pending_dms(&session.claims.sub).await {
         Ok(pending) => {
             for dm in pending.messages {

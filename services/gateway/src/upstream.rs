@@ -11,7 +11,8 @@
 //!   heartbeats carrying each connection's whole state;
 //! - [`LogReporter`]: the connection log;
 //! - [`Admitter`]: the per-user connection cap, asked of presence;
-//! - [`UnreadCounter`]: the unread notifications a `welcome` carries.
+//! - [`UnreadCounter`]: the unread notifications a `welcome` carries;
+//! - [`Marks`]: whether a connect may skip the api's offline read.
 //!
 //! Each reporter is one bounded queue drained by one task in order, so
 //! reports keep their order and never slow a session down.
@@ -20,6 +21,7 @@ mod acks;
 mod admit;
 mod api;
 mod logs;
+mod marks;
 mod presence;
 mod replays;
 mod sends;
@@ -29,6 +31,7 @@ pub(crate) use acks::{Ack, AckReporter};
 pub(crate) use admit::{Admitter, Counter as AdmitCounter};
 pub(crate) use api::ApiClient;
 pub(crate) use logs::LogReporter;
+pub(crate) use marks::Marks;
 pub(crate) use presence::{Drain, PresenceReporter};
 pub(crate) use replays::Replays;
 pub(crate) use sends::{Done, Outcome, PendingSend, SendPipe, Sendable};

@@ -296,6 +296,15 @@ async fn publish(
     if messages.is_empty() {
         return HashMap::new();
     }
+    // Queued for their recipients: their connects must read the queue.
+    let queued: Vec<&str> = decided
+        .iter()
+        .filter_map(|d| match d {
+            Decided::Fresh(dm) => Some(dm.to.as_str()),
+            _ => None,
+        })
+        .collect();
+    state.marks().touch(&queued).await;
     let outbox = &state.outboxes().dms;
     match outbox.publish_or_push(messages, DM_PUBLISH_WITHIN).await {
         Some(receivers) => recipients

@@ -46,6 +46,12 @@ pub(crate) async fn change_many(
     match outcomes {
         Ok(outcomes) => {
             if !events.is_empty() {
+                // The changed DMs are back in their recipients' queues.
+                let users: Vec<&str> = events
+                    .iter()
+                    .filter_map(|e| e.channel.strip_prefix("user:"))
+                    .collect();
+                state.marks().touch(&users).await;
                 state.outboxes().dms.push(events);
             }
             outcomes

@@ -233,6 +233,7 @@ pub(crate) async fn create(
     // And after it: a connect that read before the commit saw none, and
     // may have taken the user out meanwhile.
     state.invitees().add(&user.id);
+    state.marks().touch(&[user.id.as_str()]).await;
     let frame = ServerFrame::Invite(invite.clone()).to_json();
     state.outboxes().rooms.push([Outgoing::new(
         user_channel(&user.id),

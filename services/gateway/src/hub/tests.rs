@@ -320,3 +320,74 @@ async fn a_leave_heard_during_a_join_does_not_undo_that_join() {
     hub.leave_room("s", 1);
     assert_eq!(hub.confirm_join("s", 1), None);
 }
+
+/// A bus whose subscribes wait until the test lets them through.
+struct HeldBus {
+    inner: telepath_shared::bus::memory::MemoryBus,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl Bus for HeldBus {
+    async fn publish_counted(
+        &self,
+        channel: &str,
+        payload: Bytes,
+    ) -> Result<usize, telepath_shared::bus::BusError> {
+        self.inner.publish_counted(channel, payload).await
+    }
+    async fn publish_many(
+        &self,
+        messages: &[telepath_shared::bus::Outgoing],
+    ) -> Result<Vec<usize>, telepath_shared::bus::BusError> {
+        self.inner.publish_many(messages).await
+    }
+    async fn subscribe(&self, channel: &str) -> Result<(), telepath_shared::bus::BusError> {
+        let _pass = self.gate.acquire().await.expect("the gate stays open");
+        self.inner.subscribe(channel).await
+    }
+    async fn unsubscribe(&self, channel: &str) -> Result<(), telepath_shared::bus::BusError> {
+        self.inner.unsubscribe(channel).await
+    }
+    fn is_healthy(&self) -> bool {
+        true
+    }
+    fn dropped(&self) -> u64 {
+        0
+    }
+}
+
+#[tokio::test]
+async fn a_users_later_connection_waits_for_the_user_channels_subscription_too() {
+    // What the connect marks rely on: once `connect` returns, for any of a
+    // user's connections, what is published on the user's channel reaches it.
+    let broker = MemoryBroker::new();
+    let (inner, _rx) = broker.connect(16);
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let bus = HeldBus {
+        inner,
+        gate: gate.clone(),
+    };
+    let metrics = GatewayMetrics::new(&prometheus::Registry::new());
+    let hub = Hub::new(Arc::new(bus), metrics, vec![]);
+    let user = UserRef {
+        id: "u1".into(),
+        name: "u1".into(),
+    };
+    let mut connecting = Vec::new();
+    for conn in 1..=2 {
+        let (handle, _rx) = SessionHandle::new(16, format!("c{conn}"), user.clone(), i64::MAX);
+        let hub = hub.clone();
+        connecting.push(tokio::spawn(async move { hub.connect(conn, handle).await }));
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        connecting.iter().all(|c| !c.is_finished()),
+        "a connect returned before its user's channel was subscribed"
+    );
+    gate.add_permits(1);
+    for c in connecting {
+        assert!(c.await.unwrap());
+    }
+}

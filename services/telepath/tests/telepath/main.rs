@@ -19,6 +19,7 @@ mod live;
 mod local;
 mod logs;
 mod manage;
+mod marks;
 mod multinode;
 mod notify;
 mod openapi;

@@ -107,9 +107,11 @@ local function stop_typing_of(c, user, room)
 end
 
 -- The chosen status (and text) if any, else away when every connection is
--- idle, else online.
-local function effective(user, chosen, text)
+-- idle, else online. active: one of the user's connections is known not to
+-- be idle (a connection registering), so none need be read.
+local function effective(user, chosen, text, active)
   if chosen then return chosen, text or '' end
+  if active then return 'online', '' end
   for _, c in ipairs(redis.call('SMEMBERS', user_key(user))) do
     if redis.call('HGET', conn_key(c), 'idle') ~= '1' then return 'online', '' end
   end
@@ -118,11 +120,12 @@ end
 
 -- Announces the user's effective status if it differs from the announced
 -- one, with the user's choice record (an online choice has no 'chosen').
-local function settle(user, cause)
+-- active: as for effective.
+local function settle(user, cause, active)
   if redis.call('SCARD', user_key(user)) == 0 then return end
   local skey = status_key(user)
   local cur = redis.call('HMGET', skey, 'eff', 'etext', 'name', 'chosen', 'text', 'chosen_at')
-  local status, text = effective(user, cur[4], cur[5])
+  local status, text = effective(user, cur[4], cur[5], active)
   if cur[1] == status and (cur[2] or '') == text then return end
   redis.call('HSET', skey, 'eff', status, 'etext', text)
   local cs, ct, ca = '', '', ''
@@ -447,7 +450,10 @@ if op == 'reports' then
     local kind = r[1]
     if kind == 'c' then
       register(r[2], r[3], r[4], r[5], '0', {})
-      settle(r[3], now)
+      -- A connection that is not idle makes the user online unless they
+      -- chose otherwise: no scan of the user's other connections (100 of
+      -- them would cost 100 reads per connect).
+      settle(r[3], now, redis.call('HGET', conn_key(r[2]), 'idle') ~= '1')
     elseif kind == 'd' then disconnect(r[2])
     elseif kind == 'j' then join(r[2], r[3], r[4])
     elseif kind == 'l' then leave(r[2], r[3], r[4])

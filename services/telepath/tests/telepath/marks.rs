@@ -1,0 +1,243 @@
+//! Connect marks on the split deployment (two gateways, a real Redis, real
+//! processes): a connect skips the api's offline read only while its user
+//! certainly has nothing waiting. Each kind of thing that waits (a DM, a
+//! DM's edit, an invitation, an announcement) is made while the user's
+//! mark is current, and the next connect must still get it; a Redis
+//! restart drops every mark; connects racing DMs miss none.
+
+use std::time::Duration;
+
+use reqwest::Client;
+use serde_json::{Value, json};
+use telepath_shared::testing::{WsClient, get_text, metric};
+
+use crate::cluster::{Cluster, start_cluster_with};
+use crate::helpers::{TestUser, login, login_as};
+
+/// Connects that skipped the offline read, on every gateway.
+async fn skipped(http: &Client, cluster: &Cluster) -> f64 {
+    let mut n = 0.0;
+    for gw in &cluster.gateways {
+        let page = get_text(http, &format!("{}/metrics", gw.url)).await;
+        n += metric(&page, "telepath_gateway_offline_reads_skipped_total").unwrap_or(0.0);
+    }
+    n
+}
+
+/// Connects `user` (alternating gateways) until a connect skips the
+/// offline read: the user's mark is current. Returns that connection.
+async fn until_marked(http: &Client, cluster: &Cluster, user: &TestUser) -> WsClient {
+    for attempt in 0..50 {
+        let before = skipped(http, cluster).await;
+        let gw = &cluster.gateways[attempt % cluster.gateways.len()].url;
+        let ws = WsClient::connect(gw, &user.token).await.unwrap();
+        for _ in 0..10 {
+            if skipped(http, cluster).await > before {
+                return ws;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    panic!("{}'s connects never skipped the offline read", user.name);
+}
+
+async fn post(http: &Client, url: String, user: &TestUser, body: Value) -> Value {
+    let resp = http
+        .post(url)
+        .bearer_auth(&user.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_connect_skips_the_offline_read_only_while_nothing_waits() {
+    let mut cluster = start_cluster_with(2, 1, &[]).await;
+    let http = Client::new();
+    let api = cluster.api.url.clone();
+    let root = login_as(&http, &api, "root", "admin").await;
+    let ada = login(&http, &api, "ada").await;
+    let bob = login(&http, &api, "bob").await;
+    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+
+    // A DM while bob's mark is current: his next connect gets it.
+    drop(until_marked(&http, &cluster, &bob).await);
+    let dm = a
+        .ok(json!({"type": "dm", "to": "bob", "body": "while you were out"}))
+        .await;
+    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    assert_eq!(b.next_of("dm").await["id"], dm["id"]);
+    b.send(json!({"type": "ack", "dm": dm["id"]})).await;
+    drop(b);
+
+    // Its edit, once acked and marked again: it is back in his queue.
+    drop(until_marked(&http, &cluster, &bob).await);
+    a.ok(json!({"type": "edit", "dm": dm["id"], "id": dm["id"], "body": "edited while you were out"}))
+        .await;
+    let mut b = WsClient::connect(&cluster.gateways[0].url, &bob.token)
+        .await
+        .unwrap();
+    let edited = b.next_of("dm").await;
+    assert_eq!(edited["id"], dm["id"]);
+    assert_eq!(edited["body"], "edited while you were out");
+    b.send(json!({"type": "ack", "dm": dm["id"]})).await;
+    drop(b);
+
+    // An invitation.
+    drop(until_marked(&http, &cluster, &bob).await);
+    let room = post(
+        &http,
+        format!("{api}/rooms"),
+        &ada,
+        json!({"name": "secret", "private": true}),
+    )
+    .await;
+    let room = room["id"].as_str().unwrap().to_owned();
+    post(
+        &http,
+        format!("{api}/rooms/{room}/invites"),
+        &ada,
+        json!({"user": bob.id}),
+    )
+    .await;
+    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    assert_eq!(b.next_of("invite").await["room"]["id"], room);
+    drop(b);
+    let declined = http
+        .post(format!(
+            "{api}/invites/{}/decline",
+            invite_id(&http, &api, &bob).await
+        ))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(declined.status().is_success(), "{}", declined.status());
+
+    // An announcement: every mark stops matching.
+    drop(until_marked(&http, &cluster, &bob).await);
+    drop(until_marked(&http, &cluster, &ada).await);
+    let made = post(
+        &http,
+        format!("{api}/announcements"),
+        &root,
+        json!({"title": "Maintenance", "body": "Tonight", "level": "info"}),
+    )
+    .await;
+    for user in [&bob, &ada] {
+        let mut ws = WsClient::connect(&cluster.gateways[0].url, &user.token)
+            .await
+            .unwrap();
+        assert_eq!(ws.next_of("announcement").await["id"], made["id"]);
+    }
+    // Until dismissed, it comes on every connect: no skip.
+    let before = skipped(&http, &cluster).await;
+    let mut again = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    assert_eq!(again.next_of("announcement").await["id"], made["id"]);
+    assert_eq!(skipped(&http, &cluster).await, before);
+    let dismissed = http
+        .post(format!(
+            "{api}/announcements/{}/dismiss",
+            made["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(dismissed.status().is_success(), "{}", dismissed.status());
+    drop(again);
+
+    // A Redis restart forgets every mark: connects read the api again
+    // (and get what waits), then are marked anew.
+    drop(until_marked(&http, &cluster, &bob).await);
+    drop(a);
+    cluster.redis.restart();
+    let mut a = None;
+    for _ in 0..150 {
+        if let Ok(ws) = WsClient::connect(&cluster.gateways[0].url, &ada.token).await {
+            a = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut a = a.expect("ada connects after the restart");
+    let dm = a
+        .ok(json!({"type": "dm", "to": "bob", "body": "after the restart"}))
+        .await;
+    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    assert_eq!(b.next_of("dm").await["id"], dm["id"]);
+    b.send(json!({"type": "ack", "dm": dm["id"]})).await;
+    drop(b);
+    drop(until_marked(&http, &cluster, &bob).await);
+}
+
+/// bob's pending invitation's id.
+async fn invite_id(http: &Client, api: &str, bob: &TestUser) -> String {
+    let list: Value = http
+        .get(format!("{api}/invites"))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["invites"][0]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn connects_racing_dms_miss_none_of_them() {
+    let cluster = start_cluster_with(2, 1, &[]).await;
+    let http = Client::new();
+    let api = cluster.api.url.clone();
+    let ada = login(&http, &api, "ada").await;
+    let bob = login(&http, &api, "bob").await;
+    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+    drop(until_marked(&http, &cluster, &bob).await);
+    // Bob connects 16 times on both gateways while ada sends 16 DMs: each
+    // connection, whenever its connect fell, gets every DM (live, or from
+    // the queue its connect read).
+    const N: usize = 16;
+    let connecting: Vec<_> = (0..N)
+        .map(|i| {
+            let url = cluster.gateways[i % 2].url.clone();
+            let token = bob.token.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5 * i as u64)).await;
+                WsClient::connect(&url, &token).await.unwrap()
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..N {
+        let dm = a
+            .ok(json!({"type": "dm", "to": "bob", "body": format!("dm{i}")}))
+            .await;
+        ids.insert(dm["id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for c in connecting {
+        let mut ws = c.await.unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < ids.len() {
+            let dm = ws.next_of("dm").await;
+            seen.insert(dm["id"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(seen, ids);
+    }
+}
