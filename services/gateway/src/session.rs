@@ -245,11 +245,11 @@ async fn register(session: &Session) {
     let state = &session.state;
     state.metrics().connects.inc();
     state.metrics().connections.inc();
-    state
+    let subscribed = state
         .hub()
         .connect(session.id, session.handle.clone())
         .await;
-    queue_pending_dms(session).await;
+    queue_pending_dms(session, subscribed).await;
     let connected = log_event(session, ConnectionEventKind::Connect, None);
     state.logs().log(connected);
     state.presence().report(PresenceReport::Connect {
@@ -264,11 +264,11 @@ async fn register(session: &Session) {
 /// not dismissed. The user channel is subscribed already,
 /// so a DM or an invitation sent meanwhile may arrive twice; clients drop
 /// repeats by id.
-async fn queue_pending_dms(session: &Session) {
+async fn queue_pending_dms(session: &Session, subscribed: bool) {
     // Most connects have nothing waiting: Redis's connect mark says so
-    // without asking the api (the user channel is subscribed by now, so
-    // anything committed and not yet marked comes on it).
-    if session.state.marks().clean(&session.claims.sub).await {
+    // without asking the api. Only once the user channel is subscribed:
+    // then anything committed and not yet marked comes on it.
+    if subscribed && session.state.marks().clean(&session.claims.sub).await {
         session.state.metrics().offline_reads_skipped.inc();
         return;
     }

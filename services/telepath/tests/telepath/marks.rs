@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use telepath_shared::testing::{WsClient, get_text, metric};
 
 use crate::cluster::{Cluster, start_cluster_with};
-use crate::helpers::{TestUser, login, login_as};
+use crate::helpers::{TestUser, get_json, login, login_as};
 
 /// Connects that skipped the offline read, on every gateway.
 async fn skipped(http: &Client, cluster: &Cluster) -> f64 {
@@ -41,54 +41,53 @@ async fn until_marked(http: &Client, cluster: &Cluster, user: &TestUser) -> WsCl
     panic!("{}'s connects never skipped the offline read", user.name);
 }
 
-async fn post(http: &Client, url: String, user: &TestUser, body: Value) -> Value {
-    let resp = http
-        .post(url)
-        .bearer_auth(&user.token)
-        .json(&body)
-        .send()
+/// A split cluster (two gateways) with ada connected and bob away, his
+/// mark current.
+async fn bob_marked_ada_connected() -> (Cluster, Client, TestUser, TestUser, WsClient) {
+    let cluster = start_cluster_with(2, 1, &[]).await;
+    let http = Client::new();
+    let ada = login(&http, &cluster.api.url, "ada").await;
+    let bob = login(&http, &cluster.api.url, "bob").await;
+    let a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
         .await
         .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
-    resp.json().await.unwrap()
+    drop(until_marked(&http, &cluster, &bob).await);
+    (cluster, http, ada, bob, a)
+}
+
+/// POSTs `body` as `user`; the answer, which must be a success.
+async fn post(http: &Client, url: String, user: &TestUser, body: Value) -> Value {
+    let (status, answer) = crate::notify::post(http, url, user, body).await;
+    assert!((200..300).contains(&status), "{status}: {answer}");
+    answer
+}
+
+/// Connects `user` on `gw` and waits for the DM `id` (as it is now), acks it.
+async fn gets_dm(gw: &str, user: &TestUser, id: &Value) -> Value {
+    let mut ws = WsClient::connect(gw, &user.token).await.unwrap();
+    let dm = ws.wait_for(|f| f["type"] == "dm" && f["id"] == *id).await;
+    ws.send(json!({"type": "ack", "dm": id})).await;
+    dm
 }
 
 #[tokio::test]
 async fn a_connect_skips_the_offline_read_only_while_nothing_waits() {
-    let mut cluster = start_cluster_with(2, 1, &[]).await;
-    let http = Client::new();
+    let (mut cluster, http, ada, bob, mut a) = bob_marked_ada_connected().await;
     let api = cluster.api.url.clone();
     let root = login_as(&http, &api, "root", "admin").await;
-    let ada = login(&http, &api, "ada").await;
-    let bob = login(&http, &api, "bob").await;
-    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
-        .await
-        .unwrap();
 
     // A DM while bob's mark is current: his next connect gets it.
-    drop(until_marked(&http, &cluster, &bob).await);
     let dm = a
         .ok(json!({"type": "dm", "to": "bob", "body": "while you were out"}))
         .await;
-    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
-        .await
-        .unwrap();
-    assert_eq!(b.next_of("dm").await["id"], dm["id"]);
-    b.send(json!({"type": "ack", "dm": dm["id"]})).await;
-    drop(b);
+    gets_dm(&cluster.gateways[1].url, &bob, &dm["id"]).await;
 
     // Its edit, once acked and marked again: it is back in his queue.
     drop(until_marked(&http, &cluster, &bob).await);
     a.ok(json!({"type": "edit", "dm": dm["id"], "id": dm["id"], "body": "edited while you were out"}))
         .await;
-    let mut b = WsClient::connect(&cluster.gateways[0].url, &bob.token)
-        .await
-        .unwrap();
-    let edited = b.next_of("dm").await;
-    assert_eq!(edited["id"], dm["id"]);
+    let edited = gets_dm(&cluster.gateways[0].url, &bob, &dm["id"]).await;
     assert_eq!(edited["body"], "edited while you were out");
-    b.send(json!({"type": "ack", "dm": dm["id"]})).await;
-    drop(b);
 
     // An invitation.
     drop(until_marked(&http, &cluster, &bob).await);
@@ -175,40 +174,22 @@ async fn a_connect_skips_the_offline_read_only_while_nothing_waits() {
     let dm = a
         .ok(json!({"type": "dm", "to": "bob", "body": "after the restart"}))
         .await;
-    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
-        .await
-        .unwrap();
-    assert_eq!(b.next_of("dm").await["id"], dm["id"]);
-    b.send(json!({"type": "ack", "dm": dm["id"]})).await;
-    drop(b);
+    gets_dm(&cluster.gateways[1].url, &bob, &dm["id"]).await;
     drop(until_marked(&http, &cluster, &bob).await);
 }
 
 /// bob's pending invitation's id.
 async fn invite_id(http: &Client, api: &str, bob: &TestUser) -> String {
-    let list: Value = http
-        .get(format!("{api}/invites"))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(http, &format!("{api}/invites"), |r| {
+        r.bearer_auth(&bob.token)
+    })
+    .await;
     list["invites"][0]["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
 async fn connects_racing_dms_miss_none_of_them() {
-    let cluster = start_cluster_with(2, 1, &[]).await;
-    let http = Client::new();
-    let api = cluster.api.url.clone();
-    let ada = login(&http, &api, "ada").await;
-    let bob = login(&http, &api, "bob").await;
-    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
-        .await
-        .unwrap();
-    drop(until_marked(&http, &cluster, &bob).await);
+    let (cluster, _http, _ada, bob, mut a) = bob_marked_ada_connected().await;
     // Bob connects 16 times on both gateways while ada sends 16 DMs: each
     // connection, whenever its connect fell, gets every DM (live, or from
     // the queue its connect read).

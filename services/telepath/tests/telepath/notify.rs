@@ -17,7 +17,7 @@ async fn notifications(http: &Client, api: &str, user: &TestUser, query: &str) -
     get_json(http, &url, |r| r.bearer_auth(&user.token)).await
 }
 
-async fn post(http: &Client, url: String, user: &TestUser, body: Value) -> (u16, Value) {
+pub(crate) async fn post(http: &Client, url: String, user: &TestUser, body: Value) -> (u16, Value) {
     let resp = http
         .post(url)
         .bearer_auth(&user.token)
