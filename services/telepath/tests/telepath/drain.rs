@@ -148,6 +148,10 @@ async fn sigterm_to_the_api_acknowledges_only_what_it_committed_and_commits_what
 #[tokio::test]
 async fn sigterm_to_an_idle_node_with_default_heartbeats_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
+    // For the gateway, whose api and presence are absent: its reporters
+    // have nothing to flush and must not wait either. Dropped (stopped)
+    // when the test ends.
+    let redis = RedisServer::start();
     for (binary, env) in [
         (
             "telepath",
@@ -156,16 +160,14 @@ async fn sigterm_to_an_idle_node_with_default_heartbeats_exits_at_once() {
                 format!("sqlite://{}", dir.path().join("a.db").display()),
             )],
         ),
-        ("telepath-gateway", {
-            // A gateway whose api and presence are absent: its reporters
-            // have nothing to flush and must not wait either.
-            let redis = Box::leak(Box::new(RedisServer::start()));
+        (
+            "telepath-gateway",
             vec![
                 ("REDIS_URL", redis.url()),
                 ("TELEPATH_API_URL", "http://127.0.0.1:9".to_owned()),
                 ("TELEPATH_PRESENCE_URL", "http://127.0.0.1:9".to_owned()),
-            ]
-        }),
+            ],
+        ),
     ] {
         let mut node = Service::start(binary, &env).await;
         // Past the first heartbeat, into the wait for the next.
