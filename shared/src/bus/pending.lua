@@ -17,23 +17,19 @@
 --                             outlive it (a ver key that expired first would
 --                             read 0 and could match an old mark). 1 if set.
 local op = ARGV[1]
-local function cur(user)
-  local ver = redis.call('GET', 'pending:ver:' .. user) or '0'
-  local gen = redis.call('GET', 'pending:gen') or '0'
-  return ver, gen
-end
+local gen = redis.call('GET', 'pending:gen') or '0'
+local function ver_of(user) return redis.call('GET', 'pending:ver:' .. user) or '0' end
 if op == 'check' then
   local out = {}
   for i = 2, #ARGV do
     local user = ARGV[i]
     local mark = redis.call('GET', 'pending:clean:' .. user)
-    local ver, gen = cur(user)
-    out[#out + 1] = (mark and mark == ver .. ':' .. gen) and 1 or 0
+    out[#out + 1] = (mark == ver_of(user) .. ':' .. gen) and 1 or 0
   end
   return out
 elseif op == 'clean' then
   local user, ttl = ARGV[2], tonumber(ARGV[5])
-  local ver, gen = cur(user)
+  local ver = ver_of(user)
   if ver ~= ARGV[3] or gen ~= ARGV[4] then return 0 end
   redis.call('SET', 'pending:clean:' .. user, ver .. ':' .. gen, 'PX', ttl)
   if redis.call('EXISTS', 'pending:ver:' .. user) == 1 then

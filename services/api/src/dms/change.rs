@@ -30,12 +30,14 @@ pub(crate) async fn change_many(
         chrono::Duration::from_std(state.config().offline_ttl).unwrap_or(chrono::Duration::days(7));
     let n = changes.len();
     let mut events = Vec::new();
+    // Users whose offline queue got a changed DM back.
+    let mut queued: Vec<String> = Vec::new();
     let outcomes = async {
         let mut tx = state.db().begin_write().await?;
         let mut outcomes = Vec::with_capacity(changes.len());
         for c in changes {
             outcomes.push(match c {
-                Ok(c) => apply(&mut tx, &c, ttl, &mut events).await?,
+                Ok(c) => apply(&mut tx, &c, ttl, &mut events, &mut queued).await?,
                 Err(e) => Err(e),
             });
         }
@@ -47,10 +49,7 @@ pub(crate) async fn change_many(
         Ok(outcomes) => {
             if !events.is_empty() {
                 // The changed DMs are back in their recipients' queues.
-                let users: Vec<&str> = events
-                    .iter()
-                    .filter_map(|e| e.channel.strip_prefix("user:"))
-                    .collect();
+                let users: Vec<&str> = queued.iter().map(String::as_str).collect();
                 state.marks().touch(&users).await;
                 state.outboxes().dms.push(events);
             }
@@ -73,12 +72,14 @@ struct DmTarget {
     deleted: bool,
 }
 
-/// One DM change inside the transaction: its outcome, and its events in `events`.
+/// One DM change inside the transaction: its outcome, its events in
+/// `events`, and its recipient in `queued` when the DM went back in their queue.
 async fn apply(
     conn: &mut SqliteConnection,
     c: &InternalChange,
     ttl: chrono::Duration,
     events: &mut Vec<Outgoing>,
+    queued: &mut Vec<String>,
 ) -> Result<Result<ChangeResult, ApiError>, ApiError> {
     let id = c.dm.clone().unwrap_or_default();
     if !is_canonical_id(&id) {
@@ -182,6 +183,7 @@ async fn apply(
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
+    queued.push(recipient.clone());
     let payload = Bytes::from(frame.to_json());
     events.push(Outgoing {
         channel: user_channel(&recipient),
