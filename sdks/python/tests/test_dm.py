@@ -83,6 +83,15 @@ async def test_dms_to_an_offline_user_arrive_on_connect_and_are_acked(session: S
     await bob3.ack_dm(r.id)
     assert (await bob_api.dm_state(r.id)).queued is False
 
+    # An ack naming the version received leaves an edit made since queued.
+    r2 = await ada.dm(bob_api.user.id, "first")
+    await wait_until(lambda: len(rec3.of("dm")) == 2, "the second DM at bob3")
+    edited = await ada.edit_dm(r2.id, "second")
+    await bob3.ack_dm(r2.id, deleted=False)
+    assert (await bob_api.dm_state(r2.id)).queued is True
+    await bob3.ack_dm(r2.id, edited_at=edited.edited_at)
+    assert (await bob_api.dm_state(r2.id)).queued is False
+
 
 async def _pending_empty(api) -> bool:
     return await api.pending_dms() == []

@@ -115,6 +115,35 @@ pub(crate) async fn ack(
             .map_err(db_err)?;
         }
     }
+    for v in &acks.dm_versions {
+        // Only if the DM is still as the recipient got it: an edit or a
+        // delete committed after that version was queued again and must
+        // stay queued (their ack of the older version can arrive later).
+        let done = sqlx::query(
+            "DELETE FROM dm_queue WHERE message_id = ? AND recipient_id = ?
+             AND EXISTS (SELECT 1 FROM messages m WHERE m.id = ? AND CASE WHEN ?
+                 THEN m.deleted_at IS NOT NULL
+                 ELSE m.deleted_at IS NULL AND m.edited_at IS ? END)",
+        )
+        .bind(&v.id)
+        .bind(&acks.user_id)
+        .bind(&v.id)
+        .bind(v.deleted)
+        .bind(v.edited_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() > 0 {
+            sqlx::query(
+                "UPDATE messages SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+            )
+            .bind(at)
+            .bind(&v.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+    }
     for c in &acks.cursors {
         // Only a participant's cursor moves: after a leave the user has none.
         sqlx::query("UPDATE room_participants SET delivered_seq = MAX(delivered_seq, ?) WHERE room_id = ? AND user_id = ? AND is_active = 1")

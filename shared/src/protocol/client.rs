@@ -1,6 +1,7 @@
 //! Client -> server: every frame a client may send, tagged by `type`, with
 //! its optional `ref`.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Status;
@@ -62,6 +63,14 @@ pub enum ClientOp {
         seq: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dm: Option<String>,
+        /// With `dm`: the `edited_at` of the version received (absent or
+        /// null for a DM never edited). Naming the version (this or
+        /// `deleted`) keeps an edit or delete made since in the queue.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edited_at: Option<DateTime<Utc>>,
+        /// With `dm`: whether the version received was the deleted DM.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deleted: Option<bool>,
     },
     Refresh {
         token: String,

@@ -462,10 +462,29 @@ pub struct InternalAcks {
     #[serde(default)]
     #[schema(max_items = 1000)]
     pub dms: Vec<String>,
+    /// DMs the user received as of a version they named: each leaves the
+    /// queue only if the DM is still in that state (an edit or a delete
+    /// made since stays queued).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 1000)]
+    pub dm_versions: Vec<DmAckVersion>,
     /// Room delivery cursors.
     #[serde(default)]
     #[schema(max_items = 1000)]
     pub cursors: Vec<RoomCursor>,
+}
+
+/// One DM received, as of one version: the DM's `deleted` and `edited_at`
+/// as the client got them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DmAckVersion {
+    pub id: String,
+    /// The version received was the deleted DM (its last state).
+    #[serde(default)]
+    pub deleted: bool,
+    /// The `edited_at` of the version received; absent for a DM never edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
 }
 
 impl InternalAcks {
@@ -475,6 +494,7 @@ impl InternalAcks {
         if self.user_id.is_empty()
             || self.user_id.chars().count() > 64
             || self.dms.len() > 1000
+            || self.dm_versions.len() > 1000
             || self.cursors.len() > 1000
             || self
                 .cursors
@@ -946,6 +966,7 @@ mod tests {
         let acks = |user: &str, seq: i64| InternalAcks {
             user_id: user.into(),
             dms: vec!["m1".into()],
+            dm_versions: Vec::new(),
             cursors: vec![RoomCursor {
                 room: room.into(),
                 seq,

@@ -143,6 +143,11 @@ class _DmVersion:
     edited_at: str | None
 
 
+def _dm_ack_key(frame: dict[str, Any]) -> str:
+    """One DM ack in flight: the DM and the version it names."""
+    return json.dumps([frame.get("dm"), frame.get("deleted"), frame.get("edited_at")])
+
+
 def _newer_dm(nxt: _DmVersion, prev: _DmVersion) -> bool:
     if prev.deleted:
         return False
@@ -644,9 +649,16 @@ class TelepathClient:
             st.wanted = max(st.wanted, seq)
         self._schedule_ack(room, st)
 
-    async def ack_dm(self, dm_id: str) -> None:
-        """Acks a DM addressed to us (it leaves our offline queue); returns once the server stored it."""
-        await self._queue_dm_ack(dm_id)
+    async def ack_dm(self, dm_id: str, *, deleted: bool | None = None, edited_at: str | None = None) -> None:
+        """Acks a DM addressed to us (it leaves our offline queue); returns once the server stored it.
+
+        ``deleted`` and ``edited_at`` name the version received (as the DM or
+        its change event carried them): an edit or a delete made after it
+        stays queued and comes again. Without them the ack covers the DM in
+        whatever state it is now.
+        """
+        version = None if deleted is None and edited_at is None else _DmVersion(bool(deleted), edited_at)
+        await self._queue_dm_ack(dm_id, version)
 
     async def ping(self) -> int:
         """The server's clock in ms (``ping``)."""
@@ -1026,7 +1038,7 @@ class TelepathClient:
                 w.set_exception(err)
         it.waiters = []
         if it.kind == "ack_dm":
-            self._dm_acks.discard(str(it.frame.get("dm")))
+            self._dm_acks.discard(_dm_ack_key(it.frame))
 
     # ------------------------------------------------------------------
     # Outgoing frames
@@ -1050,16 +1062,21 @@ class TelepathClient:
         self._pump()
         return await fut
 
-    def _queue_dm_ack(self, dm_id: str) -> asyncio.Future[Any]:
+    def _queue_dm_ack(self, dm_id: str, version: _DmVersion | None) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._stopped:
             fut.set_exception(TelepathError("closed", "the client is closed"))
             return fut
-        self._dm_acks.add(dm_id)
+        frame: dict[str, Any] = {"type": "ack", "dm": dm_id}
+        if version is not None:
+            frame["deleted"] = version.deleted
+            if version.edited_at is not None:
+                frame["edited_at"] = version.edited_at
+        self._dm_acks.add(_dm_ack_key(frame))
         it = _Item(
             order=self._next_order(),
             kind="ack_dm",
-            frame={"type": "ack", "dm": dm_id},
+            frame=frame,
             timeout=self.request_timeout,
             future=fut,
         )
@@ -1319,7 +1336,7 @@ class TelepathClient:
             self._retrying[it.order] = (it, handle)
             return
         if it.kind == "ack_dm":
-            self._dm_acks.discard(str(it.frame.get("dm")))
+            self._dm_acks.discard(_dm_ack_key(it.frame))
         if it.future is not None and not it.future.done():
             if err is not None:
                 it.future.set_exception(err)
@@ -1435,6 +1452,13 @@ class TelepathClient:
                 self._settle(entry)
                 return
         elif getattr(c, "dm", None) and c.type != "reaction":
+            # The edited or deleted DM went back into our offline queue: this
+            # copy is its current state, acked as such (a later change stays queued).
+            got = (
+                _DmVersion(deleted=True, edited_at=None)
+                if c.type == "message_deleted"
+                else _DmVersion(deleted=False, edited_at=c.edited_at)
+            )
             prev = self._seen_dms.get(c.id)
             if prev is not None:
                 if c.type == "message_deleted":
@@ -1442,19 +1466,23 @@ class TelepathClient:
                 else:
                     nxt = _DmVersion(deleted=prev.deleted, edited_at=c.edited_at)
                 if not _newer_dm(nxt, prev):
-                    self._ack_dm_to_me(c.id, getattr(c, "to", None))
+                    self._ack_dm_to_me(c.id, getattr(c, "to", None), got)
                     return
                 self._seen_dms.set(c.id, nxt)
             self._events.emit(c.type, c)
-            # The edited or deleted DM went back into our offline queue: we have its current state now.
-            self._ack_dm_to_me(c.id, getattr(c, "to", None))
+            self._ack_dm_to_me(c.id, getattr(c, "to", None), got)
             return
         self._events.emit(c.type, c)
 
-    def _ack_dm_to_me(self, dm_id: str, to: str | None) -> None:
+    def _ack_dm_to_me(self, dm_id: str, to: str | None, version: _DmVersion) -> None:
         me = self.user
-        if self.auto_ack and me is not None and to == me.id and dm_id not in self._dm_acks:
-            self._queue_dm_ack(dm_id).add_done_callback(_ignore_result)
+        if not self.auto_ack or me is None or to != me.id:
+            return
+        frame: dict[str, Any] = {"type": "ack", "dm": dm_id, "deleted": version.deleted}
+        if version.edited_at is not None:
+            frame["edited_at"] = version.edited_at
+        if _dm_ack_key(frame) not in self._dm_acks:
+            self._queue_dm_ack(dm_id, version).add_done_callback(_ignore_result)
 
     def _on_dm(self, d: DirectMessage) -> None:
         prev = self._seen_dms.get(d.id)
@@ -1467,7 +1495,7 @@ class TelepathClient:
             self._seen_dms.set(d.id, version)
             self._events.emit("dm_updated", DmUpdated(dm=d))
         # Only the recipient's ack counts; repeats are acked again (the server re-sends until its ack lands).
-        self._ack_dm_to_me(d.id, d.to)
+        self._ack_dm_to_me(d.id, d.to, version)
 
     def _on_member(self, f: Member) -> None:
         me = self.user.id if self.user else None

@@ -110,7 +110,15 @@ async fn apply(
             "only its sender may change a direct message",
         )));
     }
-    let ts = now();
+    let mut ts = now();
+    // Each edit's `edited_at` is later than the last: it names the version a
+    // recipient acks (`ack` `dm` `edited_at`).
+    if c.op == ChangeOp::Edit
+        && let Some(last) = edited_at
+        && last >= ts
+    {
+        ts = last + chrono::Duration::milliseconds(1);
+    }
     let frame = match c.op {
         ChangeOp::Edit => {
             if deleted {

@@ -235,8 +235,21 @@ async fn run(
         ClientOp::Status { status, text } => presence::status(session, status, text).map(Some),
         ClientOp::Refresh { token } => refresh(session, &token).await.map(Some),
         ClientOp::Broadcast { body } => admin::broadcast(session, body).await.map(Some),
-        ClientOp::Ack { room, seq, dm } => {
-            acks::ack(session, room, seq, dm, sure).await.map(|_| None)
+        ClientOp::Ack {
+            room,
+            seq,
+            dm,
+            edited_at,
+            deleted,
+        } => {
+            let target = acks::Target {
+                room,
+                seq,
+                dm,
+                edited_at,
+                deleted,
+            };
+            acks::ack(session, target, sure).await.map(|_| None)
         }
         // Pipelined before it gets here (see `handle_text`).
         ClientOp::Send { .. }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use telepath_shared::http::ApiError;
-use telepath_shared::protocol::{InternalAcks, RoomCursor};
+use telepath_shared::protocol::{DmAckVersion, InternalAcks, RoomCursor};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,9 +29,12 @@ const BATCH: usize = 1000;
 /// One ack of one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Ack {
-    Dm {
+    /// A DM received, in whatever state it is now.
+    Dm { user_id: String, id: String },
+    /// A DM received as of the version the client named.
+    DmVersion {
         user_id: String,
-        id: String,
+        version: DmAckVersion,
     },
     Cursor {
         user_id: String,
@@ -43,7 +46,9 @@ pub(crate) enum Ack {
 impl Ack {
     fn user_id(&self) -> &str {
         match self {
-            Ack::Dm { user_id, .. } | Ack::Cursor { user_id, .. } => user_id,
+            Ack::Dm { user_id, .. }
+            | Ack::DmVersion { user_id, .. }
+            | Ack::Cursor { user_id, .. } => user_id,
         }
     }
 }
@@ -129,6 +134,7 @@ async fn ack_task(
 #[derive(Default)]
 struct UserAcks {
     dms: Vec<String>,
+    dm_versions: Vec<DmAckVersion>,
     cursors: HashMap<String, i64>,
     waiting: Vec<Stored>,
 }
@@ -142,6 +148,7 @@ async fn write(api: &ApiClient, entries: Vec<Entry>) {
         user.waiting.extend(stored);
         match ack {
             Ack::Dm { id, .. } => user.dms.push(id),
+            Ack::DmVersion { version, .. } => user.dm_versions.push(version),
             Ack::Cursor { room, seq, .. } => {
                 let cursor = user.cursors.entry(room).or_insert(seq);
                 *cursor = (*cursor).max(seq);
@@ -160,6 +167,7 @@ async fn write(api: &ApiClient, entries: Vec<Entry>) {
         let acks = InternalAcks {
             user_id,
             dms: user.dms,
+            dm_versions: user.dm_versions,
             cursors,
         };
         let outcome = api.acks(&acks).await;

@@ -721,6 +721,127 @@ async fn dm_conversations_page_and_dm_edits_reach_both_sides_and_the_offline_que
     assert_eq!(unknown.status(), 404);
 }
 
+/// The ids of bob's DMs still queued, each with its state as queued.
+async fn queued(http: &Client, api: &str, who: &TestUser) -> Vec<Value> {
+    get_json(http, &format!("{api}/dms/pending"), |r| {
+        r.bearer_auth(&who.token)
+    })
+    .await["messages"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn a_dm_ack_naming_an_older_version_leaves_a_later_edit_or_delete_queued() {
+    let cluster = start_cluster(2, 1).await;
+    let api = &cluster.api.url;
+    let http = Client::new();
+    let ada = login(&http, api, "ada").await;
+    let bob = login(&http, api, "bob").await;
+    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+    let mut b = WsClient::connect(&cluster.gateways[1].url, &bob.token)
+        .await
+        .unwrap();
+    let id = a.ok(json!({"type":"dm","to":"bob","body":"v1"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = b.next_of("dm").await;
+    assert!(first.get("edited_at").is_none_or(Value::is_null), "{first}");
+    // Ada edits before bob's ack of the first version is written: the edit
+    // goes back into his queue, and that ack, arriving after, leaves it there.
+    let e2 = a
+        .ok(json!({"type":"edit","dm":id,"id":id,"body":"v2"}))
+        .await["edited_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.ok(json!({"type":"ack","dm":id,"deleted":false})).await;
+    let left = queued(&http, api, &bob).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        (left[0]["body"].as_str(), left[0]["edited_at"].as_str()),
+        (Some("v2"), Some(e2.as_str()))
+    );
+    let live = b.next_of("message_edited").await;
+    assert_eq!(live["edited_at"], e2.as_str());
+
+    // Two edits at once still name two versions: each edited_at is later.
+    let e3 = a
+        .ok(json!({"type":"edit","dm":id,"id":id,"body":"v3"}))
+        .await["edited_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let e4 = a
+        .ok(json!({"type":"edit","dm":id,"id":id,"body":"v4"}))
+        .await["edited_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap();
+    assert!(at(&e2) < at(&e3) && at(&e3) < at(&e4), "{e2} {e3} {e4}");
+    // An ack of v2 or v3 leaves v4 queued; the ack of v4 (in another
+    // spelling of the same instant) takes it out.
+    b.ok(json!({"type":"ack","dm":id,"deleted":false,"edited_at":e2}))
+        .await;
+    b.ok(json!({"type":"ack","dm":id,"edited_at":e3})).await;
+    assert_eq!(queued(&http, api, &bob).await[0]["body"], "v4");
+    let e4_offset = at(&e4)
+        .with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap())
+        .to_rfc3339();
+    b.ok(json!({"type":"ack","dm":id,"edited_at":e4_offset}))
+        .await;
+    assert_eq!(queued(&http, api, &bob).await, Vec::<Value>::new());
+
+    // A delete: an ack of the last edit leaves it queued; one naming the
+    // deleted DM takes it out.
+    a.ok(json!({"type":"delete","dm":id,"id":id})).await;
+    b.ok(json!({"type":"ack","dm":id,"edited_at":e4})).await;
+    let left = queued(&http, api, &bob).await;
+    assert_eq!(
+        (left.len(), &left[0]["deleted"]),
+        (1, &json!(true)),
+        "{left:?}"
+    );
+    b.ok(json!({"type":"ack","dm":id,"deleted":true})).await;
+    assert_eq!(queued(&http, api, &bob).await, Vec::<Value>::new());
+
+    // Bob away, the edit waits for him; his next connect gets it.
+    let other = a.ok(json!({"type":"dm","to":"bob","body":"w1"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.next_of("dm").await;
+    a.ok(json!({"type":"edit","dm":other,"id":other,"body":"w2"}))
+        .await;
+    b.ok(json!({"type":"ack","dm":other,"deleted":false})).await;
+    drop(b);
+    let mut b = WsClient::connect(&cluster.gateways[0].url, &bob.token)
+        .await
+        .unwrap();
+    let again = b
+        .wait_for(|f| f["type"] == "dm" && f["id"] == other.as_str())
+        .await;
+    assert_eq!(again["body"], "w2");
+    // An ack naming no version takes the DM out whatever its state.
+    b.ok(json!({"type":"ack","dm":other})).await;
+    assert_eq!(queued(&http, api, &bob).await, Vec::<Value>::new());
+
+    // Bad input: a version that is not a time, or on a room ack.
+    for bad in [
+        json!({"type":"ack","dm":other,"edited_at":"yesterday"}),
+        json!({"type":"ack","dm":other,"deleted":"yes"}),
+        json!({"type":"ack","room":other,"seq":1,"deleted":true}),
+    ] {
+        let reply = b.request(bad.clone()).await;
+        assert_eq!(reply["error"]["code"], "bad_request", "{bad} -> {reply}");
+    }
+}
+
 #[tokio::test]
 async fn a_redis_restart_while_edits_and_reactions_flow_leaves_every_client_converged() {
     let mut cluster = start_cluster(2, 1).await;

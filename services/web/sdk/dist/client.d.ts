@@ -1,5 +1,5 @@
 import { TelepathError } from "./errors.js";
-import type { Announcement, AnnouncementDismissed, Broadcast, Bye, ChosenStatus, DeleteReply, DirectMessage, DmReply, EditReply, HistoryQuery, Invite, JoinReply, MemberEvent, MessageDeletedEvent, MessageEditedEvent, MessagePage, Notification, NotificationsRead, PresenceEvent, Profile, ReactionEvent, ReactReply, ReadReply, ReceiptEvent, RoomClosed, RoomEvent, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
+import type { Announcement, AnnouncementDismissed, Broadcast, Bye, ChosenStatus, DeleteReply, DirectMessage, DmAckVersion, DmReply, EditReply, HistoryQuery, Invite, JoinReply, MemberEvent, MessageDeletedEvent, MessageEditedEvent, MessagePage, Notification, NotificationsRead, PresenceEvent, Profile, ReactionEvent, ReactReply, ReadReply, ReceiptEvent, RoomClosed, RoomEvent, RoomMessage, SendReply, ServerError, ServerFrame, TypingEvent, Welcome } from "./types.js";
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 /** A token, or a callback giving one (called on every (re)connect and before `exp` to `refresh`). */
 export type TokenSource = string | (() => string | Promise<string>);
@@ -350,8 +350,12 @@ export declare class Telepath {
      * capped at the highest one delivered without a hole.
      */
     ackRoom(room: string, seq: number): void;
-    /** Acks a DM: it leaves our offline queue. */
-    ackDm(id: string): void;
+    /**
+     * Acks a DM: it leaves our offline queue. With `version` (the `deleted`
+     * and `edited_at` of the copy received), an edit or a delete made since
+     * stays queued and comes again; without, whatever state it is in now.
+     */
+    ackDm(id: string, version?: DmAckVersion): void;
     /** Admins only: a broadcast to every connection. */
     broadcast(body: string): Promise<{
         id: string;
@@ -444,6 +448,8 @@ export declare class Telepath {
     /** Forgets everything about holes: held messages, the fetch, a replay expected. */
     private resetGap;
     private onDm;
+    /** Acks (when auto-acking) a DM version addressed to us. */
+    private ackDmToMe;
     private forgetRoom;
     private enqueueRequest;
     private pushJoin;

@@ -54,7 +54,7 @@ export class Telepath {
     /** Per room: the read cursor the server last confirmed. */
     readCursor = new Map();
     acks = new Map();
-    pendingDmAcks = new Set();
+    pendingDmAcks = new Map();
     rest;
     typingSentAt = new Map();
     /** Invitation ids already emitted (the server sends pending ones again after every welcome). */
@@ -356,12 +356,16 @@ export class Telepath {
         }
         this.scheduleAck(room, st);
     }
-    /** Acks a DM: it leaves our offline queue. */
-    ackDm(id) {
+    /**
+     * Acks a DM: it leaves our offline queue. With `version` (the `deleted`
+     * and `edited_at` of the copy received), an edit or a delete made since
+     * stays queued and comes again; without, whatever state it is in now.
+     */
+    ackDm(id, version) {
         if (this.ready)
-            this.pushFire({ type: "ack", dm: id });
+            this.pushFire(dmAckFrame(id, version));
         else
-            this.pendingDmAcks.add(id);
+            this.pendingDmAcks.set(id, version);
     }
     /** Admins only: a broadcast to every connection. */
     broadcast(body) {
@@ -922,8 +926,8 @@ export class Telepath {
                 st.lastAt = Date.now();
             });
         }
-        for (const id of this.pendingDmAcks)
-            this.pushFire({ type: "ack", dm: id });
+        for (const [id, version] of this.pendingDmAcks)
+            this.pushFire(dmAckFrame(id, version));
         this.pendingDmAcks.clear();
         this.outbox.push(...rest);
         const unreadBefore = this.unreadNotes;
@@ -1092,6 +1096,9 @@ export class Telepath {
             }
         }
         else if (typeof c.dm === "string" && c.type !== "reaction") {
+            // The changed DM went back into our offline queue: this copy is its
+            // current state, acked as such (a later change stays queued).
+            this.ackDmToMe(c.id, c.to, c.type === "message_deleted" ? { deleted: true } : { deleted: false, edited_at: c.edited_at });
             const prev = this.seenDms.get(c.id);
             if (prev) {
                 const next = c.type === "message_deleted"
@@ -1400,9 +1407,13 @@ export class Telepath {
         }
         // Only the recipient's ack counts (the sender's other devices get copies too).
         // Repeats are acked again: the server re-sends a DM until its ack lands.
+        this.ackDmToMe(d.id, d.to, { deleted: d.deleted === true, edited_at: d.edited_at ?? null });
+    }
+    /** Acks (when auto-acking) a DM version addressed to us. */
+    ackDmToMe(id, to, version) {
         const me = this._welcome?.user;
-        if ((this.opts.autoAck ?? true) && me && d.to === me.id)
-            this.ackDm(d.id);
+        if ((this.opts.autoAck ?? true) && me && to === me.id)
+            this.ackDm(id, version);
     }
     forgetRoom(entry, err) {
         this.roomMap.delete(entry.room);
@@ -1626,6 +1637,15 @@ export class Telepath {
         this.currentToken = token;
         this.scheduleRefresh(token);
     }
+}
+/** An `ack` of a DM, naming the version received when there is one. */
+function dmAckFrame(id, version) {
+    if (!version)
+        return { type: "ack", dm: id };
+    const frame = { type: "ack", dm: id, deleted: version.deleted };
+    if (typeof version.edited_at === "string")
+        frame.edited_at = version.edited_at;
+    return frame;
 }
 /** edited_at in ms; 0 when absent, 1 when it does not parse (edited, time unknown). */
 function editedMs(at) {

@@ -104,6 +104,16 @@ export interface DirectMessage {
     deleted?: boolean;
 }
 /**
+ * The version of a DM an ack names (`ack` `dm` with `deleted` and
+ * `edited_at`, as the DM or its change event carried them): an edit or a
+ * delete made after that version stays in the offline queue.
+ */
+export interface DmAckVersion {
+    deleted: boolean;
+    /** RFC 3339; null or absent for a DM never edited. */
+    edited_at?: string | null;
+}
+/**
  * A message's body changed (`message_edited` frame). A room's carries `room`
  * and `seq` (it takes the room's next seq, like a message); a DM's carries
  * `dm` (= `id`) and `to` instead.
@@ -481,6 +491,8 @@ export type ClientFrame = {
     type: "ack";
     ref?: string;
     dm: string;
+    deleted?: boolean;
+    edited_at?: string | null;
 } | {
     type: "refresh";
     ref?: string;

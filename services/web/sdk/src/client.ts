@@ -10,6 +10,7 @@ import type {
   ChosenStatus,
   DeleteReply,
   DirectMessage,
+  DmAckVersion,
   DmReply,
   EditReply,
   HistoryQuery,
@@ -360,7 +361,7 @@ export class Telepath {
   /** Per room: the read cursor the server last confirmed. */
   private readonly readCursor = new Map<string, number>();
   private readonly acks = new Map<string, AckState>();
-  private pendingDmAcks = new Set<string>();
+  private pendingDmAcks = new Map<string, DmAckVersion | undefined>();
   private rest?: TelepathRest;
   private typingSentAt = new Map<string, number>();
   /** Invitation ids already emitted (the server sends pending ones again after every welcome). */
@@ -676,10 +677,14 @@ export class Telepath {
     this.scheduleAck(room, st);
   }
 
-  /** Acks a DM: it leaves our offline queue. */
-  ackDm(id: string): void {
-    if (this.ready) this.pushFire({ type: "ack", dm: id });
-    else this.pendingDmAcks.add(id);
+  /**
+   * Acks a DM: it leaves our offline queue. With `version` (the `deleted`
+   * and `edited_at` of the copy received), an edit or a delete made since
+   * stays queued and comes again; without, whatever state it is in now.
+   */
+  ackDm(id: string, version?: DmAckVersion): void {
+    if (this.ready) this.pushFire(dmAckFrame(id, version));
+    else this.pendingDmAcks.set(id, version);
   }
 
   /** Admins only: a broadcast to every connection. */
@@ -1185,7 +1190,7 @@ export class Telepath {
         st.lastAt = Date.now();
       });
     }
-    for (const id of this.pendingDmAcks) this.pushFire({ type: "ack", dm: id });
+    for (const [id, version] of this.pendingDmAcks) this.pushFire(dmAckFrame(id, version));
     this.pendingDmAcks.clear();
     this.outbox.push(...rest);
 
@@ -1339,6 +1344,9 @@ export class Telepath {
         return;
       }
     } else if (typeof c.dm === "string" && c.type !== "reaction") {
+      // The changed DM went back into our offline queue: this copy is its
+      // current state, acked as such (a later change stays queued).
+      this.ackDmToMe(c.id, (c as { to?: string }).to, c.type === "message_deleted" ? { deleted: true } : { deleted: false, edited_at: c.edited_at });
       const prev = this.seenDms.get(c.id);
       if (prev) {
         const next: DmVersion =
@@ -1628,8 +1636,13 @@ export class Telepath {
     }
     // Only the recipient's ack counts (the sender's other devices get copies too).
     // Repeats are acked again: the server re-sends a DM until its ack lands.
+    this.ackDmToMe(d.id, d.to, { deleted: d.deleted === true, edited_at: d.edited_at ?? null });
+  }
+
+  /** Acks (when auto-acking) a DM version addressed to us. */
+  private ackDmToMe(id: string, to: string | undefined, version: DmAckVersion): void {
     const me = this._welcome?.user;
-    if ((this.opts.autoAck ?? true) && me && d.to === me.id) this.ackDm(d.id);
+    if ((this.opts.autoAck ?? true) && me && to === me.id) this.ackDm(id, version);
   }
 
   private forgetRoom(entry: RoomEntry, err: TelepathError): void {
@@ -1835,6 +1848,14 @@ export class Telepath {
     this.currentToken = token;
     this.scheduleRefresh(token);
   }
+}
+
+/** An `ack` of a DM, naming the version received when there is one. */
+function dmAckFrame(id: string, version?: DmAckVersion): Frame {
+  if (!version) return { type: "ack", dm: id };
+  const frame: Frame = { type: "ack", dm: id, deleted: version.deleted };
+  if (typeof version.edited_at === "string") frame.edited_at = version.edited_at;
+  return frame;
 }
 
 /** edited_at in ms; 0 when absent, 1 when it does not parse (edited, time unknown). */

@@ -136,6 +136,17 @@ export interface DirectMessage {
 }
 
 /**
+ * The version of a DM an ack names (`ack` `dm` with `deleted` and
+ * `edited_at`, as the DM or its change event carried them): an edit or a
+ * delete made after that version stays in the offline queue.
+ */
+export interface DmAckVersion {
+  deleted: boolean;
+  /** RFC 3339; null or absent for a DM never edited. */
+  edited_at?: string | null;
+}
+
+/**
  * A message's body changed (`message_edited` frame). A room's carries `room`
  * and `seq` (it takes the room's next seq, like a message); a DM's carries
  * `dm` (= `id`) and `to` instead.
@@ -481,7 +492,7 @@ export type ClientFrame =
   | { type: "typing"; ref?: string; room: string; active: boolean }
   | { type: "status"; ref?: string; status: ChosenStatus; text?: string }
   | { type: "ack"; ref?: string; room: string; seq: number }
-  | { type: "ack"; ref?: string; dm: string }
+  | { type: "ack"; ref?: string; dm: string; deleted?: boolean; edited_at?: string | null }
   | { type: "refresh"; ref?: string; token: string }
   | { type: "ping"; ref?: string }
   | { type: "edit"; ref?: string; room: string; id: string; body: string }
