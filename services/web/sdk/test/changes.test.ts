@@ -412,10 +412,23 @@ describe("DM updates", () => {
       "updated:v2",
       "updated:v3",
     ]);
-    // Each copy addressed to us is acked, repeats included: the server queues it again until acked.
+    // Each copy addressed to us is acked, repeats and live changes included (the
+    // server queues a DM again until acked), each ack naming the version it got.
     await sleep(30);
-    const dmAcks = written.filter((f) => f["type"] === "ack" && f["dm"]).map((f) => f["dm"]);
-    assert.equal(dmAcks.filter((id) => id === "dm-1").length, 8);
+    const dmAcks = written.filter((f) => f["type"] === "ack" && f["dm"] === "dm-1").map((f) => [f["deleted"], f["edited_at"] ?? null]);
+    const [e1, e2] = ["2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"];
+    assert.deepEqual(dmAcks, [
+      [false, null],
+      [false, null],
+      [false, e1],
+      [false, e1],
+      [false, e2], // the live message_edited
+      [false, e2],
+      [false, e1],
+      [true, null],
+      [true, null], // the live message_deleted
+      [false, e2],
+    ]);
   });
 });
 
