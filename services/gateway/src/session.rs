@@ -249,14 +249,17 @@ async fn register(session: &Session) {
         .hub()
         .connect(session.id, session.handle.clone())
         .await;
-    queue_pending_dms(session, subscribed).await;
-    let connected = log_event(session, ConnectionEventKind::Connect, None);
-    state.logs().log(connected);
+    // Presence hears of the connection before the offline read: the client
+    // has its welcome already, and `POST /admin/disconnect` reaches the
+    // connections presence knows.
     state.presence().report(PresenceReport::Connect {
         conn_id: session.conn_id().to_owned(),
         user: session.claims.user_ref(),
         node: state.common().node_id.clone(),
     });
+    queue_pending_dms(session, subscribed).await;
+    let connected = log_event(session, ConnectionEventKind::Connect, None);
+    state.logs().log(connected);
 }
 
 /// Sends the DMs waiting in the user's offline queue, oldest first, then
