@@ -227,35 +227,50 @@ pub(crate) async fn pending_internal(
     // Read before the offline read: a mark made with it is stale if
     // anything was touched meanwhile (see crate::marks).
     let snapshot = state.marks().snapshot(&q.user_id).await;
-    let mut pending = pending_of(
+    let pending = pending_of(
         &state.db().read,
         &q.user_id,
         state.config().offline_queue_max,
     )
     .await?;
-    pending.announcements = crate::announcements::pending(&state, &q.user_id).await?;
-    // Most users have no invitation waiting: their connect reads nothing more.
-    if let Some(version) = state.invitees().may_have(&q.user_id) {
-        let mut conn = state.db().read.acquire().await.map_err(db_err)?;
-        pending.invites = crate::manage::invites::pending(&mut conn, &q.user_id).await?;
-        if pending.invites.is_empty() {
-            state.invitees().none_for(&q.user_id, version);
-        }
-    }
+    let pending = connect_extras(&state, &q.user_id, pending).await?;
     if let Some(snapshot) = snapshot
-        && pending.messages.is_empty()
-        && pending.invites.is_empty()
-        && pending.announcements.is_empty()
+        && nothing_pending(&pending)
     {
         state.marks().mark_clean(&q.user_id, &snapshot).await;
     }
     Ok(Json(pending))
 }
 
-/// The offline queues of several users at once, for a gateway catching up
-/// after its bus subscription came back.
+/// What a connect reads besides the DMs: the user's pending invitations
+/// and the active announcements they have not dismissed.
+async fn connect_extras(
+    state: &ApiState,
+    user_id: &str,
+    mut pending: PendingDms,
+) -> Result<PendingDms, ApiError> {
+    pending.announcements = crate::announcements::pending(state, user_id).await?;
+    // Most users have no invitation waiting: their connect reads nothing more.
+    if let Some(version) = state.invitees().may_have(user_id) {
+        let mut conn = state.db().read.acquire().await.map_err(db_err)?;
+        pending.invites = crate::manage::invites::pending(&mut conn, user_id).await?;
+        if pending.invites.is_empty() {
+            state.invitees().none_for(user_id, version);
+        }
+    }
+    Ok(pending)
+}
+
+/// Whether a connect's read found nothing to send.
+fn nothing_pending(pending: &PendingDms) -> bool {
+    pending.messages.is_empty() && pending.invites.is_empty() && pending.announcements.is_empty()
+}
+
+/// The offline queues of several users at once: the connects arriving
+/// together at a gateway (`connect`), or a gateway catching up after its
+/// bus subscription came back.
 #[utoipa::path(post, path = "/internal/dms/pending", tag = "internal", request_body = InternalPendingDms,
-    responses((status = 200, description = "One entry per user id asked about, in order: their queued DMs, oldest first, as GET /internal/dms/pending returns them", body = PendingDmsByUser), (status = 400, description = "Invalid input: more than 100 user ids, or one that is not a lowercase UUID", body = ErrorEnvelope),
+    responses((status = 200, description = "One entry per user id asked about, in order: their queued DMs, oldest first, as GET /internal/dms/pending returns them (with `connect`, their invitations and announcements too)", body = PendingDmsByUser), (status = 400, description = "Invalid input: more than 100 user ids, or one that is not a lowercase UUID", body = ErrorEnvelope),
         (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn pending_internal_many(
@@ -265,14 +280,51 @@ pub(crate) async fn pending_internal_many(
 ) -> Result<Json<PendingDmsByUser>, ApiError> {
     req.check()?;
     let limit = state.config().offline_queue_max;
+    // Read before the offline read, as for one user (see crate::marks).
+    let snapshots = if req.connect {
+        futures_util::future::join_all(req.user_ids.iter().map(|u| state.marks().snapshot(u))).await
+    } else {
+        Vec::new()
+    };
     let by_user = pending_of_many(&state.db().read, &req.user_ids, limit).await?;
-    let users = req.user_ids.into_iter().map(|user_id| UserPendingDms {
-        messages: by_user.get(&user_id).cloned().unwrap_or_default(),
-        user_id,
-    });
-    Ok(Json(PendingDmsByUser {
-        users: users.collect(),
-    }))
+    let mut users = Vec::with_capacity(req.user_ids.len());
+    let mut clean = Vec::new();
+    for (i, user_id) in req.user_ids.into_iter().enumerate() {
+        let messages = by_user.get(&user_id).cloned().unwrap_or_default();
+        if !req.connect {
+            users.push(UserPendingDms {
+                user_id,
+                messages,
+                invites: Vec::new(),
+                announcements: Vec::new(),
+            });
+            continue;
+        }
+        let pending = PendingDms {
+            messages,
+            invites: Vec::new(),
+            announcements: Vec::new(),
+        };
+        let pending = connect_extras(&state, &user_id, pending).await?;
+        if let Some(Some(snapshot)) = snapshots.get(i)
+            && nothing_pending(&pending)
+        {
+            clean.push((user_id.clone(), snapshot));
+        }
+        users.push(UserPendingDms {
+            user_id,
+            messages: pending.messages,
+            invites: pending.invites,
+            announcements: pending.announcements,
+        });
+    }
+    futures_util::future::join_all(
+        clean
+            .iter()
+            .map(|(user_id, snapshot)| state.marks().mark_clean(user_id, snapshot)),
+    )
+    .await;
+    Ok(Json(PendingDmsByUser { users }))
 }
 
 #[utoipa::path(get, path = "/dms/pending", tag = "dms",

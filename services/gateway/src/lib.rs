@@ -69,6 +69,7 @@ struct Inner {
     /// The connect marks: whether a connect may skip the offline read.
     marks: upstream::Marks,
     unread: upstream::UnreadCounter,
+    offline: upstream::OfflineReader,
     budget: budget::UserBudget,
     connects: Limiter,
     metrics: GatewayMetrics,
@@ -157,6 +158,7 @@ impl GatewayState {
         );
         let admitter = upstream::Admitter::spawn(counter, config.max_conns_per_user);
         let unread = upstream::UnreadCounter::spawn(api.clone());
+        let offline = upstream::OfflineReader::spawn(api.clone());
         let (presence, presence_task) = upstream::PresenceReporter::spawn(
             presence_client,
             hub.clone(),
@@ -207,6 +209,7 @@ impl GatewayState {
                 admitter,
                 marks,
                 unread,
+                offline,
                 budget,
                 connects,
                 metrics,
@@ -245,6 +248,11 @@ impl GatewayState {
     /// The unread-notification counts for `welcome`.
     pub(crate) fn unread(&self) -> &upstream::UnreadCounter {
         &self.inner.unread
+    }
+
+    /// The offline reads of connects, batched.
+    pub(crate) fn offline(&self) -> &upstream::OfflineReader {
+        &self.inner.offline
     }
 
     /// The per-user budget of frames.

@@ -275,7 +275,7 @@ async fn queue_pending_dms(session: &Session, subscribed: bool) {
         session.state.metrics().offline_reads_skipped.inc();
         return;
     }
-    match session.state.api().pending_dms(&session.claims.sub).await {
+    match session.state.offline().read(&session.claims.sub).await {
         Ok(pending) => {
             for dm in pending.messages {
                 if !session.queue_frame(&ServerFrame::Dm(dm)) {

@@ -12,7 +12,9 @@
 //! - [`LogReporter`]: the connection log;
 //! - [`Admitter`]: the per-user connection cap, asked of presence;
 //! - [`UnreadCounter`]: the unread notifications a `welcome` carries;
-//! - [`Marks`]: whether a connect may skip the api's offline read.
+//! - [`Marks`]: whether a connect may skip the api's offline read;
+//! - [`OfflineReader`]: the offline reads of the connects that may not, in
+//!   batches.
 //!
 //! Each reporter is one bounded queue drained by one task in order, so
 //! reports keep their order and never slow a session down.
@@ -22,6 +24,7 @@ mod admit;
 mod api;
 mod logs;
 mod marks;
+mod offline;
 mod presence;
 mod replays;
 mod sends;
@@ -32,6 +35,7 @@ pub(crate) use admit::{Admitter, Counter as AdmitCounter};
 pub(crate) use api::ApiClient;
 pub(crate) use logs::LogReporter;
 pub(crate) use marks::Marks;
+pub(crate) use offline::OfflineReader;
 pub(crate) use presence::{Drain, PresenceReporter};
 pub(crate) use replays::Replays;
 pub(crate) use sends::{Done, Outcome, PendingSend, SendPipe, Sendable};

@@ -587,12 +587,19 @@ pub struct RoomMembership {
 pub const MAX_PENDING_USERS: usize = 100;
 
 /// Gateway -> api (`POST /internal/dms/pending`): the offline queues of
-/// these users (after a bus outage, the DMs published meanwhile were missed).
+/// these users, for the connects that arrive together (`connect`), or after
+/// a bus outage (the DMs published meanwhile were missed).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct InternalPendingDms {
-    /// User ids (lowercase UUIDs).
+    /// User ids (lowercase UUIDs); one may repeat.
     #[schema(schema_with = pending_users)]
     pub user_ids: Vec<String>,
+    /// The reads of connects: each entry also carries the user's pending
+    /// invitations and undismissed announcements, and a user found with
+    /// nothing pending is marked so (the connect marks), as
+    /// `GET /internal/dms/pending` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connect: bool,
 }
 
 fn pending_users() -> utoipa::openapi::schema::Array {
@@ -621,11 +628,26 @@ pub struct PendingDmsByUser {
     pub users: Vec<UserPendingDms>,
 }
 
-/// One user's queued DMs, oldest first: what `GET /internal/dms/pending` returns for them.
+/// One user's queued DMs, oldest first: what `GET /internal/dms/pending`
+/// returns for them (invitations and announcements only with `connect`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UserPendingDms {
     pub user_id: String,
     pub messages: Vec<DirectMessage>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invites: Vec<super::Invite>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announcements: Vec<super::Announcement>,
+}
+
+impl From<UserPendingDms> for super::PendingDms {
+    fn from(u: UserPendingDms) -> Self {
+        super::PendingDms {
+            messages: u.messages,
+            invites: u.invites,
+            announcements: u.announcements,
+        }
+    }
 }
 
 /// The refusal of `what`, which is not a lowercase UUID.
@@ -919,6 +941,7 @@ mod tests {
 
         let users = |n: usize| InternalPendingDms {
             user_ids: (0..n).map(id).collect(),
+            connect: false,
         };
         assert!(users(100).check().is_ok());
         assert!(users(101).check().is_err());

@@ -237,6 +237,50 @@ async fn pending_dms_of_several_users_come_in_the_order_asked_each_oldest_first(
         .unwrap();
     assert_eq!(users[1]["messages"], one["messages"]);
     assert_eq!(users[3], users[1]);
+
+    // With `connect`, each entry is what the GET route reads for a connect:
+    // announcements not dismissed (and invitations) too.
+    let root = api.login_admin("root").await;
+    let resp = api
+        .post(
+            &root,
+            "/announcements",
+            json!({"title": "maintenance", "body": "at noon", "level": "info"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let resp = api
+        .post_internal(
+            "/internal/dms/pending",
+            json!({"user_ids": [dave.id, bob.id], "connect": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let users: Value = resp.json::<Value>().await.unwrap()["users"].take();
+    for (entry, user) in users.as_array().unwrap().iter().zip([&dave, &bob]) {
+        let one: Value = api
+            .http
+            .get(format!(
+                "{}/internal/dms/pending?user_id={}",
+                api.internal, user.id
+            ))
+            .header("x-telepath-internal", &api.internal_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(entry["messages"], one["messages"]);
+        assert_eq!(entry["announcements"], one["announcements"]);
+        assert_eq!(entry["announcements"][0]["title"], "maintenance");
+    }
+    // Without it, the catch-up's entries carry DMs only.
+    let resp = api
+        .post_internal("/internal/dms/pending", json!({"user_ids": [dave.id]}))
+        .await;
+    let users: Value = resp.json::<Value>().await.unwrap()["users"].take();
+    assert!(users[0].get("announcements").is_none(), "{users}");
 }
 
 #[tokio::test]

@@ -252,6 +252,7 @@ pub(super) async fn dms(relay: &Relay, users: &[UserRef], since: DateTime<Utc>) 
     for chunk in users.chunks(MAX_PENDING_USERS) {
         let query = InternalPendingDms {
             user_ids: chunk.iter().map(|u| u.id.clone()).collect(),
+            connect: false,
         };
         let queues = match relay.api.pending_dms_of(&query).await {
             Ok(queues) => queues,

@@ -9,8 +9,8 @@ use telepath_shared::http::ApiError;
 use telepath_shared::http::client::InternalClient;
 use telepath_shared::protocol::{
     InternalAcks, InternalJoin, InternalMemberships, InternalPendingDms, InternalSendBatch,
-    InternalSendResults, JoinResult, LogPage, Memberships, PendingDms, PendingDmsByUser,
-    RedeemTicket, RedeemedTicket, Revocations, UnreadCounts, UnreadRequest, UserRef,
+    InternalSendResults, JoinResult, LogPage, Memberships, PendingDmsByUser, RedeemTicket,
+    RedeemedTicket, Revocations, UnreadCounts, UnreadRequest, UserRef,
 };
 
 /// Calls the api's `/internal/` routes; cheap to clone.
@@ -81,13 +81,6 @@ impl ApiClient {
             )));
         }
         Ok(results)
-    }
-
-    /// The DMs `user_id` has not acked yet, oldest first.
-    pub(crate) async fn pending_dms(&self, user_id: &str) -> Result<PendingDms, ApiError> {
-        self.client
-            .get("/internal/dms/pending", &[("user_id", user_id)])
-            .await
     }
 
     /// The unread notifications of several users (at most `MAX_UNREAD_USERS`).

@@ -222,3 +222,55 @@ async fn connects_racing_dms_miss_none_of_them() {
         assert_eq!(seen, ids);
     }
 }
+
+/// Requests the api answered on `route` with `method` (its HTTP metrics).
+async fn api_requests(http: &Client, cluster: &Cluster, method: &str, route: &str) -> f64 {
+    let page = get_text(http, &format!("{}/metrics", cluster.api.url)).await;
+    page.lines()
+        .filter(|l| {
+            l.starts_with("telepath_http_request_duration_seconds_count{")
+                && l.contains(&format!("method=\"{method}\""))
+                && l.contains(&format!("route=\"{route}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn connects_arriving_together_read_their_offline_queues_in_shared_requests() {
+    let cluster = start_cluster_with(2, 1, &[]).await;
+    let http = Client::new();
+    let api = cluster.api.url.clone();
+    let ada = login(&http, &api, "ada").await;
+    let mut a = WsClient::connect(&cluster.gateways[0].url, &ada.token)
+        .await
+        .unwrap();
+    let mut waiting = Vec::new();
+    for i in 0..40 {
+        let user = login(&http, &api, &format!("away{i}")).await;
+        let dm = a
+            .ok(json!({"type": "dm", "to": user.name, "body": format!("for away{i}")}))
+            .await;
+        waiting.push((user, dm["id"].clone()));
+    }
+    let route = "/internal/dms/pending";
+    let gets = api_requests(&http, &cluster, "GET", route).await;
+    let posts = api_requests(&http, &cluster, "POST", route).await;
+    // All 40 connect at once to the other gateway: each gets its DM.
+    let gw = cluster.gateways[1].url.clone();
+    let connects: Vec<_> = waiting
+        .into_iter()
+        .map(|(user, id)| {
+            let gw = gw.clone();
+            tokio::spawn(async move { (gets_dm(&gw, &user, &id).await, user.name) })
+        })
+        .collect();
+    for connect in connects {
+        let (dm, name) = connect.await.unwrap();
+        assert_eq!(dm["body"], format!("for {name}"));
+    }
+    // Read through the batched route only, in at most one request each.
+    assert_eq!(api_requests(&http, &cluster, "GET", route).await, gets);
+    let batches = api_requests(&http, &cluster, "POST", route).await - posts;
+    assert!((1.0..=40.0).contains(&batches), "{batches} requests");
+}
