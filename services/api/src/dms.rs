@@ -86,7 +86,7 @@ const DM_COLUMNS: &str = "SELECT m.id, m.sender_id, u.username AS sender_name, m
 
 #[utoipa::path(post, path = "/internal/acks", tag = "internal", request_body = InternalAcks,
     responses((status = 204, description = "Recorded"), (status = 400, description = "Invalid input", body = ErrorEnvelope),
-        (status = 401, description = "Missing internal token", body = ErrorEnvelope)),
+        (status = 401, description = "Missing internal token", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope)),
     security(("internal" = [])))]
 pub(crate) async fn ack(
     State(state): State<ApiState>,
