@@ -96,6 +96,7 @@ pub(crate) async fn ack(
     acks.check()?;
     let at = now();
     let mut tx = state.db().begin_write().await?;
+    let mut delivered = Vec::new();
     for id in &acks.dms {
         // Only the recipient's ack counts.
         let done = sqlx::query("DELETE FROM dm_queue WHERE message_id = ? AND recipient_id = ?")
@@ -105,14 +106,7 @@ pub(crate) async fn ack(
             .await
             .map_err(db_err)?;
         if done.rows_affected() > 0 {
-            sqlx::query(
-                "UPDATE messages SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            delivered.push(id.as_str());
         }
     }
     for v in &acks.dm_versions {
@@ -134,15 +128,17 @@ pub(crate) async fn ack(
         .await
         .map_err(db_err)?;
         if done.rows_affected() > 0 {
-            sqlx::query(
-                "UPDATE messages SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
-            )
+            delivered.push(v.id.as_str());
+        }
+    }
+    // What left the queue was delivered (the first time it did).
+    for id in delivered {
+        sqlx::query("UPDATE messages SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL")
             .bind(at)
-            .bind(&v.id)
+            .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        }
     }
     for c in &acks.cursors {
         // Only a participant's cursor moves: after a leave the user has none.
