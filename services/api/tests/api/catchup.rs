@@ -29,6 +29,22 @@ impl TestApi {
         req.send().await.unwrap()
     }
 
+    /// What `GET /internal/dms/pending` returns for `user_id`.
+    async fn pending_of_one(&self, user_id: &str) -> Value {
+        self.http
+            .get(format!(
+                "{}/internal/dms/pending?user_id={user_id}",
+                self.internal
+            ))
+            .header("x-telepath-internal", &self.internal_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// POSTs `body` to the internal route `path` with the internal token.
     async fn post_internal(&self, path: &str, body: Value) -> Response {
         let token = self.internal_token.clone();
@@ -222,19 +238,7 @@ async fn pending_dms_of_several_users_come_in_the_order_asked_each_oldest_first(
     );
     assert_eq!(ids(&users[2]["messages"]), [sent[1].clone()]);
     // What the GET route returns for one user, exactly.
-    let one: Value = api
-        .http
-        .get(format!(
-            "{}/internal/dms/pending?user_id={}",
-            api.internal, bob.id
-        ))
-        .header("x-telepath-internal", &api.internal_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one = api.pending_of_one(&bob.id).await;
     assert_eq!(users[1]["messages"], one["messages"]);
     assert_eq!(users[3], users[1]);
 
@@ -258,19 +262,7 @@ async fn pending_dms_of_several_users_come_in_the_order_asked_each_oldest_first(
     assert_eq!(resp.status(), 200);
     let users: Value = resp.json::<Value>().await.unwrap()["users"].take();
     for (entry, user) in users.as_array().unwrap().iter().zip([&dave, &bob]) {
-        let one: Value = api
-            .http
-            .get(format!(
-                "{}/internal/dms/pending?user_id={}",
-                api.internal, user.id
-            ))
-            .header("x-telepath-internal", &api.internal_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let one = api.pending_of_one(&user.id).await;
         assert_eq!(entry["messages"], one["messages"]);
         assert_eq!(entry["announcements"], one["announcements"]);
         assert_eq!(entry["announcements"][0]["title"], "maintenance");
