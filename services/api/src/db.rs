@@ -194,4 +194,129 @@ mod tests {
         assert!(pages < 1000, "the WAL grew to {pages} pages");
         pools.close().await;
     }
+
+    /// The migration that rebuilt the messages table with deferred foreign keys.
+    const DEFERRED_KEYS: i64 = 20261212000001;
+
+    /// A database at the schema before [`DEFERRED_KEYS`], with a user, a
+    /// room, a room message, a DM and its queue entry, all indexed.
+    async fn before_deferred_keys(url: &str) {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::from_str(url)
+                    .unwrap()
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        sqlx::migrate!("../../migrations")
+            .run_to(DEFERRED_KEYS - 1, &pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO users (id, username, created_at) VALUES ('u1', 'ann', '2026-12-01T00:00:00Z'), ('u2', 'bob', '2026-12-01T00:00:00Z');
+             INSERT INTO rooms (id, name, created_by, created_at, last_seq) VALUES ('r1', 'lobby', 'u1', '2026-12-01T00:00:00Z', 1);
+             INSERT INTO messages (rowid, id, room_id, sender_id, content, seq, created_at, reply_count)
+                 VALUES (7, 'm1', 'r1', 'u1', 'apricot jam', 1, '2026-12-01T00:00:01Z', 2);
+             INSERT INTO messages (rowid, id, recipient_id, sender_id, content, created_at)
+                 VALUES (9, 'd1', 'u2', 'u1', 'blueberry pie', '2026-12-01T00:00:02Z');
+             INSERT INTO dm_queue (message_id, recipient_id, queued_at, expires_at)
+                 VALUES ('d1', 'u2', '2026-12-01T00:00:02Z', '2026-12-08T00:00:02Z');
+             INSERT INTO messages_fts (rowid, content) SELECT rowid, content FROM messages;",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn deferred_keys_keep_every_message_and_still_refuse_a_missing_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        before_deferred_keys(&url).await;
+        let pools = open(&url, None).await.unwrap();
+        let w = &pools.write;
+
+        // Every message, its rowid (the full-text index's key) and columns kept.
+        let rows: Vec<(i64, String, i64)> =
+            sqlx::query_as("SELECT rowid, id, reply_count FROM messages ORDER BY rowid")
+                .fetch_all(w)
+                .await
+                .unwrap();
+        assert_eq!(rows, [(7, "m1".to_owned(), 2), (9, "d1".to_owned(), 0)]);
+        let found: Vec<(i64,)> =
+            sqlx::query_as("SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'blue*'")
+                .fetch_all(w)
+                .await
+                .unwrap();
+        assert_eq!(found, [(9,)]);
+        // The indexes and triggers are back, and the index follows an edit.
+        let objects: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM sqlite_schema WHERE tbl_name = 'messages' AND type IN ('index', 'trigger')
+             AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+        )
+        .fetch_all(w)
+        .await
+        .unwrap();
+        let objects: Vec<&str> = objects.iter().map(|(n,)| n.as_str()).collect();
+        assert_eq!(
+            objects,
+            [
+                "messages_by_recipient",
+                "messages_dm_by_sender",
+                "messages_fts_delete",
+                "messages_fts_update",
+                "messages_idempotency",
+                "messages_room_by_time",
+                "messages_room_seq",
+                "messages_thread"
+            ]
+        );
+        sqlx::query("UPDATE messages SET content = 'cherry tart' WHERE id = 'm1'")
+            .execute(w)
+            .await
+            .unwrap();
+        let found: Vec<(i64,)> = sqlx::query_as(
+            "SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'cherry OR apricot'",
+        )
+        .fetch_all(w)
+        .await
+        .unwrap();
+        assert_eq!(found, [(7,)]);
+
+        // Keys are on again, deferred: a message from no user passes its
+        // INSERT and fails the commit, leaving nothing behind.
+        let (on,): (i64,) = sqlx::query_as("PRAGMA foreign_keys")
+            .fetch_one(w)
+            .await
+            .unwrap();
+        assert_eq!(on, 1);
+        let mut tx = begin_write(w).await.unwrap();
+        sqlx::query(
+            "INSERT OR FAIL INTO messages (id, room_id, sender_id, content, seq, created_at)
+             VALUES ('m2', 'r1', 'nobody', 'x', 2, '2026-12-01T00:00:03Z')",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let refused = tx.commit().await.unwrap_err();
+        assert!(
+            refused.to_string().contains("FOREIGN KEY"),
+            "the commit failed for another reason: {refused}"
+        );
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages")
+            .fetch_one(w)
+            .await
+            .unwrap();
+        assert_eq!(count, 2);
+        // dm_queue still refers to messages (its key is immediate).
+        let refused = sqlx::query("DELETE FROM messages WHERE id = 'd1'")
+            .execute(w)
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("FOREIGN KEY"), "{refused}");
+        pools.close().await;
+    }
 }

@@ -92,7 +92,16 @@ pub(crate) async fn send_batch(
             server: false,
         })
     });
-    let dms = dms::store(&state, req.dms);
+    // DMs and changes are rare beside room sends: their futures are boxed
+    // when there are any, so the handler's own future (moved into its box
+    // on every request) stays small.
+    let dms = async {
+        if req.dms.is_empty() {
+            Vec::new()
+        } else {
+            Box::pin(dms::store(&state, req.dms)).await
+        }
+    };
     // Room changes go to the writer after the sends; DM changes to their own
     // transaction. Each list keeps its order; the answers come back in the
     // batch's order.
@@ -115,11 +124,21 @@ pub(crate) async fn send_batch(
     let writer = state.writer();
     let room_work = async {
         let messages = writer.send_many(jobs.collect()).await;
-        let changes = writer.change_many(room_changes).await;
+        let changes = if room_changes.is_empty() {
+            Vec::new()
+        } else {
+            Box::pin(writer.change_many(room_changes)).await
+        };
         (messages, changes)
     };
-    let ((messages, room_changes), dms, dm_changes) =
-        tokio::join!(room_work, dms, dms::change_many(&state, dm_changes));
+    let dm_work = async {
+        if dm_changes.is_empty() {
+            Vec::new()
+        } else {
+            Box::pin(dms::change_many(&state, dm_changes)).await
+        }
+    };
+    let ((messages, room_changes), dms, dm_changes) = tokio::join!(room_work, dms, dm_work);
     let (mut room_changes, mut dm_changes) = (room_changes.into_iter(), dm_changes.into_iter());
     let changes = is_dm
         .into_iter()

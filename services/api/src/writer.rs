@@ -268,12 +268,24 @@ struct Sinks {
 
 /// What persisting one job produced.
 struct Persisted {
-    done: Done,
+    /// The caller's answer; `None` for a new message, whose answer is the
+    /// message itself, moved out of `entry` once it is queued for the bus.
+    done: Option<Done>,
     /// The new log entry, when it made one (a repeated `client_id`, and a
     /// change that changed nothing, make none: nothing is published).
     entry: Option<LogEntry>,
     /// A read cursor that moved.
     receipt: Option<Receipt>,
+}
+
+impl Persisted {
+    fn into_done(self) -> Result<Done, ApiError> {
+        match (self.done, self.entry) {
+            (Some(done), _) => Ok(done),
+            (None, Some(LogEntry::Message(m))) => Ok(Done::Message(m)),
+            (None, _) => Err(ApiError::internal("a new message went missing")),
+        }
+    }
 }
 
 async fn commit_batch(pool: &SqlitePool, sinks: &Sinks, metrics: &ApiMetrics, batch: Vec<Job>) {
@@ -317,7 +329,7 @@ async fn commit_batch(pool: &SqlitePool, sinks: &Sinks, metrics: &ApiMetrics, ba
     outgoing.extend(crate::notifications::outgoing(&notified));
     for (job, outcome) in batch.into_iter().zip(outcomes) {
         // The caller may have gone away; the work is committed regardless.
-        let _ = job.reply.send(outcome.map(|p| p.done));
+        let _ = job.reply.send(outcome.and_then(Persisted::into_done));
     }
     // After the answers: the outbox's task, woken by the push, then
     // publishes while they are written rather than before.

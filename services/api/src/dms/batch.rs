@@ -232,8 +232,9 @@ async fn insert(
     ttl: chrono::Duration,
 ) -> Result<(), ApiError> {
     for chunk in fresh.chunks(INSERT_ROWS) {
+        // OR FAIL: no statement journal (see the room writer's insert).
         let mut messages: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO messages (id, recipient_id, sender_id, content, kind, client_id, created_at) ",
+            "INSERT OR FAIL INTO messages (id, recipient_id, sender_id, content, kind, client_id, created_at) ",
         );
         messages.push_values(chunk.iter(), |mut row, dm| {
             row.push_bind(&dm.id)

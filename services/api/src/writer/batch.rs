@@ -139,6 +139,13 @@ pub(super) async fn persist(
     }
     write(conn, &state).await?;
     let notified = notify(conn, &state).await?;
+    // Each new message into its send's outcome (both in the batch's order).
+    let mut fresh = state.fresh.into_iter().map(|(m, _)| m);
+    for p in outcomes.iter_mut().flatten() {
+        if p.done.is_none() {
+            p.entry = fresh.next().map(LogEntry::Message);
+        }
+    }
     Ok((outcomes, notified))
 }
 
@@ -262,7 +269,7 @@ fn decide_send(
     match key.as_ref().and_then(|k| state.by_client_id.get(k)) {
         Some(Earlier::Room(message)) => {
             return Ok(Persisted {
-                done: Done::Message((**message).clone()),
+                done: Some(Done::Message((**message).clone())),
                 entry: None,
                 receipt: None,
             });
@@ -339,10 +346,12 @@ fn decide_send(
             .by_client_id
             .insert(k, Earlier::Room(Box::new(message.clone())));
     }
-    state.fresh.push((message.clone(), send.client_id.clone()));
+    // The message itself moves into the outcome (its entry, then its
+    // reply) once the batch is written: no copy of it is made.
+    state.fresh.push((message, send.client_id.clone()));
     Ok(Persisted {
-        entry: Some(LogEntry::Message(message.clone())),
-        done: Done::Message(message),
+        done: None,
+        entry: None,
         receipt: None,
     })
 }
@@ -355,7 +364,7 @@ fn muted_error() -> ApiError {
 /// A change that changed nothing: its reply, no entry.
 fn unchanged(result: ChangeResult) -> Result<Result<Persisted, ApiError>, sqlx::Error> {
     Ok(Ok(Persisted {
-        done: Done::Change(result),
+        done: Some(Done::Change(result)),
         entry: None,
         receipt: None,
     }))
@@ -407,11 +416,11 @@ async fn decide_change(
         member.read_seq = wanted;
         member.moved = true;
         return Ok(Ok(Persisted {
-            done: Done::Change(ChangeResult {
+            done: Some(Done::Change(ChangeResult {
                 room: Some(room_id.to_owned()),
                 seq: Some(wanted),
                 ..ChangeResult::default()
-            }),
+            })),
             entry: None,
             receipt: Some(Receipt {
                 room: room_id.to_owned(),
@@ -468,12 +477,12 @@ async fn decide_change(
             };
             state.events.push(LogEntry::MessageEdited(event.clone()));
             Ok(Ok(Persisted {
-                done: Done::Change(ChangeResult {
+                done: Some(Done::Change(ChangeResult {
                     id: Some(id),
                     seq: Some(seq),
                     edited_at: Some(ts),
                     ..ChangeResult::default()
-                }),
+                })),
                 entry: Some(LogEntry::MessageEdited(event)),
                 receipt: None,
             }))
@@ -507,11 +516,11 @@ async fn decide_change(
             };
             state.events.push(LogEntry::MessageDeleted(event.clone()));
             Ok(Ok(Persisted {
-                done: Done::Change(ChangeResult {
+                done: Some(Done::Change(ChangeResult {
                     id: Some(id),
                     seq: Some(seq),
                     ..ChangeResult::default()
-                }),
+                })),
                 entry: Some(LogEntry::MessageDeleted(event)),
                 receipt: None,
             }))
@@ -571,12 +580,12 @@ async fn decide_change(
             };
             state.events.push(LogEntry::Reaction(event.clone()));
             Ok(Ok(Persisted {
-                done: Done::Change(ChangeResult {
+                done: Some(Done::Change(ChangeResult {
                     id: Some(id),
                     seq: Some(seq),
                     count: Some(count),
                     ..ChangeResult::default()
-                }),
+                })),
                 entry: Some(LogEntry::Reaction(event)),
                 receipt: None,
             }))
@@ -624,13 +633,21 @@ async fn write(conn: &mut SqliteConnection, state: &State) -> Result<(), sqlx::E
     for chunk in state.fresh.chunks(INSERT_ROWS) {
         insert(&mut w, chunk);
     }
-    if !state.fresh.is_empty() {
+    if let Some((first, _)) = state.fresh.first() {
         // In the same transaction as the messages (edits and deletes keep
-        // the index in step by triggers).
-        let ids: Vec<&str> = state.fresh.iter().map(|(m, _)| m.id.as_str()).collect();
-        w.next(crate::store::INDEX_NEW_SQL_HEAD)
-            .push_bind(json(&ids))
-            .push(crate::store::INDEX_NEW_SQL_TAIL);
+        // the index in step by triggers). The batch's messages are the rows
+        // from its first one on: a new row's rowid is one above the
+        // table's largest (SQLite's rule until a rowid reaches 2^63 - 1),
+        // and nothing else inserts messages in this transaction. So one
+        // lookup by id, then a walk in rowid order, rather than one lookup
+        // by id per message.
+        w.next(
+            "INSERT INTO messages_fts (rowid, content)
+             SELECT rowid, content FROM messages
+             WHERE rowid >= (SELECT rowid FROM messages WHERE id = ",
+        )
+        .push_bind(&first.id)
+        .push(")");
     }
     if !state.replies.is_empty() {
         let replies: Vec<(&str, i64)> = state
@@ -1104,7 +1121,7 @@ fn member_key(room: &str, user: &str) -> String {
 /// Inserts new messages in one statement.
 fn insert(w: &mut Statements, rows: &[(Message, Option<String>)]) {
     let q = w.next(
-        "INSERT INTO messages (id, room_id, sender_id, content, kind, seq, client_id, reply_to, created_at) ",
+        "INSERT OR FAIL INTO messages (id, room_id, sender_id, content, kind, seq, client_id, reply_to, created_at) ",
     );
     q.push_values(rows, |mut row, (m, client_id)| {
         row.push_bind(&m.id)
