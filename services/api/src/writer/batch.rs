@@ -1118,7 +1118,11 @@ fn member_key(room: &str, user: &str) -> String {
     format!("{room} {user}")
 }
 
-/// Inserts new messages in one statement.
+/// Inserts new messages in one statement. `OR FAIL`, not the default
+/// `ABORT`: any failure fails the whole batch anyway (its transaction is
+/// rolled back), and with no constraint that could abort this statement
+/// alone (the table's foreign keys are deferred to the commit) SQLite keeps
+/// no statement journal, a copy of every page the statement touches.
 fn insert(w: &mut Statements, rows: &[(Message, Option<String>)]) {
     let q = w.next(
         "INSERT OR FAIL INTO messages (id, room_id, sender_id, content, kind, seq, client_id, reply_to, created_at) ",
