@@ -699,9 +699,10 @@ pub(crate) fn json_array(values: &impl serde::Serialize) -> String {
     serde_json::to_string(values).expect("strings serialise")
 }
 
-/// Adds newly inserted messages (by id) to the full-text index, in one
-/// statement: the writers call it in the transaction that inserts them.
-/// (Edits and deletes keep the index in step by triggers.)
+/// Adds newly inserted DMs (by id) to the full-text index, in one
+/// statement, in the transaction that inserts them. (The room writer adds
+/// its batch's messages with its other statements; edits and deletes keep
+/// the index in step by triggers.)
 pub(crate) async fn index_new(
     conn: &mut SqliteConnection,
     ids: &[&str],
@@ -709,17 +710,15 @@ pub(crate) async fn index_new(
     if ids.is_empty() {
         return Ok(());
     }
-    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INDEX_NEW_SQL_HEAD);
-    q.push_bind(json_array(&ids)).push(INDEX_NEW_SQL_TAIL);
-    q.build().execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO messages_fts (rowid, content) SELECT m.rowid, m.content
+         FROM json_each(?) AS j JOIN messages m ON m.id = j.value",
+    )
+    .bind(json_array(&ids))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
-
-/// [`index_new`]'s statement around its one parameter (a JSON array of
-/// message ids), for writers that join it to other statements.
-pub(crate) const INDEX_NEW_SQL_HEAD: &str =
-    "INSERT INTO messages_fts (rowid, content) SELECT m.rowid, m.content FROM json_each(";
-pub(crate) const INDEX_NEW_SQL_TAIL: &str = ") AS j JOIN messages m ON m.id = j.value";
 
 /// Which slice of history a page reads.
 #[derive(Debug, Clone, Copy)]
