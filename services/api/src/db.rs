@@ -2,15 +2,19 @@
 //! read pool, the embedded migrations from `migrations/`, and the
 //! checkpointer.
 //!
-//! A checkpoint copies the WAL into the database file and syncs it; on the
-//! writer's connection, SQLite's default (every 1,000 WAL pages) stalls
-//! whichever group commit crosses that threshold, several milliseconds
-//! every few hundred commits under load. A connection of its own runs a
-//! passive checkpoint every [`CHECKPOINT_EVERY`] instead, beside the
-//! writer, which keeps appending. That alone never lets the WAL start over
-//! while writes keep coming (SQLite rewinds it only when a write finds every
-//! frame copied back), so the writer still checkpoints, rarely
-//! ([`WRITER_CHECKPOINT_PAGES`]), and has little left to copy when it does.
+//! A checkpoint copies the WAL into the database file and syncs both; on
+//! the writer's connection, SQLite's automatic one stalls whichever group
+//! commit crosses its threshold for as long as that takes (tens of
+//! milliseconds on a busy disk). A connection of its own runs a passive
+//! checkpoint every [`CHECKPOINT_EVERY`] instead, beside the writer, which
+//! keeps appending. That alone never lets the WAL start over while writes
+//! keep coming: SQLite rewinds it only when a write finds every frame
+//! copied back, and the writer appends more while the checkpointer copies.
+//! So once the WAL holds [`RESTART_PAGES`], the checkpointer finishes the
+//! job on the writer's connection, right after its own pass: it copies
+//! only what was appended during that pass, the writer waits for that
+//! short step alone, and its next write starts the WAL over. The writer's
+//! own automatic checkpoint is only a backstop ([`BACKSTOP_PAGES`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,9 +24,12 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// WAL pages after which the writer checkpoints itself (and the WAL starts
-/// over): about 40 MB.
-const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+/// WAL pages after which the checkpointer lets the WAL start over: about
+/// 40 MB.
+const RESTART_PAGES: i64 = 10_000;
+/// WAL pages after which the writer checkpoints itself, should the
+/// checkpointer fall behind.
+const BACKSTOP_PAGES: i64 = 4 * RESTART_PAGES;
 /// The WAL file is cut back to this size when it restarts.
 const WAL_SIZE_LIMIT: &str = "67108864";
 
@@ -78,11 +85,27 @@ pub(crate) async fn begin_write(
 /// checkpointer, and returns the pools.
 /// `max_bytes` bounds the file (`PRAGMA max_page_count` on the writer).
 pub(crate) async fn open(url: &str, max_bytes: Option<u64>) -> anyhow::Result<Pools> {
-    open_with(url, WRITER_CHECKPOINT_PAGES, max_bytes).await
+    let wal = Wal {
+        every: CHECKPOINT_EVERY,
+        restart_pages: RESTART_PAGES,
+        backstop_pages: BACKSTOP_PAGES,
+    };
+    open_with(url, wal, max_bytes).await
 }
 
-/// [`open`], with the writer checkpointing after `writer_pages` WAL pages.
-async fn open_with(url: &str, writer_pages: u32, max_bytes: Option<u64>) -> anyhow::Result<Pools> {
+/// When the WAL is copied back and started over.
+#[derive(Clone, Copy)]
+struct Wal {
+    /// How often the checkpointer runs.
+    every: Duration,
+    /// WAL pages after which the checkpointer lets the WAL start over.
+    restart_pages: i64,
+    /// WAL pages after which the writer checkpoints itself.
+    backstop_pages: i64,
+}
+
+/// [`open`], with its WAL settings.
+async fn open_with(url: &str, wal: Wal, max_bytes: Option<u64>) -> anyhow::Result<Pools> {
     let opts = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -117,7 +140,7 @@ async fn open_with(url: &str, writer_pages: u32, max_bytes: Option<u64>) -> anyh
         })
         .connect_with(
             opts.clone()
-                .pragma("wal_autocheckpoint", writer_pages.to_string())
+                .pragma("wal_autocheckpoint", wal.backstop_pages.to_string())
                 .pragma("journal_size_limit", WAL_SIZE_LIMIT),
         )
         .await?;
@@ -132,7 +155,7 @@ async fn open_with(url: &str, writer_pages: u32, max_bytes: Option<u64>) -> anyh
         .test_before_acquire(false)
         .connect_with(opts.read_only(true))
         .await?;
-    tokio::spawn(checkpoint(checkpointer.clone()));
+    tokio::spawn(checkpoint(checkpointer.clone(), write.clone(), wal));
     Ok(Pools {
         read,
         write,
@@ -140,24 +163,49 @@ async fn open_with(url: &str, writer_pages: u32, max_bytes: Option<u64>) -> anyh
     })
 }
 
-/// Copies the WAL into the database file every [`CHECKPOINT_EVERY`] on its
-/// own connection, without waiting for readers or the writer (`PASSIVE`),
-/// until that connection's pool is closed.
-async fn checkpoint(own: SqlitePool) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+/// Copies the WAL into the database file every [`Wal::every`] on its own
+/// connection, without waiting for readers or the writer (`PASSIVE`); once
+/// the WAL holds [`Wal::restart_pages`], copies the rest on the writer's
+/// connection, so the next write starts the WAL over. Runs until its own
+/// pool is closed.
+async fn checkpoint(own: SqlitePool, write: SqlitePool, wal: Wal) {
+    let mut tick = tokio::time::interval(wal.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = own.close_event() => return,
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&own)
-            .await
-        {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
+        let frames = match passive_checkpoint(&own).await {
+            Ok(frames) => frames,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+                continue;
+            }
+        };
+        if frames < wal.restart_pages || write.is_closed() {
+            continue;
+        }
+        // What the writer appended during the pass above: holding its
+        // connection, so nothing is appended meanwhile.
+        match passive_checkpoint(&write).await {
+            Err(_) if write.is_closed() => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint on the writer's connection failed")
+            }
+            Ok(_) => {}
         }
     }
+}
+
+/// `PRAGMA wal_checkpoint(PASSIVE)` on a connection of `pool`: the WAL's
+/// size in pages when it ran (`-1` if another checkpoint was running).
+async fn passive_checkpoint(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+    let (_busy, frames, _copied): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(pool)
+            .await?;
+    Ok(frames)
 }
 
 #[cfg(test)]
@@ -170,19 +218,16 @@ mod tests {
         wal / (4096 + 24)
     }
 
-    #[tokio::test]
-    async fn the_wal_starts_over_while_writes_keep_coming() {
+    /// Back-to-back commits of about a page each, about 3,000 pages in all,
+    /// on a database opened with `wal`: the WAL's largest size in pages.
+    async fn wal_after_writes(wal: Wal) -> u64 {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        // A low threshold, so a few thousand pages show what 10,000 would.
-        let pools = open_with(&url, 200, None).await.unwrap();
+        let pools = open_with(&url, wal, None).await.unwrap();
         sqlx::query("CREATE TABLE scratch (b BLOB)")
             .execute(&pools.write)
             .await
             .unwrap();
-        // Back-to-back commits of about a page each, about 3,000 pages in
-        // all, with the checkpointer running beside them: without the
-        // writer's own checkpoints the WAL would hold every one of them.
         for _ in 0..1500 {
             sqlx::query("INSERT INTO scratch VALUES (zeroblob(3500))")
                 .execute(&pools.write)
@@ -191,8 +236,34 @@ mod tests {
         }
         let pages = wal_pages(dir.path());
         assert!(pages > 0, "the WAL is in use");
-        assert!(pages < 1000, "the WAL grew to {pages} pages");
         pools.close().await;
+        pages
+    }
+
+    #[tokio::test]
+    async fn the_checkpointer_starts_the_wal_over_while_writes_keep_coming() {
+        // Low thresholds, so a few thousand pages show what 10,000 would;
+        // the writer's own checkpoint out of reach. The checkpointer copies
+        // beside the writer, which keeps appending, so only its last step
+        // on the writer's connection lets the WAL start over.
+        let pages = wal_after_writes(Wal {
+            every: Duration::from_millis(5),
+            restart_pages: 200,
+            backstop_pages: 1_000_000,
+        })
+        .await;
+        assert!(pages < 1000, "the WAL grew to {pages} pages");
+    }
+
+    #[tokio::test]
+    async fn the_writer_checkpoints_itself_when_the_checkpointer_falls_behind() {
+        let pages = wal_after_writes(Wal {
+            every: Duration::from_secs(3600),
+            restart_pages: 1_000_000,
+            backstop_pages: 200,
+        })
+        .await;
+        assert!(pages < 1000, "the WAL grew to {pages} pages");
     }
 
     /// The migration that rebuilt the messages table with deferred foreign keys.
