@@ -62,6 +62,22 @@ pub(crate) async fn leave(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `work(items)`, boxed, or nothing when there are no items. DMs and
+/// changes are rare beside room sends: boxing their work only when there is
+/// some keeps [`send_batch`]'s own future, which is moved into its box on
+/// every request, small.
+async fn unless_empty<I, T, F, W>(items: Vec<I>, work: W) -> Vec<T>
+where
+    W: FnOnce(Vec<I>) -> F,
+    F: std::future::Future<Output = Vec<T>>,
+{
+    if items.is_empty() {
+        Vec::new()
+    } else {
+        Box::pin(work(items)).await
+    }
+}
+
 /// Largest batch body. A gateway's batches stay far below it (256 items and
 /// 512 KiB of bodies at most, under 4 MiB even JSON-escaped); a larger body
 /// gets 413.
@@ -92,16 +108,7 @@ pub(crate) async fn send_batch(
             server: false,
         })
     });
-    // DMs and changes are rare beside room sends: their futures are boxed
-    // when there are any, so the handler's own future (moved into its box
-    // on every request) stays small.
-    let dms = async {
-        if req.dms.is_empty() {
-            Vec::new()
-        } else {
-            Box::pin(dms::store(&state, req.dms)).await
-        }
-    };
+    let dms = unless_empty(req.dms, |dms| dms::store(&state, dms));
     // Room changes go to the writer after the sends; DM changes to their own
     // transaction. Each list keeps its order; the answers come back in the
     // batch's order.
@@ -124,20 +131,10 @@ pub(crate) async fn send_batch(
     let writer = state.writer();
     let room_work = async {
         let messages = writer.send_many(jobs.collect()).await;
-        let changes = if room_changes.is_empty() {
-            Vec::new()
-        } else {
-            Box::pin(writer.change_many(room_changes)).await
-        };
+        let changes = unless_empty(room_changes, |c| writer.change_many(c)).await;
         (messages, changes)
     };
-    let dm_work = async {
-        if dm_changes.is_empty() {
-            Vec::new()
-        } else {
-            Box::pin(dms::change_many(&state, dm_changes)).await
-        }
-    };
+    let dm_work = unless_empty(dm_changes, |c| dms::change_many(&state, c));
     let ((messages, room_changes), dms, dm_changes) = tokio::join!(room_work, dms, dm_work);
     let (mut room_changes, mut dm_changes) = (room_changes.into_iter(), dm_changes.into_iter());
     let changes = is_dm

@@ -101,6 +101,59 @@ async fn a_batch_commits_its_sends_in_order_and_refuses_the_bad_ones_alone() {
 }
 
 #[tokio::test]
+async fn every_message_a_batch_commits_is_found_by_search() {
+    let api = spawn_api().await;
+    let ada = api.login("ada").await;
+    let eve = api.login("eve").await;
+    let one = api.room_id(&ada, "one").await;
+    let two = api.room_id(&ada, "two").await;
+    // Two batches over two rooms, each with a refused send among its own:
+    // the writer indexes a batch's rows from its first message on, so a
+    // message it left out would not be found.
+    let words = [
+        ["apple", "banana", "cherry", "damson", "elder", "fig"],
+        ["grape", "hazel", "iris", "juniper", "kumquat", "lemon"],
+    ];
+    for batch in words {
+        let mut sends: Vec<Value> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let room = if i % 2 == 0 { &one } else { &two };
+                send(&ada, room, json!({"body": format!("{w} pie")}))
+            })
+            .collect();
+        sends.insert(3, send(&eve, &one, json!({"body": "refused mango pie"})));
+        let results = outcomes(api.send_batch(json!(sends)).await).await;
+        assert_eq!(
+            results.iter().filter(|r| r["message"].is_object()).count(),
+            batch.len()
+        );
+    }
+    let hits = |q: String| {
+        let (api, ada) = (&api, &ada);
+        async move {
+            let found: Value = api
+                .get(ada, &format!("/search?q={q}&limit=50"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            found["results"].as_array().unwrap().len()
+        }
+    };
+    for w in words.iter().flatten() {
+        assert_eq!(hits(w.to_string()).await, 1, "{w}");
+    }
+    assert_eq!(hits("pie".into()).await, 12);
+    assert_eq!(
+        hits("mango".into()).await,
+        0,
+        "a refused send is not indexed"
+    );
+}
+
+#[tokio::test]
 async fn a_batch_needs_the_internal_token_and_stays_within_its_bounds() {
     let api = spawn_api().await;
     let ada = api.login("ada").await;
